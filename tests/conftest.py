@@ -1,0 +1,45 @@
+"""Shared fixtures: a toy model with a known answer, the embedded model, the sample images."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples"
+
+
+@pytest.fixture
+def region_model():
+    from unmask.testing import region_model
+
+    return region_model()
+
+
+@pytest.fixture
+def region_images():
+    from unmask.testing import region_images
+
+    return region_images(batch=2, size=32)
+
+
+@pytest.fixture(scope="session")
+def real_model():
+    """The embedded EfficientNet-Lite0 (loads in ~1 s, offline)."""
+    import unmask
+
+    return unmask.load_model("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def imagenet_samples() -> list[tuple[Path, int]]:
+    """(path, class index) of the 100 ImageNet samples; skips when they are not beside the repo."""
+    labels = SAMPLES / "labels.csv"
+    if not labels.is_file():
+        pytest.skip(f"ImageNet samples not found at {SAMPLES}")
+    with labels.open() as f:
+        return [(SAMPLES / row["file"], int(row["class_index"])) for row in csv.DictReader(f)]
