@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Registry", "Entry", "METHODS"]
+__all__ = ["Registry", "Entry", "METHODS", "METRICS"]
 
 
 @dataclass(frozen=True)
@@ -121,3 +121,6 @@ class Registry:
 
 #: Every explanation method: ``METHODS.get("occlusion").build(model, **hyperparameters)``.
 METHODS = Registry("method")
+
+#: Every evaluation metric; see :mod:`unmask.metrics` for the calling conventions of each kind.
+METRICS = Registry("metric")
