@@ -127,11 +127,14 @@ def test_custom_configuration() -> None:
 
 @pytest.mark.parametrize("scale", [0, 1, 2, 3])
 def test_scales_are_dyadic_octaves(scale: int) -> None:
-    """A cosine at frequency 2^(scale - 5) lies entirely in the band of that scale."""
+    """A cosine at frequency 2^(scale - 4) cycles/pixel lies entirely in that scale's band.
+
+    The low-pass is flat up to 1/32, band s peaks (response 1) at 2^(s - 4): 1/16 ... 1/2.
+    """
     n = 64
     system = shearlet_system(n, n, dtype=torch.float64)
     cols = torch.arange(n, dtype=torch.float64)
-    x = torch.cos(2 * math.pi * 2.0 ** (scale - 5) * cols).expand(n, n)
+    x = torch.cos(2 * math.pi * 2.0 ** (scale - 4) * cols).expand(n, n)
     energy = _energy_per_filter(system, x)
     assert float(energy[system.scale_of == scale].sum() / energy.sum()) > 1 - 1e-9
 
@@ -139,32 +142,47 @@ def test_scales_are_dyadic_octaves(scale: int) -> None:
 # -- orientation ----------------------------------------------------------------------------
 
 
+def _stripes(h: int, w: int, wave: tuple[int, int]) -> torch.Tensor:
+    """Band-limited periodic square wave (step edges) with wave vector (kx, ky) per image side.
+
+    Only the odd harmonics below Nyquist are kept, so that no harmonic aliases into another
+    orientation (a sampled binary step would).
+    """
+    rows = torch.arange(h, dtype=torch.float64).view(-1, 1)
+    cols = torch.arange(w, dtype=torch.float64).view(1, -1)
+    phase = 2 * math.pi * (wave[0] * cols / w + wave[1] * rows / h)
+    x = torch.zeros(h, w, dtype=torch.float64)
+    m = 1
+    while max(abs(m * wave[0]) / w, abs(m * wave[1]) / h) < 0.5:
+        x += torch.sin(m * phase) / m
+        m += 2
+    return x
+
+
 @pytest.mark.parametrize(
     ("size", "wave"),
     [
-        ((64, 64), (1, 0)),  # vertical step edges (normal along x)
-        ((64, 64), (0, 1)),  # horizontal step edges
+        ((64, 64), (1, 0)),  # vertical edges (normal along x)
+        ((64, 64), (0, 1)),  # horizontal edges
         ((64, 64), (1, 1)),  # diagonal edges
         ((64, 64), (1, -1)),  # anti-diagonal edges
         ((64, 64), (3, 1)),  # between two finest-scale directions
-        ((48, 96), (1, 2)),  # non-square image, normal at atan(2)
+        ((64, 64), (-2, 5)),  # between two, vertical cone
+        ((48, 96), (1, 2)),  # non-square image, normal at atan(4)
         ((48, 96), (2, 0)),
     ],
 )
 def test_oriented_edges_excite_matching_directions(
     size: tuple[int, int], wave: tuple[int, int]
 ) -> None:
-    """Periodic binary stripes with wave vector (kx, ky) cycles per image side.
+    """Finest-scale energy of oriented edges sits in filters of matching ``direction_of``.
 
-    Their edges have the normal angle atan2(ky / H, kx / W); most finest-scale energy must sit
-    in the finest filters whose orientation (``direction_of``) is within one direction step.
+    The edges' normal is at atan2(ky / H, kx / W); nearly all finest-scale energy must lie in
+    the finest filters within one direction step of it, and the strongest one within half a step.
     """
     h, w = size
     system = shearlet_system(h, w)
-    rows = torch.arange(h).view(-1, 1)
-    cols = torch.arange(w).view(1, -1)
-    phase = torch.remainder(wave[0] * cols / w + wave[1] * rows / h, 1.0)
-    x = (phase < 0.5).float()
+    x = _stripes(h, w, wave).float()
     normal = math.atan2(wave[1] / h, wave[0] / w) % math.pi
 
     finest = system.scale_of == system.scales - 1
