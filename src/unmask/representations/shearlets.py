@@ -140,7 +140,9 @@ def _symmetrize(psi: Tensor) -> Tensor:
 
 
 def default_directions(scales: int) -> tuple[int, ...]:
-    """ShearLab's default: shear level ``ceil(j / 2)`` at scale j = 1..J, ``2^(level+2)`` directions.
+    """ShearLab's default directions: shear level ``s = ceil(j / 2)`` at scale ``j = 1..J``.
+
+    Shear level ``s`` gives ``2^(s + 2)`` directions per scale.
 
     >>> default_directions(4)
     (8, 8, 16, 16)
@@ -148,7 +150,7 @@ def default_directions(scales: int) -> tuple[int, ...]:
     return tuple(2 ** (math.ceil(j / 2) + 2) for j in range(1, scales + 1))
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=4)
 def _filter_bank(
     height: int, width: int, directions: tuple[int, ...]
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -345,7 +347,7 @@ class ShearletSystem:
         return torch.fft.irfft2(spectrum, s=(self.height, self.width))
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=8)
 def _cached_system(
     height: int,
     width: int,
