@@ -1,0 +1,169 @@
+"""RISE: Randomized Input Sampling for Explanation (Petsiuk, Das & Saenko, BMVC 2018)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .._checks import check_positive, check_probability
+from ..explanation import Explanation
+from ..registry import METHODS
+from ..removal import Constant
+from ..scoring import Scorer
+from ._common import as_model, check_seed, describe, prepare, resolve_removal
+
+__all__ = ["Rise", "RiseMasks", "sample_rise_masks"]
+
+
+@dataclass(frozen=True)
+class RiseMasks:
+    """A replayable set of RISE masks: the random draws, and how to render them.
+
+    Sampling (:func:`sample_rise_masks`) is separate from rendering (:meth:`render`), so masks
+    can be rendered chunk by chunk, twice, identically, without holding N full-size masks.
+
+    Attributes:
+        grids: (N, s, s) float, the binary low-resolution grids (1 = kept).
+        shifts: (N, 2) long, the (row, column) offsets of the crops, each in [0, cell).
+        size: (H, W) of the images.
+        cell: (cell_h, cell_w) = (ceil(H / s), ceil(W / s)).
+    """
+
+    grids: Tensor
+    shifts: Tensor
+    size: tuple[int, int]
+    cell: tuple[int, int]
+
+    def __len__(self) -> int:
+        return int(self.grids.shape[0])
+
+    def render(self, start: int = 0, stop: int | None = None, device: torch.device | str = "cpu") -> Tensor:
+        """The KEEP masks ``start..stop-1`` (n, 1, H, W) in [0, 1] (1 = pixel kept).
+
+        Each grid is upsampled bilinearly to ``((s + 1)·cell_h, (s + 1)·cell_w)`` (half-pixel
+        centres, as scikit-image's ``resize(order=1)`` in the RISE reference code) and cropped
+        to (H, W) at its shift.
+        """
+        stop = len(self) if stop is None else stop
+        grids = self.grids[start:stop].to(device)
+        shifts = self.shifts[start:stop].to(device)
+        s_h, s_w = grids.shape[-2:]
+        (h, w), (ch, cw) = self.size, self.cell
+        up = F.interpolate(grids[:, None], size=((s_h + 1) * ch, (s_w + 1) * cw), mode="bilinear",
+                           align_corners=False)[:, 0]
+        rows = shifts[:, 0, None] + torch.arange(h, device=device)  # (n, H)
+        cols = shifts[:, 1, None] + torch.arange(w, device=device)  # (n, W)
+        n = torch.arange(grids.shape[0], device=device)
+        return up[n[:, None, None], rows[:, :, None], cols[:, None, :]][:, None]
+
+
+def sample_rise_masks(num_masks: int, size: tuple[int, int], s: int = 7, p: float = 0.5,
+                      generator: torch.Generator | None = None) -> RiseMasks:
+    """Draw RISE's random grids and shifts.
+
+    Args:
+        num_masks: N.
+        size: the image size (H, W).
+        s: grid side (the grid is s×s).
+        p: probability that a grid cell is kept.
+        generator: the random source (CPU).
+
+    Returns:
+        :class:`RiseMasks`; render them with :meth:`RiseMasks.render`.
+    """
+    h, w = size
+    cell = (math.ceil(h / s), math.ceil(w / s))
+    grids = (torch.rand(num_masks, s, s, generator=generator) < p).float()
+    shifts = torch.stack([torch.randint(0, cell[0], (num_masks,), generator=generator),
+                          torch.randint(0, cell[1], (num_masks,), generator=generator)], dim=1)
+    return RiseMasks(grids, shifts, (h, w), cell)
+
+
+@METHODS.register("rise")
+class Rise:
+    """RISE: the expected score when random smooth masks keep each pixel.
+
+    ``S(λ) = Σ_n score(x ⊙ M_n) · M_n(λ) / (N · p)`` over N random masks ``M_n`` (1 = kept):
+    binary s×s grids with keep probability ``p``, upsampled bilinearly to
+    ``(s + 1)·cell`` (cell = ceil(H / s)) and cropped at a random shift in [0, cell).
+
+    The removal strategy receives ``1 - M_n`` (unmask masks mark what is *removed*); fixed
+    fills blend with the soft mask, ``x·M + fill·(1 - M)``. Default fill: the ImageNet mean
+    colour, ``Constant("mean")``, because the RISE reference code multiplies the *normalised*
+    image by the mask, which is a blend towards the mean colour (a black fill would instead
+    correspond to multiplying the [0, 1] image).
+
+    Defaults from the paper: N=4000, s=7, p=0.5, softmax probability.
+
+    Args:
+        model: the classifier.
+        removal: how the masked part is removed (default ``Constant("mean")``).
+        masks: N, the number of random masks.
+        s: grid side.
+        p: keep probability of a grid cell.
+        score: ``"prob"`` (default), ``"logit"``, ``"log_prob"``.
+        batch_size: perturbed images per forward pass.
+        seed: random seed; every image of a batch uses the same N masks.
+        progress: show a progress bar.
+
+    Extras:
+        ``masks``: the :class:`RiseMasks` used (replayable; ``render()`` gives keep masks);
+        ``mask_scores``: (B, N) the score of each masked image.
+
+    Example:
+        >>> from unmask.testing import region_model, region_images
+        >>> e = Rise(region_model(), masks=100, s=4).explain(region_images(2))
+        >>> e.saliency.shape
+        torch.Size([2, 1, 32, 32])
+    """
+
+    def __init__(self, model: Any, removal: Any = None, *, masks: int = 4000, s: int = 7,
+                 p: float = 0.5, score: str = "prob", batch_size: int = 16, seed: int = 0,
+                 progress: bool = False) -> None:
+        self.model = as_model(model)
+        self.removal = resolve_removal(removal, lambda: Constant("mean"))
+        check_positive(masks, "masks", integer=True)
+        check_positive(s, "s", integer=True)
+        check_probability(p, "p", open_low=True)
+        self.num_masks, self.s, self.p = masks, s, float(p)
+        self.seed = check_seed(seed)
+        self.scorer = Scorer(self.model, batch_size=batch_size, score=score, progress=progress)
+        self.params = {"masks": masks, "s": s, "p": self.p, "score": score, "seed": seed,
+                       "removal": describe(self.removal)}
+
+    def sample(self, size: tuple[int, int]) -> RiseMasks:
+        """The masks this explainer uses for images of ``size`` (H, W) (seeded)."""
+        gen = torch.Generator().manual_seed(self.seed)
+        return sample_rise_masks(self.num_masks, size, self.s, self.p, gen)
+
+    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+        """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
+        x, target = prepare(self.model, x, target, self.scorer)
+        b, _, h, w = x.shape
+        if self.s > min(h, w):
+            raise ValueError(f"s: grid side {self.s} is larger than the images ({h}, {w})")
+        rise = self.sample((h, w))
+        n, device = len(rise), x.device
+        # Perturbation j removes mask j // B from image j % B: each mask is rendered once per chunk.
+        index = torch.arange(b).repeat(n)
+
+        def removal_masks(start: int, stop: int) -> Tensor:
+            first, last = start // b, (stop - 1) // b + 1
+            keep = rise.render(first, last, device)
+            return 1 - keep[torch.arange(start, stop, device=device) // b - first]
+
+        scores = self.scorer.perturbed(x, removal_masks, target, self.removal, index=index,
+                                       count=n * b).reshape(n, b).T.contiguous()
+        saliency = torch.zeros(b, h * w, dtype=torch.float64)
+        chunk = max(1, 2**22 // (h * w))  # ~16 MB of float32 masks at a time
+        for start in range(0, n, chunk):
+            keep = rise.render(start, min(start + chunk, n)).reshape(-1, h * w).double()
+            saliency += scores[:, start : start + chunk].double() @ keep
+        saliency = (saliency / (n * self.p)).float().reshape(b, 1, h, w)
+        return Explanation(saliency, target, "rise", dict(self.params),
+                           {"masks": rise, "mask_scores": scores})
