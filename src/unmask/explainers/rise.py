@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_positive, check_probability
@@ -45,21 +44,46 @@ class RiseMasks:
     def render(self, start: int = 0, stop: int | None = None, device: torch.device | str = "cpu") -> Tensor:
         """The KEEP masks ``start..stop-1`` (n, 1, H, W) in [0, 1] (1 = pixel kept).
 
-        Each grid is upsampled bilinearly to ``((s + 1)·cell_h, (s + 1)·cell_w)`` (half-pixel
-        centres, as scikit-image's ``resize(order=1)`` in the RISE reference code) and cropped
-        to (H, W) at its shift.
+        Each grid is upsampled bilinearly to ``((s + 1)·cell_h, (s + 1)·cell_w)`` and cropped to
+        (H, W) at its shift, exactly as the RISE reference code does with scikit-image's
+        ``resize(order=1, mode="reflect")`` (half-pixel centres, mirror boundary). Bilinear
+        upsampling is separable, so the cropped mask is ``R_rows @ grid @ R_cols.T`` with the
+        crop's rows of the 1-D interpolation matrices: the (s+1)·cell image is never formed.
         """
         stop = len(self) if stop is None else stop
         grids = self.grids[start:stop].to(device)
         shifts = self.shifts[start:stop].to(device)
         s_h, s_w = grids.shape[-2:]
         (h, w), (ch, cw) = self.size, self.cell
-        up = F.interpolate(grids[:, None], size=((s_h + 1) * ch, (s_w + 1) * cw), mode="bilinear",
-                           align_corners=False)[:, 0]
-        rows = shifts[:, 0, None] + torch.arange(h, device=device)  # (n, H)
-        cols = shifts[:, 1, None] + torch.arange(w, device=device)  # (n, W)
-        n = torch.arange(grids.shape[0], device=device)
-        return up[n[:, None, None], rows[:, :, None], cols[:, None, :]][:, None]
+        rows = _interpolation_matrix(s_h, (s_h + 1) * ch, device)  # (U_h, s)
+        cols = _interpolation_matrix(s_w, (s_w + 1) * cw, device)  # (U_w, s)
+        r = rows[shifts[:, 0, None] + torch.arange(h, device=device)]  # (n, H, s)
+        c = cols[shifts[:, 1, None] + torch.arange(w, device=device)]  # (n, W, s)
+        return (r @ grids @ c.transpose(1, 2))[:, None]
+
+
+def _interpolation_matrix(n_in: int, n_out: int, device: torch.device | str) -> Tensor:
+    """(n_out, n_in) linear interpolation with half-pixel centres and mirror boundary.
+
+    Output pixel ``i`` samples the input at ``(i + 0.5)·n_in/n_out - 0.5``; positions outside
+    [0, n_in - 1] are mirrored about the edge pixels (scikit-image ``mode="reflect"``).
+    """
+    pos = (torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5
+    left = torch.floor(pos)
+    frac = pos - left
+    left = left.long()
+
+    def mirror(i: Tensor) -> Tensor:
+        if n_in == 1:
+            return torch.zeros_like(i)
+        i = i.abs()
+        return torch.where(i > n_in - 1, 2 * (n_in - 1) - i, i)
+
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    out = torch.arange(n_out)
+    m.index_put_((out, mirror(left)), 1 - frac, accumulate=True)
+    m.index_put_((out, mirror(left + 1)), frac, accumulate=True)
+    return m.float().to(device)
 
 
 def sample_rise_masks(num_masks: int, size: tuple[int, int], s: int = 7, p: float = 0.5,
