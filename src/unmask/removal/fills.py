@@ -156,17 +156,19 @@ class Noise(_FixedFill):
         self.low, self.high, self.additive, self.seed = float(low), float(high), additive, seed
 
     def fill(self, x: Tensor) -> Tensor:
-        """The noise fill (B, C, H, W), identical for identical input shapes."""
+        """The noise fill (B, C, H, W): the same noise image for every image of the batch."""
+        # One noise image shared by the batch: a batch of B gives what B single calls give.
         gen = torch.Generator(device=x.device).manual_seed(self.seed)
-        u = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) if self.kind == "uniform" \
-            else torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+        shape = (1, *x.shape[1:])
+        u = torch.rand(shape, generator=gen, device=x.device, dtype=x.dtype) if self.kind == "uniform" \
+            else torch.randn(shape, generator=gen, device=x.device, dtype=x.dtype)
         if self.kind == "uniform":
             noise = self.low + (self.high - self.low) * u
             if self.additive:
                 noise = noise - (self.low + self.high) / 2
         else:
             noise = u * self.std + (0.0 if self.additive else self.mean)
-        return (x + noise if self.additive else noise).clamp(0, 1)
+        return (x + noise if self.additive else noise.expand_as(x)).clamp(0, 1)
 
     def __repr__(self) -> str:
         params = f"mean={self.mean}, std={self.std}" if self.kind == "gaussian" else f"low={self.low}, high={self.high}"
