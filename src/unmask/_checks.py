@@ -73,10 +73,11 @@ def check_mask(mask: object, x: Tensor, name: str = "mask") -> Tensor:
         mask = mask.to(x.dtype)
     if not bool(torch.isfinite(mask).all()):
         raise ValueError(f"{name}: contains NaN or infinite values")
-    if mask.numel() and (float(mask.min()) < 0 or float(mask.max()) > 1):
+    values = mask.detach()  # no autograd warning for masks being optimised
+    if values.numel() and (float(values.min()) < 0 or float(values.max()) > 1):
         raise ValueError(
             f"{name}: expected values in [0, 1] (1 = removed), got range "
-            f"[{float(mask.min()):.3g}, {float(mask.max()):.3g}]"
+            f"[{float(values.min()):.3g}, {float(values.max()):.3g}]"
         )
     return mask
 
