@@ -110,7 +110,7 @@ class Classifier(nn.Module):
             return module
         if class_names is None:
             class_names = imagenet_class_names()
-        return cls(module.eval(), mean, std, input_size, class_names, name=name)
+        return cls(module, mean, std, input_size, class_names, name=name).eval()
 
     @property
     def num_classes(self) -> int:

@@ -167,8 +167,8 @@ def run(args: argparse.Namespace) -> int:
     probs: list[torch.Tensor] = [torch.empty(0)] * len(tensors)
     for idx in groups.values():
         x = torch.cat([tensors[i] for i in idx])
-        t = None if target is None else target[idx]
         p = scorer.probabilities(x).cpu()
+        t = p.argmax(dim=1) if target is None else target[idx]  # top-1, without a second pass
         e = explainer.explain(x, t)
         for j, i in enumerate(idx):
             saliency[i] = e.saliency[j : j + 1].detach().cpu().float()

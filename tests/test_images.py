@@ -1,0 +1,177 @@
+"""The image loader: file formats, modes, numpy arrays, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import unmask
+from unmask.images import EXAMPLES, example_image, load_image
+
+
+def _gradient(h: int = 20, w: int = 30) -> np.ndarray:
+    """(H, W, 3) uint8 with distinct rows, columns and channels."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.stack([yy * 255 // (h - 1), xx * 255 // (w - 1), np.full_like(yy, 77)], -1).astype(np.uint8)
+
+
+def _as_array(x: torch.Tensor) -> np.ndarray:
+    return x[0].permute(1, 2, 0).numpy()
+
+
+def test_rgb_png_round_trip(tmp_path):
+    arr = _gradient()
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    x = load_image(tmp_path / "a.png", size=None)
+    assert x.shape == (1, 3, 20, 30) and x.dtype == torch.float32
+    assert np.allclose(_as_array(x), arr / 255, atol=1e-6)
+    assert load_image(str(tmp_path / "a.png")).shape == (1, 3, 224, 224)
+
+
+def test_grayscale(tmp_path):
+    arr = _gradient()[..., 1]
+    Image.fromarray(arr, mode="L").save(tmp_path / "g.png")
+    x = load_image(tmp_path / "g.png", size=None)
+    assert x.shape == (1, 3, 20, 30)
+    assert torch.equal(x[0, 0], x[0, 1]) and torch.equal(x[0, 1], x[0, 2])
+    assert np.allclose(x[0, 0].numpy(), arr / 255, atol=1e-6)
+
+
+def test_rgba_is_composited_on_white(tmp_path):
+    arr = np.zeros((4, 4, 4), dtype=np.uint8)
+    arr[..., 0] = 255  # red
+    arr[:2, ..., 3] = 255  # top half opaque, bottom transparent
+    Image.fromarray(arr, mode="RGBA").save(tmp_path / "a.png")
+    x = load_image(tmp_path / "a.png", size=None)
+    assert torch.allclose(x[0, :, 0, 0], torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.allclose(x[0, :, 3, 3], torch.tensor([1.0, 1.0, 1.0]))
+
+
+def test_palette_and_transparent_palette(tmp_path):
+    rgb = Image.fromarray(_gradient())
+    pal = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    pal.save(tmp_path / "p.png")
+    x = load_image(tmp_path / "p.png", size=None)
+    assert np.allclose(_as_array(x), np.asarray(pal.convert("RGB")) / 255, atol=1e-6)
+    pal.info["transparency"] = int(np.asarray(pal)[0, 0])
+    pal.save(tmp_path / "pt.png", transparency=pal.info["transparency"])
+    xt = load_image(tmp_path / "pt.png", size=None)
+    assert torch.allclose(xt[0, :, 0, 0], torch.ones(3))  # the transparent colour becomes white
+
+
+def test_16_bit_png(tmp_path):
+    arr = (np.arange(20 * 30, dtype=np.uint32).reshape(20, 30) * 100).astype(np.uint16)
+    Image.fromarray(arr).save(tmp_path / "d.png")
+    with Image.open(tmp_path / "d.png") as img:
+        assert img.mode.startswith("I")
+    x = load_image(tmp_path / "d.png", size=None)
+    assert np.allclose(x[0, 0].numpy(), arr / 65535, atol=1e-6)  # full 16-bit precision kept
+
+
+def test_exif_orientation(tmp_path):
+    arr = np.zeros((20, 40, 3), dtype=np.uint8)  # wide image, red block in the top-left corner
+    arr[:5, :5] = (255, 0, 0)
+    img = Image.fromarray(arr)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    img.save(tmp_path / "o.jpg", exif=exif.tobytes(), quality=95)
+    x = load_image(tmp_path / "o.jpg", size=None)
+    assert x.shape == (1, 3, 40, 20)  # displayed upright: tall
+    # after a 90° clockwise rotation the top-left corner lands at the top-right
+    assert float(x[0, 0, :5, -5:].mean()) > 0.8 and float(x[0, 1, :5, -5:].mean()) < 0.2
+    assert float(x[0, 0, :5, :5].mean()) < 0.2
+
+
+def test_numpy_inputs():
+    arr = _gradient()
+    ref = load_image(arr, size=None)
+    assert np.allclose(_as_array(ref), arr / 255, atol=1e-6)
+    assert torch.allclose(load_image(arr.astype(np.float32) / 255, size=None), ref, atol=1e-6)
+    assert torch.allclose(load_image(arr.astype(np.uint16) * 257, size=None), ref, atol=1e-6)
+    chw = np.ascontiguousarray(np.moveaxis(arr, -1, 0))  # (3, H, W)
+    assert torch.equal(load_image(chw, size=None), ref)
+    gray = load_image(arr[..., 0], size=None)
+    assert gray.shape == (1, 3, 20, 30) and torch.equal(gray[0, 0], gray[0, 2])
+    mask = load_image(arr[..., 0] > 128, size=None)
+    assert set(mask.unique().tolist()) == {0.0, 1.0}
+    rgba = np.concatenate([arr, np.full((20, 30, 1), 255, np.uint8)], -1)
+    assert torch.allclose(load_image(rgba, size=None), ref, atol=1e-6)
+    assert torch.allclose(load_image(np.moveaxis(rgba, -1, 0), size=None), ref, atol=1e-6)
+
+
+def test_pil_input_and_sizes():
+    img = Image.fromarray(_gradient())
+    crop = load_image(img, size=16)
+    assert crop.shape == (1, 3, 16, 16) and 0 <= float(crop.min()) and float(crop.max()) <= 1
+    stretched = load_image(img, size=16, mode="resize")
+    assert stretched.shape == (1, 3, 16, 16)
+    assert not torch.allclose(crop, stretched)  # the crop drops the sides, the resize keeps them
+
+
+def test_examples():
+    assert "chelsea" in EXAMPLES
+    arr = example_image("chelsea")
+    assert arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3
+    assert unmask.load_image(arr, size=32).shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match="example: expected one of chelsea"):
+        example_image("eagle")
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="image: file not found"):
+        load_image(tmp_path / "nope.png")
+
+
+def test_not_an_image(tmp_path):
+    (tmp_path / "notes.png").write_text("hello, I am text")
+    with pytest.raises(ValueError, match="image: not an image file PIL can read"):
+        load_image(tmp_path / "notes.png")
+
+
+def test_truncated_image(tmp_path):
+    Image.fromarray(_gradient(64, 64)).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="image: cannot read image"):
+        load_image(tmp_path / "cut.png")
+
+
+def test_empty_file_and_directory(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"image: empty file \(0 bytes\)"):
+        load_image(tmp_path / "empty.jpg")
+    with pytest.raises(ValueError, match="image: not a file"):
+        load_image(tmp_path)
+
+
+def test_zero_size_arrays():
+    with pytest.raises(ValueError, match="image: zero-size image"):
+        load_image(np.zeros((0, 5, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="image: zero-size image"):
+        load_image(np.zeros((5, 0), dtype=np.uint8))
+
+
+def test_bad_arrays():
+    with pytest.raises(ValueError, match="image: contains NaN"):
+        load_image(np.full((4, 4, 3), np.nan, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"image: a float image must have values in \[0, 1\]"):
+        load_image(np.full((4, 4, 3), 2.0))
+    with pytest.raises(ValueError, match=r"image: expected an array \(H, W\)"):
+        load_image(np.zeros((6, 6, 5), dtype=np.uint8))
+    with pytest.raises(TypeError, match="image: unsupported array dtype"):
+        load_image(np.zeros((4, 4, 3), dtype=np.int64))
+    with pytest.raises(TypeError, match="image: expected a file path, a PIL image or a numpy array"):
+        load_image(torch.zeros(1, 3, 4, 4))
+
+
+def test_bad_options():
+    arr = _gradient()
+    with pytest.raises(ValueError, match="size: expected a positive int or None"):
+        load_image(arr, size=0)
+    with pytest.raises(ValueError, match="mode: expected 'crop' or 'resize'"):
+        load_image(arr, mode="pad")
