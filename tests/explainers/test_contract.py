@@ -1,0 +1,180 @@
+"""The contract every registered explanation method keeps (driven by the registry).
+
+Every name in ``unmask.list_methods()`` is run on the region model (its output depends only on a
+known box) with the fast settings of ``FAST`` below. A method missing from ``FAST`` fails
+``test_has_fast_settings``: its author adds a row (settings that keep it under a few seconds on
+3 images of 32×32 and still localise the box).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import unmask
+from unmask.registry import METHODS
+from unmask.testing import region_images, region_mask, region_model
+
+#: Fast hyperparameters for 32×32 images, per registered method.
+#: (Black-box rows use large batches: the region model is cheap, so per-chunk overhead dominates.)
+FAST: dict[str, dict] = {
+    "occlusion": {"patch_size": 8, "stride": 4, "batch_size": 64},
+    "sp-g": {"patch_size": 8, "stride": 4, "batch_size": 64},
+    "lime": {"samples": 150, "n_segments": 64, "sigma": 1.0, "batch_size": 64},
+    "lime-g": {"samples": 150, "n_segments": 64, "sigma": 1.0, "batch_size": 64},
+    "rise": {"masks": 500, "s": 7, "batch_size": 100},
+    # 2-pixel mask cells on 32x32 images: l1 raised so that the deletion shrinks within 30 steps
+    "mp": {"steps": 30, "mask_size": 16, "jitter": 1, "l1": 3e-3},
+}
+
+METHOD_NAMES = unmask.list_methods()
+TARGETS = [1, 0, 1]
+SIZE = 32
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """32x32 images: thread start-up costs more than it saves (and the CPU is shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _settings(name: str) -> dict:
+    if name not in FAST:  # test_has_fast_settings fails for it; the others skip
+        pytest.skip(f"no fast settings for {name!r}")
+    return dict(FAST[name])
+
+
+_CACHE: dict[tuple, unmask.Explanation] = {}
+
+
+def _run(name: str, images: str, target, seed: int = 0) -> unmask.Explanation:
+    """Explain (memoised per test session: several contract tests share a run)."""
+    key = (name, images, repr(target), seed)
+    if key not in _CACHE:
+        x = _images()
+        sel = {"all": x, "0": x[0:1], "1": x[1:2], "2": x[2:3]}[images]
+        _CACHE[key] = unmask.explain(_model(), sel, method=name, target=target, seed=seed,
+                                     **_settings(name))
+    return _CACHE[key]
+
+
+_MODEL = region_model()
+
+
+def _model():
+    return _MODEL
+
+
+def _images() -> torch.Tensor:
+    return region_images(batch=3, size=SIZE, seed=0)
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_has_fast_settings(name):
+    if name not in FAST:
+        pytest.fail(f"method {name!r} has no row in FAST (tests/explainers/test_contract.py): add "
+                    "fast hyperparameters for 32x32 region images", pytrace=False)
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_output_shape_finite_extras(name):
+    e = _run(name, "all", TARGETS)
+    assert e.saliency.shape == (3, 1, SIZE, SIZE)
+    assert e.saliency.dtype == torch.float32
+    assert bool(torch.isfinite(e.saliency).all())
+    assert e.saliency.abs().max() > 0, "an all-zero map explains nothing"
+    assert isinstance(e.extras, dict) and e.extras, "the raw form must be kept in extras"
+    assert e.method in METHODS
+    assert isinstance(e.params, dict) and e.params
+    assert e[1].saliency.shape == (1, 1, SIZE, SIZE)
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_batch_equals_single_calls(name):
+    batch = _run(name, "all", TARGETS)
+    singles = torch.cat([_run(name, str(i), TARGETS[i]).saliency for i in range(3)])
+    scale = float(batch.saliency.abs().max())
+    torch.testing.assert_close(batch.saliency, singles, rtol=1e-4, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_same_seed_same_output(name):
+    a = _run(name, "all", TARGETS)
+    b = _run(name, "all", torch.tensor(TARGETS))  # a second run, targets given as a tensor
+    assert torch.equal(a.saliency, b.saliency)
+    for key, value in a.extras.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, b.extras[key]), key
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_targets_honoured_and_recorded(name):
+    assert _run(name, "all", TARGETS).target.tolist() == TARGETS
+    assert _run(name, "all", torch.tensor(TARGETS)).target.tolist() == TARGETS
+    assert _run(name, "1", 0).target.tolist() == [0]
+    # None -> the model's top-1 (class 1, "red box", on these images)
+    top1 = _run(name, "0", None)
+    assert top1.target.tolist() == [1]
+    torch.testing.assert_close(top1.saliency, _run(name, "0", 1).saliency)
+    # the other class gives another map: the target is really used
+    assert not torch.allclose(_run(name, "1", 1).saliency, _run(name, "1", 0).saliency)
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_localises_the_region(name):
+    """>= 80% of the top-5% pixels of each "red box" map fall inside the model's box."""
+    e = _run(name, "all", TARGETS)
+    inside = region_mask(SIZE, SIZE).flatten()
+    k = math.ceil(0.05 * SIZE * SIZE)
+    for i, t in enumerate(TARGETS):
+        if t != 1:
+            continue
+        top = e.saliency[i, 0].flatten().topk(k).indices
+        frac = float(inside[top].float().mean())
+        assert frac >= 0.8, f"{name}: only {frac:.0%} of the top-5% pixels in the box (image {i})"
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_bad_images_raise(name):
+    x = _images()
+    explainer = unmask.make_explainer(_model(), name, **_settings(name))
+    with pytest.raises(ValueError, match=r"^x: "):
+        explainer.explain(x[0])  # (3, H, W): missing batch dimension
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"^x: .*NaN"):
+        explainer.explain(bad)
+    with pytest.raises(TypeError, match=r"^x: "):
+        explainer.explain(x.numpy())
+    with pytest.raises(ValueError, match=r"^x: "):
+        explainer.explain(x[:, :1])  # one channel for an RGB model
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_bad_targets_raise(name):
+    x = _images()
+    explainer = unmask.make_explainer(_model(), name, **_settings(name))
+    with pytest.raises(ValueError, match=r"^target: .*outside"):
+        explainer.explain(x, target=2)  # the region model has 2 classes
+    with pytest.raises(ValueError, match=r"^target: "):
+        explainer.explain(x, target=[1, 0])  # 2 targets for 3 images
+    with pytest.raises(TypeError, match=r"^target: "):
+        explainer.explain(x, target=1.0)
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_bad_hyperparameters_raise(name):
+    x = _images()[:1]
+    with pytest.raises(ValueError, match=r"^no_such_option: .*" + name):
+        unmask.explain(_model(), x, method=name, no_such_option=1)
+    with pytest.raises(TypeError, match=r"^removal: "):
+        unmask.make_explainer(_model(), name, removal=42)
+    with pytest.raises(ValueError, match=r"^removal: "):
+        unmask.make_explainer(_model(), name, removal="no-such-removal")
+    with pytest.raises(ValueError, match=r"^score: "):
+        unmask.make_explainer(_model(), name, score="accuracy")
