@@ -355,7 +355,7 @@ def select_alpha(saliency: Tensor, boxes: object, alphas: Sequence[float] = ALPH
 
 
 # ----------------------------------------------------------------------------- pointing games
-def pointing_game(saliency: Tensor, target: object, tolerance: float = 15.0) -> Tensor:
+def pointing_game(saliency: Tensor, boxes: object, tolerance: float = 15.0) -> Tensor:
     """Pointing game hits (B,): 1.0 when the map's maximum lies within ``tolerance`` pixels
     (Euclidean) of the object (Zhang et al. 2016 use 15 px at the image resolution).
 
@@ -364,7 +364,7 @@ def pointing_game(saliency: Tensor, target: object, tolerance: float = 15.0) -> 
 
     Args:
         saliency: maps (B, 1, H, W).
-        target: ground-truth boxes (B, 4) / (B, N, 4) / list of (N_i, 4) or masks (B, 1, H, W).
+        boxes: ground-truth boxes (B, 4) / (B, N, 4) / list of (N_i, 4) or masks (B, 1, H, W).
         tolerance: the distance in pixels (>= 0) within which a miss still counts as a hit.
 
     Example:
@@ -376,7 +376,7 @@ def pointing_game(saliency: Tensor, target: object, tolerance: float = 15.0) -> 
     saliency = check_saliency(saliency)
     if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not tolerance >= 0:
         raise ValueError(f"tolerance: expected a number of pixels >= 0, got {tolerance!r}")
-    gt = _ground_truth_masks(target, saliency, "target")  # (B, H, W)
+    gt = _ground_truth_masks(boxes, saliency, "boxes")  # (B, H, W)
     b, _, h, w = saliency.shape
     idx = saliency.flatten(1).argmax(1).cpu()
     r, c = (idx // w).double(), (idx % w).double()
@@ -387,11 +387,11 @@ def pointing_game(saliency: Tensor, target: object, tolerance: float = 15.0) -> 
     return (d2.flatten(1).amin(1) <= float(tolerance) ** 2).float()
 
 
-def energy_pointing_game(saliency: Tensor, target: object) -> Tensor:
+def energy_pointing_game(saliency: Tensor, boxes: object) -> Tensor:
     """Fraction of the map's positive mass inside the object (B,), in [0, 1] (Wang et al. 2020).
 
     ``sum(relu(s) * object) / sum(relu(s))``; a map without positive values scores 0. With a
-    mask as ``target`` this is the "mass inside the ground-truth mask". Higher is better.
+    mask as ``boxes`` this is the "mass inside the ground-truth mask". Higher is better.
 
     Example:
         >>> s = torch.zeros(1, 1, 4, 4); s[0, 0, 0, 0] = 3.0; s[0, 0, 3, 3] = 1.0; s[0, 0, 1, 1] = -5.0
@@ -399,7 +399,7 @@ def energy_pointing_game(saliency: Tensor, target: object) -> Tensor:
         0.75
     """
     saliency = check_saliency(saliency)
-    gt = _ground_truth_masks(target, saliency, "target").to(saliency.device)
+    gt = _ground_truth_masks(boxes, saliency, "boxes").to(saliency.device)
     pos = saliency[:, 0].clamp(min=0).double()
     total = pos.flatten(1).sum(1)
     inside = (pos * gt).flatten(1).sum(1)

@@ -36,29 +36,33 @@ AREA_FLOOR = 0.05
 def crop_and_resize(x: Tensor, boxes: Tensor, size: tuple[int, int] | None = None) -> Tensor:
     """Crop box ``boxes[i]`` from image ``x[i]`` and resize it to ``size`` (default: the image's).
 
-    Bilinear sampling of exactly the box region (pixel edges ``x_min .. x_max``), batched with
-    one affine sampling grid per image; no antialiasing (the crop is never shrunk below the
-    image size it came from).
+    The same values as cropping and then ``F.interpolate(crop, size, mode="bilinear",
+    align_corners=False)`` (pixels outside the box never leak in), computed for the whole
+    batch at once with one sampling grid per image.
 
     Args:
         x: images (B, C, H, W).
-        boxes: (B, 4) as (x_min, y_min, x_max, y_max) in pixels, max exclusive.
+        boxes: (B, 4) as (x_min, y_min, x_max, y_max) in whole pixels, max exclusive.
         size: output (height, width).
 
     Returns:
         (B, C, *size) crops.
     """
     b, _, h, w = x.shape
-    size = (h, w) if size is None else size
-    bx = boxes.to(device=x.device, dtype=torch.float64)
-    # grid coordinates in [-1, 1] with align_corners=False: pixel edge u maps to 2u/W - 1.
-    x0, y0, x1, y1 = bx.unbind(-1)
-    theta = torch.zeros(b, 2, 3, dtype=torch.float64, device=x.device)
-    theta[:, 0, 0] = (x1 - x0) / w
-    theta[:, 0, 2] = (x0 + x1) / w - 1
-    theta[:, 1, 1] = (y1 - y0) / h
-    theta[:, 1, 2] = (y0 + y1) / h - 1
-    grid = F.affine_grid(theta.to(x.dtype), [b, x.shape[1], *size], align_corners=False)
+    out_h, out_w = (h, w) if size is None else size
+    bx = boxes.to(device=x.device, dtype=torch.float64).round()
+
+    def axis(lo: Tensor, hi: Tensor, n_out: int, n_in: int) -> Tensor:
+        # source pixel-centre index of each output pixel, clamped inside the box, then
+        # normalised for grid_sample(align_corners=False): index i -> (2i + 1) / n_in - 1
+        j = torch.arange(n_out, dtype=torch.float64, device=x.device)
+        src = lo[:, None] + (j[None] + 0.5) * ((hi - lo)[:, None] / n_out) - 0.5
+        src = torch.minimum(src.clamp(min=0), (hi - 1)[:, None]).maximum(lo[:, None])
+        return (2 * src + 1) / n_in - 1
+
+    gx = axis(bx[:, 0], bx[:, 2], out_w, w)  # (B, out_w)
+    gy = axis(bx[:, 1], bx[:, 3], out_h, h)  # (B, out_h)
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1).to(x.dtype)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
