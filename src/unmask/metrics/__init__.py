@@ -40,3 +40,38 @@ __all__ += [
     "localisation_iou", "ms_ssim", "pointing_game", "randomisation_order", "robustness", "saliency_boxes",
     "saliency_metric", "select_alpha", "select_saliency_alpha", "spearman", "ssim",
 ]
+
+# Faithfulness: single step (IIC, AD, ADD), deletion / insertion (DAUC, IAUC, DC, IC), the
+# reference substrates; `unmask.metrics.compat` is the saliency_maps_metrics drop-in.
+from . import compat  # noqa: E402
+from .deletion import (  # noqa: E402
+    Curve,
+    Deletion,
+    DeletionCorrelation,
+    Insertion,
+    InsertionCorrelation,
+    curve_auc,
+    curve_correlation,
+    deletion_curve,
+    insertion_curve,
+    pixel_ranks,
+    plan_steps,
+)
+from .single_step import (  # noqa: E402
+    AverageDrop,
+    AverageDropInDeletion,
+    IncreaseInConfidence,
+    average_drop,
+    average_drop_in_deletion,
+    increase_in_confidence,
+    single_step_scores,
+)
+from .substrates import BoxBlur, RiseBlur, resolve_substrate  # noqa: E402
+
+__all__ += [
+    "AverageDrop", "AverageDropInDeletion", "BoxBlur", "Curve", "Deletion", "DeletionCorrelation",
+    "IncreaseInConfidence", "Insertion", "InsertionCorrelation", "RiseBlur", "average_drop",
+    "average_drop_in_deletion", "compat", "curve_auc", "curve_correlation", "deletion_curve",
+    "increase_in_confidence", "insertion_curve", "pixel_ranks", "plan_steps", "resolve_substrate",
+    "single_step_scores",
+]
