@@ -1,0 +1,203 @@
+"""The command line: `unmask explain`, `methods`, `models`, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import unmask.models
+from unmask.cli import main
+
+#: Four 112x112 patches: the real model runs a handful of forward passes per image.
+FAST = ["--param", "patch_size=112", "--param", "stride=112", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def _cached_models(monkeypatch, real_model):
+    """Load the embedded model once for the module (the CLI loads it by name at every run)."""
+    real = unmask.models.load_model
+
+    def load(name="efficientnet_lite0", **kw):
+        if name == "efficientnet_lite0" and not kw.get("weights"):
+            return real_model
+        return real(name, **kw)
+
+    monkeypatch.setattr(unmask.models, "load_model", load)
+
+
+@pytest.fixture
+def cat_png(tmp_path) -> Path:
+    from unmask.images import example_image
+
+    path = tmp_path / "cat.png"
+    Image.fromarray(example_image("chelsea")).save(path)
+    return path
+
+
+def _error(capsys, argv) -> str:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("unmask: error: "), err
+    assert "Traceback" not in err and out == ""
+    return lines[0]
+
+
+def test_explain_example_prints_top_classes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "--example", "chelsea", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "example:chelsea: top-5 classes (efficientnet_lite0)" in out
+    assert "Egyptian cat" in out and "explained class 285" in out
+    assert "wrote unmask-chelsea-occlusion.png" in out
+    with Image.open(tmp_path / "unmask-chelsea-occlusion.png") as img:
+        assert img.format == "PNG" and img.width > 500
+
+
+def test_explain_files_json_out_and_map(tmp_path, cat_png, capsys):
+    out_png, npy = tmp_path / "grid.png", tmp_path / "maps.npy"
+    arr = np.random.default_rng(0).random((40, 50, 3)).astype(np.float32)  # a float image as .npy
+    np.save(tmp_path / "img.npy", arr)
+    argv = ["explain", str(cat_png), str(tmp_path / "img.npy"), "--example", "coffee", "--json",
+            "--out", str(out_png), "--save-map", str(npy), "--target", "285", "--size", "64",
+            "--param", "patch_size=32", "--param", "stride=32"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["method"] == "occlusion" and result["model"] == "efficientnet_lite0"
+    assert result["params"]["patch_size"] == [32, 32] and result["size"] == 64
+    first, npy_image, second = result["images"]
+    assert first["file"] == str(cat_png) and second["file"] == "example:coffee"
+    assert npy_image["file"] == str(tmp_path / "img.npy")
+    assert first["target"] == 285 and first["class_name"] == "Egyptian cat"
+    assert second["target"] == 285  # --target applies to every image
+    assert len(first["top5"]) == 5 and 281 <= first["top5"][0]["class"] <= 285
+    probs = [r["probability"] for r in first["top5"]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0 + 1e-6
+    assert first["probability"] == pytest.approx(next(r["probability"] for r in first["top5"] if r["class"] == 285))
+    assert first["outputs"] == [str(out_png), str(npy)]
+    maps = np.load(npy)
+    assert maps.shape == (3, 64, 64) and maps.dtype == np.float32 and np.isfinite(maps).all()
+    assert out_png.is_file()
+
+
+def test_explain_options(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = ["explain", "--example", "coffee", "--example", "coffee", "--removal", "blur:5",
+            "--batch-size", "2", "--seed", "3", "--method", "sp", "--json", *FAST]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["method"] == "occlusion" and "Blur(sigma=5.0)" in result["params"]["removal"]
+    files = [r["outputs"][0] for r in result["images"]]
+    assert files == ["unmask-coffee-occlusion.png", "unmask-coffee-occlusion-2.png"]  # no overwrite
+    assert all((tmp_path / f).is_file() for f in files)
+    assert result["images"][0]["class_name"] == "espresso"
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_missing_image(tmp_path, capsys):
+    line = _error(capsys, ["explain", str(tmp_path / "nope.jpg"), *FAST])
+    assert "image: file not found" in line
+
+
+def test_unreadable_image(tmp_path, capsys):
+    assert "image: not a file" in _error(capsys, ["explain", str(tmp_path), *FAST])
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    assert "image: cannot read image" in _error(capsys, ["explain", str(tmp_path / "cut.png"), *FAST])
+
+
+def test_non_image_file(tmp_path, capsys):
+    (tmp_path / "notes.jpg").write_text("not a picture")
+    assert "image: not an image file" in _error(capsys, ["explain", str(tmp_path / "notes.jpg"), *FAST])
+
+
+def test_zero_size_image(tmp_path, capsys):
+    (tmp_path / "empty.png").write_bytes(b"")
+    assert "image: empty file (0 bytes)" in _error(capsys, ["explain", str(tmp_path / "empty.png"), *FAST])
+    np.save(tmp_path / "zero.npy", np.zeros((0, 4, 3), np.uint8))
+    assert "image: zero-size image" in _error(capsys, ["explain", str(tmp_path / "zero.npy"), *FAST])
+
+
+def test_nan_input(tmp_path, capsys):
+    arr = np.full((8, 8, 3), 0.5, np.float32)
+    arr[2, 3, 1] = np.nan
+    np.save(tmp_path / "nan.npy", arr)
+    assert "image: contains NaN" in _error(capsys, ["explain", str(tmp_path / "nan.npy"), *FAST])
+
+
+@pytest.mark.parametrize("target", ["1000", "-1"])
+def test_target_out_of_range(target, capsys):
+    line = _error(capsys, ["explain", "--example", "chelsea", "--target", target, *FAST])
+    assert f"--target: class {target} is outside [0, 1000)" in line
+
+
+def test_unknown_method_and_model(capsys):
+    line = _error(capsys, ["explain", "--example", "chelsea", "--method", "magic", *FAST])
+    assert "method: unknown method 'magic'; expected one of:" in line and "occlusion" in line
+    line = _error(capsys, ["explain", "--example", "chelsea", "--model", "resnet9000", *FAST])
+    assert "model: unknown model 'resnet9000'" in line
+    line = _error(capsys, ["explain", "--example", "chelsea", "--model", "tv:resnet18", *FAST])
+    assert "tv:resnet18" in line
+
+
+def test_bad_options(tmp_path, capsys):
+    assert "IMAGE: give at least one image file" in _error(capsys, ["explain"])
+    assert "--param: expected KEY=VALUE" in _error(capsys, ["explain", "--example", "chelsea", "--param", "oops"])
+    line = _error(capsys, ["explain", "--example", "chelsea", "--param", "colour=3", "--no-progress"])
+    assert "colour: not a hyperparameter of 'occlusion'" in line
+    assert "removal: unknown removal 'fog'" in _error(capsys, ["explain", "--example", "chelsea", "--removal", "fog"])
+    assert "--size: expected a value > 0" in _error(capsys, ["explain", "--example", "chelsea", "--size", "0"])
+    assert "--batch-size" in _error(capsys, ["explain", "--example", "chelsea", "--batch-size", "0"])
+    line = _error(capsys, ["explain", "--example", "chelsea", "--out", str(tmp_path / "no" / "x.png")])
+    assert "--out: directory does not exist" in line
+    assert "--save-map: expected a file name ending in .npy" in _error(
+        capsys, ["explain", "--example", "chelsea", "--save-map", "maps.txt"])
+    line = _error(capsys, ["explain", "--example", "chelsea", "--size", "32", *FAST])
+    assert "patch_size: (112, 112) is larger than the images (32, 32)" in line
+
+
+def test_argparse_errors_are_one_line(capsys):
+    for argv in (["explain", "--target", "cat"], ["explain", "--example", "eagle"], ["frobnicate"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.strip().splitlines()[-1].startswith("unmask: error:") and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- other commands
+
+
+def test_methods_and_models(capsys):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "occlusion" in out and "sp-g" in out
+    assert main(["methods", "--json"]) == 0
+    names = {row["name"] for row in json.loads(capsys.readouterr().out)}
+    assert {"occlusion", "sp-g"} <= names
+    assert main(["models"]) == 0
+    assert "efficientnet_lite0" in capsys.readouterr().out
+    assert main(["models", "--json"]) == 0
+    assert "efficientnet_lite0" in json.loads(capsys.readouterr().out)
+
+
+def test_installed_console_script(tmp_path):
+    """The `unmask` entry point installed beside this Python runs end to end."""
+    script = Path(sys.executable).parent / "unmask"
+    assert script.is_file(), f"console script not installed at {script}"
+    proc = subprocess.run([str(script), "explain", "--example", "chelsea", "--json", *FAST],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert 281 <= result["images"][0]["target"] <= 285
+    assert (tmp_path / result["images"][0]["outputs"][0]).is_file()
