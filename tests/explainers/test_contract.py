@@ -27,6 +27,14 @@ FAST: dict[str, dict] = {
     "rise": {"masks": 500, "s": 7, "batch_size": 100},
     # 2-pixel mask cells on 32x32 images: l1 raised so that the deletion shrinks within 30 steps
     "mp": {"steps": 30, "mask_size": 16, "jitter": 1, "l1": 3e-3},
+    # 4-pixel cells: the box is 2x2 cells; MP2 stops at chance (0.5) after two iterations
+    "mp2": {"mask_size": 8},
+    "mp2-g": {"mask_size": 8},
+    # no flip jitter (the region model is not mirror-symmetric); faster area schedule and lr
+    "extremal": {"areas": [0.1], "step": 4, "sigma": 6, "steps": 60, "jitter": False,
+                 "area_weight": 10, "area_growth": 1.06, "lr": 0.1},
+    # telea fill as FIDO-CA; reg raised for 32x32 images (the penalty sums over pixels)
+    "fido": {"mask_size": 8, "steps": 40, "reg": 1e-2, "samples": 2},
 }
 
 METHOD_NAMES = unmask.list_methods()
