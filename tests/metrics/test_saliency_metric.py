@@ -91,6 +91,14 @@ def test_select_alpha_prefers_the_box_over_the_halo(region_model, region_images)
     assert choice.errors[0] > choice.errors[2]
 
 
+def test_coarse_maps_are_upsampled_to_the_image(region_model, region_images):
+    coarse = torch.zeros(2, 1, 4, 4)
+    coarse[..., 1, 1] = 1.0  # the 8x8 cell at rows/cols 8..15: the model's box at 32x32
+    fine = torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=False)
+    assert torch.equal(saliency_metric(region_model, region_images, coarse),
+                       saliency_metric(region_model, region_images, fine))
+
+
 def test_default_target_is_top1(region_model, region_images):
     sal = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(3))
     assert torch.equal(saliency_metric(region_model, region_images, sal),
@@ -99,7 +107,7 @@ def test_default_target_is_top1(region_model, region_images):
 
 def test_bad_inputs(region_model, region_images):
     with pytest.raises(ValueError, match="matching the images"):
-        saliency_metric(region_model, region_images, torch.rand(2, 1, 16, 16))
+        saliency_metric(region_model, region_images, torch.rand(1, 1, 32, 32))
     with pytest.raises(ValueError, match="alpha"):
         SaliencyMetric(alpha=-0.1)
     with pytest.raises(TypeError, match="model"):

@@ -72,11 +72,12 @@ def _scores(model: Any, x: Tensor, saliency: Tensor, target: Any, alphas: Sequen
     model = as_classifier(model, "model")
     x = check_model_input(model, x, "x")
     saliency = check_saliency(saliency)
-    if saliency.shape[0] != x.shape[0] or saliency.shape[-2:] != x.shape[-2:]:
+    if saliency.shape[0] != x.shape[0]:
         raise ValueError(
-            f"saliency: expected shape ({x.shape[0]}, 1, {x.shape[-2]}, {x.shape[-1]}) matching the "
-            f"images, got {tuple(saliency.shape)}"
+            f"saliency: expected {x.shape[0]} maps (B, 1, h, w) matching the images, got {tuple(saliency.shape)}"
         )
+    if saliency.shape[-2:] != x.shape[-2:]:  # coarse maps: upsampled to the image, as in seed 001
+        saliency = F.interpolate(saliency, size=x.shape[-2:], mode="bilinear", align_corners=False)
     check_positive(batch_size, "batch_size", integer=True)
     scorer = Scorer(model, batch_size=batch_size, score="log_prob")
     t = check_targets(target, x.shape[0], model.num_classes, "target")
@@ -105,7 +106,7 @@ def saliency_metric(model: Any, x: Tensor, saliency: Tensor, target: Any = None,
     Args:
         model: an :class:`unmask.Classifier`.
         x: images (B, 3, H, W) in [0, 1].
-        saliency: maps (B, 1, H, W) at the image resolution.
+        saliency: maps (B, 1, h, w); coarser maps are upsampled (bilinear) to the image size.
         target: class per image (None = the model's top-1 on ``x``).
         alpha: threshold as a fraction of each map's maximum (choose it with
             :func:`select_saliency_alpha`).
