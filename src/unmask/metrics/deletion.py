@@ -287,7 +287,7 @@ def deletion_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
 
     Example:
         >>> from unmask.testing import region_model, region_images, region_mask
-        >>> c = deletion_curve(region_model(), region_images(1, 32), region_mask(32, 32).float())
+        >>> c = deletion_curve(region_model(), region_images(1, 28), region_mask(28, 28).float())
         >>> c.scores.shape, c.auc().shape
         (torch.Size([1, 197]), torch.Size([1]))
     """
@@ -366,8 +366,9 @@ _ARGS = """
 
 @METRICS.register("deletion", aliases=("dauc",))
 class Deletion(_CurveMetric):
-    __doc__ = ("""Deletion AUC (DAUC; Petsiuk et al., BMVC 2018): area under the deletion curve.
-    Lower is better. Default substrate black (seed rule) / ImageNet mean (RISE rule).
+    __doc__ = ("""Deletion AUC (DAUC): area under the deletion curve; lower is better.
+
+    Petsiuk et al., BMVC 2018. Default substrate black (seed rule) / ImageNet mean (RISE rule).
 """ + _ARGS + """
     Example:
         >>> from unmask.testing import region_model, region_images, region_mask
@@ -381,8 +382,9 @@ class Deletion(_CurveMetric):
 
 @METRICS.register("insertion", aliases=("iauc",))
 class Insertion(_CurveMetric):
-    __doc__ = ("""Insertion AUC (IAUC; Petsiuk et al., BMVC 2018): area under the insertion curve.
-    Higher is better. Default substrate box blur (seed rule) / RISE blur (RISE rule).
+    __doc__ = ("""Insertion AUC (IAUC): area under the insertion curve; higher is better.
+
+    Petsiuk et al., BMVC 2018. Default substrate box blur (seed rule) / RISE blur (RISE rule).
 """ + _ARGS)
 
     kind, statistic, higher_is_better = "insertion", "auc", True
@@ -390,8 +392,10 @@ class Insertion(_CurveMetric):
 
 @METRICS.register("dc", aliases=("deletion_correlation",))
 class DeletionCorrelation(_CurveMetric):
-    __doc__ = ("""Deletion Correlation (DC; Gomez et al. 2023): Pearson correlation of the score
-    drop at each deletion step with the mean saliency of the pixels deleted. Higher is better.
+    __doc__ = ("""Deletion Correlation (DC): score drop per step vs saliency deleted; higher is better.
+
+    Gomez et al. 2023: per image, the Pearson correlation of the score drop at each deletion
+    step with the mean saliency of the pixels deleted at that step.
 """ + _ARGS)
 
     kind, statistic, higher_is_better = "deletion", "correlation", True
@@ -399,8 +403,10 @@ class DeletionCorrelation(_CurveMetric):
 
 @METRICS.register("ic", aliases=("insertion_correlation",))
 class InsertionCorrelation(_CurveMetric):
-    __doc__ = ("""Insertion Correlation (IC; Gomez et al. 2023): Pearson correlation of the score
-    gain at each insertion step with the mean saliency of the pixels revealed. Higher is better.
+    __doc__ = ("""Insertion Correlation (IC): score gain per step vs saliency revealed; higher is better.
+
+    Gomez et al. 2023: per image, the Pearson correlation of the score gain at each insertion
+    step with the mean saliency of the pixels revealed at that step.
 """ + _ARGS)
 
     kind, statistic, higher_is_better = "insertion", "correlation", True

@@ -171,8 +171,9 @@ class _SingleStep:
 
 @METRICS.register("iic", aliases=("increase_in_confidence",))
 class IncreaseInConfidence(_SingleStep):
-    """Increase in Confidence (Chattopadhyay et al. 2018): 1 if keeping only the salient part
-    raises the score. Higher is better; the mean over images is the IIC rate.
+    """Increase in Confidence (IIC): 1 if keeping only the salient part raises the score.
+
+    Chattopadhyay et al., WACV 2018. Higher is better; the mean over images is the IIC rate.
 
     Args:
         removal: substrate for the non-salient part (default black).
@@ -194,8 +195,10 @@ class IncreaseInConfidence(_SingleStep):
 
 @METRICS.register("ad", aliases=("average_drop",))
 class AverageDrop(_SingleStep):
-    """Average Drop (Chattopadhyay et al. 2018): relative score drop when only the salient part
-    is kept, ``max(s - s̃, 0) / s``. Lower is better. Arguments as :class:`IncreaseInConfidence`.
+    """Average Drop (AD): relative score drop when only the salient part is kept.
+
+    ``max(s - s̃, 0) / s`` (Chattopadhyay et al., WACV 2018). Lower is better. Arguments as
+    :class:`IncreaseInConfidence`.
     """
 
     higher_is_better = False
@@ -204,8 +207,10 @@ class AverageDrop(_SingleStep):
 
 @METRICS.register("add", aliases=("average_drop_in_deletion",))
 class AverageDropInDeletion(_SingleStep):
-    """Average Drop in Deletion (Gomez et al. 2023): relative score drop when the salient part is
-    replaced, ``(s - s̃) / s``. Higher is better. Arguments as :class:`IncreaseInConfidence`.
+    """Average Drop in Deletion (ADD): relative score drop when the salient part is replaced.
+
+    ``(s - s̃) / s`` (Gomez et al. 2023). Higher is better. Arguments as
+    :class:`IncreaseInConfidence`.
     """
 
     replace_salient = True

@@ -1,0 +1,261 @@
+"""`unmask evaluate`: score saliency maps (saved, or computed by a method) with faithfulness metrics.
+
+    unmask evaluate cat.png dog.png --maps maps.npy --metrics deletion,insertion
+    unmask evaluate cat.png --method occlusion --param patch_size=32 --metrics deletion,ad --json
+
+Maps are ``.npy`` arrays (H, W) for one image or (B, H, W) for B images, in the order of the
+images, at any resolution: deletion / insertion rank them at their own resolution (seed rule),
+the single-step metrics upsample them bicubically, other metrics receive them bilinearly
+upsampled to the images. Every metric whose call is
+``metric(model, x, saliency, target)`` can be used (see ``--metrics list``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+COMMAND = "evaluate"
+HELP = "Score saliency maps (saved .npy, or a method run now) with faithfulness metrics."
+
+DEFAULT_METRICS = "deletion,insertion"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..images import EXAMPLES
+
+    parser.add_argument("images", nargs="*", metavar="IMAGE",
+                        help="image files (any format PIL reads) or .npy arrays (H, W[, C])")
+    parser.add_argument("--example", action="append", default=[], choices=EXAMPLES, metavar="NAME",
+                        help="a bundled scikit-image example image; repeatable")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--maps", nargs="+", metavar="NPY",
+                        help="saved maps: .npy files of (H, W) or (B, H, W), one map per image in order")
+    source.add_argument("--method", metavar="NAME",
+                        help="compute the maps now with this method (see `unmask methods`)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a method hyperparameter (value parsed as JSON); repeatable")
+    parser.add_argument("--metrics", default=DEFAULT_METRICS, metavar="A,B,...",
+                        help=f"comma-separated metric names (default {DEFAULT_METRICS}); "
+                        "'list' prints the usable ones")
+    parser.add_argument("--model", default="efficientnet_lite0",
+                        help="model name (see `unmask models`); default: efficientnet_lite0")
+    parser.add_argument("--weights", default=None, metavar="FILE",
+                        help="local weights file for a torchvision model (tv:<arch>)")
+    parser.add_argument("--target", type=int, default=None, metavar="K",
+                        help="class to evaluate (default: each image's top-1 class)")
+    parser.add_argument("--removal", default=None, metavar="NAME",
+                        help="substrate for every metric that takes one (default: each metric's "
+                        "own): black, gray, mean, blur[:SIGMA], box-blur, rise-blur, rise-zeros, telea, ...")
+    parser.add_argument("--rule", default=None, choices=("seed", "rise"),
+                        help="deletion/insertion step rule (default: seed)")
+    parser.add_argument("--max-steps", type=int, default=None, metavar="N",
+                        help="deletion/insertion: at most N steps (seed rule; default 196)")
+    parser.add_argument("--size", type=int, default=None, metavar="N",
+                        help="resize and centre-crop images to N x N (default: the model's input size)")
+    parser.add_argument("--batch-size", type=int, default=16, metavar="N",
+                        help="images per forward pass (default 16)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed for --method (default 0)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def model_metrics() -> list[str]:
+    """Registered metrics called as ``metric(model, x, saliency, target)``."""
+    from ..metrics import METRICS
+
+    names = []
+    for entry in METRICS:
+        call = getattr(entry.factory, "__call__", None)
+        try:
+            params = list(inspect.signature(call).parameters)[1:4]
+        except (TypeError, ValueError):
+            continue
+        if params == ["model", "x", "saliency"]:
+            names.append(entry.name)
+    return sorted(names)
+
+
+def _metric_names(spec: str) -> list[str]:
+    from ..metrics import METRICS
+
+    usable = model_metrics()
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise ValueError(f"--metrics: expected comma-separated names, got {spec!r}")
+    out = []
+    for n in names:
+        if n not in METRICS:
+            raise ValueError(f"--metrics: unknown metric {n!r}; expected some of: {', '.join(usable)}")
+        name = METRICS.get(n).name
+        if name not in usable:
+            raise ValueError(f"--metrics: {n!r} does not score a map with a model (it needs other "
+                             f"inputs); expected some of: {', '.join(usable)}")
+        out.append(name)
+    return list(dict.fromkeys(out))
+
+
+def _load_maps(paths: list[str]) -> Any:
+    import numpy as np
+    import torch
+
+    maps = []
+    for p in map(Path, paths):
+        if p.suffix.lower() != ".npy":
+            raise ValueError(f"--maps: expected .npy files, got {str(p)!r}")
+        if not p.is_file():
+            raise FileNotFoundError(f"--maps: file not found: {p}")
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"--maps: cannot read {p}: {exc}") from None
+        if arr.ndim == 4 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3 or arr.dtype.kind not in "fiub" or 0 in arr.shape:
+            raise ValueError(f"--maps: expected a real array (H, W) or (B, H, W) in {p}, got "
+                             f"shape {arr.shape} dtype {arr.dtype}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"--maps: {p} contains NaN or infinite values")
+        maps.append((p, torch.from_numpy(arr.astype(np.float32))))
+    shapes = {tuple(m.shape[-2:]) for _, m in maps}
+    if len(shapes) > 1:
+        raise ValueError(f"--maps: all maps must have the same (H, W); got {sorted(shapes)}")
+    return torch.cat([m for _, m in maps])[:, None]
+
+
+def _metric_kwargs(entry: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from ..metrics.substrates import resolve_substrate
+
+    kw: dict[str, Any] = {}
+    if args.removal is not None and entry.accepts("removal"):
+        kw["removal"] = resolve_substrate(args.removal)
+    if args.rule is not None and entry.accepts("rule"):
+        kw["rule"] = args.rule
+    if args.max_steps is not None and entry.accepts("max_steps"):
+        kw["max_steps"] = args.max_steps
+    if entry.accepts("batch_size"):
+        kw["batch_size"] = args.batch_size
+    return kw
+
+
+def _any_resolution(metric: Any) -> bool:
+    module = type(metric).__module__
+    return module.endswith((".deletion", ".single_step"))
+
+
+def _finite(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .._checks import check_positive, check_targets
+    from ..api import make_explainer
+    from ..images import example_image, load_image
+    from ..metrics import METRICS
+    from ..metrics.substrates import resolve_substrate
+    from ..models import load_model
+    from ..registry import METHODS
+    from .explain import CLI_DEFAULTS, _parse_params, _read_source
+
+    if args.metrics.strip() == "list":
+        for name in model_metrics():
+            e = METRICS.get(name)
+            hib = "higher is better" if getattr(e.factory, "higher_is_better", True) else "lower is better"
+            print(f"{name:<16} ({hib})  {e.summary}")
+        return 0
+    if not args.images and not args.example:
+        raise ValueError("IMAGE: give at least one image file, or --example NAME")
+    if args.maps is None and args.method is None:
+        raise ValueError("--maps: give saved maps (--maps NPY...) or a method to run (--method NAME)")
+    names = _metric_names(args.metrics)
+    check_positive(args.batch_size, "--batch-size", integer=True)
+    for opt, value in (("--size", args.size), ("--max-steps", args.max_steps)):
+        if value is not None:
+            check_positive(value, opt, integer=True)
+    if args.removal is not None:
+        try:
+            resolve_substrate(args.removal)
+        except ValueError as exc:
+            raise ValueError(f"--removal: {str(exc).removeprefix('removal: ')}") from None
+    if args.param and args.method is None:
+        raise ValueError("--param: only with --method")
+    n_images = len(args.images) + len(args.example)
+    saliency = None
+    if args.maps is not None:
+        saliency = _load_maps(args.maps)
+        if saliency.shape[0] != n_images:
+            raise ValueError(f"--maps: {saliency.shape[0]} maps for {n_images} images (expected one per image)")
+    else:
+        METHODS.get(args.method)  # unknown method -> ValueError before loading anything
+    metrics = {}
+    for name in names:
+        entry = METRICS.get(name)
+        metrics[name] = entry.build(**_metric_kwargs(entry, args))
+
+    model = load_model(args.model, weights=args.weights)
+    size = args.size or (model.input_size[0] if model.input_size is not None else 224)
+    labels = [str(p) for p in args.images] + [f"example:{e}" for e in args.example]
+    x = torch.cat([load_image(_read_source(p), size=size) for p in args.images]
+                  + [load_image(example_image(e), size=size) for e in args.example])
+    target = check_targets(args.target, n_images, model.num_classes, "--target")
+    if target is None:
+        from ..scoring import Scorer
+
+        target = Scorer(model, batch_size=args.batch_size).top1(x)
+    method = None
+    if saliency is None:
+        method = METHODS.get(args.method).name
+        hyper = {**CLI_DEFAULTS.get(method, {}), **_parse_params(args.param)}
+        saliency = make_explainer(model, method, seed=args.seed, **hyper).explain(x, target).saliency
+        saliency = saliency.detach().cpu().float()
+
+    # deletion / insertion and single-step metrics take maps at any resolution; others get the
+    # maps bilinearly upsampled to the images
+    full = saliency
+    if tuple(saliency.shape[-2:]) != tuple(x.shape[-2:]):
+        full = torch.nn.functional.interpolate(saliency, size=tuple(x.shape[-2:]), mode="bilinear",
+                                               align_corners=False)
+    values = {}
+    curves: dict[str, Any] = {}  # DAUC and DC (IAUC and IC) share one curve
+    for name, metric in metrics.items():
+        if hasattr(metric, "curve") and hasattr(metric, "statistic"):
+            key = repr(metric).split("(", 1)[1] + metric.kind
+            if key not in curves:
+                curves[key] = metric.curve(model, x, saliency, target)
+            c = curves[key]
+            values[name] = (c.auc() if metric.statistic == "auc" else c.correlation()).double()
+        else:
+            s = saliency if _any_resolution(metric) else full
+            values[name] = metric(model, x, s, target).double().cpu()
+    higher = {name: bool(getattr(m, "higher_is_better", True)) for name, m in metrics.items()}
+    means = {name: float(v[torch.isfinite(v)].mean()) if bool(torch.isfinite(v).any()) else float("nan")
+             for name, v in values.items()}
+
+    if args.json:
+        print(json.dumps({
+            "model": model.name, "size": size, "maps": args.maps, "method": method,
+            "metrics": {name: {"higher_is_better": higher[name], "mean": _finite(means[name]),
+                               "values": [_finite(float(v)) for v in values[name]]} for name in names},
+            "images": [{"file": labels[i], "target": int(target[i]),
+                        "class_name": model.class_names[int(target[i])],
+                        **{name: _finite(float(values[name][i])) for name in names}}
+                       for i in range(n_images)],
+        }, indent=2))
+        return 0
+    heads = [f"{n} {'↑' if higher[n] else '↓'}" for n in names]
+    first = max(len("mean"), *(len(Path(s).name) for s in labels))
+    widths = [max(len(h), 8) for h in heads]
+    print(f"{'image':<{first}}  {'class':>5}  " + "  ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True)))
+    for i in range(n_images):
+        cells = "  ".join(f"{float(values[n][i]):>{w}.4f}" for n, w in zip(names, widths, strict=True))
+        print(f"{Path(labels[i]).name:<{first}}  {int(target[i]):>5}  {cells}")
+    cells = "  ".join(f"{means[n]:>{w}.4f}" for n, w in zip(names, widths, strict=True))
+    print(f"{'mean':<{first}}  {'':>5}  {cells}")
+    return 0
