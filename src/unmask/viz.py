@@ -414,10 +414,19 @@ def plot_grid(
                 norm = Normalize(-1, 1) if sig else Normalize(0, 1)
                 cb = fig.colorbar(ScalarMappable(norm=norm, cmap=_colormap(cmap, sig)), ax=ax,
                                   fraction=0.046, pad=0.02)
-                cb.set_ticks([-1, 0, 1] if sig else [0, 0.5, 1])
-                cb.set_ticklabels(["-max", "0", "+max"] if sig else ["min", "", "max"])
+                # ticks in the map's own units: normalisation is per image
+                si = s[i]
+                if sig:
+                    top = float(si.abs().max())
+                    cb.set_ticks([-1, 0, 1])
+                    cb.set_ticklabels([f"{-top:.3g}", "0", f"{top:.3g}"])
+                    cb.set_label("saliency (+ for the class, − against)", fontsize=8)
+                else:
+                    lo, hi = float(si.min()), float(si.max())
+                    cb.set_ticks([0, 0.5, 1])
+                    cb.set_ticklabels([f"{lo:.3g}", f"{(lo + hi) / 2:.3g}", f"{hi:.3g}"])
+                    cb.set_label("saliency", fontsize=8)
                 cb.ax.tick_params(labelsize=8)
-                cb.set_label("saliency (per image)", fontsize=8)
             if keep is not None:
                 ax = axes[i, 2 + per_item * j]
                 ax.imshow(_hwc(masked_image(x[i : i + 1], s[i : i + 1], keep=keep)[0]),
