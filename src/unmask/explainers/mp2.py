@@ -109,7 +109,7 @@ class MP2:
         self.cells_per_iteration, self.threshold = cells_per_iteration, threshold
         self.max_iterations, self.criterion, self.saliency = max_iterations, criterion, saliency
         self.score = check_objective(score)
-        self.scorer = Scorer(self.model, batch_size=batch_size, score="prob")
+        self._scorer = Scorer(self.model, batch_size=batch_size, score="prob")
         self.progress = progress
         self.params = {"mask_size": self.mask_size, "cells_per_iteration": cells_per_iteration,
                        "threshold": threshold, "max_iterations": max_iterations,
@@ -120,7 +120,7 @@ class MP2:
 
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
-        x, target = prepare(self.model, x, target, self.scorer)
+        x, target = prepare(self.model, x, target, self._scorer)
         b, _, h, w = x.shape
         gh, gw = self.mask_size
         if gh > h or gw > w:
@@ -183,8 +183,8 @@ class MP2:
         mask_grid = mask.reshape(b, 1, gh, gw).cpu()
         removed = F.interpolate(mask_grid, size=(h, w), mode="nearest")
         index = torch.arange(b)
-        final = self.scorer.perturbed(x, removed, target, self.removal, index=index)
-        base = self.scorer(x, target).cpu()
+        final = self._scorer.perturbed(x, removed, target, self.removal, index=index)
+        base = self._scorer(x, target).cpu()
         reached |= final <= threshold
         order_grid = order.reshape(b, 1, gh, gw)
         if self.saliency == "mask":
