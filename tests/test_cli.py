@@ -133,6 +133,8 @@ def test_nan_input(tmp_path, capsys):
     arr[2, 3, 1] = np.nan
     np.save(tmp_path / "nan.npy", arr)
     assert "image: contains NaN" in _error(capsys, ["explain", str(tmp_path / "nan.npy"), *FAST])
+    Image.fromarray(arr[..., 1], mode="F").save(tmp_path / "nan.tif")  # a float image file
+    assert "image: contains NaN" in _error(capsys, ["explain", str(tmp_path / "nan.tif"), *FAST])
 
 
 @pytest.mark.parametrize("target", ["1000", "-1"])

@@ -156,6 +156,17 @@ def test_zero_size_arrays():
         load_image(np.zeros((5, 0), dtype=np.uint8))
 
 
+def test_nan_in_a_float_tiff(tmp_path):
+    arr = np.full((8, 8), 0.5, np.float32)
+    arr[2, 2] = np.nan
+    Image.fromarray(arr, mode="F").save(tmp_path / "nan.tif")
+    with pytest.raises(ValueError, match="image: contains NaN"):
+        load_image(tmp_path / "nan.tif")
+    arr[2, 2] = 0.25
+    Image.fromarray(arr, mode="F").save(tmp_path / "ok.tif")
+    assert float(load_image(tmp_path / "ok.tif", size=None)[0, 0, 2, 2]) == 0.25
+
+
 def test_bad_arrays():
     with pytest.raises(ValueError, match="image: contains NaN"):
         load_image(np.full((4, 4, 3), np.nan, dtype=np.float32))

@@ -142,6 +142,8 @@ def load_image(source: str | os.PathLike | Image.Image | np.ndarray, size: int |
     arr = _read(source, "image")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"image: zero-size image ({arr.shape[1]}x{arr.shape[0]})")
+    if not np.isfinite(arr).all():  # float files (TIFF mode F) may hold NaN
+        raise ValueError("image: contains NaN or infinite values")
     x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].contiguous()
     if size is None:
         return x
