@@ -108,7 +108,7 @@ def test_curve_masks_cumulative_and_blocks():
         # nearest upsampling: each map pixel is a 2x2 block
         assert torch.equal(dele, F.interpolate(dele[:, :, ::2, ::2], scale_factor=2, mode="nearest"))
         ins = curve_masks(ranks, idx, steps, pixels_per_step=3, grid=(4, 4), size=(8, 8),
-                          kind="insertion")
+                          mode="insertion")
         assert torch.equal(ins, 1 - dele)
         block = curve_masks(ranks, idx, steps, pixels_per_step=3, grid=(4, 4), size=(4, 4),
                             cumulative=False)
@@ -187,7 +187,7 @@ def test_resolve_substrate_names():
 
 # --- RISE rule against a naive per-step loop --------------------------------------------------
 
-def _naive_rise(net_probs, x, sal, kind, step):
+def _naive_rise(net_probs, x, sal, mode, step):
     """RISE's CausalMetric.single_run, image by image, in normalised space."""
     from scipy.ndimage import gaussian_filter
 
@@ -203,7 +203,7 @@ def _naive_rise(net_probs, x, sal, kind, step):
         hw = img.shape[-1] * img.shape[-2]
         c = int(net_probs(x[i : i + 1]).argmax())
         n_steps = (hw + step - 1) // step
-        if kind == "deletion":
+        if mode == "deletion":
             start, finish = img.clone(), torch.zeros_like(img)
         else:
             start, finish = F.conv2d(img, kern, padding=5), img.clone()
@@ -220,9 +220,9 @@ def _naive_rise(net_probs, x, sal, kind, step):
     return arr, auc
 
 
-@pytest.mark.parametrize("kind", ["deletion", "insertion"])
+@pytest.mark.parametrize("mode", ["deletion", "insertion"])
 @pytest.mark.parametrize("map_size", [32, 8])
-def test_rise_rule_equals_naive_loop(region_model, kind, map_size):
+def test_rise_rule_equals_naive_loop(region_model, mode, map_size):
     x = region_images(2, 32, seed=3)
     sal = torch.rand(2, 1, map_size, map_size, generator=torch.Generator().manual_seed(4))
     full = F.interpolate(sal, size=(32, 32), mode="bilinear", align_corners=False) if map_size != 32 else sal
@@ -232,8 +232,8 @@ def test_rise_rule_equals_naive_loop(region_model, kind, map_size):
             return torch.softmax(region_model(img), dim=1)
 
     step = 100  # 11 steps, the last one partial
-    ref_curves, ref_auc = _naive_rise(probs, x, full, kind, step)
-    fn = deletion_curve if kind == "deletion" else insertion_curve
+    ref_curves, ref_auc = _naive_rise(probs, x, full, mode, step)
+    fn = deletion_curve if mode == "deletion" else insertion_curve
     c = fn(region_model, x, sal, rule="rise", pixels_per_step=step, batch_size=7)
     assert c.scores.shape == (2, 12)
     np.testing.assert_allclose(c.scores.numpy(), ref_curves, atol=1e-5, rtol=0)
@@ -317,7 +317,7 @@ def test_iic_known_answer(region_model):
 @pytest.mark.parametrize("name", MINE)
 def test_registry_contract_batch_equals_singles(region_model, name):
     metric = METRICS.get(name).build(batch_size=5)
-    assert isinstance(metric.higher_is_better, bool)
+    assert isinstance(metric.higher_is_better, bool) and metric.kind == "faithfulness"
     x = region_images(3, 16, seed=7)
     sal = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(8))
     out = metric(region_model, x, sal)

@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
     curves: dict[str, Any] = {}  # DAUC and DC (IAUC and IC) share one curve
     for name, metric in metrics.items():
         if hasattr(metric, "curve") and hasattr(metric, "statistic"):
-            key = repr(metric).split("(", 1)[1] + metric.kind
+            key = repr(metric).split("(", 1)[1] + metric.mode
             if key not in curves:
                 curves[key] = metric.curve(model, x, saliency, target)
             c = curves[key]

@@ -157,7 +157,7 @@ class ADD(_SingleStepCompat):
 
 
 class _MultiStepCompat:
-    kind = "deletion"
+    mode = "deletion"
     keys = ("dauc", "dc")
 
     def __init__(self, data_replace_method: str, bound_max_step: bool = True, batch_size: int = 20,
@@ -174,7 +174,7 @@ class _MultiStepCompat:
         data = check_images(data, "data", channels=3)
         clf, score = _wrap(model, data)
         removal = self._substrate if masking_data is None else _GivenFill(masking_data, data, "masking_data")
-        fn = deletion_curve if self.kind == "deletion" else insertion_curve
+        fn = deletion_curve if self.mode == "deletion" else insertion_curve
         curve = fn(clf, data, explanations, class_to_explain_list, removal=removal, rule="seed",
                    max_steps=self.max_step_nb if self.bound_max_step else None,
                    cumulative=self.cumulative, score=score, batch_size=self.batch_size)
@@ -195,7 +195,7 @@ class Deletion(_MultiStepCompat):
     ``{"dauc": mean DAUC, "dc": mean DC}``.
     """
 
-    kind, keys = "deletion", ("dauc", "dc")
+    mode, keys = "deletion", ("dauc", "dc")
 
     def __init__(self, data_replace_method: str = "black", bound_max_step: bool = True,
                  batch_size: int = 20, max_step_nb: int = 14 * 14, cumulative: bool = True) -> None:
@@ -208,7 +208,7 @@ class Insertion(_MultiStepCompat):
     Arguments and call as :class:`Deletion`; returns ``{"iauc": mean IAUC, "ic": mean IC}``.
     """
 
-    kind, keys = "insertion", ("iauc", "ic")
+    mode, keys = "insertion", ("iauc", "ic")
 
     def __init__(self, data_replace_method: str = "blur", bound_max_step: bool = True,
                  batch_size: int = 20, max_step_nb: int = 14 * 14, cumulative: bool = True) -> None:

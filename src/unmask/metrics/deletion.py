@@ -90,7 +90,7 @@ class Curve:
         step_saliency: (B, T) mean saliency of the pixels changed at steps 1..T.
         fractions: (T + 1,) fraction of the pixels changed (cumulatively) after each step.
         target: (B,) the explained classes.
-        kind: ``"deletion"`` or ``"insertion"``.
+        mode: ``"deletion"`` or ``"insertion"``.
         cumulative: whether step k changes the first k blocks (True) or only the k-th.
     """
 
@@ -98,7 +98,7 @@ class Curve:
     step_saliency: Tensor
     fractions: Tensor
     target: Tensor
-    kind: str
+    mode: str
     cumulative: bool = True
 
     def auc(self) -> Tensor:
@@ -107,7 +107,7 @@ class Curve:
 
     def correlation(self) -> Tensor:
         """DC or IC per image (B,)."""
-        return curve_correlation(self.scores, self.step_saliency, self.kind, self.cumulative)
+        return curve_correlation(self.scores, self.step_saliency, self.mode, self.cumulative)
 
 
 def pixel_ranks(saliency: Tensor) -> Tensor:
@@ -149,7 +149,7 @@ def step_saliency(saliency: Tensor, ranks: Tensor, pixels_per_step: int, steps: 
 
 
 def curve_masks(ranks: Tensor, image: Tensor, step: Tensor, *, pixels_per_step: int,
-                grid: tuple[int, int], size: tuple[int, int], kind: str = "deletion",
+                grid: tuple[int, int], size: tuple[int, int], mode: str = "deletion",
                 cumulative: bool = True) -> Tensor:
     """Removal masks (N, 1, H, W) of perturbation ``n`` = step ``step[n]`` of image ``image[n]``.
 
@@ -158,7 +158,7 @@ def curve_masks(ranks: Tensor, image: Tensor, step: Tensor, *, pixels_per_step: 
         image: (N,) image of each mask; step: (N,) step 0..T of each mask.
         pixels_per_step: pixels changed per step (at the ranking resolution).
         size: image (H, W); masks are upsampled by nearest neighbour when ``grid`` differs.
-        kind: ``"deletion"`` (1 = deleted) or ``"insertion"`` (1 = not yet revealed).
+        mode: ``"deletion"`` (1 = deleted) or ``"insertion"`` (1 = not yet revealed).
         cumulative: step k changes blocks 1..k (True) or only block k.
 
     Returns:
@@ -169,7 +169,7 @@ def curve_masks(ranks: Tensor, image: Tensor, step: Tensor, *, pixels_per_step: 
     changed = r < hi
     if not cumulative:
         changed &= r >= hi - pixels_per_step
-    removed = changed if kind == "deletion" else ~changed
+    removed = changed if mode == "deletion" else ~changed
     m = removed.reshape(-1, 1, *grid).float()
     if tuple(grid) != tuple(size):
         m = F.interpolate(m, size=size, mode="nearest")
@@ -198,14 +198,14 @@ def _pearson(a: Tensor, b: Tensor) -> Tensor:
     return r.clamp(-1, 1)
 
 
-def curve_correlation(scores: Tensor, saliency: Tensor, kind: str = "deletion",
+def curve_correlation(scores: Tensor, saliency: Tensor, mode: str = "deletion",
                       cumulative: bool = True) -> Tensor:
     """DC / IC: Pearson correlation of score changes and step saliency, per image.
 
     Args:
         scores: (B, T + 1) curves.
         saliency: (B, T) mean saliency of the pixels changed at each step.
-        kind: ``"deletion"`` (change ``s_{k-1} - s_k``) or ``"insertion"`` (``s_k - s_{k-1}``).
+        mode: ``"deletion"`` (change ``s_{k-1} - s_k``) or ``"insertion"`` (``s_k - s_{k-1}``).
         cumulative: False: changes measured from the start, ``s_0 - s_k`` (resp. ``s_k - s_0``).
 
     Returns:
@@ -214,25 +214,25 @@ def curve_correlation(scores: Tensor, saliency: Tensor, kind: str = "deletion",
     s = scores.double()
     prev = s[:, :-1] if cumulative else s[:, :1]
     change = prev - s[:, 1:]
-    if kind == "insertion":
+    if mode == "insertion":
         change = -change
     return _pearson(change, saliency.double())
 
 
-def default_substrate(kind: str, rule: str) -> Any:
+def default_substrate(mode: str, rule: str) -> Any:
     """The reference substrate: seed (black / box blur) or RISE (ImageNet mean / RISE blur)."""
     if rule == "rise":
-        return Constant("mean") if kind == "deletion" else RiseBlur()
-    return Constant("black") if kind == "deletion" else BoxBlur()
+        return Constant("mean") if mode == "deletion" else RiseBlur()
+    return Constant("black") if mode == "deletion" else BoxBlur()
 
 
-def _curve(kind: str, model: Any, x: Tensor, saliency: Any, target: Any, *, removal: Any,
+def _curve(mode: str, model: Any, x: Tensor, saliency: Any, target: Any, *, removal: Any,
            rule: str, max_steps: int | None, pixels_per_step: int | None, cumulative: bool,
            score: str, batch_size: int, progress: bool) -> Curve:
     check_choice(rule, "rule", RULES)
     _, x, s, t, base, scorer = prepare_inputs(
         model, x, saliency, target, {"batch_size": batch_size, "score": score, "progress": progress})
-    fill = resolve_substrate(removal, lambda: default_substrate(kind, rule))
+    fill = resolve_substrate(removal, lambda: default_substrate(mode, rule))
     b, _, height, width = x.shape
     if rule == "rise":
         if tuple(s.shape[-2:]) != (height, width):
@@ -244,13 +244,13 @@ def _curve(kind: str, model: Any, x: Tensor, saliency: Any, target: Any, *, remo
                                 pixels_per_step=pixels_per_step)
     grid = (s.shape[-2], s.shape[-1])
     ranks = pixel_ranks(s)
-    first = 1 if kind == "deletion" else 0  # the deletion start image is the clean image
+    first = 1 if mode == "deletion" else 0  # the deletion start image is the clean image
     per_image = steps + 1 - first
 
     def masks(start: int, stop: int) -> Tensor:
         j = torch.arange(start, stop)
         return curve_masks(ranks, j // per_image, j % per_image + first, pixels_per_step=per,
-                           grid=grid, size=(height, width), kind=kind, cumulative=cumulative)
+                           grid=grid, size=(height, width), mode=mode, cumulative=cumulative)
 
     index = torch.arange(b).repeat_interleave(per_image)
     out = scorer.perturbed(x, masks, t, fill, index=index, count=b * per_image)
@@ -259,7 +259,7 @@ def _curve(kind: str, model: Any, x: Tensor, saliency: Any, target: Any, *, remo
         out = torch.cat([base[:, None].to(out.dtype), out], dim=1)
     n = grid[0] * grid[1]
     fractions = (torch.arange(steps + 1) * per).clamp(max=n).double() / n
-    return Curve(out, step_saliency(s, ranks, per, steps), fractions, t, kind, cumulative)
+    return Curve(out, step_saliency(s, ranks, per, steps), fractions, t, mode, cumulative)
 
 
 def deletion_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
@@ -313,7 +313,8 @@ def insertion_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
 class _CurveMetric:
     """A deletion / insertion curve reduced to one number per image (AUC or correlation)."""
 
-    kind = "deletion"
+    kind = "faithfulness"
+    mode = "deletion"
     statistic = "auc"
     higher_is_better = False
 
@@ -327,14 +328,14 @@ class _CurveMetric:
             check_positive(max_steps, "max_steps", integer=True)
         if pixels_per_step is not None:
             check_positive(pixels_per_step, "pixels_per_step", integer=True)
-        self.removal = resolve_substrate(removal, lambda: default_substrate(self.kind, rule))
+        self.removal = resolve_substrate(removal, lambda: default_substrate(self.mode, rule))
         self.rule, self.max_steps, self.pixels_per_step = rule, max_steps, pixels_per_step
         self.cumulative, self.score = bool(cumulative), score
         self.batch_size, self.progress = batch_size, progress
 
     def curve(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Curve:
         """The curves (see :func:`deletion_curve`), to get AUC and correlation from one run."""
-        return _curve(self.kind, model, x, saliency, target, removal=self.removal, rule=self.rule,
+        return _curve(self.mode, model, x, saliency, target, removal=self.removal, rule=self.rule,
                       max_steps=self.max_steps, pixels_per_step=self.pixels_per_step,
                       cumulative=self.cumulative, score=self.score, batch_size=self.batch_size,
                       progress=self.progress)
@@ -377,7 +378,7 @@ class Deletion(_CurveMetric):
         torch.Size([2])
     """)
 
-    kind, statistic, higher_is_better = "deletion", "auc", False
+    mode, statistic, higher_is_better = "deletion", "auc", False
 
 
 @METRICS.register("insertion", aliases=("iauc",))
@@ -387,7 +388,7 @@ class Insertion(_CurveMetric):
     Petsiuk et al., BMVC 2018. Default substrate box blur (seed rule) / RISE blur (RISE rule).
 """ + _ARGS)
 
-    kind, statistic, higher_is_better = "insertion", "auc", True
+    mode, statistic, higher_is_better = "insertion", "auc", True
 
 
 @METRICS.register("dc", aliases=("deletion_correlation",))
@@ -398,7 +399,7 @@ class DeletionCorrelation(_CurveMetric):
     step with the mean saliency of the pixels deleted at that step.
 """ + _ARGS)
 
-    kind, statistic, higher_is_better = "deletion", "correlation", True
+    mode, statistic, higher_is_better = "deletion", "correlation", True
 
 
 @METRICS.register("ic", aliases=("insertion_correlation",))
@@ -409,7 +410,7 @@ class InsertionCorrelation(_CurveMetric):
     step with the mean saliency of the pixels revealed at that step.
 """ + _ARGS)
 
-    kind, statistic, higher_is_better = "insertion", "correlation", True
+    mode, statistic, higher_is_better = "insertion", "correlation", True
 
 
 METRICS.add("deletion_rise", Deletion, defaults={"rule": "rise"},

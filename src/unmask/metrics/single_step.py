@@ -142,6 +142,7 @@ def average_drop_in_deletion(score: Tensor, perturbed: Tensor) -> Tensor:
 class _SingleStep:
     """Shared call of the three single-step metrics (composition: a scoring rule + options)."""
 
+    kind = "faithfulness"
     replace_salient = False
     higher_is_better = True
 
