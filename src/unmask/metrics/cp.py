@@ -1,0 +1,138 @@
+"""Conciseness-preciseness (CP) scores of explanation images (Kolek et al., CVPR 2023, Sec. 5).
+
+``CP = (p̂ / p) / (I(x̂) / I(x))``: the retained target-class probability (``p̂ = p_t(x̂)``,
+``p = p_t(x)``, softmax, the *target* class; the original script uses the top class of x̂)
+per retained "information" ``I``:
+
+* ``cp_l1_pixel``: ``I = Σ |pixels|`` of the image.
+* ``cp_l1``: ``I = Σ |coefficients|`` in the method's representation (pixels for pixel masks).
+* ``cp_entropy``: ``I = H(q) = -Σ q_i log q_i`` with ``q_i = |c_i|² / Σ |c|²`` over the
+  coefficients of the representation (0 log 0 = 0). A concise explanation concentrates its
+  energy in few coefficients and has low entropy.
+
+Higher is better. The explanation image can come from any method: mask explainers return it
+(``Explanation.extras["image"]``), and a pixel mask m gives ``x̂ = x ⊙ m``
+(:func:`masked_image`). For a coefficient mask, pass the masked coefficients ``m ⊙ T(x)``
+(what the original code measures); otherwise the coefficients of x̂ are ``T(x̂)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._checks import check_choice, check_images
+from ..models import as_classifier
+from ..registry import METRICS
+from ..representations import Pixels
+from ..representations.base import Representation
+from ..scoring import Scorer
+
+__all__ = ["CPScore", "cp_score", "masked_image", "information", "INFORMATION"]
+
+#: The information measures of the three CP scores.
+INFORMATION = ("l1_pixel", "l1", "entropy")
+
+
+def masked_image(x: Tensor, mask: Tensor) -> Tensor:
+    """The explanation image ``x ⊙ m`` of a pixel mask (1 = kept), (B, C, H, W).
+
+    Args:
+        x: images (B, C, H, W).
+        mask: (B, 1, H, W) or (B, C, H, W) in [0, 1]; a saliency map from another method should
+            be normalised to [0, 1] first.
+    """
+    check_images(x, "x")
+    if not isinstance(mask, Tensor) or mask.ndim != 4 or mask.shape[-2:] != x.shape[-2:]:
+        got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+        raise ValueError(f"mask: expected (B, 1, {x.shape[-2]}, {x.shape[-1]}), got {got}")
+    if float(mask.min()) < 0 or float(mask.max()) > 1:
+        raise ValueError(f"mask: expected values in [0, 1], got [{float(mask.min()):.3g}, {float(mask.max()):.3g}]")
+    return x * mask.to(x.dtype)
+
+
+def information(coeffs: Sequence[Tensor], kind: str) -> Tensor:
+    """``Σ|c|`` (``"l1"``, ``"l1_pixel"``) or the entropy ``H(|c|²/Σ|c|²)`` per image, (B,).
+
+    Args:
+        coeffs: band groups (B, ...) of one image batch (all channels, all bands).
+        kind: one of :data:`INFORMATION`.
+    """
+    flat = torch.cat([c.reshape(c.shape[0], -1) for c in coeffs], dim=1).double()
+    if kind in ("l1", "l1_pixel"):
+        return flat.abs().sum(1)
+    energy = flat.pow(2)
+    q = energy / energy.sum(1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+    return -torch.special.xlogy(q, q).sum(1)
+
+
+def cp_score(model: Any, x: Tensor, x_hat: Tensor, target: Any = None, *, info: str = "l1",
+             representation: Representation | None = None,
+             coefficients: Sequence[Tensor] | None = None, batch_size: int = 16) -> Tensor:
+    """CP score per image, (B,) float64; see the module docstring.
+
+    Args:
+        model: the classifier.
+        x: images (B, 3, H, W) in [0, 1].
+        x_hat: explanation images (B, 3, H, W).
+        target: classes (None = top-1 of ``x``, int, or (B,)).
+        info: ``"l1_pixel"``, ``"l1"`` or ``"entropy"``.
+        representation: where ``"l1"`` / ``"entropy"`` count (default pixels).
+        coefficients: the explanation's own coefficients ``m ⊙ T(x)`` (band groups); default
+            ``T(x̂)``.
+        batch_size: images per forward pass.
+    """
+    from ..explainers._common import prepare
+
+    model = as_classifier(model, "model")
+    check_choice(info, "info", INFORMATION)
+    x_hat = check_images(x_hat, "x_hat")
+    if x_hat.shape != x.shape:
+        raise ValueError(f"x_hat: expected the shape of x {tuple(x.shape)}, got {tuple(x_hat.shape)}")
+    scorer = Scorer(model, batch_size=batch_size, score="prob")
+    x, target = prepare(model, x, target, scorer)
+    x_hat = x_hat.to(x.device)
+    p, p_hat = scorer(x, target).double().cpu(), scorer(x_hat, target).double().cpu()
+    rep = Pixels() if info == "l1_pixel" or representation is None else representation
+    with torch.no_grad():
+        base = rep.forward(x)
+        kept = rep.forward(x_hat) if coefficients is None or info == "l1_pixel" else list(coefficients)
+        i_x, i_hat = information(base, info).cpu(), information(kept, info).cpu()
+    return (p_hat / p) / (i_hat / i_x)
+
+
+class CPScore:
+    """A CP score as a metric object: ``metric(x, x_hat, target=None, coefficients=None) -> (B,)``.
+
+    Args:
+        model: the classifier.
+        representation: the representation for ``"l1"`` / ``"entropy"`` (default pixels).
+        info: ``"l1_pixel"``, ``"l1"`` or ``"entropy"``.
+        batch_size: images per forward pass.
+    """
+
+    kind = "explanation_image"
+    higher_is_better = True
+
+    def __init__(self, model: Any, representation: Representation | None = None, *, info: str = "l1",
+                 batch_size: int = 16) -> None:
+        self.model = as_classifier(model, "model")
+        self.info = check_choice(info, "info", INFORMATION)
+        self.representation = representation
+        self.batch_size = batch_size
+
+    def __call__(self, x: Tensor, x_hat: Tensor, target: Any = None,
+                 coefficients: Sequence[Tensor] | None = None) -> Tensor:
+        return cp_score(self.model, x, x_hat, target, info=self.info, representation=self.representation,
+                        coefficients=coefficients, batch_size=self.batch_size)
+
+
+METRICS.add("cp_l1_pixel", CPScore, defaults={"info": "l1_pixel"},
+            summary="CP-ℓ1 pixel: retained target probability per retained pixel ℓ1 (Kolek et al. 2023).")
+METRICS.add("cp_l1", CPScore, defaults={"info": "l1"},
+            summary="CP-ℓ1: retained target probability per retained coefficient ℓ1 (Kolek et al. 2023).")
+METRICS.add("cp_entropy", CPScore, defaults={"info": "entropy"},
+            summary="CP-entropy: retained target probability per retained coefficient entropy (Kolek et al. 2023).")
