@@ -61,7 +61,7 @@ FIXED = {
     "mean": lambda: Constant("mean"),
     "image_mean": lambda: Constant("image_mean"),
     "rgb": lambda: Constant((0.1, 0.2, 0.3)),
-    "blur": lambda: Blur(2.0),
+    "blur": lambda: Blur(1.0),
     "gaussian": lambda: Noise("gaussian", seed=3),
     "uniform": lambda: Noise("uniform", seed=3),
     "additive": lambda: Noise("gaussian", std=0.1, additive=True, seed=3),
@@ -237,8 +237,8 @@ def test_bind_with_an_inpainter():
 def test_gradcheck_fixed_fills(name):
     removal = FIXED[name]()
     assert removal.differentiable
-    x = torch.rand(1, 3, 6, 6, dtype=torch.float64, requires_grad=True)
-    m = (torch.rand(1, 1, 6, 6, dtype=torch.float64) * 0.8 + 0.1).requires_grad_()
+    x = torch.rand(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    m = (torch.rand(1, 1, 4, 4, dtype=torch.float64) * 0.8 + 0.1).requires_grad_()
     assert torch.autograd.gradcheck(lambda a, b: removal(a, b), (x, m), eps=1e-6, atol=1e-5)
 
 
