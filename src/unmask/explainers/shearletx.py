@@ -33,15 +33,22 @@ from torch import Tensor
 from ..explanation import Explanation
 from ..registry import METHODS
 from ..representations import Pixels, Shearlets, Wavelets
+from .._checks import check_choice
+from ..removal import make_removal
 from ._common import as_model, check_seed
 from .maskopt import MaskOptimizer, explain_with
 
 __all__ = ["ShearletX", "WaveletX", "CartoonX", "PixelMask"]
 
 
-def _configure(obj: Any, method: str, model: Any, representation: Any, seed: int,
-               **settings: Any) -> None:
+def _configure(obj: Any, method: str, model: Any, representation: Any, seed: int, removal: Any,
+               score: str, **settings: Any) -> None:
     """Give ``obj`` its model, its :class:`MaskOptimizer` and its JSON-friendly params."""
+    check_choice(score, "score", ("prob",))
+    if removal is not None:
+        resolved = make_removal(removal)  # TypeError / ValueError naming ``removal`` for bad input
+        raise ValueError(f"removal: {method} removes coefficients by noise in its representation "
+                         f"(see noise=); a pixel removal ({resolved!r}) does not apply: pass None")
     obj.method = method
     obj.model = as_model(model)
     obj.optimizer = MaskOptimizer(obj.model, representation, seed=check_seed(seed), **settings)
@@ -58,6 +65,9 @@ class ShearletX:
 
     Args:
         model: the classifier.
+        removal: must be ``None``: coefficients are removed by ``noise`` (kept for the common
+            explainer signature).
+        score: must be ``"prob"``: the distortion is the squared error of the probability.
         l1: λ₁ (default 1).
         spatial: λ₂ (default 2).
         steps: Adam steps (default 300).
@@ -79,11 +89,13 @@ class ShearletX:
         ((1, 1, 16, 16), (1, 1, 49, 16, 16))
     """
 
-    def __init__(self, model: Any, *, l1: float = 1.0, spatial: float = 2.0, steps: int = 300,
-                 lr: float = 0.1, noise_bs: int = 16, noise: str = "uniform", scales: int = 4,
-                 directions: Sequence[int] = (8, 8, 16, 16), seed: int = 0, progress: bool = False) -> None:
-        _configure(self, "shearletx", model, Shearlets(scales, directions), seed, l1=l1, spatial=spatial,
-               steps=steps, lr=lr, noise_bs=noise_bs, noise=noise, noise_source="gray", progress=progress)
+    def __init__(self, model: Any, removal: Any = None, *, l1: float = 1.0, spatial: float = 2.0,
+                 steps: int = 300, lr: float = 0.1, noise_bs: int = 16, noise: str = "uniform",
+                 scales: int = 4, directions: Sequence[int] = (8, 8, 16, 16), score: str = "prob",
+                 seed: int = 0, progress: bool = False) -> None:
+        _configure(self, "shearletx", model, Shearlets(scales, directions), seed, removal, score,
+                   l1=l1, spatial=spatial, steps=steps, lr=lr, noise_bs=noise_bs, noise=noise,
+                   noise_source="gray", progress=progress)
 
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
@@ -98,6 +110,9 @@ class WaveletX:
 
     Args:
         model: the classifier.
+        removal: must be ``None``: coefficients are removed by ``noise`` (kept for the common
+            explainer signature).
+        score: must be ``"prob"``: the distortion is the squared error of the probability.
         l1: λ₁ (default 2).
         spatial: λ₂ (default 10).
         steps, lr, noise_bs, noise, seed, progress: as :class:`ShearletX`.
@@ -109,11 +124,13 @@ class WaveletX:
     levels coarse to fine (K = 3 orientations), ``history``.
     """
 
-    def __init__(self, model: Any, *, l1: float = 2.0, spatial: float = 10.0, steps: int = 300,
-                 lr: float = 0.1, noise_bs: int = 16, noise: str = "uniform", wavelet: str = "db3",
-                 levels: int = 5, mode: str = "zero", seed: int = 0, progress: bool = False) -> None:
-        _configure(self, "waveletx", model, Wavelets(wavelet, levels, mode), seed, l1=l1, spatial=spatial,
-               steps=steps, lr=lr, noise_bs=noise_bs, noise=noise, noise_source="color", progress=progress)
+    def __init__(self, model: Any, removal: Any = None, *, l1: float = 2.0, spatial: float = 10.0,
+                 steps: int = 300, lr: float = 0.1, noise_bs: int = 16, noise: str = "uniform",
+                 wavelet: str = "db3", levels: int = 5, mode: str = "zero", score: str = "prob",
+                 seed: int = 0, progress: bool = False) -> None:
+        _configure(self, "waveletx", model, Wavelets(wavelet, levels, mode), seed, removal, score,
+                   l1=l1, spatial=spatial, steps=steps, lr=lr, noise_bs=noise_bs, noise=noise,
+                   noise_source="color", progress=progress)
 
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
@@ -126,6 +143,9 @@ class CartoonX:
 
     Args:
         model: the classifier.
+        removal: must be ``None``: coefficients are removed by ``noise`` (kept for the common
+            explainer signature).
+        score: must be ``"prob"``: the distortion is the squared error of the probability.
         l1: λ₁ (default 20).
         steps: Adam steps (default 2000).
         lr: learning rate (default 1e-3).
@@ -135,11 +155,13 @@ class CartoonX:
     Extras: as :class:`WaveletX`.
     """
 
-    def __init__(self, model: Any, *, l1: float = 20.0, steps: int = 2000, lr: float = 1e-3,
-                 noise_bs: int = 64, noise: str = "uniform", wavelet: str = "db3", levels: int = 5,
-                 mode: str = "zero", seed: int = 0, progress: bool = False) -> None:
-        _configure(self, "cartoonx", model, Wavelets(wavelet, levels, mode), seed, l1=l1, spatial=0.0,
-               steps=steps, lr=lr, noise_bs=noise_bs, noise=noise, noise_source="color", progress=progress)
+    def __init__(self, model: Any, removal: Any = None, *, l1: float = 20.0, steps: int = 2000,
+                 lr: float = 1e-3, noise_bs: int = 64, noise: str = "uniform", wavelet: str = "db3",
+                 levels: int = 5, mode: str = "zero", score: str = "prob", seed: int = 0,
+                 progress: bool = False) -> None:
+        _configure(self, "cartoonx", model, Wavelets(wavelet, levels, mode), seed, removal, score,
+                   l1=l1, spatial=0.0, steps=steps, lr=lr, noise_bs=noise_bs, noise=noise,
+                   noise_source="color", progress=progress)
 
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
@@ -154,6 +176,9 @@ class PixelMask:
 
     Args:
         model: the classifier.
+        removal: must be ``None``: coefficients are removed by ``noise`` (kept for the common
+            explainer signature).
+        score: must be ``"prob"``: the distortion is the squared error of the probability.
         l1: λ₁ (default 1).
         spatial: λ₂ (default 0).
         steps, lr, noise_bs, noise, seed, progress: as :class:`ShearletX`.
@@ -161,11 +186,12 @@ class PixelMask:
     Extras: ``image`` x̂ = m ⊙ x (B, 3, H, W), ``mask`` (B, 1, 1, H, W), ``history``.
     """
 
-    def __init__(self, model: Any, *, l1: float = 1.0, spatial: float = 0.0, steps: int = 300,
-                 lr: float = 0.1, noise_bs: int = 16, noise: str = "uniform", seed: int = 0,
-                 progress: bool = False) -> None:
-        _configure(self, "pixelmask", model, Pixels(), seed, l1=l1, spatial=spatial, steps=steps,
-               lr=lr, noise_bs=noise_bs, noise=noise, noise_source="color", progress=progress)
+    def __init__(self, model: Any, removal: Any = None, *, l1: float = 1.0, spatial: float = 0.0,
+                 steps: int = 300, lr: float = 0.1, noise_bs: int = 16, noise: str = "uniform",
+                 score: str = "prob", seed: int = 0, progress: bool = False) -> None:
+        _configure(self, "pixelmask", model, Pixels(), seed, removal, score, l1=l1, spatial=spatial,
+                   steps=steps, lr=lr, noise_bs=noise_bs, noise=noise, noise_source="color",
+                   progress=progress)
 
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""

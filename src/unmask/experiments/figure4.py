@@ -1,0 +1,216 @@
+"""The Figure 4 study of Kolek et al. (CVPR 2023): CP scores against the hallucination score.
+
+For every (model, image) pair: the target is the model's top-1 class on the image; ShearletX,
+WaveletX, PixelMask (the paper's Figure 4 settings, ``steps`` / ``noise_bs`` adjustable) and
+SmoothMask (Extremal Perturbations, one run per area) explain it; each explanation image x̂
+gets CP-ℓ1 pixel, CP-ℓ1 (the method's own representation: shearlet / wavelet coefficients
+m ⊙ T(x), pixels for pixel masks), CP-entropy (same coefficients) and the hallucination score.
+Every number is appended to a CSV as soon as it is computed, and pairs already in the CSV are
+skipped, so an interrupted run resumes where it stopped. Scatter plots (one PNG per model:
+CP-ℓ1 vs HS and CP-entropy vs HS, log axes, one point per image and method) are drawn from the
+CSV.
+
+The pipeline takes any :class:`unmask.Classifier` (see :func:`run`); the command line
+``unmask figure4`` loads the embedded pretrained models by name.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..explainers.shearletx import PixelMask, ShearletX, WaveletX
+from ..metrics.cp import cp_score, masked_image
+from ..metrics.hallucination import hallucination_score
+from ..models import Classifier
+from ..representations import Pixels, Shearlets, Wavelets
+from ..representations.base import apply_mask
+from ..scoring import Scorer
+
+__all__ = ["run", "plot", "read_rows", "FIELDS", "list_images", "METHOD_ORDER"]
+
+#: CSV columns.
+FIELDS = ("model", "image", "method", "target", "p", "p_hat", "cp_l1_pixel", "cp_l1", "cp_entropy",
+          "hs", "seconds", "steps", "noise_bs", "size")
+
+METHOD_ORDER = ("shearletx", "waveletx", "pixelmask", "smoothmask")
+_STYLE = {"shearletx": ("tab:blue", "o"), "waveletx": ("tab:orange", "s"),
+          "pixelmask": ("tab:red", "^"), "smoothmask": ("tab:green", "D")}
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
+    """Image files of ``folder`` (sorted by name), the first ``limit`` of them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"images: no such directory {str(folder)!r}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"images: no image files in {str(folder)!r}")
+    return files[:limit] if limit else files
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a Figure 4 CSV (numbers as floats; empty file or none -> [])."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for key in FIELDS[3:]:
+            row[key] = float(row[key]) if row.get(key) not in (None, "") else math.nan
+    return rows
+
+
+def _explain_mask_method(name: str, model: Classifier, x: Tensor, target: Tensor, steps: int,
+                         noise_bs: int, seed: int) -> tuple[Tensor, list[Tensor], Any]:
+    """x̂ and the masked coefficients m ⊙ T(x) of one representation-mask method."""
+    kind = {"shearletx": (ShearletX, Shearlets()), "waveletx": (WaveletX, Wavelets()),
+            "pixelmask": (PixelMask, Pixels())}[name]
+    explainer = kind[0](model, steps=steps, noise_bs=noise_bs, seed=seed)
+    e = explainer.explain(x, target)
+    mask = e.extras["mask"]
+    mask = [mask] if isinstance(mask, Tensor) else list(mask)
+    with torch.no_grad():
+        coeffs = apply_mask(kind[1].forward(x), mask)
+    return e.extras["image"], coeffs, kind[1]
+
+
+def _row(model_name: str, image: str, method: str, model: Classifier, x: Tensor, x_hat: Tensor,
+         target: Tensor, coeffs: list[Tensor] | None, representation: Any, p: float,
+         seconds: float, steps: int, noise_bs: int, detector: Any) -> dict[str, Any]:
+    scorer = Scorer(model)
+    p_hat = float(scorer(x_hat, target)[0])
+    common = {"representation": representation, "coefficients": coeffs}
+    return {
+        "model": model_name, "image": image, "method": method, "target": int(target[0]), "p": p,
+        "p_hat": p_hat,
+        "cp_l1_pixel": float(cp_score(model, x, x_hat, target, info="l1_pixel")[0]),
+        "cp_l1": float(cp_score(model, x, x_hat, target, info="l1", **common)[0]),
+        "cp_entropy": float(cp_score(model, x, x_hat, target, info="entropy", **common)[0]),
+        "hs": float(hallucination_score(x, x_hat, detector)[0]),
+        "seconds": round(seconds, 2), "steps": steps, "noise_bs": noise_bs, "size": x.shape[-1],
+    }
+
+
+def run(models: Mapping[str, Classifier], images: Sequence[tuple[str, Tensor]], out: str | Path, *,
+        areas: Sequence[float] = (0.05, 0.1, 0.2), steps: int = 300, noise_bs: int = 16,
+        smooth_steps: int = 800, methods: Sequence[str] = METHOD_ORDER, detector: Any = "shearlet",
+        seed: int = 0, smooth_options: Mapping[str, Any] | None = None,
+        log: Callable[[str], None] | None = print) -> Path:
+    """Run the study and return the CSV path (``out/figure4.csv``); plots go to ``out``.
+
+    Args:
+        models: name -> classifier.
+        images: (name, image (1, 3, H, W) in [0, 1]) pairs (the paper: 256 × 256).
+        out: output directory (created).
+        areas: SmoothMask areas (one explanation each).
+        steps: optimisation steps of ShearletX / WaveletX / PixelMask (paper 300).
+        noise_bs: their noise samples per step (paper 16).
+        smooth_steps: Extremal Perturbation iterations (TorchRay 800).
+        methods: a subset of :data:`METHOD_ORDER`.
+        detector: edge detector of the hallucination score.
+        seed: noise seed.
+        smooth_options: extra hyperparameters of the ``extremal`` method (e.g. for tiny images).
+        log: progress messages (None: silent).
+    """
+    from ..api import make_explainer
+
+    unknown = sorted(set(methods) - set(METHOD_ORDER))
+    if unknown:
+        raise ValueError(f"methods: unknown {unknown}; expected a subset of {', '.join(METHOD_ORDER)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "figure4.csv"
+    done = {(r["model"], r["image"], r["method"]) for r in read_rows(path)}
+    new_file = not path.is_file() or path.stat().st_size == 0
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        if new_file:
+            writer.writeheader()
+        for model_name, model in models.items():
+            scorer = Scorer(model)
+            for image_name, x in images:
+                x = x.to(model.device)
+                target = scorer.top1(x)
+                p = float(scorer(x, target)[0])
+                todo = [(m, None) for m in methods if m != "smoothmask"]
+                if "smoothmask" in methods:
+                    todo += [("smoothmask", a) for a in areas]
+                for method, area in todo:
+                    label = method if area is None else f"smoothmask-{area:g}"
+                    if (model_name, image_name, label) in done:
+                        continue
+                    start = time.perf_counter()
+                    if area is None:
+                        x_hat, coeffs, rep = _explain_mask_method(method, model, x, target, steps, noise_bs, seed)
+                        n_steps, n_noise = steps, noise_bs
+                    else:
+                        smooth = make_explainer(model, "extremal", areas=[area], steps=smooth_steps,
+                                                **dict(smooth_options or {}))
+                        e = smooth.explain(x, target)
+                        x_hat, coeffs, rep = masked_image(x, e.extras["masks"][:, :1]), None, Pixels()
+                        n_steps, n_noise = smooth_steps, 0
+                    seconds = time.perf_counter() - start
+                    row = _row(model_name, image_name, label, model, x, x_hat, target, coeffs, rep, p,
+                               seconds, n_steps, n_noise, detector)
+                    writer.writerow(row)
+                    f.flush()
+                    if log:
+                        log(f"{model_name} {image_name} {label}: CP-l1 {row['cp_l1']:.3g} "
+                            f"CP-entropy {row['cp_entropy']:.3g} HS {row['hs']:.3g} ({seconds:.0f} s)")
+    plot(path, out)
+    return path
+
+
+def plot(csv_path: str | Path, out: str | Path, hs_floor: float = 1e-4) -> list[Path]:
+    """Scatter plots from a Figure 4 CSV: one PNG per model, CP-ℓ1 and CP-entropy vs HS.
+
+    Log axes; HS = 0 (no artificial edge) is drawn at ``hs_floor`` (marked by a dotted line)
+    and CP ≤ 0 or NaN points are left out (counted in the legend).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_rows(csv_path)
+    paths = []
+    for model_name in sorted({r["model"] for r in rows}):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+        for ax, key, title in ((axes[0], "cp_l1", "CP-ℓ1"), (axes[1], "cp_entropy", "CP-entropy")):
+            for method in METHOD_ORDER:
+                sel = [r for r in rows if r["model"] == model_name and r["method"].startswith(method)]
+                labels = sorted({r["method"] for r in sel})
+                for i, label in enumerate(labels):
+                    pts = [(max(r["hs"], hs_floor), r[key]) for r in sel if r["method"] == label
+                           and r[key] > 0 and not math.isnan(r["hs"])]
+                    if not pts:
+                        continue
+                    color, marker = _STYLE[method]
+                    alpha = 0.9 if len(labels) == 1 else 0.4 + 0.5 * (i + 1) / len(labels)
+                    marker = marker if len(labels) == 1 else "DPX"[i % 3]
+                    ax.scatter([h for h, _ in pts], [c for _, c in pts], c=color, marker=marker,
+                               alpha=alpha, label=f"{label} (n={len(pts)})", edgecolors="k", linewidths=0.3)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.axvline(hs_floor, color="gray", linestyle=":", linewidth=0.8)
+            ax.set_xlabel(f"hallucination score (0 drawn at {hs_floor:g})")
+            ax.set_ylabel(title)
+            ax.set_title(f"{model_name}: {title} vs HS")
+            ax.grid(True, which="both", alpha=0.2)
+        axes[1].legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        png = Path(out) / f"figure4_{model_name}.png"
+        fig.savefig(png, dpi=110)
+        plt.close(fig)
+        paths.append(png)
+    return paths

@@ -1,0 +1,117 @@
+"""The mask optimiser behind ShearletX, WaveletX, CartoonX and PixelMask."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import unmask
+from unmask.explainers.maskopt import MaskOptimizer
+from unmask.explainers.shearletx import CartoonX, PixelMask, ShearletX, WaveletX
+from unmask.representations import Pixels, Shearlets, Wavelets
+from unmask.testing import region_images, region_mask, region_model
+
+SMALL_SHEARLETS = {"scales": 2, "directions": (4, 4)}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_paper_defaults():
+    model = region_model()
+    s = ShearletX(model).params
+    assert (s["l1"], s["spatial"], s["lr"], s["steps"], s["noise_bs"], s["noise"]) == (1.0, 2.0, 0.1, 300, 16, "uniform")
+    w = WaveletX(model).params
+    assert (w["l1"], w["spatial"], w["lr"], w["steps"], w["noise_bs"]) == (2.0, 10.0, 0.1, 300, 16)
+    assert "db3" in w["representation"] and "levels=5" in w["representation"] and "'zero'" in w["representation"]
+    c = CartoonX(model).params
+    assert (c["l1"], c["spatial"]) == (20.0, 0.0)
+    p = PixelMask(model).params
+    assert (p["l1"], p["spatial"]) == (1.0, 0.0)
+    assert "directions=(8, 8, 16, 16)" in s["representation"]
+
+
+def test_all_ones_mask_reproduces_the_image_with_no_steps_of_change():
+    """lr tiny: the mask stays ~1 and x̂ = x (pixels clamped, coefficients never)."""
+    x = region_images(1, 16)
+    for rep in (Pixels(), Wavelets(levels=2), Shearlets(**SMALL_SHEARLETS)):
+        opt = MaskOptimizer(region_model(), rep, l1=0.0, spatial=0.0, steps=1, lr=1e-9, noise_bs=1)
+        result = opt.optimize(x, torch.tensor([1]))
+        assert torch.allclose(result.image, x, atol=1e-5), rep
+
+
+def test_mask_in_unit_interval_and_shapes():
+    x = region_images(2, 16)
+    e = WaveletX(region_model(), steps=5, noise_bs=2, levels=2).explain(x)
+    assert isinstance(e.extras["mask"], list) and len(e.extras["mask"]) == 3
+    for m in e.extras["mask"]:
+        assert m.shape[:2] == (2, 1) and m.min() >= 0 and m.max() <= 1
+    assert e.extras["image"].shape == (2, 3, 16, 16)
+    assert 0 <= float(e.extras["image"].min()) and float(e.extras["image"].max()) <= 1
+    assert e.extras["history"]["distortion"].shape == (5, 2)
+    torch.testing.assert_close(e.saliency, e.extras["image"].mean(1, keepdim=True))
+
+
+def test_loss_terms_by_hand():
+    """One step from the all-ones mask: distortion, l1 = 1 and the spatial energy of gray(x)."""
+    x = region_images(1, 16)
+    model = region_model()
+    opt = MaskOptimizer(model, Pixels(), l1=1.0, spatial=1.0, steps=1, lr=0.1, noise_bs=3)
+    h = opt.optimize(x, torch.tensor([1])).history
+    p = torch.softmax(model(x), 1)[0, 1]
+    torch.testing.assert_close(h["distortion"][0, 0], (1 - p) ** 2)  # m = 1: no noise enters
+    assert float(h["l1"][0, 0]) == pytest.approx(1.0)
+    assert float(h["spatial"][0, 0]) == pytest.approx(float(x.mean()), rel=1e-5)
+
+
+@pytest.mark.parametrize("noise", ["uniform", "gaussian", "zeros"])
+def test_noise_kinds_and_seed(noise):
+    x = region_images(1, 16)
+    run = lambda seed: PixelMask(region_model(), steps=3, noise_bs=2, noise=noise, seed=seed).explain(x, 1)  # noqa: E731
+    a, b = run(0), run(0)
+    assert torch.equal(a.extras["mask"], b.extras["mask"])
+    if noise != "zeros":
+        assert not torch.equal(a.extras["mask"], run(1).extras["mask"])
+
+
+def test_uniform_noise_statistics():
+    """Draws of the uniform obfuscation lie in [mean - std, mean + std] of their band."""
+    opt = MaskOptimizer(region_model(), Pixels(), l1=1, spatial=0, steps=1, lr=0.1, noise_bs=64)
+    mean, std = torch.tensor(0.3).reshape(1, 1, 1, 1, 1), torch.tensor(0.1).reshape(1, 1, 1, 1, 1)
+    (v,) = opt._draw([(mean, std)], [(1, 1, 8, 8)], [torch.Generator().manual_seed(0)], 64)
+    assert v.shape == (1, 64, 1, 1, 8, 8)
+    assert float(v.min()) >= 0.2 - 1e-6 and float(v.max()) <= 0.4 + 1e-6
+    assert float(v.mean()) == pytest.approx(0.3, abs=0.01)
+
+
+def test_localises_region_and_removes_background():
+    """ShearletX on the region model keeps the box and drops most of the rest."""
+    x = region_images(1, 32)
+    e = ShearletX(region_model(), steps=40, noise_bs=2, **SMALL_SHEARLETS).explain(x, 1)
+    box = region_mask(32, 32)
+    s = e.saliency
+    assert float(s[box].mean()) > 3 * float(s[~box].mean())
+
+
+def test_bad_hyperparameters():
+    model = region_model()
+    with pytest.raises(ValueError, match="^noise: "):
+        ShearletX(model, noise="salt")
+    with pytest.raises(ValueError, match="^steps: "):
+        WaveletX(model, steps=0)
+    with pytest.raises(ValueError, match="^removal: "):
+        PixelMask(model, removal="blur")
+    with pytest.raises(ValueError, match="^score: "):
+        PixelMask(model, score="logit")
+    with pytest.raises(TypeError, match="^representation: "):
+        MaskOptimizer(model, object(), l1=1, spatial=0, steps=1, lr=0.1, noise_bs=1)
+
+
+def test_registered():
+    for name in ("shearletx", "waveletx", "cartoonx", "pixelmask"):
+        assert name in unmask.list_methods()
