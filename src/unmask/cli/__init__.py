@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -61,6 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("unmask: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # an internal failure: one line, the traceback on request
+        if os.environ.get("UNMASK_DEBUG"):
+            raise
+        print(f"unmask: internal error: {type(exc).__name__}: {exc} "
+              "(set UNMASK_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
