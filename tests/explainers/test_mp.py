@@ -111,3 +111,17 @@ def test_non_differentiable_removal_is_rejected(region_model):
 def test_bad_hyperparameters(region_model, bad):
     with pytest.raises((ValueError, TypeError)):
         MeaningfulPerturbation(region_model, **bad)
+
+
+@pytest.mark.slow
+def test_real_model_deletion_kills_the_class(real_model):
+    x = unmask.load_image(unmask.example_image("chelsea"))
+    e = MeaningfulPerturbation(real_model, steps=100).explain(x)
+    assert float(e.extras["score"][0]) < 0.2 * float(e.extras["base_score"][0])
+    # the same amount of deletion, cells shuffled, hurts far less: the mask is placed, not just big
+    grid = e.extras["mask"].flatten()
+    shuffled = grid[torch.randperm(grid.numel(), generator=torch.Generator().manual_seed(0))]
+    masks = torch.nn.functional.interpolate(shuffled.reshape(1, 1, 28, 28), size=(224, 224),
+                                            mode="bilinear")
+    p_shuffled = unmask.Scorer(real_model).perturbed(x, masks, e.target, Blur(10.0))
+    assert float(p_shuffled[0]) > 2 * float(e.extras["score"][0])

@@ -134,3 +134,13 @@ def test_bad_hyperparameters(region_model, bad):
 def test_mask_larger_than_image(region_model, region_images):
     with pytest.raises(ValueError, match=r"^mask_size: "):
         MP2(region_model, mask_size=64).explain(region_images)
+
+
+@pytest.mark.slow
+def test_real_model_reaches_chance(real_model):
+    """EfficientNet-Lite0 on skimage's cat: the greedy mask drives p(cat) to chance (0.001)."""
+    x = unmask.load_image(unmask.example_image("chelsea"))
+    e = MP2(real_model).explain(x)
+    assert bool(e.extras["reached"][0]) and float(e.extras["score"][0]) <= 1e-3
+    t = int(e.extras["iterations"][0])
+    assert int(e.extras["mask"].sum()) == 2 * t and t < 28 * 28 // 2
