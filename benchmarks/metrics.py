@@ -2,7 +2,9 @@
 
 Same images, maps, targets, model (the embedded EfficientNet-Lite0 with a softmax), the same
 number of forward passes (the seed rule: maps at ``--map-size``², at most 196 steps, so
-``(steps + 1)`` images per curve) and the same batch size for both:
+``(steps + 1)`` images per curve) and the same batch size for both (``--batch-size``, default the seed's 20; the forward time per image
+depends strongly on it on a CPU: at 224² with one thread, batch 4 ran at ~60 ms/image and
+batch 20 at ~155 ms/image on the loaded test machine, so compare at equal batch sizes):
 
 - ``unmask``: :mod:`unmask.metrics.compat` ``Deletion()`` + ``Insertion()`` (DAUC, DC, IAUC,
   IC), i.e. the batched engine behind :mod:`unmask.metrics.deletion`;
@@ -22,6 +24,7 @@ same batch size is measured alongside so that overheads can be read off:
 
     python benchmarks/metrics.py                     # 4 images, 28x28 maps (196 steps)
     python benchmarks/metrics.py --quick             # 2 images, 7x7 maps (49 steps)
+    python benchmarks/metrics.py --batch-size 4      # every implementation at batch 4
 
 Writes JSON (``--json``, default ``benchmarks/results/metrics[-quick].json``) with every raw
 timing, the commit, the versions and the settings. Numbers on a shared CPU are noisy.
@@ -132,13 +135,16 @@ def quantus_worker(args: argparse.Namespace) -> None:
     per_step = 224 * 224 // steps
     metric = quantus.PixelFlipping(features_in_step=per_step, perturb_baseline="black",
                                    return_auc_per_sample=True, disable_warnings=True)
-    walls = []
+    walls, fwd = [], []
     for _ in range(args.repeats):
+        fwd.append(forward_per_image(model, x, args.images))
         t = time.perf_counter()
         aucs = metric(model=model, x_batch=x.numpy(), y_batch=target.numpy(), a_batch=full.numpy(),
                       device="cpu", softmax=True, batch_size=args.images)
         walls.append(time.perf_counter() - t)
-    print(json.dumps({"walls": walls, "forward_passes": args.images * 3 * steps, "steps": 3 * steps,
+    print(json.dumps({"walls": walls, "forward_s_per_image": statistics.median(fwd),
+                      "batch_size": args.images,
+                      "forward_passes": args.images * 3 * steps, "steps": 3 * steps,
                       "features_in_step": per_step, "mean_auc": float(np.mean(aucs)),
                       "version": _version("quantus")}))
 
@@ -148,7 +154,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--map-size", type=int, default=28)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=20, help="the seed package's default")
+    parser.add_argument("--batch-size", type=int, default=20,
+                        help="forward batch of unmask and saliency_maps_metrics (the seed's default "
+                        "20); quantus batches the images (= --images)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="2 images, 7x7 maps (49 steps)")
@@ -182,16 +190,17 @@ def main() -> None:
         "saliency_maps_metrics": (sm.Deletion(batch_size=bs), sm.Insertion(batch_size=bs)),
     }
     fwd = []
-    for name, (d, i) in impls.items():
-        run_pair(d, i, model, x[:1], maps[:1], target[:1]) if args.repeats > 1 else None  # warm-up
-        walls, values = [], {}
-        for _ in range(args.repeats):
+    walls: dict[str, list[float]] = {name: [] for name in impls}
+    values: dict[str, dict[str, float]] = {}
+    for _ in range(args.repeats):  # interleaved, so that load drift hits every implementation
+        for name, (d, i) in impls.items():
             fwd.append(forward_per_image(model, x, bs))
-            wall, values = run_pair(d, i, model, x, maps, target)
-            walls.append(wall)
-        med = statistics.median(walls)
-        rows[name] = {"walls": walls, "median": med, "images_per_s": args.images / med,
-                      "forward_passes": passes, "values": values}
+            wall, values[name] = run_pair(d, i, model, x, maps, target)
+            walls[name].append(wall)
+    for name in impls:
+        med = statistics.median(walls[name])
+        rows[name] = {"walls": walls[name], "median": med, "images_per_s": args.images / med,
+                      "forward_passes": passes, "values": values[name]}
     forward = statistics.median(fwd)
     for row in rows.values():
         row["overhead"] = row["median"] / (row["forward_passes"] * forward)
@@ -210,7 +219,8 @@ def main() -> None:
             quantus_row = json.loads(proc.stdout.strip().splitlines()[-1])
             quantus_row["median"] = statistics.median(quantus_row["walls"])
             quantus_row["images_per_s"] = args.images / quantus_row["median"]
-            quantus_row["overhead"] = quantus_row["median"] / (quantus_row["forward_passes"] * forward)
+            quantus_row["overhead"] = quantus_row["median"] / (
+                quantus_row["forward_passes"] * quantus_row["forward_s_per_image"])
         else:
             quantus_note = f"quantus worker failed: {proc.stderr.strip().splitlines()[-1:]}"
     else:

@@ -63,11 +63,17 @@ class BoxBlur:
         return k + 1 if k % 2 == 0 else k
 
     def fill(self, x: Tensor) -> Tensor:
-        """The blurred images (B, C, H, W)."""
+        """The blurred images (B, C, H, W).
+
+        Computed as two 1-D box filters (rows, then columns), which equals the seed package's
+        k×k convolution with zero padding up to float round-off and costs 2k instead of k²
+        multiply-adds per pixel (45 vs 2025 at 224²).
+        """
         k = self.size_for(x.shape[2])
         c = x.shape[1]
-        kernel = torch.full((c, 1, k, k), 1.0 / (k * k), dtype=x.dtype, device=x.device)
-        return F.conv2d(x, kernel, padding=k // 2, groups=c)
+        row = torch.full((c, 1, 1, k), 1.0 / k, dtype=x.dtype, device=x.device)
+        y = F.conv2d(x, row, padding=(0, k // 2), groups=c)
+        return F.conv2d(y, row.transpose(2, 3), padding=(k // 2, 0), groups=c)
 
     def __call__(self, x: Tensor, mask: Tensor) -> Tensor:
         """Remove ``mask`` (B, 1, H, W) from ``x`` (B, C, H, W)."""
