@@ -79,7 +79,8 @@ def lime_kernel(z: Tensor, valid: Tensor, width: float) -> Tensor:
     """
     on = z.double().sum(-1)
     total = valid.double().sum(-1, keepdim=True)
-    cos = torch.where(on > 0, on / (on.sqrt() * total.sqrt()).clamp(min=1e-300), torch.zeros_like(on))
+    norms = (on.sqrt() * total.sqrt()).clamp(min=1e-300)
+    cos = torch.where(on > 0, on / norms, torch.zeros_like(on))
     d = 1 - cos
     return torch.sqrt(torch.exp(-(d**2) / width**2))
 
@@ -195,7 +196,8 @@ class Lime:
         check_positive(samples, "samples", integer=True)
         check_positive(kernel_width, "kernel_width")
         check_positive(alpha, "alpha", allow_zero=True)
-        if segments is not None and not callable(segments) and not isinstance(segments, Tensor | np.ndarray):
+        if segments is not None and not callable(segments) \
+                and not isinstance(segments, Tensor | np.ndarray):
             raise TypeError("segments: expected None, a (B, H, W) integer tensor/array or a "
                             f"function x -> (B, H, W), got {type(segments).__name__}")
         self.n_segments, self.compactness, self.sigma = n_segments, float(compactness), float(sigma)
@@ -203,7 +205,8 @@ class Lime:
         self.samples, self.kernel_width, self.alpha = samples, float(kernel_width), float(alpha)
         self.seed = check_seed(seed)
         self.scorer = Scorer(self.model, batch_size=batch_size, score=score, progress=progress)
-        self.params = {"n_segments": n_segments, "compactness": self.compactness, "sigma": self.sigma,
+        self.params = {"n_segments": n_segments, "compactness": self.compactness,
+                       "sigma": self.sigma,
                        "segments": "slic" if segments is None else "user", "samples": samples,
                        "kernel_width": self.kernel_width, "alpha": self.alpha, "score": score,
                        "seed": seed, "removal": describe(self.removal)}
@@ -217,7 +220,8 @@ class Lime:
         if isinstance(segments, np.ndarray):
             segments = torch.from_numpy(segments)
         if not isinstance(segments, Tensor):
-            raise TypeError(f"segments: expected a (B, H, W) integer tensor, got {type(segments).__name__}")
+            raise TypeError("segments: expected a (B, H, W) integer tensor, got "
+                            f"{type(segments).__name__}")
         if segments.is_floating_point() or segments.dtype == torch.bool:
             raise TypeError(f"segments: expected an integer tensor, got dtype {segments.dtype}")
         if segments.ndim == 2:
@@ -264,4 +268,5 @@ class Lime:
 
 
 METHODS.add("lime-g", Lime, defaults={"removal": lambda: Inpaint("telea")},
-            summary="LIME with the removed superpixels inpainted (LIME-G; classical inpainter by default).")
+            summary="LIME with the removed superpixels inpainted (LIME-G; classical inpainter "
+                    "by default).")

@@ -41,7 +41,8 @@ class RiseMasks:
     def __len__(self) -> int:
         return int(self.grids.shape[0])
 
-    def render(self, start: int = 0, stop: int | None = None, device: torch.device | str = "cpu") -> Tensor:
+    def render(self, start: int = 0, stop: int | None = None,
+               device: torch.device | str = "cpu") -> Tensor:
         """The KEEP masks ``start..stop-1`` (n, 1, H, W) in [0, 1] (1 = pixel kept).
 
         Each grid is upsampled bilinearly to ``((s + 1)·cell_h, (s + 1)·cell_w)`` and cropped to
