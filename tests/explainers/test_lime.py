@@ -126,3 +126,10 @@ def test_user_segments(region_model, region_images):
         Lime(region_model, segments=torch.zeros(3, 32, 32, dtype=torch.long)).explain(x)
     with pytest.raises(TypeError, match="segments"):
         Lime(region_model, segments=torch.zeros(32, 32)).explain(x)
+
+
+def test_evaluations_counted(region_model, region_images):
+    """Exactly B x N model evaluations when the targets are given (the benchmark reads these)."""
+    explainer = Lime(region_model, n_segments=20, samples=37, batch_size=8)
+    explainer.explain(region_images, target=1)
+    assert explainer.scorer.evaluations == 2 * 37

@@ -75,3 +75,10 @@ def test_seed_and_defaults(region_model, region_images):
         Rise(region_model, p=0.0)
     with pytest.raises(ValueError, match="s"):
         Rise(region_model, s=64).explain(region_images)
+
+
+def test_evaluations_counted(region_model, region_images):
+    """Exactly B x N model evaluations when the targets are given (the benchmark reads these)."""
+    explainer = Rise(region_model, masks=45, s=4, batch_size=8)
+    explainer.explain(region_images, target=1)
+    assert explainer.scorer.evaluations == 2 * 45
