@@ -349,3 +349,14 @@ def test_make_removal_names():
         make_removal("blur:x")
     with pytest.raises(TypeError, match="removal: expected a removal strategy"):
         make_removal(3)
+
+
+def test_inpaint_threads_give_the_sequential_result():
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    mask = torch.zeros(4, 1, 32, 32)
+    mask[..., 8:20, 10:24] = 1
+    sequential = Inpaint("telea", workers=1)(x, mask)
+    threaded = Inpaint("telea", workers=3)(x, mask)
+    assert torch.equal(sequential, threaded)
+    with pytest.raises(ValueError, match="workers"):
+        Inpaint("telea", workers=0)

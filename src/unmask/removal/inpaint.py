@@ -10,6 +10,7 @@ mask.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,8 @@ class Inpaint:
         radius: neighbourhood radius for Telea / Navier-Stokes.
         patch_size: patch size for PatchMatch.
         seed: random seed for PatchMatch.
+        workers: images inpainted in parallel threads (default: the number of CPU cores;
+            PatchMatch always runs sequentially so that its seed makes it reproducible).
 
     A hole that covers the whole image has no context: it is filled with the ImageNet mean
     colour.
@@ -57,8 +60,12 @@ class Inpaint:
 
     differentiable = False
 
-    def __init__(self, method: str = "telea", *, radius: int = 5, patch_size: int = 5, seed: int = 0) -> None:
+    def __init__(self, method: str = "telea", *, radius: int = 5, patch_size: int = 5, seed: int = 0,
+                 workers: int | None = None) -> None:
         check_choice(method, "method", ["telea", "ns", "patchmatch", "biharmonic"])
+        workers = (os.cpu_count() or 1) if workers is None else workers
+        check_positive(workers, "workers", integer=True)
+        self.workers = workers
         check_positive(radius, "radius", integer=True)
         check_positive(patch_size, "patch_size", integer=True)
         if method == "patchmatch":
@@ -99,16 +106,23 @@ class Inpaint:
         x, mask = checked(x, mask)
         b = max(x.shape[0], mask.shape[0])
         x, mask = x.expand(b, *x.shape[1:]), _binary(mask).expand(b, 1, *x.shape[-2:])
-        fills = []
         imgs = x.detach().permute(0, 2, 3, 1).cpu().numpy()
         holes = mask[:, 0].detach().cpu().numpy() > 0.5
-        for img, hole in zip(imgs, holes, strict=True):
+        empty = _full_hole_fill(x[:1])[0].permute(1, 2, 0).cpu().numpy()
+
+        def one(i: int) -> np.ndarray:
+            hole = holes[i]
             if not hole.any():
-                fills.append(img)
-            elif hole.all():
-                fills.append(_full_hole_fill(x[:1])[0].permute(1, 2, 0).cpu().numpy())
-            else:
-                fills.append(self._inpaint_one(img, hole))
+                return imgs[i]
+            return empty if hole.all() else self._inpaint_one(imgs[i], hole)
+
+        # OpenCV and scikit-image release the GIL; PatchMatch seeds a global generator, so it
+        # stays sequential to remain reproducible.
+        if self.workers > 1 and b > 1 and self.method != "patchmatch":
+            with ThreadPoolExecutor(max_workers=min(self.workers, b)) as pool:
+                fills = list(pool.map(one, range(b)))
+        else:
+            fills = [one(i) for i in range(b)]
         fill = torch.from_numpy(np.stack(fills)).permute(0, 3, 1, 2).to(x)
         return blend(x, fill, mask)
 
