@@ -8,7 +8,22 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# Tiny tensors run fastest (and do not fight other processes) on one thread; the real-model
+# tests marked slow get up to two.
+_THREADS = torch.get_num_threads()
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _threads_for_slow_tests(request):
+    if request.node.get_closest_marker("slow") is None:
+        yield
+        return
+    torch.set_num_threads(max(1, min(2, _THREADS)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(1)
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples"
 
