@@ -12,16 +12,6 @@ from unmask.cli import main
 from unmask.cli.evaluate import model_metrics
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Measured on the shared 2-core machine under load: 0.14 s/image with one intra-op thread,
-    0.49 s/image with two (OpenMP spin-waiting)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def files(tmp_path):
     from PIL import Image

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from unmask.cli import main
 from unmask.experiments.figure4 import FIELDS, plot, read_rows, run
@@ -15,7 +14,6 @@ FAST_SMOOTH = {"step": 4, "sigma": 6, "jitter": False}
 
 
 def test_pipeline_csv_plot_and_resume(tmp_path):
-    torch.set_num_threads(1)
     x = region_images(2, 32)
     images = [("a.png", x[:1]), ("b.png", x[1:])]
     logs = []

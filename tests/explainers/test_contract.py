@@ -47,15 +47,6 @@ TARGETS = [1, 0, 1]
 SIZE = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """32x32 images: thread start-up costs more than it saves (and the CPU is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _settings(name: str) -> dict:
     if name not in FAST:  # test_has_fast_settings fails for it; the others skip
         pytest.skip(f"no fast settings for {name!r}")

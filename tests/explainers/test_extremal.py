@@ -27,14 +27,6 @@ FAST = {"step": 4, "sigma": 6, "steps": 80, "jitter": False, "area_weight": 3,
         "area_growth": 1.06, "lr": 0.1, "max_blur": 4.0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _naive_smooth_mask(p: torch.Tensor, size, step, sigma, temperature=20.0):
     """The paper's smooth-max convolution, pixel by pixel, straight from the definition."""
     h, w = size

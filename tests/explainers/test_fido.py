@@ -13,14 +13,6 @@ from unmask.testing import region_mask
 FAST = {"mask_size": 8, "steps": 40, "reg": 1e-2, "samples": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_concrete_sample_is_a_relaxed_bernoulli():
     q = torch.tensor([0.1, 0.5, 0.9]).reshape(3, 1)
     u = torch.rand(1, 20000, generator=torch.Generator().manual_seed(0))

@@ -14,14 +14,6 @@ from unmask.testing import region_images, region_mask, region_model
 SMALL_SHEARLETS = {"scales": 2, "directions": (4, 4)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_paper_defaults():
     model = region_model()
     s = ShearletX(model).params

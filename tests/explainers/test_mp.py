@@ -13,15 +13,6 @@ from unmask.testing import region_mask
 FAST = {"mask_size": 8, "steps": 60, "jitter": 0, "l1": 1e-2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """32x32 images: thread start-up costs more than it saves (and the CPU is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_tv_norm_hand_examples():
     m = torch.tensor([[0.0, 1.0], [0.0, 0.0]]).reshape(1, 1, 2, 2)
     # vertical differences: (0, -1) -> 1; horizontal: (1, 0) -> 1

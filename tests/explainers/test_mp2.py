@@ -12,14 +12,6 @@ from unmask.removal import Blur, Inpaint
 from unmask.testing import region_box
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _prob(model, images, target):
     with torch.no_grad():
         return torch.softmax(model(images), 1)[torch.arange(len(images)), target]

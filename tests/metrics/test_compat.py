@@ -20,14 +20,10 @@ TOL = 1e-5
 
 
 @pytest.fixture(autouse=True)
-def _numpy_trapz_and_one_thread(monkeypatch):
-    """0.0.26 calls np.trapz (removed in NumPy 2); tiny tensors run faster on one thread."""
+def _numpy_trapz(monkeypatch):
+    """0.0.26 calls np.trapz, removed in NumPy 2."""
     if not hasattr(np, "trapz"):
         monkeypatch.setattr(np, "trapz", np.trapezoid, raising=False)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def softmax_net(seed: int = 0) -> torch.nn.Module:

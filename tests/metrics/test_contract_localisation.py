@@ -14,15 +14,6 @@ KINDS = ("localisation", "similarity")
 OURS = [e.name for e in METRICS if getattr(e.factory, "kind", None) in KINDS] + ["saliency_metric"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run ~30x slower on 2 threads when the 2 cores are shared: use 1 here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_the_expected_metrics_are_registered():
     assert set(OURS) >= {"localisation_error", "pointing_game", "energy_pointing_game", "ssim", "hog_pearson",
                          "spearman", "spearman_abs", "saliency_metric"}

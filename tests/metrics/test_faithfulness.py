@@ -38,21 +38,11 @@ from unmask.metrics.single_step import (
     soft_masks,
 )
 from unmask.metrics.substrates import BoxBlur, RiseBlur, resolve_substrate
-from unmask.removal import Constant, Inpaint
+from unmask.removal import Inpaint
 from unmask.testing import region_box, region_images, region_mask
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waiting on a loaded 2-core machine
-    (measured: a 3-image deletion curve takes 0.02 s with one thread, seconds with two)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 MINE = ["iic", "ad", "add", "deletion", "insertion", "dc", "ic", "deletion_rise", "insertion_rise"]
 

@@ -18,15 +18,6 @@ from unmask.removal import Constant
 from unmask.testing import region_mask
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run ~30x slower on 2 threads when the 2 cores are shared: use 1 here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_scales_fit_the_image_size():
     assert ms_ssim_scales(224, 224) == 5  # > 160: the standard 5 scales
     assert ms_ssim_scales(161, 300) == 5

@@ -24,15 +24,6 @@ from unmask.metrics.localisation import (
 from unmask.testing import region_box, region_mask
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run ~30x slower on 2 threads when the 2 cores are shared: use 1 here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def blob(h: int, w: int, top: int, left: int, bottom: int, right: int, value: float = 1.0) -> torch.Tensor:
     s = torch.zeros(1, 1, h, w)
     s[..., top:bottom, left:right] = value

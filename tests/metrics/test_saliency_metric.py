@@ -17,15 +17,6 @@ from unmask.scoring import Scorer
 from unmask.testing import region_box, region_mask
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run ~30x slower on 2 threads when the 2 cores are shared: use 1 here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_crop_and_resize_samples_exactly_the_box():
     x = torch.arange(64.0).reshape(1, 1, 8, 8)
     # same size box -> identity

@@ -10,15 +10,6 @@ import unmask
 from unmask.metrics.sanity import cascading_randomisation, randomisation_order, randomise_layer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run ~30x slower on 2 threads when the 2 cores are shared: use 1 here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_cnn(seed: int = 0) -> unmask.Classifier:
     torch.manual_seed(seed)
     net = nn.Sequential(

@@ -24,15 +24,6 @@ from unmask.metrics.similarity import (
 from unmask.registry import METRICS
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run ~30x slower on 2 threads when the 2 cores are shared: use 1 here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def smooth_maps(batch: int, size: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     coarse = torch.rand(batch, 1, size // 8, size // 8, generator=gen)
