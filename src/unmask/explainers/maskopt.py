@@ -99,17 +99,41 @@ class MaskOptimizer:
 
     # -- noise ----------------------------------------------------------------------------------
 
+    def _unit(self, shape: tuple[int, ...], gens: list[torch.Generator], samples: int, like: Tensor) -> Tensor:
+        """Unit draws z (B, S, *shape), U[0, 1) or N(0, 1), from each image's own generator."""
+        draw = torch.rand if self.noise == "uniform" else torch.randn
+        z = [draw((samples, *shape), generator=g, device=like.device, dtype=like.dtype) for g in gens]
+        return z[0].unsqueeze(0) if len(z) == 1 else torch.stack(z)
+
+    def _affine(self, mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor]:
+        """``(offset, scale)`` with ``v = offset + scale · z`` the obfuscation of a unit draw z."""
+        return (mean - std, 2 * std) if self.noise == "uniform" else (mean, std)
+
     def _draw(self, stats: list[tuple[Tensor, Tensor]], shapes: list[tuple[int, ...]],
               gens: list[torch.Generator], samples: int) -> list[Tensor]:
         """Noise per group, (B, S, Cn, K_g, h_g, w_g), from each image's own generator."""
         out = []
         for (mean, std), shape in zip(stats, shapes, strict=True):
-            draw = torch.rand if self.noise == "uniform" else torch.randn
-            z = torch.stack([draw((samples, *shape), generator=g, device=mean.device, dtype=mean.dtype)
-                             for g in gens])
-            if self.noise == "uniform":
-                z = z.mul_(2).sub_(1)  # U[-1, 1]: mean + std * z is U[mean - std, mean + std]
-            out.append(z.mul_(std.unsqueeze(1)).add_(mean.unsqueeze(1)))
+            offset, scale = self._affine(mean, std)
+            out.append(torch.addcmul(offset.unsqueeze(1), scale.unsqueeze(1), self._unit(shape, gens, samples, mean)))
+        return out
+
+    def _dropped(self, masks: list[Tensor], stats: list[tuple[Tensor, Tensor]],
+                 shapes: list[tuple[int, ...]], gens: list[torch.Generator], samples: int) -> list[Tensor]:
+        """``(1 - m) ⊙ v`` per group, (B * S, Cn, K_g, h_g, w_g), noise from each image's generator.
+
+        ``v = offset + scale · z`` with ``z`` U[0, 1) (``offset = mean - std``, ``scale = 2 std``:
+        U[mean - std, mean + std]) or N(0, 1) (``offset = mean``, ``scale = std``), so
+        ``(1 - m) ⊙ v = (1 - m) ⊙ offset + ((1 - m) ⊙ scale) · z``: one fused pass over the
+        (B, S, ...) draws; the small per-image factors carry the gradient.
+        """
+        out = []
+        for m, (mean, std), shape in zip(masks, stats, shapes, strict=True):
+            z = self._unit(shape, gens, samples, mean)  # (B, S, Cn, K_g, h_g, w_g)
+            offset, scale = self._affine(mean, std)
+            keep = 1 - m  # (B, 1, K_g, h_g, w_g), broadcasts over Cn
+            dropped = torch.addcmul((keep * offset).unsqueeze(1), (keep * scale).unsqueeze(1), z)
+            out.append(dropped.flatten(0, 1))
         return out
 
     # -- optimisation ---------------------------------------------------------------------------
@@ -139,8 +163,7 @@ class MaskOptimizer:
             kept = rep.inverse(apply_mask(coeffs, masks), size)  # (B, C, H, W), unclamped
             obfuscated = kept.unsqueeze(1)  # (B, 1, C, H, W)
             if self.noise != "zeros":
-                noise = self._draw(stats, shapes, gens, samples)
-                dropped = [((1 - m).unsqueeze(1) * v).flatten(0, 1) for m, v in zip(masks, noise, strict=True)]
+                dropped = self._dropped(masks, stats, shapes, gens, samples)
                 # by linearity T⁻¹(m⊙c + (1-m)⊙v) = T⁻¹(m⊙c) + T⁻¹((1-m)⊙v); gray noise broadcasts over RGB
                 obfuscated = obfuscated + rep.inverse(dropped, size).unflatten(0, (b, samples))
             images = obfuscated.expand(b, samples, *kept.shape[1:]).clamp(0, 1).flatten(0, 1)
