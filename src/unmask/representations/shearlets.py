@@ -367,7 +367,7 @@ class ShearletSystem:
         if c.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"c: expected dtype float32 or float64, got {c.dtype}")
         _, dual = self._half_filters(c.device, c.dtype)
-        spectrum = (torch.fft.rfft2(c) * dual).sum(dim=2)  # (B, C, H, W//2+1)
+        spectrum = torch.fft.rfft2(c).mul_(dual).sum(dim=2)  # (B, C, H, W//2+1); in place: no copy
         return torch.fft.irfft2(spectrum, s=(self.height, self.width))
 
 
