@@ -99,10 +99,12 @@ class MaskOptimizer:
 
     # -- noise ----------------------------------------------------------------------------------
 
-    def _unit(self, shape: tuple[int, ...], gens: list[torch.Generator], samples: int, like: Tensor) -> Tensor:
+    def _unit(self, shape: tuple[int, ...], gens: list[torch.Generator], samples: int,
+              like: Tensor) -> Tensor:
         """Unit draws z (B, S, *shape), U[0, 1) or N(0, 1), from each image's own generator."""
         draw = torch.rand if self.noise == "uniform" else torch.randn
-        z = [draw((samples, *shape), generator=g, device=like.device, dtype=like.dtype) for g in gens]
+        z = [draw((samples, *shape), generator=g, device=like.device, dtype=like.dtype)
+             for g in gens]
         return z[0].unsqueeze(0) if len(z) == 1 else torch.stack(z)
 
     def _affine(self, mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor]:
@@ -115,11 +117,13 @@ class MaskOptimizer:
         out = []
         for (mean, std), shape in zip(stats, shapes, strict=True):
             offset, scale = self._affine(mean, std)
-            out.append(torch.addcmul(offset.unsqueeze(1), scale.unsqueeze(1), self._unit(shape, gens, samples, mean)))
+            z = self._unit(shape, gens, samples, mean)
+            out.append(torch.addcmul(offset.unsqueeze(1), scale.unsqueeze(1), z))
         return out
 
     def _dropped(self, masks: list[Tensor], stats: list[tuple[Tensor, Tensor]],
-                 shapes: list[tuple[int, ...]], gens: list[torch.Generator], samples: int) -> list[Tensor]:
+                 shapes: list[tuple[int, ...]], gens: list[torch.Generator],
+                 samples: int) -> list[Tensor]:
         """``(1 - m) ⊙ v`` per group, (B * S, Cn, K_g, h_g, w_g), noise from each image's generator.
 
         ``v = offset + scale · z`` with ``z`` U[0, 1) (``offset = mean - std``, ``scale = 2 std``:

@@ -340,7 +340,8 @@ class ShearletSystem:
             parts += [paired.real, paired.imag]
         if planes.shape[0] % 2:
             psi_half, _ = self._half_filters(x.device, x.dtype)
-            parts.append(torch.fft.irfft2(torch.fft.rfft2(planes[-1:]).unsqueeze(1) * psi_half, s=size))
+            spectrum = torch.fft.rfft2(planes[-1:]).unsqueeze(1)  # (1, 1, H, W // 2 + 1)
+            parts.append(torch.fft.irfft2(spectrum * psi_half, s=size))
         c = parts[0] if len(parts) == 1 else torch.cat(parts)
         return c.reshape(*x.shape[:-2], self.num_filters, *size)
 
