@@ -25,6 +25,7 @@ raw timing, the commit, the versions and the settings. Numbers on a shared CPU a
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import importlib.metadata as md
 import json
 import os
@@ -188,19 +189,16 @@ def bench_peers(model, x, target, args) -> list[dict[str, Any]]:
         r.update({"method": "occlusion", "library": f"captum {md.version('captum')}",
                   "settings": {"patch_size": 29, "stride": occ_stride}})
         results.append(r)
-    if ca is not None and _wanted("captum-lime", args):
-        from captum._utils.models.linear_model import SGDRidge
+    sklearn_ok = importlib.util.find_spec("sklearn") is not None
+    if ca is not None and _wanted("captum-lime", args) and not sklearn_ok:
+        # captum 0.9's SGD ridge fallback rejects alpha=; LIME's reference ridge is sklearn's.
+        print("captum-lime: skipped (needs scikit-learn for captum's SkLearnRidge)")
+    if ca is not None and _wanted("captum-lime", args) and sklearn_ok:
+        from captum._utils.models.linear_model import SkLearnRidge
 
         from unmask.explainers.lime import slic_segments
 
-        try:
-            from captum._utils.models.linear_model import SkLearnRidge
-
-            import sklearn  # noqa: F401
-
-            ridge, ridge_name = SkLearnRidge(alpha=1.0), "SkLearnRidge(alpha=1)"
-        except ImportError:
-            ridge, ridge_name = SGDRidge(alpha=1.0), "SGDRidge(alpha=1) (scikit-learn not installed)"
+        ridge, ridge_name = SkLearnRidge(alpha=1.0), "SkLearnRidge(alpha=1)"
         seg = slic_segments(x)[:, None].expand(-1, 3, -1, -1)
         samples = 200 if args.quick else 1000
 
