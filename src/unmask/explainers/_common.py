@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_targets
+from .._checks import check_positive, check_targets
 from ..explanation import Explanation
 from ..models import Classifier, as_classifier, check_model_input
 from ..removal import make_removal
 from ..scoring import Scorer
 
-__all__ = ["Explainer", "prepare", "resolve_removal", "upsample", "check_seed"]
+__all__ = ["Explainer", "prepare", "resolve_removal", "upsample", "check_seed", "check_pair"]
 
 
 class Explainer(Protocol):
@@ -51,6 +51,16 @@ def check_seed(seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed: expected an int, got {seed!r}")
     return seed
+
+
+def check_pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
+    """A positive int or (height, width) pair of positive ints -> (height, width)."""
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(pair, tuple | list) or len(pair) != 2:
+        raise ValueError(f"{name}: expected an int or (height, width), got {value!r}")
+    for v in pair:
+        check_positive(v, name, integer=True)
+    return (int(pair[0]), int(pair[1]))
 
 
 def upsample(maps: Tensor, size: tuple[int, int], mode: str = "bilinear") -> Tensor:

@@ -11,9 +11,9 @@ from .._checks import check_choice, check_positive, check_probability
 from ..explanation import Explanation
 from ..registry import METHODS
 from ..removal import Inpaint
-from ._common import as_model, check_seed, describe, prepare, resolve_removal, upsample
+from ._common import (as_model, check_pair, check_seed, describe, prepare, resolve_removal,
+                      upsample)
 from ._optim import bind_differentiable, check_objective, is_differentiable, select_objective
-from .mp import _pair
 
 __all__ = ["FIDO", "concrete_keep"]
 
@@ -103,7 +103,7 @@ class FIDO:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Inpaint("telea"))
         self.objective = check_choice(objective, "objective", ("ssr", "sdr"))
-        self.mask_size = _pair(mask_size, "mask_size")
+        self.mask_size = check_pair(mask_size, "mask_size")
         check_positive(steps, "steps", integer=True)
         check_positive(lr, "lr")
         check_positive(reg, "reg", allow_zero=True)

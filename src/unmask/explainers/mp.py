@@ -12,7 +12,8 @@ from .._checks import check_positive
 from ..explanation import Explanation
 from ..registry import METHODS
 from ..removal import Blur
-from ._common import as_model, check_seed, describe, prepare, resolve_removal, upsample
+from ._common import (as_model, check_pair, check_seed, describe, prepare, resolve_removal,
+                      upsample)
 from ._optim import bind_differentiable, check_objective, model_scores, require_differentiable
 
 __all__ = ["MeaningfulPerturbation", "tv_norm", "deletion_l1", "translate", "mp_loss"]
@@ -120,7 +121,7 @@ class MeaningfulPerturbation:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Blur(10.0))
         require_differentiable(self.removal, "mp")
-        self.mask_size = _pair(mask_size, "mask_size")
+        self.mask_size = check_pair(mask_size, "mask_size")
         check_positive(steps, "steps", integer=True)
         check_positive(lr, "lr")
         check_positive(l1, "l1", allow_zero=True)
@@ -173,10 +174,3 @@ class MeaningfulPerturbation:
                            {"mask": (1 - keep).cpu(), "score": final.cpu(), "base_score": base.cpu()})
 
 
-def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(pair, tuple | list) or len(pair) != 2:
-        raise ValueError(f"{name}: expected an int or (height, width), got {value!r}")
-    for v in pair:
-        check_positive(v, name, integer=True)
-    return (int(pair[0]), int(pair[1]))

@@ -13,7 +13,7 @@ from ..explanation import Explanation
 from ..registry import METHODS
 from ..removal import Blur, Inpaint
 from ..scoring import Scorer
-from ._common import as_model, describe, prepare, resolve_removal, upsample
+from ._common import as_model, check_pair, describe, prepare, resolve_removal, upsample
 from ._optim import (
     bind_differentiable,
     check_objective,
@@ -21,7 +21,6 @@ from ._optim import (
     require_differentiable,
     select_objective,
 )
-from .mp import _pair
 
 __all__ = ["MP2"]
 
@@ -96,7 +95,7 @@ class MP2:
                  progress: bool = False) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Blur(10.0))
-        self.mask_size = _pair(mask_size, "mask_size")
+        self.mask_size = check_pair(mask_size, "mask_size")
         check_positive(cells_per_iteration, "cells_per_iteration", integer=True)
         if threshold is not None:
             check_probability(threshold, "threshold")

@@ -7,12 +7,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_positive
 from ..explanation import Explanation
 from ..registry import METHODS
 from ..removal import Constant, Inpaint
 from ..scoring import Scorer
-from ._common import as_model, describe, prepare, resolve_removal
+from ._common import as_model, check_pair, describe, prepare, resolve_removal
 
 __all__ = ["Occlusion"]
 
@@ -67,8 +66,8 @@ class Occlusion:
                  progress: bool = False) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Constant("mean"))
-        self.patch = _pair(patch_size, "patch_size")
-        self.stride = _pair(stride, "stride")
+        self.patch = check_pair(patch_size, "patch_size")
+        self.stride = check_pair(stride, "stride")
         self.scorer = Scorer(self.model, batch_size=batch_size, score=score, progress=progress)
         self.params = {"patch_size": self.patch, "stride": self.stride, "score": score,
                        "removal": describe(self.removal)}
@@ -100,14 +99,6 @@ class Occlusion:
         return Explanation(saliency[:, None], target, "occlusion", dict(self.params),
                            {"grid": grid, "base_score": base})
 
-
-def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2:
-        raise ValueError(f"{name}: expected an int or (height, width), got {value!r}")
-    for v in pair:
-        check_positive(v, name, integer=True)
-    return pair  # type: ignore[return-value]
 
 
 METHODS.add("sp-g", Occlusion, defaults={"removal": lambda: Inpaint("telea")},
