@@ -25,7 +25,7 @@ def test_pipeline_csv_plot_and_resume(tmp_path):
     assert len(rows) == 2 * len(methods) == len(logs)
     for r in rows:
         assert set(r) == set(FIELDS)
-        assert r["target"] == 1 and 0 < r["p"] <= 1
+        assert r["target"] == 1 and 0 < r["p"] <= 1 and 0 <= r["p_hat"] <= 1 and 0 <= r["p_hat_max"] <= 1
         assert r["cp_l1"] > 0 and r["cp_entropy"] > 0 and r["cp_l1_pixel"] > 0
         assert r["hs"] >= 0 or math.isnan(r["hs"])
     assert (tmp_path / "figure4_region.png").stat().st_size > 1000
@@ -47,3 +47,10 @@ def test_cli_bad_input(tmp_path, capsys):
 def test_unknown_method(tmp_path):
     with pytest.raises(ValueError, match="^methods: "):
         run({"region": region_model()}, [("a", region_images(1, 32))], tmp_path, methods=["gradcam"])
+
+
+def test_old_csv_header_is_refused(tmp_path):
+    (tmp_path / "figure4.csv").write_text("model,image,method\n")
+    with pytest.raises(ValueError, match="^out: .*new output folder"):
+        run({"region": region_model()}, [("a", region_images(1, 32))], tmp_path, methods=["pixelmask"],
+            steps=1, noise_bs=1)

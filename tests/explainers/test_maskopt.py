@@ -75,7 +75,7 @@ def test_uniform_noise_statistics():
     """Draws of the uniform obfuscation lie in [mean - std, mean + std] of their band."""
     opt = MaskOptimizer(region_model(), Pixels(), l1=1, spatial=0, steps=1, lr=0.1, noise_bs=64)
     mean, std = torch.tensor(0.3).reshape(1, 1, 1, 1, 1), torch.tensor(0.1).reshape(1, 1, 1, 1, 1)
-    (v,) = opt._draw([(mean, std)], [(1, 1, 8, 8)], [torch.Generator().manual_seed(0)], 64)
+    (v,) = opt._draw([(mean, std)], [(1, 1, 8, 8)], opt._generators(1, torch.device("cpu")))
     assert v.shape == (1, 64, 1, 1, 8, 8)
     assert float(v.min()) >= 0.2 - 1e-6 and float(v.max()) <= 0.4 + 1e-6
     assert float(v.mean()) == pytest.approx(0.3, abs=0.01)
@@ -107,3 +107,45 @@ def test_bad_hyperparameters():
 def test_registered():
     for name in ("shearletx", "waveletx", "cartoonx", "pixelmask"):
         assert name in unmask.list_methods()
+
+
+@pytest.mark.parametrize("rep", [Shearlets(**SMALL_SHEARLETS), Wavelets(levels=2)], ids=["shearlets", "wavelets"])
+def test_obfuscation_matches_the_objective_written_out(rep):
+    """The optimiser's decomposed synthesis (kept + offset + fused noise) gives the distortion of
+    ``clamp(T⁻¹(m ⊙ c + (1 - m) ⊙ v))`` computed naively with the same mask and draws."""
+    from unmask.representations.base import apply_mask, band_statistics, gray
+
+    torch.manual_seed(0)  # a model that sees every pixel, so that the noise matters
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 2))
+    model = unmask.Classifier.wrap(net.eval(), input_size=16, class_names=["a", "b"])
+    x, target = region_images(1, 16), torch.tensor([1])
+    source = "gray" if isinstance(rep, Shearlets) else "color"
+    make = lambda steps: MaskOptimizer(model, rep, l1=1.0, spatial=1.0, steps=steps, lr=0.6,  # noqa: E731
+                                       noise_bs=3, noise_source=source)
+    mask = make(1).optimize(x, target).mask  # the mask entering step 2
+    opt = make(2)
+    draws = []
+    unit = opt._unit
+
+    def recording(*args, **kwargs):
+        z = unit(*args, **kwargs)
+        draws.append([d.clone() for d in z])
+        return z
+
+    opt._unit = recording  # type: ignore[method-assign]
+    history = opt.optimize(x, target).history
+    c = rep.forward(x)
+    stats = band_statistics(rep.forward(gray(x)) if source == "gray" else c)
+
+    def distortion(z):
+        v = [off.unsqueeze(1) + sc.unsqueeze(1) * u for (off, sc), u in
+             zip((opt._affine(*st) for st in stats), z, strict=True)]  # (1, S, Cn, K, h, w)
+        mixed = [(m * ci).unsqueeze(1) + (1 - m).unsqueeze(1) * vi for m, ci, vi in zip(mask, c, v, strict=True)]
+        images = rep.inverse([t.expand(1, 3, 3, *t.shape[3:]).flatten(0, 1) for t in mixed], (16, 16))
+        prob = torch.softmax(model(images.clamp(0, 1)), 1)[:, 1]
+        return (1 - prob).pow(2).mean()
+
+    torch.testing.assert_close(history["distortion"][1, 0], distortion(draws[1]), rtol=1e-4, atol=1e-7)
+    assert abs(float(history["distortion"][1, 0] - distortion(draws[0]).detach())) > 1e-5  # draws matter
+    kept = rep.inverse(apply_mask(c, mask), (16, 16))
+    torch.testing.assert_close(history["spatial"][1, 0], gray(kept).clamp(0, 1).mean(), rtol=1e-4, atol=1e-6)

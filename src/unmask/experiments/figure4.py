@@ -5,6 +5,9 @@ WaveletX, PixelMask (the paper's Figure 4 settings, ``steps`` / ``noise_bs`` adj
 SmoothMask (Extremal Perturbations, one run per area) explain it; each explanation image x̂
 gets CP-ℓ1 pixel, CP-ℓ1 (the method's own representation: shearlet / wavelet coefficients
 m ⊙ T(x), pixels for pixel masks), CP-entropy (same coefficients) and the hallucination score.
+The CSV also keeps ``p_hat`` (target probability on x̂, what the CP scores use) and
+``p_hat_max``, the target probability on x̂ / max(x̂): the authors' script feeds the model the
+max-normalised explanation image.
 Every number is appended to a CSV as soon as it is computed, and pairs already in the CSV are
 skipped, so an interrupted run resumes where it stopped. Scatter plots (one PNG per model:
 CP-ℓ1 vs HS and CP-entropy vs HS, log axes, one point per image and method) are drawn from the
@@ -37,8 +40,8 @@ from ..scoring import Scorer
 __all__ = ["run", "plot", "read_rows", "FIELDS", "list_images", "METHOD_ORDER"]
 
 #: CSV columns.
-FIELDS = ("model", "image", "method", "target", "p", "p_hat", "cp_l1_pixel", "cp_l1", "cp_entropy",
-          "hs", "seconds", "steps", "noise_bs", "size")
+FIELDS = ("model", "image", "method", "target", "p", "p_hat", "p_hat_max", "cp_l1_pixel", "cp_l1",
+          "cp_entropy", "hs", "seconds", "steps", "noise_bs", "size")
 
 METHOD_ORDER = ("shearletx", "waveletx", "pixelmask", "smoothmask")
 _STYLE = {"shearletx": ("tab:blue", "o"), "waveletx": ("tab:orange", "s"),
@@ -89,10 +92,11 @@ def _row(model_name: str, image: str, method: str, model: Classifier, x: Tensor,
          seconds: float, steps: int, noise_bs: int, detector: Any) -> dict[str, Any]:
     scorer = Scorer(model)
     p_hat = float(scorer(x_hat, target)[0])
+    p_hat_max = float(scorer(x_hat / x_hat.max().clamp_min(1e-12), target)[0])
     common = {"representation": representation, "coefficients": coeffs}
     return {
         "model": model_name, "image": image, "method": method, "target": int(target[0]), "p": p,
-        "p_hat": p_hat,
+        "p_hat": p_hat, "p_hat_max": p_hat_max,
         "cp_l1_pixel": float(cp_score(model, x, x_hat, target, info="l1_pixel")[0]),
         "cp_l1": float(cp_score(model, x, x_hat, target, info="l1", **common)[0]),
         "cp_entropy": float(cp_score(model, x, x_hat, target, info="entropy", **common)[0]),
@@ -130,8 +134,14 @@ def run(models: Mapping[str, Classifier], images: Sequence[tuple[str, Tensor]], 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "figure4.csv"
-    done = {(r["model"], r["image"], r["method"]) for r in read_rows(path)}
     new_file = not path.is_file() or path.stat().st_size == 0
+    if not new_file:
+        with path.open(newline="") as f:
+            header = tuple(next(csv.reader(f), ()))
+        if header != FIELDS:
+            raise ValueError(f"out: {str(path)!r} has columns {', '.join(header)}; this version "
+                             f"writes {', '.join(FIELDS)}: use a new output folder")
+    done = {(r["model"], r["image"], r["method"]) for r in read_rows(path)}
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         if new_file:

@@ -18,22 +18,32 @@ initialised to ones and clamped to [0, 1] after every step. The explanation imag
 code clamps the shearlet coefficients to [0, 1], which distorts even an all-ones mask).
 
 Batches: the loss is the sum of per-image losses and Adam is element-wise, so images do not
-interact; every image draws its noise from its own generator seeded with ``seed``, so a batch
-gives the same masks as one call per image (up to floating-point reordering in the model).
+interact; every image draws its noise from its own generators (one per sample, seeded from
+``(seed, sample)``), so a batch gives the same masks as one call per image (up to
+floating-point reordering in the model).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .._checks import check_choice, check_positive
 from ..explanation import Explanation
 from ..models import Classifier
-from ..representations.base import Representation, apply_mask, band_statistics, gray, ones_mask
+from ..representations.base import (
+    Representation,
+    apply_mask,
+    band_statistics,
+    gray,
+    modulated_inverse,
+    ones_mask,
+)
 from ._common import prepare
 
 __all__ = ["MaskOptimizer", "MaskResult", "NOISES", "explain_with"]
@@ -99,64 +109,106 @@ class MaskOptimizer:
 
     # -- noise ----------------------------------------------------------------------------------
 
-    def _unit(self, shape: tuple[int, ...], gens: list[torch.Generator], samples: int,
-              like: Tensor) -> Tensor:
-        """Unit draws z (B, S, *shape), U[0, 1) or N(0, 1), from each image's own generator."""
-        draw = torch.rand if self.noise == "uniform" else torch.randn
-        z = [draw((samples, *shape), generator=g, device=like.device, dtype=like.dtype)
-             for g in gens]
-        return z[0].unsqueeze(0) if len(z) == 1 else torch.stack(z)
+    def _generators(self, batch: int, device: torch.device) -> list[list[Any]]:
+        """One random stream per image and noise sample; sample ``s`` is seeded from ``(seed, s)``.
+
+        On CPU a NumPy PCG64 generator (its float32 fills run ~2.4x faster than torch's CPU
+        generator), elsewhere a torch generator on the device. Independent streams let the draws
+        run in parallel threads and keep every image's noise independent of its batch.
+        """
+        seqs = [np.random.SeedSequence([self.seed, s]) for s in range(self.noise_bs)]
+        if device.type == "cpu":
+            return [[np.random.Generator(np.random.PCG64(q)) for q in seqs] for _ in range(batch)]
+        seeds = [int(q.generate_state(1, np.uint64)[0]) for q in seqs]
+        return [[torch.Generator(device=device).manual_seed(sd) for sd in seeds]
+                for _ in range(batch)]
+
+    def _unit(self, shapes: list[tuple[int, ...]], gens: list[list[Any]], like: Tensor,
+              out: list[Tensor] | None = None) -> list[Tensor]:
+        """Unit draws z per group, (B, S, *shape): U[0, 1) or N(0, 1); [b, s] from ``gens[b][s]``.
+
+        Each stream is sequential, so on CPU the (image, sample) streams are filled by a pool of
+        ``torch.get_num_threads()`` threads (NumPy releases the GIL while filling). ``out``:
+        buffers to refill (the optimiser reuses them across steps: a fresh 150 MB tensor per
+        step costs ~40 ms of page faults).
+        """
+        if out is None:
+            out = [like.new_empty((len(gens), len(gens[0]), *shape)) for shape in shapes]
+        uniform = self.noise == "uniform"
+
+        def fill(job: tuple[int, int]) -> None:
+            b, s = job
+            gen = gens[b][s]
+            for z in out:
+                if isinstance(gen, np.random.Generator):
+                    view = z[b, s].numpy()
+                    if uniform:
+                        gen.random(out=view, dtype=view.dtype)
+                    else:
+                        gen.standard_normal(out=view, dtype=view.dtype)
+                elif uniform:
+                    z[b, s].uniform_(generator=gen)
+                else:
+                    z[b, s].normal_(generator=gen)
+
+        jobs = [(b, s) for b in range(len(gens)) for s in range(len(gens[0]))]
+        workers = min(torch.get_num_threads(), len(jobs)) if like.device.type == "cpu" else 1
+        if workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(fill, jobs))
+        else:
+            for job in jobs:
+                fill(job)
+        return out
 
     def _affine(self, mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor]:
-        """``(offset, scale)`` with ``v = offset + scale · z`` the obfuscation of a unit draw z."""
+        """``(offset, scale)`` with ``v = offset + scale · z`` the obfuscation of a unit draw z.
+
+        Uniform: ``offset = mean - std``, ``scale = 2 std`` (U[mean - std, mean + std]);
+        Gaussian: ``offset = mean``, ``scale = std``.
+        """
         return (mean - std, 2 * std) if self.noise == "uniform" else (mean, std)
 
     def _draw(self, stats: list[tuple[Tensor, Tensor]], shapes: list[tuple[int, ...]],
-              gens: list[torch.Generator], samples: int) -> list[Tensor]:
-        """Noise per group, (B, S, Cn, K_g, h_g, w_g), from each image's own generator."""
-        out = []
-        for (mean, std), shape in zip(stats, shapes, strict=True):
-            offset, scale = self._affine(mean, std)
-            z = self._unit(shape, gens, samples, mean)
-            out.append(torch.addcmul(offset.unsqueeze(1), scale.unsqueeze(1), z))
-        return out
-
-    def _dropped(self, masks: list[Tensor], stats: list[tuple[Tensor, Tensor]],
-                 shapes: list[tuple[int, ...]], gens: list[torch.Generator],
-                 samples: int) -> list[Tensor]:
-        """``(1 - m) ⊙ v`` per group, (B * S, Cn, K_g, h_g, w_g), noise from each image's generator.
-
-        ``v = offset + scale · z`` with ``z`` U[0, 1) (``offset = mean - std``, ``scale = 2 std``:
-        U[mean - std, mean + std]) or N(0, 1) (``offset = mean``, ``scale = std``), so
-        ``(1 - m) ⊙ v = (1 - m) ⊙ offset + ((1 - m) ⊙ scale) · z``: one fused pass over the
-        (B, S, ...) draws; the small per-image factors carry the gradient.
-        """
-        out = []
-        for m, (mean, std), shape in zip(masks, stats, shapes, strict=True):
-            z = self._unit(shape, gens, samples, mean)  # (B, S, Cn, K_g, h_g, w_g)
-            offset, scale = self._affine(mean, std)
-            keep = 1 - m  # (B, 1, K_g, h_g, w_g), broadcasts over Cn
-            dropped = torch.addcmul((keep * offset).unsqueeze(1), (keep * scale).unsqueeze(1), z)
-            out.append(dropped.flatten(0, 1))
-        return out
+              gens: list[list[Any]]) -> list[Tensor]:
+        """Obfuscation noise ``v`` per group, (B, S, Cn, K_g, h_g, w_g)."""
+        z = self._unit(shapes, gens, stats[0][0])
+        return [torch.addcmul(off.unsqueeze(1), sc.unsqueeze(1), u)
+                for (off, sc), u in zip((self._affine(*st) for st in stats), z, strict=True)]
 
     # -- optimisation ---------------------------------------------------------------------------
 
     def optimize(self, x: Tensor, target: Tensor) -> MaskResult:
-        """Optimise masks for images ``x`` (B, C, H, W) and classes ``target`` (B,)."""
+        """Optimise masks for images ``x`` (B, C, H, W) and classes ``target`` (B,).
+
+        Per step, by linearity of ``T⁻¹``, the obfuscated images are
+        ``T⁻¹(m ⊙ c) + T⁻¹((1 - m) ⊙ offset) + T⁻¹((1 - m) ⊙ scale ⊙ z_s)``, with
+        ``T⁻¹((1 - m) ⊙ offset) = T⁻¹(offset) - T⁻¹(m ⊙ offset)``: one modulated synthesis of
+        the C + Cn signals ``[c, offset]`` by ``m`` per image (which also gives the kept image
+        ``T⁻¹(m ⊙ c)`` of the spatial penalty) and one of the S noise draws by
+        ``(1 - m) ⊙ scale`` (see :func:`~unmask.representations.base.modulated_inverse`).
+        """
         rep, size = self.representation, (x.shape[-2], x.shape[-1])
-        b = x.shape[0]
+        b, channels = x.shape[:2]
         target = target.to(x.device)
+        noisy = self.noise != "zeros"
         with torch.no_grad():
             coeffs = rep.forward(x)
             source = rep.forward(gray(x)) if self.noise_source == "gray" else coeffs
-            stats = band_statistics(source)
+            affine = [self._affine(*st) for st in band_statistics(source)]  # (B, Cn, K_g, 1, 1)
+            signals = coeffs
+            if noisy:  # the offset is one more signal, and T⁻¹(offset) a constant image
+                offsets = [off.expand_as(src) for (off, _), src in zip(affine, source, strict=True)]
+                signals = [torch.cat([c, o], 1) for c, o in zip(coeffs, offsets, strict=True)]
+                offset_image = rep.inverse(offsets, size)  # (B, Cn, H, W)
+            signals = [sig.unsqueeze(2) for sig in signals]  # (B, C [+ Cn], 1, K_g, h_g, w_g)
         shapes = [tuple(c.shape[1:]) for c in source]  # (Cn, K_g, h_g, w_g)
         masks = [m.requires_grad_(True) for m in ones_mask(coeffs)]
         count = sum(m[0].numel() for m in masks)
         opt = torch.optim.Adam(masks, lr=self.lr)
-        gens = [torch.Generator(device=x.device).manual_seed(self.seed) for _ in range(b)]
-        samples = 1 if self.noise == "zeros" else self.noise_bs
+        gens = self._generators(b, x.device) if noisy else []
+        z: list[Tensor] | None = None  # noise buffers, refilled every step
+        samples = self.noise_bs if noisy else 1
         hist: dict[str, list[Tensor]] = {"distortion": [], "l1": [], "spatial": []}
         steps = range(self.steps)
         if self.progress:
@@ -164,13 +216,17 @@ class MaskOptimizer:
 
             steps = tqdm(steps, desc=f"mask ({rep.name})", leave=False)
         for _ in steps:
-            kept = rep.inverse(apply_mask(coeffs, masks), size)  # (B, C, H, W), unclamped
-            obfuscated = kept.unsqueeze(1)  # (B, 1, C, H, W)
-            if self.noise != "zeros":
-                dropped = self._dropped(masks, stats, shapes, gens, samples)
-                # by linearity T⁻¹(m⊙c + (1-m)⊙v) = T⁻¹(m⊙c) + T⁻¹((1-m)⊙v); gray noise broadcasts over RGB
-                obfuscated = obfuscated + rep.inverse(dropped, size).unflatten(0, (b, samples))
-            images = obfuscated.expand(b, samples, *kept.shape[1:]).clamp(0, 1).flatten(0, 1)
+            both = modulated_inverse(rep, masks, signals, size)[:, :, 0]  # (B, C [+ Cn], H, W)
+            kept = both[:, :channels]  # T⁻¹(m ⊙ c), unclamped
+            if noisy:
+                z = self._unit(shapes, gens, x, z)
+                scaled = [(1 - m) * sc for m, (_, sc) in zip(masks, affine, strict=True)]
+                noise = modulated_inverse(rep, scaled, z, size)  # (B, S, Cn, H, W)
+                base = kept + (offset_image - both[:, channels:])  # gray offset broadcasts over RGB
+                obfuscated = base.unsqueeze(1) + noise  # (B, S, C, H, W)
+            else:
+                obfuscated = kept.unsqueeze(1)
+            images = obfuscated.clamp(0, 1).flatten(0, 1)
             logits = self.model(images).float()
             prob = torch.softmax(logits, dim=1).gather(1, target.repeat_interleave(samples)[:, None])
             distortion = (1 - prob.reshape(b, samples)).pow(2).mean(1)

@@ -29,6 +29,7 @@ __all__ = [
     "ones_mask",
     "apply_mask",
     "coefficient_count",
+    "modulated_inverse",
 ]
 
 #: Band groups, each (B, C, K_g, h_g, w_g).
@@ -93,3 +94,26 @@ def apply_mask(coeffs: Sequence[Tensor], mask: Sequence[Tensor]) -> Coefficients
 def coefficient_count(coeffs: Sequence[Tensor]) -> int:
     """Number of coefficient positions per image and channel (the size of a mask)."""
     return sum(c[0, 0].numel() for c in coeffs)
+
+
+def modulated_inverse(rep: Representation, modulation: Sequence[Tensor], signals: Sequence[Tensor],
+                      size: tuple[int, int]) -> Tensor:
+    """Images ``T⁻¹(u ⊙ z_s)`` of one modulation applied to several signals, (B, S, Cn, H, W).
+
+    The mask optimiser's syntheses: the masked image (``u = m``, signals = the colour channels'
+    coefficients) and the obfuscation noise (``u = (1 - m) ⊙ scale``, signals = unit draws).
+
+    Args:
+        rep: the representation. One that defines ``modulated_inverse(modulation, signals,
+            size)`` (shearlets: a fused, signal-by-signal synthesis) is used as is; otherwise
+            this is ``rep.inverse`` of the (B · S)-sized products.
+        modulation: per group (B, Cn, K_g, h_g, w_g), differentiable.
+        signals: per group (B, S, Cn, K_g, h_g, w_g), constants.
+        size: (H, W) of the images.
+    """
+    fast = getattr(rep, "modulated_inverse", None)
+    if fast is not None:
+        return fast(modulation, signals, size)
+    b, s = signals[0].shape[:2]
+    coeffs = [(u.unsqueeze(1) * z).flatten(0, 1) for u, z in zip(modulation, signals, strict=True)]
+    return rep.inverse(coeffs, size).unflatten(0, (b, s))

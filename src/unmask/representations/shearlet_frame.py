@@ -39,6 +39,64 @@ class _Synthesis(torch.autograd.Function):
         return system.forward(scaled), None
 
 
+class _ModulatedSynthesis(torch.autograd.Function):
+    """``T⁻¹(u ⊙ z_s)`` for every signal ``s``: differentiable modulation ``u``, constant ``z``.
+
+    What the mask optimiser synthesises each step: the masked image ``T⁻¹(m ⊙ c)`` (u = m, one
+    signal per colour channel) and the obfuscation noise ``T⁻¹((1 - m) ⊙ scale ⊙ z_s)`` (one
+    signal per noise sample), signal by signal so that no (B, S, Cn, K, H, W) product or
+    spectrum is ever materialised:
+
+    * forward: ``F⁻¹(Σ_j D_j · F(u_j ⊙ z_sj))`` per signal (one rfft2 of its K bands; the
+      dual-filter products and their sum over bands as one sparse matrix product: the filters are
+      band-limited).
+    * backward: ``∂/∂u_j = Σ_s z_sj ⊙ (T g_s)_j`` with ``T`` the analysis applied to the dual
+      weighted gradient (the adjoint of the synthesis, as in :class:`_Synthesis`); two signals
+      share one complex analysis and are accumulated straight into the gradient.
+
+    Measured at 224², 16 noise samples, one thread: 0.75 s -> 0.36 s per forward + backward
+    against autograd through ``rep.inverse(u ⊙ z)``. Checked by gradcheck and against that path.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, u: Tensor, z: Tensor, system: ShearletSystem) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(z)
+        ctx.system = system
+        b, s, cn, _, h, w = z.shape
+        matrix = system.synthesis_matrix(u.device, u.dtype)  # (H · Wh, K · H · Wh)
+        out = u.new_empty(b, s, cn, h, w)
+        for i in range(b):
+            for j in range(s):
+                spectrum = torch.view_as_real(torch.fft.rfft2(z[i, j] * u[i]))  # (Cn, K, H, Wh, 2)
+                for c in range(cn):
+                    summed = (matrix @ spectrum[c].reshape(-1, 2)).view(h, -1, 2)
+                    out[i, j, c] = torch.fft.irfft2(torch.view_as_complex(summed), s=(h, w))
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        (z,) = ctx.saved_tensors
+        system: ShearletSystem = ctx.system
+        b, s, cn, _, h, w = z.shape
+        weights = system.dual_weights.to(device=grad.device, dtype=grad.dtype)[..., : w // 2 + 1]
+        scaled = torch.fft.irfft2(torch.fft.rfft2(grad) / weights, s=(h, w))  # (B, S, Cn, H, W)
+        out = grad.new_zeros(b, cn, *z.shape[3:])
+        half = (s + 1) // 2
+        buffer = grad.new_zeros(1, z.shape[3] * h * w, 2)  # reused: only supports are written
+        for i in range(b):
+            for c in range(cn):
+                for j in range(half):
+                    k = j + half
+                    other = scaled[i, k, c] if k < s else torch.zeros_like(scaled[i, j, c])
+                    pair = torch.complex(scaled[i, j, c], other)[None]
+                    # (K, H, W, 2): real part for signal j, imaginary part for signal k
+                    coeffs = torch.view_as_real(system.analysis_pairs(pair, buffer)[0])
+                    out[i, c].addcmul_(coeffs[..., 0], z[i, j, c])
+                    if k < s:
+                        out[i, c].addcmul_(coeffs[..., 1], z[i, k, c])
+        return out, None, None
+
+
 class Shearlets:
     """Digital shearlet coefficients as one band group (B, C, K, H, W), K = 49 by default.
 
@@ -84,6 +142,25 @@ class Shearlets:
         if size is not None and tuple(c.shape[-2:]) != tuple(size):
             raise ValueError(f"size: expected {tuple(c.shape[-2:])} for these coefficients, got {size}")
         return _Synthesis.apply(c, self.system(*c.shape[-2:]))
+
+    def modulated_inverse(self, modulation: Sequence[Tensor], signals: Sequence[Tensor],
+                          size: tuple[int, int] | None = None) -> Tensor:
+        """``T⁻¹(u ⊙ z_s)`` per signal: [(B, Cn, K, H, W)], [(B, S, Cn, K, H, W)] -> (B, S, Cn, H, W).
+
+        Equal to ``inverse([(u.unsqueeze(1) * z).flatten(0, 1)])`` reshaped, without the
+        (B · S)-sized intermediates (see :class:`_ModulatedSynthesis`); differentiable in ``u``
+        (the signals are constants).
+        """
+        if len(modulation) != 1 or len(signals) != 1:
+            raise ValueError(f"modulation, signals: expected one band group each, got "
+                             f"{len(modulation)}, {len(signals)}")
+        u, z = modulation[0], signals[0]
+        if z.ndim != 6 or u.ndim != 5 or z.shape[0] != u.shape[0] or z.shape[2:] != u.shape[1:]:
+            raise ValueError(f"signals: expected (B, S, *modulation.shape[1:]) for modulation "
+                             f"{tuple(u.shape)}, got {tuple(z.shape)}")
+        if size is not None and tuple(u.shape[-2:]) != tuple(size):
+            raise ValueError(f"size: expected {tuple(u.shape[-2:])} for these coefficients, got {size}")
+        return _ModulatedSynthesis.apply(u, z.detach().to(u.dtype), self.system(*u.shape[-2:]))
 
     def __repr__(self) -> str:
         return f"Shearlets(scales={self.scales}, directions={self.directions})"

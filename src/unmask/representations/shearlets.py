@@ -57,6 +57,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -177,6 +178,9 @@ def _filter_bank(
         scale_of += [j] * n_dir
         direction_of += [_angle_of(4.0 * k / n_dir) for k in range(n_dir)]
     psi = _symmetrize(torch.stack(filters))
+    # outside its support a response is a product with cos(pi / 2) = 6e-17, not 0: make it 0, so
+    # that the filters are exactly band-limited (each covers ~8% of the plane at 224²)
+    psi = torch.where(psi.abs() < 1e-14, torch.zeros_like(psi), psi)
     return (
         psi,
         torch.tensor(scale_of, dtype=torch.long),
@@ -277,6 +281,7 @@ class ShearletSystem:
         # half-plane responses for rfft2, per (device, dtype) of the inputs
         self._half: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
         self._full: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+        self._sparse: dict[tuple[torch.device, torch.dtype, str], object] = {}
 
     def __repr__(self) -> str:
         return (
@@ -305,6 +310,41 @@ class ShearletSystem:
             self._full[key] = psi.to(device=device, dtype=dtype).contiguous()
         return self._full[key]
 
+    def sparse_filters(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+        """The analysis filters as a sparse (K, H, W) bank: ``(positions, frequencies, values)``.
+
+        ``positions`` index the flattened bank (K · H · W), ``frequencies`` the flattened plane
+        (H · W); each (N,) long, with ``values`` (N,). The filters are band-limited: N is about
+        four planes' worth, not K = 49.
+        """
+        key = (device, dtype, "analysis")
+        if key not in self._sparse:
+            bank = self._full_filters(device, dtype)
+            positions = bank.flatten().nonzero().squeeze(1)
+            self._sparse[key] = (positions, positions % bank[0].numel(), bank.flatten()[positions])
+        return self._sparse[key]  # type: ignore[return-value]
+
+    def synthesis_matrix(self, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """The dual-filter sum over bands as a sparse CSR matrix (H · W', K · H · W'), W' = W // 2 + 1.
+
+        ``D @ view_as_real(rfft2(c)).reshape(K · H · W', 2)`` is the spectrum
+        ``Σ_j F(c_j) · psi_hat_j / Σ_j psi_hat_j²`` of the synthesis of one plane's
+        coefficients c (K, H, W): with band-limited filters ~17x faster than the dense product
+        and sum at 224².
+        """
+        key = (device, dtype, "synthesis")
+        if key not in self._sparse:
+            dual = self._half_filters(device, dtype)[1]
+            plane = dual[0].numel()
+            positions = dual.flatten().nonzero().squeeze(1)
+            indices = torch.stack([positions % plane, positions])
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support is in beta")
+                matrix = torch.sparse_coo_tensor(indices, dual.flatten()[positions], (plane, dual.numel()),
+                                                 check_invariants=False).coalesce().to_sparse_csr()
+            self._sparse[key] = matrix
+        return self._sparse[key]  # type: ignore[return-value]
+
     def _check_spatial(self, t: Tensor, name: str, layout: str) -> None:
         if tuple(t.shape[-2:]) != (self.height, self.width):
             raise ValueError(
@@ -327,25 +367,41 @@ class ShearletSystem:
             raise TypeError(f"x: expected dtype float32 or float64, got {x.dtype}")
         # Two real planes per complex FFT: the filters are real and even, so
         # F^-1(psi_hat * F(a + i b)) = (psi * a) + i (psi * b). K full complex inverse FFTs per
-        # pair of planes run ~2.5x faster than 2K half-spectrum real inverse FFTs (irfft2).
-        # An odd plane out goes through rfft2/irfft2.
+        # pair of planes run ~2.5x faster than 2K half-spectrum real inverse FFTs (irfft2), so
+        # an odd plane out is paired with zeros.
         size = (self.height, self.width)
         planes = x.reshape(-1, *size)  # (N, H, W), N = B * C
-        half = planes.shape[0] // 2
-        parts = []
-        if half:
-            psi = self._full_filters(x.device, x.dtype)  # (K, H, W)
-            pairs = torch.complex(planes[:half], planes[half : 2 * half])
-            paired = torch.fft.ifft2(torch.fft.fft2(pairs).unsqueeze(1) * psi)  # (N // 2, K, H, W)
-            parts += [paired.real, paired.imag]
-        if planes.shape[0] % 2:
-            psi_half, _ = self._half_filters(x.device, x.dtype)
-            spectrum = torch.fft.rfft2(planes[-1:]).unsqueeze(1)  # (1, 1, H, W // 2 + 1)
-            parts.append(torch.fft.irfft2(spectrum * psi_half, s=size))
-        c = parts[0] if len(parts) == 1 else torch.cat(parts)
+        n = planes.shape[0]
+        half = (n + 1) // 2
+        imag = planes[half:]
+        if n % 2:
+            imag = torch.cat([imag, torch.zeros_like(planes[:1])])
+        paired = self.analysis_pairs(torch.complex(planes[:half], imag))  # (half, K, H, W)
+        c = torch.cat([paired.real, paired.imag[: n - half]])
         return c.reshape(*x.shape[:-2], self.num_filters, *size)
 
     __call__ = forward
+
+    def analysis_pairs(self, pairs: Tensor, out: Tensor | None = None) -> Tensor:
+        """Coefficients of two real planes packed as one complex plane ``a + i b``.
+
+        Args:
+            pairs: (N, H, W) complex.
+            out: optional zero-initialised real buffer (N, K · H · W, 2) to reuse across calls
+                (only the filters' supports are written, so it stays zero elsewhere).
+
+        Returns:
+            (N, K, H, W) complex whose real and imaginary parts are the coefficients of ``a``
+            and ``b`` (the filters are real and even).
+        """
+        n = pairs.shape[0]
+        positions, frequencies, values = self.sparse_filters(pairs.device, pairs.real.dtype)
+        spectrum = torch.view_as_real(torch.fft.fft2(pairs)).reshape(n, -1, 2)  # (N, H * W, 2)
+        if out is None:
+            out = spectrum.new_zeros(n, self.num_filters * self.height * self.width, 2)
+        out[:, positions] = spectrum[:, frequencies] * values[:, None]
+        bank = torch.view_as_complex(out.view(n, self.num_filters, self.height, self.width, 2))
+        return torch.fft.ifft2(bank)
 
     def inverse(self, c: Tensor) -> Tensor:
         """Reconstruction with the canonical dual frame.
