@@ -7,7 +7,7 @@ import math
 import pytest
 
 from unmask.cli import main
-from unmask.experiments.figure4 import FIELDS, plot, read_rows, run
+from unmask.experiments.figure4 import FIELDS, plot, read_rows, run, summarise
 from unmask.testing import region_images, region_model
 
 FAST_SMOOTH = {"step": 4, "sigma": 6, "jitter": False}
@@ -29,6 +29,8 @@ def test_pipeline_csv_plot_and_resume(tmp_path):
         assert r["cp_l1"] > 0 and r["cp_entropy"] > 0 and r["cp_l1_pixel"] > 0
         assert r["hs"] >= 0 or math.isnan(r["hs"])
     assert (tmp_path / "figure4_region.png").stat().st_size > 1000
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.count("| region |") == len(methods) and "ShearletX has the highest CP-ℓ1 on" in summary
     # resumable: a second run computes nothing new
     logs.clear()
     run({"region": region_model()}, images, tmp_path, areas=(0.1, 0.2), steps=3, noise_bs=2,
@@ -54,3 +56,19 @@ def test_old_csv_header_is_refused(tmp_path):
     with pytest.raises(ValueError, match="^out: .*new output folder"):
         run({"region": region_model()}, [("a", region_images(1, 32))], tmp_path, methods=["pixelmask"],
             steps=1, noise_bs=1)
+
+
+def test_summary_medians_and_claim_counts():
+    base = {"model": "m", "target": 1, "p": 0.5, "p_hat_max": 0.5, "cp_l1_pixel": 1.0, "seconds": 1.0,
+            "steps": 1, "noise_bs": 1, "size": 8}
+    rows = []
+    for image, (shx, pix) in {"a": ((3.0, 0.1), (1.0, 2.0)), "b": ((0.5, 0.3), (2.0, 0.2)),
+                              "c": ((4.0, 0.0), (1.0, 1.0))}.items():
+        rows.append({**base, "image": image, "method": "shearletx", "cp_l1": shx[0], "cp_entropy": shx[0],
+                     "hs": shx[1], "p_hat": 0.01 if image == "b" else 0.5})
+        rows.append({**base, "image": image, "method": "pixelmask", "cp_l1": pix[0], "cp_entropy": pix[0],
+                     "hs": pix[1], "p_hat": 0.5})
+    text = summarise(rows)
+    assert "| m | shearletx | 3 | 3 | 3 | 1 | 0.1 | 1 | 1 | 1 |" in text  # medians; one image < 0.1
+    assert "highest CP-ℓ1 on 2 of 3 images" in text
+    assert "below pixelmask's on 2 of 3 images" in text

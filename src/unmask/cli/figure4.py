@@ -61,5 +61,6 @@ def run(args: argparse.Namespace) -> int:
     path = run_study(models, images, args.out, areas=areas, steps=args.steps, noise_bs=args.noise_bs,
                      smooth_steps=args.smooth_steps, methods=methods, detector=args.detector,
                      seed=args.seed, log=lambda line: print(line, flush=True))
-    print(f"wrote {path} and figure4_<model>.png in {args.out}")
+    print((path.parent / "summary.md").read_text(), end="")
+    print(f"wrote {path}, summary.md and figure4_<model>.png in {args.out}")
     return 0

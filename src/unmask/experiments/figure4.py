@@ -10,8 +10,9 @@ The CSV also keeps ``p_hat`` (target probability on x̂, what the CP scores use)
 max-normalised explanation image.
 Every number is appended to a CSV as soon as it is computed, and pairs already in the CSV are
 skipped, so an interrupted run resumes where it stopped. Scatter plots (one PNG per model:
-CP-ℓ1 vs HS and CP-entropy vs HS, log axes, one point per image and method) are drawn from the
-CSV.
+CP-ℓ1 vs HS and CP-entropy vs HS, log axes, one point per image and method) and a Markdown
+summary (``summary.md``: medians per method and per-image checks of the paper's claims, see
+:func:`summarise`) are made from the CSV.
 
 The pipeline takes any :class:`unmask.Classifier` (see :func:`run`); the command line
 ``unmask figure4`` loads the embedded pretrained models by name.
@@ -37,7 +38,7 @@ from ..representations import Pixels, Shearlets, Wavelets
 from ..representations.base import apply_mask
 from ..scoring import Scorer
 
-__all__ = ["run", "plot", "read_rows", "FIELDS", "list_images", "METHOD_ORDER"]
+__all__ = ["run", "plot", "read_rows", "summarise", "FIELDS", "list_images", "METHOD_ORDER"]
 
 #: CSV columns.
 FIELDS = ("model", "image", "method", "target", "p", "p_hat", "p_hat_max", "cp_l1_pixel", "cp_l1",
@@ -178,7 +179,57 @@ def run(models: Mapping[str, Classifier], images: Sequence[tuple[str, Tensor]], 
                         log(f"{model_name} {image_name} {label}: CP-l1 {row['cp_l1']:.3g} "
                             f"CP-entropy {row['cp_entropy']:.3g} HS {row['hs']:.3g} ({seconds:.0f} s)")
     plot(path, out)
+    (out / "summary.md").write_text(summarise(read_rows(path)))
     return path
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(v for v in values if not math.isnan(v))
+    if not values:
+        return math.nan
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+
+
+def summarise(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A Markdown summary of Figure 4 rows: medians per (model, method) and per-image claims.
+
+    Columns: images, median CP-ℓ1, CP-entropy, CP-ℓ1 pixel, HS, retained probability p̂/p and
+    p̂_max/p (on x̂ / max x̂, the authors' script), and the images where x̂ loses the class
+    (p̂/p < 0.1). Below the table, per model: on how many images ShearletX has the highest
+    CP-ℓ1 and CP-entropy of all methods, and a lower HS than PixelMask and WaveletX.
+    """
+    lines = ["| model | method | n | CP-ℓ1 | CP-entropy | CP-ℓ1 pixel | HS | p̂/p | p̂_max/p | p̂/p < 0.1 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for model in sorted({r["model"] for r in rows}):
+        sel = [r for r in rows if r["model"] == model]
+        labels = sorted({r["method"] for r in sel},
+                        key=lambda m: (METHOD_ORDER.index(m.split("-")[0]), m))
+        for label in labels:
+            rs = [r for r in sel if r["method"] == label]
+            ratio = [r["p_hat"] / r["p"] for r in rs]
+            ratio_max = [r["p_hat_max"] / r["p"] for r in rs]
+            lines.append(
+                f"| {model} | {label} | {len(rs)} | {_median([r['cp_l1'] for r in rs]):.3g} | "
+                f"{_median([r['cp_entropy'] for r in rs]):.3g} | {_median([r['cp_l1_pixel'] for r in rs]):.3g} | "
+                f"{_median([r['hs'] for r in rs]):.3g} | {_median(ratio):.3g} | {_median(ratio_max):.3g} | "
+                f"{sum(v < 0.1 for v in ratio)} |")
+        by_image: dict[str, dict[str, Mapping[str, Any]]] = {}
+        for r in sel:
+            by_image.setdefault(r["image"], {})[r["method"]] = r
+        complete = [m for m in by_image.values() if "shearletx" in m and len(m) > 1]
+        if not complete:
+            continue
+        lines.append("")
+        for key, name in (("cp_l1", "CP-ℓ1"), ("cp_entropy", "CP-entropy")):
+            best = sum(max(m.values(), key=lambda r: r[key])["method"] == "shearletx" for m in complete)
+            lines.append(f"- {model}: ShearletX has the highest {name} on {best} of {len(complete)} images")
+        for other in ("pixelmask", "waveletx"):
+            pairs = [m for m in complete if other in m]
+            lower = sum(m["shearletx"]["hs"] < m[other]["hs"] for m in pairs)
+            lines.append(f"- {model}: ShearletX's HS is below {other}'s on {lower} of {len(pairs)} images")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def plot(csv_path: str | Path, out: str | Path, hs_floor: float = 1e-4) -> list[Path]:
