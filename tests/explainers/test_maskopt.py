@@ -75,7 +75,9 @@ def test_uniform_noise_statistics():
     """Draws of the uniform obfuscation lie in [mean - std, mean + std] of their band."""
     opt = MaskOptimizer(region_model(), Pixels(), l1=1, spatial=0, steps=1, lr=0.1, noise_bs=64)
     mean, std = torch.tensor(0.3).reshape(1, 1, 1, 1, 1), torch.tensor(0.1).reshape(1, 1, 1, 1, 1)
-    (v,) = opt._draw([(mean, std)], [(1, 1, 8, 8)], opt._generators(1, torch.device("cpu")))
+    (z,) = opt._unit([(1, 1, 8, 8)], opt._generators(1, torch.device("cpu")), mean)
+    offset, scale = opt._affine(mean, std)
+    v = offset.unsqueeze(1) + scale.unsqueeze(1) * z
     assert v.shape == (1, 64, 1, 1, 8, 8)
     assert float(v.min()) >= 0.2 - 1e-6 and float(v.max()) <= 0.4 + 1e-6
     assert float(v.mean()) == pytest.approx(0.3, abs=0.01)
@@ -149,3 +151,24 @@ def test_obfuscation_matches_the_objective_written_out(rep):
     assert abs(float(history["distortion"][1, 0] - distortion(draws[0]).detach())) > 1e-5  # draws matter
     kept = rep.inverse(apply_mask(c, mask), (16, 16))
     torch.testing.assert_close(history["spatial"][1, 0], gray(kept).clamp(0, 1).mean(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("noise", ["uniform", "gaussian"])
+def test_draws_do_not_depend_on_threads_or_batch(noise):
+    """One stream per (image, sample): the same draws serially, from a thread pool, and for an
+    image alone or in a batch."""
+    opt = MaskOptimizer(region_model(), Pixels(), l1=1, spatial=0, steps=1, lr=0.1, noise_bs=5, noise=noise)
+    like, shapes = torch.zeros(1), [(3, 1, 6, 7), (1, 2, 3, 3)]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = opt._unit(shapes, opt._generators(2, torch.device("cpu")), like)
+        torch.set_num_threads(3)
+        pooled = opt._unit(shapes, opt._generators(2, torch.device("cpu")), like)
+    finally:
+        torch.set_num_threads(threads)
+    alone = opt._unit(shapes, opt._generators(1, torch.device("cpu")), like)
+    for a, b, c in zip(serial, pooled, alone, strict=True):
+        assert a.shape[:2] == (2, 5)
+        assert torch.equal(a, b) and torch.equal(a[1], c[0]) and torch.equal(a[0], a[1])
+        assert not torch.equal(a[:, 0], a[:, 1])  # samples differ

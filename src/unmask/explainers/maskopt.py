@@ -169,13 +169,6 @@ class MaskOptimizer:
         """
         return (mean - std, 2 * std) if self.noise == "uniform" else (mean, std)
 
-    def _draw(self, stats: list[tuple[Tensor, Tensor]], shapes: list[tuple[int, ...]],
-              gens: list[list[Any]]) -> list[Tensor]:
-        """Obfuscation noise ``v`` per group, (B, S, Cn, K_g, h_g, w_g)."""
-        z = self._unit(shapes, gens, stats[0][0])
-        return [torch.addcmul(off.unsqueeze(1), sc.unsqueeze(1), u)
-                for (off, sc), u in zip((self._affine(*st) for st in stats), z, strict=True)]
-
     # -- optimisation ---------------------------------------------------------------------------
 
     def optimize(self, x: Tensor, target: Tensor) -> MaskResult:
