@@ -72,3 +72,14 @@ def test_summary_medians_and_claim_counts():
     assert "| m | shearletx | 3 | 3 | 3 | 1 | 0.1 | 1 | 1 | 1 |" in text  # medians; one image < 0.1
     assert "highest CP-ℓ1 on 2 of 3 images" in text
     assert "below pixelmask's on 2 of 3 images" in text
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    kwargs = {"methods": ["pixelmask"], "noise_bs": 1, "log": None}
+    images = [("a", region_images(1, 32))]
+    run({"region": region_model()}, images, tmp_path, steps=1, settings={"fit": "crop"}, **kwargs)
+    with pytest.raises(ValueError, match="^out: .*steps=1 \\(now 2\\)"):
+        run({"region": region_model()}, images, tmp_path, steps=2, settings={"fit": "crop"}, **kwargs)
+    with pytest.raises(ValueError, match="fit='crop' \\(now 'resize'\\)"):
+        run({"region": region_model()}, images, tmp_path, steps=1, settings={"fit": "resize"}, **kwargs)
+    run({"region": region_model()}, images, tmp_path, steps=1, settings={"fit": "crop"}, **kwargs)  # same: fine

@@ -23,7 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smooth-steps", type=int, default=800, metavar="N",
                         help="SmoothMask (extremal) iterations (TorchRay 800)")
     parser.add_argument("--size", type=int, default=256, metavar="N",
-                        help="resize + centre crop to N x N (paper 256)")
+                        help="image side N x N (paper 256)")
+    parser.add_argument("--fit", default="resize", choices=("resize", "crop"),
+                        help="resize: stretch to N x N (the paper's Resize((256, 256)), default); "
+                             "crop: shorter side to N, centre crop")
     parser.add_argument("--methods", default="shearletx,waveletx,pixelmask,smoothmask", metavar="A,B")
     parser.add_argument("--detector", default="shearlet", choices=("shearlet", "canny"),
                         help="edge detector of the hallucination score")
@@ -56,11 +59,12 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{name.replace('_', '-')}: expected a positive integer, got {getattr(args, name)}")
     files = list_images(args.images, args.limit)
     models = {name.strip(): load_model(name.strip()) for name in args.models.split(",") if name.strip()}
-    images = [(p.name, load_image(p, size=args.size)) for p in files]
+    images = [(p.name, load_image(p, size=args.size, mode=args.fit)) for p in files]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     path = run_study(models, images, args.out, areas=areas, steps=args.steps, noise_bs=args.noise_bs,
                      smooth_steps=args.smooth_steps, methods=methods, detector=args.detector,
-                     seed=args.seed, log=lambda line: print(line, flush=True))
+                     seed=args.seed, settings={"size": args.size, "fit": args.fit},
+                     log=lambda line: print(line, flush=True))
     print((path.parent / "summary.md").read_text(), end="")
     print(f"wrote {path}, summary.md and figure4_<model>.png in {args.out}")
     return 0

@@ -88,6 +88,18 @@ def _explain_mask_method(name: str, model: Classifier, x: Tensor, target: Tensor
     return e.extras["image"], coeffs, kind[1]
 
 
+def _check_settings(path: Path, current: dict[str, Any]) -> None:
+    """Refuse to resume a study made with other settings; record the settings otherwise."""
+    import json
+
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    changed = [f"{k}={saved[k]!r} (now {v!r})" for k, v in current.items() if k in saved and saved[k] != v]
+    if changed:
+        raise ValueError(f"out: {str(path.parent)!r} holds a study made with {', '.join(changed)}; "
+                         f"use the same settings or a new output folder")
+    path.write_text(json.dumps({**saved, **current}, indent=1, default=str))
+
+
 def _row(model_name: str, image: str, method: str, model: Classifier, x: Tensor, x_hat: Tensor,
          target: Tensor, coeffs: list[Tensor] | None, representation: Any, p: float,
          seconds: float, steps: int, noise_bs: int, detector: Any) -> dict[str, Any]:
@@ -110,7 +122,7 @@ def run(models: Mapping[str, Classifier], images: Sequence[tuple[str, Tensor]], 
         areas: Sequence[float] = (0.05, 0.1, 0.2), steps: int = 300, noise_bs: int = 16,
         smooth_steps: int = 800, methods: Sequence[str] = METHOD_ORDER, detector: Any = "shearlet",
         seed: int = 0, smooth_options: Mapping[str, Any] | None = None,
-        log: Callable[[str], None] | None = print) -> Path:
+        settings: Mapping[str, Any] | None = None, log: Callable[[str], None] | None = print) -> Path:
     """Run the study and return the CSV path (``out/figure4.csv``); plots go to ``out``.
 
     Args:
@@ -125,6 +137,10 @@ def run(models: Mapping[str, Classifier], images: Sequence[tuple[str, Tensor]], 
         detector: edge detector of the hallucination score.
         seed: noise seed.
         smooth_options: extra hyperparameters of the ``extremal`` method (e.g. for tiny images).
+        settings: more settings the rows depend on (the command line passes the image size and
+            fit). With steps, noise_bs, smooth_steps, detector and seed they are kept in
+            ``out/settings.json``; resuming a folder with different values is refused, so that
+            one CSV never mixes protocols (models, images, methods and areas may be added).
         log: progress messages (None: silent).
     """
     from ..api import make_explainer
@@ -134,6 +150,10 @@ def run(models: Mapping[str, Classifier], images: Sequence[tuple[str, Tensor]], 
         raise ValueError(f"methods: unknown {unknown}; expected a subset of {', '.join(METHOD_ORDER)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out / "settings.json", {
+        "steps": steps, "noise_bs": noise_bs, "smooth_steps": smooth_steps, "seed": seed,
+        "detector": detector if isinstance(detector, str) else getattr(detector, "__name__", repr(detector)),
+        **dict(settings or {})})
     path = out / "figure4.csv"
     new_file = not path.is_file() or path.stat().st_size == 0
     if not new_file:
