@@ -74,6 +74,18 @@ def test_summary_medians_and_claim_counts():
     assert "below pixelmask's on 2 of 3 images" in text
 
 
+def test_summary_of_several_models_is_one_table_then_the_claims():
+    row = {"target": 1, "p": 0.5, "p_hat": 0.5, "p_hat_max": 0.5, "cp_l1_pixel": 1.0, "cp_l1": 1.0,
+           "cp_entropy": 1.0, "hs": 0.1, "seconds": 1.0, "steps": 1, "noise_bs": 1, "size": 8, "image": "a"}
+    rows = [{**row, "model": model, "method": method, "hs": hs}
+            for model in ("m1", "m2") for method, hs in (("shearletx", 0.1), ("pixelmask", 0.2))]
+    lines = summarise(rows).splitlines()
+    table = [i for i, line in enumerate(lines) if line.startswith("|")]
+    assert table == list(range(6))  # header, rule, 2 models x 2 methods, no break in between
+    assert lines[6] == "" and all(line.startswith("- m") for line in lines[7:])
+    assert "- m2: ShearletX's HS is below pixelmask's on 1 of 1 images" in lines
+
+
 def test_resuming_with_other_settings_is_refused(tmp_path):
     kwargs = {"methods": ["pixelmask"], "noise_bs": 1, "log": None}
     images = [("a", region_images(1, 32))]

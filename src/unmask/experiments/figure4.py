@@ -221,6 +221,7 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> str:
     """
     lines = ["| model | method | n | CP-ℓ1 | CP-entropy | CP-ℓ1 pixel | HS | p̂/p | p̂_max/p | p̂/p < 0.1 |",
              "|---|---|---|---|---|---|---|---|---|---|"]
+    claims: list[str] = []
     for model in sorted({r["model"] for r in rows}):
         sel = [r for r in rows if r["model"] == model]
         labels = sorted({r["method"] for r in sel},
@@ -238,17 +239,17 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> str:
         for r in sel:
             by_image.setdefault(r["image"], {})[r["method"]] = r
         complete = [m for m in by_image.values() if "shearletx" in m and len(m) > 1]
-        if not complete:
-            continue
-        lines.append("")
         for key, name in (("cp_l1", "CP-ℓ1"), ("cp_entropy", "CP-entropy")):
-            best = sum(max(m.values(), key=lambda r: r[key])["method"] == "shearletx" for m in complete)
-            lines.append(f"- {model}: ShearletX has the highest {name} on {best} of {len(complete)} images")
+            if complete:
+                best = sum(max(m.values(), key=lambda r: r[key])["method"] == "shearletx" for m in complete)
+                claims.append(f"- {model}: ShearletX has the highest {name} on {best} of {len(complete)} images")
         for other in ("pixelmask", "waveletx"):
             pairs = [m for m in complete if other in m]
-            lower = sum(m["shearletx"]["hs"] < m[other]["hs"] for m in pairs)
-            lines.append(f"- {model}: ShearletX's HS is below {other}'s on {lower} of {len(pairs)} images")
-        lines.append("")
+            if pairs:
+                lower = sum(m["shearletx"]["hs"] < m[other]["hs"] for m in pairs)
+                claims.append(f"- {model}: ShearletX's HS is below {other}'s on {lower} of {len(pairs)} images")
+    if claims:
+        lines += ["", *claims]
     return "\n".join(lines).rstrip() + "\n"
 
 
