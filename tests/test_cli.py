@@ -83,7 +83,7 @@ def test_explain_files_json_out_and_map(tmp_path, cat_png, capsys):
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["method"] == "occlusion" and result["model"] == "tiny"
-    assert result["params"]["patch_size"] == [32, 32] and result["size"] == 64
+    assert result["params"]["patch_size"] == 32 and result["size"] == 64
     first, npy_image, second = result["images"]
     assert first["file"] == str(cat_png) and second["file"] == "example:coffee"
     assert npy_image["file"] == str(tmp_path / "img.npy")
@@ -105,7 +105,7 @@ def test_explain_options(tmp_path, monkeypatch, capsys):
             "--batch-size", "2", "--seed", "3", "--method", "sp", "--json", *FAST]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["method"] == "occlusion" and "Blur(sigma=5.0)" in result["params"]["removal"]
+    assert result["method"] == "occlusion" and result["params"]["removal"] == "blur:5"
     files = [r["outputs"][0] for r in result["images"]]
     assert files == ["unmask-coffee-occlusion.png", "unmask-coffee-occlusion-2.png"]  # no overwrite
     assert all((tmp_path / f).is_file() for f in files)

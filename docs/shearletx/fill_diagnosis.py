@@ -33,7 +33,7 @@ def main() -> None:
     source = unmask.example_image(args.image) if "." not in args.image else args.image
     x = unmask.load_image(source, size=args.size, mode="resize")
     e = unmask.explain(model, x, "shearletx", steps=args.steps, noise_bs=args.noise_bs, progress=True)
-    t, mask = int(e.target[0]), e.extras["mask"]
+    t, mask = int(e.target[0]), e.extras["keep_mask"]
     rep, size = Shearlets(), tuple(x.shape[-2:])
     with torch.no_grad():
         c = rep.forward(x)[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -85,38 +86,104 @@ def check_mask(mask: object, x: Tensor, name: str = "mask") -> Tensor:
 def check_targets(
     target: object, batch: int, num_classes: int, name: str = "target"
 ) -> Tensor | None:
-    """Normalise ``target`` to a long tensor (B,), or None to mean "the model's top-1".
+    """Normalise ``target``: one class or one set of classes per image, or None (top-1).
 
-    Accepts None, an int (same class for every image), a sequence of ints or a tensor of
-    shape () or (B,). Every class must lie in [0, num_classes).
+    Accepts None; an int (numpy integers too: the same class for every image); a sequence with
+    one entry per image, each an int or a set of ints (a list, tuple or set: the image's
+    target is that *cluster* of classes); a long tensor () or (B,); a boolean membership tensor
+    (B, K) or (K,). A single entry (one int or one set) is used for every image.
+
+    Returns:
+        None, a long tensor (B,) when every target is one class, or a boolean membership tensor
+        (B, K) with K = ``num_classes`` when any target is a set. Classes lie in [0, K).
+
+    Example:
+        >>> check_targets([3, 1], 2, 10)
+        tensor([3, 1])
+        >>> check_targets([[1, 2]], 2, 4)
+        tensor([[False,  True,  True, False],
+                [False,  True,  True, False]])
     """
     if target is None:
         return None
-    if isinstance(target, bool):
-        raise TypeError(f"{name}: expected an int, a sequence of ints or a tensor, got bool")
-    if isinstance(target, int):
-        t = torch.full((batch,), target, dtype=torch.long)
-    elif isinstance(target, Tensor):
-        if target.is_floating_point() or target.is_complex():
-            raise TypeError(f"{name}: expected an integer tensor, got dtype {target.dtype}")
-        t = target.reshape(-1).long().cpu()
-        if t.numel() == 1 and batch != 1:
-            t = t.expand(batch).clone()
-    elif isinstance(target, Sequence) and not isinstance(target, str):
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in target):
-            raise TypeError(f"{name}: expected a sequence of ints, got {list(target)!r}")
-        t = torch.tensor(list(target), dtype=torch.long)
-    else:
+    if isinstance(target, Tensor):
+        return _target_tensor(target, batch, num_classes, name)
+    if isinstance(target, np.ndarray):
+        if target.dtype == bool:
+            return _target_tensor(torch.from_numpy(target.copy()), batch, num_classes, name)
+        if not np.issubdtype(target.dtype, np.integer):
+            raise TypeError(f"{name}: expected integer class indices, got an array of dtype {target.dtype}")
+        target = target.tolist()
+    entries = [target] if _is_class(target) else target
+    if isinstance(entries, str) or not isinstance(entries, Sequence | set | frozenset):
         raise TypeError(
-            f"{name}: expected None, an int, a sequence of ints or a tensor, got {type(target).__name__}"
+            f"{name}: expected None, an int, a set of ints, one int or set per image, or a tensor, "
+            f"got {type(target).__name__}"
         )
+    entries = list(entries)
+    if len(entries) == 1 and batch != 1:
+        entries = entries * batch
+    if len(entries) != batch:
+        raise ValueError(f"{name}: expected one class (or set of classes) per image ({batch}), "
+                         f"got {len(entries)}")
+    classes = [_class_set(v, num_classes, name) for v in entries]
+    if all(isinstance(c, int) for c in classes):
+        return torch.tensor(classes, dtype=torch.long)
+    member = torch.zeros(batch, num_classes, dtype=torch.bool)
+    for i, c in enumerate(classes):
+        member[i, [c] if isinstance(c, int) else sorted(c)] = True
+    return member
+
+
+def _is_class(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _class_index(value: object, num_classes: int, name: str) -> int:
+    if not _is_class(value):
+        raise TypeError(f"{name}: expected class indices (ints), got {value!r}")
+    v = int(value)  # type: ignore[call-overload]
+    if not 0 <= v < num_classes:
+        raise ValueError(f"{name}: class {v} is outside [0, {num_classes}) for this model")
+    return v
+
+
+def _class_set(value: object, num_classes: int, name: str) -> int | frozenset[int]:
+    if _is_class(value):
+        return _class_index(value, num_classes, name)
+    if isinstance(value, str) or not isinstance(value, Sequence | set | frozenset | np.ndarray):
+        raise TypeError(f"{name}: expected an int or a set of ints per image, got {value!r}")
+    members = frozenset(_class_index(v, num_classes, name) for v in value)
+    if not members:
+        raise ValueError(f"{name}: expected a non-empty set of classes, got {value!r}")
+    return next(iter(members)) if len(members) == 1 else members
+
+
+def _target_tensor(target: Tensor, batch: int, num_classes: int, name: str) -> Tensor:
+    target = target.detach().cpu()
+    if target.dtype == torch.bool:
+        member = target.reshape(1, -1) if target.ndim == 1 else target
+        if member.ndim != 2 or member.shape[1] != num_classes:
+            raise ValueError(f"{name}: expected a membership mask (B, {num_classes}), "
+                             f"got shape {_shape(target)}")
+        if member.shape[0] == 1 and batch != 1:
+            member = member.expand(batch, -1)
+        if member.shape[0] != batch:
+            raise ValueError(f"{name}: expected one set of classes per image ({batch}), "
+                             f"got {member.shape[0]}")
+        if not bool(member.any(dim=1).all()):
+            raise ValueError(f"{name}: every image needs at least one class in its set")
+        return member.clone()
+    if target.is_floating_point() or target.is_complex():
+        raise TypeError(f"{name}: expected an integer or boolean tensor, got dtype {target.dtype}")
+    t = target.reshape(-1).long()
+    if t.numel() == 1 and batch != 1:
+        t = t.expand(batch).clone()
     if t.numel() != batch:
         raise ValueError(f"{name}: expected one class per image ({batch}), got {t.numel()}")
     bad = (t < 0) | (t >= num_classes)
     if bool(bad.any()):
-        raise ValueError(
-            f"{name}: class {int(t[bad][0])} is outside [0, {num_classes}) for this model"
-        )
+        raise ValueError(f"{name}: class {int(t[bad][0])} is outside [0, {num_classes}) for this model")
     return t
 
 

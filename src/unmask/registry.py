@@ -7,12 +7,99 @@ test suites iterate over the registries.
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Registry", "Entry", "METHODS", "METRICS"]
+__all__ = ["Registry", "Entry", "METHODS", "METRICS", "to_json", "spec_of", "EXECUTION_PARAMS"]
+
+#: Arguments that change how a result is computed, never what it is: they are recorded in a
+#: spec's params but left out of result keys (``progress`` is not recorded at all).
+EXECUTION_PARAMS = ("batch_size", "progress", "workers")
+
+
+def to_json(value: Any) -> Any:
+    """A JSON-serialisable form of a hyperparameter value.
+
+    Removals (anything with a ``spec`` string) become that string, tuples lists, numpy and torch
+    scalars Python numbers, small tensors nested lists; other objects their ``repr``.
+
+    Example:
+        >>> from unmask.removal import Blur
+        >>> to_json({"removal": Blur(5), "patch": (4, 4)})
+        {'removal': 'blur:5', 'patch': [4, 4]}
+    """
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    spec = getattr(value, "spec", None)
+    if isinstance(spec, str):
+        return spec
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", None) == 0:
+        return to_json(item())
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):  # a numpy array or a torch tensor
+        size = value.numel() if callable(getattr(value, "numel", None)) else value.size
+        if size <= 64:
+            return to_json(tolist())
+        return f"{type(value).__name__}{tuple(value.shape)}"
+    return repr(value)
+
+
+def _record_arguments(cls: type) -> None:
+    """Wrap ``cls.__init__`` once so that every instance records the arguments it was built with.
+
+    The record (``instance._spec_arguments``: name -> value, defaults applied, the first
+    positional argument, the model, left out) is what :func:`spec_of` turns into a spec.
+    """
+    init = cls.__dict__.get("__init__")
+    if init is None or getattr(init, "_records_spec", False):
+        return
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        names = list(bound.arguments)
+        skip = set(names[:2]) if len(names) > 1 and names[1] == "model" else {names[0]}
+        self._spec_arguments = {k: v for k, v in bound.arguments.items()
+                                if k not in skip and k != "progress"}
+
+    __init__.__kwdefaults__ = init.__kwdefaults__  # type: ignore[attr-defined]
+    __init__.__defaults__ = init.__defaults__  # type: ignore[attr-defined]
+    __init__._records_spec = True  # type: ignore[attr-defined]
+    cls.__init__ = __init__  # type: ignore[misc]
+
+
+def spec_of(obj: Any, registry: Registry | None = None) -> dict[str, Any]:
+    """The spec of a registered object: ``{"method": name, **params}`` (JSON-serialisable).
+
+    ``name`` is the name it was built under (``METHODS.get("sp-g").build(...)`` gives
+    ``"sp-g"``), or for a direct construction (``Occlusion(model)``) the class's primary name.
+    Arguments left at None whose resolved value the object holds under the same attribute name
+    (a default removal) are recorded resolved.
+    """
+    registry = registry or METHODS
+    name = getattr(obj, "_registered_name", None) or registry.name_of(type(obj))
+    params: dict[str, Any] = {}
+    for k, v in getattr(obj, "_spec_arguments", {}).items():
+        if v is None and getattr(getattr(obj, k, None), "spec", None) is not None:
+            v = getattr(obj, k)
+        params[k] = to_json(v)
+    return {registry.kind: name, **params}
 
 
 @dataclass(frozen=True)
@@ -51,7 +138,12 @@ class Entry:
         merged = {k: (v() if callable(v) and not inspect.isclass(v) and _no_args(v) else v)
                   for k, v in self.defaults.items() if k not in kwargs}
         merged.update(kwargs)
-        return self.factory(*args, **merged)
+        obj = self.factory(*args, **merged)
+        try:
+            obj._registered_name = self.name
+        except AttributeError:  # a function's result, a slotted object: nothing to record on
+            pass
+        return obj
 
 
 def _no_args(fn: Callable[..., Any]) -> bool:
@@ -69,6 +161,7 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
         self._aliases: dict[str, str] = {}
+        self._primary: dict[type, str] = {}
 
     def add(self, name: str, factory: Callable[..., Any], *, aliases: tuple[str, ...] = (),
             defaults: dict[str, Any] | None = None, summary: str | None = None) -> None:
@@ -79,6 +172,9 @@ class Registry:
         if summary is None:
             summary = (inspect.getdoc(factory) or "").split("\n", 1)[0]
         self._entries[name] = Entry(name, factory, dict(defaults or {}), summary)
+        if inspect.isclass(factory):
+            _record_arguments(factory)
+            self._primary.setdefault(factory, name)
         for alias in aliases:
             self._aliases[alias] = name
 
@@ -108,6 +204,13 @@ class Registry:
         if aliases:
             names += list(self._aliases)
         return sorted(names)
+
+    def name_of(self, cls: type) -> str:
+        """The primary (first registered) name of a registered class."""
+        for klass in cls.__mro__:
+            if klass in self._primary:
+                return self._primary[klass]
+        raise ValueError(f"{self.kind}: {cls.__name__} is not registered")
 
     def aliases_of(self, name: str) -> list[str]:
         return sorted(a for a, target in self._aliases.items() if target == name)

@@ -8,13 +8,14 @@ thousands of perturbations never sit in memory at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor
 
 from ._checks import check_choice, check_positive
 from .models import Classifier
+from .progress import check_progress, track
 from .removal.base import bind
 
 __all__ = ["Scorer", "select_scores", "SCORES"]
@@ -26,14 +27,40 @@ MaskSource = Tensor | Callable[[int, int], Tensor]
 
 
 def select_scores(logits: Tensor, target: Tensor, score: str = "prob") -> Tensor:
-    """The ``score`` of class ``target[i]`` for each row of ``logits`` (N, K) -> (N,)."""
-    if score == "logit":
-        out = logits
-    elif score == "prob":
-        out = torch.softmax(logits, dim=1)
-    else:
-        out = torch.log_softmax(logits, dim=1)
-    return out.gather(1, target.reshape(-1, 1).to(out.device)).squeeze(1)
+    """The ``score`` of each row's target: (N, K) logits -> (N,) or (N, T).
+
+    ``target`` is one of:
+
+    - (N,) long: one class per row;
+    - (N, K) bool: one set of classes per row (a cluster), scored as a whole: ``"logit"`` gives
+      the generalised logit ``log Σ_{c∈C} exp(z_c)``, ``"prob"`` gives ``Σ_{c∈C} p_c`` and
+      ``"log_prob"`` gives ``log Σ_{c∈C} p_c``; a one-class set gives that class's score;
+    - (N, T, K) bool: T sets per row (several targets at once), giving (N, T).
+
+    Example:
+        >>> z = torch.tensor([[0.0, 1.0, 2.0]])
+        >>> select_scores(z, torch.tensor([2]), "logit")
+        tensor([2.])
+        >>> select_scores(z, torch.tensor([[False, True, True]]), "logit")  # log(e + e²)
+        tensor([2.3133])
+    """
+    target = target.to(logits.device)
+    if target.dtype != torch.bool:
+        if score == "logit":
+            out = logits
+        elif score == "prob":
+            out = torch.softmax(logits, dim=1)
+        else:
+            out = torch.log_softmax(logits, dim=1)
+        return out.gather(1, target.reshape(-1, 1)).squeeze(1)
+    rows = logits if target.ndim == 2 else logits[:, None, :]
+    if score == "prob":
+        p = torch.softmax(logits, dim=1)
+        return (p if target.ndim == 2 else p[:, None, :]).masked_fill(~target, 0).sum(-1)
+    if score == "log_prob":
+        rows = torch.log_softmax(logits, dim=1)
+        rows = rows if target.ndim == 2 else rows[:, None, :]
+    return rows.masked_fill(~target, float("-inf")).logsumexp(-1)
 
 
 class Scorer:
@@ -43,16 +70,18 @@ class Scorer:
         model: the classifier (images in [0, 1] -> logits).
         batch_size: images per forward pass.
         score: ``"prob"``, ``"logit"`` or ``"log_prob"``.
-        progress: show a progress bar over chunks when there is more than one.
+        progress: a progress bar over chunks (True, shown when there is more than one), or a
+            callback ``(done, total)`` called after each chunk.
 
     Attributes:
         evaluations: the number of images scored so far (for overhead measurements).
     """
 
     def __init__(self, model: Classifier, *, batch_size: int = 16, score: str = "prob",
-                 progress: bool = False) -> None:
+                 progress: object = False) -> None:
         check_positive(batch_size, "batch_size", integer=True)
         check_choice(score, "score", SCORES)
+        check_progress(progress)
         self.model, self.batch_size, self.score, self.progress = model, batch_size, score, progress
         self.evaluations = 0
 
@@ -60,13 +89,9 @@ class Scorer:
     def device(self) -> torch.device:
         return self.model.device
 
-    def _chunks(self, n: int, desc: str) -> range | object:
+    def _chunks(self, n: int, desc: str) -> Iterable[int]:
         starts = range(0, n, self.batch_size)
-        if self.progress and len(starts) > 1:
-            from tqdm.auto import tqdm
-
-            return tqdm(starts, desc=desc, unit="batch", leave=False)
-        return starts
+        return track(starts, len(starts), self.progress, desc, unit="batch")
 
     def logits(self, images: Tensor) -> Tensor:
         """Logits (N, K) of images (N, C, H, W), computed in chunks."""
@@ -83,7 +108,7 @@ class Scorer:
         return torch.softmax(self.logits(images), dim=1)
 
     def __call__(self, images: Tensor, target: Tensor) -> Tensor:
-        """Scores (N,) of class ``target[i]`` (N,) for images (N, C, H, W)."""
+        """Scores (N,) (or (N, T)) of ``target`` (see :func:`select_scores`) for images (N, C, H, W)."""
         return select_scores(self.logits(images), target.to(self.device), self.score)
 
     def top1(self, images: Tensor) -> Tensor:
@@ -101,13 +126,14 @@ class Scorer:
             x: images (B, C, H, W).
             masks: (N, 1, H, W) in [0, 1], or a function ``masks(start, stop)`` returning the
                 masks ``start..stop-1`` (then ``count`` = N is required).
-            target: classes (B,).
+            target: per image a class (B,), a set of classes (B, K) bool, or T sets
+                (B, T, K) bool (see :func:`select_scores`).
             removal: a removal strategy.
             index: image of each perturbation (N,); default all zeros (requires B == 1).
             count: the number of perturbations when ``masks`` is a function.
 
         Returns:
-            Scores (N,) on the CPU, float32.
+            Scores (N,), or (N, T) for T targets, on the CPU, float32.
         """
         n = masks.shape[0] if isinstance(masks, Tensor) else count
         if n is None:
@@ -119,7 +145,8 @@ class Scorer:
         x = x.to(self.device)
         target = target.to(self.device)
         index = index.to(self.device)
-        out = torch.empty(n, dtype=torch.float32)
+        width = () if target.ndim < 3 else (target.shape[1],)  # T targets at once: (N, T)
+        out = torch.empty(n, *width, dtype=torch.float32)
         with torch.inference_mode():
             apply = bind(removal, x)
             for start in self._chunks(n, "perturbations"):

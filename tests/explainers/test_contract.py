@@ -36,9 +36,9 @@ FAST: dict[str, dict] = {
     # telea fill as FIDO-CA; reg raised for 32x32 images (the penalty sums over pixels)
     "fido": {"mask_size": 8, "steps": 40, "reg": 1e-2, "samples": 2},
     # coefficient masks (Kolek et al.): fewer steps/samples; 2 shearlet scales, 3 DWT levels at 32x32
-    "shearletx": {"steps": 40, "noise_bs": 2, "scales": 2, "directions": (4, 4)},
-    "waveletx": {"steps": 40, "noise_bs": 2, "levels": 3},
-    "cartoonx": {"steps": 40, "noise_bs": 2, "levels": 3, "lr": 0.1},
+    "shearletx": {"steps": 40, "noise_bs": 2, "representation": "shearlets:scales=2,directions=[4,4]"},
+    "waveletx": {"steps": 40, "noise_bs": 2, "representation": "wavelets:levels=3"},
+    "cartoonx": {"steps": 40, "noise_bs": 2, "representation": "wavelets:levels=3", "lr": 0.1},
     "pixelmask": {"steps": 40, "noise_bs": 2},
 }
 

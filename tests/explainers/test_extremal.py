@@ -93,14 +93,14 @@ def test_blur_pyramid_levels():
 def test_achieves_the_requested_areas(region_model, region_images):
     e = ExtremalPerturbation(region_model, areas=[0.1, 0.2], **dict(FAST, steps=100)).explain(
         region_images, 1)
-    assert e.extras["masks"].shape == (2, 2, 32, 32)
+    assert e.extras["keep_masks"].shape == (2, 2, 32, 32)
     area = e.extras["area"]
     assert torch.allclose(area, torch.tensor([[0.1, 0.2]] * 2), atol=0.05), area
     # nearly binary: few pixels halfway (the smooth edge of a sigma-6 mask on 32 pixels is wide)
-    mid = ((e.extras["masks"] > 0.2) & (e.extras["masks"] < 0.8)).float().mean()
+    mid = ((e.extras["keep_masks"] > 0.2) & (e.extras["keep_masks"] < 0.8)).float().mean()
     assert float(mid) < 0.2
     # the saliency is the sum of the masks
-    torch.testing.assert_close(e.saliency, e.extras["masks"].sum(1, keepdim=True))
+    torch.testing.assert_close(e.saliency, e.extras["keep_masks"].sum(1, keepdim=True))
 
 
 def test_preserve_keeps_the_score_delete_drops_it(region_model, region_images):
@@ -110,7 +110,7 @@ def test_preserve_keeps_the_score_delete_drops_it(region_model, region_images):
     drop = ExtremalPerturbation(region_model, areas=0.15, variant="delete", **FAST).explain(x, 1)
     box = region_mask(32, 32)
     for e in (keep, drop):  # both games find the box
-        m = e.extras["masks"][:, :1]
+        m = e.extras["keep_masks"][:, :1]
         assert float((m * box).sum() / m.sum()) > 0.35  # the box is 6% of the image
         assert float(m[box.expand_as(m)].mean()) > 0.8
     # preserving the region keeps the logit near the original; deleting it kills it
@@ -123,7 +123,7 @@ def test_preserve_keeps_the_score_delete_drops_it(region_model, region_images):
 def test_differentiable_removal_and_rejection(region_model, region_images):
     e = ExtremalPerturbation(region_model, Constant("black"), areas=0.15, **FAST).explain(region_images, 1)
     box = region_mask(32, 32)
-    assert float(e.extras["masks"][:, :1][box.expand(2, 1, 32, 32)].mean()) > 0.8
+    assert float(e.extras["keep_masks"][:, :1][box.expand(2, 1, 32, 32)].mean()) > 0.8
     with pytest.raises(ValueError, match=r"^removal: extremal .*differentiable"):
         ExtremalPerturbation(region_model, Inpaint("telea"))
 
@@ -161,7 +161,7 @@ def test_agrees_with_torchray():
                                           jitter=False)
         ours = unmask.explain(model, x, "extremal", target=1, areas=area, step=4, sigma=8,
                               steps=400, jitter=False)
-        a, b = theirs[0, 0] > 0.5, ours.extras["masks"][0, 0] > 0.5
+        a, b = theirs[0, 0] > 0.5, ours.extras["keep_masks"][0, 0] > 0.5
         iou = float((a & b).sum() / (a | b).sum())
         assert iou > 0.6, iou
         assert abs(float(ours.extras["area"]) - area) <= abs(float(theirs.mean()) - area) + 0.01

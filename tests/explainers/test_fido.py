@@ -41,7 +41,7 @@ def test_ssr_keeps_the_region_with_the_inpainter(region_model, region_images):
         assert inside > 0.55 and outside < 0.2 and inside > 4 * outside, (inside, outside)
     # keeping only the region (the rest inpainted) preserves the class
     assert bool((e.extras["score"] > 0.8 * e.extras["base_score"]).all())
-    torch.testing.assert_close(e.extras["mask"], 1 - e.extras["keep"])
+    torch.testing.assert_close(e.extras["removal_mask"], 1 - e.extras["keep_mask"])
 
 
 def test_sdr_drops_the_region(region_model, region_images):
@@ -66,7 +66,7 @@ def test_seeded(region_model, region_images):
 def test_log_odds_objective_gradient_flows_through_the_blend(region_model, region_images):
     """With a non-differentiable inpainter the parameters still move after one step."""
     e = FIDO(region_model, Inpaint("telea"), mask_size=4, steps=1, samples=2).explain(region_images, 1)
-    assert float((e.extras["keep"] - 0.5).abs().max()) > 1e-3
+    assert float((e.extras["keep_mask"] - 0.5).abs().max()) > 1e-3
 
 
 @pytest.mark.parametrize("bad", [{"objective": "both"}, {"samples": 0}, {"temperature": 0.0},

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from unmask.registry import spec_of
+
 import unmask
 from unmask.explainers.maskopt import MaskOptimizer
 from unmask.explainers.shearletx import CartoonX, PixelMask, ShearletX, WaveletX
@@ -16,16 +18,18 @@ SMALL_SHEARLETS = {"scales": 2, "directions": (4, 4)}
 
 def test_paper_defaults():
     model = region_model()
-    s = ShearletX(model).params
+    s = spec_of(ShearletX(model))
     assert (s["l1"], s["spatial"], s["lr"], s["steps"], s["noise_bs"], s["noise"]) == (1.0, 2.0, 0.1, 300, 16, "uniform")
-    w = WaveletX(model).params
+    assert s["method"] == "shearletx" and s["noise_source"] == "gray"
+    w = spec_of(WaveletX(model))
     assert (w["l1"], w["spatial"], w["lr"], w["steps"], w["noise_bs"]) == (2.0, 10.0, 0.1, 300, 16)
-    assert "db3" in w["representation"] and "levels=5" in w["representation"] and "'zero'" in w["representation"]
-    c = CartoonX(model).params
-    assert (c["l1"], c["spatial"]) == (20.0, 0.0)
-    p = PixelMask(model).params
-    assert (p["l1"], p["spatial"]) == (1.0, 0.0)
-    assert "directions=(8, 8, 16, 16)" in s["representation"]
+    assert w["representation"] == "wavelets" and str(WaveletX(model).representation) == (
+        "Wavelets(wavelet='db3', levels=5, mode='zero')")
+    c = spec_of(CartoonX(model))
+    assert (c["l1"], c["spatial"], c["steps"], c["lr"], c["noise_bs"]) == (20.0, 0.0, 2000, 1e-3, 64)
+    p = spec_of(PixelMask(model))
+    assert (p["l1"], p["spatial"], p["representation"]) == (1.0, 0.0, "pixels")
+    assert ShearletX(model).representation.directions == (8, 8, 16, 16)
 
 
 def test_all_ones_mask_reproduces_the_image_with_no_steps_of_change():
@@ -39,9 +43,9 @@ def test_all_ones_mask_reproduces_the_image_with_no_steps_of_change():
 
 def test_mask_in_unit_interval_and_shapes():
     x = region_images(2, 16)
-    e = WaveletX(region_model(), steps=5, noise_bs=2, levels=2).explain(x)
-    assert isinstance(e.extras["mask"], list) and len(e.extras["mask"]) == 3
-    for m in e.extras["mask"]:
+    e = WaveletX(region_model(), steps=5, noise_bs=2, representation="wavelets:levels=2").explain(x)
+    assert isinstance(e.extras["keep_mask"], list) and len(e.extras["keep_mask"]) == 3
+    for m in e.extras["keep_mask"]:
         assert m.shape[:2] == (2, 1) and m.min() >= 0 and m.max() <= 1
     assert e.extras["image"].shape == (2, 3, 16, 16)
     assert 0 <= float(e.extras["image"].min()) and float(e.extras["image"].max()) <= 1
@@ -66,9 +70,9 @@ def test_noise_kinds_and_seed(noise):
     x = region_images(1, 16)
     run = lambda seed: PixelMask(region_model(), steps=3, noise_bs=2, noise=noise, seed=seed).explain(x, 1)  # noqa: E731
     a, b = run(0), run(0)
-    assert torch.equal(a.extras["mask"], b.extras["mask"])
+    assert torch.equal(a.extras["keep_mask"], b.extras["keep_mask"])
     if noise != "zeros":
-        assert not torch.equal(a.extras["mask"], run(1).extras["mask"])
+        assert not torch.equal(a.extras["keep_mask"], run(1).extras["keep_mask"])
 
 
 def test_uniform_noise_statistics():
@@ -86,7 +90,7 @@ def test_uniform_noise_statistics():
 def test_localises_region_and_removes_background():
     """ShearletX on the region model keeps the box and drops most of the rest."""
     x = region_images(1, 32)
-    e = ShearletX(region_model(), steps=40, noise_bs=2, **SMALL_SHEARLETS).explain(x, 1)
+    e = ShearletX(region_model(), steps=40, noise_bs=2, representation=Shearlets(**SMALL_SHEARLETS)).explain(x, 1)
     box = region_mask(32, 32)
     s = e.saliency
     assert float(s[box].mean()) > 3 * float(s[~box].mean())

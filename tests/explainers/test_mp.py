@@ -43,7 +43,8 @@ def test_translate_shifts_and_replicates_the_border():
 
 def test_paper_defaults():
     e = MeaningfulPerturbation(unmask.testing.region_model())
-    assert e.params["mask_size"] == (28, 28) and e.params["steps"] == 300
+    spec = unmask.registry.spec_of(e)
+    assert spec["mask_size"] == 28 and spec["steps"] == 300 and e.mask_size == (28, 28)
     assert (e.lr, e.l1, e.tv, e.beta, e.jitter) == (0.1, 1e-4, 1e-2, 3.0, 4)
     assert isinstance(e.removal, Blur) and e.removal.sigma == 10.0 and e.score == "prob"
 
@@ -53,7 +54,7 @@ def test_initial_mask_is_seeded_uniform(region_model, region_images):
     e = MeaningfulPerturbation(region_model, mask_size=8, steps=1, lr=1e-12, seed=7).explain(region_images)
     init = torch.rand((1, 1, 8, 8), generator=torch.Generator().manual_seed(7))
     for i in range(2):  # the same initialisation for every image of the batch
-        torch.testing.assert_close(e.extras["mask"][i : i + 1], 1 - init, atol=1e-6, rtol=0)
+        torch.testing.assert_close(e.extras["removal_mask"][i : i + 1], 1 - init, atol=1e-6, rtol=0)
 
 
 def test_deletion_concentrates_on_the_region(region_model, region_images):
@@ -67,8 +68,8 @@ def test_deletion_concentrates_on_the_region(region_model, region_images):
     # removing the region kills the class, and the extras report it
     assert bool((e.extras["score"] < 0.5 * e.extras["base_score"]).all())
     # the raw mask is the removal mask (1 = removed): the saliency is its bilinear upsampling
-    assert e.extras["mask"].shape == (2, 1, 8, 8)
-    up = torch.nn.functional.interpolate(e.extras["mask"], size=(32, 32), mode="bilinear")
+    assert e.extras["removal_mask"].shape == (2, 1, 8, 8)
+    up = torch.nn.functional.interpolate(e.extras["removal_mask"], size=(32, 32), mode="bilinear")
     torch.testing.assert_close(e.saliency, up)
 
 
@@ -110,7 +111,7 @@ def test_real_model_deletion_kills_the_class(real_model):
     e = MeaningfulPerturbation(real_model, steps=100).explain(x)
     assert float(e.extras["score"][0]) < 0.2 * float(e.extras["base_score"][0])
     # the same amount of deletion, cells shuffled, hurts far less: the mask is placed, not just big
-    grid = e.extras["mask"].flatten()
+    grid = e.extras["removal_mask"].flatten()
     shuffled = grid[torch.randperm(grid.numel(), generator=torch.Generator().manual_seed(0))]
     masks = torch.nn.functional.interpolate(shuffled.reshape(1, 1, 28, 28), size=(224, 224),
                                             mode="bilinear")

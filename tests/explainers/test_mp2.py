@@ -32,7 +32,7 @@ def test_paper_defaults(region_model):
 def test_stops_at_chance_two_cells_per_iteration(region_model, region_images):
     x = region_images
     e = MP2(region_model, mask_size=8).explain(x, target=1)
-    mask, order = e.extras["mask"], e.extras["order"]
+    mask, order = e.extras["removal_mask"], e.extras["order"]
     for i in range(2):
         t = int(e.extras["iterations"][i])
         assert t >= 1 and bool(e.extras["reached"][i])
@@ -56,14 +56,14 @@ def test_cells_lie_in_the_region(region_model, region_images):
     t, l, b, r = region_box(8, 8)  # the box in cells
     inside = torch.zeros(8, 8, dtype=torch.bool)
     inside[t:b, l:r] = True
-    assert bool((e.extras["mask"][:, 0] > 0)[:, ~inside].sum() == 0)
+    assert bool((e.extras["removal_mask"][:, 0] > 0)[:, ~inside].sum() == 0)
 
 
 def test_lower_threshold_extends_the_same_greedy_path(region_model, region_images):
     a = MP2(region_model, mask_size=8).explain(region_images, target=1)
     b = MP2(region_model, mask_size=8, threshold=0.01).explain(region_images, target=1)
     assert bool((b.extras["iterations"] >= a.extras["iterations"]).all())
-    assert bool((b.extras["mask"] >= a.extras["mask"]).all())  # a's cells are a prefix of b's
+    assert bool((b.extras["removal_mask"] >= a.extras["removal_mask"]).all())  # a's cells are a prefix of b's
     common = a.extras["order"] > 0
     assert torch.equal(a.extras["order"][common], b.extras["order"][common])
 
@@ -71,18 +71,18 @@ def test_lower_threshold_extends_the_same_greedy_path(region_model, region_image
 def test_full_mask_and_max_iterations(region_model, region_images):
     x = region_images[:1]
     full = MP2(region_model, mask_size=4, threshold=0.0).explain(x, target=1)  # never reached
-    assert bool((full.extras["mask"] == 1).all()) and int(full.extras["iterations"][0]) == 8
+    assert bool((full.extras["removal_mask"] == 1).all()) and int(full.extras["iterations"][0]) == 8
     assert not bool(full.extras["reached"][0])
     odd = MP2(region_model, mask_size=4, threshold=0.0, cells_per_iteration=3).explain(x, target=1)
-    assert bool((odd.extras["mask"] == 1).all()) and int(odd.extras["iterations"][0]) == 6
+    assert bool((odd.extras["removal_mask"] == 1).all()) and int(odd.extras["iterations"][0]) == 6
     assert int((odd.extras["order"] == 6).sum()) == 1  # 16 = 5 * 3 + 1
     short = MP2(region_model, mask_size=4, threshold=0.0, max_iterations=1).explain(x, target=1)
-    assert int(short.extras["mask"].sum()) == 2
+    assert int(short.extras["removal_mask"].sum()) == 2
 
 
 def test_already_at_chance_gives_an_empty_mask(region_model, region_images):
     e = MP2(region_model, mask_size=8).explain(region_images, target=0)  # p(class 0) ~ 0.01
-    assert int(e.extras["mask"].sum()) == 0 and bool(e.extras["reached"].all())
+    assert int(e.extras["removal_mask"].sum()) == 0 and bool(e.extras["reached"].all())
     assert float(e.saliency.abs().max()) == 0.0
 
 
@@ -98,11 +98,12 @@ def test_mp2_g_removes_with_the_inpainter(region_model, region_images):
     x = region_images
     e = unmask.explain(region_model, x, method="mp2-g", target=1, mask_size=8)
     assert bool(e.extras["reached"].all())
-    removed = _removed(e.extras["mask"])
+    removed = _removed(e.extras["removal_mask"])
     p = _prob(region_model, Inpaint("telea")(x, removed), torch.tensor([1, 1]))
     torch.testing.assert_close(e.extras["score"], p)
     assert bool((p <= 0.5).all())
-    assert e.params["gradient_removal"] == "Blur(sigma=10.0)"
+    assert e.method == "mp2-g" and e.params["removal"] == "telea"
+    assert e.params["gradient_removal"] == "blur:10"
 
 
 def test_descent_criterion(region_model, region_images):
@@ -135,4 +136,4 @@ def test_real_model_reaches_chance(real_model):
     e = MP2(real_model).explain(x)
     assert bool(e.extras["reached"][0]) and float(e.extras["score"][0]) <= 1e-3
     t = int(e.extras["iterations"][0])
-    assert int(e.extras["mask"].sum()) == 2 * t and t < 28 * 28 // 2
+    assert int(e.extras["removal_mask"].sum()) == 2 * t and t < 28 * 28 // 2

@@ -37,7 +37,8 @@ from unmask.metrics.single_step import (
     single_step_scores,
     soft_masks,
 )
-from unmask.metrics.substrates import BoxBlur, RiseBlur, resolve_substrate
+from unmask.removal import BoxBlur, RiseBlur
+from unmask.removal import resolve_removal as resolve_substrate
 from unmask.removal import Inpaint
 from unmask.testing import region_box, region_images, region_mask
 

@@ -19,6 +19,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ._common import removal_help
+
 COMMAND = "evaluate"
 HELP = "Score saliency maps (saved .npy, or a method run now) with faithfulness metrics."
 
@@ -49,8 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=int, default=None, metavar="K",
                         help="class to evaluate (default: each image's top-1 class)")
     parser.add_argument("--removal", default=None, metavar="NAME",
-                        help="substrate for every metric that takes one (default: each metric's "
-                        "own): black, gray, mean, blur[:SIGMA], box-blur, rise-blur, rise-zeros, telea, ...")
+                        help=removal_help())
     parser.add_argument("--rule", default=None, choices=("seed", "rise"),
                         help="deletion/insertion step rule (default: seed)")
     parser.add_argument("--max-steps", type=int, default=None, metavar="N",
@@ -129,7 +130,7 @@ def _load_maps(paths: list[str]) -> Any:
 
 
 def _metric_kwargs(entry: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from ..metrics.substrates import resolve_substrate
+    from ..removal import make_removal as resolve_substrate
 
     kw: dict[str, Any] = {}
     if args.removal is not None and entry.accepts("removal"):
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     from ..api import make_explainer
     from ..images import example_image, load_image
     from ..metrics import METRICS
-    from ..metrics.substrates import resolve_substrate
+    from ..removal import make_removal as resolve_substrate
     from ..models import load_model
     from ..registry import METHODS
     from .explain import CLI_DEFAULTS, _parse_params, _read_source

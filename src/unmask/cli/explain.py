@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ._common import removal_help
+
 COMMAND = "explain"
 HELP = "Explain a classifier's decision on images; print the top classes and write a PNG."
 
@@ -51,8 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="perturbed images per forward pass (default 16)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
     parser.add_argument("--removal", default=None, metavar="NAME",
-                        help="removal strategy: gray, black, white, mean, image_mean, blur[:SIGMA], "
-                        "noise, uniform-noise, telea, ns, patchmatch, biharmonic")
+                        help=removal_help())
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="a method hyperparameter (value parsed as JSON, else a string); repeatable")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -122,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
             if not parent.is_dir():
                 raise FileNotFoundError(f"{opt}: directory does not exist: {parent}")
 
+    from ..registry import spec_of
+
     entry = METHODS.get(args.method)  # unknown method -> ValueError before any work
     method = entry.name
     hyper = {**CLI_DEFAULTS.get(method, {}), **_parse_params(args.param)}
@@ -174,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
             saliency[i] = e.saliency[j : j + 1].detach().cpu().float()
             targets[i] = int(e.target[j])
             probs[i] = p[j]
-    explanation_params = getattr(explainer, "params", hyper)
+    explanation_params = {k: v for k, v in spec_of(explainer).items() if k != "method"}
 
     outputs: list[list[str]] = [[] for _ in tensors]
     taken: set[Path] = set()

@@ -30,12 +30,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..explainers.shearletx import PixelMask, ShearletX, WaveletX
+from .. import explainers  # noqa: F401  (registers the methods)
 from ..metrics.cp import cp_score, masked_image
 from ..metrics.hallucination import hallucination_score
 from ..models import Classifier
-from ..representations import Pixels, Shearlets, Wavelets
-from ..representations.base import apply_mask
+from ..registry import METHODS
+from ..representations import make_representation
 from ..scoring import Scorer
 
 __all__ = ["run", "plot", "read_rows", "summarise", "FIELDS", "list_images", "METHOD_ORDER"]
@@ -77,15 +77,11 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
 def _explain_mask_method(name: str, model: Classifier, x: Tensor, target: Tensor, steps: int,
                          noise_bs: int, seed: int) -> tuple[Tensor, list[Tensor], Any]:
     """x̂ and the masked coefficients m ⊙ T(x) of one representation-mask method."""
-    kind = {"shearletx": (ShearletX, Shearlets()), "waveletx": (WaveletX, Wavelets()),
-            "pixelmask": (PixelMask, Pixels())}[name]
-    explainer = kind[0](model, steps=steps, noise_bs=noise_bs, seed=seed)
+    explainer = METHODS.get(name).build(model, steps=steps, noise_bs=noise_bs, seed=seed)
     e = explainer.explain(x, target)
-    mask = e.extras["mask"]
-    mask = [mask] if isinstance(mask, Tensor) else list(mask)
-    with torch.no_grad():
-        coeffs = apply_mask(kind[1].forward(x), mask)
-    return e.extras["image"], coeffs, kind[1]
+    coeffs = e.extras["coefficients"]  # the explainer's own m ⊙ T(x): nothing recomputed
+    coeffs = [coeffs] if isinstance(coeffs, Tensor) else list(coeffs)
+    return e.extras["image"], coeffs, explainer.representation
 
 
 def _check_settings(path: Path, current: dict[str, Any]) -> None:
@@ -188,7 +184,7 @@ def run(models: Mapping[str, Classifier], images: Sequence[tuple[str, Tensor]], 
                         smooth = make_explainer(model, "extremal", areas=[area], steps=smooth_steps,
                                                 **dict(smooth_options or {}))
                         e = smooth.explain(x, target)
-                        x_hat, coeffs, rep = masked_image(x, e.extras["masks"][:, :1]), None, Pixels()
+                        x_hat, coeffs, rep = masked_image(x, e.extras["keep_masks"][:, :1]), None, make_representation("pixels")
                         n_steps, n_noise = smooth_steps, 0
                     seconds = time.perf_counter() - start
                     row = _row(model_name, image_name, label, model, x, x_hat, target, coeffs, rep, p,

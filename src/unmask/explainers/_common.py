@@ -12,18 +12,35 @@ from torch import Tensor
 from .._checks import check_positive, check_targets
 from ..explanation import Explanation
 from ..models import Classifier, as_classifier, check_model_input
-from ..removal import make_removal
+from ..registry import METHODS, spec_of
+from ..removal import resolve_removal as _resolve
 from ..scoring import Scorer
 
-__all__ = ["Explainer", "prepare", "resolve_removal", "upsample", "check_seed", "check_pair"]
+__all__ = ["Explainer", "prepare", "prepare_many", "finish", "resolve_removal", "upsample",
+           "check_seed", "check_pair"]
 
 
 class Explainer(Protocol):
-    """What every explanation method offers: ``explain(x, target=None) -> Explanation``."""
+    """What every explanation method offers: ``explain(x, target=None) -> Explanation``.
+
+    Black-box methods also offer ``explain_each(x, targets) -> list[Explanation]``: several
+    targets from one pass of the model over the perturbations.
+    """
 
     model: Classifier
 
     def explain(self, x: Tensor, target: Any = None) -> Explanation: ...
+
+
+def finish(explainer: object, saliency: Tensor, target: Tensor, **extras: Any) -> Explanation:
+    """The :class:`Explanation` of ``explainer``: its registered name and resolved spec.
+
+    Every method ends with this, so that ``Explanation.method`` is the name it was built under
+    and ``Explanation.params`` rebuilds it (``make_explainer(model, **e.spec)``).
+    """
+    spec = spec_of(explainer, METHODS)
+    method = spec.pop("method")
+    return Explanation(saliency, target, method, spec, extras)
 
 
 def prepare(model: Classifier, x: object, target: object, scorer: Scorer | None = None) -> tuple[Tensor, Tensor]:
@@ -40,11 +57,39 @@ def prepare(model: Classifier, x: object, target: object, scorer: Scorer | None 
     return x, t
 
 
+def prepare_many(model: Classifier, x: object, targets: object,
+                 scorer: Scorer | None = None) -> tuple[Tensor, list[Tensor], Tensor]:
+    """Check images and a list of T targets (each as ``explain`` takes it).
+
+    Returns:
+        ``x``; each target normalised ((B,) long or (B, K) bool; None = top-1); and what the
+        scoring engine reads: the single target itself when T = 1, else the stacked membership
+        (B, T, K) bool, whose scores come out as (N, T).
+    """
+    if not isinstance(targets, list | tuple) or not targets:
+        raise TypeError(f"targets: expected a non-empty list of targets, got {targets!r}")
+    x = check_model_input(model, x, "x")
+    resolved: list[Tensor] = []
+    top1 = None
+    for i, target in enumerate(targets):
+        name = "target" if len(targets) == 1 else f"targets[{i}]"
+        t = check_targets(target, x.shape[0], model.num_classes, name)
+        if t is None:
+            if top1 is None:
+                top1 = (scorer or Scorer(model)).top1(x)
+            t = top1
+        resolved.append(t)
+    if len(resolved) == 1:
+        return x, resolved, resolved[0]
+    k = model.num_classes
+    member = torch.stack([t if t.dtype == torch.bool else F.one_hot(t, k).bool() for t in resolved],
+                         dim=1)
+    return x, resolved, member
+
+
 def resolve_removal(removal: object, default: Callable[[], Callable]) -> Callable:
     """``None`` -> the method's default removal; a name -> :func:`make_removal`; else itself."""
-    if removal is None:
-        return default()
-    return make_removal(removal)  # type: ignore[arg-type]
+    return _resolve(removal, default)
 
 
 def check_seed(seed: object) -> int:
@@ -74,14 +119,3 @@ def upsample(maps: Tensor, size: tuple[int, int], mode: str = "bilinear") -> Ten
 
 def as_model(model: object) -> Classifier:
     return as_classifier(model, "model")
-
-
-def describe(obj: object) -> object:
-    """A JSON-friendly description of a hyperparameter value (removals become their repr)."""
-    if obj is None or isinstance(obj, bool | int | float | str):
-        return obj
-    if isinstance(obj, list | tuple):
-        return [describe(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist() if obj.numel() <= 16 else f"tensor{tuple(obj.shape)}"
-    return repr(obj)

@@ -12,10 +12,12 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_probability
 from ..explanation import Explanation
+from ..removal import bind, is_differentiable
+from ..progress import track
 from ..registry import METHODS
 from ..removal import gaussian_blur
-from ._common import as_model, describe, prepare, resolve_removal
-from ._optim import bind_differentiable, check_objective, require_differentiable, select_objective
+from ._common import as_model, finish, prepare, resolve_removal
+from ._optim import check_objective, require_differentiable, select_objective
 
 __all__ = ["ExtremalPerturbation", "SmoothMask", "BlurPyramid", "area_loss", "area_reference"]
 
@@ -150,7 +152,7 @@ class ExtremalPerturbation:
     The score is the logit by default (TorchRay's reward is the raw model output); ``score=
     "prob"`` etc. are available. With several areas the saliency is the **sum** of the masks (the
     nested regions add up: pixels in the smallest region rank highest); each mask is in
-    ``extras["masks"]``.
+    ``extras["keep_masks"]``.
 
     Deterministic (no random draws). Images of a batch are optimised together, per-image losses
     summed, so a batch equals single calls.
@@ -170,7 +172,6 @@ class ExtremalPerturbation:
         levels, max_blur: blur pyramid (TorchRay 8 levels, sigma up to 20).
         jitter: flip horizontally every other iteration.
         score: ``"logit"`` (default), ``"prob"``, ``"log_prob"`` or ``"log_odds"``.
-        batch_size: unused (all images are optimised together); kept for a uniform signature.
         progress: show a progress bar.
 
     Extras:
@@ -182,7 +183,7 @@ class ExtremalPerturbation:
         >>> import torch
         >>> from unmask.testing import region_model, region_images
         >>> e = ExtremalPerturbation(region_model(), areas=0.1, steps=5, step=4, sigma=8).explain(region_images(1))
-        >>> e.saliency.shape, e.extras["masks"].shape
+        >>> e.saliency.shape, e.extras["keep_masks"].shape
         (torch.Size([1, 1, 32, 32]), torch.Size([1, 1, 32, 32]))
     """
 
@@ -191,7 +192,7 @@ class ExtremalPerturbation:
                  momentum: float = 0.9, step: int = 7, sigma: float = 21.0,
                  area_weight: float = 300.0, area_growth: float = 1.0035, levels: int = 8,
                  max_blur: float = 20.0, jitter: bool = True, score: str = "logit",
-                 batch_size: int = 16, progress: bool = False) -> None:
+                 progress: bool = False) -> None:
         self.model = as_model(model)
         self.removal = None if removal is None else resolve_removal(removal, lambda: None)
         if self.removal is not None:
@@ -209,17 +210,11 @@ class ExtremalPerturbation:
         if levels < 2:
             raise ValueError(f"levels: expected at least 2, got {levels}")
         check_positive(max_blur, "max_blur")
-        check_positive(batch_size, "batch_size", integer=True)
         self.steps, self.lr, self.momentum, self.step, self.sigma = steps, lr, momentum, step, sigma
         self.area_weight, self.area_growth = area_weight, area_growth
         self.levels, self.max_blur, self.jitter = levels, max_blur, bool(jitter)
         self.score = check_objective(score)
         self.progress = progress
-        self.params = {"areas": list(self.areas), "variant": variant, "steps": steps, "lr": lr,
-                       "momentum": momentum, "step": step, "sigma": sigma,
-                       "area_weight": area_weight, "area_growth": area_growth, "levels": levels,
-                       "max_blur": max_blur, "jitter": self.jitter, "score": score,
-                       "removal": "blur-pyramid" if removal is None else describe(self.removal)}
 
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
@@ -237,7 +232,7 @@ class ExtremalPerturbation:
             def perturb(keep: Tensor) -> Tensor:
                 return pyramid(keep, index)
         else:
-            apply = bind_differentiable(self.removal, x)
+            apply = bind(self.removal, x, grad=True)
 
             def perturb(keep: Tensor) -> Tensor:
                 return apply(1 - keep, index)
@@ -248,11 +243,7 @@ class ExtremalPerturbation:
         optimizer = torch.optim.SGD([params], lr=self.lr, momentum=self.momentum,
                                     dampening=self.momentum)
         weight = self.area_weight
-        steps = range(self.steps)
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            steps = tqdm(steps, desc="extremal", unit="step", leave=False)
+        steps = track(range(self.steps), self.steps, self.progress, "extremal", "step")
         for t in steps:
             with torch.enable_grad():
                 mask = generator(params)
@@ -269,11 +260,11 @@ class ExtremalPerturbation:
             kept = select_objective(self.model(perturb(mask)).float(), tgt, self.score)
             deleted = select_objective(self.model(perturb(1 - mask)).float(), tgt, self.score)
         masks = mask.reshape(b, n_areas, h, w).cpu()
-        extras = {"masks": masks, "areas": torch.tensor(self.areas),
+        extras = {"keep_masks": masks, "areas": torch.tensor(self.areas),
                   "params": params.detach().reshape(b, n_areas, *generator.grid).cpu(),
                   "area": masks.mean((-2, -1)), "preserve_score": kept.reshape(b, n_areas).cpu(),
                   "delete_score": deleted.reshape(b, n_areas).cpu()}
-        return Explanation(masks.sum(1, keepdim=True), target, "extremal", dict(self.params), extras)
+        return finish(self, masks.sum(1, keepdim=True), target, **extras)
 
     def _reward(self, perturb: Any, mask: Tensor, target: Tensor, flip: bool) -> Tensor:
         def score(images: Tensor, classes: Tensor) -> Tensor:

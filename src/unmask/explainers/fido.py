@@ -9,11 +9,13 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_probability
 from ..explanation import Explanation
+from ..removal import bind, is_differentiable
+from ..progress import track
 from ..registry import METHODS
 from ..removal import Inpaint
-from ._common import (as_model, check_pair, check_seed, describe, prepare, resolve_removal,
+from ._common import (as_model, check_pair, check_seed, finish, prepare, resolve_removal,
                       upsample)
-from ._optim import bind_differentiable, check_objective, is_differentiable, select_objective
+from ._optim import check_objective, select_objective
 
 __all__ = ["FIDO", "concrete_keep"]
 
@@ -78,7 +80,6 @@ class FIDO:
         anneal: fraction of the steps over which the regulariser weight ramps from 0 to 1.
         score: ``"log_odds"`` (default), ``"prob"``, ``"logit"`` or ``"log_prob"``.
         seed: seed of the concrete noise (the same draws for every image of a batch).
-        batch_size: unused (all images are optimised together); kept for a uniform signature.
         progress: show a progress bar.
 
     Extras:
@@ -99,7 +100,7 @@ class FIDO:
                  mask_size: int | tuple[int, int] = 56, steps: int = 300, lr: float = 0.05,
                  reg: float = 1e-3, samples: int = 4, temperature: float = 0.1,
                  anneal: float = 0.6, score: str = "log_odds", seed: int = 0,
-                 batch_size: int = 16, progress: bool = False) -> None:
+                 progress: bool = False) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Inpaint("telea"))
         self.objective = check_choice(objective, "objective", ("ssr", "sdr"))
@@ -110,16 +111,11 @@ class FIDO:
         check_positive(samples, "samples", integer=True)
         check_positive(temperature, "temperature")
         check_probability(anneal, "anneal")
-        check_positive(batch_size, "batch_size", integer=True)
         self.steps, self.lr, self.reg, self.samples = steps, lr, reg, samples
         self.temperature, self.anneal = temperature, anneal
         self.score = check_objective(score)
         self.seed = check_seed(seed)
         self.progress = progress
-        self.params = {"objective": objective, "mask_size": self.mask_size, "steps": steps,
-                       "lr": lr, "reg": reg, "samples": samples, "temperature": temperature,
-                       "anneal": anneal, "score": score, "seed": seed,
-                       "removal": describe(self.removal)}
 
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
@@ -130,17 +126,13 @@ class FIDO:
         tgt = target.to(device).repeat_interleave(s)  # (B*S,), image-major
         index = torch.arange(b, device=device).repeat_interleave(s)
         differentiable = is_differentiable(self.removal)
-        apply = bind_differentiable(self.removal, x) if differentiable else None
+        apply = bind(self.removal, x, grad=True) if differentiable else None
         gen = torch.Generator().manual_seed(self.seed)
         theta = torch.zeros(b, 1, *self.mask_size, device=device, requires_grad=True)
         optimizer = torch.optim.Adam([theta], lr=self.lr)
         ramp = max(1, round(self.anneal * self.steps))
         sign = -1.0 if self.objective == "ssr" else 1.0
-        steps = range(self.steps)
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            steps = tqdm(steps, desc="fido", unit="step", leave=False)
+        steps = track(range(self.steps), self.steps, self.progress, "fido", "step")
         for t in steps:
             noise = torch.rand((1, s, h, w), generator=gen).to(device)
             with torch.enable_grad():
@@ -169,6 +161,5 @@ class FIDO:
                                      self.score)
             base = select_objective(self.model(x).float(), target.to(device), self.score)
         saliency = keep_up if self.objective == "ssr" else 1 - keep_up
-        return Explanation(saliency.cpu(), target, "fido", dict(self.params),
-                           {"keep": keep.cpu(), "mask": (1 - keep).cpu(), "score": final.cpu(),
-                            "base_score": base.cpu()})
+        return finish(self, saliency.cpu(), target, keep_mask=keep.cpu(),
+                      removal_mask=(1 - keep).cpu(), score=final.cpu(), base_score=base.cpu())

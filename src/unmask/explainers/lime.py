@@ -14,7 +14,7 @@ from ..explanation import Explanation
 from ..registry import METHODS
 from ..removal import Constant, Inpaint
 from ..scoring import Scorer
-from ._common import as_model, check_seed, describe, prepare, resolve_removal
+from ._common import as_model, check_seed, finish, prepare_many, resolve_removal
 
 __all__ = ["Lime", "slic_segments", "relabel", "sample_on_off", "lime_kernel", "weighted_ridge",
            "segment_masks"]
@@ -205,11 +205,6 @@ class Lime:
         self.samples, self.kernel_width, self.alpha = samples, float(kernel_width), float(alpha)
         self.seed = check_seed(seed)
         self.scorer = Scorer(self.model, batch_size=batch_size, score=score, progress=progress)
-        self.params = {"n_segments": n_segments, "compactness": self.compactness,
-                       "sigma": self.sigma,
-                       "segments": "slic" if segments is None else "user", "samples": samples,
-                       "kernel_width": self.kernel_width, "alpha": self.alpha, "score": score,
-                       "seed": seed, "removal": describe(self.removal)}
 
     def _segments(self, x: Tensor, segments: SegmentSource) -> Tensor:
         b, _, h, w = x.shape
@@ -232,11 +227,17 @@ class Lime:
         return relabel(segments.cpu())
 
     def explain(self, x: Tensor, target: Any = None, segments: SegmentSource = None) -> Explanation:
-        """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,)).
+        """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set of
+        classes, or one per image).
 
         ``segments`` overrides the constructor's segmentation for this call.
         """
-        x, target = prepare(self.model, x, target, self.scorer)
+        return self.explain_each(x, [target], segments)[0]
+
+    def explain_each(self, x: Tensor, targets: list[Any],
+                     segments: SegmentSource = None) -> list[Explanation]:
+        """One explanation per target of ``targets``, from one pass over the samples."""
+        x, resolved, target = prepare_many(self.model, x, targets, self.scorer)
         b, _, h, w = x.shape
         seg = self._segments(x, segments if segments is not None else self.segments)
         counts = seg.reshape(b, -1).amax(1) + 1  # (B,) S_b
@@ -254,17 +255,19 @@ class Lime:
         def masks(start: int, stop: int) -> Tensor:
             return segment_masks(off_flat[start:stop].to(x.device), seg_dev[index[start:stop]])
 
-        scores = self.scorer.perturbed(x, masks, target, self.removal, index=index,
-                                       count=b * n).reshape(b, n)
+        all_scores = self.scorer.perturbed(x, masks, target, self.removal, index=index,
+                                           count=b * n).reshape(b, n, len(resolved))
         kernel = lime_kernel(z, valid, self.kernel_width)
-        coef, intercept, r2 = weighted_ridge(z.double(), scores.double(), kernel, self.alpha)
-        coef = coef * valid
-        weights = coef.float()
-        saliency = weights.gather(1, seg.reshape(b, -1)).reshape(b, 1, h, w)
-        extras = {"segments": seg, "weights": weights, "num_segments": counts,
-                  "intercept": intercept.float(), "score": r2.float(), "samples": z,
-                  "sample_scores": scores}
-        return Explanation(saliency, target, "lime", dict(self.params), extras)
+        out = []
+        for i, t in enumerate(resolved):
+            scores = all_scores[..., i]
+            coef, intercept, r2 = weighted_ridge(z.double(), scores.double(), kernel, self.alpha)
+            weights = (coef * valid).float()
+            saliency = weights.gather(1, seg.reshape(b, -1)).reshape(b, 1, h, w)
+            out.append(finish(self, saliency, t, segments=seg, weights=weights,
+                              num_segments=counts, intercept=intercept.float(), score=r2.float(),
+                              samples=z, sample_scores=scores))
+        return out
 
 
 METHODS.add("lime-g", Lime, defaults={"removal": lambda: Inpaint("telea")},

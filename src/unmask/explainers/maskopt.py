@@ -34,7 +34,6 @@ import torch
 from torch import Tensor
 
 from .._checks import check_choice, check_positive
-from ..explanation import Explanation
 from ..models import Classifier
 from ..representations.base import (
     Representation,
@@ -44,9 +43,9 @@ from ..representations.base import (
     modulated_inverse,
     ones_mask,
 )
-from ._common import prepare
+from ..progress import track
 
-__all__ = ["MaskOptimizer", "MaskResult", "NOISES", "explain_with"]
+__all__ = ["MaskOptimizer", "MaskResult", "NOISES", "mask_explanation"]
 
 #: Obfuscations of dropped coefficients: uniform on [mean - std, mean + std] (default),
 #: Gaussian N(mean, std²), or zeros.
@@ -203,11 +202,7 @@ class MaskOptimizer:
         z: list[Tensor] | None = None  # noise buffers, refilled every step
         samples = self.noise_bs if noisy else 1
         hist: dict[str, list[Tensor]] = {"distortion": [], "l1": [], "spatial": []}
-        steps = range(self.steps)
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            steps = tqdm(steps, desc=f"mask ({rep.name})", leave=False)
+        steps = track(range(self.steps), self.steps, self.progress, f"mask ({rep.name})")
         for _ in steps:
             both = modulated_inverse(rep, masks, signals, size)[:, :, 0]  # (B, C [+ Cn], H, W)
             kept = both[:, :channels]  # T⁻¹(m ⊙ c), unclamped
@@ -245,26 +240,19 @@ class MaskOptimizer:
             image = rep.inverse(masked, size).clamp(0, 1)
         return MaskResult(mask, image, masked, {k: torch.stack(v) for k, v in hist.items()})
 
-    def describe(self) -> dict[str, Any]:
-        """The hyperparameters, JSON-friendly."""
-        return {"representation": repr(self.representation), "l1": self.l1, "spatial": self.spatial,
-                "steps": self.steps, "lr": self.lr, "noise_bs": self.noise_bs, "noise": self.noise,
-                "noise_source": self.noise_source, "seed": self.seed}
 
-
-def explain_with(optimizer: MaskOptimizer, x: Any, target: Any, method: str,
-                 params: dict[str, Any]) -> Explanation:
-    """Run ``optimizer`` on checked inputs and package an :class:`Explanation`.
+def mask_explanation(result: MaskResult) -> tuple[Tensor, dict[str, Any]]:
+    """The saliency map and extras of an optimised mask.
 
     The saliency map is the gray explanation image ``mean_c x̂`` (B, 1, H, W): what the mask
     keeps of the image, at pixel resolution, as the papers display it (for pixel masks,
-    ``m · gray(x)``). ``extras``: ``image`` x̂ (B, 3, H, W) in [0, 1]; ``mask`` the coefficient
-    mask (B, 1, K, h, w) for single-group representations (pixels, shearlets) or a list of
-    such tensors, one per band group (wavelets: low-pass, then levels coarse to fine);
-    ``history`` per-step losses (steps, B).
+    ``m · gray(x)``). ``extras``: ``image`` x̂ (B, 3, H, W) in [0, 1]; ``keep_mask`` the
+    coefficient mask (B, 1, K, h, w) for single-group representations (pixels, shearlets) or a
+    list of such tensors, one per band group (wavelets: low-pass, then levels coarse to fine);
+    ``coefficients`` m ⊙ T(x) in the same layout; ``history`` per-step losses (steps, B).
     """
-    x, target = prepare(optimizer.model, x, target)
-    result = optimizer.optimize(x, target)
-    mask: Tensor | list[Tensor] = result.mask[0] if len(result.mask) == 1 else result.mask
-    extras = {"image": result.image, "mask": mask, "history": result.history}
-    return Explanation(gray(result.image), target, method, dict(params), extras)
+    single = len(result.mask) == 1
+    keep: Tensor | list[Tensor] = result.mask[0] if single else result.mask
+    coeffs: Tensor | list[Tensor] = result.coefficients[0] if single else result.coefficients
+    return gray(result.image), {"image": result.image, "keep_mask": keep, "coefficients": coeffs,
+                                "history": result.history}

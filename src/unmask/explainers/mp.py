@@ -10,11 +10,13 @@ from torch import Tensor
 
 from .._checks import check_positive
 from ..explanation import Explanation
+from ..removal import bind, is_differentiable
+from ..progress import track
 from ..registry import METHODS
 from ..removal import Blur
-from ._common import (as_model, check_pair, check_seed, describe, prepare, resolve_removal,
+from ._common import (as_model, check_pair, check_seed, finish, prepare, resolve_removal,
                       upsample)
-from ._optim import bind_differentiable, check_objective, model_scores, require_differentiable
+from ._optim import check_objective, model_scores, require_differentiable
 
 __all__ = ["MeaningfulPerturbation", "tv_norm", "deletion_l1", "translate", "mp_loss"]
 
@@ -97,8 +99,6 @@ class MeaningfulPerturbation:
         jitter: maximal translation in pixels (0 disables it).
         score: ``"prob"`` (default, as the paper), ``"logit"``, ``"log_prob"`` or ``"log_odds"``.
         seed: random seed of the initial mask and the jitter.
-        batch_size: unused by the optimisation (all images of a call are optimised together);
-            kept for a uniform signature.
         progress: show a progress bar over steps.
 
     Extras:
@@ -110,14 +110,14 @@ class MeaningfulPerturbation:
         >>> import torch, unmask
         >>> from unmask.testing import region_model, region_images
         >>> e = MeaningfulPerturbation(region_model(), mask_size=8, steps=5, jitter=0).explain(region_images(1))
-        >>> e.saliency.shape, e.extras["mask"].shape
+        >>> e.saliency.shape, e.extras["removal_mask"].shape
         (torch.Size([1, 1, 32, 32]), torch.Size([1, 1, 8, 8]))
     """
 
     def __init__(self, model: Any, removal: Any = None, *, mask_size: int | tuple[int, int] = 28,
                  steps: int = 300, lr: float = 0.1, l1: float = 1e-4, tv: float = 1e-2,
                  beta: float = 3.0, jitter: int = 4, score: str = "prob", seed: int = 0,
-                 batch_size: int = 16, progress: bool = False) -> None:
+                 progress: bool = False) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Blur(10.0))
         require_differentiable(self.removal, "mp")
@@ -128,30 +128,22 @@ class MeaningfulPerturbation:
         check_positive(tv, "tv", allow_zero=True)
         check_positive(beta, "beta")
         check_positive(jitter, "jitter", integer=True, allow_zero=True)
-        check_positive(batch_size, "batch_size", integer=True)
         self.steps, self.lr, self.l1, self.tv, self.beta, self.jitter = steps, lr, l1, tv, beta, jitter
         self.score = check_objective(score)
         self.seed = check_seed(seed)
         self.progress = progress
-        self.params = {"mask_size": self.mask_size, "steps": steps, "lr": lr, "l1": l1, "tv": tv,
-                       "beta": beta, "jitter": jitter, "score": score, "seed": seed,
-                       "removal": describe(self.removal)}
 
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
         x, target = prepare(self.model, x, target)
         b, _, h, w = x.shape
         dev_target = target.to(x.device)
-        apply = bind_differentiable(self.removal, x)
+        apply = bind(self.removal, x, grad=True)
         gen = torch.Generator().manual_seed(self.seed)
         init = torch.rand((1, 1, *self.mask_size), generator=gen)
         keep = init.expand(b, -1, -1, -1).clone().to(x.device).requires_grad_(True)
         optimizer = torch.optim.Adam([keep], lr=self.lr)
-        steps = range(self.steps)
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            steps = tqdm(steps, desc="mp", unit="step", leave=False)
+        steps = track(range(self.steps), self.steps, self.progress, "mp", "step")
         for _ in steps:
             dy, dx = (torch.randint(0, self.jitter + 1, (2,), generator=gen).tolist()
                       if self.jitter else (0, 0))
@@ -170,7 +162,7 @@ class MeaningfulPerturbation:
             removed = upsample(1 - keep, (h, w))
             final = model_scores(self.model, apply(removed, None), dev_target, self.score).detach()
             base = model_scores(self.model, x, dev_target, self.score).detach()
-        return Explanation(removed.cpu(), target, "mp", dict(self.params),
-                           {"mask": (1 - keep).cpu(), "score": final.cpu(), "base_score": base.cpu()})
+        return finish(self, removed.cpu(), target, removal_mask=(1 - keep).cpu(),
+                      score=final.cpu(), base_score=base.cpu())
 
 

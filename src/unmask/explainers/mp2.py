@@ -10,14 +10,14 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_probability
 from ..explanation import Explanation
+from ..removal import bind, is_differentiable
+from ..progress import track
 from ..registry import METHODS
 from ..removal import Blur, Inpaint
-from ..scoring import Scorer
-from ._common import as_model, check_pair, describe, prepare, resolve_removal, upsample
+from ..scoring import Scorer, select_scores
+from ._common import as_model, check_pair, finish, prepare, resolve_removal, upsample
 from ._optim import (
-    bind_differentiable,
     check_objective,
-    is_differentiable,
     require_differentiable,
     select_objective,
 )
@@ -84,7 +84,7 @@ class MP2:
         >>> import torch, unmask
         >>> from unmask.testing import region_model, region_images
         >>> e = MP2(region_model(), mask_size=8).explain(region_images(1))
-        >>> bool(e.extras["reached"][0]), int(e.extras["mask"].sum()) % 2
+        >>> bool(e.extras["reached"][0]), int(e.extras["removal_mask"].sum()) % 2
         (True, 0)
     """
 
@@ -110,12 +110,6 @@ class MP2:
         self.score = check_objective(score)
         self._scorer = Scorer(self.model, batch_size=batch_size, score="prob")
         self.progress = progress
-        self.params = {"mask_size": self.mask_size, "cells_per_iteration": cells_per_iteration,
-                       "threshold": threshold, "max_iterations": max_iterations,
-                       "criterion": criterion, "score": score, "saliency": saliency,
-                       "removal": describe(self.removal)}
-        if not is_differentiable(self.removal):
-            self.params["gradient_removal"] = describe(self.gradient_removal)
 
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
@@ -129,7 +123,7 @@ class MP2:
         limit = self.max_iterations or -(-cells // self.cells_per_iteration)
         dev_target = target.to(x.device)
         differentiable = is_differentiable(self.removal)
-        apply = bind_differentiable(self.removal if differentiable else self.gradient_removal, x)
+        apply = bind(self.removal if differentiable else self.gradient_removal, x, grad=True)
         proxy_fill = None
         if not differentiable and getattr(self.gradient_removal, "fill", None) is not None:
             with torch.no_grad():
@@ -140,11 +134,7 @@ class MP2:
         iterations = torch.zeros(b, dtype=torch.long)
         reached = torch.zeros(b, dtype=torch.bool)
         active = torch.ones(b, dtype=torch.bool)
-        steps = range(1, limit + 1)
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            steps = tqdm(steps, desc="mp2", unit="iteration", leave=False)
+        steps = track(range(1, limit + 1), limit, self.progress, "mp2", "iteration")
         for it in steps:
             idx = active.nonzero().squeeze(1)
             if idx.numel() == 0:
@@ -159,7 +149,7 @@ class MP2:
                         x[dev_idx], removed, perturbed,
                         None if proxy_fill is None else proxy_fill[dev_idx])
                 logits = self.model(perturbed).float()
-                probs = torch.softmax(logits, 1).gather(1, dev_target[dev_idx, None]).squeeze(1)
+                probs = select_scores(logits, dev_target[dev_idx], "prob")
                 stop = (probs.detach() <= threshold).cpu()
                 objective = select_objective(logits, dev_target[dev_idx], self.score)
                 (grad,) = torch.autograd.grad(objective.sum(), [grid])
@@ -192,9 +182,8 @@ class MP2:
             last = order.max(1).values.clamp(min=1).reshape(b, 1, 1, 1).float()
             raw = torch.where(order_grid > 0, (last - order_grid.float() + 1) / last, torch.zeros(()))
         saliency = upsample(raw, (h, w))
-        return Explanation(saliency, target, "mp2", dict(self.params),
-                           {"mask": mask_grid, "order": order_grid, "iterations": iterations,
-                            "score": final, "base_score": base, "reached": reached})
+        return finish(self, saliency, target, removal_mask=mask_grid, order=order_grid,
+                      iterations=iterations, score=final, base_score=base, reached=reached)
 
     def _with_true_fill(self, x: Tensor, removed: Tensor, proxy: Tensor,
                         blur: Tensor | None) -> Tensor:

@@ -11,7 +11,7 @@ from ..explanation import Explanation
 from ..registry import METHODS
 from ..removal import Constant, Inpaint
 from ..scoring import Scorer
-from ._common import as_model, check_pair, describe, prepare, resolve_removal
+from ._common import as_model, check_pair, finish, prepare_many, resolve_removal
 
 __all__ = ["Occlusion"]
 
@@ -69,12 +69,15 @@ class Occlusion:
         self.patch = check_pair(patch_size, "patch_size")
         self.stride = check_pair(stride, "stride")
         self.scorer = Scorer(self.model, batch_size=batch_size, score=score, progress=progress)
-        self.params = {"patch_size": self.patch, "stride": self.stride, "score": score,
-                       "removal": describe(self.removal)}
 
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
-        """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
-        x, target = prepare(self.model, x, target, self.scorer)
+        """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set of
+        classes, or one per image)."""
+        return self.explain_each(x, [target])[0]
+
+    def explain_each(self, x: Tensor, targets: list[Any]) -> list[Explanation]:
+        """One explanation per target of ``targets``, from one pass over the perturbations."""
+        x, resolved, target = prepare_many(self.model, x, targets, self.scorer)
         b, _, h, w = x.shape
         (ph, pw), (sh, sw) = self.patch, self.stride
         if ph > h or pw > w:
@@ -89,16 +92,18 @@ class Occlusion:
             return (rows[k // n_c][:, :, None] * cols[k % n_c][:, None, :])[:, None]
 
         index = torch.arange(b).repeat_interleave(per_image)
-        base = self.scorer(x, target).cpu()
+        n_t = len(resolved)
+        base = self.scorer(x, target).cpu().reshape(b, n_t)
         perturbed = self.scorer.perturbed(x, masks, target, self.removal, index=index,
-                                          count=b * per_image)
-        grid = base[:, None, None] - perturbed.reshape(b, n_r, n_c)
-        total = torch.einsum("rh,brc,cw->bhw", rows, grid, cols)
+                                          count=b * per_image).reshape(b, n_r, n_c, n_t)
         count = rows.sum(0)[:, None] * cols.sum(0)[None, :]
-        saliency = torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
-        return Explanation(saliency[:, None], target, "occlusion", dict(self.params),
-                           {"grid": grid, "base_score": base})
-
+        out = []
+        for i, t in enumerate(resolved):
+            grid = base[:, i, None, None] - perturbed[..., i]
+            total = torch.einsum("rh,brc,cw->bhw", rows, grid, cols)
+            saliency = torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
+            out.append(finish(self, saliency[:, None], t, grid=grid, base_score=base[:, i]))
+        return out
 
 
 METHODS.add("sp-g", Occlusion, defaults={"removal": lambda: Inpaint("telea")},

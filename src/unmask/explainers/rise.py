@@ -14,7 +14,7 @@ from ..explanation import Explanation
 from ..registry import METHODS
 from ..removal import Constant
 from ..scoring import Scorer
-from ._common import as_model, check_seed, describe, prepare, resolve_removal
+from ._common import as_model, check_seed, finish, prepare_many, resolve_removal
 
 __all__ = ["Rise", "RiseMasks", "sample_rise_masks"]
 
@@ -158,8 +158,6 @@ class Rise:
         self.num_masks, self.s, self.p = masks, s, float(p)
         self.seed = check_seed(seed)
         self.scorer = Scorer(self.model, batch_size=batch_size, score=score, progress=progress)
-        self.params = {"masks": masks, "s": s, "p": self.p, "score": score, "seed": seed,
-                       "removal": describe(self.removal)}
 
     def sample(self, size: tuple[int, int]) -> RiseMasks:
         """The masks this explainer uses for images of ``size`` (H, W) (seeded)."""
@@ -167,8 +165,13 @@ class Rise:
         return sample_rise_masks(self.num_masks, size, self.s, self.p, gen)
 
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
-        """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
-        x, target = prepare(self.model, x, target, self.scorer)
+        """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set of
+        classes, or one per image)."""
+        return self.explain_each(x, [target])[0]
+
+    def explain_each(self, x: Tensor, targets: list[Any]) -> list[Explanation]:
+        """One explanation per target of ``targets``, from one pass over the masked images."""
+        x, resolved, target = prepare_many(self.model, x, targets, self.scorer)
         b, _, h, w = x.shape
         if self.s > min(h, w):
             raise ValueError(f"s: grid side {self.s} is larger than the images ({h}, {w})")
@@ -182,13 +185,14 @@ class Rise:
             keep = rise.render(first, last, device)
             return 1 - keep[torch.arange(start, stop, device=device) // b - first]
 
+        n_t = len(resolved)
         scores = self.scorer.perturbed(x, removal_masks, target, self.removal, index=index,
-                                       count=n * b).reshape(n, b).T.contiguous()
-        saliency = torch.zeros(b, h * w, dtype=torch.float64)
+                                       count=n * b).reshape(n, b, n_t).permute(2, 1, 0).contiguous()
+        saliency = torch.zeros(n_t, b, h * w, dtype=torch.float64)
         chunk = max(1, 2**22 // (h * w))  # ~16 MB of float32 masks at a time
         for start in range(0, n, chunk):
             keep = rise.render(start, min(start + chunk, n)).reshape(-1, h * w).double()
-            saliency += scores[:, start : start + chunk].double() @ keep
-        saliency = (saliency / (n * self.p)).float().reshape(b, 1, h, w)
-        return Explanation(saliency, target, "rise", dict(self.params),
-                           {"masks": rise, "mask_scores": scores})
+            saliency += scores[..., start : start + chunk].double() @ keep
+        saliency = (saliency / (n * self.p)).float().reshape(n_t, b, 1, h, w)
+        return [finish(self, saliency[i], t, masks=rise, mask_scores=scores[i])
+                for i, t in enumerate(resolved)]

@@ -66,12 +66,11 @@ from .single_step import (  # noqa: E402
     increase_in_confidence,
     single_step_scores,
 )
-from .substrates import BoxBlur, RiseBlur, resolve_substrate  # noqa: E402
 
 __all__ += [
-    "AverageDrop", "AverageDropInDeletion", "BoxBlur", "Curve", "Deletion", "DeletionCorrelation",
-    "IncreaseInConfidence", "Insertion", "InsertionCorrelation", "RiseBlur", "average_drop",
+    "AverageDrop", "AverageDropInDeletion", "Curve", "Deletion", "DeletionCorrelation",
+    "IncreaseInConfidence", "Insertion", "InsertionCorrelation", "average_drop",
     "average_drop_in_deletion", "compat", "curve_auc", "curve_correlation", "deletion_curve",
-    "increase_in_confidence", "insertion_curve", "pixel_ranks", "plan_steps", "resolve_substrate",
+    "increase_in_confidence", "insertion_curve", "pixel_ranks", "plan_steps",
     "single_step_scores",
 ]

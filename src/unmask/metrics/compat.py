@@ -46,7 +46,7 @@ from ..models import Classifier
 from ..removal import Constant
 from .deletion import deletion_curve, insertion_curve
 from .single_step import average_drop, average_drop_in_deletion, increase_in_confidence, single_step_scores
-from .substrates import BoxBlur
+from ..removal import BoxBlur, TensorFill
 
 __all__ = ["IIC_AD", "ADD", "Deletion", "Insertion"]
 
@@ -64,22 +64,12 @@ def _substrate(method: object) -> Any:
     return Constant("black") if method == "black" else BoxBlur()
 
 
-class _GivenFill:
+def _given_fill(fill: object, data: Tensor, name: str) -> TensorFill:
     """A fixed fill given as a tensor (the ``masking_data`` / ``data_to_replace_with`` argument)."""
-
-    differentiable = True
-
-    def __init__(self, fill: Tensor, data: Tensor, name: str) -> None:
-        fill = check_images(fill, name)
-        if fill.shape != data.shape:
-            raise ValueError(f"{name}: expected shape {tuple(data.shape)} like data, got {tuple(fill.shape)}")
-        self._fill = fill
-
-    def fill(self, x: Tensor) -> Tensor:
-        return self._fill.to(device=x.device, dtype=x.dtype)
-
-    def __call__(self, x: Tensor, mask: Tensor) -> Tensor:
-        return x * (1 - mask) + self.fill(x) * mask
+    fill = check_images(fill, name)
+    if fill.shape != data.shape:
+        raise ValueError(f"{name}: expected shape {tuple(data.shape)} like data, got {tuple(fill.shape)}")
+    return TensorFill(fill, name)
 
 
 def _wrap(model: object, data: Tensor) -> tuple[Classifier, str]:
@@ -115,7 +105,7 @@ class _SingleStepCompat:
         data = check_images(data, "data", channels=3)
         clf, score = _wrap(model, data)
         removal = self._substrate if data_to_replace_with is None else \
-            _GivenFill(data_to_replace_with, data, "data_to_replace_with")
+            _given_fill(data_to_replace_with, data, "data_to_replace_with")
         s, p, _ = single_step_scores(clf, data, explanations, class_to_explain_list, removal=removal,
                                      replace_salient=self.replace_salient, per_image=True,
                                      clamp=False, score=score, batch_size=max(1, data.shape[0]))
@@ -173,7 +163,7 @@ class _MultiStepCompat:
                  masking_data: Tensor | None = None) -> dict[str, np.float64]:
         data = check_images(data, "data", channels=3)
         clf, score = _wrap(model, data)
-        removal = self._substrate if masking_data is None else _GivenFill(masking_data, data, "masking_data")
+        removal = self._substrate if masking_data is None else _given_fill(masking_data, data, "masking_data")
         fn = deletion_curve if self.mode == "deletion" else insertion_curve
         curve = fn(clf, data, explanations, class_to_explain_list, removal=removal, rule="seed",
                    max_steps=self.max_step_nb if self.bound_max_step else None,

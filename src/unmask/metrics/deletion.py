@@ -22,11 +22,11 @@ Two step rules:
   ``bound_max_step=False``), ``pixels_per_step = h·w // steps``; the number of steps is then
   ``ceil(h·w / pixels_per_step)`` and the last step takes what is left (the seed package crashes
   there when ``h·w`` is not a multiple of ``pixels_per_step``). Default substrates: black
-  (deletion), :class:`~unmask.metrics.substrates.BoxBlur` (insertion).
+  (deletion), :class:`~unmask.removal.BoxBlur` (insertion).
 - ``rule="rise"`` (the RISE evaluation code): pixels ranked at the **image's resolution** (maps
   of another size are bilinearly upsampled first), ``pixels_per_step`` pixels per step
   (default ``8·W``: 224·8 at 224²). Default substrates: zeros of normalised images, i.e. the
-  ImageNet mean colour (deletion), :class:`~unmask.metrics.substrates.RiseBlur` (insertion).
+  ImageNet mean colour (deletion), :class:`~unmask.removal.RiseBlur` (insertion).
 
 ``cumulative=False`` is the seed package's variant: step ``k`` changes **only** the ``k``-th
 block of pixels (from the start image), the AUC is taken over steps 1..T (the start point
@@ -56,7 +56,8 @@ from ..registry import METRICS
 from ..removal import Constant
 from ..scoring import SCORES
 from ._prepare import prepare_inputs
-from .substrates import BoxBlur, RiseBlur, resolve_substrate
+from ..removal import BoxBlur, RiseBlur
+from ..removal import resolve_removal as resolve_substrate
 
 __all__ = [
     "RULES",

@@ -39,7 +39,7 @@ from ..registry import METRICS
 from ..removal import Constant
 from ..scoring import SCORES
 from ._prepare import prepare_inputs
-from .substrates import resolve_substrate
+from ..removal import resolve_removal as resolve_substrate
 
 __all__ = [
     "normalise_maps",

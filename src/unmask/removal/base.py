@@ -1,15 +1,16 @@
-"""What every removal strategy shares: blending and the batched binding used by the engine."""
+"""What every removal strategy shares: blending, the fixed-fill base and the one binder."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+import torch
 from torch import Tensor
 
 from .._checks import check_images, check_mask
 
-__all__ = ["Removal", "blend", "bind", "checked"]
+__all__ = ["Removal", "FixedFill", "blend", "bind", "checked", "is_differentiable"]
 
 
 @runtime_checkable
@@ -20,10 +21,14 @@ class Removal(Protocol):
     be 1 and broadcast). The result is ``x * (1 - mask) + fill * mask``.
 
     Removals whose fill does not depend on the mask expose ``fill(x) -> (B, C, H, W)`` so that the
-    scoring engine computes it once per image instead of once per perturbation.
+    scoring engine computes it once per image instead of once per perturbation. ``spec`` is a
+    short string that :func:`unmask.removal.make_removal` turns back into an equal removal.
     """
 
     differentiable: bool
+
+    @property
+    def spec(self) -> str: ...
 
     def __call__(self, x: Tensor, mask: Tensor) -> Tensor: ...
 
@@ -40,23 +45,81 @@ def checked(x: object, mask: object) -> tuple[Tensor, Tensor]:
     return x, mask.to(device=x.device, dtype=x.dtype)
 
 
-def bind(removal: Callable[[Tensor, Tensor], Tensor], x: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
-    """Bind a removal to a batch of images for repeated use.
+def is_differentiable(removal: object) -> bool:
+    """True when ``removal(x, mask)`` is differentiable with respect to ``mask``."""
+    return bool(getattr(removal, "differentiable", False))
 
-    Returns ``apply(mask, index)``: the removal applied to ``x[index]`` (N, C, H, W) with
-    ``mask`` (N, 1, H, W). Fixed fills are computed once here, not once per call. No input
-    checks: this is the engine's internal fast path.
+
+class FixedFill:
+    """Base of the removals whose fill does not depend on the mask (constant, blur, noise...).
+
+    A subclass defines ``fill(x) -> (B, C, H, W)`` and ``spec``; calling it checks the inputs
+    and blends. Such removals are differentiable with respect to the mask.
+    """
+
+    differentiable = True
+
+    def fill(self, x: Tensor) -> Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def spec(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __call__(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Remove ``mask`` (B, 1, H, W) from ``x`` (B, C, H, W); returns (B, C, H, W)."""
+        x, mask = checked(x, mask)
+        fill = self.fill(x)
+        if fill.shape != x.shape:
+            raise ValueError(f"removal: {self.spec} gave a fill of shape {tuple(fill.shape)} "
+                             f"for images {tuple(x.shape)}")
+        return blend(x, fill, mask)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.spec == self.spec  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.spec))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec!r})"
+
+
+def bind(removal: Callable[[Tensor, Tensor], Tensor], x: Tensor,
+         grad: bool = False) -> Callable[..., Tensor]:
+    """Bind a removal to a batch of images ``x`` (B, C, H, W) for repeated use.
+
+    Returns ``apply(mask, index=None)``: the removal applied to ``x[index]`` (all of ``x`` when
+    ``index`` is None) with ``mask`` (N, 1, H, W). Fixed fills are computed once here, not once
+    per call, and detached when ``grad`` is True (gradients then flow to the mask only). No input
+    checks: this is the engines' internal fast path.
     """
     fill_fn = getattr(removal, "fill", None)
     if fill_fn is not None:
-        fill = fill_fn(x)
+        if grad:
+            with torch.no_grad():
+                fill = fill_fn(x).detach()
+        else:
+            fill = fill_fn(x)
+        if fill.shape != x.shape:
+            raise ValueError(f"removal: {removal!r} gave a fill of shape {tuple(fill.shape)} "
+                             f"for images {tuple(x.shape)}")
 
-        def apply_fixed(mask: Tensor, index: Tensor) -> Tensor:
+        def apply_fixed(mask: Tensor, index: Tensor | None = None) -> Tensor:
+            if index is None:
+                return blend(x, fill, mask)
             return blend(x[index], fill[index], mask)
 
         return apply_fixed
 
-    def apply(mask: Tensor, index: Tensor) -> Tensor:
-        return removal(x[index], mask)
+    def apply(mask: Tensor, index: Tensor | None = None) -> Tensor:
+        xs = x if index is None else x[index]
+        out = removal(xs, mask)
+        if not isinstance(out, Tensor) or out.shape[1:] != xs.shape[1:] or out.shape[0] not in (
+                xs.shape[0], mask.shape[0]):
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(f"removal: {removal!r} returned {got}, expected images of shape "
+                             f"{(max(xs.shape[0], mask.shape[0]), *xs.shape[1:])}")
+        return out
 
     return apply

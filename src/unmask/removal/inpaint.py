@@ -126,8 +126,21 @@ class Inpaint:
         fill = torch.from_numpy(np.stack(fills)).permute(0, 3, 1, 2).to(x)
         return blend(x, fill, mask)
 
+    @property
+    def spec(self) -> str:
+        """``"telea"``, or ``"telea:radius=3"`` etc. when a setting differs from its default."""
+        parts = [f"{k}={getattr(self, k)}" for k, d in (("radius", 5), ("patch_size", 5), ("seed", 0))
+                 if getattr(self, k) != d]
+        return self.method + (":" + ",".join(parts) if parts else "")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Inpaint) and other.spec == self.spec
+
+    def __hash__(self) -> int:
+        return hash(self.spec)
+
     def __repr__(self) -> str:
-        return f"Inpaint({self.method!r})"
+        return f"Inpaint({self.spec!r})"
 
 
 class TorchScriptInpainter:
@@ -186,6 +199,16 @@ class TorchScriptInpainter:
                 )
             outs.append(out[..., :h, :w].float().clamp(0, 1).to(x))
         return blend(x, torch.cat(outs), mask)
+
+    @property
+    def spec(self) -> str:
+        """``torchscript:path=PATH`` (absolute) plus the settings that differ from the defaults."""
+        parts = [f"path={self.path.resolve()}"]
+        parts += [f"{k}={getattr(self, k)}" for k, d in (("batch_size", 8), ("pad_to", 8))
+                  if getattr(self, k) != d]
+        if self.device is not None:
+            parts.append(f"device={self.device}")
+        return "torchscript:" + ",".join(parts)
 
     def __repr__(self) -> str:
         return f"TorchScriptInpainter({str(self.path)!r})"

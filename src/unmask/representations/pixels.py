@@ -43,5 +43,7 @@ class Pixels:
             raise ValueError(f"size: expected {tuple(x.shape[-2:])} for these coefficients, got {size}")
         return x
 
+    spec = "pixels"
+
     def __repr__(self) -> str:
         return "Pixels()"

@@ -162,5 +162,13 @@ class Shearlets:
             raise ValueError(f"size: expected {tuple(u.shape[-2:])} for these coefficients, got {size}")
         return _ModulatedSynthesis.apply(u, z.detach().to(u.dtype), self.system(*u.shape[-2:]))
 
+    @property
+    def spec(self) -> str:
+        """``"shearlets"``, or ``"shearlets:scales=3,directions=[8,8,16]"`` off the defaults."""
+        if self.scales == 4 and self.directions == (8, 8, 16, 16):
+            return "shearlets"
+        dirs = "null" if self.directions is None else "[" + ",".join(map(str, self.directions)) + "]"
+        return f"shearlets:scales={self.scales},directions={dirs}"
+
     def __repr__(self) -> str:
         return f"Shearlets(scales={self.scales}, directions={self.directions})"

@@ -100,5 +100,12 @@ class Wavelets:
             raise ValueError(f"size: {tuple(size)} is larger than the reconstruction {tuple(x.shape[-2:])}")
         return x[..., :h, :w]
 
+    @property
+    def spec(self) -> str:
+        """``"wavelets"``, or ``"wavelets:wavelet=haar,levels=3,mode=zero"`` off the defaults."""
+        if (self.wavelet, self.levels, self.mode) == ("db3", 5, "zero"):
+            return "wavelets"
+        return f"wavelets:wavelet={self.wavelet},levels={self.levels},mode={self.mode}"
+
     def __repr__(self) -> str:
         return f"Wavelets(wavelet={self.wavelet!r}, levels={self.levels}, mode={self.mode!r})"
