@@ -2,7 +2,7 @@
 explanations are true."""
 
 from . import removal
-from .api import explain, list_methods, make_explainer
+from .api import explain, explain_each, list_methods, make_explainer
 from .explanation import Explanation
 from .images import example_image, load_image
 from .models import Classifier, list_models, load_model
@@ -18,6 +18,7 @@ __all__ = [
     "Scorer",
     "example_image",
     "explain",
+    "explain_each",
     "list_methods",
     "list_models",
     "load_image",

@@ -10,7 +10,7 @@ from . import explainers  # noqa: F401  (registers every method)
 from .explanation import Explanation
 from .registry import METHODS
 
-__all__ = ["explain", "list_methods", "make_explainer"]
+__all__ = ["explain", "explain_each", "list_methods", "make_explainer"]
 
 
 def list_methods(aliases: bool = False) -> list[str]:
@@ -22,12 +22,27 @@ def make_explainer(model: Any, method: str, seed: int = 0, **hyperparameters: An
     """Build the explainer registered as ``method`` for ``model``.
 
     ``seed`` is passed to methods that use randomness and ignored by deterministic ones.
-    Unknown hyperparameters raise a ValueError naming the method's accepted ones.
+    Unknown hyperparameters raise a ValueError naming the method's accepted ones. An
+    explanation's spec rebuilds its explainer: ``make_explainer(model, **e.spec)``.
     """
     entry = METHODS.get(method)
     if entry.accepts("seed"):
         hyperparameters["seed"] = seed
     return entry.build(model, **hyperparameters)
+
+
+def explain_each(model: Any, x: Tensor, targets: list[Any], method: str = "occlusion",
+                 seed: int = 0, **hyperparameters: Any) -> list[Explanation]:
+    """One explanation per target of ``targets`` (each as ``explain`` takes ``target``).
+
+    Black-box methods (occlusion, RISE, LIME) score each perturbation once for all targets;
+    other methods run once per target.
+    """
+    explainer = make_explainer(model, method, seed=seed, **hyperparameters)
+    each = getattr(explainer, "explain_each", None)
+    if each is not None:
+        return each(x, list(targets))
+    return [explainer.explain(x, t) for t in targets]
 
 
 def explain(model: Any, x: Tensor, method: str = "occlusion", target: Any = None, seed: int = 0,
@@ -38,7 +53,8 @@ def explain(model: Any, x: Tensor, method: str = "occlusion", target: Any = None
         model: an :class:`unmask.Classifier` (see :func:`unmask.load_model`).
         x: images (B, 3, H, W) in [0, 1].
         method: a name from :func:`list_methods`.
-        target: ``None`` (each image's top-1 class), an int, or one class per image.
+        target: ``None`` (each image's top-1 class), a class, a set of classes (``[[486, 889]]``:
+            the cluster scored as a whole), or one class or set per image.
         seed: random seed for stochastic methods.
         **hyperparameters: the method's own (see its class docstring), e.g. ``removal=``.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,7 +11,47 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Explanation"]
+__all__ = ["Explanation", "result_key", "image_digest", "target_json"]
+
+#: Spec entries that change how a result is computed, not what it is (left out of keys).
+_EXECUTION = ("batch_size", "progress", "workers")
+
+
+def image_digest(image: Tensor) -> str:
+    """SHA-256 of one image's content (its shape, and its values as float32), hex."""
+    data = image.detach().to("cpu", torch.float32).contiguous()
+    h = hashlib.sha256(json.dumps(list(data.shape)).encode())
+    h.update(data.numpy().tobytes())
+    return h.hexdigest()
+
+
+def target_json(target: Tensor) -> int | list[int]:
+    """One image's target as JSON: a class index, or the sorted classes of a set."""
+    if target.dtype == torch.bool:
+        return [int(c) for c in target.nonzero().flatten()]
+    return int(target)
+
+
+def result_key(spec: dict[str, Any], model: str, image: Tensor | str, target: Any) -> str:
+    """A stable key of (method spec, model name, image content, target), hex SHA-256.
+
+    ``spec`` is ``{"method": name, **params}`` (execution settings such as ``batch_size`` are
+    ignored), ``image`` one image (C, H, W) / (1, C, H, W) or its :func:`image_digest`,
+    ``target`` a class, a list of classes (a set) or a target tensor of one image.
+
+    Example:
+        >>> k = result_key({"method": "rise", "seed": 0, "batch_size": 8}, "m", torch.zeros(3, 2, 2), 1)
+        >>> k == result_key({"method": "rise", "seed": 0, "batch_size": 64}, "m", torch.zeros(3, 2, 2), 1)
+        True
+    """
+    if isinstance(target, Tensor):
+        target = target_json(target)
+    elif isinstance(target, list | tuple | set | frozenset):
+        target = sorted(int(c) for c in target)
+    digest = image if isinstance(image, str) else image_digest(image)
+    payload = {"spec": {k: v for k, v in spec.items() if k not in _EXECUTION},
+               "model": model, "image": digest, "target": target}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -19,9 +61,11 @@ class Explanation:
     Attributes:
         saliency: (B, 1, H, W) float tensor at the input resolution; higher = more important
             for the target class.
-        target: (B,) long tensor, the explained class of each image.
-        method: the registered method name.
-        params: the hyperparameters used (JSON-serialisable where possible).
+        target: the explained target of each image: (B,) long (a class) or (B, K) bool (a set
+            of classes, scored as a whole).
+        method: the registered method name (``"sp-g"``, not the class it runs).
+        params: the resolved hyperparameters (JSON-serialisable; removals by their spec), so
+            that ``unmask.make_explainer(model, **e.spec)`` rebuilds the same explainer.
         extras: the method's raw outputs (patch grid, segment weights, optimised mask,
             explanation image...), each with a leading batch dimension B when it is a tensor.
     """
@@ -43,6 +87,18 @@ class Explanation:
         extras = {k: (v[sl] if isinstance(v, Tensor) and v.ndim and v.shape[0] == len(self) else v)
                   for k, v in self.extras.items()}
         return Explanation(self.saliency[sl], self.target[sl], self.method, dict(self.params), extras)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """``{"method": name, **params}``: what :func:`unmask.make_explainer` rebuilds from."""
+        return {"method": self.method, **self.params}
+
+    def keys(self, x: Tensor, model: Any) -> list[str]:
+        """One :func:`result_key` per image of ``x`` (B, C, H, W), for ``model`` (or its name)."""
+        name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
+        if x.shape[0] != len(self):
+            raise ValueError(f"x: expected the {len(self)} explained images, got {x.shape[0]}")
+        return [result_key(self.spec, name, x[i], self.target[i]) for i in range(len(self))]
 
     def numpy(self) -> np.ndarray:
         """The saliency maps as a numpy array (B, H, W)."""
