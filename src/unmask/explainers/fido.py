@@ -123,7 +123,7 @@ class FIDO:
         b, c, h, w = x.shape
         s = self.samples
         device = x.device
-        tgt = target.to(device).repeat_interleave(s)  # (B*S,), image-major
+        tgt = target.to(device).repeat_interleave(s, dim=0)  # (B*S,) or (B*S, K), image-major
         index = torch.arange(b, device=device).repeat_interleave(s)
         differentiable = is_differentiable(self.removal)
         apply = bind(self.removal, x, grad=True) if differentiable else None
