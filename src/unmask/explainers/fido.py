@@ -92,7 +92,7 @@ class FIDO:
         >>> from unmask.removal import Blur
         >>> from unmask.testing import region_model, region_images
         >>> e = FIDO(region_model(), Blur(5), mask_size=8, steps=5).explain(region_images(1))
-        >>> e.saliency.shape, e.extras["keep"].shape
+        >>> e.saliency.shape, e.extras["keep_mask"].shape
         (torch.Size([1, 1, 32, 32]), torch.Size([1, 1, 8, 8]))
     """
 
