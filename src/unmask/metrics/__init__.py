@@ -1,6 +1,11 @@
 """Evaluation metrics; each registers itself in :data:`unmask.registry.METRICS`.
 
-Every module of this package is imported here, so adding a metric is adding a file.
+Every metric is of one declared kind (:mod:`unmask.metrics.kinds`: faithfulness,
+localisation, similarity, explanation image, artifact, contrastive), which fixes its call;
+:func:`evaluate` runs several of them, computing shared curves once. Every module of this
+package is imported here, so adding a metric is adding a file. Metrics score given maps and
+never run an explainer: studies that do (robustness, sanity checks, ...) are in
+:mod:`unmask.studies`.
 """
 
 import importlib
@@ -13,6 +18,14 @@ for _info in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = ["METRICS"]
+
+# The kinds, one evaluate, the contrastive metrics.
+from .contrastive import CAUC, CDROP, ContrastiveCurve, cauc, cdrop, contrastive_curve  # noqa: E402
+from .evaluation import evaluate  # noqa: E402
+from .kinds import METRIC_KINDS, MetricKind, declare_kind, kind_of  # noqa: E402
+
+__all__ += ["CAUC", "CDROP", "ContrastiveCurve", "METRIC_KINDS", "MetricKind", "cauc", "cdrop",
+            "contrastive_curve", "declare_kind", "evaluate", "kind_of"]
 
 # Localisation, saliency metric, map similarity (the studies built on them: unmask.studies).
 from .localisation import (  # noqa: E402

@@ -13,7 +13,7 @@ from ..explanation import Explanation
 from ..models import Classifier, as_classifier, check_model_input
 from ..scoring import Scorer, select_scores
 
-__all__ = ["check_saliency", "prepare_inputs"]
+__all__ = ["check_saliency", "prepare_inputs", "removal_key"]
 
 
 def check_saliency(saliency: object, batch: int | None = None, name: str = "saliency") -> Tensor:
@@ -90,3 +90,12 @@ def prepare_inputs(model: Any, x: object, saliency: object, target: object,
         t = logits.argmax(dim=1).cpu()
     base = select_scores(logits, t, scorer.score).cpu()
     return model, x, s, t, base, scorer
+
+
+def removal_key(removal: Any) -> Any:
+    """What identifies a removal when metrics share a computation: its spec string when that
+    rebuilds it, else the object itself (a fill given as a tensor has no full string form)."""
+    spec = getattr(removal, "spec", None)
+    if isinstance(spec, str) and not spec.startswith("tensor:"):
+        return (type(removal).__name__, spec)
+    return ("object", id(removal))
