@@ -166,7 +166,8 @@ class _SingleStep:
         return ("single_step", self.replace_salient, removal_key(self.removal), self.per_image,
                 self.clamp, self.score)
 
-    def shared(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> tuple[Tensor, Tensor]:
+    def shared(self, model: Any, x: Tensor, saliency: Any,
+               target: Any = None) -> tuple[Tensor, Tensor]:
         """The clean and perturbed scores (B,), (B,) this metric reads."""
         s, p, _ = single_step_scores(model, x, saliency, target, removal=self.removal,
                                      replace_salient=self.replace_salient,
