@@ -156,7 +156,7 @@ def _class_set(value: object, num_classes: int, name: str) -> int | frozenset[in
     members = frozenset(_class_index(v, num_classes, name) for v in value)
     if not members:
         raise ValueError(f"{name}: expected a non-empty set of classes, got {value!r}")
-    return next(iter(members)) if len(members) == 1 else members
+    return members
 
 
 def _target_tensor(target: Tensor, batch: int, num_classes: int, name: str) -> Tensor:

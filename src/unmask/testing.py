@@ -43,8 +43,11 @@ class RegionModel(nn.Module):
     ``logit_0 = -logit_1``; nothing outside the box matters. Differentiable, with parameters.
     """
 
-    def __init__(self, gain: float = 4.0) -> None:
+    def __init__(self, gain: float = 4.0, classes: int = 2) -> None:
         super().__init__()
+        if classes not in (2, 3):
+            raise ValueError(f"classes: expected 2 or 3, got {classes!r}")
+        self.classes = classes
         self.weight = nn.Parameter(torch.tensor([1.0, -0.5, -0.5]) * gain)
         self.bias = nn.Parameter(torch.tensor(-0.25 * gain))
 
@@ -52,13 +55,20 @@ class RegionModel(nn.Module):
         t, l, b, r = region_box(*x.shape[-2:])
         box = x[..., t:b, l:r].mean(dim=(-2, -1))  # (B, 3)
         z = box @ self.weight + self.bias
+        if self.classes == 3:  # a third class that also likes the red box, half as much
+            return torch.stack([-z, z, z / 2], dim=1)
         return torch.stack([-z, z], dim=1)
 
 
-def region_model() -> Classifier:
-    """:class:`RegionModel` wrapped as a Classifier (no normalisation, any input size)."""
-    return Classifier(RegionModel(), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
-                      class_names=["not red", "red box"], name="region")
+def region_model(classes: int = 2) -> Classifier:
+    """:class:`RegionModel` wrapped as a Classifier (no normalisation, any input size).
+
+    With ``classes=3`` a third class, "reddish", has logit z / 2: the set {red box, reddish}
+    is a cluster that the box decides, for tests of set targets.
+    """
+    names = ["not red", "red box", "reddish"][:classes]
+    return Classifier(RegionModel(classes=classes), mean=(0.0,) * 3, std=(1.0,) * 3,
+                      input_size=None, class_names=names, name=f"region{classes if classes != 2 else ''}")
 
 
 def region_images(batch: int = 2, size: int = 32, seed: int = 0) -> Tensor:

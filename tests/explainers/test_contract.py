@@ -8,6 +8,7 @@ known box) with the fast settings of ``FAST`` below. A method missing from ``FAS
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -190,3 +191,67 @@ def test_bad_hyperparameters_raise(name):
     if entry.accepts("score"):
         with pytest.raises(ValueError, match=r"^score: "):
             unmask.make_explainer(_model(), name, score="accuracy")
+
+
+# --- the spec, set targets and several targets (architecture issue) ---------------------------
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_registered_name_and_spec_rebuild(name):
+    """``e.method`` is the registered name; ``make_explainer(model, **e.spec)`` gives the same map."""
+    e = _run(name, "0", 1)
+    assert e.method == name
+    json.dumps(e.spec)  # JSON-serialisable
+    rebuilt = unmask.make_explainer(_model(), **e.spec).explain(_images()[0:1], e.target)
+    assert rebuilt.method == name and rebuilt.params == e.params
+    assert torch.equal(rebuilt.saliency, e.saliency)
+    for alias in METHODS.aliases_of(name):
+        assert unmask.make_explainer(_model(), alias, **_settings(name)).explain(
+            _images()[0:1], 1).method == name
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_one_class_sets_equal_the_class(name):
+    """A set of one class is that class: the same map bit for bit, the set recorded."""
+    e = _run(name, "0", [[1]])
+    assert e.target.dtype == torch.bool and e.target.tolist() == [[False, True]]
+    assert torch.equal(e.saliency, _run(name, "0", 1).saliency)
+
+
+_MODEL3 = region_model(classes=3)
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_cluster_targets_run_and_are_recorded(name):
+    """A cluster {red box, reddish} of a 3-class model: recorded as a set, a real map."""
+    x = _images()[0:1]
+    e = unmask.explain(_MODEL3, x, method=name, target=[[1, 2]], **_settings(name))
+    assert e.target.tolist() == [[False, True, True]]
+    assert bool(torch.isfinite(e.saliency).all()) and e.saliency.abs().max() > 0
+
+
+#: Methods whose map is linear in the target's score: with probabilities, P(C) = Σ p_c, so the
+#: map of a cluster is the sum of its classes' maps.
+LINEAR = ("occlusion", "sp-g", "rise", "lime", "lime-g")
+
+
+@pytest.mark.parametrize("name", [n for n in METHOD_NAMES if n in LINEAR])
+def test_cluster_map_is_the_sum_of_class_maps(name):
+    x = _images()[0:1]
+    e1, e2, both = unmask.explain_each(_MODEL3, x, [1, 2, [[1, 2]]], method=name, **_settings(name))
+    scale = float((e1.saliency + e2.saliency).abs().max())
+    torch.testing.assert_close(both.saliency, e1.saliency + e2.saliency, rtol=0, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("name", [n for n in METHOD_NAMES
+                                  if hasattr(METHODS.get(n).factory, "explain_each")])
+def test_several_targets_equal_single_calls(name):
+    """Black-box methods: one pass for three targets gives the three single-target maps."""
+    x = _images()
+    targets = [TARGETS, 0, [[1], [0], [1]]]
+    many = unmask.explain_each(_model(), x, targets, method=name, **_settings(name))
+    assert [e.method for e in many] == [name] * 3
+    for e, t in zip(many, targets, strict=True):
+        single = _run(name, "all", t)
+        assert torch.equal(e.saliency, single.saliency)
+        assert torch.equal(e.target, single.target)

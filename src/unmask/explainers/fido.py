@@ -92,7 +92,7 @@ class FIDO:
         >>> from unmask.removal import Blur
         >>> from unmask.testing import region_model, region_images
         >>> e = FIDO(region_model(), Blur(5), mask_size=8, steps=5).explain(region_images(1))
-        >>> e.saliency.shape, e.extras["keep"].shape
+        >>> e.saliency.shape, e.extras["keep_mask"].shape
         (torch.Size([1, 1, 32, 32]), torch.Size([1, 1, 8, 8]))
     """
 
@@ -123,7 +123,7 @@ class FIDO:
         b, c, h, w = x.shape
         s = self.samples
         device = x.device
-        tgt = target.to(device).repeat_interleave(s)  # (B*S,), image-major
+        tgt = target.to(device).repeat_interleave(s, dim=0)  # (B*S,) or (B*S, K), image-major
         index = torch.arange(b, device=device).repeat_interleave(s)
         differentiable = is_differentiable(self.removal)
         apply = bind(self.removal, x, grad=True) if differentiable else None

@@ -44,6 +44,7 @@ from ..representations.base import (
     ones_mask,
 )
 from ..progress import track
+from ..scoring import select_scores
 
 __all__ = ["MaskOptimizer", "MaskResult", "NOISES", "mask_explanation"]
 
@@ -216,7 +217,7 @@ class MaskOptimizer:
                 obfuscated = kept.unsqueeze(1)
             images = obfuscated.clamp(0, 1).flatten(0, 1)
             logits = self.model(images).float()
-            prob = torch.softmax(logits, dim=1).gather(1, target.repeat_interleave(samples)[:, None])
+            prob = select_scores(logits, target.repeat_interleave(samples, dim=0), "prob")
             distortion = (1 - prob.reshape(b, samples)).pow(2).mean(1)
             sparsity = sum(m.abs().flatten(1).sum(1) for m in masks) / count
             loss_terms = distortion + self.l1 * sparsity
