@@ -128,4 +128,4 @@ def conv_region_model(classes: int = 2) -> Classifier:
     names = ["blue box B", "red box", "reddish"][:classes]
     return Classifier(ConvRegionModel(classes), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
                       class_names=names, name=f"conv-region{classes if classes != 2 else ''}",
-                      feature_layer="features")
+                      feature_layer="features").eval()
