@@ -77,7 +77,8 @@ def test_layer_table_and_feature_layer():
     assert rows["features"] == ("Sequential", (1, 2, 8, 8))
     assert rows["head"] == ("Linear", (1, 2))
     assert model.feature_layer == "features"
-    assert layer_table(model, torch.rand(2, 3, 16, 16))[0] == ("features", "Sequential", (2, 2, 4, 4))
+    first = layer_table(model, torch.rand(2, 3, 16, 16))[0]
+    assert first == ("features", "Sequential", (2, 2, 4, 4))
 
 
 def test_capture_is_safe_from_inplace_operations():

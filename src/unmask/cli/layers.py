@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     default = model.feature_layer
     if args.json:
         print(json.dumps({"model": model.name, "feature_layer": default,
-                          "layers": [{"name": n, "type": kind, "shape": list(shape) if shape else None}
+                          "layers": [{"name": n, "type": kind,
+                                      "shape": list(shape) if shape else None}
                                      for n, kind, shape in rows]}, indent=2))
         return 0
     width = max(len(n) for n, _, _ in rows) if rows else 4

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .._checks import check_choice
 from ..explanation import Explanation
-from ..gradients import capture, check_spatial, gradients, grad_session, resolve_layer
+from ..gradients import capture, check_spatial, grad_session, gradients, resolve_layer
 from ..registry import METHODS
 from ..scoring import SCORES
 from ._common import as_model, finish, prepare, upsample
@@ -60,7 +60,8 @@ def finish_cam(explainer: Any, cam: Tensor, target: Tensor, size: tuple[int, int
 class _GradientCAM:
     """What the gradient CAMs share: the layer, the score and the two options."""
 
-    def _setup(self, model: Any, layer: str | None, relu: bool, normalise: bool, score: str) -> None:
+    def _setup(self, model: Any, layer: str | None, relu: bool, normalise: bool,
+               score: str) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
         self.relu = _flag(relu, "relu")

@@ -102,8 +102,8 @@ def classifier_layer(model: Any) -> nn.Linear:
     ``model.net`` in ``named_modules()`` order."""
     linear = [m for m in model.net.modules() if isinstance(m, nn.Linear)]
     if not linear:
-        raise ValueError("model: contrastive MWP needs a linear classifier layer (nn.Linear) in the "
-                         "network; none found")
+        raise ValueError("model: contrastive MWP needs a linear classifier layer (nn.Linear) in "
+                         "the network; none found")
     return linear[-1]
 
 
