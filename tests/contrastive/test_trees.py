@@ -156,7 +156,7 @@ def test_bad_cut_level(resnet50, cut):
 def _small_tree() -> LabelTree:
     """Classes 0-5 of 8 in the tree: Z21 -> {Z11: 0 1, Z12: 2 3}, Z22 -> {Z13: 4 5}."""
     docs = [[0, 1]] * 30 + [[2, 3]] * 30 + [[4, 5]] * 30 + [[0, 1, 2, 3]] * 20
-    return learn_tree(docs, num_classes=8, levels=2, max_top=1, progress=False)
+    return learn_tree(docs, num_classes=8, levels=2, max_top=1, mean_size=2, progress=False)
 
 
 def test_missing_class_becomes_a_singleton_with_a_warning():
@@ -307,7 +307,9 @@ def planted_documents(groups: list[list[int]], n_docs: int, seed: int = 0,
     return docs
 
 
-def test_learner_recovers_planted_groups():
+@pytest.mark.parametrize("method, options", [("hlta", {"em_restarts": 4}),
+                                             ("average", {"mean_size": 60 / 14})])
+def test_learner_recovers_planted_groups(method, options):
     rng = random.Random(1)
     classes = list(range(60))
     rng.shuffle(classes)
@@ -317,16 +319,17 @@ def test_learner_recovers_planted_groups():
         groups.append(classes[start : start + s])
         start += s
     docs = planted_documents(groups, 2000, seed=2)
-    tree = learn_tree(docs, num_classes=60, progress=False, em_restarts=4)
+    tree = learn_tree(docs, num_classes=60, method=method, progress=False, **options)
     truth = {c: i for i, g in enumerate(groups) for c in g}
     ari = adjusted_rand([truth[c] for c in range(60)], labels(tree, list(range(60))))
     assert ari > 0.95, ari
 
 
-def test_learned_tree_round_trips_and_keeps_the_structure(tmp_path):
+@pytest.mark.parametrize("method, options", [("hlta", {"em_restarts": 3}), ("average", {})])
+def test_learned_tree_round_trips_and_keeps_the_structure(tmp_path, method, options):
     groups = [list(range(i, i + 3)) for i in range(0, 90, 3)]
     docs = planted_documents(groups, 1500, seed=3, noise=0.3)
-    tree = learn_tree(docs, num_classes=100, progress=False, max_top=3, em_restarts=3)
+    tree = learn_tree(docs, num_classes=100, method=method, progress=False, max_top=3, **options)
     path = tree.save(tmp_path / "learned.json")
     again = load_tree(path)
     assert again.num_classes == 100 and again.depth == tree.depth >= 2
@@ -347,21 +350,27 @@ def test_learned_tree_round_trips_and_keeps_the_structure(tmp_path):
 
 def test_learner_is_deterministic_and_checks_its_input():
     docs = planted_documents([[0, 1], [2, 3, 4], [5, 6]], 300, seed=4)
-    a = learn_tree(docs, progress=False, seed=5).to_json()
-    b = learn_tree(docs, progress=False, seed=5).to_json()
-    assert a == b
+    for method in ("average", "hlta"):
+        a = learn_tree(docs, method=method, progress=False, seed=5).to_json()
+        b = learn_tree(docs, method=method, progress=False, seed=5).to_json()
+        assert a == b
     with pytest.raises(ValueError, match="documents: no document with two or more"):
         learn_tree([[1], [2]], progress=False)
     with pytest.raises(ValueError, match=r"documents: class 9 is outside \[0, 5\)"):
         learn_tree([[9, 1]], num_classes=5, progress=False)
-    with pytest.raises(ValueError, match="max_island"):
-        learn_tree(docs, max_island=2, progress=False)
+    with pytest.raises(ValueError, match="max_size"):
+        learn_tree(docs, method="hlta", max_size=2, progress=False)
+    with pytest.raises(ValueError, match="method"):
+        learn_tree(docs, method="lda", progress=False)
 
 
-def test_levels_caps_the_depth():
+@pytest.mark.parametrize("method", ["average", "hlta"])
+def test_levels_caps_the_depth(method):
     groups = [list(range(i, i + 2)) for i in range(0, 40, 2)]
     docs = planted_documents(groups, 600, seed=6, noise=0.5)
-    assert learn_tree(docs, levels=1, progress=False, em_restarts=2).depth == 1
+    assert learn_tree(docs, method=method, levels=1, progress=False, em_restarts=2).depth == 1
+    assert learn_tree(docs, method=method, levels=2, max_top=1, progress=False,
+                      em_restarts=2).depth == 2
 
 
 # ------------------------------------------------------------------ data-free
@@ -477,7 +486,8 @@ def test_learned_tree_against_the_published_one():
     classes = list(range(1000))
     assert sorted(tree.classes) == classes
     assert {len(n.classes) for n in tree.level_nodes(1)} <= set(range(2, 11))
-    assert adjusted_rand(labels(ref, classes), labels(tree, classes)) > 0.3
+    # 0.398 measured (docs/contrastive-trees.md); plain average linkage reaches about 0.40
+    assert adjusted_rand(labels(ref, classes), labels(tree, classes)) > 0.35
 
 
 @pytest.mark.slow

@@ -24,11 +24,17 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
-from scipy.special import logsumexp
 
 __all__ = ["learn_levels", "find_islands", "mutual_information"]
 
 _EPS = 1e-6
+
+
+def logsumexp(a: np.ndarray, axis: int, keepdims: bool = False) -> np.ndarray:
+    """log(sum(exp(a))) along ``axis`` (finite inputs; scipy's is slower on small arrays)."""
+    m = a.max(axis=axis, keepdims=True)
+    out = np.log(np.exp(a - m).sum(axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
 
 
 def mutual_information(x: np.ndarray) -> np.ndarray:
