@@ -154,7 +154,8 @@ def main() -> int:
     docs_all = read_documents(DOCS)
     docs = [d for d in docs_all if len(d) > 1]
     c, n1, n = cooccurrence(docs, v)
-    sims = {name: similarity(name, c, n1, n) for name in ("cosine", "jaccard", "lift", "ppmi", "npmi")}
+    sims = {name: similarity(name, c, n1, n)
+            for name in ("cosine", "jaccard", "lift", "ppmi", "npmi")}
 
     def score(groups: list[list[int]]) -> dict:
         lab = labels_of(groups, v)
@@ -188,7 +189,8 @@ def main() -> int:
             runs[f"louvain-{name}-r{res:g}"] = (lambda s=s, res=res: louvain(s, res))
     if args.only:
         want = args.only.split(",")
-        runs = {k: f for k, f in runs.items() if any(k == w or k.startswith(w + "-r") for w in want)}
+        runs = {k: f for k, f in runs.items()
+                if any(k == w or k.startswith(w + "-r") for w in want)}
     results = {}
     for name, fn in runs.items():
         t0 = time.perf_counter()

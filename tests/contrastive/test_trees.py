@@ -115,7 +115,8 @@ def test_shipped_tree_is_the_published_file_and_its_structure(resnet50):
 
 
 def test_clusters_match_the_original_procedure_on_random_top_k(resnet50):
-    published = json.loads((Path(trees_module.__file__).parent / "data" / "ResNet50.json").read_text())
+    shipped = Path(trees_module.__file__).parent / "data" / "ResNet50.json"
+    published = json.loads(shipped.read_text())
     rng = random.Random(0)
     for _ in range(200):
         top = rng.sample(range(1000), rng.randint(1, 12))
@@ -277,7 +278,8 @@ def test_documents_from_images_with_a_known_answer_model(tmp_path):
         Image.new("RGB", (20, 20), (255, 0, 0)).save(tmp_path / f"red{i}.png")
         Image.new("RGB", (20, 20), (0, 0, 255)).save(tmp_path / f"blue{i}.png")
     calls = []
-    docs = documents_from_images(model, tmp_path, batch_size=4, progress=lambda d, t: calls.append((d, t)))
+    docs = documents_from_images(model, tmp_path, batch_size=4,
+                                 progress=lambda d, t: calls.append((d, t)))
     assert {tuple(sorted(d)) for d in docs.values()} == {(0, 1), (2, 3)}
     assert len(docs) == 6 and calls[-1] == (6, 6)
     with pytest.raises(FileNotFoundError, match="folder"):
@@ -448,12 +450,13 @@ def test_cli_usage_errors_exit_2(capsys, argv):
     assert capsys.readouterr().err.startswith("unmask: error:")
 
 
-def test_cli_learn_from_documents_then_show(tmp_path, capsys):
+@pytest.mark.parametrize("method", ["average", "hlta"])
+def test_cli_learn_from_documents_then_show(tmp_path, capsys, method):
     docs = planted_documents([[0, 1], [2, 3, 4], [5, 6], [7, 8, 9]], 800, seed=7)
     (tmp_path / "docs.json").write_text(json.dumps({f"img{i}.jpg": d for i, d in enumerate(docs)}))
     out = tmp_path / "tree.json"
     assert main(["tree", "learn", "--documents", str(tmp_path / "docs.json"), "--out", str(out),
-                 "--no-progress"]) == 0
+                 "--method", method, "--no-progress"]) == 0
     assert "wrote" in capsys.readouterr().out
     assert main(["tree", "show", str(out), "--classes", "2,0,3,1"]) == 0
     text = capsys.readouterr().out
@@ -463,6 +466,44 @@ def test_cli_learn_from_documents_then_show(tmp_path, capsys):
     assert "--out: the directory" in capsys.readouterr().err
     assert main(["tree", "show", str(out), "--classes", "0,12"]) == 2
     assert "--classes: class 12 is outside [0, 10)" in capsys.readouterr().err
+
+
+def test_cli_learn_from_images_and_data_free(tmp_path, capsys, monkeypatch):
+    """--images and --data-free on a tiny known model (the embedded one is loaded by name)."""
+    from PIL import Image
+
+    import unmask.models as models
+    from unmask import Classifier
+
+    class Colour(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(3, 4, bias=False)
+            with torch.no_grad():
+                self.head.weight.copy_(torch.tensor([[10., 0, 0], [10, 0, 0.5], [0, 0, 10],
+                                                     [0.5, 0, 10]]))
+
+        def forward(self, x):
+            return self.head(x.mean(dim=(2, 3)))
+
+    tiny = Classifier.wrap(Colour(), mean=(0, 0, 0), std=(1, 1, 1), input_size=8,
+                           class_names=["red", "crimson", "blue", "navy"], name="tiny")
+    monkeypatch.setattr(models, "load_model", lambda name="tiny", **_: tiny)
+    for i in range(4):
+        Image.new("RGB", (10, 10), (255, 0, 0)).save(tmp_path / f"r{i}.png")
+        Image.new("RGB", (10, 10), (0, 0, 255)).save(tmp_path / f"b{i}.png")
+    out = tmp_path / "t.json"
+    assert main(["tree", "learn", "--images", str(tmp_path), "--model", "tiny", "--out", str(out),
+                 "--save-documents", str(tmp_path / "docs.json"), "--no-progress"]) == 0
+    assert "from 8 documents of tiny" in capsys.readouterr().out
+    assert len(json.loads((tmp_path / "docs.json").read_text())) == 8
+    assert load_tree(out).clusters([0, 2, 1, 3]) == [[0, 1], [2, 3]]
+    assert main(["tree", "learn", "--data-free", "--model", "tiny", "--out", str(out)]) == 0
+    assert "from the last linear layer of tiny" in capsys.readouterr().out
+    # 4 classes / mean_size 3.5: one node (the planted-weights test checks the grouping)
+    assert sorted(load_tree(out).classes) == [0, 1, 2, 3]
+    assert main(["tree", "learn", "--images", str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert "--images: not a directory" in capsys.readouterr().err
 
 
 def test_cli_missing_class_warns(tmp_path, capsys):

@@ -31,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="model name (see `unmask models`) for --images and --data-free; "
                        "default: efficientnet_lite0")
     learn.add_argument("--out", required=True, metavar="TREE.json", help="output JSON file")
+    learn.add_argument("--method", default="average", choices=("average", "hlta"),
+                       help="learner for --images / --documents: average (size-constrained "
+                       "average linkage of co-occurrence PPMI, default) or hlta (HLTA's island "
+                       "finding re-implemented)")
     learn.add_argument("--levels", type=int, default=None, metavar="N",
                        help="the most latent levels (default: until a level has at most 15 nodes)")
     learn.add_argument("--num-classes", type=int, default=None, metavar="N",
@@ -109,8 +113,9 @@ def _learn(args: argparse.Namespace) -> int:
         if not docs:
             raise ValueError(f"--images: no image in {folder} has two or more top classes "
                              f"passing {args.mass} (nothing to learn from)")
-        tree = learn_tree(docs, num_classes=model.num_classes, levels=args.levels,
-                          seed=args.seed, class_names=model.class_names, progress=progress)
+        tree = learn_tree(docs, num_classes=model.num_classes, method=args.method,
+                          levels=args.levels, seed=args.seed, class_names=model.class_names,
+                          progress=progress)
         source = f"{len(docs)} documents of {model.name} on {folder}"
     else:
         try:
@@ -118,16 +123,17 @@ def _learn(args: argparse.Namespace) -> int:
         except (FileNotFoundError, ValueError) as exc:
             raise _renamed(exc, "documents", "--documents") from None
         try:
-            tree = learn_tree(docs, num_classes=args.num_classes, levels=args.levels,
-                              seed=args.seed, progress=progress)
+            tree = learn_tree(docs, num_classes=args.num_classes, method=args.method,
+                              levels=args.levels, seed=args.seed, progress=progress)
         except ValueError as exc:
             exc = _renamed(exc, "documents", "--documents")
             raise _renamed(exc, "num_classes", "--num-classes") from None
         source = f"{len(docs)} documents from {args.documents}"
     tree.save(out)
     sizes = "/".join(str(len(tree.level_nodes(lv))) for lv in range(tree.depth, 0, -1))
-    print(f"wrote {out}: {len(tree.classes)} of {tree.num_classes} classes, {tree.depth} levels "
-          f"({sizes} nodes, top to bottom), learned from {source}")
+    plural = "s" if tree.depth != 1 else ""
+    print(f"wrote {out}: {len(tree.classes)} of {tree.num_classes} classes, {tree.depth} "
+          f"level{plural} ({sizes} nodes, top to bottom), learned from {source}")
     return 0
 
 
@@ -175,7 +181,8 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "cut_level": args.cut_level,
-            "clusters": [[{"class": c, "name": tree.class_names[c]} for c in cl] for cl in clusters],
+            "clusters": [[{"class": c, "name": tree.class_names[c]} for c in cl]
+                         for cl in clusters],
             "subtree": subtree}))
         return 0
     print(f"{len(clusters)} cluster{'s' if len(clusters) != 1 else ''} of {len(classes)} classes, "

@@ -347,7 +347,8 @@ def _attach(u: int, islands: list[_LCM], data: _Data, mi: np.ndarray, max_island
 def learn_levels(x: np.ndarray, *, levels: int | None, max_island: int, max_top: int,
                  ud_threshold: float, ct_threshold: float, bic_batch: int, em_restarts: int,
                  em_steps: int, rng: np.random.Generator,
-                 progress: Callable[[int, int], Callable[[int | None], None]]) -> list[list[list[int]]]:
+                 progress: Callable[[int, int], Callable[[int | None], None]],
+                 ) -> list[list[list[int]]]:
     """Partitions level by level: ``[0]`` groups the columns of ``x``, ``[l]`` the groups of
     level ``l``. Stops when a level has at most ``max_top`` groups or after ``levels`` levels."""
     fitter = _Fitter(rng, em_restarts, em_steps)

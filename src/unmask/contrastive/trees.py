@@ -240,7 +240,7 @@ class LabelTree:
         return [n.id for n in self._paths[c]]
 
     def ancestor(self, cls: int, cut_level: int = 0) -> str | None:
-        """The id of the node above ``cls`` at ``cut_level`` (None when ``cls`` is not in the tree)."""
+        """The id of the node above ``cls`` at ``cut_level`` (None when ``cls`` is not in it)."""
         c = _check_class_list([cls], "cls", self.num_classes)[0]
         lv = self._check_cut_level(cut_level)
         p = self._paths.get(c)
@@ -299,8 +299,9 @@ class LabelTree:
 
         Example:
             >>> sub = load_tree("resnet50").subtree([486, 889])
-            >>> sub[0]["id"], [c["class"] for c in sub[0]["children"][0]["children"][0]["children"][0]["children"]]
-            ('Z41', [486, 889])
+            >>> level1 = sub[0]["children"][0]["children"][0]["children"][0]
+            >>> sub[0]["id"], level1["id"], [c["class"] for c in level1["children"]]
+            ('Z41', 'Z136', [486, 889])
         """
         chosen = _check_class_list(classes, "classes", self.num_classes)
         roots: list[dict[str, Any]] = []
@@ -359,7 +360,8 @@ def _parse_node(obj: object, where: str, names: dict[int, str]) -> TreeNode:
     level = data.get("level") if isinstance(data, dict) else None
     node = TreeNode(id=str(obj["id"]), level=int(level) if isinstance(level, int | float) else 0,
                     text=str(obj.get("text", "")),
-                    percentage=float(data.get("percentage", 0.0)) if isinstance(data, dict) else 0.0)
+                    percentage=float(data.get("percentage", 0.0))
+                    if isinstance(data, dict) else 0.0)
     node.children = [_parse_node(c, f"{where}/{node.id}", names) for c in children]
     if not node.children:
         for token in node.text.split():
@@ -487,7 +489,8 @@ _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".w
 
 def documents_from_images(model: Any, folder: str | os.PathLike, *, mass: float = 0.95,
                           batch_size: int = 32, size: int | None = None, recursive: bool = True,
-                          drop_single: bool = True, progress: Progress = True) -> dict[str, list[int]]:
+                          drop_single: bool = True,
+                          progress: Progress = True) -> dict[str, list[int]]:
     """Run a classifier over a folder of images and return each image's top-K document.
 
     Args:
@@ -517,7 +520,8 @@ def documents_from_images(model: Any, folder: str | os.PathLike, *, mass: float 
         raise FileNotFoundError(f"folder: not a directory: {root}")
     clf = as_classifier(model)
     pattern = "**/*" if recursive else "*"
-    files = sorted(p for p in root.glob(pattern) if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in root.glob(pattern)
+                   if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise ValueError(f"folder: no image files ({', '.join(sorted(_IMAGE_SUFFIXES))}) in {root}")
     if size is None:
@@ -750,7 +754,8 @@ def learn_tree(documents: Any, num_classes: int | None = None, *, method: str = 
         check_positive(levels, "levels", integer=True)
     check_positive(mean_size, "mean_size")
     if not 1 <= mean_size <= max_size:
-        raise ValueError(f"mean_size: expected a value in [1, max_size={max_size}], got {mean_size}")
+        raise ValueError(f"mean_size: expected a value in [1, max_size={max_size}], "
+                         f"got {mean_size}")
     check_positive(branching, "branching")
     if branching <= 1:
         raise ValueError(f"branching: expected a value > 1, got {branching}")
@@ -828,9 +833,10 @@ def data_free_tree(model: Any, *, levels: int | None = None, mean_size: float = 
     final linear layer. Level 1 is a size-constrained average-linkage agglomeration: merge the
     two groups of the highest (positive) average similarity whose union has at most
     ``max_size`` classes, until there are ``num_classes / mean_size`` groups; a class left alone
-    then joins its most similar group with room. Each next level groups the nodes below the same way (the
-    similarity of two nodes is the average similarity of their classes) into ``1 / branching``
-    as many nodes, until a level has at most ``max_top`` nodes (or ``levels`` levels).
+    then joins its most similar group with room. Each next level groups the nodes below the
+    same way (the similarity of two nodes is the average similarity of their classes; any two
+    may merge) into ``1 / branching`` as many nodes, until a level has at most ``max_top``
+    nodes (or ``levels`` levels).
 
     Args:
         model: an :class:`unmask.Classifier`, an ``nn.Module`` or the weight matrix (C, D)
@@ -856,9 +862,8 @@ def data_free_tree(model: Any, *, levels: int | None = None, mean_size: float = 
         >>> sorted(sorted(n.classes) for n in tree.level_nodes(1))
         [[0, 1], [2, 3], [4, 5]]
     """
-    from . import _agglomerate
-
     from .._checks import check_positive
+    from . import _agglomerate
 
     w = final_linear_weight(model)
     c = w.shape[0]
@@ -870,7 +875,8 @@ def data_free_tree(model: Any, *, levels: int | None = None, mean_size: float = 
     if max_size < 2:
         raise ValueError(f"max_size: expected an int >= 2, got {max_size}")
     if mean_size < 1 or mean_size > max_size:
-        raise ValueError(f"mean_size: expected a value in [1, max_size={max_size}], got {mean_size}")
+        raise ValueError(f"mean_size: expected a value in [1, max_size={max_size}], "
+                         f"got {mean_size}")
     if branching <= 1:
         raise ValueError(f"branching: expected a value > 1, got {branching}")
     check_positive(max_top, "max_top", integer=True)
