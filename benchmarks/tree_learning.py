@@ -139,6 +139,8 @@ def main() -> int:
     ap.add_argument("--only", default=None, help="comma-separated approach names")
     ap.add_argument("--json", default=None, help="write the results as JSON")
     ap.add_argument("--no-data-free", action="store_true", help="skip the data-free tree")
+    ap.add_argument("--stats", action="store_true",
+                    help="only print statistics of the documents and the published tree")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -154,6 +156,21 @@ def main() -> int:
     docs_all = read_documents(DOCS)
     docs = [d for d in docs_all if len(d) > 1]
     c, n1, n = cooccurrence(docs, v)
+    if args.stats:
+        from collections import Counter
+        from itertools import combinations
+
+        lengths = Counter(len(d) for d in docs_all)
+        groups: dict[str, list[int]] = {}
+        for k, g in ref.items():
+            groups.setdefault(g, []).append(k)
+        within = [(a, b) for g in groups.values() for a, b in combinations(g, 2)]
+        seen = sum(c[a, b] > 0 for a, b in within)
+        print(f"{len(docs_all)} documents by number of classes: {dict(sorted(lengths.items()))}; "
+              f"{len(docs)} with two or more")
+        print(f"published level-1 nodes: {len(groups)}; class pairs within a node: {len(within)}, "
+              f"of which co-occur in a document: {seen} ({seen / len(within):.1%})")
+        return 0
     sims = {name: similarity(name, c, n1, n)
             for name in ("cosine", "jaccard", "lift", "ppmi", "npmi")}
 
