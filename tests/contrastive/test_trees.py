@@ -243,6 +243,9 @@ def test_top_k_documents_follow_the_original_rule():
                           [0.475, 0.475, 0.04, 0.01]])  # 0.95 is not past 0.95: three
     assert top_k_documents(probs) == [[0, 1], [0, 1, 2, 3], [0, 1, 2]]
     assert top_k_documents(probs, drop_single=False)[1] == [0]
+    assert top_k_documents(probs, max_k=2) == [[0, 1], [0, 1], [0, 1]]
+    with pytest.raises(ValueError, match="max_k"):
+        top_k_documents(probs, max_k=0)
     with pytest.raises(ValueError, match="mass"):
         top_k_documents(probs, mass=1.0)
     with pytest.raises(ValueError, match="probs"):
@@ -504,6 +507,9 @@ def test_cli_learn_from_images_and_data_free(tmp_path, capsys, monkeypatch):
     assert sorted(load_tree(out).classes) == [0, 1, 2, 3]
     assert main(["tree", "learn", "--images", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert "--images: not a directory" in capsys.readouterr().err
+    assert main(["tree", "learn", "--images", str(tmp_path), "--max-k", "0",
+                 "--out", str(out)]) == 2
+    assert "--max-k: expected a value > 0" in capsys.readouterr().err
 
 
 def test_cli_missing_class_warns(tmp_path, capsys):

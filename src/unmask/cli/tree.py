@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="number of classes for --documents (default: the largest class + 1)")
     learn.add_argument("--mass", type=float, default=0.95, metavar="P",
                        help="probability mass the top-K classes of an image pass (default 0.95)")
+    learn.add_argument("--max-k", type=int, default=None, metavar="K",
+                       help="with --images: at most K classes per document (default: no cap, "
+                       "the paper's rule; the published ResNet-50 documents are cut at 5)")
     learn.add_argument("--batch-size", type=int, default=32, metavar="N",
                        help="images per forward pass for --images (default 32)")
     learn.add_argument("--save-documents", default=None, metavar="FILE",
@@ -90,6 +93,10 @@ def _learn(args: argparse.Namespace) -> int:
         check_positive(args.num_classes, "--num-classes", integer=True)
     check_probability(args.mass, "--mass", open_low=True, open_high=True)
     check_positive(args.batch_size, "--batch-size", integer=True)
+    if args.max_k is not None:
+        check_positive(args.max_k, "--max-k", integer=True)
+        if not args.images:
+            raise ValueError("--max-k: only with --images")
     if args.documents and args.model:
         raise ValueError("--model: not used with --documents (the documents already hold the "
                          "model's top classes); use --num-classes for the number of classes")
@@ -107,7 +114,12 @@ def _learn(args: argparse.Namespace) -> int:
             raise ValueError(f"--images: not a directory: {folder}")
         model = load_model(args.model or "efficientnet_lite0")
         docs = documents_from_images(model, folder, mass=args.mass, batch_size=args.batch_size,
-                                     progress=progress)
+                                     max_k=args.max_k, progress=progress)
+        longest = max((len(d) for d in docs.values()), default=0)
+        if args.max_k is None and longest > 10:
+            print(f"unmask: warning: --images: documents of up to {longest} classes (the model's "
+                  "probabilities have a flat tail); consider --max-k 5, as the published "
+                  "ResNet-50 documents", file=sys.stderr)
         if save_docs is not None:
             save_docs.write_text(json.dumps(docs) + "\n")
         if not docs:
