@@ -10,7 +10,7 @@ by an environment variable (read at each check, so a test or a shell can change 
   Default 4096.
 - :data:`MEMORY_BUDGET` (``UNMASK_MAX_MEMORY``, bytes or a number with K, M, G or T): the
   largest estimated working memory of one batch of perturbed images (images, masks and the
-  model's activations) or of a method's own tensors. Default 4 GiB.
+  model's activations) or of a method's own tensors. Default 8 GiB.
 
 A refusal is a ValueError naming the argument, the estimate and the bound, and how to raise it.
 """
@@ -28,7 +28,7 @@ MAX_PIXELS = 64_000_000
 #: Largest image side (and method grid side) by default.
 MAX_SIZE = 4096
 #: Largest estimated working memory of one batch, bytes, by default.
-MEMORY_BUDGET = 4 * 1024**3
+MEMORY_BUDGET = 8 * 1024**3
 
 #: Model activations per input value (float32), measured on EfficientNet-Lite0 at 224²: about
 #: 17 MB per image without gradients and 90 MB with (150,528 input values).

@@ -60,6 +60,7 @@ def _numpy_layout(arr: np.ndarray, name: str) -> np.ndarray:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
         raise ValueError(f"{name}: expected an array (H, W), (H, W, 3) or (H, W, 4), got shape {arr.shape}")
+    _check_pixels(arr.shape[1], arr.shape[0], name)  # before reading any value
     if arr.dtype not in (np.bool_, np.uint8, np.uint16) and not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(f"{name}: unsupported array dtype {arr.dtype} (use uint8, uint16, bool or float)")
     if np.issubdtype(arr.dtype, np.floating) and arr.size:
@@ -144,9 +145,7 @@ def _read(source: object, name: str) -> Image.Image | np.ndarray:
         _check_pixels(source.width, source.height, name)
         return ImageOps.exif_transpose(source) or source
     if isinstance(source, np.ndarray):
-        arr = _numpy_layout(source, name)
-        _check_pixels(arr.shape[1], arr.shape[0], name)
-        return arr
+        return _numpy_layout(source, name)
     raise TypeError(
         f"{name}: expected a file path, a PIL image or a numpy array, got {type(source).__name__}"
     )

@@ -94,7 +94,7 @@ class Scorer:
         """Refuse a chunk of ``min(n, batch_size)`` images (C, H, W) above the memory budget.
 
         The estimate (:func:`unmask._limits.batch_bytes`) counts the images and the model's
-        activations at its input size; the bound is ``UNMASK_MAX_MEMORY`` (default 4 GiB).
+        activations at its input size; the bound is ``UNMASK_MAX_MEMORY`` (default 8 GiB).
         """
         k = min(int(n), self.batch_size)
         c, h, w = (int(v) for v in shape[-3:])

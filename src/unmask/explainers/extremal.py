@@ -15,8 +15,10 @@ from ..explanation import Explanation
 from ..removal import bind, is_differentiable
 from ..progress import track
 from ..registry import METHODS
+from .._limits import check_at_most
 from ..removal import gaussian_blur
-from ._common import as_model, finish, prepare, resolve_removal
+from ..removal.fills import MAX_SIGMA
+from ._common import as_model, check_side, finish, prepare, resolve_removal
 from ._optim import check_objective, require_differentiable, select_objective
 
 __all__ = ["ExtremalPerturbation", "SmoothMask", "BlurPyramid", "area_loss", "area_reference"]
@@ -202,14 +204,17 @@ class ExtremalPerturbation:
         check_positive(steps, "steps", integer=True)
         check_positive(lr, "lr")
         check_probability(momentum, "momentum", open_high=True)
-        check_positive(step, "step", integer=True)
+        check_side(step, "step")
         check_positive(sigma, "sigma")
+        check_at_most(sigma, "sigma", MAX_SIGMA, "pixels")
         check_positive(area_weight, "area_weight", allow_zero=True)
         check_positive(area_growth, "area_growth")
         check_positive(levels, "levels", integer=True)
         if levels < 2:
             raise ValueError(f"levels: expected at least 2, got {levels}")
+        check_at_most(levels, "levels", 64, "each level is a blurred copy of the images")
         check_positive(max_blur, "max_blur")
+        check_at_most(max_blur, "max_blur", MAX_SIGMA, "pixels")
         self.steps, self.lr, self.momentum, self.step, self.sigma = steps, lr, momentum, step, sigma
         self.area_weight, self.area_growth = area_weight, area_growth
         self.levels, self.max_blur, self.jitter = levels, max_blur, bool(jitter)
