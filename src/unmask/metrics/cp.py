@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_images
+from .._checks import check_choice, check_images, check_unit_range
 from ..models import as_classifier
 from ..registry import METRICS
 from ..representations import Pixels
@@ -89,7 +89,7 @@ def cp_score(model: Any, x: Tensor, x_hat: Tensor, target: Any = None, *, info: 
 
     model = as_classifier(model, "model")
     check_choice(info, "info", INFORMATION)
-    x_hat = check_images(x_hat, "x_hat")
+    x_hat = check_unit_range(check_images(x_hat, "x_hat"), "x_hat")
     if x_hat.shape != x.shape:
         raise ValueError(f"x_hat: expected the shape of x {tuple(x.shape)}, got {tuple(x_hat.shape)}")
     scorer = Scorer(model, batch_size=batch_size, score="prob")
