@@ -57,6 +57,10 @@ def add_input_arguments(parser: argparse.ArgumentParser, *, batch_help: str) -> 
     parser.add_argument("--size", type=int, default=None, metavar="N",
                         help="centre-crop (the shorter side's square) and resize images to N x N; "
                         "default: the model's input size")
+    parser.add_argument("--fit", default="crop", choices=("crop", "resize"),
+                        help="crop (default): the centred square of the shorter side, scaled to "
+                        "N x N (keeps the aspect ratio, cuts the sides); resize: the whole image "
+                        "stretched to N x N")
     parser.add_argument("--batch-size", type=int, default=16, metavar="N", help=batch_help)
     parser.add_argument("--seed", type=int, default=0, metavar="N",
                         help="random seed of stochastic methods (default 0)")
@@ -204,11 +208,11 @@ def load_inputs(args: argparse.Namespace, size: int) -> Inputs:
 
     out = Inputs([], [], [])
     for path in args.images:
-        out.tensors.append(load_image(read_source(path), size=size))
+        out.tensors.append(load_image(read_source(path), size=size, mode=args.fit))
         out.names.append(str(path))
         out.stems.append(Path(path).stem or "image")
     for ex in args.example:
-        out.tensors.append(load_image(example_image(ex), size=size))
+        out.tensors.append(load_image(example_image(ex), size=size, mode=args.fit))
         out.names.append(f"example:{ex}")
         out.stems.append(ex)
     return out
