@@ -223,6 +223,8 @@ def check_positive(value: object, name: str, integer: bool = False, allow_zero: 
     if value < 0 or (value == 0 and not allow_zero) or value != value:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name}: expected a value {bound}, got {value!r}")
+    if value == float("inf"):
+        raise ValueError(f"{name}: expected a finite value, got {value!r}")
 
 
 def check_probability(value: object, name: str, open_low: bool = False, open_high: bool = False) -> None:

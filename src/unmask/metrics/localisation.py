@@ -78,6 +78,8 @@ def check_saliency(saliency: object, name: str = "saliency") -> Tensor:
         raise ValueError(f"{name}: expected shape (B, 1, H, W), got {tuple(saliency.shape)}")
     if saliency.numel() == 0:
         raise ValueError(f"{name}: expected a non-empty tensor, got shape {tuple(saliency.shape)}")
+    if saliency.is_complex() or saliency.dtype == torch.bool:
+        raise TypeError(f"{name}: expected real numbers, got dtype {saliency.dtype}")
     if not saliency.is_floating_point():
         saliency = saliency.float()
     if not bool(torch.isfinite(saliency).all()):
