@@ -64,10 +64,10 @@ def check_unit_range(x: Tensor, name: str = "x", tolerance: float = RANGE_TOLERA
     model normalises them a second time and sees something else.
 
     Example:
-        >>> check_unit_range(torch.full((1, 3, 2, 2), 255.0))
+        >>> check_unit_range(torch.full((1, 3, 2, 2), 255.0))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: x: expected image values in [0, 1], got range [255, 255] (images in [0, 255]: divide by 255)
+        ValueError: x: expected image values in [0, 1], got range [255, 255] (images in ...: ...
     """
     values = x.detach()
     lo, hi = float(values.min()), float(values.max())
@@ -75,7 +75,8 @@ def check_unit_range(x: Tensor, name: str = "x", tolerance: float = RANGE_TOLERA
         hint = (" (images in [0, 255]: divide by 255)" if hi > 1.5 and lo >= -tolerance
                 else " (normalised images: pass them in [0, 1]; the Classifier normalises itself)"
                 if lo < -tolerance else "")
-        raise ValueError(f"{name}: expected image values in [0, 1], got range [{lo:.3g}, {hi:.3g}]{hint}")
+        raise ValueError(f"{name}: expected image values in [0, 1], got range "
+                         f"[{lo:.3g}, {hi:.3g}]{hint}")
     return x
 
 

@@ -68,7 +68,7 @@ def max_size() -> int:
 
 
 def memory_budget() -> int:
-    """The working-memory budget in force, bytes (``UNMASK_MAX_MEMORY`` or :data:`MEMORY_BUDGET`)."""
+    """The working-memory budget in force, bytes (``UNMASK_MAX_MEMORY``, else the default)."""
     return _env_int("UNMASK_MAX_MEMORY", MEMORY_BUDGET, units=True)
 
 
@@ -102,7 +102,7 @@ def check_memory(nbytes: float, name: str, what: str) -> None:
 
 
 def check_at_most(value: int | float, name: str, bound: int | float, why: str = "") -> None:
-    """Refuse ``value > bound`` with a message naming ``name`` (``why`` says where ``bound`` is from)."""
+    """Refuse ``value > bound``, naming ``name`` (``why``: where ``bound`` comes from)."""
     if value > bound:
         reason = f" ({why})" if why else ""
         raise ValueError(f"{name}: expected at most {bound}{reason}, got {value!r}")

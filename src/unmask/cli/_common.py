@@ -46,7 +46,8 @@ def add_input_arguments(parser: argparse.ArgumentParser, *, batch_help: str) -> 
                         help="image files (any format PIL reads) or .npy arrays (H, W[, C]) in "
                         "[0, 1] or uint8")
     parser.add_argument("--example", action="append", default=[], choices=EXAMPLES, metavar="NAME",
-                        help=f"a bundled scikit-image example image ({', '.join(EXAMPLES)}); repeatable")
+                        help=f"a bundled scikit-image example image ({', '.join(EXAMPLES)}); "
+                        "repeatable")
     parser.add_argument("--model", default="efficientnet_lite0",
                         help="model name (see `unmask models`); default: efficientnet_lite0")
     parser.add_argument("--weights", default=None, metavar="FILE",
@@ -66,7 +67,8 @@ def add_input_arguments(parser: argparse.ArgumentParser, *, batch_help: str) -> 
                         help="random seed of stochastic methods (default 0)")
     parser.add_argument("--removal", default=None, metavar="NAME", help=removal_help())
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="a method hyperparameter (value parsed as JSON, else a string); repeatable")
+                        help="a method hyperparameter (value parsed as JSON, else a string); "
+                        "repeatable")
 
 
 def _short(value: int) -> str:
@@ -124,7 +126,8 @@ def check_common(args: argparse.Namespace) -> None:
     from .._limits import max_size
 
     if not args.images and not args.example:
-        raise ValueError("IMAGE: give at least one image file, or --example NAME (e.g. --example chelsea)")
+        raise ValueError("IMAGE: give at least one image file, or --example NAME "
+                         "(e.g. --example coffee)")
     check_positive(args.batch_size, "--batch-size", integer=True)
     if not 0 <= args.seed <= MAX_SEED:
         raise ValueError(f"--seed: expected an integer in [0, 2**63 - 1], got {_short(args.seed)}")

@@ -170,7 +170,9 @@ def run(args: argparse.Namespace) -> int:
         metrics[name] = entry.build(**_metric_kwargs(entry, args))
 
     model, size = load_cli_model(args)
-    hyper = None if args.method is None else method_hyper(METHODS.get(args.method), args, size, removal=False)
+    hyper = None
+    if args.method is not None:
+        hyper = method_hyper(METHODS.get(args.method), args, size, removal=False)
     inputs = load_inputs(args, size)
     labels = inputs.names
     x = torch.cat(inputs.tensors)

@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             raise ValueError(f"{name.replace('_', '-')}: expected a positive integer, got {getattr(args, name)}")
     if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit: expected a positive integer (the first N images), got {args.limit}")
+        raise ValueError("--limit: expected a positive integer (the first N images), "
+                         f"got {args.limit}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads: expected a positive integer, got {args.threads}")
     if not 0 <= args.seed < 2**63:
@@ -64,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from .._limits import max_size
 
     if args.size > max_size():
-        raise ValueError(f"size: expected at most {max_size()} (the image side limit; raise it with "
-                         f"the environment variable UNMASK_MAX_SIZE), got {args.size}")
+        raise ValueError(f"size: expected at most {max_size()} (the image side limit; raise "
+                         f"it with the environment variable UNMASK_MAX_SIZE), got {args.size}")
     files = list_images(args.images, args.limit)
     if args.threads:
         torch.set_num_threads(args.threads)

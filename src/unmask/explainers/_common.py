@@ -99,7 +99,8 @@ def check_seed(seed: object) -> int:
     if isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer):
         raise TypeError(f"seed: expected an int, got {seed!r}")
     if not 0 <= int(seed) < 2**63:
-        shown = str(seed) if len(str(seed)) <= 24 else f"{str(seed)[:12]}... ({len(str(seed))} digits)"
+        text = str(seed)
+        shown = text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
         raise ValueError(f"seed: expected an int in [0, 2**63 - 1], got {shown}")
     return int(seed)
 

@@ -13,8 +13,8 @@ from ..removal import bind, is_differentiable
 from ..progress import track
 from ..registry import METHODS
 from ..removal import Inpaint
-from ._common import (as_model, check_model_batch, check_pair, check_seed, finish, prepare, resolve_removal,
-                      upsample)
+from ._common import (as_model, check_model_batch, check_pair, check_seed,
+                      finish, prepare, resolve_removal, upsample)
 from ._optim import check_objective, select_objective
 
 __all__ = ["FIDO", "concrete_keep"]

@@ -14,8 +14,8 @@ from ..removal import bind, is_differentiable
 from ..progress import track
 from ..registry import METHODS
 from ..removal import Blur
-from ._common import (as_model, check_pair, check_seed, check_side, finish, prepare, resolve_removal,
-                      upsample)
+from ._common import (as_model, check_pair, check_seed, check_side,
+                      finish, prepare, resolve_removal, upsample)
 from ._optim import check_objective, model_scores, require_differentiable
 
 __all__ = ["MeaningfulPerturbation", "tv_norm", "deletion_l1", "translate", "mp_loss"]

@@ -10,11 +10,11 @@ import torch
 from torch import Tensor
 
 from .._checks import check_positive, check_probability
+from .._limits import check_memory
 from ..explanation import Explanation
 from ..registry import METHODS
 from ..removal import Constant
 from ..scoring import Scorer
-from .._limits import check_memory
 from ._common import as_model, check_seed, check_side, finish, prepare_many, resolve_removal
 
 __all__ = ["Rise", "RiseMasks", "sample_rise_masks"]
