@@ -260,6 +260,19 @@ def test_perturbation_batch_memory_is_estimated(monkeypatch):
     assert occ.explain(big, 1).saliency.shape == (1, 1, 256, 256)
 
 
+@pytest.mark.parametrize("name, settings, param", [
+    ("extremal", {"areas": [0.1] * 100_000}, "areas"),  # one mask with gradients per area
+    ("extremal", {"step": 1, "sigma": 1000.0}, "sigma"),  # a 2003 x 2003 smooth-max per pixel
+    ("rise", {"masks": 10**8}, "masks"),
+    ("lime", {"n_segments": 10_000, "samples": 100_000}, "samples"),
+    ("fido", {"samples": 10**6}, "samples"),
+    ("shearletx", {"noise_bs": 10**6}, "noise_bs"),
+])
+def test_memory_estimates_of_method_settings(name, settings, param):
+    _raises(lambda: _explainer(name, **settings).explain(X, 1), ValueError, f"{param}:",
+            "memory budget")
+
+
 def test_lime_sample_count():
     _raises(lambda: _explainer("lime", samples=1), ValueError, "samples:", "at least 2")
     with pytest.warns(UserWarning, match="samples: 10 samples for up to"):

@@ -15,10 +15,10 @@ from ..explanation import Explanation
 from ..removal import bind, is_differentiable
 from ..progress import track
 from ..registry import METHODS
-from .._limits import check_at_most
+from .._limits import check_at_most, check_memory
 from ..removal import gaussian_blur
 from ..removal.fills import MAX_SIGMA
-from ._common import as_model, check_side, finish, prepare, resolve_removal
+from ._common import as_model, check_model_batch, check_side, finish, prepare, resolve_removal
 from ._optim import check_objective, require_differentiable, select_objective
 
 __all__ = ["ExtremalPerturbation", "SmoothMask", "BlurPyramid", "area_loss", "area_reference"]
@@ -200,6 +200,7 @@ class ExtremalPerturbation:
         if self.removal is not None:
             require_differentiable(self.removal, "extremal")
         self.areas = _areas(areas)
+        check_model_batch(self.model, len(self.areas), "areas", grad=True)  # one mask per area
         self.variant = check_choice(variant, "variant", VARIANTS)
         check_positive(steps, "steps", integer=True)
         check_positive(lr, "lr")
@@ -228,6 +229,12 @@ class ExtremalPerturbation:
         n_areas = len(self.areas)
         n = b * n_areas
         device = x.device
+        k = 2 * (math.ceil(self.sigma / self.step) + 1) + 1  # the smooth-max neighbourhood
+        check_memory(6.0 * 4 * n * k * k * h * w, "sigma", f"the smooth masks of {n} images at "
+                     f"{h}x{w} (sigma {self.sigma:g} / step {self.step}: {k}x{k} neighbouring cells "
+                     "per pixel)")
+        check_memory(4.0 * b * self.levels * x[0].numel() + 4.0 * n * self.levels * x[0].numel(),
+                     "levels", f"a blur pyramid of {self.levels} levels")
         generator = SmoothMask((h, w), self.step, self.sigma)
         index = torch.arange(b, device=device).repeat_interleave(n_areas)  # mask k -> image
         tgt = target.to(device)[index]
