@@ -302,6 +302,11 @@ def check_model_input(model: Classifier, x: object, name: str = "x") -> Tensor:
     """
     x = check_images(x, name, channels=3)
     check_unit_range(x, name)
+    from ._limits import max_size
+
+    if max(x.shape[-2:]) > max_size():
+        raise ValueError(f"{name}: images of {x.shape[-2]}x{x.shape[-1]} exceed the image side "
+                         f"limit of {max_size()} (UNMASK_MAX_SIZE); resize them first")
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), model.mean.dtype)
     return x.to(device=model.device, dtype=dtype)
 
