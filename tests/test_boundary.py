@@ -202,6 +202,14 @@ def test_explainers_refuse_bad_targets(name, target, exc, names):
     _raises(lambda: _explainer(name).explain(X, target), exc, *names)
 
 
+def test_model_input_sizes_are_bounded(monkeypatch):
+    _raises(lambda: unmask.Classifier.wrap(torch.nn.Identity(), input_size=HUGE, class_names=["a"]),
+            ValueError, "input_size:")
+    monkeypatch.setenv("UNMASK_MAX_SIZE", "16")
+    _raises(lambda: _explainer("occlusion").explain(X, 1), ValueError, "x:", "32x32", "16")
+    _raises(lambda: load_image(Image.new("RGB", (8, 8)), size=17), ValueError, "size:", "16")
+
+
 def test_numpy_targets_and_float64_images_are_accepted():
     e = _explainer("occlusion").explain(X.double(), np.int64(1))
     assert e.target.tolist() == [1] and e.saliency.dtype == torch.float32

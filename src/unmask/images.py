@@ -98,10 +98,10 @@ def _numpy_to_array(arr: np.ndarray) -> np.ndarray:
 def _check_pixels(width: int, height: int, name: str, where: str = "") -> None:
     limit = max_pixels()
     if width * height > limit:
+        when = "refused before decoding; " if where else ""
         raise ValueError(
             f"{name}: {width} x {height} = {width * height:,} pixels{where} is above the limit of "
-            f"{limit:,} pixels (refused before decoding; raise it with the environment variable "
-            "UNMASK_MAX_PIXELS)"
+            f"{limit:,} pixels ({when}raise it with the environment variable UNMASK_MAX_PIXELS)"
         )
 
 

@@ -81,6 +81,11 @@ class Classifier(nn.Module):
             input_size = (int(input_size[0]), int(input_size[1]))
             if min(input_size) <= 0:
                 raise ValueError(f"input_size: expected positive (height, width), got {input_size}")
+            from ._limits import max_size
+
+            if max(input_size) > max_size():
+                raise ValueError(f"input_size: expected sides of at most {max_size()} (the image "
+                                 f"side limit, UNMASK_MAX_SIZE), got {input_size}")
         names = [str(c) for c in class_names]
         if not names:
             raise ValueError("class_names: expected at least one class name")
