@@ -84,6 +84,8 @@ def _load_maps(paths: list[str]) -> Any:
     import numpy as np
     import torch
 
+    from .._limits import max_pixels
+
     maps = []
     for p in map(Path, paths):
         if p.suffix.lower() != ".npy":
@@ -91,9 +93,13 @@ def _load_maps(paths: list[str]) -> Any:
         if not p.is_file():
             raise FileNotFoundError(f"--maps: file not found: {p}")
         try:
-            arr = np.load(p, allow_pickle=False)
+            arr = np.load(p, allow_pickle=False, mmap_mode="r")  # the header first, no copy
         except (ValueError, OSError) as exc:
             raise ValueError(f"--maps: cannot read {p}: {exc}") from None
+        if arr.ndim and math.prod(arr.shape) > max_pixels() * 4:
+            raise ValueError(f"--maps: {p} holds {math.prod(arr.shape):,} values (shape "
+                             f"{arr.shape}), above four times the pixel limit of {max_pixels():,} "
+                             "(UNMASK_MAX_PIXELS)")
         if arr.ndim == 4 and arr.shape[1] == 1:
             arr = arr[:, 0]
         if arr.ndim == 2:
