@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from .._checks import check_images, check_mask
+from .._checks import check_images, check_mask, check_unit_range
 
 __all__ = ["Removal", "FixedFill", "blend", "bind", "checked", "is_differentiable"]
 
@@ -39,8 +39,8 @@ def blend(x: Tensor, fill: Tensor, mask: Tensor) -> Tensor:
 
 
 def checked(x: object, mask: object) -> tuple[Tensor, Tensor]:
-    """Validate images and mask at a removal's public boundary."""
-    x = check_images(x, "x")
+    """Validate images (values in [0, 1]) and mask at a removal's public boundary."""
+    x = check_unit_range(check_images(x, "x"), "x")
     mask = check_mask(mask, x, "mask")
     return x, mask.to(device=x.device, dtype=x.dtype)
 
