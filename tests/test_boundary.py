@@ -37,15 +37,16 @@ HUGE = 10**30  # far beyond any memory: a method that tried to allocate it would
 OVERFLOW = 2**70  # does not fit in int64
 
 
-def _fast() -> dict[str, dict]:
+def _fast():
     path = Path(__file__).parent / "explainers" / "test_contract.py"
     spec = importlib.util.spec_from_file_location("_contract_fast", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.FAST
+    return module
 
 
-FAST = _fast()
+_CONTRACT = _fast()
+FAST = _CONTRACT.FAST
 MODEL = region_model()
 X = region_images(batch=1, size=32)
 
@@ -187,7 +188,8 @@ BAD_TARGETS = [
 
 
 def _explainer(name: str, **override):
-    return unmask.make_explainer(MODEL, name, **{**FAST.get(name, {}), **override})
+    # layer methods run on the contract suite's convolutional region model (a feature layer)
+    return unmask.make_explainer(_CONTRACT._model(name), name, **{**FAST.get(name, {}), **override})
 
 
 @pytest.mark.parametrize("name", METHODS.names())
