@@ -31,8 +31,9 @@ FAST: dict[str, dict] = {
     # 4-pixel cells: the box is 2x2 cells; MP2 stops at chance (0.5) after two iterations
     "mp2": {"mask_size": 8},
     "mp2-g": {"mask_size": 8},
-    # no flip jitter (the region model is not mirror-symmetric); faster area schedule and lr
-    "extremal": {"areas": [0.1], "step": 4, "sigma": 6, "steps": 60, "jitter": False,
+    # no flip jitter (the region model is not mirror-symmetric); faster area schedule and lr; area
+    # 0.04 of the 41x41 padded frame the constraint is measured on = 67 pixels, the box has 64
+    "extremal": {"areas": [0.04], "step": 4, "sigma": 6, "steps": 60, "jitter": False,
                  "area_weight": 10, "area_growth": 1.06, "lr": 0.1},
     # telea fill as FIDO-CA; reg raised for 32x32 images (the penalty sums over pixels)
     "fido": {"mask_size": 8, "steps": 40, "reg": 1e-2, "samples": 2},
