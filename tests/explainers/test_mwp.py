@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import unmask
-from unmask.explainers.mwp import _relevance
+from unmask.explainers.mwp import relevance
 from unmask.testing import REGION_B, conv_region_model, region_images, region_mask
 
 
@@ -63,8 +63,8 @@ def test_residual_sum_splits_in_proportion():
     """At a block's output the mass is split between the skip and the branch by their positive
     parts: the block input's mass = skip share + what the branch sends down."""
     t = torch.tensor([2, 4])
-    out = _relevance(RESNET, X, t, "layer1.1")
-    inp = _relevance(RESNET, X, t, "layer1.0")
+    out = relevance(RESNET, X, t, "layer1.1")
+    inp = relevance(RESNET, X, t, "layer1.0")
     torch.testing.assert_close(out.sum(dim=(1, 2, 3)), inp.sum(dim=(1, 2, 3)), rtol=1e-4, atol=1e-5)
 
 
