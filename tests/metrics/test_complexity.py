@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from unmask.metrics import evaluate
-from unmask.metrics.complexity import EffectiveComplexity, complexity, effective_complexity, sparseness
+from unmask.metrics.complexity import (
+    EffectiveComplexity,
+    complexity,
+    effective_complexity,
+    sparseness,
+)
 
 
 def maps() -> torch.Tensor:

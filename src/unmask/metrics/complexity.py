@@ -45,7 +45,8 @@ def sparseness(saliency: Any) -> Tensor:
 
     Example:
         >>> one_hot = torch.zeros(1, 1, 4, 4); one_hot[..., 0, 0] = 1
-        >>> round(float(sparseness(one_hot)), 4), round(float(sparseness(torch.ones(1, 1, 4, 4))), 4)
+        >>> flat = torch.ones(1, 1, 4, 4)
+        >>> round(float(sparseness(one_hot)), 4), round(float(sparseness(flat)), 4)
         (0.9375, 0.0)
     """
     a = torch.sort(normalise_by_max(saliency) + 1e-7, dim=1).values

@@ -81,7 +81,7 @@ class RoadCurve:
 def road_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *, order: str = "morf",
                percentages: Sequence[float] = PERCENTAGES, removal: Any = None,
                score: str = "prob", batch_size: int = 16, progress: object = False) -> RoadCurve:
-    """ROAD curves: scores after removing the most (``"morf"``) or least (``"lerf"``) relevant pixels.
+    """ROAD curves: scores after removing the most (MoRF) or least (LeRF) relevant pixels.
 
     Args:
         model: an :class:`unmask.Classifier`.
@@ -108,7 +108,8 @@ def road_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *, orde
     pcts = _check_percentages(percentages)
     removal = resolve_removal(removal, NoisyLinearImputation)
     _, x, s, t, base, scorer = prepare_inputs(
-        model, x, saliency, target, {"batch_size": batch_size, "score": score, "progress": progress})
+        model, x, saliency, target,
+        {"batch_size": batch_size, "score": score, "progress": progress})
     b, _, height, width = x.shape
     if tuple(s.shape[-2:]) != (height, width):
         s = F.interpolate(s.float(), size=(height, width), mode="bilinear", align_corners=False)
@@ -181,7 +182,7 @@ _ARGS = """
 
 @METRICS.register("road_morf")
 class RoadMoRF(_RoadMetric):
-    __doc__ = ("""ROAD MoRF: mean score change removing the most relevant pixels first; lower is better.
+    __doc__ = ("""ROAD MoRF: mean score change removing the most relevant first; lower is better.
 
     Rong et al., ICML 2022; pytorch-grad-cam's ``ROADMostRelevantFirstAverage``.
 """ + _ARGS + """
@@ -197,7 +198,7 @@ class RoadMoRF(_RoadMetric):
 
 @METRICS.register("road_lerf")
 class RoadLeRF(_RoadMetric):
-    __doc__ = ("""ROAD LeRF: mean score change removing the least relevant pixels first; higher is better.
+    __doc__ = ("""ROAD LeRF: mean score change removing the least relevant first; higher is better.
 
     Rong et al., ICML 2022; pytorch-grad-cam's ``ROADLeastRelevantFirstAverage``.
 """ + _ARGS)

@@ -74,8 +74,8 @@ def impute(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
     rows.append(np.arange(unknown.size))
     cols.append(np.arange(unknown.size))
     vals.append(diag)
-    a = scipy.sparse.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                                shape=(unknown.size, unknown.size))
+    entries = (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols)))
+    a = scipy.sparse.csc_matrix(entries, shape=(unknown.size, unknown.size))
     solution = scipy.sparse.linalg.spsolve(a, rhs)
     out[:, unknown] = np.asarray(solution).reshape(unknown.size, c).T
     return out.reshape(c, h, w)
@@ -115,13 +115,14 @@ class NoisyLinearImputation:
     def spec(self) -> str:
         parts = []
         if self.noise != 0.01:
-            parts.append(f"noise={int(self.noise) if self.noise.is_integer() else repr(self.noise)}")
+            value = int(self.noise) if self.noise.is_integer() else repr(self.noise)
+            parts.append(f"noise={value}")
         if self.seed:
             parts.append(f"seed={self.seed}")
         return "road" + (":" + ",".join(parts) if parts else "")
 
     def __call__(self, x: Tensor, mask: Tensor) -> Tensor:
-        """Impute ``mask`` (B, 1, H, W) (> 0.5 = removed) in ``x`` (B, C, H, W); returns (B, C, H, W)."""
+        """Impute ``mask`` (B, 1, H, W) (> 0.5 = removed) in ``x`` (B, C, H, W) -> (B, C, H, W)."""
         x, mask = checked(x, mask)
         n = max(x.shape[0], mask.shape[0])
         xs, ms = x.expand(n, *x.shape[1:]), mask.expand(n, *mask.shape[1:])
