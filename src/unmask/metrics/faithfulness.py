@@ -6,7 +6,8 @@ built on the map is upsampled to the image by nearest neighbour, as the deletion
 ``rule="seed"``. All perturbations go through :meth:`unmask.scoring.Scorer.perturbed`.
 
 - **faithfulness_correlation** (Bhatt et al., "Evaluating and aggregating feature-based model
-  explanations", IJCAI 2020): ``runs`` random subsets of ``subset_size`` features are removed
+  explanations", IJCAI 2020): ``runs`` random subsets of ``subset_size`` features (default
+  quantus' share, 224 of 224·224, so 224 on a 224² map and 1 on a 7² map) are removed
   (black by default); per image, the Pearson correlation between the sum of the map over each
   subset and the score drop ``s_0 - s_S``. The subsets are drawn from ``seed``, the same for
   every image. Higher is better.
@@ -99,7 +100,7 @@ def _upsample(m: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def faithfulness_correlation(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
-                             subset_size: int = 224, runs: int = 100, seed: int = 0,
+                             subset_size: int | None = None, runs: int = 100, seed: int = 0,
                              removal: Any = None, score: str = "logit", batch_size: int = 16,
                              progress: object = False) -> Tensor:
     """Faithfulness correlation (Bhatt et al. 2020) per image (B,) float64.
@@ -109,7 +110,8 @@ def faithfulness_correlation(model: Any, x: Tensor, saliency: Any, target: Any =
         x: images (B, 3, H, W) in [0, 1].
         saliency: maps (B, 1, h, w) (features = map pixels) or an Explanation.
         target: None (top-1), a class or a set of classes per image.
-        subset_size: features removed per run (quantus: 224), fewer than h·w.
+        subset_size: features removed per run, fewer than h·w; None = quantus' share, 224 of
+            224·224 features: ``max(1, round(h·w / 224))``.
         runs: random subsets (quantus ``nr_runs``: 100).
         seed: seed of the subsets (the same subsets for every image).
         removal: the baseline (default black, as quantus).
@@ -124,7 +126,9 @@ def faithfulness_correlation(model: Any, x: Tensor, saliency: Any, target: Any =
         >>> float(r) > 0.9
         True
     """
-    subset_size, runs = _check_int(subset_size, "subset_size"), _check_int(runs, "runs")
+    runs = _check_int(runs, "runs")
+    if subset_size is not None:
+        subset_size = _check_int(subset_size, "subset_size")
     removal = resolve_removal(removal, lambda: Constant("black"))
     _, x, s, t, base, scorer = prepare_inputs(
         model, x, saliency, target,
@@ -132,6 +136,8 @@ def faithfulness_correlation(model: Any, x: Tensor, saliency: Any, target: Any =
     b, _, height, width = x.shape
     h, w = s.shape[-2:]
     n = h * w
+    if subset_size is None:
+        subset_size = max(1, round(n / 224))
     if subset_size >= n:
         raise ValueError(f"subset_size: expected fewer than the {n} map pixels ({h}x{w}), "
                          f"got {subset_size}")
@@ -311,16 +317,18 @@ def _checked_score(score: str, batch_size: int) -> None:
 class FaithfulnessCorrelation(_Metric):
     """Faithfulness correlation (Bhatt et al. 2020): subset attribution vs drop; higher is better.
 
-    Arguments as :func:`faithfulness_correlation` (defaults: 224 features, 100 runs, seed 0,
-    black, logit).
+    Arguments as :func:`faithfulness_correlation` (defaults: quantus' share of features, 224
+    of 224², 100 runs, seed 0, black, logit).
     """
 
     function = staticmethod(faithfulness_correlation)
 
-    def __init__(self, subset_size: int = 224, runs: int = 100, seed: int = 0, *,
+    def __init__(self, subset_size: int | None = None, runs: int = 100, seed: int = 0, *,
                  removal: Any = None, score: str = "logit", batch_size: int = 16,
                  progress: object = False) -> None:
-        _check_int(subset_size, "subset_size"), _check_int(runs, "runs")
+        if subset_size is not None:
+            _check_int(subset_size, "subset_size")
+        _check_int(runs, "runs")
         _checked_score(score, batch_size)
         self.removal = resolve_removal(removal, lambda: Constant("black"))
         super().__init__(subset_size=subset_size, runs=runs, seed=seed, removal=self.removal,
