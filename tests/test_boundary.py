@@ -309,9 +309,18 @@ def test_weights_for_the_embedded_model_are_used_or_refused(tmp_path):
 
 
 def _model_metrics() -> list[str]:
+    """The metrics called ``m(model, x, saliency, target)`` (faithfulness kind)."""
     from unmask.cli.evaluate import model_metrics
+    from unmask.metrics.kinds import kind_of
 
-    return model_metrics()
+    return [n for n in model_metrics() if kind_of(METRICS.get(n)).name == "faithfulness"]
+
+
+def _map_metrics() -> list[str]:
+    """The metrics called on maps alone (``m(saliency)``: complexity...)."""
+    from unmask.metrics.kinds import kind_of
+
+    return [e.name for e in METRICS if kind_of(e).inputs == ("saliency",)]
 
 
 BAD_MAPS = [
@@ -321,6 +330,14 @@ BAD_MAPS = [
     ("batch", lambda s: torch.cat([s, s]), ValueError, ["saliency:", "1"]),
     ("complex", lambda s: s.to(torch.complex64), TypeError, ["saliency:"]),
 ]
+
+
+@pytest.mark.parametrize("name", _map_metrics())
+@pytest.mark.parametrize("case, make, exc, names", BAD_MAPS[:3] + BAD_MAPS[4:],
+                         ids=[c[0] for c in BAD_MAPS[:3] + BAD_MAPS[4:]])
+def test_map_metrics_refuse_bad_maps(name, case, make, exc, names):
+    metric = METRICS.get(name).build()
+    _raises(lambda: metric(make(torch.rand(1, 1, 32, 32))), exc, *names)
 
 
 @pytest.mark.parametrize("name", _model_metrics())

@@ -44,6 +44,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_choice, check_positive
+from .._limits import check_at_most
+from ..models import as_classifier, check_model_input
 from ..registry import METRICS
 from ..removal import Constant, Noise, resolve_removal
 from ..removal.base import FixedFill
@@ -214,7 +216,8 @@ def monotonicity(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
     Steps as the deletion curves' seed rule (``max_steps``, ``pixels_per_step``; quantus:
     ``features_in_step=1``, one pixel per step, i.e. ``max_steps=None``).
     """
-    s = check_saliency(saliency, x.shape[0] if isinstance(x, Tensor) else None)
+    x = check_model_input(as_classifier(model, "model"), x, "x")
+    s = check_saliency(saliency, x.shape[0])
     curve = insertion_curve(model, x, -s.abs(), _target_of(saliency, target),
                             removal=resolve_removal(removal, lambda: Constant("black")),
                             max_steps=max_steps, pixels_per_step=pixels_per_step, score=score,
@@ -392,6 +395,7 @@ class MonotonicityCorrelation(_Metric):
         _checked_score(score, batch_size)
         plan_steps(1, max_steps=max_steps, pixels_per_step=pixels_per_step)
         _check_int(samples, "samples")
+        check_at_most(samples, "samples", 100_000, "noise draws")
         super().__init__(max_steps=max_steps, pixels_per_step=pixels_per_step, samples=samples,
                          seed=seed, score=score, batch_size=batch_size, progress=progress)
 
