@@ -41,6 +41,13 @@ def _input_gradient(model: Any, x: Tensor, target: Tensor, score: str) -> Tensor
     return g
 
 
+def _explain_attribution(method: Any, x: Tensor, target: Any) -> Explanation:
+    """``method.attribute`` on checked inputs, reduced to a map; the attribution in extras."""
+    x, t = prepare(method.model, x, target)
+    a = method.attribute(x, t)
+    return finish(method, method.reduce(a), t, attribution=a)
+
+
 @METHODS.register("gradient", aliases=("saliency", "vanilla_gradient"))
 class Gradient:
     """Gradient saliency (Simonyan et al. 2014): ``max_c |∂s/∂x_c|`` per pixel.
@@ -73,9 +80,7 @@ class Gradient:
 
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
-        x, t = prepare(self.model, x, target)
-        a = self.attribute(x, t)
-        return finish(self, self.reduce(a), t, attribution=a)
+        return _explain_attribution(self, x, target)
 
 
 @METHODS.register("input_x_gradient")
@@ -104,10 +109,8 @@ class InputXGradient:
         return attribution.sum(dim=1, keepdim=True)
 
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
-        """Explain images ``x`` (B, 3, H, W) for ``target``."""
-        x, t = prepare(self.model, x, target)
-        a = self.attribute(x, t)
-        return finish(self, self.reduce(a), t, attribution=a)
+        """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
+        return _explain_attribution(self, x, target)
 
 
 def quadrature(steps: int, rule: str) -> tuple[Tensor, Tensor]:

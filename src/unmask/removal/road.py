@@ -22,7 +22,7 @@ import scipy.sparse.linalg
 import torch
 from torch import Tensor
 
-from .base import checked
+from .base import BySpec, checked
 
 __all__ = ["NoisyLinearImputation", "NEIGHBOURS", "impute"]
 
@@ -81,7 +81,7 @@ def impute(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
     return out.reshape(c, h, w)
 
 
-class NoisyLinearImputation:
+class NoisyLinearImputation(BySpec):
     """ROAD's removal: removed pixels imputed from their neighbours, plus a little noise.
 
     Args:
@@ -136,12 +136,3 @@ class NoisyLinearImputation:
             if self.noise:
                 out[i] += np.where(removed[i][None], field, 0.0)
         return torch.from_numpy(out).to(device=x.device, dtype=x.dtype)
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.spec == self.spec  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, self.spec))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.spec!r})"
