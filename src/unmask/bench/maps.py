@@ -1,0 +1,65 @@
+"""Which map a metric reads: the saliency map, or a relevance map for ranking metrics.
+
+The representation-mask family (ShearletX, WaveletX, CartoonX, PixelMask) displays the gray
+explanation image x̂ = T⁻¹(m ⊙ T(x)) as its saliency: it is bright where the kept part of the
+image is bright, so a ranking metric (deletion, insertion, pointing game) reading x̂ ranks bright
+kept regions first whether or not the model uses them. Beside x̂ a benchmark stores a
+**relevance map**: the fraction of the image's local energy that the mask keeps,
+
+    r = avgpool₃(Σ_c x̂_c²) / (avgpool₃(Σ_c x_c²) + ε),   clipped to [0, 1],
+
+which is 1 where the mask keeps the image whole and 0 where it keeps nothing, whatever the
+brightness (for a pixel mask, x̂ = m ⊙ x and r = m² up to the 3×3 smoothing). Methods without an
+explanation image have relevance = saliency. ``map = "auto"`` gives ranking and localisation
+metrics the relevance map and explanation-image metrics x̂; the report says which map each
+metric read.
+"""
+
+from __future__ import annotations
+
+import torch  # noqa: F401  (the doctest uses it)
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["relevance_map", "choose_map", "RELEVANCE"]
+
+#: The name recorded for the relevance map of the representation-mask family.
+RELEVANCE = "kept_energy"
+
+
+def relevance_map(x: Tensor, x_hat: Tensor, eps: float = 1e-3) -> Tensor:
+    """Kept-energy relevance (B, 1, H, W) of explanation images ``x_hat`` of images ``x``.
+
+    Args:
+        x: images (B, 3, H, W) in [0, 1].
+        x_hat: explanation images (B, 3, H, W).
+        eps: added to the image energy (dark pixels do not divide by zero).
+
+    Example:
+        >>> x = torch.full((1, 3, 4, 4), 0.5)
+        >>> keep = torch.zeros(1, 1, 4, 4); keep[..., :2] = 1
+        >>> r = relevance_map(x, x * keep)
+        >>> bool(r[..., 0].min() > r[..., 3].max())
+        True
+    """
+    if x.shape != x_hat.shape or x.ndim != 4:
+        raise ValueError(
+            f"x_hat: expected the shape of x {tuple(x.shape)}, got {tuple(x_hat.shape)}"
+        )
+    kept = F.avg_pool2d(x_hat.float().pow(2).sum(1, keepdim=True), 3, 1, 1, count_include_pad=False)
+    total = F.avg_pool2d(x.float().pow(2).sum(1, keepdim=True), 3, 1, 1, count_include_pad=False)
+    return (kept / (total + eps)).clamp(0, 1)
+
+
+def choose_map(choice: str, kind: str, has_relevance: bool) -> str:
+    """The map a metric reads: ``"saliency"``, ``"relevance"`` or ``"x_hat"``.
+
+    ``choice`` is the config's ``map`` (auto / saliency / relevance), ``kind`` the metric kind.
+    """
+    if kind in ("explanation_image", "artifact"):
+        return "x_hat"
+    if choice == "auto":
+        return "relevance" if has_relevance else "saliency"
+    if choice == "relevance" and not has_relevance:
+        return "saliency"
+    return choice
