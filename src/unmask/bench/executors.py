@@ -108,10 +108,7 @@ class RayExecutor:
                 return self.worker.compute(file, label)
 
         self.actors = [_Actor.remote(plan, threads) for _ in range(self.workers)]
-
-    def pids(self) -> list[int]:
-        """The process ids of the actors (tests kill one)."""
-        return self.ray.get([a.pid.remote() for a in self.actors])
+        self.pids = ray.get([a.pid.remote() for a in self.actors])  # waits for the models
 
     def run(self, tasks: Sequence[tuple[str, str]]) -> Iterator[UnitRecord]:
         ray = self.ray
@@ -160,8 +157,10 @@ class RayExecutor:
             self._started_cluster = False
 
 
-def make_executor(name: str, workers: int = 1, address: str | None = None) -> Any:
-    """An executor by name (``"local"`` or ``"ray"``)."""
+def make_executor(name: Any, workers: int = 1, address: str | None = None) -> Any:
+    """An executor by name (``"local"`` or ``"ray"``); an executor object is returned as is."""
+    if not isinstance(name, str):
+        return name
     if name == "local":
         if address is not None:
             raise ValueError("--address: only with --executor ray")

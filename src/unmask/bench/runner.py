@@ -194,7 +194,7 @@ def run(
     plan: Plan,
     store: str | Path,
     *,
-    executor: str = "local",
+    executor: Any = "local",
     workers: int = 1,
     address: str | None = None,
     limit: int | None = None,
@@ -209,7 +209,8 @@ def run(
     Args:
         plan: a checked :class:`Plan` (:func:`unmask.bench.load_plan`).
         store: the SQLite file (created; resumed when it holds the same config).
-        executor: ``"local"`` (this process) or ``"ray"``.
+        executor: ``"local"`` (this process), ``"ray"``, or an executor object
+            (:mod:`unmask.bench.executors`).
         workers: Ray workers (one model each).
         address: a Ray cluster's address (None: start a local one).
         limit: only the first ``limit`` images (default: the config's ``data.limit``, or all).
@@ -243,7 +244,7 @@ def run(
         ]
         skipped = len(items) * len(plan.methods) - len(tasks)
         written = failed = 0
-        db.start_session(executor, argv)
+        db.start_session(getattr(ex, "name", str(executor)), argv)
         if tasks:
             stream = ex.run(tasks)
             for unit in track(
