@@ -79,3 +79,9 @@ def tiny(tmp_path: Path) -> Path:
     """A config file tiny.toml beside data/ (6 images, the 4th unreadable)."""
     write_images(tmp_path / "data", 6, bad=3)
     return write_config(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def bench_files():
+    """The helpers above, for tests that build their own data set: (write_images, write_config)."""
+    return write_images, write_config

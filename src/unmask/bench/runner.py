@@ -56,6 +56,9 @@ def load_bench_model(config: dict[str, Any]) -> Any:
 
 def metric_key(result_key: str, metric: str, params: dict[str, Any]) -> str:
     """A metric row's key: the explanation's result key + the metric name + its params."""
+    from ..registry import EXECUTION_PARAMS
+
+    params = {k: v for k, v in params.items() if k not in EXECUTION_PARAMS}
     payload = {"result": result_key, "metric": metric, "params": params}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

@@ -126,10 +126,15 @@ class Plan:
 
     @property
     def config_hash(self) -> str:
-        """SHA-256 of the normalised config (``data.limit`` excluded: a trial run on a few
-        images and the full run share one store)."""
+        """SHA-256 of the normalised config, without ``data.limit`` (a trial run on a few images
+        and the full run share one store) and execution settings (``batch_size``...)."""
+        from ..registry import EXECUTION_PARAMS
+
         cfg = json.loads(json.dumps(self.config))
         cfg.get("data", {}).pop("limit", None)
+        for entry in cfg.get("methods", []) + cfg.get("metrics", []):
+            for k in EXECUTION_PARAMS:
+                entry.get("params", {}).pop(k, None)
         return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
 
     def applies(self, method: MethodRun, metric: MetricRun) -> bool:
@@ -294,7 +299,7 @@ def _methods(entries: Any) -> list[MethodRun]:
 
 def _metrics(entries: Any) -> tuple[list[MetricRun], list[MetricRun]]:
     from .. import metrics as _  # noqa: F401  (registers every metric)
-    from ..registry import METRICS
+    from ..registry import EXECUTION_PARAMS, METRICS
 
     if isinstance(entries, list) and all(isinstance(e, str) for e in entries):
         entries = [{"metric": e} for e in entries]
@@ -333,10 +338,9 @@ def _metrics(entries: Any) -> tuple[list[MetricRun], list[MetricRun]]:
             raise _fail(
                 f"{where}.map", f"unknown map {choice!r}; expected one of: {', '.join(MAP_CHOICES)}"
             )
+        shown = {k: v for k, v in sorted(params.items()) if k not in EXECUTION_PARAMS}
         label = table.get("label") or entry.name + (
-            "[" + ",".join(f"{k}={_short(v)}" for k, v in sorted(params.items())) + "]"
-            if params
-            else ""
+            "[" + ",".join(f"{k}={_short(v)}" for k, v in shown.items()) + "]" if shown else ""
         )
         if label in labels:
             raise _fail(

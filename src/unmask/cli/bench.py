@@ -163,7 +163,7 @@ def _report(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.run).with_name(Path(args.run).stem + "-report")
     page = write_report(args.run, out, examples=args.examples, bootstrap=args.bootstrap)
-    print(f"wrote {page} (and results.csv, results.json, summary.json in {out})")
+    print(f"wrote {page} (and results.csv, results.json, in {out})")
     return 0
 
 
