@@ -7,7 +7,8 @@ declared-kind evaluator (``unmask.metrics.evaluate``) is a change here only. Kin
   their curve (scores and fractions) for the report's mean curves.
 * ``localisation``: ``metric(saliency, boxes | mask)``; ``localisation_error`` also stores its
   error at every alpha of :data:`unmask.metrics.ALPHAS` (the report's error-vs-alpha plot).
-* ``explanation_image``: CP scores of x̂ with the method's representation and coefficients.
+* ``explanation_image``: CP scores of x̂ with the method's representation and coefficients
+  (x̂ of a pixel-mask method without one, Extremal Perturbations: keep mask ⊙ x).
 * ``artifact``: the hallucination score of x̂.
 """
 
@@ -44,6 +45,7 @@ def run_metrics(
     relevance: Tensor | None = None,
     boxes: Tensor | None = None,
     mask: Tensor | None = None,
+    x_hat: Tensor | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every metric of one explanation of one image.
 
@@ -55,11 +57,16 @@ def run_metrics(
         relevance: the relevance map (1, 1, H, W), or None (then ranking metrics read saliency).
         boxes: ground-truth boxes (N, 4) in pixels of ``x``, or None.
         mask: ground-truth mask (1, 1, H, W), or None.
+        x_hat: the explanation image (1, 3, H, W) (default: ``explanation.extras["image"]``).
 
     Returns:
         label -> ``{"value": float | None, "data": JSON | None, "map": str}``; a metric that
-        raises is returned as ``{"error": message, "map": str}``.
+        raises is returned as ``{"error": message, "map": str}``. Localisation metrics of an
+        image without boxes or mask are left out (an image without annotations is not a
+        failure; the report's n says how many images each metric read).
     """
+    if x_hat is None:
+        x_hat = explanation.extras.get("image")
     out: dict[str, dict[str, Any]] = {}
     target = explanation.target
     curves: dict[str, Any] = {}
@@ -84,7 +91,7 @@ def run_metrics(
             elif run.kind == "localisation":
                 gt: Any = [boxes] if boxes is not None else mask
                 if gt is None:
-                    raise ValueError("the data set has no boxes or mask for this image")
+                    continue
                 value = metric(saliency, gt)
                 if run.metric == "localisation_error":
                     from ..metrics.localisation import ALPHAS, localisation_error
@@ -101,7 +108,6 @@ def run_metrics(
                         ],
                     }
             elif run.kind in ("explanation_image", "artifact"):
-                x_hat = explanation.extras.get("image")
                 if x_hat is None:
                     raise ValueError(
                         f"{run.metric} needs an explanation image x̂; "

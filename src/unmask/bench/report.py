@@ -113,7 +113,7 @@ def robustness_scores(store: Store) -> dict[str, dict[str, dict[str, float]]]:
 
     config = store.config
     sims = [m for m in config["metrics"] if _kind(m["metric"]) == "similarity"]
-    groups: dict[int, list[str]] = {}
+    groups: dict[str, list[str]] = {}
     for m in config["methods"]:
         groups.setdefault(m["group"], []).append(m["label"])
     units = {(u["file"], u["run"]): u for u in store.units(with_maps=True) if u["status"] == "done"}
@@ -124,7 +124,7 @@ def robustness_scores(store: Store) -> dict[str, dict[str, dict[str, float]]]:
         for labels in groups.values():
             if len(labels) < 2:
                 continue
-            name = labels[0].split("[", 1)[0]
+            name = _group_name(labels)
             scores = []
             for file in store.files():
                 maps = [units[(file, lab)] for lab in labels if (file, lab) in units]
@@ -146,6 +146,16 @@ def robustness_scores(store: Store) -> dict[str, dict[str, dict[str, float]]]:
                 }
         out[sim["label"]] = per_group
     return out
+
+
+def _group_name(labels: list[str]) -> str:
+    """The common part of a group's labels: ``lime[seed=0]``, ``lime[seed=1]`` -> ``lime``;
+    ``mp[removal=telea,l1=0.1]``... -> ``mp[removal=telea]``."""
+    base = labels[0].split("[", 1)[0]
+    parts = [set(lab[len(base) + 1 : -1].split(",")) if "[" in lab else set() for lab in labels]
+    common = [p for p in labels[0][len(base) + 1 : -1].split(",") if all(p in q for q in parts)]
+    common = [p for p in common if p]
+    return base + (f"[{','.join(common)}]" if common else "")
 
 
 def _kind(metric: str) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -140,16 +141,29 @@ class Worker:
         key = e.keys(x, self.model)[0]
         x_hat = e.extras.get("image")
         relevance = relevance_map(x, x_hat) if isinstance(x_hat, torch.Tensor) else None
+        if x_hat is None and isinstance(e.extras.get("keep_masks"), torch.Tensor):
+            from ..metrics.cp import masked_image  # Extremal Perturbations: x̂ = m ⊙ x
+
+            x_hat = masked_image(x, e.extras["keep_masks"][:, :1])
         metrics = [
             (m, build_metric(m, self.model, getattr(explainer, "representation", None)))
             for m in self.plan.metrics
             if self.plan.applies(run, m)
         ]
         values = run_metrics(
-            self.model, x, e, metrics, relevance=relevance, boxes=sample.boxes, mask=sample.mask
+            self.model,
+            x,
+            e,
+            metrics,
+            relevance=relevance,
+            boxes=sample.boxes,
+            mask=sample.mask,
+            x_hat=x_hat,
         )
         results = []
         for m, _ in metrics:
+            if m.label not in values:  # not applicable to this image (no boxes)
+                continue
             v = values[m.label]
             mk = metric_key(key, m.metric, m.params)
             if "error" in v:
@@ -183,14 +197,16 @@ class RunSummary:
     seconds: float
 
 
-def check_plan(plan: Plan, dataset: Dataset) -> None:
-    """Plan-vs-data checks that need the data set (before any work starts)."""
+def check_plan(plan: Plan, dataset: Dataset) -> list[str]:
+    """Plan-vs-data checks that need the data set; returns warnings (nothing is wrong enough
+    to stop: localisation metrics skip images without boxes or masks)."""
     needs = [m.label for m in plan.metrics if m.kind == "localisation"]
     if needs and not dataset.has_boxes:
-        raise ValueError(
-            f"metrics: {needs[0]!r} needs ground-truth boxes or masks, and the data set "
-            f"at {plan.data['path']} has none (no boxes.csv, masks/ or annotations/)"
-        )
+        return [
+            f"metrics: {', '.join(needs)} need ground-truth boxes or masks, and the data set at "
+            f"{plan.data['path']} has none (no boxes.csv, masks/ or annotations/): skipped"
+        ]
+    return []
 
 
 def run(
@@ -206,6 +222,9 @@ def run(
     progress: bool | Callable[[int, int], object] = True,
     argv: Sequence[str] | None = None,
     on_unit: Callable[[UnitRecord], object] | None = None,
+    log: Callable[[str], object] | None = lambda line: print(
+        f"unmask: warning: {line}", file=sys.stderr
+    ),
 ) -> RunSummary:
     """Run (or resume) ``plan`` into the store file ``store``.
 
@@ -222,13 +241,16 @@ def run(
         progress: a bar with ETA (True), a callback ``(done, total)``, or nothing.
         argv: the command line recorded with the session.
         on_unit: called with each unit as it is stored (tests, live views).
+        log: where warnings go (default: stderr; None: nowhere).
     """
     from ..progress import track
     from .executors import make_executor
 
     started = time.perf_counter()
     dataset = open_dataset(plan.data["path"], plan.data.get("kind", "auto"))
-    check_plan(plan, dataset)
+    for warning in check_plan(plan, dataset):
+        if log is not None:
+            log(warning)
     limit = limit or plan.data.get("limit")
     items = dataset.items[:limit] if limit else dataset.items
     Store.check_path(

@@ -74,15 +74,17 @@ class MethodRun:
         method: registered method name.
         params: hyperparameters as written (JSON values; removals as spec strings).
         seed: the seed passed to stochastic methods (None for deterministic ones).
-        group: index of the ``[[methods]]`` entry it came from (runs of one entry are compared
-            by the robustness metrics).
+        group: the robustness group: the ``[[methods]]`` entry it came from (its index) and,
+            when the entry lists ``removals``, its removal (``"3"``, ``"3:telea"``): the runs of
+            a group differ by seed or swept hyperparameters only, and the similarity metrics
+            (robustness) compare them.
     """
 
     label: str
     method: str
     params: dict[str, Any]
     seed: int | None
-    group: int
+    group: str
 
     def build(self, model: Any) -> Any:
         """The explainer for ``model``."""
@@ -138,12 +140,14 @@ class Plan:
         return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
 
     def applies(self, method: MethodRun, metric: MetricRun) -> bool:
-        """Whether ``metric`` is computed for ``method`` (explanation-image metrics need a
-        method that makes an explanation image x̂: the representation-mask family)."""
+        """Whether ``metric`` is computed for ``method``: explanation-image metrics need a
+        method that makes an explanation image x̂ (the representation-mask family, and
+        Extremal Perturbations with x̂ = keep mask ⊙ x)."""
         if metric.kind in ("explanation_image", "artifact"):
             from ..registry import METHODS
 
-            return METHODS.get(method.method).accepts("representation")
+            entry = METHODS.get(method.method)
+            return entry.accepts("representation") or entry.accepts("areas")
         return metric.kind != "similarity"
 
     def to_json(self) -> str:
@@ -293,7 +297,8 @@ def _methods(entries: Any) -> list[MethodRun]:
                 f"two runs are both labelled {label!r}; give each [[methods]] table its own label",
             )
         labels.add(label)
-        out.append(MethodRun(label, name, p, seed, g))
+        group = f"{g}:{p['removal']}" if "removal" in varying else str(g)
+        out.append(MethodRun(label, name, p, seed, group))
     return out
 
 
@@ -448,8 +453,12 @@ def parse_plan(
     return Plan(name, model, data_cfg, methods, metrics, similarity, normalised)
 
 
-def load_plan(path: str | Path, data: str | Path | None = None) -> Plan:
-    """Read and check a TOML benchmark file (see the module docstring)."""
+def load_plan(
+    path: str | Path, data: str | Path | None = None, base: str | Path | None = None
+) -> Plan:
+    """Read and check a TOML benchmark file (see the module docstring).
+
+    Relative data paths are resolved against ``base`` (default: the file's folder)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CONFIG: no such file {str(path)!r}")
@@ -458,4 +467,4 @@ def load_plan(path: str | Path, data: str | Path | None = None) -> Plan:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"CONFIG: {path} is not valid TOML ({exc})") from None
     config.setdefault("name", path.stem)
-    return parse_plan(config, base=path.parent, data=data)
+    return parse_plan(config, base=path.parent if base is None else base, data=data)

@@ -102,8 +102,9 @@ def _plan(config: str, data: str | None):  # type: ignore[no-untyped-def]
     from ..bench.presets import preset_path
     from ..bench.spec import load_plan
 
-    path = preset_path(config[len("preset:") :]) if config.startswith("preset:") else Path(config)
-    return load_plan(path, data=data)
+    if config.startswith("preset:"):  # a preset's relative data path: from the current folder
+        return load_plan(preset_path(config[len("preset:") :]), data=data, base=Path.cwd())
+    return load_plan(Path(config), data=data)
 
 
 def _run(args: argparse.Namespace) -> int:
