@@ -268,7 +268,7 @@ def open_dataset(path: str | Path, kind: str = "auto") -> Dataset:
         labels = root / "labels.csv"
         if not labels.is_file():
             raise FileNotFoundError(f"data.path: no labels.csv in {str(root)!r}")
-        rows = _read_csv(labels, ("file",))
+        rows = _read_csv(labels, ("file", "class_index"))
         entries: list[tuple[str, int | tuple[int, ...] | None]] = []
         seen: set[str] = set()
         for n, row in enumerate(rows, start=2):

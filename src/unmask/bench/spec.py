@@ -248,8 +248,13 @@ def _methods(entries: Any) -> list[MethodRun]:
                 )
             if not entry.accepts("removal"):
                 raise _fail(f"{where}.removals", f"method {entry.name!r} takes no removal")
-            for r in removals:
-                _check_params(entry, {"removal": r}, f"{where}.removals", "method")
+            from ..removal import make_removal
+
+            for i, r in enumerate(removals):
+                try:
+                    make_removal(r)
+                except ValueError as exc:
+                    raise _fail(f"{where}.removals[{i}]", str(exc).split(": ", 1)[-1]) from None
         seeds = table.get("seeds")
         stochastic = entry.accepts("seed")
         if seeds is not None:
