@@ -9,9 +9,10 @@ flow into one file through one writer.
   in this process, units in order.
 * :class:`RayExecutor` (``pip install "unmask[ray]"``): ``workers`` Ray actors, each loading the
   model once; up to two units in flight per actor. An actor whose process dies is restarted by
-  Ray (``max_restarts=-1``) and its unit is retried (``max_task_retries=-1``); a unit whose
-  retry still fails is resubmitted once more by the driver. With no ``address``, a local Ray
-  cluster with ``workers`` CPUs is started (and stopped at ``close``).
+  Ray (``max_restarts=-1``) and its units are retried (``max_task_retries=2``); a unit whose
+  worker died three times is stored as failed (a unit that kills every worker does not loop
+  forever). With no ``address``, a local Ray cluster with ``workers`` CPUs is started (and
+  stopped at ``close``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from .store import UnitRecord
 __all__ = ["LocalExecutor", "RayExecutor", "make_executor", "EXECUTORS"]
 
 EXECUTORS = ("local", "ray")
+
+#: Ray retries of a unit whose worker died (then the unit is stored as failed).
+RETRIES = 2
 
 
 class LocalExecutor:
@@ -96,7 +100,7 @@ class RayExecutor:
             ray.init(address=self.address, **kwargs)
             self._started_cluster = True
 
-        @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)
+        @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=RETRIES)
         class _Actor:
             def __init__(self, plan: Plan, threads: int | None) -> None:
                 self.worker = Worker(plan, threads or 1)
@@ -113,35 +117,30 @@ class RayExecutor:
     def run(self, tasks: Sequence[tuple[str, str]]) -> Iterator[UnitRecord]:
         ray = self.ray
         queue = deque(tasks)
-        pending: dict[Any, tuple[int, tuple[str, str], int]] = {}
-        attempts: dict[tuple[str, str], int] = {}
+        pending: dict[Any, tuple[int, tuple[str, str]]] = {}
 
         def submit(i: int) -> None:
             if queue:
                 task = queue.popleft()
-                pending[self.actors[i].compute.remote(*task)] = (i, task, attempts.get(task, 0))
+                pending[self.actors[i].compute.remote(*task)] = (i, task)
 
         for i in range(len(self.actors)):
             submit(i)
             submit(i)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
-            i, task, tries = pending.pop(ready[0])
+            i, task = pending.pop(ready[0])
             try:
                 unit = ray.get(ready[0])
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
-                if tries >= 2:
-                    unit = UnitRecord(
-                        task[0],
-                        task[1],
-                        "failed",
-                        error=f"Ray worker died {tries + 1} times on this unit: {exc}",
-                    )
-                else:
-                    attempts[task] = tries + 1
-                    queue.appendleft(task)
-                    submit(i)
-                    continue
+                text = str(exc).strip()
+                message = text.splitlines()[0] if text else type(exc).__name__
+                unit = UnitRecord(
+                    task[0],
+                    task[1],
+                    "failed",
+                    error=f"the Ray worker died {RETRIES + 1} times on this unit ({message})",
+                )
             yield unit
             submit(i)
 
