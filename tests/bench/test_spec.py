@@ -101,3 +101,33 @@ def test_config_hash_ignores_limit_and_execution_settings() -> None:
 def test_every_method_is_accepted() -> None:
     for name in METHODS.names():
         parse_plan(_with(methods=[{"method": name}]))
+
+
+def test_every_preset_is_a_valid_plan(tmp_path) -> None:
+    from unmask.bench import load_plan
+    from unmask.bench.presets import PRESETS, preset_path
+
+    assert {"generative", "figure4", "saliency-maps-metrics"} <= set(PRESETS)
+    for name, summary in PRESETS.items():
+        plan = load_plan(preset_path(name), data=tmp_path)
+        assert plan.name == name and summary and plan.methods and plan.metrics
+    generative = load_plan(preset_path("generative"), data=tmp_path)
+    assert {
+        "sp[patch_size=29]",
+        "sp-g[patch_size=29]",
+        "mp[removal=telea]",
+        "fido[removal=blur:10]",
+        "mp2-g",
+        "lime-g[seed=1]",
+    } <= {m.label for m in generative.methods}
+    assert [m.metric for m in generative.similarity] == ["ssim", "hog_pearson", "spearman"]
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+    import importlib
+
+    for name in ("data", "spec", "store", "maps", "report"):
+        module = importlib.import_module(f"unmask.bench.{name}")
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, name

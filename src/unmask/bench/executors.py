@@ -92,12 +92,19 @@ class RayExecutor:
                 "log_to_driver": False,
                 "configure_logging": False,
             }
+            saved = os.environ.get("PYTHONPATH")
             if self.address is None:
                 kwargs["num_cpus"] = self.workers
-                os.environ["PYTHONPATH"] = path  # local workers import this unmask
+                os.environ["PYTHONPATH"] = path  # the local cluster's workers import this unmask
             else:
                 kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": path}}
-            ray.init(address=self.address, **kwargs)
+            try:
+                ray.init(address=self.address, **kwargs)
+            finally:
+                if saved is None:
+                    os.environ.pop("PYTHONPATH", None)
+                else:
+                    os.environ["PYTHONPATH"] = saved
             self._started_cluster = True
 
         @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=RETRIES)
