@@ -193,7 +193,15 @@ def _curve_plots(store: Store, runs: list[str]) -> list[tuple[str, str]]:
     rows = [
         r for r in store.results() if r["status"] == "done" and r["data"] and "scores" in r["data"]
     ]
+    # metrics that read the same curve (deletion and dc, insertion and ic) share one plot
+    curves: dict[str, list[str]] = {}
     for label in dict.fromkeys(r["metric"] for r in rows):
+        sig = json.dumps(
+            sorted((r["file"], r["run"], r["data"]["scores"]) for r in rows if r["metric"] == label)
+        )
+        curves.setdefault(sig, []).append(label)
+    for labels in curves.values():
+        label = labels[0]
         fig, ax = plt.subplots(figsize=(5, 3.2))
         for run in runs:
             sel = [r["data"] for r in rows if r["metric"] == label and r["run"] == run]
@@ -204,10 +212,10 @@ def _curve_plots(store: Store, runs: list[str]) -> list[tuple[str, str]]:
             ax.plot(sel[0]["fractions"][:n], mean, label=f"{run} (n={len(sel)})")
         ax.set_xlabel("fraction of pixels changed")
         ax.set_ylabel("target score (mean over images)")
-        ax.set_title(f"mean curve: {label}")
+        ax.set_title(f"mean curve: {', '.join(labels)}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        out.append((f"Mean curve of {label}", _png(fig)))
+        out.append((f"Mean curve of {' and '.join(labels)}", _png(fig)))
     return out
 
 
@@ -217,7 +225,15 @@ def _alpha_plot(store: Store, runs: list[str]) -> list[tuple[str, str]]:
         r for r in store.results() if r["status"] == "done" and r["data"] and "alphas" in r["data"]
     ]
     out = []
+    # metrics that read the same curve (deletion and dc, insertion and ic) share one plot
+    curves: dict[str, list[str]] = {}
     for label in dict.fromkeys(r["metric"] for r in rows):
+        sig = json.dumps(
+            sorted((r["file"], r["run"], r["data"]["scores"]) for r in rows if r["metric"] == label)
+        )
+        curves.setdefault(sig, []).append(label)
+    for labels in curves.values():
+        label = labels[0]
         fig, ax = plt.subplots(figsize=(5, 3.2))
         for run in runs:
             sel = [r["data"] for r in rows if r["metric"] == label and r["run"] == run]
