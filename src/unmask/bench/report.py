@@ -225,15 +225,7 @@ def _alpha_plot(store: Store, runs: list[str]) -> list[tuple[str, str]]:
         r for r in store.results() if r["status"] == "done" and r["data"] and "alphas" in r["data"]
     ]
     out = []
-    # metrics that read the same curve (deletion and dc, insertion and ic) share one plot
-    curves: dict[str, list[str]] = {}
     for label in dict.fromkeys(r["metric"] for r in rows):
-        sig = json.dumps(
-            sorted((r["file"], r["run"], r["data"]["scores"]) for r in rows if r["metric"] == label)
-        )
-        curves.setdefault(sig, []).append(label)
-    for labels in curves.values():
-        label = labels[0]
         fig, ax = plt.subplots(figsize=(5, 3.2))
         for run in runs:
             sel = [r["data"] for r in rows if r["metric"] == label and r["run"] == run]
