@@ -1,0 +1,295 @@
+"""Run a benchmark plan into its store: units of (image, method run), resumable.
+
+A **unit** is one method run on one image: load the image, pick the target, explain, compute
+every metric, return a :class:`~unmask.bench.store.UnitRecord`. Units are independent (each
+builds its explainer and metrics afresh from the plan, with the plan's seeds), so the result
+of a unit does not depend on the order, the executor or what ran before: a resumed run and an
+uninterrupted one store the same values. :class:`Worker` computes units (one per process: the
+model is loaded once); the driver (:func:`run`) writes what the executor returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..explanation import image_digest
+from .data import Dataset, Sample, open_dataset
+from .maps import relevance_map
+from .metrics import build_metric, run_metrics
+from .spec import Plan
+from .store import ResultRecord, Store, UnitRecord
+
+__all__ = ["Worker", "run", "load_bench_model", "metric_key", "RunSummary", "check_plan"]
+
+
+def load_bench_model(config: dict[str, Any]) -> Any:
+    """The model of a plan's ``[model]`` table: a :func:`unmask.load_model` name,
+    ``"tv:<arch>"`` (with ``weights``), or ``"module:function"`` returning a Classifier."""
+    from ..models import Classifier, load_model
+
+    name = config["name"]
+    device = config.get("device", "cpu")
+    if ":" in name and not name.startswith("tv:"):
+        module, _, attr = name.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"model.name: cannot import {name!r} ({exc})") from None
+        model = factory()
+        if not isinstance(model, Classifier):
+            raise TypeError(
+                f"model.name: {name!r} returned a {type(model).__name__}, expected an "
+                "unmask.Classifier"
+            )
+        return model.to(device).eval()
+    return load_model(name, device=device, weights=config.get("weights"))
+
+
+def metric_key(result_key: str, metric: str, params: dict[str, Any]) -> str:
+    """A metric row's key: the explanation's result key + the metric name + its params."""
+    from ..registry import EXECUTION_PARAMS
+
+    params = {k: v for k, v in params.items() if k not in EXECUTION_PARAMS}
+    payload = {"result": result_key, "metric": metric, "params": params}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class Worker:
+    """Computes units of a plan; loads the model and lists the data set once.
+
+    Args:
+        plan: the checked plan.
+        threads: torch CPU threads of this process (None: leave as is).
+    """
+
+    def __init__(self, plan: Plan, threads: int | None = None) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        self.plan = plan
+        self.model = load_bench_model(plan.model)
+        self.dataset: Dataset = open_dataset(plan.data["path"], plan.data.get("kind", "auto"))
+        self.items = {i.file: i for i in self.dataset.items}
+        self.runs = {m.label: m for m in plan.methods}
+        self.size = plan.model.get("size") or (
+            self.model.input_size[0] if self.model.input_size else 224
+        )
+        self._cache: tuple[str, Any] | None = None
+
+    def _sample(self, file: str) -> tuple[Sample, Any]:
+        """The loaded image and its target (the last one is cached: units go image by image)."""
+        if self._cache is not None and self._cache[0] == file:
+            return self._cache[1]
+        item = self.items.get(file)
+        if item is None:
+            raise ValueError(f"{file}: not in the data set at {self.plan.data['path']}")
+        sample = self.dataset.load(item, self.size, self.plan.model.get("fit", "crop"))
+        if self.plan.data.get("target", "label") == "top1":
+            with torch.no_grad():
+                target: Any = int(self.model(sample.x.to(self.model.device)).argmax(1)[0])
+        else:
+            if item.label is None:
+                raise ValueError(f'{file}: no label in the data set (use data.target = "top1")')
+            target = list(item.label) if isinstance(item.label, tuple) else item.label
+            classes = target if isinstance(target, list) else [target]
+            if max(classes) >= self.model.num_classes:
+                raise ValueError(
+                    f"{file}: label {target} is not a class of the model "
+                    f"({self.model.num_classes} classes)"
+                )
+        self._cache = (file, (sample, target))
+        return sample, target
+
+    def check(self) -> None:
+        """Build every explainer and metric once (bad values fail before any work starts)."""
+        for run in self.plan.methods:
+            explainer = run.build(self.model)
+            for metric in self.plan.metrics:
+                if self.plan.applies(run, metric):
+                    build_metric(metric, self.model, getattr(explainer, "representation", None))
+
+    def compute(self, file: str, label: str) -> UnitRecord:
+        """One unit: explain ``file`` with the method run ``label`` and score it."""
+        run = self.runs[label]
+        start = time.perf_counter()
+        try:
+            sample, target = self._sample(file)
+        except Exception as exc:  # unreadable image, missing label: this unit fails, others go on
+            return UnitRecord(file, label, "failed", error=str(exc))
+        x = sample.x.to(self.model.device)
+        try:
+            explainer = run.build(self.model)
+            e = explainer.explain(x, [target])
+        except Exception as exc:
+            return UnitRecord(
+                file,
+                label,
+                "failed",
+                image=image_digest(x[0]),
+                target=target,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        key = e.keys(x, self.model)[0]
+        x_hat = e.extras.get("image")
+        relevance = relevance_map(x, x_hat) if isinstance(x_hat, torch.Tensor) else None
+        if x_hat is None and isinstance(e.extras.get("keep_masks"), torch.Tensor):
+            from ..metrics.cp import masked_image  # Extremal Perturbations: x̂ = m ⊙ x
+
+            x_hat = masked_image(x, e.extras["keep_masks"][:, :1])
+        metrics = [
+            (m, build_metric(m, self.model, getattr(explainer, "representation", None)))
+            for m in self.plan.metrics
+            if self.plan.applies(run, m)
+        ]
+        values = run_metrics(
+            self.model,
+            x,
+            e,
+            metrics,
+            relevance=relevance,
+            boxes=sample.boxes,
+            mask=sample.mask,
+            x_hat=x_hat,
+        )
+        results = []
+        for m, _ in metrics:
+            if m.label not in values:  # not applicable to this image (no boxes)
+                continue
+            v = values[m.label]
+            mk = metric_key(key, m.metric, m.params)
+            if "error" in v:
+                results.append(ResultRecord(m.label, mk, "failed", map=v["map"], error=v["error"]))
+            else:
+                results.append(ResultRecord(m.label, mk, "done", v["value"], v["data"], v["map"]))
+        return UnitRecord(
+            file,
+            label,
+            "done",
+            key=key,
+            image=image_digest(x[0]),
+            target=target,
+            spec=e.spec,
+            seconds=round(time.perf_counter() - start, 4),
+            saliency=e.saliency[0, 0].detach().cpu().float().numpy(),
+            relevance=None if relevance is None else relevance[0, 0].detach().cpu().numpy(),
+            results=results,
+        )
+
+
+@dataclass
+class RunSummary:
+    """What one call of :func:`run` did."""
+
+    store: Path
+    units: int
+    written: int
+    failed: int
+    skipped: int
+    seconds: float
+
+
+def check_plan(plan: Plan, dataset: Dataset) -> list[str]:
+    """Plan-vs-data checks that need the data set; returns warnings (nothing is wrong enough
+    to stop: localisation metrics skip images without boxes or masks)."""
+    needs = [m.label for m in plan.metrics if m.kind == "localisation"]
+    if needs and not dataset.has_boxes:
+        return [
+            f"metrics: {', '.join(needs)} need ground-truth boxes or masks, and the data set at "
+            f"{plan.data['path']} has none (no boxes.csv, masks/ or annotations/): skipped"
+        ]
+    return []
+
+
+def run(
+    plan: Plan,
+    store: str | Path,
+    *,
+    executor: Any = "local",
+    workers: int = 1,
+    address: str | None = None,
+    limit: int | None = None,
+    retry_failed: bool = False,
+    threads: int | None = None,
+    progress: bool | Callable[[int, int], object] = True,
+    argv: Sequence[str] | None = None,
+    on_unit: Callable[[UnitRecord], object] | None = None,
+    log: Callable[[str], object] | None = lambda line: print(
+        f"unmask: warning: {line}", file=sys.stderr
+    ),
+) -> RunSummary:
+    """Run (or resume) ``plan`` into the store file ``store``.
+
+    Args:
+        plan: a checked :class:`Plan` (:func:`unmask.bench.load_plan`).
+        store: the SQLite file (created; resumed when it holds the same config).
+        executor: ``"local"`` (this process), ``"ray"``, or an executor object
+            (:mod:`unmask.bench.executors`).
+        workers: Ray workers (one model each).
+        address: a Ray cluster's address (None: start a local one).
+        limit: only the first ``limit`` images (default: the config's ``data.limit``, or all).
+        retry_failed: recompute the units that failed (their rows are replaced).
+        threads: torch CPU threads per worker.
+        progress: a bar with ETA (True), a callback ``(done, total)``, or nothing.
+        argv: the command line recorded with the session.
+        on_unit: called with each unit as it is stored (tests, live views).
+        log: where warnings go (default: stderr; None: nowhere).
+    """
+    from ..progress import track
+    from .executors import make_executor
+
+    started = time.perf_counter()
+    dataset = open_dataset(plan.data["path"], plan.data.get("kind", "auto"))
+    for warning in check_plan(plan, dataset):
+        if log is not None:
+            log(warning)
+    limit = limit or plan.data.get("limit")
+    items = dataset.items[:limit] if limit else dataset.items
+    Store.check_path(
+        store, plan.config, plan.config_hash
+    )  # a foreign store / another config: before any work
+    ex = make_executor(executor, workers=workers, address=address)
+    ex.start(plan, threads=threads)  # loads the model, builds every explainer and metric once
+    db = Store.create_or_resume(store, plan.config, plan.config_hash)
+    try:
+        db.set_files(i.file for i in dataset.items)
+        if retry_failed:
+            db.forget_failed()
+        done = db.done_units()
+        tasks = [
+            (i.file, m.label) for i in items for m in plan.methods if (i.file, m.label) not in done
+        ]
+        skipped = len(items) * len(plan.methods) - len(tasks)
+        written = failed = 0
+        db.start_session(getattr(ex, "name", str(executor)), argv)
+        if tasks:
+            stream = ex.run(tasks)
+            for unit in track(
+                stream, len(tasks), progress, desc=f"bench {plan.name}", unit="unit", minimum=0
+            ):
+                if db.write_unit(unit):
+                    written += 1
+                    failed += unit.status == "failed" or any(
+                        r.status == "failed" for r in unit.results
+                    )
+                if on_unit is not None:
+                    on_unit(unit)
+        return RunSummary(
+            Path(store),
+            len(tasks) + skipped,
+            written,
+            failed,
+            skipped,
+            time.perf_counter() - started,
+        )
+    finally:
+        ex.close()
+        db.close()
