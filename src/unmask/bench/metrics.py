@@ -28,8 +28,8 @@ __all__ = ["run_metrics", "build_metric"]
 
 def build_metric(run: Any, model: Any, representation: Any = None) -> Any:
     """The metric object of a :class:`~unmask.bench.spec.MetricRun` (for a method's representation)."""
-    if run.kind == "explanation_image":
-        return run.build(model=model, representation=representation)
+    if run.kind == "explanation_image":  # the model comes at call time
+        return run.build(representation=representation)
     return run.build()
 
 
@@ -118,7 +118,7 @@ def run_metrics(
                 else:
                     coeffs = explanation.extras.get("coefficients")
                     coeffs = [coeffs] if isinstance(coeffs, Tensor) else coeffs
-                    value = metric(x, x_hat, target, coefficients=coeffs)
+                    value = metric(model, x, x_hat, target, coefficients=coeffs)
             else:  # pragma: no cover - the plan never schedules other kinds
                 raise ValueError(f"{run.metric}: kind {run.kind!r} is not run per image")
             v = float(torch.as_tensor(value).double().flatten()[0])

@@ -333,7 +333,9 @@ def _metrics(entries: Any) -> tuple[list[MetricRun], list[MetricRun]]:
                 f"unknown metric {table['metric']!r}; expected one of: "
                 f"{', '.join(METRICS.names())}",
             ) from None
-        kind = getattr(entry.factory, "kind", None)
+        from ..metrics.kinds import kind_of
+
+        kind = kind_of(entry).name  # the kind declared with the metric (unmask.metrics.kinds)
         if kind not in METRIC_KINDS:
             raise _fail(
                 f"{where}.metric",
