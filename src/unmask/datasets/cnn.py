@@ -25,7 +25,8 @@ from .._checks import check_positive
 from ..models import Classifier
 from . import synthetic
 
-__all__ = ["SyntheticCNN", "train", "accuracy", "load", "save", "WEIGHTS_FORMAT", "default_weights"]
+__all__ = ["SyntheticCNN", "train", "accuracy", "load", "save", "default_weights", "WEIGHTS_FORMAT",
+           "FEATURE_LAYER"]
 
 #: The ``format`` entry of a weights file written by :func:`save`.
 WEIGHTS_FORMAT = "unmask.synthetic_cnn/1"
@@ -64,9 +65,16 @@ class SyntheticCNN(nn.Module):
         return self.head(self.features(x).mean((2, 3)))
 
 
-def _classifier(net: SyntheticCNN, size: int, classes: list[str]) -> Classifier:
-    return Classifier(net.eval(), mean=(MEAN,) * 3, std=(STD,) * 3, input_size=size,
-                      class_names=classes, name="synthetic_cnn")
+#: The layer of CAMs (a path in ``model.net.named_modules()``).
+FEATURE_LAYER = "features"
+
+
+def _classifier(net: SyntheticCNN, size: int, classes: list[str], mean: float = MEAN,
+                std: float = STD) -> Classifier:
+    model = Classifier(net.eval(), mean=(mean,) * 3, std=(std,) * 3, input_size=size,
+                       class_names=classes, name="synthetic_cnn")
+    model.feature_layer = FEATURE_LAYER  # the default layer of layer methods (Grad-CAM)
+    return model
 
 
 @contextlib.contextmanager
@@ -206,6 +214,5 @@ def load(weights: str | Path | None = None) -> Classifier:
         raise ValueError(f"weights: {path} is not a synthetic CNN weights file ({WEIGHTS_FORMAT})")
     net = SyntheticCNN(num_classes=len(ckpt["classes"]))
     net.load_state_dict(ckpt["state_dict"])
-    return Classifier(net.eval(), mean=(float(ckpt["mean"]),) * 3, std=(float(ckpt["std"]),) * 3,
-                      input_size=int(ckpt["input_size"]), class_names=list(ckpt["classes"]),
-                      name="synthetic_cnn")
+    return _classifier(net, int(ckpt["input_size"]), list(ckpt["classes"]),
+                       float(ckpt["mean"]), float(ckpt["std"]))

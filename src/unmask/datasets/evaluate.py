@@ -68,10 +68,11 @@ METHODS: tuple[str, ...] = ("occlusion", "rise", "lime", "extremal", "random", "
 
 #: Hyperparameters for 64² images (the paper's are for 224²); the rest are each method's defaults.
 SETTINGS: dict[str, dict[str, Any]] = {
-    "occlusion": {"patch_size": 12, "stride": 2},  # the paper's 29 px / 224 px, scaled
-    "rise": {"masks": 2000, "s": 8},
+    "occlusion": {"patch_size": 12, "stride": 3},  # the paper's 29 px at 224², scaled
+    "rise": {"masks": 1000, "s": 8},
     "lime": {"n_segments": 50, "samples": 500},
-    "extremal": {"areas": 0.12, "steps": 300, "step": 4, "sigma": 6.0},
+    "extremal": {"areas": 0.12, "steps": 200, "step": 4, "sigma": 6.0},
+    "gradcam": {"layer": "features"},  # the synthetic CNN's last conv block (16 x 16)
 }
 
 
