@@ -119,7 +119,9 @@ def test_shipped_model_loads_with_weights_only_and_classifies_fresh_images():
 
 
 def test_training_is_seeded():
+    before = torch.random.get_rng_state()
     a, info = cnn.train(n_train=16, epochs=1, seed=5, batch_size=8, n_val=4)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's random state is kept
     b, _ = cnn.train(n_train=16, epochs=1, seed=5, batch_size=8, n_val=4)
     for (k, va), vb in zip(a.net.state_dict().items(), b.net.state_dict().values(), strict=True):
         assert torch.equal(va, vb), k

@@ -79,13 +79,15 @@ def _classifier(net: SyntheticCNN, size: int, classes: list[str], mean: float = 
 
 @contextlib.contextmanager
 def _deterministic(threads: int) -> Iterator[None]:
-    """Deterministic torch algorithms and a fixed thread count, restored afterwards."""
+    """Deterministic torch algorithms and a fixed thread count, restored afterwards; the
+    caller's global random state is left as it was."""
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
     try:
-        yield
+        with torch.random.fork_rng(devices=[]):
+            yield
     finally:
         torch.use_deterministic_algorithms(old_det)
         torch.set_num_threads(old_threads)
