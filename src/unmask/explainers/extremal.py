@@ -40,8 +40,8 @@ class SmoothMask:
     frame**: rows ``-margin .. max(step * (h - 1) + margin, H - 1)`` (and the same for columns),
     ``margin`` pixels beyond the outermost cells on every side, ``h`` the number of cell rows.
     Fong et al.'s area constraint is measured on this frame (TorchRay's ``shape_out``): a cell
-    near the border then counts as many mask pixels as one in the middle, so the area term does
-    not favour the border. With ``sigma`` a multiple of ``step`` (TorchRay's 7 / 21) the frame
+    near the border then counts at least as many mask pixels as one in the middle, so the area
+    term does not favour the border (on the image crop a corner cell counts about a third). With ``sigma`` a multiple of ``step`` (TorchRay's 7 / 21) the frame
     and its values are exactly TorchRay's.
 
     Args:
