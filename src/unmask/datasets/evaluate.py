@@ -62,9 +62,9 @@ __all__ = [
 ]
 
 #: The methods of the table in docs/synthetic-benchmark.md. Adding a registered method is
-#: adding its name (e.g. ``"gradcam"``).
-METHODS: tuple[str, ...] = ("occlusion", "rise", "lime", "extremal", "random", "centre",
-                            "whole_image")
+#: adding its name.
+METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "occlusion", "rise", "lime", "extremal",
+                            "random", "centre", "whole_image")
 
 #: Hyperparameters for 64² images (the paper's are for 224²); the rest are each method's defaults.
 SETTINGS: dict[str, dict[str, Any]] = {
