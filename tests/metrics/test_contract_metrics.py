@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import unmask.metrics  # noqa: F401  (registers every metric)
+from unmask.api import make_explainer
 from unmask.metrics.kinds import METRIC_KINDS, MetricKind, kind_of
 from unmask.registry import METRICS, Entry
 from unmask.testing import region_box, region_images, region_mask, region_model
@@ -50,6 +51,9 @@ FACTORIES = {
     "contrastive": lambda b: {**dict(zip(("model", "x", "saliency"), _base(b), strict=True)),
                               "target": 1, "competitors": {0}},
     "map": lambda b: {"saliency": smooth_maps(b, 0)},
+    # an explainer whose maps depend on the image and the class (input x gradient)
+    "explainer": lambda b: {"model": region_model(), "x": region_images(b, SIZE, seed=3),
+                            "explainer": make_explainer(region_model(), method="input_x_gradient")},
 }
 
 
@@ -64,12 +68,14 @@ def test_every_declared_kind_has_inputs_here():
 
 def test_the_expected_kinds_and_metrics_are_registered():
     assert {"faithfulness", "localisation", "similarity", "explanation_image", "artifact",
-            "contrastive", "map"} <= set(METRIC_KINDS)
+            "contrastive", "map", "explainer"} <= set(METRIC_KINDS)
     assert {"deletion", "insertion", "dc", "ic", "iic", "ad", "add", "saliency_metric", "cauc",
             "cdrop", "cp_l1", "hallucination_score", "pointing_game", "ssim", "road_morf", "road_lerf", "road_combined", "sparseness",
             "complexity", "effective_complexity", "faithfulness_correlation", "faithfulness_estimate",
             "pixel_flipping", "region_perturbation", "monotonicity",
-            "monotonicity_correlation"} <= set(NAMES)
+            "monotonicity_correlation", "random_logit", "max_sensitivity", "avg_sensitivity",
+            "local_lipschitz_estimate", "relative_input_stability",
+            "relative_output_stability"} <= set(NAMES)
 
 
 def test_an_undeclared_kind_fails():

@@ -1,0 +1,294 @@
+"""Robustness of an explainer to small input perturbations (kind ``"explainer"``).
+
+The explainer is re-run on ``samples`` perturbed copies ``x' = clip(x + δ, 0, 1)`` of every
+image, in batches, for the same target. The perturbations δ are drawn from ``seed``, 16 at a
+time (whatever ``batch_size``), and are the same for every image (so a batch gives what
+per-image calls give). Maps are compared flattened, in the Frobenius (L2) norm, as the
+explainer returns them.
+
+- **max_sensitivity** / **avg_sensitivity** (Yeh et al., "On the (in)fidelity and sensitivity
+  of explanations", NeurIPS 2019; quantus ``MaxSensitivity`` / ``AvgSensitivity``): the max /
+  mean over perturbations δ ~ U(-r, r) per pixel (quantus ``lower_bound=0.2``, 200 samples) of
+  ``||e(x) - e(x')|| / ||e(x)||``. Lower is better. NaN for an all-zero map e(x).
+- **local_lipschitz_estimate** (Alvarez-Melis & Jaakkola, "On the robustness of
+  interpretability methods", 2018; quantus ``LocalLipschitzEstimate``): the max over Gaussian
+  perturbations δ ~ N(0, 0.1²) (200 samples) of ``||e(x) - e(x')|| / ||x - x'||``. Lower is
+  better. The paper maximises over a ball by optimisation; sampling is quantus' estimate.
+- **relative_input_stability** / **relative_output_stability** (Agarwal et al., "Rethinking
+  stability for attribution-based explanations", 2022; quantus ``RelativeInputStability`` /
+  ``RelativeOutputStability``): the max over perturbations (U(-0.2, 0.2), 200 samples) whose
+  predicted class is that of x (the paper's neighbourhood condition) of
+  ``||(e(x) - e(x')) / e(x)|| / max(||(x - x') / x||, ε)`` (input) or
+  ``... / max(||h(x) - h(x')||, ε)`` (output, h the logits), ε = 1e-6; entries where e(x) or x
+  is 0 are divided by ε instead (as quantus). Lower is better. NaN when no perturbation keeps
+  the class.
+
+Perturbed images are clipped to [0, 1] (the classifier's input range); quantus does not clip.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._checks import check_choice, check_positive
+from .._limits import check_at_most
+from ..registry import METRICS
+from ._explain import prepare_explainer_inputs, run_maps
+
+__all__ = ["perturbation_study", "max_sensitivity", "avg_sensitivity",
+           "local_lipschitz_estimate", "relative_input_stability", "relative_output_stability",
+           "MaxSensitivity", "AvgSensitivity", "LocalLipschitzEstimate",
+           "RelativeInputStability", "RelativeOutputStability", "NOISES"]
+
+#: The perturbations: ``"uniform"`` δ ~ U(-radius, radius), ``"gaussian"`` δ ~ N(0, radius²).
+NOISES = ("uniform", "gaussian")
+
+#: At most this many perturbations per image.
+MAX_SAMPLES = 10_000
+
+EPS_MIN = 1e-6
+
+#: Perturbations drawn at a time (fixed, so the draws do not depend on ``batch_size``).
+DRAWS = 16
+
+
+def _flat_norm(v: Tensor) -> Tensor:
+    return torch.linalg.vector_norm(v.flatten(2), dim=2)
+
+
+def _relative(num: Tensor, den: Tensor) -> Tensor:
+    """``num / den`` with zero entries of ``den`` replaced by ε (quantus' convention)."""
+    return num / torch.where(den == 0, EPS_MIN, den)
+
+
+def perturbation_study(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
+                       samples: int = 200, noise: str = "uniform", radius: float = 0.2,
+                       seed: int = 0, batch_size: int = 16) -> dict[str, Tensor]:
+    """Re-run the explainer on ``samples`` seeded perturbations of every image.
+
+    Args:
+        model: an :class:`unmask.Classifier`.
+        x: images (B, 3, H, W) in [0, 1].
+        explainer: an explainer (``explain(x, target)``) or ``fn(x, target)`` -> maps.
+        target: None (top-1 on the clean image), a class or a set of classes per image.
+        samples: perturbations per image.
+        noise: ``"uniform"`` (U(-radius, radius) per pixel) or ``"gaussian"`` (N(0, radius²)).
+        radius: the bound of the uniform noise or the standard deviation of the Gaussian.
+        seed: seed of the perturbations (the same for every image).
+        batch_size: images per explainer call and per forward pass.
+
+    Returns:
+        (B, S) float64 tensors: ``"map_change"`` ||e - e'||, ``"map_norm"`` ||e|| (B, 1),
+        ``"input_change"`` ||x - x'||, ``"relative_map_change"`` ||(e - e') / e||,
+        ``"relative_input_change"`` ||(x - x') / x||, ``"logit_change"`` ||h - h'||,
+        ``"same_class"`` (bool) whether x' has x's predicted class.
+
+    Example:
+        >>> from unmask.testing import region_model, region_images
+        >>> r = perturbation_study(region_model(), region_images(2, 16), lambda x, t: x[:, :1],
+        ...                        samples=4)
+        >>> r["map_change"].shape
+        torch.Size([2, 4])
+    """
+    check_positive(samples, "samples", integer=True)
+    check_at_most(samples, "samples", MAX_SAMPLES, "perturbations per image")
+    noise = check_choice(noise, "noise", NOISES)
+    if isinstance(radius, bool) or not isinstance(radius, int | float) \
+            or not math.isfinite(radius) or radius <= 0:
+        raise ValueError(f"radius: expected a finite number > 0, got {radius!r}")
+    check_positive(seed, "seed", integer=True, allow_zero=True)
+    model, x, explain, t, scorer = prepare_explainer_inputs(model, x, explainer, target,
+                                                            batch_size)
+    b = x.shape[0]
+    scorer.check_memory(batch_size, tuple(x.shape[1:]), "perturbed images")
+    e0 = run_maps(explain, x, t, batch_size)  # (B, 1, h, w)
+    h0 = scorer.logits(x).double().cpu()
+    c0 = h0.argmax(1)
+    gen = torch.Generator().manual_seed(int(seed))
+    out: dict[str, list[Tensor]] = {k: [] for k in (
+        "map_change", "input_change", "relative_map_change", "relative_input_change",
+        "logit_change", "same_class")}
+    xc = x.cpu()
+    for start in range(0, samples, DRAWS):
+        k = min(DRAWS, samples - start)
+        shape = (k, *x.shape[1:])
+        if noise == "uniform":
+            delta = (torch.rand(shape, generator=gen) * 2 - 1) * radius
+        else:
+            delta = torch.randn(shape, generator=gen) * radius
+        xp = (xc[:, None] + delta.to(xc.dtype)[None]).clamp(0, 1)  # (B, k, C, H, W)
+        flat = xp.reshape(b * k, *x.shape[1:])
+        tp = t.repeat_interleave(k, dim=0)
+        e = run_maps(explain, flat.to(x.device), tp, batch_size).reshape(b, k, *e0.shape[1:])
+        h = scorer.logits(flat.to(x.device)).double().cpu().reshape(b, k, -1)
+        de = e - e0[:, None]
+        dx = (xp - xc[:, None]).double()
+        out["map_change"].append(_flat_norm(de))
+        out["input_change"].append(_flat_norm(dx))
+        out["relative_map_change"].append(_flat_norm(_relative(de, e0[:, None])))
+        out["relative_input_change"].append(_flat_norm(_relative(dx, xc[:, None].double())))
+        out["logit_change"].append(torch.linalg.vector_norm(h - h0[:, None], dim=2))
+        out["same_class"].append(h.argmax(2) == c0[:, None])
+    result = {key: torch.cat(v, dim=1) for key, v in out.items()}
+    result["map_norm"] = _flat_norm(e0[:, None])[:, :1]
+    return result
+
+
+def _masked_max(v: Tensor, keep: Tensor) -> Tensor:
+    v = torch.where(keep, v, -math.inf).amax(1)
+    return torch.where(torch.isinf(v) & (v < 0), math.nan, v)
+
+
+def _sensitivity(r: dict[str, Tensor], reduce: str) -> Tensor:
+    ratio = r["map_change"] / r["map_norm"]
+    ratio = torch.where(r["map_norm"] > 0, ratio, math.nan)
+    return ratio.amax(1) if reduce == "max" else ratio.mean(1)
+
+
+def max_sensitivity(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
+                    samples: int = 200, radius: float = 0.2, seed: int = 0,
+                    batch_size: int = 16) -> Tensor:
+    """Max-sensitivity (Yeh et al. 2019) per image (B,) float64; lower is better.
+
+    Args: as :func:`perturbation_study` (uniform noise of bound ``radius``).
+
+    Example:
+        >>> from unmask.testing import region_model, region_images
+        >>> same = lambda x, t: torch.ones(len(x), 1, 16, 16)  # ignores the image
+        >>> max_sensitivity(region_model(), region_images(2, 16), same, samples=8).tolist()
+        [0.0, 0.0]
+    """
+    return _sensitivity(perturbation_study(model, x, explainer, target, samples=samples,
+                                           radius=radius, seed=seed, batch_size=batch_size),
+                        "max")
+
+
+def avg_sensitivity(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
+                    samples: int = 200, radius: float = 0.2, seed: int = 0,
+                    batch_size: int = 16) -> Tensor:
+    """Avg-sensitivity (Yeh et al. 2019) per image (B,) float64; lower is better.
+
+    Args: as :func:`perturbation_study` (uniform noise of bound ``radius``).
+    """
+    return _sensitivity(perturbation_study(model, x, explainer, target, samples=samples,
+                                           radius=radius, seed=seed, batch_size=batch_size),
+                        "mean")
+
+
+def local_lipschitz_estimate(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
+                             samples: int = 200, std: float = 0.1, seed: int = 0,
+                             batch_size: int = 16) -> Tensor:
+    """Local Lipschitz estimate (Alvarez-Melis & Jaakkola 2018) per image (B,) float64: the
+    max of ``||e(x) - e(x')|| / ||x - x'||`` over Gaussian perturbations; lower is better.
+
+    Args: as :func:`perturbation_study`, with ``std`` the noise's standard deviation (0.1).
+    """
+    r = perturbation_study(model, x, explainer, target, samples=samples, noise="gaussian",
+                           radius=std, seed=seed, batch_size=batch_size)
+    moved = r["input_change"] > 0
+    return _masked_max(r["map_change"] / torch.where(moved, r["input_change"], 1.0), moved)
+
+
+def relative_input_stability(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
+                             samples: int = 200, radius: float = 0.2, seed: int = 0,
+                             batch_size: int = 16) -> Tensor:
+    """Relative input stability (Agarwal et al. 2022) per image (B,) float64; lower is better.
+
+    Args: as :func:`perturbation_study` (uniform noise of bound ``radius``).
+    """
+    r = perturbation_study(model, x, explainer, target, samples=samples, radius=radius,
+                           seed=seed, batch_size=batch_size)
+    ratio = r["relative_map_change"] / r["relative_input_change"].clamp_min(EPS_MIN)
+    return _masked_max(ratio, r["same_class"])
+
+
+def relative_output_stability(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
+                              samples: int = 200, radius: float = 0.2, seed: int = 0,
+                              batch_size: int = 16) -> Tensor:
+    """Relative output stability (Agarwal et al. 2022) per image (B,) float64; lower is better.
+
+    Args: as :func:`perturbation_study` (uniform noise of bound ``radius``).
+    """
+    r = perturbation_study(model, x, explainer, target, samples=samples, radius=radius,
+                           seed=seed, batch_size=batch_size)
+    ratio = r["relative_map_change"] / r["logit_change"].clamp_min(EPS_MIN)
+    return _masked_max(ratio, r["same_class"])
+
+
+class _Robustness:
+    kind = "explainer"
+    higher_is_better = False
+    _function: Any = None
+    _noise_name = "radius"
+
+    def __init__(self, samples: int = 200, radius: float = 0.2, seed: int = 0,
+                 batch_size: int = 16) -> None:
+        check_positive(samples, "samples", integer=True)
+        check_at_most(samples, "samples", MAX_SAMPLES, "perturbations per image")
+        if isinstance(radius, bool) or not isinstance(radius, int | float) \
+                or not math.isfinite(radius) or radius <= 0:
+            raise ValueError(f"{self._noise_name}: expected a finite number > 0, got {radius!r}")
+        check_positive(seed, "seed", integer=True, allow_zero=True)
+        check_positive(batch_size, "batch_size", integer=True)
+        self.samples, self.radius, self.seed, self.batch_size = samples, radius, seed, batch_size
+
+    def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
+        """Per-image values (B,)."""
+        return type(self)._function(model, x, explainer, target, samples=self.samples,
+                                    seed=self.seed, batch_size=self.batch_size,
+                                    **{self._noise_name: self.radius})
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(samples={self.samples}, "
+                f"{self._noise_name}={self.radius}, seed={self.seed})")
+
+
+@METRICS.register("max_sensitivity")
+class MaxSensitivity(_Robustness):
+    """Max-sensitivity (Yeh et al. 2019): the largest relative map change under uniform noise
+    of bound ``radius`` (0.2), over ``samples`` (200) seeded perturbations; lower is better."""
+
+    _function = staticmethod(max_sensitivity)
+
+
+@METRICS.register("avg_sensitivity")
+class AvgSensitivity(_Robustness):
+    """Avg-sensitivity (Yeh et al. 2019): the mean relative map change under uniform noise of
+    bound ``radius`` (0.2), over ``samples`` (200) seeded perturbations; lower is better."""
+
+    _function = staticmethod(avg_sensitivity)
+
+
+@METRICS.register("local_lipschitz_estimate")
+class LocalLipschitzEstimate(_Robustness):
+    """Local Lipschitz estimate (Alvarez-Melis & Jaakkola 2018): the largest map change per
+    input change under N(0, std²) noise (std 0.1, 200 samples); lower is better."""
+
+    _function = staticmethod(local_lipschitz_estimate)
+    _noise_name = "std"
+
+    def __init__(self, samples: int = 200, std: float = 0.1, seed: int = 0,
+                 batch_size: int = 16) -> None:
+        super().__init__(samples, std, seed, batch_size)
+
+
+@METRICS.register("relative_input_stability")
+class RelativeInputStability(_Robustness):
+    """Relative input stability (Agarwal et al. 2022): the largest relative map change per
+    relative input change over class-preserving perturbations; lower is better."""
+
+    _function = staticmethod(relative_input_stability)
+
+
+@METRICS.register("relative_output_stability")
+class RelativeOutputStability(_Robustness):
+    """Relative output stability (Agarwal et al. 2022): the largest relative map change per
+    logit change over class-preserving perturbations; lower is better."""
+
+    _function = staticmethod(relative_output_stability)
+
+
