@@ -151,3 +151,29 @@ def test_evaluate_passes_the_explainer():
     out = evaluate(model, x, None, ["max_sensitivity", "random_logit"], explainer=e)
     assert out["max_sensitivity"].tolist() == [0.0, 0.0]
     assert out["random_logit"].tolist() == [1.0, 1.0]
+
+
+def test_model_parameter_randomisation_equals_the_studies():
+    from unmask.metrics.randomisation import model_parameter_randomisation
+    from unmask.studies import cascading_randomisation, independent_randomisation
+
+    model, x = conv_region_model(), region_images(2, 32)
+    e = make_explainer(model, method="gradcam")
+    for mode, study in (("cascading", cascading_randomisation),
+                        ("independent", independent_randomisation)):
+        r = study(model, x, "gradcam", similarities=("ssim",), seed=3)
+        curve = r.similarity["ssim"].double()  # (L, B)
+        got = model_parameter_randomisation(model, x, e, mode=mode, seed=3)
+        torch.testing.assert_close(got, torch.nanmean(curve, 0))
+        last = model_parameter_randomisation(model, x, e, mode=mode, seed=3, reduce="last")
+        torch.testing.assert_close(last, curve[-1])
+    assert bool((got < 0.9).all())  # Grad-CAM depends on the weights
+
+
+def test_model_parameter_randomisation_needs_a_registered_explainer():
+    from unmask.metrics.randomisation import model_parameter_randomisation
+
+    with pytest.raises(TypeError, match="^explainer: model_parameter_randomisation rebuilds"):
+        model_parameter_randomisation(region_model(), region_images(1, 16), red)
+    with pytest.raises(ValueError, match="^mode"):
+        model_parameter_randomisation(region_model(), region_images(1, 16), red, mode="all")

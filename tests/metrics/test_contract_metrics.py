@@ -75,7 +75,8 @@ def test_the_expected_kinds_and_metrics_are_registered():
             "pixel_flipping", "region_perturbation", "monotonicity",
             "monotonicity_correlation", "random_logit", "max_sensitivity", "avg_sensitivity",
             "local_lipschitz_estimate", "relative_input_stability",
-            "relative_output_stability", "completeness", "non_sensitivity"} <= set(NAMES)
+            "relative_output_stability", "completeness", "non_sensitivity",
+            "model_parameter_randomisation"} <= set(NAMES)
 
 
 def test_an_undeclared_kind_fails():

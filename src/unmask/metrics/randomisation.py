@@ -9,25 +9,40 @@ The random classes are drawn from ``seed``: the i-th image of a batch gets the i
 generator (as quantus, which seeds numpy once per call), uniformly among the classes not in its
 target (a set of classes excludes all its members).
 
-The parameter randomisation test (Adebayo et al. 2018) re-runs a method on randomised copies of
-the model, so it needs the method, not a bound explainer: it is the study
-:func:`unmask.studies.cascading_randomisation` / :func:`unmask.studies.independent_randomisation`
-and is not registered as a metric.
+**model_parameter_randomisation** (Adebayo et al., "Sanity checks for saliency maps", NeurIPS
+2018; quantus ``ModelParameterRandomisation``): the explainer is rebuilt from its spec (its
+registered name and hyperparameters, :func:`unmask.registry.spec_of`) on copies of the model
+whose layers are re-initialised from the top down, cumulatively (``mode="cascading"``) or one
+at a time (``"independent"``), with the layer order and seeds of
+:mod:`unmask.model_randomisation` (those of the studies
+:func:`unmask.studies.cascading_randomisation` / :func:`~unmask.studies.independent_randomisation`,
+which give the per-layer curves). Per image, the similarity of the original map and each
+randomised map, averaged over the layers (``reduce="mean"``) or the last step's
+(``reduce="last"``: every layer random in the cascading test). Lower is better: a map that
+stays alike does not depend on the model. quantus returns the per-layer similarities (a dict),
+here reduced to one value per image so that it is a metric; the curve is the study's.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .._checks import check_positive
-from ..registry import METRICS
+from .._checks import check_choice, check_positive
+from ..model_randomisation import randomisation_order, randomise_layer
+from ..registry import METHODS, METRICS, spec_of
 from ._explain import prepare_explainer_inputs, run_maps
 from .similarity import SIMILARITIES, similarity_function
 
-__all__ = ["random_logit", "random_classes", "RandomLogit"]
+__all__ = ["random_logit", "random_classes", "RandomLogit", "model_parameter_randomisation",
+           "ModelParameterRandomisation", "MODES", "REDUCTIONS"]
+
+#: The two randomisation tests, and how the per-layer similarities become one value.
+MODES = ("cascading", "independent")
+REDUCTIONS = ("mean", "last")
 
 
 def _check_seed(seed: object) -> int:
@@ -125,3 +140,105 @@ class RandomLogit:
 
     def __repr__(self) -> str:
         return f"RandomLogit(similarity={self.similarity!r}, seed={self.seed})"
+
+
+def _rebuilder(explainer: object) -> tuple[str, dict[str, Any]]:
+    """The registered name and hyperparameters that rebuild ``explainer`` on another model."""
+    if not callable(getattr(explainer, "explain", None)):
+        raise TypeError(f"explainer: model_parameter_randomisation rebuilds the explainer on "
+                        f"randomised models, so it needs a registered explainer (built by "
+                        f"unmask.make_explainer), got {type(explainer).__name__}")
+    try:
+        spec = spec_of(explainer, METHODS)
+    except (KeyError, ValueError):
+        raise TypeError(f"explainer: {type(explainer).__name__} is not a registered method, so "
+                        f"it cannot be rebuilt on randomised models") from None
+    return spec.pop("method"), spec
+
+
+def model_parameter_randomisation(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
+                                  mode: str = "cascading", similarity: str = "ssim",
+                                  reduce: str = "mean", seed: int = 0,
+                                  batch_size: int = 16) -> Tensor:
+    """Model parameter randomisation (Adebayo et al. 2018) per image (B,) float64; lower is
+    better.
+
+    Args:
+        model: an :class:`unmask.Classifier` (deep-copied, never modified).
+        x: images (B, 3, H, W) in [0, 1].
+        explainer: a registered explainer (``unmask.make_explainer``); rebuilt on each
+            randomised model from its spec.
+        target: None (the intact model's top-1), a class or a set of classes per image; kept
+            for every step.
+        mode: ``"cascading"`` (top down, cumulative) or ``"independent"`` (one layer at a time).
+        similarity: the map similarity (default ``"ssim"``, :mod:`unmask.metrics.similarity`).
+        reduce: ``"mean"`` over the layers or the ``"last"`` step's similarity.
+        seed: seed of the re-initialisation (step k uses ``seed + k``, as the studies).
+        batch_size: images per explainer call.
+
+    Example:
+        >>> from unmask import make_explainer
+        >>> from unmask.testing import conv_region_model, region_images
+        >>> m = conv_region_model()
+        >>> v = model_parameter_randomisation(m, region_images(2, 32), make_explainer(m, "gradcam"))
+        >>> bool((v < 0.9).all())
+        True
+    """
+    mode = check_choice(mode, "mode", MODES)
+    reduce = check_choice(reduce, "reduce", REDUCTIONS)
+    if similarity not in SIMILARITIES:
+        similarity_function(similarity)
+    seed = _check_seed(seed)
+    model, x, explain, t, _ = prepare_explainer_inputs(model, x, explainer, target, batch_size)
+    method, params = _rebuilder(explainer)
+    order = randomisation_order(model)
+    if not order:
+        raise ValueError("model: has no parameters to randomise")
+    sim = SIMILARITIES[similarity]
+    original = run_maps(explain, x, t, batch_size).float()
+    randomised = copy.deepcopy(model).eval()
+    values = []
+    for k, name in enumerate(order):
+        if mode == "independent" and k:
+            randomised = copy.deepcopy(model).eval()
+        randomise_layer(dict(randomised.named_modules())[name], seed + k)
+        rebuilt = METHODS.get(method).build(randomised, **params)
+        maps = run_maps(rebuilt.explain, x, t, batch_size).float()
+        values.append(sim(original, maps).double())
+    v = torch.stack(values)  # (L, B)
+    return torch.nanmean(v, dim=0) if reduce == "mean" else v[-1]
+
+
+@METRICS.register("model_parameter_randomisation", aliases=("mprt",))
+class ModelParameterRandomisation:
+    """Model parameter randomisation (Adebayo et al. 2018): similarity of the maps before and
+    after re-initialising the model's layers (cascading, SSIM, mean over layers); lower is
+    better. Kind ``"explainer"``; the explainer must be a registered one (rebuilt per step).
+
+    Args:
+        mode, similarity, reduce, seed, batch_size: as :func:`model_parameter_randomisation`.
+    """
+
+    kind = "explainer"
+    higher_is_better = False
+
+    def __init__(self, mode: str = "cascading", similarity: str = "ssim", reduce: str = "mean",
+                 seed: int = 0, batch_size: int = 16) -> None:
+        self.mode = check_choice(mode, "mode", MODES)
+        self.reduce = check_choice(reduce, "reduce", REDUCTIONS)
+        if similarity not in SIMILARITIES:
+            similarity_function(similarity)
+        self.similarity = similarity
+        self.seed = _check_seed(seed)
+        check_positive(batch_size, "batch_size", integer=True)
+        self.batch_size = batch_size
+
+    def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
+        """Per-image values (B,)."""
+        return model_parameter_randomisation(
+            model, x, explainer, target, mode=self.mode, similarity=self.similarity,
+            reduce=self.reduce, seed=self.seed, batch_size=self.batch_size)
+
+    def __repr__(self) -> str:
+        return (f"ModelParameterRandomisation(mode={self.mode!r}, "
+                f"similarity={self.similarity!r}, reduce={self.reduce!r}, seed={self.seed})")
