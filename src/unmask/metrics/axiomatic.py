@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_choice, check_positive
+from .._limits import check_at_most
 from ..registry import METRICS
 from ..removal import Constant, resolve_removal
 from ..scoring import SCORES
@@ -47,6 +48,11 @@ def _check_eps(eps: object) -> float:
             or eps < 0:
         raise ValueError(f"eps: expected a finite number >= 0, got {eps!r}")
     return float(eps)
+
+
+def _check_samples(samples: object) -> None:
+    check_positive(samples, "samples", integer=True)
+    check_at_most(samples, "samples", 10_000, "noise draws per feature")  # type: ignore[arg-type]
 
 
 def completeness(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
@@ -101,7 +107,7 @@ def non_sensitivity(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
     """
     if patch is not None:
         check_positive(patch, "patch", integer=True)
-    check_positive(samples, "samples", integer=True)
+    _check_samples(samples)
     eps = _check_eps(eps)
     check_positive(seed, "seed", integer=True, allow_zero=True)
     _, x, s, t, _, scorer = prepare_inputs(model, x, saliency, target,
@@ -172,7 +178,7 @@ class NonSensitivity:
                  seed: int = 0, score: str = "prob", batch_size: int = 16) -> None:
         if patch is not None:
             check_positive(patch, "patch", integer=True)
-        check_positive(samples, "samples", integer=True)
+        _check_samples(samples)
         check_positive(seed, "seed", integer=True, allow_zero=True)
         _check_common(score, batch_size)
         self.patch, self.samples, self.eps, self.seed = patch, samples, _check_eps(eps), seed
