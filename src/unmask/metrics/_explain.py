@@ -15,10 +15,11 @@ from torch import Tensor
 from .._checks import check_positive, check_targets
 from ..explanation import Explanation
 from ..models import Classifier, as_classifier, check_model_input
+from ..registry import METHODS, spec_of
 from ..scoring import Scorer
 from ._prepare import check_saliency
 
-__all__ = ["check_explainer", "run_maps", "prepare_explainer_inputs"]
+__all__ = ["check_explainer", "run_maps", "prepare_explainer_inputs", "rebuilder"]
 
 
 def check_explainer(explainer: object) -> Any:
@@ -56,3 +57,23 @@ def prepare_explainer_inputs(model: Any, x: object, explainer: object, target: o
     if t is None:
         t = scorer.top1(x)
     return model, x, explain, t, scorer
+
+
+def rebuilder(explainer: object, metric: str) -> Any:
+    """``build(model) -> explainer``: ``explainer`` rebuilt on another model from its spec (its
+    registered name and hyperparameters), for metrics that change the model.
+
+    Raises:
+        TypeError: naming ``explainer`` when it is not a registered explainer.
+    """
+    if not callable(getattr(explainer, "explain", None)):
+        raise TypeError(f"explainer: {metric} rebuilds the explainer on other models, so it "
+                        f"needs a registered explainer (built by unmask.make_explainer), got "
+                        f"{type(explainer).__name__}")
+    try:
+        spec = spec_of(explainer, METHODS)
+    except (KeyError, ValueError):
+        raise TypeError(f"explainer: {type(explainer).__name__} is not a registered method, so "
+                        f"{metric} cannot rebuild it on other models") from None
+    entry, params = METHODS.get(spec.pop("method")), spec
+    return lambda model: entry.build(model, **params)

@@ -33,8 +33,8 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive
 from ..model_randomisation import randomisation_order, randomise_layer
-from ..registry import METHODS, METRICS, spec_of
-from ._explain import prepare_explainer_inputs, run_maps
+from ..registry import METRICS
+from ._explain import prepare_explainer_inputs, rebuilder, run_maps
 from .similarity import SIMILARITIES, similarity_function
 
 __all__ = ["random_logit", "random_classes", "RandomLogit", "model_parameter_randomisation",
@@ -142,20 +142,6 @@ class RandomLogit:
         return f"RandomLogit(similarity={self.similarity!r}, seed={self.seed})"
 
 
-def _rebuilder(explainer: object) -> tuple[str, dict[str, Any]]:
-    """The registered name and hyperparameters that rebuild ``explainer`` on another model."""
-    if not callable(getattr(explainer, "explain", None)):
-        raise TypeError(f"explainer: model_parameter_randomisation rebuilds the explainer on "
-                        f"randomised models, so it needs a registered explainer (built by "
-                        f"unmask.make_explainer), got {type(explainer).__name__}")
-    try:
-        spec = spec_of(explainer, METHODS)
-    except (KeyError, ValueError):
-        raise TypeError(f"explainer: {type(explainer).__name__} is not a registered method, so "
-                        f"it cannot be rebuilt on randomised models") from None
-    return spec.pop("method"), spec
-
-
 def model_parameter_randomisation(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
                                   mode: str = "cascading", similarity: str = "ssim",
                                   reduce: str = "mean", seed: int = 0,
@@ -190,7 +176,7 @@ def model_parameter_randomisation(model: Any, x: Tensor, explainer: Any, target:
         similarity_function(similarity)
     seed = _check_seed(seed)
     model, x, explain, t, _ = prepare_explainer_inputs(model, x, explainer, target, batch_size)
-    method, params = _rebuilder(explainer)
+    rebuild = rebuilder(explainer, "model_parameter_randomisation")
     order = randomisation_order(model)
     if not order:
         raise ValueError("model: has no parameters to randomise")
@@ -202,8 +188,7 @@ def model_parameter_randomisation(model: Any, x: Tensor, explainer: Any, target:
         if mode == "independent" and k:
             randomised = copy.deepcopy(model).eval()
         randomise_layer(dict(randomised.named_modules())[name], seed + k)
-        rebuilt = METHODS.get(method).build(randomised, **params)
-        maps = run_maps(rebuilt.explain, x, t, batch_size).float()
+        maps = run_maps(rebuild(randomised).explain, x, t, batch_size).float()
         values.append(sim(original, maps).double())
     v = torch.stack(values)  # (L, B)
     return torch.nanmean(v, dim=0) if reduce == "mean" else v[-1]
