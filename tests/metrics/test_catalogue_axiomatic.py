@@ -8,7 +8,8 @@ import torch
 
 from unmask.api import make_explainer
 from unmask.metrics import METRICS
-from unmask.metrics.axiomatic import completeness, non_sensitivity
+from unmask.metrics.axiomatic import completeness, input_invariance, non_sensitivity, shifted_model
+from unmask.models import Classifier
 from unmask.removal import Constant
 from unmask.testing import RegionModel, region_box, region_images, region_mask, region_model
 
@@ -86,3 +87,38 @@ def test_errors_name_the_argument():
         non_sensitivity(model, x, torch.rand(1, 1, 16, 16), patch=0)
     with pytest.raises(ValueError, match="^score"):
         completeness(model, x, torch.rand(1, 1, 16, 16), score="odds")
+
+
+def red_model():
+    """The region model reading only the red channel (weights (gain, 0, 0)): a constant shift
+    of the input changes its input x gradient (the default model's weights sum to 0)."""
+    net = RegionModel()
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([4.0, 0.0, 0.0]))
+    return Classifier(net, mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
+                      class_names=["no", "red"], name="red")
+
+
+def test_the_shifted_model_compensates_the_shift():
+    model, x = red_model(), region_images(2, 32, seed=1)
+    with torch.no_grad():
+        torch.testing.assert_close(shifted_model(model, -0.1)(x - 0.1), model(x))
+
+
+def test_input_invariance_known_answers():
+    model, x = red_model(), region_images(2, 32, seed=1)
+    # the gradient does not see a compensated shift
+    assert input_invariance(model, x, make_explainer(model, "gradient")).tolist() == [0.0, 0.0]
+    # input x gradient moves by c·w_r/|box| on the box: relative change |c| / rms(red on box)
+    c = torch.stack([-xi.min() if xi.min() > 1 - xi.max() else 1 - xi.max() for xi in x])
+    top, left, bottom, right = region_box(32, 32)
+    rms = x[:, 0, top:bottom, left:right].pow(2).mean(dim=(1, 2)).sqrt()
+    got = input_invariance(model, x, make_explainer(model, "input_x_gradient"))
+    torch.testing.assert_close(got, (c.abs() / rms).double(), atol=1e-5, rtol=1e-4)
+    # an explicit shift, and one that leaves [0, 1]
+    got = input_invariance(model, x, make_explainer(model, "input_x_gradient"), shift=0.04)
+    torch.testing.assert_close(got, (0.04 / rms).double(), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="^shift: x \\+ 0.5 leaves"):
+        input_invariance(model, x, make_explainer(model, "gradient"), shift=0.5)
+    with pytest.raises(TypeError, match="^explainer: input_invariance rebuilds"):
+        input_invariance(model, x, lambda x, t: x[:, :1])

@@ -76,7 +76,7 @@ def test_the_expected_kinds_and_metrics_are_registered():
             "monotonicity_correlation", "random_logit", "max_sensitivity", "avg_sensitivity",
             "local_lipschitz_estimate", "relative_input_stability",
             "relative_output_stability", "completeness", "non_sensitivity",
-            "model_parameter_randomisation"} <= set(NAMES)
+            "model_parameter_randomisation", "input_invariance"} <= set(NAMES)
 
 
 def test_an_undeclared_kind_fails():

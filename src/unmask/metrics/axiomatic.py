@@ -1,5 +1,6 @@
 """Axiomatic properties of attributions: completeness and non-sensitivity (kind
-``"faithfulness"``: ``metric(model, x, saliency, target=None)``).
+``"faithfulness"``: ``metric(model, x, saliency, target=None)``), input invariance (kind
+``"explainer"``: ``metric(model, x, explainer, target=None)``).
 
 - **completeness** (Sundararajan et al., "Axiomatic attribution for deep networks", ICML 2017;
   quantus ``Completeness``): the attributions add up to the change of the target's logit from
@@ -21,10 +22,21 @@
   (``set(np.argwhere(a).flatten() < eps)``), perturbs at indices taken from attribution
   *values* and, with its black default, draws nothing random, so its count is not the paper's;
   this follows the paper.
+- **input_invariance** (Kindermans et al., "The (un)reliability of saliency methods", 2017):
+  the image shifted by a constant, ``x + c``, explained on a copy of the model whose first
+  layer compensates the shift (its input normalisation's mean moves by ``c``, so the copy's
+  logits on ``x + c`` are the model's on ``x``). An input-invariant method gives the same map;
+  per image ``||e'(x + c) - e(x)|| / ||e(x)||``, 0 when invariant; lower is better. The
+  explainer is rebuilt from its spec on the shifted model (it must be a registered one). The
+  shifted image must stay in [0, 1]: by default ``c`` is per image the largest shift that
+  keeps it there (``1 - max x`` up or ``-min x`` down, whichever is larger; NaN for an image
+  that spans [0, 1]). quantus 0.6.0 explains the shifted input with the unchanged model and
+  compares the maps for exact equality; this follows the paper.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -37,10 +49,12 @@ from .._limits import check_at_most
 from ..registry import METRICS
 from ..removal import Constant, resolve_removal
 from ..scoring import SCORES
+from ._explain import prepare_explainer_inputs, rebuilder, run_maps
 from ._prepare import prepare_inputs
 from .faithfulness import _DrawnNoise, _upsample
 
-__all__ = ["completeness", "non_sensitivity", "Completeness", "NonSensitivity"]
+__all__ = ["completeness", "non_sensitivity", "input_invariance", "shifted_model",
+           "Completeness", "NonSensitivity", "InputInvariance"]
 
 
 def _check_eps(eps: object) -> float:
@@ -193,3 +207,88 @@ class NonSensitivity:
     def __repr__(self) -> str:
         return (f"NonSensitivity(patch={self.patch}, samples={self.samples}, eps={self.eps}, "
                 f"seed={self.seed})")
+
+
+def shifted_model(model: Any, shift: float) -> Any:
+    """A copy of a :class:`~unmask.Classifier` whose first layer compensates ``x + shift``: the
+    mean of its input normalisation moves by ``shift`` (``copy(x + shift) == model(x)``)."""
+    shifted = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        shifted.mean += shift
+    return shifted
+
+
+def _room(image: Tensor) -> float:
+    """The largest constant shift keeping ``image`` in [0, 1] (up if there is more room)."""
+    up, down = 1.0 - float(image.max()), float(image.min())
+    return up if up >= down else -down
+
+
+def input_invariance(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
+                     shift: float | None = None, batch_size: int = 16) -> Tensor:
+    """Input invariance (Kindermans et al. 2017) per image (B,) float64: the relative change of
+    the map under a constant input shift compensated by the model; lower is better.
+
+    Args:
+        model: an :class:`unmask.Classifier` (deep-copied, never modified).
+        x: images (B, 3, H, W) in [0, 1].
+        explainer: a registered explainer (``unmask.make_explainer``), rebuilt on the shifted
+            model from its spec.
+        target: None (top-1), a class or a set of classes per image.
+        shift: the constant c added to every image (``x + c`` must stay in [0, 1]); None = per
+            image the largest shift that keeps it there.
+        batch_size: images per explainer call.
+
+    Example:
+        >>> from unmask import make_explainer
+        >>> from unmask.testing import region_model, region_images
+        >>> m, x = region_model(), region_images(2, 32)
+        >>> input_invariance(m, x, make_explainer(m, "gradient")).tolist()
+        [0.0, 0.0]
+    """
+    if shift is not None and (isinstance(shift, bool) or not isinstance(shift, int | float)
+                              or not math.isfinite(shift)):
+        raise ValueError(f"shift: expected a finite number or None, got {shift!r}")
+    model, x, explain, t, _ = prepare_explainer_inputs(model, x, explainer, target, batch_size)
+    rebuild = rebuilder(explainer, "input_invariance")
+    e0 = run_maps(explain, x, t, batch_size)
+    out = []
+    for i in range(x.shape[0]):
+        c = _room(x[i]) if shift is None else float(shift)
+        if shift is not None and (float(x[i].min()) + c < 0 or float(x[i].max()) + c > 1):
+            raise ValueError(f"shift: x + {c} leaves [0, 1] for image {i} (its values span "
+                             f"[{float(x[i].min()):.3g}, {float(x[i].max()):.3g}])")
+        if c == 0:
+            out.append(torch.tensor(math.nan, dtype=torch.float64))
+            continue
+        moved = (x[i:i + 1] + c).clamp(0, 1)  # the clamp only removes rounding
+        e = run_maps(rebuild(shifted_model(model, c)).explain, moved, t[i:i + 1], batch_size)
+        norm = torch.linalg.vector_norm(e0[i])
+        change = torch.linalg.vector_norm(e[0] - e0[i])
+        out.append(change / norm if norm > 0 else torch.tensor(math.nan, dtype=torch.float64))
+    return torch.stack(out)
+
+
+@METRICS.register("input_invariance")
+class InputInvariance:
+    """Input invariance (Kindermans et al. 2017): relative map change under a constant input
+    shift that the model's first layer compensates; lower is better. Kind ``"explainer"`` (a
+    registered explainer). Arguments as :func:`input_invariance`."""
+
+    kind = "explainer"
+    higher_is_better = False
+
+    def __init__(self, shift: float | None = None, batch_size: int = 16) -> None:
+        if shift is not None and (isinstance(shift, bool) or not isinstance(shift, int | float)
+                                  or not math.isfinite(shift)):
+            raise ValueError(f"shift: expected a finite number or None, got {shift!r}")
+        check_positive(batch_size, "batch_size", integer=True)
+        self.shift, self.batch_size = shift, batch_size
+
+    def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
+        """Per-image values (B,)."""
+        return input_invariance(model, x, explainer, target, shift=self.shift,
+                                batch_size=self.batch_size)
+
+    def __repr__(self) -> str:
+        return f"InputInvariance(shift={self.shift})"
