@@ -18,6 +18,7 @@ from unmask.metrics.robustness import (
     perturbation_study,
     relative_input_stability,
     relative_output_stability,
+    relative_representation_stability,
 )
 from unmask.testing import conv_region_model, region_images, region_mask, region_model
 
@@ -177,3 +178,27 @@ def test_model_parameter_randomisation_needs_a_registered_explainer():
         model_parameter_randomisation(region_model(), region_images(1, 16), red)
     with pytest.raises(ValueError, match="^mode"):
         model_parameter_randomisation(region_model(), region_images(1, 16), red, mode="all")
+
+
+def test_relative_representation_stability_reads_the_feature_layer():
+    model, x = conv_region_model(), region_images(2, 32)
+    e = make_explainer(model, method="input_x_gradient")
+    r = perturbation_study(model, x, e, samples=3, seed=2, represent=True)
+    features = dict(model.net.named_modules())["features"]
+    seen = []
+    handle = features.register_forward_hook(lambda m, i, o: seen.append(o.detach().flatten(1)))
+    gen = torch.Generator().manual_seed(2)
+    deltas = (torch.rand(3, 3, 32, 32, generator=gen) * 2 - 1) * 0.2
+    with torch.no_grad():
+        model(x)
+        model((x[:, None] + deltas[None]).clamp(0, 1).reshape(6, 3, 32, 32))
+    handle.remove()
+    l0, lp = seen[0].double(), seen[1].double().reshape(2, 3, -1)
+    d = lp - l0[:, None]
+    expected = torch.linalg.vector_norm(d / torch.where(l0 == 0, 1e-6, l0)[:, None], dim=2)
+    torch.testing.assert_close(r["relative_representation_change"], expected)
+    rrs = relative_representation_stability(model, x, e, samples=3, seed=2)
+    ratio = r["relative_map_change"] / expected.clamp_min(1e-6)
+    torch.testing.assert_close(rrs, torch.where(r["same_class"], ratio, -torch.inf).amax(1))
+    with pytest.raises(ValueError, match="^layer: model 'region' names no default"):
+        relative_representation_stability(region_model(), x, red, samples=2)

@@ -18,7 +18,13 @@ import unmask.metrics  # noqa: F401  (registers every metric)
 from unmask.api import make_explainer
 from unmask.metrics.kinds import METRIC_KINDS, MetricKind, kind_of
 from unmask.registry import METRICS, Entry
-from unmask.testing import region_box, region_images, region_mask, region_model
+from unmask.testing import (
+    conv_region_model,
+    region_box,
+    region_images,
+    region_mask,
+    region_model,
+)
 
 SIZE = 32
 NAMES = [e.name for e in METRICS]
@@ -51,9 +57,11 @@ FACTORIES = {
     "contrastive": lambda b: {**dict(zip(("model", "x", "saliency"), _base(b), strict=True)),
                               "target": 1, "competitors": {0}},
     "map": lambda b: {"saliency": smooth_maps(b, 0)},
-    # an explainer whose maps depend on the image and the class (input x gradient)
-    "explainer": lambda b: {"model": region_model(), "x": region_images(b, SIZE, seed=3),
-                            "explainer": make_explainer(region_model(), method="input_x_gradient")},
+    # an explainer whose maps depend on the image and the class (input x gradient), on a model
+    # with a feature layer (relative representation stability reads it)
+    "explainer": lambda b: (lambda m: {
+        "model": m, "x": region_images(b, SIZE, seed=3),
+        "explainer": make_explainer(m, method="input_x_gradient")})(conv_region_model()),
 }
 
 
@@ -76,7 +84,8 @@ def test_the_expected_kinds_and_metrics_are_registered():
             "monotonicity_correlation", "random_logit", "max_sensitivity", "avg_sensitivity",
             "local_lipschitz_estimate", "relative_input_stability",
             "relative_output_stability", "completeness", "non_sensitivity",
-            "model_parameter_randomisation", "input_invariance"} <= set(NAMES)
+            "model_parameter_randomisation", "input_invariance",
+            "relative_representation_stability"} <= set(NAMES)
 
 
 def test_an_undeclared_kind_fails():

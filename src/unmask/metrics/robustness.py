@@ -14,12 +14,15 @@ explainer returns them.
   interpretability methods", 2018; quantus ``LocalLipschitzEstimate``): the max over Gaussian
   perturbations δ ~ N(0, 0.1²) (200 samples) of ``||e(x) - e(x')|| / ||x - x'||``. Lower is
   better. The paper maximises over a ball by optimisation; sampling is quantus' estimate.
-- **relative_input_stability** / **relative_output_stability** (Agarwal et al., "Rethinking
+- **relative_input_stability** / **relative_output_stability** /
+  **relative_representation_stability** (Agarwal et al., "Rethinking
   stability for attribution-based explanations", 2022; quantus ``RelativeInputStability`` /
   ``RelativeOutputStability``): the max over perturbations (U(-0.2, 0.2), 200 samples) whose
   predicted class is that of x (the paper's neighbourhood condition) of
   ``||(e(x) - e(x')) / e(x)|| / max(||(x - x') / x||, ε)`` (input) or
-  ``... / max(||h(x) - h(x')||, ε)`` (output, h the logits), ε = 1e-6; entries where e(x) or x
+  ``... / max(||h(x) - h(x')||, ε)`` (output, h the logits) or
+  ``... / max(||(L(x) - L(x')) / L(x)||, ε)`` (representation, L the output of a layer of
+  ``model.net``, default the model's ``feature_layer``), ε = 1e-6; entries where e(x) or x
   is 0 are divided by ε instead (as quantus). Lower is better. NaN when no perturbation keeps
   the class.
 
@@ -36,13 +39,15 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive
 from .._limits import check_at_most
+from ..gradients import find_layer
 from ..registry import METRICS
 from ._explain import prepare_explainer_inputs, run_maps
 
 __all__ = ["perturbation_study", "max_sensitivity", "avg_sensitivity",
            "local_lipschitz_estimate", "relative_input_stability", "relative_output_stability",
            "MaxSensitivity", "AvgSensitivity", "LocalLipschitzEstimate",
-           "RelativeInputStability", "RelativeOutputStability", "NOISES"]
+           "RelativeInputStability", "RelativeOutputStability", "NOISES",
+           "relative_representation_stability", "RelativeRepresentationStability"]
 
 #: The perturbations: ``"uniform"`` δ ~ U(-radius, radius), ``"gaussian"`` δ ~ N(0, radius²).
 NOISES = ("uniform", "gaussian")
@@ -67,7 +72,8 @@ def _relative(num: Tensor, den: Tensor) -> Tensor:
 
 def perturbation_study(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
                        samples: int = 200, noise: str = "uniform", radius: float = 0.2,
-                       seed: int = 0, batch_size: int = 16) -> dict[str, Tensor]:
+                       seed: int = 0, batch_size: int = 16, represent: bool = False,
+                       layer: str | None = None) -> dict[str, Tensor]:
     """Re-run the explainer on ``samples`` seeded perturbations of every image.
 
     Args:
@@ -80,12 +86,15 @@ def perturbation_study(model: Any, x: Tensor, explainer: Any, target: Any = None
         radius: the bound of the uniform noise or the standard deviation of the Gaussian.
         seed: seed of the perturbations (the same for every image).
         batch_size: images per explainer call and per forward pass.
+        represent: also record ``layer``'s output on x and x'.
+        layer: a layer of ``model.net`` (None = the model's ``feature_layer``).
 
     Returns:
         (B, S) float64 tensors: ``"map_change"`` ||e - e'||, ``"map_norm"`` ||e|| (B, 1),
         ``"input_change"`` ||x - x'||, ``"relative_map_change"`` ||(e - e') / e||,
         ``"relative_input_change"`` ||(x - x') / x||, ``"logit_change"`` ||h - h'||,
-        ``"same_class"`` (bool) whether x' has x's predicted class.
+        ``"same_class"`` (bool) whether x' has x's predicted class; with ``represent``,
+        ``"relative_representation_change"`` ||(L - L') / L|| of the layer's output L.
 
     Example:
         >>> from unmask.testing import region_model, region_images
@@ -103,15 +112,48 @@ def perturbation_study(model: Any, x: Tensor, explainer: Any, target: Any = None
     check_positive(seed, "seed", integer=True, allow_zero=True)
     model, x, explain, t, scorer = prepare_explainer_inputs(model, x, explainer, target,
                                                             batch_size)
-    b = x.shape[0]
     scorer.check_memory(batch_size, tuple(x.shape[1:]), "perturbed images")
+    captured: list[Tensor] = []
+    handle = None
+    if represent:
+        module = find_layer(model, layer)
+
+        def record(_module: Any, _inputs: Any, output: Any) -> None:
+            if not isinstance(output, Tensor):
+                raise TypeError(f"layer: its output is {type(output).__name__}, not a tensor")
+            captured.append(output.detach().double().cpu().flatten(1))
+
+        handle = module.register_forward_hook(record)
+    try:
+        return _study(model, x, explain, t, scorer, samples, noise, radius, int(seed),
+                      batch_size, captured if represent else None)
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
+def _take(captured: list[Tensor] | None) -> Tensor | None:
+    if captured is None:
+        return None
+    out = torch.cat(captured)
+    captured.clear()
+    return out
+
+
+def _study(model: Any, x: Tensor, explain: Any, t: Tensor, scorer: Any, samples: int,
+           noise: str, radius: float, seed: int, batch_size: int,
+           captured: list[Tensor] | None) -> dict[str, Tensor]:
+    b = x.shape[0]
     e0 = run_maps(explain, x, t, batch_size)  # (B, 1, h, w)
+    if captured is not None:
+        captured.clear()
     h0 = scorer.logits(x).double().cpu()
+    r0 = _take(captured)
     c0 = h0.argmax(1)
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(seed)
     out: dict[str, list[Tensor]] = {k: [] for k in (
         "map_change", "input_change", "relative_map_change", "relative_input_change",
-        "logit_change", "same_class")}
+        "logit_change", "same_class", "relative_representation_change")}
     xc = x.cpu()
     for start in range(0, samples, DRAWS):
         k = min(DRAWS, samples - start)
@@ -123,8 +165,11 @@ def perturbation_study(model: Any, x: Tensor, explainer: Any, target: Any = None
         xp = (xc[:, None] + delta.to(xc.dtype)[None]).clamp(0, 1)  # (B, k, C, H, W)
         flat = xp.reshape(b * k, *x.shape[1:])
         tp = t.repeat_interleave(k, dim=0)
-        e = run_maps(explain, flat.to(x.device), tp, batch_size).reshape(b, k, *e0.shape[1:])
+        if captured is not None:
+            captured.clear()  # what the explainer's own forward passes left
         h = scorer.logits(flat.to(x.device)).double().cpu().reshape(b, k, -1)
+        rp = _take(captured)
+        e = run_maps(explain, flat.to(x.device), tp, batch_size).reshape(b, k, *e0.shape[1:])
         de = e - e0[:, None]
         dx = (xp - xc[:, None]).double()
         out["map_change"].append(_flat_norm(de))
@@ -133,7 +178,11 @@ def perturbation_study(model: Any, x: Tensor, explainer: Any, target: Any = None
         out["relative_input_change"].append(_flat_norm(_relative(dx, xc[:, None].double())))
         out["logit_change"].append(torch.linalg.vector_norm(h - h0[:, None], dim=2))
         out["same_class"].append(h.argmax(2) == c0[:, None])
-    result = {key: torch.cat(v, dim=1) for key, v in out.items()}
+        if rp is not None and r0 is not None:
+            dr = rp.reshape(b, k, -1) - r0[:, None]
+            out["relative_representation_change"].append(
+                torch.linalg.vector_norm(_relative(dr, r0[:, None]), dim=2))
+    result = {key: torch.cat(v, dim=1) for key, v in out.items() if v}
     result["map_norm"] = _flat_norm(e0[:, None])[:, :1]
     return result
 
@@ -219,6 +268,23 @@ def relative_output_stability(model: Any, x: Tensor, explainer: Any, target: Any
     return _masked_max(ratio, r["same_class"])
 
 
+def relative_representation_stability(model: Any, x: Tensor, explainer: Any,
+                                      target: Any = None, *, layer: str | None = None,
+                                      samples: int = 200, radius: float = 0.2, seed: int = 0,
+                                      batch_size: int = 16) -> Tensor:
+    """Relative representation stability (Agarwal et al. 2022) per image (B,) float64: the max
+    over class-preserving perturbations of ``||(e - e') / e|| / max(||(L - L') / L||, ε)``, L
+    the output of ``layer``; lower is better.
+
+    Args: as :func:`perturbation_study`; ``layer`` a layer of ``model.net`` (None = the
+    model's ``feature_layer``).
+    """
+    r = perturbation_study(model, x, explainer, target, samples=samples, radius=radius,
+                           seed=seed, batch_size=batch_size, represent=True, layer=layer)
+    ratio = r["relative_map_change"] / r["relative_representation_change"].clamp_min(EPS_MIN)
+    return _masked_max(ratio, r["same_class"])
+
+
 class _Robustness:
     kind = "explainer"
     higher_is_better = False
@@ -292,3 +358,26 @@ class RelativeOutputStability(_Robustness):
     _function = staticmethod(relative_output_stability)
 
 
+
+
+@METRICS.register("relative_representation_stability")
+class RelativeRepresentationStability(_Robustness):
+    """Relative representation stability (Agarwal et al. 2022): the largest relative map change
+    per relative change of a layer's output (default the model's ``feature_layer``) over
+    class-preserving perturbations; lower is better."""
+
+    _function = staticmethod(relative_representation_stability)
+
+    def __init__(self, layer: str | None = None, samples: int = 200, radius: float = 0.2,
+                 seed: int = 0, batch_size: int = 16) -> None:
+        if layer is not None and not isinstance(layer, str):
+            raise TypeError(f"layer: expected a layer name (str) or None, got "
+                            f"{type(layer).__name__}")
+        super().__init__(samples, radius, seed, batch_size)
+        self.layer = layer
+
+    def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
+        """Per-image values (B,)."""
+        return relative_representation_stability(
+            model, x, explainer, target, layer=self.layer, samples=self.samples,
+            radius=self.radius, seed=self.seed, batch_size=self.batch_size)
