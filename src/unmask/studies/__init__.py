@@ -1,7 +1,8 @@
 """Studies: experiments that run explainers and score them with metrics.
 
-Metrics (:mod:`unmask.metrics`) score given maps and never run an explainer; a study may run
-explainers, re-run them under other settings or on randomised models, and combine metrics:
+Metrics (:mod:`unmask.metrics`) score given maps, or (kind ``"explainer"``) re-run an explainer
+they are handed, one value per image; a study runs explainers by name, re-runs them under other
+settings or on randomised models, reports curves and combines metrics:
 
 - :mod:`~unmask.studies.robustness`: the mean pairwise similarity of an explainer's maps over
   hyperparameter settings or seeds (seed 001, Sec. 4.4);
