@@ -202,3 +202,25 @@ def test_relative_representation_stability_reads_the_feature_layer():
     torch.testing.assert_close(rrs, torch.where(r["same_class"], ratio, -torch.inf).amax(1))
     with pytest.raises(ValueError, match="^layer: model 'region' names no default"):
         relative_representation_stability(region_model(), x, red, samples=2)
+
+
+def test_continuity_equals_a_naive_loop_over_translations():
+    from unmask.metrics.robustness import continuity
+
+    model, x = conv_region_model(), region_images(2, 16, seed=4)
+    e = make_explainer(model, method="input_x_gradient")
+    got = continuity(model, x, e, steps=4, batch_size=3)
+    e0 = e.explain(x).saliency.double()
+    t = e.explain(x).target
+    best = torch.full((2,), -1.0, dtype=torch.float64)
+    for d in range(1, 5):
+        moved = torch.zeros_like(x)
+        moved[..., d:] = x[..., :-d]
+        ed = e.explain(moved, target=t).saliency.double()
+        q = (ed - e0).abs().flatten(1).sum(1) / (moved - x).double().flatten(1).norm(dim=1)
+        best = torch.maximum(best, q)
+    torch.testing.assert_close(got, best)
+    assert continuity(model, x, lambda x, t: torch.ones(len(x), 1, 16, 16), steps=4).tolist() \
+        == [0.0, 0.0]
+    with pytest.raises(ValueError, match="^steps: expected fewer than the image width 16"):
+        continuity(model, x, e, steps=16)

@@ -85,7 +85,7 @@ def test_the_expected_kinds_and_metrics_are_registered():
             "local_lipschitz_estimate", "relative_input_stability",
             "relative_output_stability", "completeness", "non_sensitivity",
             "model_parameter_randomisation", "input_invariance",
-            "relative_representation_stability"} <= set(NAMES)
+            "relative_representation_stability", "continuity"} <= set(NAMES)
 
 
 def test_an_undeclared_kind_fails():
