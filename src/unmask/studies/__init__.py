@@ -9,10 +9,13 @@ settings or on randomised models, reports curves and combines metrics:
 - :mod:`~unmask.studies.sanity`: cascading and independent model randomisation (Adebayo et al.
   2018);
 - :mod:`~unmask.studies.filling`: which removal really removes an object (seed 001, Table 1);
+- :mod:`~unmask.studies.consistency`: whether images with the same discretised explanation get
+  the same prediction (Dasgupta et al. 2022), over the batch;
 - :mod:`~unmask.studies.figure4`: CP scores against the hallucination score (Kolek et al. 2023,
   Figure 4), run by ``unmask figure4``.
 """
 
+from .consistency import consistency, discretise_top_n
 from .filling import filling_study, format_filling_table, ms_ssim
 from .robustness import RobustnessResult, robustness
 from .sanity import (
@@ -26,6 +29,8 @@ __all__ = [
     "RobustnessResult",
     "SanityResult",
     "cascading_randomisation",
+    "consistency",
+    "discretise_top_n",
     "filling_study",
     "format_filling_table",
     "independent_randomisation",
