@@ -35,7 +35,7 @@ from .._checks import check_choice, check_positive
 from ..model_randomisation import randomisation_order, randomise_layer
 from ..registry import METRICS
 from ._explain import prepare_explainer_inputs, rebuilder, run_maps
-from .similarity import SIMILARITIES, similarity_function
+from .similarity import SIMILARITIES
 
 __all__ = ["random_logit", "random_classes", "RandomLogit", "model_parameter_randomisation",
            "ModelParameterRandomisation", "MODES", "REDUCTIONS"]
@@ -48,6 +48,12 @@ REDUCTIONS = ("mean", "last")
 def _check_seed(seed: object) -> int:
     check_positive(seed, "seed", integer=True, allow_zero=True)
     return int(seed)  # type: ignore[call-overload]
+
+
+def _check_similarity(similarity: object) -> None:
+    if not isinstance(similarity, str) or similarity not in SIMILARITIES:
+        raise ValueError(f"similarity: expected one of {', '.join(map(repr, SIMILARITIES))}, "
+                         f"got {similarity!r}")
 
 
 def random_classes(target: Tensor, num_classes: int, seed: int) -> Tensor:
@@ -101,8 +107,7 @@ def random_logit(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
         >>> random_logit(region_model(), region_images(2, 32), blind).tolist()
         [1.0, 1.0]
     """
-    if similarity not in SIMILARITIES:
-        similarity_function(similarity)  # raises the named error
+    _check_similarity(similarity)
     seed = _check_seed(seed)
     model, x, explain, t, _ = prepare_explainer_inputs(model, x, explainer, target, batch_size)
     other = random_classes(t, model.num_classes, seed)
@@ -126,8 +131,7 @@ class RandomLogit:
     higher_is_better = False
 
     def __init__(self, similarity: str = "ssim", seed: int = 0, batch_size: int = 16) -> None:
-        if similarity not in SIMILARITIES:
-            similarity_function(similarity)
+        _check_similarity(similarity)
         self.similarity = similarity
         self.seed = _check_seed(seed)
         check_positive(batch_size, "batch_size", integer=True)
@@ -172,8 +176,7 @@ def model_parameter_randomisation(model: Any, x: Tensor, explainer: Any, target:
     """
     mode = check_choice(mode, "mode", MODES)
     reduce = check_choice(reduce, "reduce", REDUCTIONS)
-    if similarity not in SIMILARITIES:
-        similarity_function(similarity)
+    _check_similarity(similarity)
     seed = _check_seed(seed)
     model, x, explain, t, _ = prepare_explainer_inputs(model, x, explainer, target, batch_size)
     rebuild = rebuilder(explainer, "model_parameter_randomisation")
@@ -211,8 +214,7 @@ class ModelParameterRandomisation:
                  seed: int = 0, batch_size: int = 16) -> None:
         self.mode = check_choice(mode, "mode", MODES)
         self.reduce = check_choice(reduce, "reduce", REDUCTIONS)
-        if similarity not in SIMILARITIES:
-            similarity_function(similarity)
+        _check_similarity(similarity)
         self.similarity = similarity
         self.seed = _check_seed(seed)
         check_positive(batch_size, "batch_size", integer=True)
