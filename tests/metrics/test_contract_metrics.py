@@ -15,9 +15,16 @@ import pytest
 import torch
 
 import unmask.metrics  # noqa: F401  (registers every metric)
+from unmask.api import make_explainer
 from unmask.metrics.kinds import METRIC_KINDS, MetricKind, kind_of
 from unmask.registry import METRICS, Entry
-from unmask.testing import region_box, region_images, region_mask, region_model
+from unmask.testing import (
+    conv_region_model,
+    region_box,
+    region_images,
+    region_mask,
+    region_model,
+)
 
 SIZE = 32
 NAMES = [e.name for e in METRICS]
@@ -50,6 +57,11 @@ FACTORIES = {
     "contrastive": lambda b: {**dict(zip(("model", "x", "saliency"), _base(b), strict=True)),
                               "target": 1, "competitors": {0}},
     "map": lambda b: {"saliency": smooth_maps(b, 0)},
+    # an explainer whose maps depend on the image and the class (input x gradient), on a model
+    # with a feature layer (relative representation stability reads it)
+    "explainer": lambda b: (lambda m: {
+        "model": m, "x": region_images(b, SIZE, seed=3),
+        "explainer": make_explainer(m, method="input_x_gradient")})(conv_region_model()),
 }
 
 
@@ -64,12 +76,16 @@ def test_every_declared_kind_has_inputs_here():
 
 def test_the_expected_kinds_and_metrics_are_registered():
     assert {"faithfulness", "localisation", "similarity", "explanation_image", "artifact",
-            "contrastive", "map"} <= set(METRIC_KINDS)
+            "contrastive", "map", "explainer"} <= set(METRIC_KINDS)
     assert {"deletion", "insertion", "dc", "ic", "iic", "ad", "add", "saliency_metric", "cauc",
             "cdrop", "cp_l1", "hallucination_score", "pointing_game", "ssim", "road_morf", "road_lerf", "road_combined", "sparseness",
             "complexity", "effective_complexity", "faithfulness_correlation", "faithfulness_estimate",
             "pixel_flipping", "region_perturbation", "monotonicity",
-            "monotonicity_correlation"} <= set(NAMES)
+            "monotonicity_correlation", "random_logit", "max_sensitivity", "avg_sensitivity",
+            "local_lipschitz_estimate", "relative_input_stability",
+            "relative_output_stability", "completeness", "non_sensitivity",
+            "model_parameter_randomisation", "input_invariance",
+            "relative_representation_stability", "continuity"} <= set(NAMES)
 
 
 def test_an_undeclared_kind_fails():

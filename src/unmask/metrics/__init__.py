@@ -1,11 +1,12 @@
 """Evaluation metrics; each registers itself in :data:`unmask.registry.METRICS`.
 
 Every metric is of one declared kind (:mod:`unmask.metrics.kinds`: faithfulness,
-localisation, similarity, explanation image, artifact, contrastive), which fixes its call;
-:func:`evaluate` runs several of them, computing shared curves once. Every module of this
-package is imported here, so adding a metric is adding a file. Metrics score given maps and
-never run an explainer: studies that do (robustness, sanity checks, ...) are in
-:mod:`unmask.studies`.
+localisation, similarity, explanation image, artifact, contrastive, map, explainer), which
+fixes its call; :func:`evaluate` runs several of them, computing shared curves once. Every
+module of this package is imported here, so adding a metric is adding a file. Metrics never
+import an explainer: most score given maps; those of kind ``"explainer"`` (randomisation,
+robustness) are handed one and re-run it. Studies that report curves over hyperparameters or
+layers are in :mod:`unmask.studies`.
 """
 
 import importlib

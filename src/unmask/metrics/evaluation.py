@@ -69,7 +69,8 @@ def evaluate(model: Any, x: Tensor | None, saliency: Any = None,
         progress: a progress bar over the metrics (bool) or a callback ``(done, total)``.
         **inputs: what other kinds need: ``boxes=`` (localisation), ``reference=`` (a second
             set of maps: similarity), ``x_hat=`` and ``coefficients=`` (explanation images,
-            artifacts), ``competitors=`` (contrastive).
+            artifacts), ``competitors=`` (contrastive), ``explainer=`` (an explainer the
+            ``"explainer"`` kind re-runs: randomisation, robustness, input invariance).
 
     Returns:
         label -> values (B,), in the order of ``metrics``.

@@ -15,7 +15,9 @@ Resolutions (how a metric reads maps):
 - ``"image"``: maps at the image's resolution; coarser maps are upsampled bilinearly first;
 - ``"ground_truth"``: maps and ground truth (boxes, masks) in the same pixels;
 - ``"pair"``: two maps of the same shape;
-- ``"none"``: no maps (the metric reads explanation images).
+- ``"none"``: no maps (the metric reads explanation images);
+- ``"explainer"``: no maps given; the metric runs the explainer it is given (on perturbed
+  images, for other classes, ...) and reads the maps it returns.
 
 A new kind is one :func:`declare_kind` call::
 
@@ -34,9 +36,9 @@ from ..registry import METRICS, Entry
 
 __all__ = ["MetricKind", "METRIC_KINDS", "RESOLUTIONS", "declare_kind", "kind_of",
            "FAITHFULNESS", "LOCALISATION", "SIMILARITY", "EXPLANATION_IMAGE", "ARTIFACT",
-           "CONTRASTIVE", "MAP"]
+           "CONTRASTIVE", "MAP", "EXPLAINER"]
 
-RESOLUTIONS = ("any", "image", "ground_truth", "pair", "none")
+RESOLUTIONS = ("any", "image", "ground_truth", "pair", "none", "explainer")
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ class MetricKind:
 
     @property
     def reads_maps(self) -> bool:
-        return self.resolution != "none"
+        """Whether the metric is given maps (``saliency``) to read."""
+        return self.resolution not in ("none", "explainer")
 
     def needs(self) -> tuple[str, ...]:
         """Every input that must be given: the positional ones and the required keywords."""
@@ -137,6 +140,10 @@ CONTRASTIVE = declare_kind(MetricKind(
 MAP = declare_kind(MetricKind(
     "map", ("saliency",), resolution="any",
     summary="a property of the map alone (sparseness, complexity), no model or images"))
+
+EXPLAINER = declare_kind(MetricKind(
+    "explainer", ("model", "x", "explainer"), ("target",), resolution="explainer",
+    summary="how the explainer's maps behave when it is re-run (perturbed images, other classes)"))
 
 
 def kind_of(metric: object) -> MetricKind:

@@ -41,9 +41,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..metrics.similarity import similarity_function
+from ..model_randomisation import randomisation_order, randomise_layer
 from .robustness import fixed_target, run_explainer
 
 __all__ = ["randomisation_order", "randomise_layer", "cascading_randomisation",
@@ -51,31 +52,6 @@ __all__ = ["randomisation_order", "randomise_layer", "cascading_randomisation",
 
 #: The two randomisation tests.
 MODES = ("cascading", "independent")
-
-
-def randomisation_order(model: nn.Module) -> list[str]:
-    """Names of the modules that own parameters, top (last registered) first."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    names = [name for name, m in model.named_modules() if next(m.parameters(recurse=False), None) is not None]
-    return names[::-1]
-
-
-@torch.no_grad()
-def randomise_layer(module: nn.Module, seed: int) -> None:
-    """Re-initialise ``module``'s own parameters in place, reproducibly (see the module docs)."""
-    reset = getattr(module, "reset_parameters", None)
-    if callable(reset):
-        devices = sorted({p.device.index or 0 for p in module.parameters() if p.device.type == "cuda"})
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            reset()
-        return
-    gen = torch.Generator().manual_seed(seed)
-    for p in module.parameters(recurse=False):
-        rms = p.detach().double().pow(2).mean().sqrt().item() if p.numel() else 0.0
-        fresh = torch.randn(p.shape, generator=gen, dtype=torch.float64) * (rms if rms > 0 else 1.0)
-        p.copy_(fresh.to(p))
 
 
 @dataclass
