@@ -44,6 +44,9 @@ class Classifier(nn.Module):
             (bilinear, antialiased, differentiable). ``None`` leaves inputs as they are.
         class_names: one name per output class.
         name: a short name for reports.
+        feature_layer: the default layer of layer methods (CAMs, excitation backprop): a path
+            in ``net.named_modules()``, e.g. ``"layer4"``; ``None`` = none (pass ``layer=``).
+            Layer names are always relative to ``net``, never prefixed with ``net.``.
 
     Shapes:
         forward: (B, 3, H, W) in [0, 1] -> logits (B, num_classes).
@@ -65,6 +68,7 @@ class Classifier(nn.Module):
         input_size: int | tuple[int, int] | None,
         class_names: Sequence[str],
         name: str = "custom",
+        feature_layer: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(net, nn.Module):
@@ -90,6 +94,15 @@ class Classifier(nn.Module):
         self.input_size: tuple[int, int] | None = input_size
         self.class_names: list[str] = names
         self.name = name
+        if feature_layer is not None:
+            known = {n for n, _ in net.named_modules() if n}
+            if feature_layer not in known:
+                import difflib
+
+                close = difflib.get_close_matches(str(feature_layer), sorted(known), n=3, cutoff=0.0)
+                raise ValueError(f"feature_layer: no layer {feature_layer!r} in net; closest: "
+                                 f"{', '.join(close) or '(net has no sub-modules)'}")
+        self.feature_layer: str | None = feature_layer
 
     @classmethod
     def wrap(
@@ -100,17 +113,19 @@ class Classifier(nn.Module):
         input_size: int | tuple[int, int] | None = 224,
         class_names: Sequence[str] | None = None,
         name: str = "custom",
+        feature_layer: str | None = None,
     ) -> Classifier:
         """Wrap any network that takes normalised images and returns logits.
 
         ``class_names`` defaults to the ImageNet-1k names when the network has 1000 outputs;
-        otherwise it must be given.
+        otherwise it must be given. ``feature_layer`` names the default layer of layer methods.
         """
         if isinstance(module, Classifier):
             return module
         if class_names is None:
             class_names = imagenet_class_names()
-        return cls(module, mean, std, input_size, class_names, name=name).eval()
+        return cls(module, mean, std, input_size, class_names, name=name,
+                   feature_layer=feature_layer).eval()
 
     @property
     def num_classes(self) -> int:
@@ -139,8 +154,30 @@ class Classifier(nn.Module):
             )
         return logits
 
+    def layers(self, x: Tensor | None = None) -> list[tuple[str, str, tuple[int, ...] | None]]:
+        """The named layers of ``net`` with their type and output shape on ``x``.
+
+        ``x`` defaults to one gray image of ``input_size`` (224 x 224 when None). Names are
+        paths in ``net.named_modules()``: what ``layer=`` of layer methods takes.
+        """
+        from .gradients import layer_table
+
+        return layer_table(self, x)
+
     def extra_repr(self) -> str:
         return f"name={self.name!r}, input_size={self.input_size}, num_classes={self.num_classes}"
+
+
+class _BatchNormReLU6(nn.BatchNorm2d):
+    """Batch norm followed by ReLU6 (as timm's ``BatchNormAct2d``); same parameters.
+
+    EfficientNet-Lite applies one shared ReLU6 module after every batch norm, so the head's
+    activated output is no module's output; giving ``_bn1`` this class (idempotent: the shared
+    ReLU6 after it changes nothing) makes it the feature layer that layer methods hook.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu6(super().forward(x))
 
 
 @dataclass(frozen=True)
@@ -168,10 +205,11 @@ def _efficientnet_lite(variant: int) -> Callable[..., Classifier]:
         weights = getattr(weights_module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
         net = EfficientNet.from_name(f"efficientnet-lite{variant}")
         net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        net._bn1.__class__ = _BatchNormReLU6  # the head's activated features: the feature layer
         # TF EfficientNet-Lite convention: (255 x - 127) / 128 == (x - 127/255) / (128/255).
         return Classifier(net.eval(), mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
                           input_size=size, class_names=imagenet_class_names(),
-                          name=f"efficientnet_lite{variant}")
+                          name=f"efficientnet_lite{variant}", feature_layer="_bn1")
 
     return build
 

@@ -12,21 +12,25 @@ from torch import Tensor, nn
 
 from .models import Classifier
 
-__all__ = ["RegionModel", "region_model", "region_images", "REGION"]
+__all__ = ["RegionModel", "region_model", "region_images", "REGION", "REGION_B",
+           "ConvRegionModel", "conv_region_model"]
 
 #: The box the model looks at, as fractions (top, left, bottom, right) of the image.
 REGION = (0.25, 0.25, 0.5, 0.5)
 
+#: The second box of :class:`ConvRegionModel` (class 0's evidence).
+REGION_B = (0.5, 0.5, 0.75, 0.75)
 
-def region_box(height: int, width: int) -> tuple[int, int, int, int]:
+
+def region_box(height: int, width: int, region: tuple[float, ...] = REGION) -> tuple[int, int, int, int]:
     """The model's box in pixels (top, left, bottom, right) for an image of this size."""
-    t, l, b, r = REGION
+    t, l, b, r = region
     return round(t * height), round(l * width), round(b * height), round(r * width)
 
 
-def region_mask(height: int, width: int) -> Tensor:
-    """(1, 1, H, W) boolean mask of the model's box."""
-    t, l, b, r = region_box(height, width)
+def region_mask(height: int, width: int, region: tuple[float, ...] = REGION) -> Tensor:
+    """(1, 1, H, W) boolean mask of the model's box (or of ``region``)."""
+    t, l, b, r = region_box(height, width, region)
     m = torch.zeros(1, 1, height, width, dtype=torch.bool)
     m[..., t:b, l:r] = True
     return m
@@ -75,3 +79,48 @@ def region_images(batch: int = 2, size: int = 32, seed: int = 0) -> Tensor:
     x[:, 0, t:b, l:r] = 0.95
     x[:, 1:, t:b, l:r] = 0.1 + 0.1 * torch.rand(batch, 2, b - t, r - l, generator=gen)
     return x
+
+
+class _RegionGate(nn.Module):
+    """Keeps feature channel 0 inside :data:`REGION` and channel 1 inside :data:`REGION_B`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        gate = torch.cat([region_mask(h, w, REGION), region_mask(h, w, REGION_B)], dim=1)
+        return x * gate.to(x.dtype)
+
+
+class ConvRegionModel(nn.Module):
+    """Two-class convolutional toy network with a spatial feature layer ``features``.
+
+    ``features`` (B, 2, H/4, W/4) = a 1x1 convolution (channel 0: redness ``r - (g + b)/2 - 0.1``,
+    channel 1: blueness ``b - (r + g)/2 - 0.1``), ReLU, 4x4 average pooling, then channel 0 kept
+    only inside :data:`REGION` and channel 1 only inside :data:`REGION_B`; global average pooling
+    and a linear head give ``logit_1 = 64 * pooled_0 - 1`` (red in the first box) and
+    ``logit_0 = 64 * pooled_1 - 1`` (blue in the second box). Each class depends on its own box
+    only, through non-negative weights, so layer methods (CAMs, excitation backprop) and
+    gradients have a known answer. Use images whose side is a multiple of 16.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        conv = nn.Conv2d(3, 2, kernel_size=1)
+        head = nn.Linear(2, 2)
+        with torch.no_grad():
+            conv.weight.copy_(torch.tensor([[1.0, -0.5, -0.5], [-0.5, -0.5, 1.0]])[:, :, None, None])
+            conv.bias.fill_(-0.1)
+            head.weight.copy_(torch.tensor([[0.0, 64.0], [64.0, 0.0]]))
+            head.bias.fill_(-1.0)
+        self.features = nn.Sequential(conv, nn.ReLU(), nn.AvgPool2d(4), _RegionGate())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = head
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.pool(self.features(x)).flatten(1))
+
+
+def conv_region_model() -> Classifier:
+    """:class:`ConvRegionModel` as a Classifier whose feature layer is ``"features"``."""
+    return Classifier(ConvRegionModel(), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
+                      class_names=["blue box B", "red box"], name="conv-region",
+                      feature_layer="features")

@@ -1,0 +1,236 @@
+"""Class activation maps from a layer's activations and gradients: Grad-CAM and its family.
+
+Every CAM combines the activations ``A`` (B, C, h, w) of a named layer (default: the model's
+feature layer) with the gradient ``G = ∂s/∂A`` of the target's score (default ``"logit"``; a
+set of classes through its generalised logit, so the logits are seeded with
+``p_c / Σ_{c'∈C} p_c'`` as in CWOX). Options shared by all:
+
+- ``relu``: clamp the combined map at 0 (the papers; off for CWOX's Grad-CAM, which has none);
+- ``normalise``: rescale each image's upsampled map to [0, 1] (min-max, as pytorch-grad-cam).
+
+``extras["cam"]`` is the map at layer resolution (B, 1, h, w) after the ReLU and before
+normalisation; ``saliency`` is it upsampled bilinearly to the input (``align_corners=False``, as
+captum's ``LayerAttribution.interpolate``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._checks import check_choice
+from ..explanation import Explanation
+from ..gradients import capture, check_spatial, gradients, grad_session, resolve_layer
+from ..registry import METHODS
+from ..scoring import SCORES
+from ._common import as_model, finish, prepare, upsample
+
+__all__ = ["GradCAM", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "HiResCAM", "EigenCAM",
+           "finish_cam", "normalise_maps"]
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return value
+
+
+def normalise_maps(maps: Tensor) -> Tensor:
+    """Per-image min-max rescaling of (B, 1, H, W) maps to [0, 1] (0 where a map is constant)."""
+    flat = maps.flatten(1)
+    lo, hi = flat.min(1).values, flat.max(1).values
+    span = (hi - lo)[:, None, None, None]
+    return torch.where(span > 0, (maps - lo[:, None, None, None]) / span.clamp(min=1e-30),
+                       torch.zeros_like(maps))
+
+
+def finish_cam(explainer: Any, cam: Tensor, target: Tensor, size: tuple[int, int],
+               **extras: Any) -> Explanation:
+    """ReLU (if ``explainer.relu``), upsample to ``size``, normalise (if asked), finish."""
+    if explainer.relu:
+        cam = cam.clamp(min=0)
+    saliency = upsample(cam, size)
+    if explainer.normalise:
+        saliency = normalise_maps(saliency)
+    return finish(explainer, saliency.float(), target, cam=cam, **extras)
+
+
+class _GradientCAM:
+    """What the gradient CAMs share: the layer, the score and the two options."""
+
+    def _setup(self, model: Any, layer: str | None, relu: bool, normalise: bool, score: str) -> None:
+        self.model = as_model(model)
+        self.layer = resolve_layer(self.model, layer)
+        self.relu = _flag(relu, "relu")
+        self.normalise = _flag(normalise, "normalise")
+        self.score = check_choice(score, "score", SCORES)
+
+    def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:  # pragma: no cover
+        raise NotImplementedError
+
+    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+        """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
+        x, t = prepare(self.model, x, target)
+        g = gradients(self.model, x, t, score=self.score, layers=[self.layer], input=False)
+        a, grad = g.activations[self.layer], g.layer[self.layer]
+        check_spatial(a, self.layer)
+        cam, extras = self.combine(a, grad)
+        return finish_cam(self, cam, t, tuple(x.shape[-2:]), **extras)
+
+
+def _weighted(a: Tensor, weights: Tensor) -> Tensor:
+    return torch.einsum("bc,bchw->bhw", weights, a)[:, None]
+
+
+@METHODS.register("gradcam", aliases=("grad-cam",))
+class GradCAM(_GradientCAM):
+    """Grad-CAM (Selvaraju et al. 2017): ``Σ_k α_k A_k`` with ``α_k = mean_ij ∂s/∂A_kij``.
+
+    Args:
+        model: the classifier.
+        layer: a path in ``model.net.named_modules()`` (default: the model's feature layer).
+        relu: clamp the map at 0 (default True, the paper; CWOX uses False).
+        normalise: rescale each upsampled map to [0, 1].
+        score: the differentiated score: ``"logit"`` (default), ``"prob"`` or ``"log_prob"``.
+
+    Extras:
+        ``cam`` (B, 1, h, w); ``weights`` (B, C) the α_k.
+
+    Example:
+        >>> from unmask.testing import conv_region_model, region_images
+        >>> e = GradCAM(conv_region_model()).explain(region_images(2), target=[1, 0])
+        >>> e.saliency.shape, e.extras["cam"].shape, e.extras["weights"].shape
+        (torch.Size([2, 1, 32, 32]), torch.Size([2, 1, 8, 8]), torch.Size([2, 2]))
+    """
+
+    def __init__(self, model: Any, *, layer: str | None = None, relu: bool = True,
+                 normalise: bool = False, score: str = "logit") -> None:
+        self._setup(model, layer, relu, normalise, score)
+
+    def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        w = g.mean(dim=(2, 3))
+        return _weighted(a, w), {"weights": w}
+
+
+@METHODS.register("gradcam++", aliases=("gradcampp",))
+class GradCAMPlusPlus(_GradientCAM):
+    """Grad-CAM++ (Chattopadhay et al. 2018): ``α_k = Σ_ij a_kij ReLU(G_kij)`` with
+    ``a_kij = G² / (2 G² + Σ_ab A_kab G³)`` (the paper's closed form for an exponential score;
+    0 where G = 0).
+
+    Args: as :class:`GradCAM`. Extras: ``cam``, ``weights``.
+    """
+
+    def __init__(self, model: Any, *, layer: str | None = None, relu: bool = True,
+                 normalise: bool = False, score: str = "logit") -> None:
+        self._setup(model, layer, relu, normalise, score)
+
+    def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        g2, g3 = g * g, g * g * g
+        denom = 2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g3
+        alpha = torch.where(denom != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)),
+                            torch.zeros_like(g))
+        w = (alpha * g.clamp(min=0)).sum(dim=(2, 3))
+        return _weighted(a, w), {"weights": w}
+
+
+@METHODS.register("xgradcam", aliases=("xgrad-cam",))
+class XGradCAM(_GradientCAM):
+    """XGrad-CAM (Fu et al. 2020): ``α_k = Σ_ij (A_kij / Σ_ab A_kab) G_kij`` (0 for a channel
+    whose activations sum to 0).
+
+    Args: as :class:`GradCAM`. Extras: ``cam``, ``weights``.
+    """
+
+    def __init__(self, model: Any, *, layer: str | None = None, relu: bool = True,
+                 normalise: bool = False, score: str = "logit") -> None:
+        self._setup(model, layer, relu, normalise, score)
+
+    def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        total = a.sum(dim=(2, 3), keepdim=True)
+        share = torch.where(total != 0, a / torch.where(total != 0, total, torch.ones_like(total)),
+                            torch.zeros_like(a))
+        w = (share * g).sum(dim=(2, 3))
+        return _weighted(a, w), {"weights": w}
+
+
+@METHODS.register("layercam", aliases=("layer-cam",))
+class LayerCAM(_GradientCAM):
+    """Layer-CAM (Jiang et al. 2021): ``Σ_k ReLU(G_kij) A_kij``, a weight per location.
+
+    Args: as :class:`GradCAM`. Extras: ``cam``.
+    """
+
+    def __init__(self, model: Any, *, layer: str | None = None, relu: bool = True,
+                 normalise: bool = False, score: str = "logit") -> None:
+        self._setup(model, layer, relu, normalise, score)
+
+    def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        return (g.clamp(min=0) * a).sum(dim=1, keepdim=True), {}
+
+
+@METHODS.register("hirescam", aliases=("hires-cam",))
+class HiResCAM(_GradientCAM):
+    """HiResCAM (Draelos & Carin 2020): ``Σ_k G_kij A_kij``, the gradient times the activation
+    at every location (faithful to the score for a global-average-pooled linear head).
+
+    Args: as :class:`GradCAM`. Extras: ``cam``.
+    """
+
+    def __init__(self, model: Any, *, layer: str | None = None, relu: bool = True,
+                 normalise: bool = False, score: str = "logit") -> None:
+        self._setup(model, layer, relu, normalise, score)
+
+    def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        return (g * a).sum(dim=1, keepdim=True), {}
+
+
+def first_component(a: Tensor) -> Tensor:
+    """Eigen-CAM's map: the activations (B, C, h, w) projected on their first principal
+    direction, per image: with ``M`` (hw, C) the image's activations, ``M v₁`` where ``v₁`` is
+    M's first right singular vector, signed so that the projection sums to ≥ 0 -> (B, 1, h, w).
+    """
+    b, c, h, w = a.shape
+    m = a.flatten(2).transpose(1, 2).double()  # (B, hw, C)
+    _, _, vh = torch.linalg.svd(m, full_matrices=False)
+    proj = m @ vh[:, 0, :, None]  # (B, hw, 1)
+    sign = torch.where(proj.sum(dim=(1, 2)) < 0, -1.0, 1.0).to(proj.dtype)
+    return (proj * sign[:, None, None]).transpose(1, 2).reshape(b, 1, h, w).to(a.dtype)
+
+
+@METHODS.register("eigencam", aliases=("eigen-cam",))
+class EigenCAM:
+    """Eigen-CAM (Muhammad & Yeasin 2020): the layer's activations projected on their first
+    principal component (no gradients; the same map for every target).
+
+    The projection is of the uncentred activations (the paper's SVD of the feature matrix);
+    pytorch-grad-cam subtracts the per-channel mean first.
+
+    Args:
+        model: the classifier.
+        layer: a path in ``model.net.named_modules()`` (default: the model's feature layer).
+        relu: clamp the map at 0 (default True, as pytorch-grad-cam).
+        normalise: rescale each upsampled map to [0, 1].
+
+    Extras:
+        ``cam`` (B, 1, h, w).
+    """
+
+    def __init__(self, model: Any, *, layer: str | None = None, relu: bool = True,
+                 normalise: bool = False) -> None:
+        self.model = as_model(model)
+        self.layer = resolve_layer(self.model, layer)
+        self.relu = _flag(relu, "relu")
+        self.normalise = _flag(normalise, "normalise")
+
+    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+        """Explain images ``x`` (B, 3, H, W); ``target`` is recorded (top-1 when None)."""
+        x, t = prepare(self.model, x, target)
+        with grad_session(self.model), capture(self.model, [self.layer]) as acts, \
+                torch.inference_mode():
+            self.model(x)
+        a = acts[self.layer]
+        check_spatial(a, self.layer)
+        return finish_cam(self, first_component(a.clone()), t, tuple(x.shape[-2:]))
