@@ -114,6 +114,9 @@ class Entry:
     factory: Callable[..., Any]
     defaults: dict[str, Any] = field(default_factory=dict)
     summary: str = ""
+    #: what sort of object it builds within its registry (a metric's kind, see
+    #: :mod:`unmask.metrics.kinds`); "" when the registry has no kinds.
+    kind: str = ""
 
     def parameters(self) -> dict[str, inspect.Parameter]:
         target = self.factory.__init__ if inspect.isclass(self.factory) else self.factory
@@ -164,14 +167,21 @@ class Registry:
         self._primary: dict[type, str] = {}
 
     def add(self, name: str, factory: Callable[..., Any], *, aliases: tuple[str, ...] = (),
-            defaults: dict[str, Any] | None = None, summary: str | None = None) -> None:
-        """Register ``factory`` under ``name`` (and ``aliases``) with default arguments."""
+            defaults: dict[str, Any] | None = None, summary: str | None = None,
+            kind: str | None = None) -> None:
+        """Register ``factory`` under ``name`` (and ``aliases``) with default arguments.
+
+        ``kind`` (default: the factory's ``kind`` attribute, if any) is recorded on the entry.
+        """
         for key in (name, *aliases):
             if key in self._entries or key in self._aliases:
                 raise ValueError(f"{self.kind} {key!r} is already registered")
         if summary is None:
             summary = (inspect.getdoc(factory) or "").split("\n", 1)[0]
-        self._entries[name] = Entry(name, factory, dict(defaults or {}), summary)
+        if kind is None:
+            kind = getattr(factory, "kind", "")
+        self._entries[name] = Entry(name, factory, dict(defaults or {}), summary,
+                                    kind if isinstance(kind, str) else "")
         if inspect.isclass(factory):
             _record_arguments(factory)
             self._primary.setdefault(factory, name)
@@ -179,12 +189,12 @@ class Registry:
             self._aliases[alias] = name
 
     def register(self, name: str, *, aliases: tuple[str, ...] = (),
-                 defaults: dict[str, Any] | None = None,
-                 summary: str | None = None) -> Callable[[Any], Any]:
+                 defaults: dict[str, Any] | None = None, summary: str | None = None,
+                 kind: str | None = None) -> Callable[[Any], Any]:
         """Class decorator form of :meth:`add`."""
 
         def decorate(factory: Any) -> Any:
-            self.add(name, factory, aliases=aliases, defaults=defaults, summary=summary)
+            self.add(name, factory, aliases=aliases, defaults=defaults, summary=summary, kind=kind)
             return factory
 
         return decorate

@@ -80,9 +80,9 @@ def test_coefficient_domain_uses_given_coefficients(mean_model):
 def test_registered_and_batched(mean_model):
     x, x_hat = _example()
     for name in ("cp_l1_pixel", "cp_l1", "cp_entropy"):
-        metric = METRICS.get(name).build(mean_model, Pixels())
+        metric = METRICS.get(name).build(Pixels())
         assert metric.higher_is_better
-        out = metric(x.repeat(2, 1, 1, 1), x_hat.repeat(2, 1, 1, 1), [1, 1])
+        out = metric(mean_model, x.repeat(2, 1, 1, 1), x_hat.repeat(2, 1, 1, 1), [1, 1])
         assert out.shape == (2,) and torch.allclose(out[0], out[1])
 
 

@@ -4,16 +4,16 @@
     unmask evaluate cat.png --method occlusion --param patch_size=32 --metrics deletion,ad --json
 
 Maps are ``.npy`` arrays (H, W) for one image or (B, H, W) for B images, in the order of the
-images, at any resolution: deletion / insertion rank them at their own resolution (seed rule),
-the single-step metrics upsample them bicubically, other metrics receive them bilinearly
-upsampled to the images. Every metric whose call is
-``metric(model, x, saliency, target)`` can be used (see ``--metrics list``).
+images, at any resolution. The metrics run through :func:`unmask.metrics.evaluate`: each reads
+the maps at its kind's resolution (deletion / insertion rank them at their own resolution with
+the seed rule, the single-step metrics upsample them bicubically, ...), and metrics reading the
+same curve share it. Every metric whose kind needs only a model, images and maps (the
+faithfulness kind) can be used (see ``--metrics list``).
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 from pathlib import Path
@@ -64,20 +64,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def model_metrics() -> list[str]:
-    """Registered metrics called as ``metric(model, x, saliency, target)``."""
-    from ..metrics import METRICS
+#: What the command line has for every image: the model, the images and one map each.
+_CLI_INPUTS = ("model", "x", "saliency")
 
-    names = []
-    for entry in METRICS:
-        call = getattr(entry.factory, "__call__", None)
-        try:
-            params = list(inspect.signature(call).parameters)[1:4]
-        except (TypeError, ValueError):
-            continue
-        if params == ["model", "x", "saliency"]:
-            names.append(entry.name)
-    return sorted(names)
+
+def model_metrics() -> list[str]:
+    """Registered metrics whose kind needs only a model, images and maps (see
+    :mod:`unmask.metrics.kinds`): the ones ``unmask evaluate`` can run."""
+    from ..metrics import METRICS
+    from ..metrics.kinds import kind_of
+
+    return sorted(e.name for e in METRICS if set(kind_of(e).needs()) <= set(_CLI_INPUTS))
 
 
 def _metric_names(spec: str) -> list[str]:
@@ -144,11 +141,6 @@ def _metric_kwargs(entry: Any, args: argparse.Namespace) -> dict[str, Any]:
     return kw
 
 
-def _any_resolution(metric: Any) -> bool:
-    module = type(metric).__module__
-    return module.endswith((".deletion", ".single_step"))
-
-
 def _finite(v: float) -> float | None:
     return v if math.isfinite(v) else None
 
@@ -159,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     from .._checks import check_positive, check_targets
     from ..api import make_explainer
     from ..images import example_image, load_image
-    from ..metrics import METRICS
+    from ..metrics import METRICS, evaluate
     from ..removal import make_removal as resolve_substrate
     from ..models import load_model
     from ..registry import METHODS
@@ -217,24 +209,10 @@ def run(args: argparse.Namespace) -> int:
         saliency = make_explainer(model, method, seed=args.seed, **hyper).explain(x, target).saliency
         saliency = saliency.detach().cpu().float()
 
-    # deletion / insertion and single-step metrics take maps at any resolution; others get the
-    # maps bilinearly upsampled to the images
-    full = saliency
-    if tuple(saliency.shape[-2:]) != tuple(x.shape[-2:]):
-        full = torch.nn.functional.interpolate(saliency, size=tuple(x.shape[-2:]), mode="bilinear",
-                                               align_corners=False)
-    values = {}
-    curves: dict[str, Any] = {}  # DAUC and DC (IAUC and IC) share one curve
-    for name, metric in metrics.items():
-        if hasattr(metric, "curve") and hasattr(metric, "statistic"):
-            key = repr(metric).split("(", 1)[1] + metric.mode
-            if key not in curves:
-                curves[key] = metric.curve(model, x, saliency, target)
-            c = curves[key]
-            values[name] = (c.auc() if metric.statistic == "auc" else c.correlation()).double()
-        else:
-            s = saliency if _any_resolution(metric) else full
-            values[name] = metric(model, x, s, target).double().cpu()
+    # every metric through its kind, at its kind's map resolution; DAUC and DC (IAUC and IC,
+    # IIC and AD) share one curve
+    values = {name: v.double().cpu()
+              for name, v in evaluate(model, x, saliency, metrics, target=target).items()}
     higher = {name: bool(getattr(m, "higher_is_better", True)) for name, m in metrics.items()}
     means = {name: float(v[torch.isfinite(v)].mean()) if bool(torch.isfinite(v).any()) else float("nan")
              for name, v in values.items()}

@@ -44,8 +44,8 @@ def _floats(text: str, name: str) -> list[float]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..experiments.figure4 import list_images
-    from ..experiments.figure4 import run as run_study
+    from ..studies.figure4 import list_images
+    from ..studies.figure4 import run as run_study
     from ..images import load_image
     from ..models import load_model
 

@@ -1,6 +1,11 @@
 """Evaluation metrics; each registers itself in :data:`unmask.registry.METRICS`.
 
-Every module of this package is imported here, so adding a metric is adding a file.
+Every metric is of one declared kind (:mod:`unmask.metrics.kinds`: faithfulness,
+localisation, similarity, explanation image, artifact, contrastive), which fixes its call;
+:func:`evaluate` runs several of them, computing shared curves once. Every module of this
+package is imported here, so adding a metric is adding a file. Metrics score given maps and
+never run an explainer: studies that do (robustness, sanity checks, ...) are in
+:mod:`unmask.studies`.
 """
 
 import importlib
@@ -14,8 +19,15 @@ for _info in pkgutil.iter_modules(__path__):
 
 __all__ = ["METRICS"]
 
-# Localisation, saliency metric, map similarity, sanity check, filling study.
-from .filling import filling_study, format_filling_table, ms_ssim  # noqa: E402
+# The kinds, one evaluate, the contrastive metrics.
+from .contrastive import CAUC, CDROP, ContrastiveCurve, cauc, cdrop, contrastive_curve  # noqa: E402
+from .evaluation import evaluate  # noqa: E402
+from .kinds import METRIC_KINDS, MetricKind, declare_kind, kind_of  # noqa: E402
+
+__all__ += ["CAUC", "CDROP", "ContrastiveCurve", "METRIC_KINDS", "MetricKind", "cauc", "cdrop",
+            "contrastive_curve", "declare_kind", "evaluate", "kind_of"]
+
+# Localisation, saliency metric, map similarity (the studies built on them: unmask.studies).
 from .localisation import (  # noqa: E402
     ALPHAS,
     EnergyPointingGame,
@@ -30,14 +42,13 @@ from .localisation import (  # noqa: E402
     select_alpha,
 )
 from .saliency_metric import SaliencyMetric, saliency_metric, select_saliency_alpha  # noqa: E402
-from .sanity import SanityResult, cascading_randomisation, randomisation_order  # noqa: E402
-from .similarity import SSIM, HOGPearson, RobustnessResult, Spearman, hog_pearson, robustness, spearman, ssim  # noqa: E402
+from .similarity import SSIM, HOGPearson, Spearman, hog_pearson, spearman, ssim  # noqa: E402
 
 __all__ += [
-    "ALPHAS", "EnergyPointingGame", "HOGPearson", "LocalisationError", "PointingGame", "RobustnessResult",
-    "SSIM", "SaliencyMetric", "SanityResult", "Spearman", "box_iou", "cascading_randomisation",
-    "energy_pointing_game", "filling_study", "format_filling_table", "hog_pearson", "localisation_error",
-    "localisation_iou", "ms_ssim", "pointing_game", "randomisation_order", "robustness", "saliency_boxes",
+    "ALPHAS", "EnergyPointingGame", "HOGPearson", "LocalisationError", "PointingGame",
+    "SSIM", "SaliencyMetric", "Spearman", "box_iou",
+    "energy_pointing_game", "hog_pearson", "localisation_error",
+    "localisation_iou", "pointing_game", "saliency_boxes",
     "saliency_metric", "select_alpha", "select_saliency_alpha", "spearman", "ssim",
 ]
 

@@ -1,9 +1,10 @@
-"""Input checks shared by the faithfulness metrics (single step and deletion / insertion)."""
+"""Input checks shared by every metric: the saliency maps, and the faithfulness call."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -12,42 +13,54 @@ from ..explanation import Explanation
 from ..models import Classifier, as_classifier, check_model_input
 from ..scoring import Scorer, select_scores
 
-__all__ = ["check_saliency", "prepare_inputs"]
+__all__ = ["check_saliency", "prepare_inputs", "removal_key"]
 
 
-def check_saliency(saliency: object, batch: int, name: str = "saliency") -> Tensor:
-    """Saliency maps as a float tensor (B, 1, h, w) on the CPU.
+def check_saliency(saliency: object, batch: int | None = None, name: str = "saliency") -> Tensor:
+    """Saliency maps as a finite real tensor (B, 1, h, w) on the CPU: the one map check of
+    every metric.
 
-    Accepts an :class:`~unmask.explanation.Explanation`, a tensor or array of shape
-    (B, 1, h, w), (B, h, w), or (h, w) when B == 1.
+    Accepts an :class:`~unmask.explanation.Explanation` (its maps), or a torch tensor or numpy
+    array of shape (B, 1, h, w). When the number of images is known (``batch``: the metric also
+    receives the images), (B, h, w) and, for one image, (h, w) are accepted too, since B is then
+    checked; without it a 3-D array is refused (it could be one RGB image). Integer and boolean
+    maps become float32; floating maps keep their dtype.
+
+    Args:
+        saliency: the maps.
+        batch: the number of images, hence of maps expected, or None (any number).
+        name: the argument name used in error messages.
+
+    Example:
+        >>> check_saliency(torch.ones(2, 4, 4), batch=2).shape
+        torch.Size([2, 1, 4, 4])
     """
     if isinstance(saliency, Explanation):
         saliency = saliency.saliency
+    if isinstance(saliency, np.ndarray):
+        if saliency.dtype.kind not in "fiub":
+            raise TypeError(f"{name}: expected real numbers, got an array of dtype {saliency.dtype}")
+        saliency = torch.from_numpy(np.ascontiguousarray(saliency))
     if not isinstance(saliency, Tensor):
-        try:
-            import numpy as np
-
-            if isinstance(saliency, np.ndarray):
-                saliency = torch.from_numpy(saliency)
-        except ImportError:  # pragma: no cover
-            pass
-    if not isinstance(saliency, Tensor):
-        raise TypeError(f"{name}: expected a tensor (B, 1, h, w), got {type(saliency).__name__}")
+        raise TypeError(f"{name}: expected a torch.Tensor (or numpy array) of shape (B, 1, H, W), "
+                        f"got {type(saliency).__name__}")
     s = saliency.detach()
-    if s.ndim == 2 and batch == 1:
-        s = s[None, None]
-    elif s.ndim == 3:
-        s = s[:, None]
     shape = "(" + ", ".join(map(str, saliency.shape)) + ")"
+    if batch is not None and s.ndim == 2 and batch == 1:
+        s = s[None, None]
+    elif batch is not None and s.ndim == 3:
+        s = s[:, None]
     if s.ndim != 4 or s.shape[1] != 1:
-        raise ValueError(f"{name}: expected shape (B, 1, h, w) or (B, h, w), got {shape}")
-    if s.shape[0] != batch:
-        raise ValueError(f"{name}: expected one map per image ({batch}), got {s.shape[0]} in {shape}")
+        also = " or (B, H, W)" if batch is not None else ""
+        raise ValueError(f"{name}: expected shape (B, 1, H, W){also}, got {shape}")
     if s.numel() == 0:
         raise ValueError(f"{name}: expected non-empty maps, got {shape}")
-    if s.is_complex() or s.dtype == torch.bool:
+    if batch is not None and s.shape[0] != batch:
+        raise ValueError(f"{name}: expected one map per image ({batch}) matching the images, "
+                         f"got {s.shape[0]} in {shape}")
+    if s.is_complex():
         raise TypeError(f"{name}: expected real numbers, got dtype {s.dtype}")
-    s = s.to(device="cpu", dtype=torch.float32 if not s.is_floating_point() else s.dtype)
+    s = s.to(device="cpu", dtype=s.dtype if s.is_floating_point() else torch.float32)
     if not bool(torch.isfinite(s).all()):
         raise ValueError(f"{name}: contains NaN or infinite values")
     return s
@@ -77,3 +90,12 @@ def prepare_inputs(model: Any, x: object, saliency: object, target: object,
         t = logits.argmax(dim=1).cpu()
     base = select_scores(logits, t, scorer.score).cpu()
     return model, x, s, t, base, scorer
+
+
+def removal_key(removal: Any) -> Any:
+    """What identifies a removal when metrics share a computation: its spec string when that
+    rebuilds it, else the object itself (a fill given as a tensor has no full string form)."""
+    spec = getattr(removal, "spec", None)
+    if isinstance(spec, str) and not spec.startswith("tensor:"):
+        return (type(removal).__name__, spec)
+    return ("object", id(removal))

@@ -24,14 +24,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_images
-from ..models import as_classifier
+from .._checks import check_choice, check_images, check_positive, check_targets
+from ..models import as_classifier, check_model_input
 from ..registry import METRICS
 from ..representations import Pixels
 from ..representations.base import Representation
-from ..scoring import Scorer
+from ..scoring import Scorer, select_scores
 
-__all__ = ["CPScore", "cp_score", "masked_image", "information", "INFORMATION"]
+__all__ = ["CPScore", "cp_score", "cp_scores", "masked_image", "information", "INFORMATION"]
 
 #: The information measures of the three CP scores.
 INFORMATION = ("l1_pixel", "l1", "entropy")
@@ -69,46 +69,78 @@ def information(coeffs: Sequence[Tensor], kind: str) -> Tensor:
     return -torch.special.xlogy(q, q).sum(1)
 
 
-def cp_score(model: Any, x: Tensor, x_hat: Tensor, target: Any = None, *, info: str = "l1",
-             representation: Representation | None = None,
-             coefficients: Sequence[Tensor] | None = None, batch_size: int = 16) -> Tensor:
-    """CP score per image, (B,) float64; see the module docstring.
+def cp_scores(model: Any, x: Tensor, x_hat: Tensor, target: Any = None, *,
+              infos: Sequence[str] = INFORMATION, representation: Representation | None = None,
+              coefficients: Sequence[Tensor] | None = None,
+              batch_size: int = 16) -> dict[str, Tensor]:
+    """Several CP scores of the same explanation images, scoring x and x̂ once.
 
     Args:
         model: the classifier.
         x: images (B, 3, H, W) in [0, 1].
         x_hat: explanation images (B, 3, H, W).
-        target: classes (None = top-1 of ``x``, int, or (B,)).
+        target: a class or a set of classes per image (a set: ``p`` = Σ_{c∈C} p_c); None = the
+            top-1 class of ``x``.
+        infos: which of :data:`INFORMATION` to compute.
+        representation: where ``"l1"`` / ``"entropy"`` count (default pixels).
+        coefficients: the explanation's own coefficients ``m ⊙ T(x)`` (band groups); default
+            ``T(x̂)``.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``{info: CP (B,) float64}``, and ``"p"``, ``"p_hat"`` (B,) float64: the target
+        probabilities on x and x̂.
+    """
+    model = as_classifier(model, "model")
+    infos = [check_choice(i, "info", INFORMATION) for i in infos]
+    x = check_model_input(model, x, "x")
+    x_hat = check_images(x_hat, "x_hat")
+    if x_hat.shape != x.shape:
+        raise ValueError(f"x_hat: expected the shape of x {tuple(x.shape)}, got {tuple(x_hat.shape)}")
+    scorer = Scorer(model, batch_size=batch_size, score="prob")
+    t = check_targets(target, x.shape[0], model.num_classes, "target")
+    logits = scorer.logits(x)
+    if t is None:
+        t = logits.argmax(1).cpu()
+    p = select_scores(logits, t, "prob").double().cpu()
+    p_hat = scorer(x_hat.to(x.device), t).double().cpu()
+    out: dict[str, Tensor] = {"p": p, "p_hat": p_hat}
+    with torch.no_grad():
+        for info in infos:
+            rep = Pixels() if info == "l1_pixel" or representation is None else representation
+            base = rep.forward(x)
+            kept = rep.forward(x_hat) if coefficients is None or info == "l1_pixel" else list(coefficients)
+            i_x, i_hat = information(base, info).cpu(), information(kept, info).cpu()
+            out[info] = (p_hat / p) / (i_hat / i_x)
+    return out
+
+
+def cp_score(model: Any, x: Tensor, x_hat: Tensor, target: Any = None, *, info: str = "l1",
+             representation: Representation | None = None,
+             coefficients: Sequence[Tensor] | None = None, batch_size: int = 16) -> Tensor:
+    """CP score per image, (B,) float64; see the module docstring and :func:`cp_scores`.
+
+    Args:
+        model: the classifier.
+        x: images (B, 3, H, W) in [0, 1].
+        x_hat: explanation images (B, 3, H, W).
+        target: a class or a set of classes per image (None = top-1 of ``x``).
         info: ``"l1_pixel"``, ``"l1"`` or ``"entropy"``.
         representation: where ``"l1"`` / ``"entropy"`` count (default pixels).
         coefficients: the explanation's own coefficients ``m ⊙ T(x)`` (band groups); default
             ``T(x̂)``.
         batch_size: images per forward pass.
     """
-    from ..explainers._common import prepare
-
-    model = as_classifier(model, "model")
     check_choice(info, "info", INFORMATION)
-    x_hat = check_images(x_hat, "x_hat")
-    if x_hat.shape != x.shape:
-        raise ValueError(f"x_hat: expected the shape of x {tuple(x.shape)}, got {tuple(x_hat.shape)}")
-    scorer = Scorer(model, batch_size=batch_size, score="prob")
-    x, target = prepare(model, x, target, scorer)
-    x_hat = x_hat.to(x.device)
-    p, p_hat = scorer(x, target).double().cpu(), scorer(x_hat, target).double().cpu()
-    rep = Pixels() if info == "l1_pixel" or representation is None else representation
-    with torch.no_grad():
-        base = rep.forward(x)
-        kept = rep.forward(x_hat) if coefficients is None or info == "l1_pixel" else list(coefficients)
-        i_x, i_hat = information(base, info).cpu(), information(kept, info).cpu()
-    return (p_hat / p) / (i_hat / i_x)
+    return cp_scores(model, x, x_hat, target, infos=(info,), representation=representation,
+                     coefficients=coefficients, batch_size=batch_size)[info]
 
 
 class CPScore:
-    """A CP score as a metric object: ``metric(x, x_hat, target=None, coefficients=None) -> (B,)``.
+    """A CP score as a metric object: ``metric(model, x, x_hat, target=None, coefficients=None)
+    -> (B,)``; higher is better.
 
     Args:
-        model: the classifier.
         representation: the representation for ``"l1"`` / ``"entropy"`` (default pixels).
         info: ``"l1_pixel"``, ``"l1"`` or ``"entropy"``.
         batch_size: images per forward pass.
@@ -117,16 +149,16 @@ class CPScore:
     kind = "explanation_image"
     higher_is_better = True
 
-    def __init__(self, model: Any, representation: Representation | None = None, *, info: str = "l1",
+    def __init__(self, representation: Representation | None = None, *, info: str = "l1",
                  batch_size: int = 16) -> None:
-        self.model = as_classifier(model, "model")
         self.info = check_choice(info, "info", INFORMATION)
+        check_positive(batch_size, "batch_size", integer=True)
         self.representation = representation
         self.batch_size = batch_size
 
-    def __call__(self, x: Tensor, x_hat: Tensor, target: Any = None,
+    def __call__(self, model: Any, x: Tensor, x_hat: Tensor, target: Any = None,
                  coefficients: Sequence[Tensor] | None = None) -> Tensor:
-        return cp_score(self.model, x, x_hat, target, info=self.info, representation=self.representation,
+        return cp_score(model, x, x_hat, target, info=self.info, representation=self.representation,
                         coefficients=coefficients, batch_size=self.batch_size)
 
 

@@ -55,7 +55,7 @@ from .._checks import check_choice, check_positive
 from ..registry import METRICS
 from ..removal import Constant
 from ..scoring import SCORES
-from ._prepare import prepare_inputs
+from ._prepare import prepare_inputs, removal_key
 from ..removal import BoxBlur, RiseBlur
 from ..removal import resolve_removal as resolve_substrate
 
@@ -341,10 +341,22 @@ class _CurveMetric:
                       cumulative=self.cumulative, score=self.score, batch_size=self.batch_size,
                       progress=self.progress)
 
+    def shared_key(self) -> tuple[Any, ...]:
+        """Metrics with the same key read the same curve (DAUC and DC, IAUC and IC)."""
+        return ("curve", self.mode, removal_key(self.removal), self.rule, self.max_steps,
+                self.pixels_per_step, self.cumulative, self.score)
+
+    def shared(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Curve:
+        """The curves this metric reads (:meth:`curve`)."""
+        return self.curve(model, x, saliency, target)
+
+    def reduce(self, curve: Curve) -> Tensor:
+        """This metric's values (B,) from the curves."""
+        return curve.auc() if self.statistic == "auc" else curve.correlation()
+
     def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
         """Per-image values (B,) for images ``x`` (B, 3, H, W) and maps (B, 1, h, w)."""
-        c = self.curve(model, x, saliency, target)
-        return c.auc() if self.statistic == "auc" else c.correlation()
+        return self.reduce(self.curve(model, x, saliency, target))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(removal={self.removal!r}, rule={self.rule!r}, "

@@ -41,8 +41,8 @@ import torch
 from torch import Tensor
 
 from .._checks import check_choice, check_probability
-from ..explanation import Explanation
 from ..registry import METRICS
+from ._prepare import check_saliency
 
 __all__ = [
     "ALPHAS",
@@ -68,23 +68,6 @@ BOX_RULES = ("all", "largest")
 
 
 # ----------------------------------------------------------------------------- input checks
-def check_saliency(saliency: object, name: str = "saliency") -> Tensor:
-    """A saliency batch (B, 1, H, W) as a finite float tensor; an Explanation gives its maps."""
-    if isinstance(saliency, Explanation):
-        saliency = saliency.saliency
-    if not isinstance(saliency, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor of shape (B, 1, H, W), got {type(saliency).__name__}")
-    if saliency.ndim != 4 or saliency.shape[1] != 1:
-        raise ValueError(f"{name}: expected shape (B, 1, H, W), got {tuple(saliency.shape)}")
-    if saliency.numel() == 0:
-        raise ValueError(f"{name}: expected a non-empty tensor, got shape {tuple(saliency.shape)}")
-    if not saliency.is_floating_point():
-        saliency = saliency.float()
-    if not bool(torch.isfinite(saliency).all()):
-        raise ValueError(f"{name}: contains NaN or infinite values")
-    return saliency.detach()
-
-
 def _as_box_tensor(value: Any, name: str) -> Tensor:
     t = torch.as_tensor(np.asarray(value, dtype=np.float64) if not isinstance(value, Tensor) else value)
     t = t.detach().to("cpu", torch.float64)

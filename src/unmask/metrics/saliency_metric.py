@@ -22,10 +22,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_positive, check_probability, check_targets
+from ..explanation import Explanation
 from ..models import as_classifier, check_model_input
 from ..registry import METRICS
 from ..scoring import Scorer
-from .localisation import ALPHAS, AlphaChoice, check_saliency, saliency_boxes
+from ._prepare import check_saliency
+from .localisation import ALPHAS, AlphaChoice, saliency_boxes
 
 __all__ = ["crop_and_resize", "saliency_metric", "select_saliency_alpha", "SaliencyMetric", "AREA_FLOOR"]
 
@@ -71,11 +73,9 @@ def _scores(model: Any, x: Tensor, saliency: Tensor, target: Any, alphas: Sequen
     """Saliency-metric values (B, A) and box areas (B, A) for every alpha."""
     model = as_classifier(model, "model")
     x = check_model_input(model, x, "x")
-    saliency = check_saliency(saliency)
-    if saliency.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"saliency: expected {x.shape[0]} maps (B, 1, h, w) matching the images, got {tuple(saliency.shape)}"
-        )
+    if target is None and isinstance(saliency, Explanation):
+        target = saliency.target
+    saliency = check_saliency(saliency, x.shape[0])
     if saliency.shape[-2:] != x.shape[-2:]:  # coarse maps: upsampled to the image, as in seed 001
         saliency = F.interpolate(saliency, size=x.shape[-2:], mode="bilinear", align_corners=False)
     check_positive(batch_size, "batch_size", integer=True)
@@ -107,7 +107,8 @@ def saliency_metric(model: Any, x: Tensor, saliency: Tensor, target: Any = None,
         model: an :class:`unmask.Classifier`.
         x: images (B, 3, H, W) in [0, 1].
         saliency: maps (B, 1, h, w); coarser maps are upsampled (bilinear) to the image size.
-        target: class per image (None = the model's top-1 on ``x``).
+        target: a class or a set of classes per image (a set scores ``log Σ_{c∈C} p_c``);
+            None = the Explanation's target, else the model's top-1 on ``x``.
         alpha: threshold as a fraction of each map's maximum (choose it with
             :func:`select_saliency_alpha`).
         batch_size: crops per forward pass (through :class:`unmask.Scorer`).

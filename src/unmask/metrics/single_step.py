@@ -38,7 +38,7 @@ from .._checks import check_choice, check_positive
 from ..registry import METRICS
 from ..removal import Constant
 from ..scoring import SCORES
-from ._prepare import prepare_inputs
+from ._prepare import prepare_inputs, removal_key
 from ..removal import resolve_removal as resolve_substrate
 
 __all__ = [
@@ -158,13 +158,26 @@ class _SingleStep:
     def compute(score: Tensor, perturbed: Tensor) -> Tensor:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
-        """Per-image values (B,) for images ``x`` (B, 3, H, W) and maps (B, 1, h, w)."""
+    def shared_key(self) -> tuple[Any, ...]:
+        """Metrics with the same key read the same scores (IIC and AD)."""
+        return ("single_step", self.replace_salient, removal_key(self.removal), self.per_image,
+                self.clamp, self.score)
+
+    def shared(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> tuple[Tensor, Tensor]:
+        """The clean and perturbed scores (B,), (B,) this metric reads."""
         s, p, _ = single_step_scores(model, x, saliency, target, removal=self.removal,
                                      replace_salient=self.replace_salient,
                                      per_image=self.per_image, clamp=self.clamp,
                                      score=self.score, batch_size=self.batch_size)
-        return self.compute(s, p)
+        return s, p
+
+    def reduce(self, scores: tuple[Tensor, Tensor]) -> Tensor:
+        """This metric's values (B,) from the clean and perturbed scores."""
+        return self.compute(*scores)
+
+    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+        """Per-image values (B,) for images ``x`` (B, 3, H, W) and maps (B, 1, h, w)."""
+        return self.reduce(self.shared(model, x, saliency, target))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(removal={self.removal!r}, per_image={self.per_image})"

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import unmask
-from unmask.metrics.sanity import cascading_randomisation, randomisation_order, randomise_layer
+from unmask.studies.sanity import cascading_randomisation, randomisation_order, randomise_layer
 
 
 def small_cnn(seed: int = 0) -> unmask.Classifier:

@@ -1,14 +1,20 @@
-"""Sanity check by cascading model randomisation (Adebayo et al. 2018, "Sanity checks for
-saliency maps").
+"""Sanity checks by model randomisation (Adebayo et al. 2018, "Sanity checks for saliency
+maps").
 
 An explanation that describes the model must change when the model's learned weights are
-destroyed. The cascading test re-initialises the model's layers **from the top (logits) down,
-one at a time and cumulatively**, recomputes the saliency map after each step with the same
-explainer and the same target class, and measures the similarity between the original map and
-each randomised one (SSIM, Spearman rank correlation of absolute values, Pearson correlation of
-HOG features -- :mod:`unmask.metrics.similarity`). A method that passes shows similarities that
-fall towards 0 as more layers are randomised; a map that stays similar does not depend on the
-model (an edge detector would stay at 1).
+destroyed. Both tests recompute the saliency map with the same explainer and the same target
+class on randomised copies of the model and measure the similarity between the original map
+and each randomised one (SSIM, Spearman rank correlation of absolute values, Pearson
+correlation of HOG features -- :mod:`unmask.metrics.similarity`):
+
+- **cascading** (:func:`cascading_randomisation`): the layers are re-initialised **from the top
+  (logits) down, one at a time and cumulatively** (step k: layers 1..k random);
+- **independent** (:func:`independent_randomisation`): **one layer at a time**, every other
+  layer keeping its trained weights (step k: only layer k random), which tells which layers a
+  method is sensitive to.
+
+A method that passes shows similarities that fall towards 0 as more layers are randomised; a
+map that stays similar does not depend on the model (an edge detector would stay at 1).
 
 Layers: the modules that own parameters directly (``module.parameters(recurse=False)`` is not
 empty; for usual networks the leaf layers: convolutions, linear layers, normalisation layers),
@@ -22,7 +28,9 @@ with ``reset_parameters()`` (every torch layer) is reset by it -- PyTorch's own 
 initialisation, and for normalisation layers also their running statistics -- under a CPU/CUDA
 random state seeded with ``seed + step``; a module without it gets every own parameter redrawn
 from N(0, rms²), with ``rms`` the root mean square of the parameter's trained values, from a
-generator seeded the same way. Same seed -> same randomised models -> same results.
+generator seeded the same way. Layer k (in the order tested) always uses ``seed + k``, so the
+independent test's layer k gets exactly the weights it gets at step k of the cascading test.
+Same seed -> same randomised models -> same results.
 """
 
 from __future__ import annotations
@@ -35,9 +43,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .similarity import fixed_target, run_explainer, similarity_function
+from ..metrics.similarity import similarity_function
+from .robustness import fixed_target, run_explainer
 
-__all__ = ["randomisation_order", "randomise_layer", "cascading_randomisation", "SanityResult"]
+__all__ = ["randomisation_order", "randomise_layer", "cascading_randomisation",
+           "independent_randomisation", "SanityResult", "MODES"]
+
+#: The two randomisation tests.
+MODES = ("cascading", "independent")
 
 
 def randomisation_order(model: nn.Module) -> list[str]:
@@ -67,14 +80,16 @@ def randomise_layer(module: nn.Module, seed: int) -> None:
 
 @dataclass
 class SanityResult:
-    """The cascading randomisation results.
+    """The results of a randomisation test.
 
     Attributes:
-        layers: the randomised module names, in order (step k randomises layers[0..k]).
+        layers: the randomised module names, in order (cascading: step k randomises
+            layers[0..k]; independent: only layers[k]).
         similarity: similarity name -> (L, B): original map vs the map after step k.
         original: (B, 1, H, W) the map of the intact model.
         maps: (L, B, 1, H, W) the maps after each step (None unless ``keep_maps``).
         target: (B,) the explained classes (fixed for every step).
+        mode: ``"cascading"`` or ``"independent"``.
     """
 
     layers: list[str]
@@ -82,6 +97,7 @@ class SanityResult:
     original: Tensor = field(repr=False)
     maps: Tensor | None = field(repr=False)
     target: Tensor = field(repr=False)
+    mode: str = "cascading"
 
     def mean(self, name: str) -> Tensor:
         """(L,) the similarity ``name`` after each step, averaged over images (NaN left out)."""
@@ -92,6 +108,40 @@ class SanityResult:
         means = {n: self.mean(n) for n in self.similarity}
         return [{"step": k + 1, "layer": layer, **{n: float(v[k]) for n, v in means.items()}}
                 for k, layer in enumerate(self.layers)]
+
+
+def _randomisation(mode: str, model: Any, x: Tensor, method: str | Callable[..., Any],
+                   target: Any, seed: int, similarities: Sequence[str],
+                   layers: Sequence[str] | None, keep_maps: bool,
+                   hyperparameters: dict[str, Any]) -> SanityResult:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed: expected an int, got {seed!r}")
+    functions = {n: similarity_function(n) for n in similarities}
+    if not functions:
+        raise ValueError("similarities: expected at least one similarity name")
+    model, x, t = fixed_target(model, x, target)
+    order = randomisation_order(model) if layers is None else list(layers)
+    modules = dict(model.named_modules())
+    unknown = [n for n in order if n not in modules]
+    if unknown:
+        raise ValueError(f"layers: {unknown[0]!r} is not a module of the model; expected names like {randomisation_order(model)[:3]}")
+    if not order:
+        raise ValueError("model: has no parameters to randomise")
+    original = run_explainer(model, x, method, t, **hyperparameters)
+    randomised = copy.deepcopy(model).eval()
+    values: dict[str, list[Tensor]] = {n: [] for n in functions}
+    maps = []
+    for k, name in enumerate(order):
+        if mode == "independent" and k:
+            randomised = copy.deepcopy(model).eval()  # every other layer back to its trained weights
+        randomise_layer(dict(randomised.named_modules())[name], seed + k)
+        m = run_explainer(randomised, x, method, t, **hyperparameters)
+        for n, fn in functions.items():
+            values[n].append(fn(original, m))
+        if keep_maps:
+            maps.append(m)
+    return SanityResult(order, {n: torch.stack(v) for n, v in values.items()}, original,
+                        torch.stack(maps) if keep_maps else None, t, mode)
 
 
 def cascading_randomisation(model: Any, x: Tensor, method: str | Callable[..., Any] = "occlusion",
@@ -124,30 +174,27 @@ def cascading_randomisation(model: Any, x: Tensor, method: str | Callable[..., A
         >>> r.layers, tuple(r.similarity["spearman"].shape)
         (['net'], (1, 1))
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed: expected an int, got {seed!r}")
-    functions = {n: similarity_function(n) for n in similarities}
-    if not functions:
-        raise ValueError("similarities: expected at least one similarity name")
-    model, x, t = fixed_target(model, x, target)
-    order = randomisation_order(model) if layers is None else list(layers)
-    modules = dict(model.named_modules())
-    unknown = [n for n in order if n not in modules]
-    if unknown:
-        raise ValueError(f"layers: {unknown[0]!r} is not a module of the model; expected names like {randomisation_order(model)[:3]}")
-    if not order:
-        raise ValueError("model: has no parameters to randomise")
-    original = run_explainer(model, x, method, t, **hyperparameters)
-    randomised = copy.deepcopy(model).eval()
-    copies = dict(randomised.named_modules())
-    values: dict[str, list[Tensor]] = {n: [] for n in functions}
-    maps = []
-    for k, name in enumerate(order):
-        randomise_layer(copies[name], seed + k)
-        m = run_explainer(randomised, x, method, t, **hyperparameters)
-        for n, fn in functions.items():
-            values[n].append(fn(original, m))
-        if keep_maps:
-            maps.append(m)
-    return SanityResult(order, {n: torch.stack(v) for n, v in values.items()}, original,
-                        torch.stack(maps) if keep_maps else None, t)
+    return _randomisation("cascading", model, x, method, target, seed, similarities, layers,
+                          keep_maps, hyperparameters)
+
+
+def independent_randomisation(model: Any, x: Tensor, method: str | Callable[..., Any] = "occlusion",
+                              target: Any = None, *, seed: int = 0,
+                              similarities: Sequence[str] = ("ssim", "spearman_abs", "hog"),
+                              layers: Sequence[str] | None = None, keep_maps: bool = False,
+                              **hyperparameters: Any) -> SanityResult:
+    """Adebayo et al.'s independent (layer-by-layer) randomisation test for one explainer.
+
+    Step k re-initialises only layer k (as :func:`cascading_randomisation` does at its step k,
+    same seed ``seed + k``); every other layer keeps its trained weights. Arguments and result
+    as :func:`cascading_randomisation` (``result.mode == "independent"``).
+
+    Example:
+        >>> from unmask.testing import region_model, region_images
+        >>> r = independent_randomisation(region_model(), region_images(1, 16), "occlusion",
+        ...                               similarities=("spearman",), patch_size=4, stride=4)
+        >>> r.mode, r.layers
+        ('independent', ['net'])
+    """
+    return _randomisation("independent", model, x, method, target, seed, similarities, layers,
+                          keep_maps, hyperparameters)

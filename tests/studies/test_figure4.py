@@ -7,7 +7,7 @@ import math
 import pytest
 
 from unmask.cli import main
-from unmask.experiments.figure4 import FIELDS, plot, read_rows, run, summarise
+from unmask.studies.figure4 import FIELDS, plot, read_rows, run, summarise
 from unmask.testing import region_images, region_model
 
 FAST_SMOOTH = {"step": 4, "sigma": 6, "jitter": False}

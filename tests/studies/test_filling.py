@@ -6,7 +6,7 @@ import pytest
 import torch
 from pytorch_msssim import ms_ssim as library_ms_ssim
 
-from unmask.metrics.filling import (
+from unmask.studies.filling import (
     LPIPS_UNAVAILABLE,
     _ms_ssim_levels,
     filling_study,

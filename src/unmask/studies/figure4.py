@@ -14,6 +14,9 @@ CP-ℓ1 vs HS and CP-entropy vs HS, log axes, one point per image and method) an
 summary (``summary.md``: medians per method and per-image checks of the paper's claims, see
 :func:`summarise`) are made from the CSV.
 
+Each explanation is scored once: the CP scores reuse the explainer's own coefficients
+(``Explanation.extras["coefficients"]``) and one scoring of x and of x̂ (:func:`unmask.metrics.cp.cp_scores`).
+
 The pipeline takes any :class:`unmask.Classifier` (see :func:`run`); the command line
 ``unmask figure4`` loads the embedded pretrained models by name.
 """
@@ -31,7 +34,7 @@ import torch
 from torch import Tensor
 
 from .. import explainers  # noqa: F401  (registers the methods)
-from ..metrics.cp import cp_score, masked_image
+from ..metrics.cp import cp_scores, masked_image
 from ..metrics.hallucination import hallucination_score
 from ..models import Classifier
 from ..registry import METHODS
@@ -99,16 +102,14 @@ def _check_settings(path: Path, current: dict[str, Any]) -> None:
 def _row(model_name: str, image: str, method: str, model: Classifier, x: Tensor, x_hat: Tensor,
          target: Tensor, coeffs: list[Tensor] | None, representation: Any, p: float,
          seconds: float, steps: int, noise_bs: int, detector: Any) -> dict[str, Any]:
-    scorer = Scorer(model)
-    p_hat = float(scorer(x_hat, target)[0])
-    p_hat_max = float(scorer(x_hat / x_hat.max().clamp_min(1e-12), target)[0])
-    common = {"representation": representation, "coefficients": coeffs}
+    # the three CP scores from one scoring of x and of x̂ (and the explainer's coefficients)
+    cp = cp_scores(model, x, x_hat, target, representation=representation, coefficients=coeffs)
+    p_hat_max = float(Scorer(model)(x_hat / x_hat.max().clamp_min(1e-12), target)[0])
     return {
         "model": model_name, "image": image, "method": method, "target": int(target[0]), "p": p,
-        "p_hat": p_hat, "p_hat_max": p_hat_max,
-        "cp_l1_pixel": float(cp_score(model, x, x_hat, target, info="l1_pixel")[0]),
-        "cp_l1": float(cp_score(model, x, x_hat, target, info="l1", **common)[0]),
-        "cp_entropy": float(cp_score(model, x, x_hat, target, info="entropy", **common)[0]),
+        "p_hat": float(cp["p_hat"][0]), "p_hat_max": p_hat_max,
+        "cp_l1_pixel": float(cp["l1_pixel"][0]), "cp_l1": float(cp["l1"][0]),
+        "cp_entropy": float(cp["entropy"][0]),
         "hs": float(hallucination_score(x, x_hat, detector)[0]),
         "seconds": round(seconds, 2), "steps": steps, "noise_bs": noise_bs, "size": x.shape[-1],
     }
