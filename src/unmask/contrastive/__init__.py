@@ -1,5 +1,15 @@
-"""Contrastive whole-output explanation (CWOX-2s): label confusion trees and their clusters."""
+"""Contrastive whole-output explanation (CWOX-2s): label confusion trees and their clusters,
+the contrastive maps (:mod:`.cwox`) and their figure (:mod:`.plot`)."""
 
+from .cwox import (
+    CWOX,
+    CWOX_BASES,
+    ContrastiveExplanation,
+    contrast,
+    cwox,
+    stage_layers,
+    top_classes,
+)
 from .trees import (
     LabelTree,
     TreeNode,
@@ -14,6 +24,13 @@ from .trees import (
 )
 
 __all__ = [
+    "CWOX",
+    "CWOX_BASES",
+    "ContrastiveExplanation",
+    "contrast",
+    "cwox",
+    "stage_layers",
+    "top_classes",
     "LabelTree",
     "TreeNode",
     "data_free_tree",
