@@ -45,7 +45,8 @@ class ThreeClass(nn.Module):
         with torch.no_grad():
             conv.weight.copy_(torch.tensor([[1.0, -0.5, -0.5]])[:, :, None, None])
             conv.bias.fill_(-0.1)
-            head.weight.copy_(torch.tensor([[20.0, 10.0, 0.0], [10.0, 20.0, 0.0], [0.0, 0.0, 15.0]]))
+            head.weight.copy_(torch.tensor([[20.0, 10.0, 0.0], [10.0, 20.0, 0.0],
+                                            [0.0, 0.0, 15.0]]))
         self.features = nn.Sequential(conv, nn.ReLU(), _Gate())
         self.head = head
 

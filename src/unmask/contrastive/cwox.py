@@ -316,7 +316,8 @@ def _check_clusters(clusters: object, batch: int, num_classes: int) -> list[list
 
     def clustering(value: object, where: str) -> list[list[int]]:
         if not isinstance(value, list | tuple) or not value:
-            raise ValueError(f"clusters{where}: expected a non-empty list of clusters, got {value!r}")
+            raise ValueError(f"clusters{where}: expected a non-empty list of clusters, "
+                             f"got {value!r}")
         out: list[list[int]] = []
         seen: set[int] = set()
         for j, c in enumerate(value):
@@ -327,7 +328,8 @@ def _check_clusters(clusters: object, batch: int, num_classes: int) -> list[list
             members = []
             for v in c:
                 if not is_class(v):
-                    raise TypeError(f"clusters{where}[{j}]: expected class indices (ints), got {v!r}")
+                    raise TypeError(f"clusters{where}[{j}]: expected class indices (ints), "
+                                    f"got {v!r}")
                 v = int(v)
                 if not 0 <= v < num_classes:
                     raise ValueError(f"clusters{where}[{j}]: class {v} is outside "
@@ -347,7 +349,8 @@ def _check_clusters(clusters: object, batch: int, num_classes: int) -> list[list
         one = clustering(clusters, "")
         return [[list(c) for c in one] for _ in range(batch)]
     if len(clusters) != batch:
-        raise ValueError(f"clusters: expected one clustering per image ({batch}), got {len(clusters)}")
+        raise ValueError(f"clusters: expected one clustering per image ({batch}), "
+                         f"got {len(clusters)}")
     return [clustering(c, f"[{i}]") for i, c in enumerate(clusters)]
 
 
