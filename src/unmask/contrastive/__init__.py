@@ -10,6 +10,7 @@ from .cwox import (
     stage_layers,
     top_classes,
 )
+from .plot import plot_cwox, save_cwox
 from .trees import (
     LabelTree,
     TreeNode,
@@ -39,6 +40,8 @@ __all__ = [
     "learn_tree",
     "list_trees",
     "load_tree",
+    "plot_cwox",
     "read_documents",
+    "save_cwox",
     "top_k_documents",
 ]
