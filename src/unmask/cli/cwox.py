@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, metavar="PNG",
                         help="output PNG (one figure for all images); default: "
                         "unmask-<stem>-cwox-<base>.png per image in the current directory")
+    parser.add_argument("--dpi", type=int, default=100, metavar="N",
+                        help="resolution of the PNG (default 100)")
     parser.add_argument("--json", action="store_true",
                         help="print JSON: clusters, classes, probabilities, files")
     parser.add_argument("--batch-size", type=int, default=16, metavar="N",
@@ -93,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_positive(args.batch_size, "--batch-size", integer=True)
     check_positive(args.max_top, "--max-top", integer=True)
+    check_positive(args.dpi, "--dpi", integer=True)
     if args.size is not None:
         check_positive(args.size, "--size", integer=True)
     if args.top is not None:
@@ -134,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
     labels = [Path(p).name for p in args.images]
     files: list[list[str]] = [[] for _ in args.images]
     if args.out is not None:
-        path = save_cwox(args.out, x, e, class_names=model.class_names, row_labels=labels)
+        path = save_cwox(args.out, x, e, class_names=model.class_names, row_labels=labels,
+                         dpi=args.dpi)
         files = [[str(path)] for _ in args.images]
     else:
         taken: set[Path] = set()
@@ -146,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
                 n += 1
             taken.add(path)
             save_cwox(path, x[i : i + 1], e[i], class_names=model.class_names,
-                      row_labels=[labels[i]])
+                      row_labels=[labels[i]], dpi=args.dpi)
             files[i] = [str(path)]
 
     summary = e.summary(model.class_names)
