@@ -231,3 +231,36 @@ def test_negative_base_maps():
         cwox(model, images())
     with pytest.raises(TypeError, match="cluster_explainer"):
         CWOX(model, cluster_explainer=3.0)
+
+
+def test_stage_layers_on_resnet_style_names():
+    """Feature layer ``layer4``: Grad-CAM's class layer is the last block of ``layer3``
+    (twice the resolution), MWP's the first block of ``layer4``, as the original on ResNet-50."""
+
+    class Block(nn.Module):
+        def __init__(self, stride: int) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(4, 4, 3, stride=stride, padding=1)
+            self.downsample = nn.Sequential(nn.Conv2d(4, 4, 1, stride=stride)) if stride > 1 \
+                else None
+            self.relu = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            skip = x if self.downsample is None else self.downsample(x)
+            return self.relu(self.conv1(x) + skip)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+            self.layer3 = nn.Sequential(Block(2), Block(1), Block(1))
+            self.layer4 = nn.Sequential(Block(2), Block(1))
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.layer4(self.layer3(self.conv1(x))).mean(dim=(2, 3)))
+
+    model = Classifier(Net(), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
+                       class_names=list("abc"), feature_layer="layer4")
+    assert stage_layers(model, "gradcam") == ("layer4", "layer3.2")
+    assert stage_layers(model, "mwp") == ("layer4", "layer4.0")
