@@ -477,7 +477,7 @@ class CWOX:
         Args:
             x: images in [0, 1].
             clusters: one clustering for every image (``[[486, 889], [402, 420, 546]]``) or one
-                per image; or ``None`` with ``tree``.
+                per image; or a tree (as ``tree``); or ``None`` with ``tree``.
             tree: a :class:`~unmask.contrastive.LabelTree` (or a name / file for
                 :func:`~unmask.contrastive.load_tree`) whose cut at ``cut_level`` groups each
                 image's top classes (chosen by :func:`top_classes` with ``top``, ``top_p``,
@@ -486,15 +486,19 @@ class CWOX:
         Returns:
             A :class:`ContrastiveExplanation`.
         """
+        from .trees import LabelTree, load_tree
+
         x = check_model_input(self.model, x, "x")
         b = x.shape[0]
+        if isinstance(clusters, LabelTree | str | os.PathLike):  # a tree given as clusters
+            if tree is not None:
+                raise ValueError("clusters: a tree was given twice (as clusters and as tree)")
+            clusters, tree = None, clusters
         probs = Scorer(self.model, batch_size=self.batch_size).probabilities(x).detach().cpu()
         if (clusters is None) == (tree is None):
             raise ValueError("clusters: give either clusters (lists of classes) or tree "
                              "(then the top classes are clustered by the tree)")
         if tree is not None:
-            from .trees import LabelTree, load_tree
-
             if not isinstance(tree, LabelTree):
                 tree = load_tree(tree, num_classes=self.model.num_classes)
             if tree.num_classes != self.model.num_classes:
@@ -573,12 +577,6 @@ def cwox(model: Any, x: Tensor, clusters: Any = None, *, tree: Any = None,
         >>> e.summary()["images"][0]["clusters"][1]["classes"]
         [1]
     """
-    from .trees import LabelTree
-
-    if isinstance(clusters, LabelTree | str | os.PathLike):
-        if tree is not None:
-            raise ValueError("clusters: a tree was given twice (as clusters and as tree)")
-        clusters, tree = None, clusters
     explainer = CWOX(model, cluster_explainer, class_explainer, delta=delta, negative=negative,
                      rescale=rescale, batch_size=batch_size, seed=seed)
     return explainer.explain(x, clusters, tree=tree, cut_level=cut_level, top=top, top_p=top_p,
