@@ -13,8 +13,11 @@ the number of groups, their sizes and the time. The data-free tree of EfficientN
 
 Needs scikit-learn (the ``test`` extra). Approaches:
 
-* ``hlta``: :func:`unmask.contrastive.learn_tree` (HLTA's island finding re-implemented), with
-  its defaults, and variants (``hlta-restarts16``, ``hlta-noct``, ``hlta-batch2000`` ...).
+* ``learn_tree-default``: :func:`unmask.contrastive.learn_tree` with its defaults
+  (``method="average"``: size-constrained average linkage of PPMI, the ``cavg-ppmi`` row
+  with a positive-similarity stop).
+* ``hlta``: ``learn_tree(method="hlta")`` (HLTA's island finding re-implemented) with its
+  defaults, and variants (``hlta-restarts16``, ``hlta-noct``, ``hlta-batch2000`` ...).
 * ``avg-<sim>``: plain average-linkage clustering (scipy) of a co-occurrence similarity, cut
   into 287 clusters (the published count), no size bound.
 * ``cavg-<sim>``: size-constrained average linkage (at most 10 classes, then lone classes join
@@ -136,6 +139,8 @@ def main() -> int:
     ap.add_argument("--only", default=None, help="comma-separated approach names")
     ap.add_argument("--json", default=None, help="write the results as JSON")
     ap.add_argument("--no-data-free", action="store_true", help="skip the data-free tree")
+    ap.add_argument("--stats", action="store_true",
+                    help="only print statistics of the documents and the published tree")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -151,7 +156,23 @@ def main() -> int:
     docs_all = read_documents(DOCS)
     docs = [d for d in docs_all if len(d) > 1]
     c, n1, n = cooccurrence(docs, v)
-    sims = {name: similarity(name, c, n1, n) for name in ("cosine", "jaccard", "lift", "ppmi", "npmi")}
+    if args.stats:
+        from collections import Counter
+        from itertools import combinations
+
+        lengths = Counter(len(d) for d in docs_all)
+        groups: dict[str, list[int]] = {}
+        for k, g in ref.items():
+            groups.setdefault(g, []).append(k)
+        within = [(a, b) for g in groups.values() for a, b in combinations(g, 2)]
+        seen = sum(c[a, b] > 0 for a, b in within)
+        print(f"{len(docs_all)} documents by number of classes: {dict(sorted(lengths.items()))}; "
+              f"{len(docs)} with two or more")
+        print(f"published level-1 nodes: {len(groups)}; class pairs within a node: {len(within)}, "
+              f"of which co-occur in a document: {seen} ({seen / len(within):.1%})")
+        return 0
+    sims = {name: similarity(name, c, n1, n)
+            for name in ("cosine", "jaccard", "lift", "ppmi", "npmi")}
 
     def score(groups: list[list[int]]) -> dict:
         lab = labels_of(groups, v)
@@ -161,11 +182,15 @@ def main() -> int:
                 "max_size": int(max(len(g) for g in groups)),
                 "size_counts": {int(k): int(m) for k, m in enumerate(sizes) if m}}
 
-    def hlta(**kw):
+    def learned(**kw):
         tree = learn_tree(docs, num_classes=v, progress=False, **kw)
         return [n.classes for n in tree.level_nodes(1)]
 
+    def hlta(**kw):
+        return learned(method="hlta", **kw)
+
     runs: dict[str, object] = {
+        "learn_tree-default": lambda: learned(),
         "hlta": lambda: hlta(),
         "hlta-restarts16": lambda: hlta(em_restarts=16),
         "hlta-seed1": lambda: hlta(seed=1),
@@ -181,7 +206,8 @@ def main() -> int:
             runs[f"louvain-{name}-r{res:g}"] = (lambda s=s, res=res: louvain(s, res))
     if args.only:
         want = args.only.split(",")
-        runs = {k: f for k, f in runs.items() if any(k == w or k.startswith(w + "-r") for w in want)}
+        runs = {k: f for k, f in runs.items()
+                if any(k == w or k.startswith(w + "-r") for w in want)}
     results = {}
     for name, fn in runs.items():
         t0 = time.perf_counter()

@@ -115,7 +115,8 @@ def test_shipped_tree_is_the_published_file_and_its_structure(resnet50):
 
 
 def test_clusters_match_the_original_procedure_on_random_top_k(resnet50):
-    published = json.loads((Path(trees_module.__file__).parent / "data" / "ResNet50.json").read_text())
+    shipped = Path(trees_module.__file__).parent / "data" / "ResNet50.json"
+    published = json.loads(shipped.read_text())
     rng = random.Random(0)
     for _ in range(200):
         top = rng.sample(range(1000), rng.randint(1, 12))
@@ -156,7 +157,7 @@ def test_bad_cut_level(resnet50, cut):
 def _small_tree() -> LabelTree:
     """Classes 0-5 of 8 in the tree: Z21 -> {Z11: 0 1, Z12: 2 3}, Z22 -> {Z13: 4 5}."""
     docs = [[0, 1]] * 30 + [[2, 3]] * 30 + [[4, 5]] * 30 + [[0, 1, 2, 3]] * 20
-    return learn_tree(docs, num_classes=8, levels=2, max_top=1, progress=False)
+    return learn_tree(docs, num_classes=8, levels=2, max_top=1, mean_size=2, progress=False)
 
 
 def test_missing_class_becomes_a_singleton_with_a_warning():
@@ -242,6 +243,9 @@ def test_top_k_documents_follow_the_original_rule():
                           [0.475, 0.475, 0.04, 0.01]])  # 0.95 is not past 0.95: three
     assert top_k_documents(probs) == [[0, 1], [0, 1, 2, 3], [0, 1, 2]]
     assert top_k_documents(probs, drop_single=False)[1] == [0]
+    assert top_k_documents(probs, max_k=2) == [[0, 1], [0, 1], [0, 1]]
+    with pytest.raises(ValueError, match="max_k"):
+        top_k_documents(probs, max_k=0)
     with pytest.raises(ValueError, match="mass"):
         top_k_documents(probs, mass=1.0)
     with pytest.raises(ValueError, match="probs"):
@@ -277,7 +281,8 @@ def test_documents_from_images_with_a_known_answer_model(tmp_path):
         Image.new("RGB", (20, 20), (255, 0, 0)).save(tmp_path / f"red{i}.png")
         Image.new("RGB", (20, 20), (0, 0, 255)).save(tmp_path / f"blue{i}.png")
     calls = []
-    docs = documents_from_images(model, tmp_path, batch_size=4, progress=lambda d, t: calls.append((d, t)))
+    docs = documents_from_images(model, tmp_path, batch_size=4,
+                                 progress=lambda d, t: calls.append((d, t)))
     assert {tuple(sorted(d)) for d in docs.values()} == {(0, 1), (2, 3)}
     assert len(docs) == 6 and calls[-1] == (6, 6)
     with pytest.raises(FileNotFoundError, match="folder"):
@@ -307,7 +312,9 @@ def planted_documents(groups: list[list[int]], n_docs: int, seed: int = 0,
     return docs
 
 
-def test_learner_recovers_planted_groups():
+@pytest.mark.parametrize("method, options", [("hlta", {"em_restarts": 4}),
+                                             ("average", {"mean_size": 60 / 14})])
+def test_learner_recovers_planted_groups(method, options):
     rng = random.Random(1)
     classes = list(range(60))
     rng.shuffle(classes)
@@ -317,16 +324,17 @@ def test_learner_recovers_planted_groups():
         groups.append(classes[start : start + s])
         start += s
     docs = planted_documents(groups, 2000, seed=2)
-    tree = learn_tree(docs, num_classes=60, progress=False, em_restarts=4)
+    tree = learn_tree(docs, num_classes=60, method=method, progress=False, **options)
     truth = {c: i for i, g in enumerate(groups) for c in g}
     ari = adjusted_rand([truth[c] for c in range(60)], labels(tree, list(range(60))))
     assert ari > 0.95, ari
 
 
-def test_learned_tree_round_trips_and_keeps_the_structure(tmp_path):
+@pytest.mark.parametrize("method, options", [("hlta", {"em_restarts": 3}), ("average", {})])
+def test_learned_tree_round_trips_and_keeps_the_structure(tmp_path, method, options):
     groups = [list(range(i, i + 3)) for i in range(0, 90, 3)]
     docs = planted_documents(groups, 1500, seed=3, noise=0.3)
-    tree = learn_tree(docs, num_classes=100, progress=False, max_top=3, em_restarts=3)
+    tree = learn_tree(docs, num_classes=100, method=method, progress=False, max_top=3, **options)
     path = tree.save(tmp_path / "learned.json")
     again = load_tree(path)
     assert again.num_classes == 100 and again.depth == tree.depth >= 2
@@ -347,21 +355,27 @@ def test_learned_tree_round_trips_and_keeps_the_structure(tmp_path):
 
 def test_learner_is_deterministic_and_checks_its_input():
     docs = planted_documents([[0, 1], [2, 3, 4], [5, 6]], 300, seed=4)
-    a = learn_tree(docs, progress=False, seed=5).to_json()
-    b = learn_tree(docs, progress=False, seed=5).to_json()
-    assert a == b
+    for method in ("average", "hlta"):
+        a = learn_tree(docs, method=method, progress=False, seed=5).to_json()
+        b = learn_tree(docs, method=method, progress=False, seed=5).to_json()
+        assert a == b
     with pytest.raises(ValueError, match="documents: no document with two or more"):
         learn_tree([[1], [2]], progress=False)
     with pytest.raises(ValueError, match=r"documents: class 9 is outside \[0, 5\)"):
         learn_tree([[9, 1]], num_classes=5, progress=False)
-    with pytest.raises(ValueError, match="max_island"):
-        learn_tree(docs, max_island=2, progress=False)
+    with pytest.raises(ValueError, match="max_size"):
+        learn_tree(docs, method="hlta", max_size=2, progress=False)
+    with pytest.raises(ValueError, match="method"):
+        learn_tree(docs, method="lda", progress=False)
 
 
-def test_levels_caps_the_depth():
+@pytest.mark.parametrize("method", ["average", "hlta"])
+def test_levels_caps_the_depth(method):
     groups = [list(range(i, i + 2)) for i in range(0, 40, 2)]
     docs = planted_documents(groups, 600, seed=6, noise=0.5)
-    assert learn_tree(docs, levels=1, progress=False, em_restarts=2).depth == 1
+    assert learn_tree(docs, method=method, levels=1, progress=False, em_restarts=2).depth == 1
+    assert learn_tree(docs, method=method, levels=2, max_top=1, progress=False,
+                      em_restarts=2).depth == 2
 
 
 # ------------------------------------------------------------------ data-free
@@ -439,12 +453,13 @@ def test_cli_usage_errors_exit_2(capsys, argv):
     assert capsys.readouterr().err.startswith("unmask: error:")
 
 
-def test_cli_learn_from_documents_then_show(tmp_path, capsys):
+@pytest.mark.parametrize("method", ["average", "hlta"])
+def test_cli_learn_from_documents_then_show(tmp_path, capsys, method):
     docs = planted_documents([[0, 1], [2, 3, 4], [5, 6], [7, 8, 9]], 800, seed=7)
     (tmp_path / "docs.json").write_text(json.dumps({f"img{i}.jpg": d for i, d in enumerate(docs)}))
     out = tmp_path / "tree.json"
     assert main(["tree", "learn", "--documents", str(tmp_path / "docs.json"), "--out", str(out),
-                 "--no-progress"]) == 0
+                 "--method", method, "--no-progress"]) == 0
     assert "wrote" in capsys.readouterr().out
     assert main(["tree", "show", str(out), "--classes", "2,0,3,1"]) == 0
     text = capsys.readouterr().out
@@ -454,6 +469,47 @@ def test_cli_learn_from_documents_then_show(tmp_path, capsys):
     assert "--out: the directory" in capsys.readouterr().err
     assert main(["tree", "show", str(out), "--classes", "0,12"]) == 2
     assert "--classes: class 12 is outside [0, 10)" in capsys.readouterr().err
+
+
+def test_cli_learn_from_images_and_data_free(tmp_path, capsys, monkeypatch):
+    """--images and --data-free on a tiny known model (the embedded one is loaded by name)."""
+    from PIL import Image
+
+    import unmask.models as models
+    from unmask import Classifier
+
+    class Colour(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(3, 4, bias=False)
+            with torch.no_grad():
+                self.head.weight.copy_(torch.tensor([[10., 0, 0], [10, 0, 0.5], [0, 0, 10],
+                                                     [0.5, 0, 10]]))
+
+        def forward(self, x):
+            return self.head(x.mean(dim=(2, 3)))
+
+    tiny = Classifier.wrap(Colour(), mean=(0, 0, 0), std=(1, 1, 1), input_size=8,
+                           class_names=["red", "crimson", "blue", "navy"], name="tiny")
+    monkeypatch.setattr(models, "load_model", lambda name="tiny", **_: tiny)
+    for i in range(4):
+        Image.new("RGB", (10, 10), (255, 0, 0)).save(tmp_path / f"r{i}.png")
+        Image.new("RGB", (10, 10), (0, 0, 255)).save(tmp_path / f"b{i}.png")
+    out = tmp_path / "t.json"
+    assert main(["tree", "learn", "--images", str(tmp_path), "--model", "tiny", "--out", str(out),
+                 "--save-documents", str(tmp_path / "docs.json"), "--no-progress"]) == 0
+    assert "from 8 documents of tiny" in capsys.readouterr().out
+    assert len(json.loads((tmp_path / "docs.json").read_text())) == 8
+    assert load_tree(out).clusters([0, 2, 1, 3]) == [[0, 1], [2, 3]]
+    assert main(["tree", "learn", "--data-free", "--model", "tiny", "--out", str(out)]) == 0
+    assert "from the last linear layer of tiny" in capsys.readouterr().out
+    # 4 classes / mean_size 3.5: one node (the planted-weights test checks the grouping)
+    assert sorted(load_tree(out).classes) == [0, 1, 2, 3]
+    assert main(["tree", "learn", "--images", str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert "--images: not a directory" in capsys.readouterr().err
+    assert main(["tree", "learn", "--images", str(tmp_path), "--max-k", "0",
+                 "--out", str(out)]) == 2
+    assert "--max-k: expected a value > 0" in capsys.readouterr().err
 
 
 def test_cli_missing_class_warns(tmp_path, capsys):
@@ -477,7 +533,8 @@ def test_learned_tree_against_the_published_one():
     classes = list(range(1000))
     assert sorted(tree.classes) == classes
     assert {len(n.classes) for n in tree.level_nodes(1)} <= set(range(2, 11))
-    assert adjusted_rand(labels(ref, classes), labels(tree, classes)) > 0.3
+    # 0.398 measured (docs/contrastive-trees.md); plain average linkage reaches about 0.40
+    assert adjusted_rand(labels(ref, classes), labels(tree, classes)) > 0.35
 
 
 @pytest.mark.slow

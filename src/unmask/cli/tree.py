@@ -31,12 +31,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="model name (see `unmask models`) for --images and --data-free; "
                        "default: efficientnet_lite0")
     learn.add_argument("--out", required=True, metavar="TREE.json", help="output JSON file")
+    learn.add_argument("--method", default="average", choices=("average", "hlta"),
+                       help="learner for --images / --documents: average (size-constrained "
+                       "average linkage of co-occurrence PPMI, default) or hlta (HLTA's island "
+                       "finding re-implemented)")
     learn.add_argument("--levels", type=int, default=None, metavar="N",
                        help="the most latent levels (default: until a level has at most 15 nodes)")
     learn.add_argument("--num-classes", type=int, default=None, metavar="N",
                        help="number of classes for --documents (default: the largest class + 1)")
     learn.add_argument("--mass", type=float, default=0.95, metavar="P",
                        help="probability mass the top-K classes of an image pass (default 0.95)")
+    learn.add_argument("--max-k", type=int, default=None, metavar="K",
+                       help="with --images: at most K classes per document (default: no cap, "
+                       "the paper's rule; the published ResNet-50 documents are cut at 5)")
     learn.add_argument("--batch-size", type=int, default=32, metavar="N",
                        help="images per forward pass for --images (default 32)")
     learn.add_argument("--save-documents", default=None, metavar="FILE",
@@ -86,6 +93,10 @@ def _learn(args: argparse.Namespace) -> int:
         check_positive(args.num_classes, "--num-classes", integer=True)
     check_probability(args.mass, "--mass", open_low=True, open_high=True)
     check_positive(args.batch_size, "--batch-size", integer=True)
+    if args.max_k is not None:
+        check_positive(args.max_k, "--max-k", integer=True)
+        if not args.images:
+            raise ValueError("--max-k: only with --images")
     if args.documents and args.model:
         raise ValueError("--model: not used with --documents (the documents already hold the "
                          "model's top classes); use --num-classes for the number of classes")
@@ -103,14 +114,20 @@ def _learn(args: argparse.Namespace) -> int:
             raise ValueError(f"--images: not a directory: {folder}")
         model = load_model(args.model or "efficientnet_lite0")
         docs = documents_from_images(model, folder, mass=args.mass, batch_size=args.batch_size,
-                                     progress=progress)
+                                     max_k=args.max_k, progress=progress)
+        longest = max((len(d) for d in docs.values()), default=0)
+        if args.max_k is None and longest > 10:
+            print(f"unmask: warning: --images: documents of up to {longest} classes (the model's "
+                  "probabilities have a flat tail); consider --max-k 5, as the published "
+                  "ResNet-50 documents", file=sys.stderr)
         if save_docs is not None:
             save_docs.write_text(json.dumps(docs) + "\n")
         if not docs:
             raise ValueError(f"--images: no image in {folder} has two or more top classes "
                              f"passing {args.mass} (nothing to learn from)")
-        tree = learn_tree(docs, num_classes=model.num_classes, levels=args.levels,
-                          seed=args.seed, class_names=model.class_names, progress=progress)
+        tree = learn_tree(docs, num_classes=model.num_classes, method=args.method,
+                          levels=args.levels, seed=args.seed, class_names=model.class_names,
+                          progress=progress)
         source = f"{len(docs)} documents of {model.name} on {folder}"
     else:
         try:
@@ -118,16 +135,17 @@ def _learn(args: argparse.Namespace) -> int:
         except (FileNotFoundError, ValueError) as exc:
             raise _renamed(exc, "documents", "--documents") from None
         try:
-            tree = learn_tree(docs, num_classes=args.num_classes, levels=args.levels,
-                              seed=args.seed, progress=progress)
+            tree = learn_tree(docs, num_classes=args.num_classes, method=args.method,
+                              levels=args.levels, seed=args.seed, progress=progress)
         except ValueError as exc:
             exc = _renamed(exc, "documents", "--documents")
             raise _renamed(exc, "num_classes", "--num-classes") from None
         source = f"{len(docs)} documents from {args.documents}"
     tree.save(out)
     sizes = "/".join(str(len(tree.level_nodes(lv))) for lv in range(tree.depth, 0, -1))
-    print(f"wrote {out}: {len(tree.classes)} of {tree.num_classes} classes, {tree.depth} levels "
-          f"({sizes} nodes, top to bottom), learned from {source}")
+    plural = "s" if tree.depth != 1 else ""
+    print(f"wrote {out}: {len(tree.classes)} of {tree.num_classes} classes, {tree.depth} "
+          f"level{plural} ({sizes} nodes, top to bottom), learned from {source}")
     return 0
 
 
@@ -175,7 +193,8 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "cut_level": args.cut_level,
-            "clusters": [[{"class": c, "name": tree.class_names[c]} for c in cl] for cl in clusters],
+            "clusters": [[{"class": c, "name": tree.class_names[c]} for c in cl]
+                         for cl in clusters],
             "subtree": subtree}))
         return 0
     print(f"{len(clusters)} cluster{'s' if len(clusters) != 1 else ''} of {len(classes)} classes, "

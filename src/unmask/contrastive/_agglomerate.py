@@ -8,13 +8,15 @@ __all__ = ["constrained_average_linkage", "hierarchy"]
 
 
 def constrained_average_linkage(sim: np.ndarray, n_clusters: int, max_size: int,
-                                min_size: int = 2) -> list[list[int]]:
+                                min_size: int = 2,
+                                min_similarity: float = -np.inf) -> list[list[int]]:
     """Group the items of a similarity matrix (n, n) into about ``n_clusters`` clusters.
 
     Repeatedly merge the two clusters of the highest average pairwise similarity whose union
-    has at most ``max_size`` items, until ``n_clusters`` are left (or no merge fits); then every
-    cluster smaller than ``min_size`` joins the cluster of highest average similarity that has
-    room. Clusters are returned sorted by their smallest item, items sorted.
+    has at most ``max_size`` items, until ``n_clusters`` are left, no merge fits, or the best
+    average similarity is not above ``min_similarity``; then every cluster smaller than
+    ``min_size`` joins the cluster of highest average similarity that has room. Clusters are
+    returned sorted by their smallest item, items sorted.
     """
     n = sim.shape[0]
     if n <= 1:
@@ -55,7 +57,7 @@ def constrained_average_linkage(sim: np.ndarray, n_clusters: int, max_size: int,
         m = masked()
         flat = int(np.argmax(m))
         i, j = divmod(flat, n)
-        if not np.isfinite(m[i, j]):
+        if not np.isfinite(m[i, j]) or m[i, j] <= min_similarity:
             break
         merge(min(i, j), max(i, j))
     while True:
@@ -73,19 +75,24 @@ def constrained_average_linkage(sim: np.ndarray, n_clusters: int, max_size: int,
 
 
 def hierarchy(sim: np.ndarray, *, first_clusters: int, max_size: int, branching: float,
-              max_top: int, levels: int | None) -> list[list[list[int]]]:
+              max_top: int, levels: int | None,
+              min_similarity: float = 0.0) -> list[list[list[int]]]:
     """Partitions level by level: ``[0]`` groups the items, ``[l]`` the groups of level ``l``.
 
-    Level 1 has about ``first_clusters`` groups; each next level about ``1 / branching`` as many
-    (the similarity of two groups: the mean similarity of their items), until a level has at
-    most ``max_top`` groups or ``levels`` levels are built.
+    Level 1 has about ``first_clusters`` groups, merging only groups of average similarity
+    above ``min_similarity`` (items related to nothing are then paired with their most similar
+    group); each next level about ``1 / branching`` as many (the similarity of two groups: the
+    mean similarity of their items; any two may merge, so that the levels end in at most
+    ``max_top`` roots), until a level has at most ``max_top`` groups or ``levels`` levels are
+    built.
     """
     out: list[list[list[int]]] = []
     groups_items = None
     cur = sim
     target = first_clusters
     while True:
-        parts = constrained_average_linkage(cur, max(1, target), max_size)
+        parts = constrained_average_linkage(cur, max(1, target), max_size,
+                                            min_similarity=min_similarity if not out else -np.inf)
         out.append(parts)
         if len(parts) <= max_top or (levels is not None and len(out) >= levels) or len(parts) <= 1:
             break

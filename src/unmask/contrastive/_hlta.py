@@ -24,11 +24,17 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
-from scipy.special import logsumexp
 
 __all__ = ["learn_levels", "find_islands", "mutual_information"]
 
 _EPS = 1e-6
+
+
+def logsumexp(a: np.ndarray, axis: int, keepdims: bool = False) -> np.ndarray:
+    """log(sum(exp(a))) along ``axis`` (finite inputs; scipy's is slower on small arrays)."""
+    m = a.max(axis=axis, keepdims=True)
+    out = np.log(np.exp(a - m).sum(axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
 
 
 def mutual_information(x: np.ndarray) -> np.ndarray:
@@ -341,7 +347,8 @@ def _attach(u: int, islands: list[_LCM], data: _Data, mi: np.ndarray, max_island
 def learn_levels(x: np.ndarray, *, levels: int | None, max_island: int, max_top: int,
                  ud_threshold: float, ct_threshold: float, bic_batch: int, em_restarts: int,
                  em_steps: int, rng: np.random.Generator,
-                 progress: Callable[[int, int], Callable[[int | None], None]]) -> list[list[list[int]]]:
+                 progress: Callable[[int, int], Callable[[int | None], None]],
+                 ) -> list[list[list[int]]]:
     """Partitions level by level: ``[0]`` groups the columns of ``x``, ``[l]`` the groups of
     level ``l``. Stops when a level has at most ``max_top`` groups or after ``levels`` levels."""
     fitter = _Fitter(rng, em_restarts, em_steps)

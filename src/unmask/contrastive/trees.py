@@ -21,10 +21,11 @@ Learning a tree:
 * :func:`top_k_documents` / :func:`documents_from_images` / :func:`read_documents` make the
   *documents*: the top-K classes of each image, K the smallest count whose sorted
   probabilities sum past 0.95; one-class documents are dropped, as in the paper.
-* :func:`learn_tree` learns a hierarchical latent tree from documents with a Python
-  re-implementation of HLTA's island finding (mutual information, latent class models fitted
-  by EM, the BIC unidimensionality and correlation tests), repeated level by level on the
-  hard-assigned latent variables (see ``docs/contrastive-trees.md``).
+* :func:`learn_tree` learns a hierarchical tree from documents: by size-constrained average
+  linkage of the classes' co-occurrence (PPMI), or with a Python re-implementation of HLTA's
+  island finding (mutual information, latent class models fitted by EM, the BIC
+  unidimensionality and correlation tests) repeated level by level on the hard-assigned latent
+  variables (see ``docs/contrastive-trees.md``).
 * :func:`data_free_tree` builds one without data, from the cosine similarity of the rows of the
   classifier's last linear layer.
 """
@@ -53,6 +54,8 @@ __all__ = [
     "documents_from_images",
     "read_documents",
     "learn_tree",
+    "LEARN_METHODS",
+    "ppmi_similarity",
     "data_free_tree",
     "final_linear_weight",
 ]
@@ -237,7 +240,7 @@ class LabelTree:
         return [n.id for n in self._paths[c]]
 
     def ancestor(self, cls: int, cut_level: int = 0) -> str | None:
-        """The id of the node above ``cls`` at ``cut_level`` (None when ``cls`` is not in the tree)."""
+        """The id of the node above ``cls`` at ``cut_level`` (None when ``cls`` is not in it)."""
         c = _check_class_list([cls], "cls", self.num_classes)[0]
         lv = self._check_cut_level(cut_level)
         p = self._paths.get(c)
@@ -296,8 +299,9 @@ class LabelTree:
 
         Example:
             >>> sub = load_tree("resnet50").subtree([486, 889])
-            >>> sub[0]["id"], [c["class"] for c in sub[0]["children"][0]["children"][0]["children"][0]["children"]]
-            ('Z41', [486, 889])
+            >>> level1 = sub[0]["children"][0]["children"][0]["children"][0]
+            >>> sub[0]["id"], level1["id"], [c["class"] for c in level1["children"]]
+            ('Z41', 'Z136', [486, 889])
         """
         chosen = _check_class_list(classes, "classes", self.num_classes)
         roots: list[dict[str, Any]] = []
@@ -356,7 +360,8 @@ def _parse_node(obj: object, where: str, names: dict[int, str]) -> TreeNode:
     level = data.get("level") if isinstance(data, dict) else None
     node = TreeNode(id=str(obj["id"]), level=int(level) if isinstance(level, int | float) else 0,
                     text=str(obj.get("text", "")),
-                    percentage=float(data.get("percentage", 0.0)) if isinstance(data, dict) else 0.0)
+                    percentage=float(data.get("percentage", 0.0))
+                    if isinstance(data, dict) else 0.0)
     node.children = [_parse_node(c, f"{where}/{node.id}", names) for c in children]
     if not node.children:
         for token in node.text.split():
@@ -444,7 +449,8 @@ def load_tree(source: str | os.PathLike | list, num_classes: int | None = None,
 
 
 # ---------------------------------------------------------------------- documents
-def top_k_documents(probs: Any, mass: float = 0.95, drop_single: bool = True) -> list[list[int]]:
+def top_k_documents(probs: Any, mass: float = 0.95, drop_single: bool = True,
+                    max_k: int | None = None) -> list[list[int]]:
     """The top-K classes of each row of probabilities, K the smallest count passing ``mass``.
 
     As the original's ``prepare_training_data.py``: sort each row's probabilities in
@@ -455,6 +461,10 @@ def top_k_documents(probs: Any, mass: float = 0.95, drop_single: bool = True) ->
         probs: probabilities (N, C) (a tensor or array; rows summing to 1).
         mass: the probability mass to pass, in (0, 1).
         drop_single: drop the one-class documents (the paper does).
+        max_k: keep at most this many classes per document (None: no cap, the paper's rule;
+            the published ``labels_resnet50.json`` documents are cut at 5). A model with a flat
+            softmax tail needs it: EfficientNet-Lite0 on the 100 sample images gives documents
+            of up to 567 classes.
 
     Returns:
         One list of class indices per kept row, most probable first.
@@ -475,6 +485,11 @@ def top_k_documents(probs: Any, mass: float = 0.95, drop_single: bool = True) ->
     csum = np.cumsum(np.take_along_axis(p, order, axis=1), axis=1)
     passed = csum > mass
     k = np.where(passed.any(axis=1), passed.argmax(axis=1) + 1, p.shape[1])
+    if max_k is not None:
+        from .._checks import check_positive
+
+        check_positive(max_k, "max_k", integer=True)
+        k = np.minimum(k, max_k)
     docs = [order[i, : k[i]].tolist() for i in range(p.shape[0])]
     return [d for d in docs if len(d) > 1] if drop_single else docs
 
@@ -484,7 +499,8 @@ _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".w
 
 def documents_from_images(model: Any, folder: str | os.PathLike, *, mass: float = 0.95,
                           batch_size: int = 32, size: int | None = None, recursive: bool = True,
-                          drop_single: bool = True, progress: Progress = True) -> dict[str, list[int]]:
+                          drop_single: bool = True, max_k: int | None = None,
+                          progress: Progress = True) -> dict[str, list[int]]:
     """Run a classifier over a folder of images and return each image's top-K document.
 
     Args:
@@ -496,6 +512,7 @@ def documents_from_images(model: Any, folder: str | os.PathLike, *, mass: float 
             input size.
         recursive: also read images in sub-folders.
         drop_single: drop one-class documents (the paper does).
+        max_k: keep at most this many classes per document (see :func:`top_k_documents`).
         progress: show a progress bar (or a callback ``(done, total)``).
 
     Returns:
@@ -514,7 +531,8 @@ def documents_from_images(model: Any, folder: str | os.PathLike, *, mass: float 
         raise FileNotFoundError(f"folder: not a directory: {root}")
     clf = as_classifier(model)
     pattern = "**/*" if recursive else "*"
-    files = sorted(p for p in root.glob(pattern) if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in root.glob(pattern)
+                   if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise ValueError(f"folder: no image files ({', '.join(sorted(_IMAGE_SUFFIXES))}) in {root}")
     if size is None:
@@ -527,7 +545,8 @@ def documents_from_images(model: Any, folder: str | os.PathLike, *, mass: float 
         x = torch.cat([load_image(f, size=size) for f in chunk]).to(clf.device)
         with torch.inference_mode():
             probs = torch.softmax(clf(x).double(), dim=1)
-        for f, doc in zip(chunk, top_k_documents(probs, mass, drop_single=False), strict=True):
+        for f, doc in zip(chunk, top_k_documents(probs, mass, drop_single=False,
+                                                                max_k=max_k), strict=True):
             if len(doc) > 1 or not drop_single:
                 out[str(f.relative_to(root))] = doc
         done += len(chunk)
@@ -638,59 +657,96 @@ def _default_names(num_classes: int, class_names: Sequence[str] | None) -> list[
     return [f"class {i}" for i in range(num_classes)]
 
 
-def learn_tree(documents: Any, num_classes: int | None = None, *, levels: int | None = None,
-               max_island: int = 10, max_top: int = 15, ud_threshold: float = 3.0,
+LEARN_METHODS = ("average", "hlta")
+
+
+def ppmi_similarity(x: np.ndarray) -> np.ndarray:
+    """Positive pointwise mutual information (V, V) of the columns of a binary matrix (N, V).
+
+    ``max(0, log(C_ij N / (n_i n_j)))`` with C the co-occurrence counts, n_i the documents
+    holding class i, N the documents; 0 where two classes never co-occur."""
+    from scipy import sparse
+
+    xs = sparse.csc_matrix(x, dtype=np.float64)
+    c = np.asarray((xs.T @ xs).todense())
+    n1 = np.maximum(np.diag(c).copy(), 1e-12)
+    with np.errstate(divide="ignore"):
+        s = np.log(c * x.shape[0] / np.outer(n1, n1))
+    s = np.where(c > 0, np.maximum(s, 0.0), 0.0)
+    np.fill_diagonal(s, s.max() if s.size else 1.0)
+    return s
+
+
+def learn_tree(documents: Any, num_classes: int | None = None, *, method: str = "average",
+               levels: int | None = None, max_size: int = 10, max_top: int = 15,
+               mean_size: float = 3.5, branching: float = 4.0, ud_threshold: float = 3.0,
                ct_threshold: float = 3.0, bic_batch: int = 5000, em_restarts: int = 8,
                em_steps: int = 200, seed: int = 0, class_names: Sequence[str] | None = None,
                progress: Progress = True) -> LabelTree:
-    """Learn a hierarchical latent label tree from top-K documents (HLTA, re-implemented).
+    """Learn a hierarchical label tree from top-K documents.
 
-    Every document (the top-K classes of one image) is a binary vector over the classes. The
-    lowest level groups classes into *islands* as HLTA's island finding does: start from the
-    pair of classes with the highest mutual information, add the class with the highest
-    mutual information to the island (outside the seed pair), fit a latent class model
-    (one binary latent variable) by EM, and stop growing when a model with two latent
-    variables beats it by more than ``ud_threshold`` in BIC (the unidimensionality test; the
-    two last linked classes are set aside), when adding the class does not raise the BIC by
-    ``ct_threshold`` over an unrelated class (the correlation test), or at ``max_island``
-    classes. Each island is a level-1 node; every document is then assigned the most probable
-    state of each island's latent variable, and the same procedure groups those binary
-    variables into the next level, until a level has at most ``max_top`` nodes (or
-    ``levels`` levels). BIC is computed as the original does it, averaged over batches of
-    ``bic_batch`` documents.
+    Every document (the top-K classes of one image) is a binary vector over the classes. Two
+    learners (``docs/contrastive-trees.md`` compares them, and others, against the published
+    ResNet-50 tree):
+
+    * ``method="average"`` (the default: the closest to the published tree in our
+      measurements): size-constrained average-linkage agglomeration of the classes by the
+      positive pointwise mutual information of their co-occurrence (:func:`ppmi_similarity`):
+      merge the two groups of the highest (positive) average similarity whose union has at
+      most ``max_size`` classes until ``num_classes / mean_size`` groups are left, then a class
+      left alone joins its most similar group with room. Each next level groups the nodes below the
+      same way (mean similarity of their classes) into ``1 / branching`` as many nodes.
+    * ``method="hlta"``: HLTA's island finding, re-implemented (the algorithm of the original's
+      Java code): start from the pair of classes of the highest mutual information, add the
+      class of the highest mutual information to the island (outside the seed pair), fit a
+      latent class model (one binary latent variable) by EM, and stop growing when a model
+      with two latent variables beats it by more than ``ud_threshold`` in BIC (the
+      unidimensionality test; the two last linked classes are set aside), when adding the
+      class does not raise the BIC by ``ct_threshold`` over an unrelated class (the
+      correlation test), or at ``max_size`` classes. Every document is then assigned the most
+      probable state of each island's latent variable, and the same procedure groups those
+      binary variables into the next level. BIC is averaged over batches of ``bic_batch``
+      documents, as the original computes it.
+
+    Both stop when a level has at most ``max_top`` nodes (or after ``levels`` levels).
 
     Args:
         documents: a list of class lists, a ``{image: [classes]}`` dict, or a JSON file of
             either (see :func:`read_documents`). One-class documents are ignored.
         num_classes: the number of classes; default: the largest class + 1.
+        method: ``"average"`` or ``"hlta"``.
         levels: the most latent levels to build (default: until at most ``max_top`` nodes).
-        max_island: the most classes (or nodes) in one island (10 in HLTA).
+        max_size: the most classes (or nodes) in one node (HLTA's maximum island, 10).
         max_top: stop when a level has at most this many nodes (15 in HLTA).
-        ud_threshold: the unidimensionality-test BIC threshold (3 in HLTA).
-        ct_threshold: the correlation-test BIC threshold (3 in HLTA).
-        bic_batch: documents per BIC batch (HLTA's ``--struct-batch-size``, 5000).
-        em_restarts: random restarts of every EM fit (HLTA uses 16).
-        em_steps: the most EM steps per fit (200 in HLTA).
-        seed: the random seed of the EM initialisations.
+        mean_size: ``"average"``: the mean number of classes of a level-1 node (3.5, as the
+            published ResNet-50 tree: 287 level-1 nodes for 1000 classes).
+        branching: ``"average"``: the mean number of children of a node above level 1.
+        ud_threshold: ``"hlta"``: the unidimensionality-test BIC threshold (3 in HLTA).
+        ct_threshold: ``"hlta"``: the correlation-test BIC threshold (3 in HLTA).
+        bic_batch: ``"hlta"``: documents per BIC batch (HLTA's ``--struct-batch-size``, 5000).
+        em_restarts: ``"hlta"``: random restarts of every EM fit (HLTA uses 16).
+        em_steps: ``"hlta"``: the most EM steps per fit (200 in HLTA).
+        seed: ``"hlta"``: the random seed of the EM initialisations.
         class_names: a name per class (default: ImageNet names for 1000 classes).
-        progress: show a progress bar (or a callback ``(done, total)`` over the variables
-            grouped at each level).
+        progress: show a progress bar (or a callback ``(done, total)``).
 
     Returns:
         A :class:`LabelTree`: every class seen in a document of two or more classes sits in a
-        level-1 node of 2 to ``max_island`` classes, all at the same depth. Classes never seen
+        level-1 node of 2 to ``max_size`` classes, all at the same depth. Classes never seen
         are not in the tree (:meth:`LabelTree.clusters` makes them clusters of their own).
 
     Example:
         >>> docs = [[0, 1], [1, 0], [2, 3], [3, 2], [0, 1, 2]] * 40 + [[4, 5], [5, 4]] * 30
-        >>> tree = learn_tree(docs, progress=False)
+        >>> tree = learn_tree(docs, mean_size=2, progress=False)
+        >>> sorted(sorted(n.classes) for n in tree.level_nodes(1))
+        [[0, 1], [2, 3], [4, 5]]
+        >>> tree = learn_tree(docs, method="hlta", progress=False)
         >>> sorted(sorted(n.classes) for n in tree.level_nodes(1))
         [[0, 1], [2, 3], [4, 5]]
     """
-    from . import _hlta
+    from .._checks import check_choice, check_positive
 
-    from .._checks import check_positive
-
+    check_choice(method, "method", LEARN_METHODS)
     docs = read_documents(documents)
     docs = [d for d in docs if len(set(d)) > 1]
     if not docs:
@@ -701,12 +757,20 @@ def learn_tree(documents: Any, num_classes: int | None = None, *, levels: int | 
     check_positive(num_classes, "num_classes", integer=True)
     if top >= num_classes:
         raise ValueError(f"documents: class {top} is outside [0, {num_classes}) (num_classes)")
-    check_positive(max_island, "max_island", integer=True)
-    if max_island < 3:
-        raise ValueError(f"max_island: expected an int >= 3, got {max_island}")
+    check_positive(max_size, "max_size", integer=True)
+    if max_size < (3 if method == "hlta" else 2):
+        raise ValueError(f"max_size: expected an int >= {3 if method == 'hlta' else 2}, got "
+                         f"{max_size}")
     check_positive(max_top, "max_top", integer=True)
     if levels is not None:
         check_positive(levels, "levels", integer=True)
+    check_positive(mean_size, "mean_size")
+    if not 1 <= mean_size <= max_size:
+        raise ValueError(f"mean_size: expected a value in [1, max_size={max_size}], "
+                         f"got {mean_size}")
+    check_positive(branching, "branching")
+    if branching <= 1:
+        raise ValueError(f"branching: expected a value > 1, got {branching}")
     check_positive(bic_batch, "bic_batch", integer=True)
     check_positive(em_restarts, "em_restarts", integer=True)
     check_positive(em_steps, "em_steps", integer=True)
@@ -717,12 +781,23 @@ def learn_tree(documents: Any, num_classes: int | None = None, *, levels: int | 
     x = np.zeros((len(docs), len(present)), dtype=bool, order="F")
     for i, d in enumerate(docs):
         x[i, [col[c] for c in d]] = True
-    rng = np.random.default_rng(seed)
-    partitions_idx = _hlta.learn_levels(
-        x, levels=levels, max_island=max_island, max_top=max_top, ud_threshold=ud_threshold,
-        ct_threshold=ct_threshold, bic_batch=bic_batch, em_restarts=em_restarts,
-        em_steps=em_steps, rng=rng, progress=lambda total, lv: _progress(progress, total,
-                                                                         f"HLTA level {lv}"))
+    if method == "hlta":
+        from . import _hlta
+
+        partitions_idx = _hlta.learn_levels(
+            x, levels=levels, max_island=max_size, max_top=max_top, ud_threshold=ud_threshold,
+            ct_threshold=ct_threshold, bic_batch=bic_batch, em_restarts=em_restarts,
+            em_steps=em_steps, rng=np.random.default_rng(seed),
+            progress=lambda total, lv: _progress(progress, total, f"HLTA level {lv}"))
+    else:
+        from . import _agglomerate
+
+        bar = _progress(progress, 1, "average linkage")
+        partitions_idx = _agglomerate.hierarchy(
+            ppmi_similarity(x), first_clusters=max(1, round(len(present) / mean_size)),
+            max_size=max_size, branching=branching, max_top=max_top, levels=levels)
+        bar(1)
+        bar(None)
     partitions = [[[present[i] for i in g] for g in partitions_idx[0]], *partitions_idx[1:]]
     freq = x.mean(axis=0)
     scores = {present[i]: float(freq[i]) for i in range(len(present))}
@@ -768,11 +843,12 @@ def data_free_tree(model: Any, *, levels: int | None = None, mean_size: float = 
 
     The similarity of two classes is the cosine similarity of their rows in the classifier's
     final linear layer. Level 1 is a size-constrained average-linkage agglomeration: merge the
-    two groups of the highest average similarity whose union has at most ``max_size``
-    classes, until there are ``num_classes / mean_size`` groups; a class left alone then joins
-    its most similar group with room. Each next level groups the nodes below the same way (the
-    similarity of two nodes is the average similarity of their classes) into ``1 / branching``
-    as many nodes, until a level has at most ``max_top`` nodes (or ``levels`` levels).
+    two groups of the highest (positive) average similarity whose union has at most
+    ``max_size`` classes, until there are ``num_classes / mean_size`` groups; a class left alone
+    then joins its most similar group with room. Each next level groups the nodes below the
+    same way (the similarity of two nodes is the average similarity of their classes; any two
+    may merge) into ``1 / branching`` as many nodes, until a level has at most ``max_top``
+    nodes (or ``levels`` levels).
 
     Args:
         model: an :class:`unmask.Classifier`, an ``nn.Module`` or the weight matrix (C, D)
@@ -798,9 +874,8 @@ def data_free_tree(model: Any, *, levels: int | None = None, mean_size: float = 
         >>> sorted(sorted(n.classes) for n in tree.level_nodes(1))
         [[0, 1], [2, 3], [4, 5]]
     """
-    from . import _agglomerate
-
     from .._checks import check_positive
+    from . import _agglomerate
 
     w = final_linear_weight(model)
     c = w.shape[0]
@@ -812,7 +887,8 @@ def data_free_tree(model: Any, *, levels: int | None = None, mean_size: float = 
     if max_size < 2:
         raise ValueError(f"max_size: expected an int >= 2, got {max_size}")
     if mean_size < 1 or mean_size > max_size:
-        raise ValueError(f"mean_size: expected a value in [1, max_size={max_size}], got {mean_size}")
+        raise ValueError(f"mean_size: expected a value in [1, max_size={max_size}], "
+                         f"got {mean_size}")
     if branching <= 1:
         raise ValueError(f"branching: expected a value > 1, got {branching}")
     check_positive(max_top, "max_top", integer=True)
