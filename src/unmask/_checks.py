@@ -103,6 +103,8 @@ def check_targets(
         >>> check_targets([[1, 2]], 2, 4)
         tensor([[False,  True,  True, False],
                 [False,  True,  True, False]])
+        >>> check_targets({1, 2}, 2, 4).tolist() == check_targets([[1, 2]], 2, 4).tolist()
+        True
     """
     if target is None:
         return None
@@ -114,7 +116,8 @@ def check_targets(
         if not np.issubdtype(target.dtype, np.integer):
             raise TypeError(f"{name}: expected integer class indices, got an array of dtype {target.dtype}")
         target = target.tolist()
-    entries = [target] if _is_class(target) else target
+    # one int or one set (a set has no order: never one entry per image) is every image's target
+    entries = [target] if _is_class(target) or isinstance(target, set | frozenset) else target
     if isinstance(entries, str) or not isinstance(entries, Sequence | set | frozenset):
         raise TypeError(
             f"{name}: expected None, an int, a set of ints, one int or set per image, or a tensor, "

@@ -57,8 +57,9 @@ def resolve_layer(model: nn.Module, layer: str | None) -> str:
     if layer is None:
         layer = getattr(model, "feature_layer", None)
         if layer is None:
-            raise ValueError(f"layer: model {getattr(model, 'name', type(model).__name__)!r} names no "
-                             "default feature layer; pass layer=NAME (list them with `unmask layers`)")
+            name = getattr(model, "name", type(model).__name__)
+            raise ValueError(f"layer: model {name!r} names no default feature layer; pass "
+                             "layer=NAME (list them with `unmask layers`)")
     if not isinstance(layer, str):
         raise TypeError(f"layer: expected a layer name (str), got {type(layer).__name__}")
     modules = _modules(model)
@@ -74,7 +75,8 @@ def find_layer(model: nn.Module, layer: str | None) -> nn.Module:
     return _modules(model)[resolve_layer(model, layer)]
 
 
-def layer_table(model: nn.Module, x: Tensor | None = None) -> list[tuple[str, str, tuple[int, ...] | None]]:
+def layer_table(model: nn.Module,
+                x: Tensor | None = None) -> list[tuple[str, str, tuple[int, ...] | None]]:
     """Every named layer with its type and output shape on ``x`` (default: one gray image).
 
     Returns:
@@ -214,11 +216,14 @@ def gradients(model: nn.Module, x: Tensor, target: Tensor, *, score: str = "logi
     """
     check_choice(score, "score", SCORES)
     names = list(dict.fromkeys(layers))
-    # rules first: the recorded output of a layer that has a rule is the overridden one
-    with grad_session(model), backward_rules(model, rules or {}), \
+    # Rules only act after the (single) layer when no input gradient is asked: the modules
+    # before it need none. Rules first: the recorded output of a layer with a rule is the new one.
+    after = _modules(model)[resolve_layer(model, names[0])] if len(names) == 1 and not input \
+        else None
+    with grad_session(model), backward_rules(model, rules or {}, after=after), \
             capture(model, names) as recorded, torch.enable_grad():
         xx = x.detach().clone().requires_grad_(True)
-        with split_sums() if sums else _nothing():
+        with split_sums(model, after=after) if sums else _nothing():
             logits = model(xx)
         acts = dict(recorded)  # a rule may run a module again during the backward pass
         s = select_scores(logits, target, score)
@@ -251,7 +256,7 @@ class _Override(torch.autograd.Function):
                 state: dict) -> Tensor:
         ctx.save_for_backward(x, output)
         ctx.module, ctx.rule, ctx.state = module, rule, state
-        return output.clone()
+        return output.clone()  # a view would forbid in-place ops after it (ReLU(inplace=True))
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):  # type: ignore[override]
@@ -266,13 +271,34 @@ class _Override(torch.autograd.Function):
 
 
 @contextmanager
-def backward_rules(model: nn.Module, rules: Mapping[type, BackwardRule]) -> Iterator[None]:
+def _after(module: nn.Module | None, state: dict) -> Iterator[None]:
+    """``state["on"]`` is True from the end of ``module``'s forward (always when None)."""
+    state["on"] = module is None
+    if module is None:
+        yield
+        return
+
+    def reached(m: nn.Module, inputs: tuple, output: object) -> None:
+        state["on"] = True
+
+    handle = module.register_forward_hook(reached)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def backward_rules(model: nn.Module, rules: Mapping[type, BackwardRule],
+                   after: nn.Module | None = None) -> Iterator[None]:
     """Replace the backward pass of module types for the forward passes inside the block.
 
     Every sub-module of ``model`` that is an instance of a key of ``rules`` (the first matching
     key in order) gets a forward hook whose output is unchanged but whose gradient with respect
     to the module's first input is ``rule(module, x, output, grad_output)`` instead of the
-    module's own backward (its parameters receive none). Hooks are removed when the block ends.
+    module's own backward (its parameters receive none). With ``after`` (a sub-module), only the
+    modules run after it are overridden (a pass read at that layer needs no rule below it).
+    Hooks are removed when the block ends.
 
     Example:
         >>> import torch
@@ -288,7 +314,8 @@ def backward_rules(model: nn.Module, rules: Mapping[type, BackwardRule]) -> Iter
 
     def hook(rule: BackwardRule) -> Callable:
         def override(module: nn.Module, inputs: tuple, output: object) -> object:
-            if not state["active"] or not inputs or not isinstance(inputs[0], Tensor) \
+            if not state["active"] or not state["on"] or not inputs \
+                    or not isinstance(inputs[0], Tensor) \
                     or not isinstance(output, Tensor) or not torch.is_grad_enabled():
                 return None
             return _Override.apply(inputs[0], output.detach(), module, rule, state)
@@ -301,7 +328,8 @@ def backward_rules(model: nn.Module, rules: Mapping[type, BackwardRule]) -> Iter
                     if isinstance(m, kind):
                         handles.append(m.register_forward_hook(hook(rule)))
                         break
-        yield
+        with _after(after, state):  # registered last: the layer's own rule comes first
+            yield
     finally:
         for h in handles:
             h.remove()
@@ -328,9 +356,13 @@ _ADDS = {torch.add, Tensor.add, Tensor.__add__, Tensor.__radd__, Tensor.__iadd__
 
 
 class _SumMode(TorchFunctionMode):
+    def __init__(self, state: dict) -> None:
+        super().__init__()
+        self.state = state
+
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
-        if func in _ADDS and len(args) == 2 and not kwargs:
+        if func in _ADDS and len(args) == 2 and not kwargs and self.state["on"]:
             a, b = args
             if isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape \
                     and a.requires_grad and b.requires_grad and torch.is_grad_enabled():
@@ -339,11 +371,13 @@ class _SumMode(TorchFunctionMode):
 
 
 @contextmanager
-def split_sums() -> Iterator[None]:
+def split_sums(model: nn.Module | None = None, after: nn.Module | None = None) -> Iterator[None]:
     """Inside the block, ``a + b`` of two same-shape tensors that both require gradients (a
     residual or inverted-residual skip) sends the gradient ``g`` back as ``g·a⁺/(a⁺+b⁺)`` and
     ``g·b⁺/(a⁺+b⁺)`` (halves when both are ≤ 0): relevance is split between the branches, not
-    copied to both. Used by excitation backprop; ``+=`` is caught too.
+    copied to both. Used by excitation backprop; ``+=`` is caught too. With ``after`` (a
+    sub-module of ``model``), only sums computed after its forward are split.
     """
-    with _SumMode():
+    state: dict = {}
+    with _after(after, state), _SumMode(state):
         yield

@@ -99,18 +99,22 @@ class ConvRegionModel(nn.Module):
     and a linear head give ``logit_1 = 64 * pooled_0 - 1`` (red in the first box) and
     ``logit_0 = 64 * pooled_1 - 1`` (blue in the second box). Each class depends on its own box
     only, through non-negative weights, so layer methods (CAMs, excitation backprop) and
-    gradients have a known answer. Use images whose side is a multiple of 16.
+    gradients have a known answer. Use images whose side is a multiple of 16. With
+    ``classes=3`` a third class, "reddish", has half of class 1's logit: {red box, reddish} is a
+    cluster that the first box decides.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, classes: int = 2) -> None:
         super().__init__()
+        if classes not in (2, 3):
+            raise ValueError(f"classes: expected 2 or 3, got {classes!r}")
         conv = nn.Conv2d(3, 2, kernel_size=1)
-        head = nn.Linear(2, 2)
+        head = nn.Linear(2, classes)
         with torch.no_grad():
             conv.weight.copy_(torch.tensor([[1.0, -0.5, -0.5], [-0.5, -0.5, 1.0]])[:, :, None, None])
             conv.bias.fill_(-0.1)
-            head.weight.copy_(torch.tensor([[0.0, 64.0], [64.0, 0.0]]))
-            head.bias.fill_(-1.0)
+            head.weight.copy_(torch.tensor([[0.0, 64.0], [64.0, 0.0], [32.0, 0.0]][:classes]))
+            head.bias.copy_(torch.tensor([-1.0, -1.0, -0.5][:classes]))
         self.features = nn.Sequential(conv, nn.ReLU(), nn.AvgPool2d(4), _RegionGate())
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = head
@@ -119,8 +123,9 @@ class ConvRegionModel(nn.Module):
         return self.head(self.pool(self.features(x)).flatten(1))
 
 
-def conv_region_model() -> Classifier:
+def conv_region_model(classes: int = 2) -> Classifier:
     """:class:`ConvRegionModel` as a Classifier whose feature layer is ``"features"``."""
-    return Classifier(ConvRegionModel(), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
-                      class_names=["blue box B", "red box"], name="conv-region",
-                      feature_layer="features")
+    names = ["blue box B", "red box", "reddish"][:classes]
+    return Classifier(ConvRegionModel(classes), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
+                      class_names=names, name=f"conv-region{classes if classes != 2 else ''}",
+                      feature_layer="features").eval()

@@ -16,7 +16,7 @@ import torch
 
 import unmask
 from unmask.registry import METHODS
-from unmask.testing import region_images, region_mask, region_model
+from unmask.testing import conv_region_model, region_images, region_mask, region_model
 
 #: Fast hyperparameters for 32×32 images, per registered method.
 #: (Black-box rows use large batches: the region model is cheap, so per-chunk overhead dominates.)
@@ -31,8 +31,9 @@ FAST: dict[str, dict] = {
     # 4-pixel cells: the box is 2x2 cells; MP2 stops at chance (0.5) after two iterations
     "mp2": {"mask_size": 8},
     "mp2-g": {"mask_size": 8},
-    # no flip jitter (the region model is not mirror-symmetric); faster area schedule and lr
-    "extremal": {"areas": [0.1], "step": 4, "sigma": 6, "steps": 60, "jitter": False,
+    # no flip jitter (the region model is not mirror-symmetric); faster area schedule and lr; area
+    # 0.04 of the 41x41 padded frame the constraint is measured on = 67 pixels, the box has 64
+    "extremal": {"areas": [0.04], "step": 4, "sigma": 6, "steps": 60, "jitter": False,
                  "area_weight": 10, "area_growth": 1.06, "lr": 0.1},
     # telea fill as FIDO-CA; reg raised for 32x32 images (the penalty sums over pixels)
     "fido": {"mask_size": 8, "steps": 40, "reg": 1e-2, "samples": 2},
@@ -41,7 +42,33 @@ FAST: dict[str, dict] = {
     "waveletx": {"steps": 40, "noise_bs": 2, "representation": "wavelets:levels=3"},
     "cartoonx": {"steps": 40, "noise_bs": 2, "representation": "wavelets:levels=3", "lr": 0.1},
     "pixelmask": {"steps": 40, "noise_bs": 2},
+    # gradient methods: cheap; fewer IG steps and noise samples
+    "gradient": {},
+    "input_x_gradient": {},
+    "integrated_gradients": {"steps": 16},
+    "smoothgrad": {"samples": 8, "sigma": 0.1},
+    # layer methods run on the convolutional region model (feature layer "features")
+    "gradcam": {},
+    "gradcam++": {},
+    "xgradcam": {},
+    "layercam": {},
+    "hirescam": {},
+    "eigencam": {},
+    "scorecam": {"batch_size": 64},
+    "ablationcam": {"batch_size": 64},
+    "mwp": {},
+    "c-mwp": {},
 }
+
+#: Methods run on ``conv_region_model()`` (its class 1 also looks at the red box; class 0 at a
+#: second box): the layer methods need its convolutional feature layer, and on the region model
+#: (logit_0 = -logit_1) |gradient| is the same map for both classes.
+CONV_METHODS = {"gradient", "input_x_gradient", "integrated_gradients", "smoothgrad",
+                "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "eigencam",
+                "scorecam", "ablationcam", "mwp", "c-mwp"}
+
+#: Methods whose map does not depend on the target (Eigen-CAM: a principal component).
+CLASS_AGNOSTIC = {"eigencam"}
 
 METHOD_NAMES = unmask.list_methods()
 TARGETS = [1, 0, 1]
@@ -63,16 +90,17 @@ def _run(name: str, images: str, target, seed: int = 0) -> unmask.Explanation:
     if key not in _CACHE:
         x = _images()
         sel = {"all": x, "0": x[0:1], "1": x[1:2], "2": x[2:3]}[images]
-        _CACHE[key] = unmask.explain(_model(), sel, method=name, target=target, seed=seed,
+        _CACHE[key] = unmask.explain(_model(name), sel, method=name, target=target, seed=seed,
                                      **_settings(name))
     return _CACHE[key]
 
 
 _MODEL = region_model()
+_CONV_MODEL = conv_region_model()
 
 
-def _model():
-    return _MODEL
+def _model(name: str = ""):
+    return _CONV_MODEL if name in CONV_METHODS else _MODEL
 
 
 def _images() -> torch.Tensor:
@@ -127,7 +155,8 @@ def test_targets_honoured_and_recorded(name):
     assert top1.target.tolist() == [1]
     torch.testing.assert_close(top1.saliency, _run(name, "0", 1).saliency)
     # the other class gives another map: the target is really used
-    assert not torch.allclose(_run(name, "1", 1).saliency, _run(name, "1", 0).saliency)
+    if name not in CLASS_AGNOSTIC:
+        assert not torch.allclose(_run(name, "1", 1).saliency, _run(name, "1", 0).saliency)
 
 
 #: Methods whose atoms straddle the box border: db3 wavelets at 32² spill ~20% of the top-5%
@@ -152,7 +181,7 @@ def test_localises_the_region(name):
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_bad_images_raise(name):
     x = _images()
-    explainer = unmask.make_explainer(_model(), name, **_settings(name))
+    explainer = unmask.make_explainer(_model(name), name, **_settings(name))
     with pytest.raises(ValueError, match=r"^x: "):
         explainer.explain(x[0])  # (3, H, W): missing batch dimension
     bad = x.clone()
@@ -168,7 +197,7 @@ def test_bad_images_raise(name):
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_bad_targets_raise(name):
     x = _images()
-    explainer = unmask.make_explainer(_model(), name, **_settings(name))
+    explainer = unmask.make_explainer(_model(name), name, **_settings(name))
     with pytest.raises(ValueError, match=r"^target: .*outside"):
         explainer.explain(x, target=2)  # the region model has 2 classes
     with pytest.raises(ValueError, match=r"^target: "):
@@ -181,16 +210,23 @@ def test_bad_targets_raise(name):
 def test_bad_hyperparameters_raise(name):
     x = _images()[:1]
     with pytest.raises(ValueError, match=r"^no_such_option: .*" + name):
-        unmask.explain(_model(), x, method=name, no_such_option=1)
+        unmask.explain(_model(name), x, method=name, no_such_option=1)
     entry = METHODS.get(name)
     if entry.accepts("removal"):  # representation-based methods (waveletx...) have none
         with pytest.raises(TypeError, match=r"^removal: "):
-            unmask.make_explainer(_model(), name, removal=42)
+            unmask.make_explainer(_model(name), name, removal=42)
         with pytest.raises(ValueError, match=r"^removal: "):
-            unmask.make_explainer(_model(), name, removal="no-such-removal")
+            unmask.make_explainer(_model(name), name, removal="no-such-removal")
     if entry.accepts("score"):
         with pytest.raises(ValueError, match=r"^score: "):
-            unmask.make_explainer(_model(), name, score="accuracy")
+            unmask.make_explainer(_model(name), name, score="accuracy")
+    if entry.accepts("layer"):
+        with pytest.raises(ValueError, match=r"^layer: no layer 'featurs'.*closest: features"):
+            unmask.make_explainer(_model(name), name, layer="featurs")
+        with pytest.raises(ValueError, match=r"^layer: 'head' outputs shape \(1, 2\)"):
+            unmask.explain(_model(name), x, method=name, layer="head", target=1)
+        with pytest.raises(ValueError, match=r"^layer: .*names no default feature layer"):
+            unmask.make_explainer(_MODEL, name)  # the region model names no feature layer
 
 
 # --- the spec, set targets and several targets (architecture issue) ---------------------------
@@ -202,11 +238,11 @@ def test_registered_name_and_spec_rebuild(name):
     e = _run(name, "0", 1)
     assert e.method == name
     json.dumps(e.spec)  # JSON-serialisable
-    rebuilt = unmask.make_explainer(_model(), **e.spec).explain(_images()[0:1], e.target)
+    rebuilt = unmask.make_explainer(_model(name), **e.spec).explain(_images()[0:1], e.target)
     assert rebuilt.method == name and rebuilt.params == e.params
     assert torch.equal(rebuilt.saliency, e.saliency)
     for alias in METHODS.aliases_of(name):
-        assert unmask.make_explainer(_model(), alias, **_settings(name)).explain(
+        assert unmask.make_explainer(_model(name), alias, **_settings(name)).explain(
             _images()[0:1], 1).method == name
 
 
@@ -219,13 +255,18 @@ def test_one_class_sets_equal_the_class(name):
 
 
 _MODEL3 = region_model(classes=3)
+_CONV_MODEL3 = conv_region_model(classes=3)
+
+
+def _model3(name: str):
+    return _CONV_MODEL3 if name in CONV_METHODS else _MODEL3
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_cluster_targets_run_and_are_recorded(name):
     """A cluster {red box, reddish} of a 3-class model: recorded as a set, a real map."""
     x = _images()[0:1]
-    e = unmask.explain(_MODEL3, x, method=name, target=[[1, 2]], **_settings(name))
+    e = unmask.explain(_model3(name), x, method=name, target=[[1, 2]], **_settings(name))
     assert e.target.tolist() == [[False, True, True]]
     assert bool(torch.isfinite(e.saliency).all()) and e.saliency.abs().max() > 0
 
@@ -249,7 +290,7 @@ def test_several_targets_equal_single_calls(name):
     """Black-box methods: one pass for three targets gives the three single-target maps."""
     x = _images()
     targets = [TARGETS, 0, [[1], [0], [1]]]
-    many = unmask.explain_each(_model(), x, targets, method=name, **_settings(name))
+    many = unmask.explain_each(_model(name), x, targets, method=name, **_settings(name))
     assert [e.method for e in many] == [name] * 3
     for e, t in zip(many, targets, strict=True):
         single = _run(name, "all", t)

@@ -121,5 +121,6 @@ def test_set_target_differentiates_the_generalised_logit():
     p = torch.softmax(MODEL(X[:1]), 1)[0].detach()
     w = p[[1, 3]] / p[[1, 3]].sum()
     ixg = captum_attr.InputXGradient(MODEL)
-    ref = w[0] * ixg.attribute(X[:1].clone(), target=1) + w[1] * ixg.attribute(X[:1].clone(), target=3)
+    x = X[:1]
+    ref = w[0] * ixg.attribute(x.clone(), target=1) + w[1] * ixg.attribute(x.clone(), target=3)
     _close(e.extras["attribution"], ref)

@@ -95,3 +95,23 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     with pytest.raises(ValueError, match="fit='crop' \\(now 'resize'\\)"):
         run({"region": region_model()}, images, tmp_path, steps=1, settings={"fit": "resize"}, **kwargs)
     run({"region": region_model()}, images, tmp_path, steps=1, settings={"fit": "crop"}, **kwargs)  # same: fine
+
+
+def test_a_row_scores_x_and_x_hat_once_and_reuses_the_coefficients():
+    """The three CP scores come from one scoring of x and of x̂ (plus x̂ / max x̂ for p_hat_max),
+    with the explainer's own coefficients; the values equal three separate cp_score calls."""
+    import torch
+
+    from unmask.metrics.cp import cp_score
+    from unmask.studies.figure4 import _explain_mask_method, _row
+
+    model, x = region_model(), region_images(1, 32)
+    target = torch.tensor([1])
+    x_hat, coeffs, rep = _explain_mask_method("waveletx", model, x, target, 2, 1, 0)
+    seen = []
+    model.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[0]))
+    row = _row("region", "a", "waveletx", model, x, x_hat, target, coeffs, rep, 0.5, 1.0, 2, 1, "canny")
+    assert sum(seen) == 3
+    for info in ("l1_pixel", "l1", "entropy"):
+        ref = cp_score(model, x, x_hat, target, info=info, representation=rep, coefficients=coeffs)
+        assert row[f"cp_{info}"] == pytest.approx(float(ref[0]), rel=1e-12)

@@ -1,4 +1,4 @@
-"""Cascading randomisation (Adebayo et al. 2018): a test that can fail both ways."""
+"""Cascading and independent randomisation (Adebayo et al. 2018): tests that can fail both ways."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import torch
 from torch import nn
 
 import unmask
-from unmask.studies.sanity import cascading_randomisation, randomisation_order, randomise_layer
+from unmask.studies.sanity import (
+    cascading_randomisation,
+    independent_randomisation,
+    randomisation_order,
+    randomise_layer,
+)
 
 
 def small_cnn(seed: int = 0) -> unmask.Classifier:
@@ -99,3 +104,55 @@ def test_bad_arguments(region_model, region_images):
         cascading_randomisation(region_model, region_images, "occlusion", seed=1.5)
     with pytest.raises(TypeError, match="Classifier"):
         cascading_randomisation(nn.Linear(2, 2), region_images, "occlusion")
+
+
+def _recording_explainer(seen: list):
+    """Occlusion that records, at every call, which layers differ from the intact model."""
+    intact = {k: v.clone() for k, v in small_cnn().state_dict().items()}
+
+    def explain(model, x, target, **kw):
+        state = model.state_dict()
+        seen.append(sorted({k.rsplit(".", 1)[0] for k in intact if not torch.equal(state[k], intact[k])}))
+        return unmask.explain(model, x, method="occlusion", target=target, **kw).saliency
+
+    return explain
+
+
+def test_independent_randomises_one_layer_at_a_time_cascading_accumulates():
+    seen_ind, seen_cas = [], []
+    ind = independent_randomisation(small_cnn(), images(), _recording_explainer(seen_ind), seed=0,
+                                    keep_maps=True, **OCCLUSION)
+    cas = cascading_randomisation(small_cnn(), images(), _recording_explainer(seen_cas), seed=0,
+                                  keep_maps=True, **OCCLUSION)
+    assert ind.mode == "independent" and cas.mode == "cascading"
+    # the first call explains the intact model; then one layer (independent) or a growing set
+    assert seen_ind == [[], ["net.5"], ["net.2"], ["net.0"]]
+    assert seen_cas == [[], ["net.5"], ["net.2", "net.5"], ["net.0", "net.2", "net.5"]]
+    # step 1 randomises the same layer with the same seed in both tests
+    assert torch.equal(ind.maps[0], cas.maps[0])
+    assert not torch.equal(ind.maps[2], cas.maps[2])
+
+
+def test_independent_equals_a_naive_loop():
+    import copy
+
+    from unmask.metrics.similarity import spearman
+
+    model, x = small_cnn(), images()
+    res = independent_randomisation(model, x, "occlusion", seed=5, similarities=("spearman",), **OCCLUSION)
+    target = model(x).argmax(1)
+    original = unmask.explain(model, x, method="occlusion", target=target, **OCCLUSION).saliency
+    for k, name in enumerate(["net.5", "net.2", "net.0"]):
+        other = copy.deepcopy(model)
+        randomise_layer(dict(other.named_modules())[name], 5 + k)
+        m = unmask.explain(other, x, method="occlusion", target=target, **OCCLUSION).saliency
+        torch.testing.assert_close(res.similarity["spearman"][k], spearman(original, m))
+
+
+def test_independent_model_independent_explainer_stays_identical():
+    def blur(model, x, target):
+        return torch.nn.functional.avg_pool2d(x.mean(1, keepdim=True), 3, 1, 1)
+
+    res = independent_randomisation(small_cnn(), images(), blur, similarities=("ssim", "spearman"))
+    for name in ("ssim", "spearman"):
+        assert torch.allclose(res.similarity[name], torch.ones(3, 2), atol=1e-6)

@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, metavar="N",
                         help="perturbed images per forward pass (default 16)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
+    parser.add_argument("--layer", default=None, metavar="NAME",
+                        help="layer of layer methods (CAMs, mwp); see `unmask layers`; default: "
+                        "the model's feature layer")
     parser.add_argument("--removal", default=None, metavar="NAME",
                         help=removal_help())
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -134,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
         from ..removal import make_removal
 
         hyper["removal"] = make_removal(args.removal)
+    if args.layer is not None:
+        if not entry.accepts("layer"):
+            raise ValueError(f"--layer: method {method!r} takes no layer")
+        hyper["layer"] = args.layer
     if entry.accepts("batch_size"):
         hyper.setdefault("batch_size", args.batch_size)
     if entry.accepts("progress"):

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .._checks import check_choice
 from ..explanation import Explanation
-from ..gradients import capture, check_spatial, gradients, grad_session, resolve_layer
+from ..gradients import capture, check_spatial, grad_session, gradients, resolve_layer
 from ..registry import METHODS
 from ..scoring import SCORES
 from ._common import as_model, finish, prepare, upsample
@@ -60,7 +60,8 @@ def finish_cam(explainer: Any, cam: Tensor, target: Tensor, size: tuple[int, int
 class _GradientCAM:
     """What the gradient CAMs share: the layer, the score and the two options."""
 
-    def _setup(self, model: Any, layer: str | None, relu: bool, normalise: bool, score: str) -> None:
+    def _setup(self, model: Any, layer: str | None, relu: bool, normalise: bool,
+               score: str) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
         self.relu = _flag(relu, "relu")
@@ -116,9 +117,10 @@ class GradCAM(_GradientCAM):
 
 @METHODS.register("gradcam++", aliases=("gradcampp",))
 class GradCAMPlusPlus(_GradientCAM):
-    """Grad-CAM++ (Chattopadhay et al. 2018): ``α_k = Σ_ij a_kij ReLU(G_kij)`` with
-    ``a_kij = G² / (2 G² + Σ_ab A_kab G³)`` (the paper's closed form for an exponential score;
-    0 where G = 0).
+    """Grad-CAM++ (Chattopadhay et al. 2018): channel weights from positive gradients, reweighted.
+
+    ``α_k = Σ_ij a_kij ReLU(G_kij)`` with ``a_kij = G² / (2 G² + Σ_ab A_kab G³)`` (the paper's
+    closed form for an exponential score; 0 where G = 0).
 
     Args: as :class:`GradCAM`. Extras: ``cam``, ``weights``.
     """
@@ -138,8 +140,9 @@ class GradCAMPlusPlus(_GradientCAM):
 
 @METHODS.register("xgradcam", aliases=("xgrad-cam",))
 class XGradCAM(_GradientCAM):
-    """XGrad-CAM (Fu et al. 2020): ``α_k = Σ_ij (A_kij / Σ_ab A_kab) G_kij`` (0 for a channel
-    whose activations sum to 0).
+    """XGrad-CAM (Fu et al. 2020): gradients averaged with the channel's activations as weights.
+
+    ``α_k = Σ_ij (A_kij / Σ_ab A_kab) G_kij`` (0 for a channel whose activations sum to 0).
 
     Args: as :class:`GradCAM`. Extras: ``cam``, ``weights``.
     """
@@ -173,8 +176,9 @@ class LayerCAM(_GradientCAM):
 
 @METHODS.register("hirescam", aliases=("hires-cam",))
 class HiResCAM(_GradientCAM):
-    """HiResCAM (Draelos & Carin 2020): ``Σ_k G_kij A_kij``, the gradient times the activation
-    at every location (faithful to the score for a global-average-pooled linear head).
+    """HiResCAM (Draelos & Carin 2020): gradient times activation at every location.
+
+    ``Σ_k G_kij A_kij`` (faithful to the score for a global-average-pooled linear head).
 
     Args: as :class:`GradCAM`. Extras: ``cam``.
     """
@@ -202,8 +206,10 @@ def first_component(a: Tensor) -> Tensor:
 
 @METHODS.register("eigencam", aliases=("eigen-cam",))
 class EigenCAM:
-    """Eigen-CAM (Muhammad & Yeasin 2020): the layer's activations projected on their first
-    principal component (no gradients; the same map for every target).
+    """Eigen-CAM (Muhammad & Yeasin 2020): the activations' first principal component.
+
+    The layer's activations projected on their first principal direction (no gradients; the
+    same map for every target).
 
     The projection is of the uncentred activations (the paper's SVD of the feature matrix);
     pytorch-grad-cam subtracts the per-channel mean first.

@@ -34,19 +34,46 @@ class SmoothMask:
     sigma/2, then Gaussian: the kernel of TorchRay's reference implementation) and the smooth max
     ``smax(a) = sum_i a_i softmax(T a)_i``, temperature ``T = 20``; clamped to [0, 1].
 
+    The mask is defined beyond the image too. :meth:`generate` also returns it on the **padded
+    frame**: rows ``-margin .. max(step * (h - 1) + margin, H - 1)`` (and the same for columns),
+    ``margin`` pixels beyond the outermost cells on every side, ``h`` the number of cell rows.
+    Fong et al.'s area constraint is measured on this frame (TorchRay's ``shape_out``): a cell
+    near the border then counts as many mask pixels as one in the middle, so the area term does
+    not favour the border. With ``sigma`` a multiple of ``step`` (TorchRay's 7 / 21) the frame
+    and its values are exactly TorchRay's.
+
     Args:
         size: the image size (H, W).
         step: grid spacing in pixels.
         sigma: kernel scale in pixels.
         temperature: the smooth-max temperature.
+        margin: the padded frame's margin in pixels (``None``: ``round(sigma)``, TorchRay's).
+
+    Example:
+        >>> import torch
+        >>> gen = SmoothMask((32, 32), step=4, sigma=8.0)
+        >>> gen.grid, gen.shape_out
+        ((8, 8), (45, 45))
+        >>> mask, padded = gen.generate(torch.ones(1, 1, 8, 8))
+        >>> mask.shape, padded.shape
+        (torch.Size([1, 1, 32, 32]), torch.Size([1, 1, 45, 45]))
+        >>> bool((padded[..., 8:40, 8:40] == mask).all())
+        True
     """
 
-    def __init__(self, size: tuple[int, int], step: int, sigma: float, temperature: float = 20.0) -> None:
+    def __init__(self, size: tuple[int, int], step: int, sigma: float, temperature: float = 20.0,
+                 margin: int | None = None) -> None:
         h, w = size
         self.size, self.step, self.sigma, self.temperature = size, step, float(sigma), temperature
+        self.margin = round(self.sigma) if margin is None else int(margin)
+        if self.margin < 0:
+            raise ValueError(f"margin: expected a non-negative number of pixels, got {margin}")
         self.grid = (math.ceil(h / step), math.ceil(w / step))
         self.radius = math.ceil(sigma / step) + 1
-        gh, gw = self.grid
+        # Zero cells added on each side so that the padded frame lies inside the computed grid.
+        self.extra = math.ceil(self.margin / step)
+        self.shape_out = tuple(max(step * (g - 1) + self.margin, n - 1) + self.margin + 1
+                               for g, n in zip(self.grid, size, strict=True))
         k = 2 * self.radius + 1
         # Pixel (cell i, sub-row a) lies a pixels below the centre of cell i, and (ky - r) * step
         # + a pixels below the centre of the cell at offset ky - r: one (K, step) table per axis.
@@ -60,17 +87,26 @@ class SmoothMask:
 
     def __call__(self, params: Tensor) -> Tensor:
         """Masks (N, 1, H, W) from parameters (N, 1, h, w)."""
+        return self.generate(params)[0]
+
+    def generate(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        """The masks on the image (N, 1, H, W) and on the padded frame (N, 1, *shape_out)."""
         n = params.shape[0]
-        gh, gw = self.grid
+        e, r, s = self.extra, self.radius, self.step
+        gh, gw = (g + 2 * e for g in self.grid)
         h, w = self.size
-        k = 2 * self.radius + 1
-        # Cell values around each cell: channel ky * K + kx holds cell (i + ky - r, j + kx - r).
-        around = F.unfold(params, k, padding=self.radius).reshape(n, k * k, gh, gw)
+        k = 2 * r + 1
+        # Cell values around each cell: channel ky * K + kx holds cell (i + ky - r, j + kx - r),
+        # the grid carrying e zero cells on each side (as far as the padded frame reaches).
+        around = F.unfold(params, k, padding=r + e).reshape(n, k * k, gh, gw)
         # Every pixel of cell (i, j) sees the same neighbouring cells, at its own distances.
         values = around[:, :, :, None, :, None] * self.weight.to(params)  # (N, K*K, gh, s, gw, s)
         pooled = (values * torch.softmax(self.temperature * values, dim=1)).sum(1, keepdim=True)
-        pooled = pooled.reshape(n, 1, gh * self.step, gw * self.step)[..., :h, :w]
-        return pooled.clamp(0, 1)
+        pooled = pooled.reshape(n, 1, gh * s, gw * s).clamp(0, 1)
+        o = e * s - self.margin  # where the padded frame starts in the computed grid
+        padded = pooled[..., o : o + self.shape_out[0], o : o + self.shape_out[1]]
+        m = self.margin
+        return padded[..., m : m + h, m : m + w], padded
 
 
 class BlurPyramid:
@@ -118,8 +154,9 @@ def area_loss(masks: Tensor, reference: Tensor) -> Tensor:
     """Fong et al.'s area constraint: mean squared gap between the sorted mask and the reference.
 
     Args:
-        masks: (N, 1, H, W).
-        reference: (N, H*W) sorted target vectors (see :func:`area_reference`).
+        masks: (N, 1, H', W'): the masks on the frame the area is measured on (the explainer
+            passes the padded frame of :meth:`SmoothMask.generate`, not the image crop).
+        reference: (N, H'*W') sorted target vectors (see :func:`area_reference`).
 
     Returns:
         (N,) ``mean((sort(m) - reference)^2)``.
@@ -144,10 +181,15 @@ class ExtremalPerturbation:
     ranking loss ``lambda * mean((sort(m) - r_a)^2)``, ``r_a`` a vector of ``(1 - a) N`` zeros
     then ones; ``lambda`` starts at 300 and grows by 1.0035 per iteration (TorchRay). The mask is
     a :class:`SmoothMask` of a parameter grid (initialised to ones), optimised by SGD with
-    momentum 0.9 (dampening 0.9), lr 0.01, 800 iterations, parameters clamped to [0, 1]; every
-    other iteration the perturbed image is flipped horizontally (TorchRay's jitter). The area of
-    the ranking loss is measured on the image (TorchRay measures it on the mask with a margin
-    of sigma pixels around the image).
+    momentum 0.9 (dampening 0.9), lr 0.01, 800 iterations, parameters clamped to [0, 1]; on the
+    even iterations, the first included, the perturbed image is flipped horizontally
+    (TorchRay's jitter). As in TorchRay, the ranking loss sorts the mask on its **padded frame**
+    (:meth:`SmoothMask.generate`: ``sigma`` pixels beyond the outermost cells on every side,
+    TorchRay's ``shape_out``), ``N`` being that frame's pixel count. Measured on the image
+    instead, a cell near the border touches fewer counted pixels than a central one, the area
+    term pushes it down less, and the masks drift to the border (this package did so before
+    issue 19). The mask's mean over the image (``extras["area"]``) is therefore larger than
+    ``a``, by as much as TorchRay's.
 
     The score is the logit by default (TorchRay's reward is the raw model output); ``score=
     "prob"`` etc. are available. With several areas the saliency is the **sum** of the masks (the
@@ -170,14 +212,16 @@ class ExtremalPerturbation:
         area_weight: initial lambda (TorchRay 300).
         area_growth: lambda's growth per iteration (TorchRay 1.0035).
         levels, max_blur: blur pyramid (TorchRay 8 levels, sigma up to 20).
-        jitter: flip horizontally every other iteration.
+        jitter: flip horizontally on the even iterations (TorchRay's schedule).
         score: ``"logit"`` (default), ``"prob"``, ``"log_prob"`` or ``"log_odds"``.
         progress: show a progress bar.
 
     Extras:
         ``masks``: (B, A, H, W) one mask per area; ``areas``: (A,); ``params``: (B, A, h, w) the
-        optimised grid; ``area``: (B, A) achieved mean of each mask; ``preserve_score`` and
-        ``delete_score``: (B, A) the score with only the region kept / with the region removed.
+        optimised grid; ``area``: (B, A) achieved mean of each mask over the image (the
+        constraint holds on the padded frame, rebuilt by ``SmoothMask.generate(params)``);
+        ``preserve_score`` and ``delete_score``: (B, A) the score with only the region kept /
+        with the region removed.
 
     Example:
         >>> import torch
@@ -237,8 +281,10 @@ class ExtremalPerturbation:
             def perturb(keep: Tensor) -> Tensor:
                 return apply(1 - keep, index)
 
-        reference = torch.stack([area_reference(a, h * w) for a in self.areas]).to(device)
-        reference = reference.repeat(b, 1)  # (N, H*W), row k for area k % A
+        # The area is measured on the padded frame (TorchRay's shape_out), not on the image.
+        frame = generator.shape_out[0] * generator.shape_out[1]
+        reference = torch.stack([area_reference(a, frame) for a in self.areas]).to(device)
+        reference = reference.repeat(b, 1)  # (N, frame), row k for area k % A
         params = torch.ones(n, 1, *generator.grid, device=device, requires_grad=True)
         optimizer = torch.optim.SGD([params], lr=self.lr, momentum=self.momentum,
                                     dampening=self.momentum)
@@ -246,9 +292,9 @@ class ExtremalPerturbation:
         steps = track(range(self.steps), self.steps, self.progress, "extremal", "step")
         for t in steps:
             with torch.enable_grad():
-                mask = generator(params)
+                mask, padded = generator.generate(params)
                 reward = self._reward(perturb, mask, tgt, flip=self.jitter and t % 2 == 0)
-                energy = reward - weight * area_loss(mask, reference)
+                energy = reward - weight * area_loss(padded, reference)
                 (grad,) = torch.autograd.grad(-energy.sum(), [params])
             params.grad = grad
             optimizer.step()

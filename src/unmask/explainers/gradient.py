@@ -194,8 +194,8 @@ class IntegratedGradients:
         x, t = prepare(self.model, x, target)
         a = self.attribute(x, t)
         with torch.no_grad():
-            s = select_scores(self.model(torch.cat([x, self.baseline(x)])), t.repeat(2, *[1] * (t.ndim - 1)),
-                              self.score).cpu()
+            both = t.repeat(2, *[1] * (t.ndim - 1))
+            s = select_scores(self.model(torch.cat([x, self.baseline(x)])), both, self.score).cpu()
         delta = a.sum(dim=(1, 2, 3)).cpu() - (s[: x.shape[0]] - s[x.shape[0]:])
         return finish(self, self.reduce(a), t, attribution=a, delta=delta)
 

@@ -37,7 +37,7 @@ from ..registry import METHODS
 from ._common import as_model, finish, prepare, upsample
 from .cam import _flag, normalise_maps
 
-__all__ = ["MWP", "ContrastiveMWP", "mwp_rules", "classifier_layer"]
+__all__ = ["MWP", "ContrastiveMWP", "mwp_rules", "classifier_layer", "relevance"]
 
 _LINEAR = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 _POOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.MaxPool1d,
@@ -102,13 +102,16 @@ def classifier_layer(model: Any) -> nn.Linear:
     ``model.net`` in ``named_modules()`` order."""
     linear = [m for m in model.net.modules() if isinstance(m, nn.Linear)]
     if not linear:
-        raise ValueError("model: contrastive MWP needs a linear classifier layer (nn.Linear) in the "
-                         "network; none found")
+        raise ValueError("model: contrastive MWP needs a linear classifier layer (nn.Linear) in "
+                         "the network; none found")
     return linear[-1]
 
 
-def _relevance(model: Any, x: Tensor, target: Tensor, layer: str,
-               negate: nn.Module | None = None) -> Tensor:
+def relevance(model: Any, x: Tensor, target: Tensor, layer: str,
+              negate: nn.Module | None = None) -> Tensor:
+    """The excitation-backprop mass (B, C, h, w) arriving at ``layer``'s output for checked
+    images ``x`` and targets ``target`` ((B,) long or (B, K) bool); ``negate`` = the module
+    whose weights are negated (the dual units of c-MWP)."""
     g = gradients(model, x, target, score="logit", layers=[layer], input=False,
                   rules=_flatten_rules(mwp_rules(negate)), sums=True)
     check_spatial(g.activations[layer], layer)
@@ -153,7 +156,7 @@ class MWP:
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
         x, t = prepare(self.model, x, target)
-        maps = _relevance(self.model, x, t, self.layer).sum(dim=1, keepdim=True)
+        maps = relevance(self.model, x, t, self.layer).sum(dim=1, keepdim=True)
         return _finish(self, maps, t, tuple(x.shape[-2:]), total=maps.sum(dim=(1, 2, 3)).cpu())
 
 
@@ -192,12 +195,12 @@ class ContrastiveMWP:
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` against the contrast."""
         x, t = prepare(self.model, x, target)
-        own = _relevance(self.model, x, t, self.layer)
+        own = relevance(self.model, x, t, self.layer)
         if self.contrast is None:
-            other = _relevance(self.model, x, t, self.layer, negate=classifier_layer(self.model))
+            other = relevance(self.model, x, t, self.layer, negate=classifier_layer(self.model))
         else:
             c = check_targets(self.contrast, x.shape[0], self.model.num_classes, "contrast")
             assert c is not None
-            other = _relevance(self.model, x, c, self.layer)
+            other = relevance(self.model, x, c, self.layer)
         maps = (own - other).sum(dim=1, keepdim=True)
         return _finish(self, maps, t, tuple(x.shape[-2:]))

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_positive
 from ..explanation import Explanation
 from ..gradients import capture, check_spatial, find_layer, grad_session, resolve_layer
 from ..progress import check_progress, track
@@ -103,7 +102,8 @@ class ScoreCAM:
                                      count=b * c).reshape(b, c, n_t)
         empty = self.scorer.perturbed(x, torch.ones(b, 1, *size), target, self.removal,
                                       index=torch.arange(b)).reshape(b, 1, n_t)
-        base = select_scores(logits, target.to(logits.device), self.scorer.score).cpu().reshape(b, n_t)
+        base = select_scores(logits, target.to(logits.device), self.scorer.score).cpu()
+        base = base.reshape(b, n_t)
         out = []
         for i, t in enumerate(resolved):
             w = (kept[..., i] - empty[..., i]).to(a)
@@ -167,7 +167,8 @@ class AblationCAM:
         try:
             with grad_session(self.model):
                 for start in track(starts, len(starts), self.progress, "ablations", unit="batch"):
-                    n = torch.arange(start, min(start + self.scorer.batch_size, total), device=a.device)
+                    stop = min(start + self.scorer.batch_size, total)
+                    n = torch.arange(start, stop, device=a.device)
                     rows["n"] = n
                     idx = n // c
                     logits = self.scorer.logits(x[idx])
@@ -184,7 +185,8 @@ class AblationCAM:
         a, logits = _activations(self.model, x, self.layer)
         size = (x.shape[-2], x.shape[-1])
         n_t = len(resolved)
-        base = select_scores(logits, target.to(logits.device), self.scorer.score).cpu().reshape(-1, n_t)
+        base = select_scores(logits, target.to(logits.device), self.scorer.score).cpu()
+        base = base.reshape(-1, n_t)
         ablated = self._ablated_scores(x, a, target).reshape(a.shape[0], a.shape[1], n_t)
         out = []
         for i, t in enumerate(resolved):

@@ -39,7 +39,8 @@ def check_saliency(saliency: object, batch: int | None = None, name: str = "sali
         saliency = saliency.saliency
     if isinstance(saliency, np.ndarray):
         if saliency.dtype.kind not in "fiub":
-            raise TypeError(f"{name}: expected real numbers, got an array of dtype {saliency.dtype}")
+            raise TypeError(f"{name}: expected real numbers, got an array of dtype "
+                            f"{saliency.dtype}")
         saliency = torch.from_numpy(np.ascontiguousarray(saliency))
     if not isinstance(saliency, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor (or numpy array) of shape (B, 1, H, W), "
@@ -76,7 +77,8 @@ def prepare_inputs(model: Any, x: object, saliency: object, target: object,
 
     Returns:
         model, images (B, 3, H, W) on the model's device, maps (B, 1, h, w) on the CPU, targets
-        (B,) long on the CPU, the scores (B,) of the clean images (CPU), and the scorer.
+        (B,) long or class sets (B, K) bool on the CPU, the scores (B,) of the clean images
+        (CPU; a set's score is that of the whole set), and the scorer.
     """
     model = as_classifier(model, "model")
     x = check_model_input(model, x, "x")

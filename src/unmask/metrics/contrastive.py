@@ -94,7 +94,8 @@ def _members(t: Tensor, k: int) -> Tensor:
 
 def _check_competitors(competitors: object, batch: int, k: int) -> Tensor:
     if competitors is None:
-        raise ValueError("competitors: expected the competing classes C′ (a set, or one set per image), got None")
+        raise ValueError("competitors: expected the competing classes C′ (a set, or one set per "
+                         "image), got None")
     flat = isinstance(competitors, list | tuple) and competitors and all(
         isinstance(c, int) and not isinstance(c, bool) for c in competitors)
     if flat:  # a flat list of classes is one set, for every image
@@ -154,7 +155,8 @@ def contrastive_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, 
     both = (pos & neg).any(1)
     if bool(both.any()):
         i = int(both.nonzero()[0])
-        raise ValueError(f"competitors: image {i} has classes {(pos[i] & neg[i]).nonzero().flatten().tolist()} "
+        shared = (pos[i] & neg[i]).nonzero().flatten().tolist()
+        raise ValueError(f"competitors: image {i} has classes {shared} "
                          "both in the target and among the competitors")
     member = torch.stack([pos, neg], dim=1)  # (B, 2, K): P(C), P(C′) from one forward pass
     clean = select_scores(logits, member, "prob").cpu().double()  # (B, 2)
@@ -172,8 +174,9 @@ def contrastive_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, 
     ranks = pixel_ranks(s)
 
     def masks(start: int, stop: int) -> Tensor:
-        return curve_masks(ranks, image[start:stop], step[start:stop], pixels_per_step=pixels_per_step,
-                           grid=(height, width), size=(height, width), mode="deletion")
+        return curve_masks(ranks, image[start:stop], step[start:stop],
+                           pixels_per_step=pixels_per_step, grid=(height, width),
+                           size=(height, width), mode="deletion")
 
     probs = torch.full((b, total, 2), float("nan"), dtype=torch.float64)
     probs[:, 0] = clean
@@ -207,7 +210,8 @@ class _ContrastiveMetric:
                competitors: Any = None) -> ContrastiveCurve:
         return contrastive_curve(model, x, saliency, target, competitors=competitors,
                                  removal=self.removal, pixels_per_step=self.pixels_per_step,
-                                 delta=self.delta, batch_size=self.batch_size, progress=self.progress)
+                                 delta=self.delta, batch_size=self.batch_size,
+                                 progress=self.progress)
 
     def reduce(self, curve: ContrastiveCurve) -> Tensor:  # pragma: no cover - overridden
         raise NotImplementedError

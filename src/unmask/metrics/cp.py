@@ -109,7 +109,8 @@ def cp_scores(model: Any, x: Tensor, x_hat: Tensor, target: Any = None, *,
         for info in infos:
             rep = Pixels() if info == "l1_pixel" or representation is None else representation
             base = rep.forward(x)
-            kept = rep.forward(x_hat) if coefficients is None or info == "l1_pixel" else list(coefficients)
+            own = coefficients is not None and info != "l1_pixel"
+            kept = list(coefficients) if own else rep.forward(x_hat)
             i_x, i_hat = information(base, info).cpu(), information(kept, info).cpu()
             out[info] = (p_hat / p) / (i_hat / i_x)
     return out

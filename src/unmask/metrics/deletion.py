@@ -35,7 +35,8 @@ dropped) and the score change of DC / IC is measured from the start, ``s_0 - s_k
 Ties in the ranking are broken deterministically by a stable sort: among equal saliencies the
 pixel with the lower row-major index goes first. The default target is each image's top-1
 class on the clean image (for insertion, too: the seed package takes the top-1 of the blurred
-start image when no class is given).
+start image when no class is given). A target may be a set of classes per image, scored as
+a whole (with ``score="prob"``, the curve of the summed probability Σ_{c∈C} p_c).
 
 All masks are built from each pixel's rank (``removed_k = rank < k·pixels_per_step``), chunk by
 chunk inside :meth:`unmask.scoring.Scorer.perturbed`; no loop over pixels or steps.
@@ -90,7 +91,7 @@ class Curve:
         scores: (B, T + 1) the target score at steps 0..T (step 0 = the start image).
         step_saliency: (B, T) mean saliency of the pixels changed at steps 1..T.
         fractions: (T + 1,) fraction of the pixels changed (cumulatively) after each step.
-        target: (B,) the explained classes.
+        target: (B,) the explained classes, or (B, K) bool: a set of classes per image.
         mode: ``"deletion"`` or ``"insertion"``.
         cumulative: whether step k changes the first k blocks (True) or only the k-th.
     """
@@ -273,7 +274,9 @@ def deletion_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
         model: an :class:`unmask.Classifier`.
         x: images (B, 3, H, W) in [0, 1].
         saliency: maps (B, 1, h, w) or (B, h, w), or an Explanation.
-        target: None (top-1 on ``x``, or the Explanation's target), an int, or (B,).
+        target: None (top-1 on ``x``, or the Explanation's target), an int, one class per
+            image, or a set of classes per image (a list of sets, or a (B, K) membership mask:
+            the set is scored as a whole, ``Σ p_c`` / ``log Σ exp z_c`` / ``log Σ p_c``).
         removal: the substrate: a removal or a name (default by ``rule``: black / ImageNet mean).
         rule: ``"seed"`` or ``"rise"`` (see the module docstring).
         max_steps: seed rule's ``max_step_nb`` (None = one pixel per step).

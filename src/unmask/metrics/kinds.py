@@ -65,7 +65,8 @@ class MetricKind:
 
     def __post_init__(self) -> None:
         if self.resolution not in RESOLUTIONS:
-            raise ValueError(f"resolution: expected one of {', '.join(RESOLUTIONS)}, got {self.resolution!r}")
+            raise ValueError(f"resolution: expected one of {', '.join(RESOLUTIONS)}, "
+                             f"got {self.resolution!r}")
         unknown = sorted(set(self.required) - set(self.keywords))
         if unknown:
             raise ValueError(f"required: {unknown[0]!r} is not one of the keywords {self.keywords}")
@@ -92,7 +93,8 @@ class MetricKind:
         """
         missing = [n for n in self.needs() if inputs.get(n) is None]
         if missing:
-            raise ValueError(f"{missing[0]}: a {self.name} metric needs it; its call is {self.signature}")
+            raise ValueError(f"{missing[0]}: a {self.name} metric needs it; "
+                             f"its call is {self.signature}")
         args = [inputs[n] for n in self.inputs]
         kwargs = {k: inputs[k] for k in self.keywords if inputs.get(k) is not None}
         return metric(*args, **kwargs)
@@ -146,5 +148,6 @@ def kind_of(metric: object) -> MetricKind:
         name = getattr(metric.factory, "kind", None)
     if name not in METRIC_KINDS:
         label = metric.name if isinstance(metric, Entry) else type(metric).__name__
-        raise ValueError(f"kind: {label} has kind {name!r}; expected one of {', '.join(METRIC_KINDS)}")
+        raise ValueError(f"kind: {label} has kind {name!r}; "
+                         f"expected one of {', '.join(METRIC_KINDS)}")
     return METRIC_KINDS[name]

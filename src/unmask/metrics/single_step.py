@@ -105,7 +105,9 @@ def single_step_scores(model: Any, x: Tensor, saliency: Any, target: Any = None,
         model: an :class:`unmask.Classifier`.
         x: images (B, 3, H, W) in [0, 1].
         saliency: maps (B, 1, h, w) or (B, h, w), or an Explanation.
-        target: None (top-1 on ``x``, or the Explanation's target), an int, or (B,).
+        target: None (top-1 on ``x``, or the Explanation's target), an int, one class per
+            image, or a set of classes per image (a list of sets, or a (B, K) membership mask:
+            the set is scored as a whole, ``Σ p_c`` / ``log Σ exp z_c`` / ``log Σ p_c``).
         removal: the substrate (default black); a name or any unmask removal.
         replace_salient: False: keep the salient part (IIC, AD); True: replace it (ADD).
         per_image, clamp: see :func:`soft_masks`.
@@ -113,7 +115,8 @@ def single_step_scores(model: Any, x: Tensor, saliency: Any, target: Any = None,
         batch_size: images per forward pass.
 
     Returns:
-        ``(s, s_perturbed, target)``: scores (B,), (B,) and the classes (B,), on the CPU.
+        ``(s, s_perturbed, target)``: scores (B,), (B,) and the classes (B,) (or the class
+        sets (B, K) bool), on the CPU.
     """
     _, x, s, t, base, scorer = prepare_inputs(model, x, saliency, target,
                                               {"batch_size": batch_size, "score": score})
@@ -163,7 +166,8 @@ class _SingleStep:
         return ("single_step", self.replace_salient, removal_key(self.removal), self.per_image,
                 self.clamp, self.score)
 
-    def shared(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> tuple[Tensor, Tensor]:
+    def shared(self, model: Any, x: Tensor, saliency: Any,
+               target: Any = None) -> tuple[Tensor, Tensor]:
         """The clean and perturbed scores (B,), (B,) this metric reads."""
         s, p, _ = single_step_scores(model, x, saliency, target, removal=self.removal,
                                      replace_salient=self.replace_salient,

@@ -15,7 +15,8 @@ summary (``summary.md``: medians per method and per-image checks of the paper's 
 :func:`summarise`) are made from the CSV.
 
 Each explanation is scored once: the CP scores reuse the explainer's own coefficients
-(``Explanation.extras["coefficients"]``) and one scoring of x and of x̂ (:func:`unmask.metrics.cp.cp_scores`).
+(``Explanation.extras["coefficients"]``) and one scoring of x and of x̂
+(:func:`unmask.metrics.cp.cp_scores`).
 
 The pipeline takes any :class:`unmask.Classifier` (see :func:`run`); the command line
 ``unmask figure4`` loads the embedded pretrained models by name.
@@ -30,7 +31,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from .. import explainers  # noqa: F401  (registers the methods)
