@@ -264,3 +264,15 @@ def test_stage_layers_on_resnet_style_names():
                        class_names=list("abc"), feature_layer="layer4")
     assert stage_layers(model, "gradcam") == ("layer4", "layer3.2")
     assert stage_layers(model, "mwp") == ("layer4", "layer4.0")
+
+
+def test_presets_per_base():
+    model = three_class_model()
+    lime = CWOX(model, "lime")  # one explainer for both stages: one pass of samples
+    assert lime.cluster_explainer is lime.class_explainer
+    assert (lime.delta, lime.negative, lime.rescale) == (85.0, "clamp", True)
+    rise = CWOX(model, "rise")
+    assert rise.cluster_explainer is not rise.class_explainer
+    assert (rise.cluster_explainer.num_masks, rise.class_explainer.num_masks) == (5000, 3000)
+    assert (CWOX(model, "mwp").delta, CWOX(model, "gradcam").delta) == (60.0, 50.0)
+    assert CWOX(model, "occlusion").delta == 50.0 and CWOX(model, "occlusion").negative == "error"
