@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     import unmask
+    import unmask.metrics  # noqa: F401  (registers the metrics)
     from unmask.contrastive import cwox, data_free_tree, load_tree, top_classes
     from unmask.images import load_image
-    import unmask.metrics  # noqa: F401  (registers the metrics)
     from unmask.registry import METRICS
 
     model = unmask.load_model("efficientnet_lite0")
@@ -143,7 +143,7 @@ def summarise(rows: list[dict]) -> None:
             print(f"| {len(ps)} | {kind} | {len(ps)} | | | | | | | |")
             continue
 
-        def stat(metric: str, which: str) -> str:
+        def stat(metric: str, which: str, kept: list[dict] = kept) -> str:
             v = [p[which][metric] for p in kept if not math.isnan(p[which][metric])]
             return f"{statistics.mean(v):.4f} (median {statistics.median(v):.4f})"
 

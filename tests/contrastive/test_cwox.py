@@ -14,9 +14,9 @@ SIZE = 32
 A, A2, B = 0, 1, 2
 
 
-def _box(t: int, l: int, b: int, r: int) -> torch.Tensor:
+def _box(t: int, left: int, b: int, r: int) -> torch.Tensor:
     m = torch.zeros(1, 1, SIZE, SIZE)
-    m[..., t:b, l:r] = 1
+    m[..., t:b, left:r] = 1
     return m
 
 

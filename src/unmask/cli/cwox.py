@@ -15,7 +15,8 @@ BASES = ("gradcam", "mwp", "rise", "lime")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format PIL reads)")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="image files (any format PIL reads)")
     parser.add_argument("--base", default="gradcam", choices=BASES,
                         help="base explainer of both stages, with the original CWOX settings "
                         "(default gradcam)")

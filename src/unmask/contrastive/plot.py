@@ -30,6 +30,17 @@ def _name(names: Sequence[str] | None, k: int, width: int = 22) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _panel(ax: Any, xi: Tensor, m: Tensor, alpha: float, cmap: str | None, title: str) -> None:
+    """One map (H, W) over the image xi (1, 3, H, W); a zero map shows the plain image."""
+    if float(m.abs().max()) > 0:
+        ax.imshow(viz._hwc(viz.overlay(xi, m[None, None], alpha, cmap, False)[0]),
+                  interpolation="lanczos")
+    else:
+        ax.imshow(viz._hwc(xi[0]), interpolation="lanczos")
+        title += "\n(zero everywhere)"
+    ax.set_title(title, fontsize=9)
+
+
 def plot_cwox(images: Tensor, explanation: ContrastiveExplanation, *,
               class_names: Sequence[str] | None = None, row_labels: Sequence[str] | None = None,
               alpha: float = 0.5, cmap: str | None = None, panel_size: float = 2.6) -> Any:
@@ -87,25 +98,16 @@ def plot_cwox(images: Tensor, explanation: ContrastiveExplanation, *,
         else:
             ax.axis("off")
 
-        def panel(ax: Any, m: Tensor, title: str) -> None:
-            if float(m.abs().max()) > 0:
-                ax.imshow(viz._hwc(viz.overlay(xi, m[None, None], alpha, cmap, False)[0]),
-                          interpolation="lanczos")
-            else:
-                ax.imshow(viz._hwc(xi[0]), interpolation="lanczos")
-                title += "\n(zero everywhere)"
-            ax.set_title(title, fontsize=9)
-
         names = ", ".join(_name(class_names, c, 16) for c in members)
         if len(members) > 3:
             names = ", ".join(_name(class_names, c, 16) for c in members[:3]) + ", …"
         pc = float(p[members].sum())
-        panel(axes[r, 1], explanation.cluster_maps[i][j],
-              f"cluster {j + 1} ({pc:.1%})\n{names}")
+        _panel(axes[r, 1], xi, explanation.cluster_maps[i][j], alpha, cmap,
+               f"cluster {j + 1} ({pc:.1%})\n{names}")
         maps = explanation.class_maps[i][j]
         for k, c in enumerate(members if maps is not None else []):
-            panel(axes[r, 2 + k], maps[k], f"{_name(class_names, c)}\n{float(p[c]):.1%} "
-                  f"(in cluster {j + 1})")
+            _panel(axes[r, 2 + k], xi, maps[k], alpha, cmap,
+                   f"{_name(class_names, c)}\n{float(p[c]):.1%} (in cluster {j + 1})")
         used = 2 + (len(members) if maps is not None else 0)
         for k in range(used, cols):
             axes[r, k].axis("off")
