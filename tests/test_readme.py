@@ -22,7 +22,7 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     setup = text.split("## Set-up", 1)[1].split("\n## ", 1)[0]
     commands = re.findall(r"```bash\n(.*?)\n```", setup, flags=re.S)
     assert len(commands) == 2 and all("\n" not in c for c in commands)
-    assert "unmask explain --example chelsea" in commands[0] and "torch==2.13.0" in commands[0]
+    assert "unmask explain --example coffee" in commands[0] and "torch==2.13.0" in commands[0]
     assert "pytest" in commands[1]
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1] in ci

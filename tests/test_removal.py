@@ -368,12 +368,13 @@ def test_inpaint_threads_give_the_sequential_result():
 
 
 def _instances():
-    from unmask.removal import REMOVALS, make_removal
+    from unmask.removal import REMOVALS, NoisyLinearImputation, make_removal
 
     out = [make_removal(name) for name in REMOVALS.names() if name != "torchscript"]
     out += [Constant(0.25), Constant((0.1, 0.2, 0.3)), Blur(2.5, kernel_size=9),
             Noise("uniform", low=0.2, high=0.9, seed=4), Noise(mean=0.4, std=0.1, additive=True),
-            BoxBlur(11), RiseBlur(kernel_size=7, sigma=2.0, pad_colour=0.0), Inpaint("ns", radius=3)]
+            BoxBlur(11), RiseBlur(kernel_size=7, sigma=2.0, pad_colour=0.0), Inpaint("ns", radius=3),
+            NoisyLinearImputation(noise=0.02, seed=3)]
     return out
 
 

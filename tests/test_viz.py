@@ -75,8 +75,21 @@ def test_top_mask_and_masked_image():
     s = torch.arange(16.0).reshape(1, 1, 4, 4)
     keep = viz.top_mask(s, 0.25)
     assert int(keep.sum()) == 4 and bool(keep[0, 0, 3].all())  # the 4 largest: the last row
-    ties = viz.top_mask(torch.zeros(2, 1, 4, 4), 0.5)
-    assert ties.sum(dim=(1, 2, 3)).tolist() == [8.0, 8.0] and torch.equal(ties, viz.top_mask(torch.zeros(2, 1, 4, 4), 0.5))
+    ties = viz.top_mask(torch.zeros(2, 1, 4, 4), 0.5, ties="order")
+    assert ties.sum(dim=(1, 2, 3)).tolist() == [8.0, 8.0]
+    assert torch.equal(ties, viz.top_mask(torch.zeros(2, 1, 4, 4), 0.5, ties="order"))
+    assert viz.top_mask(torch.zeros(2, 1, 4, 4), 0.5).sum() == 0  # a constant map: nothing ranks
+
+
+def test_top_mask_never_splits_ties_by_position():
+    s = torch.zeros(1, 1, 20, 20)
+    s[..., 13:, :] = 1.0  # the bottom 35 % tie at the top value
+    keep = viz.top_mask(s, 0.2)
+    assert torch.equal(keep, (s == 1).float())  # all tied pixels, not the first rows in order
+    assert abs(float(viz.kept_share(s, 0.2)[0]) - 0.35) < 1e-6
+    floor = torch.zeros(1, 1, 10, 10)
+    floor[..., 0, :] = 1.0  # 10 % above a flat floor, keep 20 %: only those 10 %
+    assert torch.equal(viz.top_mask(floor, 0.2), floor)
     x = _x(1, 4)
     out = viz.masked_image(x, s, keep=0.25)
     assert torch.equal(out[..., 3, :], x[..., 3, :])

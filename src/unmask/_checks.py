@@ -14,6 +14,7 @@ from torch import Tensor
 
 __all__ = [
     "check_images",
+    "check_unit_range",
     "check_mask",
     "check_targets",
     "check_positive",
@@ -49,6 +50,33 @@ def check_images(x: object, name: str = "x", channels: int | None = None) -> Ten
         raise ValueError(f"{name}: expected {channels} channels (B, {channels}, H, W), got {_shape(x)}")
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name}: contains NaN or infinite values")
+    return x
+
+
+#: How far outside [0, 1] image values may lie (resampling overshoot) before they are refused.
+RANGE_TOLERANCE = 1e-2
+
+
+def check_unit_range(x: Tensor, name: str = "x", tolerance: float = RANGE_TOLERANCE) -> Tensor:
+    """Check that images hold values in [0, 1] (within ``tolerance``), as every model expects.
+
+    Images scaled to [0, 255] or centred at 0 would be explained without a word otherwise: the
+    model normalises them a second time and sees something else.
+
+    Example:
+        >>> check_unit_range(torch.full((1, 3, 2, 2), 255.0))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: x: expected image values in [0, 1], got range [255, 255] (images in ...: ...
+    """
+    values = x.detach()
+    lo, hi = float(values.min()), float(values.max())
+    if lo < -tolerance or hi > 1 + tolerance:
+        hint = (" (images in [0, 255]: divide by 255)" if hi > 1.5 and lo >= -tolerance
+                else " (normalised images: pass them in [0, 1]; the Classifier normalises itself)"
+                if lo < -tolerance else "")
+        raise ValueError(f"{name}: expected image values in [0, 1], got range "
+                         f"[{lo:.3g}, {hi:.3g}]{hint}")
     return x
 
 
@@ -199,6 +227,8 @@ def check_positive(value: object, name: str, integer: bool = False, allow_zero: 
     if value < 0 or (value == 0 and not allow_zero) or value != value:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name}: expected a value {bound}, got {value!r}")
+    if value == float("inf"):
+        raise ValueError(f"{name}: expected a finite value, got {value!r}")
 
 
 def check_probability(value: object, name: str, open_low: bool = False, open_high: bool = False) -> None:

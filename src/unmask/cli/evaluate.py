@@ -19,7 +19,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ._common import removal_help
+from ._common import (add_input_arguments, check_common, load_cli_model, load_inputs,
+                      method_hyper)
 
 COMMAND = "evaluate"
 HELP = "Score saliency maps (saved .npy, or a method run now) with faithfulness metrics."
@@ -28,39 +29,19 @@ DEFAULT_METRICS = "deletion,insertion"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..images import EXAMPLES
-
-    parser.add_argument("images", nargs="*", metavar="IMAGE",
-                        help="image files (any format PIL reads) or .npy arrays (H, W[, C])")
-    parser.add_argument("--example", action="append", default=[], choices=EXAMPLES, metavar="NAME",
-                        help="a bundled scikit-image example image; repeatable")
+    add_input_arguments(parser, batch_help="images per forward pass (default 16)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--maps", nargs="+", metavar="NPY",
                         help="saved maps: .npy files of (H, W) or (B, H, W), one map per image in order")
     source.add_argument("--method", metavar="NAME",
                         help="compute the maps now with this method (see `unmask methods`)")
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="a method hyperparameter (value parsed as JSON); repeatable")
     parser.add_argument("--metrics", default=DEFAULT_METRICS, metavar="A,B,...",
                         help=f"comma-separated metric names (default {DEFAULT_METRICS}); "
                         "'list' prints the usable ones")
-    parser.add_argument("--model", default="efficientnet_lite0",
-                        help="model name (see `unmask models`); default: efficientnet_lite0")
-    parser.add_argument("--weights", default=None, metavar="FILE",
-                        help="local weights file for a torchvision model (tv:<arch>)")
-    parser.add_argument("--target", type=int, default=None, metavar="K",
-                        help="class to evaluate (default: each image's top-1 class)")
-    parser.add_argument("--removal", default=None, metavar="NAME",
-                        help=removal_help())
     parser.add_argument("--rule", default=None, choices=("seed", "rise"),
                         help="deletion/insertion step rule (default: seed)")
     parser.add_argument("--max-steps", type=int, default=None, metavar="N",
                         help="deletion/insertion: at most N steps (seed rule; default 196)")
-    parser.add_argument("--size", type=int, default=None, metavar="N",
-                        help="resize and centre-crop images to N x N (default: the model's input size)")
-    parser.add_argument("--batch-size", type=int, default=16, metavar="N",
-                        help="images per forward pass (default 16)")
-    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed for --method (default 0)")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -100,6 +81,8 @@ def _load_maps(paths: list[str]) -> Any:
     import numpy as np
     import torch
 
+    from .._limits import max_pixels
+
     maps = []
     for p in map(Path, paths):
         if p.suffix.lower() != ".npy":
@@ -107,9 +90,13 @@ def _load_maps(paths: list[str]) -> Any:
         if not p.is_file():
             raise FileNotFoundError(f"--maps: file not found: {p}")
         try:
-            arr = np.load(p, allow_pickle=False)
+            arr = np.load(p, allow_pickle=False, mmap_mode="r")  # the header first, no copy
         except (ValueError, OSError) as exc:
             raise ValueError(f"--maps: cannot read {p}: {exc}") from None
+        if arr.ndim and math.prod(arr.shape) > max_pixels() * 4:
+            raise ValueError(f"--maps: {p} holds {math.prod(arr.shape):,} values (shape "
+                             f"{arr.shape}), above four times the pixel limit of {max_pixels():,} "
+                             "(UNMASK_MAX_PIXELS)")
         if arr.ndim == 4 and arr.shape[1] == 1:
             arr = arr[:, 0]
         if arr.ndim == 2:
@@ -150,12 +137,8 @@ def run(args: argparse.Namespace) -> int:
 
     from .._checks import check_positive, check_targets
     from ..api import make_explainer
-    from ..images import example_image, load_image
     from ..metrics import METRICS, evaluate
-    from ..removal import make_removal as resolve_substrate
-    from ..models import load_model
     from ..registry import METHODS
-    from .explain import CLI_DEFAULTS, _parse_params, _read_source
 
     if args.metrics.strip() == "list":
         for name in model_metrics():
@@ -163,20 +146,12 @@ def run(args: argparse.Namespace) -> int:
             hib = "higher is better" if getattr(e.factory, "higher_is_better", True) else "lower is better"
             print(f"{name:<16} ({hib})  {e.summary}")
         return 0
-    if not args.images and not args.example:
-        raise ValueError("IMAGE: give at least one image file, or --example NAME")
+    check_common(args)
     if args.maps is None and args.method is None:
         raise ValueError("--maps: give saved maps (--maps NPY...) or a method to run (--method NAME)")
     names = _metric_names(args.metrics)
-    check_positive(args.batch_size, "--batch-size", integer=True)
-    for opt, value in (("--size", args.size), ("--max-steps", args.max_steps)):
-        if value is not None:
-            check_positive(value, opt, integer=True)
-    if args.removal is not None:
-        try:
-            resolve_substrate(args.removal)
-        except ValueError as exc:
-            raise ValueError(f"--removal: {str(exc).removeprefix('removal: ')}") from None
+    if args.max_steps is not None:
+        check_positive(args.max_steps, "--max-steps", integer=True)
     if args.param and args.method is None:
         raise ValueError("--param: only with --method")
     n_images = len(args.images) + len(args.example)
@@ -192,11 +167,13 @@ def run(args: argparse.Namespace) -> int:
         entry = METRICS.get(name)
         metrics[name] = entry.build(**_metric_kwargs(entry, args))
 
-    model = load_model(args.model, weights=args.weights)
-    size = args.size or (model.input_size[0] if model.input_size is not None else 224)
-    labels = [str(p) for p in args.images] + [f"example:{e}" for e in args.example]
-    x = torch.cat([load_image(_read_source(p), size=size) for p in args.images]
-                  + [load_image(example_image(e), size=size) for e in args.example])
+    model, size = load_cli_model(args)
+    hyper = None
+    if args.method is not None:
+        hyper = method_hyper(METHODS.get(args.method), args, size, removal=False)
+    inputs = load_inputs(args, size)
+    labels = inputs.names
+    x = torch.cat(inputs.tensors)
     target = check_targets(args.target, n_images, model.num_classes, "--target")
     if target is None:
         from ..scoring import Scorer
@@ -205,7 +182,6 @@ def run(args: argparse.Namespace) -> int:
     method = None
     if saliency is None:
         method = METHODS.get(args.method).name
-        hyper = {**CLI_DEFAULTS.get(method, {}), **_parse_params(args.param)}
         saliency = make_explainer(model, method, seed=args.seed, **hyper).explain(x, target).saliency
         saliency = saliency.detach().cpu().float()
 

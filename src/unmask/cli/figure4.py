@@ -49,15 +49,27 @@ def run(args: argparse.Namespace) -> int:
     from ..images import load_image
     from ..models import load_model
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     areas = _floats(args.areas, "areas")
     if not areas or any(not 0 < a <= 1 for a in areas):
         raise ValueError(f"areas: expected numbers in (0, 1], got {args.areas!r}")
     for name in ("steps", "noise_bs", "smooth_steps", "size"):
         if getattr(args, name) < 1:
             raise ValueError(f"{name.replace('_', '-')}: expected a positive integer, got {getattr(args, name)}")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError("--limit: expected a positive integer (the first N images), "
+                         f"got {args.limit}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads: expected a positive integer, got {args.threads}")
+    if not 0 <= args.seed < 2**63:
+        raise ValueError("--seed: expected an integer in [0, 2**63 - 1]")
+    from .._limits import max_size
+
+    if args.size > max_size():
+        raise ValueError(f"size: expected at most {max_size()} (the image side limit; raise "
+                         f"it with the environment variable UNMASK_MAX_SIZE), got {args.size}")
     files = list_images(args.images, args.limit)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     models = {name.strip(): load_model(name.strip()) for name in args.models.split(",") if name.strip()}
     images = [(p.name, load_image(p, size=args.size, mode=args.fit)) for p in files]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

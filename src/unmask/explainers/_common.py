@@ -17,7 +17,7 @@ from ..removal import resolve_removal as _resolve
 from ..scoring import Scorer
 
 __all__ = ["Explainer", "prepare", "prepare_many", "finish", "resolve_removal", "upsample",
-           "check_seed", "check_pair"]
+           "check_seed", "check_pair", "check_side", "check_model_batch"]
 
 
 class Explainer(Protocol):
@@ -93,19 +93,51 @@ def resolve_removal(removal: object, default: Callable[[], Callable]) -> Callabl
 
 
 def check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    """A seed for torch's generators: an int (numpy ints too) in [0, 2**63 - 1]."""
+    import numpy as np
+
+    if isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer):
         raise TypeError(f"seed: expected an int, got {seed!r}")
-    return seed
+    if not 0 <= int(seed) < 2**63:
+        text = str(seed)
+        shown = text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
+        raise ValueError(f"seed: expected an int in [0, 2**63 - 1], got {shown}")
+    return int(seed)
 
 
 def check_pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
-    """A positive int or (height, width) pair of positive ints -> (height, width)."""
+    """A positive int or (height, width) pair of positive ints -> (height, width), each at most
+    the image side limit (``UNMASK_MAX_SIZE``, default 4096)."""
     pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
     if not isinstance(pair, tuple | list) or len(pair) != 2:
         raise ValueError(f"{name}: expected an int or (height, width), got {value!r}")
     for v in pair:
-        check_positive(v, name, integer=True)
+        check_side(v, name)
     return (int(pair[0]), int(pair[1]))
+
+
+def check_side(value: object, name: str, allow_zero: bool = False) -> int:
+    """A positive int (>= 0 with ``allow_zero``) no larger than the image side limit."""
+    from .._limits import max_size
+
+    check_positive(value, name, integer=True, allow_zero=allow_zero)
+    if value > max_size():  # type: ignore[operator]
+        raise ValueError(f"{name}: expected at most {max_size()} pixels (the image side limit, "
+                         f"UNMASK_MAX_SIZE), got {value!r}")
+    return int(value)  # type: ignore[call-overload]
+
+
+def check_model_batch(model: Classifier, n: int, name: str, grad: bool = False) -> None:
+    """Refuse ``n`` images per model call (with gradients when ``grad``) above the memory budget.
+
+    The images are taken at the model's input size (224 x 224 when it has none); see
+    :func:`unmask._limits.batch_bytes`.
+    """
+    from .._limits import batch_bytes, check_memory
+
+    h, w = model.input_size if model.input_size is not None else (224, 224)
+    check_memory(batch_bytes(n, 3, h, w, model.input_size, grad=grad), name,
+                 f"{n} images per model call{' with gradients' if grad else ''}")
 
 
 def upsample(maps: Tensor, size: tuple[int, int], mode: str = "bilinear") -> Tensor:

@@ -15,8 +15,10 @@ from ..explanation import Explanation
 from ..removal import bind, is_differentiable
 from ..progress import track
 from ..registry import METHODS
+from .._limits import check_at_most, check_memory
 from ..removal import gaussian_blur
-from ._common import as_model, finish, prepare, resolve_removal
+from ..removal.fills import MAX_SIGMA
+from ._common import as_model, check_model_batch, check_side, finish, prepare, resolve_removal
 from ._optim import check_objective, require_differentiable, select_objective
 
 __all__ = ["ExtremalPerturbation", "SmoothMask", "BlurPyramid", "area_loss", "area_reference"]
@@ -242,18 +244,22 @@ class ExtremalPerturbation:
         if self.removal is not None:
             require_differentiable(self.removal, "extremal")
         self.areas = _areas(areas)
+        check_model_batch(self.model, len(self.areas), "areas", grad=True)  # one mask per area
         self.variant = check_choice(variant, "variant", VARIANTS)
         check_positive(steps, "steps", integer=True)
         check_positive(lr, "lr")
         check_probability(momentum, "momentum", open_high=True)
-        check_positive(step, "step", integer=True)
+        check_side(step, "step")
         check_positive(sigma, "sigma")
+        check_at_most(sigma, "sigma", MAX_SIGMA, "pixels")
         check_positive(area_weight, "area_weight", allow_zero=True)
         check_positive(area_growth, "area_growth")
         check_positive(levels, "levels", integer=True)
         if levels < 2:
             raise ValueError(f"levels: expected at least 2, got {levels}")
+        check_at_most(levels, "levels", 64, "each level is a blurred copy of the images")
         check_positive(max_blur, "max_blur")
+        check_at_most(max_blur, "max_blur", MAX_SIGMA, "pixels")
         self.steps, self.lr, self.momentum, self.step, self.sigma = steps, lr, momentum, step, sigma
         self.area_weight, self.area_growth = area_weight, area_growth
         self.levels, self.max_blur, self.jitter = levels, max_blur, bool(jitter)
@@ -267,6 +273,12 @@ class ExtremalPerturbation:
         n_areas = len(self.areas)
         n = b * n_areas
         device = x.device
+        k = 2 * (math.ceil(self.sigma / self.step) + 1) + 1  # the smooth-max neighbourhood
+        check_memory(6.0 * 4 * n * k * k * h * w, "sigma", f"the smooth masks of {n} images at "
+                     f"{h}x{w} (sigma {self.sigma:g} / step {self.step}: {k}x{k} neighbouring cells "
+                     "per pixel)")
+        check_memory(4.0 * b * self.levels * x[0].numel() + 4.0 * n * self.levels * x[0].numel(),
+                     "levels", f"a blur pyramid of {self.levels} levels")
         generator = SmoothMask((h, w), self.step, self.sigma)
         index = torch.arange(b, device=device).repeat_interleave(n_areas)  # mask k -> image
         tgt = target.to(device)[index]

@@ -13,8 +13,8 @@ from ..removal import bind, is_differentiable
 from ..progress import track
 from ..registry import METHODS
 from ..removal import Inpaint
-from ._common import (as_model, check_pair, check_seed, finish, prepare, resolve_removal,
-                      upsample)
+from ._common import (as_model, check_model_batch, check_pair, check_seed,
+                      finish, prepare, resolve_removal, upsample)
 from ._optim import check_objective, select_objective
 
 __all__ = ["FIDO", "concrete_keep"]
@@ -109,6 +109,7 @@ class FIDO:
         check_positive(lr, "lr")
         check_positive(reg, "reg", allow_zero=True)
         check_positive(samples, "samples", integer=True)
+        check_model_batch(self.model, samples, "samples", grad=True)
         check_positive(temperature, "temperature")
         check_probability(anneal, "anneal")
         self.steps, self.lr, self.reg, self.samples = steps, lr, reg, samples

@@ -9,6 +9,7 @@ for ``gradient``, the sum for the others, which keeps the completeness of integr
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_choice, check_positive
+from .._limits import check_at_most, check_memory
 from ..explanation import Explanation
 from ..gradients import gradients
 from ..registry import METHODS
@@ -26,6 +28,9 @@ from ._common import as_model, check_seed, finish, prepare, resolve_removal
 
 __all__ = ["Gradient", "InputXGradient", "IntegratedGradients", "SmoothGrad", "quadrature"]
 
+#: The most integration points / noisy copies per image accepted (a run-time bound).
+MAX_STEPS = 100_000
+
 #: Integration rules of :class:`IntegratedGradients` (captum's names).
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
@@ -34,6 +39,13 @@ def _input_gradient(model: Any, x: Tensor, target: Tensor, score: str) -> Tensor
     g = gradients(model, x, target, score=score).input
     assert g is not None  # input=True
     return g
+
+
+def _explain_attribution(method: Any, x: Tensor, target: Any) -> Explanation:
+    """``method.attribute`` on checked inputs, reduced to a map; the attribution in extras."""
+    x, t = prepare(method.model, x, target)
+    a = method.attribute(x, t)
+    return finish(method, method.reduce(a), t, attribution=a)
 
 
 @METHODS.register("gradient", aliases=("saliency", "vanilla_gradient"))
@@ -68,9 +80,7 @@ class Gradient:
 
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
-        x, t = prepare(self.model, x, target)
-        a = self.attribute(x, t)
-        return finish(self, self.reduce(a), t, attribution=a)
+        return _explain_attribution(self, x, target)
 
 
 @METHODS.register("input_x_gradient")
@@ -99,10 +109,8 @@ class InputXGradient:
         return attribution.sum(dim=1, keepdim=True)
 
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
-        """Explain images ``x`` (B, 3, H, W) for ``target``."""
-        x, t = prepare(self.model, x, target)
-        a = self.attribute(x, t)
-        return finish(self, self.reduce(a), t, attribution=a)
+        """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
+        return _explain_attribution(self, x, target)
 
 
 def quadrature(steps: int, rule: str) -> tuple[Tensor, Tensor]:
@@ -158,6 +166,7 @@ class IntegratedGradients:
         check_positive(steps, "steps", integer=True)
         if steps < 2:
             raise ValueError(f"steps: expected at least 2, got {steps}")
+        check_at_most(steps, "steps", MAX_STEPS, "points of the integration rule")
         self.steps = steps
         self.rule = check_choice(rule, "rule", RULES)
         self.score = check_choice(score, "score", SCORES)
@@ -243,6 +252,7 @@ class SmoothGrad:
                             f"{type(base_params).__name__}")
         self.base = METHODS.get(base).build(self.model, **(base_params or {}))
         check_positive(samples, "samples", integer=True)
+        check_at_most(samples, "samples", MAX_STEPS, "noisy copies per image")
         check_positive(sigma, "sigma")
         check_positive(batch_size, "batch_size", integer=True)
         self.samples, self.sigma, self.batch_size = samples, float(sigma), batch_size
@@ -251,6 +261,8 @@ class SmoothGrad:
 
     def noise(self, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         """(samples, C, H, W) noise, the same for every image."""
+        check_memory(4.0 * self.samples * math.prod(shape), "samples",
+                     f"{self.samples} noise images of {tuple(shape)}")
         gen = torch.Generator().manual_seed(self.seed)
         return torch.randn((self.samples, *shape), generator=gen, dtype=dtype) * self.sigma
 

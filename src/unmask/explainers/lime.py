@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_positive
+from .._limits import check_at_most, check_memory
 from ..explanation import Explanation
 from ..registry import METHODS
 from ..removal import Constant, Inpaint
@@ -130,6 +132,16 @@ def segment_masks(off: Tensor, segments: Tensor) -> Tensor:
     return off.float().gather(1, segments.reshape(n, h * w)).reshape(n, 1, h, w)
 
 
+#: Most superpixels LIME accepts (the ridge fit solves an S x S system per image).
+MAX_SEGMENTS = 10_000
+
+
+def _fit_bytes(b: int, n: int, s: int) -> float:
+    """Working memory of LIME's samples and weighted ridge fit, float64: a few (B, N, S)
+    design matrices and the (B, S, S) Gram matrix."""
+    return 8.0 * b * (4 * n * s + 2 * s * s)
+
+
 @METHODS.register("lime")
 class Lime:
     """LIME: a weighted linear model of the score on random superpixel on/off patterns.
@@ -191,9 +203,16 @@ class Lime:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Constant("mean"))
         check_positive(n_segments, "n_segments", integer=True)
+        check_at_most(n_segments, "n_segments", MAX_SEGMENTS, "superpixels; the linear fit "
+                      "holds an S x S matrix")
         check_positive(compactness, "compactness")
         check_positive(sigma, "sigma", allow_zero=True)
         check_positive(samples, "samples", integer=True)
+        if samples < 2:
+            raise ValueError(f"samples: expected at least 2 (the first sample is the unperturbed "
+                             f"image, so one sample fits nothing), got {samples}")
+        check_memory(_fit_bytes(1, samples, n_segments), "samples",
+                     f"the linear fit of {samples} samples x {n_segments} superpixels")
         check_positive(kernel_width, "kernel_width")
         check_positive(alpha, "alpha", allow_zero=True)
         if segments is not None and not callable(segments) \
@@ -242,6 +261,13 @@ class Lime:
         seg = self._segments(x, segments if segments is not None else self.segments)
         counts = seg.reshape(b, -1).amax(1) + 1  # (B,) S_b
         s_max, n = int(counts.max()), self.samples
+        check_memory(_fit_bytes(b, n, s_max), "segments" if segments is not None or self.segments
+                     is not None else "n_segments", f"the linear fit of {b} image(s) x {n} samples "
+                     f"x {s_max} superpixels")
+        if n <= s_max:
+            warnings.warn(f"samples: {n} samples for up to {s_max} superpixels: the linear fit is "
+                          "underdetermined and the weights mostly reflect the ridge penalty; use "
+                          "more samples than superpixels", stacklevel=3)
         valid = torch.arange(s_max)[None] < counts[:, None]  # (B, S_max)
         z = torch.zeros(b, n, s_max, dtype=torch.bool)
         for i, s_b in enumerate(counts.tolist()):  # per image, so batches equal single calls

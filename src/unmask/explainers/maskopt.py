@@ -45,6 +45,7 @@ from ..representations.base import (
 )
 from ..progress import track
 from ..scoring import select_scores
+from ._common import check_model_batch
 
 __all__ = ["MaskOptimizer", "MaskResult", "NOISES", "mask_explanation"]
 
@@ -102,6 +103,7 @@ class MaskOptimizer:
         if not isinstance(representation, Representation):
             raise TypeError(f"representation: expected a Representation (forward/inverse), got "
                             f"{type(representation).__name__}")
+        check_model_batch(model, noise_bs, "noise_bs", grad=True)
         self.model, self.representation = model, representation
         self.l1, self.spatial, self.steps, self.lr = float(l1), float(spatial), steps, float(lr)
         self.noise_bs, self.noise, self.noise_source = noise_bs, noise, noise_source

@@ -14,8 +14,8 @@ from ..removal import bind, is_differentiable
 from ..progress import track
 from ..registry import METHODS
 from ..removal import Blur
-from ._common import (as_model, check_pair, check_seed, finish, prepare, resolve_removal,
-                      upsample)
+from ._common import (as_model, check_pair, check_seed, check_side,
+                      finish, prepare, resolve_removal, upsample)
 from ._optim import check_objective, model_scores, require_differentiable
 
 __all__ = ["MeaningfulPerturbation", "tv_norm", "deletion_l1", "translate", "mp_loss"]
@@ -127,7 +127,7 @@ class MeaningfulPerturbation:
         check_positive(l1, "l1", allow_zero=True)
         check_positive(tv, "tv", allow_zero=True)
         check_positive(beta, "beta")
-        check_positive(jitter, "jitter", integer=True, allow_zero=True)
+        check_side(jitter, "jitter", allow_zero=True)
         self.steps, self.lr, self.l1, self.tv, self.beta, self.jitter = steps, lr, l1, tv, beta, jitter
         self.score = check_objective(score)
         self.seed = check_seed(seed)

@@ -10,11 +10,12 @@ import torch
 from torch import Tensor
 
 from .._checks import check_positive, check_probability
+from .._limits import check_memory
 from ..explanation import Explanation
 from ..registry import METHODS
 from ..removal import Constant
 from ..scoring import Scorer
-from ._common import as_model, check_seed, finish, prepare_many, resolve_removal
+from ._common import as_model, check_seed, check_side, finish, prepare_many, resolve_removal
 
 __all__ = ["Rise", "RiseMasks", "sample_rise_masks"]
 
@@ -153,7 +154,8 @@ class Rise:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Constant("mean"))
         check_positive(masks, "masks", integer=True)
-        check_positive(s, "s", integer=True)
+        check_side(s, "s")
+        check_memory(4.0 * masks * (s * s + 4), "masks", f"{masks} RISE grids of {s}x{s}")
         check_probability(p, "p", open_low=True)
         self.num_masks, self.s, self.p = masks, s, float(p)
         self.seed = check_seed(seed)

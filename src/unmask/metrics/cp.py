@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_images, check_positive, check_targets
+from .._checks import check_choice, check_images, check_positive, check_targets, check_unit_range
 from ..models import as_classifier, check_model_input
 from ..registry import METRICS
 from ..representations import Pixels
@@ -94,7 +94,7 @@ def cp_scores(model: Any, x: Tensor, x_hat: Tensor, target: Any = None, *,
     model = as_classifier(model, "model")
     infos = [check_choice(i, "info", INFORMATION) for i in infos]
     x = check_model_input(model, x, "x")
-    x_hat = check_images(x_hat, "x_hat")
+    x_hat = check_unit_range(check_images(x_hat, "x_hat"), "x_hat")
     if x_hat.shape != x.shape:
         raise ValueError(f"x_hat: expected the shape of x {tuple(x.shape)}, got {tuple(x_hat.shape)}")
     scorer = Scorer(model, batch_size=batch_size, score="prob")

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_images, check_positive
+from .._checks import check_images, check_positive, check_unit_range
 from ..registry import METRICS
 from ..representations.base import gray
 from ..representations.shearlets import shearlet_system
@@ -161,8 +161,8 @@ def hallucination_score(x: Tensor, x_hat: Tensor, detector: str | EdgeDetector =
         >>> float(hallucination_score(x, x))
         0.0
     """
-    check_images(x, "x")
-    check_images(x_hat, "x_hat")
+    check_unit_range(check_images(x, "x"), "x")
+    check_unit_range(check_images(x_hat, "x_hat"), "x_hat")
     if x_hat.shape != x.shape:
         raise ValueError(f"x_hat: expected the shape of x {tuple(x.shape)}, got {tuple(x_hat.shape)}")
     find = _detector(detector)

@@ -34,7 +34,7 @@ from ..registry import METRICS, Entry
 
 __all__ = ["MetricKind", "METRIC_KINDS", "RESOLUTIONS", "declare_kind", "kind_of",
            "FAITHFULNESS", "LOCALISATION", "SIMILARITY", "EXPLANATION_IMAGE", "ARTIFACT",
-           "CONTRASTIVE"]
+           "CONTRASTIVE", "MAP"]
 
 RESOLUTIONS = ("any", "image", "ground_truth", "pair", "none")
 
@@ -133,6 +133,10 @@ CONTRASTIVE = declare_kind(MetricKind(
     "contrastive", ("model", "x", "saliency"), ("target", "competitors"), required=("competitors",),
     resolution="image",
     summary="whether the map separates the target classes from competing classes"))
+
+MAP = declare_kind(MetricKind(
+    "map", ("saliency",), resolution="any",
+    summary="a property of the map alone (sparseness, complexity), no model or images"))
 
 
 def kind_of(metric: object) -> MetricKind:

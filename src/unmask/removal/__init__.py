@@ -10,6 +10,7 @@ Explainers and metrics take any of them, so an explainer with an inpainting remo
 from .base import FixedFill, Removal, bind, blend, is_differentiable
 from .fills import Blur, BoxBlur, Constant, Noise, RiseBlur, TensorFill, gaussian_blur, rise_kernel
 from .inpaint import Inpaint, TorchScriptInpainter
+from .road import NoisyLinearImputation
 from .specs import REMOVALS, make_removal, parse_spec, removal_names, resolve_removal
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "TensorFill",
     "Inpaint",
     "TorchScriptInpainter",
+    "NoisyLinearImputation",
     "REMOVALS",
     "blend",
     "bind",

@@ -8,9 +8,9 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from .._checks import check_images, check_mask
+from .._checks import check_images, check_mask, check_unit_range
 
-__all__ = ["Removal", "FixedFill", "blend", "bind", "checked", "is_differentiable"]
+__all__ = ["Removal", "FixedFill", "BySpec", "blend", "bind", "checked", "is_differentiable"]
 
 
 @runtime_checkable
@@ -39,8 +39,8 @@ def blend(x: Tensor, fill: Tensor, mask: Tensor) -> Tensor:
 
 
 def checked(x: object, mask: object) -> tuple[Tensor, Tensor]:
-    """Validate images and mask at a removal's public boundary."""
-    x = check_images(x, "x")
+    """Validate images (values in [0, 1]) and mask at a removal's public boundary."""
+    x = check_unit_range(check_images(x, "x"), "x")
     mask = check_mask(mask, x, "mask")
     return x, mask.to(device=x.device, dtype=x.dtype)
 
@@ -50,7 +50,22 @@ def is_differentiable(removal: object) -> bool:
     return bool(getattr(removal, "differentiable", False))
 
 
-class FixedFill:
+class BySpec:
+    """Value semantics from the ``spec`` string: equal specs are equal removals."""
+
+    spec: str
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.spec == self.spec  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.spec))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec!r})"
+
+
+class FixedFill(BySpec):
     """Base of the removals whose fill does not depend on the mask (constant, blur, noise...).
 
     A subclass defines ``fill(x) -> (B, C, H, W)`` and ``spec``; calling it checks the inputs
@@ -74,15 +89,6 @@ class FixedFill:
             raise ValueError(f"removal: {self.spec} gave a fill of shape {tuple(fill.shape)} "
                              f"for images {tuple(x.shape)}")
         return blend(x, fill, mask)
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.spec == self.spec  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, self.spec))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.spec!r})"
 
 
 def bind(removal: Callable[[Tensor, Tensor], Tensor], x: Tensor,

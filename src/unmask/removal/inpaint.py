@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_choice, check_positive
-from .base import blend, checked
+from .base import BySpec, blend, checked
 
 __all__ = ["Inpaint", "TorchScriptInpainter"]
 
@@ -35,7 +35,7 @@ def _full_hole_fill(x: Tensor) -> Tensor:
     return torch.tensor(_EMPTY_CONTEXT_FILL, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1).expand_as(x)
 
 
-class Inpaint:
+class Inpaint(BySpec):
     """Fill the removed region with a classical inpainter.
 
     Args:
@@ -133,14 +133,6 @@ class Inpaint:
                  if getattr(self, k) != d]
         return self.method + (":" + ",".join(parts) if parts else "")
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Inpaint) and other.spec == self.spec
-
-    def __hash__(self) -> int:
-        return hash(self.spec)
-
-    def __repr__(self) -> str:
-        return f"Inpaint({self.spec!r})"
 
 
 class TorchScriptInpainter:

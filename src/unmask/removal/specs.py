@@ -14,6 +14,7 @@ from ..registry import Registry
 from .base import Removal
 from .fills import BoxBlur, Blur, Constant, Noise, RiseBlur
 from .inpaint import Inpaint, TorchScriptInpainter
+from .road import NoisyLinearImputation
 
 __all__ = ["REMOVALS", "make_removal", "removal_names", "parse_spec", "resolve_removal"]
 
@@ -39,6 +40,8 @@ REMOVALS.add("rise-zeros", Constant, defaults={"value": "mean"},
 for _method, _what in (("telea", "OpenCV Telea"), ("ns", "OpenCV Navier-Stokes"),
                        ("patchmatch", "PyPatchMatch"), ("biharmonic", "scikit-image biharmonic")):
     REMOVALS.add(_method, Inpaint, defaults={"method": _method}, summary=f"inpainting: {_what}")
+REMOVALS.add("road", NoisyLinearImputation,
+             summary="ROAD's noisy linear imputation (neighbour mean + N(0, 0.01)): road:noise=S,seed=N")
 REMOVALS.add("torchscript", TorchScriptInpainter,
              summary="a learned inpainter saved as TorchScript: torchscript:PATH")
 
@@ -89,7 +92,7 @@ def make_removal(spec: str | Removal) -> Removal:
     Names (``unmask.removal.removal_names()``): ``gray``, ``black``, ``white``, ``mean``,
     ``image_mean``, ``constant:V``, ``blur[:SIGMA]``, ``noise``, ``uniform-noise``,
     ``box-blur``, ``rise-blur``, ``rise-zeros``, ``telea``, ``ns``, ``patchmatch``,
-    ``biharmonic``, ``torchscript:PATH``.
+    ``biharmonic``, ``road``, ``torchscript:PATH``.
 
     Example:
         >>> make_removal("blur:5")

@@ -34,6 +34,7 @@ from typing import Any
 from torch import Tensor
 
 from .. import explainers  # noqa: F401  (registers the methods)
+from .._checks import check_positive
 from ..metrics.cp import cp_scores, masked_image
 from ..metrics.hallucination import hallucination_score
 from ..models import Classifier
@@ -54,14 +55,16 @@ _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
-    """Image files of ``folder`` (sorted by name), the first ``limit`` of them."""
+    """Image files of ``folder`` (sorted by name), the first ``limit`` of them (None: all)."""
+    if limit is not None:
+        check_positive(limit, "limit", integer=True)
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"images: no such directory {str(folder)!r}")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"images: no image files in {str(folder)!r}")
-    return files[:limit] if limit else files
+    return files if limit is None else files[:limit]
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:

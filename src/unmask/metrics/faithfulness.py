@@ -1,0 +1,409 @@
+"""Perturbation faithfulness of the quantus catalogue: correlation, estimate, monotonicity,
+pixel flipping and region perturbation.
+
+Every map is read at its own resolution (h, w): features are map pixels, and a removal mask
+built on the map is upsampled to the image by nearest neighbour, as the deletion curves'
+``rule="seed"``. All perturbations go through :meth:`unmask.scoring.Scorer.perturbed`.
+
+- **faithfulness_correlation** (Bhatt et al., "Evaluating and aggregating feature-based model
+  explanations", IJCAI 2020): ``runs`` random subsets of ``subset_size`` features (default
+  quantus' share, 224 of 224·224, so 224 on a 224² map and 1 on a 7² map) are removed
+  (black by default); per image, the Pearson correlation between the sum of the map over each
+  subset and the score drop ``s_0 - s_S``. The subsets are drawn from ``seed``, the same for
+  every image. Higher is better.
+- **faithfulness_estimate** (Alvarez-Melis & Jaakkola, "Towards robust interpretability with
+  self-explaining neural networks", NeurIPS 2018): removing one block of features at a time
+  (non-cumulative), the correlation of each block's attribution with the score drop. This *is*
+  the deletion correlation DC with ``cumulative=False`` (the seed package's variant), so it is
+  registered as :class:`~unmask.metrics.DeletionCorrelation` with quantus' logit score.
+- **pixel_flipping** (Bach et al., "On pixel-wise explanations ... by layer-wise relevance
+  propagation", PLOS ONE 2015): flip the most relevant pixels first to the baseline; the curve
+  is the deletion curve, and its area DAUC: registered as :class:`~unmask.metrics.Deletion`.
+- **region_perturbation** (Samek et al., "Evaluating the visualization of what a deep neural
+  network has learned", IEEE TNNLS 2016): the map is summed over ``patch`` × ``patch`` regions,
+  the ``regions`` most relevant regions removed one more per step (MoRF, cumulative) by
+  uniform noise, and the score is the AOPC ``1/(L+1) Σ_{k=0}^{L} (s_0 - s_k)``. Higher is better.
+- **monotonicity** (Arya et al., "One explanation does not fit all", 2019): start from the
+  baseline (black) and reveal the features in **ascending** order of ``|s|``, one block per
+  step; 1.0 when the score never decreases from one step to the next, else 0.0. Higher is
+  better.
+- **monotonicity_correlation** (Nguyen & Martínez, "On quantitative aspects of model
+  interpretability", 2020): for each block of features (ascending ``|s|``), ``samples`` draws of
+  uniform noise replace it; the block's variance ``mean_k (s_k - s_0)² / s_0²`` (``s_0²`` left
+  out when ``|s_0| < 1e-5``), and the Spearman correlation of the blocks' ``Σ |s|`` with it.
+  Higher is better.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .._checks import check_choice, check_positive
+from .._limits import check_at_most
+from ..models import as_classifier, check_model_input
+from ..registry import METRICS
+from ..removal import Constant, Noise, resolve_removal
+from ..removal.base import FixedFill
+from ..scoring import SCORES
+from ._prepare import check_saliency, prepare_inputs
+from .deletion import (
+    Deletion,
+    DeletionCorrelation,
+    curve_masks,
+    insertion_curve,
+    pixel_ranks,
+    plan_steps,
+)
+
+__all__ = ["faithfulness_correlation", "region_perturbation", "monotonicity",
+           "monotonicity_correlation", "FaithfulnessCorrelation", "RegionPerturbation",
+           "Monotonicity", "MonotonicityCorrelation", "pearson", "spearman_rows"]
+
+
+def pearson(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise Pearson correlation (B, N), (B, N) -> (B,) float64; NaN for a constant row."""
+    a = a.double() - a.double().mean(1, keepdim=True)
+    b = b.double() - b.double().mean(1, keepdim=True)
+    return ((a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1))).clamp(-1, 1)
+
+
+def _average_ranks(v: Tensor) -> Tensor:
+    """Ranks 1..N per row, ties given their average rank (as ``scipy.stats.rankdata``)."""
+    v = v.double()
+    order = torch.sort(v, dim=1, stable=True)
+    sorted_v = order.values
+    ranks = torch.empty_like(v)
+    for i in range(v.shape[0]):  # tie groups differ per row
+        _, inverse, counts = torch.unique_consecutive(sorted_v[i], return_inverse=True,
+                                                      return_counts=True)
+        ends = torch.cumsum(counts, 0).double()
+        mean_rank = ends - (counts.double() - 1) / 2
+        ranks[i, order.indices[i]] = mean_rank[inverse]
+    return ranks
+
+
+def spearman_rows(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise Spearman correlation with average ranks for ties; (B,) float64."""
+    return pearson(_average_ranks(a), _average_ranks(b))
+
+
+def _check_int(value: object, name: str) -> int:
+    check_positive(value, name, integer=True)
+    return int(value)  # type: ignore[arg-type]
+
+
+def _upsample(m: Tensor, size: tuple[int, int]) -> Tensor:
+    return m if tuple(m.shape[-2:]) == size else F.interpolate(m, size=size, mode="nearest")
+
+
+def faithfulness_correlation(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
+                             subset_size: int | None = None, runs: int = 100, seed: int = 0,
+                             removal: Any = None, score: str = "logit", batch_size: int = 16,
+                             progress: object = False) -> Tensor:
+    """Faithfulness correlation (Bhatt et al. 2020) per image (B,) float64.
+
+    Args:
+        model: an :class:`unmask.Classifier`.
+        x: images (B, 3, H, W) in [0, 1].
+        saliency: maps (B, 1, h, w) (features = map pixels) or an Explanation.
+        target: None (top-1), a class or a set of classes per image.
+        subset_size: features removed per run, fewer than h·w; None = quantus' share, 224 of
+            224·224 features: ``max(1, round(h·w / 224))``.
+        runs: random subsets (quantus ``nr_runs``: 100).
+        seed: seed of the subsets (the same subsets for every image).
+        removal: the baseline (default black, as quantus).
+        score: ``"logit"`` (default, quantus' ``softmax=False``), ``"prob"``, ``"log_prob"``.
+        batch_size: images per forward pass.
+        progress: progress bar (bool) or callback ``(done, total)``.
+
+    Example:
+        >>> from unmask.testing import region_model, region_images, region_mask
+        >>> m = region_mask(16, 16).float()
+        >>> r = faithfulness_correlation(region_model(), region_images(1, 16), m, subset_size=32)
+        >>> float(r) > 0.9
+        True
+    """
+    runs = _check_int(runs, "runs")
+    if subset_size is not None:
+        subset_size = _check_int(subset_size, "subset_size")
+    removal = resolve_removal(removal, lambda: Constant("black"))
+    _, x, s, t, base, scorer = prepare_inputs(
+        model, x, saliency, target,
+        {"batch_size": batch_size, "score": score, "progress": progress})
+    b, _, height, width = x.shape
+    h, w = s.shape[-2:]
+    n = h * w
+    if subset_size is None:
+        subset_size = max(1, round(n / 224))
+    if subset_size >= n:
+        raise ValueError(f"subset_size: expected fewer than the {n} map pixels ({h}x{w}), "
+                         f"got {subset_size}")
+    gen = torch.Generator().manual_seed(seed)
+    chosen = torch.rand(runs, n, generator=gen).argsort(dim=1)[:, :subset_size]
+    subsets = torch.zeros(runs, n, dtype=torch.bool)
+    subsets.scatter_(1, chosen, True)
+
+    def masks(start: int, stop: int) -> Tensor:
+        j = torch.arange(start, stop)
+        m = subsets[j % runs].reshape(-1, 1, h, w).float()
+        return _upsample(m, (height, width))
+
+    index = torch.arange(b).repeat_interleave(runs)
+    after = scorer.perturbed(x, masks, t, removal, index=index, count=b * runs).reshape(b, runs)
+    drops = base.double()[:, None] - after.double()
+    sums = s.flatten(1).double() @ subsets.double().T  # (B, runs)
+    return pearson(sums, drops)
+
+
+def region_perturbation(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
+                        patch: int = 8, regions: int = 100, removal: Any = None,
+                        score: str = "prob", batch_size: int = 16,
+                        progress: object = False) -> Tensor:
+    """Region perturbation AOPC (Samek et al. 2016) per image (B,) float64.
+
+    Args:
+        model, x, saliency, target: as :func:`faithfulness_correlation`.
+        patch: region side in map pixels (quantus ``patch_size``: 8); maps whose side is not a
+            multiple have a last, smaller row / column of regions.
+        regions: regions removed, one more per step (quantus ``regions_evaluation``: 100; at
+            most the number of regions).
+        removal: default uniform noise U(0, 1), seeded (``uniform-noise``; quantus: "uniform").
+        score: ``"prob"`` (default), ``"logit"`` or ``"log_prob"``.
+    """
+    patch, regions = _check_int(patch, "patch"), _check_int(regions, "regions")
+    removal = resolve_removal(removal, lambda: Noise("uniform"))
+    _, x, s, t, base, scorer = prepare_inputs(
+        model, x, saliency, target,
+        {"batch_size": batch_size, "score": score, "progress": progress})
+    b, _, height, width = x.shape
+    h, w = s.shape[-2:]
+    gh, gw = math.ceil(h / patch), math.ceil(w / patch)
+    pad = F.pad(s.double(), (0, gw * patch - w, 0, gh * patch - h))
+    summed = F.avg_pool2d(pad, patch, divisor_override=1)  # (B, 1, gh, gw): sum per region
+    ranks = pixel_ranks(summed)
+    steps = min(regions, gh * gw)
+    region_of = torch.arange(gh * gw).reshape(1, 1, gh, gw).float()
+    region_of = F.interpolate(region_of, scale_factor=patch, mode="nearest")[..., :h, :w]
+    region_of = region_of.long().flatten()
+
+    def masks(start: int, stop: int) -> Tensor:
+        j = torch.arange(start, stop)
+        m = curve_masks(ranks, j // steps, j % steps + 1, pixels_per_step=1, grid=(gh, gw),
+                        size=(gh, gw))  # (N, 1, gh, gw) regions removed
+        m = m.flatten(1)[:, region_of].reshape(-1, 1, h, w)
+        return _upsample(m, (height, width))
+
+    index = torch.arange(b).repeat_interleave(steps)
+    after = scorer.perturbed(x, masks, t, removal, index=index, count=b * steps).reshape(b, steps)
+    drops = base.double()[:, None] - after.double()
+    return drops.sum(1) / (steps + 1)  # the k = 0 drop is 0
+
+
+def monotonicity(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
+                 max_steps: int | None = 196, pixels_per_step: int | None = None,
+                 removal: Any = None, score: str = "prob", batch_size: int = 16,
+                 progress: object = False) -> Tensor:
+    """Monotonicity (Arya et al. 2019) per image (B,) float64: 1.0 or 0.0.
+
+    The insertion curve from the baseline (default black) with the features revealed in
+    ascending ``|s|`` (ties: the lower row-major index first); 1.0 when its steps 1..T never
+    decrease (quantus compares the revealed steps, not the baseline image).
+    Steps as the deletion curves' seed rule (``max_steps``, ``pixels_per_step``; quantus:
+    ``features_in_step=1``, one pixel per step, i.e. ``max_steps=None``).
+    """
+    x = check_model_input(as_classifier(model, "model"), x, "x")
+    s = check_saliency(saliency, x.shape[0])
+    curve = insertion_curve(model, x, -s.abs(), _target_of(saliency, target),
+                            removal=resolve_removal(removal, lambda: Constant("black")),
+                            max_steps=max_steps, pixels_per_step=pixels_per_step, score=score,
+                            batch_size=batch_size, progress=progress)
+    steps = curve.scores[:, 1:].double()
+    return (steps.diff(dim=1) >= 0).all(dim=1).double()
+
+
+def _target_of(saliency: Any, target: Any) -> Any:
+    from ..explanation import Explanation
+
+    return saliency.target if target is None and isinstance(saliency, Explanation) else target
+
+
+class _DrawnNoise(FixedFill):
+    """Row ``j`` of a batch gets uniform-noise draw ``j % draws`` (seeded): ``draws`` fills."""
+
+    def __init__(self, draws: int, seed: int) -> None:
+        self.draws, self.seed = draws, seed
+
+    @property
+    def spec(self) -> str:
+        return f"drawn-uniform-noise:draws={self.draws},seed={self.seed}"
+
+    def fill(self, x: Tensor) -> Tensor:
+        gen = torch.Generator().manual_seed(self.seed)
+        noise = torch.rand(self.draws, *x.shape[1:], generator=gen, dtype=torch.float64)
+        rows = torch.arange(x.shape[0]) % self.draws
+        return noise[rows].to(device=x.device, dtype=x.dtype)
+
+
+def monotonicity_correlation(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
+                             max_steps: int | None = 196, pixels_per_step: int | None = None,
+                             samples: int = 10, seed: int = 0, score: str = "prob",
+                             batch_size: int = 16, progress: object = False) -> Tensor:
+    """Monotonicity correlation (Nguyen & Martínez 2020) per image (B,) float64.
+
+    Args:
+        model, x, saliency, target: as :func:`faithfulness_correlation`.
+        max_steps, pixels_per_step: the blocks of features, as the deletion curves' seed rule
+            (quantus: one pixel per block, ``max_steps=None``).
+        samples: uniform-noise draws per block (quantus ``nr_samples``: 100).
+        seed: seed of the draws (the same draws for every image and block).
+        score: ``"prob"`` (default, quantus' ``softmax=True``), ``"logit"``, ``"log_prob"``.
+    """
+    samples = _check_int(samples, "samples")
+    _, x, s, t, base, scorer = prepare_inputs(
+        model, x, saliency, target,
+        {"batch_size": batch_size, "score": score, "progress": progress})
+    b, _, height, width = x.shape
+    h, w = s.shape[-2:]
+    a = s.abs().double()
+    per, steps = plan_steps(h * w, max_steps=max_steps, pixels_per_step=pixels_per_step)
+    ranks = pixel_ranks(-a)  # ascending |s|
+    block = (ranks // per).clamp(max=steps - 1)  # (B, h·w)
+    sums = torch.zeros(b, steps, dtype=torch.float64).scatter_add_(1, block, a.flatten(1))
+    xs = x.repeat_interleave(samples, dim=0)  # image i, draw k at row i·samples + k
+    targets = t.repeat_interleave(samples, dim=0)
+    per_image = steps * samples
+
+    def masks(start: int, stop: int) -> Tensor:
+        j = torch.arange(start, stop)
+        img, step = j // per_image, (j % per_image) // samples
+        m = (block[img] == step[:, None]).reshape(-1, 1, h, w).float()
+        return _upsample(m, (height, width))
+
+    rows = torch.arange(b * per_image)
+    index = (rows // per_image) * samples + rows % samples
+    after = scorer.perturbed(xs, masks, targets, _DrawnNoise(samples, seed), index=index,
+                             count=b * per_image).reshape(b, steps, samples).double()
+    y = base.double()
+    inv = torch.where(y.abs() >= 1e-5, 1 / y.abs().clamp(min=1e-5), torch.ones_like(y)) ** 2
+    variance = ((after - y[:, None, None]) ** 2).mean(2) * inv[:, None]
+    return spearman_rows(sums, variance)
+
+
+class _Metric:
+    kind = "faithfulness"
+    higher_is_better = True
+    function: Any = None
+
+    def __init__(self, **params: Any) -> None:
+        self._params = params
+
+    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+        """Per-image values (B,) for images (B, 3, H, W) and maps (B, 1, h, w)."""
+        return type(self).function(model, x, saliency, target, **self._params)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params.items() if k != "progress")
+        return f"{type(self).__name__}({args})"
+
+
+def _checked_score(score: str, batch_size: int) -> None:
+    check_choice(score, "score", SCORES)
+    check_positive(batch_size, "batch_size", integer=True)
+
+
+@METRICS.register("faithfulness_correlation")
+class FaithfulnessCorrelation(_Metric):
+    """Faithfulness correlation (Bhatt et al. 2020): subset attribution vs drop; higher is better.
+
+    Arguments as :func:`faithfulness_correlation` (defaults: quantus' share of features, 224
+    of 224², 100 runs, seed 0, black, logit).
+    """
+
+    function = staticmethod(faithfulness_correlation)
+
+    def __init__(self, subset_size: int | None = None, runs: int = 100, seed: int = 0, *,
+                 removal: Any = None, score: str = "logit", batch_size: int = 16,
+                 progress: object = False) -> None:
+        if subset_size is not None:
+            _check_int(subset_size, "subset_size")
+        _check_int(runs, "runs")
+        _checked_score(score, batch_size)
+        self.removal = resolve_removal(removal, lambda: Constant("black"))
+        super().__init__(subset_size=subset_size, runs=runs, seed=seed, removal=self.removal,
+                         score=score, batch_size=batch_size, progress=progress)
+
+
+@METRICS.register("region_perturbation", aliases=("aopc",))
+class RegionPerturbation(_Metric):
+    """Region perturbation (Samek et al. 2016): AOPC of the MoRF region curve; higher is better.
+
+    Arguments as :func:`region_perturbation` (defaults: 8×8 regions, 100 regions, uniform
+    noise, prob).
+    """
+
+    function = staticmethod(region_perturbation)
+
+    def __init__(self, patch: int = 8, regions: int = 100, *, removal: Any = None,
+                 score: str = "prob", batch_size: int = 16, progress: object = False) -> None:
+        _check_int(patch, "patch"), _check_int(regions, "regions")
+        _checked_score(score, batch_size)
+        self.removal = resolve_removal(removal, lambda: Noise("uniform"))
+        super().__init__(patch=patch, regions=regions, removal=self.removal, score=score,
+                         batch_size=batch_size, progress=progress)
+
+
+@METRICS.register("monotonicity")
+class Monotonicity(_Metric):
+    """Monotonicity (Arya et al. 2019): 1 when revealing ascending |s| never lowers the score.
+
+    Arguments as :func:`monotonicity` (defaults: 196 steps, black, prob).
+    """
+
+    function = staticmethod(monotonicity)
+
+    def __init__(self, max_steps: int | None = 196, pixels_per_step: int | None = None, *,
+                 removal: Any = None, score: str = "prob", batch_size: int = 16,
+                 progress: object = False) -> None:
+        _checked_score(score, batch_size)
+        plan_steps(1, max_steps=max_steps, pixels_per_step=pixels_per_step)  # checks them
+        self.removal = resolve_removal(removal, lambda: Constant("black"))
+        super().__init__(max_steps=max_steps, pixels_per_step=pixels_per_step,
+                         removal=self.removal, score=score, batch_size=batch_size,
+                         progress=progress)
+
+
+@METRICS.register("monotonicity_correlation")
+class MonotonicityCorrelation(_Metric):
+    """Monotonicity correlation (Nguyen & Martínez 2020): Spearman of |s|, score variance.
+
+    Higher is better.
+
+    Arguments as :func:`monotonicity_correlation` (defaults: 196 blocks, 10 draws, seed 0,
+    prob).
+    """
+
+    function = staticmethod(monotonicity_correlation)
+
+    def __init__(self, max_steps: int | None = 196, pixels_per_step: int | None = None,
+                 samples: int = 10, seed: int = 0, *, score: str = "prob",
+                 batch_size: int = 16, progress: object = False) -> None:
+        _checked_score(score, batch_size)
+        plan_steps(1, max_steps=max_steps, pixels_per_step=pixels_per_step)
+        _check_int(samples, "samples")
+        check_at_most(samples, "samples", 100_000, "noise draws")
+        super().__init__(max_steps=max_steps, pixels_per_step=pixels_per_step, samples=samples,
+                         seed=seed, score=score, batch_size=batch_size, progress=progress)
+
+
+METRICS.add("faithfulness_estimate", DeletionCorrelation,
+            defaults={"cumulative": False, "score": "logit"},
+            summary="Faithfulness estimate (Alvarez-Melis & Jaakkola 2018): non-cumulative "
+                    "deletion correlation (DC, cumulative=False), logit score; higher is better.")
+METRICS.add("pixel_flipping", Deletion,
+            summary="Pixel flipping (Bach et al. 2015): the deletion curve's area (DAUC), most "
+                    "relevant pixels to black first; lower is better.")
