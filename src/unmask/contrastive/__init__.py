@@ -1,5 +1,16 @@
-"""Contrastive whole-output explanation (CWOX-2s): label confusion trees and their clusters."""
+"""Contrastive whole-output explanation (CWOX-2s): label confusion trees and their clusters,
+the contrastive maps (:mod:`.cwox`) and their figure (:mod:`.plot`)."""
 
+from .cwox import (
+    CWOX,
+    CWOX_BASES,
+    ContrastiveExplanation,
+    contrast,
+    cwox,
+    stage_layers,
+    top_classes,
+)
+from .plot import plot_cwox, save_cwox
 from .trees import (
     LabelTree,
     TreeNode,
@@ -14,6 +25,13 @@ from .trees import (
 )
 
 __all__ = [
+    "CWOX",
+    "CWOX_BASES",
+    "ContrastiveExplanation",
+    "contrast",
+    "cwox",
+    "stage_layers",
+    "top_classes",
     "LabelTree",
     "TreeNode",
     "data_free_tree",
@@ -22,6 +40,8 @@ __all__ = [
     "learn_tree",
     "list_trees",
     "load_tree",
+    "plot_cwox",
     "read_documents",
+    "save_cwox",
     "top_k_documents",
 ]
