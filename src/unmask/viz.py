@@ -39,6 +39,7 @@ from ._checks import _shape, check_choice, check_images, check_mask, check_proba
 from .explanation import Explanation
 
 __all__ = [
+    "bare_axes",
     "normalize_saliency",
     "is_signed",
     "heatmap",
@@ -474,12 +475,17 @@ def plot_grid(
                 elif share < keep - 0.005:
                     title = f"{label}: {share:.0%} kept\n(the rest is the map's flat floor)"
                 ax.set_title(title, fontsize=10)
-    for ax in axes.flat:
+    bare_axes(axes)
+    return fig
+
+
+def bare_axes(axes: Any) -> None:
+    """Hide the ticks and frames of a grid of matplotlib axes (pictures, not plots)."""
+    for ax in getattr(axes, "flat", [axes]):
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():
             spine.set_visible(False)
-    return fig
 
 
 def _short(text: str, width: int = 28) -> str:

@@ -111,11 +111,7 @@ def plot_cwox(images: Tensor, explanation: ContrastiveExplanation, *,
         used = 2 + (len(members) if maps is not None else 0)
         for k in range(used, cols):
             axes[r, k].axis("off")
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_visible(False)
+    viz.bare_axes(axes)
     return fig
 
 
