@@ -64,6 +64,8 @@ if not hasattr(np, "trapz"):  # saliency_maps_metrics 0.0.26 calls it (NumPy 2)
 
 #: Fraction of the cores whose 1-minute load before the run makes it BUSY.
 BUSY_BEFORE = 0.5
+XAITK = ("not run here: xaitk-saliency needs its own environment on this machine; "
+         "benchmarks/explainers.py --peers-only runs it there")
 #: Settings: (quick, full).
 SETTINGS = {
     "occlusion": ({"patch_size": 29, "stride": 8}, {"patch_size": 29, "stride": 3}),
@@ -137,12 +139,13 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
     if ca is not None:
         def run_captum_occ(s=s):
             f = fwd_probs()
-            a = ca.Occlusion(f).attribute(x, sliding_window_shapes=(3, s["patch_size"], s["patch_size"]),
-                                          strides=(3, s["stride"], s["stride"]), baselines=mean_fill,
-                                          target=target, perturbations_per_eval=bs)
+            patch, stride = (3, s["patch_size"], s["patch_size"]), (3, s["stride"], s["stride"])
+            a = ca.Occlusion(f).attribute(x, sliding_window_shapes=patch, strides=stride,
+                                          baselines=mean_fill, target=target,
+                                          perturbations_per_eval=bs)
             return a[0, 0], f.images
         peers[captum_name] = run_captum_occ
-    skipped["xaitk-saliency"] = "not installable beside torch 2.13 here (own venv: benchmarks/explainers.py)"
+    skipped["xaitk-saliency"] = XAITK
     tasks.append(Task("occlusion", "forward", bs, s, run_occ, peers, skipped, _rel,
                       "mean-colour patches, averaged over covering patches (captum's convention)"))
 
@@ -156,8 +159,7 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
         return e.saliency[0, 0], rise.scorer.evaluations - before
 
     tasks.append(Task("rise", "forward", bs, s, run_rise, {},
-                      {"captum": "has no RISE", "xaitk-saliency RISEStack": "not installable beside "
-                       "torch 2.13 here (own venv: benchmarks/explainers.py)"}))
+                      {"captum": "has no RISE", "xaitk-saliency RISEStack": XAITK}))
 
     # LIME
     s = SETTINGS["lime"][q]
@@ -190,13 +192,16 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
 
         def run_captum_lime(s=s):
             f = fwd_probs()
-            a = ca.Lime(f, interpretable_model=SkLearnRidge(alpha=1.0), similarity_func=similarity).attribute(
+            lime_peer = ca.Lime(f, interpretable_model=SkLearnRidge(alpha=1.0),
+                                similarity_func=similarity)
+            a = lime_peer.attribute(
                 x, baselines=mean_fill, target=target, feature_mask=seg, n_samples=s["samples"],
                 perturbations_per_eval=bs)
             return a[0, 0], f.images
         peers[captum_name] = run_captum_lime
     tasks.append(Task("lime", "forward", bs, s, run_lime, peers, skipped, None,
-                      "same SLIC segments, cosine kernel, ridge; random samples differ: not compared"))
+                      "same SLIC segments, cosine kernel, ridge; random samples differ: "
+                      "not compared"))
 
     # gradient methods: compared on the (1, 3, H, W) attribution / the low-resolution CAM
     grad = unmask.make_explainer(model, "gradient")
@@ -211,7 +216,8 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
             a = ca.Saliency(f).attribute(x.clone().requires_grad_(True), target=target, abs=True)
             return a[0].detach(), f.images
         peers[captum_name] = run_captum_saliency
-    tasks.append(Task("gradient", "backward", 1, {"score": "logit"}, run_grad, peers, dict(no_captum),
+    tasks.append(Task("gradient", "backward", 1, {"score": "logit"}, run_grad, peers,
+                      dict(no_captum),
                       _rel, "|d logit / dx| (captum Saliency(abs=True))"))
 
     s = SETTINGS["integrated_gradients"][q]
@@ -229,7 +235,8 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
             return a[0].detach(), f.images
         peers[captum_name] = run_captum_ig
     tasks.append(Task("integrated_gradients", "backward", min(bs, s["steps"]), s, run_ig, peers,
-                      dict(no_captum), _rel, "black baseline, Gauss-Legendre rule (captum's default)"))
+                      dict(no_captum), _rel,
+                      "black baseline, Gauss-Legendre rule (captum's default)"))
 
     cam = unmask.make_explainer(model, "gradcam")
 
@@ -274,7 +281,8 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
         peers[f"saliency_maps_metrics {md.version('saliency-maps-metrics')}"] = metric_runner(sm)
     except ImportError:
         skipped["saliency_maps_metrics"] = "not installed (pip install 'unmask[test]')"
-    skipped["quantus"] = "pulls opencv-python beside the headless build: own venv (benchmarks/metrics.py)"
+    skipped["quantus"] = ("pulls opencv-python beside the headless build: own venv "
+                          "(benchmarks/metrics.py)")
     tasks.append(Task("deletion+insertion", "forward", bs, s, metric_runner(compat), peers, skipped,
                       lambda a, b: float((a - b).abs().max()),
                       "DAUC, DC, IAUC, IC (max absolute difference), blur substrate, random maps"))
@@ -352,7 +360,8 @@ def peak_memory(args, task: str, lib: str) -> float | None:
     proc = subprocess.run(cmd, capture_output=True, text=True,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if proc.returncode != 0:
-        print(f"  memory of {task} / {lib}: child failed: {proc.stderr.strip()[-300:]}", file=sys.stderr)
+        print(f"  memory of {task} / {lib}: child failed: {proc.stderr.strip()[-300:]}",
+              file=sys.stderr)
         return None
     return json.loads(proc.stdout.strip().splitlines()[-1])["peak_mb"]
 
@@ -366,7 +375,8 @@ def environment() -> dict[str, Any]:
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", None
     versions = {}
-    for pkg in ("torch", "numpy", "captum", "saliency-maps-metrics", "scikit-learn", "scikit-image"):
+    for pkg in ("torch", "numpy", "captum", "saliency-maps-metrics", "scikit-learn",
+                "scikit-image"):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -391,8 +401,9 @@ def table(report: dict[str, Any]) -> str:
             f"batch {report['batch_size']}; load (1, 5, 15 min) before "
             f"{', '.join(f'{v:.2f}' for v in load['before'])}, after "
             f"{', '.join(f'{v:.2f}' for v in load['after'])}.")
-    lines = [head, "", "| method | settings | unmask s (min-max) | images | model-bound s | overhead "
-             "| peer | peer s (min-max) | peer / unmask | equal (max rel. diff) | peak MB unmask / peer |",
+    lines = [head, "", "| method | settings | unmask s (min-max) | images | model-bound s "
+             "| overhead | peer | peer s (min-max) | peer / unmask | equal (max rel. diff) "
+             "| peak MB unmask / peer |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         u = r["unmask"]
@@ -486,7 +497,8 @@ def main() -> None:
         results.append(row)
     after = os.getloadavg()
     busy = busy or after[0] > cores
-    report = {"benchmark": "run", "model": "efficientnet_lite0", "image": "skimage chelsea, 224x224",
+    report = {"benchmark": "run", "model": "efficientnet_lite0",
+              "image": "skimage chelsea, 224x224",
               "target": target, "quick": args.quick, "repeats": repeats, "threads": args.threads,
               "batch_size": args.batch_size, "execution": args.execution, "busy": busy,
               "busy_rule": f"1-minute load before > {BUSY_BEFORE} x cores or after > cores",
