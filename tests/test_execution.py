@@ -109,6 +109,26 @@ def test_hooks_fall_back_to_eager():
     assert seen == [torch.Size([2, 8, 24, 24])]
 
 
+def test_hooks_on_the_classifier_and_overridden_forwards_see_every_call():
+    model = _net_model().fast("channels_last")
+    calls = []
+    handle = model.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    try:
+        Scorer(model, batch_size=2).logits(_images(3))
+    finally:
+        handle.remove()
+    assert calls == [2, 1]
+
+    class Doubled(Classifier):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    base = _net_model()
+    doubled = Doubled(base.net, base.mean.flatten(), base.std.flatten(), 24, base.class_names)
+    doubled.eval().fast("channels_last")
+    assert _close(Scorer(doubled).logits(_images(2)), 2 * Scorer(base).logits(_images(2)))
+
+
 def test_execution_choice_is_checked():
     with pytest.raises(ValueError, match="execution"):
         _net_model().fast("fastest")

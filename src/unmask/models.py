@@ -187,8 +187,9 @@ class Classifier(nn.Module):
 
         The copies are cached per classifier and rebuilt when a parameter or buffer is moved
         or changed in place (e.g. ``load_state_dict``, ``.to()``, a deepcopy). :meth:`infer`
-        falls back to eager in training mode, with gradients enabled, or while forward hooks
-        are registered on the network (layer methods read activations through hooks).
+        falls back to eager in training mode, with gradients enabled, while forward hooks are
+        registered on the classifier or its network (layer methods read activations through
+        hooks), and in a subclass that overrides ``forward``.
 
         Example:
             >>> import torch
@@ -216,8 +217,9 @@ class Classifier(nn.Module):
         enabled it is ``self(x)``.
         """
         if (self.execution == "eager" or self.training or torch.is_grad_enabled()
-                or _hooked(self.net)):
-            return self(x)
+                or _hooked(self) or type(self).forward is not Classifier.forward
+                or "forward" in self.__dict__):
+            return self(x)  # hooks and overridden forwards must see every call
         z = self.preprocess(x).contiguous(memory_format=torch.channels_last)
         logits = self._fast_net(z)(z)
         if logits.ndim != 2 or logits.shape[1] != self.num_classes:
@@ -271,9 +273,13 @@ class Classifier(nn.Module):
         return f"name={self.name!r}, input_size={self.input_size}, num_classes={self.num_classes}"
 
 
-def _hooked(net: nn.Module) -> bool:
-    """Whether any forward hook is registered on ``net`` or its sub-modules."""
-    return any(m._forward_hooks or m._forward_pre_hooks for m in net.modules())
+def _hooked(module: nn.Module) -> bool:
+    """Whether a forward hook is registered on ``module``, its sub-modules or globally."""
+    from torch.nn.modules import module as torch_module
+
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
 
 
 class _BatchNormReLU6(nn.BatchNorm2d):
