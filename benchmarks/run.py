@@ -1,6 +1,6 @@
 """One benchmark of unmask against its peers on the embedded model, 224² images.
 
-    python benchmarks/run.py --quick          # ~ a few minutes on 2 cores
+    python benchmarks/run.py --quick          # reduced sample counts
     python benchmarks/run.py                  # paper-size settings
     python benchmarks/run.py --force          # run (and mark BUSY) on a loaded machine
 
