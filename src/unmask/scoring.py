@@ -3,7 +3,10 @@
 Perturbed images go through the model in chunks of ``batch_size`` under
 ``torch.inference_mode()`` on the model's device; only the score of each image's target class
 is kept. Masks may be given as a tensor or produced chunk by chunk by a function, so that
-thousands of perturbations never sit in memory at once.
+thousands of perturbations never sit in memory at once. The model runs through
+:meth:`unmask.Classifier.infer`, in the execution mode chosen with
+:meth:`unmask.Classifier.fast` (eager by default; channels-last or a traced, frozen graph on
+request).
 """
 
 from __future__ import annotations
@@ -112,7 +115,7 @@ class Scorer:
         with torch.inference_mode():
             for start in self._chunks(images.shape[0], "scoring"):
                 chunk = images[start : start + self.batch_size].to(self.device)
-                outs.append(self.model(chunk).float())
+                outs.append(self.model.infer(chunk).float())
                 self.evaluations += chunk.shape[0]
         return torch.cat(outs)
 
@@ -168,7 +171,7 @@ class Scorer:
                 m = masks[start:stop] if isinstance(masks, Tensor) else masks(start, stop)
                 idx = index[start:stop]
                 images = apply(m.to(device=self.device, dtype=x.dtype), idx)
-                logits = self.model(images).float()
+                logits = self.model.infer(images).float()
                 out[start:stop] = select_scores(logits, target[idx], self.score).cpu()
                 self.evaluations += stop - start
         return out
