@@ -12,7 +12,7 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_probability
 from ..explanation import Explanation
-from ..removal import bind, is_differentiable
+from ..removal import bind
 from ..progress import track
 from ..registry import METHODS
 from .._limits import check_at_most, check_memory

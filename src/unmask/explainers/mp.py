@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .._checks import check_positive
 from ..explanation import Explanation
-from ..removal import bind, is_differentiable
+from ..removal import bind
 from ..progress import track
 from ..registry import METHODS
 from ..removal import Blur
