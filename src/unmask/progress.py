@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-__all__ = ["track", "check_progress", "Progress"]
+__all__ = ["track", "reporter", "check_progress", "Progress"]
 
 T = TypeVar("T")
 
@@ -56,3 +56,30 @@ def _calling(items: Iterable[T], total: int, callback: Callable[[int, int], obje
         yield item
         done += 1
         callback(done, total)
+
+
+def reporter(progress: Progress, total: int, desc: str = "") -> Callable[[int | None], None]:
+    """A push-style ``update(done)`` for loops that :func:`track` cannot wrap (``None`` closes).
+
+    Example:
+        >>> seen = []
+        >>> update = reporter(lambda done, total: seen.append((done, total)), 4)
+        >>> update(2); update(4); update(None)
+        >>> seen
+        [(2, 4), (4, 4)]
+    """
+    if callable(progress):
+        return lambda done: None if done is None else progress(done, total)  # type: ignore[misc]
+    if not progress:
+        return lambda done: None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, leave=False)
+
+    def update(done: int | None) -> None:
+        if done is None:
+            bar.close()
+        else:
+            bar.update(done - bar.n)
+
+    return update

@@ -45,6 +45,9 @@ from typing import Any
 
 import numpy as np
 
+from ..progress import Progress
+from ..progress import reporter as _reporter
+
 __all__ = [
     "TreeNode",
     "LabelTree",
@@ -66,7 +69,6 @@ _SHIPPED = {"resnet50": ("ResNet50.json", 1000)}
 #: A class token in a node's text: ``c486-cello`` (the score that follows is a separate token).
 _CLASS_TOKEN = re.compile(r"^c(\d+)-(.*)$")
 
-Progress = bool | Callable[[int, int], None]
 
 
 @dataclass
@@ -538,7 +540,7 @@ def documents_from_images(model: Any, folder: str | os.PathLike, *, mass: float 
     if size is None:
         size = clf.input_size[0] if clf.input_size is not None else 224
     out: dict[str, list[int]] = {}
-    bar = _progress(progress, len(files), "documents")
+    bar = _reporter(progress, len(files), "documents")
     done = 0
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
@@ -587,25 +589,6 @@ def read_documents(source: str | os.PathLike | dict | list) -> list[list[int]]:
                              f"(ints >= 0): {d!r}")
         out.append(list(d))
     return out
-
-
-def _progress(progress: Progress, total: int, desc: str) -> Callable[[int | None], None]:
-    """A function ``update(done)`` (None closes) for a bool or a callback ``(done, total)``."""
-    if callable(progress):
-        return lambda done: None if done is None else progress(done, total)  # type: ignore[misc]
-    if not progress:
-        return lambda done: None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, leave=False)
-
-    def update(done: int | None) -> None:
-        if done is None:
-            bar.close()
-        else:
-            bar.update(done - bar.n)
-
-    return update
 
 
 # ---------------------------------------------------------------------- building trees
@@ -788,11 +771,11 @@ def learn_tree(documents: Any, num_classes: int | None = None, *, method: str = 
             x, levels=levels, max_island=max_size, max_top=max_top, ud_threshold=ud_threshold,
             ct_threshold=ct_threshold, bic_batch=bic_batch, em_restarts=em_restarts,
             em_steps=em_steps, rng=np.random.default_rng(seed),
-            progress=lambda total, lv: _progress(progress, total, f"HLTA level {lv}"))
+            progress=lambda total, lv: _reporter(progress, total, f"HLTA level {lv}"))
     else:
         from . import _agglomerate
 
-        bar = _progress(progress, 1, "average linkage")
+        bar = _reporter(progress, 1, "average linkage")
         partitions_idx = _agglomerate.hierarchy(
             ppmi_similarity(x), first_clusters=max(1, round(len(present) / mean_size)),
             max_size=max_size, branching=branching, max_top=max_top, levels=levels)
