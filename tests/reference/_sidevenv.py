@@ -105,6 +105,8 @@ def export_model(model: Any, example: Any, path: Path) -> Path:
     with a dynamic batch dimension, for the side process. Returns ``path``."""
     import torch
 
+    if example.shape[0] < 2:  # a batch of 1 would specialise the batch dimension
+        example = example.expand(2, *example.shape[1:])
     program = torch.export.export(model.eval(), (example,),
                                   dynamic_shapes=({0: torch.export.Dim.DYNAMIC},))
     torch.export.save(program, str(path))
