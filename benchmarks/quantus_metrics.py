@@ -6,7 +6,7 @@
 
 The embedded model (``efficientnet_lite0``), ImageNet sample images at 224² from
 ``shared/data/imagenet-samples`` and unmask's gradient maps (``max_c |∂z/∂x_c|``). quantus runs
-in the side venv that the reference tests build (``tests/reference/_sidevenv.py``: quantus
+in the side venv that the reference tests build (``tests/reference/_quantus_venv.py``: quantus
 pulls opencv-python, which must not go beside unmask), in a long-lived side process that gets
 the model as a ``torch.export`` program and the inputs, maps and unmask's random draws as an
 ``.npz``, and times its own metric call (``time.perf_counter`` around the call, the data
@@ -55,7 +55,7 @@ for p in (ROOT / "src", ROOT / "tests" / "reference"):
         sys.path.insert(0, str(p))
 
 import unmask  # noqa: E402
-from _sidevenv import QuantusSide, export_model  # noqa: E402
+from _quantus_venv import QuantusSide, export_model  # noqa: E402
 from unmask.metrics import METRICS  # noqa: E402
 from unmask.metrics.faithfulness import (  # noqa: E402
     faithfulness_correlation,

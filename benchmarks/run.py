@@ -281,12 +281,25 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
         peers[f"saliency_maps_metrics {md.version('saliency-maps-metrics')}"] = metric_runner(sm)
     except ImportError:
         skipped["saliency_maps_metrics"] = "not installed (pip install 'unmask[test]')"
-    skipped["quantus"] = ("pulls opencv-python beside the headless build: own venv "
-                          "(benchmarks/metrics.py)")
+    skipped["quantus"] = "deletion only: the pixel_flipping task"
     tasks.append(Task("deletion+insertion", "forward", bs, s, metric_runner(compat), peers, skipped,
                       lambda a, b: float((a - b).abs().max()),
                       "DAUC, DC, IAUC, IC (max absolute difference), blur substrate, random maps"))
+    tasks.append(pixel_flipping_task(model, images, maps, targets, bs, args))
     return tasks
+
+
+def pixel_flipping_task(model, images, maps, targets, bs: int, args) -> Task:
+    """Deletion curves against quantus' PixelFlipping, run in its side venv
+    (``benchmarks/_peer_quantus.py``); skipped with the reason when the venv cannot be built."""
+    import _peer_quantus as pq
+
+    t = pq.pixel_flipping_task(model, images, maps, targets, bs)
+    why = None if args.child_task else pq.availability()
+    peers = {} if why else {pq.NAME: t["peer"]}
+    return Task("pixel_flipping", "forward", bs, t["settings"], t["unmask"], peers,
+                {pq.NAME: why} if why else {}, t["compare"],
+                t["note"] + "; quantus' peak MB: the driving process only")
 
 
 def best_forward(model, x: torch.Tensor, batch: int, backward: bool, tries: int = 3) -> float:
@@ -354,6 +367,8 @@ def child(args) -> None:
 
 
 def peak_memory(args, task: str, lib: str) -> float | None:
+    if lib.startswith("quantus"):  # runs in its side process, not in the child
+        return None
     cmd = [sys.executable, __file__, "--child-task", task, "--child-lib", lib,
            "--threads", str(args.threads), "--batch-size", str(args.batch_size),
            "--execution", args.execution] + (["--quick"] if args.quick else [])

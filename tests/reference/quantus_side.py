@@ -1,4 +1,4 @@
-"""Runs quantus 0.6.0 metrics in the side venv (see ``_sidevenv.py``); imports no unmask code.
+"""Runs quantus 0.6.0 metrics in the side venv (see ``_quantus_venv.py``); imports no unmask code.
 
 Protocol: ``python quantus_side.py`` reads one JSON request per line on stdin and answers one
 JSON line on stdout (quantus' own prints go to stderr)::

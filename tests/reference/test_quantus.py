@@ -1,6 +1,6 @@
 """unmask's catalogue metrics against quantus 0.6.0 itself, run in a side venv.
 
-The side venv (``_sidevenv.py``) is built on first use (a few minutes; then reused); these
+The side venv (``_quantus_venv.py``) is built on first use (a few minutes; then reused); these
 tests skip, saying why, when it cannot be built (no package registry). Run them with
 ``pytest -m quantus tests/reference``.
 
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from _sidevenv import QuantusSide, SideVenvUnavailable, export_model
+from _quantus_venv import QuantusSide, SideVenvUnavailable, export_model
 from unmask import make_explainer
 from unmask.metrics import METRICS
 from unmask.metrics.faithfulness import (
