@@ -126,7 +126,7 @@ def build(model: Any, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, q: i
     per = s["pixels_per_step"]
     pf = METRICS.get("pixel_flipping").build(rule="rise", pixels_per_step=per, removal="black",
                                              batch_size=bs)
-    job("pixel_flipping", lambda: pf.curve(model, x, maps, y).scores[:, 1:].numpy(),
+    job("pixel_flipping", lambda pf=pf: pf.curve(model, x, maps, y).scores[:, 1:].numpy(),
         {"metric": "PixelFlipping", "init": {"features_in_step": per, **black},
          "call": {"softmax": True}, "a": "a"},
         {"unmask": b * (n // per + 1), "quantus": b * 3 * (n // per)}, "every_third",
@@ -134,8 +134,8 @@ def build(model: Any, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, q: i
 
     s = SETTINGS["region_perturbation"][q]
     job("region_perturbation",
-        lambda: region_perturbation(model, x, maps, y, removal="black", batch_size=bs,
-                                    **s).numpy(),
+        lambda s=s: region_perturbation(model, x, maps, y, removal="black", batch_size=bs,
+                                        **s).numpy(),
         {"metric": "RegionPerturbation", "init": {"patch_size": s["patch"], "order": "morf",
                                                   "regions_evaluation": s["regions"], **black},
          "call": {"softmax": True}, "a": "a"},
@@ -148,7 +148,8 @@ def build(model: Any, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, q: i
     feats = torch.cat([chosen + c * n for c in range(3)], dim=1)
     arrays["subsets"] = feats.repeat_interleave(b, dim=0).numpy()
     job("faithfulness_correlation",
-        lambda: faithfulness_correlation(model, x, maps, y, seed=0, batch_size=bs, **s).numpy(),
+        lambda s=s: faithfulness_correlation(model, x, maps, y, seed=0, batch_size=bs,
+                                             **s).numpy(),
         {"metric": "FaithfulnessCorrelation",
          "init": {"nr_runs": s["runs"], "subset_size": 3 * s["subset_size"],
                   "return_aggregate": False, **black},
@@ -160,7 +161,7 @@ def build(model: Any, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, q: i
     per = s["pixels_per_step"]
     fe = METRICS.get("faithfulness_estimate").build(rule="rise", pixels_per_step=per,
                                                     removal="black", batch_size=bs)
-    job("faithfulness_estimate", lambda: fe(model, x, maps, y).numpy(),
+    job("faithfulness_estimate", lambda fe=fe: fe(model, x, maps, y).numpy(),
         {"metric": "FaithfulnessEstimate", "init": {"features_in_step": per, **black},
          "call": {"softmax": False}, "a": "a"},
         {"unmask": b * (n // per + 1), "quantus": b * (3 * (n // per) + 1)}, None,
@@ -170,8 +171,8 @@ def build(model: Any, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, q: i
     per, k = s["pixels_per_step"], s["samples"]
     arrays["mc_noise"] = _DrawnNoise(k, 0).fill(x[:1].expand(k, -1, -1, -1)).float().numpy()
     job("monotonicity_correlation",
-        lambda: monotonicity_correlation(model, x, maps, y, pixels_per_step=per, samples=k,
-                                         seed=0, batch_size=bs).numpy(),
+        lambda per=per, k=k: monotonicity_correlation(
+            model, x, maps, y, pixels_per_step=per, samples=k, seed=0, batch_size=bs).numpy(),
         {"metric": "MonotonicityCorrelation",
          "init": {"features_in_step": per, "nr_samples": k, "abs": True, "normalise": False},
          "call": {"softmax": True}, "a": "a",
