@@ -31,7 +31,13 @@ from unmask.metrics.faithfulness import (
     monotonicity_correlation,
     region_perturbation,
 )
-from unmask.metrics.robustness import avg_sensitivity, local_lipschitz_estimate, max_sensitivity
+from unmask.metrics.robustness import (
+    avg_sensitivity,
+    continuity,
+    local_lipschitz_estimate,
+    max_sensitivity,
+    translate,
+)
 from unmask.metrics.randomisation import random_logit
 from unmask.testing import conv_region_model, region_images, region_mask, region_model
 
@@ -175,6 +181,20 @@ def run(tmp_path_factory):
         region = side.run(tmp / "region.npz", export_model(model, x, tmp / "region.pt2"),
                           cases)["values"]
 
+        # --- continuity, on a red-only region model (weights (4, 0, 0): a uniform image has a
+        # non-zero input x gradient, which quantus asserts); 3 translations: dx = 25 // 3 = 8,
+        # -4, 4 and 12 px (none is 0)
+        red = region_model().eval()
+        with torch.no_grad():
+            red.net.weight.copy_(torch.tensor([4.0, 0.0, 0.0]))
+        ixg_e = make_explainer(red, "input_x_gradient")
+        ours["continuity"] = continuity(red, x, ixg_e, y, steps=10).numpy()
+        np.savez(tmp / "red.npz", x=x.numpy(), y=y.numpy())
+        red_values = side.run(tmp / "red.npz", export_model(red, x, tmp / "red.pt2"), [{
+            "name": "continuity", "metric": "Continuity", "call": {"channel_first": True},
+            "init": {"nr_steps": 3, "abs": False, "normalise": False},
+            "explain": "input_x_gradient"}])["values"]
+
         # --- the convolutional region model: explainer metrics -----------------------------
         conv = conv_region_model().eval()
         xr, x = x, region_images(2, CONV, seed=1)
@@ -204,8 +224,10 @@ def run(tmp_path_factory):
         np.savez(tmp / "conv.npz", **arrays)
         conv_values = side.run(tmp / "conv.npz", export_model(conv, x, tmp / "conv.pt2"),
                                cases)["values"]
-    theirs = {k: np.asarray(v, dtype=np.float64) for k, v in {**region, **conv_values}.items()}
-    return {"ours": ours, "theirs": theirs, "model": model, "x": xr, "y": y}
+    theirs = {k: np.asarray(v, dtype=np.float64) for k, v in {**region, **red_values,
+                                                             **conv_values}.items()}
+    return {"ours": ours, "theirs": theirs, "model": model, "x": xr, "y": y,
+            "ixg_e": ixg_e}
 
 
 @pytest.mark.parametrize("name", [
@@ -278,3 +300,35 @@ def test_monotonicity_never_reveals_the_image_in_quantus(run):
     features. For class 0 the score falls as the red box is revealed: unmask gives 0."""
     np.testing.assert_array_equal(run["theirs"]["monotonicity_class0"], [1.0, 1.0])
     np.testing.assert_array_equal(run["ours"]["monotonicity_class0"], [0.0, 0.0])
+
+
+def test_continuity_translates_both_ways_by_large_steps_in_quantus(run):
+    """quantus 0.6.0's Continuity (batched) is the paper's quotient max ‖e − e′‖₁ / ‖x − x′‖₂
+    too, but over translations by ``−W + k·dx`` (k = 1..nr_steps, dx = (2W + 1) // nr_steps:
+    left and right, up to most of the width), filled with the image's minimum ("black"); unmask
+    translates right by 1..steps pixels, filled with 0."""
+    x, y, e = run["x"], run["y"], run["ixg_e"]
+    width = x.shape[-1]
+    dx = (2 * width + 1) // 3
+    fill = x.flatten(1).amin(1)[:, None, None, None]
+    a = e.explain(x, y).saliency.flatten(1)
+    best = torch.full((2,), -math.inf, dtype=torch.float64)
+    for k in range(1, 4):
+        t = -width + k * dx
+        xt = torch.full_like(x, 0.0) + fill
+        if t >= 0:
+            xt[..., t:] = x[..., :width - t]
+        else:
+            xt[..., :width + t] = x[..., -t:]
+        at = e.explain(xt, y).saliency.flatten(1)
+        q = (a - at).abs().sum(1).double() / ((x - xt).flatten(1).norm(dim=1).double() + 1e-9)
+        best = torch.maximum(best, q)
+    np.testing.assert_allclose(run["theirs"]["continuity"], best.numpy(), rtol=1e-4)
+    ours = torch.zeros(2, dtype=torch.float64)
+    for t in range(1, 11):  # the paper's quotient over unmask's translations, naively
+        xt = translate(x, t)
+        at = e.explain(xt, y).saliency.flatten(1)
+        q = (a - at).abs().sum(1).double() / (x - xt).flatten(1).norm(dim=1).double()
+        ours = torch.maximum(ours, q)
+    np.testing.assert_allclose(run["ours"]["continuity"], ours.numpy(), rtol=1e-5)
+    assert not np.allclose(run["ours"]["continuity"], run["theirs"]["continuity"], rtol=1e-2)

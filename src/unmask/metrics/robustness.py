@@ -29,10 +29,9 @@ explainer returns them.
 - **continuity** (Montavon, Samek & Müller, "Methods for interpreting and understanding deep
   neural networks", 2018, Sec. 4.2): explanations of nearby inputs should be nearby, the
   Lipschitz quotient ``max_{x'} ||e(x) - e(x')||_1 / ||x - x'||_2``, over the images translated
-  right by 1..``steps`` pixels (the vacated columns black). Lower is better. quantus'
-  ``Continuity`` instead correlates, per patch, the attribution sums with the output over
-  translations; this follows the paper's quotient, with quantus' translation as the nearby
-  inputs. No random draws.
+  right by 1..``steps`` pixels (the vacated columns black). Lower is better. quantus 0.6.0's
+  ``Continuity`` takes the same quotient over translations by ``-W + k·dx`` (both ways, up to
+  the whole width, filled with the image's minimum; ``tests/reference``). No random draws.
 
 Perturbed images are clipped to [0, 1] (the classifier's input range); quantus does not clip.
 """
