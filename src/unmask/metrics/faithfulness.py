@@ -52,6 +52,7 @@ from ..removal.base import FixedFill
 from ..scoring import SCORES
 from ._prepare import check_saliency, prepare_inputs
 from .deletion import (
+    Curve,
     Deletion,
     DeletionCorrelation,
     curve_masks,
@@ -60,9 +61,10 @@ from .deletion import (
     plan_steps,
 )
 
-__all__ = ["faithfulness_correlation", "region_perturbation", "monotonicity",
+__all__ = ["faithfulness_correlation", "region_perturbation", "region_curve", "selectivity",
+           "monotonicity",
            "monotonicity_correlation", "FaithfulnessCorrelation", "RegionPerturbation",
-           "Monotonicity", "MonotonicityCorrelation", "pearson", "spearman_rows"]
+           "Monotonicity", "MonotonicityCorrelation", "Selectivity", "pearson", "spearman_rows"]
 
 
 def pearson(a: Tensor, b: Tensor) -> Tensor:
@@ -160,6 +162,69 @@ def faithfulness_correlation(model: Any, x: Tensor, saliency: Any, target: Any =
     return pearson(sums, drops)
 
 
+def region_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *, patch: int = 8,
+                 regions: int | None = 100, removal: Any = None, score: str = "prob",
+                 batch_size: int = 16, progress: object = False) -> Curve:
+    """The MoRF region curve shared by region perturbation and selectivity.
+
+    The map is summed over ``patch`` × ``patch`` regions of map pixels (maps whose side is not
+    a multiple have a last, smaller row / column of regions); the regions are ranked by that
+    sum (descending, ties by the lower row-major index) and removed one more per step.
+
+    Args:
+        model, x, saliency, target: as :func:`faithfulness_correlation`.
+        patch: region side in map pixels.
+        regions: regions removed (at most the number of regions); None = all of them.
+        removal: default uniform noise U(0, 1), seeded (``uniform-noise``).
+        score: ``"prob"`` (default), ``"logit"`` or ``"log_prob"``.
+
+    Returns:
+        A :class:`~unmask.metrics.Curve` (mode ``"deletion"``): scores (B, T + 1) with the
+        clean image at step 0, the mean map value of the region removed at each step (B, T),
+        the fraction of the regions removed after each step (T + 1,).
+
+    Example:
+        >>> from unmask.testing import region_model, region_images, region_mask
+        >>> c = region_curve(region_model(), region_images(1, 16), region_mask(16, 16).float(),
+        ...                  patch=4, regions=None)
+        >>> c.scores.shape
+        torch.Size([1, 17])
+    """
+    patch = _check_int(patch, "patch")
+    if regions is not None:
+        regions = _check_int(regions, "regions")
+    removal = resolve_removal(removal, lambda: Noise("uniform"))
+    _, x, s, t, base, scorer = prepare_inputs(
+        model, x, saliency, target,
+        {"batch_size": batch_size, "score": score, "progress": progress})
+    b, _, height, width = x.shape
+    h, w = s.shape[-2:]
+    gh, gw = math.ceil(h / patch), math.ceil(w / patch)
+    pad = F.pad(s.double(), (0, gw * patch - w, 0, gh * patch - h))
+    summed = F.avg_pool2d(pad, patch, divisor_override=1)  # (B, 1, gh, gw): sum per region
+    ranks = pixel_ranks(summed)
+    steps = gh * gw if regions is None else min(regions, gh * gw)
+    region_of = torch.arange(gh * gw).reshape(1, 1, gh, gw).float()
+    region_of = F.interpolate(region_of, scale_factor=patch, mode="nearest")[..., :h, :w]
+    region_of = region_of.long().flatten()
+
+    def masks(start: int, stop: int) -> Tensor:
+        j = torch.arange(start, stop)
+        m = curve_masks(ranks, j // steps, j % steps + 1, pixels_per_step=1, grid=(gh, gw),
+                        size=(gh, gw))  # (N, 1, gh, gw) regions removed
+        m = m.flatten(1)[:, region_of].reshape(-1, 1, h, w)
+        return _upsample(m, (height, width))
+
+    index = torch.arange(b).repeat_interleave(steps)
+    after = scorer.perturbed(x, masks, t, removal, index=index, count=b * steps).reshape(b, steps)
+    scores = torch.cat([base[:, None].to(after.dtype), after], dim=1)
+    sizes = torch.bincount(region_of, minlength=gh * gw).double()  # map pixels per region
+    order = torch.sort(ranks, dim=1).indices[:, :steps]  # the region removed at each step
+    mean_s = summed.flatten(1).gather(1, order) / sizes[order]
+    fractions = torch.arange(steps + 1, dtype=torch.float64) / (gh * gw)  # of the regions
+    return Curve(scores, mean_s, fractions, t, "deletion")
+
+
 def region_perturbation(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
                         patch: int = 8, regions: int = 100, removal: Any = None,
                         score: str = "prob", batch_size: int = 16,
@@ -175,33 +240,41 @@ def region_perturbation(model: Any, x: Tensor, saliency: Any, target: Any = None
         removal: default uniform noise U(0, 1), seeded (``uniform-noise``; quantus: "uniform").
         score: ``"prob"`` (default), ``"logit"`` or ``"log_prob"``.
     """
-    patch, regions = _check_int(patch, "patch"), _check_int(regions, "regions")
-    removal = resolve_removal(removal, lambda: Noise("uniform"))
-    _, x, s, t, base, scorer = prepare_inputs(
-        model, x, saliency, target,
-        {"batch_size": batch_size, "score": score, "progress": progress})
-    b, _, height, width = x.shape
-    h, w = s.shape[-2:]
-    gh, gw = math.ceil(h / patch), math.ceil(w / patch)
-    pad = F.pad(s.double(), (0, gw * patch - w, 0, gh * patch - h))
-    summed = F.avg_pool2d(pad, patch, divisor_override=1)  # (B, 1, gh, gw): sum per region
-    ranks = pixel_ranks(summed)
-    steps = min(regions, gh * gw)
-    region_of = torch.arange(gh * gw).reshape(1, 1, gh, gw).float()
-    region_of = F.interpolate(region_of, scale_factor=patch, mode="nearest")[..., :h, :w]
-    region_of = region_of.long().flatten()
+    curve = region_curve(model, x, saliency, target, patch=patch, regions=regions,
+                         removal=removal, score=score, batch_size=batch_size, progress=progress)
+    y = curve.scores.double()
+    drops = y[:, :1] - y[:, 1:]
+    return drops.sum(1) / y.shape[1]  # the k = 0 drop is 0
 
-    def masks(start: int, stop: int) -> Tensor:
-        j = torch.arange(start, stop)
-        m = curve_masks(ranks, j // steps, j % steps + 1, pixels_per_step=1, grid=(gh, gw),
-                        size=(gh, gw))  # (N, 1, gh, gw) regions removed
-        m = m.flatten(1)[:, region_of].reshape(-1, 1, h, w)
-        return _upsample(m, (height, width))
 
-    index = torch.arange(b).repeat_interleave(steps)
-    after = scorer.perturbed(x, masks, t, removal, index=index, count=b * steps).reshape(b, steps)
-    drops = base.double()[:, None] - after.double()
-    return drops.sum(1) / (steps + 1)  # the k = 0 drop is 0
+def selectivity(model: Any, x: Tensor, saliency: Any, target: Any = None, *, patch: int = 8,
+                removal: Any = None, score: str = "prob", batch_size: int = 16,
+                progress: object = False) -> Tensor:
+    """Selectivity (Montavon et al. 2018) per image (B,) float64; lower is better.
+
+    Every ``patch`` × ``patch`` region of map pixels is removed, most relevant (largest sum of
+    the map) first, one more per step, until none is left; the value is the area under the
+    curve of the target's score (the clean image at x = 0, all regions removed at x = 1,
+    equally spaced points, trapezoid rule: :func:`~unmask.metrics.curve_auc`). A map whose
+    first regions carry the evidence makes the score fall at once: a small area.
+
+    Args:
+        model, x, saliency, target: as :func:`faithfulness_correlation`.
+        patch: region side in map pixels (quantus ``patch_size``: 8).
+        removal: default black (quantus ``perturb_baseline="black"``).
+        score: ``"prob"`` (default, quantus' ``softmax=True``), ``"logit"``, ``"log_prob"``.
+        batch_size: images per forward pass.
+        progress: progress bar (bool) or callback ``(done, total)``.
+
+    Example:
+        >>> from unmask.testing import region_model, region_images, region_mask
+        >>> x, m = region_images(1, 16), region_mask(16, 16).float()
+        >>> bool(selectivity(region_model(), x, m, patch=4) < 0.3)
+        True
+    """
+    removal = resolve_removal(removal, lambda: Constant("black"))
+    return region_curve(model, x, saliency, target, patch=patch, regions=None, removal=removal,
+                        score=score, batch_size=batch_size, progress=progress).auc()
 
 
 def monotonicity(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
@@ -355,6 +428,25 @@ class RegionPerturbation(_Metric):
         self.removal = resolve_removal(removal, lambda: Noise("uniform"))
         super().__init__(patch=patch, regions=regions, removal=self.removal, score=score,
                          batch_size=batch_size, progress=progress)
+
+
+@METRICS.register("selectivity")
+class Selectivity(_Metric):
+    """Selectivity (Montavon et al. 2018): area under the region-removal curve; lower is better.
+
+    Arguments as :func:`selectivity` (defaults: 8×8 regions, all removed, black, prob).
+    """
+
+    higher_is_better = False
+    function = staticmethod(selectivity)
+
+    def __init__(self, patch: int = 8, *, removal: Any = None, score: str = "prob",
+                 batch_size: int = 16, progress: object = False) -> None:
+        _check_int(patch, "patch")
+        _checked_score(score, batch_size)
+        self.removal = resolve_removal(removal, lambda: Constant("black"))
+        super().__init__(patch=patch, removal=self.removal, score=score, batch_size=batch_size,
+                         progress=progress)
 
 
 @METRICS.register("monotonicity")
