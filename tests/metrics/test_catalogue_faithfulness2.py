@@ -54,3 +54,39 @@ def test_selectivity_uneven_regions_and_arguments():
     with pytest.raises(ValueError, match="patch"):
         METRICS.get("selectivity").build(patch=0)
     assert not METRICS.get("selectivity").build().higher_is_better
+
+
+def test_sensitivity_n_equals_a_naive_loop():
+    from unmask.metrics.faithfulness import sensitivity_n, sensitivity_n_curve
+
+    model, x, maps = setup()
+    runs, fractions = 9, (0.05, 0.5)
+    sizes, curve = sensitivity_n_curve(model, x, maps, 1, fractions=fractions, runs=runs, seed=3)
+    assert sizes == [13, 128]
+    gen = torch.Generator().manual_seed(3)
+    perms = [torch.rand(runs, SIZE * SIZE, generator=gen).argsort(1) for _ in sizes]
+    for i in range(2):
+        base = scores(model, x[i:i + 1], 1)[0]
+        for k, size in enumerate(sizes):
+            sums, drops = [], []
+            for r in range(runs):
+                idx = perms[k][r, :size]
+                img = x[i].clone().reshape(3, -1)
+                img[:, idx] = 0.0  # black
+                drops.append(base - scores(model, img.reshape(1, 3, SIZE, SIZE), 1)[0])
+                sums.append(float(maps[i].flatten()[idx].sum()))
+            assert float(curve[i, k]) == pytest.approx(np.corrcoef(sums, drops)[0, 1], abs=1e-6)
+    mean = sensitivity_n(model, x, maps, 1, fractions=fractions, runs=runs, seed=3)
+    torch.testing.assert_close(mean, curve.mean(1))
+    again = sensitivity_n(model, x, maps, 1, fractions=fractions, runs=runs, seed=3)
+    assert torch.equal(mean, again)
+    assert not torch.equal(mean, sensitivity_n(model, x, maps, 1, fractions=fractions, runs=runs,
+                                               seed=4))
+
+
+def test_sensitivity_n_arguments_are_checked():
+    for bad, match in (({"fractions": (0.0,)}, "fractions"), ({"fractions": ()}, "fractions"),
+                       ({"runs": 0}, "runs"), ({"seed": -1}, "seed"),
+                       ({"fractions": "0.1"}, "fractions")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            METRICS.get("sensitivity_n").build(**bad)

@@ -62,6 +62,8 @@ from .deletion import (
 )
 
 __all__ = ["faithfulness_correlation", "region_perturbation", "region_curve", "selectivity",
+           "sensitivity_n", "sensitivity_n_curve", "sensitivity_n_sizes",
+           "SENSITIVITY_N_FRACTIONS", "SensitivityN",
            "monotonicity",
            "monotonicity_correlation", "FaithfulnessCorrelation", "RegionPerturbation",
            "Monotonicity", "MonotonicityCorrelation", "Selectivity", "pearson", "spearman_rows"]
@@ -137,29 +139,135 @@ def faithfulness_correlation(model: Any, x: Tensor, saliency: Any, target: Any =
     _, x, s, t, base, scorer = prepare_inputs(
         model, x, saliency, target,
         {"batch_size": batch_size, "score": score, "progress": progress})
+    n = s.shape[-2] * s.shape[-1]
+    if subset_size is None:
+        subset_size = max(1, round(n / 224))
+    return _subset_correlations(x, s, t, base, scorer, [subset_size], runs, seed, removal)[:, 0]
+
+
+def _subset_correlations(x: Tensor, s: Tensor, t: Tensor, base: Tensor, scorer: Any,
+                         sizes: list[int], runs: int, seed: int, removal: Any) -> Tensor:
+    """Per image and subset size, the Pearson correlation over ``runs`` random subsets of map
+    pixels between the map's sum over the subset and the score drop when it is removed.
+
+    The subsets of size ``sizes[k]`` are the first ``sizes[k]`` entries of ``runs`` random
+    permutations, drawn from ``seed`` size after size; the same for every image. All
+    ``B · len(sizes) · runs`` perturbations go through one :meth:`Scorer.perturbed`.
+    Returns (B, len(sizes)) float64.
+    """
     b, _, height, width = x.shape
     h, w = s.shape[-2:]
     n = h * w
-    if subset_size is None:
-        subset_size = max(1, round(n / 224))
-    if subset_size >= n:
-        raise ValueError(f"subset_size: expected fewer than the {n} map pixels ({h}x{w}), "
-                         f"got {subset_size}")
+    for size in sizes:
+        if size >= n:
+            raise ValueError(f"subset_size: expected fewer than the {n} map pixels ({h}x{w}), "
+                             f"got {size}")
     gen = torch.Generator().manual_seed(seed)
-    chosen = torch.rand(runs, n, generator=gen).argsort(dim=1)[:, :subset_size]
-    subsets = torch.zeros(runs, n, dtype=torch.bool)
-    subsets.scatter_(1, chosen, True)
+    subsets = torch.zeros(len(sizes) * runs, n, dtype=torch.bool)
+    for k, size in enumerate(sizes):
+        chosen = torch.rand(runs, n, generator=gen).argsort(dim=1)[:, :size]
+        subsets[k * runs:(k + 1) * runs].scatter_(1, chosen, True)
+    per_image = subsets.shape[0]
 
     def masks(start: int, stop: int) -> Tensor:
         j = torch.arange(start, stop)
-        m = subsets[j % runs].reshape(-1, 1, h, w).float()
+        m = subsets[j % per_image].reshape(-1, 1, h, w).float()
         return _upsample(m, (height, width))
 
-    index = torch.arange(b).repeat_interleave(runs)
-    after = scorer.perturbed(x, masks, t, removal, index=index, count=b * runs).reshape(b, runs)
-    drops = base.double()[:, None] - after.double()
-    sums = s.flatten(1).double() @ subsets.double().T  # (B, runs)
-    return pearson(sums, drops)
+    index = torch.arange(b).repeat_interleave(per_image)
+    after = scorer.perturbed(x, masks, t, removal, index=index, count=b * per_image)
+    drops = base.double()[:, None] - after.double().reshape(b, per_image)
+    sums = s.flatten(1).double() @ subsets.double().T  # (B, sizes · runs)
+    return pearson(sums.reshape(b * len(sizes), runs),
+                   drops.reshape(b * len(sizes), runs)).reshape(b, len(sizes))
+
+
+#: Sensitivity-n's default subset sizes, as fractions of the map's pixels.
+SENSITIVITY_N_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
+
+
+def _check_fractions(fractions: object) -> tuple[float, ...]:
+    if isinstance(fractions, str) or not hasattr(fractions, "__iter__"):
+        raise TypeError(f"fractions: expected a sequence of numbers in (0, 1), got "
+                        f"{type(fractions).__name__}")
+    out = tuple(fractions)  # type: ignore[arg-type]
+    if not out or any(isinstance(f, bool) or not isinstance(f, int | float) or not 0 < f < 1
+                      for f in out):
+        raise ValueError(f"fractions: expected a non-empty sequence of numbers in (0, 1), "
+                         f"got {fractions!r}")
+    return tuple(float(f) for f in out)
+
+
+def sensitivity_n_sizes(n_features: int, fractions: Any = SENSITIVITY_N_FRACTIONS) -> list[int]:
+    """The subset sizes n of sensitivity-n on ``n_features`` map pixels: ``max(1, round(f·N))``
+    for each fraction, at most ``N - 1``, duplicates dropped, ascending.
+
+    Example:
+        >>> sensitivity_n_sizes(49)
+        [1, 2, 5, 10, 20, 29, 39]
+    """
+    fractions = _check_fractions(fractions)
+    return sorted({min(n_features - 1, max(1, round(f * n_features))) for f in fractions})
+
+
+def sensitivity_n_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
+                        fractions: Any = SENSITIVITY_N_FRACTIONS, runs: int = 100,
+                        seed: int = 0, removal: Any = None, score: str = "logit",
+                        batch_size: int = 16, progress: object = False
+                        ) -> tuple[list[int], Tensor]:
+    """Sensitivity-n (Ancona et al. 2018) for each subset size n: ``(sizes, (B, len(sizes)))``.
+
+    Per image and n, the Pearson correlation over ``runs`` random subsets S of n map pixels
+    between ``Σ_{i∈S} s_i`` and the score drop ``s(x) - s(x_[S removed])``. Arguments as
+    :func:`sensitivity_n`.
+    """
+    runs = _check_int(runs, "runs")
+    check_positive(seed, "seed", integer=True, allow_zero=True)
+    fractions = _check_fractions(fractions)
+    removal = resolve_removal(removal, lambda: Constant("black"))
+    _, x, s, t, base, scorer = prepare_inputs(
+        model, x, saliency, target,
+        {"batch_size": batch_size, "score": score, "progress": progress})
+    n = s.shape[-2] * s.shape[-1]
+    if n < 2:
+        raise ValueError(f"saliency: expected maps of at least 2 pixels, got {tuple(s.shape)}")
+    sizes = sensitivity_n_sizes(n, fractions)
+    return sizes, _subset_correlations(x, s, t, base, scorer, sizes, runs, seed, removal)
+
+
+def sensitivity_n(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
+                  fractions: Any = SENSITIVITY_N_FRACTIONS, runs: int = 100, seed: int = 0,
+                  removal: Any = None, score: str = "logit", batch_size: int = 16,
+                  progress: object = False) -> Tensor:
+    """Sensitivity-n (Ancona et al. 2018) averaged over the subset sizes, per image (B,)
+    float64; higher is better.
+
+    A map satisfies sensitivity-n when the sum of its values over any n features equals the
+    score drop when those features are removed; the paper measures it, for each n, by the
+    Pearson correlation of the two over random subsets (:func:`sensitivity_n_curve`, which
+    gives the curve over n). This is the mean of that curve over the sizes.
+
+    Args:
+        model, x, saliency, target: as :func:`faithfulness_correlation` (features = map pixels).
+        fractions: the subset sizes as fractions of the map's pixels (default 1 % to 80 %;
+            quantus ``n_max_percentage``: 0.8); see :func:`sensitivity_n_sizes`.
+        runs: random subsets per size.
+        seed: seed of the subsets (the same subsets for every image).
+        removal: the baseline (default black: the paper sets the features to zero).
+        score: ``"logit"`` (default), ``"prob"``, ``"log_prob"``.
+        batch_size: images per forward pass.
+        progress: progress bar (bool) or callback ``(done, total)``.
+
+    Example:
+        >>> from unmask.testing import region_model, region_images, region_mask
+        >>> m = region_mask(16, 16).float()
+        >>> r = sensitivity_n(region_model(), region_images(1, 16), m, runs=20)
+        >>> float(r) > 0.9
+        True
+    """
+    return sensitivity_n_curve(model, x, saliency, target, fractions=fractions, runs=runs,
+                               seed=seed, removal=removal, score=score, batch_size=batch_size,
+                               progress=progress)[1].mean(1)
 
 
 def region_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *, patch: int = 8,
@@ -447,6 +555,28 @@ class Selectivity(_Metric):
         self.removal = resolve_removal(removal, lambda: Constant("black"))
         super().__init__(patch=patch, removal=self.removal, score=score, batch_size=batch_size,
                          progress=progress)
+
+
+@METRICS.register("sensitivity_n")
+class SensitivityN(_Metric):
+    """Sensitivity-n (Ancona et al. 2018): subset sum vs drop, averaged over n; higher is better.
+
+    Arguments as :func:`sensitivity_n` (defaults: n from 1 % to 80 % of the map's pixels,
+    100 subsets per n, seed 0, black, logit).
+    """
+
+    function = staticmethod(sensitivity_n)
+
+    def __init__(self, fractions: Any = SENSITIVITY_N_FRACTIONS, runs: int = 100, seed: int = 0,
+                 *, removal: Any = None, score: str = "logit", batch_size: int = 16,
+                 progress: object = False) -> None:
+        fractions = _check_fractions(fractions)
+        _check_int(runs, "runs")
+        check_positive(seed, "seed", integer=True, allow_zero=True)
+        _checked_score(score, batch_size)
+        self.removal = resolve_removal(removal, lambda: Constant("black"))
+        super().__init__(fractions=fractions, runs=runs, seed=seed, removal=self.removal,
+                         score=score, batch_size=batch_size, progress=progress)
 
 
 @METRICS.register("monotonicity")
