@@ -90,3 +90,41 @@ def test_sensitivity_n_arguments_are_checked():
                        ({"fractions": "0.1"}, "fractions")):
         with pytest.raises((ValueError, TypeError), match=match):
             METRICS.get("sensitivity_n").build(**bad)
+
+
+def test_irof_equals_a_naive_loop():
+    from skimage.segmentation import slic
+
+    from unmask.metrics.irof import irof
+
+    model, _, _ = setup()
+    x = region_images(2, 32, seed=4)
+    maps = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    maps += region_mask(32, 32).double()
+    got = irof(model, x, maps, 1)
+    for i in range(2):
+        img = x[i].permute(1, 2, 0).double().numpy()
+        labels = slic(img, n_segments=100, compactness=10, sigma=0, start_label=0,
+                      channel_axis=-1)
+        _, labels = np.unique(labels, return_inverse=True)
+        labels = labels.reshape(32, 32)
+        a = maps[i, 0].numpy()
+        means = np.array([a[labels == k].mean() for k in range(labels.max() + 1)])
+        order = np.argsort(-means, kind="stable")
+        colour = x[i].mean(dim=(1, 2))  # each image's mean colour
+        cur = x[i].clone()
+        base = scores(model, x[i:i + 1], 1, "prob")[0]
+        curve = [1.0]
+        for k in order:
+            cur[:, torch.from_numpy(labels == k)] = colour[:, None]
+            curve.append(scores(model, cur[None], 1, "prob")[0] / base)
+        aoc = 1 - np.trapezoid(curve, np.linspace(0, 1, len(curve)))
+        assert float(got[i]) == pytest.approx(aoc, abs=1e-6)
+
+
+def test_irof_arguments_are_checked():
+    for bad, match in (({"n_segments": 0}, "n_segments"), ({"compactness": 0}, "compactness"),
+                       ({"sigma": -1}, "sigma"), ({"score": "odd"}, "score")):
+        with pytest.raises(ValueError, match=match):
+            METRICS.get("irof").build(**bad)
+    assert METRICS.get("irof").build().higher_is_better
