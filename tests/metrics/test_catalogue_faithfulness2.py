@@ -128,3 +128,82 @@ def test_irof_arguments_are_checked():
         with pytest.raises(ValueError, match=match):
             METRICS.get("irof").build(**bad)
     assert METRICS.get("irof").build().higher_is_better
+
+
+def _naive_infidelity(model, x, maps, target, feature_masks, fill, normalise):
+    """Per image, per perturbation: I = x - x̃, Iᵀs over pixels and channels, the logit drop."""
+    out = []
+    for i in range(x.shape[0]):
+        up = torch.nn.functional.interpolate(maps[i:i + 1].double(), size=x.shape[-2:],
+                                             mode="nearest")[0, 0]
+        base = scores(model, x[i:i + 1], target)[0]
+        dots, drops = [], []
+        for m in feature_masks:
+            mm = torch.nn.functional.interpolate(m[None].float(), size=x.shape[-2:],
+                                                 mode="nearest")[0, 0]
+            pert = x[i] * (1 - mm) + fill(x[i]) * mm
+            diff = (x[i] - pert).double()
+            dots.append(float(sum((diff[c] * up).sum() for c in range(3))))
+            drops.append(base - scores(model, pert[None], target)[0])
+        dots, drops = np.array(dots), np.array(drops)
+        if normalise:
+            dots = dots * (dots @ drops) / (dots @ dots)
+        out.append(np.mean((dots - drops) ** 2))
+    return np.array(out)
+
+
+def test_infidelity_equals_a_naive_loop():
+    from unmask.metrics.infidelity import infidelity, square_masks
+
+    model, x, maps = setup()
+    squares = square_masks(7, (SIZE, SIZE), 3, seed=2)
+    # the squares are uniform among the positions inside the map, drawn rows then columns
+    gen = torch.Generator().manual_seed(2)
+    tops, lefts = torch.randint(0, 14, (7,), generator=gen), torch.randint(0, 14, (7,), generator=gen)
+    for k in range(7):
+        ref = torch.zeros(SIZE, SIZE)
+        ref[tops[k]:tops[k] + 3, lefts[k]:lefts[k] + 3] = 1
+        assert torch.equal(squares[k, 0], ref)
+    for normalise in (True, False):
+        got = infidelity(model, x, maps, 1, samples=7, patch=3, seed=2, normalise=normalise)
+        ref = _naive_infidelity(model, x, maps, 1, squares, torch.zeros_like, normalise)
+        np.testing.assert_allclose(got.numpy(), ref, rtol=1e-6, atol=1e-9)
+
+
+def test_infidelity_with_given_masks_a_coarse_map_and_a_mask_dependent_removal():
+    from unmask.metrics.infidelity import infidelity
+
+    model, x, _ = setup()
+    coarse = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+    masks = (torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(4)) < 0.4).float()
+
+    def tinted(images, m):  # no fill(x): the engine calls it on every chunk
+        return images * (1 - m) + 0.3 * m
+
+    got = infidelity(model, x, coarse, 0, masks=masks, removal=tinted, normalise=False,
+                     batch_size=3)
+    ref = _naive_infidelity(model, x, coarse, 0, masks, lambda im: torch.full_like(im, 0.3),
+                            False)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="masks: expected shape"):
+        infidelity(model, x, coarse, masks=masks[..., :2])
+    with pytest.raises(ValueError, match="patch: expected at most"):
+        infidelity(model, x, coarse, patch=5)
+
+
+def test_infidelity_is_zero_for_the_exact_attribution_of_a_linear_model():
+    """With a black fill, I = x on the removed pixels and the region model's logit drop is
+    ``4 / |box| · Σ_removed∩box (r - (g + b) / 2)``: the map ``4 / |box| · (r - (g + b) / 2) /
+    (r + g + b)`` on the box (0 elsewhere) predicts every drop exactly."""
+    from unmask.metrics.infidelity import infidelity
+
+    model, x, _ = setup()
+    box = region_mask(SIZE, SIZE).double()
+    r, g, b = x.double().unbind(1)
+    exact = (4 / box.sum() * box[:, 0] * (r - (g + b) / 2) / (r + g + b))[:, None]
+    hits = dict(samples=40, patch=4, seed=1)
+    assert float(infidelity(model, x, exact, 1, normalise=False, **hits).max()) < 1e-10
+    half = infidelity(model, x, exact / 2, 1, normalise=False, **hits)
+    assert float(half.min()) > 1e-4  # a wrong scale is infidelity unless normalised
+    assert float(infidelity(model, x, exact / 2, 1, **hits).max()) < 1e-10
+    assert float(infidelity(model, x, box.expand(2, 1, SIZE, SIZE), 1, **hits).min()) > 1e-6
