@@ -159,7 +159,8 @@ def test_infidelity_equals_a_naive_loop():
     squares = square_masks(7, (SIZE, SIZE), 3, seed=2)
     # the squares are uniform among the positions inside the map, drawn rows then columns
     gen = torch.Generator().manual_seed(2)
-    tops, lefts = torch.randint(0, 14, (7,), generator=gen), torch.randint(0, 14, (7,), generator=gen)
+    tops = torch.randint(0, 14, (7,), generator=gen)
+    lefts = torch.randint(0, 14, (7,), generator=gen)
     for k in range(7):
         ref = torch.zeros(SIZE, SIZE)
         ref[tops[k]:tops[k] + 3, lefts[k]:lefts[k] + 3] = 1
