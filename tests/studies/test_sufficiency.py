@@ -65,7 +65,7 @@ def test_maps_that_follow_the_prediction_are_sufficient_and_crossed_maps_are_not
 
 def test_no_close_map_gives_nan_and_arguments_are_checked():
     model = region_model()
-    x, a, b = _batch()
+    x, a, b = _batch(noise=0.05)  # no two maps equal
     out = sufficiency(model, x, torch.cat([a[:3], b[3:]]), threshold=0.0)
     assert all(math.isnan(v) for v in out.tolist())
     with pytest.raises(ValueError, match="threshold"):

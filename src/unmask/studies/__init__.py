@@ -20,13 +20,13 @@ settings or on randomised models, reports curves and combines metrics:
 from .consistency import consistency, discretise_top_n
 from .filling import filling_study, format_filling_table, ms_ssim
 from .robustness import RobustnessResult, robustness
-from .sufficiency import map_distances, sufficiency
 from .sanity import (
     SanityResult,
     cascading_randomisation,
     independent_randomisation,
     randomisation_order,
 )
+from .sufficiency import map_distances, sufficiency
 
 __all__ = [
     "RobustnessResult",
