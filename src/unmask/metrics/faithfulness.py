@@ -177,7 +177,9 @@ def _subset_correlations(x: Tensor, s: Tensor, t: Tensor, base: Tensor, scorer: 
     index = torch.arange(b).repeat_interleave(per_image)
     after = scorer.perturbed(x, masks, t, removal, index=index, count=b * per_image)
     drops = base.double()[:, None] - after.double().reshape(b, per_image)
-    sums = s.flatten(1).double() @ subsets.double().T  # (B, sizes · runs)
+    flat = s.flatten(1).double()
+    sums = torch.cat([flat @ subsets[k * runs:(k + 1) * runs].double().T  # one size at a time:
+                      for k in range(len(sizes))], dim=1)  # (B, sizes · runs), bounded memory
     return pearson(sums.reshape(b * len(sizes), runs),
                    drops.reshape(b * len(sizes), runs)).reshape(b, len(sizes))
 
