@@ -208,3 +208,14 @@ def test_infidelity_is_zero_for_the_exact_attribution_of_a_linear_model():
     assert float(half.min()) > 1e-4  # a wrong scale is infidelity unless normalised
     assert float(infidelity(model, x, exact / 2, 1, **hits).max()) < 1e-10
     assert float(infidelity(model, x, box.expand(2, 1, SIZE, SIZE), 1, **hits).min()) > 1e-6
+
+
+def test_infidelity_arguments_are_checked():
+    for bad, exc, match in (({"samples": 0}, ValueError, "samples"),
+                            ({"patch": 0}, ValueError, "patch"),
+                            ({"seed": -1}, ValueError, "seed"),
+                            ({"normalise": "yes"}, TypeError, "normalise"),
+                            ({"score": "odd"}, ValueError, "score")):
+        with pytest.raises(exc, match=match):
+            METRICS.get("infidelity").build(**bad)
+    assert not METRICS.get("infidelity").build().higher_is_better

@@ -80,7 +80,9 @@ def _check_masks(masks: object, size: tuple[int, int]) -> Tensor:
 
 
 def _check_settings(samples: object, patch: object, seed: object, score: object,
-                    batch_size: object) -> None:
+                    batch_size: object, normalise: object) -> None:
+    if not isinstance(normalise, bool):
+        raise TypeError(f"normalise: expected a bool, got {type(normalise).__name__}")
     check_positive(samples, "samples", integer=True)
     check_at_most(samples, "samples", 100_000, "perturbations per image")  # type: ignore[arg-type]
     if patch is not None:
@@ -120,7 +122,7 @@ def infidelity(model: Any, x: Tensor, saliency: Any, target: Any = None, *, samp
         >>> bool(infidelity(region_model(), x, m, samples=20) < 1e-3)
         True
     """
-    _check_settings(samples, patch, seed, score, batch_size)
+    _check_settings(samples, patch, seed, score, batch_size, normalise)
     removal = resolve_removal(removal, lambda: Constant("black"))
     _, x, s, t, base, scorer = prepare_inputs(
         model, x, saliency, target,
@@ -170,9 +172,7 @@ class Infidelity:
                  masks: Tensor | None = None, removal: Any = None, normalise: bool = True,
                  seed: int = 0, score: str = "logit", batch_size: int = 16,
                  progress: object = False) -> None:
-        _check_settings(samples, patch, seed, score, batch_size)
-        if not isinstance(normalise, bool):
-            raise TypeError(f"normalise: expected a bool, got {type(normalise).__name__}")
+        _check_settings(samples, patch, seed, score, batch_size, normalise)
         self.removal = resolve_removal(removal, lambda: Constant("black"))
         self._params = {"samples": samples, "patch": patch, "masks": masks,
                         "removal": self.removal, "normalise": normalise, "seed": seed,
