@@ -132,7 +132,8 @@ class Scorer:
         return self.logits(images).argmax(dim=1).cpu()
 
     def perturbed(self, x: Tensor, masks: MaskSource, target: Tensor, removal: Callable,
-                  index: Tensor | None = None, count: int | None = None) -> Tensor:
+                  index: Tensor | None = None, count: int | None = None,
+                  observe: Callable[[int, int, Tensor], None] | None = None) -> Tensor:
         """Scores of perturbed copies of images.
 
         Perturbation ``n`` removes ``masks[n]`` from image ``x[index[n]]`` with ``removal`` and
@@ -147,6 +148,9 @@ class Scorer:
             removal: a removal strategy.
             index: image of each perturbation (N,); default all zeros (requires B == 1).
             count: the number of perturbations when ``masks`` is a function.
+            observe: called as ``observe(start, stop, images)`` with each chunk of perturbed
+                images (``stop - start``, C, H, W) before it is scored, for metrics that also
+                read the perturbed images (infidelity's ``x - x̃``) without removing twice.
 
         Returns:
             Scores (N,), or (N, T) for T targets, on the CPU, float32.
@@ -171,6 +175,8 @@ class Scorer:
                 m = masks[start:stop] if isinstance(masks, Tensor) else masks(start, stop)
                 idx = index[start:stop]
                 images = apply(m.to(device=self.device, dtype=x.dtype), idx)
+                if observe is not None:
+                    observe(start, stop, images)
                 logits = self.model.infer(images).float()
                 out[start:stop] = select_scores(logits, target[idx], self.score).cpu()
                 self.evaluations += stop - start

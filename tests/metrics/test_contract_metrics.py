@@ -85,7 +85,8 @@ def test_the_expected_kinds_and_metrics_are_registered():
             "local_lipschitz_estimate", "relative_input_stability",
             "relative_output_stability", "completeness", "non_sensitivity",
             "model_parameter_randomisation", "input_invariance",
-            "relative_representation_stability", "continuity"} <= set(NAMES)
+            "relative_representation_stability", "continuity", "selectivity", "sensitivity_n",
+            "irof", "infidelity"} <= set(NAMES)
 
 
 def test_an_undeclared_kind_fails():
@@ -197,7 +198,8 @@ def test_good_map_scores_better_than_random_under_every_map_metric():
 #: in test_catalogue_faithfulness.py instead).
 CATALOGUE_FAITHFULNESS = ("road_morf", "road_lerf", "road_combined", "faithfulness_correlation",
                           "faithfulness_estimate", "pixel_flipping", "region_perturbation",
-                          "monotonicity_correlation")
+                          "monotonicity_correlation", "selectivity", "sensitivity_n", "irof",
+                          "infidelity")
 
 
 @pytest.mark.parametrize("name", CATALOGUE_FAITHFULNESS)

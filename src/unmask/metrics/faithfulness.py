@@ -52,6 +52,7 @@ from ..removal.base import FixedFill
 from ..scoring import SCORES
 from ._prepare import check_saliency, prepare_inputs
 from .deletion import (
+    Curve,
     Deletion,
     DeletionCorrelation,
     curve_masks,
@@ -60,9 +61,12 @@ from .deletion import (
     plan_steps,
 )
 
-__all__ = ["faithfulness_correlation", "region_perturbation", "monotonicity",
+__all__ = ["faithfulness_correlation", "region_perturbation", "region_curve", "selectivity",
+           "sensitivity_n", "sensitivity_n_curve", "sensitivity_n_sizes",
+           "SENSITIVITY_N_FRACTIONS", "SensitivityN",
+           "monotonicity",
            "monotonicity_correlation", "FaithfulnessCorrelation", "RegionPerturbation",
-           "Monotonicity", "MonotonicityCorrelation", "pearson", "spearman_rows"]
+           "Monotonicity", "MonotonicityCorrelation", "Selectivity", "pearson", "spearman_rows"]
 
 
 def pearson(a: Tensor, b: Tensor) -> Tensor:
@@ -135,29 +139,200 @@ def faithfulness_correlation(model: Any, x: Tensor, saliency: Any, target: Any =
     _, x, s, t, base, scorer = prepare_inputs(
         model, x, saliency, target,
         {"batch_size": batch_size, "score": score, "progress": progress})
+    n = s.shape[-2] * s.shape[-1]
+    if subset_size is None:
+        subset_size = max(1, round(n / 224))
+    return _subset_correlations(x, s, t, base, scorer, [subset_size], runs, seed, removal)[:, 0]
+
+
+def _subset_correlations(x: Tensor, s: Tensor, t: Tensor, base: Tensor, scorer: Any,
+                         sizes: list[int], runs: int, seed: int, removal: Any) -> Tensor:
+    """Per image and subset size, the Pearson correlation over ``runs`` random subsets of map
+    pixels between the map's sum over the subset and the score drop when it is removed.
+
+    The subsets of size ``sizes[k]`` are the first ``sizes[k]`` entries of ``runs`` random
+    permutations, drawn from ``seed`` size after size; the same for every image. All
+    ``B · len(sizes) · runs`` perturbations go through one :meth:`Scorer.perturbed`.
+    Returns (B, len(sizes)) float64.
+    """
     b, _, height, width = x.shape
     h, w = s.shape[-2:]
     n = h * w
-    if subset_size is None:
-        subset_size = max(1, round(n / 224))
-    if subset_size >= n:
-        raise ValueError(f"subset_size: expected fewer than the {n} map pixels ({h}x{w}), "
-                         f"got {subset_size}")
+    for size in sizes:
+        if size >= n:
+            raise ValueError(f"subset_size: expected fewer than the {n} map pixels ({h}x{w}), "
+                             f"got {size}")
     gen = torch.Generator().manual_seed(seed)
-    chosen = torch.rand(runs, n, generator=gen).argsort(dim=1)[:, :subset_size]
-    subsets = torch.zeros(runs, n, dtype=torch.bool)
-    subsets.scatter_(1, chosen, True)
+    subsets = torch.zeros(len(sizes) * runs, n, dtype=torch.bool)
+    for k, size in enumerate(sizes):
+        chosen = torch.rand(runs, n, generator=gen).argsort(dim=1)[:, :size]
+        subsets[k * runs:(k + 1) * runs].scatter_(1, chosen, True)
+    per_image = subsets.shape[0]
 
     def masks(start: int, stop: int) -> Tensor:
         j = torch.arange(start, stop)
-        m = subsets[j % runs].reshape(-1, 1, h, w).float()
+        m = subsets[j % per_image].reshape(-1, 1, h, w).float()
         return _upsample(m, (height, width))
 
-    index = torch.arange(b).repeat_interleave(runs)
-    after = scorer.perturbed(x, masks, t, removal, index=index, count=b * runs).reshape(b, runs)
-    drops = base.double()[:, None] - after.double()
-    sums = s.flatten(1).double() @ subsets.double().T  # (B, runs)
-    return pearson(sums, drops)
+    index = torch.arange(b).repeat_interleave(per_image)
+    after = scorer.perturbed(x, masks, t, removal, index=index, count=b * per_image)
+    drops = base.double()[:, None] - after.double().reshape(b, per_image)
+    flat = s.flatten(1).double()
+    sums = torch.cat([flat @ subsets[k * runs:(k + 1) * runs].double().T  # one size at a time:
+                      for k in range(len(sizes))], dim=1)  # (B, sizes · runs), bounded memory
+    return pearson(sums.reshape(b * len(sizes), runs),
+                   drops.reshape(b * len(sizes), runs)).reshape(b, len(sizes))
+
+
+#: Sensitivity-n's default subset sizes, as fractions of the map's pixels.
+SENSITIVITY_N_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
+
+
+def _check_fractions(fractions: object) -> tuple[float, ...]:
+    if isinstance(fractions, str) or not hasattr(fractions, "__iter__"):
+        raise TypeError(f"fractions: expected a sequence of numbers in (0, 1), got "
+                        f"{type(fractions).__name__}")
+    out = tuple(fractions)  # type: ignore[arg-type]
+    if not out or any(isinstance(f, bool) or not isinstance(f, int | float) or not 0 < f < 1
+                      for f in out):
+        raise ValueError(f"fractions: expected a non-empty sequence of numbers in (0, 1), "
+                         f"got {fractions!r}")
+    return tuple(float(f) for f in out)
+
+
+def sensitivity_n_sizes(n_features: int, fractions: Any = SENSITIVITY_N_FRACTIONS) -> list[int]:
+    """The subset sizes n of sensitivity-n on ``n_features`` map pixels: ``max(1, round(f·N))``
+    for each fraction, at most ``N - 1``, duplicates dropped, ascending.
+
+    Example:
+        >>> sensitivity_n_sizes(49)
+        [1, 2, 5, 10, 20, 29, 39]
+    """
+    fractions = _check_fractions(fractions)
+    return sorted({min(n_features - 1, max(1, round(f * n_features))) for f in fractions})
+
+
+def sensitivity_n_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
+                        fractions: Any = SENSITIVITY_N_FRACTIONS, runs: int = 100,
+                        seed: int = 0, removal: Any = None, score: str = "logit",
+                        batch_size: int = 16, progress: object = False
+                        ) -> tuple[list[int], Tensor]:
+    """Sensitivity-n (Ancona et al. 2018) for each subset size n: ``(sizes, (B, len(sizes)))``.
+
+    Per image and n, the Pearson correlation over ``runs`` random subsets S of n map pixels
+    between ``Σ_{i∈S} s_i`` and the score drop ``s(x) - s(x_[S removed])``. Arguments as
+    :func:`sensitivity_n`.
+    """
+    runs = _check_int(runs, "runs")
+    check_positive(seed, "seed", integer=True, allow_zero=True)
+    fractions = _check_fractions(fractions)
+    removal = resolve_removal(removal, lambda: Constant("black"))
+    _, x, s, t, base, scorer = prepare_inputs(
+        model, x, saliency, target,
+        {"batch_size": batch_size, "score": score, "progress": progress})
+    n = s.shape[-2] * s.shape[-1]
+    if n < 2:
+        raise ValueError(f"saliency: expected maps of at least 2 pixels, got {tuple(s.shape)}")
+    sizes = sensitivity_n_sizes(n, fractions)
+    return sizes, _subset_correlations(x, s, t, base, scorer, sizes, runs, seed, removal)
+
+
+def sensitivity_n(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
+                  fractions: Any = SENSITIVITY_N_FRACTIONS, runs: int = 100, seed: int = 0,
+                  removal: Any = None, score: str = "logit", batch_size: int = 16,
+                  progress: object = False) -> Tensor:
+    """Sensitivity-n (Ancona et al. 2018) averaged over the subset sizes, per image (B,)
+    float64; higher is better.
+
+    A map satisfies sensitivity-n when the sum of its values over any n features equals the
+    score drop when those features are removed; the paper measures it, for each n, by the
+    Pearson correlation of the two over random subsets (:func:`sensitivity_n_curve`, which
+    gives the curve over n). This is the mean of that curve over the sizes.
+
+    Args:
+        model, x, saliency, target: as :func:`faithfulness_correlation` (features = map pixels).
+        fractions: the subset sizes as fractions of the map's pixels (default 1 % to 80 %;
+            quantus ``n_max_percentage``: 0.8); see :func:`sensitivity_n_sizes`.
+        runs: random subsets per size.
+        seed: seed of the subsets (the same subsets for every image).
+        removal: the baseline (default black: the paper sets the features to zero).
+        score: ``"logit"`` (default), ``"prob"``, ``"log_prob"``.
+        batch_size: images per forward pass.
+        progress: progress bar (bool) or callback ``(done, total)``.
+
+    Example:
+        >>> from unmask.testing import region_model, region_images, region_mask
+        >>> m = region_mask(16, 16).float()
+        >>> r = sensitivity_n(region_model(), region_images(1, 16), m, runs=20)
+        >>> float(r) > 0.9
+        True
+    """
+    return sensitivity_n_curve(model, x, saliency, target, fractions=fractions, runs=runs,
+                               seed=seed, removal=removal, score=score, batch_size=batch_size,
+                               progress=progress)[1].mean(1)
+
+
+def region_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *, patch: int = 8,
+                 regions: int | None = 100, removal: Any = None, score: str = "prob",
+                 batch_size: int = 16, progress: object = False) -> Curve:
+    """The MoRF region curve shared by region perturbation and selectivity.
+
+    The map is summed over ``patch`` × ``patch`` regions of map pixels (maps whose side is not
+    a multiple have a last, smaller row / column of regions); the regions are ranked by that
+    sum (descending, ties by the lower row-major index) and removed one more per step.
+
+    Args:
+        model, x, saliency, target: as :func:`faithfulness_correlation`.
+        patch: region side in map pixels.
+        regions: regions removed (at most the number of regions); None = all of them.
+        removal: default uniform noise U(0, 1), seeded (``uniform-noise``).
+        score: ``"prob"`` (default), ``"logit"`` or ``"log_prob"``.
+
+    Returns:
+        A :class:`~unmask.metrics.Curve` (mode ``"deletion"``): scores (B, T + 1) with the
+        clean image at step 0, the mean map value of the region removed at each step (B, T),
+        the fraction of the regions removed after each step (T + 1,).
+
+    Example:
+        >>> from unmask.testing import region_model, region_images, region_mask
+        >>> c = region_curve(region_model(), region_images(1, 16), region_mask(16, 16).float(),
+        ...                  patch=4, regions=None)
+        >>> c.scores.shape
+        torch.Size([1, 17])
+    """
+    patch = _check_int(patch, "patch")
+    if regions is not None:
+        regions = _check_int(regions, "regions")
+    removal = resolve_removal(removal, lambda: Noise("uniform"))
+    _, x, s, t, base, scorer = prepare_inputs(
+        model, x, saliency, target,
+        {"batch_size": batch_size, "score": score, "progress": progress})
+    b, _, height, width = x.shape
+    h, w = s.shape[-2:]
+    gh, gw = math.ceil(h / patch), math.ceil(w / patch)
+    pad = F.pad(s.double(), (0, gw * patch - w, 0, gh * patch - h))
+    summed = F.avg_pool2d(pad, patch, divisor_override=1)  # (B, 1, gh, gw): sum per region
+    ranks = pixel_ranks(summed)
+    steps = gh * gw if regions is None else min(regions, gh * gw)
+    region_of = torch.arange(gh * gw).reshape(1, 1, gh, gw).float()
+    region_of = F.interpolate(region_of, scale_factor=patch, mode="nearest")[..., :h, :w]
+    region_of = region_of.long().flatten()
+
+    def masks(start: int, stop: int) -> Tensor:
+        j = torch.arange(start, stop)
+        m = curve_masks(ranks, j // steps, j % steps + 1, pixels_per_step=1, grid=(gh, gw),
+                        size=(gh, gw))  # (N, 1, gh, gw) regions removed
+        m = m.flatten(1)[:, region_of].reshape(-1, 1, h, w)
+        return _upsample(m, (height, width))
+
+    index = torch.arange(b).repeat_interleave(steps)
+    after = scorer.perturbed(x, masks, t, removal, index=index, count=b * steps).reshape(b, steps)
+    scores = torch.cat([base[:, None].to(after.dtype), after], dim=1)
+    sizes = torch.bincount(region_of, minlength=gh * gw).double()  # map pixels per region
+    order = torch.sort(ranks, dim=1).indices[:, :steps]  # the region removed at each step
+    mean_s = summed.flatten(1).gather(1, order) / sizes[order]
+    fractions = torch.arange(steps + 1, dtype=torch.float64) / (gh * gw)  # of the regions
+    return Curve(scores, mean_s, fractions, t, "deletion")
 
 
 def region_perturbation(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
@@ -175,33 +350,41 @@ def region_perturbation(model: Any, x: Tensor, saliency: Any, target: Any = None
         removal: default uniform noise U(0, 1), seeded (``uniform-noise``; quantus: "uniform").
         score: ``"prob"`` (default), ``"logit"`` or ``"log_prob"``.
     """
-    patch, regions = _check_int(patch, "patch"), _check_int(regions, "regions")
-    removal = resolve_removal(removal, lambda: Noise("uniform"))
-    _, x, s, t, base, scorer = prepare_inputs(
-        model, x, saliency, target,
-        {"batch_size": batch_size, "score": score, "progress": progress})
-    b, _, height, width = x.shape
-    h, w = s.shape[-2:]
-    gh, gw = math.ceil(h / patch), math.ceil(w / patch)
-    pad = F.pad(s.double(), (0, gw * patch - w, 0, gh * patch - h))
-    summed = F.avg_pool2d(pad, patch, divisor_override=1)  # (B, 1, gh, gw): sum per region
-    ranks = pixel_ranks(summed)
-    steps = min(regions, gh * gw)
-    region_of = torch.arange(gh * gw).reshape(1, 1, gh, gw).float()
-    region_of = F.interpolate(region_of, scale_factor=patch, mode="nearest")[..., :h, :w]
-    region_of = region_of.long().flatten()
+    curve = region_curve(model, x, saliency, target, patch=patch, regions=regions,
+                         removal=removal, score=score, batch_size=batch_size, progress=progress)
+    y = curve.scores.double()
+    drops = y[:, :1] - y[:, 1:]
+    return drops.sum(1) / y.shape[1]  # the k = 0 drop is 0
 
-    def masks(start: int, stop: int) -> Tensor:
-        j = torch.arange(start, stop)
-        m = curve_masks(ranks, j // steps, j % steps + 1, pixels_per_step=1, grid=(gh, gw),
-                        size=(gh, gw))  # (N, 1, gh, gw) regions removed
-        m = m.flatten(1)[:, region_of].reshape(-1, 1, h, w)
-        return _upsample(m, (height, width))
 
-    index = torch.arange(b).repeat_interleave(steps)
-    after = scorer.perturbed(x, masks, t, removal, index=index, count=b * steps).reshape(b, steps)
-    drops = base.double()[:, None] - after.double()
-    return drops.sum(1) / (steps + 1)  # the k = 0 drop is 0
+def selectivity(model: Any, x: Tensor, saliency: Any, target: Any = None, *, patch: int = 8,
+                removal: Any = None, score: str = "prob", batch_size: int = 16,
+                progress: object = False) -> Tensor:
+    """Selectivity (Montavon et al. 2018) per image (B,) float64; lower is better.
+
+    Every ``patch`` × ``patch`` region of map pixels is removed, most relevant (largest sum of
+    the map) first, one more per step, until none is left; the value is the area under the
+    curve of the target's score (the clean image at x = 0, all regions removed at x = 1,
+    equally spaced points, trapezoid rule: :func:`~unmask.metrics.curve_auc`). A map whose
+    first regions carry the evidence makes the score fall at once: a small area.
+
+    Args:
+        model, x, saliency, target: as :func:`faithfulness_correlation`.
+        patch: region side in map pixels (quantus ``patch_size``: 8).
+        removal: default black (quantus ``perturb_baseline="black"``).
+        score: ``"prob"`` (default, quantus' ``softmax=True``), ``"logit"``, ``"log_prob"``.
+        batch_size: images per forward pass.
+        progress: progress bar (bool) or callback ``(done, total)``.
+
+    Example:
+        >>> from unmask.testing import region_model, region_images, region_mask
+        >>> x, m = region_images(1, 16), region_mask(16, 16).float()
+        >>> bool(selectivity(region_model(), x, m, patch=4) < 0.3)
+        True
+    """
+    removal = resolve_removal(removal, lambda: Constant("black"))
+    return region_curve(model, x, saliency, target, patch=patch, regions=None, removal=removal,
+                        score=score, batch_size=batch_size, progress=progress).auc()
 
 
 def monotonicity(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
@@ -355,6 +538,47 @@ class RegionPerturbation(_Metric):
         self.removal = resolve_removal(removal, lambda: Noise("uniform"))
         super().__init__(patch=patch, regions=regions, removal=self.removal, score=score,
                          batch_size=batch_size, progress=progress)
+
+
+@METRICS.register("selectivity")
+class Selectivity(_Metric):
+    """Selectivity (Montavon et al. 2018): area under the region-removal curve; lower is better.
+
+    Arguments as :func:`selectivity` (defaults: 8×8 regions, all removed, black, prob).
+    """
+
+    higher_is_better = False
+    function = staticmethod(selectivity)
+
+    def __init__(self, patch: int = 8, *, removal: Any = None, score: str = "prob",
+                 batch_size: int = 16, progress: object = False) -> None:
+        _check_int(patch, "patch")
+        _checked_score(score, batch_size)
+        self.removal = resolve_removal(removal, lambda: Constant("black"))
+        super().__init__(patch=patch, removal=self.removal, score=score, batch_size=batch_size,
+                         progress=progress)
+
+
+@METRICS.register("sensitivity_n")
+class SensitivityN(_Metric):
+    """Sensitivity-n (Ancona et al. 2018): subset sum vs drop, averaged over n; higher is better.
+
+    Arguments as :func:`sensitivity_n` (defaults: n from 1 % to 80 % of the map's pixels,
+    100 subsets per n, seed 0, black, logit).
+    """
+
+    function = staticmethod(sensitivity_n)
+
+    def __init__(self, fractions: Any = SENSITIVITY_N_FRACTIONS, runs: int = 100, seed: int = 0,
+                 *, removal: Any = None, score: str = "logit", batch_size: int = 16,
+                 progress: object = False) -> None:
+        fractions = _check_fractions(fractions)
+        _check_int(runs, "runs")
+        check_positive(seed, "seed", integer=True, allow_zero=True)
+        _checked_score(score, batch_size)
+        self.removal = resolve_removal(removal, lambda: Constant("black"))
+        super().__init__(fractions=fractions, runs=runs, seed=seed, removal=self.removal,
+                         score=score, batch_size=batch_size, progress=progress)
 
 
 @METRICS.register("monotonicity")

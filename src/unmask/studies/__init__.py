@@ -11,6 +11,8 @@ settings or on randomised models, reports curves and combines metrics:
 - :mod:`~unmask.studies.filling`: which removal really removes an object (seed 001, Table 1);
 - :mod:`~unmask.studies.consistency`: whether images with the same discretised explanation get
   the same prediction (Dasgupta et al. 2022), over the batch;
+- :mod:`~unmask.studies.sufficiency`: whether images whose explanations are close get the same
+  prediction (Dasgupta et al. 2022), over the batch;
 - :mod:`~unmask.studies.figure4`: CP scores against the hallucination score (Kolek et al. 2023,
   Figure 4), run by ``unmask figure4``.
 """
@@ -24,6 +26,7 @@ from .sanity import (
     independent_randomisation,
     randomisation_order,
 )
+from .sufficiency import map_distances, sufficiency
 
 __all__ = [
     "RobustnessResult",
@@ -34,7 +37,9 @@ __all__ = [
     "filling_study",
     "format_filling_table",
     "independent_randomisation",
+    "map_distances",
     "ms_ssim",
     "randomisation_order",
     "robustness",
+    "sufficiency",
 ]
