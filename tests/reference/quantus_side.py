@@ -16,6 +16,8 @@ draws by arrays drawn on the unmask side, so both read the same numbers:
   (MaxSensitivity, AvgSensitivity, LocalLipschitzEstimate);
 - ``{"kind": "noise_image", "array": "noise"}``: call k puts ``noise[k % len(noise)]`` at the
   indices (MonotonicityCorrelation's uniform baseline);
+- ``{"kind": "mask_fill", "value": 0.0}``: the features under a (B, 1, H, W) mask take
+  ``value`` in every channel (IROF; quantus' own mask replacement fails on RGB inputs);
 - ``"subsets": "name"``: ``np.random.choice`` returns the rows of that array in turn
   (FaithfulnessCorrelation's random subsets).
 
@@ -97,6 +99,20 @@ class NoiseImage:
         return out
 
 
+class MaskFill:
+    """``arr`` where the (B, 1, H, W) ``mask`` is set takes ``value`` in every channel (quantus
+    0.6.0's own ``baseline_replacement_by_mask`` asserts equal shapes, so its IROF fails on
+    RGB images with a one-channel map)."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def __call__(self, arr: np.ndarray, mask: np.ndarray, **_: Any) -> np.ndarray:
+        out = arr.copy()
+        out[np.broadcast_to(mask, arr.shape)] = self.value
+        return out
+
+
 @contextlib.contextmanager
 def fixed_choice(rows: np.ndarray):
     """``np.random.choice`` returns ``rows[0]``, ``rows[1]``, ... (then restored)."""
@@ -112,8 +128,11 @@ def run_case(case: dict, data: Any, model: nn.Module) -> np.ndarray:
     init = dict(case.get("init", {}))
     perturb = case.get("perturb")
     if perturb:
-        cls = {"add_noise": AddNoise, "noise_image": NoiseImage}[perturb["kind"]]
-        init["perturb_func"] = cls(data[perturb["array"]])
+        if perturb["kind"] == "mask_fill":
+            init["perturb_func"] = MaskFill(float(perturb["value"]))
+        else:
+            cls = {"add_noise": AddNoise, "noise_image": NoiseImage}[perturb["kind"]]
+            init["perturb_func"] = cls(data[perturb["array"]])
     for key in ("similarity_func", "norm_numerator", "norm_denominator"):
         if isinstance(init.get(key), str):  # a function of quantus' own, by name
             init[key] = getattr(quantus.functions.similarity_func if key == "similarity_func"

@@ -29,6 +29,7 @@ from unmask.metrics.faithfulness import (
     faithfulness_correlation,
     monotonicity,
     monotonicity_correlation,
+    region_curve,
     region_perturbation,
 )
 from unmask.metrics.robustness import (
@@ -38,6 +39,8 @@ from unmask.metrics.robustness import (
     max_sensitivity,
     translate,
 )
+from unmask.metrics.infidelity import infidelity
+from unmask.metrics.irof import irof_curves
 from unmask.metrics.randomisation import random_logit
 from unmask.testing import conv_region_model, region_images, region_mask, region_model
 
@@ -177,6 +180,27 @@ def run(tmp_path_factory):
              {"features_in_step": 1, "perturb_baseline": 0.0, "eps": 1e-5, "abs": True,
               "normalise": False}, {"softmax": True}, a="ms")
 
+        # catalogue2's metrics: selectivity, IROF, infidelity
+        ours["selectivity_curve"] = region_curve(model, x, maps, y, patch=4, regions=None,
+                                                 removal="black").scores[:, 1:].numpy()
+        case("selectivity_curve", "Selectivity", {"patch_size": 4, **black}, {"softmax": True},
+             a="a")
+        ours["irof_curves"] = [c.numpy() for c in irof_curves(model, x, maps, y,
+                                                                removal="black")]
+        case("irof", "IROF", {"segmentation_method": "slic", "return_aggregate": False,
+                              "abs": False, "normalise": False}, {"softmax": True}, a="a",
+             perturb={"kind": "mask_fill", "value": 0.0})
+        side_n = SIZE // 4
+        union = torch.zeros(side_n * side_n, 1, SIZE, SIZE)
+        for k in range(side_n * side_n):  # M_k = the first k + 1 row-major 4 x 4 patches
+            for j in range(k + 1):
+                r, c = divmod(j, side_n)
+                union[k, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4] = 1
+        ours["infidelity"] = infidelity(model, x, maps, y, masks=union, removal="black",
+                                        normalise=False).numpy()
+        case("infidelity", "Infidelity", {"perturb_patch_sizes": [4], "n_perturb_samples": 1,
+                                          "loss_func": "mse", **black}, {"softmax": False},
+             a="a")
         np.savez(tmp / "region.npz", **arrays)
         region = side.run(tmp / "region.npz", export_model(model, x, tmp / "region.pt2"),
                           cases)["values"]
@@ -234,7 +258,8 @@ def run(tmp_path_factory):
     "pixel_flipping_curve", "pixel_flipping_auc_dx1", "region_perturbation",
     "faithfulness_estimate", "faithfulness_correlation", "monotonicity_correlation",
     "sparseness", "complexity", "effective_complexity",
-    "max_sensitivity", "avg_sensitivity", "local_lipschitz_estimate", "random_logit"])
+    "max_sensitivity", "avg_sensitivity", "local_lipschitz_estimate", "random_logit",
+    "selectivity_curve", "infidelity"])
 def test_coincides_with_quantus(run, name):
     ours, theirs = np.asarray(run["ours"][name], dtype=np.float64), run["theirs"][name]
     if name == "region_perturbation":  # quantus returns the drop curve; AOPC over k = 0..R
@@ -332,3 +357,18 @@ def test_continuity_translates_both_ways_by_large_steps_in_quantus(run):
         ours = torch.maximum(ours, q)
     np.testing.assert_allclose(run["ours"]["continuity"], ours.numpy(), rtol=1e-5)
     assert not np.allclose(run["ours"]["continuity"], run["theirs"]["continuity"], rtol=1e-2)
+
+
+def test_irof_is_quantus_area_over_its_padded_curve(run):
+    """IROF: the same SLIC superpixels and curves (score after k superpixels removed / clean
+    score); quantus returns ``S - np.trapz(curve)``, its curve padded with zeros to the batch's
+    largest superpixel count (an image with fewer superpixels gets an extra half step), where
+    unmask returns the area over the curve on x in [0, 1] with the start point 1."""
+    curves = run["ours"]["irof_curves"]
+    longest = max(len(c) - 1 for c in curves)
+    expected = []
+    for c in curves:
+        padded = np.zeros(longest)
+        padded[:len(c) - 1] = c[1:]
+        expected.append((len(c) - 1) - np.trapezoid(padded, dx=1))
+    np.testing.assert_allclose(run["theirs"]["irof"], expected, **TOL)
