@@ -201,6 +201,16 @@ def run(tmp_path_factory):
         case("infidelity", "Infidelity", {"perturb_patch_sizes": [4], "n_perturb_samples": 1,
                                           "loss_func": "mse", **black}, {"softmax": False},
              a="a")
+        # sensitivity-n: quantus correlates over the images of the batch, per step
+        x5 = region_images(5, SIZE, seed=3)
+        y5 = model(x5).argmax(1)
+        maps5 = torch.rand(5, 1, SIZE, SIZE, generator=gen)
+        arrays.update(x5=x5.numpy(), y5=y5.numpy(), a5=maps5.numpy())
+        ours["sn_curve"] = METRICS.get("pixel_flipping").build(
+            max_steps=STEPS, removal="black", score="logit").curve(model, x5, maps5, y5)
+        case("sensitivity_n", "SensitivityN",
+             {"features_in_step": FEAT, "n_max_percentage": 0.8, "return_aggregate": False,
+              **black}, {"softmax": False}, a="a5", x="x5", y="y5")
         np.savez(tmp / "region.npz", **arrays)
         region = side.run(tmp / "region.npz", export_model(model, x, tmp / "region.pt2"),
                           cases)["values"]
@@ -372,3 +382,19 @@ def test_irof_is_quantus_area_over_its_padded_curve(run):
         padded[:len(c) - 1] = c[1:]
         expected.append((len(c) - 1) - np.trapezoid(padded, dx=1))
     np.testing.assert_allclose(run["theirs"]["irof"], expected, **TOL)
+
+
+def test_sensitivity_n_correlates_over_the_batch_in_quantus(run):
+    """quantus 0.6.0's SensitivityN removes the top features cumulatively (no random subsets),
+    sums the attribution of the last step's features only, and for each step correlates that
+    with the prediction change *over the images of the batch*: one value per step (the first
+    80 % of the steps), not per image. Ancona et al. (and unmask): per image and n, the
+    correlation over random subsets of n features."""
+    c = run["ours"]["sn_curve"]
+    drops = (c.scores[:, :1] - c.scores[:, 1:]).double()  # (B, T) cumulative
+    steps = int(0.8 * SIZE * SIZE // FEAT)
+    expected = [np.corrcoef(drops[:, k].numpy(), c.step_saliency[:, k].numpy())[0, 1]
+                for k in range(steps)]
+    theirs = run["theirs"]["sensitivity_n"]
+    assert theirs.shape == (steps,)  # 9 values for a batch of 5 images
+    np.testing.assert_allclose(theirs, expected, rtol=1e-4, atol=1e-5)
