@@ -54,15 +54,16 @@ for p in (ROOT / "src", ROOT / "tests" / "reference"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-import unmask  # noqa: E402
 from _quantus_venv import QuantusSide, export_model  # noqa: E402
+
+import unmask  # noqa: E402
 from unmask.metrics import METRICS  # noqa: E402
 from unmask.metrics.faithfulness import (  # noqa: E402
+    _DrawnNoise,  # noqa: E402
     faithfulness_correlation,
     monotonicity_correlation,
     region_perturbation,
 )
-from unmask.metrics.faithfulness import _DrawnNoise  # noqa: E402
 from unmask.metrics.robustness import (  # noqa: E402
     avg_sensitivity,
     local_lipschitz_estimate,

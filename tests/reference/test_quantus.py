@@ -20,8 +20,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from _quantus_venv import QuantusSide, SideVenvUnavailable, export_model
+
 from unmask import make_explainer
 from unmask.metrics import METRICS
 from unmask.metrics.faithfulness import (
@@ -32,6 +32,9 @@ from unmask.metrics.faithfulness import (
     region_curve,
     region_perturbation,
 )
+from unmask.metrics.infidelity import infidelity
+from unmask.metrics.irof import irof_curves
+from unmask.metrics.randomisation import random_logit
 from unmask.metrics.robustness import (
     avg_sensitivity,
     continuity,
@@ -39,9 +42,6 @@ from unmask.metrics.robustness import (
     max_sensitivity,
     translate,
 )
-from unmask.metrics.infidelity import infidelity
-from unmask.metrics.irof import irof_curves
-from unmask.metrics.randomisation import random_logit
 from unmask.testing import conv_region_model, region_images, region_mask, region_model
 
 pytestmark = pytest.mark.quantus
@@ -252,8 +252,8 @@ def run(tmp_path_factory):
              explain="input_x_gradient", perturb={"kind": "add_noise", "array": "g"})
         ours["random_logit"] = random_logit(conv, x, e, yc, similarity="spearman").numpy()
         cases.append({"name": "random_logit", "metric": "RandomLogit",
-                      "init": {"num_classes": 2, "similarity_func": "correlation_spearman", "abs": False,
-                               "normalise": False},
+                      "init": {"num_classes": 2, "similarity_func": "correlation_spearman",
+                               "abs": False, "normalise": False},
                       "call": {"channel_first": True}, "explain": "input_x_gradient"})
         np.savez(tmp / "conv.npz", **arrays)
         conv_values = side.run(tmp / "conv.npz", export_model(conv, x, tmp / "conv.pt2"),
