@@ -81,7 +81,7 @@ def _relative(num: Tensor, den: Tensor) -> Tensor:
 def perturbation_study(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
                        samples: int = 200, noise: str = "uniform", radius: float = 0.2,
                        seed: int = 0, batch_size: int = 16, represent: bool = False,
-                       layer: str | None = None) -> dict[str, Tensor]:
+                       layer: str | None = None, outputs: bool = True) -> dict[str, Tensor]:
     """Re-run the explainer on ``samples`` seeded perturbations of every image.
 
     Args:
@@ -96,6 +96,9 @@ def perturbation_study(model: Any, x: Tensor, explainer: Any, target: Any = None
         batch_size: images per explainer call and per forward pass.
         represent: also record ``layer``'s output on x and x'.
         layer: a layer of ``model.net`` (None = the model's ``feature_layer``).
+        outputs: also score x and the perturbed images (``"logit_change"``, ``"same_class"``);
+            False skips that forward pass (the sensitivities and the Lipschitz estimate read
+            only the maps and inputs). ``represent`` implies it.
 
     Returns:
         (B, S) float64 tensors: ``"map_change"`` ||e - e'||, ``"map_norm"`` ||e|| (B, 1),
@@ -134,7 +137,7 @@ def perturbation_study(model: Any, x: Tensor, explainer: Any, target: Any = None
         handle = module.register_forward_hook(record)
     try:
         return _study(model, x, explain, t, scorer, samples, noise, radius, int(seed),
-                      batch_size, captured if represent else None)
+                      batch_size, captured if represent else None, bool(outputs or represent))
     finally:
         if handle is not None:
             handle.remove()
@@ -150,14 +153,14 @@ def _take(captured: list[Tensor] | None) -> Tensor | None:
 
 def _study(model: Any, x: Tensor, explain: Any, t: Tensor, scorer: Any, samples: int,
            noise: str, radius: float, seed: int, batch_size: int,
-           captured: list[Tensor] | None) -> dict[str, Tensor]:
+           captured: list[Tensor] | None, outputs: bool = True) -> dict[str, Tensor]:
     b = x.shape[0]
     e0 = run_maps(explain, x, t, batch_size)  # (B, 1, h, w)
     if captured is not None:
         captured.clear()
-    h0 = scorer.logits(x).double().cpu()
+    h0 = scorer.logits(x).double().cpu() if outputs else None
     r0 = _take(captured)
-    c0 = h0.argmax(1)
+    c0 = h0.argmax(1) if h0 is not None else None
     gen = torch.Generator().manual_seed(seed)
     out: dict[str, list[Tensor]] = {k: [] for k in (
         "map_change", "input_change", "relative_map_change", "relative_input_change",
@@ -175,7 +178,7 @@ def _study(model: Any, x: Tensor, explain: Any, t: Tensor, scorer: Any, samples:
         tp = t.repeat_interleave(k, dim=0)
         if captured is not None:
             captured.clear()  # what the explainer's own forward passes left
-        h = scorer.logits(flat.to(x.device)).double().cpu().reshape(b, k, -1)
+        h = scorer.logits(flat.to(x.device)).double().cpu().reshape(b, k, -1) if outputs else None
         rp = _take(captured)
         e = run_maps(explain, flat.to(x.device), tp, batch_size).reshape(b, k, *e0.shape[1:])
         de = e - e0[:, None]
@@ -184,8 +187,9 @@ def _study(model: Any, x: Tensor, explain: Any, t: Tensor, scorer: Any, samples:
         out["input_change"].append(_flat_norm(dx))
         out["relative_map_change"].append(_flat_norm(_relative(de, e0[:, None])))
         out["relative_input_change"].append(_flat_norm(_relative(dx, xc[:, None].double())))
-        out["logit_change"].append(torch.linalg.vector_norm(h - h0[:, None], dim=2))
-        out["same_class"].append(h.argmax(2) == c0[:, None])
+        if h is not None and h0 is not None and c0 is not None:
+            out["logit_change"].append(torch.linalg.vector_norm(h - h0[:, None], dim=2))
+            out["same_class"].append(h.argmax(2) == c0[:, None])
         if rp is not None and r0 is not None:
             dr = rp.reshape(b, k, -1) - r0[:, None]
             out["relative_representation_change"].append(
@@ -220,8 +224,8 @@ def max_sensitivity(model: Any, x: Tensor, explainer: Any, target: Any = None, *
         [0.0, 0.0]
     """
     return _sensitivity(perturbation_study(model, x, explainer, target, samples=samples,
-                                           radius=radius, seed=seed, batch_size=batch_size),
-                        "max")
+                                           radius=radius, seed=seed, batch_size=batch_size,
+                                           outputs=False), "max")
 
 
 def avg_sensitivity(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
@@ -232,8 +236,8 @@ def avg_sensitivity(model: Any, x: Tensor, explainer: Any, target: Any = None, *
     Args: as :func:`perturbation_study` (uniform noise of bound ``radius``).
     """
     return _sensitivity(perturbation_study(model, x, explainer, target, samples=samples,
-                                           radius=radius, seed=seed, batch_size=batch_size),
-                        "mean")
+                                           radius=radius, seed=seed, batch_size=batch_size,
+                                           outputs=False), "mean")
 
 
 def local_lipschitz_estimate(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
@@ -245,7 +249,7 @@ def local_lipschitz_estimate(model: Any, x: Tensor, explainer: Any, target: Any 
     Args: as :func:`perturbation_study`, with ``std`` the noise's standard deviation (0.1).
     """
     r = perturbation_study(model, x, explainer, target, samples=samples, noise="gaussian",
-                           radius=std, seed=seed, batch_size=batch_size)
+                           radius=std, seed=seed, batch_size=batch_size, outputs=False)
     moved = r["input_change"] > 0
     return _masked_max(r["map_change"] / torch.where(moved, r["input_change"], 1.0), moved)
 
