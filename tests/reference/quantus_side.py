@@ -102,7 +102,7 @@ class NoiseImage:
 class MaskFill:
     """``arr`` where the (B, 1, H, W) ``mask`` is set takes ``value`` in every channel (quantus
     0.6.0's own ``baseline_replacement_by_mask`` asserts equal shapes, so its IROF fails on
-    RGB images with a one-channel map)."""
+    every RGB input)."""
 
     def __init__(self, value: float) -> None:
         self.value = value
