@@ -30,8 +30,9 @@
   explainer is rebuilt from its spec on the shifted model (it must be a registered one). The
   shifted image must stay in [0, 1]: by default ``c`` is per image the largest shift that
   keeps it there (``1 - max x`` up or ``-min x`` down, whichever is larger; NaN for an image
-  that spans [0, 1]). quantus 0.6.0 explains the shifted input with the unchanged model and
-  compares the maps for exact equality; this follows the paper.
+  that spans [0, 1]). quantus 0.6.0 moves the bias of the model's first sub-module (a
+  convolution) by the smallest value of its response to the shift (a border value under zero
+  padding) and compares the maps with ``np.isclose(atol=1e-4)``; this follows the paper.
 """
 
 from __future__ import annotations
