@@ -17,7 +17,7 @@ unmask, quantus, ... over ``--repeats``; the table gives medians and the spread 
 Settings make the definitions coincide where they can (as in ``tests/reference``): black = 0
 (quantus' ``"black"`` is the image minimum), the same subsets (faithfulness correlation) and
 noise draws (sensitivities, Lipschitz estimate); the values are then compared (max absolute
-difference). quantus counts features over the channels of the broadcast map and wants
+difference; relative for infidelity, whose values are large). quantus counts features over the channels of the broadcast map and wants
 ``features_in_step`` to divide H·W = 224², which 3 does not divide: it cannot step by whole
 pixels. Pixel flipping there runs 3 quantus steps per unmask step (``features_in_step`` = the
 pixels of an unmask step; after 3 steps the same pixels are gone, so every third point of
@@ -62,8 +62,11 @@ from unmask.metrics.faithfulness import (  # noqa: E402
     _DrawnNoise,  # noqa: E402
     faithfulness_correlation,
     monotonicity_correlation,
+    region_curve,
     region_perturbation,
 )
+from unmask.metrics.infidelity import infidelity  # noqa: E402
+from unmask.metrics.irof import irof_curves  # noqa: E402
 from unmask.metrics.robustness import (  # noqa: E402
     avg_sensitivity,
     local_lipschitz_estimate,
@@ -85,6 +88,9 @@ SETTINGS = {
     "faithfulness_estimate": ({"pixels_per_step": 3136}, {"pixels_per_step": 1024}),
     "monotonicity_correlation": ({"pixels_per_step": 3136, "samples": 3},
                                  {"pixels_per_step": 1024, "samples": 10}),
+    "selectivity": ({"patch": 32}, {"patch": 16}),  # 49 / 196 regions, all removed
+    "irof": ({}, {}),  # SLIC, 100 segments
+    "infidelity": ({"patch": 32}, {"patch": 16}),  # quantus' cumulative row-major patches
     "max_sensitivity": ({"samples": 4}, {"samples": 50}),
     "avg_sensitivity": ({"samples": 4}, {"samples": 50}),
     "local_lipschitz_estimate": ({"samples": 4}, {"samples": 50}),
@@ -181,6 +187,43 @@ def build(model: Any, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, q: i
         {"unmask": b * (n // per * k + 1), "quantus": b * (3 * (n // per) * k + 1)}, None,
         f"{n // per} blocks x {k} draws; quantus 3 x as many blocks")
 
+    p = SETTINGS["selectivity"][q]["patch"]
+    regions = (SIZE // p) ** 2
+    job("selectivity",
+        lambda p=p: region_curve(model, x, maps, y, patch=p, regions=None, removal="black",
+                                 batch_size=bs).scores[:, 1:].numpy(),
+        {"metric": "Selectivity", "init": {"patch_size": p, **black}, "call": {"softmax": True},
+         "a": "a"},
+        {"unmask": b * (regions + 1), "quantus": b * (regions + 1)}, "values",
+        f"all {regions} regions of {p}x{p} px, the curve compared")
+
+    from unmask.segments import slic_segments
+
+    counts = slic_segments(x, 100, 10.0, 0.0).flatten(1).amax(1) + 1  # superpixels per image
+    job("irof",
+        lambda: irof_curves(model, x, maps, y, removal="black", batch_size=bs),
+        {"metric": "IROF", "init": {"segmentation_method": "slic", "return_aggregate": False,
+                                    "abs": False, "normalise": False},
+         "call": {"softmax": True}, "a": "a", "perturb": {"kind": "mask_fill", "value": 0.0}},
+        {"unmask": int(counts.sum()) + b, "quantus": int(counts.max()) * b + b}, "irof",
+        "SLIC superpixels (100 asked), all removed; quantus' S - trapz of its padded curve")
+
+    p = SETTINGS["infidelity"][q]["patch"]
+    side = SIZE // p
+    union = torch.zeros(side * side, 1, SIZE, SIZE)
+    for k in range(side * side):  # M_k = the first k + 1 row-major patches
+        r, c = divmod(k, side)
+        union[k:, :, p * r:p * r + p, p * c:p * c + p] = 1
+    job("infidelity",
+        lambda: infidelity(model, x, maps, y, masks=union, removal="black", normalise=False,
+                           batch_size=bs).numpy(),
+        {"metric": "Infidelity", "init": {"perturb_patch_sizes": [p], "n_perturb_samples": 1,
+                                          "loss_func": "mse", **black},
+         "call": {"softmax": False}, "a": "a"},
+        {"unmask": b * (side * side + 1), "quantus": b * (side * side + 1)}, "relative",
+        f"{side * side} cumulative row-major {p}x{p} patches, 1 sample; relative difference "
+        "(values ~1e7: squared logit gaps)")
+
     for name, fn, gaussian, metric in [
             ("max_sensitivity", max_sensitivity, False, "MaxSensitivity"),
             ("avg_sensitivity", avg_sensitivity, False, "AvgSensitivity"),
@@ -201,12 +244,23 @@ def build(model: Any, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, q: i
 def compare(how: str | None, ours: np.ndarray, theirs: np.ndarray) -> float | None:
     if how is None:
         return None
+    if how == "irof":  # quantus: S - trapz of the curves padded with zeros to the longest
+        longest = max(len(c) - 1 for c in ours)
+        expected = []
+        for c in ours:
+            padded = np.zeros(longest)
+            padded[:len(c) - 1] = np.asarray(c[1:])
+            expected.append((len(c) - 1) - np.trapezoid(padded, dx=1))
+        return float(np.nanmax(np.abs(np.asarray(expected) - np.asarray(theirs))))
     ours = np.asarray(ours, dtype=np.float64)
     theirs = np.asarray(theirs, dtype=np.float64)
     if how == "every_third":
         theirs = theirs[:, 2::3]
     elif how == "aopc":
         theirs = theirs.sum(1) / (theirs.shape[1] + 1)
+    elif how == "relative":
+        theirs = theirs.reshape(ours.shape)
+        return float(np.nanmax(np.abs(ours - theirs)) / np.nanmax(np.abs(theirs)))
     return float(np.nanmax(np.abs(ours - theirs.reshape(ours.shape))))
 
 
@@ -241,7 +295,7 @@ def table(report: dict[str, Any]) -> str:
          f"{', '.join(f'{v:.2f}' for v in load['before'])}, after "
          f"{', '.join(f'{v:.2f}' for v in load['after'])}."), "",
         "| metric | work | unmask s (min-max) | quantus s (min-max) | quantus / unmask "
-        "| images unmask / quantus | model-bound s unmask / quantus | max abs. diff |",
+        "| images unmask / quantus | model-bound s unmask / quantus | max diff |",
         "|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         u, q = r["unmask_s"], r["quantus_s"]
@@ -311,7 +365,8 @@ def main() -> None:
                 "quantus_walls_s": theirs_t, "images": j["images"],
                 "model_bound_s": {k: v * per for k, v in j["images"].items()},
                 "max_diff": compare(j["compare"], ours, reply["values"][j["name"]]),
-                "unmask_values": np.asarray(ours).tolist(),
+                "unmask_values": ([np.asarray(c).tolist() for c in ours]
+                                  if isinstance(ours, list) else np.asarray(ours).tolist()),
                 "quantus_values": reply["values"][j["name"]]})
     after = os.getloadavg()
     busy = busy or after[0] > cores
