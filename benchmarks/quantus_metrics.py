@@ -17,8 +17,9 @@ unmask, quantus, ... over ``--repeats``; the table gives medians and the spread 
 Settings make the definitions coincide where they can (as in ``tests/reference``): black = 0
 (quantus' ``"black"`` is the image minimum), the same subsets (faithfulness correlation) and
 noise draws (sensitivities, Lipschitz estimate); the values are then compared (max absolute
-difference; relative for infidelity, whose values are large). quantus counts features over the channels of the broadcast map and wants
-``features_in_step`` to divide H·W = 224², which 3 does not divide: it cannot step by whole
+difference; relative for infidelity, whose values are large). quantus counts features over the
+channels of the broadcast map and wants ``features_in_step`` to divide H·W = 224², which 3
+does not divide: it cannot step by whole
 pixels. Pixel flipping there runs 3 quantus steps per unmask step (``features_in_step`` = the
 pixels of an unmask step; after 3 steps the same pixels are gone, so every third point of
 quantus' curve is compared); faithfulness estimate and monotonicity correlation correlate per
