@@ -129,11 +129,13 @@ def test_cwox_and_plain_maps_scored_per_pair_through_the_store(contrast_config, 
     # everywhere): left out of the unit's mean and of the paired comparison
     summ = contrastive_summary(db)
     table = {(t["run"], t["level"]): t for t in summ["cauc"]["table"]}
-    assert table[("cwox", "class")]["left_out"] == 3 and table[("gradcam", "class")]["left_out"] == 0
+    assert table[("cwox", "class")]["left_out"] == 3
+    assert table[("gradcam", "class")]["left_out"] == 0
     paired = {(p["against"], p["level"]): p for p in summ["cauc"]["paired"]}
     assert set(paired) == {("gradcam", "cluster"), ("gradcam", "class"), ("occlusion", "cluster"),
                            ("occlusion", "class")}
-    assert paired[("gradcam", "cluster")]["pairs"] == 6 and paired[("gradcam", "class")]["pairs"] == 3
+    assert paired[("gradcam", "cluster")]["pairs"] == 6
+    assert paired[("gradcam", "class")]["pairs"] == 3
     page = write_report(store, tmp_path / "report")
     text = page.read_text()
     assert "Contrastive faithfulness" in text and 'class="paired"' in text
@@ -164,7 +166,8 @@ def test_a_contrastive_metric_key_depends_on_the_contrast_table(contrast_config,
     a = {(r["run"], r["metric"]): r for r in Store.open(tmp_path / "a.sqlite").results()}
     b = {(r["run"], r["metric"]): r for r in Store.open(tmp_path / "b.sqlite").results()}
     assert a[("gradcam", "cauc")]["key"] != b[("gradcam", "cauc")]["key"]
-    assert a[("gradcam", "deletion[max_steps=8]")]["key"] == b[("gradcam", "deletion[max_steps=8]")]["key"]
+    deletion = ("gradcam", "deletion[max_steps=8]")
+    assert a[deletion]["key"] == b[deletion]["key"]
     assert len(b[("gradcam", "cauc")]["data"]["pairs"]) == 2  # cluster pairs only
 
 

@@ -36,7 +36,8 @@ __all__ = ["run_metrics", "run_contrastive", "build_metric"]
 
 
 def build_metric(run: Any, model: Any, representation: Any = None) -> Any:
-    """The metric object of a :class:`~unmask.bench.spec.MetricRun` (for a method's representation)."""
+    """The metric object of a :class:`~unmask.bench.spec.MetricRun` (for a method's
+    representation)."""
     if run.kind == "explanation_image":  # the model comes at call time
         from ..registry import METRICS
 

@@ -100,5 +100,6 @@ def run(args: argparse.Namespace) -> int:
     (out / "summary.md").write_text(summarise(rows))
     print((out / "summary.md").read_text(), end="")
     print(f"wrote {path}, summary.md and figure4_<model>.png in {args.out} (bench stores: "
-          f"{', '.join(p.name for _, _, p in plans)}; `unmask bench report STORE` draws the report)")
+          f"{', '.join(p.name for _, _, p in plans)}; `unmask bench report STORE` draws the "
+          "report)")
     return 0

@@ -223,7 +223,8 @@ def retained_probability(model: Any, x: Tensor, x_hat: Tensor, target: Any = Non
     x = check_model_input(model, x, "x")
     x_hat = check_unit_range(check_images(x_hat, "x_hat"), "x_hat")
     if x_hat.shape != x.shape:
-        raise ValueError(f"x_hat: expected the shape of x {tuple(x.shape)}, got {tuple(x_hat.shape)}")
+        raise ValueError(f"x_hat: expected the shape of x {tuple(x.shape)}, "
+                         f"got {tuple(x_hat.shape)}")
     if scale == "max":
         top = x_hat.flatten(1).amax(1).clamp_min(1e-12)
         x_hat = x_hat / top[:, None, None, None]

@@ -322,7 +322,8 @@ def bench_config(model: str, images: str | Path, *, areas: Sequence[float] = (0.
 
     unknown = sorted(set(methods) - set(METHOD_ORDER))
     if unknown:
-        raise ValueError(f"methods: unknown {unknown}; expected a subset of {', '.join(METHOD_ORDER)}")
+        raise ValueError(f"methods: unknown {unknown}; expected a subset of "
+                         f"{', '.join(METHOD_ORDER)}")
     config = tomllib.loads(preset_path("figure4").read_text(encoding="utf-8"))
     config["model"] = {**config["model"], "name": model, "size": size, "fit": fit}
     config["data"] = {**config["data"], "path": str(images)}
@@ -371,7 +372,8 @@ def rows_from_store(path: str | Path, model: str | None = None) -> list[dict[str
             def pick(metric: str, scale: str | None = None, by: dict = by) -> dict[str, Any] | None:
                 for label, r in by.items():
                     m = labels[label]
-                    if m["metric"] == metric and m["params"].get("scale", "none") == (scale or "none"):
+                    scaled = m["params"].get("scale", "none")
+                    if m["metric"] == metric and scaled == (scale or "none"):
                         return r
                 return None
 
