@@ -11,12 +11,11 @@ transaction) averaged over ``--writes`` units, next to the mean compute time of 
     python benchmarks/bench_executors.py                      # 4 images, local + ray 1 + ray 2
     python benchmarks/bench_executors.py --images 2 --no-ray  # local only
 
-Duration: 8 units per executor. On the shared 2-core machine under a load of 7-15 the three
-executors took 170 + 140 + 128 s (plus about 30 s of Ray start-up each); idle, expect about
-5 minutes for the default run (3 x 8 units of about 10 s, Ray start-up, 200 store writes of
-40 ms). Each executor is bounded by ``--max-seconds`` (default 900): past it, that executor's
-entry records the timeout and the next one starts, so the script always ends (at most
-3 x 900 s plus the store timing). The machine's load average is recorded before and after: on
+Duration: the default run is 8 units per executor. On the shared 2-core machine under a load
+of 7-15 it took about 8 minutes (170 + 140 + 128 s of runs, Ray start-up included); ``--images
+1 --writes 5`` took about 4 minutes at a load of 12. Idle it should take less. Each executor is
+bounded by ``--max-seconds`` (default 900): past it, that executor's entry records the timeout
+and the next one starts, so the script always ends (at most 3 x 900 s plus the store timing). The machine's load average is recorded before and after: on
 a shared CPU the numbers are noisy, so run it on an idle machine.
 """
 
