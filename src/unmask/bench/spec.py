@@ -28,7 +28,10 @@ seeds, removals or swept values) and metrics::
     params = { max_steps = 16 }
     map = "auto"                           # saliency | relevance | auto (see unmask.bench.maps)
 
-``metrics = ["deletion", "pointing_game"]`` is short for tables without params. Everything is
+``metrics = ["deletion", "pointing_game"]`` is short for tables without params. Contrastive
+metrics (``cauc``, ``cdrop``) and ``method = "cwox"`` (CWOX-2s over a base explainer) read an
+optional ``[contrast]`` table: how each image's top classes are clustered into pairs (see
+:mod:`unmask.bench.contrast`). Everything is
 checked against the registries (``METHODS``, ``METRICS``, ``REMOVALS``) before any work starts:
 an unknown name or key raises one ValueError naming the key and the allowed values.
 """
