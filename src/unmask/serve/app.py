@@ -535,6 +535,10 @@ def create_app(models: dict[str, Classifier] | Sequence[str] | None = None, *,
     def index() -> FileResponse:
         return FileResponse(str(static / "index.html"), media_type="text/html")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
+
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     return app
 
