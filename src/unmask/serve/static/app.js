@@ -225,13 +225,14 @@ function selectMethod() {
   const form = $("params");
   while (form.firstChild) form.removeChild(form.firstChild);
   for (const f of m.form) {
-    const label = el("label", { title: f.help || "" }, null, form);
+    const label = el("label", { title: (f.help || "").replace(/``/g, "") }, null, form);
     el("span", {}, f.name, label);
     let input;
     if (f.choices && f.choices.length) {
       input = el("select", {}, null, label);
+      if (f.nullable || !f.choices.includes(f.default)) el("option", { value: "null" }, "default", input);
       for (const c of f.choices) el("option", { value: JSON.stringify(c) }, String(c), input);
-      input.value = JSON.stringify(f.default);
+      input.value = JSON.stringify(f.default ?? null);
     } else if (f.type === "bool") {
       input = el("input", { type: "checkbox" }, null, label);
       input.checked = Boolean(f.default);
@@ -326,6 +327,11 @@ function select(sel) {
     f.classList.toggle("selected", f.dataset.key === sel.key && f.dataset.map === sel.name);
   }
   $("metrics-map").textContent = `map: ${sel.label}`;
+  if (S.curvesFor !== `${sel.key}/${sel.name}`) {  // the curves shown are of another map
+    $("curves").setAttribute("hidden", "");
+    const table = $("metric-values");
+    while (table.firstChild) table.removeChild(table.firstChild);
+  }
   const d = $("downloads");
   while (d.firstChild) d.removeChild(d.firstChild);
   el("span", { class: "muted" }, "download:", d);
@@ -414,6 +420,7 @@ $("metrics-run").addEventListener("click", async () => {
   try {
     const r = await runJob({ kind: "metrics", image_id: S.imageId, model: S.model.name, result: S.selected.key, map: S.selected.name, metrics: ["deletion", "insertion"] }, "curves");
     drawCurves($("curves"), r.curves);
+    S.curvesFor = `${r.source}/${r.map}`;
     const table = $("metric-values");
     while (table.firstChild) table.removeChild(table.firstChild);
     for (const [name, v] of Object.entries(r.values)) {

@@ -99,7 +99,7 @@ export const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "
 export function drawCurves(root, curves) {
   while (root.firstChild) root.removeChild(root.firstChild);
   root.removeAttribute("hidden");
-  const W = 320, H = 200, L = 36, R = 10, T = 10, B = 30;
+  const W = 320, H = 200, L = 36, R = 10, T = 22, B = 30;
   const x = (f) => L + f * (W - L - R);
   let top = 0;
   for (const c of Object.values(curves)) for (const s of c.scores) top = Math.max(top, s);
@@ -121,8 +121,8 @@ export function drawCurves(root, curves) {
     seen.add(id);
     const pts = c.scores.map((s, i) => `${x(c.fractions[i]).toFixed(1)},${y(s).toFixed(1)}`).join(" ");
     svg("polyline", { points: pts, class: "curve", stroke: colour[c.mode] || "#555" }, root);
-    const t = svg("text", { x: W - R - 4, y: T + 14 + 14 * row, class: "legend", "text-anchor": "end", fill: colour[c.mode] || "#555" }, root);
-    t.textContent = `${c.mode} (${label}) AUC ${c.auc.toFixed(3)}`;
+    const t = svg("text", { x: L + 150 * row, y: 12, class: "legend", fill: colour[c.mode] || "#555" }, root);
+    t.textContent = `${c.mode} AUC ${c.auc.toFixed(3)}${label === c.mode ? "" : ` (${label})`}`;
     row += 1;
   }
 }
