@@ -204,6 +204,22 @@ def test_bad_upload_shows_the_message(browser, toy_server, tmp_path):
     page.close()
 
 
+def test_cancel_button_stops_a_job(browser, toy_server):
+    page, errors = _page(browser, toy_server)
+    page.select_option("#example", "chelsea")
+    page.wait_for_selector("#classes li.cls.chosen")
+    page.click("#tabs button[data-tab=single]")
+    page.select_option("#method", "rise")
+    page.fill("#params input[data-name=masks]", "100000")  # long enough to be cancelled
+    page.click("#run")
+    page.wait_for_selector("#job-text:has-text('running')")
+    page.click("#cancel")
+    page.wait_for_selector("#job-error:has-text('cancelled')")
+    assert page.locator("#run").is_enabled()
+    assert not errors, errors
+    page.close()
+
+
 @pytest.mark.slow
 def test_real_model_cwox(browser, tmp_path):
     from unmask.serve import create_app
