@@ -445,7 +445,8 @@ $("removal-run").addEventListener("click", async () => {
     for (const info of r.maps) {
       const fig = el("figure", { class: "map" }, null, out);
       const c = el("canvas", {}, null, fig);
-      el("figcaption", {}, info.name === "removed" ? `${r.removal}: ${r.map}` : "removed pixels", fig);
+      const what = r.source ? `the top ${Math.round(100 * r.fraction)} % of ${r.map}` : "the centre square";
+      el("figcaption", {}, info.name === "removed" ? `${r.removal} on ${what}` : "removed pixels", fig);
       const v = await f32(info.f32);
       if (info.shape.length === 3) drawRGB(c, v, info.shape[0], info.shape[1]);
       else drawRGB(c, Float32Array.from({ length: 3 * v.length }, (_, i) => v[Math.floor(i / 3)]), info.shape[0], info.shape[1]);
