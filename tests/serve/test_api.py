@@ -354,3 +354,21 @@ def test_job_helpers_from_the_same_explainer(model, x):
     # the served spec rebuilds the same explainer: the bench store's key
     e = make_explainer(model, "gradcam", relu=False).explain(x, 1)
     assert e.spec["relu"] is False
+
+
+def test_bodies_over_the_limit_are_refused_before_parsing(model):
+    # the app's own middleware (serve-core's tests cover the upload checks themselves)
+    small = create_app({"toy": model}, image_size=SIZE, max_bytes=100_000)
+
+    def chunks():  # a streamed body: no Content-Length to refuse it by
+        for _ in range(100):
+            yield b"x" * 10_000
+
+    with TestClient(small) as c:
+        r = c.post("/api/images", content=chunks(),
+                   headers={"Content-Type": "multipart/form-data; boundary=b"})
+        assert r.status_code == 413 and r.json()["detail"].startswith("file: the request is")
+        r = c.post("/api/predict", content=chunks(), headers={"Content-Type": "application/json"})
+        assert r.status_code == 413 and r.json()["detail"].startswith("body: the request is")
+        r = c.post("/api/images", files={"file": ("big.png", b"x" * 400_000, "image/png")})
+        assert r.status_code == 413

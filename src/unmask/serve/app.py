@@ -417,15 +417,14 @@ def create_app(models: dict[str, Classifier] | Sequence[str] | None = None, *,
         except (ValueError, TypeError, LookupError, QueueFull) as exc:
             raise fail(exc) from None
 
-    # -- body size: refuse before parsing ------------------------------------------------
+    # -- body size: refused by Content-Length before parsing, and while streaming ----------
+    def cap(path: str) -> int:
+        return max_bytes + _MAX_JSON if path == "/api/images" else _MAX_JSON
+
+    app.add_middleware(_BodyLimit, cap=cap, max_bytes=max_bytes)
+
     @app.middleware("http")
-    async def _limits(request: Request, call_next: Callable) -> Any:
-        if request.method in ("POST", "PUT", "PATCH"):
-            cap = (max_bytes + _MAX_JSON) if request.url.path == "/api/images" else _MAX_JSON
-            length = request.headers.get("content-length")
-            if length is not None and (not length.isdigit() or int(length) > cap):
-                return JSONResponse({"detail": f"file: the request is larger than the limit "
-                                     f"of {max_bytes} bytes"}, status_code=413)
+    async def _headers(request: Request, call_next: Callable) -> Any:
         response = await call_next(request)
         response.headers.setdefault(
             "Content-Security-Policy", "default-src 'self'; img-src 'self' blob: data:; "
@@ -542,6 +541,42 @@ def create_app(models: dict[str, Classifier] | Sequence[str] | None = None, *,
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     return app
+
+
+class _BodyLimit:
+    """ASGI middleware: a request body above ``cap(path)`` bytes gets 413, from its
+    Content-Length before anything is read, or as soon as a streamed body passes the cap."""
+
+    def __init__(self, app: Any, cap: Callable[[str], int], max_bytes: int) -> None:
+        self.app, self.cap, self.max_bytes = app, cap, max_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        from fastapi import HTTPException
+        from fastapi.responses import JSONResponse
+
+        cap = self.cap(scope["path"])
+        detail = (f"file: the request is larger than the limit of {self.max_bytes:,} bytes"
+                  if scope["path"] == "/api/images" else
+                  f"body: the request is larger than the limit of {cap:,} bytes")
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > cap):
+            await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > cap:
+                    raise HTTPException(413, detail)
+            return message
+
+        await self.app(scope, limited, send)
 
 
 def _version() -> str:
