@@ -225,8 +225,8 @@ def test_bad_job_requests(client: TestClient, image_id: str, body: dict, status:
 
 
 def test_nan_parameter(client: TestClient, image_id: str) -> None:
-    raw = ('{"kind": "explain", "image_id": "%s", "model": "toy", "method": "rise", '
-           '"params": {"p": NaN}}' % image_id)
+    raw = ('{"kind": "explain", "image_id": "' + image_id + '", "model": "toy", '
+           '"method": "rise", "params": {"p": NaN}}')
     r = client.post("/api/jobs", content=raw, headers={"Content-Type": "application/json"})
     assert 400 <= r.status_code < 500 and "p" in _detail(r)
 
