@@ -262,3 +262,16 @@ def test_values_come_back_as_json() -> None:
 
     params = {k: v for k, v in spec.items() if k != "method"}
     assert make_explainer(conv_region_model(3), spec["method"], **params).stride == (4, 4)
+
+
+def test_classes_parameters_are_checked_on_the_model() -> None:
+    from unmask.testing import conv_region_model
+
+    model = conv_region_model(3)
+    assert method_spec("c-mwp", {"contrast": [0, 2]}, model=model)["contrast"] == [0, 2]
+    assert method_spec("c-mwp", {"contrast": 500})["contrast"] == 500  # no model: not checked
+    with pytest.raises(ValueError, match=r"^params\.contrast: class 5 is outside \[0, 3\)"):
+        method_spec("c-mwp", {"contrast": 5}, model=model)
+    for bad in ("x", [], [0] * 1001, [-1]):
+        with pytest.raises(ValueError, match=r"^params\.contrast"):
+            method_spec("c-mwp", {"contrast": bad})

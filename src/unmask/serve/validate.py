@@ -51,7 +51,9 @@ _FLOAT_MAX = 1e6
 #: Parameters a client never sets: the model and execution plumbing, arrays, callables.
 _HIDDEN = ("model", "progress", "workers", "segments", "args", "kwargs")
 #: Parameters the page's form leaves out (still accepted by the specs).
-_NOT_IN_FORM = ("batch_size", "base_params", "seed")
+_NOT_IN_FORM = ("batch_size", "base_params", "seed", "contrast")
+#: Parameters whose values depend on the model (checked only when it is given).
+_MODEL_DEPENDENT = ("layer", "contrast")
 #: Candidate values of string parameters; a class's constructor keeps the ones it accepts.
 _CANDIDATES: dict[str, tuple[str, ...]] = {
     "score": ("prob", "logit", "log_prob", "log_odds"),
@@ -92,8 +94,10 @@ def _kind(name: str, param: inspect.Parameter, default: Any) -> str:
         return "removal"
     if name == "representation":
         return "representation"
-    if name in ("layer", "contrast"):
+    if name == "layer":
         return "layer"
+    if name == "contrast":
+        return "classes"
     if "dict" in ann:
         return "dict"
     if ann == "bool" or isinstance(default, bool):
@@ -221,6 +225,13 @@ def _check_value(entry: Entry, name: str, value: Any, field: str, size: int,
             raise ValueError(f"{field}: expected a layer name (see `unmask layers`), got "
                              f"{_show(value)}")
         return value  # its existence is checked when the explainer is built on the model
+    if kind == "classes":
+        if isinstance(value, list | tuple):
+            if not 1 <= len(value) <= 1000:
+                raise ValueError(f"{field}: expected a class or a list of 1 to 1000 classes, "
+                                 f"got {_show(value)}")
+            return [_int(v, f"{field}[{i}]", 0, 1_000_000) for i, v in enumerate(value)]
+        return _int(value, field, 0, 1_000_000)
     if kind == "dict":
         if not isinstance(value, Mapping):
             raise ValueError(f"{field}: expected an object of hyperparameters, got "
@@ -386,7 +397,7 @@ def _spec(registry: Any, name: Any, params: Any, *, size: int, model: Any = None
         inner.pop("method")
         out["base_params"] = inner
     _check_cost(entry, out, size)
-    checked = {k: v for k, v in out.items() if not (k == "layer" and model is None)}
+    checked = {k: v for k, v in out.items() if not (k in _MODEL_DEPENDENT and model is None)}
     try:
         _build(entry, is_metric, checked, model)
     except (ValueError, TypeError) as exc:
