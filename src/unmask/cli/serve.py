@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
 
     missing = [m for m in _NEEDED if importlib.util.find_spec(m) is None]
     if missing:
-        raise ValueError("serve: the 'serve' extra is not installed (missing: "
-                         f"{', '.join('python-multipart' if m == 'multipart' else m for m in missing)}"
-                         "); install it with: pip install 'unmask[serve]'")
+        shown = ", ".join("python-multipart" if m == "multipart" else m for m in missing)
+        raise ValueError(f"serve: the 'serve' extra is not installed (missing: {shown}); "
+                         "install it with: pip install 'unmask[serve]'")
     if not 0 < args.port < 65536:
         raise ValueError(f"--port: expected a port in [1, 65535], got {args.port}")
     check_positive(args.workers, "--workers", integer=True)

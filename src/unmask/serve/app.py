@@ -280,8 +280,9 @@ def _check_target(target: Any, model: Classifier, name: str = "target") -> Any:
     return int(target)
 
 
-def _method_params(name: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    spec = validate.method_spec(name, params)
+def _method_params(name: str, params: dict[str, Any], size: int, model: Classifier
+                   ) -> tuple[str, dict[str, Any]]:
+    spec = validate.method_spec(name, params, size=size, model=model)
     spec = dict(spec)
     method = METHODS.get(spec.pop("method", name)).name
     return method, spec
@@ -451,8 +452,8 @@ def create_app(models: dict[str, Classifier] | Sequence[str] | None = None, *,
         return {"image_id": image_id, "width": int(image.shape[1]), "height": int(image.shape[0])}
 
     @app.post("/api/images", summary="Upload an image (multipart field `file`)")
-    async def upload(file: UploadFile = File(..., description="PNG, JPEG, WebP, BMP or GIF")
-                     ) -> dict:
+    async def upload(file: UploadFile = File(  # noqa: B008 (FastAPI's way)
+            ..., description="PNG, JPEG, WebP, BMP or GIF")) -> dict:
         data = await file.read(max_bytes + 1)
         return guarded(lambda: stored(read_upload(data, max_bytes=max_bytes,
                                                   max_pixels=max_pixels)))
@@ -534,6 +535,10 @@ def create_app(models: dict[str, Classifier] | Sequence[str] | None = None, *,
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(str(static / "index.html"), media_type="text/html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     return app
@@ -640,7 +645,7 @@ def _plan(state: _Served, body: Any) -> tuple[str, str, Callable]:
 
 def _plan_explain(state: _Served, body: Any, name: str, model: Classifier, x: torch.Tensor,
                   digest: str) -> tuple[str, Callable]:
-    method, params = _method_params(body.method, body.params)
+    method, params = _method_params(body.method, body.params, x.shape[-1], model)
     if body.target is None:
         target: Any = int(state.probabilities(body.image_id, name).argmax())
     else:
@@ -659,6 +664,7 @@ def _plan_explain(state: _Served, body: Any, name: str, model: Classifier, x: to
         classes = target if isinstance(target, list) else [target]
         info = map_info(key, "saliency", saliency, target=target)
         data = {"kind": "explain", "key": key, "model": name, "image_id": body.image_id,
+                "image_digest": digest,
                 "spec": to_json(e.spec), "target": target_json(e.target[0]),
                 "target_names": _names(model, classes),
                 "probability": float(probs[classes].sum()), "maps": [info]}
@@ -671,7 +677,7 @@ def _plan_explain(state: _Served, body: Any, name: str, model: Classifier, x: to
 
 def _plan_cwox(state: _Served, body: Any, name: str, model: Classifier, x: torch.Tensor,
                digest: str) -> tuple[str, Callable]:
-    method, params = _method_params(body.method, body.params)
+    method, params = _method_params(body.method, body.params, x.shape[-1], model)
     clusters = [[int(c) for c in cl] for cl in body.clusters]
     if not clusters or any(not cl for cl in clusters):
         raise ValueError("clusters: expected a non-empty list of non-empty clusters")
@@ -685,7 +691,7 @@ def _plan_cwox(state: _Served, body: Any, name: str, model: Classifier, x: torch
     rescale = base.rescale if base else False
     cluster_params, class_params = _cwox_stage_params(model, method, params)
     for p in (cluster_params, class_params):
-        validate.method_spec(method, p)
+        validate.method_spec(method, p, size=x.shape[-1], model=model)
     specs = [spec_of(make_explainer(model, method, seed=body.seed, **p))
              for p in (cluster_params, class_params)]
     spec = {"method": "cwox-2s", "cluster_explainer": specs[0], "class_explainer": specs[1],
@@ -706,6 +712,7 @@ def _plan_cwox(state: _Served, body: Any, name: str, model: Classifier, x: torch
             e = CWOX(model, cluster_exp, class_exp, delta=delta, negative=negative,
                      rescale=rescale, seed=body.seed).explain(x, clusters)
         data, maps, targets = _cwox_json(e, key, name, body.image_id, model)
+        data["image_digest"] = digest
         state.results.put(StoredResult(key, data, maps, targets))
         progress(stages * _CUT, stages * _CUT)
         return data
@@ -775,14 +782,14 @@ def _plan_metrics(state: _Served, body: Any, name: str, model: Classifier, x: to
     map_name = body.map or next(iter(source.maps))
     if map_name not in source.maps or map_name not in source.targets:
         raise ValueError(f"map: expected one of {', '.join(source.targets)}, got {map_name!r}")
-    if source.data.get("image_id") != body.image_id or source.data.get("model") != name:
+    if source.data.get("image_digest") != digest or source.data.get("model") != name:
         raise ValueError("result: the result is of another image or model")
     target = source.targets[map_name]
     removal = validate.removal_spec(body.removal) if body.removal is not None else None
     built: dict[str, Any] = {}
     specs = []
     for label, params in _metric_items(body.metrics):
-        spec = dict(validate.metric_spec(label, params))
+        spec = dict(validate.metric_spec(label, params, size=x.shape[-1]))
         entry = METRICS.get(spec.pop("metric", label))
         if entry.kind not in METRIC_KINDS_SERVED:
             raise ValueError(f"metrics: {entry.name!r} is a {entry.kind!r} metric; this API "
@@ -823,6 +830,7 @@ def _plan_metrics(state: _Served, body: Any, name: str, model: Classifier, x: to
                     values[label] = float(out[label][0])
             progress(done, len(built))
         data = {"kind": "metrics", "key": key, "model": name, "image_id": body.image_id,
+                "image_digest": digest,
                 "source": source.key, "map": map_name, "target": target, "metrics": specs,
                 "values": values, "curves": curves,
                 "higher_is_better": {m: getattr(obj, "higher_is_better", None)
@@ -842,6 +850,8 @@ def _plan_removal(state: _Served, body: Any, name: str, model: Classifier, x: to
     side = x.shape[-1]
     if body.result is not None:
         source = state.source(body.result)
+        if source.data.get("image_digest") != digest:
+            raise ValueError("result: the result is of another image")
         map_name = body.map or next(iter(source.maps))
         if map_name not in source.maps:
             raise ValueError(f"map: expected one of {', '.join(source.maps)}, got {map_name!r}")
@@ -870,6 +880,7 @@ def _plan_removal(state: _Served, body: Any, name: str, model: Classifier, x: to
         m = mask[0, 0].numpy()
         maps = {"removed": removed, "mask": m}
         data = {"kind": "removal", "key": key, "model": name, "image_id": body.image_id,
+                "image_digest": digest,
                 "removal": spec, **what,
                 "maps": [map_info(key, n, v) for n, v in maps.items()]}
         state.results.put(StoredResult(key, data, maps, {}))

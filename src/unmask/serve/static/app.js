@@ -58,6 +58,7 @@ async function runJob(body, label) {
   $("job-text").textContent = `${label}: queued`;
   let job = await api("/api/jobs", { json: body });
   S.job = job.id;
+  $("cancel").disabled = false;
   try {
     while (!["done", "failed", "cancelled"].includes(job.status)) {
       await new Promise((res) => setTimeout(res, 200));
@@ -68,6 +69,7 @@ async function runJob(body, label) {
     }
   } finally {
     S.job = null;
+    $("cancel").disabled = true;
   }
   $("job-progress").value = job.status === "done" ? 1 : $("job-progress").value;
   $("job-text").textContent = `${label}: ${job.status}${job.cached ? " (from the cache)" : ""}`;
@@ -218,7 +220,7 @@ function method() { return S.info.methods.find((m) => m.name === $("method").val
 
 function selectMethod() {
   const m = method();
-  $("method-summary").textContent = m.summary;
+  $("method-summary").textContent = m.summary.replace(/``/g, "");
   $("delta").value = m.cwox_delta;
   const form = $("params");
   while (form.firstChild) form.removeChild(form.firstChild);

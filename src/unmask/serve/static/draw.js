@@ -98,6 +98,7 @@ export const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "
 // Deletion / insertion curves into an SVG (viewBox 320 x 200).
 export function drawCurves(root, curves) {
   while (root.firstChild) root.removeChild(root.firstChild);
+  root.removeAttribute("hidden");
   const W = 320, H = 200, L = 36, R = 10, T = 10, B = 30;
   const x = (f) => L + f * (W - L - R);
   let top = 0;
