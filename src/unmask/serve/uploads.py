@@ -10,7 +10,6 @@ that are the SHA-256 of their pixels, so that no path a client sends is ever ope
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import io
 import os
@@ -170,8 +169,8 @@ class ImageStore:
         self._ids: OrderedDict[str, tuple[int, ...]] = OrderedDict()
         self._lock = threading.Lock()
         self._closed = False
+        # removes the directory when the store is collected, or at interpreter exit
         self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.dir), True)
-        atexit.register(self._finalizer)
 
     def __len__(self) -> int:
         with self._lock:
@@ -236,7 +235,6 @@ class ImageStore:
             self._closed = True
             self._ids.clear()
         self._finalizer()
-        atexit.unregister(self._finalizer)
 
     def _check_open(self) -> None:
         if self._closed:
