@@ -275,3 +275,13 @@ def test_classes_parameters_are_checked_on_the_model() -> None:
     for bad in ("x", [], [0] * 1001, [-1]):
         with pytest.raises(ValueError, match=r"^params\.contrast"):
             method_spec("c-mwp", {"contrast": bad})
+
+
+def test_form_bounds_follow_the_size_and_are_copies() -> None:
+    small = {f["name"]: f for f in method_form("occlusion", size=32)}
+    assert small["patch_size"]["max"] == 32 and small["stride"]["max"] == 32
+    form = method_form("rise")
+    form[0]["choices"].append("mine")
+    form[0]["default"] = "changed"
+    assert "mine" not in method_form("rise")[0]["choices"]
+    assert method_form("rise")[0]["default"] is None

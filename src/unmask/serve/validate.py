@@ -14,6 +14,7 @@ Every error is one ValueError (or TypeError) naming the field and what is allowe
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import math
@@ -495,30 +496,31 @@ def removal_spec(spec: str, field: str = "removal") -> str:
     return str(removal.spec)
 
 
-def method_form(name: str) -> list[dict[str, Any]]:
+def method_form(name: str, *, size: int = 224) -> list[dict[str, Any]]:
     """The method's hyperparameters for the page's form.
 
     One dict per parameter a client may set: ``{name, type, default, min, max, choices,
     nullable, help}`` with ``type`` one of ``int``, ``float``, ``bool``, ``choice``, ``str``,
     ``list``; ``help`` is the first line of the parameter's description in the class docstring.
-    The defaults validate with :func:`method_spec`.
+    The defaults validate with :func:`method_spec`; ``size`` (the image side) sets the bounds of
+    sizes (patch, stride, mask).
 
     Example:
         >>> [f["name"] for f in method_form("rise")]
         ['removal', 'masks', 's', 'p', 'score']
     """
     _registries()
-    return list(_form(METHODS.get(name).name, False))
+    return copy.deepcopy(list(_form(METHODS.get(name).name, False, _check_size(size))))
 
 
-def metric_form(name: str) -> list[dict[str, Any]]:
+def metric_form(name: str, *, size: int = 224) -> list[dict[str, Any]]:
     """:func:`method_form` for a metric."""
     _registries()
-    return list(_form(METRICS.get(name).name, True))
+    return copy.deepcopy(list(_form(METRICS.get(name).name, True, _check_size(size))))
 
 
-@functools.cache
-def _form(name: str, is_metric: bool) -> tuple[dict[str, Any], ...]:
+@functools.lru_cache(maxsize=256)
+def _form(name: str, is_metric: bool, size: int) -> tuple[dict[str, Any], ...]:
     from ..removal import removal_names
 
     entry = (METRICS if is_metric else METHODS).get(name)
@@ -535,7 +537,7 @@ def _form(name: str, is_metric: bool) -> tuple[dict[str, Any], ...]:
                                  "help": doc.get(pname, "")}
         if kind in ("int", "pair"):
             field["type"] = "int"
-            low, high = _bound(pname, 224)
+            low, high = _bound(pname, size)
             field["min"], field["max"] = low, high
         elif kind == "floats":
             field["type"] = "float"
