@@ -398,3 +398,18 @@ def test_the_open_spy_sees_the_store(client: TestClient, image_id: str,
     assert r.status_code == 200
     store = str(client.app.state.served.images.dir)
     assert any(f.startswith(store) and image_id in f for f in opened)
+
+
+@pytest.mark.parametrize("body,match", [
+    ({"method": "rise", "params": {"masks": 10**9}}, r"^params\.masks: expected an integer"),
+    ({"method": "nope"}, r"^method: unknown method 'nope'"),
+    ({"method": "gradcam", "clusters": [[0], [7]]}, r"^clusters: class 7 is outside"),
+    ({"method": "gradcam", "clusters": []}, r"^clusters: "),
+    ({"method": "gradcam", "clusters": [[0], []]}, r"^clusters: "),
+    ({"method": "gradcam", "delta": 1e9}, r"^delta: expected a percentile in \[0, 100\]"),
+])
+def test_bad_cwox_requests(client: TestClient, image_id: str, body: dict, match: str) -> None:
+    r = client.post("/api/jobs", json={"kind": "cwox", "image_id": image_id, "model": "toy",
+                                       "clusters": [[0], [1, 2]], **body})
+    assert r.status_code == 400, r.text
+    assert re.search(match, _detail(r)), _detail(r)
