@@ -413,3 +413,14 @@ def test_bad_cwox_requests(client: TestClient, image_id: str, body: dict, match:
                                        "clusters": [[0], [1, 2]], **body})
     assert r.status_code == 400, r.text
     assert re.search(match, _detail(r)), _detail(r)
+
+
+def test_uploads_live_in_a_temporary_directory_removed_at_shutdown() -> None:
+    app = create_app({"toy": conv_region_model(3)}, image_size=32)
+    with TestClient(app) as c:
+        r = _upload(c, _png(Image.fromarray(_image(seed=3))))
+        assert r.status_code == 200
+        folder = app.state.served.images.dir
+        files = list(folder.iterdir())
+        assert [f.name for f in files] == [r.json()["image_id"] + ".png"]
+    assert not folder.exists()
