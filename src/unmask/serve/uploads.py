@@ -119,11 +119,17 @@ def read_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
             raise UploadError(text, 413) from None
         raise UploadError(f"file: damaged or truncated image ({text.split(': ', 2)[-1]})",
                           400) from None
-    with img:
-        if img.mode in WIDE_MODES:  # 16-bit or float: through the float path, then 8 bits
-            arr = np.rint(_pil_to_array(img) * 255.0).astype(np.uint8)
-        else:
-            arr = np.asarray(_pil_to_rgb(img), dtype=np.uint8)
+    except Exception as exc:  # noqa: BLE001 -- a decoder's own error on a malformed file
+        raise UploadError(f"file: damaged image ({type(exc).__name__})", 400) from None
+    try:
+        with img:
+            if img.mode in WIDE_MODES:  # 16-bit or float: through the float path, then 8 bits
+                arr = np.rint(_pil_to_array(img) * 255.0).astype(np.uint8)
+            else:
+                arr = np.asarray(_pil_to_rgb(img), dtype=np.uint8)
+    except Exception as exc:  # noqa: BLE001 -- a mode PIL cannot convert
+        raise UploadError(f"file: damaged or unsupported image ({type(exc).__name__})",
+                          400) from None
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise UploadError("file: zero-size image", 400)
     return np.ascontiguousarray(arr)
