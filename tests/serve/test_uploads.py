@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import struct
 import threading
-from collections import Counter
 import zlib
+from collections import Counter
 
 import numpy as np
 import pytest
