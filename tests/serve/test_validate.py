@@ -285,3 +285,13 @@ def test_form_bounds_follow_the_size_and_are_copies() -> None:
     form[0]["default"] = "changed"
     assert "mine" not in method_form("rise")[0]["choices"]
     assert method_form("rise")[0]["default"] is None
+
+
+def test_representation_specs_are_bounded() -> None:
+    assert method_spec("waveletx", {"representation": "wavelets:levels=3"})["representation"] \
+        == "wavelets:levels=3"
+    for bad, match in [("wavelets:levels=100000", "outside"), ("nope", "unknown representation"),
+                       (3, "expected a representation spec"),
+                       ("shearlets:directions=[" + ",".join(["8"] * 40) + "]", "more than 16")]:
+        with pytest.raises(ValueError, match=rf"^params\.representation: .*{match}"):
+            method_spec("shearletx", {"representation": bad})

@@ -214,8 +214,7 @@ def _check_value(entry: Entry, name: str, value: Any, field: str, size: int,
     if kind == "representation":
         from ..representations import make_representation
 
-        if not isinstance(value, str) or len(value) > _MAX_TEXT:
-            raise ValueError(f"{field}: expected a representation name, got {_show(value)}")
+        _representation(value, field)
         try:
             make_representation(value)
         except (ValueError, TypeError) as exc:
@@ -387,6 +386,8 @@ def _spec(registry: Any, name: Any, params: Any, *, size: int, model: Any = None
     for k in ("removal", "gradient_removal"):  # before anything builds one: no file is opened
         if k in params and params[k] is not None and entry.accepts(k):
             params[k] = removal_spec(params[k], f"params.{k}")
+    if isinstance(params.get("representation"), str) and entry.accepts("representation"):
+        _representation(params["representation"], "params.representation")
     _check_params(entry, params, "params", kind)  # unknown names, removal/representation specs
     size = _check_size(size)
     out: dict[str, Any] = {}
@@ -477,23 +478,47 @@ def removal_spec(spec: str, field: str = "removal") -> str:
     if name not in allowed:
         raise ValueError(f"{field}: unknown removal {_show(spec)}; expected one of: "
                          f"{', '.join(allowed)}")
-    for key, v in [*(("value", a) for a in args), *kwargs.items()]:
-        values = v if isinstance(v, list) else [v]
-        for item in values:
-            if isinstance(item, bool):
-                continue
-            if isinstance(item, int | float):
-                limit = MAX_SEED if key == "seed" else 1000
-                if not math.isfinite(float(item)) or abs(item) > limit:
-                    raise ValueError(f"{field}: {key} = {_show(item)} in {spec!r} is outside "
-                                     f"[-{limit}, {limit}]")
-            elif not isinstance(item, str) or len(item) > 40:
-                raise ValueError(f"{field}: unexpected value {_show(item)} in {spec!r}")
+    _spec_values(spec, field, args, kwargs, 1000)
     try:
         removal = make_removal(spec)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{field}: {str(exc).removeprefix('removal: ')}") from None
     return str(removal.spec)
+
+
+def _spec_values(spec: str, field: str, args: list[Any], kwargs: dict[str, Any],
+                 limit: int) -> None:
+    """Every value of a parsed ``NAME:VALUE,KEY=VALUE`` spec: finite numbers of magnitude at
+    most ``limit`` (seeds: 64-bit), lists of at most 16, short strings."""
+    for key, v in [*(("value", a) for a in args), *kwargs.items()]:
+        values = v if isinstance(v, list) else [v]
+        if len(values) > 16:
+            raise ValueError(f"{field}: {key} in {spec!r} has more than 16 values")
+        for item in values:
+            if isinstance(item, bool):
+                continue
+            if isinstance(item, int | float):
+                bound = MAX_SEED if key == "seed" else limit
+                if not math.isfinite(float(item)) or abs(item) > bound:
+                    raise ValueError(f"{field}: {key} = {_show(item)} in {spec!r} is outside "
+                                     f"[-{bound}, {bound}]")
+            elif not isinstance(item, str) or len(item) > 40:
+                raise ValueError(f"{field}: unexpected value {_show(item)} in {spec!r}")
+
+
+def _representation(value: Any, field: str) -> str:
+    """A representation spec (``"wavelets:levels=3"``) with small values, before it is built."""
+    from ..removal.specs import parse_spec
+
+    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_TEXT:
+        raise ValueError(f"{field}: expected a representation spec such as shearlets, wavelets "
+                         f"or pixels, got {_show(value)}")
+    try:
+        name, args, kwargs = parse_spec(value)
+    except ValueError as exc:
+        raise ValueError(f"{field}: {str(exc).removeprefix('removal: ')}") from None
+    _spec_values(value, field, args, kwargs, 64)
+    return value
 
 
 def method_form(name: str, *, size: int = 224) -> list[dict[str, Any]]:
