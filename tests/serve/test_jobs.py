@@ -225,6 +225,8 @@ def test_queue_full(queue: JobQueue) -> None:
     (ZeroDivisionError("division by zero"), "ZeroDivisionError: division by zero"),
     (KeyError("layer"), "KeyError: 'layer'"),
     (MemoryError(), "MemoryError"),
+    (SystemExit(3), "SystemExit: 3"),
+    (KeyboardInterrupt(), "KeyboardInterrupt"),
 ])
 def test_failure_is_one_line(queue: JobQueue, exc: Exception, message: str) -> None:
     def fn(progress: Callable[[int, int], None]) -> None:

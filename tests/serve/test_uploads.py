@@ -6,6 +6,7 @@ import io
 import struct
 import threading
 import zlib
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -294,3 +295,38 @@ def test_store_threads() -> None:
             t.join()
         assert not errors
         assert len(store) == 5 and len(list(store.dir.iterdir())) == 5
+
+
+
+def test_store_removed_at_interpreter_exit() -> None:
+    # the same finalizer as above, which weakref.finalize also runs at exit
+    with ImageStore() as store:
+        assert store._finalizer.alive and store._finalizer.atexit
+    assert not store._finalizer.alive
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "WEBP"])
+def test_damaged_files_never_crash(fmt: str) -> None:
+    """Seeded byte flips, cuts and splices of a valid file: an image or an UploadError, never
+    another exception."""
+    img = Image.fromarray(_rgb(24, 24))
+    exif = img.getexif()
+    exif[0x0112] = 3
+    data = _encode(img, fmt, **({"exif": exif} if fmt in ("JPEG", "PNG", "WEBP") else {}))
+    rng = np.random.default_rng(0)
+    outcomes = Counter()
+    for _ in range(60):
+        b = bytearray(data)
+        for _ in range(int(rng.integers(1, 6))):
+            b[int(rng.integers(len(b)))] = int(rng.integers(256))
+        if rng.random() < 0.3:
+            b = b[: int(rng.integers(8, len(b)))]
+        try:
+            out = read_upload(bytes(b), max_bytes=10**6, max_pixels=10**6)
+        except UploadError as exc:
+            assert exc.status in (400, 413, 415)
+            outcomes[exc.status] += 1
+        else:
+            assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+            outcomes["ok"] += 1
+    assert sum(outcomes.values()) == 60

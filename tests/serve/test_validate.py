@@ -262,3 +262,36 @@ def test_values_come_back_as_json() -> None:
 
     params = {k: v for k, v in spec.items() if k != "method"}
     assert make_explainer(conv_region_model(3), spec["method"], **params).stride == (4, 4)
+
+
+def test_classes_parameters_are_checked_on_the_model() -> None:
+    from unmask.testing import conv_region_model
+
+    model = conv_region_model(3)
+    assert method_spec("c-mwp", {"contrast": [0, 2]}, model=model)["contrast"] == [0, 2]
+    assert method_spec("c-mwp", {"contrast": 500})["contrast"] == 500  # no model: not checked
+    with pytest.raises(ValueError, match=r"^params\.contrast: class 5 is outside \[0, 3\)"):
+        method_spec("c-mwp", {"contrast": 5}, model=model)
+    for bad in ("x", [], [0] * 1001, [-1]):
+        with pytest.raises(ValueError, match=r"^params\.contrast"):
+            method_spec("c-mwp", {"contrast": bad})
+
+
+def test_form_bounds_follow_the_size_and_are_copies() -> None:
+    small = {f["name"]: f for f in method_form("occlusion", size=32)}
+    assert small["patch_size"]["max"] == 32 and small["stride"]["max"] == 32
+    form = method_form("rise")
+    form[0]["choices"].append("mine")
+    form[0]["default"] = "changed"
+    assert "mine" not in method_form("rise")[0]["choices"]
+    assert method_form("rise")[0]["default"] is None
+
+
+def test_representation_specs_are_bounded() -> None:
+    assert method_spec("waveletx", {"representation": "wavelets:levels=3"})["representation"] \
+        == "wavelets:levels=3"
+    for bad, match in [("wavelets:levels=100000", "outside"), ("nope", "unknown representation"),
+                       (3, "expected a representation spec"),
+                       ("shearlets:directions=[" + ",".join(["8"] * 40) + "]", "more than 16")]:
+        with pytest.raises(ValueError, match=rf"^params\.representation: .*{match}"):
+            method_spec("shearletx", {"representation": bad})

@@ -296,7 +296,8 @@ class JobQueue:
                     self._finish(job, "cancelled")
                 self._end(comp)
             return
-        except Exception as exc:  # noqa: BLE001 -- one line to the client, the rest to the log
+        except BaseException as exc:  # noqa: BLE001 -- one line to the client, the rest to the
+            # log; even SystemExit or KeyboardInterrupt in fn must not kill the worker thread
             message = error_message(exc)
             if not isinstance(exc, ValueError | TypeError):
                 log.warning("job failed: %s", message, exc_info=exc)

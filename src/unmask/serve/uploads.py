@@ -10,7 +10,6 @@ that are the SHA-256 of their pixels, so that no path a client sends is ever ope
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import io
 import os
@@ -120,11 +119,17 @@ def read_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
             raise UploadError(text, 413) from None
         raise UploadError(f"file: damaged or truncated image ({text.split(': ', 2)[-1]})",
                           400) from None
-    with img:
-        if img.mode in WIDE_MODES:  # 16-bit or float: through the float path, then 8 bits
-            arr = np.rint(_pil_to_array(img) * 255.0).astype(np.uint8)
-        else:
-            arr = np.asarray(_pil_to_rgb(img), dtype=np.uint8)
+    except Exception as exc:  # noqa: BLE001 -- a decoder's own error on a malformed file
+        raise UploadError(f"file: damaged image ({type(exc).__name__})", 400) from None
+    try:
+        with img:
+            if img.mode in WIDE_MODES:  # 16-bit or float: through the float path, then 8 bits
+                arr = np.rint(_pil_to_array(img) * 255.0).astype(np.uint8)
+            else:
+                arr = np.asarray(_pil_to_rgb(img), dtype=np.uint8)
+    except Exception as exc:  # noqa: BLE001 -- a mode PIL cannot convert
+        raise UploadError(f"file: damaged or unsupported image ({type(exc).__name__})",
+                          400) from None
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise UploadError("file: zero-size image", 400)
     return np.ascontiguousarray(arr)
@@ -170,8 +175,8 @@ class ImageStore:
         self._ids: OrderedDict[str, tuple[int, ...]] = OrderedDict()
         self._lock = threading.Lock()
         self._closed = False
+        # removes the directory when the store is collected, or at interpreter exit
         self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.dir), True)
-        atexit.register(self._finalizer)
 
     def __len__(self) -> int:
         with self._lock:
@@ -236,7 +241,6 @@ class ImageStore:
             self._closed = True
             self._ids.clear()
         self._finalizer()
-        atexit.unregister(self._finalizer)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -14,6 +14,7 @@ Every error is one ValueError (or TypeError) naming the field and what is allowe
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import math
@@ -51,7 +52,9 @@ _FLOAT_MAX = 1e6
 #: Parameters a client never sets: the model and execution plumbing, arrays, callables.
 _HIDDEN = ("model", "progress", "workers", "segments", "args", "kwargs")
 #: Parameters the page's form leaves out (still accepted by the specs).
-_NOT_IN_FORM = ("batch_size", "base_params", "seed")
+_NOT_IN_FORM = ("batch_size", "base_params", "seed", "contrast")
+#: Parameters whose values depend on the model (checked only when it is given).
+_MODEL_DEPENDENT = ("layer", "contrast")
 #: Candidate values of string parameters; a class's constructor keeps the ones it accepts.
 _CANDIDATES: dict[str, tuple[str, ...]] = {
     "score": ("prob", "logit", "log_prob", "log_odds"),
@@ -92,8 +95,10 @@ def _kind(name: str, param: inspect.Parameter, default: Any) -> str:
         return "removal"
     if name == "representation":
         return "representation"
-    if name in ("layer", "contrast"):
+    if name == "layer":
         return "layer"
+    if name == "contrast":
+        return "classes"
     if "dict" in ann:
         return "dict"
     if ann == "bool" or isinstance(default, bool):
@@ -209,8 +214,7 @@ def _check_value(entry: Entry, name: str, value: Any, field: str, size: int,
     if kind == "representation":
         from ..representations import make_representation
 
-        if not isinstance(value, str) or len(value) > _MAX_TEXT:
-            raise ValueError(f"{field}: expected a representation name, got {_show(value)}")
+        _representation(value, field)
         try:
             make_representation(value)
         except (ValueError, TypeError) as exc:
@@ -221,6 +225,13 @@ def _check_value(entry: Entry, name: str, value: Any, field: str, size: int,
             raise ValueError(f"{field}: expected a layer name (see `unmask layers`), got "
                              f"{_show(value)}")
         return value  # its existence is checked when the explainer is built on the model
+    if kind == "classes":
+        if isinstance(value, list | tuple):
+            if not 1 <= len(value) <= 1000:
+                raise ValueError(f"{field}: expected a class or a list of 1 to 1000 classes, "
+                                 f"got {_show(value)}")
+            return [_int(v, f"{field}[{i}]", 0, 1_000_000) for i, v in enumerate(value)]
+        return _int(value, field, 0, 1_000_000)
     if kind == "dict":
         if not isinstance(value, Mapping):
             raise ValueError(f"{field}: expected an object of hyperparameters, got "
@@ -375,6 +386,8 @@ def _spec(registry: Any, name: Any, params: Any, *, size: int, model: Any = None
     for k in ("removal", "gradient_removal"):  # before anything builds one: no file is opened
         if k in params and params[k] is not None and entry.accepts(k):
             params[k] = removal_spec(params[k], f"params.{k}")
+    if isinstance(params.get("representation"), str) and entry.accepts("representation"):
+        _representation(params["representation"], "params.representation")
     _check_params(entry, params, "params", kind)  # unknown names, removal/representation specs
     size = _check_size(size)
     out: dict[str, Any] = {}
@@ -386,7 +399,7 @@ def _spec(registry: Any, name: Any, params: Any, *, size: int, model: Any = None
         inner.pop("method")
         out["base_params"] = inner
     _check_cost(entry, out, size)
-    checked = {k: v for k, v in out.items() if not (k == "layer" and model is None)}
+    checked = {k: v for k, v in out.items() if not (k in _MODEL_DEPENDENT and model is None)}
     try:
         _build(entry, is_metric, checked, model)
     except (ValueError, TypeError) as exc:
@@ -465,18 +478,7 @@ def removal_spec(spec: str, field: str = "removal") -> str:
     if name not in allowed:
         raise ValueError(f"{field}: unknown removal {_show(spec)}; expected one of: "
                          f"{', '.join(allowed)}")
-    for key, v in [*(("value", a) for a in args), *kwargs.items()]:
-        values = v if isinstance(v, list) else [v]
-        for item in values:
-            if isinstance(item, bool):
-                continue
-            if isinstance(item, int | float):
-                limit = MAX_SEED if key == "seed" else 1000
-                if not math.isfinite(float(item)) or abs(item) > limit:
-                    raise ValueError(f"{field}: {key} = {_show(item)} in {spec!r} is outside "
-                                     f"[-{limit}, {limit}]")
-            elif not isinstance(item, str) or len(item) > 40:
-                raise ValueError(f"{field}: unexpected value {_show(item)} in {spec!r}")
+    _spec_values(spec, field, args, kwargs, 1000)
     try:
         removal = make_removal(spec)
     except (ValueError, TypeError) as exc:
@@ -484,30 +486,66 @@ def removal_spec(spec: str, field: str = "removal") -> str:
     return str(removal.spec)
 
 
-def method_form(name: str) -> list[dict[str, Any]]:
+def _spec_values(spec: str, field: str, args: list[Any], kwargs: dict[str, Any],
+                 limit: int) -> None:
+    """Every value of a parsed ``NAME:VALUE,KEY=VALUE`` spec: finite numbers of magnitude at
+    most ``limit`` (seeds: 64-bit), lists of at most 16, short strings."""
+    for key, v in [*(("value", a) for a in args), *kwargs.items()]:
+        values = v if isinstance(v, list) else [v]
+        if len(values) > 16:
+            raise ValueError(f"{field}: {key} in {spec!r} has more than 16 values")
+        for item in values:
+            if isinstance(item, bool):
+                continue
+            if isinstance(item, int | float):
+                bound = MAX_SEED if key == "seed" else limit
+                if not math.isfinite(float(item)) or abs(item) > bound:
+                    raise ValueError(f"{field}: {key} = {_show(item)} in {spec!r} is outside "
+                                     f"[-{bound}, {bound}]")
+            elif not isinstance(item, str) or len(item) > 40:
+                raise ValueError(f"{field}: unexpected value {_show(item)} in {spec!r}")
+
+
+def _representation(value: Any, field: str) -> str:
+    """A representation spec (``"wavelets:levels=3"``) with small values, before it is built."""
+    from ..removal.specs import parse_spec
+
+    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_TEXT:
+        raise ValueError(f"{field}: expected a representation spec such as shearlets, wavelets "
+                         f"or pixels, got {_show(value)}")
+    try:
+        name, args, kwargs = parse_spec(value)
+    except ValueError as exc:
+        raise ValueError(f"{field}: {str(exc).removeprefix('removal: ')}") from None
+    _spec_values(value, field, args, kwargs, 64)
+    return value
+
+
+def method_form(name: str, *, size: int = 224) -> list[dict[str, Any]]:
     """The method's hyperparameters for the page's form.
 
     One dict per parameter a client may set: ``{name, type, default, min, max, choices,
     nullable, help}`` with ``type`` one of ``int``, ``float``, ``bool``, ``choice``, ``str``,
     ``list``; ``help`` is the first line of the parameter's description in the class docstring.
-    The defaults validate with :func:`method_spec`.
+    The defaults validate with :func:`method_spec`; ``size`` (the image side) sets the bounds of
+    sizes (patch, stride, mask).
 
     Example:
         >>> [f["name"] for f in method_form("rise")]
         ['removal', 'masks', 's', 'p', 'score']
     """
     _registries()
-    return list(_form(METHODS.get(name).name, False))
+    return copy.deepcopy(list(_form(METHODS.get(name).name, False, _check_size(size))))
 
 
-def metric_form(name: str) -> list[dict[str, Any]]:
+def metric_form(name: str, *, size: int = 224) -> list[dict[str, Any]]:
     """:func:`method_form` for a metric."""
     _registries()
-    return list(_form(METRICS.get(name).name, True))
+    return copy.deepcopy(list(_form(METRICS.get(name).name, True, _check_size(size))))
 
 
-@functools.cache
-def _form(name: str, is_metric: bool) -> tuple[dict[str, Any], ...]:
+@functools.lru_cache(maxsize=256)
+def _form(name: str, is_metric: bool, size: int) -> tuple[dict[str, Any], ...]:
     from ..removal import removal_names
 
     entry = (METRICS if is_metric else METHODS).get(name)
@@ -524,7 +562,7 @@ def _form(name: str, is_metric: bool) -> tuple[dict[str, Any], ...]:
                                  "help": doc.get(pname, "")}
         if kind in ("int", "pair"):
             field["type"] = "int"
-            low, high = _bound(pname, 224)
+            low, high = _bound(pname, size)
             field["min"], field["max"] = low, high
         elif kind == "floats":
             field["type"] = "float"
