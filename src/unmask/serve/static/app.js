@@ -244,7 +244,8 @@ function selectMethod() {
         if (f.min !== null && f.min !== undefined) input.min = f.min;
         if (f.max !== null && f.max !== undefined) input.max = f.max;
       }
-      input.value = f.default === null || f.default === undefined ? "" : String(f.default);
+      const shown = f.type === "list" ? JSON.stringify(f.default) : String(f.default);
+      input.value = f.default === null || f.default === undefined ? "" : shown;
       if (f.default === null || f.default === undefined) input.placeholder = "default";
     }
     input.dataset.name = f.name;
@@ -264,6 +265,9 @@ function params() {
     else if (input.type === "checkbox") v = input.checked;
     else if (input.value === "") continue;
     else if (input.dataset.type === "int" || input.dataset.type === "float") v = Number(input.value);
+    else if (input.dataset.type === "list") {
+      try { v = JSON.parse(input.value); } catch { throw new Error(`params.${input.dataset.name}: expected a JSON list such as [0.1, 0.2]`); }
+    }
     else v = input.value;
     if (JSON.stringify(v) !== JSON.stringify(def)) out[input.dataset.name] = v;
   }
@@ -286,8 +290,8 @@ $("run").addEventListener("click", async () => {
   showError("job-error", null);
   S.cancelled = false;
   $("run").disabled = true;
-  const common = { image_id: S.imageId, model: S.model.name, method: $("method").value, params: params(), seed: Number($("seed").value) };
   try {
+    const common = { image_id: S.imageId, model: S.model.name, method: $("method").value, params: params(), seed: Number($("seed").value) };
     if (S.tab === "cwox") {
       const result = await runJob({ kind: "cwox", ...common, clusters: S.clusters, delta: Number($("delta").value) }, "CWOX");
       S.results.cwox = result;
