@@ -149,6 +149,19 @@ def test_upload_gradcam_cwox_delta_merge_download(browser, toy_server, tmp_path)
     assert row1 == "red box · reddish"
     page.screenshot(path=tmp_path / "cwox.png", full_page=True)
 
+    # the page's re-threshold (static/draw.js) on the raw maps gives the server's class map
+    key = page.locator("#results p[data-key]").get_attribute("data-key")
+    worst = page.evaluate("""async (key) => {
+        const { rethreshold } = await import("/static/draw.js");
+        const get = async (n) => new Float32Array(await (await fetch(
+            `/api/results/${key}/${n}.f32`)).arrayBuffer());
+        const h = await get("cluster1"), raw = await get("cluster1_1_raw");
+        const served = await get("cluster1_1");
+        const mine = rethreshold(h, raw, 50);
+        return [Math.max(...mine.map((v, i) => Math.abs(v - served[i]))), Math.max(...served)];
+    }""", key)
+    assert worst[0] < 1e-6 and worst[1] > 0
+
     # the δ slider re-thresholds the class map in the browser (no request)
     member = ".cwox-row[data-cluster='1'] canvas[data-map='cluster1_1']"
     before = _canvas(page, member)
