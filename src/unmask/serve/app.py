@@ -814,7 +814,10 @@ def _metric_items(items: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
 def _plan_metrics(state: _Served, body: Any, name: str, model: Classifier, x: torch.Tensor,
                   digest: str) -> tuple[str, Callable]:
     source = state.source(body.result)
-    map_name = body.map or next(iter(source.maps))
+    if not source.targets:
+        raise ValueError("result: expected an explain or cwox result (this one has no maps "
+                         "with a target)")
+    map_name = body.map or next(iter(source.targets))
     if map_name not in source.maps or map_name not in source.targets:
         raise ValueError(f"map: expected one of {', '.join(source.targets)}, got {map_name!r}")
     if source.data.get("image_digest") != digest or source.data.get("model") != name:
@@ -887,9 +890,12 @@ def _plan_removal(state: _Served, body: Any, name: str, model: Classifier, x: to
         source = state.source(body.result)
         if source.data.get("image_digest") != digest:
             raise ValueError("result: the result is of another image")
-        map_name = body.map or next(iter(source.maps))
-        if map_name not in source.maps:
-            raise ValueError(f"map: expected one of {', '.join(source.maps)}, got {map_name!r}")
+        usable = [n for n, v in source.maps.items() if v.ndim == 2]
+        if not usable:
+            raise ValueError("result: expected a result with maps (explain or cwox)")
+        map_name = body.map or usable[0]
+        if map_name not in usable:
+            raise ValueError(f"map: expected one of {', '.join(usable)}, got {map_name!r}")
         values = torch.from_numpy(source.maps[map_name]).float()[None, None]
         if tuple(values.shape[-2:]) != tuple(x.shape[-2:]):
             values = torch.nn.functional.interpolate(values, size=tuple(x.shape[-2:]),
