@@ -24,7 +24,7 @@ with warnings.catch_warnings():  # starlette's note that httpx will be replaced 
     from fastapi.testclient import TestClient  # noqa: E402
 
 from unmask import explain, load_image, make_explainer  # noqa: E402
-from unmask.contrastive import CWOX, load_tree  # noqa: E402
+from unmask.contrastive import CWOX, load_tree, stage_layers  # noqa: E402
 from unmask.metrics import evaluate  # noqa: E402
 from unmask.removal import bind, make_removal  # noqa: E402
 from unmask.serve import create_app, is_loopback  # noqa: E402
@@ -103,11 +103,15 @@ def _map(client, info):
 # ---------------------------------------------------------------------- info, images, predict
 def test_info_lists_models_methods_metrics_removals(client):
     info = client.get("/api/info").json()
+    layers = {b: list(stage_layers(conv_region_model(3), b)) for b in ("gradcam", "mwp")}
     assert info["models"] == [{"name": "toy", "description": "conv-region3", "num_classes": 3,
-                               "input_size": SIZE, "trees": ["toy", "data-free"]}]
+                               "input_size": SIZE, "trees": ["toy", "data-free"],
+                               "cwox_layers": layers}]
     methods = {m["name"]: m for m in info["methods"]}
     assert {"gradcam", "rise", "lime", "occlusion", "mwp"} <= set(methods)
     assert methods["gradcam"]["family"] == "CAM" and methods["gradcam"]["cwox_delta"] == 50
+    assert methods["rise"]["cwox_preset"]["cluster"] == {"masks": 5000, "p": 0.3, "s": 15}
+    assert methods["occlusion"]["cwox_preset"] is None
     assert {f["name"] for f in methods["rise"]["form"]} >= {"masks", "p", "s"}
     metrics = {m["name"]: m for m in info["metrics"]}
     assert metrics["deletion"]["served"] and metrics["deletion"]["higher_is_better"] is False

@@ -156,6 +156,11 @@ class _Served:
         self.results = ResultStore(max_results=2 * cache_size + max_pending)
         self.extra_trees = trees
         self._locks = {name: threading.Lock() for name in models}
+        from ..contrastive import stage_layers
+
+        #: per model, CWOX's (cluster, class) stage layers of its layer bases
+        self.cwox_layers = {name: {b: list(stage_layers(m, b)) for b in ("gradcam", "mwp")}
+                            for name, m in models.items()}
         self._predict = {name: (copy.deepcopy(m), threading.Lock()) for name, m in models.items()}
         self._trees: dict[tuple[str, str], LabelTree] = {}
         self._probs: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
@@ -612,7 +617,8 @@ def _info(state: _Served) -> dict[str, Any]:
     descriptions = list_models()
     models = [{"name": n, "description": descriptions.get(n, getattr(m, "name", n)),
                "num_classes": m.num_classes, "input_size": state.size(m),
-               "trees": state.tree_names(m)} for n, m in state.models.items()]
+               "trees": state.tree_names(m), "cwox_layers": state.cwox_layers[n]}
+              for n, m in state.models.items()]
     methods = []
     for entry in METHODS:
         module = entry.factory.__module__.rsplit(".", 1)[-1]
@@ -621,7 +627,9 @@ def _info(state: _Served) -> dict[str, Any]:
                         "summary": entry.summary, "aliases": METHODS.aliases_of(entry.name),
                         "form": validate.method_form(entry.name),
                         "cwox_delta": base.delta if base else DEFAULT_DELTA,
-                        "cwox_preset": base is not None})
+                        "cwox_preset": None if base is None else {
+                            "cluster": to_json(base.cluster), "classes": to_json(base.classes),
+                            "layers": base.layers, "negative": base.negative}})
     metrics = [{"name": e.name, "kind": e.kind, "summary": e.summary,
                 "higher_is_better": getattr(e.factory, "higher_is_better", None),
                 "served": e.kind in METRIC_KINDS_SERVED} for e in METRICS]

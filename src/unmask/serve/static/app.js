@@ -107,6 +107,7 @@ function selectModel() {
   const tree = $("tree");
   while (tree.firstChild) tree.removeChild(tree.firstChild);
   for (const t of S.model.trees) el("option", { value: t }, t, tree);
+  if (method()) $("cwox-preset").textContent = presetText(method());
   if (S.imageId) { showImage(); predict(); }
 }
 
@@ -222,6 +223,7 @@ function selectMethod() {
   const m = method();
   $("method-summary").textContent = m.summary.replace(/``/g, "");
   $("delta").value = m.cwox_delta;
+  $("cwox-preset").textContent = presetText(m);
   const form = $("params");
   while (form.firstChild) form.removeChild(form.firstChild);
   for (const f of m.form) {
@@ -254,6 +256,22 @@ function selectMethod() {
   }
 }
 $("method").addEventListener("change", selectMethod);
+
+// What CWOX uses for the parameters left at their defaults (the original's settings).
+function presetText(m) {
+  const p = m.cwox_preset;
+  if (!p) return `CWOX: both stages use the form's values; negative base maps are clamped at 0.`;
+  const show = (o) => Object.entries(o).map(([k, v]) => `${k}=${v}`).join(", ");
+  const parts = [];
+  const layers = p.layers ? S.model.cwox_layers[p.layers] : null;
+  const stage = (name, o, layer) => {
+    const all = { ...(layer ? { layer } : {}), ...o };
+    return `${name}: ${Object.keys(all).length ? show(all) : "the defaults"}`;
+  };
+  parts.push(stage("clusters", p.cluster, layers && layers[0]));
+  parts.push(stage("classes", p.classes, layers && layers[1]));
+  return `CWOX preset (parameters left at their defaults): ${parts.join("; ")}; negative maps: ${p.negative}.`;
+}
 
 // Only the parameters changed from their defaults are sent (the server validates them).
 function params() {
