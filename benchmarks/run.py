@@ -615,7 +615,8 @@ def table(report: dict[str, Any]) -> str:
             f"({env['commit'][:10]}{', dirty' if env['dirty'] else ''}), {env['cpu']}, "
             f"{env['cores']} cores, torch {env['versions'].get('torch')} with "
             f"{report['threads']} threads, execution {report['execution']!r}, "
-            f"{'--smoke, ' if report.get('smoke') else ''}{'--quick, ' if report['quick'] else ''}{report['repeats']} interleaved repeats, "
+            f"{'--smoke, ' if report.get('smoke') else ''}"
+            f"{'--quick, ' if report['quick'] else ''}{report['repeats']} interleaved repeats, "
             f"batch {report['batch_size']}; load (1, 5, 15 min) before "
             f"{', '.join(f'{v:.2f}' for v in load['before'])}, after "
             f"{', '.join(f'{v:.2f}' for v in load['after'])}.")
@@ -770,7 +771,8 @@ def main() -> None:
     busy = busy or after[0] > cores
     report = {"benchmark": "run", "model": "efficientnet_lite0",
               "image": "skimage chelsea, 224x224",
-              "target": target, "quick": args.quick, "smoke": args.smoke, "repeats": repeats, "threads": args.threads,
+              "target": target, "quick": args.quick, "smoke": args.smoke, "repeats": repeats,
+              "threads": args.threads,
               "batch_size": args.batch_size, "execution": model.execution, "busy": busy,
               "estimate_s": estimate, "elapsed_s": time.perf_counter() - started,
               "busy_rule": f"1-minute load before > {BUSY_BEFORE} x cores or after > cores",
