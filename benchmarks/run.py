@@ -1,26 +1,42 @@
 """One benchmark of unmask against its peers on the embedded model, 224² images.
 
-    python benchmarks/run.py --quick          # reduced sample counts
+    python benchmarks/run.py --quick          # reduced sample counts (prints its time estimate)
     python benchmarks/run.py                  # paper-size settings
     python benchmarks/run.py --force          # run (and mark BUSY) on a loaded machine
+    python benchmarks/run.py --smoke --force  # tiny counts: does every peer run and agree?
+    python benchmarks/run.py --execution compiled   # unmask's scoring path under torch.compile
 
 Methods: the black-box methods (occlusion, RISE, LIME), the gradient methods (gradient,
-integrated gradients, Grad-CAM) and deletion + insertion. Each runs beside the installed peers
-that implement the same thing (captum ``Occlusion``, ``Lime``, ``Saliency``,
-``IntegratedGradients``, ``LayerGradCam``; ``saliency_maps_metrics`` ``Deletion`` /
-``Insertion``); a method without an installed peer gets a line saying why. Runs are
+integrated gradients, Grad-CAM), extremal perturbation and deletion + insertion. Each runs
+beside the peers that implement the same thing: captum ``Occlusion``, ``Lime``, ``Saliency``,
+``IntegratedGradients``, ``LayerGradCam``; the ``lime`` package's ``LimeImageExplainer``;
+TorchRay's ``rise`` and ``extremal_perturbation``; ``saliency_maps_metrics`` ``Deletion`` /
+``Insertion``; xaitk-saliency's ``SlidingWindowStack`` and ``RISEStack``, which pin packages the
+project's environment does not have, from a side venv that the script builds once in a cache
+directory (``benchmarks/_sidevenv.py``: torch 2.13.0, the project's core dependencies and the
+peer; ``--no-side`` skips it) and calls between unmask's runs: the side process times itself.
+A peer that is not installed, cannot be built or fails gets a "skipped: why" line. Runs are
 **interleaved** (unmask, peer, unmask, peer... over ``--repeats``); the table gives medians and
 the spread (min-max). Outputs are checked equal where the definitions coincide (max relative
-difference; LIME's samples are random in each library, so its maps are not compared).
+difference); TorchRay's RISE is checked once, outside the timings, on unmask's own masks
+(``filter_masks``); LIME's samples and xaitk's masks are random in each library and xaitk
+normalises its maps, so those are not compared; the extremal masks (different optimisation
+paths) are compared by the IoU of their top 10 %.
 
 Columns: ``unmask s``: median wall time; ``model-bound s``: images through the model × the
-model's best per-image time measured in the same run (batched forward at ``--batch-size`` for
-forward-only methods; forward + backward at the method's batch for gradient methods);
-``overhead``: unmask / model-bound; for each peer its median time and ``peer / unmask`` (> 1:
+eager model's best per-image time measured in the same run (batched forward at
+``--batch-size`` for forward-only methods; forward + backward at the method's batch for
+gradient and optimisation methods): the peers' limit; ``engine-bound s``: the same with
+unmask's scoring path (``model.infer`` in the execution mode) for forward-only methods;
+``overhead``: unmask / engine-bound; for each peer its median time and ``peer / unmask`` (> 1:
 unmask faster); ``peak MB``: the peak resident memory of one run in a fresh process, above the
 process after loading the model, building the task and one warm-up forward (Linux: VmHWM reset
-through ``/proc/self/clear_refs``; elsewhere the growth of ``resource.getrusage`` ru_maxrss);
-``--no-memory`` skips it.
+through ``/proc/self/clear_refs``; elsewhere the growth of ``resource.getrusage`` ru_maxrss;
+side-venv peers: VmHWM of their first run in their server); ``--no-memory`` skips it.
+
+Time: the script prints an estimate before it starts (the model's per-image time × the
+planned images × libraries × runs, plus the memory children) and records the estimate and the
+elapsed time in the JSON. The first run that needs the xaitk side venv builds it (minutes, once).
 
 Load: ``os.getloadavg()`` is recorded before and after. The run is **BUSY** when the 1-minute
 load before it exceeds half the number of cores (1.0 on a 2-core machine: another process
@@ -28,8 +44,8 @@ already holds half a core), or when it ends above ``cores`` (1.0 + this run's ow
 would not explain more); a BUSY run is refused unless ``--force``, and a forced one is marked
 BUSY in the JSON and the table: its numbers are not results.
 
-Writes ``benchmarks/results/run[-quick].json`` (every raw timing, settings, versions, load) and
-``benchmarks/results/run[-quick].md`` (the table).
+Writes ``benchmarks/results/run[-quick|-smoke].json`` (every raw timing, settings, versions,
+load, side venvs) and ``benchmarks/results/run[-quick|-smoke].md`` (the table).
 """
 
 from __future__ import annotations
