@@ -30,8 +30,9 @@ Peer side (the script ``Server`` starts)::
         ...                            # run once, time it, return JSON-able results
     serve(handle, ready={"versions": {...}})
 
-The environment (``ensure_venv``): ``python -m venv`` in ``cache_dir()/name`` (``$UNMASK_SIDEVENV_DIR``,
-else ``$XDG_CACHE_HOME/unmask/sidevenv``, else ``~/.cache/unmask/sidevenv``), then one
+The environment (``ensure_venv``): ``python -m venv`` in ``cache_dir()/name``
+(``$UNMASK_SIDEVENV_DIR``, else ``$XDG_CACHE_HOME/unmask/sidevenv``, else
+``~/.cache/unmask/sidevenv``), then one
 ``pip install torch==2.13.0 <the project's core dependencies from pyproject.toml>
 <requirements>`` (on this machine pip takes torch from the wheel on disk) and
 ``pip install --no-deps <no_deps>``. The project itself is not installed: the server gets
