@@ -119,13 +119,15 @@ def _counting_compile(monkeypatch, backend: str | None = None) -> list:
 
 
 def test_compiled_compiles_once_and_pads_the_last_chunk(monkeypatch):
-    """Chunks of 4, 4, 2 and a later batch of 9: one compiled graph, always run on batches of 4
-    (the smaller chunk padded, the larger batch split), logits equal to eager's."""
+    """A single image, chunks of 4, 4, 2 and a later batch of 9: one compiled graph, always
+    run on batches of 4 (smaller batches padded, the larger one split), logits equal to eager's."""
     calls = _counting_compile(monkeypatch, backend="eager")
     model, x = _net_model(), _images(10)
     with torch.inference_mode():
         eager = model.infer(x)
-    model.fast("compiled")
+    model.fast("compiled", batch_size=4)
+    with torch.inference_mode():
+        assert _close(model.infer(x[:1]), eager[:1])
     scorer = Scorer(model, batch_size=4)
     fast = scorer.logits(x)
     assert _close(fast, eager)
@@ -194,6 +196,8 @@ def test_hooks_on_the_classifier_and_overridden_forwards_see_every_call():
 def test_execution_choice_is_checked():
     with pytest.raises(ValueError, match="execution"):
         _net_model().fast("fastest")
+    with pytest.raises(ValueError, match="batch_size"):
+        _net_model().fast("compiled", batch_size=0)
 
 
 def test_deepcopy_is_not_stale():
