@@ -37,7 +37,7 @@ def child(args) -> None:
     x = torch.rand(args.batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         eager = model(x)
-    model.fast(args.child)
+    model.fast(args.child, batch_size=args.batch)  # batch_size: the compiled batch
     with torch.inference_mode():
         start = time.perf_counter()
         out = model.infer(x)
