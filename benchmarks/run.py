@@ -516,6 +516,9 @@ def best_forward(model, x: torch.Tensor, batch: int, backward: bool, tries: int 
     return best
 
 
+#: Minutes a --quick run is designed to take on an idle 2-core machine (checked by the JSON's
+#: elapsed_s on the integrator's idle run).
+QUICK_BOUND_MIN = 15
 #: Seconds of one memory child's own set-up (interpreter, model, tasks), for the estimate.
 CHILD_SETUP_S = 8.0
 
@@ -774,7 +777,9 @@ def main() -> None:
         tasks = [t for t in tasks if t.name in wanted]
     estimate = estimate_s(tasks, model, x, args, repeats)
     print(f"estimated time: ~{estimate / 60:.1f} min on this machine now (the model's "
-          "per-image time x planned images x libraries x runs; peers may differ)",
+          "per-image time x planned images x libraries x runs; peers may differ)"
+          + (f"; above the {QUICK_BOUND_MIN} min --quick is designed for: a slower or busy "
+             "machine" if args.quick and estimate > QUICK_BOUND_MIN * 60 else ""),
           file=sys.stderr, flush=True)
     results = []
     try:
