@@ -19,9 +19,9 @@ A peer that is not installed, cannot be built or fails gets a "skipped: why" lin
 **interleaved** (unmask, peer, unmask, peer... over ``--repeats``); the table gives medians and
 the spread (min-max). Outputs are checked equal where the definitions coincide (max relative
 difference); TorchRay's RISE is checked once, outside the timings, on unmask's own masks
-(``filter_masks``); LIME's samples and xaitk's masks are random in each library and xaitk
-normalises its maps, so those are not compared; the extremal masks (different optimisation
-paths) are compared by the IoU of their top 10 %.
+(``filter_masks``); LIME's samples are random in each library (its maps get a Pearson
+correlation), xaitk's masks too and xaitk normalises its maps (not compared); the extremal
+masks (different optimisation paths) are compared by the IoU of their top 10 %.
 
 Columns: ``unmask s``: median wall time; ``model-bound s``: images through the model × the
 eager model's best per-image time measured in the same run (batched forward at
@@ -133,6 +133,13 @@ class Task:
 def _outcome(result: tuple) -> tuple[Any, int, dict[str, Any]]:
     """(output, images, extra) of a run: a side peer adds {"wall_s", "peak_mb"} of its own."""
     return (result[0], result[1], result[2] if len(result) > 2 else {})
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation of two maps (flattened)."""
+    a, b = torch.as_tensor(a).flatten().double(), torch.as_tensor(b).flatten().double()
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-300))
 
 
 def _top_iou(a: torch.Tensor, b: torch.Tensor, share: float = 0.1) -> float:
@@ -345,7 +352,9 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
             return a[0, 0], f.images
         peers[captum_name] = run_captum_lime
     try:
+        import lime.lime_image as lime_image
         from lime.lime_image import LimeImageExplainer
+        lime_image.tqdm = lambda iterable, **_: iterable  # its unconditional progress bar
         lime_name = f"lime {md.version('lime')}"
     except ImportError:
         LimeImageExplainer = None
@@ -368,16 +377,17 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
             explainer = LimeImageExplainer(kernel_width=0.25, random_state=0)
             exp = explainer.explain_instance(
                 image_np, classify, labels=(target,), top_labels=None, hide_color=fill_np,
-                num_samples=s["samples"], batch_size=bs, segmentation_fn=lambda _: seg_np,
-                progress_bar=False)
+                num_samples=s["samples"], batch_size=bs, segmentation_fn=lambda _: seg_np)
             weights = torch.zeros(int(seg_np.max()) + 1, dtype=torch.float64)
             for k, w in exp.local_exp[target]:
                 weights[k] = w
             return weights[torch.from_numpy(seg_np)], f.images
         peers[lime_name] = run_lime_package
-    tasks.append(Task("lime", "forward", bs, s, run_lime, peers, skipped, None,
+    tasks.append(Task("lime", "forward", bs, s, run_lime, peers, skipped,
+                      lambda a, b: ("Pearson r", _pearson(a, b)),
                       "same SLIC segments, mean-colour fill, cosine kernel (width 0.25), "
-                      "Ridge(alpha=1); random samples differ: not compared",
+                      "Ridge(alpha=1); random samples differ: the maps' Pearson correlation, "
+                      "not a difference",
                       images_hint=s["samples"]))
 
     # gradient methods: compared on the (1, 3, H, W) attribution / the low-resolution CAM
