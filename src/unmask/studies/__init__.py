@@ -11,12 +11,15 @@ settings or on randomised models, reports curves and combines metrics:
 - :mod:`~unmask.studies.filling`: which removal really removes an object (seed 001, Table 1);
 - :mod:`~unmask.studies.consistency`: whether images with the same discretised explanation get
   the same prediction (Dasgupta et al. 2022), over the batch;
+- :mod:`~unmask.studies.roar`: ROAR / KAR (Hooker et al. 2019), retraining the synthetic CNN on
+  images ablated by each method's maps;
 - :mod:`~unmask.studies.figure4`: CP scores against the hallucination score (Kolek et al. 2023,
   Figure 4), run by ``unmask figure4``.
 """
 
 from .consistency import consistency, discretise_top_n
 from .filling import filling_study, format_filling_table, ms_ssim
+from .roar import RoarResult, roar
 from .robustness import RobustnessResult, robustness
 from .sanity import (
     SanityResult,
@@ -26,6 +29,7 @@ from .sanity import (
 )
 
 __all__ = [
+    "RoarResult",
     "RobustnessResult",
     "SanityResult",
     "cascading_randomisation",
@@ -36,5 +40,6 @@ __all__ = [
     "independent_randomisation",
     "ms_ssim",
     "randomisation_order",
+    "roar",
     "robustness",
 ]
