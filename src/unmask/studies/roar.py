@@ -287,6 +287,7 @@ def _settings_of(method: str, settings: dict[str, dict[str, Any]] | None) -> dic
 
 
 def _removal(removal: Any, train_images: Tensor) -> tuple[Any, str]:
+    """The removal and its spec; None / ``"dataset_mean"``: the training images' channel mean."""
     from ..removal import Constant, resolve_removal
 
     if removal is None or removal == "dataset_mean":
@@ -294,6 +295,13 @@ def _removal(removal: Any, train_images: Tensor) -> tuple[Any, str]:
         return Constant(mean), "dataset_mean"
     r = resolve_removal(removal)
     return r, str(getattr(r, "spec", repr(r)))
+
+
+def _check_removal(removal: Any) -> None:
+    if removal is not None and removal != "dataset_mean":
+        from ..removal import resolve_removal
+
+        resolve_removal(removal)
 
 
 def roar(model: Any, methods: Sequence[str] = METHODS, ks: Sequence[int] = KS, *,
@@ -358,6 +366,7 @@ def roar(model: Any, methods: Sequence[str] = METHODS, ks: Sequence[int] = KS, *
         raise TypeError(f"settings: expected a dict method -> hyperparameters, got "
                         f"{type(settings).__name__}")
     progress = check_progress(progress)
+    _check_removal(removal)  # before generating the data
     size = int(model.input_size[0]) if model.input_size else synthetic.DEFAULT_SIZE
 
     start = time.perf_counter()
