@@ -7,9 +7,9 @@ deletion curves (black, probabilities, the seed rule's steps at the map's resolu
 baseline of 0. quantus counts features over the channels of the broadcast map and needs
 ``features_in_step`` to divide H·W (224², not a multiple of 3), so it takes 3 steps per unmask
 step (``features_in_step`` = the image pixels of one unmask step); every third point of its
-curve is compared with unmask's curve (max absolute difference). The peer's time is measured by
-``run.py`` around the request (the side process holds the model and data from the warm-up
-call, so the request costs the metric and a short JSON reply).
+curve is compared with unmask's curve (max absolute difference). The side process times its
+own metric call (``{"wall_s": ...}``, as ``run.py``'s other side peers); it holds the model and
+data from the warm-up call on.
 """
 
 from __future__ import annotations
@@ -66,11 +66,12 @@ def pixel_flipping_task(model: Any, images: torch.Tensor, maps: torch.Tensor,
                      "normalise": False, "abs": False},
             "call": {"channel_first": True, "softmax": True}}
 
-    def run_quantus() -> tuple[Any, int]:
+    def run_quantus() -> tuple[Any, int, dict[str, Any]]:
         if not state:
             start()
         reply = state["side"].run(state["data"], state["model"], [case])
-        return torch.tensor(reply["values"]["pf"]), b * 3 * steps
+        return (torch.tensor(reply["values"]["pf"]), b * 3 * steps,
+                {"wall_s": reply["seconds"]["pf"][0]})
 
     def compare(ours: Any, theirs: Any) -> float:
         return float((torch.as_tensor(ours).double() - theirs.double()[:, 2::3]).abs().max())

@@ -11,7 +11,12 @@ transaction) averaged over ``--writes`` units, next to the mean compute time of 
     python benchmarks/bench_executors.py                      # 4 images, local + ray 1 + ray 2
     python benchmarks/bench_executors.py --images 2 --no-ray  # local only
 
-The machine's load average is recorded before and after: on a shared CPU the numbers are noisy.
+Duration: the default run is 8 units per executor. On the shared 2-core machine under a load
+of 7-15 it took about 8 minutes (170 + 140 + 128 s of runs, Ray start-up included); ``--images
+1 --writes 5`` took about 4 minutes at a load of 12. Idle it should take less. Each executor is
+bounded by ``--max-seconds`` (default 900): past it, that executor's entry records the timeout
+and the next one starts, so the script always ends (at most 3 x 900 s plus the store timing). The machine's load average is recorded before and after: on
+a shared CPU the numbers are noisy, so run it on an idle machine.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import tempfile
 import time
@@ -88,6 +94,27 @@ def _time_run(plan, store: Path, executor) -> dict:  # noqa: ANN001
     }
 
 
+class _Timeout(Exception):
+    pass
+
+
+def _bounded(seconds: int, fn):  # noqa: ANN001, ANN202
+    """``fn()``, or ``{"error": ...}`` when it takes more than ``seconds`` (SIGALRM)."""
+
+    def alarm(*_):  # noqa: ANN002, ANN202
+        raise _Timeout
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    try:
+        return fn()
+    except _Timeout:
+        return {"error": f"stopped after {seconds} s (--max-seconds)"}
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def _store_cost(writes: int, folder: Path) -> dict:
     from unmask.bench.store import ResultRecord, Store, UnitRecord
 
@@ -125,6 +152,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--writes", type=int, default=200)
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--max-seconds", type=int, default=900,
+                        help="bound on each executor's run (default 900)")
     parser.add_argument(
         "--json", default=str(ROOT / "benchmarks" / "results" / "bench-executors.json")
     )
@@ -162,12 +191,15 @@ def main() -> None:
             runs["ray-1"] = lambda: RayExecutor(workers=1)
             runs["ray-2"] = lambda: RayExecutor(workers=2)
         for name, make in runs.items():
-            out[name] = _time_run(plan, tmp_path / f"{name}.sqlite", make())
+            out[name] = _bounded(args.max_seconds, lambda name=name, make=make: _time_run(
+                plan, tmp_path / f"{name}.sqlite", make()))
             print(name, out[name], flush=True)
         from unmask.bench import Store
 
-        units = Store.open(tmp_path / "local.sqlite").units()
+        units = [u for u in Store.open(tmp_path / "local.sqlite").units() if u["seconds"]]
         out["unit_compute_ms_mean"] = round(1000 * float(np.mean([u["seconds"] for u in units])), 1)
+        if "error" in out["local"]:
+            print("local:", out["local"]["error"], "(unit time from the units stored)")
         out["store"] = _store_cost(args.writes, tmp_path)
     out["store"]["share_of_unit"] = round(
         out["store"]["write_ms_per_unit"] / out["unit_compute_ms_mean"], 5

@@ -1,26 +1,42 @@
 """One benchmark of unmask against its peers on the embedded model, 224² images.
 
-    python benchmarks/run.py --quick          # reduced sample counts
+    python benchmarks/run.py --quick          # reduced sample counts (prints its time estimate)
     python benchmarks/run.py                  # paper-size settings
     python benchmarks/run.py --force          # run (and mark BUSY) on a loaded machine
+    python benchmarks/run.py --smoke --force  # tiny counts: does every peer run and agree?
+    python benchmarks/run.py --execution compiled   # unmask's scoring path under torch.compile
 
 Methods: the black-box methods (occlusion, RISE, LIME), the gradient methods (gradient,
-integrated gradients, Grad-CAM) and deletion + insertion. Each runs beside the installed peers
-that implement the same thing (captum ``Occlusion``, ``Lime``, ``Saliency``,
-``IntegratedGradients``, ``LayerGradCam``; ``saliency_maps_metrics`` ``Deletion`` /
-``Insertion``); a method without an installed peer gets a line saying why. Runs are
+integrated gradients, Grad-CAM), extremal perturbation and deletion + insertion. Each runs
+beside the peers that implement the same thing: captum ``Occlusion``, ``Lime``, ``Saliency``,
+``IntegratedGradients``, ``LayerGradCam``; the ``lime`` package's ``LimeImageExplainer``;
+TorchRay's ``rise`` and ``extremal_perturbation``; ``saliency_maps_metrics`` ``Deletion`` /
+``Insertion``; xaitk-saliency's ``SlidingWindowStack`` and ``RISEStack``, which pin packages the
+project's environment does not have, from a side venv that the script builds once in a cache
+directory (``benchmarks/_sidevenv.py``: torch 2.13.0, the project's core dependencies and the
+peer; ``--no-side`` skips it) and calls between unmask's runs: the side process times itself.
+A peer that is not installed, cannot be built or fails gets a "skipped: why" line. Runs are
 **interleaved** (unmask, peer, unmask, peer... over ``--repeats``); the table gives medians and
 the spread (min-max). Outputs are checked equal where the definitions coincide (max relative
-difference; LIME's samples are random in each library, so its maps are not compared).
+difference); TorchRay's RISE is checked once, outside the timings, on unmask's own masks
+(``filter_masks``); LIME's samples are random in each library (its maps get a Pearson
+correlation), xaitk's masks too and xaitk normalises its maps (not compared); the extremal
+masks (different optimisation paths) are compared by the IoU of their top 10 %.
 
 Columns: ``unmask s``: median wall time; ``model-bound s``: images through the model × the
-model's best per-image time measured in the same run (batched forward at ``--batch-size`` for
-forward-only methods; forward + backward at the method's batch for gradient methods);
-``overhead``: unmask / model-bound; for each peer its median time and ``peer / unmask`` (> 1:
+eager model's best per-image time measured in the same run (batched forward at
+``--batch-size`` for forward-only methods; forward + backward at the method's batch for
+gradient and optimisation methods): the peers' limit; ``engine-bound s``: the same with
+unmask's scoring path (``model.infer`` in the execution mode) for forward-only methods;
+``overhead``: unmask / engine-bound; for each peer its median time and ``peer / unmask`` (> 1:
 unmask faster); ``peak MB``: the peak resident memory of one run in a fresh process, above the
 process after loading the model, building the task and one warm-up forward (Linux: VmHWM reset
-through ``/proc/self/clear_refs``; elsewhere the growth of ``resource.getrusage`` ru_maxrss);
-``--no-memory`` skips it.
+through ``/proc/self/clear_refs``; elsewhere the growth of ``resource.getrusage`` ru_maxrss;
+side-venv peers: VmHWM of their first run in their server); ``--no-memory`` skips it.
+
+Time: the script prints an estimate before it starts (the model's per-image time × the
+planned images × libraries × runs, plus the memory children) and records the estimate and the
+elapsed time in the JSON. The first run that needs the xaitk side venv builds it (minutes, once).
 
 Load: ``os.getloadavg()`` is recorded before and after. The run is **BUSY** when the 1-minute
 load before it exceeds half the number of cores (1.0 on a 2-core machine: another process
@@ -28,8 +44,8 @@ already holds half a core), or when it ends above ``cores`` (1.0 + this run's ow
 would not explain more); a BUSY run is refused unless ``--force``, and a forced one is marked
 BUSY in the JSON and the table: its numbers are not results.
 
-Writes ``benchmarks/results/run[-quick].json`` (every raw timing, settings, versions, load) and
-``benchmarks/results/run[-quick].md`` (the table).
+Writes ``benchmarks/results/run[-quick|-smoke].json`` (every raw timing, settings, versions,
+load, side venvs) and ``benchmarks/results/run[-quick|-smoke].md`` (the table).
 """
 
 from __future__ import annotations
@@ -64,15 +80,20 @@ if not hasattr(np, "trapz"):  # saliency_maps_metrics 0.0.26 calls it (NumPy 2)
 
 #: Fraction of the cores whose 1-minute load before the run makes it BUSY.
 BUSY_BEFORE = 0.5
-XAITK = ("not run here: xaitk-saliency needs its own environment on this machine; "
-         "benchmarks/explainers.py --peers-only runs it there")
-#: Settings: (quick, full).
+#: The side venv of xaitk-saliency (it pins setuptools<82 and pulls the smqtk packages).
+XAITK_REQUIREMENTS = ["xaitk-saliency==0.15.0"]
+#: Settings: (quick, full, smoke). ``--smoke``: tiny counts that only check that every peer runs
+#: and agrees (its timings mean nothing); written to run-smoke.json / .md.
 SETTINGS = {
-    "occlusion": ({"patch_size": 29, "stride": 8}, {"patch_size": 29, "stride": 3}),
-    "rise": ({"masks": 500}, {"masks": 4000}),
-    "lime": ({"samples": 200}, {"samples": 1000}),
-    "integrated_gradients": ({"steps": 16}, {"steps": 50}),
-    "deletion+insertion": ({"images": 1, "map_size": 7}, {"images": 2, "map_size": 28}),
+    "occlusion": ({"patch_size": 29, "stride": 8}, {"patch_size": 29, "stride": 3},
+                  {"patch_size": 56, "stride": 56}),
+    "rise": ({"masks": 500}, {"masks": 4000}, {"masks": 32}),
+    "lime": ({"samples": 200}, {"samples": 1000}, {"samples": 24}),
+    "integrated_gradients": ({"steps": 16}, {"steps": 50}, {"steps": 4}),
+    "extremal": ({"areas": 0.1, "steps": 40}, {"areas": 0.1, "steps": 300},
+                 {"areas": 0.1, "steps": 4}),
+    "deletion+insertion": ({"images": 1, "map_size": 7}, {"images": 2, "map_size": 28},
+                           {"images": 1, "map_size": 4}),
 }
 
 
@@ -102,6 +123,70 @@ class Task:
     skipped: dict[str, str] = field(default_factory=dict)  # peer -> why not run
     compare: Callable[[Any, Any], float] | None = None  # max relative difference
     compare_note: str = ""
+    # peer -> a check run once outside the timings (e.g. the peer fed unmask's own random
+    # masks): returns the max relative difference, or (measure, value) for a similarity
+    checks: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    images_hint: int = 0  # images one unmask run puts through the model (for the estimate)
+    side: set[str] = field(default_factory=set)  # peers served from a side venv (own timing)
+
+
+def _outcome(result: tuple) -> tuple[Any, int, dict[str, Any]]:
+    """(output, images, extra) of a run: a side peer adds {"wall_s", "peak_mb"} of its own."""
+    return (result[0], result[1], result[2] if len(result) > 2 else {})
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation of two maps (flattened)."""
+    a, b = torch.as_tensor(a).flatten().double(), torch.as_tensor(b).flatten().double()
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-300))
+
+
+def _top_iou(a: torch.Tensor, b: torch.Tensor, share: float = 0.1) -> float:
+    """Intersection over union of the top-``share`` pixels of two maps."""
+    a, b = torch.as_tensor(a).flatten().double(), torch.as_tensor(b).flatten().double()
+    k = max(1, int(share * a.numel()))
+    ta = torch.zeros_like(a, dtype=torch.bool)
+    tb = torch.zeros_like(b, dtype=torch.bool)
+    ta[a.topk(k).indices], tb[b.topk(k).indices] = True, True
+    return float((ta & tb).sum() / (ta | tb).sum())
+
+
+class SidePeer:
+    """A peer served from a side venv (benchmarks/_sidevenv.py), started on its first call."""
+
+    def __init__(self, python, script: Path, args: list[str], request: dict[str, Any]) -> None:
+        self.python, self.script, self.args, self.request = python, script, args, request
+        self.server = None
+
+    def __call__(self) -> tuple[Any, int, dict[str, Any]]:
+        from _sidevenv import Server
+
+        if self.server is None:
+            self.server = SERVERS.get((str(self.python), str(self.script)))
+            if self.server is None:
+                self.server = Server(self.python, self.script, self.args)
+                SERVERS[(str(self.python), str(self.script))] = self.server
+        reply = self.server.call(self.request)
+        return (torch.tensor(reply["output"]), reply["images"],
+                {"wall_s": reply["wall_s"], "peak_mb": reply.get("peak_mb")})
+
+
+#: Running side servers, shared by the peers of one script; closed at the end of main().
+SERVERS: dict[tuple[str, str], Any] = {}
+
+
+def side_python(name: str, requirements: list[str], args) -> tuple[Any, str | None]:
+    """The python of side venv ``name`` (built once, cached), or None and the reason."""
+    if args.no_side or args.child_task:
+        return None, "--no-side" if args.no_side else "child"
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _sidevenv import SideVenvError, ensure_venv
+
+    try:
+        return ensure_venv(name, requirements), None
+    except SideVenvError as exc:
+        return None, f"side environment not built: {exc}"
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -110,7 +195,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) -> list[Task]:
-    q = 0 if args.quick else 1
+    q = 2 if args.smoke else 0 if args.quick else 1
     bs = args.batch_size
     t = torch.tensor([target])
     tasks: list[Task] = []
@@ -145,9 +230,24 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
                                           perturbations_per_eval=bs)
             return a[0, 0], f.images
         peers[captum_name] = run_captum_occ
-    skipped["xaitk-saliency"] = XAITK
+    xaitk_py, xaitk_why = side_python("xaitk", XAITK_REQUIREMENTS, args)
+    xaitk_args = ["--threads", str(args.threads)]
+    fill255 = [float(v) * 255 for v in mean_fill.flatten()[:3]]
+    side, occ_checks = set(), {}
+    if xaitk_py is None:
+        if xaitk_why != "child":
+            skipped["xaitk-saliency SlidingWindowStack"] = xaitk_why
+    else:
+        name = "xaitk-saliency SlidingWindowStack"
+        peers[name] = SidePeer(xaitk_py, ROOT / "benchmarks" / "_peer_xaitk.py", xaitk_args,
+                               {"op": "occlusion", "batch_size": bs, "fill": fill255, **s})
+        side.add(name)
+        occ_checks = {name: lambda: None}  # xaitk normalises its maps its own way
+    positions = (-(-(224 - s["patch_size"]) // s["stride"]) + 1) ** 2
     tasks.append(Task("occlusion", "forward", bs, s, run_occ, peers, skipped, _rel,
-                      "mean-colour patches, averaged over covering patches (captum's convention)"))
+                      "mean-colour patches, averaged over covering patches (captum's convention); "
+                      "xaitk: uint8 image, its own normalisation, not compared",
+                      checks=occ_checks, images_hint=positions + 1, side=side))
 
     # RISE
     s = SETTINGS["rise"][q]
@@ -158,8 +258,60 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
         e = rise.explain(x, target)
         return e.saliency[0, 0], rise.scorer.evaluations - before
 
-    tasks.append(Task("rise", "forward", bs, s, run_rise, {},
-                      {"captum": "has no RISE", "xaitk-saliency RISEStack": XAITK}))
+    peers, skipped, checks, side = {}, {"captum": "has no RISE"}, {}, set()
+    try:
+        from torchray.attribution.rise import rise as torchray_rise
+        tr_name = f"torchray {md.version('torchray')} rise"
+    except ImportError:
+        torchray_rise = None
+        skipped["torchray rise"] = "not installed (pip install --no-deps torchray==1.0.0.2)"
+    if torchray_rise is not None:
+        class BlendProbability(torch.nn.Module):
+            """TorchRay multiplies its input by the masks and takes a sigmoid of the output:
+            fed ``x - fill`` and adding ``fill`` back, the model sees unmask's blend
+            ``x·M + fill·(1 - M)``; returning ``logit(p)``, TorchRay's sigmoid is the softmax
+            probability (unmask's score)."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.images = 0
+
+            def forward(self, u: torch.Tensor) -> torch.Tensor:
+                self.images += u.shape[0]
+                logp = torch.log_softmax(model(u + mean_fill), dim=1)  # eager, as every peer
+                return logp - torch.log1p(-logp.exp().clamp(max=1 - 1e-7))
+
+        def run_torchray_rise(s=s):
+            f = BlendProbability()
+            with torch.no_grad():
+                sal = torchray_rise(f, x - mean_fill, seed=0, num_masks=s["masks"], num_cells=7,
+                                    batch_size=bs, p=0.5)
+            return sal[0, target], f.images
+
+        def check_torchray_rise(s=s):
+            """Both on unmask's own n masks: TorchRay's sum / N is unmask's sum / (N p)."""
+            n = min(s["masks"], 500)
+            ours = unmask.make_explainer(model, "rise", masks=n, batch_size=bs, seed=0)
+            keep = ours.sample((224, 224)).render()
+            with torch.no_grad():
+                theirs = torchray_rise(BlendProbability(), x - mean_fill, num_masks=n,
+                                       filter_masks=keep, batch_size=bs, p=0.5)[0, target]
+            return _rel(ours.explain(x, target).saliency[0, 0] * 0.5, theirs)
+        peers[tr_name], checks[tr_name] = run_torchray_rise, check_torchray_rise
+    if xaitk_py is None:
+        if xaitk_why != "child":
+            skipped["xaitk-saliency RISEStack"] = xaitk_why
+    else:
+        name = "xaitk-saliency RISEStack"
+        peers[name] = SidePeer(xaitk_py, ROOT / "benchmarks" / "_peer_xaitk.py", xaitk_args,
+                               {"op": "rise", "batch_size": bs, "s": 7, "p": 0.5, "seed": 0,
+                                "masks": s["masks"]})
+        side.add(name)
+    tasks.append(Task("rise", "forward", bs, s, run_rise, peers, skipped, None,
+                      "TorchRay: checked on unmask's own masks (its sigmoid of logit(p) = p, "
+                      "x - fill fed and fill added back = the mean-colour blend); its own masks "
+                      "in the timings; xaitk: its own masks, uint8 image, not compared",
+                      checks=checks, images_hint=s["masks"] + 1, side=side))
 
     # LIME
     s = SETTINGS["lime"][q]
@@ -199,9 +351,44 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
                 perturbations_per_eval=bs)
             return a[0, 0], f.images
         peers[captum_name] = run_captum_lime
-    tasks.append(Task("lime", "forward", bs, s, run_lime, peers, skipped, None,
-                      "same SLIC segments, cosine kernel, ridge; random samples differ: "
-                      "not compared"))
+    try:
+        import lime.lime_image as lime_image
+        from lime.lime_image import LimeImageExplainer
+        lime_image.tqdm = lambda iterable, **_: iterable  # its unconditional progress bar
+        lime_name = f"lime {md.version('lime')}"
+    except ImportError:
+        LimeImageExplainer = None
+        skipped["lime"] = "not installed (pip install 'unmask[test]')"
+    if LimeImageExplainer is not None:
+        from unmask.explainers.lime import slic_segments as _slic
+
+        seg_np = _slic(x)[0].numpy()
+        image_np = x[0].permute(1, 2, 0).double().numpy()
+        fill_np = mean_fill.flatten()[:3].double().numpy()
+
+        def run_lime_package(s=s):
+            f = fwd_probs()
+
+            def classify(batch: np.ndarray) -> np.ndarray:
+                t = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+                with torch.inference_mode():
+                    return f(t).numpy()
+
+            explainer = LimeImageExplainer(kernel_width=0.25, random_state=0)
+            exp = explainer.explain_instance(
+                image_np, classify, labels=(target,), top_labels=None, hide_color=fill_np,
+                num_samples=s["samples"], batch_size=bs, segmentation_fn=lambda _: seg_np)
+            weights = torch.zeros(int(seg_np.max()) + 1, dtype=torch.float64)
+            for k, w in exp.local_exp[target]:
+                weights[k] = w
+            return weights[torch.from_numpy(seg_np)], f.images
+        peers[lime_name] = run_lime_package
+    tasks.append(Task("lime", "forward", bs, s, run_lime, peers, skipped,
+                      lambda a, b: ("Pearson r", _pearson(a, b)),
+                      "same SLIC segments, mean-colour fill, cosine kernel (width 0.25), "
+                      "Ridge(alpha=1); random samples differ: the maps' Pearson correlation, "
+                      "not a difference",
+                      images_hint=s["samples"]))
 
     # gradient methods: compared on the (1, 3, H, W) attribution / the low-resolution CAM
     grad = unmask.make_explainer(model, "gradient")
@@ -218,7 +405,7 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
         peers[captum_name] = run_captum_saliency
     tasks.append(Task("gradient", "backward", 1, {"score": "logit"}, run_grad, peers,
                       dict(no_captum),
-                      _rel, "|d logit / dx| (captum Saliency(abs=True))"))
+                      _rel, "|d logit / dx| (captum Saliency(abs=True))", images_hint=1))
 
     s = SETTINGS["integrated_gradients"][q]
     ig = unmask.make_explainer(model, "integrated_gradients", batch_size=bs, **s)
@@ -236,7 +423,8 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
         peers[captum_name] = run_captum_ig
     tasks.append(Task("integrated_gradients", "backward", min(bs, s["steps"]), s, run_ig, peers,
                       dict(no_captum), _rel,
-                      "black baseline, Gauss-Legendre rule (captum's default)"))
+                      "black baseline, Gauss-Legendre rule (captum's default)",
+                      images_hint=s["steps"]))
 
     cam = unmask.make_explainer(model, "gradcam")
 
@@ -253,7 +441,36 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
             return a[0, 0].detach(), f.images
         peers[captum_name] = run_captum_cam
     tasks.append(Task("gradcam", "backward", 1, {"layer": model.feature_layer}, run_cam, peers,
-                      dict(no_captum), _rel, "the 7x7 CAM at the feature layer, ReLU"))
+                      dict(no_captum), _rel, "the 7x7 CAM at the feature layer, ReLU",
+                      images_hint=1))
+
+    s = SETTINGS["extremal"][q]
+    ext = unmask.make_explainer(model, "extremal", areas=s["areas"], steps=s["steps"])
+
+    def run_extremal(s=s):
+        return ext.explain(x, target).extras["keep_masks"][0, 0], s["steps"]
+
+    peers, skipped = {}, {}
+    try:
+        from torchray.attribution.extremal_perturbation import extremal_perturbation
+        peers_name = f"torchray {md.version('torchray')} extremal_perturbation"
+    except ImportError:
+        extremal_perturbation = None
+        skipped["torchray extremal_perturbation"] = ("not installed "
+                                                      "(pip install --no-deps torchray==1.0.0.2)")
+    if extremal_perturbation is not None:
+        def run_torchray_extremal(s=s):
+            f = Counting(model)
+            masks, _ = extremal_perturbation(f, x, target, areas=[s["areas"]],
+                                             max_iter=s["steps"])
+            return masks[0, 0].detach(), f.images
+        peers[peers_name] = run_torchray_extremal
+    tasks.append(Task("extremal", "backward", 1, s, run_extremal, peers, skipped,
+                      lambda a, b: ("top-10% IoU", _top_iou(a, b)),
+                      "preserve game, blur pyramid, TorchRay's defaults but the steps; "
+                      "optimisation paths differ (jitter, schedules): the top-10 % IoU of the "
+                      "masks, not a difference (tests/explainers/test_extremal.py)",
+                      images_hint=s["steps"]))
 
     # deletion + insertion
     s = SETTINGS["deletion+insertion"][q]
@@ -284,7 +501,8 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
     skipped["quantus"] = "deletion only: the pixel_flipping task"
     tasks.append(Task("deletion+insertion", "forward", bs, s, metric_runner(compat), peers, skipped,
                       lambda a, b: float((a - b).abs().max()),
-                      "DAUC, DC, IAUC, IC (max absolute difference), blur substrate, random maps"))
+                      "DAUC, DC, IAUC, IC (max absolute difference), blur substrate, random maps",
+                      images_hint=2 * s["images"] * (s["map_size"] ** 2 + 1)))
     tasks.append(pixel_flipping_task(model, images, maps, targets, bs, args))
     return tasks
 
@@ -295,15 +513,19 @@ def pixel_flipping_task(model, images, maps, targets, bs: int, args) -> Task:
     import _peer_quantus as pq
 
     t = pq.pixel_flipping_task(model, images, maps, targets, bs)
-    why = None if args.child_task else pq.availability()
+    why = None if args.child_task else "--no-side" if args.no_side else pq.availability()
     peers = {} if why else {pq.NAME: t["peer"]}
     return Task("pixel_flipping", "forward", bs, t["settings"], t["unmask"], peers,
                 {pq.NAME: why} if why else {}, t["compare"],
-                t["note"] + "; quantus' peak MB: the driving process only")
+                t["note"] + "; quantus' peak MB: not measured (its side process)",
+                images_hint=t["settings"]["images"] * t["settings"]["steps"], side={pq.NAME})
 
 
-def best_forward(model, x: torch.Tensor, batch: int, backward: bool, tries: int = 3) -> float:
-    """The best per-image seconds of a batched forward (+ backward to the input) of ``batch``."""
+def best_forward(model, x: torch.Tensor, batch: int, backward: bool, tries: int = 3,
+                 engine: bool = False) -> float:
+    """The best per-image seconds of a batched forward (+ backward to the input) of ``batch``:
+    the eager network (``model(x)``, what the peers run) or, ``engine=True``, unmask's scoring
+    path in the model's execution mode (``model.infer``)."""
     xb = x[:1].expand(batch, -1, -1, -1).contiguous()
     best = float("inf")
     for _ in range(tries):
@@ -313,9 +535,32 @@ def best_forward(model, x: torch.Tensor, batch: int, backward: bool, tries: int 
             torch.autograd.grad(model(xx)[:, 0].sum(), xx)
         else:
             with torch.inference_mode():
-                model(xb)
+                model.infer(xb) if engine else model(xb)
         best = min(best, (time.perf_counter() - start) / batch)
     return best
+
+
+#: Minutes a --quick run is designed to take on an idle 2-core machine (checked by the JSON's
+#: elapsed_s on the integrator's idle run).
+QUICK_BOUND_MIN = 15
+#: Seconds of one memory child's own set-up (interpreter, model, tasks), for the estimate.
+CHILD_SETUP_S = 8.0
+
+
+def estimate_s(tasks: list[Task], model, x: torch.Tensor, args, repeats: int) -> float:
+    """A rough wall-time estimate of the run: every library of a task is assumed to cost the
+    task's planned images x the model's per-image time (peers are slower or faster than that),
+    over the warm-up + ``repeats`` runs, plus the memory children."""
+    fwd = best_forward(model, x, args.batch_size, False, tries=1)
+    bwd = best_forward(model, x, 1, True, tries=1)
+    total = 0.0
+    for t in tasks:
+        libs = 1 + len(t.peers)
+        one = t.images_hint * (bwd if t.kind == "backward" else fwd)
+        total += one * libs * (repeats + 1)
+        if not args.no_memory:
+            total += (one + CHILD_SETUP_S) * (libs - len(t.side))
+    return total
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -324,7 +569,11 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 def setup(args):
     torch.set_num_threads(args.threads)
-    model = unmask.load_model("efficientnet_lite0", execution=args.execution)
+    kwargs = {} if args.execution is None else {"execution": args.execution}
+    model = unmask.load_model("efficientnet_lite0", **kwargs)
+    if model.execution == "compiled":  # compiled for the benchmark's batch size
+        model.fast("compiled", batch_size=args.batch_size)
+    args.execution = model.execution
     for p in model.parameters():
         p.requires_grad_(False)  # gradients to the input only, for every library
     x = unmask.load_image(unmask.example_image("chelsea"), size=224)
@@ -367,8 +616,6 @@ def child(args) -> None:
 
 
 def peak_memory(args, task: str, lib: str) -> float | None:
-    if lib.startswith("quantus"):  # runs in its side process, not in the child
-        return None
     cmd = [sys.executable, __file__, "--child-task", task, "--child-lib", lib,
            "--threads", str(args.threads), "--batch-size", str(args.batch_size),
            "--execution", args.execution] + (["--quick"] if args.quick else [])
@@ -390,7 +637,8 @@ def environment() -> dict[str, Any]:
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", None
     versions = {}
-    for pkg in ("torch", "numpy", "captum", "saliency-maps-metrics", "scikit-learn",
+    for pkg in ("torch", "numpy", "captum", "saliency-maps-metrics", "lime", "torchray",
+                "scikit-learn",
                 "scikit-image"):
         try:
             versions[pkg] = md.version(pkg)
@@ -412,31 +660,38 @@ def table(report: dict[str, Any]) -> str:
             f"({env['commit'][:10]}{', dirty' if env['dirty'] else ''}), {env['cpu']}, "
             f"{env['cores']} cores, torch {env['versions'].get('torch')} with "
             f"{report['threads']} threads, execution {report['execution']!r}, "
+            f"{'--smoke, ' if report.get('smoke') else ''}"
             f"{'--quick, ' if report['quick'] else ''}{report['repeats']} interleaved repeats, "
             f"batch {report['batch_size']}; load (1, 5, 15 min) before "
             f"{', '.join(f'{v:.2f}' for v in load['before'])}, after "
             f"{', '.join(f'{v:.2f}' for v in load['after'])}.")
     lines = [head, "", "| method | settings | unmask s (min-max) | images | model-bound s "
-             "| overhead | peer | peer s (min-max) | peer / unmask | equal (max rel. diff) "
-             "| peak MB unmask / peer |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| engine-bound s | overhead | peer | peer s (min-max) | peer / unmask "
+             "| equal (max rel. diff) | peak MB unmask / peer |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         u = r["unmask"]
         settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items())
         first = (f"| {r['method']} | {settings} | {u['wall_s']['median']:.2f} "
                  f"({u['wall_s']['min']:.2f}-{u['wall_s']['max']:.2f}) | {u['images']} | "
-                 f"{r['model_bound_s']:.2f} | {r['overhead']:.2f} ")
+                 f"{r['model_bound_s']:.2f} | {r['engine_bound_s']:.2f} | {r['overhead']:.2f} ")
         mem_u = "-" if u.get("peak_mb") is None else f"{u['peak_mb']:.0f}"
         if not r["peers"]:
             lines.append(first + f"| - | - | - | - | {mem_u} |")
         for name, p in r["peers"].items():
-            diff = "not compared" if p.get("max_diff") is None else f"{p['max_diff']:.1e}"
+            diff = p.get("max_diff")
+            if diff is None:
+                diff = "not compared"
+            elif isinstance(diff, dict):
+                diff = f"{diff['measure']} {diff['value']:.2f}"
+            else:
+                diff = f"{diff:.1e}"
             mem_p = "-" if p.get("peak_mb") is None else f"{p['peak_mb']:.0f}"
             lines.append(first + f"| {name} | {p['wall_s']['median']:.2f} "
                          f"({p['wall_s']['min']:.2f}-{p['wall_s']['max']:.2f}) | "
                          f"{p['wall_s']['median'] / u['wall_s']['median']:.2f} | {diff} | "
                          f"{mem_u} / {mem_p} |")
-            first = "| | | | | | "
+            first = "| | | | | | | "
     lines.append("")
     for r in report["results"]:
         for name, why in r["skipped"].items():
@@ -446,14 +701,78 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_task(task: Task, model, x: torch.Tensor, args, repeats: int) -> dict[str, Any]:
+    """Warm up, run unmask and the peers interleaved ``repeats`` times, check, measure memory."""
+    print(f"... {task.name} ({time.strftime('%H:%M:%S')})", file=sys.stderr, flush=True)
+    libs = {"unmask": task.unmask, **task.peers}
+    skipped = dict(task.skipped)
+    side_peak: dict[str, float | None] = {}
+    for lib, run in list(libs.items()):  # warm-up (the frozen trace or the compile, if any)
+        try:
+            side_peak[lib] = _outcome(run())[2].get("peak_mb")
+        except Exception as exc:  # a peer that fails is reported, not fatal
+            if lib == "unmask":
+                raise
+            skipped[lib] = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
+            del libs[lib]
+    walls: dict[str, list[float]] = {lib: [] for lib in libs}
+    refs, engine, outputs, images = [], [], {}, {}
+    for _ in range(repeats):
+        refs.append(best_forward(model, x, task.batch, task.kind == "backward"))
+        if task.kind == "forward":
+            engine.append(best_forward(model, x, task.batch, False, engine=True))
+        for lib, run in libs.items():
+            start = time.perf_counter()
+            outputs[lib], images[lib], extra = _outcome(run())
+            walls[lib].append(extra.get("wall_s", time.perf_counter() - start))
+    per_image = min(refs)
+    engine_per_image = min(engine) if engine else per_image
+    bound = images["unmask"] * per_image
+    engine_bound = images["unmask"] * engine_per_image
+    row: dict[str, Any] = {
+        "method": task.name, "settings": task.settings, "kind": task.kind,
+        "reference_batch": task.batch, "model_s_per_image_best": per_image,
+        "model_s_per_image_all": refs, "model_bound_s": bound,
+        "engine_s_per_image_best": engine_per_image, "engine_s_per_image_all": engine,
+        "engine_bound_s": engine_bound,
+        "unmask": {"wall_s": _spread(walls["unmask"]), "walls_s": walls["unmask"],
+                   "images": images["unmask"]},
+        "peers": {}, "skipped": skipped, "compare_note": task.compare_note}
+    row["overhead"] = row["unmask"]["wall_s"]["median"] / engine_bound
+    for lib in libs:
+        if lib == "unmask":
+            continue
+        if lib in task.checks:
+            diff = task.checks[lib]()
+        else:
+            diff = task.compare(outputs["unmask"], outputs[lib]) if task.compare else None
+        if isinstance(diff, tuple):
+            diff = {"measure": diff[0], "value": diff[1]}
+        row["peers"][lib] = {"wall_s": _spread(walls[lib]), "walls_s": walls[lib],
+                             "images": images[lib], "max_diff": diff,
+                             "side_venv": lib in task.side}
+    if not args.no_memory:
+        row["unmask"]["peak_mb"] = peak_memory(args, task.name, "unmask")
+        for lib in row["peers"]:
+            row["peers"][lib]["peak_mb"] = (side_peak.get(lib) if lib in task.side
+                                            else peak_memory(args, task.name, lib))
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="reduced sample counts")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny counts, 1 repeat, no memory: checks the script and the "
+                        "peers' agreement only (timings mean nothing)")
     parser.add_argument("--repeats", type=int, help="interleaved repeats (default 3, quick 3)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--execution", default="eager", choices=unmask.models.EXECUTIONS,
-                        help="unmask's scoring path (Classifier.fast); peers use the model eagerly")
+    parser.add_argument("--execution", default=None, choices=unmask.models.EXECUTIONS,
+                        help="unmask's scoring path (Classifier.fast; default: load_model's "
+                        "default); peers use the model eagerly")
+    parser.add_argument("--no-side", action="store_true",
+                        help="do not build or use the side venvs (their peers are skipped)")
     parser.add_argument("--methods", help="comma-separated subset of the task names")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     parser.add_argument("--force", action="store_true", help="run on a busy machine (marked BUSY)")
@@ -464,6 +783,8 @@ def main() -> None:
     if args.child_task:
         child(args)
         return
+    if args.smoke:
+        args.no_memory, args.repeats = True, args.repeats or 1
     repeats = args.repeats or 3
     cores = os.cpu_count() or 1
     before = os.getloadavg()
@@ -472,60 +793,47 @@ def main() -> None:
         raise SystemExit(f"BUSY: 1-minute load {before[0]:.2f} > {BUSY_BEFORE * cores:.1f} "
                          f"({BUSY_BEFORE} x {cores} cores); wait for an idle machine or pass "
                          "--force (the run is then marked BUSY)")
+    started = time.perf_counter()
     model, x, target = setup(args)
     tasks = build_tasks(model, x, target, args)
     if args.methods:
         wanted = set(args.methods.split(","))
         tasks = [t for t in tasks if t.name in wanted]
+    estimate = estimate_s(tasks, model, x, args, repeats)
+    print(f"estimated time: ~{estimate / 60:.1f} min on this machine now (the model's "
+          "per-image time x planned images x libraries x runs; peers may differ)"
+          + (f"; above the {QUICK_BOUND_MIN} min --quick is designed for: a slower or busy "
+             "machine" if args.quick and estimate > QUICK_BOUND_MIN * 60 else ""),
+          file=sys.stderr, flush=True)
     results = []
-    for task in tasks:
-        print(f"... {task.name}", file=sys.stderr, flush=True)
-        libs = {"unmask": task.unmask, **task.peers}
-        for run in libs.values():  # warm-up (and the frozen trace, if any)
-            run()
-        walls: dict[str, list[float]] = {lib: [] for lib in libs}
-        refs, outputs, images = [], {}, {}
-        for _ in range(repeats):
-            refs.append(best_forward(model, x, task.batch, task.kind == "backward"))
-            for lib, run in libs.items():
-                start = time.perf_counter()
-                outputs[lib], images[lib] = run()
-                walls[lib].append(time.perf_counter() - start)
-        per_image = min(refs)
-        bound = images["unmask"] * per_image
-        row: dict[str, Any] = {
-            "method": task.name, "settings": task.settings, "kind": task.kind,
-            "reference_batch": task.batch, "model_s_per_image_best": per_image,
-            "model_s_per_image_all": refs, "model_bound_s": bound,
-            "unmask": {"wall_s": _spread(walls["unmask"]), "walls_s": walls["unmask"],
-                       "images": images["unmask"]},
-            "peers": {}, "skipped": task.skipped, "compare_note": task.compare_note}
-        row["overhead"] = row["unmask"]["wall_s"]["median"] / bound
-        for lib in task.peers:
-            diff = task.compare(outputs["unmask"], outputs[lib]) if task.compare else None
-            row["peers"][lib] = {"wall_s": _spread(walls[lib]), "walls_s": walls[lib],
-                                 "images": images[lib], "max_diff": diff}
-        if not args.no_memory:
-            row["unmask"]["peak_mb"] = peak_memory(args, task.name, "unmask")
-            for lib in task.peers:
-                row["peers"][lib]["peak_mb"] = peak_memory(args, task.name, lib)
-        results.append(row)
+    try:
+        for task in tasks:
+            results.append(run_task(task, model, x, args, repeats))
+    finally:
+        side_venvs = {Path(script).stem: {"python": py, **server.ready}
+                      for (py, script), server in SERVERS.items()}
+        for server in SERVERS.values():
+            server.close()
     after = os.getloadavg()
     busy = busy or after[0] > cores
     report = {"benchmark": "run", "model": "efficientnet_lite0",
               "image": "skimage chelsea, 224x224",
-              "target": target, "quick": args.quick, "repeats": repeats, "threads": args.threads,
-              "batch_size": args.batch_size, "execution": args.execution, "busy": busy,
+              "target": target, "quick": args.quick, "smoke": args.smoke, "repeats": repeats,
+              "threads": args.threads,
+              "batch_size": args.batch_size, "execution": model.execution, "busy": busy,
+              "estimate_s": estimate, "elapsed_s": time.perf_counter() - started,
               "busy_rule": f"1-minute load before > {BUSY_BEFORE} x cores or after > cores",
               "load": {"before": before, "after": after}, "environment": environment(),
+              "side_venvs": side_venvs,
               "results": results}
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = "run-quick" if args.quick else "run"
+    stem = "run-smoke" if args.smoke else "run-quick" if args.quick else "run"
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
     md_text = table(report)
     (args.out / f"{stem}.md").write_text(md_text)
     print(md_text)
-    print(f"wrote {args.out / stem}.json and .md")
+    print(f"wrote {args.out / stem}.json and .md ({report['elapsed_s'] / 60:.1f} min, "
+          f"estimated {estimate / 60:.1f})")
 
 
 if __name__ == "__main__":

@@ -98,6 +98,70 @@ def test_frozen_is_traced_once_per_shape(monkeypatch):
     assert _close(moved, first[:4] + 1.0)
 
 
+def _counting_compile(monkeypatch, backend: str | None = None) -> list:
+    """Record every torch.compile call and the batch shapes its result runs on; ``backend``
+    replaces inductor (``"eager"``: Dynamo's graph capture without code generation, fast)."""
+    calls: list = []
+    real = torch.compile
+
+    def counting(module, **kwargs):
+        compiled = real(module, **({**kwargs, "backend": backend} if backend else kwargs))
+        shapes: list = []
+        calls.append(shapes)
+
+        def run(z):
+            shapes.append(tuple(z.shape))
+            return compiled(z)
+        return run
+
+    monkeypatch.setattr(torch, "compile", counting)
+    return calls
+
+
+def test_compiled_compiles_once_and_pads_the_last_chunk(monkeypatch):
+    """A single image, chunks of 4, 4, 2 and a later batch of 9: one compiled graph, always
+    run on batches of 4 (smaller batches padded, the larger one split), logits equal to eager's."""
+    calls = _counting_compile(monkeypatch, backend="eager")
+    model, x = _net_model(), _images(10)
+    with torch.inference_mode():
+        eager = model.infer(x)
+    model.fast("compiled", batch_size=4)
+    with torch.inference_mode():
+        assert _close(model.infer(x[:1]), eager[:1])
+    scorer = Scorer(model, batch_size=4)
+    fast = scorer.logits(x)
+    assert _close(fast, eager)
+    assert fast.shape == (10, 3)
+    with torch.inference_mode():
+        nine = model.infer(x[:9])
+    assert _close(nine, eager[:9])
+    assert len(calls) == 1
+    assert set(calls[0]) == {(4, 3, 24, 24)}
+    with torch.no_grad():  # changed weights: the cache is stale and the copy recompiled
+        model.net[-1].bias.add_(1.0)
+    assert _close(scorer.logits(x[:4]), eager[:4] + 1.0)
+    assert len(calls) == 2
+
+
+@pytest.mark.slow
+def test_compiled_with_inductor_equals_eager():
+    """The real inductor backend (C++ code generation) on the small network: logits, an
+    occlusion map and a RISE map within RTOL of eager float32."""
+    model, x = _net_model(), _images()
+    with torch.inference_mode():
+        eager = model.infer(x)
+    occ = Occlusion(model, patch_size=8, stride=4, batch_size=7).explain(x, target=1).saliency
+    rise = Rise(model, masks=40, s=4, batch_size=16, seed=0).explain(x[:1], target=2).saliency
+    model.fast("compiled")
+    with torch.inference_mode():
+        fast = model.infer(x)
+    assert _close(fast, eager)
+    fast_occ = Occlusion(model, patch_size=8, stride=4, batch_size=7).explain(x, target=1).saliency
+    fast_rise = Rise(model, masks=40, s=4, batch_size=16, seed=0).explain(x[:1], 2).saliency
+    assert _close(fast_occ, occ)
+    assert _close(fast_rise, rise)
+
+
 def test_hooks_fall_back_to_eager():
     model = _net_model().fast("frozen")
     seen = []
@@ -132,6 +196,8 @@ def test_hooks_on_the_classifier_and_overridden_forwards_see_every_call():
 def test_execution_choice_is_checked():
     with pytest.raises(ValueError, match="execution"):
         _net_model().fast("fastest")
+    with pytest.raises(ValueError, match="batch_size"):
+        _net_model().fast("compiled", batch_size=0)
 
 
 def test_deepcopy_is_not_stale():
@@ -197,7 +263,7 @@ def test_memory_grows_with_batch_size_not_perturbations(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("execution", ["channels_last", "frozen"])
+@pytest.mark.parametrize("execution", ["channels_last", "frozen", "compiled"])
 def test_embedded_model_equals_eager(execution, real_model):
     """The embedded model: logits within 1e-4, occlusion / RISE maps within 1e-3 (relative to
     the largest |value|), deletion / insertion AUCs within 1e-5 of eager float32."""
@@ -233,3 +299,43 @@ def test_load_model_execution_is_checked():
         from unmask.models import load_model
 
         load_model("efficientnet_lite0", execution="turbo")
+
+
+def test_auto_batch_size_is_measured_once_and_cached(tmp_path, monkeypatch):
+    """``batch_size="auto"``: the smallest candidate within 5 % of the fastest per-image time,
+    measured once per model (memory) and, with UNMASK_CACHE_DIR, read back by another model
+    object (another process) without measuring."""
+    from unmask import tuning
+
+    measured = []
+
+    def fake_time(model, batch, shape, repeats):  # per-image time flat from 8 on (4 % apart)
+        measured.append(batch)
+        return {1: 1.0, 2: 0.6, 4: 0.3, 8: 0.104, 16: 0.1, 32: 0.1, 64: 0.1}[batch]
+
+    monkeypatch.setattr(tuning, "_time", fake_time)
+    monkeypatch.setenv("UNMASK_CACHE_DIR", str(tmp_path))
+    model, x = _net_model(), _images(10)
+    scorer = Scorer(model, batch_size="auto")
+    assert scorer.batch_size == 8
+    assert sorted(measured) == list(tuning.CANDIDATES)
+    assert torch.equal(scorer.logits(x), Scorer(model, batch_size=8).logits(x))
+    assert Scorer(model, batch_size="auto").batch_size == 8
+    assert len(measured) == len(tuning.CANDIDATES)  # memory cache: not measured again
+    assert (tmp_path / "batch_sizes.json").is_file()
+    other = _net_model()  # same name and size: the disk entry applies
+    assert Scorer(other, batch_size="auto").batch_size == 8
+    assert len(measured) == len(tuning.CANDIDATES)
+    with pytest.raises(TypeError, match="batch_size"):
+        Scorer(model, batch_size="fast")
+
+
+def test_auto_batch_size_gives_the_same_maps():
+    """A real (tiny) search: the answer is a candidate and the map equals a fixed batch size's."""
+    from unmask.tuning import best_batch_size
+
+    model, x = _net_model(), _images(1)
+    assert best_batch_size(model, candidates=(2, 5), repeats=1) in (2, 5)
+    auto = Occlusion(model, patch_size=8, stride=4, batch_size="auto").explain(x, 1).saliency
+    fixed = Occlusion(model, patch_size=8, stride=4, batch_size=7).explain(x, 1).saliency
+    assert torch.allclose(auto, fixed, atol=1e-6)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -29,6 +31,19 @@ def example_image(name: str = "chelsea") -> np.ndarray:
     return getattr(skimage.data, name)()
 
 
+#: PIL modes with more than 8 bits per channel (read through the float path).
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _pil_to_rgb(img: Image.Image) -> Image.Image:
+    """An 8-bit PIL image of any mode -> mode RGB (transparency composited on white)."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
 def _pil_to_array(img: Image.Image) -> np.ndarray:
     """PIL image of any mode -> float32 (H, W, 3) in [0, 1]."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
@@ -42,11 +57,7 @@ def _pil_to_array(img: Image.Image) -> np.ndarray:
         hi = float(arr.max(initial=0))
         arr = arr / (255.0 if hi > 1 else 1.0)
     else:
-        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(background, rgba)
-        arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+        arr = np.asarray(_pil_to_rgb(img), dtype=np.float32) / 255.0
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     return np.clip(arr, 0.0, 1.0)
@@ -95,42 +106,68 @@ def _numpy_to_array(arr: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_pixels(width: int, height: int, name: str, where: str = "") -> None:
-    limit = max_pixels()
+def _check_pixels(width: int, height: int, name: str, where: str = "",
+                  limit: int | None = None) -> None:
+    """Refuse ``width * height`` above ``limit`` (default: ``UNMASK_MAX_PIXELS``).
+
+    The message says how to raise the limit only for the environment's own limit.
+    """
+    how = limit is None
+    limit = max_pixels() if limit is None else limit
     if width * height > limit:
-        when = "refused before decoding; " if where else ""
+        when = "refused before decoding" if where else ""
+        hint = "raise it with the environment variable UNMASK_MAX_PIXELS" if how else ""
+        why = "; ".join(part for part in (when, hint) if part)
         raise ValueError(
             f"{name}: {width} x {height} = {width * height:,} pixels{where} is above the limit of "
-            f"{limit:,} pixels ({when}raise it with the environment variable UNMASK_MAX_PIXELS)"
+            f"{limit:,} pixels" + (f" ({why})" if why else "")
         )
 
 
-def _open(path: Path, name: str) -> Image.Image:
-    """Open an image file, check its size from the header, then decode it."""
+def _open(source: Path | BinaryIO, name: str, label: str | None = None,
+          limit: int | None = None, formats: tuple[str, ...] | None = None) -> Image.Image:
+    """Open an image file, check its size from the header, then decode it.
+
+    Args:
+        source: a path or a binary file object.
+        name: the argument named in errors.
+        label: how errors name the file (default: the path).
+        limit: the pixel limit (default: ``UNMASK_MAX_PIXELS``).
+        formats: the PIL formats tried (default: every format PIL reads).
+
+    Returns:
+        The decoded image (its first frame), EXIF orientation applied.
+    """
+    label = str(source) if label is None else label
     try:
         with warnings.catch_warnings():  # our own limit, below, replaces PIL's warning
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(source, formats=formats)
     except Image.DecompressionBombError as exc:  # PIL's hard limit (2 x MAX_IMAGE_PIXELS)
         found = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
-        limit = min(max_pixels(), 2 * (Image.MAX_IMAGE_PIXELS or 0))
+        bound = min(max_pixels() if limit is None else limit, 2 * (Image.MAX_IMAGE_PIXELS or 0))
+        hint = ("; UNMASK_MAX_PIXELS sets unmask's limit, PIL's Image.MAX_IMAGE_PIXELS its own"
+                if limit is None else "")
         raise ValueError(
-            f"{name}: {path} has {pixels}, above the limit of {limit:,} "
-            "pixels (refused before decoding; UNMASK_MAX_PIXELS sets unmask's limit, PIL's "
-            "Image.MAX_IMAGE_PIXELS its own)"
+            f"{name}: {label} has {pixels}, above the limit of {bound:,} "
+            f"pixels (refused before decoding{hint})"
         ) from None
     except UnidentifiedImageError:
-        raise ValueError(f"{name}: not an image file PIL can read: {path}") from None
-    except (OSError, SyntaxError) as exc:
-        raise ValueError(f"{name}: cannot read image {path}: {exc}") from None
+        raise ValueError(f"{name}: not an image file PIL can read: {label}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ValueError(f"{name}: cannot read image {label}: {exc}") from None
     with img:
-        _check_pixels(img.width, img.height, name, f" in {path}")
+        _check_pixels(img.width, img.height, name, f" in {label}", limit)
         try:
-            img.load()
-            return ImageOps.exif_transpose(img) or img
-        except (OSError, SyntaxError) as exc:
-            raise ValueError(f"{name}: cannot read image {path}: {exc}") from None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img.load()
+                return ImageOps.exif_transpose(img) or img
+        except Image.DecompressionBombError as exc:
+            raise ValueError(f"{name}: {label}: {exc}") from None
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
+            raise ValueError(f"{name}: cannot read image {label}: {exc}") from None
 
 
 def _read(source: object, name: str) -> Image.Image | np.ndarray:

@@ -72,7 +72,9 @@ class Scorer:
 
     Args:
         model: the classifier (images in [0, 1] -> logits).
-        batch_size: images per forward pass.
+        batch_size: images per forward pass, or ``"auto"``: the fastest batch size of this
+            model's scoring path here, measured at the first scoring call and cached
+            (:func:`unmask.tuning.best_batch_size`).
         score: ``"prob"``, ``"logit"`` or ``"log_prob"``.
         progress: a progress bar over chunks (True, shown when there is more than one), or a
             callback ``(done, total)`` called after each chunk.
@@ -81,13 +83,29 @@ class Scorer:
         evaluations: the number of images scored so far (for overhead measurements).
     """
 
-    def __init__(self, model: Classifier, *, batch_size: int = 16, score: str = "prob",
+    def __init__(self, model: Classifier, *, batch_size: int | str = 16, score: str = "prob",
                  progress: object = False) -> None:
-        check_positive(batch_size, "batch_size", integer=True)
+        if batch_size != "auto":
+            check_positive(batch_size, "batch_size", integer=True)
         check_choice(score, "score", SCORES)
         check_progress(progress)
-        self.model, self.batch_size, self.score, self.progress = model, batch_size, score, progress
+        self.model, self.score, self.progress = model, score, progress
+        self._batch_size: int | None = None if batch_size == "auto" else batch_size
         self.evaluations = 0
+
+    @property
+    def batch_size(self) -> int:
+        """Images per forward pass (``"auto"`` is measured here, at the first use)."""
+        if self._batch_size is None:
+            from .tuning import best_batch_size
+
+            self._batch_size = best_batch_size(self.model)
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        check_positive(value, "batch_size", integer=True)
+        self._batch_size = value
 
     @property
     def device(self) -> torch.device:

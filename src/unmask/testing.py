@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from .models import Classifier
 
 __all__ = ["RegionModel", "region_model", "region_images", "REGION", "REGION_B",
-           "ConvRegionModel", "conv_region_model"]
+           "ConvRegionModel", "conv_region_model", "conv_region_model3"]
 
 #: The box the model looks at, as fractions (top, left, bottom, right) of the image.
 REGION = (0.25, 0.25, 0.5, 0.5)
@@ -129,3 +129,9 @@ def conv_region_model(classes: int = 2) -> Classifier:
     return Classifier(ConvRegionModel(classes), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
                       class_names=names, name=f"conv-region{classes if classes != 2 else ''}",
                       feature_layer="features").eval()
+
+
+def conv_region_model3() -> Classifier:
+    """``conv_region_model(3)``, for configs that name a factory without arguments
+    (``[model] name = "unmask.testing:conv_region_model3"`` in a benchmark)."""
+    return conv_region_model(3)

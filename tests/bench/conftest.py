@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from unmask.bench import Store, load_plan, open_dataset, run
 from unmask.testing import region_box, region_images
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 #: Fast method / metric settings for 32x32 images (like tests/explainers/test_contract.py FAST).
 TINY_TOML = """
@@ -85,3 +94,81 @@ def tiny(tmp_path: Path) -> Path:
 def bench_files():
     """The helpers above, for tests that build their own data set: (write_images, write_config)."""
     return write_images, write_config
+
+
+def _units(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            return conn.execute("SELECT count(*) FROM units").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def _start(config: Path, store: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "OMP_NUM_THREADS": "1",
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "unmask.cli",
+            "bench",
+            "run",
+            str(config),
+            "--store",
+            str(store),
+            "--no-progress",
+            "--threads",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _kill_and_resume(config: Path, tmp_path: Path, kills: tuple[int, ...]) -> tuple[Store, Store]:
+    """SIGKILL ``unmask bench run CONFIG`` once ``kills[i]`` units are stored, restart it each
+    time, let the last start finish; returns (the resumed store, an uninterrupted run's)."""
+    plan = load_plan(config)
+    files = len(open_dataset(plan.data["path"]).items)
+    total = files * len(plan.methods)
+    reference = tmp_path / "reference.sqlite"
+    run(plan, reference, progress=False, threads=1)
+
+    store = tmp_path / "killed.sqlite"
+    for after in kills:  # kill once this many units are stored
+        proc = _start(config, store)
+        deadline = time.monotonic() + 120
+        while _units(store) < after and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, (
+            f"the run ended before the kill: {proc.communicate()[1].decode()}"
+        )
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert after <= _units(store) < total
+    proc = _start(config, store)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    got, want = Store.open(store), Store.open(reference)
+    assert got.dump() == want.dump()  # same rows, same values, same maps (bytes)
+    assert len(got.units()) == total  # no gaps (primary keys: no duplicates)
+    assert len(got.sessions()) == len(kills) + 1
+    return got, want
+
+
+@pytest.fixture(scope="session")
+def kill_and_resume():
+    """``kill_and_resume(config, tmp_path, kills)``: SIGKILL ``unmask bench run`` after each
+    number of stored units in ``kills``, restart, finish; asserts the store equals an
+    uninterrupted run's row for row and returns (resumed store, reference store)."""
+    return _kill_and_resume

@@ -3,86 +3,16 @@ run stores, row for row: equal values, no duplicates, no gaps."""
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from unmask.bench import Store, load_plan, run
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 
-
-def _units(path: Path) -> int:
-    if not path.is_file():
-        return 0
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
-        try:
-            return conn.execute("SELECT count(*) FROM units").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:  # not created yet
-        return 0
-
-
-def _start(config: Path, store: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
-        "OMP_NUM_THREADS": "1",
-    }
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "unmask.cli",
-            "bench",
-            "run",
-            str(config),
-            "--store",
-            str(store),
-            "--no-progress",
-            "--threads",
-            "1",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def test_sigkill_and_resume_equals_uninterrupted(tiny: Path, tmp_path: Path) -> None:
-    plan = load_plan(tiny)
-    total = 6 * len(plan.methods)
-    reference = tmp_path / "reference.sqlite"
-    run(plan, reference, progress=False, threads=1)
-
-    store = tmp_path / "killed.sqlite"
-    for after in (1, 5, 10):  # kill once this many units are stored
-        proc = _start(tiny, store)
-        deadline = time.monotonic() + 120
-        while _units(store) < after and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert proc.poll() is None, (
-            f"the run ended before the kill: {proc.communicate()[1].decode()}"
-        )
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        assert after <= _units(store) < total
-    proc = _start(tiny, store)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err.decode()
-
-    got, want = Store.open(store), Store.open(reference)
-    assert got.dump() == want.dump()  # same rows, same values, same maps (bytes)
-    assert len(got.units()) == total  # no gaps (primary keys: no duplicates)
-    assert len(got.sessions()) == 4
+def test_sigkill_and_resume_equals_uninterrupted(tiny: Path, tmp_path: Path,
+                                                 kill_and_resume) -> None:
+    got, _ = kill_and_resume(tiny, tmp_path, (1, 5, 10))
     status = got.status()
     assert all(s == {"done": 5, "failed": 1, "pending": 0} for s in status.values())
 

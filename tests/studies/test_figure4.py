@@ -115,3 +115,48 @@ def test_a_row_scores_x_and_x_hat_once_and_reuses_the_coefficients():
     for info in ("l1_pixel", "l1", "entropy"):
         ref = cp_score(model, x, x_hat, target, info=info, representation=rep, coefficients=coeffs)
         assert row[f"cp_{info}"] == pytest.approx(float(ref[0]), rel=1e-12)
+
+
+def test_cli_runs_the_bench_preset_and_writes_the_study_csv(tmp_path):
+    """`unmask figure4` runs the bench preset figure4 (one store per model); its CSV equals the
+    in-memory study's row for row (every number but the timing), and a rerun resumes."""
+    import numpy as np
+    from PIL import Image
+
+    from unmask.bench import Store
+    from unmask.images import load_image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    x = region_images(2, 32)
+    for i in range(2):
+        arr = (x[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(arr).save(folder / f"img{i}.png")
+    options = ["--methods", "shearletx,pixelmask,smoothmask", "--areas", "0.2", "--steps", "2",
+               "--noise-bs", "1", "--smooth-steps", "2", "--size", "32"]
+    name = "unmask.testing:region_model"
+    assert main(["figure4", "--images", str(folder), "--models", name, "--out",
+                 str(tmp_path / "new"), *options]) == 0
+    store = tmp_path / "new" / "figure4-unmask.testing_region_model.sqlite"
+    assert {r["metric"] for r in Store.open(store).results()} >= {
+        "cp_l1", "hallucination_score", "retained_probability", "retained_probability[scale=max]"}
+    images = [(p.name, load_image(p, size=32, mode="resize")) for p in sorted(folder.iterdir())]
+    run({name: region_model()}, images, tmp_path / "old", methods=["shearletx", "pixelmask",
+        "smoothmask"], areas=(0.2,), steps=2, noise_bs=1, smooth_steps=2, log=None)
+
+    def rows(folder):
+        return sorted(({k: v for k, v in r.items() if k != "seconds"}
+                       for r in read_rows(folder / "figure4.csv")),
+                      key=lambda r: (r["image"], r["method"]))
+
+    new, old = rows(tmp_path / "new"), rows(tmp_path / "old")
+    assert len(new) == 6 and new == old
+    assert (tmp_path / "new" / "figure4_unmask.testing:region_model.png").is_file()
+    assert (tmp_path / "new" / "summary.md").read_text() == summarise(read_rows(
+        tmp_path / "new" / "figure4.csv"))
+    # resumed: nothing recomputed; other settings on the same folder: refused
+    assert main(["figure4", "--images", str(folder), "--models", name, "--out",
+                 str(tmp_path / "new"), *options]) == 0
+    assert len(Store.open(store).sessions()) == 2 and len(Store.open(store).units()) == 6
+    assert main(["figure4", "--images", str(folder), "--models", name, "--out",
+                 str(tmp_path / "new"), *options[:-2], "--size", "48"]) == 2

@@ -9,7 +9,8 @@ Layout (documented in ``docs/bench.md``; the synthetic generator writes the same
     <root>/masks/<stem>.png    optional: object mask, same size as the image, non-zero = object
     <root>/annotations/<stem>.xml  optional: Pascal VOC boxes (when boxes.csv is absent)
 
-or ``<root>/<class name>/<image>`` (ImageFolder: classes are the sorted folder names).
+or ``<root>/<class name>/<image>`` (ImageFolder: classes are the sorted folder names), or a
+flat folder of images without labels (then ``data.target = "top1"``).
 
 Listing a data set reads only the CSV / XML files; images are read one at a time by
 :meth:`Dataset.load`, so an unreadable image fails that image only.
@@ -288,6 +289,10 @@ def open_dataset(path: str | Path, kind: str = "auto") -> Dataset:
             for p in sorted((root / name).rglob("*")):
                 if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
                     entries.append((str(p.relative_to(root)), c))
+        if not class_names:  # a flat folder of images: no labels (data.target = "top1")
+            class_names = None
+            entries = [(p.name, None) for p in sorted(root.iterdir())
+                       if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
     if not entries:
         raise ValueError(f"data.path: no images listed in {str(root)!r} ({kind} layout)")
     unknown = sorted(set(boxes) - {f for f, _ in entries})

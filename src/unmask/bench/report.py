@@ -30,7 +30,8 @@ import numpy as np
 
 from .store import Store, decode_map
 
-__all__ = ["write_report", "summarise", "bootstrap_ci", "robustness_scores"]
+__all__ = ["write_report", "summarise", "bootstrap_ci", "robustness_scores",
+           "contrastive_summary"]
 
 
 def bootstrap_ci(
@@ -145,6 +146,63 @@ def robustness_scores(store: Store) -> dict[str, dict[str, dict[str, float]]]:
                     "runs": len(labels),
                 }
         out[sim["label"]] = per_group
+    return out
+
+
+def contrastive_summary(store: Store) -> dict[str, Any]:
+    """Per contrastive metric: per method run and pair level (cluster / class) the pairs, the
+    ones left out (a map zero everywhere has no salient pixel), mean, median and median n_δ;
+    and the paired comparison of seed 003: for every CWOX-2s run against every other run (all
+    ordered pairs of runs when there is no ``cwox`` run), on how many of the pairs both scored
+    the first is better (lower CAUC, higher CDROP)."""
+    config = store.config
+    methods = {m["label"]: m["method"] for m in config["methods"]}
+    labels = [m["label"] for m in config["metrics"] if _kind(m["metric"]) == "contrastive"]
+    rows = [r for r in store.results() if r["status"] == "done" and r["metric"] in labels
+            and r["data"] and "pairs" in r["data"]]
+    out: dict[str, Any] = {}
+    for label in labels:
+        metric = next(m["metric"] for m in config["metrics"] if m["label"] == label)
+        higher = _higher(metric)
+        # (run) -> {(file, level, target, competitors): (value, n_delta, zero)}
+        per_run: dict[str, dict[tuple, tuple]] = {}
+        for r in rows:
+            if r["metric"] != label:
+                continue
+            for p in r["data"]["pairs"]:
+                k = (r["file"], p["level"], tuple(p["target"]), tuple(p["competitors"]))
+                per_run.setdefault(r["run"], {})[k] = (p["value"], p["n_delta"], p["zero_map"])
+        table = []
+        for run, pairs in per_run.items():
+            for level in ("cluster", "class"):
+                sel = [v for k, v in pairs.items() if k[1] == level]
+                if not sel:
+                    continue
+                kept = [v for v in sel if not v[2] and v[0] is not None]
+                vals = [v[0] for v in kept]
+                table.append({
+                    "run": run, "level": level, "pairs": len(sel), "left_out": len(sel) - len(kept),
+                    "mean": float(np.mean(vals)) if vals else None,
+                    "median": float(np.median(vals)) if vals else None,
+                    "median_n_delta": float(np.median([v[1] for v in kept])) if kept else None,
+                })
+        runs = list(per_run)
+        cw = [r for r in runs if methods.get(r) == "cwox"]
+        order = [(a, b) for a in cw for b in runs if b not in cw] if cw else list(
+            itertools.permutations(runs, 2))
+        paired = []
+        for a, b in order:
+            for level in ("cluster", "class"):
+                both = [(per_run[a][k][0], per_run[b][k][0]) for k in per_run[a]
+                        if k[1] == level and k in per_run[b] and not per_run[a][k][2]
+                        and not per_run[b][k][2] and per_run[a][k][0] is not None
+                        and per_run[b][k][0] is not None]
+                if both:
+                    better = sum((va > vb) if higher else (va < vb) for va, vb in both)
+                    paired.append({"run": a, "against": b, "level": level, "better": better,
+                                   "pairs": len(both)})
+        out[label] = {"metric": metric, "higher_is_better": higher, "table": table,
+                      "paired": paired}
     return out
 
 
@@ -387,6 +445,7 @@ def write_report(
     runs = [m["label"] for m in config["methods"]]
     summary = summarise(store, bootstrap)
     robust = robustness_scores(store)
+    contrastive = contrastive_summary(store)
     status = store.status()
     rows = store.results()
 
@@ -425,6 +484,7 @@ def write_report(
                 "status": status,
                 "summary": summary,
                 "robustness": robust,
+                "contrastive": contrastive,
                 "failures": failures,
                 "rows": rows,
             },
@@ -523,6 +583,36 @@ def write_report(
                 head, table_rows, [mean_rank[r] == mean_rank[order[0]] for r in order], cls="ranks"
             )
         )
+    if contrastive:
+        parts.append(
+            "<h2>Contrastive faithfulness</h2><p>Per (target C, competitors C′) pair of each "
+            "image (seed 003): <i>cluster</i> pairs are a cluster of the image's top classes "
+            "against its other top classes, <i>class</i> pairs a class against its cluster "
+            "mates. CWOX-2s runs read their contrastive maps, other runs their plain map of C. "
+            "Pairs whose map is zero everywhere (no salient pixel) are left out. The method "
+            "tables above show the mean over images of each image's mean over its pairs.</p>"
+        )
+        for label, c in contrastive.items():
+            arrow = "higher is better" if c["higher_is_better"] else "lower is better"
+            parts.append(
+                f"<h3>{html.escape(label)} per pair <small>({arrow})</small></h3>"
+                + _table(
+                    ["method run", "level", "pairs", "left out", "mean", "median", "median n_δ"],
+                    [[html.escape(t["run"]), t["level"], str(t["pairs"]), str(t["left_out"]),
+                      _fmt(t["mean"]), _fmt(t["median"]), _fmt(t["median_n_delta"])]
+                     for t in c["table"]],
+                    cls="contrastive",
+                )
+            )
+            if c["paired"]:
+                parts.append(_table(
+                    ["method run", "against", "level", "better on", "share"],
+                    [[html.escape(p["run"]), html.escape(p["against"]), p["level"],
+                      f"{p['better']} / {p['pairs']} pairs", f"{p['better'] / p['pairs']:.0%}"]
+                     for p in c["paired"]],
+                    [p["better"] * 2 > p["pairs"] for p in c["paired"]],
+                    cls="paired",
+                ))
     if any(robust.values()):
         parts.append(
             "<h2>Robustness</h2>"

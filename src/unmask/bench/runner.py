@@ -25,7 +25,7 @@ import torch
 from ..explanation import image_digest
 from .data import Dataset, Sample, open_dataset
 from .maps import relevance_map
-from .metrics import build_metric, run_metrics
+from .metrics import build_metric, run_contrastive, run_metrics
 from .spec import Plan
 from .store import ResultRecord, Store, UnitRecord
 
@@ -84,6 +84,11 @@ class Worker:
             self.model.input_size[0] if self.model.input_size else 224
         )
         self._cache: tuple[str, Any] | None = None
+        self.contrast = None
+        if plan.contrast is not None:
+            from .contrast import Contrast
+
+            self.contrast = Contrast(plan.contrast, self.model)
 
     def _sample(self, file: str) -> tuple[Sample, Any]:
         """The loaded image and its target (the last one is cached: units go image by image)."""
@@ -126,9 +131,33 @@ class Worker:
         except Exception as exc:  # unreadable image, missing label: this unit fails, others go on
             return UnitRecord(file, label, "failed", error=str(exc))
         x = sample.x.to(self.model.device)
+        metrics = [
+            (m, build_metric(m, self.model, None))
+            for m in self.plan.metrics
+            if self.plan.applies(run, m) and m.kind == "contrastive"
+        ]
         try:
             explainer = run.build(self.model)
-            e = explainer.explain(x, [target])
+            clusters = pairs = maps = None
+            if self.contrast is not None:
+                with torch.no_grad():
+                    probs = torch.softmax(self.model(x).double(), 1)[0].cpu()
+                clusters = self.contrast.clusters(probs)
+                pairs = self.contrast.pairs(clusters)
+            if run.method == "cwox":
+                from .contrast import cwox_saliency, pair_maps
+
+                assert clusters is not None and pairs is not None
+                ce = explainer.explain(x, clusters)
+                e = _cwox_explanation(ce, cwox_saliency(ce, clusters, target), target,
+                                      explainer, clusters, self.model.num_classes)
+                maps = pair_maps(explainer, x, pairs, ce) if metrics and pairs else None
+            else:
+                e = explainer.explain(x, [target])
+                if metrics and pairs:
+                    from .contrast import pair_maps
+
+                    maps = pair_maps(explainer, x, pairs)
         except Exception as exc:
             return UnitRecord(
                 file,
@@ -145,10 +174,11 @@ class Worker:
             from ..metrics.cp import masked_image  # Extremal Perturbations: x̂ = m ⊙ x
 
             x_hat = masked_image(x, e.extras["keep_masks"][:, :1])
+        contrastive = metrics
         metrics = [
             (m, build_metric(m, self.model, getattr(explainer, "representation", None)))
             for m in self.plan.metrics
-            if self.plan.applies(run, m)
+            if self.plan.applies(run, m) and m.kind != "contrastive"
         ]
         values = run_metrics(
             self.model,
@@ -160,12 +190,18 @@ class Worker:
             mask=sample.mask,
             x_hat=x_hat,
         )
+        if maps is not None:
+            values.update(run_contrastive(
+                self.model, x, maps, pairs, contrastive,
+                "contrastive" if run.method == "cwox" else "saliency"))
         results = []
-        for m, _ in metrics:
-            if m.label not in values:  # not applicable to this image (no boxes)
+        for m in self.plan.metrics:
+            if m.label not in values:  # not applicable (no boxes, no pairs) or not for this run
                 continue
             v = values[m.label]
-            mk = metric_key(key, m.metric, m.params)
+            params = {**m.params, "contrast": self.plan.contrast} if m.kind == "contrastive" \
+                else m.params
+            mk = metric_key(key, m.metric, params)
             if "error" in v:
                 results.append(ResultRecord(m.label, mk, "failed", map=v["map"], error=v["error"]))
             else:
@@ -183,6 +219,18 @@ class Worker:
             relevance=None if relevance is None else relevance[0, 0].detach().cpu().numpy(),
             results=results,
         )
+
+
+def _cwox_explanation(ce: Any, saliency: torch.Tensor, target: Any, explainer: Any,
+                      clusters: list[list[int]], num_classes: int) -> Any:
+    """A CWOX-2s result as the unit's Explanation: the target's cluster map, keyed by CWOX's
+    resolved settings and the image's clusters."""
+    from .._checks import check_targets
+    from ..explanation import Explanation
+
+    t = check_targets([target], 1, num_classes, "target")
+    params = {**explainer.params, "clusters": [list(c) for c in clusters]}
+    return Explanation(saliency, t, "cwox", params, {"clusters": [clusters]})
 
 
 @dataclass

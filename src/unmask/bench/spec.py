@@ -28,7 +28,10 @@ seeds, removals or swept values) and metrics::
     params = { max_steps = 16 }
     map = "auto"                           # saliency | relevance | auto (see unmask.bench.maps)
 
-``metrics = ["deletion", "pointing_game"]`` is short for tables without params. Everything is
+``metrics = ["deletion", "pointing_game"]`` is short for tables without params. Contrastive
+metrics (``cauc``, ``cdrop``) and ``method = "cwox"`` (CWOX-2s over a base explainer) read an
+optional ``[contrast]`` table: how each image's top classes are clustered into pairs (see
+:mod:`unmask.bench.contrast`). Everything is
 checked against the registries (``METHODS``, ``METRICS``, ``REMOVALS``) before any work starts:
 an unknown name or key raises one ValueError naming the key and the allowed values.
 """
@@ -55,10 +58,11 @@ __all__ = [
 
 #: Metric kinds a benchmark computes per (image, method run); ``similarity`` metrics compare the
 #: runs of one method entry (robustness) and are computed by the report.
-METRIC_KINDS = ("faithfulness", "localisation", "explanation_image", "artifact", "similarity")
+METRIC_KINDS = ("faithfulness", "localisation", "explanation_image", "artifact", "contrastive",
+                "similarity")
 MAP_CHOICES = ("auto", "saliency", "relevance")
 
-_TOP = ("name", "description", "model", "data", "methods", "metrics")
+_TOP = ("name", "description", "model", "data", "contrast", "methods", "metrics")
 _MODEL = ("name", "weights", "size", "fit", "device")
 _DATA = ("path", "kind", "target", "limit")
 _METHOD = ("method", "params", "label", "seeds", "removals", "sweep")
@@ -87,9 +91,13 @@ class MethodRun:
     group: str
 
     def build(self, model: Any) -> Any:
-        """The explainer for ``model``."""
+        """The explainer for ``model`` (``cwox``: a :class:`~unmask.bench.contrast.CwoxMethod`)."""
         from ..api import make_explainer
 
+        if self.method == "cwox":
+            from .contrast import CWOX_ENTRY
+
+            return CWOX_ENTRY.build(model, seed=self.seed or 0, **self.params)
         return make_explainer(model, self.method, seed=self.seed or 0, **self.params)
 
 
@@ -125,6 +133,9 @@ class Plan:
     metrics: list[MetricRun]
     similarity: list[MetricRun]
     config: dict[str, Any] = field(default_factory=dict)
+    #: the checked ``[contrast]`` table (see :mod:`unmask.bench.contrast`), or None when the
+    #: benchmark has no contrastive metric and no ``cwox`` method.
+    contrast: dict[str, Any] | None = None
 
     @property
     def config_hash(self) -> str:
@@ -142,8 +153,11 @@ class Plan:
     def applies(self, method: MethodRun, metric: MetricRun) -> bool:
         """Whether ``metric`` is computed for ``method``: explanation-image metrics need a
         method that makes an explanation image x̂ (the representation-mask family, and
-        Extremal Perturbations with x̂ = keep mask ⊙ x)."""
+        Extremal Perturbations with x̂ = keep mask ⊙ x); contrastive metrics apply to every
+        method (CWOX-2s: its contrastive maps; others: their plain maps of each pair)."""
         if metric.kind in ("explanation_image", "artifact"):
+            if method.method == "cwox":
+                return False
             from ..registry import METHODS
 
             entry = METHODS.get(method.method)
@@ -213,19 +227,29 @@ def _methods(entries: Any) -> list[MethodRun]:
     for g, raw in enumerate(entries):
         where = f"methods[{g}]"
         table = _check_keys(raw, _METHOD, where)
+        names = ", ".join([*METHODS.names(), "cwox"])
         if "method" not in table:
-            raise _fail(
-                f"{where}.method", f"missing; expected one of: {', '.join(METHODS.names())}"
-            )
-        try:
-            entry = METHODS.get(table["method"])
-        except (ValueError, TypeError):
-            raise _fail(
-                f"{where}.method",
-                f"unknown method {table['method']!r}; expected one of: "
-                f"{', '.join(METHODS.names())}",
-            ) from None
+            raise _fail(f"{where}.method", f"missing; expected one of: {names}")
+        if table["method"] == "cwox":
+            from .contrast import CWOX_ENTRY
+
+            entry = CWOX_ENTRY
+        else:
+            try:
+                entry = METHODS.get(table["method"])
+            except (ValueError, TypeError):
+                raise _fail(
+                    f"{where}.method",
+                    f"unknown method {table['method']!r}; expected one of: {names}",
+                ) from None
         params = _check_params(entry, table.get("params", {}), f"{where}.params", "method")
+        if entry.name == "cwox":
+            base = params.get("base", "gradcam")
+            if not isinstance(base, str) or base not in METHODS:
+                raise _fail(
+                    f"{where}.params.base",
+                    f"expected a registered method; expected one of: {', '.join(METHODS.names())}",
+                )
         sweep = table.get("sweep", {})
         if not isinstance(sweep, dict) or not all(
             isinstance(v, list) and v for v in sweep.values()
@@ -427,6 +451,13 @@ def parse_plan(
         raise _fail("data.limit", f"expected a positive integer, got {limit!r}")
     methods = _methods(config.get("methods"))
     metrics, similarity = _metrics(config.get("metrics"))
+    contrast = None
+    if "contrast" in config or any(m.kind == "contrastive" for m in metrics) or any(
+        m.method == "cwox" for m in methods
+    ):
+        from .contrast import check_contrast
+
+        contrast = check_contrast(config.get("contrast"), base)
     if similarity and not any(
         len({m.label for m in methods if m.group == g}) > 1 for g in {m.group for m in methods}
     ):
@@ -457,7 +488,9 @@ def parse_plan(
             for m in metrics + similarity
         ],
     }
-    return Plan(name, model, data_cfg, methods, metrics, similarity, normalised)
+    if contrast is not None:  # only then: the hashes of benchmarks without one are unchanged
+        normalised["contrast"] = contrast
+    return Plan(name, model, data_cfg, methods, metrics, similarity, normalised, contrast)
 
 
 def load_plan(

@@ -1,5 +1,5 @@
 """`unmask datasets`: the synthetic ground-truth benchmark (write a split, train its CNN,
-measure localisation on it)."""
+measure localisation on it, run ROAR / KAR on it)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 
 COMMAND = "datasets"
-HELP = "The synthetic shapes benchmark: write a split, train its CNN, measure localisation."
+HELP = ("The synthetic shapes benchmark: write a split, train its CNN, measure localisation, "
+        "ROAR / KAR.")
 
 
 def _positive(text: str) -> int:
@@ -68,6 +69,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     loc.add_argument("--threads", type=_positive, default=1, help="torch threads (default 1)")
     loc.add_argument("--progress", action="store_true", help="show progress bars")
     loc.set_defaults(_action=_localisation)
+
+    ro = sub.add_parser("roar", help="ROAR / KAR: retrain the CNN on images ablated by each "
+                                     "method's maps, test accuracy against k")
+    ro.add_argument("--methods", default=None,
+                    help="comma-separated methods, baselines and 'oracle' (default: "
+                         "random,oracle,gradient,gradcam,integrated_gradients)")
+    ro.add_argument("--ks", default="10,30,50,70,90",
+                    help="comma-separated percentages in 1..99 (default 10,30,50,70,90)")
+    ro.add_argument("--modes", default="roar,kar", help="roar, kar or both (default roar,kar)")
+    ro.add_argument("--n-train", type=_positive, default=3000,
+                    help="training images of each retraining (default 3000)")
+    ro.add_argument("--n-test", type=_positive, default=500, help="test images (default 500)")
+    ro.add_argument("--epochs", type=_positive, default=8,
+                    help="epochs of each retraining (default 8)")
+    ro.add_argument("--repeats", type=_positive, default=1,
+                    help="training runs per point, seeds seed..seed+repeats-1 (default 1)")
+    ro.add_argument("--seed", type=_seed, default=0,
+                    help="seed of the retraining, the random map and the ties (default 0)")
+    ro.add_argument("--removal", default=None,
+                    help="removal spec (default: the per-channel mean of the training images, "
+                         "as the paper; e.g. blur:sigma=4, road)")
+    ro.add_argument("--weights", default=None,
+                    help="weights of the explained model (default: the shipped model)")
+    ro.add_argument("--json", default=None, help="write the result to this JSON file")
+    ro.add_argument("--csv", default=None, help="write the rows to this CSV file")
+    ro.add_argument("--threads", type=_positive, default=1, help="torch threads (default 1)")
+    ro.add_argument("--progress", action="store_true", help="show a progress bar")
+    ro.set_defaults(_action=_roar)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,4 +159,57 @@ def _localisation(args: argparse.Namespace) -> int:
     print(evaluate.format_table(rows))
     if args.csv is not None:
         evaluate.write_csv(rows, args.csv)
+    return 0
+
+
+def _ints(text: str, name: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{name}: expected comma-separated integers, got {text!r}") from None
+
+
+def _roar(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..datasets import cnn
+    from ..studies.roar import METHODS, MODES, _check_methods, check_ks, roar
+
+    names = METHODS if args.methods is None else \
+        [m.strip() for m in args.methods.split(",") if m.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    ks = _ints(args.ks, "--ks")
+    try:  # before minutes of work
+        _check_methods(names)
+        check_ks(ks)
+        for m in modes:
+            if m not in MODES:
+                raise ValueError(f"modes: expected roar and/or kar, got {m!r}")
+        if args.removal is not None and args.removal != "dataset_mean":
+            from ..removal import make_removal
+
+            make_removal(args.removal)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"--{exc}") from None
+    for path, flag in ((args.json, "--json"), (args.csv, "--csv")):
+        if path is not None:
+            _check_out(Path(path), flag)
+    model = cnn.load(args.weights)
+    old = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        result = roar(model, names, ks, modes=modes, n_train=args.n_train,
+                           n_test=args.n_test, epochs=args.epochs, seed=args.seed,
+                           repeats=args.repeats, removal=args.removal, threads=args.threads,
+                           progress=args.progress)
+    finally:
+        torch.set_num_threads(old)
+    print(result.format_table())
+    fits = result.seconds["retrain"]
+    print(f"{len(fits)} trainings, {sum(fits) / len(fits):.1f} s each on average; "
+          f"total {result.seconds['total']:.0f} s")
+    if args.json is not None:
+        result.write_json(args.json)
+    if args.csv is not None:
+        result.write_csv(args.csv)
     return 0

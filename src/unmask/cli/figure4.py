@@ -1,4 +1,8 @@
-"""`unmask figure4`: the Figure 4 study of ShearletX (CP scores vs hallucination score)."""
+"""`unmask figure4`: the Figure 4 study of ShearletX (CP scores vs hallucination score).
+
+It runs the bench preset ``figure4`` (``unmask bench run preset:figure4``) with these options,
+one bench store per model (``OUT/figure4-<model>.sqlite``, resumable), and writes from the
+stores what it always wrote: ``figure4.csv``, ``figure4_<model>.png`` and ``summary.md``."""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ HELP = ("Figure 4 of Kolek et al. 2023: ShearletX, WaveletX, PixelMask, SmoothMa
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", required=True, metavar="DIR", help="folder of images")
     parser.add_argument("--models", default="efficientnet_lite0", metavar="A,B",
-                        help="comma-separated model names (see `unmask models`)")
+                        help="comma-separated model names (see `unmask models`, or "
+                             "module:function returning a Classifier)")
     parser.add_argument("--areas", default="0.05,0.1,0.2", metavar="A,B",
                         help="SmoothMask areas (default 0.05,0.1,0.2)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="first N images (sorted)")
@@ -42,12 +47,7 @@ def _floats(text: str, name: str) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..studies.figure4 import list_images
-    from ..studies.figure4 import run as run_study
-    from ..images import load_image
-    from ..models import load_model
 
     areas = _floats(args.areas, "areas")
     if not areas or any(not 0 < a <= 1 for a in areas):
@@ -67,16 +67,39 @@ def run(args: argparse.Namespace) -> int:
     if args.size > max_size():
         raise ValueError(f"size: expected at most {max_size()} (the image side limit; raise "
                          f"it with the environment variable UNMASK_MAX_SIZE), got {args.size}")
-    files = list_images(args.images, args.limit)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    models = {name.strip(): load_model(name.strip()) for name in args.models.split(",") if name.strip()}
-    images = [(p.name, load_image(p, size=args.size, mode=args.fit)) for p in files]
+    list_images(args.images, args.limit)  # a missing or empty folder: "images: ..."
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    path = run_study(models, images, args.out, areas=areas, steps=args.steps, noise_bs=args.noise_bs,
-                     smooth_steps=args.smooth_steps, methods=methods, detector=args.detector,
-                     seed=args.seed, settings={"size": args.size, "fit": args.fit},
-                     log=lambda line: print(line, flush=True))
-    print((path.parent / "summary.md").read_text(), end="")
-    print(f"wrote {path}, summary.md and figure4_<model>.png in {args.out}")
+    from pathlib import Path
+
+    from ..bench import Store, parse_plan
+    from ..bench import run as run_bench
+    from ..studies.figure4 import bench_config, plot, rows_from_store, summarise, write_rows
+
+    out = Path(args.out)
+    names = [name.strip() for name in args.models.split(",") if name.strip()]
+    plans = []
+    for name in names:
+        config = bench_config(name, args.images, areas=areas, steps=args.steps,
+                              noise_bs=args.noise_bs, smooth_steps=args.smooth_steps,
+                              methods=methods, detector=args.detector, seed=args.seed,
+                              size=args.size, fit=args.fit)
+        plan = parse_plan(config)
+        store = out / f"figure4-{name.replace(':', '_').replace('/', '_')}.sqlite"
+        try:
+            Store.check_path(store, plan.config, plan.config_hash)
+        except ValueError as exc:
+            raise ValueError(f"out: {exc}; or use a new --out folder".replace("--store: ", "", 1)
+                             ) from None
+        plans.append((name, plan, store))
+    rows = []
+    for name, plan, store in plans:
+        run_bench(plan, store, limit=args.limit, threads=args.threads, progress=True)
+        rows += rows_from_store(store, name)
+    path = write_rows(rows, out / "figure4.csv")
+    plot(path, out)
+    (out / "summary.md").write_text(summarise(rows))
+    print((out / "summary.md").read_text(), end="")
+    print(f"wrote {path}, summary.md and figure4_<model>.png in {args.out} (bench stores: "
+          f"{', '.join(p.name for _, _, p in plans)}; `unmask bench report STORE` draws the "
+          "report)")
     return 0

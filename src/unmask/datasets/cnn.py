@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_positive
+from .._checks import check_images, check_positive
 from ..models import Classifier
 from . import synthetic
 
-__all__ = ["SyntheticCNN", "train", "accuracy", "load", "save", "default_weights", "WEIGHTS_FORMAT",
-           "FEATURE_LAYER"]
+__all__ = ["SyntheticCNN", "train", "fit", "accuracy", "load", "save", "default_weights",
+           "WEIGHTS_FORMAT", "FEATURE_LAYER"]
 
 #: The ``format`` entry of a weights file written by :func:`save`.
 WEIGHTS_FORMAT = "unmask.synthetic_cnn/1"
@@ -107,12 +107,9 @@ def train(n_train: int = 12000, epochs: int = 12, seed: int = 0, *,
           log: Callable[[str], None] | None = None) -> tuple[Classifier, dict[str, Any]]:
     """Train :class:`SyntheticCNN` on ``n_train`` images of the ``"train"`` split.
 
-    Adam (weight decay 1e-4) with a one-cycle learning-rate schedule peaking at ``lr``, random
-    horizontal and vertical flips (the class of every shape survives a flip), cross-entropy.
-    The images of split ``"train"`` with ``seed`` are generated once; the parameters'
-    initialisation, the order of the batches and the flips are drawn from ``seed``; torch's
-    deterministic algorithms are on and the thread count fixed, so the same arguments give the
-    same weights on the same torch build.
+    The images of split ``"train"`` (and ``n_val`` of split ``"val"``) with ``seed`` are
+    generated once and handed to :func:`fit`, the training loop (see there for the optimiser,
+    the augmentation and what makes it deterministic).
 
     Args:
         n_train: training images (split ``"train"``).
@@ -133,43 +130,115 @@ def train(n_train: int = 12000, epochs: int = 12, seed: int = 0, *,
                         (n_val, "n_val"), (threads, "threads")):
         check_positive(value, name, integer=True)
     check_positive(lr, "lr")
-    say = log or (lambda _line: None)
     with _deterministic(threads):
         data = synthetic.generate(n_train, seed=seed, split="train", size=size)
         val = synthetic.generate(n_val, seed=seed, split="val", size=size)
+    model, info = fit(data.images, data.labels, epochs=epochs, seed=seed, batch_size=batch_size,
+                      lr=lr, val=(val.images, val.labels), threads=threads, log=log)
+    return model, {"n_train": n_train, **info}
+
+
+def fit(images: Tensor, labels: Tensor, epochs: int = 12, seed: int = 0, *,
+        batch_size: int = 64, lr: float = 3e-3, val: tuple[Tensor, Tensor] | None = None,
+        classes: Sequence[str] | None = None, threads: int = 1,
+        log: Callable[[str], None] | None = None) -> tuple[Classifier, dict[str, Any]]:
+    """Train a fresh :class:`SyntheticCNN` on given images: the package's one training loop.
+
+    Adam (weight decay 1e-4) with a one-cycle learning-rate schedule peaking at ``lr``, random
+    horizontal and vertical flips (the class of every shape survives a flip), cross-entropy.
+    The parameters' initialisation, the order of the batches and the flips are drawn from
+    ``seed``; torch's deterministic algorithms are on and the thread count fixed, so the same
+    arguments give the same weights on the same torch build. :func:`train` (the shipped model)
+    and :func:`unmask.studies.roar` (retraining on ablated images) both call it.
+
+    Args:
+        images: (N, 3, H, W) in [0, 1], square.
+        labels: (N,) class indices in ``0 .. len(classes) - 1``.
+        epochs: passes over the images.
+        seed: the seed of the initialisation, the batch order and the flips.
+        batch_size: images per step.
+        lr: the peak learning rate.
+        val: ``(images, labels)`` whose accuracy is logged after each epoch, or None.
+        classes: the class names (default :data:`unmask.datasets.synthetic.CLASSES`).
+        threads: torch threads during training.
+        log: a function receiving one line per epoch (e.g. ``print``), or None.
+
+    Returns:
+        ``(model, info)``: the trained :class:`~unmask.Classifier` (eval mode) and a dict with
+        the settings and the final ``val_accuracy`` (None without ``val``).
+
+    Example:
+        >>> data = synthetic.generate(8, seed=0, size=32)
+        >>> model, info = fit(data.images, data.labels, epochs=1, batch_size=4)
+        >>> model(data.images).shape, info["epochs"]
+        (torch.Size([8, 6]), 1)
+    """
+    names = list(synthetic.CLASSES if classes is None else classes)
+    images = check_images(images, "images", channels=3)
+    if images.shape[-1] != images.shape[-2]:
+        raise ValueError(f"images: expected square images, got {images.shape[-2]}x"
+                         f"{images.shape[-1]}")
+    labels = _check_labels(labels, images.shape[0], len(names), "labels")
+    if val is not None:
+        if not isinstance(val, (tuple, list)) or len(val) != 2:
+            raise TypeError(f"val: expected (images, labels) or None, got {type(val).__name__}")
+        val_x = check_images(val[0], "val", channels=3)
+        val_y = _check_labels(val[1], val_x.shape[0], len(names), "val")
+    for value, name in ((epochs, "epochs"), (batch_size, "batch_size"), (threads, "threads")):
+        check_positive(value, name, integer=True)
+    check_positive(lr, "lr")
+    check_positive(seed, "seed", integer=True, allow_zero=True)
+    say = log or (lambda _line: None)
+    n_train = images.shape[0]
+    size = int(images.shape[-1])
+    with _deterministic(threads):
         torch.manual_seed(seed)
-        net = SyntheticCNN()
-        model = _classifier(net, size, list(synthetic.CLASSES))
+        net = SyntheticCNN(num_classes=len(names))
+        model = _classifier(net, size, names)
         gen = torch.Generator().manual_seed(seed)
         steps = epochs * math.ceil(n_train / batch_size)
         opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-4)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
         loss_fn = nn.CrossEntropyLoss()
-        val_acc = 0.0
+        val_acc = None
         for epoch in range(epochs):
             net.train()
             order = torch.randperm(n_train, generator=gen)
             total = 0.0
             for i in range(0, n_train, batch_size):
                 idx = order[i : i + batch_size]
-                x = data.images[idx]
+                x = images[idx]
                 flips = torch.rand(2, x.shape[0], generator=gen) < 0.5
                 x = torch.where(flips[0, :, None, None, None], x.flip(-1), x)
                 x = torch.where(flips[1, :, None, None, None], x.flip(-2), x)
-                loss = loss_fn(model(x), data.labels[idx])
+                loss = loss_fn(model(x), labels[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 sched.step()
                 total += float(loss.detach()) * x.shape[0]
             net.eval()
-            val_acc = accuracy(model, val.images, val.labels)
-            say(f"epoch {epoch + 1}/{epochs}: loss {total / n_train:.4f}, "
-                f"val accuracy {val_acc:.4f}")
-    info = {"n_train": n_train, "epochs": epochs, "seed": seed, "size": size,
-            "batch_size": batch_size, "lr": lr, "val_accuracy": val_acc,
-            "torch": str(torch.__version__), "threads": threads}
+            line = f"epoch {epoch + 1}/{epochs}: loss {total / n_train:.4f}"
+            if val is not None:
+                val_acc = accuracy(model, val_x, val_y)
+                line += f", val accuracy {val_acc:.4f}"
+            say(line)
+    info = {"epochs": epochs, "seed": seed, "size": size, "batch_size": batch_size, "lr": lr,
+            "val_accuracy": val_acc, "torch": str(torch.__version__), "threads": threads}
     return model.eval(), info
+
+
+def _check_labels(labels: object, n: int, num_classes: int, name: str) -> Tensor:
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"{name}: expected a tensor of class indices, got {type(labels).__name__}")
+    if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) \
+            or tuple(labels.shape) != (n,):
+        raise ValueError(f"{name}: expected ({n},) integer class indices, got "
+                         f"{labels.dtype} {tuple(labels.shape)}")
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"{name}: class indices must be in 0..{num_classes - 1}, got "
+                         f"{int(labels.min())}..{int(labels.max())}")
+    return labels.long()
 
 
 def save(model: Classifier, path: str | Path, info: dict[str, Any] | None = None) -> Path:

@@ -10,6 +10,10 @@ per retained "information" ``I``:
   coefficients of the representation (0 log 0 = 0). A concise explanation concentrates its
   energy in few coefficients and has low entropy.
 
+The numerator is registered on its own as ``retained_probability`` (``p̂ / p``; with
+``scale="max"`` the model reads ``x̂ / max x̂``, as the authors' Figure 4 script feeds it):
+Figure 4's table reports it beside the CP scores (``unmask bench run preset:figure4``).
+
 Higher is better. The explanation image can come from any method: mask explainers return it
 (``Explanation.extras["image"]``), and a pixel mask m gives ``x̂ = x ⊙ m``
 (:func:`masked_image`). For a coefficient mask, pass the masked coefficients ``m ⊙ T(x)``
@@ -19,6 +23,7 @@ Higher is better. The explanation image can come from any method: mask explainer
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,7 +36,8 @@ from ..representations import Pixels
 from ..representations.base import Representation
 from ..scoring import Scorer, select_scores
 
-__all__ = ["CPScore", "cp_score", "cp_scores", "masked_image", "information", "INFORMATION"]
+__all__ = ["CPScore", "cp_score", "cp_scores", "masked_image", "information", "INFORMATION",
+           "RetainedProbability", "Retained", "retained_probability", "SCALES"]
 
 #: The information measures of the three CP scores.
 INFORMATION = ("l1_pixel", "l1", "entropy")
@@ -157,10 +163,112 @@ class CPScore:
         self.representation = representation
         self.batch_size = batch_size
 
+    def shared_key(self) -> tuple[Any, ...]:
+        """The three CP scores of one representation score x and x̂ once (:func:`cp_scores`)."""
+        return ("cp", id(self.representation), self.batch_size)
+
+    def shared(self, model: Any, x: Tensor, x_hat: Tensor, target: Any = None,
+               coefficients: Sequence[Tensor] | None = None) -> dict[str, Tensor]:
+        return cp_scores(model, x, x_hat, target, representation=self.representation,
+                         coefficients=coefficients, batch_size=self.batch_size)
+
+    def reduce(self, scores: dict[str, Tensor]) -> Tensor:
+        return scores[self.info]
+
     def __call__(self, model: Any, x: Tensor, x_hat: Tensor, target: Any = None,
                  coefficients: Sequence[Tensor] | None = None) -> Tensor:
         return cp_score(model, x, x_hat, target, info=self.info, representation=self.representation,
                         coefficients=coefficients, batch_size=self.batch_size)
+
+
+#: How :class:`RetainedProbability` shows x̂ to the model.
+SCALES = ("none", "max")
+
+
+@dataclass
+class Retained:
+    """Target probabilities on the images and on their explanation images.
+
+    Attributes:
+        p: (B,) float64, the target probability on x.
+        p_hat: (B,) float64, the target probability on x̂ (or x̂ / max x̂).
+    """
+
+    p: Tensor
+    p_hat: Tensor
+
+
+def retained_probability(model: Any, x: Tensor, x_hat: Tensor, target: Any = None, *,
+                         scale: str = "none", batch_size: int = 16) -> Retained:
+    """``p`` and ``p̂`` of explanation images (the CP scores' numerator is ``p̂ / p``).
+
+    Args:
+        model: the classifier.
+        x: images (B, 3, H, W) in [0, 1].
+        x_hat: explanation images (B, 3, H, W).
+        target: a class or a set of classes per image (None = the top-1 class of ``x``).
+        scale: ``"none"``: the model reads x̂; ``"max"``: x̂ divided by its maximum (per image),
+            as the authors' Figure 4 script.
+        batch_size: images per forward pass.
+
+    Example:
+        >>> from unmask.testing import region_model, region_images
+        >>> x = region_images(1, 32)
+        >>> r = retained_probability(region_model(), x, x, 1)
+        >>> bool(r.p_hat[0] == r.p[0])
+        True
+    """
+    model = as_classifier(model, "model")
+    check_choice(scale, "scale", SCALES)
+    x = check_model_input(model, x, "x")
+    x_hat = check_unit_range(check_images(x_hat, "x_hat"), "x_hat")
+    if x_hat.shape != x.shape:
+        raise ValueError(f"x_hat: expected the shape of x {tuple(x.shape)}, "
+                         f"got {tuple(x_hat.shape)}")
+    if scale == "max":
+        top = x_hat.flatten(1).amax(1).clamp_min(1e-12)
+        x_hat = x_hat / top[:, None, None, None]
+    scorer = Scorer(model, batch_size=batch_size, score="prob")
+    t = check_targets(target, x.shape[0], model.num_classes, "target")
+    logits = scorer.logits(x)
+    if t is None:
+        t = logits.argmax(1).cpu()
+    p = select_scores(logits, t, "prob").double().cpu()
+    return Retained(p, scorer(x_hat.to(x.device), t).double().cpu())
+
+
+class RetainedProbability:
+    """The retained target probability ``p̂ / p`` of explanation images (the CP scores'
+    numerator; Kolek et al. 2023): ``metric(model, x, x_hat, target=None) -> (B,)``; higher is
+    better (x̂ keeps the class).
+
+    Args:
+        scale: ``"none"`` (the model reads x̂) or ``"max"`` (x̂ / max x̂, the authors' script).
+        batch_size: images per forward pass.
+    """
+
+    kind = "explanation_image"
+    higher_is_better = True
+
+    def __init__(self, *, scale: str = "none", batch_size: int = 16) -> None:
+        self.scale = check_choice(scale, "scale", SCALES)
+        check_positive(batch_size, "batch_size", integer=True)
+        self.batch_size = batch_size
+
+    def shared_key(self) -> tuple[Any, ...]:
+        return ("retained", self.scale, self.batch_size)
+
+    def shared(self, model: Any, x: Tensor, x_hat: Tensor, target: Any = None,
+               coefficients: Sequence[Tensor] | None = None) -> Retained:
+        return retained_probability(model, x, x_hat, target, scale=self.scale,
+                                    batch_size=self.batch_size)
+
+    def reduce(self, r: Retained) -> Tensor:
+        return r.p_hat / r.p
+
+    def __call__(self, model: Any, x: Tensor, x_hat: Tensor, target: Any = None,
+                 coefficients: Sequence[Tensor] | None = None) -> Tensor:
+        return self.reduce(self.shared(model, x, x_hat, target))
 
 
 METRICS.add("cp_l1_pixel", CPScore, defaults={"info": "l1_pixel"},
@@ -169,3 +277,6 @@ METRICS.add("cp_l1", CPScore, defaults={"info": "l1"},
             summary="CP-ℓ1: retained target probability per retained coefficient ℓ1 (Kolek et al. 2023).")
 METRICS.add("cp_entropy", CPScore, defaults={"info": "entropy"},
             summary="CP-entropy: retained target probability per retained coefficient entropy (Kolek et al. 2023).")
+METRICS.add("retained_probability", RetainedProbability,
+            summary="Retained target probability p̂/p of an explanation image x̂ (the CP scores' "
+                    "numerator; scale='max': x̂ / max x̂, Kolek et al. 2023).")

@@ -54,7 +54,8 @@ def build_metrics(metrics: object) -> dict[str, Any]:
 
 def evaluate(model: Any, x: Tensor | None, saliency: Any = None,
              metrics: object = ("deletion", "insertion"), target: Any = None, *,
-             progress: object = False, **inputs: Any) -> dict[str, Tensor]:
+             progress: object = False, shared: dict[str, Any] | None = None,
+             **inputs: Any) -> dict[str, Tensor]:
     """Run several metrics on the same images and maps; shared curves are computed once.
 
     Args:
@@ -67,6 +68,10 @@ def evaluate(model: Any, x: Tensor | None, saliency: Any = None,
         target: a class or a set of classes per image (None = the Explanation's target, else
             each metric's default: the top-1 class).
         progress: a progress bar over the metrics (bool) or a callback ``(done, total)``.
+        shared: a dict to fill with label -> the intermediate result each sharing metric was
+            reduced from (a deletion :class:`~unmask.metrics.deletion.Curve`, a contrastive
+            curve, ...), for callers that keep it (the bench stores the curves); metrics
+            without one are left out.
         **inputs: what other kinds need: ``boxes=`` (localisation), ``reference=`` (a second
             set of maps: similarity), ``x_hat=`` and ``coefficients=`` (explanation images,
             artifacts), ``competitors=`` (contrastive), ``explainer=`` (an explainer the
@@ -119,4 +124,6 @@ def evaluate(model: Any, x: Tensor | None, saliency: Any = None,
         if key not in results:
             results[key] = kind.call(metric.shared, call)
         values[label] = metric.reduce(results[key])
+        if shared is not None:
+            shared[label] = results[key]
     return values

@@ -13,12 +13,15 @@ settings or on randomised models, reports curves and combines metrics:
   the same prediction (Dasgupta et al. 2022), over the batch;
 - :mod:`~unmask.studies.sufficiency`: whether images whose explanations are close get the same
   prediction (Dasgupta et al. 2022), over the batch;
+- :mod:`~unmask.studies.roar`: ROAR / KAR (Hooker et al. 2019), retraining the synthetic CNN on
+  images ablated by each method's maps;
 - :mod:`~unmask.studies.figure4`: CP scores against the hallucination score (Kolek et al. 2023,
   Figure 4), run by ``unmask figure4``.
 """
 
 from .consistency import consistency, discretise_top_n
 from .filling import filling_study, format_filling_table, ms_ssim
+from .roar import RoarResult, roar
 from .robustness import RobustnessResult, robustness
 from .sanity import (
     SanityResult,
@@ -29,6 +32,7 @@ from .sanity import (
 from .sufficiency import map_distances, sufficiency
 
 __all__ = [
+    "RoarResult",
     "RobustnessResult",
     "SanityResult",
     "cascading_randomisation",
@@ -40,6 +44,7 @@ __all__ = [
     "map_distances",
     "ms_ssim",
     "randomisation_order",
+    "roar",
     "robustness",
     "sufficiency",
 ]
