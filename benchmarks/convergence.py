@@ -48,13 +48,14 @@ if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
 import unmask  # noqa: E402
+from unmask.explainers.converge import Convergence, map_change  # noqa: E402
 from unmask.explainers.lime import Lime, lime_kernel, weighted_ridge  # noqa: E402
 from unmask.explainers.occlusion import Occlusion, coarse_step  # noqa: E402
-from unmask.explainers.converge import Convergence, map_change  # noqa: E402
 from unmask.explainers.rise import Rise  # noqa: E402
 from unmask.metrics.deletion import deletion_curve  # noqa: E402
 
-SAMPLES = Path(os.environ.get("UNMASK_SAMPLES", ROOT.parent / "shared" / "data" / "imagenet-samples"))
+SAMPLES = Path(os.environ.get("UNMASK_SAMPLES",
+                              ROOT.parent / "shared" / "data" / "imagenet-samples"))
 RISE_N, RISE_REF, RISE_STEP = 4000, 16000, 250  # reference in 4 runs of 4,000
 LIME_N, LIME_REF, LIME_STEP = 1000, 4000, 50
 OCC_PATCH, OCC_STRIDE = 29, 3
@@ -102,7 +103,8 @@ def collect(model, path: Path, label: int, cache: Path, log, rise_chunks: int,
                                                                    "sample_scores")}}
 
     def occ() -> dict:
-        e = Occlusion(model, patch_size=OCC_PATCH, stride=OCC_STRIDE, batch_size=BATCH).explain(x, label)
+        e = Occlusion(model, patch_size=OCC_PATCH, stride=OCC_STRIDE, batch_size=BATCH)
+        e = e.explain(x, label)
         return {"saliency": e.saliency, "grid": e.extras["grid"]}
 
     def rise(n: int, seed: int) -> dict:
@@ -126,8 +128,10 @@ def collect(model, path: Path, label: int, cache: Path, log, rise_chunks: int,
 
 RISE_COUNTS = [250, 500, 1000, 1500, 2000, 3000, 4000]
 LIME_COUNTS = [100, 200, 300, 400, 500, 700, 1000]
-TOLERANCES = {"rise": [1e-2, 3e-3, 1e-3], "lime": [1e-2, 3e-3, 1e-3], "occlusion": [3e-2, 1e-2, 3e-3]}
-DEFAULTS = {"rise": {"check_every": 250, "patience": 2}, "lime": {"check_every": 100, "patience": 2},
+TOLERANCES = {"rise": [1e-2, 3e-3, 1e-3], "lime": [1e-2, 3e-3, 1e-3],
+              "occlusion": [3e-2, 1e-2, 3e-3]}
+DEFAULTS = {"rise": {"check_every": 250, "patience": 2},
+            "lime": {"check_every": 100, "patience": 2},
             "occlusion": {"patience": 1}}
 
 
@@ -165,7 +169,8 @@ def occlusion_levels(raw: dict) -> dict[int, torch.Tensor]:
     """Occlusion maps of the stride-3 lattice's levels (step m -> stride 3·m), by evaluations."""
     grid = raw["grid"][0]
     pos = torch.arange(0, 224 - OCC_PATCH + 1, OCC_STRIDE)
-    ind = ((torch.arange(224) >= pos[:, None]) & (torch.arange(224) < pos[:, None] + OCC_PATCH)).float()
+    pixels = torch.arange(224)
+    ind = ((pixels >= pos[:, None]) & (pixels < pos[:, None] + OCC_PATCH)).float()
     coarsest = coarse_step((OCC_PATCH,) * 2, (OCC_STRIDE,) * 2, (len(pos),) * 2)
     out = {}
     for m in [coarsest >> k for k in range(coarsest.bit_length())]:
@@ -177,7 +182,8 @@ def occlusion_levels(raw: dict) -> dict[int, torch.Tensor]:
     return out
 
 
-def replay(maps: dict[int, torch.Tensor], checks: list[int], tolerance: float, patience: int) -> int:
+def replay(maps: dict[int, torch.Tensor], checks: list[int], tolerance: float,
+           patience: int) -> int:
     """The sample count the early-stopping rule picks, replayed on the partial maps ``checks``
     (the last count is the budget)."""
     rule = Convergence(tolerance, patience, images=1)
@@ -274,7 +280,8 @@ def summarise(rows: list[dict]) -> dict:
         for n in counts:
             at = [r for r in mine if r["samples"] == n]
             if len(at) == len(images):
-                curve.append({"samples": n, "correlation": sum(r["correlation"] for r in at) / len(at),
+                curve.append({"samples": n,
+                              "correlation": sum(r["correlation"] for r in at) / len(at),
                               "min_correlation": min(r["correlation"] for r in at),
                               "deletion_auc": sum(r["deletion_auc"] for r in at) / len(at)})
         stops = []
@@ -318,7 +325,8 @@ def plot(summary: dict, rows: list[dict], path: Path) -> None:
                 ax.axhline(s["reference_auc"], color="tab:blue", ls="--", lw=0.8, label="reference")
             ax.set_xscale("log")
             ax.set_xlabel("model evaluations" if name == "occlusion" else "samples")
-            ax.set_ylabel("correlation with the reference" if k == 0 else "deletion AUC (lower = better)")
+            ax.set_ylabel("correlation with the reference" if k == 0
+                          else "deletion AUC (lower = better)")
             ax.set_title(f"{name} (reference: {s['reference']})" if k == 0 else name, fontsize=9)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=6)
@@ -364,7 +372,8 @@ def main() -> None:
               "collection_seconds": spent, "analysis_seconds": time.time() - t0,
               "load_during_collection": [r["load"] for raw in raws for r in _runs(raw)],
               "load_at_analysis": load, "deletion": "deletion_curve(rule='rise'): ImageNet-mean "
-              "substrate, 8*224 pixels per step (28 steps)", "summary": summary, "verified": checked, "rows": rows}
+              "substrate, 8*224 pixels per step (28 steps)", "summary": summary,
+              "verified": checked, "rows": rows}
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / "convergence.json").write_text(json.dumps(result, indent=1))
@@ -379,7 +388,8 @@ def main() -> None:
     for name, s in summary.items():
         print(name, len(s["images"]), "image(s); reference", s["reference"])
         for c in s["curve"]:
-            print(f"  {c['samples']:>5}  r={c['correlation']:.4f} (min {c['min_correlation']:.4f})  "
+            print(f"  {c['samples']:>5}  r={c['correlation']:.4f} "
+                  f"(min {c['min_correlation']:.4f})  "
                   f"DAUC={c['deletion_auc']:.4f}")
         for e in s["early_stopping"]:
             print(f"  tol {e['tolerance']:g}: samples {e['samples']} r={e['correlation']:.4f} "
@@ -387,7 +397,8 @@ def main() -> None:
 
 
 def _runs(raw: dict) -> list[dict]:
-    return [raw[k] for k in ("rise", "lime", "occ", "lime_ref") if k in raw] + raw.get("rise_ref", [])
+    runs = [raw[k] for k in ("rise", "lime", "occ", "lime_ref") if k in raw]
+    return runs + raw.get("rise_ref", [])
 
 
 if __name__ == "__main__":

@@ -283,3 +283,13 @@ def test_convergence_needs_patience_checks_in_a_row():
     assert not rule.update(i, b)
     assert rule.update(i, b)  # 2 in a row
     assert rule.history()[0].tolist() == [0.0, 2.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("make,name", [(lambda: _rise(tolerance=1e-12), "rise"),
+                                       (lambda: _lime(tolerance=1e-12), "lime")])
+def test_a_tolerance_too_small_to_stop_gives_the_full_map(runs, make, name):
+    full, _ = runs[name]
+    e = make().explain(runs["x"])
+    assert not e.extras["converged"].any()
+    assert (e.extras["samples_used"] == BUDGET[name]).all()
+    assert torch.allclose(e.saliency, full.saliency, atol=1e-6)

@@ -54,7 +54,8 @@ def map_change(previous: Tensor, current: Tensor) -> Tensor:
 
     Example:
         >>> a = torch.tensor([[0., 1., 2.], [1., 1., 1.]])
-        >>> [round(v, 6) for v in map_change(a, torch.tensor([[0., 2., 4.], [1., 1., 1.]])).tolist()]
+        >>> b = torch.tensor([[0., 2., 4.], [1., 1., 1.]])
+        >>> [round(v, 6) for v in map_change(a, b).tolist()]
         [0.0, 0.0]
     """
     a, b = previous.double(), current.double()
@@ -85,7 +86,8 @@ class Convergence:
     Example:
         >>> rule = Convergence(0.01, 1, images=1)
         >>> m = torch.rand(1, 1, 16)
-        >>> rule.update(torch.tensor([0]), m).tolist(), rule.update(torch.tensor([0]), 2 * m).tolist()
+        >>> first = rule.update(torch.tensor([0]), m)  # nothing to compare with yet
+        >>> first.tolist(), rule.update(torch.tensor([0]), 2 * m).tolist()
         ([False], [True])
     """
 

@@ -334,11 +334,12 @@ class Lime:
         active = torch.arange(b)
         for start in range(0, n, self.check_every):
             stop, a = min(start + self.check_every, n), len(active)
-            # Perturbation j of the block: sample start + j % (stop - start) of image active[j // ...].
+            # Perturbation j of the block: sample start + j % (stop - start) of its image.
             index = active.repeat_interleave(stop - start)
             off_block = off[active, start:stop].reshape(a * (stop - start), s_max)
 
-            def masks(s0: int, s1: int, off_block: Tensor = off_block, index: Tensor = index) -> Tensor:
+            def masks(s0: int, s1: int, off_block: Tensor = off_block,
+                      index: Tensor = index) -> Tensor:
                 return segment_masks(off_block[s0:s1].to(x.device), seg_dev[index[s0:s1]])
 
             block = self.scorer.perturbed(x, masks, target, self.removal, index=index,

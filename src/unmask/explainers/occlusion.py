@@ -36,7 +36,8 @@ def coarse_step(patch: tuple[int, int], stride: tuple[int, int], positions: tupl
     one position per axis); 1 when no coarser level exists.
     """
     m = 1
-    while all(2 * m * s <= p and 2 * m < n for s, p, n in zip(stride, patch, positions, strict=True)):
+    axes = list(zip(stride, patch, positions, strict=True))
+    while all(2 * m * s <= p and 2 * m < n for s, p, n in axes):
         m *= 2
     return m
 
@@ -203,8 +204,8 @@ class Occlusion:
         extras = {"samples_used": used, "stride_used": torch.stack([step_used * sh,
                                                                      step_used * sw], 1),
                   "converged": step_used > 1, "changes": rule.history()}
-        return [finish(self, saliency[:, i, None], t, grid=grids[:, i].clone(), base_score=base[:, i],
-                       **extras) for i, t in enumerate(resolved)]
+        return [finish(self, saliency[:, i, None], t, grid=grids[:, i].clone(),
+                       base_score=base[:, i], **extras) for i, t in enumerate(resolved)]
 
 
 METHODS.add("sp-g", Occlusion, defaults={"removal": lambda: Inpaint("telea")},
