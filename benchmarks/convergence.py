@@ -60,6 +60,7 @@ RISE_N, RISE_REF, RISE_STEP = 4000, 16000, 250  # reference in 4 runs of 4,000
 LIME_N, LIME_REF, LIME_STEP = 1000, 4000, 50
 OCC_PATCH, OCC_STRIDE = 29, 3
 BATCH = 16
+RUNS = ("rise", "lime", "occ", "lime_ref", "rise_ref")
 
 
 def pick_images(count: int) -> list[tuple[str, int, str]]:
@@ -87,7 +88,7 @@ def _cached(cache: Path, name: str, run, log, compute: bool = True) -> dict | No
 
 
 def collect(model, path: Path, label: int, cache: Path, log, rise_chunks: int,
-            compute: bool = True) -> dict:
+            compute: bool = True, runs_wanted: tuple[str, ...] = RUNS) -> dict:
     """The raw runs of one image (each cached): scores and maps.
 
     The RISE reference is ``rise_chunks`` independent runs of ``RISE_REF / 4`` masks (seeds 1,
@@ -115,10 +116,12 @@ def collect(model, path: Path, label: int, cache: Path, log, rise_chunks: int,
     runs = {"rise": lambda: rise(RISE_N, 0), "lime": lambda: lime(LIME_N, 0), "occ": occ,
             "lime_ref": lambda: lime(LIME_REF, 1)}
     for key, run in runs.items():
-        got = _cached(cache, f"{stem}-{key.replace('_', '-')}", run, log, compute)
+        got = _cached(cache, f"{stem}-{key.replace('_', '-')}", run, log,
+                      compute and key in runs_wanted)
         if got is not None:
             raw[key] = got
-    refs = [_cached(cache, f"{stem}-rise-ref{k}", lambda k=k: rise(RISE_REF // 4, k), log, compute)
+    refs = [_cached(cache, f"{stem}-rise-ref{k}", lambda k=k: rise(RISE_REF // 4, k), log,
+                    compute and "rise_ref" in runs_wanted)
             for k in range(1, rise_chunks + 1)]
     raw["rise_ref"] = [r for r in refs if r is not None]
     return raw
@@ -339,6 +342,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/unmask-convergence"))
     ap.add_argument("--collect-only", action="store_true")
+    ap.add_argument("--runs", default=",".join(RUNS),
+                    help="the runs to compute when missing (comma-separated; default all)")
     ap.add_argument("--verify", action="store_true",
                     help="re-run the first image with the early-stopping option (costs up to "
                          "one default run per method)")
@@ -356,8 +361,9 @@ def main() -> None:
 
     model = unmask.load_model()
     images = pick_images(args.images)
+    wanted = tuple(args.runs.split(","))
     raws = [collect(model, SAMPLES / f, label, args.cache, log, args.rise_chunks,
-                    not args.analyse_only) for f, label, _ in images]
+                    not args.analyse_only, wanted) for f, label, _ in images]
     if args.collect_only:
         return
     t0 = time.time()
@@ -383,6 +389,8 @@ def main() -> None:
         for r in rows:
             w.writerow({**r, "chosen_by": " ".join(f"{t:g}" for t in r["chosen_by"])})
     plot(summary, rows, ROOT / "docs" / "images" / "convergence.png")
+    (results / "convergence.md").write_text(markdown(summary))
+    print(markdown(summary))
     for v in checked:
         print("verified:", v)
     for name, s in summary.items():
@@ -394,6 +402,32 @@ def main() -> None:
         for e in s["early_stopping"]:
             print(f"  tol {e['tolerance']:g}: samples {e['samples']} r={e['correlation']:.4f} "
                   f"(min {e['min_correlation']:.4f}) DAUC={e['deletion_auc']:.4f}")
+
+
+def markdown(summary: dict) -> str:
+    """The docs' tables: the curve per method, then the early-stopping choices."""
+    lines = []
+    for name, s in summary.items():
+        unit = "evaluations" if name == "occlusion" else "samples"
+        lines += [f"**{name}** ({len(s['images'])} image(s); reference: {s['reference']}"
+                  f"{'' if name == 'occlusion' else ' ' + unit}; reference deletion AUC "
+                  f"{s['reference_auc']:.4f})", "",
+                  f"| {unit} | correlation with the reference (mean / min) | deletion AUC |",
+                  "|---|---|---|"]
+        for c in s["curve"]:
+            lines.append(f"| {c['samples']:,} | {c['correlation']:.4f} / {c['min_correlation']:.4f}"
+                         f" | {c['deletion_auc']:.4f} |")
+        lines += ["", f"| early stopping | {unit} used | correlation (mean / min) | deletion AUC |",
+                  "|---|---|---|---|"]
+        for e in s["early_stopping"]:
+            opts = ", ".join(f"{k}={v}" for k, v in e.items()
+                             if k in ("check_every", "patience"))
+            used = ", ".join(f"{n:,}" for n in e["samples"])
+            lines.append(f"| tolerance={e['tolerance']:g}, {opts} | {used} | "
+                         f"{e['correlation']:.4f} / {e['min_correlation']:.4f} | "
+                         f"{e['deletion_auc']:.4f} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _runs(raw: dict) -> list[dict]:
