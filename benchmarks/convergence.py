@@ -238,9 +238,10 @@ def analyse(model, raw: dict) -> list[dict]:
     return rows
 
 
-def verify(model, raw: dict, rows: list[dict]) -> list[dict]:
+def verify(model, raw: dict, rows: list[dict], methods: list[str], cache: Path) -> list[dict]:
     """Re-run one image with the early-stopping option itself (the middle tolerance of each
-    method): it must stop at the replayed count, with the replayed partial map."""
+    of ``methods``): it must stop at the replayed count, with the replayed partial map.
+    Each check is cached in ``cache``."""
     x, label, out = raw["x"], raw["label"], []
     makers = {"rise": lambda t: Rise(model, masks=RISE_N, seed=0, batch_size=BATCH, tolerance=t),
               "lime": lambda t: Lime(model, samples=LIME_N, seed=0, batch_size=BATCH, tolerance=t),
@@ -248,9 +249,13 @@ def verify(model, raw: dict, rows: list[dict]) -> list[dict]:
                                                batch_size=BATCH, tolerance=t)}
     for name, make in makers.items():
         mine = [r for r in rows if r["method"] == name and r["image"] == raw["file"]]
-        if not mine:
+        if not mine or name not in methods:
             continue
         t = TOLERANCES[name][1]
+        done = cache / f"{Path(raw['file']).stem}-verify-{name}-{t:g}.json"
+        if done.exists():
+            out.append(json.loads(done.read_text()))
+            continue
         replayed = next(r["samples"] for r in mine if t in r["chosen_by"])
         t0 = time.time()
         e = make(t).explain(x, label)
@@ -265,6 +270,7 @@ def verify(model, raw: dict, rows: list[dict]) -> list[dict]:
                     "replayed_samples": replayed, "converged": bool(e.extras["converged"][0]),
                     "max_abs_difference_to_replayed_map": float((e.saliency - ref).abs().max()),
                     "seconds": time.time() - t0})
+        done.write_text(json.dumps(out[-1]))
     return out
 
 
@@ -344,9 +350,9 @@ def main() -> None:
     ap.add_argument("--collect-only", action="store_true")
     ap.add_argument("--runs", default=",".join(RUNS),
                     help="the runs to compute when missing (comma-separated; default all)")
-    ap.add_argument("--verify", action="store_true",
-                    help="re-run the first image with the early-stopping option (costs up to "
-                         "one default run per method)")
+    ap.add_argument("--verify", default="",
+                    help="methods (comma-separated) to re-run on the first image with the "
+                         "early-stopping option (costs up to one default run each)")
     ap.add_argument("--analyse-only", action="store_true",
                     help="use the cached runs only (an image's missing runs are left out)")
     ap.add_argument("--threads", type=int, default=1)
@@ -369,7 +375,7 @@ def main() -> None:
     t0 = time.time()
     rows = [r for raw in raws for r in analyse(model, raw)]
     summary = summarise(rows)
-    checked = verify(model, raws[0], rows) if args.verify else []
+    checked = verify(model, raws[0], rows, args.verify.split(","), args.cache)
     load = os.getloadavg()
     spent = sum(r["seconds"] for raw in raws for r in _runs(raw))
     result = {"command": "python benchmarks/convergence.py " + " ".join(sys.argv[1:]),
