@@ -328,11 +328,16 @@ def plot(summary: dict, rows: list[dict], path: Path) -> None:
                     label=f"mean of {len(s['images'])} image(s)")
             for stop, colour in zip(s["early_stopping"], ("tab:red", "tab:orange", "tab:green"),
                                     strict=False):
-                ax.plot(stop["mean_samples"], stop[key], "D", color=colour,
-                        label=f"tolerance {stop['tolerance']:g}")
+                ax.plot(stop["mean_samples"], stop[key], "D", color=colour, ms=5, alpha=0.8,
+                        label=f"tolerance {stop['tolerance']:g}: "
+                              f"{stop['mean_samples']:,.0f} (mean)")
             if key == "deletion_auc":
                 ax.axhline(s["reference_auc"], color="tab:blue", ls="--", lw=0.8, label="reference")
             ax.set_xscale("log")
+            ticks = [c["samples"] for c in s["curve"]]
+            ax.set_xticks(ticks, [f"{t / 1000:g}k" if t >= 1000 else str(t) for t in ticks],
+                          fontsize=7)
+            ax.minorticks_off()
             ax.set_xlabel("model evaluations" if name == "occlusion" else "samples")
             ax.set_ylabel("correlation with the reference" if k == 0
                           else "deletion AUC (lower = better)")
