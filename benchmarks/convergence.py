@@ -1,14 +1,16 @@
 """How many samples do RISE, LIME and occlusion need? Convergence against the sample count.
 
-    python benchmarks/convergence.py --images 4            # collect (cached) + analyse + plot
-    python benchmarks/convergence.py --images 4 --analyse-only
+    python benchmarks/convergence.py --images 4 --verify occlusion,lime   # collect + analyse
+    python benchmarks/convergence.py --images 4 --analyse-only            # cached runs only
+    python benchmarks/convergence.py --images 4 --collect-only --runs lime,occ,lime_ref
 
 On the embedded model (EfficientNet-Lite0, 224²) and the shared ImageNet samples (the labelled
 class of each image is explained), for each method:
 
 - **RISE** (paper default N = 4,000 masks): one run of 4,000 masks (seed 0); its partial
   estimates after n = 250, 500, ... masks (the first n masks of the run, the sum divided by n·p)
-  are compared with an independent **16,000-mask** reference (seed 1, 4× longer).
+  are compared with an independent **16,000-mask** reference (4× longer): ``--rise-chunks``
+  4 runs of 4,000 masks, seeds 1-4, averaged.
 - **LIME** (1,000 samples): one run of 1,000 samples (seed 0); the ridge fit on its first n
   samples is compared with an independent **4,000-sample** reference (seed 1), same SLIC
   superpixels.
@@ -23,7 +25,7 @@ Per sample count: the Pearson correlation of the map with the reference, and the
 ``patience=``) is replayed on the same partial estimates with the library's own stopping rule
 (:class:`unmask.explainers.converge.Convergence`), and its chosen sample count is marked; one
 image is also re-run for real with the option to check that it stops at the same count with
-the same map.
+the same map (``--verify``).
 
 Model evaluations, not timings: the machine's load changes only the duration (recorded).
 Writes ``benchmarks/results/convergence.json`` / ``.csv`` and ``docs/images/convergence.png``.
