@@ -18,6 +18,7 @@ from ..removal import Constant, Inpaint
 from ..scoring import Scorer
 from ..segments import relabel, slic_segments
 from ._common import as_model, check_seed, finish, prepare_many, resolve_removal
+from .converge import Convergence, check_stopping
 
 __all__ = ["Lime", "slic_segments", "relabel", "sample_on_off", "lime_kernel", "weighted_ridge",
            "segment_masks"]
@@ -151,12 +152,23 @@ class Lime:
         seed: random seed of the on/off samples (the same for every image, so an image's
             result does not depend on the other images of the batch).
         progress: show a progress bar.
+        tolerance: early stopping (:mod:`unmask.explainers.converge`); None (default) = all N
+            samples. Else the samples are scored ``check_every`` at a time, the ridge model is
+            refitted on each image's samples so far, and an image stops once ``1 - Pearson``
+            between its successive maps is ``<= tolerance`` for ``patience`` checks in a row;
+            its map is the fit on its first ``samples_used`` samples.
+        check_every: samples per block between two checks.
+        patience: successive checks below ``tolerance`` needed to stop.
 
     Extras:
         ``segments`` (B, H, W) long labels 0..S_b-1; ``weights`` (B, S_max) float, the
         superpixel weights, padded with 0 after each image's ``num_segments`` (B,) S_b;
         ``intercept`` (B,); ``score`` (B,) the weighted R² of the fit; ``samples`` (B, N, S_max)
-        bool on/off patterns (padding False); ``sample_scores`` (B, N) the model scores.
+        bool on/off patterns (padding False); ``sample_scores`` (B, N) the model scores. With
+        ``tolerance`` set, ``samples`` and ``sample_scores`` stop at the largest
+        ``samples_used`` (scores NaN after an image's own), plus ``samples_used`` (B,) long,
+        ``converged`` (B,) bool (True: stopped by the tolerance; False: the N samples ran out)
+        and ``changes`` (B, C) the change at each check (NaN-padded).
 
     Example:
         >>> import torch, unmask
@@ -170,9 +182,12 @@ class Lime:
                  compactness: float = 30.0, sigma: float = 3.0, segments: SegmentSource = None,
                  samples: int = 1000, kernel_width: float = 0.25, alpha: float = 1.0,
                  score: str = "prob", batch_size: int = 16, seed: int = 0,
-                 progress: bool = False) -> None:
+                 progress: bool = False, tolerance: float | None = None, check_every: int = 100,
+                 patience: int = 2) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Constant("mean"))
+        check_stopping(tolerance, check_every, patience)
+        self.tolerance, self.check_every, self.patience = tolerance, check_every, patience
         check_positive(n_segments, "n_segments", integer=True)
         check_at_most(n_segments, "n_segments", MAX_SEGMENTS, "superpixels; the linear fit "
                       "holds an S x S matrix")
@@ -245,6 +260,9 @@ class Lime:
             gen = torch.Generator().manual_seed(self.seed)
             z[i, :, :s_b] = sample_on_off(n, s_b, gen)
         off = ~z & valid[:, None]
+        kernel = lime_kernel(z, valid, self.kernel_width)
+        if self.tolerance is not None:
+            return self._explain_converging(x, resolved, target, seg, counts, z, off, kernel)
         off_flat = off.reshape(b * n, s_max)
         seg_dev = seg.to(x.device)
         index = torch.arange(b).repeat_interleave(n)
@@ -254,7 +272,6 @@ class Lime:
 
         all_scores = self.scorer.perturbed(x, masks, target, self.removal, index=index,
                                            count=b * n).reshape(b, n, len(resolved))
-        kernel = lime_kernel(z, valid, self.kernel_width)
         out = []
         for i, t in enumerate(resolved):
             scores = all_scores[..., i]
@@ -264,6 +281,62 @@ class Lime:
             out.append(finish(self, saliency, t, segments=seg, weights=weights,
                               num_segments=counts, intercept=intercept.float(), score=r2.float(),
                               samples=z, sample_scores=scores))
+        return out
+
+    def _explain_converging(self, x: Tensor, resolved: list[Tensor], target: Tensor, seg: Tensor,
+                            counts: Tensor, z: Tensor, off: Tensor,
+                            kernel: Tensor) -> list[Explanation]:
+        """Blocks of ``check_every`` samples for the images still running; refit, stop per image."""
+        b, _, h, w = x.shape
+        n, n_t, s_max = z.shape[1], len(resolved), z.shape[2]
+        valid = torch.arange(s_max)[None] < counts[:, None]
+        scores = torch.full((b, n, n_t), float("nan"))
+        used = torch.full((b,), n, dtype=torch.long)
+        rule = Convergence(self.tolerance, self.patience, b)
+        seg_dev, flat = seg.to(x.device), seg.reshape(b, 1, -1)
+
+        def fit(images: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
+            """Ridge fits (a, T, ...) of ``images`` on their first ``m`` samples."""
+            zz, kk = z[images, :m].double(), kernel[images, :m]
+            fits = [weighted_ridge(zz, scores[images, :m, i].double(), kk, self.alpha)
+                    for i in range(n_t)]
+            return tuple(torch.stack(parts, 1) for parts in zip(*fits, strict=True))  # type: ignore[return-value]
+
+        active = torch.arange(b)
+        for start in range(0, n, self.check_every):
+            stop, a = min(start + self.check_every, n), len(active)
+            # Perturbation j of the block: sample start + j % (stop - start) of its image.
+            index = active.repeat_interleave(stop - start)
+            off_block = off[active, start:stop].reshape(a * (stop - start), s_max)
+
+            def masks(s0: int, s1: int, off_block: Tensor = off_block,
+                      index: Tensor = index) -> Tensor:
+                return segment_masks(off_block[s0:s1].to(x.device), seg_dev[index[s0:s1]])
+
+            block = self.scorer.perturbed(x, masks, target, self.removal, index=index,
+                                          count=a * (stop - start))
+            scores[active, start:stop] = block.reshape(a, stop - start, n_t)
+            if stop == n:
+                break
+            coef = fit(active, stop)[0] * valid[active, None]  # (a, T, S)
+            maps = coef.gather(2, flat[active].expand(-1, n_t, -1))
+            done = rule.update(active, maps)
+            used[active[done]] = stop
+            active = active[~done]
+            if len(active) == 0:
+                break
+        parts = [fit(torch.tensor([i]), int(used[i])) for i in range(b)]
+        coef, intercept, r2 = (torch.cat(p) for p in zip(*parts, strict=True))  # (B, T, ...)
+        last = int(used.max())
+        extras = {"samples_used": used, "converged": used < n, "changes": rule.history()}
+        out = []
+        for i, t in enumerate(resolved):
+            weights = (coef[:, i] * valid).float()
+            saliency = weights.gather(1, seg.reshape(b, -1)).reshape(b, 1, h, w)
+            out.append(finish(self, saliency, t, segments=seg, weights=weights,
+                              num_segments=counts, intercept=intercept[:, i].float(),
+                              score=r2[:, i].float(), samples=z[:, :last].clone(),
+                              sample_scores=scores[:, :last, i].clone(), **extras))
         return out
 
 

@@ -12,6 +12,7 @@ from ..registry import METHODS
 from ..removal import Constant, Inpaint
 from ..scoring import Scorer
 from ._common import as_model, check_pair, finish, prepare_many, resolve_removal
+from .converge import Convergence, check_stopping
 
 __all__ = ["Occlusion"]
 
@@ -25,6 +26,38 @@ def _indicator(starts: Tensor, patch: int, size: int) -> Tensor:
     """(P, size) float: row p is 1 on [starts[p], starts[p] + patch)."""
     pixels = torch.arange(size)
     return ((pixels >= starts[:, None]) & (pixels < starts[:, None] + patch)).float()
+
+
+def coarse_step(patch: tuple[int, int], stride: tuple[int, int], positions: tuple[int, int]) -> int:
+    """The coarsest level's step M (a power of two, in positions) of the coarse-to-fine order.
+
+    The largest M with ``M·stride <= patch`` on both axes (so the patches of every level still
+    overlap and cover the image) and ``M < positions`` on both axes (so a level has more than
+    one position per axis); 1 when no coarser level exists.
+    """
+    m = 1
+    axes = list(zip(stride, patch, positions, strict=True))
+    while all(2 * m * s <= p and 2 * m < n for s, p, n in axes):
+        m *= 2
+    return m
+
+
+def level_order(n_r: int, n_c: int, coarsest: int) -> list[Tensor]:
+    """The positions (flat indices ``r·n_c + c``) added at each level, coarse to fine.
+
+    Level 0 has the positions whose row and column are multiples of ``coarsest``; level k adds
+    those that are multiples of ``coarsest / 2^k`` and not of the previous step. The union of
+    levels 0..k is exactly the lattice of stride ``stride · coarsest / 2^k``.
+    """
+    r, c = torch.meshgrid(torch.arange(n_r), torch.arange(n_c), indexing="ij")
+    r, c = r.flatten(), c.flatten()
+    levels, step, seen = [], coarsest, torch.zeros(n_r * n_c, dtype=torch.bool)
+    while step >= 1:
+        on = (r % step == 0) & (c % step == 0)
+        levels.append((on & ~seen).nonzero().flatten())
+        seen |= on
+        step //= 2
+    return levels
 
 
 @METHODS.register("occlusion", aliases=("sp",))
@@ -48,9 +81,21 @@ class Occlusion:
         score: ``"prob"`` (default), ``"logit"`` or ``"log_prob"``.
         batch_size: perturbed images per forward pass.
         progress: show a progress bar.
+        tolerance: early stopping, coarse to fine (:mod:`unmask.explainers.converge`); None
+            (default) = every position. Else the positions are scored in levels: the lattice
+            of stride ``stride·M`` (M the largest power of two with ``M·stride <= patch_size``,
+            :func:`coarse_step`), then ``stride·M/2``, ... down to ``stride``; each level's map
+            is exactly the occlusion map at that level's stride. An image stops once
+            ``1 - Pearson`` between successive levels' maps is ``<= tolerance`` for
+            ``patience`` levels in a row; its map is then the map at the coarser stride.
+        patience: successive level checks below ``tolerance`` needed to stop.
 
     Extras:
         ``grid``: (B, rows, cols) the raw A_k per patch position; ``base_score``: (B,) s_c(x).
+        With ``tolerance`` set, ``grid`` is NaN at the positions an image did not evaluate,
+        plus ``samples_used`` (B,) long (positions evaluated), ``stride_used`` (B, 2) long,
+        ``converged`` (B,) bool (True: stopped by the tolerance; False: reached ``stride``) and
+        ``changes`` (B, C) the change at each check (NaN-padded).
 
     Example:
         >>> import torch, unmask
@@ -63,8 +108,11 @@ class Occlusion:
 
     def __init__(self, model: Any, removal: Any = None, *, patch_size: int | tuple[int, int] = 29,
                  stride: int | tuple[int, int] = 3, score: str = "prob", batch_size: int = 16,
-                 progress: bool = False) -> None:
+                 progress: bool = False, tolerance: float | None = None,
+                 patience: int = 1) -> None:
         self.model = as_model(model)
+        check_stopping(tolerance, None, patience)
+        self.tolerance, self.patience = tolerance, patience
         self.removal = resolve_removal(removal, lambda: Constant("mean"))
         self.patch = check_pair(patch_size, "patch_size")
         self.stride = check_pair(stride, "stride")
@@ -86,6 +134,8 @@ class Occlusion:
         cols = _indicator(_positions(w, pw, sw), pw, w)  # (C, W)
         n_r, n_c = rows.shape[0], cols.shape[0]
         per_image = n_r * n_c
+        if self.tolerance is not None:
+            return self._explain_converging(x, resolved, target, rows, cols)
 
         def masks(start: int, stop: int) -> Tensor:
             k = torch.arange(start, stop) % per_image
@@ -104,6 +154,58 @@ class Occlusion:
             saliency = torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
             out.append(finish(self, saliency[:, None], t, grid=grid, base_score=base[:, i]))
         return out
+
+    def _explain_converging(self, x: Tensor, resolved: list[Tensor], target: Tensor,
+                            rows: Tensor, cols: Tensor) -> list[Explanation]:
+        """Coarse-to-fine levels for the images still running; stop per image."""
+        b, n_t = x.shape[0], len(resolved)
+        n_r, n_c = rows.shape[0], cols.shape[0]
+        coarsest = coarse_step(self.patch, self.stride, (n_r, n_c))
+        levels = level_order(n_r, n_c, coarsest)
+        base = self.scorer(x, target).cpu().reshape(b, n_t)
+        grid = torch.full((b, n_t, n_r * n_c), float("nan"))
+        step_used = torch.ones(b, dtype=torch.long)
+        rule = Convergence(self.tolerance, self.patience, b)
+
+        def level_map(g: Tensor, step: int) -> Tensor:
+            """Maps (a, T, H·W) of the lattice of ``step`` (exactly occlusion at that stride)."""
+            r, c = rows[::step], cols[::step]
+            g = g.reshape(-1, n_t, n_r, n_c)[:, :, ::step, ::step]
+            total = torch.einsum("rh,btrc,cw->bthw", r, g, c)
+            count = r.sum(0)[:, None] * c.sum(0)[None, :]
+            return torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
+
+        active = torch.arange(b)
+        for k, new in enumerate(levels):
+            step, a, m = coarsest >> k, len(active), len(new)
+            index = active.repeat_interleave(m)
+
+            def masks(s0: int, s1: int, new: Tensor = new, m: int = m) -> Tensor:
+                pos = new[torch.arange(s0, s1) % m]
+                return (rows[pos // n_c][:, :, None] * cols[pos % n_c][:, None, :])[:, None]
+
+            scores = self.scorer.perturbed(x, masks, target, self.removal, index=index,
+                                           count=a * m).reshape(a, m, n_t)
+            grid[active[:, None], :, new[None, :]] = base[active, None, :] - scores
+            if step == 1:
+                break
+            done = rule.update(active, level_map(grid[active], step).flatten(2))
+            step_used[active[done]] = step
+            active = active[~done]
+            if len(active) == 0:
+                break
+        grids = grid.reshape(b, n_t, n_r, n_c)
+        saliency = torch.cat([level_map(grids[i : i + 1], int(step_used[i]))
+                              for i in range(b)])  # (B, T, H, W)
+        sh, sw = self.stride
+        lattice = [(torch.arange(n_r) % s == 0)[:, None] & (torch.arange(n_c) % s == 0)[None]
+                   for s in step_used.tolist()]
+        used = torch.stack([on.sum() for on in lattice]).long()
+        extras = {"samples_used": used, "stride_used": torch.stack([step_used * sh,
+                                                                     step_used * sw], 1),
+                  "converged": step_used > 1, "changes": rule.history()}
+        return [finish(self, saliency[:, i, None], t, grid=grids[:, i].clone(),
+                       base_score=base[:, i], **extras) for i, t in enumerate(resolved)]
 
 
 METHODS.add("sp-g", Occlusion, defaults={"removal": lambda: Inpaint("telea")},

@@ -16,6 +16,7 @@ from ..registry import METHODS
 from ..removal import Constant
 from ..scoring import Scorer
 from ._common import as_model, check_seed, check_side, finish, prepare_many, resolve_removal
+from .converge import Convergence, check_stopping
 
 __all__ = ["Rise", "RiseMasks", "sample_rise_masks"]
 
@@ -136,10 +137,21 @@ class Rise:
         batch_size: perturbed images per forward pass.
         seed: random seed; every image of a batch uses the same N masks.
         progress: show a progress bar.
+        tolerance: early stopping (:mod:`unmask.explainers.converge`); None (default) = all N
+            masks, the paper's estimator. Else the masks are scored ``check_every`` at a time
+            and an image stops once ``1 - Pearson`` between its successive partial maps is
+            ``<= tolerance`` for ``patience`` checks in a row; its map is then the estimate
+            from its first ``samples_used`` masks (the sum divided by ``samples_used · p``).
+        check_every: masks per block between two checks.
+        patience: successive checks below ``tolerance`` needed to stop.
 
     Extras:
         ``masks``: the :class:`RiseMasks` used (replayable; ``render()`` gives keep masks);
-        ``mask_scores``: (B, N) the score of each masked image.
+        ``mask_scores``: (B, N) the score of each masked image. With ``tolerance`` set, the
+        masks and scores stop at the largest ``samples_used`` (scores NaN after an image's
+        own), plus ``samples_used`` (B,) long, ``converged`` (B,) bool (True: stopped by the
+        tolerance; False: the N masks ran out) and ``changes`` (B, C) the change at each
+        check (NaN-padded).
 
     Example:
         >>> from unmask.testing import region_model, region_images
@@ -150,10 +162,13 @@ class Rise:
 
     def __init__(self, model: Any, removal: Any = None, *, masks: int = 4000, s: int = 7,
                  p: float = 0.5, score: str = "prob", batch_size: int = 16, seed: int = 0,
-                 progress: bool = False) -> None:
+                 progress: bool = False, tolerance: float | None = None, check_every: int = 250,
+                 patience: int = 2) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Constant("mean"))
         check_positive(masks, "masks", integer=True)
+        check_stopping(tolerance, check_every, patience)
+        self.tolerance, self.check_every, self.patience = tolerance, check_every, patience
         check_side(s, "s")
         check_memory(4.0 * masks * (s * s + 4), "masks", f"{masks} RISE grids of {s}x{s}")
         check_probability(p, "p", open_low=True)
@@ -178,6 +193,8 @@ class Rise:
         if self.s > min(h, w):
             raise ValueError(f"s: grid side {self.s} is larger than the images ({h}, {w})")
         rise = self.sample((h, w))
+        if self.tolerance is not None:
+            return self._explain_converging(x, resolved, target, rise)
         n, device = len(rise), x.device
         # Perturbation j removes mask j // B from image j % B: each mask is rendered once per chunk.
         index = torch.arange(b).repeat(n)
@@ -198,3 +215,47 @@ class Rise:
         saliency = (saliency / (n * self.p)).float().reshape(n_t, b, 1, h, w)
         return [finish(self, saliency[i], t, masks=rise, mask_scores=scores[i])
                 for i, t in enumerate(resolved)]
+
+    def _explain_converging(self, x: Tensor, resolved: list[Tensor], target: Tensor,
+                            rise: RiseMasks) -> list[Explanation]:
+        """Blocks of ``check_every`` masks for the images still running; stop per image."""
+        b, _, h, w = x.shape
+        n, n_t, device = len(rise), len(resolved), x.device
+        sums = torch.zeros(b, n_t, h * w, dtype=torch.float64)
+        scores = torch.full((b, n_t, n), float("nan"))
+        used = torch.full((b,), n, dtype=torch.long)
+        rule = Convergence(self.tolerance, self.patience, b)
+        active = torch.arange(b)
+        chunk = max(1, 2**22 // (h * w))
+        for start in range(0, n, self.check_every):
+            stop, a = min(start + self.check_every, n), len(active)
+            # Perturbation j of the block: mask start + j // a on image active[j % a].
+            index = active.repeat(stop - start)
+
+            def removal_masks(s0: int, s1: int, start: int = start, a: int = a) -> Tensor:
+                first, last = start + s0 // a, start + (s1 - 1) // a + 1
+                keep = rise.render(first, last, device)
+                return 1 - keep[torch.arange(s0, s1, device=device) // a + start - first]
+
+            block = self.scorer.perturbed(x, removal_masks, target, self.removal, index=index,
+                                          count=(stop - start) * a).reshape(stop - start, a, n_t)
+            block = block.permute(1, 2, 0).contiguous()  # (a, T, masks)
+            scores[active, :, start:stop] = block
+            for c0 in range(start, stop, chunk):
+                c1 = min(c0 + chunk, stop)
+                keep = rise.render(c0, c1).reshape(-1, h * w).double()
+                sums[active] += block[..., c0 - start : c1 - start].double() @ keep
+            if stop == n:
+                break
+            done = rule.update(active, sums[active] / (stop * self.p))
+            used[active[done]] = stop
+            active = active[~done]
+            if len(active) == 0:
+                break
+        saliency = (sums / (used[:, None, None] * self.p)).float()
+        saliency = saliency.permute(1, 0, 2).reshape(n_t, b, 1, h, w)
+        last = int(used.max())
+        kept = RiseMasks(rise.grids[:last], rise.shifts[:last], rise.size, rise.cell)
+        extras = {"samples_used": used, "converged": used < n, "changes": rule.history()}
+        return [finish(self, saliency[i], t, masks=kept, mask_scores=scores[:, i, :last].clone(),
+                       **extras) for i, t in enumerate(resolved)]
