@@ -532,7 +532,7 @@ def method_form(name: str, *, size: int = 224) -> list[dict[str, Any]]:
 
     Example:
         >>> [f["name"] for f in method_form("rise")]
-        ['removal', 'masks', 's', 'p', 'score']
+        ['removal', 'masks', 's', 'p', 'score', 'tolerance', 'check_every', 'patience']
     """
     _registries()
     return copy.deepcopy(list(_form(METHODS.get(name).name, False, _check_size(size))))
