@@ -99,17 +99,9 @@ def cp_scores(model: Any, x: Tensor, x_hat: Tensor, target: Any = None, *,
     """
     model = as_classifier(model, "model")
     infos = [check_choice(i, "info", INFORMATION) for i in infos]
-    x = check_model_input(model, x, "x")
-    x_hat = check_unit_range(check_images(x_hat, "x_hat"), "x_hat")
-    if x_hat.shape != x.shape:
-        raise ValueError(f"x_hat: expected the shape of x {tuple(x.shape)}, got {tuple(x_hat.shape)}")
-    scorer = Scorer(model, batch_size=batch_size, score="prob")
-    t = check_targets(target, x.shape[0], model.num_classes, "target")
-    logits = scorer.logits(x)
-    if t is None:
-        t = logits.argmax(1).cpu()
-    p = select_scores(logits, t, "prob").double().cpu()
-    p_hat = scorer(x_hat.to(x.device), t).double().cpu()
+    r = retained_probability(model, x, x_hat, target, batch_size=batch_size)  # checks x, x̂
+    p, p_hat = r.p, r.p_hat
+    x, x_hat = check_model_input(model, x, "x"), check_images(x_hat, "x_hat")
     out: dict[str, Tensor] = {"p": p, "p_hat": p_hat}
     with torch.no_grad():
         for info in infos:
