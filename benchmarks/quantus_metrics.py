@@ -40,7 +40,6 @@ import argparse
 import csv
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -56,6 +55,8 @@ for p in (ROOT / "src", ROOT / "tests" / "reference"):
         sys.path.insert(0, str(p))
 
 from _quantus_venv import QuantusSide, export_model  # noqa: E402
+from run import _spread as spread  # noqa: E402  (benchmarks/run.py, beside this script)
+from run import best_forward  # noqa: E402
 
 import unmask  # noqa: E402
 from unmask.metrics import METRICS  # noqa: E402
@@ -263,25 +264,6 @@ def compare(how: str | None, ours: np.ndarray, theirs: np.ndarray) -> float | No
         theirs = theirs.reshape(ours.shape)
         return float(np.nanmax(np.abs(ours - theirs)) / np.nanmax(np.abs(theirs)))
     return float(np.nanmax(np.abs(ours - theirs.reshape(ours.shape))))
-
-
-def best_forward(model: Any, x: torch.Tensor, batch: int, backward: bool, tries: int = 3):
-    xb = x[:1].expand(batch, -1, -1, -1).contiguous()
-    best = float("inf")
-    for _ in range(tries):
-        start = time.perf_counter()
-        if backward:
-            xx = xb.clone().requires_grad_(True)
-            torch.autograd.grad(model(xx)[:, 0].sum(), xx)
-        else:
-            with torch.inference_mode():
-                model(xb)
-        best = min(best, (time.perf_counter() - start) / batch)
-    return best
-
-
-def spread(v: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(v), "min": min(v), "max": max(v)}
 
 
 def table(report: dict[str, Any]) -> str:
