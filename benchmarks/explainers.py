@@ -31,7 +31,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -289,21 +288,11 @@ def _wanted(peer: str, args) -> bool:
 
 
 def _environment() -> dict[str, Any]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "src", "benchmarks"], cwd=ROOT,
-                                    capture_output=True, text=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = "unknown", None
-    versions = {}
-    for pkg in ("torch", "numpy", "scikit-image", "opencv-python-headless", "captum", "xaitk-saliency"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return {"commit": commit, "dirty": dirty, "unmask": unmask.__version__, "python": platform.python_version(),
-            "versions": versions, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+    from run import environment  # benchmarks/run.py, beside this script
+
+    packages = ("torch", "numpy", "scikit-image", "opencv-python-headless", "captum",
+                "xaitk-saliency")
+    return {**environment(packages), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
             "machine": platform.machine(), "load_average": os.getloadavg()}
 
 

@@ -628,7 +628,13 @@ def peak_memory(args, task: str, lib: str) -> float | None:
     return json.loads(proc.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
-def environment() -> dict[str, Any]:
+#: The packages whose versions a report records.
+PACKAGES = ("torch", "numpy", "captum", "saliency-maps-metrics", "lime", "torchray",
+            "scikit-learn", "scikit-image")
+
+
+def environment(packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
+    """The commit, versions of ``packages`` and the machine, for a report."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                                 text=True, check=True).stdout.strip()
@@ -637,9 +643,7 @@ def environment() -> dict[str, Any]:
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", None
     versions = {}
-    for pkg in ("torch", "numpy", "captum", "saliency-maps-metrics", "lime", "torchray",
-                "scikit-learn",
-                "scikit-image"):
+    for pkg in packages:
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
