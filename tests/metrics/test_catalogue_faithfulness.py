@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from _catalogue_case import SIZE, scores, setup  # tests/metrics/_catalogue_case.py
 
 from unmask.metrics import METRICS
 from unmask.metrics.deletion import Deletion, DeletionCorrelation
@@ -17,25 +18,6 @@ from unmask.metrics.faithfulness import (
     spearman_rows,
 )
 from unmask.removal import Constant, Noise
-from unmask.testing import region_images, region_mask, region_model
-
-SIZE = 16
-
-
-def setup():
-    model, x = region_model(), region_images(2, SIZE, seed=2)
-    gen = torch.Generator().manual_seed(5)
-    maps = torch.rand(2, 1, SIZE, SIZE, generator=gen, dtype=torch.float64)
-    maps += 2 * region_mask(SIZE, SIZE).double()  # partly right
-    return model, x, maps
-
-
-def scores(model, images, target, kind="logit"):
-    with torch.no_grad():
-        z = model(images).double()
-    if kind == "prob":
-        z = torch.softmax(z, dim=1)
-    return z[:, target].numpy()
 
 
 def test_faithfulness_correlation_equals_a_naive_loop():
