@@ -31,8 +31,9 @@ NAME = "quantus 0.6.0 PixelFlipping"
 __all__ = ["NAME", "availability", "pixel_flipping_task"]
 
 
-def pixel_flipping_task(model: Any, images: torch.Tensor, maps: torch.Tensor,
-                        targets: torch.Tensor, batch_size: int) -> dict[str, Any]:
+def pixel_flipping_task(
+    model: Any, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor, batch_size: int
+) -> dict[str, Any]:
     """What ``run.py`` needs for a "pixel_flipping" task: unmask's run, the quantus peer and
     the comparison. Each run returns (output, images through the model)."""
     if str(REFERENCE) not in sys.path:
@@ -46,8 +47,9 @@ def pixel_flipping_task(model: Any, images: torch.Tensor, maps: torch.Tensor,
     state: dict[str, Any] = {}
 
     def run_unmask() -> tuple[Any, int]:
-        c = deletion_curve(model, images, maps, targets, removal="black", score="prob",
-                           batch_size=batch_size)
+        c = deletion_curve(
+            model, images, maps, targets, removal="black", score="prob", batch_size=batch_size
+        )
         return c.scores[:, 1:], b * steps
 
     def start() -> None:
@@ -58,28 +60,49 @@ def pixel_flipping_task(model: Any, images: torch.Tensor, maps: torch.Tensor,
         atexit.register(lambda: (side.close(), shutil.rmtree(tmp, ignore_errors=True)))
         big = F.interpolate(maps.float(), size=(height, width), mode="nearest")
         np.savez(tmp / "data.npz", x=images.numpy(), y=targets.numpy(), a=big.numpy())
-        state.update(side=side, data=tmp / "data.npz",
-                     model=export_model(model, images[:1], tmp / "model.pt2"))
+        state.update(
+            side=side,
+            data=tmp / "data.npz",
+            model=export_model(model, images[:1], tmp / "model.pt2"),
+        )
 
-    case = {"name": "pf", "metric": "PixelFlipping", "a": "a",
-            "init": {"features_in_step": per_image_px, "perturb_baseline": 0.0,
-                     "normalise": False, "abs": False},
-            "call": {"channel_first": True, "softmax": True}}
+    case = {
+        "name": "pf",
+        "metric": "PixelFlipping",
+        "a": "a",
+        "init": {
+            "features_in_step": per_image_px,
+            "perturb_baseline": 0.0,
+            "normalise": False,
+            "abs": False,
+        },
+        "call": {"channel_first": True, "softmax": True},
+    }
 
     def run_quantus() -> tuple[Any, int, dict[str, Any]]:
         if not state:
             start()
         reply = state["side"].run(state["data"], state["model"], [case])
-        return (torch.tensor(reply["values"]["pf"]), b * 3 * steps,
-                {"wall_s": reply["seconds"]["pf"][0]})
+        return (
+            torch.tensor(reply["values"]["pf"]),
+            b * 3 * steps,
+            {"wall_s": reply["seconds"]["pf"][0]},
+        )
 
     def compare(ours: Any, theirs: Any) -> float:
         return float((torch.as_tensor(ours).double() - theirs.double()[:, 2::3]).abs().max())
 
-    note = (f"deletion curves, black, {steps} steps (quantus: {3 * steps} steps of "
-            f"{per_image_px} features, every third point compared; max absolute difference)")
-    return {"unmask": run_unmask, "peer": run_quantus, "compare": compare, "note": note,
-            "settings": {"images": b, "map_size": maps.shape[-1], "steps": steps}}
+    note = (
+        f"deletion curves, black, {steps} steps (quantus: {3 * steps} steps of "
+        f"{per_image_px} features, every third point compared; max absolute difference)"
+    )
+    return {
+        "unmask": run_unmask,
+        "peer": run_quantus,
+        "compare": compare,
+        "note": note,
+        "settings": {"images": b, "map_size": maps.shape[-1], "steps": steps},
+    }
 
 
 def availability() -> str | None:
@@ -93,4 +116,3 @@ def availability() -> str | None:
     except SideVenvUnavailable as exc:
         return f"side venv not built: {str(exc)[:200]}"
     return None
-

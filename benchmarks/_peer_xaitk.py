@@ -82,8 +82,13 @@ def main() -> None:
     def handle(req: dict) -> dict:
         op = req["op"]
         if op == "rise":
-            gen = RISEStack(req["masks"], req.get("s", 7), req.get("p", 0.5),
-                            seed=req.get("seed", 0), debiased=False)
+            gen = RISEStack(
+                req["masks"],
+                req.get("s", 7),
+                req.get("p", 0.5),
+                seed=req.get("seed", 0),
+                debiased=False,
+            )
         elif op == "occlusion":
             gen = SlidingWindowStack((req["patch_size"],) * 2, (req["stride"],) * 2)
             if req.get("fill") is not None:
@@ -108,8 +113,12 @@ def main() -> None:
             hwm = _status_kib("VmHWM")
             peak = None if hwm is None else (hwm - base) / 1024
             measured.add(op)
-        return {"wall_s": wall, "images": box.images, "output": np.asarray(sal)[0].tolist(),
-                "peak_mb": peak}
+        return {
+            "wall_s": wall,
+            "images": box.images,
+            "output": np.asarray(sal)[0].tolist(),
+            "peak_mb": peak,
+        }
 
     serve(handle, ready={"target": target, "version": md.version("xaitk-saliency")})
 

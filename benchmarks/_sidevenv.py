@@ -87,9 +87,15 @@ def _python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def ensure_venv(name: str, requirements: Sequence[str], no_deps: Sequence[str] = (), *,
-                timeout: float = 1800.0, retry_after: float = 6 * 3600.0,
-                log: Callable[[str], None] | None = None) -> Path:
+def ensure_venv(
+    name: str,
+    requirements: Sequence[str],
+    no_deps: Sequence[str] = (),
+    *,
+    timeout: float = 1800.0,
+    retry_after: float = 6 * 3600.0,
+    log: Callable[[str], None] | None = None,
+) -> Path:
     """The python of side environment ``name`` with ``requirements``, built if needed.
 
     Args:
@@ -119,20 +125,24 @@ def ensure_venv(name: str, requirements: Sequence[str], no_deps: Sequence[str] =
         if failed.is_file():
             info = json.loads(failed.read_text())
             if info.get("digest") == digest and time.time() - info["time"] < retry_after:
-                raise SideVenvError(f"{info['reason']} (build failed at "
-                                    f"{time.strftime('%H:%M', time.localtime(info['time']))}; "
-                                    f"delete {failed} to retry now)")
+                raise SideVenvError(
+                    f"{info['reason']} (build failed at "
+                    f"{time.strftime('%H:%M', time.localtime(info['time']))}; "
+                    f"delete {failed} to retry now)"
+                )
         start = time.perf_counter()
         log(f"building side environment {venv} (once; up to {timeout / 60:.0f} min) ...")
         try:
             _build(venv, reqs, list(no_deps), start + timeout)
         except SideVenvError as exc:
-            failed.write_text(json.dumps({"digest": digest, "time": time.time(),
-                                          "reason": str(exc)}))
+            failed.write_text(
+                json.dumps({"digest": digest, "time": time.time(), "reason": str(exc)})
+            )
             raise
         failed.unlink(missing_ok=True)
-        stamp.write_text(json.dumps({"digest": digest, **spec,
-                                     "built_s": time.perf_counter() - start}))
+        stamp.write_text(
+            json.dumps({"digest": digest, **spec, "built_s": time.perf_counter() - start})
+        )
         log(f"side environment {name} built in {time.perf_counter() - start:.0f} s")
         return _python(venv)
 
@@ -166,14 +176,24 @@ class Server:
         SideVenvError: the script exited or answered with an error.
     """
 
-    def __init__(self, python: str | Path, script: str | Path, args: Sequence[str] = (),
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        python: str | Path,
+        script: str | Path,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         path = os.pathsep.join([str(ROOT / "src"), str(ROOT / "benchmarks")])
         full_env = {**os.environ, "PYTHONPATH": path, "PYTHONWARNINGS": "ignore", **(env or {})}
         full_env.pop("VIRTUAL_ENV", None)
-        self.proc = subprocess.Popen([str(python), str(script), *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=full_env)
+        self.proc = subprocess.Popen(
+            [str(python), str(script), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=full_env,
+        )
         self.ready = self._read()
 
     def _read(self) -> dict[str, Any]:
@@ -183,8 +203,10 @@ class Server:
             if not line:
                 err = self.proc.stderr.read() if self.proc.stderr else ""
                 self.proc.wait()
-                raise SideVenvError(f"peer server exited ({self.proc.returncode}): "
-                                    f"{' | '.join(err.strip().splitlines()[-3:])[-400:]}")
+                raise SideVenvError(
+                    f"peer server exited ({self.proc.returncode}): "
+                    f"{' | '.join(err.strip().splitlines()[-3:])[-400:]}"
+                )
             if line.startswith("@@ "):  # protocol lines; anything else the peer printed is noise
                 reply = json.loads(line[3:])
                 if "error" in reply:
@@ -214,8 +236,9 @@ class Server:
         self.close()
 
 
-def serve(handle: Callable[[dict[str, Any]], dict[str, Any]],
-          ready: dict[str, Any] | None = None) -> None:
+def serve(
+    handle: Callable[[dict[str, Any]], dict[str, Any]], ready: dict[str, Any] | None = None
+) -> None:
     """The peer side: answer JSON requests from stdin with ``handle`` until stdin closes.
 
     Replies are written as ``@@ <json>`` lines on stdout (other output is ignored by

@@ -152,8 +152,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--writes", type=int, default=200)
     parser.add_argument("--no-ray", action="store_true")
-    parser.add_argument("--max-seconds", type=int, default=900,
-                        help="bound on each executor's run (default 900)")
+    parser.add_argument(
+        "--max-seconds", type=int, default=900, help="bound on each executor's run (default 900)"
+    )
     parser.add_argument(
         "--json", default=str(ROOT / "benchmarks" / "results" / "bench-executors.json")
     )
@@ -191,8 +192,10 @@ def main() -> None:
             runs["ray-1"] = lambda: RayExecutor(workers=1)
             runs["ray-2"] = lambda: RayExecutor(workers=2)
         for name, make in runs.items():
-            out[name] = _bounded(args.max_seconds, lambda name=name, make=make: _time_run(
-                plan, tmp_path / f"{name}.sqlite", make()))
+            out[name] = _bounded(
+                args.max_seconds,
+                lambda name=name, make=make: _time_run(plan, tmp_path / f"{name}.sqlite", make()),
+            )
             print(name, out[name], flush=True)
         from unmask.bench import Store
 

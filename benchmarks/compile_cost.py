@@ -48,8 +48,16 @@ def child(args) -> None:
             model.infer(x)
             best = min(best, time.perf_counter() - start)
     diff = float((out - eager).abs().max() / eager.abs().max())
-    print(json.dumps({"mode": args.child, "first_call_s": first,
-                      "ms_per_image": 1e3 * best / args.batch, "max_rel_diff": diff}))
+    print(
+        json.dumps(
+            {
+                "mode": args.child,
+                "first_call_s": first,
+                "ms_per_image": 1e3 * best / args.batch,
+                "max_rel_diff": diff,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -68,41 +76,72 @@ def main() -> None:
     before = os.getloadavg()
     busy = before[0] > 0.5 * cores
     if busy and not args.force:
-        raise SystemExit(f"BUSY: 1-minute load {before[0]:.2f} > {0.5 * cores:.1f}; "
-                         "wait for an idle machine or pass --force (marked BUSY)")
+        raise SystemExit(
+            f"BUSY: 1-minute load {before[0]:.2f} > {0.5 * cores:.1f}; "
+            "wait for an idle machine or pass --force (marked BUSY)"
+        )
     rows = []
     with tempfile.TemporaryDirectory(prefix="unmask-inductor-") as cache:
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache, "PYTHONWARNINGS": "ignore"}
-        for mode, label in (("eager", "eager"), ("channels_last", "channels_last"),
-                            ("frozen", "frozen"), ("compiled", "compiled, cold cache"),
-                            ("compiled", "compiled, warm cache (second process)")):
+        for mode, label in (
+            ("eager", "eager"),
+            ("channels_last", "channels_last"),
+            ("frozen", "frozen"),
+            ("compiled", "compiled, cold cache"),
+            ("compiled", "compiled, warm cache (second process)"),
+        ):
             print(f"... {label}", file=sys.stderr, flush=True)
-            cmd = [sys.executable, __file__, "--child", mode, "--batch", str(args.batch),
-                   "--threads", str(args.threads), "--repeats", str(args.repeats)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                mode,
+                "--batch",
+                str(args.batch),
+                "--threads",
+                str(args.threads),
+                "--repeats",
+                str(args.repeats),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
-                rows.append({"mode": mode, "label": label,
-                             "error": proc.stderr.strip().splitlines()[-1:]})
+                rows.append(
+                    {"mode": mode, "label": label, "error": proc.stderr.strip().splitlines()[-1:]}
+                )
                 continue
             rows.append({"label": label, **json.loads(proc.stdout.strip().splitlines()[-1])})
     after = os.getloadavg()
     busy = busy or after[0] > cores
     eager = next(r["ms_per_image"] for r in rows if r["label"] == "eager")
-    lines = [f"{'BUSY (not results): ' if busy else ''}EfficientNet-Lite0, batch {args.batch}, "
-             f"{args.threads} threads; load before {before[0]:.2f}, after {after[0]:.2f}", "",
-             "| mode | first call s | ms / image | speed-up vs eager | max rel. diff |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"{'BUSY (not results): ' if busy else ''}EfficientNet-Lite0, batch {args.batch}, "
+        f"{args.threads} threads; load before {before[0]:.2f}, after {after[0]:.2f}",
+        "",
+        "| mode | first call s | ms / image | speed-up vs eager | max rel. diff |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['label']} | failed: {r['error']} | | | |")
             continue
-        lines.append(f"| {r['label']} | {r['first_call_s']:.1f} | {r['ms_per_image']:.1f} | "
-                     f"{eager / r['ms_per_image']:.2f} | {r['max_rel_diff']:.1e} |")
+        lines.append(
+            f"| {r['label']} | {r['first_call_s']:.1f} | {r['ms_per_image']:.1f} | "
+            f"{eager / r['ms_per_image']:.2f} | {r['max_rel_diff']:.1e} |"
+        )
     print("\n".join(lines))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "compile-cost.json").write_text(json.dumps(
-        {"batch": args.batch, "threads": args.threads, "busy": busy,
-         "load": {"before": before, "after": after}, "rows": rows}, indent=2))
+    (args.out / "compile-cost.json").write_text(
+        json.dumps(
+            {
+                "batch": args.batch,
+                "threads": args.threads,
+                "busy": busy,
+                "load": {"before": before, "after": after},
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -56,8 +56,9 @@ from unmask.explainers.occlusion import Occlusion, coarse_step  # noqa: E402
 from unmask.explainers.rise import Rise  # noqa: E402
 from unmask.metrics.deletion import deletion_curve  # noqa: E402
 
-SAMPLES = Path(os.environ.get("UNMASK_SAMPLES",
-                              ROOT.parent / "shared" / "data" / "imagenet-samples"))
+SAMPLES = Path(
+    os.environ.get("UNMASK_SAMPLES", ROOT.parent / "shared" / "data" / "imagenet-samples")
+)
 RISE_N, RISE_REF, RISE_STEP = 4000, 16000, 250  # reference in 4 runs of 4,000
 LIME_N, LIME_REF, LIME_STEP = 1000, 4000, 50
 OCC_PATCH, OCC_STRIDE = 29, 3
@@ -89,8 +90,16 @@ def _cached(cache: Path, name: str, run, log, compute: bool = True) -> dict | No
     return raw
 
 
-def collect(model, path: Path, label: int, cache: Path, log, rise_chunks: int,
-            compute: bool = True, runs_wanted: tuple[str, ...] = RUNS) -> dict:
+def collect(
+    model,
+    path: Path,
+    label: int,
+    cache: Path,
+    log,
+    rise_chunks: int,
+    compute: bool = True,
+    runs_wanted: tuple[str, ...] = RUNS,
+) -> dict:
     """The raw runs of one image (each cached): scores and maps.
 
     The RISE reference is ``rise_chunks`` independent runs of ``RISE_REF / 4`` masks (seeds 1,
@@ -102,8 +111,10 @@ def collect(model, path: Path, label: int, cache: Path, log, rise_chunks: int,
 
     def lime(n: int, seed: int) -> dict:
         e = Lime(model, samples=n, seed=seed, batch_size=BATCH).explain(x, label)
-        return {"saliency": e.saliency, **{k: e.extras[k] for k in ("segments", "samples",
-                                                                   "sample_scores")}}
+        return {
+            "saliency": e.saliency,
+            **{k: e.extras[k] for k in ("segments", "samples", "sample_scores")},
+        }
 
     def occ() -> dict:
         e = Occlusion(model, patch_size=OCC_PATCH, stride=OCC_STRIDE, batch_size=BATCH)
@@ -115,16 +126,28 @@ def collect(model, path: Path, label: int, cache: Path, log, rise_chunks: int,
         return {"saliency": e.saliency, "mask_scores": e.extras["mask_scores"]}
 
     raw = {"file": path.name, "label": label, "x": x}
-    runs = {"rise": lambda: rise(RISE_N, 0), "lime": lambda: lime(LIME_N, 0), "occ": occ,
-            "lime_ref": lambda: lime(LIME_REF, 1)}
+    runs = {
+        "rise": lambda: rise(RISE_N, 0),
+        "lime": lambda: lime(LIME_N, 0),
+        "occ": occ,
+        "lime_ref": lambda: lime(LIME_REF, 1),
+    }
     for key, run in runs.items():
-        got = _cached(cache, f"{stem}-{key.replace('_', '-')}", run, log,
-                      compute and key in runs_wanted)
+        got = _cached(
+            cache, f"{stem}-{key.replace('_', '-')}", run, log, compute and key in runs_wanted
+        )
         if got is not None:
             raw[key] = got
-    refs = [_cached(cache, f"{stem}-rise-ref{k}", lambda k=k: rise(RISE_REF // 4, k), log,
-                    compute and "rise_ref" in runs_wanted)
-            for k in range(1, rise_chunks + 1)]
+    refs = [
+        _cached(
+            cache,
+            f"{stem}-rise-ref{k}",
+            lambda k=k: rise(RISE_REF // 4, k),
+            log,
+            compute and "rise_ref" in runs_wanted,
+        )
+        for k in range(1, rise_chunks + 1)
+    ]
     raw["rise_ref"] = [r for r in refs if r is not None]
     return raw
 
@@ -133,11 +156,16 @@ def collect(model, path: Path, label: int, cache: Path, log, rise_chunks: int,
 
 RISE_COUNTS = [250, 500, 1000, 1500, 2000, 3000, 4000]
 LIME_COUNTS = [100, 200, 300, 400, 500, 700, 1000]
-TOLERANCES = {"rise": [1e-2, 3e-3, 1e-3], "lime": [1e-2, 3e-3, 1e-3],
-              "occlusion": [3e-2, 1e-2, 3e-3]}
-DEFAULTS = {"rise": {"check_every": 250, "patience": 2},
-            "lime": {"check_every": 100, "patience": 2},
-            "occlusion": {"patience": 1}}
+TOLERANCES = {
+    "rise": [1e-2, 3e-3, 1e-3],
+    "lime": [1e-2, 3e-3, 1e-3],
+    "occlusion": [3e-2, 1e-2, 3e-3],
+}
+DEFAULTS = {
+    "rise": {"check_every": 250, "patience": 2},
+    "lime": {"check_every": 100, "patience": 2},
+    "occlusion": {"patience": 1},
+}
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -182,13 +210,15 @@ def occlusion_levels(raw: dict) -> dict[int, torch.Tensor]:
         r, g = ind[::m], grid[::m, ::m]
         count = r.sum(0)[:, None] * r.sum(0)[None, :]
         total = r.T @ g @ r
-        out[g.numel()] = torch.where(count > 0, total / count.clamp(min=1),
-                                     torch.zeros_like(total)).reshape(1, 1, 224, 224)
+        out[g.numel()] = torch.where(
+            count > 0, total / count.clamp(min=1), torch.zeros_like(total)
+        ).reshape(1, 1, 224, 224)
     return out
 
 
-def replay(maps: dict[int, torch.Tensor], checks: list[int], tolerance: float,
-           patience: int) -> int:
+def replay(
+    maps: dict[int, torch.Tensor], checks: list[int], tolerance: float, patience: int
+) -> int:
     """The sample count the early-stopping rule picks, replayed on the partial maps ``checks``
     (the last count is the budget)."""
     rule = Convergence(tolerance, patience, images=1)
@@ -200,8 +230,14 @@ def replay(maps: dict[int, torch.Tensor], checks: list[int], tolerance: float,
 
 def deletion_aucs(model, x: torch.Tensor, label: int, maps: list[torch.Tensor]) -> list[float]:
     """Deletion AUC (RISE rule) of each map, one engine call."""
-    curve = deletion_curve(model, x.expand(len(maps), -1, -1, -1), torch.cat(maps), label,
-                           rule="rise", batch_size=BATCH)
+    curve = deletion_curve(
+        model,
+        x.expand(len(maps), -1, -1, -1),
+        torch.cat(maps),
+        label,
+        rule="rise",
+        batch_size=BATCH,
+    )
     return curve.auc().tolist()
 
 
@@ -230,13 +266,26 @@ def analyse(model, raw: dict) -> list[dict]:
         grid = {"rise": RISE_COUNTS, "lime": LIME_COUNTS}.get(name, sorted(maps))
         chosen = {t: replay(maps, checks, t, DEFAULTS[name]["patience"]) for t in TOLERANCES[name]}
         counts = sorted(set(grid) | set(chosen.values()))
-        aucs = dict(zip(counts + ["ref"], deletion_aucs(model, x, label, [maps[n] for n in counts]
-                                                          + [ref]), strict=True))
+        aucs = dict(
+            zip(
+                counts + ["ref"],
+                deletion_aucs(model, x, label, [maps[n] for n in counts] + [ref]),
+                strict=True,
+            )
+        )
         for n in counts:
-            rows.append({"method": name, "image": raw["file"], "samples": n,
-                         "correlation": pearson(maps[n], ref), "deletion_auc": aucs[n],
-                         "reference": ref_size, "reference_auc": aucs["ref"],
-                         "chosen_by": [t for t, c in chosen.items() if c == n]})
+            rows.append(
+                {
+                    "method": name,
+                    "image": raw["file"],
+                    "samples": n,
+                    "correlation": pearson(maps[n], ref),
+                    "deletion_auc": aucs[n],
+                    "reference": ref_size,
+                    "reference_auc": aucs["ref"],
+                    "chosen_by": [t for t, c in chosen.items() if c == n],
+                }
+            )
     return rows
 
 
@@ -245,10 +294,13 @@ def verify(model, raw: dict, rows: list[dict], methods: list[str], cache: Path) 
     of ``methods``): it must stop at the replayed count, with the replayed partial map.
     Each check is cached in ``cache``."""
     x, label, out = raw["x"], raw["label"], []
-    makers = {"rise": lambda t: Rise(model, masks=RISE_N, seed=0, batch_size=BATCH, tolerance=t),
-              "lime": lambda t: Lime(model, samples=LIME_N, seed=0, batch_size=BATCH, tolerance=t),
-              "occlusion": lambda t: Occlusion(model, patch_size=OCC_PATCH, stride=OCC_STRIDE,
-                                               batch_size=BATCH, tolerance=t)}
+    makers = {
+        "rise": lambda t: Rise(model, masks=RISE_N, seed=0, batch_size=BATCH, tolerance=t),
+        "lime": lambda t: Lime(model, samples=LIME_N, seed=0, batch_size=BATCH, tolerance=t),
+        "occlusion": lambda t: Occlusion(
+            model, patch_size=OCC_PATCH, stride=OCC_STRIDE, batch_size=BATCH, tolerance=t
+        ),
+    }
     for name, make in makers.items():
         mine = [r for r in rows if r["method"] == name and r["image"] == raw["file"]]
         if not mine or name not in methods:
@@ -268,10 +320,18 @@ def verify(model, raw: dict, rows: list[dict], methods: list[str], cache: Path) 
             ref = lime_partials(raw["lime"], [used])[used]
         else:
             ref = occlusion_levels(raw["occ"])[used]
-        out.append({"method": name, "image": raw["file"], "tolerance": t, "samples_used": used,
-                    "replayed_samples": replayed, "converged": bool(e.extras["converged"][0]),
-                    "max_abs_difference_to_replayed_map": float((e.saliency - ref).abs().max()),
-                    "seconds": time.time() - t0})
+        out.append(
+            {
+                "method": name,
+                "image": raw["file"],
+                "tolerance": t,
+                "samples_used": used,
+                "replayed_samples": replayed,
+                "converged": bool(e.extras["converged"][0]),
+                "max_abs_difference_to_replayed_map": float((e.saliency - ref).abs().max()),
+                "seconds": time.time() - t0,
+            }
+        )
         done.write_text(json.dumps(out[-1]))
     return out
 
@@ -291,23 +351,36 @@ def summarise(rows: list[dict]) -> dict:
         for n in counts:
             at = [r for r in mine if r["samples"] == n]
             if len(at) == len(images):
-                curve.append({"samples": n,
-                              "correlation": sum(r["correlation"] for r in at) / len(at),
-                              "min_correlation": min(r["correlation"] for r in at),
-                              "deletion_auc": sum(r["deletion_auc"] for r in at) / len(at)})
+                curve.append(
+                    {
+                        "samples": n,
+                        "correlation": sum(r["correlation"] for r in at) / len(at),
+                        "min_correlation": min(r["correlation"] for r in at),
+                        "deletion_auc": sum(r["deletion_auc"] for r in at) / len(at),
+                    }
+                )
         stops = []
         for t in TOLERANCES[name]:
             at = [r for r in mine if t in r["chosen_by"]]
-            stops.append({"tolerance": t, **DEFAULTS[name],
-                          "samples": [r["samples"] for r in at],
-                          "mean_samples": sum(r["samples"] for r in at) / len(at),
-                          "correlation": sum(r["correlation"] for r in at) / len(at),
-                          "min_correlation": min(r["correlation"] for r in at),
-                          "deletion_auc": sum(r["deletion_auc"] for r in at) / len(at)})
+            stops.append(
+                {
+                    "tolerance": t,
+                    **DEFAULTS[name],
+                    "samples": [r["samples"] for r in at],
+                    "mean_samples": sum(r["samples"] for r in at) / len(at),
+                    "correlation": sum(r["correlation"] for r in at) / len(at),
+                    "min_correlation": min(r["correlation"] for r in at),
+                    "deletion_auc": sum(r["deletion_auc"] for r in at) / len(at),
+                }
+            )
         ref_auc = {r["image"]: r["reference_auc"] for r in mine}
-        out[name] = {"images": images, "reference": mine[0]["reference"],
-                     "reference_auc": sum(ref_auc.values()) / len(ref_auc),
-                     "curve": curve, "early_stopping": stops}
+        out[name] = {
+            "images": images,
+            "reference": mine[0]["reference"],
+            "reference_auc": sum(ref_auc.values()) / len(ref_auc),
+            "curve": curve,
+            "early_stopping": stops,
+        }
     return out
 
 
@@ -326,23 +399,37 @@ def plot(summary: dict, rows: list[dict], path: Path) -> None:
             for img in s["images"]:
                 pts = sorted((r["samples"], r[key]) for r in mine if r["image"] == img)
                 ax.plot(*zip(*pts, strict=True), color="0.8", lw=0.8)
-            ax.plot([c["samples"] for c in s["curve"]], [c[key] for c in s["curve"]], "k-o", ms=3,
-                    label=f"mean of {len(s['images'])} image(s)")
-            for stop, colour in zip(s["early_stopping"], ("tab:red", "tab:orange", "tab:green"),
-                                    strict=False):
-                ax.plot(stop["mean_samples"], stop[key], "D", color=colour, ms=5, alpha=0.8,
-                        label=f"tolerance {stop['tolerance']:g}: "
-                              f"{stop['mean_samples']:,.0f} (mean)")
+            ax.plot(
+                [c["samples"] for c in s["curve"]],
+                [c[key] for c in s["curve"]],
+                "k-o",
+                ms=3,
+                label=f"mean of {len(s['images'])} image(s)",
+            )
+            for stop, colour in zip(
+                s["early_stopping"], ("tab:red", "tab:orange", "tab:green"), strict=False
+            ):
+                ax.plot(
+                    stop["mean_samples"],
+                    stop[key],
+                    "D",
+                    color=colour,
+                    ms=5,
+                    alpha=0.8,
+                    label=f"tolerance {stop['tolerance']:g}: {stop['mean_samples']:,.0f} (mean)",
+                )
             if key == "deletion_auc":
                 ax.axhline(s["reference_auc"], color="tab:blue", ls="--", lw=0.8, label="reference")
             ax.set_xscale("log")
             ticks = [c["samples"] for c in s["curve"]]
-            ax.set_xticks(ticks, [f"{t / 1000:g}k" if t >= 1000 else str(t) for t in ticks],
-                          fontsize=7)
+            ax.set_xticks(
+                ticks, [f"{t / 1000:g}k" if t >= 1000 else str(t) for t in ticks], fontsize=7
+            )
             ax.minorticks_off()
             ax.set_xlabel("model evaluations" if name == "occlusion" else "samples")
-            ax.set_ylabel("correlation with the reference" if k == 0
-                          else "deletion AUC (lower = better)")
+            ax.set_ylabel(
+                "correlation with the reference" if k == 0 else "deletion AUC (lower = better)"
+            )
             ax.set_title(f"{name} (reference: {s['reference']})" if k == 0 else name, fontsize=9)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=6)
@@ -355,16 +442,29 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/unmask-convergence"))
     ap.add_argument("--collect-only", action="store_true")
-    ap.add_argument("--runs", default=",".join(RUNS),
-                    help="the runs to compute when missing (comma-separated; default all)")
-    ap.add_argument("--verify", default="",
-                    help="methods (comma-separated) to re-run on the first image with the "
-                         "early-stopping option (costs up to one default run each)")
-    ap.add_argument("--analyse-only", action="store_true",
-                    help="use the cached runs only (an image's missing runs are left out)")
+    ap.add_argument(
+        "--runs",
+        default=",".join(RUNS),
+        help="the runs to compute when missing (comma-separated; default all)",
+    )
+    ap.add_argument(
+        "--verify",
+        default="",
+        help="methods (comma-separated) to re-run on the first image with the "
+        "early-stopping option (costs up to one default run each)",
+    )
+    ap.add_argument(
+        "--analyse-only",
+        action="store_true",
+        help="use the cached runs only (an image's missing runs are left out)",
+    )
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--rise-chunks", type=int, default=4,
-                    help="RISE reference = this many independent 4,000-mask runs (4 = 16,000)")
+    ap.add_argument(
+        "--rise-chunks",
+        type=int,
+        default=4,
+        help="RISE reference = this many independent 4,000-mask runs (4 = 16,000)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -375,8 +475,19 @@ def main() -> None:
     model = unmask.load_model()
     images = pick_images(args.images)
     wanted = tuple(args.runs.split(","))
-    raws = [collect(model, SAMPLES / f, label, args.cache, log, args.rise_chunks,
-                    not args.analyse_only, wanted) for f, label, _ in images]
+    raws = [
+        collect(
+            model,
+            SAMPLES / f,
+            label,
+            args.cache,
+            log,
+            args.rise_chunks,
+            not args.analyse_only,
+            wanted,
+        )
+        for f, label, _ in images
+    ]
     if args.collect_only:
         return
     t0 = time.time()
@@ -385,14 +496,22 @@ def main() -> None:
     checked = verify(model, raws[0], rows, args.verify.split(","), args.cache)
     load = os.getloadavg()
     spent = sum(r["seconds"] for raw in raws for r in _runs(raw))
-    result = {"command": "python benchmarks/convergence.py " + " ".join(sys.argv[1:]),
-              "model": "efficientnet_lite0 (unmask.load_model())", "threads": args.threads,
-              "images": [f for f, _, _ in images], "batch_size": BATCH,
-              "collection_seconds": spent, "analysis_seconds": time.time() - t0,
-              "load_during_collection": [r["load"] for raw in raws for r in _runs(raw)],
-              "load_at_analysis": load, "deletion": "deletion_curve(rule='rise'): ImageNet-mean "
-              "substrate, 8*224 pixels per step (28 steps)", "summary": summary,
-              "verified": checked, "rows": rows}
+    result = {
+        "command": "python benchmarks/convergence.py " + " ".join(sys.argv[1:]),
+        "model": "efficientnet_lite0 (unmask.load_model())",
+        "threads": args.threads,
+        "images": [f for f, _, _ in images],
+        "batch_size": BATCH,
+        "collection_seconds": spent,
+        "analysis_seconds": time.time() - t0,
+        "load_during_collection": [r["load"] for raw in raws for r in _runs(raw)],
+        "load_at_analysis": load,
+        "deletion": "deletion_curve(rule='rise'): ImageNet-mean "
+        "substrate, 8*224 pixels per step (28 steps)",
+        "summary": summary,
+        "verified": checked,
+        "rows": rows,
+    }
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / "convergence.json").write_text(json.dumps(result, indent=1))
@@ -409,12 +528,16 @@ def main() -> None:
     for name, s in summary.items():
         print(name, len(s["images"]), "image(s); reference", s["reference"])
         for c in s["curve"]:
-            print(f"  {c['samples']:>5}  r={c['correlation']:.4f} "
-                  f"(min {c['min_correlation']:.4f})  "
-                  f"DAUC={c['deletion_auc']:.4f}")
+            print(
+                f"  {c['samples']:>5}  r={c['correlation']:.4f} "
+                f"(min {c['min_correlation']:.4f})  "
+                f"DAUC={c['deletion_auc']:.4f}"
+            )
         for e in s["early_stopping"]:
-            print(f"  tol {e['tolerance']:g}: samples {e['samples']} r={e['correlation']:.4f} "
-                  f"(min {e['min_correlation']:.4f}) DAUC={e['deletion_auc']:.4f}")
+            print(
+                f"  tol {e['tolerance']:g}: samples {e['samples']} r={e['correlation']:.4f} "
+                f"(min {e['min_correlation']:.4f}) DAUC={e['deletion_auc']:.4f}"
+            )
 
 
 def markdown(summary: dict) -> str:
@@ -422,23 +545,32 @@ def markdown(summary: dict) -> str:
     lines = []
     for name, s in summary.items():
         unit = "evaluations" if name == "occlusion" else "samples"
-        lines += [f"**{name}** ({len(s['images'])} image(s); reference: {s['reference']}"
-                  f"{'' if name == 'occlusion' else ' ' + unit}; reference deletion AUC "
-                  f"{s['reference_auc']:.4f})", "",
-                  f"| {unit} | correlation with the reference (mean / min) | deletion AUC |",
-                  "|---|---|---|"]
+        lines += [
+            f"**{name}** ({len(s['images'])} image(s); reference: {s['reference']}"
+            f"{'' if name == 'occlusion' else ' ' + unit}; reference deletion AUC "
+            f"{s['reference_auc']:.4f})",
+            "",
+            f"| {unit} | correlation with the reference (mean / min) | deletion AUC |",
+            "|---|---|---|",
+        ]
         for c in s["curve"]:
-            lines.append(f"| {c['samples']:,} | {c['correlation']:.4f} / {c['min_correlation']:.4f}"
-                         f" | {c['deletion_auc']:.4f} |")
-        lines += ["", f"| early stopping | {unit} used | correlation (mean / min) | deletion AUC |",
-                  "|---|---|---|---|"]
+            lines.append(
+                f"| {c['samples']:,} | {c['correlation']:.4f} / {c['min_correlation']:.4f}"
+                f" | {c['deletion_auc']:.4f} |"
+            )
+        lines += [
+            "",
+            f"| early stopping | {unit} used | correlation (mean / min) | deletion AUC |",
+            "|---|---|---|---|",
+        ]
         for e in s["early_stopping"]:
-            opts = ", ".join(f"{k}={v}" for k, v in e.items()
-                             if k in ("check_every", "patience"))
+            opts = ", ".join(f"{k}={v}" for k, v in e.items() if k in ("check_every", "patience"))
             used = ", ".join(f"{n:,}" for n in e["samples"])
-            lines.append(f"| tolerance={e['tolerance']:g}, {opts} | {used} | "
-                         f"{e['correlation']:.4f} / {e['min_correlation']:.4f} | "
-                         f"{e['deletion_auc']:.4f} |")
+            lines.append(
+                f"| tolerance={e['tolerance']:g}, {opts} | {used} | "
+                f"{e['correlation']:.4f} / {e['min_correlation']:.4f} | "
+                f"{e['deletion_auc']:.4f} |"
+            )
         lines.append("")
     return "\n".join(lines)
 

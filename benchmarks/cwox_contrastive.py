@@ -46,17 +46,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", default=None, help="write the per-map rows here")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--pixels-per-step", type=int, default=16,
-                        help="pixels deleted per step of the curves (the metric's 16; larger is "
-                        "proportionally faster)")
-    parser.add_argument("--summary", default=None, metavar="CSV",
-                        help="only print the summary of an earlier run's CSV")
+    parser.add_argument(
+        "--pixels-per-step",
+        type=int,
+        default=16,
+        help="pixels deleted per step of the curves (the metric's 16; larger is "
+        "proportionally faster)",
+    )
+    parser.add_argument(
+        "--summary",
+        default=None,
+        metavar="CSV",
+        help="only print the summary of an earlier run's CSV",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.summary:
         with open(args.summary) as f:
-            rows = [dict(r, zero_map=r["zero_map"] == "True", cauc=float(r["cauc"]),
-                         cdrop=float(r["cdrop"])) for r in csv.DictReader(f)]
+            rows = [
+                dict(
+                    r,
+                    zero_map=r["zero_map"] == "True",
+                    cauc=float(r["cauc"]),
+                    cdrop=float(r["cdrop"]),
+                )
+                for r in csv.DictReader(f)
+            ]
         summarise(rows)
         return 0
 
@@ -105,25 +120,37 @@ def main(argv: list[str] | None = None) -> int:
             base = plain.explain(x, plain_target).saliency
             for label, m in (("cwox", h[None, None]), ("plain", base)):
                 curve = cauc.shared(model, x, m, [target], competitors=[competitors])
-                rows.append(row := {
-                    "image": name, "kind": kind, "target": " ".join(map(str, target)),
-                    "competitors": " ".join(map(str, competitors)), "map": label,
-                    "zero_map": bool(float(m.abs().max()) == 0),
-                    "n_delta": int(curve.n_delta[0]), "cauc": float(cauc.reduce(curve)[0]),
-                    "cdrop": float(cdrop.reduce(curve)[0]),
-                })
+                rows.append(
+                    row := {
+                        "image": name,
+                        "kind": kind,
+                        "target": " ".join(map(str, target)),
+                        "competitors": " ".join(map(str, competitors)),
+                        "map": label,
+                        "zero_map": bool(float(m.abs().max()) == 0),
+                        "n_delta": int(curve.n_delta[0]),
+                        "cauc": float(cauc.reduce(curve)[0]),
+                        "cdrop": float(cdrop.reduce(curve)[0]),
+                    }
+                )
                 if out is not None:
                     if writer is None:
                         writer = csv.DictWriter(out, fieldnames=list(row))
                         writer.writeheader()
                     writer.writerow(row)
                     out.flush()
-        print(f"[{n + 1}/{len(files)}] {name}: {len(clusters)} clusters, {len(jobs)} pairs, "
-              f"{time.time() - start:.0f} s", file=sys.stderr, flush=True)
+        print(
+            f"[{n + 1}/{len(files)}] {name}: {len(clusters)} clusters, {len(jobs)} pairs, "
+            f"{time.time() - start:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     if out is not None:
         out.close()
-    print(f"{len(files)} images; the data-free tree of EfficientNet-Lite0 clusters the top "
-          f"classes as the published ResNet-50 tree does on {same_clusters} of them")
+    print(
+        f"{len(files)} images; the data-free tree of EfficientNet-Lite0 clusters the top "
+        f"classes as the published ResNet-50 tree does on {same_clusters} of them"
+    )
     summarise(rows)
     return 0
 
@@ -133,8 +160,10 @@ def summarise(rows: list[dict]) -> None:
     pairs: dict[tuple, dict] = {}
     for r in rows:
         pairs.setdefault((r["image"], r["kind"], r["target"], r["competitors"]), {})[r["map"]] = r
-    print("| pairs | kind | left out (zero map) | CAUC cwox | CAUC plain | CWOX better (CAUC) "
-          "| CDROP cwox | CDROP plain | CWOX better (CDROP) | median n_δ cwox / plain |")
+    print(
+        "| pairs | kind | left out (zero map) | CAUC cwox | CAUC plain | CWOX better (CAUC) "
+        "| CDROP cwox | CDROP plain | CWOX better (CDROP) | median n_δ cwox / plain |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for kind in ("cluster", "class"):
         ps = [p for k, p in pairs.items() if k[1] == kind and len(p) == 2]
@@ -150,11 +179,13 @@ def summarise(rows: list[dict]) -> None:
         better_auc = sum(p["cwox"]["cauc"] < p["plain"]["cauc"] for p in kept)
         valid = [p for p in kept if not math.isnan(p["cwox"]["cdrop"] + p["plain"]["cdrop"])]
         better_drop = sum(p["cwox"]["cdrop"] > p["plain"]["cdrop"] for p in valid)
-        print(f"| {len(kept)} | {kind} | {len(ps) - len(kept)} | {stat('cauc', 'cwox')} | "
-              f"{stat('cauc', 'plain')} | {better_auc}/{len(kept)} | {stat('cdrop', 'cwox')} | "
-              f"{stat('cdrop', 'plain')} | {better_drop}/{len(valid)} | "
-              f"{statistics.median(int(p['cwox']['n_delta']) for p in kept)} / "
-              f"{statistics.median(int(p['plain']['n_delta']) for p in kept)} |")
+        print(
+            f"| {len(kept)} | {kind} | {len(ps) - len(kept)} | {stat('cauc', 'cwox')} | "
+            f"{stat('cauc', 'plain')} | {better_auc}/{len(kept)} | {stat('cdrop', 'cwox')} | "
+            f"{stat('cdrop', 'plain')} | {better_drop}/{len(valid)} | "
+            f"{statistics.median(int(p['cwox']['n_delta']) for p in kept)} / "
+            f"{statistics.median(int(p['plain']['n_delta']) for p in kept)} |"
+        )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ raw timing, the commit, the versions and the settings. Numbers on a shared CPU a
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import importlib.metadata as md
+import importlib.util
 import json
 import os
 import platform
@@ -60,8 +60,9 @@ def _median_range(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def forward_per_image(model: torch.nn.Module, x: torch.Tensor, batch_size: int,
-                      batches: int = 3) -> float:
+def forward_per_image(
+    model: torch.nn.Module, x: torch.Tensor, batch_size: int, batches: int = 3
+) -> float:
     """Median seconds per image of the model's forward pass on batches of ``batch_size``."""
     batch = x.expand(batch_size, -1, -1, -1).contiguous()
     times = []
@@ -98,7 +99,10 @@ class ModelClock:
     def __init__(self, model: torch.nn.Module) -> None:
         self.wall = self.cpu = 0.0
         self._start = (0.0, 0.0)
-        self._handles = [model.register_forward_pre_hook(self._pre), model.register_forward_hook(self._post)]
+        self._handles = [
+            model.register_forward_pre_hook(self._pre),
+            model.register_forward_hook(self._post),
+        ]
 
     def _pre(self, *_: Any) -> None:
         self._start = (time.perf_counter(), time.process_time())
@@ -112,8 +116,13 @@ class ModelClock:
             h.remove()
 
 
-def time_repeats(run: Callable[[], int | None], model: torch.nn.Module, x: torch.Tensor,
-                 batch_size: int, repeats: int) -> dict[str, Any]:
+def time_repeats(
+    run: Callable[[], int | None],
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    batch_size: int,
+    repeats: int,
+) -> dict[str, Any]:
     """Run ``run()`` (returns its evaluation count or None) ``repeats`` times, with forwards.
 
     Besides the wall time, records the time spent inside the model during the run (forward
@@ -133,12 +142,18 @@ def time_repeats(run: Callable[[], int | None], model: torch.nn.Module, x: torch
         in_model.append(clock.wall)
         in_model_cpu.append(clock.cpu)
         evals.append(n)
-    out: dict[str, Any] = {"wall_s": _median_range(walls), "walls_s": walls, "cpu_s": _median_range(cpus),
-                           "forward_per_image_s": _median_range(forwards), "evaluations": evals[0],
-                           "in_model_s": _median_range(in_model),
-                           "wall_over_in_model": _median_range([w / m for w, m in zip(walls, in_model, strict=True)]),
-                           "cpu_over_in_model_cpu": _median_range(
-                               [c / m for c, m in zip(cpus, in_model_cpu, strict=True)])}
+    out: dict[str, Any] = {
+        "wall_s": _median_range(walls),
+        "walls_s": walls,
+        "cpu_s": _median_range(cpus),
+        "forward_per_image_s": _median_range(forwards),
+        "evaluations": evals[0],
+        "in_model_s": _median_range(in_model),
+        "wall_over_in_model": _median_range([w / m for w, m in zip(walls, in_model, strict=True)]),
+        "cpu_over_in_model_cpu": _median_range(
+            [c / m for c, m in zip(cpus, in_model_cpu, strict=True)]
+        ),
+    }
     if evals[0]:
         ratios = [w / (e * f) for w, e, f in zip(walls, evals, forwards, strict=True)]
         out["overhead_ratio"] = _median_range(ratios)
@@ -159,8 +174,14 @@ def bench_unmask(name: str, model, x, target, args) -> dict[str, Any]:
         return (scorer.evaluations - before) if scorer is not None else None
 
     result = time_repeats(run, model, x, args.batch_size, args.repeats)
-    result.update({"method": name, "library": "unmask", "settings": {k: str(v) for k, v in settings.items()},
-                   "params": {k: str(v) for k, v in explainer.params.items()}})
+    result.update(
+        {
+            "method": name,
+            "library": "unmask",
+            "settings": {k: str(v) for k, v in settings.items()},
+            "params": {k: str(v) for k, v in explainer.params.items()},
+        }
+    )
     if scorer is None:
         result["note"] = "optimisation method: calls the model under autograd, no scoring engine"
     return result
@@ -179,14 +200,24 @@ def bench_peers(model, x, target, args) -> list[dict[str, Any]]:
 
         def run_occlusion() -> int:
             fwd.evaluations = 0
-            ca.Occlusion(fwd).attribute(x, sliding_window_shapes=(3, 29, 29),
-                                        strides=(3, occ_stride, occ_stride), baselines=fill,
-                                        target=target, perturbations_per_eval=args.batch_size)
+            ca.Occlusion(fwd).attribute(
+                x,
+                sliding_window_shapes=(3, 29, 29),
+                strides=(3, occ_stride, occ_stride),
+                baselines=fill,
+                target=target,
+                perturbations_per_eval=args.batch_size,
+            )
             return fwd.evaluations
 
         r = time_repeats(run_occlusion, model, x, args.batch_size, args.repeats)
-        r.update({"method": "occlusion", "library": f"captum {md.version('captum')}",
-                  "settings": {"patch_size": 29, "stride": occ_stride}})
+        r.update(
+            {
+                "method": "occlusion",
+                "library": f"captum {md.version('captum')}",
+                "settings": {"patch_size": 29, "stride": occ_stride},
+            }
+        )
         results.append(r)
     sklearn_ok = importlib.util.find_spec("sklearn") is not None
     if ca is not None and _wanted("captum-lime", args) and not sklearn_ok:
@@ -211,13 +242,27 @@ def bench_peers(model, x, target, args) -> list[dict[str, Any]]:
         def run_lime() -> int:
             fwd.evaluations = 0
             ca.Lime(fwd, interpretable_model=ridge, similarity_func=similarity).attribute(
-                x, baselines=fill, target=target, feature_mask=seg, n_samples=samples,
-                perturbations_per_eval=args.batch_size)
+                x,
+                baselines=fill,
+                target=target,
+                feature_mask=seg,
+                n_samples=samples,
+                perturbations_per_eval=args.batch_size,
+            )
             return fwd.evaluations
 
         r = time_repeats(run_lime, model, x, args.batch_size, args.repeats)
-        r.update({"method": "lime", "library": f"captum {md.version('captum')}",
-                  "settings": {"samples": samples, "segments": "slic(50, 30, 3)", "model": ridge_name}})
+        r.update(
+            {
+                "method": "lime",
+                "library": f"captum {md.version('captum')}",
+                "settings": {
+                    "samples": samples,
+                    "segments": "slic(50, 30, 3)",
+                    "model": ridge_name,
+                },
+            }
+        )
         results.append(r)
     try:
         import numpy as np
@@ -262,10 +307,16 @@ def bench_peers(model, x, target, args) -> list[dict[str, Any]]:
     image = (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     version = f"xaitk-saliency {md.version('xaitk-saliency')}"
     for method, make, settings in (
-        ("occlusion", lambda: SlidingWindowStack((29, 29), (occ_stride, occ_stride)),
-         {"patch_size": 29, "stride": occ_stride}),
-        ("rise", lambda: RISEStack(500 if args.quick else 4000, 7, 0.5, seed=0, debiased=False),
-         {"masks": 500 if args.quick else 4000, "s": 7, "p": 0.5}),
+        (
+            "occlusion",
+            lambda: SlidingWindowStack((29, 29), (occ_stride, occ_stride)),
+            {"patch_size": 29, "stride": occ_stride},
+        ),
+        (
+            "rise",
+            lambda: RISEStack(500 if args.quick else 4000, 7, 0.5, seed=0, debiased=False),
+            {"masks": 500 if args.quick else 4000, "s": 7, "p": 0.5},
+        ),
     ):
         if not _wanted(f"xaitk-{method}", args):
             continue
@@ -290,10 +341,21 @@ def _wanted(peer: str, args) -> bool:
 def _environment() -> dict[str, Any]:
     from run import environment  # benchmarks/run.py, beside this script
 
-    packages = ("torch", "numpy", "scikit-image", "opencv-python-headless", "captum",
-                "xaitk-saliency")
-    return {**environment(packages), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-            "machine": platform.machine(), "load_average": os.getloadavg()}
+    packages = (
+        "torch",
+        "numpy",
+        "scikit-image",
+        "opencv-python-headless",
+        "captum",
+        "xaitk-saliency",
+    )
+    return {
+        **environment(packages),
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "load_average": os.getloadavg(),
+    }
 
 
 def main() -> None:
@@ -303,8 +365,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--peers", help="comma-separated subset of captum-occlusion, captum-lime, "
-                        "xaitk-occlusion, xaitk-rise (default: all installed); 'none' to skip")
+    parser.add_argument(
+        "--peers",
+        help="comma-separated subset of captum-occlusion, captum-lime, "
+        "xaitk-occlusion, xaitk-rise (default: all installed); 'none' to skip",
+    )
     parser.add_argument("--peers-only", action="store_true", help="run only the peers")
     parser.add_argument("--json", type=Path, help="output file")
     args = parser.parse_args()
@@ -324,21 +389,37 @@ def main() -> None:
         print("... peers", file=sys.stderr, flush=True)
         results += bench_peers(model, x, target, args)
 
-    print(f"\n{'method':<12} {'library':<22} {'wall s (min-max)':<24} {'evals':>6} "
-          f"{'fwd ms/img':>10} {'ratio':>6} {'wall/in-model':>13}")
+    print(
+        f"\n{'method':<12} {'library':<22} {'wall s (min-max)':<24} {'evals':>6} "
+        f"{'fwd ms/img':>10} {'ratio':>6} {'wall/in-model':>13}"
+    )
     for r in results:
         w = r["wall_s"]
         ratio = f"{r['overhead_ratio']['median']:.3f}" if "overhead_ratio" in r else "-"
         evals = r["evaluations"] if r["evaluations"] is not None else "-"
-        print(f"{r['method']:<12} {r['library'][:22]:<22} "
-              f"{w['median']:8.2f} ({w['min']:.2f}-{w['max']:.2f}){'':<5} {evals:>6} "
-              f"{1000 * r['forward_per_image_s']['median']:10.1f} {ratio:>6} "
-              f"{r['wall_over_in_model']['median']:13.3f}")
-    out = args.json or ROOT / "benchmarks" / "results" / f"explainers{'-quick' if args.quick else ''}.json"
+        print(
+            f"{r['method']:<12} {r['library'][:22]:<22} "
+            f"{w['median']:8.2f} ({w['min']:.2f}-{w['max']:.2f}){'':<5} {evals:>6} "
+            f"{1000 * r['forward_per_image_s']['median']:10.1f} {ratio:>6} "
+            f"{r['wall_over_in_model']['median']:13.3f}"
+        )
+    out = (
+        args.json
+        or ROOT / "benchmarks" / "results" / f"explainers{'-quick' if args.quick else ''}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"benchmark": "explainers", "image": "skimage chelsea, 224x224", "model": "efficientnet_lite0",
-              "target": target, "quick": args.quick, "repeats": args.repeats,
-              "batch_size": args.batch_size, "seed": 0, "environment": _environment(), "results": results}
+    report = {
+        "benchmark": "explainers",
+        "image": "skimage chelsea, 224x224",
+        "model": "efficientnet_lite0",
+        "target": target,
+        "quick": args.quick,
+        "repeats": args.repeats,
+        "batch_size": args.batch_size,
+        "seed": 0,
+        "environment": _environment(),
+        "results": results,
+    }
     out.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {out}")
 

@@ -89,8 +89,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--methods", default=",".join([*GRADIENT, *PERTURBATION]))
     parser.add_argument("--batch", type=int, default=4, help="images per batch (gradient methods)")
-    parser.add_argument("--perturbation-batch", type=int, default=64,
-                        help="batch_size of Score-CAM / Ablation-CAM (one image)")
+    parser.add_argument(
+        "--perturbation-batch",
+        type=int,
+        default=64,
+        help="batch_size of Score-CAM / Ablation-CAM (one image)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=str(ROOT / "benchmarks/results/gradients.json"))
@@ -116,8 +120,9 @@ def main() -> None:
                 start = time.perf_counter()
                 explainer.explain(x, target)
                 wall = time.perf_counter() - start
-                runs.append({"wall": wall, "reference": ref * passes,
-                             "ratio": wall / (ref * passes)})
+                runs.append(
+                    {"wall": wall, "reference": ref * passes, "ratio": wall / (ref * passes)}
+                )
             kind = f"{passes} x forward+backward of {args.batch} images"
         else:
             bs = args.perturbation_batch
@@ -129,21 +134,43 @@ def main() -> None:
                 explainer.explain(x[:1], target[:1])
                 wall = time.perf_counter() - start
                 n = explainer.scorer.evaluations
-                runs.append({"wall": wall, "evaluations": n, "per_image": per_image,
-                             "ratio": wall / (n * per_image)})
+                runs.append(
+                    {
+                        "wall": wall,
+                        "evaluations": n,
+                        "per_image": per_image,
+                        "ratio": wall / (n * per_image),
+                    }
+                )
             kind = f"evaluations x forward per image (batch {bs}), 1 image"
         ratio = statistics.median(r["ratio"] for r in runs)
         wall = statistics.median(r["wall"] for r in runs)
-        rows.append({"method": name, "reference": kind, "median_ratio": ratio,
-                     "median_wall": wall, "runs": runs})
+        rows.append(
+            {
+                "method": name,
+                "reference": kind,
+                "median_ratio": ratio,
+                "median_wall": wall,
+                "runs": runs,
+            }
+        )
         print(f"{name:<22} {wall:8.3f} s   ratio {ratio:5.2f}   ({kind})", flush=True)
     load_after = os.getloadavg()
     print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    out = {"commit": commit, "torch": torch.__version__, "python": platform.python_version(),
-           "threads": args.threads, "batch": args.batch, "repeats": args.repeats,
-           "load_before": load_before, "load_after": load_after, "rows": rows}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    out = {
+        "commit": commit,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": args.threads,
+        "batch": args.batch,
+        "repeats": args.repeats,
+        "load_before": load_before,
+        "load_after": load_after,
+        "rows": rows,
+    }
     Path(args.json).write_text(json.dumps(out, indent=2))
     print(f"wrote {args.json}")
 

@@ -68,13 +68,19 @@ def _version(pkg: str) -> str | None:
 
 def _commit() -> str | None:
     try:
-        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
 
-def inputs(n_images: int, map_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def inputs(
+    n_images: int, map_size: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """``n_images`` 224² images (ImageNet samples when present, else scikit-image examples) and
     seeded random maps (n, 1, map_size, map_size): timings do not depend on the map content."""
     from unmask.images import example_image, load_image
@@ -98,10 +104,14 @@ def prob_model() -> torch.nn.Module:
     """The embedded classifier followed by a softmax (the seed package's model contract)."""
     import unmask
 
-    return torch.nn.Sequential(unmask.load_model("efficientnet_lite0"), torch.nn.Softmax(dim=1)).eval()
+    return torch.nn.Sequential(
+        unmask.load_model("efficientnet_lite0"), torch.nn.Softmax(dim=1)
+    ).eval()
 
 
-def forward_per_image(model: torch.nn.Module, x: torch.Tensor, batch_size: int, batches: int = 2) -> float:
+def forward_per_image(
+    model: torch.nn.Module, x: torch.Tensor, batch_size: int, batches: int = 2
+) -> float:
     batch = x[:1].expand(batch_size, -1, -1, -1).contiguous()
     times = []
     with torch.inference_mode():
@@ -112,8 +122,14 @@ def forward_per_image(model: torch.nn.Module, x: torch.Tensor, batch_size: int, 
     return statistics.median(times)
 
 
-def run_pair(deletion: Any, insertion: Any, model: Any, x: torch.Tensor, maps: torch.Tensor,
-             target: torch.Tensor) -> tuple[float, dict[str, float]]:
+def run_pair(
+    deletion: Any,
+    insertion: Any,
+    model: Any,
+    x: torch.Tensor,
+    maps: torch.Tensor,
+    target: torch.Tensor,
+) -> tuple[float, dict[str, float]]:
     t = time.perf_counter()
     out = {**deletion(model, x, maps, target), **insertion(model, x, maps, target)}
     return time.perf_counter() - t, {k: float(v) for k, v in out.items()}
@@ -127,26 +143,46 @@ def quantus_worker(args: argparse.Namespace) -> None:
     model = prob_model()[0]  # quantus applies the softmax itself (softmax=True)
     with torch.inference_mode():
         target = model(x).argmax(1)
-    steps = min(196, args.map_size ** 2)
+    steps = min(196, args.map_size**2)
     # quantus broadcasts the map over the channels and flips (C, H, W) features one by one, but
     # requires features_in_step to divide H * W: with H * W / steps features per step it makes
     # 3 * steps forward passes per image (each channel of a pixel flipped separately)
     full = torch.nn.functional.interpolate(maps, size=(224, 224), mode="nearest")
     per_step = 224 * 224 // steps
-    metric = quantus.PixelFlipping(features_in_step=per_step, perturb_baseline="black",
-                                   return_auc_per_sample=True, disable_warnings=True)
+    metric = quantus.PixelFlipping(
+        features_in_step=per_step,
+        perturb_baseline="black",
+        return_auc_per_sample=True,
+        disable_warnings=True,
+    )
     walls, fwd = [], []
     for _ in range(args.repeats):
         fwd.append(forward_per_image(model, x, args.images))
         t = time.perf_counter()
-        aucs = metric(model=model, x_batch=x.numpy(), y_batch=target.numpy(), a_batch=full.numpy(),
-                      device="cpu", softmax=True, batch_size=args.images)
+        aucs = metric(
+            model=model,
+            x_batch=x.numpy(),
+            y_batch=target.numpy(),
+            a_batch=full.numpy(),
+            device="cpu",
+            softmax=True,
+            batch_size=args.images,
+        )
         walls.append(time.perf_counter() - t)
-    print(json.dumps({"walls": walls, "forward_s_per_image": statistics.median(fwd),
-                      "batch_size": args.images,
-                      "forward_passes": args.images * 3 * steps, "steps": 3 * steps,
-                      "features_in_step": per_step, "mean_auc": float(np.mean(aucs)),
-                      "version": _version("quantus")}))
+    print(
+        json.dumps(
+            {
+                "walls": walls,
+                "forward_s_per_image": statistics.median(fwd),
+                "batch_size": args.images,
+                "forward_passes": args.images * 3 * steps,
+                "steps": 3 * steps,
+                "features_in_step": per_step,
+                "mean_auc": float(np.mean(aucs)),
+                "version": _version("quantus"),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -154,14 +190,21 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--map-size", type=int, default=28)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=20,
-                        help="forward batch of unmask and saliency_maps_metrics (the seed's default "
-                        "20); quantus batches the images (= --images)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=20,
+        help="forward batch of unmask and saliency_maps_metrics (the seed's default "
+        "20); quantus batches the images (= --images)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="2 images, 7x7 maps (49 steps)")
-    parser.add_argument("--quantus-python", default=DEFAULT_QUANTUS_PYTHON,
-                        help="a Python with quantus installed ('' to skip)")
+    parser.add_argument(
+        "--quantus-python",
+        default=DEFAULT_QUANTUS_PYTHON,
+        help="a Python with quantus installed ('' to skip)",
+    )
     parser.add_argument("--json", default=None)
     parser.add_argument("--quantus-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -181,7 +224,7 @@ def main() -> None:
     model = prob_model()
     with torch.inference_mode():
         target = model(x).argmax(1)
-    steps = min(196, args.map_size ** 2)
+    steps = min(196, args.map_size**2)
     passes = args.images * 2 * (steps + 1)
     bs = args.batch_size
     rows: dict[str, Any] = {}
@@ -199,48 +242,79 @@ def main() -> None:
             walls[name].append(wall)
     for name in impls:
         med = statistics.median(walls[name])
-        rows[name] = {"walls": walls[name], "median": med, "images_per_s": args.images / med,
-                      "forward_passes": passes, "values": values[name]}
+        rows[name] = {
+            "walls": walls[name],
+            "median": med,
+            "images_per_s": args.images / med,
+            "forward_passes": passes,
+            "values": values[name],
+        }
     forward = statistics.median(fwd)
     for row in rows.values():
         row["overhead"] = row["median"] / (row["forward_passes"] * forward)
-    diff = max(abs(rows["unmask"]["values"][k] - rows["saliency_maps_metrics"]["values"][k])
-               for k in rows["unmask"]["values"])
+    diff = max(
+        abs(rows["unmask"]["values"][k] - rows["saliency_maps_metrics"]["values"][k])
+        for k in rows["unmask"]["values"]
+    )
 
     quantus_row: dict[str, Any] | None = None
     quantus_note = None
     if args.quantus_python and Path(args.quantus_python).is_file():
-        cmd = [args.quantus_python, __file__, "--quantus-worker", "--images", str(args.images),
-               "--map-size", str(args.map_size), "--repeats", str(args.repeats), "--seed", str(args.seed)]
+        cmd = [
+            args.quantus_python,
+            __file__,
+            "--quantus-worker",
+            "--images",
+            str(args.images),
+            "--map-size",
+            str(args.map_size),
+            "--repeats",
+            str(args.repeats),
+            "--seed",
+            str(args.seed),
+        ]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+        )
         if proc.returncode == 0:
             quantus_row = json.loads(proc.stdout.strip().splitlines()[-1])
             quantus_row["median"] = statistics.median(quantus_row["walls"])
             quantus_row["images_per_s"] = args.images / quantus_row["median"]
             quantus_row["overhead"] = quantus_row["median"] / (
-                quantus_row["forward_passes"] * quantus_row["forward_s_per_image"])
+                quantus_row["forward_passes"] * quantus_row["forward_s_per_image"]
+            )
         else:
             quantus_note = f"quantus worker failed: {proc.stderr.strip().splitlines()[-1:]}"
     else:
         quantus_note = f"no quantus Python at {args.quantus_python!r} (pass --quantus-python)"
 
     u = rows["unmask"]
-    print(f"{args.images} images 224x224, maps {args.map_size}x{args.map_size} -> {steps} steps, "
-          f"batch {bs}, torch threads {torch.get_num_threads()}, model forward "
-          f"{forward * 1e3:.1f} ms/image")
-    print(f"{'implementation':<34} {'wall s':>8} {'images/s':>9} {'overhead':>9} {'peer/unmask':>11}")
+    print(
+        f"{args.images} images 224x224, maps {args.map_size}x{args.map_size} -> {steps} steps, "
+        f"batch {bs}, torch threads {torch.get_num_threads()}, model forward "
+        f"{forward * 1e3:.1f} ms/image"
+    )
+    print(
+        f"{'implementation':<34} {'wall s':>8} {'images/s':>9} {'overhead':>9} {'peer/unmask':>11}"
+    )
     for name, row in rows.items():
-        print(f"{name + ' (del+ins)':<34} {row['median']:>8.2f} {row['images_per_s']:>9.3f} "
-              f"{row['overhead']:>9.2f} {row['median'] / u['median']:>11.2f}")
+        print(
+            f"{name + ' (del+ins)':<34} {row['median']:>8.2f} {row['images_per_s']:>9.3f} "
+            f"{row['overhead']:>9.2f} {row['median'] / u['median']:>11.2f}"
+        )
     if quantus_row is not None:
         # quantus: deletion only, 3x the forward passes: the ratio is per forward pass
-        ratio = (quantus_row["median"] / quantus_row["forward_passes"]) / (u["median"] / u["forward_passes"])
+        ratio = (quantus_row["median"] / quantus_row["forward_passes"]) / (
+            u["median"] / u["forward_passes"]
+        )
         quantus_row["ratio_per_forward_pass_vs_unmask"] = ratio
-        print(f"{'quantus PixelFlipping (del only)':<34} {quantus_row['median']:>8.2f} "
-              f"{quantus_row['images_per_s']:>9.3f} {quantus_row['overhead']:>9.2f} {ratio:>11.2f}"
-              f"  (per forward pass; {quantus_row['steps']} steps per image)")
+        print(
+            f"{'quantus PixelFlipping (del only)':<34} {quantus_row['median']:>8.2f} "
+            f"{quantus_row['images_per_s']:>9.3f} {quantus_row['overhead']:>9.2f} {ratio:>11.2f}"
+            f"  (per forward pass; {quantus_row['steps']} steps per image)"
+        )
     else:
         print(f"quantus: skipped ({quantus_note})")
     print(f"max |unmask - saliency_maps_metrics| over dauc, dc, iauc, ic: {diff:.2e}")
@@ -248,21 +322,41 @@ def main() -> None:
     result = {
         "benchmark": "metrics: deletion + insertion throughput",
         "commit": _commit(),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "numpy": np.__version__, "unmask": _version("unmask"),
-                     "saliency-maps-metrics": _version("saliency-maps-metrics"),
-                     "quantus": quantus_row.get("version") if quantus_row else None},
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "load_average": os.getloadavg(), "torch_threads": torch.get_num_threads()},
-        "settings": {"images": names, "map_size": args.map_size, "steps": steps, "batch_size": bs,
-                     "repeats": args.repeats, "seed": args.seed},
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "unmask": _version("unmask"),
+            "saliency-maps-metrics": _version("saliency-maps-metrics"),
+            "quantus": quantus_row.get("version") if quantus_row else None,
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
+            "torch_threads": torch.get_num_threads(),
+        },
+        "settings": {
+            "images": names,
+            "map_size": args.map_size,
+            "steps": steps,
+            "batch_size": bs,
+            "repeats": args.repeats,
+            "seed": args.seed,
+        },
         "forward_s_per_image": forward,
         "results": {**rows, **({"quantus_pixel_flipping": quantus_row} if quantus_row else {})},
         "quantus_note": quantus_note,
         "max_abs_difference_unmask_vs_reference": diff,
     }
-    out = Path(args.json) if args.json else ROOT / "benchmarks" / "results" / (
-        "metrics-quick.json" if args.quick else "metrics.json")
+    out = (
+        Path(args.json)
+        if args.json
+        else ROOT
+        / "benchmarks"
+        / "results"
+        / ("metrics-quick.json" if args.quick else "metrics.json")
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")

@@ -85,11 +85,15 @@ SETTINGS = {
     "images": (2, 4),
     "pixel_flipping": ({"pixels_per_step": 3136}, {"pixels_per_step": 1024}),  # 16 / 49 steps
     "region_perturbation": ({"patch": 8, "regions": 20}, {"patch": 8, "regions": 100}),
-    "faithfulness_correlation": ({"runs": 20, "subset_size": 224},
-                                 {"runs": 100, "subset_size": 224}),
+    "faithfulness_correlation": (
+        {"runs": 20, "subset_size": 224},
+        {"runs": 100, "subset_size": 224},
+    ),
     "faithfulness_estimate": ({"pixels_per_step": 3136}, {"pixels_per_step": 1024}),
-    "monotonicity_correlation": ({"pixels_per_step": 3136, "samples": 3},
-                                 {"pixels_per_step": 1024, "samples": 10}),
+    "monotonicity_correlation": (
+        {"pixels_per_step": 3136, "samples": 3},
+        {"pixels_per_step": 1024, "samples": 10},
+    ),
     "selectivity": ({"patch": 32}, {"patch": 16}),  # 49 / 196 regions, all removed
     "irof": ({}, {}),  # SLIC, 100 segments
     "infidelity": ({"patch": 32}, {"patch": 16}),  # quantus' cumulative row-major patches
@@ -111,13 +115,17 @@ def deltas(samples: int, radius: float, seed: int, gaussian: bool) -> np.ndarray
     out = []
     for start in range(0, samples, 16):
         shape = (min(16, samples - start), 3, SIZE, SIZE)
-        out.append(torch.randn(shape, generator=gen) * radius if gaussian
-                   else (torch.rand(shape, generator=gen) * 2 - 1) * radius)
+        out.append(
+            torch.randn(shape, generator=gen) * radius
+            if gaussian
+            else (torch.rand(shape, generator=gen) * 2 - 1) * radius
+        )
     return torch.cat(out).numpy()
 
 
-def build(model: Any, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, q: int,
-          bs: int) -> tuple[dict[str, np.ndarray], list[dict]]:
+def build(
+    model: Any, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, q: int, bs: int
+) -> tuple[dict[str, np.ndarray], list[dict]]:
     """The arrays for the side process and one entry per metric: unmask's call, quantus' case,
     the images each puts through the model and how their values compare."""
     b, n = x.shape[0], SIZE * SIZE
@@ -128,118 +136,215 @@ def build(model: Any, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, q: i
 
     def job(name, ours, case, images, compare="values", note=""):
         case = {"name": name, **case, "call": {"channel_first": True, **case.get("call", {})}}
-        jobs.append({"name": name, "unmask": ours, "case": case, "images": images,
-                     "compare": compare, "note": note})
+        jobs.append(
+            {
+                "name": name,
+                "unmask": ours,
+                "case": case,
+                "images": images,
+                "compare": compare,
+                "note": note,
+            }
+        )
 
     s = SETTINGS["pixel_flipping"][q]
     per = s["pixels_per_step"]
-    pf = METRICS.get("pixel_flipping").build(rule="rise", pixels_per_step=per, removal="black",
-                                             batch_size=bs)
-    job("pixel_flipping", lambda pf=pf: pf.curve(model, x, maps, y).scores[:, 1:].numpy(),
-        {"metric": "PixelFlipping", "init": {"features_in_step": per, **black},
-         "call": {"softmax": True}, "a": "a"},
-        {"unmask": b * (n // per + 1), "quantus": b * 3 * (n // per)}, "every_third",
-        f"{n // per} steps of {per} pixels; quantus 3 x {n // per} steps of {per} features")
+    pf = METRICS.get("pixel_flipping").build(
+        rule="rise", pixels_per_step=per, removal="black", batch_size=bs
+    )
+    job(
+        "pixel_flipping",
+        lambda pf=pf: pf.curve(model, x, maps, y).scores[:, 1:].numpy(),
+        {
+            "metric": "PixelFlipping",
+            "init": {"features_in_step": per, **black},
+            "call": {"softmax": True},
+            "a": "a",
+        },
+        {"unmask": b * (n // per + 1), "quantus": b * 3 * (n // per)},
+        "every_third",
+        f"{n // per} steps of {per} pixels; quantus 3 x {n // per} steps of {per} features",
+    )
 
     s = SETTINGS["region_perturbation"][q]
-    job("region_perturbation",
-        lambda s=s: region_perturbation(model, x, maps, y, removal="black", batch_size=bs,
-                                        **s).numpy(),
-        {"metric": "RegionPerturbation", "init": {"patch_size": s["patch"], "order": "morf",
-                                                  "regions_evaluation": s["regions"], **black},
-         "call": {"softmax": True}, "a": "a"},
-        {"unmask": b * (s["regions"] + 1), "quantus": b * (s["regions"] + 1)}, "aopc",
-        f"{s['regions']} regions of {s['patch']}x{s['patch']} px")
+    job(
+        "region_perturbation",
+        lambda s=s: region_perturbation(
+            model, x, maps, y, removal="black", batch_size=bs, **s
+        ).numpy(),
+        {
+            "metric": "RegionPerturbation",
+            "init": {
+                "patch_size": s["patch"],
+                "order": "morf",
+                "regions_evaluation": s["regions"],
+                **black,
+            },
+            "call": {"softmax": True},
+            "a": "a",
+        },
+        {"unmask": b * (s["regions"] + 1), "quantus": b * (s["regions"] + 1)},
+        "aopc",
+        f"{s['regions']} regions of {s['patch']}x{s['patch']} px",
+    )
 
     s = SETTINGS["faithfulness_correlation"][q]
     chosen = torch.rand(s["runs"], n, generator=torch.Generator().manual_seed(0))
-    chosen = chosen.argsort(dim=1)[:, :s["subset_size"]]
+    chosen = chosen.argsort(dim=1)[:, : s["subset_size"]]
     feats = torch.cat([chosen + c * n for c in range(3)], dim=1)
     arrays["subsets"] = feats.repeat_interleave(b, dim=0).numpy()
-    job("faithfulness_correlation",
-        lambda s=s: faithfulness_correlation(model, x, maps, y, seed=0, batch_size=bs,
-                                             **s).numpy(),
-        {"metric": "FaithfulnessCorrelation",
-         "init": {"nr_runs": s["runs"], "subset_size": 3 * s["subset_size"],
-                  "return_aggregate": False, **black},
-         "call": {"softmax": False}, "a": "a", "subsets": "subsets"},
-        {"unmask": b * (s["runs"] + 1), "quantus": b * (s["runs"] + 1)}, "values",
-        f"{s['runs']} runs of {s['subset_size']} pixels, the same subsets")
+    job(
+        "faithfulness_correlation",
+        lambda s=s: faithfulness_correlation(model, x, maps, y, seed=0, batch_size=bs, **s).numpy(),
+        {
+            "metric": "FaithfulnessCorrelation",
+            "init": {
+                "nr_runs": s["runs"],
+                "subset_size": 3 * s["subset_size"],
+                "return_aggregate": False,
+                **black,
+            },
+            "call": {"softmax": False},
+            "a": "a",
+            "subsets": "subsets",
+        },
+        {"unmask": b * (s["runs"] + 1), "quantus": b * (s["runs"] + 1)},
+        "values",
+        f"{s['runs']} runs of {s['subset_size']} pixels, the same subsets",
+    )
 
     s = SETTINGS["faithfulness_estimate"][q]
     per = s["pixels_per_step"]
-    fe = METRICS.get("faithfulness_estimate").build(rule="rise", pixels_per_step=per,
-                                                    removal="black", batch_size=bs)
-    job("faithfulness_estimate", lambda fe=fe: fe(model, x, maps, y).numpy(),
-        {"metric": "FaithfulnessEstimate", "init": {"features_in_step": per, **black},
-         "call": {"softmax": False}, "a": "a"},
-        {"unmask": b * (n // per + 1), "quantus": b * (3 * (n // per) + 1)}, None,
-        f"{n // per} blocks of {per} pixels; quantus 3 x as many steps (thirds of a block)")
+    fe = METRICS.get("faithfulness_estimate").build(
+        rule="rise", pixels_per_step=per, removal="black", batch_size=bs
+    )
+    job(
+        "faithfulness_estimate",
+        lambda fe=fe: fe(model, x, maps, y).numpy(),
+        {
+            "metric": "FaithfulnessEstimate",
+            "init": {"features_in_step": per, **black},
+            "call": {"softmax": False},
+            "a": "a",
+        },
+        {"unmask": b * (n // per + 1), "quantus": b * (3 * (n // per) + 1)},
+        None,
+        f"{n // per} blocks of {per} pixels; quantus 3 x as many steps (thirds of a block)",
+    )
 
     s = SETTINGS["monotonicity_correlation"][q]
     per, k = s["pixels_per_step"], s["samples"]
     arrays["mc_noise"] = _DrawnNoise(k, 0).fill(x[:1].expand(k, -1, -1, -1)).float().numpy()
-    job("monotonicity_correlation",
+    job(
+        "monotonicity_correlation",
         lambda per=per, k=k: monotonicity_correlation(
-            model, x, maps, y, pixels_per_step=per, samples=k, seed=0, batch_size=bs).numpy(),
-        {"metric": "MonotonicityCorrelation",
-         "init": {"features_in_step": per, "nr_samples": k, "abs": True, "normalise": False},
-         "call": {"softmax": True}, "a": "a",
-         "perturb": {"kind": "noise_image", "array": "mc_noise"}},
-        {"unmask": b * (n // per * k + 1), "quantus": b * (3 * (n // per) * k + 1)}, None,
-        f"{n // per} blocks x {k} draws; quantus 3 x as many blocks")
+            model, x, maps, y, pixels_per_step=per, samples=k, seed=0, batch_size=bs
+        ).numpy(),
+        {
+            "metric": "MonotonicityCorrelation",
+            "init": {"features_in_step": per, "nr_samples": k, "abs": True, "normalise": False},
+            "call": {"softmax": True},
+            "a": "a",
+            "perturb": {"kind": "noise_image", "array": "mc_noise"},
+        },
+        {"unmask": b * (n // per * k + 1), "quantus": b * (3 * (n // per) * k + 1)},
+        None,
+        f"{n // per} blocks x {k} draws; quantus 3 x as many blocks",
+    )
 
     p = SETTINGS["selectivity"][q]["patch"]
     regions = (SIZE // p) ** 2
-    job("selectivity",
-        lambda p=p: region_curve(model, x, maps, y, patch=p, regions=None, removal="black",
-                                 batch_size=bs).scores[:, 1:].numpy(),
-        {"metric": "Selectivity", "init": {"patch_size": p, **black}, "call": {"softmax": True},
-         "a": "a"},
-        {"unmask": b * (regions + 1), "quantus": b * (regions + 1)}, "values",
-        f"all {regions} regions of {p}x{p} px, the curve compared")
+    job(
+        "selectivity",
+        lambda p=p: (
+            region_curve(model, x, maps, y, patch=p, regions=None, removal="black", batch_size=bs)
+            .scores[:, 1:]
+            .numpy()
+        ),
+        {
+            "metric": "Selectivity",
+            "init": {"patch_size": p, **black},
+            "call": {"softmax": True},
+            "a": "a",
+        },
+        {"unmask": b * (regions + 1), "quantus": b * (regions + 1)},
+        "values",
+        f"all {regions} regions of {p}x{p} px, the curve compared",
+    )
 
     from unmask.segments import slic_segments
 
     counts = slic_segments(x, 100, 10.0, 0.0).flatten(1).amax(1) + 1  # superpixels per image
-    job("irof",
+    job(
+        "irof",
         lambda: irof_curves(model, x, maps, y, removal="black", batch_size=bs),
-        {"metric": "IROF", "init": {"segmentation_method": "slic", "return_aggregate": False,
-                                    "abs": False, "normalise": False},
-         "call": {"softmax": True}, "a": "a", "perturb": {"kind": "mask_fill", "value": 0.0}},
-        {"unmask": int(counts.sum()) + b, "quantus": int(counts.max()) * b + b}, "irof",
-        "SLIC superpixels (100 asked), all removed; quantus' S - trapz of its padded curve")
+        {
+            "metric": "IROF",
+            "init": {
+                "segmentation_method": "slic",
+                "return_aggregate": False,
+                "abs": False,
+                "normalise": False,
+            },
+            "call": {"softmax": True},
+            "a": "a",
+            "perturb": {"kind": "mask_fill", "value": 0.0},
+        },
+        {"unmask": int(counts.sum()) + b, "quantus": int(counts.max()) * b + b},
+        "irof",
+        "SLIC superpixels (100 asked), all removed; quantus' S - trapz of its padded curve",
+    )
 
     p = SETTINGS["infidelity"][q]["patch"]
     side = SIZE // p
     union = torch.zeros(side * side, 1, SIZE, SIZE)
     for k in range(side * side):  # M_k = the first k + 1 row-major patches
         r, c = divmod(k, side)
-        union[k:, :, p * r:p * r + p, p * c:p * c + p] = 1
-    job("infidelity",
-        lambda: infidelity(model, x, maps, y, masks=union, removal="black", normalise=False,
-                           batch_size=bs).numpy(),
-        {"metric": "Infidelity", "init": {"perturb_patch_sizes": [p], "n_perturb_samples": 1,
-                                          "loss_func": "mse", **black},
-         "call": {"softmax": False}, "a": "a"},
-        {"unmask": b * (side * side + 1), "quantus": b * (side * side + 1)}, "relative",
+        union[k:, :, p * r : p * r + p, p * c : p * c + p] = 1
+    job(
+        "infidelity",
+        lambda: infidelity(
+            model, x, maps, y, masks=union, removal="black", normalise=False, batch_size=bs
+        ).numpy(),
+        {
+            "metric": "Infidelity",
+            "init": {
+                "perturb_patch_sizes": [p],
+                "n_perturb_samples": 1,
+                "loss_func": "mse",
+                **black,
+            },
+            "call": {"softmax": False},
+            "a": "a",
+        },
+        {"unmask": b * (side * side + 1), "quantus": b * (side * side + 1)},
+        "relative",
         f"{side * side} cumulative row-major {p}x{p} patches, 1 sample; relative difference "
-        "(values ~1e7: squared logit gaps)")
+        "(values ~1e7: squared logit gaps)",
+    )
 
     for name, fn, gaussian, metric in [
-            ("max_sensitivity", max_sensitivity, False, "MaxSensitivity"),
-            ("avg_sensitivity", avg_sensitivity, False, "AvgSensitivity"),
-            ("local_lipschitz_estimate", local_lipschitz_estimate, True,
-             "LocalLipschitzEstimate")]:
+        ("max_sensitivity", max_sensitivity, False, "MaxSensitivity"),
+        ("avg_sensitivity", avg_sensitivity, False, "AvgSensitivity"),
+        ("local_lipschitz_estimate", local_lipschitz_estimate, True, "LocalLipschitzEstimate"),
+    ]:
         k = SETTINGS[name][q]["samples"]
         key = "gauss" if gaussian else "uniform"
         arrays[key] = deltas(k, 0.1 if gaussian else 0.2, 0, gaussian)
-        job(name, lambda fn=fn, k=k: fn(model, x, explainer, y, samples=k,
-                                        batch_size=bs).numpy(),
-            {"metric": metric, "init": {"nr_samples": k, "normalise": False, "abs": False},
-             "a": "a", "explain": "gradient", "perturb": {"kind": "add_noise", "array": key}},
-            {"unmask": b * (k + 1), "quantus": b * (k + 1)}, "values",
-            f"{k} perturbations, gradient explainer (images = explained images)")
+        job(
+            name,
+            lambda fn=fn, k=k: fn(model, x, explainer, y, samples=k, batch_size=bs).numpy(),
+            {
+                "metric": metric,
+                "init": {"nr_samples": k, "normalise": False, "abs": False},
+                "a": "a",
+                "explain": "gradient",
+                "perturb": {"kind": "add_noise", "array": key},
+            },
+            {"unmask": b * (k + 1), "quantus": b * (k + 1)},
+            "values",
+            f"{k} perturbations, gradient explainer (images = explained images)",
+        )
     return arrays, jobs
 
 
@@ -251,7 +356,7 @@ def compare(how: str | None, ours: np.ndarray, theirs: np.ndarray) -> float | No
         expected = []
         for c in ours:
             padded = np.zeros(longest)
-            padded[:len(c) - 1] = np.asarray(c[1:])
+            padded[: len(c) - 1] = np.asarray(c[1:])
             expected.append((len(c) - 1) - np.trapezoid(padded, dx=1))
         return float(np.nanmax(np.abs(np.asarray(expected) - np.asarray(theirs))))
     ours = np.asarray(ours, dtype=np.float64)
@@ -269,17 +374,21 @@ def compare(how: str | None, ours: np.ndarray, theirs: np.ndarray) -> float | No
 def table(report: dict[str, Any]) -> str:
     load = report["load"]
     lines = [
-        (f"{'BUSY (taken under load, not results): ' if report['busy'] else ''}"
-         f"unmask {report['unmask']} ({report['commit'][:10]}) vs quantus "
-         f"{report['versions'].get('quantus')}, efficientnet_lite0, {report['images']} "
-         f"ImageNet samples at 224², gradient maps, torch threads {report['threads']} "
-         f"(both), batch {report['batch_size']}, {report['repeats']} interleaved repeats"
-         f"{', --quick' if report['quick'] else ''}; load (1, 5, 15 min) before "
-         f"{', '.join(f'{v:.2f}' for v in load['before'])}, after "
-         f"{', '.join(f'{v:.2f}' for v in load['after'])}."), "",
+        (
+            f"{'BUSY (taken under load, not results): ' if report['busy'] else ''}"
+            f"unmask {report['unmask']} ({report['commit'][:10]}) vs quantus "
+            f"{report['versions'].get('quantus')}, efficientnet_lite0, {report['images']} "
+            f"ImageNet samples at 224², gradient maps, torch threads {report['threads']} "
+            f"(both), batch {report['batch_size']}, {report['repeats']} interleaved repeats"
+            f"{', --quick' if report['quick'] else ''}; load (1, 5, 15 min) before "
+            f"{', '.join(f'{v:.2f}' for v in load['before'])}, after "
+            f"{', '.join(f'{v:.2f}' for v in load['after'])}."
+        ),
+        "",
         "| metric | work | unmask s (min-max) | quantus s (min-max) | quantus / unmask "
         "| images unmask / quantus | model-bound s unmask / quantus | max diff |",
-        "|---|---|---|---|---|---|---|---|"]
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["results"]:
         u, q = r["unmask_s"], r["quantus_s"]
         diff = "not compared" if r["max_diff"] is None else f"{r['max_diff']:.1e}"
@@ -288,10 +397,14 @@ def table(report: dict[str, Any]) -> str:
             f" | {q['median']:.2f} ({q['min']:.2f}-{q['max']:.2f}) | "
             f"{q['median'] / u['median']:.1f} | {r['images']['unmask']} / "
             f"{r['images']['quantus']} | {r['model_bound_s']['unmask']:.2f} / "
-            f"{r['model_bound_s']['quantus']:.2f} | {diff} |")
-    lines += ["", f"Model: best per-image forward {report['forward_s_per_image']:.4f} s, "
-              f"forward + backward {report['backward_s_per_image']:.4f} s (batch "
-              f"{report['batch_size']}, this process)."]
+            f"{r['model_bound_s']['quantus']:.2f} | {diff} |"
+        )
+    lines += [
+        "",
+        f"Model: best per-image forward {report['forward_s_per_image']:.4f} s, "
+        f"forward + backward {report['backward_s_per_image']:.4f} s (batch "
+        f"{report['batch_size']}, this process).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -309,8 +422,10 @@ def main() -> None:
     before = os.getloadavg()
     busy = before[0] > BUSY_BEFORE * cores
     if busy and not args.force:
-        raise SystemExit(f"BUSY: 1-minute load {before[0]:.2f} > {BUSY_BEFORE * cores:.1f}; "
-                         "wait for an idle machine or pass --force (the run is marked BUSY)")
+        raise SystemExit(
+            f"BUSY: 1-minute load {before[0]:.2f} > {BUSY_BEFORE * cores:.1f}; "
+            "wait for an idle machine or pass --force (the run is marked BUSY)"
+        )
     torch.set_num_threads(args.threads)
     q = 0 if args.quick else 1
     model = unmask.load_model("efficientnet_lite0")
@@ -342,28 +457,53 @@ def main() -> None:
                 theirs_t += reply["seconds"][j["name"]]
             versions = reply["versions"]
             per = bwd if "explain" in j["case"] else fwd
-            results.append({
-                "metric": j["name"], "note": j["note"], "unmask_s": spread(ours_t),
-                "quantus_s": spread(theirs_t), "unmask_walls_s": ours_t,
-                "quantus_walls_s": theirs_t, "images": j["images"],
-                "model_bound_s": {k: v * per for k, v in j["images"].items()},
-                "max_diff": compare(j["compare"], ours, reply["values"][j["name"]]),
-                "unmask_values": ([np.asarray(c).tolist() for c in ours]
-                                  if isinstance(ours, list) else np.asarray(ours).tolist()),
-                "quantus_values": reply["values"][j["name"]]})
+            results.append(
+                {
+                    "metric": j["name"],
+                    "note": j["note"],
+                    "unmask_s": spread(ours_t),
+                    "quantus_s": spread(theirs_t),
+                    "unmask_walls_s": ours_t,
+                    "quantus_walls_s": theirs_t,
+                    "images": j["images"],
+                    "model_bound_s": {k: v * per for k, v in j["images"].items()},
+                    "max_diff": compare(j["compare"], ours, reply["values"][j["name"]]),
+                    "unmask_values": (
+                        [np.asarray(c).tolist() for c in ours]
+                        if isinstance(ours, list)
+                        else np.asarray(ours).tolist()
+                    ),
+                    "quantus_values": reply["values"][j["name"]],
+                }
+            )
     after = os.getloadavg()
     busy = busy or after[0] > cores
     import subprocess
 
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    report = {"benchmark": "quantus_metrics", "quick": args.quick, "busy": busy,
-              "busy_rule": f"1-minute load before > {BUSY_BEFORE} x cores or after > cores",
-              "load": {"before": before, "after": after}, "repeats": args.repeats,
-              "threads": args.threads, "batch_size": args.batch_size,
-              "images": SETTINGS["images"][q], "unmask": unmask.__version__, "commit": commit,
-              "versions": versions, "forward_s_per_image": fwd, "backward_s_per_image": bwd,
-              "settings": {k: v[q] for k, v in SETTINGS.items()}, "results": results}
+    commit = (
+        subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        or "unknown"
+    )
+    report = {
+        "benchmark": "quantus_metrics",
+        "quick": args.quick,
+        "busy": busy,
+        "busy_rule": f"1-minute load before > {BUSY_BEFORE} x cores or after > cores",
+        "load": {"before": before, "after": after},
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "images": SETTINGS["images"][q],
+        "unmask": unmask.__version__,
+        "commit": commit,
+        "versions": versions,
+        "forward_s_per_image": fwd,
+        "backward_s_per_image": bwd,
+        "settings": {k: v[q] for k, v in SETTINGS.items()},
+        "results": results,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "quantus_metrics-quick" if args.quick else "quantus_metrics"
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))

@@ -85,15 +85,24 @@ XAITK_REQUIREMENTS = ["xaitk-saliency==0.15.0"]
 #: Settings: (quick, full, smoke). ``--smoke``: tiny counts that only check that every peer runs
 #: and agrees (its timings mean nothing); written to run-smoke.json / .md.
 SETTINGS = {
-    "occlusion": ({"patch_size": 29, "stride": 8}, {"patch_size": 29, "stride": 3},
-                  {"patch_size": 56, "stride": 56}),
+    "occlusion": (
+        {"patch_size": 29, "stride": 8},
+        {"patch_size": 29, "stride": 3},
+        {"patch_size": 56, "stride": 56},
+    ),
     "rise": ({"masks": 500}, {"masks": 4000}, {"masks": 32}),
     "lime": ({"samples": 200}, {"samples": 1000}, {"samples": 24}),
     "integrated_gradients": ({"steps": 16}, {"steps": 50}, {"steps": 4}),
-    "extremal": ({"areas": 0.1, "steps": 40}, {"areas": 0.1, "steps": 300},
-                 {"areas": 0.1, "steps": 4}),
-    "deletion+insertion": ({"images": 1, "map_size": 7}, {"images": 2, "map_size": 28},
-                           {"images": 1, "map_size": 4}),
+    "extremal": (
+        {"areas": 0.1, "steps": 40},
+        {"areas": 0.1, "steps": 300},
+        {"areas": 0.1, "steps": 4},
+    ),
+    "deletion+insertion": (
+        {"images": 1, "map_size": 7},
+        {"images": 2, "map_size": 28},
+        {"images": 1, "map_size": 4},
+    ),
 }
 
 
@@ -168,8 +177,11 @@ class SidePeer:
                 self.server = Server(self.python, self.script, self.args)
                 SERVERS[(str(self.python), str(self.script))] = self.server
         reply = self.server.call(self.request)
-        return (torch.tensor(reply["output"]), reply["images"],
-                {"wall_s": reply["wall_s"], "peak_mb": reply.get("peak_mb")})
+        return (
+            torch.tensor(reply["output"]),
+            reply["images"],
+            {"wall_s": reply["wall_s"], "peak_mb": reply.get("peak_mb")},
+        )
 
 
 #: Running side servers, shared by the peers of one script; closed at the end of main().
@@ -202,6 +214,7 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
     try:
         import captum
         import captum.attr as ca
+
         captum_name = f"captum {captum.__version__}"
     except ImportError:
         ca, captum_name = None, "captum"
@@ -222,13 +235,20 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
 
     peers, skipped = {}, dict(no_captum)
     if ca is not None:
+
         def run_captum_occ(s=s):
             f = fwd_probs()
             patch, stride = (3, s["patch_size"], s["patch_size"]), (3, s["stride"], s["stride"])
-            a = ca.Occlusion(f).attribute(x, sliding_window_shapes=patch, strides=stride,
-                                          baselines=mean_fill, target=target,
-                                          perturbations_per_eval=bs)
+            a = ca.Occlusion(f).attribute(
+                x,
+                sliding_window_shapes=patch,
+                strides=stride,
+                baselines=mean_fill,
+                target=target,
+                perturbations_per_eval=bs,
+            )
             return a[0, 0], f.images
+
         peers[captum_name] = run_captum_occ
     xaitk_py, xaitk_why = side_python("xaitk", XAITK_REQUIREMENTS, args)
     xaitk_args = ["--threads", str(args.threads)]
@@ -239,15 +259,32 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
             skipped["xaitk-saliency SlidingWindowStack"] = xaitk_why
     else:
         name = "xaitk-saliency SlidingWindowStack"
-        peers[name] = SidePeer(xaitk_py, ROOT / "benchmarks" / "_peer_xaitk.py", xaitk_args,
-                               {"op": "occlusion", "batch_size": bs, "fill": fill255, **s})
+        peers[name] = SidePeer(
+            xaitk_py,
+            ROOT / "benchmarks" / "_peer_xaitk.py",
+            xaitk_args,
+            {"op": "occlusion", "batch_size": bs, "fill": fill255, **s},
+        )
         side.add(name)
         occ_checks = {name: lambda: None}  # xaitk normalises its maps its own way
     positions = (-(-(224 - s["patch_size"]) // s["stride"]) + 1) ** 2
-    tasks.append(Task("occlusion", "forward", bs, s, run_occ, peers, skipped, _rel,
-                      "mean-colour patches, averaged over covering patches (captum's convention); "
-                      "xaitk: uint8 image, its own normalisation, not compared",
-                      checks=occ_checks, images_hint=positions + 1, side=side))
+    tasks.append(
+        Task(
+            "occlusion",
+            "forward",
+            bs,
+            s,
+            run_occ,
+            peers,
+            skipped,
+            _rel,
+            "mean-colour patches, averaged over covering patches (captum's convention); "
+            "xaitk: uint8 image, its own normalisation, not compared",
+            checks=occ_checks,
+            images_hint=positions + 1,
+            side=side,
+        )
+    )
 
     # RISE
     s = SETTINGS["rise"][q]
@@ -261,11 +298,13 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
     peers, skipped, checks, side = {}, {"captum": "has no RISE"}, {}, set()
     try:
         from torchray.attribution.rise import rise as torchray_rise
+
         tr_name = f"torchray {md.version('torchray')} rise"
     except ImportError:
         torchray_rise = None
         skipped["torchray rise"] = "not installed (pip install --no-deps torchray==1.0.0.2)"
     if torchray_rise is not None:
+
         class BlendProbability(torch.nn.Module):
             """TorchRay multiplies its input by the masks and takes a sigmoid of the output:
             fed ``x - fill`` and adding ``fill`` back, the model sees unmask's blend
@@ -284,8 +323,15 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
         def run_torchray_rise(s=s):
             f = BlendProbability()
             with torch.no_grad():
-                sal = torchray_rise(f, x - mean_fill, seed=0, num_masks=s["masks"], num_cells=7,
-                                    batch_size=bs, p=0.5)
+                sal = torchray_rise(
+                    f,
+                    x - mean_fill,
+                    seed=0,
+                    num_masks=s["masks"],
+                    num_cells=7,
+                    batch_size=bs,
+                    p=0.5,
+                )
             return sal[0, target], f.images
 
         def check_torchray_rise(s=s):
@@ -294,24 +340,47 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
             ours = unmask.make_explainer(model, "rise", masks=n, batch_size=bs, seed=0)
             keep = ours.sample((224, 224)).render()
             with torch.no_grad():
-                theirs = torchray_rise(BlendProbability(), x - mean_fill, num_masks=n,
-                                       filter_masks=keep, batch_size=bs, p=0.5)[0, target]
+                theirs = torchray_rise(
+                    BlendProbability(),
+                    x - mean_fill,
+                    num_masks=n,
+                    filter_masks=keep,
+                    batch_size=bs,
+                    p=0.5,
+                )[0, target]
             return _rel(ours.explain(x, target).saliency[0, 0] * 0.5, theirs)
+
         peers[tr_name], checks[tr_name] = run_torchray_rise, check_torchray_rise
     if xaitk_py is None:
         if xaitk_why != "child":
             skipped["xaitk-saliency RISEStack"] = xaitk_why
     else:
         name = "xaitk-saliency RISEStack"
-        peers[name] = SidePeer(xaitk_py, ROOT / "benchmarks" / "_peer_xaitk.py", xaitk_args,
-                               {"op": "rise", "batch_size": bs, "s": 7, "p": 0.5, "seed": 0,
-                                "masks": s["masks"]})
+        peers[name] = SidePeer(
+            xaitk_py,
+            ROOT / "benchmarks" / "_peer_xaitk.py",
+            xaitk_args,
+            {"op": "rise", "batch_size": bs, "s": 7, "p": 0.5, "seed": 0, "masks": s["masks"]},
+        )
         side.add(name)
-    tasks.append(Task("rise", "forward", bs, s, run_rise, peers, skipped, None,
-                      "TorchRay: checked on unmask's own masks (its sigmoid of logit(p) = p, "
-                      "x - fill fed and fill added back = the mean-colour blend); its own masks "
-                      "in the timings; xaitk: its own masks, uint8 image, not compared",
-                      checks=checks, images_hint=s["masks"] + 1, side=side))
+    tasks.append(
+        Task(
+            "rise",
+            "forward",
+            bs,
+            s,
+            run_rise,
+            peers,
+            skipped,
+            None,
+            "TorchRay: checked on unmask's own masks (its sigmoid of logit(p) = p, "
+            "x - fill fed and fill added back = the mean-colour blend); its own masks "
+            "in the timings; xaitk: its own masks, uint8 image, not compared",
+            checks=checks,
+            images_hint=s["masks"] + 1,
+            side=side,
+        )
+    )
 
     # LIME
     s = SETTINGS["lime"][q]
@@ -325,6 +394,7 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
     peers, skipped = {}, dict(no_captum)
     try:
         import sklearn  # noqa: F401
+
         has_sklearn = True
     except ImportError:
         has_sklearn = False
@@ -344,16 +414,24 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
 
         def run_captum_lime(s=s):
             f = fwd_probs()
-            lime_peer = ca.Lime(f, interpretable_model=SkLearnRidge(alpha=1.0),
-                                similarity_func=similarity)
+            lime_peer = ca.Lime(
+                f, interpretable_model=SkLearnRidge(alpha=1.0), similarity_func=similarity
+            )
             a = lime_peer.attribute(
-                x, baselines=mean_fill, target=target, feature_mask=seg, n_samples=s["samples"],
-                perturbations_per_eval=bs)
+                x,
+                baselines=mean_fill,
+                target=target,
+                feature_mask=seg,
+                n_samples=s["samples"],
+                perturbations_per_eval=bs,
+            )
             return a[0, 0], f.images
+
         peers[captum_name] = run_captum_lime
     try:
         import lime.lime_image as lime_image
         from lime.lime_image import LimeImageExplainer
+
         lime_image.tqdm = lambda iterable, **_: iterable  # its unconditional progress bar
         lime_name = f"lime {md.version('lime')}"
     except ImportError:
@@ -376,19 +454,37 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
 
             explainer = LimeImageExplainer(kernel_width=0.25, random_state=0)
             exp = explainer.explain_instance(
-                image_np, classify, labels=(target,), top_labels=None, hide_color=fill_np,
-                num_samples=s["samples"], batch_size=bs, segmentation_fn=lambda _: seg_np)
+                image_np,
+                classify,
+                labels=(target,),
+                top_labels=None,
+                hide_color=fill_np,
+                num_samples=s["samples"],
+                batch_size=bs,
+                segmentation_fn=lambda _: seg_np,
+            )
             weights = torch.zeros(int(seg_np.max()) + 1, dtype=torch.float64)
             for k, w in exp.local_exp[target]:
                 weights[k] = w
             return weights[torch.from_numpy(seg_np)], f.images
+
         peers[lime_name] = run_lime_package
-    tasks.append(Task("lime", "forward", bs, s, run_lime, peers, skipped,
-                      lambda a, b: ("Pearson r", _pearson(a, b)),
-                      "same SLIC segments, mean-colour fill, cosine kernel (width 0.25), "
-                      "Ridge(alpha=1); random samples differ: the maps' Pearson correlation, "
-                      "not a difference",
-                      images_hint=s["samples"]))
+    tasks.append(
+        Task(
+            "lime",
+            "forward",
+            bs,
+            s,
+            run_lime,
+            peers,
+            skipped,
+            lambda a, b: ("Pearson r", _pearson(a, b)),
+            "same SLIC segments, mean-colour fill, cosine kernel (width 0.25), "
+            "Ridge(alpha=1); random samples differ: the maps' Pearson correlation, "
+            "not a difference",
+            images_hint=s["samples"],
+        )
+    )
 
     # gradient methods: compared on the (1, 3, H, W) attribution / the low-resolution CAM
     grad = unmask.make_explainer(model, "gradient")
@@ -398,14 +494,27 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
 
     peers = {}
     if ca is not None:
+
         def run_captum_saliency():
             f = Counting(model)
             a = ca.Saliency(f).attribute(x.clone().requires_grad_(True), target=target, abs=True)
             return a[0].detach(), f.images
+
         peers[captum_name] = run_captum_saliency
-    tasks.append(Task("gradient", "backward", 1, {"score": "logit"}, run_grad, peers,
-                      dict(no_captum),
-                      _rel, "|d logit / dx| (captum Saliency(abs=True))", images_hint=1))
+    tasks.append(
+        Task(
+            "gradient",
+            "backward",
+            1,
+            {"score": "logit"},
+            run_grad,
+            peers,
+            dict(no_captum),
+            _rel,
+            "|d logit / dx| (captum Saliency(abs=True))",
+            images_hint=1,
+        )
+    )
 
     s = SETTINGS["integrated_gradients"][q]
     ig = unmask.make_explainer(model, "integrated_gradients", batch_size=bs, **s)
@@ -415,16 +524,33 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
 
     peers = {}
     if ca is not None:
+
         def run_captum_ig(s=s):
             f = Counting(model)
-            a = ca.IntegratedGradients(f).attribute(x, baselines=torch.zeros_like(x), target=target,
-                                                    n_steps=s["steps"], internal_batch_size=bs)
+            a = ca.IntegratedGradients(f).attribute(
+                x,
+                baselines=torch.zeros_like(x),
+                target=target,
+                n_steps=s["steps"],
+                internal_batch_size=bs,
+            )
             return a[0].detach(), f.images
+
         peers[captum_name] = run_captum_ig
-    tasks.append(Task("integrated_gradients", "backward", min(bs, s["steps"]), s, run_ig, peers,
-                      dict(no_captum), _rel,
-                      "black baseline, Gauss-Legendre rule (captum's default)",
-                      images_hint=s["steps"]))
+    tasks.append(
+        Task(
+            "integrated_gradients",
+            "backward",
+            min(bs, s["steps"]),
+            s,
+            run_ig,
+            peers,
+            dict(no_captum),
+            _rel,
+            "black baseline, Gauss-Legendre rule (captum's default)",
+            images_hint=s["steps"],
+        )
+    )
 
     cam = unmask.make_explainer(model, "gradcam")
 
@@ -439,10 +565,22 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
             f = Counting(model)
             a = ca.LayerGradCam(f, layer).attribute(x, target=target, relu_attributions=True)
             return a[0, 0].detach(), f.images
+
         peers[captum_name] = run_captum_cam
-    tasks.append(Task("gradcam", "backward", 1, {"layer": model.feature_layer}, run_cam, peers,
-                      dict(no_captum), _rel, "the 7x7 CAM at the feature layer, ReLU",
-                      images_hint=1))
+    tasks.append(
+        Task(
+            "gradcam",
+            "backward",
+            1,
+            {"layer": model.feature_layer},
+            run_cam,
+            peers,
+            dict(no_captum),
+            _rel,
+            "the 7x7 CAM at the feature layer, ReLU",
+            images_hint=1,
+        )
+    )
 
     s = SETTINGS["extremal"][q]
     ext = unmask.make_explainer(model, "extremal", areas=s["areas"], steps=s["steps"])
@@ -453,24 +591,37 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
     peers, skipped = {}, {}
     try:
         from torchray.attribution.extremal_perturbation import extremal_perturbation
+
         peers_name = f"torchray {md.version('torchray')} extremal_perturbation"
     except ImportError:
         extremal_perturbation = None
-        skipped["torchray extremal_perturbation"] = ("not installed "
-                                                      "(pip install --no-deps torchray==1.0.0.2)")
+        skipped["torchray extremal_perturbation"] = (
+            "not installed (pip install --no-deps torchray==1.0.0.2)"
+        )
     if extremal_perturbation is not None:
+
         def run_torchray_extremal(s=s):
             f = Counting(model)
-            masks, _ = extremal_perturbation(f, x, target, areas=[s["areas"]],
-                                             max_iter=s["steps"])
+            masks, _ = extremal_perturbation(f, x, target, areas=[s["areas"]], max_iter=s["steps"])
             return masks[0, 0].detach(), f.images
+
         peers[peers_name] = run_torchray_extremal
-    tasks.append(Task("extremal", "backward", 1, s, run_extremal, peers, skipped,
-                      lambda a, b: ("top-10% IoU", _top_iou(a, b)),
-                      "preserve game, blur pyramid, TorchRay's defaults but the steps; "
-                      "optimisation paths differ (jitter, schedules): the top-10 % IoU of the "
-                      "masks, not a difference (tests/explainers/test_extremal.py)",
-                      images_hint=s["steps"]))
+    tasks.append(
+        Task(
+            "extremal",
+            "backward",
+            1,
+            s,
+            run_extremal,
+            peers,
+            skipped,
+            lambda a, b: ("top-10% IoU", _top_iou(a, b)),
+            "preserve game, blur pyramid, TorchRay's defaults but the steps; "
+            "optimisation paths differ (jitter, schedules): the top-10 % IoU of the "
+            "masks, not a difference (tests/explainers/test_extremal.py)",
+            images_hint=s["steps"],
+        )
+    )
 
     # deletion + insertion
     s = SETTINGS["deletion+insertion"][q]
@@ -479,8 +630,9 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
     images = x.expand(s["images"], -1, -1, -1).contiguous()
     if s["images"] > 1:
         images = torch.cat([x, x.flip(-1)])[: s["images"]]
-    maps = torch.rand(s["images"], 1, s["map_size"], s["map_size"],
-                      generator=torch.Generator().manual_seed(0))
+    maps = torch.rand(
+        s["images"], 1, s["map_size"], s["map_size"], generator=torch.Generator().manual_seed(0)
+    )
     targets = t.expand(s["images"]).contiguous()
 
     def metric_runner(module) -> Callable[[], tuple[Any, int]]:
@@ -490,19 +642,31 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
             f = fwd_probs().eval()
             out = {**deletion(f, images, maps, targets), **insertion(f, images, maps, targets)}
             return torch.tensor([float(out[k]) for k in ("dauc", "dc", "iauc", "ic")]), f.images
+
         return run
 
     peers, skipped = {}, {}
     try:
         from saliency_maps_metrics import multi_step_metrics as sm
+
         peers[f"saliency_maps_metrics {md.version('saliency-maps-metrics')}"] = metric_runner(sm)
     except ImportError:
         skipped["saliency_maps_metrics"] = "not installed (pip install 'unmask[test]')"
     skipped["quantus"] = "deletion only: the pixel_flipping task"
-    tasks.append(Task("deletion+insertion", "forward", bs, s, metric_runner(compat), peers, skipped,
-                      lambda a, b: float((a - b).abs().max()),
-                      "DAUC, DC, IAUC, IC (max absolute difference), blur substrate, random maps",
-                      images_hint=2 * s["images"] * (s["map_size"] ** 2 + 1)))
+    tasks.append(
+        Task(
+            "deletion+insertion",
+            "forward",
+            bs,
+            s,
+            metric_runner(compat),
+            peers,
+            skipped,
+            lambda a, b: float((a - b).abs().max()),
+            "DAUC, DC, IAUC, IC (max absolute difference), blur substrate, random maps",
+            images_hint=2 * s["images"] * (s["map_size"] ** 2 + 1),
+        )
+    )
     tasks.append(pixel_flipping_task(model, images, maps, targets, bs, args))
     return tasks
 
@@ -515,14 +679,24 @@ def pixel_flipping_task(model, images, maps, targets, bs: int, args) -> Task:
     t = pq.pixel_flipping_task(model, images, maps, targets, bs)
     why = None if args.child_task else "--no-side" if args.no_side else pq.availability()
     peers = {} if why else {pq.NAME: t["peer"]}
-    return Task("pixel_flipping", "forward", bs, t["settings"], t["unmask"], peers,
-                {pq.NAME: why} if why else {}, t["compare"],
-                t["note"] + "; quantus' peak MB: not measured (its side process)",
-                images_hint=t["settings"]["images"] * t["settings"]["steps"], side={pq.NAME})
+    return Task(
+        "pixel_flipping",
+        "forward",
+        bs,
+        t["settings"],
+        t["unmask"],
+        peers,
+        {pq.NAME: why} if why else {},
+        t["compare"],
+        t["note"] + "; quantus' peak MB: not measured (its side process)",
+        images_hint=t["settings"]["images"] * t["settings"]["steps"],
+        side={pq.NAME},
+    )
 
 
-def best_forward(model, x: torch.Tensor, batch: int, backward: bool, tries: int = 3,
-                 engine: bool = False) -> float:
+def best_forward(
+    model, x: torch.Tensor, batch: int, backward: bool, tries: int = 3, engine: bool = False
+) -> float:
     """The best per-image seconds of a batched forward (+ backward to the input) of ``batch``:
     the eager network (``model(x)``, what the peers run) or, ``engine=True``, unmask's scoring
     path in the model's execution mode (``model.infer``)."""
@@ -616,30 +790,59 @@ def child(args) -> None:
 
 
 def peak_memory(args, task: str, lib: str) -> float | None:
-    cmd = [sys.executable, __file__, "--child-task", task, "--child-lib", lib,
-           "--threads", str(args.threads), "--batch-size", str(args.batch_size),
-           "--execution", args.execution] + (["--quick"] if args.quick else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child-task",
+        task,
+        "--child-lib",
+        lib,
+        "--threads",
+        str(args.threads),
+        "--batch-size",
+        str(args.batch_size),
+        "--execution",
+        args.execution,
+    ] + (["--quick"] if args.quick else [])
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+    )
     if proc.returncode != 0:
-        print(f"  memory of {task} / {lib}: child failed: {proc.stderr.strip()[-300:]}",
-              file=sys.stderr)
+        print(
+            f"  memory of {task} / {lib}: child failed: {proc.stderr.strip()[-300:]}",
+            file=sys.stderr,
+        )
         return None
     return json.loads(proc.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
 #: The packages whose versions a report records.
-PACKAGES = ("torch", "numpy", "captum", "saliency-maps-metrics", "lime", "torchray",
-            "scikit-learn", "scikit-image")
+PACKAGES = (
+    "torch",
+    "numpy",
+    "captum",
+    "saliency-maps-metrics",
+    "lime",
+    "torchray",
+    "scikit-learn",
+    "scikit-image",
+)
 
 
 def environment(packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
     """The commit, versions of ``packages`` and the machine, for a report."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "src", "benchmarks"], cwd=ROOT,
-                                    capture_output=True, text=True).stdout.strip())
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "src", "benchmarks"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", None
     versions = {}
@@ -649,36 +852,54 @@ def environment(packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
         except md.PackageNotFoundError:
             pass
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         cpu = platform.processor()
-    return {"commit": commit, "dirty": dirty, "unmask": unmask.__version__,
-            "python": platform.python_version(), "versions": versions, "cpu": cpu,
-            "cores": os.cpu_count(), "platform": platform.platform()}
+    return {
+        "commit": commit,
+        "dirty": dirty,
+        "unmask": unmask.__version__,
+        "python": platform.python_version(),
+        "versions": versions,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+    }
 
 
 def table(report: dict[str, Any]) -> str:
     env, load = report["environment"], report["load"]
-    head = (f"{'BUSY (not results): ' if report['busy'] else ''}unmask {env['unmask']} "
-            f"({env['commit'][:10]}{', dirty' if env['dirty'] else ''}), {env['cpu']}, "
-            f"{env['cores']} cores, torch {env['versions'].get('torch')} with "
-            f"{report['threads']} threads, execution {report['execution']!r}, "
-            f"{'--smoke, ' if report.get('smoke') else ''}"
-            f"{'--quick, ' if report['quick'] else ''}{report['repeats']} interleaved repeats, "
-            f"batch {report['batch_size']}; load (1, 5, 15 min) before "
-            f"{', '.join(f'{v:.2f}' for v in load['before'])}, after "
-            f"{', '.join(f'{v:.2f}' for v in load['after'])}.")
-    lines = [head, "", "| method | settings | unmask s (min-max) | images | model-bound s "
-             "| engine-bound s | overhead | peer | peer s (min-max) | peer / unmask "
-             "| equal (max rel. diff) | peak MB unmask / peer |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    head = (
+        f"{'BUSY (not results): ' if report['busy'] else ''}unmask {env['unmask']} "
+        f"({env['commit'][:10]}{', dirty' if env['dirty'] else ''}), {env['cpu']}, "
+        f"{env['cores']} cores, torch {env['versions'].get('torch')} with "
+        f"{report['threads']} threads, execution {report['execution']!r}, "
+        f"{'--smoke, ' if report.get('smoke') else ''}"
+        f"{'--quick, ' if report['quick'] else ''}{report['repeats']} interleaved repeats, "
+        f"batch {report['batch_size']}; load (1, 5, 15 min) before "
+        f"{', '.join(f'{v:.2f}' for v in load['before'])}, after "
+        f"{', '.join(f'{v:.2f}' for v in load['after'])}."
+    )
+    lines = [
+        head,
+        "",
+        "| method | settings | unmask s (min-max) | images | model-bound s "
+        "| engine-bound s | overhead | peer | peer s (min-max) | peer / unmask "
+        "| equal (max rel. diff) | peak MB unmask / peer |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["results"]:
         u = r["unmask"]
         settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items())
-        first = (f"| {r['method']} | {settings} | {u['wall_s']['median']:.2f} "
-                 f"({u['wall_s']['min']:.2f}-{u['wall_s']['max']:.2f}) | {u['images']} | "
-                 f"{r['model_bound_s']:.2f} | {r['engine_bound_s']:.2f} | {r['overhead']:.2f} ")
+        first = (
+            f"| {r['method']} | {settings} | {u['wall_s']['median']:.2f} "
+            f"({u['wall_s']['min']:.2f}-{u['wall_s']['max']:.2f}) | {u['images']} | "
+            f"{r['model_bound_s']:.2f} | {r['engine_bound_s']:.2f} | {r['overhead']:.2f} "
+        )
         mem_u = "-" if u.get("peak_mb") is None else f"{u['peak_mb']:.0f}"
         if not r["peers"]:
             lines.append(first + f"| - | - | - | - | {mem_u} |")
@@ -691,10 +912,12 @@ def table(report: dict[str, Any]) -> str:
             else:
                 diff = f"{diff:.1e}"
             mem_p = "-" if p.get("peak_mb") is None else f"{p['peak_mb']:.0f}"
-            lines.append(first + f"| {name} | {p['wall_s']['median']:.2f} "
-                         f"({p['wall_s']['min']:.2f}-{p['wall_s']['max']:.2f}) | "
-                         f"{p['wall_s']['median'] / u['wall_s']['median']:.2f} | {diff} | "
-                         f"{mem_u} / {mem_p} |")
+            lines.append(
+                first + f"| {name} | {p['wall_s']['median']:.2f} "
+                f"({p['wall_s']['min']:.2f}-{p['wall_s']['max']:.2f}) | "
+                f"{p['wall_s']['median'] / u['wall_s']['median']:.2f} | {diff} | "
+                f"{mem_u} / {mem_p} |"
+            )
             first = "| | | | | | | "
     lines.append("")
     for r in report["results"]:
@@ -734,14 +957,25 @@ def run_task(task: Task, model, x: torch.Tensor, args, repeats: int) -> dict[str
     bound = images["unmask"] * per_image
     engine_bound = images["unmask"] * engine_per_image
     row: dict[str, Any] = {
-        "method": task.name, "settings": task.settings, "kind": task.kind,
-        "reference_batch": task.batch, "model_s_per_image_best": per_image,
-        "model_s_per_image_all": refs, "model_bound_s": bound,
-        "engine_s_per_image_best": engine_per_image, "engine_s_per_image_all": engine,
+        "method": task.name,
+        "settings": task.settings,
+        "kind": task.kind,
+        "reference_batch": task.batch,
+        "model_s_per_image_best": per_image,
+        "model_s_per_image_all": refs,
+        "model_bound_s": bound,
+        "engine_s_per_image_best": engine_per_image,
+        "engine_s_per_image_all": engine,
         "engine_bound_s": engine_bound,
-        "unmask": {"wall_s": _spread(walls["unmask"]), "walls_s": walls["unmask"],
-                   "images": images["unmask"]},
-        "peers": {}, "skipped": skipped, "compare_note": task.compare_note}
+        "unmask": {
+            "wall_s": _spread(walls["unmask"]),
+            "walls_s": walls["unmask"],
+            "images": images["unmask"],
+        },
+        "peers": {},
+        "skipped": skipped,
+        "compare_note": task.compare_note,
+    }
     row["overhead"] = row["unmask"]["wall_s"]["median"] / engine_bound
     for lib in libs:
         if lib == "unmask":
@@ -752,31 +986,46 @@ def run_task(task: Task, model, x: torch.Tensor, args, repeats: int) -> dict[str
             diff = task.compare(outputs["unmask"], outputs[lib]) if task.compare else None
         if isinstance(diff, tuple):
             diff = {"measure": diff[0], "value": diff[1]}
-        row["peers"][lib] = {"wall_s": _spread(walls[lib]), "walls_s": walls[lib],
-                             "images": images[lib], "max_diff": diff,
-                             "side_venv": lib in task.side}
+        row["peers"][lib] = {
+            "wall_s": _spread(walls[lib]),
+            "walls_s": walls[lib],
+            "images": images[lib],
+            "max_diff": diff,
+            "side_venv": lib in task.side,
+        }
     if not args.no_memory:
         row["unmask"]["peak_mb"] = peak_memory(args, task.name, "unmask")
         for lib in row["peers"]:
-            row["peers"][lib]["peak_mb"] = (side_peak.get(lib) if lib in task.side
-                                            else peak_memory(args, task.name, lib))
+            row["peers"][lib]["peak_mb"] = (
+                side_peak.get(lib) if lib in task.side else peak_memory(args, task.name, lib)
+            )
     return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="reduced sample counts")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny counts, 1 repeat, no memory: checks the script and the "
-                        "peers' agreement only (timings mean nothing)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny counts, 1 repeat, no memory: checks the script and the "
+        "peers' agreement only (timings mean nothing)",
+    )
     parser.add_argument("--repeats", type=int, help="interleaved repeats (default 3, quick 3)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--execution", default=None, choices=unmask.models.EXECUTIONS,
-                        help="unmask's scoring path (Classifier.fast; default: load_model's "
-                        "default); peers use the model eagerly")
-    parser.add_argument("--no-side", action="store_true",
-                        help="do not build or use the side venvs (their peers are skipped)")
+    parser.add_argument(
+        "--execution",
+        default=None,
+        choices=unmask.models.EXECUTIONS,
+        help="unmask's scoring path (Classifier.fast; default: load_model's "
+        "default); peers use the model eagerly",
+    )
+    parser.add_argument(
+        "--no-side",
+        action="store_true",
+        help="do not build or use the side venvs (their peers are skipped)",
+    )
     parser.add_argument("--methods", help="comma-separated subset of the task names")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     parser.add_argument("--force", action="store_true", help="run on a busy machine (marked BUSY)")
@@ -794,9 +1043,11 @@ def main() -> None:
     before = os.getloadavg()
     busy = before[0] > BUSY_BEFORE * cores
     if busy and not args.force:
-        raise SystemExit(f"BUSY: 1-minute load {before[0]:.2f} > {BUSY_BEFORE * cores:.1f} "
-                         f"({BUSY_BEFORE} x {cores} cores); wait for an idle machine or pass "
-                         "--force (the run is then marked BUSY)")
+        raise SystemExit(
+            f"BUSY: 1-minute load {before[0]:.2f} > {BUSY_BEFORE * cores:.1f} "
+            f"({BUSY_BEFORE} x {cores} cores); wait for an idle machine or pass "
+            "--force (the run is then marked BUSY)"
+        )
     started = time.perf_counter()
     model, x, target = setup(args)
     tasks = build_tasks(model, x, target, args)
@@ -804,40 +1055,60 @@ def main() -> None:
         wanted = set(args.methods.split(","))
         tasks = [t for t in tasks if t.name in wanted]
     estimate = estimate_s(tasks, model, x, args, repeats)
-    print(f"estimated time: ~{estimate / 60:.1f} min on this machine now (the model's "
-          "per-image time x planned images x libraries x runs; peers may differ)"
-          + (f"; above the {QUICK_BOUND_MIN} min --quick is designed for: a slower or busy "
-             "machine" if args.quick and estimate > QUICK_BOUND_MIN * 60 else ""),
-          file=sys.stderr, flush=True)
+    print(
+        f"estimated time: ~{estimate / 60:.1f} min on this machine now (the model's "
+        "per-image time x planned images x libraries x runs; peers may differ)"
+        + (
+            f"; above the {QUICK_BOUND_MIN} min --quick is designed for: a slower or busy machine"
+            if args.quick and estimate > QUICK_BOUND_MIN * 60
+            else ""
+        ),
+        file=sys.stderr,
+        flush=True,
+    )
     results = []
     try:
         for task in tasks:
             results.append(run_task(task, model, x, args, repeats))
     finally:
-        side_venvs = {Path(script).stem: {"python": py, **server.ready}
-                      for (py, script), server in SERVERS.items()}
+        side_venvs = {
+            Path(script).stem: {"python": py, **server.ready}
+            for (py, script), server in SERVERS.items()
+        }
         for server in SERVERS.values():
             server.close()
     after = os.getloadavg()
     busy = busy or after[0] > cores
-    report = {"benchmark": "run", "model": "efficientnet_lite0",
-              "image": "skimage chelsea, 224x224",
-              "target": target, "quick": args.quick, "smoke": args.smoke, "repeats": repeats,
-              "threads": args.threads,
-              "batch_size": args.batch_size, "execution": model.execution, "busy": busy,
-              "estimate_s": estimate, "elapsed_s": time.perf_counter() - started,
-              "busy_rule": f"1-minute load before > {BUSY_BEFORE} x cores or after > cores",
-              "load": {"before": before, "after": after}, "environment": environment(),
-              "side_venvs": side_venvs,
-              "results": results}
+    report = {
+        "benchmark": "run",
+        "model": "efficientnet_lite0",
+        "image": "skimage chelsea, 224x224",
+        "target": target,
+        "quick": args.quick,
+        "smoke": args.smoke,
+        "repeats": repeats,
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "execution": model.execution,
+        "busy": busy,
+        "estimate_s": estimate,
+        "elapsed_s": time.perf_counter() - started,
+        "busy_rule": f"1-minute load before > {BUSY_BEFORE} x cores or after > cores",
+        "load": {"before": before, "after": after},
+        "environment": environment(),
+        "side_venvs": side_venvs,
+        "results": results,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "run-smoke" if args.smoke else "run-quick" if args.quick else "run"
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
     md_text = table(report)
     (args.out / f"{stem}.md").write_text(md_text)
     print(md_text)
-    print(f"wrote {args.out / stem}.json and .md ({report['elapsed_s'] / 60:.1f} min, "
-          f"estimated {estimate / 60:.1f})")
+    print(
+        f"wrote {args.out / stem}.json and .md ({report['elapsed_s'] / 60:.1f} min, "
+        f"estimated {estimate / 60:.1f})"
+    )
 
 
 if __name__ == "__main__":

@@ -88,7 +88,8 @@ def main() -> None:
         models.append(_model_seconds(model, x, target, args.steps, args.noise_bs))
         shorts.append(_explain_seconds(model, args.method, x, target, 2, args.noise_bs))
         overheads.append(
-            _explain_seconds(stand_in, args.method, x, target, args.steps, args.noise_bs))
+            _explain_seconds(stand_in, args.method, x, target, args.steps, args.noise_bs)
+        )
     total, net = statistics.median(totals), statistics.median(models)
     short = statistics.median(shorts)
     overhead_step = statistics.median(overheads) / args.steps
@@ -96,21 +97,38 @@ def main() -> None:
     model_step = net / args.steps
     setup = max(0.0, short - 2 * per_step)
     projected = setup + 300 * per_step
-    print(json.dumps({
-        "method": args.method, "size": args.size, "steps": args.steps, "noise_bs": args.noise_bs,
-        "threads": args.threads, "seconds_total": round(total, 3), "seconds_model": round(net, 3),
-        "outside_model_share": round(max(0.0, 1 - net / total), 3),
-        "seconds_per_step": round(per_step, 4), "seconds_model_per_step": round(model_step, 4),
-        "outside_model_share_per_step": round(max(0.0, 1 - model_step / per_step), 3),
-        "seconds_setup": round(setup, 3),
-        "seconds_overhead_per_step_negligible_model": round(overhead_step, 4),
-        "outside_share_from_overhead": round(overhead_step / (overhead_step + model_step), 3),
-        "projected_seconds_300_steps": round(projected, 1),
-        "projected_outside_share_300_steps": round(max(0.0, 1 - 300 * model_step / projected), 3),
-        "totals": [round(t, 3) for t in totals], "models": [round(t, 3) for t in models],
-        "two_step_runs": [round(t, 3) for t in shorts],
-        "overhead_runs": [round(t, 3) for t in overheads], "torch": torch.__version__,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "method": args.method,
+                "size": args.size,
+                "steps": args.steps,
+                "noise_bs": args.noise_bs,
+                "threads": args.threads,
+                "seconds_total": round(total, 3),
+                "seconds_model": round(net, 3),
+                "outside_model_share": round(max(0.0, 1 - net / total), 3),
+                "seconds_per_step": round(per_step, 4),
+                "seconds_model_per_step": round(model_step, 4),
+                "outside_model_share_per_step": round(max(0.0, 1 - model_step / per_step), 3),
+                "seconds_setup": round(setup, 3),
+                "seconds_overhead_per_step_negligible_model": round(overhead_step, 4),
+                "outside_share_from_overhead": round(
+                    overhead_step / (overhead_step + model_step), 3
+                ),
+                "projected_seconds_300_steps": round(projected, 1),
+                "projected_outside_share_300_steps": round(
+                    max(0.0, 1 - 300 * model_step / projected), 3
+                ),
+                "totals": [round(t, 3) for t in totals],
+                "models": [round(t, 3) for t in models],
+                "two_step_runs": [round(t, 3) for t in shorts],
+                "overhead_runs": [round(t, 3) for t in overheads],
+                "torch": torch.__version__,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,10 @@ def main() -> int:
                     top = rng.sample(sorted(ours.classes), rng.randint(1, 10))
                     bad += theirs.get_cluster(top) != ours.clusters(top, cut)
                     total += 1
-            print(f"{name}: {ours.depth} levels, {total} top-k sets over all cut levels, "
-                  f"{bad} mismatches")
+            print(
+                f"{name}: {ours.depth} levels, {total} top-k sets over all cut levels, "
+                f"{bad} mismatches"
+            )
     return 0
 
 

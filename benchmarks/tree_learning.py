@@ -129,8 +129,9 @@ def spectral(s: np.ndarray, k: int, seed: int = 0) -> list[list[int]]:
     a = np.maximum(s, 0)
     np.fill_diagonal(a, 0)
     a = a + 1e-9
-    lab = SpectralClustering(k, affinity="precomputed", random_state=seed,
-                             assign_labels="cluster_qr").fit_predict(a)
+    lab = SpectralClustering(
+        k, affinity="precomputed", random_state=seed, assign_labels="cluster_qr"
+    ).fit_predict(a)
     return [list(np.flatnonzero(lab == g)) for g in np.unique(lab)]
 
 
@@ -139,8 +140,11 @@ def main() -> int:
     ap.add_argument("--only", default=None, help="comma-separated approach names")
     ap.add_argument("--json", default=None, help="write the results as JSON")
     ap.add_argument("--no-data-free", action="store_true", help="skip the data-free tree")
-    ap.add_argument("--stats", action="store_true",
-                    help="only print statistics of the documents and the published tree")
+    ap.add_argument(
+        "--stats",
+        action="store_true",
+        help="only print statistics of the documents and the published tree",
+    )
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -166,21 +170,29 @@ def main() -> int:
             groups.setdefault(g, []).append(k)
         within = [(a, b) for g in groups.values() for a, b in combinations(g, 2)]
         seen = sum(c[a, b] > 0 for a, b in within)
-        print(f"{len(docs_all)} documents by number of classes: {dict(sorted(lengths.items()))}; "
-              f"{len(docs)} with two or more")
-        print(f"published level-1 nodes: {len(groups)}; class pairs within a node: {len(within)}, "
-              f"of which co-occur in a document: {seen} ({seen / len(within):.1%})")
+        print(
+            f"{len(docs_all)} documents by number of classes: {dict(sorted(lengths.items()))}; "
+            f"{len(docs)} with two or more"
+        )
+        print(
+            f"published level-1 nodes: {len(groups)}; class pairs within a node: {len(within)}, "
+            f"of which co-occur in a document: {seen} ({seen / len(within):.1%})"
+        )
         return 0
-    sims = {name: similarity(name, c, n1, n)
-            for name in ("cosine", "jaccard", "lift", "ppmi", "npmi")}
+    sims = {
+        name: similarity(name, c, n1, n) for name in ("cosine", "jaccard", "lift", "ppmi", "npmi")
+    }
 
     def score(groups: list[list[int]]) -> dict:
         lab = labels_of(groups, v)
         sizes = np.bincount([len(g) for g in groups])
-        return {"ari": float(adjusted_rand_score(ref_lab, lab)), "groups": len(groups),
-                "min_size": int(min(len(g) for g in groups)),
-                "max_size": int(max(len(g) for g in groups)),
-                "size_counts": {int(k): int(m) for k, m in enumerate(sizes) if m}}
+        return {
+            "ari": float(adjusted_rand_score(ref_lab, lab)),
+            "groups": len(groups),
+            "min_size": int(min(len(g) for g in groups)),
+            "max_size": int(max(len(g) for g in groups)),
+            "size_counts": {int(k): int(m) for k, m in enumerate(sizes) if m},
+        }
 
     def learned(**kw):
         tree = learn_tree(docs, num_classes=v, progress=False, **kw)
@@ -199,15 +211,16 @@ def main() -> int:
         "hlta-batch10000": lambda: hlta(bic_batch=10000),
     }
     for name, s in sims.items():
-        runs[f"avg-{name}"] = (lambda s=s: avg_linkage(s, K_PUBLISHED))
-        runs[f"cavg-{name}"] = (lambda s=s: constrained(s, K_PUBLISHED))
-        runs[f"spectral-{name}"] = (lambda s=s: spectral(s, K_PUBLISHED))
+        runs[f"avg-{name}"] = lambda s=s: avg_linkage(s, K_PUBLISHED)
+        runs[f"cavg-{name}"] = lambda s=s: constrained(s, K_PUBLISHED)
+        runs[f"spectral-{name}"] = lambda s=s: spectral(s, K_PUBLISHED)
         for res in (1.0, 2.0, 5.0, 10.0):
-            runs[f"louvain-{name}-r{res:g}"] = (lambda s=s, res=res: louvain(s, res))
+            runs[f"louvain-{name}-r{res:g}"] = lambda s=s, res=res: louvain(s, res)
     if args.only:
         want = args.only.split(",")
-        runs = {k: f for k, f in runs.items()
-                if any(k == w or k.startswith(w + "-r") for w in want)}
+        runs = {
+            k: f for k, f in runs.items() if any(k == w or k.startswith(w + "-r") for w in want)
+        }
     results = {}
     for name, fn in runs.items():
         t0 = time.perf_counter()
@@ -215,8 +228,11 @@ def main() -> int:
         r = score(groups)
         r["seconds"] = round(time.perf_counter() - t0, 1)
         results[name] = r
-        print(f"{name:<24} ARI {r['ari']:.3f}  groups {r['groups']:>4}  sizes "
-              f"{r['min_size']}-{r['max_size']}  {r['seconds']:>6.1f} s", flush=True)
+        print(
+            f"{name:<24} ARI {r['ari']:.3f}  groups {r['groups']:>4}  sizes "
+            f"{r['min_size']}-{r['max_size']}  {r['seconds']:>6.1f} s",
+            flush=True,
+        )
     if not args.no_data_free and (not args.only or "data-free" in args.only.split(",")):
         import unmask
 
@@ -227,14 +243,22 @@ def main() -> int:
         r["seconds"] = round(time.perf_counter() - t0, 1)
         r["levels"] = [len(tree.level_nodes(lv)) for lv in range(1, tree.depth + 1)]
         results["data-free-efficientnet_lite0"] = r
-        print(f"{'data-free (lite0)':<24} ARI {r['ari']:.3f}  groups {r['groups']:>4}  sizes "
-              f"{r['min_size']}-{r['max_size']}  levels {r['levels']}  {r['seconds']:>6.1f} s")
+        print(
+            f"{'data-free (lite0)':<24} ARI {r['ari']:.3f}  groups {r['groups']:>4}  sizes "
+            f"{r['min_size']}-{r['max_size']}  levels {r['levels']}  {r['seconds']:>6.1f} s"
+        )
     if args.json:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
-        out = {"documents": str(DOCS), "reference": "unmask.contrastive.load_tree('resnet50')",
-               "commit": commit, "python": platform.python_version(),
-               "numpy": np.__version__, "results": results}
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        out = {
+            "documents": str(DOCS),
+            "reference": "unmask.contrastive.load_tree('resnet50')",
+            "commit": commit,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "results": results,
+        }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     return 0

@@ -25,6 +25,7 @@ def _threads_for_slow_tests(request):
     finally:
         torch.set_num_threads(1)
 
+
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples"
 
 

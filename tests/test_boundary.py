@@ -67,12 +67,19 @@ def _raises(call, exc, *names):
 
 def _png_header(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height (1-bit gray): a few bytes, a huge image."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -105,7 +112,9 @@ def test_pixel_limit_is_configurable(tmp_path, monkeypatch):
     Image.new("RGB", (40, 30)).save(path)
     monkeypatch.setenv("UNMASK_MAX_PIXELS", "1000")
     _raises(lambda: load_image(path), ValueError, "40 x 30", "1,000", "UNMASK_MAX_PIXELS")
-    _raises(lambda: load_image(np.zeros((30, 40), np.uint8)), ValueError, "image:", "UNMASK_MAX_PIXELS")
+    _raises(
+        lambda: load_image(np.zeros((30, 40), np.uint8)), ValueError, "image:", "UNMASK_MAX_PIXELS"
+    )
     monkeypatch.setenv("UNMASK_MAX_PIXELS", "1200")
     assert load_image(path, size=8).shape == (1, 3, 8, 8)
 
@@ -167,8 +176,18 @@ def test_loader_float64_and_size_limit_env(monkeypatch):
 BAD_IMAGES = [
     ("x255", lambda x: x * 255, ValueError, ["x:", "[0, 1]", "255"]),
     ("centred", lambda x: x - 0.5, ValueError, ["x:", "[0, 1]"]),
-    ("nan", lambda x: x.masked_fill(torch.rand_like(x) < 0.01, float("nan")), ValueError, ["x:", "NaN"]),
-    ("inf", lambda x: x.masked_fill(torch.rand_like(x) < 0.01, float("inf")), ValueError, ["x:", "NaN"]),
+    (
+        "nan",
+        lambda x: x.masked_fill(torch.rand_like(x) < 0.01, float("nan")),
+        ValueError,
+        ["x:", "NaN"],
+    ),
+    (
+        "inf",
+        lambda x: x.masked_fill(torch.rand_like(x) < 0.01, float("inf")),
+        ValueError,
+        ["x:", "NaN"],
+    ),
     ("uint8", lambda x: (x * 255).to(torch.uint8), TypeError, ["x:", "uint8"]),
     ("3d", lambda x: x[0], ValueError, ["x:", "(B, C, H, W)"]),
     ("gray", lambda x: x[:, :1], ValueError, ["x:", "3 channels"]),
@@ -205,8 +224,11 @@ def test_explainers_refuse_bad_targets(name, target, exc, names):
 
 
 def test_model_input_sizes_are_bounded(monkeypatch):
-    _raises(lambda: unmask.Classifier.wrap(torch.nn.Identity(), input_size=HUGE, class_names=["a"]),
-            ValueError, "input_size:")
+    _raises(
+        lambda: unmask.Classifier.wrap(torch.nn.Identity(), input_size=HUGE, class_names=["a"]),
+        ValueError,
+        "input_size:",
+    )
     monkeypatch.setenv("UNMASK_MAX_SIZE", "16")
     _raises(lambda: _explainer("occlusion").explain(X, 1), ValueError, "x:", "32x32", "16")
     _raises(lambda: load_image(Image.new("RGB", (8, 8)), size=17), ValueError, "size:", "16")
@@ -220,30 +242,51 @@ def test_numpy_targets_and_float64_images_are_accepted():
 
 
 #: Size-like hyperparameters: every one must be bounded or memory-estimated.
-SIZE_PARAMS = ("patch_size", "stride", "mask_size", "s", "masks", "n_segments", "samples",
-               "noise_bs", "jitter", "step", "levels", "max_blur")
+SIZE_PARAMS = (
+    "patch_size",
+    "stride",
+    "mask_size",
+    "s",
+    "masks",
+    "n_segments",
+    "samples",
+    "noise_bs",
+    "jitter",
+    "step",
+    "levels",
+    "max_blur",
+)
 
 
 def _params(name: str) -> dict[str, inspect.Parameter]:
     return METHODS.get(name).parameters()
 
 
-SIZE_CASES = [(n, p) for n in METHODS.names() for p, spec in _params(n).items()
-              if p in SIZE_PARAMS and not isinstance(spec.default, bool)]
+SIZE_CASES = [
+    (n, p)
+    for n in METHODS.names()
+    for p, spec in _params(n).items()
+    if p in SIZE_PARAMS and not isinstance(spec.default, bool)
+]
 
 
 @pytest.mark.parametrize("name, param", SIZE_CASES, ids=[f"{n}-{p}" for n, p in SIZE_CASES])
 @pytest.mark.parametrize("value", [HUGE, OVERFLOW])
 def test_size_like_hyperparameters_are_bounded(name, param, value):
     """Refused when built (or, for bounds that depend on the images, when explaining)."""
+
     def run():
         _explainer(name, **{param: value}).explain(X, 1)
 
     _raises(run, ValueError, f"{param}:")
 
 
-FLOAT_CASES = [(n, p) for n in METHODS.names() for p, spec in _params(n).items()
-               if isinstance(spec.default, float)]
+FLOAT_CASES = [
+    (n, p)
+    for n in METHODS.names()
+    for p, spec in _params(n).items()
+    if isinstance(spec.default, float)
+]
 
 
 @pytest.mark.parametrize("name, param", FLOAT_CASES, ids=[f"{n}-{p}" for n, p in FLOAT_CASES])
@@ -262,7 +305,9 @@ def test_perturbation_batch_memory_is_estimated(monkeypatch):
     """patch 1, stride 1 and a huge batch: refused before the batch exists."""
     big = torch.rand(1, 3, 256, 256)
     occ = unmask.make_explainer(MODEL, "occlusion", patch_size=1, stride=1, batch_size=100_000)
-    _raises(lambda: occ.explain(big, 1), ValueError, "batch_size:", "memory budget", "UNMASK_MAX_MEMORY")
+    _raises(
+        lambda: occ.explain(big, 1), ValueError, "batch_size:", "memory budget", "UNMASK_MAX_MEMORY"
+    )
     monkeypatch.setenv("UNMASK_MAX_MEMORY", "1M")
     occ = unmask.make_explainer(MODEL, "occlusion", patch_size=16, stride=16, batch_size=64)
     _raises(lambda: occ.explain(big, 1), ValueError, "batch_size:", "1 MB")
@@ -270,17 +315,21 @@ def test_perturbation_batch_memory_is_estimated(monkeypatch):
     assert occ.explain(big, 1).saliency.shape == (1, 1, 256, 256)
 
 
-@pytest.mark.parametrize("name, settings, param", [
-    ("extremal", {"areas": [0.1] * 100_000}, "areas"),  # one mask with gradients per area
-    ("extremal", {"step": 1, "sigma": 1000.0}, "sigma"),  # a 2003 x 2003 smooth-max per pixel
-    ("rise", {"masks": 10**8}, "masks"),
-    ("lime", {"n_segments": 10_000, "samples": 100_000}, "samples"),
-    ("fido", {"samples": 10**6}, "samples"),
-    ("shearletx", {"noise_bs": 10**6}, "noise_bs"),
-])
+@pytest.mark.parametrize(
+    "name, settings, param",
+    [
+        ("extremal", {"areas": [0.1] * 100_000}, "areas"),  # one mask with gradients per area
+        ("extremal", {"step": 1, "sigma": 1000.0}, "sigma"),  # a 2003 x 2003 smooth-max per pixel
+        ("rise", {"masks": 10**8}, "masks"),
+        ("lime", {"n_segments": 10_000, "samples": 100_000}, "samples"),
+        ("fido", {"samples": 10**6}, "samples"),
+        ("shearletx", {"noise_bs": 10**6}, "noise_bs"),
+    ],
+)
 def test_memory_estimates_of_method_settings(name, settings, param):
-    _raises(lambda: _explainer(name, **settings).explain(X, 1), ValueError, f"{param}:",
-            "memory budget")
+    _raises(
+        lambda: _explainer(name, **settings).explain(X, 1), ValueError, f"{param}:", "memory budget"
+    )
 
 
 def test_lime_sample_count():
@@ -298,9 +347,15 @@ def test_unusable_devices(device):
 
 def test_weights_for_the_embedded_model_are_used_or_refused(tmp_path):
     torch.save({"nope": torch.zeros(1)}, tmp_path / "bad.pt")
-    _raises(lambda: unmask.load_model(weights=tmp_path / "bad.pt"), ValueError, "weights:",
-            "does not fit efficientnet_lite0")
-    _raises(lambda: unmask.load_model(weights=tmp_path / "missing.pt"), FileNotFoundError, "weights:")
+    _raises(
+        lambda: unmask.load_model(weights=tmp_path / "bad.pt"),
+        ValueError,
+        "weights:",
+        "does not fit efficientnet_lite0",
+    )
+    _raises(
+        lambda: unmask.load_model(weights=tmp_path / "missing.pt"), FileNotFoundError, "weights:"
+    )
     (tmp_path / "junk.pt").write_text("not a state dict")
     _raises(lambda: unmask.load_model(weights=tmp_path / "junk.pt"), ValueError, "weights:")
 
@@ -333,8 +388,11 @@ BAD_MAPS = [
 
 
 @pytest.mark.parametrize("name", _map_metrics())
-@pytest.mark.parametrize("case, make, exc, names", BAD_MAPS[:3] + BAD_MAPS[4:],
-                         ids=[c[0] for c in BAD_MAPS[:3] + BAD_MAPS[4:]])
+@pytest.mark.parametrize(
+    "case, make, exc, names",
+    BAD_MAPS[:3] + BAD_MAPS[4:],
+    ids=[c[0] for c in BAD_MAPS[:3] + BAD_MAPS[4:]],
+)
 def test_map_metrics_refuse_bad_maps(name, case, make, exc, names):
     metric = METRICS.get(name).build()
     _raises(lambda: metric(make(torch.rand(1, 1, 32, 32))), exc, *names)
@@ -361,11 +419,17 @@ def test_metrics_refuse_bad_targets(name, target, exc, names):
     _raises(lambda: metric(MODEL, X, torch.rand(1, 1, 32, 32), target), exc, *names)
 
 
-METRIC_SIZE_CASES = [(n, p) for n in _model_metrics() for p in METRICS.get(n).parameters()
-                     if p in ("max_steps", "batch_size", "steps", "pixels_per_step", "samples")]
+METRIC_SIZE_CASES = [
+    (n, p)
+    for n in _model_metrics()
+    for p in METRICS.get(n).parameters()
+    if p in ("max_steps", "batch_size", "steps", "pixels_per_step", "samples")
+]
 
 
-@pytest.mark.parametrize("name, param", METRIC_SIZE_CASES, ids=[f"{n}-{p}" for n, p in METRIC_SIZE_CASES])
+@pytest.mark.parametrize(
+    "name, param", METRIC_SIZE_CASES, ids=[f"{n}-{p}" for n, p in METRIC_SIZE_CASES]
+)
 def test_metric_size_parameters_do_not_allocate_their_value(name, param):
     """A huge size-like parameter either is refused naming it or is capped by the image."""
     try:
@@ -400,7 +464,9 @@ def _removal(name: str, scripted: str):
 
 
 @pytest.mark.parametrize("name", REMOVALS.names())
-@pytest.mark.parametrize("case, make, exc, names", BAD_IMAGES[:6], ids=[c[0] for c in BAD_IMAGES[:6]])
+@pytest.mark.parametrize(
+    "case, make, exc, names", BAD_IMAGES[:6], ids=[c[0] for c in BAD_IMAGES[:6]]
+)
 def test_removals_refuse_bad_images(name, case, make, exc, names, scripted):
     removal = _removal(name, scripted)
     mask = torch.zeros(1, 1, 32, 32)
@@ -455,8 +521,12 @@ def test_a_removal_of_the_wrong_shape_is_refused():
         return x[..., :16, :]
 
     apply = bind(half, X)
-    _raises(lambda: apply(torch.zeros(1, 1, 32, 32), torch.zeros(1, dtype=torch.long)),
-            ValueError, "removal:", "shape")
+    _raises(
+        lambda: apply(torch.zeros(1, 1, 32, 32), torch.zeros(1, dtype=torch.long)),
+        ValueError,
+        "removal:",
+        "shape",
+    )
     occ = unmask.make_explainer(MODEL, "occlusion", removal=half, patch_size=8, stride=8)
     _raises(lambda: occ.explain(X, 1), ValueError, "removal:")
 
@@ -466,7 +536,9 @@ def test_a_removal_of_the_wrong_shape_is_refused():
 
 def _tiny_imagenet_model() -> unmask.models.Classifier:
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 1000))
+    net = torch.nn.Sequential(
+        torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 1000)
+    )
     return unmask.models.Classifier.wrap(net, input_size=None, name="tiny")
 
 
@@ -502,11 +574,20 @@ def _files(tmp_path: Path) -> dict[str, str]:
     np.save(tmp_path / "nan.npy", np.full((16, 16, 3), np.nan, np.float32))
     np.save(tmp_path / "maps_nan.npy", np.full((1, 16, 16), np.nan, np.float32))
     torch.save({"nope": torch.zeros(1)}, tmp_path / "bad.pt")
-    return {k: str(tmp_path / v) for k, v in [("bomb", "bomb.png"), ("big", "big.png"),
-                                                ("x255", "x255.npy"), ("nan", "nan.npy"),
-                                                ("maps_nan", "maps_nan.npy"), ("bad", "bad.pt"),
-                                                ("dir", "."), ("txt", "result.txt"),
-                                                ("nodir", "no/such/dir/x.png")]}
+    return {
+        k: str(tmp_path / v)
+        for k, v in [
+            ("bomb", "bomb.png"),
+            ("big", "big.png"),
+            ("x255", "x255.npy"),
+            ("nan", "nan.npy"),
+            ("maps_nan", "maps_nan.npy"),
+            ("bad", "bad.pt"),
+            ("dir", "."),
+            ("txt", "result.txt"),
+            ("nodir", "no/such/dir/x.png"),
+        ]
+    }
 
 
 EX = ["--example", "chelsea", "--no-progress"]
@@ -524,8 +605,19 @@ CLI_CASES = [
     (["explain", *EX, "--size", "1"], ["--size:", "32 x 32 patch"]),
     (["explain", *EX, "--batch-size", "0"], ["--batch-size:"]),
     (["explain", *EX, "--batch-size", "100000"], ["--batch-size:", "memory budget"]),
-    (["explain", *EX, "--param", "patch_size=1", "--param", "stride=1", "--batch-size", "100000"],
-     ["--batch-size:", "memory budget"]),
+    (
+        [
+            "explain",
+            *EX,
+            "--param",
+            "patch_size=1",
+            "--param",
+            "stride=1",
+            "--batch-size",
+            "100000",
+        ],
+        ["--batch-size:", "memory budget"],
+    ),
     (["explain", *EX, "--param", f"patch_size={10**23}"], ["patch_size:"]),
     (["explain", *EX, "--method", "lime", "--param", "n_segments=100000"], ["n_segments:"]),
     (["explain", *EX, "--method", "lime", "--param", "samples=1"], ["samples:"]),
@@ -543,10 +635,22 @@ CLI_CASES = [
     (["explain", *EX, "--method", "magic"], ["method:", "magic"]),
     (["evaluate", "{x255}", "--method", "occlusion"], ["image:", "[0, 1]"]),
     (["evaluate", "--example", "chelsea", "--maps", "{maps_nan}"], ["--maps:", "NaN"]),
-    (["evaluate", "--example", "chelsea", "--method", "occlusion", "--size", "100000"], ["--size:"]),
-    (["evaluate", "--example", "chelsea", "--method", "occlusion", "--seed", str(10**23)], ["--seed:"]),
-    (["evaluate", "--example", "chelsea", "--method", "occlusion", "--target", str(2**70)], ["--target:"]),
-    (["evaluate", "--example", "chelsea", "--method", "occlusion", "--max-steps", "0"], ["--max-steps:"]),
+    (
+        ["evaluate", "--example", "chelsea", "--method", "occlusion", "--size", "100000"],
+        ["--size:"],
+    ),
+    (
+        ["evaluate", "--example", "chelsea", "--method", "occlusion", "--seed", str(10**23)],
+        ["--seed:"],
+    ),
+    (
+        ["evaluate", "--example", "chelsea", "--method", "occlusion", "--target", str(2**70)],
+        ["--target:"],
+    ),
+    (
+        ["evaluate", "--example", "chelsea", "--method", "occlusion", "--max-steps", "0"],
+        ["--max-steps:"],
+    ),
     (["figure4", "--images", "{dir}", "--out", "{dir}", "--limit", "0"], ["--limit:"]),
     (["figure4", "--images", "{dir}", "--out", "{dir}", "--limit", "-3"], ["--limit:"]),
     (["figure4", "--images", "{dir}", "--out", "{dir}", "--size", "100000"], ["size:"]),
@@ -554,7 +658,9 @@ CLI_CASES = [
 ]
 
 
-@pytest.mark.parametrize("argv, names", CLI_CASES, ids=[" ".join(a[:1] + a[-2:]) for a, _ in CLI_CASES])
+@pytest.mark.parametrize(
+    "argv, names", CLI_CASES, ids=[" ".join(a[:1] + a[-2:]) for a, _ in CLI_CASES]
+)
 def test_cli_bad_input_is_one_line_exit_2(argv, names, tiny_cli, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     files = _files(tmp_path)
@@ -570,9 +676,25 @@ def test_cli_weights_for_the_embedded_model_are_used(tmp_path, capsys):
     state["_fc.bias"] = torch.zeros_like(state["_fc.bias"])
     state["_fc.bias"][7] = 1e4  # class 7 (cock) wins whatever the image
     torch.save(state, tmp_path / "w.pt")
-    code = main(["explain", "--example", "coffee", "--weights", str(tmp_path / "w.pt"),
-                 "--json", "--size", "64", "--param", "patch_size=64", "--param", "stride=64",
-                 "--out", str(tmp_path / "o.png"), "--no-progress"])
+    code = main(
+        [
+            "explain",
+            "--example",
+            "coffee",
+            "--weights",
+            str(tmp_path / "w.pt"),
+            "--json",
+            "--size",
+            "64",
+            "--param",
+            "patch_size=64",
+            "--param",
+            "stride=64",
+            "--out",
+            str(tmp_path / "o.png"),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     import json
 

@@ -23,7 +23,9 @@ def _tiny_imagenet_model() -> unmask.models.Classifier:
     """A microsecond-fast stand-in with the 1000 ImageNet classes, for tests of the command's
     behaviour; the real embedded model runs in the tests that check its answers."""
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 1000))
+    net = torch.nn.Sequential(
+        torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 1000)
+    )
     return unmask.models.Classifier.wrap(net, input_size=None, name="tiny")
 
 
@@ -32,8 +34,11 @@ def models(monkeypatch, request):
     """The CLI loads models by name at every run: serve the tiny model for "efficientnet_lite0"
     unless a test asks for the real one (``real_model`` fixture), which is loaded once."""
     real = unmask.models.load_model
-    chosen = request.getfixturevalue("real_model") if "real_model" in request.fixturenames \
+    chosen = (
+        request.getfixturevalue("real_model")
+        if "real_model" in request.fixturenames
         else _tiny_imagenet_model()
+    )
 
     def load(name="efficientnet_lite0", **kw):
         if name == "efficientnet_lite0" and not kw.get("weights"):
@@ -77,9 +82,26 @@ def test_explain_files_json_out_and_map(tmp_path, cat_png, capsys):
     out_png, npy = tmp_path / "grid.png", tmp_path / "maps.npy"
     arr = np.random.default_rng(0).random((40, 50, 3)).astype(np.float32)  # a float image as .npy
     np.save(tmp_path / "img.npy", arr)
-    argv = ["explain", str(cat_png), str(tmp_path / "img.npy"), "--example", "coffee", "--json",
-            "--out", str(out_png), "--save-map", str(npy), "--target", "285", "--size", "64",
-            "--param", "patch_size=32", "--param", "stride=32"]
+    argv = [
+        "explain",
+        str(cat_png),
+        str(tmp_path / "img.npy"),
+        "--example",
+        "coffee",
+        "--json",
+        "--out",
+        str(out_png),
+        "--save-map",
+        str(npy),
+        "--target",
+        "285",
+        "--size",
+        "64",
+        "--param",
+        "patch_size=32",
+        "--param",
+        "stride=32",
+    ]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["method"] == "occlusion" and result["model"] == "tiny"
@@ -101,8 +123,23 @@ def test_explain_files_json_out_and_map(tmp_path, cat_png, capsys):
 
 def test_explain_options(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    argv = ["explain", "--example", "coffee", "--example", "coffee", "--removal", "blur:5",
-            "--batch-size", "2", "--seed", "3", "--method", "sp", "--json", *FAST]
+    argv = [
+        "explain",
+        "--example",
+        "coffee",
+        "--example",
+        "coffee",
+        "--removal",
+        "blur:5",
+        "--batch-size",
+        "2",
+        "--seed",
+        "3",
+        "--method",
+        "sp",
+        "--json",
+        *FAST,
+    ]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["method"] == "occlusion" and result["params"]["removal"] == "blur:5"
@@ -110,7 +147,10 @@ def test_explain_options(tmp_path, monkeypatch, capsys):
     assert files == ["unmask-coffee-occlusion.png", "unmask-coffee-occlusion-2.png"]  # no overwrite
     assert all((tmp_path / f).is_file() for f in files)
     top = result["images"][0]["top5"][0]  # target None: the top-1 class
-    assert (result["images"][0]["target"], result["images"][0]["class_name"]) == (top["class"], top["name"])
+    assert (result["images"][0]["target"], result["images"][0]["class_name"]) == (
+        top["class"],
+        top["name"],
+    )
 
 
 # --------------------------------------------------------------------------- bad input
@@ -126,19 +166,27 @@ def test_unreadable_image(tmp_path, capsys):
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "full.png")
     data = (tmp_path / "full.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
-    assert "image: cannot read image" in _error(capsys, ["explain", str(tmp_path / "cut.png"), *FAST])
+    assert "image: cannot read image" in _error(
+        capsys, ["explain", str(tmp_path / "cut.png"), *FAST]
+    )
 
 
 def test_non_image_file(tmp_path, capsys):
     (tmp_path / "notes.jpg").write_text("not a picture")
-    assert "image: not an image file" in _error(capsys, ["explain", str(tmp_path / "notes.jpg"), *FAST])
+    assert "image: not an image file" in _error(
+        capsys, ["explain", str(tmp_path / "notes.jpg"), *FAST]
+    )
 
 
 def test_zero_size_image(tmp_path, capsys):
     (tmp_path / "empty.png").write_bytes(b"")
-    assert "image: empty file (0 bytes)" in _error(capsys, ["explain", str(tmp_path / "empty.png"), *FAST])
+    assert "image: empty file (0 bytes)" in _error(
+        capsys, ["explain", str(tmp_path / "empty.png"), *FAST]
+    )
     np.save(tmp_path / "zero.npy", np.zeros((0, 4, 3), np.uint8))
-    assert "image: zero-size image" in _error(capsys, ["explain", str(tmp_path / "zero.npy"), *FAST])
+    assert "image: zero-size image" in _error(
+        capsys, ["explain", str(tmp_path / "zero.npy"), *FAST]
+    )
 
 
 def test_nan_input(tmp_path, capsys):
@@ -167,16 +215,29 @@ def test_unknown_method_and_model(capsys):
 
 def test_bad_options(tmp_path, capsys):
     assert "IMAGE: give at least one image file" in _error(capsys, ["explain"])
-    assert "--param: expected KEY=VALUE" in _error(capsys, ["explain", "--example", "chelsea", "--param", "oops"])
-    line = _error(capsys, ["explain", "--example", "chelsea", "--param", "colour=3", "--no-progress"])
+    assert "--param: expected KEY=VALUE" in _error(
+        capsys, ["explain", "--example", "chelsea", "--param", "oops"]
+    )
+    line = _error(
+        capsys, ["explain", "--example", "chelsea", "--param", "colour=3", "--no-progress"]
+    )
     assert "colour: not a hyperparameter of 'occlusion'" in line
-    assert "removal: unknown removal 'fog'" in _error(capsys, ["explain", "--example", "chelsea", "--removal", "fog"])
-    assert "--size: expected a value > 0" in _error(capsys, ["explain", "--example", "chelsea", "--size", "0"])
-    assert "--batch-size" in _error(capsys, ["explain", "--example", "chelsea", "--batch-size", "0"])
-    line = _error(capsys, ["explain", "--example", "chelsea", "--out", str(tmp_path / "no" / "x.png")])
+    assert "removal: unknown removal 'fog'" in _error(
+        capsys, ["explain", "--example", "chelsea", "--removal", "fog"]
+    )
+    assert "--size: expected a value > 0" in _error(
+        capsys, ["explain", "--example", "chelsea", "--size", "0"]
+    )
+    assert "--batch-size" in _error(
+        capsys, ["explain", "--example", "chelsea", "--batch-size", "0"]
+    )
+    line = _error(
+        capsys, ["explain", "--example", "chelsea", "--out", str(tmp_path / "no" / "x.png")]
+    )
     assert "--out: directory does not exist" in line
     assert "--save-map: expected a file name ending in .npy" in _error(
-        capsys, ["explain", "--example", "chelsea", "--save-map", "maps.txt"])
+        capsys, ["explain", "--example", "chelsea", "--save-map", "maps.txt"]
+    )
     line = _error(capsys, ["explain", "--example", "chelsea", "--size", "32", *FAST])
     assert "patch_size: (112, 112) is larger than the images (32, 32)" in line
 
@@ -210,8 +271,13 @@ def test_installed_console_script(tmp_path):
     """The `unmask` entry point installed beside this Python runs end to end."""
     script = Path(sys.executable).parent / "unmask"
     assert script.is_file(), f"console script not installed at {script}"
-    proc = subprocess.run([str(script), "explain", "--example", "chelsea", "--json", *FAST],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(script), "explain", "--example", "chelsea", "--json", *FAST],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert 281 <= result["images"][0]["target"] <= 285

@@ -26,14 +26,35 @@ def files(tmp_path):
 
 def test_usable_metrics_are_the_model_metrics():
     names = model_metrics()
-    for n in ("deletion", "insertion", "dc", "ic", "iic", "ad", "add", "deletion_rise", "insertion_rise"):
+    for n in (
+        "deletion",
+        "insertion",
+        "dc",
+        "ic",
+        "iic",
+        "ad",
+        "add",
+        "deletion_rise",
+        "insertion_rise",
+    ):
         assert n in names
 
 
 def test_saved_maps_json_matches_the_api(files, capsys, real_model):
     img, maps, _ = files
-    code = main(["evaluate", str(img), "--maps", str(maps), "--metrics", "deletion,ad,dc",
-                 "--max-steps", "8", "--json"])
+    code = main(
+        [
+            "evaluate",
+            str(img),
+            "--maps",
+            str(maps),
+            "--metrics",
+            "deletion,ad,dc",
+            "--max-steps",
+            "8",
+            "--json",
+        ]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["images"][0]["target"] == 285  # Egyptian cat
@@ -54,8 +75,22 @@ def test_saved_maps_json_matches_the_api(files, capsys, real_model):
 
 def test_method_on_the_fly_table(files, capsys):
     img, _, _ = files
-    code = main(["evaluate", str(img), "--method", "occlusion", "--param", "patch_size=112",
-                 "--param", "stride=112", "--metrics", "deletion,insertion", "--max-steps", "4"])
+    code = main(
+        [
+            "evaluate",
+            str(img),
+            "--method",
+            "occlusion",
+            "--param",
+            "patch_size=112",
+            "--param",
+            "stride=112",
+            "--metrics",
+            "deletion,insertion",
+            "--max-steps",
+            "4",
+        ]
+    )
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split()[:3] == ["image", "class", "deletion"]
@@ -64,22 +99,36 @@ def test_method_on_the_fly_table(files, capsys):
     assert len(values) == 2 and all(0 <= v <= 1 for v in values)
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--maps", "MAPS", "--metrics", "pointing_game"], "--metrics: 'pointing_game' does not score"),
-    (["--maps", "MAPS", "--metrics", "nope"], "--metrics: unknown metric 'nope'"),
-    (["--maps", "MAPS", "MAPS"], "--maps: 2 maps for 1 images"),
-    (["--maps", "missing.npy"], "--maps: file not found"),
-    (["--maps", "IMG"], "--maps: expected .npy files"),
-    (["--metrics", "deletion"], "--maps: give saved maps"),
-    (["--method", "nope"], "method: unknown method 'nope'"),
-    (["--maps", "MAPS", "--removal", "sparkles"], "--removal: unknown removal 'sparkles'"),
-    (["--maps", "MAPS", "--max-steps", "0"], "--max-steps: expected a value > 0"),
-    (["--maps", "MAPS", "--param", "a=1"], "--param: only with --method"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--maps", "MAPS", "--metrics", "pointing_game"],
+            "--metrics: 'pointing_game' does not score",
+        ),
+        (["--maps", "MAPS", "--metrics", "nope"], "--metrics: unknown metric 'nope'"),
+        (["--maps", "MAPS", "MAPS"], "--maps: 2 maps for 1 images"),
+        (["--maps", "missing.npy"], "--maps: file not found"),
+        (["--maps", "IMG"], "--maps: expected .npy files"),
+        (["--metrics", "deletion"], "--maps: give saved maps"),
+        (["--method", "nope"], "method: unknown method 'nope'"),
+        (["--maps", "MAPS", "--removal", "sparkles"], "--removal: unknown removal 'sparkles'"),
+        (["--maps", "MAPS", "--max-steps", "0"], "--max-steps: expected a value > 0"),
+        (["--maps", "MAPS", "--param", "a=1"], "--param: only with --method"),
+    ],
+)
 def test_bad_input_one_line_exit_2(files, capsys, argv, message):
     img, maps, tmp = files
-    argv = [str(maps) if a == "MAPS" else str(img) if a == "IMG" else str(tmp / a) if a.endswith(".npy") else a
-            for a in argv]
+    argv = [
+        str(maps)
+        if a == "MAPS"
+        else str(img)
+        if a == "IMG"
+        else str(tmp / a)
+        if a.endswith(".npy")
+        else a
+        for a in argv
+    ]
     assert main(["evaluate", str(img), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err

@@ -25,9 +25,17 @@ RTOL = 1e-4
 def _net_model(seed: int = 0) -> Classifier:
     """A small convolutional network with batch norm (what freezing folds) and 3 classes."""
     torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                        nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 3),
+    )
     with torch.no_grad():  # non-trivial batch-norm statistics
         for m in net.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -112,6 +120,7 @@ def _counting_compile(monkeypatch, backend: str | None = None) -> list:
         def run(z):
             shapes.append(tuple(z.shape))
             return compiled(z)
+
         return run
 
     monkeypatch.setattr(torch, "compile", counting)
@@ -241,8 +250,9 @@ def test_memory_grows_with_batch_size_not_perturbations(monkeypatch):
     """An occlusion with 10,000 positions never holds more than batch_size perturbed images."""
     net = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
     rec = _Recorder(net)
-    model = Classifier.wrap(rec, mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
-                            class_names=["a", "b"])
+    model = Classifier.wrap(
+        rec, mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None, class_names=["a", "b"]
+    )
     stacks = []
     real_stack = Scorer.perturbed
 

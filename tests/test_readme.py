@@ -11,8 +11,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_readme_examples(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the examples write chelsea.png
-    result = doctest.testfile(str(ROOT / "README.md"), module_relative=False,
-                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testfile(
+        str(ROOT / "README.md"),
+        module_relative=False,
+        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
+    )
     assert result.attempted >= 8 and result.failed == 0
     assert (tmp_path / "chelsea.png").stat().st_size > 10_000
 

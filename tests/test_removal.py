@@ -9,10 +9,10 @@ from torch import Tensor, nn
 from unmask.removal import (
     Blur,
     BoxBlur,
-    RiseBlur,
     Constant,
     Inpaint,
     Noise,
+    RiseBlur,
     TorchScriptInpainter,
     bind,
     gaussian_blur,
@@ -31,7 +31,9 @@ class _MeanFill(nn.Module):
         if image.shape[-1] % 8 != 0 or image.shape[-2] % 8 != 0:
             raise RuntimeError("sides must be multiples of 8")
         visible = 1 - mask
-        colour = (image * visible).sum(dim=(2, 3), keepdim=True) / visible.sum(dim=(2, 3), keepdim=True).clamp(min=1)
+        colour = (image * visible).sum(dim=(2, 3), keepdim=True) / visible.sum(
+            dim=(2, 3), keepdim=True
+        ).clamp(min=1)
         return image * visible + colour * mask
 
 
@@ -221,7 +223,9 @@ def test_bind_matches_the_call(name):
     masks = torch.rand(4, 1, H, W, generator=torch.Generator().manual_seed(2))
     index = torch.tensor([2, 0, 1, 2])
     fast = bind(removal, x)(masks, index)
-    slow = torch.cat([removal(x[i : i + 1], masks[n : n + 1]) for n, i in enumerate(index.tolist())])
+    slow = torch.cat(
+        [removal(x[i : i + 1], masks[n : n + 1]) for n, i in enumerate(index.tolist())]
+    )
     assert torch.allclose(fast, slow, atol=1e-6)
 
 
@@ -297,7 +301,9 @@ def test_torchscript_inpainter_errors(tmp_path, lama_like):
 
 def test_wrong_mask_shape(removal):
     x = _images()
-    with pytest.raises(ValueError, match=r"mask: expected shape \(B, 1, 16, 16\).*got \(2, 3, 16, 16\)"):
+    with pytest.raises(
+        ValueError, match=r"mask: expected shape \(B, 1, 16, 16\).*got \(2, 3, 16, 16\)"
+    ):
         removal(x, torch.zeros(2, 3, H, W))
     with pytest.raises(ValueError, match=r"mask: expected shape .*got \(2, 1, 8, 8\)"):
         removal(x, torch.zeros(2, 1, 8, 8))
@@ -371,10 +377,17 @@ def _instances():
     from unmask.removal import REMOVALS, NoisyLinearImputation, make_removal
 
     out = [make_removal(name) for name in REMOVALS.names() if name != "torchscript"]
-    out += [Constant(0.25), Constant((0.1, 0.2, 0.3)), Blur(2.5, kernel_size=9),
-            Noise("uniform", low=0.2, high=0.9, seed=4), Noise(mean=0.4, std=0.1, additive=True),
-            BoxBlur(11), RiseBlur(kernel_size=7, sigma=2.0, pad_colour=0.0), Inpaint("ns", radius=3),
-            NoisyLinearImputation(noise=0.02, seed=3)]
+    out += [
+        Constant(0.25),
+        Constant((0.1, 0.2, 0.3)),
+        Blur(2.5, kernel_size=9),
+        Noise("uniform", low=0.2, high=0.9, seed=4),
+        Noise(mean=0.4, std=0.1, additive=True),
+        BoxBlur(11),
+        RiseBlur(kernel_size=7, sigma=2.0, pad_colour=0.0),
+        Inpaint("ns", radius=3),
+        NoisyLinearImputation(noise=0.02, seed=3),
+    ]
     return out
 
 

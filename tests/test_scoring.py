@@ -11,7 +11,9 @@ from unmask.testing import region_box
 
 
 def _masks(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
-    return (torch.rand(n, 1, size, size, generator=torch.Generator().manual_seed(seed)) > 0.5).float()
+    return (
+        torch.rand(n, 1, size, size, generator=torch.Generator().manual_seed(seed)) > 0.5
+    ).float()
 
 
 def test_chunking_equals_one_pass(region_model, region_images):
@@ -23,8 +25,12 @@ def test_chunking_equals_one_pass(region_model, region_images):
     masks = _masks(11)
     index = torch.arange(11) % 2
     target = torch.tensor([1, 0])
-    a = Scorer(region_model, batch_size=100).perturbed(region_images, masks, target, Constant("gray"), index)
-    b = Scorer(region_model, batch_size=3).perturbed(region_images, masks, target, Constant("gray"), index)
+    a = Scorer(region_model, batch_size=100).perturbed(
+        region_images, masks, target, Constant("gray"), index
+    )
+    b = Scorer(region_model, batch_size=3).perturbed(
+        region_images, masks, target, Constant("gray"), index
+    )
     assert torch.allclose(a, b, atol=1e-6)
 
 
@@ -33,13 +39,17 @@ def test_perturbed_matches_a_naive_loop(region_model, region_images):
     index = torch.tensor([0, 1, 1, 0, 1])
     target = torch.tensor([1, 0])
     removal = Constant("black")
-    scores = Scorer(region_model, batch_size=2).perturbed(region_images, masks, target, removal, index)
+    scores = Scorer(region_model, batch_size=2).perturbed(
+        region_images, masks, target, removal, index
+    )
     for n in range(5):
         i = int(index[n])
         with torch.no_grad():
             logits = region_model(removal(region_images[i : i + 1], masks[n : n + 1]))
         assert abs(float(logits.softmax(1)[0, target[i]]) - float(scores[n])) < 1e-6
-    assert scores.dtype == torch.float32 and scores.device.type == "cpu" and not scores.requires_grad
+    assert (
+        scores.dtype == torch.float32 and scores.device.type == "cpu" and not scores.requires_grad
+    )
 
 
 def test_evaluations_count(region_model, region_images):
@@ -75,8 +85,9 @@ def test_removing_the_box_drops_the_score(region_model, region_images):
     box = torch.zeros(1, 1, 32, 32)
     box[..., t:b, l:r] = 1
     outside = 1 - box
-    scores = Scorer(region_model).perturbed(region_images[:1], torch.cat([box, outside]),
-                                            torch.tensor([1]), Constant("gray"))
+    scores = Scorer(region_model).perturbed(
+        region_images[:1], torch.cat([box, outside]), torch.tensor([1]), Constant("gray")
+    )
     base = Scorer(region_model)(region_images[:1], torch.tensor([1]))
     assert float(scores[0]) < 0.5 < float(base[0])
     assert abs(float(scores[1]) - float(base[0])) < 1e-6  # the model ignores everything else
@@ -85,7 +96,9 @@ def test_removing_the_box_drops_the_score(region_model, region_images):
 def test_non_fixed_removal_goes_through_the_engine(region_model, region_images):
     masks = _masks(3)
     removal = Inpaint("telea")
-    scores = Scorer(region_model, batch_size=2).perturbed(region_images[:1], masks, torch.tensor([1]), removal)
+    scores = Scorer(region_model, batch_size=2).perturbed(
+        region_images[:1], masks, torch.tensor([1]), removal
+    )
     with torch.no_grad():
         expected = region_model(removal(region_images[:1], masks)).softmax(1)[:, 1]
     assert torch.allclose(scores, expected, atol=1e-6)
@@ -94,7 +107,11 @@ def test_non_fixed_removal_goes_through_the_engine(region_model, region_images):
 def test_score_kinds(region_model, region_images):
     logits = Scorer(region_model).logits(region_images)
     target = torch.tensor([1, 0])
-    for kind, expected in [("logit", logits), ("prob", logits.softmax(1)), ("log_prob", logits.log_softmax(1))]:
+    for kind, expected in [
+        ("logit", logits),
+        ("prob", logits.softmax(1)),
+        ("log_prob", logits.log_softmax(1)),
+    ]:
         got = Scorer(region_model, score=kind)(region_images, target)
         assert torch.allclose(got, expected[torch.arange(2), target], atol=1e-6)
         assert torch.allclose(select_scores(logits, target, kind), got, atol=1e-6)
@@ -105,9 +122,12 @@ def test_score_kinds(region_model, region_images):
 
 def test_progress_bar_does_not_change_results(region_model, region_images, capsys):
     masks = _masks(9)
-    quiet = Scorer(region_model, batch_size=2).perturbed(region_images[:1], masks, torch.tensor([1]), Constant("gray"))
+    quiet = Scorer(region_model, batch_size=2).perturbed(
+        region_images[:1], masks, torch.tensor([1]), Constant("gray")
+    )
     loud = Scorer(region_model, batch_size=2, progress=True).perturbed(
-        region_images[:1], masks, torch.tensor([1]), Constant("gray"))
+        region_images[:1], masks, torch.tensor([1]), Constant("gray")
+    )
     assert torch.equal(quiet, loud)
     assert "perturbations" in capsys.readouterr().err
 
@@ -119,6 +139,8 @@ def test_errors(region_model, region_images):
         Scorer(region_model, score="margin")
     scorer = Scorer(region_model)
     with pytest.raises(ValueError, match="count: required when masks is a function"):
-        scorer.perturbed(region_images[:1], lambda a, b: _masks(b - a), torch.tensor([1]), Constant("gray"))
+        scorer.perturbed(
+            region_images[:1], lambda a, b: _masks(b - a), torch.tensor([1]), Constant("gray")
+        )
     with pytest.raises(ValueError, match="index: required for a batch of 2 images"):
         scorer.perturbed(region_images, _masks(2), torch.tensor([1, 1]), Constant("gray"))

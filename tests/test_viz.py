@@ -22,14 +22,22 @@ def _s(b: int = 2, size: int = 16, signed: bool = False) -> torch.Tensor:
 
 
 def test_normalize_per_image():
-    s = torch.stack([torch.tensor([[[0.0, 1.0], [2.0, 4.0]]]), torch.tensor([[[10.0, 10.5], [11.0, 12.0]]])])
+    s = torch.stack(
+        [torch.tensor([[[0.0, 1.0], [2.0, 4.0]]]), torch.tensor([[[10.0, 10.5], [11.0, 12.0]]])]
+    )
     n = viz.normalize_saliency(s)
     assert torch.allclose(n[0].flatten(), torch.tensor([0, 0.25, 0.5, 1.0]))
-    assert torch.allclose(n[1].flatten(), torch.tensor([0, 0.25, 0.5, 1.0]))  # each image on its own
+    assert torch.allclose(
+        n[1].flatten(), torch.tensor([0, 0.25, 0.5, 1.0])
+    )  # each image on its own
     signed = viz.normalize_saliency(torch.tensor([[[[-4.0, 2.0], [0.0, 1.0]]]]))
     assert torch.allclose(signed.flatten(), torch.tensor([-1.0, 0.5, 0.0, 0.25]))  # 0 stays 0
-    assert torch.equal(viz.normalize_saliency(torch.full((1, 1, 3, 3), 7.0)), torch.zeros(1, 1, 3, 3))
-    assert torch.allclose(viz.normalize_saliency(s, signed=True)[0].flatten(), torch.tensor([0, 0.25, 0.5, 1.0]))
+    assert torch.equal(
+        viz.normalize_saliency(torch.full((1, 1, 3, 3), 7.0)), torch.zeros(1, 1, 3, 3)
+    )
+    assert torch.allclose(
+        viz.normalize_saliency(s, signed=True)[0].flatten(), torch.tensor([0, 0.25, 0.5, 1.0])
+    )
     assert viz.is_signed(_s(signed=True)) and not viz.is_signed(_s())
 
 
@@ -37,7 +45,9 @@ def test_heatmap_colours():
     s = torch.tensor([[[[0.0, 1.0]]]])
     rgb = viz.heatmap(s, cmap="gray")
     assert rgb.shape == (1, 3, 1, 2)
-    assert torch.allclose(rgb[0, :, 0, 0], torch.zeros(3)) and torch.allclose(rgb[0, :, 0, 1], torch.ones(3))
+    assert torch.allclose(rgb[0, :, 0, 0], torch.zeros(3)) and torch.allclose(
+        rgb[0, :, 0, 1], torch.ones(3)
+    )
     div = viz.heatmap(torch.tensor([[[[-1.0, 0.0, 1.0]]]]))  # RdBu_r: blue, white, red
     assert div[0, 2, 0, 0] > div[0, 0, 0, 0] and div[0, 0, 0, 2] > div[0, 2, 0, 2]
     assert float(div[0, :, 0, 1].min()) > 0.9
@@ -99,7 +109,9 @@ def test_top_mask_never_splits_ties_by_position():
     m = torch.zeros(1, 1, 4, 4)
     m[..., 0, 0] = 1
     explicit = viz.masked_image(x, mask=m, removal=Constant("white"))
-    assert bool((explicit[0, :, 0, 0] == 1).all()) and torch.equal(explicit[..., 1:, :], x[..., 1:, :])
+    assert bool((explicit[0, :, 0, 0] == 1).all()) and torch.equal(
+        explicit[..., 1:, :], x[..., 1:, :]
+    )
 
 
 def test_grid_png(tmp_path):
@@ -107,8 +119,14 @@ def test_grid_png(tmp_path):
     e1 = Explanation(_s(2, 32), torch.tensor([1, 0]), "occlusion")
     e2 = Explanation(_s(2, 32, signed=True), torch.tensor([0, 0]), "rise")
     probs = torch.tensor([[0.2, 0.8], [0.7, 0.3]])
-    fig = viz.plot_grid(x, [e1, e2], class_names=["cat", "dog"], probabilities=probs,
-                        row_labels=["a.png", "b.png"], keep=0.2)
+    fig = viz.plot_grid(
+        x,
+        [e1, e2],
+        class_names=["cat", "dog"],
+        probabilities=probs,
+        row_labels=["a.png", "b.png"],
+        keep=0.2,
+    )
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert "input\ntop-1: dog (80.0%)" in titles and "input\ntop-1: cat (70.0%)" in titles
     assert "occlusion\ndog (80.0%)" in titles and "rise\ncat (70.0%)" in titles
@@ -120,9 +138,13 @@ def test_grid_png(tmp_path):
 
 
 def test_grid_with_a_model_and_plain_tensors(tmp_path, region_model, region_images):
-    path = viz.save_grid(tmp_path / "g.png", region_images, _s(2, 32), model=region_model, colorbar=False)
+    path = viz.save_grid(
+        tmp_path / "g.png", region_images, _s(2, 32), model=region_model, colorbar=False
+    )
     assert path.is_file() and path.stat().st_size > 1000
-    fig = viz.plot_grid(region_images[:1], Explanation(_s(1, 32), torch.tensor([1]), "m"), model=region_model)
+    fig = viz.plot_grid(
+        region_images[:1], Explanation(_s(1, 32), torch.tensor([1]), "m"), model=region_model
+    )
     assert any("red box" in ax.get_title() for ax in fig.axes)
 
 
@@ -137,9 +159,13 @@ def test_save_image(tmp_path):
 
 def test_errors(tmp_path):
     x = _x()
-    with pytest.raises(ValueError, match="saliency: batch size 3 does not match the images' batch size 2"):
+    with pytest.raises(
+        ValueError, match="saliency: batch size 3 does not match the images' batch size 2"
+    ):
         viz.overlay(x, _s(3))
-    with pytest.raises(ValueError, match=r"saliency: expected shape \(B, 1, H, W\), got \(2, 3, 16, 16\)"):
+    with pytest.raises(
+        ValueError, match=r"saliency: expected shape \(B, 1, H, W\), got \(2, 3, 16, 16\)"
+    ):
         viz.overlay(x, torch.rand(2, 3, 16, 16))
     with pytest.raises(TypeError, match="saliency: expected a torch.Tensor"):
         viz.overlay(x, np.zeros((2, 1, 16, 16)))

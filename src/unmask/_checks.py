@@ -39,7 +39,9 @@ def check_images(x: object, name: str = "x", channels: int | None = None) -> Ten
         ``x`` itself.
     """
     if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
+        raise TypeError(
+            f"{name}: expected a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}"
+        )
     if x.ndim != 4:
         raise ValueError(f"{name}: expected shape (B, C, H, W), got {_shape(x)}")
     if not x.is_floating_point():
@@ -47,7 +49,9 @@ def check_images(x: object, name: str = "x", channels: int | None = None) -> Ten
     if x.numel() == 0:
         raise ValueError(f"{name}: expected a non-empty tensor, got shape {_shape(x)}")
     if channels is not None and x.shape[1] != channels:
-        raise ValueError(f"{name}: expected {channels} channels (B, {channels}, H, W), got {_shape(x)}")
+        raise ValueError(
+            f"{name}: expected {channels} channels (B, {channels}, H, W), got {_shape(x)}"
+        )
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name}: contains NaN or infinite values")
     return x
@@ -72,11 +76,16 @@ def check_unit_range(x: Tensor, name: str = "x", tolerance: float = RANGE_TOLERA
     values = x.detach()
     lo, hi = float(values.min()), float(values.max())
     if lo < -tolerance or hi > 1 + tolerance:
-        hint = (" (images in [0, 255]: divide by 255)" if hi > 1.5 and lo >= -tolerance
-                else " (normalised images: pass them in [0, 1]; the Classifier normalises itself)"
-                if lo < -tolerance else "")
-        raise ValueError(f"{name}: expected image values in [0, 1], got range "
-                         f"[{lo:.3g}, {hi:.3g}]{hint}")
+        hint = (
+            " (images in [0, 255]: divide by 255)"
+            if hi > 1.5 and lo >= -tolerance
+            else " (normalised images: pass them in [0, 1]; the Classifier normalises itself)"
+            if lo < -tolerance
+            else ""
+        )
+        raise ValueError(
+            f"{name}: expected image values in [0, 1], got range [{lo:.3g}, {hi:.3g}]{hint}"
+        )
     return x
 
 
@@ -87,7 +96,9 @@ def check_mask(mask: object, x: Tensor, name: str = "mask") -> Tensor:
     either of them is 1 (broadcast).
     """
     if not isinstance(mask, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor of shape (B, 1, H, W), got {type(mask).__name__}")
+        raise TypeError(
+            f"{name}: expected a torch.Tensor of shape (B, 1, H, W), got {type(mask).__name__}"
+        )
     if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-2:] != x.shape[-2:]:
         raise ValueError(
             f"{name}: expected shape (B, 1, {x.shape[-2]}, {x.shape[-1]}) matching the images "
@@ -142,7 +153,9 @@ def check_targets(
         if target.dtype == bool:
             return _target_tensor(torch.from_numpy(target.copy()), batch, num_classes, name)
         if not np.issubdtype(target.dtype, np.integer):
-            raise TypeError(f"{name}: expected integer class indices, got an array of dtype {target.dtype}")
+            raise TypeError(
+                f"{name}: expected integer class indices, got an array of dtype {target.dtype}"
+            )
         target = target.tolist()
     # one int or one set (a set has no order: never one entry per image) is every image's target
     entries = [target] if _is_class(target) or isinstance(target, set | frozenset) else target
@@ -155,8 +168,10 @@ def check_targets(
     if len(entries) == 1 and batch != 1:
         entries = entries * batch
     if len(entries) != batch:
-        raise ValueError(f"{name}: expected one class (or set of classes) per image ({batch}), "
-                         f"got {len(entries)}")
+        raise ValueError(
+            f"{name}: expected one class (or set of classes) per image ({batch}), "
+            f"got {len(entries)}"
+        )
     classes = [_class_set(v, num_classes, name) for v in entries]
     if all(isinstance(c, int) for c in classes):
         return torch.tensor(classes, dtype=torch.long)
@@ -195,13 +210,15 @@ def _target_tensor(target: Tensor, batch: int, num_classes: int, name: str) -> T
     if target.dtype == torch.bool:
         member = target.reshape(1, -1) if target.ndim == 1 else target
         if member.ndim != 2 or member.shape[1] != num_classes:
-            raise ValueError(f"{name}: expected a membership mask (B, {num_classes}), "
-                             f"got shape {_shape(target)}")
+            raise ValueError(
+                f"{name}: expected a membership mask (B, {num_classes}), got shape {_shape(target)}"
+            )
         if member.shape[0] == 1 and batch != 1:
             member = member.expand(batch, -1)
         if member.shape[0] != batch:
-            raise ValueError(f"{name}: expected one set of classes per image ({batch}), "
-                             f"got {member.shape[0]}")
+            raise ValueError(
+                f"{name}: expected one set of classes per image ({batch}), got {member.shape[0]}"
+            )
         if not bool(member.any(dim=1).all()):
             raise ValueError(f"{name}: every image needs at least one class in its set")
         return member.clone()
@@ -214,11 +231,15 @@ def _target_tensor(target: Tensor, batch: int, num_classes: int, name: str) -> T
         raise ValueError(f"{name}: expected one class per image ({batch}), got {t.numel()}")
     bad = (t < 0) | (t >= num_classes)
     if bool(bad.any()):
-        raise ValueError(f"{name}: class {int(t[bad][0])} is outside [0, {num_classes}) for this model")
+        raise ValueError(
+            f"{name}: class {int(t[bad][0])} is outside [0, {num_classes}) for this model"
+        )
     return t
 
 
-def check_positive(value: object, name: str, integer: bool = False, allow_zero: bool = False) -> None:
+def check_positive(
+    value: object, name: str, integer: bool = False, allow_zero: bool = False
+) -> None:
     """Check that a hyperparameter is a positive number (an int when ``integer``)."""
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
@@ -231,7 +252,9 @@ def check_positive(value: object, name: str, integer: bool = False, allow_zero: 
         raise ValueError(f"{name}: expected a finite value, got {value!r}")
 
 
-def check_probability(value: object, name: str, open_low: bool = False, open_high: bool = False) -> None:
+def check_probability(
+    value: object, name: str, open_low: bool = False, open_high: bool = False
+) -> None:
     """Check that ``value`` is a number in [0, 1] (optionally open at either end)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name}: expected a number in [0, 1], got {value!r}")

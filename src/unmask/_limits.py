@@ -20,8 +20,18 @@ from __future__ import annotations
 import math
 import os
 
-__all__ = ["MAX_PIXELS", "MAX_SIZE", "MEMORY_BUDGET", "max_pixels", "max_size", "memory_budget",
-           "check_memory", "check_at_most", "batch_bytes", "format_bytes"]
+__all__ = [
+    "MAX_PIXELS",
+    "MAX_SIZE",
+    "MEMORY_BUDGET",
+    "max_pixels",
+    "max_size",
+    "memory_budget",
+    "check_memory",
+    "check_at_most",
+    "batch_bytes",
+    "format_bytes",
+]
 
 #: Largest decoded image (width × height) by default.
 MAX_PIXELS = 64_000_000
@@ -109,8 +119,14 @@ def check_at_most(value: int | float, name: str, bound: int | float, why: str = 
         raise ValueError(f"{name}: expected at most {bound}{reason}, got {value!r}")
 
 
-def batch_bytes(n: int, channels: int, height: int, width: int,
-                model_size: tuple[int, int] | None = None, grad: bool = False) -> int:
+def batch_bytes(
+    n: int,
+    channels: int,
+    height: int,
+    width: int,
+    model_size: tuple[int, int] | None = None,
+    grad: bool = False,
+) -> int:
     """Estimated working memory of scoring ``n`` images (C, H, W) at once, bytes.
 
     Counts a few float32 copies of each image at its own size, and the model's activations at

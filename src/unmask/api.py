@@ -31,8 +31,14 @@ def make_explainer(model: Any, method: str, seed: int = 0, **hyperparameters: An
     return entry.build(model, **hyperparameters)
 
 
-def explain_each(model: Any, x: Tensor, targets: list[Any], method: str = "occlusion",
-                 seed: int = 0, **hyperparameters: Any) -> list[Explanation]:
+def explain_each(
+    model: Any,
+    x: Tensor,
+    targets: list[Any],
+    method: str = "occlusion",
+    seed: int = 0,
+    **hyperparameters: Any,
+) -> list[Explanation]:
     """One explanation per target of ``targets`` (each as ``explain`` takes ``target``).
 
     Black-box methods (occlusion, RISE, LIME) score each perturbation once for all targets;
@@ -45,8 +51,14 @@ def explain_each(model: Any, x: Tensor, targets: list[Any], method: str = "occlu
     return [explainer.explain(x, t) for t in targets]
 
 
-def explain(model: Any, x: Tensor, method: str = "occlusion", target: Any = None, seed: int = 0,
-            **hyperparameters: Any) -> Explanation:
+def explain(
+    model: Any,
+    x: Tensor,
+    method: str = "occlusion",
+    target: Any = None,
+    seed: int = 0,
+    **hyperparameters: Any,
+) -> Explanation:
     """Explain ``model``'s decision on images ``x`` with one registered method.
 
     Args:

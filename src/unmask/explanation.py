@@ -49,8 +49,12 @@ def result_key(spec: dict[str, Any], model: str, image: Tensor | str, target: An
     elif isinstance(target, list | tuple | set | frozenset):
         target = sorted(int(c) for c in target)
     digest = image if isinstance(image, str) else image_digest(image)
-    payload = {"spec": {k: v for k, v in spec.items() if k not in _EXECUTION},
-               "model": model, "image": digest, "target": target}
+    payload = {
+        "spec": {k: v for k, v in spec.items() if k not in _EXECUTION},
+        "model": model,
+        "image": digest,
+        "target": target,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -84,9 +88,13 @@ class Explanation:
         sl = slice(i, i + 1) if isinstance(i, int) else i
         if isinstance(i, int) and not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} explanations")
-        extras = {k: (v[sl] if isinstance(v, Tensor) and v.ndim and v.shape[0] == len(self) else v)
-                  for k, v in self.extras.items()}
-        return Explanation(self.saliency[sl], self.target[sl], self.method, dict(self.params), extras)
+        extras = {
+            k: (v[sl] if isinstance(v, Tensor) and v.ndim and v.shape[0] == len(self) else v)
+            for k, v in self.extras.items()
+        }
+        return Explanation(
+            self.saliency[sl], self.target[sl], self.method, dict(self.params), extras
+        )
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -111,11 +119,21 @@ class Explanation:
             raise ValueError("parts: expected at least one explanation")
         extras: dict[str, Any] = {}
         for k, v in parts[0].extras.items():
-            if isinstance(v, Tensor) and v.ndim and all(
-                isinstance(p.extras.get(k), Tensor) and p.extras[k].shape[1:] == v.shape[1:] for p in parts
+            if (
+                isinstance(v, Tensor)
+                and v.ndim
+                and all(
+                    isinstance(p.extras.get(k), Tensor) and p.extras[k].shape[1:] == v.shape[1:]
+                    for p in parts
+                )
             ):
                 extras[k] = torch.cat([p.extras[k] for p in parts])
             else:
                 extras[k] = [p.extras.get(k) for p in parts]
-        return Explanation(torch.cat([p.saliency for p in parts]), torch.cat([p.target for p in parts]),
-                           parts[0].method, dict(parts[0].params), extras)
+        return Explanation(
+            torch.cat([p.saliency for p in parts]),
+            torch.cat([p.target for p in parts]),
+            parts[0].method,
+            dict(parts[0].params),
+            extras,
+        )

@@ -34,8 +34,19 @@ from torch.overrides import TorchFunctionMode
 from ._checks import check_choice
 from .scoring import SCORES, select_scores
 
-__all__ = ["find_layer", "resolve_layer", "layer_table", "capture", "grad_session", "Gradients",
-           "gradients", "backward_rules", "BackwardRule", "split_sums", "check_spatial"]
+__all__ = [
+    "find_layer",
+    "resolve_layer",
+    "layer_table",
+    "capture",
+    "grad_session",
+    "Gradients",
+    "gradients",
+    "backward_rules",
+    "BackwardRule",
+    "split_sums",
+    "check_spatial",
+]
 
 #: ``rule(module, x, output, grad_output) -> grad_x``: the gradient sent to the module's first
 #: input ``x`` given the gradient ``grad_output`` arriving at its ``output``.
@@ -58,15 +69,19 @@ def resolve_layer(model: nn.Module, layer: str | None) -> str:
         layer = getattr(model, "feature_layer", None)
         if layer is None:
             name = getattr(model, "name", type(model).__name__)
-            raise ValueError(f"layer: model {name!r} names no default feature layer; pass "
-                             "layer=NAME (list them with `unmask layers`)")
+            raise ValueError(
+                f"layer: model {name!r} names no default feature layer; pass "
+                "layer=NAME (list them with `unmask layers`)"
+            )
     if not isinstance(layer, str):
         raise TypeError(f"layer: expected a layer name (str), got {type(layer).__name__}")
     modules = _modules(model)
     if layer not in modules:
         close = difflib.get_close_matches(layer, list(modules), n=3, cutoff=0.0)
-        raise ValueError(f"layer: no layer {layer!r} in the model's network; closest: "
-                         f"{', '.join(close) if close else '(the network has no sub-modules)'}")
+        raise ValueError(
+            f"layer: no layer {layer!r} in the model's network; closest: "
+            f"{', '.join(close) if close else '(the network has no sub-modules)'}"
+        )
     return layer
 
 
@@ -75,8 +90,9 @@ def find_layer(model: nn.Module, layer: str | None) -> nn.Module:
     return _modules(model)[resolve_layer(model, layer)]
 
 
-def layer_table(model: nn.Module,
-                x: Tensor | None = None) -> list[tuple[str, str, tuple[int, ...] | None]]:
+def layer_table(
+    model: nn.Module, x: Tensor | None = None
+) -> list[tuple[str, str, tuple[int, ...] | None]]:
     """Every named layer with its type and output shape on ``x`` (default: one gray image).
 
     Returns:
@@ -95,6 +111,7 @@ def layer_table(model: nn.Module,
         def record(module: nn.Module, inputs: tuple, output: object) -> None:
             if name not in shapes and isinstance(output, Tensor):
                 shapes[name] = tuple(output.shape)
+
         return record
 
     try:
@@ -152,6 +169,7 @@ def capture(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, Tenso
                 raise ValueError(f"layer: {name!r} returns {type(output).__name__}, not a tensor")
             store[name] = output
             return output.clone()
+
         return record
 
     try:
@@ -166,8 +184,10 @@ def capture(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, Tenso
 def check_spatial(activation: Tensor, layer: str) -> None:
     """CAMs need (B, C, h, w) activations: a clear error for a layer that gives another shape."""
     if activation.ndim != 4:
-        raise ValueError(f"layer: {layer!r} outputs shape {tuple(activation.shape)}; class "
-                         "activation maps need a convolutional layer with output (B, C, h, w)")
+        raise ValueError(
+            f"layer: {layer!r} outputs shape {tuple(activation.shape)}; class "
+            "activation maps need a convolutional layer with output (B, C, h, w)"
+        )
 
 
 @dataclass
@@ -189,9 +209,17 @@ class Gradients:
     layer: dict[str, Tensor] = field(default_factory=dict)
 
 
-def gradients(model: nn.Module, x: Tensor, target: Tensor, *, score: str = "logit",
-              layers: Sequence[str] = (), input: bool = True,
-              rules: Mapping[type, BackwardRule] | None = None, sums: bool = False) -> Gradients:
+def gradients(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    *,
+    score: str = "logit",
+    layers: Sequence[str] = (),
+    input: bool = True,
+    rules: Mapping[type, BackwardRule] | None = None,
+    sums: bool = False,
+) -> Gradients:
     """Gradients of each image's target score with respect to its input and named layers.
 
     Args:
@@ -218,19 +246,26 @@ def gradients(model: nn.Module, x: Tensor, target: Tensor, *, score: str = "logi
     names = list(dict.fromkeys(layers))
     # Rules only act after the (single) layer when no input gradient is asked: the modules
     # before it need none. Rules first: the recorded output of a layer with a rule is the new one.
-    after = _modules(model)[resolve_layer(model, names[0])] if len(names) == 1 and not input \
-        else None
-    with grad_session(model), backward_rules(model, rules or {}, after=after), \
-            capture(model, names) as recorded, torch.enable_grad():
+    after = (
+        _modules(model)[resolve_layer(model, names[0])] if len(names) == 1 and not input else None
+    )
+    with (
+        grad_session(model),
+        backward_rules(model, rules or {}, after=after),
+        capture(model, names) as recorded,
+        torch.enable_grad(),
+    ):
         xx = x.detach().clone().requires_grad_(True)
         with split_sums(model, after=after) if sums else _nothing():
             logits = model(xx)
         acts = dict(recorded)  # a rule may run a module again during the backward pass
         s = select_scores(logits, target, score)
         if not s.requires_grad:
-            raise ValueError("model: its output does not depend differentiably on the input "
-                             "(gradients are blocked: torch.no_grad, detach, or a TorchScript or "
-                             "exported module without autograd); gradient methods need gradients")
+            raise ValueError(
+                "model: its output does not depend differentiably on the input "
+                "(gradients are blocked: torch.no_grad, detach, or a TorchScript or "
+                "exported module without autograd); gradient methods need gradients"
+            )
         wrt = ([xx] if input else []) + [acts[n] for n in names]
         for n in names:
             if not acts[n].requires_grad:
@@ -238,9 +273,13 @@ def gradients(model: nn.Module, x: Tensor, target: Tensor, *, score: str = "logi
         grads = torch.autograd.grad(s.sum(), wrt, allow_unused=True)
     grads = [torch.zeros_like(w) if g is None else g for g, w in zip(grads, wrt, strict=True)]
     out_input = grads.pop(0).detach() if input else None
-    return Gradients(logits.detach(), s.detach(), out_input,
-                     {n: acts[n].detach() for n in names},
-                     {n: g.detach() for n, g in zip(names, grads, strict=True)})
+    return Gradients(
+        logits.detach(),
+        s.detach(),
+        out_input,
+        {n: acts[n].detach() for n in names},
+        {n: g.detach() for n, g in zip(names, grads, strict=True)},
+    )
 
 
 @contextmanager
@@ -252,8 +291,14 @@ class _Override(torch.autograd.Function):
     """Identity on the module's output whose backward sends ``rule(...)`` to the module's input."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, output: Tensor, module: nn.Module, rule: BackwardRule,  # type: ignore[override]
-                state: dict) -> Tensor:
+    def forward(
+        ctx,
+        x: Tensor,
+        output: Tensor,
+        module: nn.Module,
+        rule: BackwardRule,  # type: ignore[override]
+        state: dict,
+    ) -> Tensor:
         ctx.save_for_backward(x, output)
         ctx.module, ctx.rule, ctx.state = module, rule, state
         return output.clone()  # a view would forbid in-place ops after it (ReLU(inplace=True))
@@ -289,8 +334,9 @@ def _after(module: nn.Module | None, state: dict) -> Iterator[None]:
 
 
 @contextmanager
-def backward_rules(model: nn.Module, rules: Mapping[type, BackwardRule],
-                   after: nn.Module | None = None) -> Iterator[None]:
+def backward_rules(
+    model: nn.Module, rules: Mapping[type, BackwardRule], after: nn.Module | None = None
+) -> Iterator[None]:
     """Replace the backward pass of module types for the forward passes inside the block.
 
     Every sub-module of ``model`` that is an instance of a key of ``rules`` (the first matching
@@ -314,11 +360,17 @@ def backward_rules(model: nn.Module, rules: Mapping[type, BackwardRule],
 
     def hook(rule: BackwardRule) -> Callable:
         def override(module: nn.Module, inputs: tuple, output: object) -> object:
-            if not state["active"] or not state["on"] or not inputs \
-                    or not isinstance(inputs[0], Tensor) \
-                    or not isinstance(output, Tensor) or not torch.is_grad_enabled():
+            if (
+                not state["active"]
+                or not state["on"]
+                or not inputs
+                or not isinstance(inputs[0], Tensor)
+                or not isinstance(output, Tensor)
+                or not torch.is_grad_enabled()
+            ):
                 return None
             return _Override.apply(inputs[0], output.detach(), module, rule, state)
+
         return override
 
     try:
@@ -364,8 +416,14 @@ class _SumMode(TorchFunctionMode):
         kwargs = kwargs or {}
         if func in _ADDS and len(args) == 2 and not kwargs and self.state["on"]:
             a, b = args
-            if isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape \
-                    and a.requires_grad and b.requires_grad and torch.is_grad_enabled():
+            if (
+                isinstance(a, Tensor)
+                and isinstance(b, Tensor)
+                and a.shape == b.shape
+                and a.requires_grad
+                and b.requires_grad
+                and torch.is_grad_enabled()
+            ):
                 return _SplitSum.apply(a, b)
         return func(*args, **kwargs)
 

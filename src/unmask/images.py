@@ -22,6 +22,7 @@ __all__ = ["load_image", "example_image", "EXAMPLES"]
 #: Example images that ship with scikit-image and load offline.
 EXAMPLES = ("chelsea", "coffee", "astronaut", "rocket", "horse")
 
+
 def example_image(name: str = "chelsea") -> np.ndarray:
     """An example RGB image (H, W, 3) uint8 bundled with scikit-image (offline)."""
     if name not in EXAMPLES:
@@ -70,12 +71,16 @@ def _numpy_layout(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-        raise ValueError(f"{name}: expected an array (H, W), (H, W, 3) or (H, W, 4), got shape {arr.shape}")
+        raise ValueError(
+            f"{name}: expected an array (H, W), (H, W, 3) or (H, W, 4), got shape {arr.shape}"
+        )
     _check_pixels(arr.shape[1], arr.shape[0], name)  # before reading any value
-    if arr.dtype not in (np.bool_, np.uint8, np.uint16) and not np.issubdtype(arr.dtype,
-                                                                               np.floating):
-        raise TypeError(f"{name}: unsupported array dtype {arr.dtype} "
-                        "(use uint8, uint16, bool or float)")
+    if arr.dtype not in (np.bool_, np.uint8, np.uint16) and not np.issubdtype(
+        arr.dtype, np.floating
+    ):
+        raise TypeError(
+            f"{name}: unsupported array dtype {arr.dtype} (use uint8, uint16, bool or float)"
+        )
     if np.issubdtype(arr.dtype, np.floating) and arr.size:
         if not np.isfinite(arr).all():
             raise ValueError(f"{name}: contains NaN or infinite values")
@@ -106,8 +111,9 @@ def _numpy_to_array(arr: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_pixels(width: int, height: int, name: str, where: str = "",
-                  limit: int | None = None) -> None:
+def _check_pixels(
+    width: int, height: int, name: str, where: str = "", limit: int | None = None
+) -> None:
     """Refuse ``width * height`` above ``limit`` (default: ``UNMASK_MAX_PIXELS``).
 
     The message says how to raise the limit only for the environment's own limit.
@@ -124,8 +130,13 @@ def _check_pixels(width: int, height: int, name: str, where: str = "",
         )
 
 
-def _open(source: Path | BinaryIO, name: str, label: str | None = None,
-          limit: int | None = None, formats: tuple[str, ...] | None = None) -> Image.Image:
+def _open(
+    source: Path | BinaryIO,
+    name: str,
+    label: str | None = None,
+    limit: int | None = None,
+    formats: tuple[str, ...] | None = None,
+) -> Image.Image:
     """Open an image file, check its size from the header, then decode it.
 
     Args:
@@ -147,8 +158,11 @@ def _open(source: Path | BinaryIO, name: str, label: str | None = None,
         found = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
         bound = min(max_pixels() if limit is None else limit, 2 * (Image.MAX_IMAGE_PIXELS or 0))
-        hint = ("; UNMASK_MAX_PIXELS sets unmask's limit, PIL's Image.MAX_IMAGE_PIXELS its own"
-                if limit is None else "")
+        hint = (
+            "; UNMASK_MAX_PIXELS sets unmask's limit, PIL's Image.MAX_IMAGE_PIXELS its own"
+            if limit is None
+            else ""
+        )
         raise ValueError(
             f"{name}: {label} has {pixels}, above the limit of {bound:,} "
             f"pixels (refused before decoding{hint})"
@@ -197,8 +211,9 @@ def _centre_square(h: int, w: int) -> tuple[int, int, int]:
     return (h - side) // 2, (w - side) // 2, side
 
 
-def load_image(source: str | os.PathLike | Image.Image | np.ndarray, size: int | None = 224,
-               mode: str = "crop") -> Tensor:
+def load_image(
+    source: str | os.PathLike | Image.Image | np.ndarray, size: int | None = 224, mode: str = "crop"
+) -> Tensor:
     """Load an image as a (1, 3, size, size) float32 tensor in [0, 1].
 
     Handles grayscale, RGB, RGBA / LA / transparent palette (composited on white), palette,
@@ -232,8 +247,10 @@ def load_image(source: str | os.PathLike | Image.Image | np.ndarray, size: int |
             raise ValueError(f"size: expected a positive int or None, got {size!r}")
         size = int(size)
         if size > max_size():
-            raise ValueError(f"size: expected at most {max_size()} (the image side limit; raise it "
-                             f"with the environment variable UNMASK_MAX_SIZE), got {size}")
+            raise ValueError(
+                f"size: expected at most {max_size()} (the image side limit; raise it "
+                f"with the environment variable UNMASK_MAX_SIZE), got {size}"
+            )
     src = _read(source, "image")
     w, h = src.size if isinstance(src, Image.Image) else (src.shape[1], src.shape[0])
     if h == 0 or w == 0:
@@ -251,6 +268,7 @@ def load_image(source: str | os.PathLike | Image.Image | np.ndarray, size: int |
     if size is None:
         return x
     if tuple(x.shape[-2:]) != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=True)
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
     return x.clamp(0, 1).contiguous()

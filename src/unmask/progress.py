@@ -26,8 +26,14 @@ def check_progress(progress: object, name: str = "progress") -> Progress:
     raise TypeError(f"{name}: expected a bool or a callable (done, total), got {progress!r}")
 
 
-def track(items: Iterable[T], total: int, progress: Progress, desc: str = "",
-          unit: str = "it", minimum: int = 1) -> Iterable[T]:
+def track(
+    items: Iterable[T],
+    total: int,
+    progress: Progress,
+    desc: str = "",
+    unit: str = "it",
+    minimum: int = 1,
+) -> Iterable[T]:
     """``items`` with progress reported as ``progress`` asks.
 
     A bar is shown only when there are more than ``minimum`` items; a callback is always called.

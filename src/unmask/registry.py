@@ -75,8 +75,9 @@ def _record_arguments(cls: type) -> None:
         bound.apply_defaults()
         names = list(bound.arguments)
         skip = set(names[:2]) if len(names) > 1 and names[1] == "model" else {names[0]}
-        self._spec_arguments = {k: v for k, v in bound.arguments.items()
-                                if k not in skip and k != "progress"}
+        self._spec_arguments = {
+            k: v for k, v in bound.arguments.items() if k not in skip and k != "progress"
+        }
 
     __init__.__kwdefaults__ = init.__kwdefaults__  # type: ignore[attr-defined]
     __init__.__defaults__ = init.__defaults__  # type: ignore[attr-defined]
@@ -130,16 +131,21 @@ class Entry:
 
     def build(self, *args: Any, **kwargs: Any) -> Any:
         params = self.parameters()
-        named = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        named = [
+            n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             unknown = sorted(set(kwargs) - set(named))
             if unknown:
-                allowed = ", ".join(n for n in named[len(args):])
+                allowed = ", ".join(n for n in named[len(args) :])
                 raise ValueError(
                     f"{unknown[0]}: not a hyperparameter of {self.name!r}; expected one of: {allowed}"
                 )
-        merged = {k: (v() if callable(v) and not inspect.isclass(v) and _no_args(v) else v)
-                  for k, v in self.defaults.items() if k not in kwargs}
+        merged = {
+            k: (v() if callable(v) and not inspect.isclass(v) and _no_args(v) else v)
+            for k, v in self.defaults.items()
+            if k not in kwargs
+        }
         merged.update(kwargs)
         obj = self.factory(*args, **merged)
         try:
@@ -151,8 +157,10 @@ class Entry:
 
 def _no_args(fn: Callable[..., Any]) -> bool:
     try:
-        return not any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                       for p in inspect.signature(fn).parameters.values())
+        return not any(
+            p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            for p in inspect.signature(fn).parameters.values()
+        )
     except (TypeError, ValueError):
         return False
 
@@ -166,9 +174,16 @@ class Registry:
         self._aliases: dict[str, str] = {}
         self._primary: dict[type, str] = {}
 
-    def add(self, name: str, factory: Callable[..., Any], *, aliases: tuple[str, ...] = (),
-            defaults: dict[str, Any] | None = None, summary: str | None = None,
-            kind: str | None = None) -> None:
+    def add(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        aliases: tuple[str, ...] = (),
+        defaults: dict[str, Any] | None = None,
+        summary: str | None = None,
+        kind: str | None = None,
+    ) -> None:
         """Register ``factory`` under ``name`` (and ``aliases``) with default arguments.
 
         ``kind`` (default: the factory's ``kind`` attribute, if any) is recorded on the entry.
@@ -180,17 +195,24 @@ class Registry:
             summary = (inspect.getdoc(factory) or "").split("\n", 1)[0]
         if kind is None:
             kind = getattr(factory, "kind", "")
-        self._entries[name] = Entry(name, factory, dict(defaults or {}), summary,
-                                    kind if isinstance(kind, str) else "")
+        self._entries[name] = Entry(
+            name, factory, dict(defaults or {}), summary, kind if isinstance(kind, str) else ""
+        )
         if inspect.isclass(factory):
             _record_arguments(factory)
             self._primary.setdefault(factory, name)
         for alias in aliases:
             self._aliases[alias] = name
 
-    def register(self, name: str, *, aliases: tuple[str, ...] = (),
-                 defaults: dict[str, Any] | None = None, summary: str | None = None,
-                 kind: str | None = None) -> Callable[[Any], Any]:
+    def register(
+        self,
+        name: str,
+        *,
+        aliases: tuple[str, ...] = (),
+        defaults: dict[str, Any] | None = None,
+        summary: str | None = None,
+        kind: str | None = None,
+    ) -> Callable[[Any], Any]:
         """Class decorator form of :meth:`add`."""
 
         def decorate(factory: Any) -> Any:
@@ -205,7 +227,9 @@ class Registry:
             raise TypeError(f"{self.kind}: expected a name (str), got {type(name).__name__}")
         key = self._aliases.get(name.lower(), name.lower())
         if key not in self._entries:
-            raise ValueError(f"{self.kind}: unknown {self.kind} {name!r}; expected one of: {', '.join(self.names())}")
+            raise ValueError(
+                f"{self.kind}: unknown {self.kind} {name!r}; expected one of: {', '.join(self.names())}"
+            )
         return self._entries[key]
 
     def names(self, aliases: bool = False) -> list[str]:
@@ -226,7 +250,9 @@ class Registry:
         return sorted(a for a, target in self._aliases.items() if target == name)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and (name.lower() in self._entries or name.lower() in self._aliases)
+        return isinstance(name, str) and (
+            name.lower() in self._entries or name.lower() in self._aliases
+        )
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._entries.values())

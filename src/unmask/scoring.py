@@ -83,8 +83,14 @@ class Scorer:
         evaluations: the number of images scored so far (for overhead measurements).
     """
 
-    def __init__(self, model: Classifier, *, batch_size: int | str = 16, score: str = "prob",
-                 progress: object = False) -> None:
+    def __init__(
+        self,
+        model: Classifier,
+        *,
+        batch_size: int | str = 16,
+        score: str = "prob",
+        progress: object = False,
+    ) -> None:
         if batch_size != "auto":
             check_positive(batch_size, "batch_size", integer=True)
         check_choice(score, "score", SCORES)
@@ -119,8 +125,11 @@ class Scorer:
         """
         k = min(int(n), self.batch_size)
         c, h, w = (int(v) for v in shape[-3:])
-        check_memory(batch_bytes(k, c, h, w, self.model.input_size), "batch_size",
-                     f"a batch of {k} {what} of {h}x{w}")
+        check_memory(
+            batch_bytes(k, c, h, w, self.model.input_size),
+            "batch_size",
+            f"a batch of {k} {what} of {h}x{w}",
+        )
 
     def _chunks(self, n: int, desc: str) -> Iterable[int]:
         starts = range(0, n, self.batch_size)
@@ -149,9 +158,16 @@ class Scorer:
         """The predicted class (N,) of each image."""
         return self.logits(images).argmax(dim=1).cpu()
 
-    def perturbed(self, x: Tensor, masks: MaskSource, target: Tensor, removal: Callable,
-                  index: Tensor | None = None, count: int | None = None,
-                  observe: Callable[[int, int, Tensor], None] | None = None) -> Tensor:
+    def perturbed(
+        self,
+        x: Tensor,
+        masks: MaskSource,
+        target: Tensor,
+        removal: Callable,
+        index: Tensor | None = None,
+        count: int | None = None,
+        observe: Callable[[int, int, Tensor], None] | None = None,
+    ) -> Tensor:
         """Scores of perturbed copies of images.
 
         Perturbation ``n`` removes ``masks[n]`` from image ``x[index[n]]`` with ``removal`` and

@@ -13,8 +13,9 @@ from torch import Tensor
 __all__ = ["slic_segments", "relabel"]
 
 
-def slic_segments(x: Tensor, n_segments: int = 50, compactness: float = 30.0,
-                  sigma: float = 3.0) -> Tensor:
+def slic_segments(
+    x: Tensor, n_segments: int = 50, compactness: float = 30.0, sigma: float = 3.0
+) -> Tensor:
     """SLIC superpixels (Achanta et al. 2012, scikit-image) of each image.
 
     Args:
@@ -29,9 +30,17 @@ def slic_segments(x: Tensor, n_segments: int = 50, compactness: float = 30.0,
     from skimage.segmentation import slic
 
     images = x.detach().permute(0, 2, 3, 1).cpu().double().numpy()
-    labels = [slic(img, n_segments=n_segments, compactness=compactness, sigma=sigma,
-                   start_label=0, channel_axis=-1 if img.shape[-1] > 1 else None)
-              for img in images]
+    labels = [
+        slic(
+            img,
+            n_segments=n_segments,
+            compactness=compactness,
+            sigma=sigma,
+            start_label=0,
+            channel_axis=-1 if img.shape[-1] > 1 else None,
+        )
+        for img in images
+    ]
     return relabel(torch.from_numpy(np.stack(labels)))
 
 

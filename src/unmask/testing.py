@@ -12,8 +12,16 @@ from torch import Tensor, nn
 
 from .models import Classifier
 
-__all__ = ["RegionModel", "region_model", "region_images", "REGION", "REGION_B",
-           "ConvRegionModel", "conv_region_model", "conv_region_model3"]
+__all__ = [
+    "RegionModel",
+    "region_model",
+    "region_images",
+    "REGION",
+    "REGION_B",
+    "ConvRegionModel",
+    "conv_region_model",
+    "conv_region_model3",
+]
 
 #: The box the model looks at, as fractions (top, left, bottom, right) of the image.
 REGION = (0.25, 0.25, 0.5, 0.5)
@@ -22,7 +30,9 @@ REGION = (0.25, 0.25, 0.5, 0.5)
 REGION_B = (0.5, 0.5, 0.75, 0.75)
 
 
-def region_box(height: int, width: int, region: tuple[float, ...] = REGION) -> tuple[int, int, int, int]:
+def region_box(
+    height: int, width: int, region: tuple[float, ...] = REGION
+) -> tuple[int, int, int, int]:
     """The model's box in pixels (top, left, bottom, right) for an image of this size."""
     t, l, b, r = region
     return round(t * height), round(l * width), round(b * height), round(r * width)
@@ -67,8 +77,14 @@ def region_model(classes: int = 2) -> Classifier:
     is a cluster that the box decides, for tests of set targets.
     """
     names = ["not red", "red box", "reddish"][:classes]
-    return Classifier(RegionModel(classes=classes), mean=(0.0,) * 3, std=(1.0,) * 3,
-                      input_size=None, class_names=names, name=f"region{classes if classes != 2 else ''}")
+    return Classifier(
+        RegionModel(classes=classes),
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        input_size=None,
+        class_names=names,
+        name=f"region{classes if classes != 2 else ''}",
+    )
 
 
 def region_images(batch: int = 2, size: int = 32, seed: int = 0) -> Tensor:
@@ -111,7 +127,9 @@ class ConvRegionModel(nn.Module):
         conv = nn.Conv2d(3, 2, kernel_size=1)
         head = nn.Linear(2, classes)
         with torch.no_grad():
-            conv.weight.copy_(torch.tensor([[1.0, -0.5, -0.5], [-0.5, -0.5, 1.0]])[:, :, None, None])
+            conv.weight.copy_(
+                torch.tensor([[1.0, -0.5, -0.5], [-0.5, -0.5, 1.0]])[:, :, None, None]
+            )
             conv.bias.fill_(-0.1)
             head.weight.copy_(torch.tensor([[0.0, 64.0], [64.0, 0.0], [32.0, 0.0]][:classes]))
             head.bias.copy_(torch.tensor([-1.0, -1.0, -0.5][:classes]))
@@ -126,9 +144,15 @@ class ConvRegionModel(nn.Module):
 def conv_region_model(classes: int = 2) -> Classifier:
     """:class:`ConvRegionModel` as a Classifier whose feature layer is ``"features"``."""
     names = ["blue box B", "red box", "reddish"][:classes]
-    return Classifier(ConvRegionModel(classes), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
-                      class_names=names, name=f"conv-region{classes if classes != 2 else ''}",
-                      feature_layer="features").eval()
+    return Classifier(
+        ConvRegionModel(classes),
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        input_size=None,
+        class_names=names,
+        name=f"conv-region{classes if classes != 2 else ''}",
+        feature_layer="features",
+    ).eval()
 
 
 def conv_region_model3() -> Classifier:

@@ -42,8 +42,9 @@ _MEMO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _cpu() -> str:
     try:
         with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name"))
+            return next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         return platform.processor() or platform.machine()
 
@@ -51,9 +52,19 @@ def _cpu() -> str:
 def batch_size_key(model, shape: tuple[int, int, int]) -> str:
     """The on-disk cache key of ``model`` scoring images of ``shape`` (C, H, W) here."""
     params = sum(p.numel() for p in model.parameters())
-    return "|".join(str(v) for v in (model.name, params, model.device, model.execution,
-                                     "x".join(map(str, shape)), torch.get_num_threads(),
-                                     torch.__version__, _cpu()))
+    return "|".join(
+        str(v)
+        for v in (
+            model.name,
+            params,
+            model.device,
+            model.execution,
+            "x".join(map(str, shape)),
+            torch.get_num_threads(),
+            torch.__version__,
+            _cpu(),
+        )
+    )
 
 
 def _cache_file(cache_dir: str | Path | None) -> Path | None:
@@ -74,9 +85,15 @@ def _time(model, batch: int, shape: tuple[int, int, int], repeats: int) -> float
     return best / batch
 
 
-def best_batch_size(model, shape: Sequence[int] | None = None, *,
-                    candidates: Sequence[int] = CANDIDATES, tolerance: float = 0.05,
-                    repeats: int = 2, cache_dir: str | Path | None = None) -> int:
+def best_batch_size(
+    model,
+    shape: Sequence[int] | None = None,
+    *,
+    candidates: Sequence[int] = CANDIDATES,
+    tolerance: float = 0.05,
+    repeats: int = 2,
+    cache_dir: str | Path | None = None,
+) -> int:
     """The fastest batch size of ``model``'s scoring path on this machine (cached).
 
     Args:
@@ -128,8 +145,11 @@ def best_batch_size(model, shape: Sequence[int] | None = None, *,
         if isinstance(stored.get(disk_key), int):
             memo[stamp] = stored[disk_key]
             return memo[stamp]
-    fits = [c for c in sorted(set(candidates))
-            if batch_bytes(c, *shape, model.input_size) <= memory_budget()] or [min(candidates)]
+    fits = [
+        c
+        for c in sorted(set(candidates))
+        if batch_bytes(c, *shape, model.input_size) <= memory_budget()
+    ] or [min(candidates)]
     previous = model.execution
     if previous == "compiled":
         model.execution = "channels_last"  # a stand-in: each candidate would compile

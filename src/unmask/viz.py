@@ -122,8 +122,9 @@ def _colormap(cmap: str | None, signed: bool) -> Any:
     try:
         return matplotlib.colormaps[name]
     except KeyError:
-        raise ValueError(f"cmap: unknown matplotlib colormap {name!r} (e.g. 'turbo', 'jet', "
-                         "'inferno', 'RdBu_r')") from None
+        raise ValueError(
+            f"cmap: unknown matplotlib colormap {name!r} (e.g. 'turbo', 'jet', 'inferno', 'RdBu_r')"
+        ) from None
 
 
 # --------------------------------------------------------------------------- maps
@@ -178,8 +179,13 @@ def heatmap(saliency: SaliencyLike, cmap: str | None = None, signed: bool | None
     return torch.from_numpy(rgba[..., :3].astype(np.float32)).permute(0, 3, 1, 2).contiguous()
 
 
-def overlay(images: Tensor, saliency: SaliencyLike, alpha: float = 0.5, cmap: str | None = None,
-            signed: bool | None = None) -> Tensor:
+def overlay(
+    images: Tensor,
+    saliency: SaliencyLike,
+    alpha: float = 0.5,
+    cmap: str | None = None,
+    signed: bool | None = None,
+) -> Tensor:
     """Blend a coloured heatmap over the images: ``(1 - alpha) * image + alpha * heatmap``.
 
     Args:
@@ -249,9 +255,14 @@ def kept_share(saliency: SaliencyLike, fraction: float) -> Tensor:
     return top_mask(saliency, fraction).mean(dim=(1, 2, 3))
 
 
-def masked_image(images: Tensor, saliency: SaliencyLike | None = None, *, keep: float = 0.2,
-                 mask: Tensor | None = None,
-                 removal: Callable[[Tensor, Tensor], Tensor] | str | None = None) -> Tensor:
+def masked_image(
+    images: Tensor,
+    saliency: SaliencyLike | None = None,
+    *,
+    keep: float = 0.2,
+    mask: Tensor | None = None,
+    removal: Callable[[Tensor, Tensor], Tensor] | str | None = None,
+) -> Tensor:
     """Show what an explanation keeps: remove everything but the top ``keep`` fraction.
 
     Give either ``saliency`` (keep its top ``keep`` fraction of pixels, see :func:`top_mask`)
@@ -381,8 +392,10 @@ def plot_grid(
     items = list(explanations) if isinstance(explanations, list | tuple) else [explanations]
     if not items:
         raise ValueError("explanations: expected at least one explanation")
-    maps = [_matched(x, _saliency(e, f"explanations[{i}]"), f"explanations[{i}]")
-            for i, e in enumerate(items)]
+    maps = [
+        _matched(x, _saliency(e, f"explanations[{i}]"), f"explanations[{i}]")
+        for i, e in enumerate(items)
+    ]
     targets: list[Tensor | None] = []
     for i, e in enumerate(items):
         if isinstance(e, Explanation):
@@ -399,8 +412,16 @@ def plot_grid(
         if class_names is None:
             class_names = model.class_names
     if probabilities is not None:
-        if not isinstance(probabilities, Tensor) or probabilities.ndim != 2 or probabilities.shape[0] != b:
-            got = _shape(probabilities) if isinstance(probabilities, Tensor) else type(probabilities).__name__
+        if (
+            not isinstance(probabilities, Tensor)
+            or probabilities.ndim != 2
+            or probabilities.shape[0] != b
+        ):
+            got = (
+                _shape(probabilities)
+                if isinstance(probabilities, Tensor)
+                else type(probabilities).__name__
+            )
             raise ValueError(f"probabilities: expected shape ({b}, K), got {got}")
         probabilities = probabilities.detach().float().cpu()
     if row_labels is not None and len(row_labels) != b:
@@ -422,8 +443,13 @@ def plot_grid(
 
     per_item = 2 if keep is not None else 1
     cols = 1 + per_item * len(items)
-    fig = Figure(figsize=(panel_size * cols + (0.6 * len(items) if colorbar else 0), panel_size * b + 0.4 * b),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(
+            panel_size * cols + (0.6 * len(items) if colorbar else 0),
+            panel_size * b + 0.4 * b,
+        ),
+        layout="constrained",
+    )
     axes = np.asarray(fig.subplots(b, cols, squeeze=False))
     for i in range(b):
         ax = axes[i, 0]
@@ -437,18 +463,27 @@ def plot_grid(
             ax.set_ylabel(_short(str(row_labels[i]), 32), fontsize=10)
         for j, (e, s) in enumerate(zip(items, maps, strict=True)):
             sig = bool((s[i] < 0).any()) if signed is None else signed
-            label = column_labels[j] if column_labels is not None else (
-                e.method if isinstance(e, Explanation) else f"map {j}")
+            label = (
+                column_labels[j]
+                if column_labels is not None
+                else (e.method if isinstance(e, Explanation) else f"map {j}")
+            )
             t = targets[j]
             what = f"{_short(name(int(t[i])))}{prob(i, int(t[i]))}" if t is not None else ""
             ax = axes[i, 1 + per_item * j]
-            ax.imshow(_hwc(overlay(x[i : i + 1], s[i : i + 1], alpha, cmap, sig)[0]),
-                      interpolation="lanczos")
+            ax.imshow(
+                _hwc(overlay(x[i : i + 1], s[i : i + 1], alpha, cmap, sig)[0]),
+                interpolation="lanczos",
+            )
             ax.set_title(f"{label}\n{what}" if what else label, fontsize=10)
             if colorbar:
                 norm = Normalize(-1, 1) if sig else Normalize(0, 1)
-                cb = fig.colorbar(ScalarMappable(norm=norm, cmap=_colormap(cmap, sig)), ax=ax,
-                                  fraction=0.046, pad=0.02)
+                cb = fig.colorbar(
+                    ScalarMappable(norm=norm, cmap=_colormap(cmap, sig)),
+                    ax=ax,
+                    fraction=0.046,
+                    pad=0.02,
+                )
                 # ticks in the map's own units: normalisation is per image
                 si = s[i]
                 if sig:
@@ -464,8 +499,10 @@ def plot_grid(
                 cb.ax.tick_params(labelsize=8)
             if keep is not None:
                 ax = axes[i, 2 + per_item * j]
-                ax.imshow(_hwc(masked_image(x[i : i + 1], s[i : i + 1], keep=keep)[0]),
-                          interpolation="lanczos")
+                ax.imshow(
+                    _hwc(masked_image(x[i : i + 1], s[i : i + 1], keep=keep)[0]),
+                    interpolation="lanczos",
+                )
                 share = float(kept_share(s[i : i + 1], keep)[0])
                 title = f"{label}: top {keep:.0%} kept"
                 if share == 0:
@@ -494,9 +531,14 @@ def _short(text: str, width: int = 28) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def save_grid(path: str | os.PathLike, images: Tensor,
-              explanations: SaliencyLike | Sequence[SaliencyLike], *, dpi: int = 100,
-              **kwargs: Any) -> Path:
+def save_grid(
+    path: str | os.PathLike,
+    images: Tensor,
+    explanations: SaliencyLike | Sequence[SaliencyLike],
+    *,
+    dpi: int = 100,
+    **kwargs: Any,
+) -> Path:
     """:func:`plot_grid` saved as a PNG at ``path``; returns the path."""
     _output_path(path, "out")
     fig = plot_grid(images, explanations, **kwargs)

@@ -88,17 +88,31 @@ def test_cwox_and_plain_maps_scored_per_pair_through_the_store(contrast_config, 
         x = data.load(item, 32, "crop").x
         # the clusters of the image's top three classes by the fixed partition, top class first
         clusters = [[1, 2], [0]]
-        want = [("cluster", (1, 2), (0,)), ("cluster", (0,), (1, 2)),
-                ("class", (1,), (2,)), ("class", (2,), (1,))]
+        want = [
+            ("cluster", (1, 2), (0,)),
+            ("cluster", (0,), (1, 2)),
+            ("class", (1,), (2,)),
+            ("class", (2,), (1,)),
+        ]
         e = cwox(model, x, clusters, cluster_explainer="gradcam")
-        ref = {"cwox": [e.cluster_maps[0][0], e.cluster_maps[0][1], e.class_maps[0][0][0],
-                        e.class_maps[0][0][1]]}
+        ref = {
+            "cwox": [
+                e.cluster_maps[0][0],
+                e.cluster_maps[0][1],
+                e.class_maps[0][0][0],
+                e.class_maps[0][0][1],
+            ]
+        }
         plain = make_explainer(model, "gradcam")
-        ref["gradcam"] = [plain.explain(x, [list(t) if lv == "cluster" else t[0]]).saliency[0, 0]
-                          for lv, t, _ in want]
+        ref["gradcam"] = [
+            plain.explain(x, [list(t) if lv == "cluster" else t[0]]).saliency[0, 0]
+            for lv, t, _ in want
+        ]
         occ = make_explainer(model, "occlusion", patch_size=8, stride=4)
-        ref["occlusion"] = [occ.explain(x, [list(t) if lv == "cluster" else t[0]]).saliency[0, 0]
-                            for lv, t, _ in want]
+        ref["occlusion"] = [
+            occ.explain(x, [list(t) if lv == "cluster" else t[0]]).saliency[0, 0]
+            for lv, t, _ in want
+        ]
         for run_label, maps in ref.items():
             for metric, fn in (("cauc", cauc), ("cdrop", cdrop)):
                 row = rows[(item.file, run_label, metric)]
@@ -106,8 +120,11 @@ def test_cwox_and_plain_maps_scored_per_pair_through_the_store(contrast_config, 
                 assert row["map"] == ("contrastive" if run_label == "cwox" else "saliency")
                 kept = []
                 for p, (_, target, comp), m in zip(row["data"]["pairs"], want, maps, strict=True):
-                    v = float(fn(model, x, m[None, None].float(), [list(target)],
-                                 competitors=[set(comp)])[0])
+                    v = float(
+                        fn(
+                            model, x, m[None, None].float(), [list(target)], competitors=[set(comp)]
+                        )[0]
+                    )
                     assert p["zero_map"] == bool(float(m.abs().max()) == 0)
                     if math.isnan(v):
                         assert p["value"] is None
@@ -132,8 +149,12 @@ def test_cwox_and_plain_maps_scored_per_pair_through_the_store(contrast_config, 
     assert table[("cwox", "class")]["left_out"] == 3
     assert table[("gradcam", "class")]["left_out"] == 0
     paired = {(p["against"], p["level"]): p for p in summ["cauc"]["paired"]}
-    assert set(paired) == {("gradcam", "cluster"), ("gradcam", "class"), ("occlusion", "cluster"),
-                           ("occlusion", "class")}
+    assert set(paired) == {
+        ("gradcam", "cluster"),
+        ("gradcam", "class"),
+        ("occlusion", "cluster"),
+        ("occlusion", "class"),
+    }
     assert paired[("gradcam", "cluster")]["pairs"] == 6
     assert paired[("gradcam", "class")]["pairs"] == 3
     page = write_report(store, tmp_path / "report")
@@ -156,10 +177,12 @@ def test_a_contrastive_metric_key_depends_on_the_contrast_table(contrast_config,
     run(plan, tmp_path / "a.sqlite", progress=False, limit=1)
     cfg = json.loads(json.dumps(plan.config))
     other = {**cfg, "contrast": {**cfg["contrast"], "pairs": ["cluster"]}}
-    other["methods"] = [{"method": m["method"], "params": m["params"], "label": m["label"]}
-                        for m in cfg["methods"]]
-    other["metrics"] = [{"metric": m["metric"], "params": m["params"], "label": m["label"]}
-                        for m in cfg["metrics"]]
+    other["methods"] = [
+        {"method": m["method"], "params": m["params"], "label": m["label"]} for m in cfg["methods"]
+    ]
+    other["metrics"] = [
+        {"metric": m["metric"], "params": m["params"], "label": m["label"]} for m in cfg["metrics"]
+    ]
     plan2 = parse_plan(other)
     assert plan2.config_hash != plan.config_hash
     run(plan2, tmp_path / "b.sqlite", progress=False, limit=1)
@@ -190,18 +213,29 @@ def test_an_image_without_pairs_has_no_contrastive_row(tmp_path, bench_files):
         ({"contrast": {"tree": "missing.json"}}, "contrast.tree: no such tree file"),
         ({"contrast": {"clusters": [[0], [0, 1]]}}, "contrast.clusters: a class appears in two"),
         ({"contrast": {"pairs": ["pixel"]}}, "contrast.pairs: expected a non-empty list of"),
-        ({"methods": [{"method": "cwox", "params": {"base": "nope"}}]},
-         "methods[0].params.base: expected a registered method"),
-        ({"methods": [{"method": "cwox", "params": {"deltaa": 3}}]},
-         "methods[0].params.deltaa: not a hyperparameter of method 'cwox'; expected one of: "
-         "base, delta, negative, rescale, batch_size"),
-        ({"methods": [{"method": "cwox", "removals": ["blur"]}]},
-         "methods[0].removals: method 'cwox' takes no removal"),
+        (
+            {"methods": [{"method": "cwox", "params": {"base": "nope"}}]},
+            "methods[0].params.base: expected a registered method",
+        ),
+        (
+            {"methods": [{"method": "cwox", "params": {"deltaa": 3}}]},
+            "methods[0].params.deltaa: not a hyperparameter of method 'cwox'; expected one of: "
+            "base, delta, negative, rescale, batch_size",
+        ),
+        (
+            {"methods": [{"method": "cwox", "removals": ["blur"]}]},
+            "methods[0].removals: method 'cwox' takes no removal",
+        ),
     ],
 )
 def test_bad_contrast_and_cwox_settings(changes, message):
-    cfg = {"model": {"name": "unmask.testing:conv_region_model3"}, "data": {"path": "."},
-           "methods": [{"method": "gradcam"}], "metrics": ["cauc"], **changes}
+    cfg = {
+        "model": {"name": "unmask.testing:conv_region_model3"},
+        "data": {"path": "."},
+        "methods": [{"method": "gradcam"}],
+        "metrics": ["cauc"],
+        **changes,
+    }
     with pytest.raises(ValueError) as info:
         parse_plan(cfg)
     assert str(info.value).startswith(message)

@@ -39,9 +39,15 @@ def _alone(run, metric, model, x, e, saliency, boxes, x_hat):
         return metric(saliency, [boxes])
     if run.kind == "artifact":
         return metric(x, x_hat)
-    return metric(model, x, x_hat, e.target, coefficients=[e.extras["coefficients"]]
-                  if isinstance(e.extras["coefficients"], torch.Tensor) else
-                  e.extras["coefficients"])
+    return metric(
+        model,
+        x,
+        x_hat,
+        e.target,
+        coefficients=[e.extras["coefficients"]]
+        if isinstance(e.extras["coefficients"], torch.Tensor)
+        else e.extras["coefficients"],
+    )
 
 
 def test_values_equal_each_metric_alone_and_shared_results_cut_model_calls():
@@ -52,8 +58,14 @@ def test_values_equal_each_metric_alone_and_shared_results_cut_model_calls():
     relevance = relevance_map(x, x_hat)
     top, left, bottom, right = region_box(32, 32)
     boxes = torch.tensor([[left, top, right, bottom]], dtype=torch.float32)
-    plan = parse_plan({"model": {"name": "unmask.testing:region_model"}, "data": {"path": "."},
-                       "methods": [{"method": "pixelmask"}], "metrics": METRICS})
+    plan = parse_plan(
+        {
+            "model": {"name": "unmask.testing:region_model"},
+            "data": {"path": "."},
+            "methods": [{"method": "pixelmask"}],
+            "metrics": METRICS,
+        }
+    )
     built = [(r, build_metric(r, model, explainer.representation)) for r in plan.metrics]
     seen: list[int] = []
     model.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[0]))
@@ -86,10 +98,17 @@ def test_values_equal_each_metric_alone_and_shared_results_cut_model_calls():
 def test_a_failing_metric_is_a_failed_row_and_the_others_are_computed():
     model, x = region_model(), region_images(1, 32)
     e = make_explainer(model, "occlusion", patch_size=8, stride=4).explain(x, [1])
-    plan = parse_plan({"model": {"name": "unmask.testing:region_model"}, "data": {"path": "."},
-                       "methods": [{"method": "occlusion"}],
-                       "metrics": [{"metric": "deletion", "params": {"max_steps": 8}},
-                                   {"metric": "dc", "params": {"max_steps": 8}}]})
+    plan = parse_plan(
+        {
+            "model": {"name": "unmask.testing:region_model"},
+            "data": {"path": "."},
+            "methods": [{"method": "occlusion"}],
+            "metrics": [
+                {"metric": "deletion", "params": {"max_steps": 8}},
+                {"metric": "dc", "params": {"max_steps": 8}},
+            ],
+        }
+    )
     built = [(r, build_metric(r, model)) for r in plan.metrics]
 
     class Broken:

@@ -10,8 +10,9 @@ import pytest
 from unmask.bench import Store, load_plan, run
 
 
-def test_sigkill_and_resume_equals_uninterrupted(tiny: Path, tmp_path: Path,
-                                                 kill_and_resume) -> None:
+def test_sigkill_and_resume_equals_uninterrupted(
+    tiny: Path, tmp_path: Path, kill_and_resume
+) -> None:
     got, _ = kill_and_resume(tiny, tmp_path, (1, 5, 10))
     status = got.status()
     assert all(s == {"done": 5, "failed": 1, "pending": 0} for s in status.values())

@@ -18,17 +18,24 @@ CELLO = Path("/work/shared/data/cwox/cello_guitar.jpg")
 def _tiny_conv_model() -> unmask.models.Classifier:
     """A fast stand-in with the 1000 ImageNet classes and a spatial feature layer."""
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 8, stride=8), torch.nn.ReLU(),
-                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                              torch.nn.Linear(8, 1000))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 8, stride=8),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 1000),
+    )
     return unmask.models.Classifier.wrap(net, input_size=None, name="tiny-conv", feature_layer="1")
 
 
 @pytest.fixture(autouse=True)
 def models(monkeypatch, request):
     real = unmask.models.load_model
-    chosen = request.getfixturevalue("real_model") if "real_model" in request.fixturenames \
+    chosen = (
+        request.getfixturevalue("real_model")
+        if "real_model" in request.fixturenames
         else _tiny_conv_model()
+    )
 
     def load(name="efficientnet_lite0", **kw):
         if name == "efficientnet_lite0" and not kw.get("weights"):
@@ -49,8 +56,12 @@ def png(tmp_path) -> Path:
 
 def test_json_lists_clusters_classes_probabilities_and_files(tmp_path, png, capsys):
     out = tmp_path / "fig.png"
-    assert main(["cwox", str(png), str(png), "--size", "64", "--top", "4", "--out", str(out),
-                 "--json"]) == 0
+    assert (
+        main(
+            ["cwox", str(png), str(png), "--size", "64", "--top", "4", "--out", str(out), "--json"]
+        )
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert out.is_file() and data["tree"] == "resnet50" and data["base"] == "gradcam"
     assert data["delta"] == 50.0 and data["cluster_explainer"]["relu"] is False
@@ -66,24 +77,28 @@ def test_json_lists_clusters_classes_probabilities_and_files(tmp_path, png, caps
 
 def test_explicit_clusters_and_default_file_names(tmp_path, png, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["cwox", str(png), "--size", "64", "--clusters", "486,889;402", "--delta",
-                 "30"]) == 0
+    assert (
+        main(["cwox", str(png), "--size", "64", "--clusters", "486,889;402", "--delta", "30"]) == 0
+    )
     text = capsys.readouterr().out
     assert "cluster 1" in text and "cluster 2" in text and "delta 30" in text
     assert (tmp_path / "unmask-noise-cwox-gradcam.png").is_file()
 
 
-@pytest.mark.parametrize("argv, text", [
-    (["--delta", "101"], "--delta"),
-    (["--clusters", "486,,;"], "--clusters"),
-    (["--clusters", "486;1000"], "--clusters[1]: class 1000 is outside"),
-    (["--clusters", "486;486"], "--clusters: class 486 appears twice"),
-    (["--tree", "nope.json"], "--tree"),
-    (["--cut-level", "7"], "--cut-level"),
-    (["--top", "0"], "--top"),
-    (["--top-p", "1.5"], "--top-p"),
-    (["--out", "/no/such/dir/x.png"], "--out"),
-])
+@pytest.mark.parametrize(
+    "argv, text",
+    [
+        (["--delta", "101"], "--delta"),
+        (["--clusters", "486,,;"], "--clusters"),
+        (["--clusters", "486;1000"], "--clusters[1]: class 1000 is outside"),
+        (["--clusters", "486;486"], "--clusters: class 486 appears twice"),
+        (["--tree", "nope.json"], "--tree"),
+        (["--cut-level", "7"], "--cut-level"),
+        (["--top", "0"], "--top"),
+        (["--top-p", "1.5"], "--top-p"),
+        (["--out", "/no/such/dir/x.png"], "--out"),
+    ],
+)
 def test_bad_input_one_line_exit_2(png, capsys, argv, text):
     code = main(["cwox", str(png), "--size", "64", *argv])
     out, err = capsys.readouterr()

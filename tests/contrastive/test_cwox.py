@@ -45,8 +45,9 @@ class ThreeClass(nn.Module):
         with torch.no_grad():
             conv.weight.copy_(torch.tensor([[1.0, -0.5, -0.5]])[:, :, None, None])
             conv.bias.fill_(-0.1)
-            head.weight.copy_(torch.tensor([[20.0, 10.0, 0.0], [10.0, 20.0, 0.0],
-                                            [0.0, 0.0, 15.0]]))
+            head.weight.copy_(
+                torch.tensor([[20.0, 10.0, 0.0], [10.0, 20.0, 0.0], [0.0, 0.0, 15.0]])
+            )
         self.features = nn.Sequential(conv, nn.ReLU(), _Gate())
         self.head = head
 
@@ -55,8 +56,15 @@ class ThreeClass(nn.Module):
 
 
 def three_class_model() -> Classifier:
-    return Classifier(ThreeClass(), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
-                      class_names=["A", "A prime", "B"], name="three", feature_layer="features")
+    return Classifier(
+        ThreeClass(),
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        input_size=None,
+        class_names=["A", "A prime", "B"],
+        name="three",
+        feature_layer="features",
+    )
 
 
 def images(batch: int = 1, seed: int = 0) -> torch.Tensor:
@@ -119,8 +127,14 @@ def test_known_answer_black_box_one_pass():
 
 def test_separate_stage_explainers_two_passes():
     model = three_class_model()
-    e = cwox(model, images(), CLUSTERS, cluster_explainer="rise",
-             class_explainer={"method": "rise", "masks": 300, "s": 4, "p": 0.3}, delta=70)
+    e = cwox(
+        model,
+        images(),
+        CLUSTERS,
+        cluster_explainer="rise",
+        class_explainer={"method": "rise", "masks": 300, "s": 4, "p": 0.3},
+        delta=70,
+    )
     assert e.cluster_spec["masks"] == 5000 and e.cluster_spec["s"] == 15
     assert e.class_spec["masks"] == 300
     h = e.cluster_maps[0]  # RISE maps carry the mean score as an offset: compare the regions
@@ -175,9 +189,24 @@ def test_delta_changes_class_support():
 
 
 def test_tree_and_top_classes():
-    tree = load_tree([{"id": "Z2", "text": "", "data": {"level": 2}, "children": [
-        {"id": "Z0", "text": "c000-a 0.5 c001-a_prime 0.5", "data": {"level": 1}, "children": []},
-        {"id": "Z1", "text": "c002-b 0.5", "data": {"level": 1}, "children": []}]}])
+    tree = load_tree(
+        [
+            {
+                "id": "Z2",
+                "text": "",
+                "data": {"level": 2},
+                "children": [
+                    {
+                        "id": "Z0",
+                        "text": "c000-a 0.5 c001-a_prime 0.5",
+                        "data": {"level": 1},
+                        "children": [],
+                    },
+                    {"id": "Z1", "text": "c002-b 0.5", "data": {"level": 1}, "children": []},
+                ],
+            }
+        ]
+    )
     model = three_class_model()
     e = cwox(model, images(), tree, top=3)
     assert sorted(sorted(c) for c in e.clusters[0]) == [[A, A2], [B]]
@@ -199,13 +228,16 @@ def test_stage_layers_on_a_block_model():
         stage_layers(model, "rise")
 
 
-@pytest.mark.parametrize("clusters, match", [
-    ([[A, 5], [B]], "clusters\\[0\\]: class 5 is outside"),
-    ([[A], []], "clusters\\[1\\]: a cluster needs at least one class"),
-    ([[A, B], [B]], "class 2 appears twice"),
-    ([], "clusters"),
-    ([[A], ["x"]], "clusters\\[1\\]: expected class indices"),
-])
+@pytest.mark.parametrize(
+    "clusters, match",
+    [
+        ([[A, 5], [B]], "clusters\\[0\\]: class 5 is outside"),
+        ([[A], []], "clusters\\[1\\]: a cluster needs at least one class"),
+        ([[A, B], [B]], "class 2 appears twice"),
+        ([], "clusters"),
+        ([[A], ["x"]], "clusters\\[1\\]: expected class indices"),
+    ],
+)
 def test_bad_clusters(clusters, match):
     with pytest.raises((ValueError, TypeError), match=match):
         cwox(three_class_model(), images(), clusters)
@@ -241,8 +273,9 @@ def test_stage_layers_on_resnet_style_names():
         def __init__(self, stride: int) -> None:
             super().__init__()
             self.conv1 = nn.Conv2d(4, 4, 3, stride=stride, padding=1)
-            self.downsample = nn.Sequential(nn.Conv2d(4, 4, 1, stride=stride)) if stride > 1 \
-                else None
+            self.downsample = (
+                nn.Sequential(nn.Conv2d(4, 4, 1, stride=stride)) if stride > 1 else None
+            )
             self.relu = nn.ReLU()
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -260,8 +293,14 @@ def test_stage_layers_on_resnet_style_names():
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.fc(self.layer4(self.layer3(self.conv1(x))).mean(dim=(2, 3)))
 
-    model = Classifier(Net(), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
-                       class_names=list("abc"), feature_layer="layer4")
+    model = Classifier(
+        Net(),
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        input_size=None,
+        class_names=list("abc"),
+        feature_layer="layer4",
+    )
     assert stage_layers(model, "gradcam") == ("layer4", "layer3.2")
     assert stage_layers(model, "mwp") == ("layer4", "layer4.0")
 

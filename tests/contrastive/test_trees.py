@@ -89,12 +89,15 @@ def resnet50() -> LabelTree:
 
 
 # ------------------------------------------------------------------ the published tree
-@pytest.mark.parametrize("cut_level, expected", [
-    (0, [[486, 889], [402, 420, 546]]),
-    (1, [TOP5]),
-    (2, [TOP5]),
-    (3, [TOP5]),
-])
+@pytest.mark.parametrize(
+    "cut_level, expected",
+    [
+        (0, [[486, 889], [402, 420, 546]]),
+        (1, [TOP5]),
+        (2, [TOP5]),
+        (3, [TOP5]),
+    ],
+)
 def test_cello_guitar_clusters_at_every_cut_level(resnet50, cut_level, expected):
     assert resnet50.clusters(TOP5, cut_level=cut_level) == expected
 
@@ -133,15 +136,18 @@ def test_order_rules(resnet50):
     assert resnet50.clusters([]) == []
 
 
-@pytest.mark.parametrize("bad, kind, text", [
-    ([1000], ValueError, "top_k: class 1000 is outside [0, 1000)"),
-    ([-1], ValueError, "top_k: class -1 is outside"),
-    ([1.5], TypeError, "top_k: expected class indices (ints), got 1.5"),
-    (["486"], TypeError, "top_k: expected class indices"),
-    ([True], TypeError, "top_k: expected class indices"),
-    ("486", TypeError, "top_k: expected a sequence"),
-    ([486, 486], ValueError, "top_k: class 486 appears more than once"),
-])
+@pytest.mark.parametrize(
+    "bad, kind, text",
+    [
+        ([1000], ValueError, "top_k: class 1000 is outside [0, 1000)"),
+        ([-1], ValueError, "top_k: class -1 is outside"),
+        ([1.5], TypeError, "top_k: expected class indices (ints), got 1.5"),
+        (["486"], TypeError, "top_k: expected class indices"),
+        ([True], TypeError, "top_k: expected class indices"),
+        ("486", TypeError, "top_k: expected a sequence"),
+        ([486, 486], ValueError, "top_k: class 486 appears more than once"),
+    ],
+)
 def test_unknown_class_is_a_clear_error(resnet50, bad, kind, text):
     with pytest.raises(kind) as info:
         resnet50.clusters(bad)
@@ -207,15 +213,23 @@ def test_round_trip_of_the_published_tree(tmp_path, resnet50):
         assert again.partition(cut) == resnet50.partition(cut)
 
 
-@pytest.mark.parametrize("content, text", [
-    ("not json", "is not JSON"),
-    ("{}", "has no 'id'"),
-    ('[{"id": "a", "text": "c001-x 0.1", "children": []},'
-     ' {"id": "b", "text": "c001-y 0.1", "children": []}]', "class 1 sits in two"),
-    ('[{"id": "a", "text": "c001-x 0.1", "children": []},'
-     ' {"id": "b", "text": "", "children": [{"id": "c", "text": "c002-y 0.1", "children": []}]}]',
-     "same depth"),
-])
+@pytest.mark.parametrize(
+    "content, text",
+    [
+        ("not json", "is not JSON"),
+        ("{}", "has no 'id'"),
+        (
+            '[{"id": "a", "text": "c001-x 0.1", "children": []},'
+            ' {"id": "b", "text": "c001-y 0.1", "children": []}]',
+            "class 1 sits in two",
+        ),
+        (
+            '[{"id": "a", "text": "c001-x 0.1", "children": []},'
+            ' {"id": "b", "text": "", "children": [{"id": "c", "text": "c002-y 0.1", "children": []}]}]',
+            "same depth",
+        ),
+    ],
+)
 def test_bad_tree_files(tmp_path, content, text):
     p = tmp_path / "bad.json"
     p.write_text(content)
@@ -237,10 +251,14 @@ def test_module_doctests():
 
 # ------------------------------------------------------------------ documents
 def test_top_k_documents_follow_the_original_rule():
-    probs = torch.tensor([[0.5, 0.46, 0.04, 0.0],   # 0.96 > 0.95 after two
-                          [0.97, 0.01, 0.01, 0.01],  # one class: dropped
-                          [0.3, 0.3, 0.2, 0.2],      # all four (never passes before the end)
-                          [0.475, 0.475, 0.04, 0.01]])  # 0.95 is not past 0.95: three
+    probs = torch.tensor(
+        [
+            [0.5, 0.46, 0.04, 0.0],  # 0.96 > 0.95 after two
+            [0.97, 0.01, 0.01, 0.01],  # one class: dropped
+            [0.3, 0.3, 0.2, 0.2],  # all four (never passes before the end)
+            [0.475, 0.475, 0.04, 0.01],
+        ]
+    )  # 0.95 is not past 0.95: three
     assert top_k_documents(probs) == [[0, 1], [0, 1, 2, 3], [0, 1, 2]]
     assert top_k_documents(probs, drop_single=False)[1] == [0]
     assert top_k_documents(probs, max_k=2) == [[0, 1], [0, 1], [0, 1]]
@@ -275,14 +293,16 @@ def test_documents_from_images_with_a_known_answer_model(tmp_path):
             r, b = m[:, 0:1], m[:, 2:3]
             return 10 * torch.cat([r, r, b, b], dim=1)
 
-    model = Classifier.wrap(Colour(), mean=(0, 0, 0), std=(1, 1, 1), input_size=16,
-                            class_names=list("abcd"))
+    model = Classifier.wrap(
+        Colour(), mean=(0, 0, 0), std=(1, 1, 1), input_size=16, class_names=list("abcd")
+    )
     for i in range(3):
         Image.new("RGB", (20, 20), (255, 0, 0)).save(tmp_path / f"red{i}.png")
         Image.new("RGB", (20, 20), (0, 0, 255)).save(tmp_path / f"blue{i}.png")
     calls = []
-    docs = documents_from_images(model, tmp_path, batch_size=4,
-                                 progress=lambda d, t: calls.append((d, t)))
+    docs = documents_from_images(
+        model, tmp_path, batch_size=4, progress=lambda d, t: calls.append((d, t))
+    )
     assert {tuple(sorted(d)) for d in docs.values()} == {(0, 1), (2, 3)}
     assert len(docs) == 6 and calls[-1] == (6, 6)
     with pytest.raises(FileNotFoundError, match="folder"):
@@ -290,8 +310,9 @@ def test_documents_from_images_with_a_known_answer_model(tmp_path):
 
 
 # ------------------------------------------------------------------ learning
-def planted_documents(groups: list[list[int]], n_docs: int, seed: int = 0,
-                      noise: float = 0.05, keep: float = 0.8) -> list[list[int]]:
+def planted_documents(
+    groups: list[list[int]], n_docs: int, seed: int = 0, noise: float = 0.05, keep: float = 0.8
+) -> list[list[int]]:
     """Documents drawn from planted confusion groups, as a latent class model has them: pick a
     group, keep each of its classes with probability ``keep`` (at least two), and with
     probability ``noise`` add a class of another group. Dropping the documents of fewer than two
@@ -312,8 +333,9 @@ def planted_documents(groups: list[list[int]], n_docs: int, seed: int = 0,
     return docs
 
 
-@pytest.mark.parametrize("method, options", [("hlta", {"em_restarts": 4}),
-                                             ("average", {"mean_size": 60 / 14})])
+@pytest.mark.parametrize(
+    "method, options", [("hlta", {"em_restarts": 4}), ("average", {"mean_size": 60 / 14})]
+)
 def test_learner_recovers_planted_groups(method, options):
     rng = random.Random(1)
     classes = list(range(60))
@@ -374,8 +396,10 @@ def test_levels_caps_the_depth(method):
     groups = [list(range(i, i + 2)) for i in range(0, 40, 2)]
     docs = planted_documents(groups, 600, seed=6, noise=0.5)
     assert learn_tree(docs, method=method, levels=1, progress=False, em_restarts=2).depth == 1
-    assert learn_tree(docs, method=method, levels=2, max_top=1, progress=False,
-                      em_restarts=2).depth == 2
+    assert (
+        learn_tree(docs, method=method, levels=2, max_top=1, progress=False, em_restarts=2).depth
+        == 2
+    )
 
 
 # ------------------------------------------------------------------ data-free
@@ -383,11 +407,16 @@ def test_data_free_tree_recovers_planted_weight_groups():
     gen = torch.Generator().manual_seed(0)
     centres = torch.randn(8, 32, generator=gen)
     sizes = [2, 3, 4, 5, 2, 3, 4, 5]
-    w = torch.cat([centres[i] + 0.15 * torch.randn(s, 32, generator=gen)
-                   for i, s in enumerate(sizes)])
+    w = torch.cat(
+        [centres[i] + 0.15 * torch.randn(s, 32, generator=gen) for i, s in enumerate(sizes)]
+    )
     perm = torch.randperm(w.shape[0], generator=gen)
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 32), torch.nn.ReLU(),
-                              torch.nn.Linear(32, w.shape[0]))
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(12, 32),
+        torch.nn.ReLU(),
+        torch.nn.Linear(32, w.shape[0]),
+    )
     with torch.no_grad():
         net[3].weight.copy_(w[perm])
     truth = torch.tensor([i for i, s in enumerate(sizes) for _ in range(s)])[perm].tolist()
@@ -418,34 +447,61 @@ def test_cli_show_prints_the_clusters(capsys):
     assert "cluster 1: 486 cello, 889 violin" in out
     assert "cluster 2: 402 acoustic guitar, 420 banjo, 546 electric guitar" in out
     for cut in (1, 2, 3):
-        assert main(["tree", "show", "resnet50", "--classes", "486,889,402,420,546",
-                     "--cut-level", str(cut), "--json"]) == 0
+        assert (
+            main(
+                [
+                    "tree",
+                    "show",
+                    "resnet50",
+                    "--classes",
+                    "486,889,402,420,546",
+                    "--cut-level",
+                    str(cut),
+                    "--json",
+                ]
+            )
+            == 0
+        )
         got = json.loads(capsys.readouterr().out)
         assert [[c["class"] for c in cl] for cl in got["clusters"]] == [TOP5]
 
 
-@pytest.mark.parametrize("argv, text", [
-    (["tree", "show", "resnet50", "--classes", "486,2000"],
-     "unmask: error: --classes: class 2000 is outside [0, 1000)"),
-    (["tree", "show", "resnet50", "--classes", "cello"],
-     "unmask: error: --classes: expected comma-separated class indices"),
-    (["tree", "show", "resnet50", "--classes", "1,2", "--cut-level", "4"],
-     "unmask: error: --cut-level: expected an int in [0, 3]"),
-    (["tree", "show", "missing.json", "--classes", "1"], "unmask: error: TREE: file not found"),
-    (["tree", "learn", "--documents", "missing.json", "--out", "t.json"],
-     "unmask: error: --documents: file not found"),
-])
+@pytest.mark.parametrize(
+    "argv, text",
+    [
+        (
+            ["tree", "show", "resnet50", "--classes", "486,2000"],
+            "unmask: error: --classes: class 2000 is outside [0, 1000)",
+        ),
+        (
+            ["tree", "show", "resnet50", "--classes", "cello"],
+            "unmask: error: --classes: expected comma-separated class indices",
+        ),
+        (
+            ["tree", "show", "resnet50", "--classes", "1,2", "--cut-level", "4"],
+            "unmask: error: --cut-level: expected an int in [0, 3]",
+        ),
+        (["tree", "show", "missing.json", "--classes", "1"], "unmask: error: TREE: file not found"),
+        (
+            ["tree", "learn", "--documents", "missing.json", "--out", "t.json"],
+            "unmask: error: --documents: file not found",
+        ),
+    ],
+)
 def test_cli_bad_input(capsys, tmp_path, monkeypatch, argv, text):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert text in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [
-    ["tree", "learn", "--out", "t.json"],
-    ["tree", "learn", "--documents", "d.json", "--data-free", "--out", "t.json"],
-    ["tree"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["tree", "learn", "--out", "t.json"],
+        ["tree", "learn", "--documents", "d.json", "--data-free", "--out", "t.json"],
+        ["tree"],
+    ],
+)
 def test_cli_usage_errors_exit_2(capsys, argv):
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -458,14 +514,39 @@ def test_cli_learn_from_documents_then_show(tmp_path, capsys, method):
     docs = planted_documents([[0, 1], [2, 3, 4], [5, 6], [7, 8, 9]], 800, seed=7)
     (tmp_path / "docs.json").write_text(json.dumps({f"img{i}.jpg": d for i, d in enumerate(docs)}))
     out = tmp_path / "tree.json"
-    assert main(["tree", "learn", "--documents", str(tmp_path / "docs.json"), "--out", str(out),
-                 "--method", method, "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "tree",
+                "learn",
+                "--documents",
+                str(tmp_path / "docs.json"),
+                "--out",
+                str(out),
+                "--method",
+                method,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     assert main(["tree", "show", str(out), "--classes", "2,0,3,1"]) == 0
     text = capsys.readouterr().out
     assert "cluster 1: 2 class 2, 3 class 3" in text and "cluster 2: 0 class 0, 1 class 1" in text
-    assert main(["tree", "learn", "--documents", str(tmp_path / "docs.json"), "--out",
-                 str(tmp_path / "no" / "t.json")]) == 2
+    assert (
+        main(
+            [
+                "tree",
+                "learn",
+                "--documents",
+                str(tmp_path / "docs.json"),
+                "--out",
+                str(tmp_path / "no" / "t.json"),
+            ]
+        )
+        == 2
+    )
     assert "--out: the directory" in capsys.readouterr().err
     assert main(["tree", "show", str(out), "--classes", "0,12"]) == 2
     assert "--classes: class 12 is outside [0, 10)" in capsys.readouterr().err
@@ -483,21 +564,44 @@ def test_cli_learn_from_images_and_data_free(tmp_path, capsys, monkeypatch):
             super().__init__()
             self.head = torch.nn.Linear(3, 4, bias=False)
             with torch.no_grad():
-                self.head.weight.copy_(torch.tensor([[10., 0, 0], [10, 0, 0.5], [0, 0, 10],
-                                                     [0.5, 0, 10]]))
+                self.head.weight.copy_(
+                    torch.tensor([[10.0, 0, 0], [10, 0, 0.5], [0, 0, 10], [0.5, 0, 10]])
+                )
 
         def forward(self, x):
             return self.head(x.mean(dim=(2, 3)))
 
-    tiny = Classifier.wrap(Colour(), mean=(0, 0, 0), std=(1, 1, 1), input_size=8,
-                           class_names=["red", "crimson", "blue", "navy"], name="tiny")
+    tiny = Classifier.wrap(
+        Colour(),
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        input_size=8,
+        class_names=["red", "crimson", "blue", "navy"],
+        name="tiny",
+    )
     monkeypatch.setattr(models, "load_model", lambda name="tiny", **_: tiny)
     for i in range(4):
         Image.new("RGB", (10, 10), (255, 0, 0)).save(tmp_path / f"r{i}.png")
         Image.new("RGB", (10, 10), (0, 0, 255)).save(tmp_path / f"b{i}.png")
     out = tmp_path / "t.json"
-    assert main(["tree", "learn", "--images", str(tmp_path), "--model", "tiny", "--out", str(out),
-                 "--save-documents", str(tmp_path / "docs.json"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "tree",
+                "learn",
+                "--images",
+                str(tmp_path),
+                "--model",
+                "tiny",
+                "--out",
+                str(out),
+                "--save-documents",
+                str(tmp_path / "docs.json"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "from 8 documents of tiny" in capsys.readouterr().out
     assert len(json.loads((tmp_path / "docs.json").read_text())) == 8
     assert load_tree(out).clusters([0, 2, 1, 3]) == [[0, 1], [2, 3]]
@@ -507,8 +611,9 @@ def test_cli_learn_from_images_and_data_free(tmp_path, capsys, monkeypatch):
     assert sorted(load_tree(out).classes) == [0, 1, 2, 3]
     assert main(["tree", "learn", "--images", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert "--images: not a directory" in capsys.readouterr().err
-    assert main(["tree", "learn", "--images", str(tmp_path), "--max-k", "0",
-                 "--out", str(out)]) == 2
+    assert (
+        main(["tree", "learn", "--images", str(tmp_path), "--max-k", "0", "--out", str(out)]) == 2
+    )
     assert "--max-k: expected a value > 0" in capsys.readouterr().err
 
 

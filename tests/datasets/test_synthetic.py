@@ -17,9 +17,13 @@ from unmask.metrics.localisation import boxes_from_masks
 
 
 def _equal(a: synthetic.SyntheticBatch, b: synthetic.SyntheticBatch) -> bool:
-    return (torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
-            and torch.equal(a.masks, b.masks) and torch.equal(a.boxes, b.boxes)
-            and a.names == b.names)
+    return (
+        torch.equal(a.images, b.images)
+        and torch.equal(a.labels, b.labels)
+        and torch.equal(a.masks, b.masks)
+        and torch.equal(a.boxes, b.boxes)
+        and a.names == b.names
+    )
 
 
 def test_same_seed_same_images_bit_for_bit():
@@ -76,14 +80,17 @@ def test_every_class_occurs():
     assert set(labels.tolist()) == set(range(len(synthetic.CLASSES)))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"n": 0}, "n:"),
-    ({"n": 2, "seed": -1}, "seed:"),
-    ({"n": 2, "split": ""}, "split:"),
-    ({"n": 2, "size": 16}, "size:"),
-    ({"n": 2, "start": -3}, "start:"),
-    ({"n": 2, "max_distractors": -1}, "max_distractors:"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n": 0}, "n:"),
+        ({"n": 2, "seed": -1}, "seed:"),
+        ({"n": 2, "split": ""}, "split:"),
+        ({"n": 2, "size": 16}, "size:"),
+        ({"n": 2, "start": -3}, "start:"),
+        ({"n": 2, "max_distractors": -1}, "max_distractors:"),
+    ],
+)
 def test_bad_generator_arguments(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         synthetic.generate(**kwargs)
@@ -147,8 +154,12 @@ def test_weights_file_round_trips(tmp_path):
 def test_benchmark_baselines_and_occlusion_beats_random():
     model = unmask.load_model("synthetic_cnn")
     rows = evaluate.localisation_benchmark(
-        model, ["occlusion", "random", "whole_image"], n_test=12, n_heldout=6,
-        settings={"occlusion": {"patch_size": 12, "stride": 4}})
+        model,
+        ["occlusion", "random", "whole_image"],
+        n_test=12,
+        n_heldout=6,
+        settings={"occlusion": {"patch_size": 12, "stride": 4}},
+    )
     by = {r.method: r for r in rows}
     # a blank map boxes the whole image: every object box is far below half of it
     assert by["whole_image"].localisation_error == 1.0
@@ -177,8 +188,25 @@ def test_benchmark_rejects_unknown_methods():
 
 def test_cli_train_one_tiny_epoch(tmp_path, capsys):
     out = tmp_path / "w.pt"
-    assert main(["datasets", "train-synthetic", "--out", str(out), "--epochs", "1",
-                 "--n-train", "16", "--n-val", "4", "--n-test", "4"]) == 0
+    assert (
+        main(
+            [
+                "datasets",
+                "train-synthetic",
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--n-train",
+                "16",
+                "--n-val",
+                "4",
+                "--n-test",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert "test accuracy" in capsys.readouterr().out
     model = cnn.load(out)
     assert model.class_names == list(synthetic.CLASSES)
@@ -190,13 +218,16 @@ def test_cli_write_synthetic(tmp_path, capsys):
     assert len(list((tmp_path / "d").glob("val_*.png"))) == 3
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["datasets", "train-synthetic", "--out", "w.pt", "--epochs", "0"], "--epochs"),
-    (["datasets", "train-synthetic", "--out", "w.pt", "--seed", "x"], "--seed"),
-    (["datasets", "train-synthetic"], "--out"),
-    (["datasets", "write-synthetic", "d", "--n", "-2"], "--n"),
-    (["datasets"], "ACTION"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["datasets", "train-synthetic", "--out", "w.pt", "--epochs", "0"], "--epochs"),
+        (["datasets", "train-synthetic", "--out", "w.pt", "--seed", "x"], "--seed"),
+        (["datasets", "train-synthetic"], "--out"),
+        (["datasets", "write-synthetic", "d", "--n", "-2"], "--n"),
+        (["datasets"], "ACTION"),
+    ],
+)
 def test_cli_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -209,8 +240,10 @@ def test_cli_bad_paths_and_methods(tmp_path, capsys):
     assert "--out:" in capsys.readouterr().err
     assert main(["datasets", "train-synthetic", "--out", str(tmp_path / "no" / "w.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["datasets", "localisation", "--methods", "nope", "--n-test", "1",
-                 "--n-heldout", "1"]) == 2
+    assert (
+        main(["datasets", "localisation", "--methods", "nope", "--n-test", "1", "--n-heldout", "1"])
+        == 2
+    )
     assert "unknown method 'nope'" in capsys.readouterr().err
 
 
@@ -221,4 +254,9 @@ def test_random_baseline_is_seeded():
     assert torch.equal(a, b) and a.shape == (2, 1, 8, 8)
     centre = evaluate.saliency_maps(None, torch.zeros(1, 3, 64, 64), None, "centre")
     assert np.isclose(float(centre.amax()), 1.0, atol=0.01)
-    assert int(centre.flatten().argmax()) in (31 * 64 + 31, 31 * 64 + 32, 32 * 64 + 31, 32 * 64 + 32)
+    assert int(centre.flatten().argmax()) in (
+        31 * 64 + 31,
+        31 * 64 + 32,
+        32 * 64 + 31,
+        32 * 64 + 32,
+    )

@@ -14,11 +14,22 @@ from unmask.removal import Constant
 def _model() -> unmask.Classifier:
     torch.manual_seed(3)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv2d(6, 5, 3, padding=1, stride=2), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(5, 4))
-    return unmask.Classifier.wrap(net, mean=(0.4,) * 3, std=(0.3,) * 3, input_size=None,
-                                  class_names=list("abcd"), feature_layer="3")
+        torch.nn.Conv2d(3, 6, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(6, 5, 3, padding=1, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(5, 4),
+    )
+    return unmask.Classifier.wrap(
+        net,
+        mean=(0.4,) * 3,
+        std=(0.3,) * 3,
+        input_size=None,
+        class_names=list("abcd"),
+        feature_layer="3",
+    )
 
 
 MODEL = _model()
@@ -63,8 +74,10 @@ def _gradcampp(a, g, i, c):
 
 
 def _xgradcam(a, g, i, c):
-    return sum((a[k] / a[k].sum() * g[k]).sum() * a[k] if a[k].sum() != 0 else 0 * a[k]
-               for k in range(a.shape[0]))
+    return sum(
+        (a[k] / a[k].sum() * g[k]).sum() * a[k] if a[k].sum() != 0 else 0 * a[k]
+        for k in range(a.shape[0])
+    )
 
 
 def _layercam(a, g, i, c):
@@ -84,9 +97,16 @@ def _eigencam(a, g, i, c):
     return torch.from_numpy(proj.reshape(a.shape[1:]))
 
 
-@pytest.mark.parametrize("name,formula", [("gradcam++", _gradcampp), ("xgradcam", _xgradcam),
-                                          ("layercam", _layercam), ("hirescam", _hirescam),
-                                          ("eigencam", _eigencam)])
+@pytest.mark.parametrize(
+    "name,formula",
+    [
+        ("gradcam++", _gradcampp),
+        ("xgradcam", _xgradcam),
+        ("layercam", _layercam),
+        ("hirescam", _hirescam),
+        ("eigencam", _eigencam),
+    ],
+)
 def test_gradient_cams_equal_their_formulas(name, formula):
     e = unmask.explain(MODEL, X, name, target=T)
     ref = _naive(formula)
@@ -110,14 +130,16 @@ def test_scorecam_equals_its_formula():
             base = _prob(fill, c)
             cam = torch.zeros(a.shape[1:], dtype=torch.float64)
             for k in range(a.shape[0]):
-                up = F.interpolate(a[k][None, None].float(), size=(16, 16), mode="bilinear",
-                                   align_corners=False)[0, 0]
+                up = F.interpolate(
+                    a[k][None, None].float(), size=(16, 16), mode="bilinear", align_corners=False
+                )[0, 0]
                 if up.max() > up.min():
                     hk = (up - up.min()) / (up.max() - up.min())
                     cam += (_prob(X[i] * hk + fill * (1 - hk), c) - base) * a[k]
             maps.append(cam.clamp(min=0))
-    torch.testing.assert_close(e.extras["cam"], torch.stack(maps)[:, None].float(),
-                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        e.extras["cam"], torch.stack(maps)[:, None].float(), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_scorecam_takes_any_removal():
@@ -142,8 +164,9 @@ def test_ablationcam_equals_its_formula():
                 yk = float(NET[LAYER:](ablated[None])[0, c])
                 cam += (y - yk) / y * a[k]
             maps.append(cam.clamp(min=0))
-    torch.testing.assert_close(e.extras["cam"], torch.stack(maps)[:, None].float(),
-                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        e.extras["cam"], torch.stack(maps)[:, None].float(), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_explain_each_equals_separate_calls():

@@ -33,12 +33,24 @@ FAST: dict[str, dict] = {
     "mp2-g": {"mask_size": 8},
     # no flip jitter (the region model is not mirror-symmetric); faster area schedule and lr; area
     # 0.04 of the 41x41 padded frame the constraint is measured on = 67 pixels, the box has 64
-    "extremal": {"areas": [0.04], "step": 4, "sigma": 6, "steps": 60, "jitter": False,
-                 "area_weight": 10, "area_growth": 1.06, "lr": 0.1},
+    "extremal": {
+        "areas": [0.04],
+        "step": 4,
+        "sigma": 6,
+        "steps": 60,
+        "jitter": False,
+        "area_weight": 10,
+        "area_growth": 1.06,
+        "lr": 0.1,
+    },
     # telea fill as FIDO-CA; reg raised for 32x32 images (the penalty sums over pixels)
     "fido": {"mask_size": 8, "steps": 40, "reg": 1e-2, "samples": 2},
     # coefficient masks (Kolek et al.): fewer steps/samples; 2 shearlet scales, 3 DWT levels at 32x32
-    "shearletx": {"steps": 40, "noise_bs": 2, "representation": "shearlets:scales=2,directions=[4,4]"},
+    "shearletx": {
+        "steps": 40,
+        "noise_bs": 2,
+        "representation": "shearlets:scales=2,directions=[4,4]",
+    },
     "waveletx": {"steps": 40, "noise_bs": 2, "representation": "wavelets:levels=3"},
     "cartoonx": {"steps": 40, "noise_bs": 2, "representation": "wavelets:levels=3", "lr": 0.1},
     "pixelmask": {"steps": 40, "noise_bs": 2},
@@ -63,9 +75,22 @@ FAST: dict[str, dict] = {
 #: Methods run on ``conv_region_model()`` (its class 1 also looks at the red box; class 0 at a
 #: second box): the layer methods need its convolutional feature layer, and on the region model
 #: (logit_0 = -logit_1) |gradient| is the same map for both classes.
-CONV_METHODS = {"gradient", "input_x_gradient", "integrated_gradients", "smoothgrad",
-                "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "eigencam",
-                "scorecam", "ablationcam", "mwp", "c-mwp"}
+CONV_METHODS = {
+    "gradient",
+    "input_x_gradient",
+    "integrated_gradients",
+    "smoothgrad",
+    "gradcam",
+    "gradcam++",
+    "xgradcam",
+    "layercam",
+    "hirescam",
+    "eigencam",
+    "scorecam",
+    "ablationcam",
+    "mwp",
+    "c-mwp",
+}
 
 #: Methods whose map does not depend on the target (Eigen-CAM: a principal component).
 CLASS_AGNOSTIC = {"eigencam"}
@@ -90,8 +115,9 @@ def _run(name: str, images: str, target, seed: int = 0) -> unmask.Explanation:
     if key not in _CACHE:
         x = _images()
         sel = {"all": x, "0": x[0:1], "1": x[1:2], "2": x[2:3]}[images]
-        _CACHE[key] = unmask.explain(_model(name), sel, method=name, target=target, seed=seed,
-                                     **_settings(name))
+        _CACHE[key] = unmask.explain(
+            _model(name), sel, method=name, target=target, seed=seed, **_settings(name)
+        )
     return _CACHE[key]
 
 
@@ -110,8 +136,11 @@ def _images() -> torch.Tensor:
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_has_fast_settings(name):
     if name not in FAST:
-        pytest.fail(f"method {name!r} has no row in FAST (tests/explainers/test_contract.py): add "
-                    "fast hyperparameters for 32x32 region images", pytrace=False)
+        pytest.fail(
+            f"method {name!r} has no row in FAST (tests/explainers/test_contract.py): add "
+            "fast hyperparameters for 32x32 region images",
+            pytrace=False,
+        )
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
@@ -175,7 +204,9 @@ def test_localises_the_region(name):
             continue
         top = e.saliency[i, 0].flatten().topk(k).indices
         frac = float(inside[top].float().mean())
-        assert frac >= MIN_INSIDE.get(name, 0.8), f"{name}: only {frac:.0%} of the top-5% pixels in the box (image {i})"
+        assert frac >= MIN_INSIDE.get(name, 0.8), (
+            f"{name}: only {frac:.0%} of the top-5% pixels in the box (image {i})"
+        )
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
@@ -242,8 +273,12 @@ def test_registered_name_and_spec_rebuild(name):
     assert rebuilt.method == name and rebuilt.params == e.params
     assert torch.equal(rebuilt.saliency, e.saliency)
     for alias in METHODS.aliases_of(name):
-        assert unmask.make_explainer(_model(name), alias, **_settings(name)).explain(
-            _images()[0:1], 1).method == name
+        assert (
+            unmask.make_explainer(_model(name), alias, **_settings(name))
+            .explain(_images()[0:1], 1)
+            .method
+            == name
+        )
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
@@ -284,8 +319,9 @@ def test_cluster_map_is_the_sum_of_class_maps(name):
     torch.testing.assert_close(both.saliency, e1.saliency + e2.saliency, rtol=0, atol=1e-5 * scale)
 
 
-@pytest.mark.parametrize("name", [n for n in METHOD_NAMES
-                                  if hasattr(METHODS.get(n).factory, "explain_each")])
+@pytest.mark.parametrize(
+    "name", [n for n in METHOD_NAMES if hasattr(METHODS.get(n).factory, "explain_each")]
+)
 def test_several_targets_equal_single_calls(name):
     """Black-box methods: one pass for three targets gives the three single-target maps."""
     x = _images()

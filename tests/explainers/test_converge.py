@@ -45,16 +45,27 @@ GOLDEN = {
     "lime": ("f97471fc683c75a8", "9ca9afae560cf807", "f97471fc683c75a8", "7e61c27af33ecd92"),
     "occlusion": ("4bf40469ab6e789d", "5d0b7b7c60a0c3f9", "4bf40469ab6e789d", "2586b1474cac122a"),
 }
-KEYS = {"rise": ["mask_scores", "masks"],
-        "lime": ["intercept", "num_segments", "sample_scores", "samples", "score", "segments",
-                 "weights"],
-        "occlusion": ["base_score", "grid"]}
+KEYS = {
+    "rise": ["mask_scores", "masks"],
+    "lime": [
+        "intercept",
+        "num_segments",
+        "sample_scores",
+        "samples",
+        "score",
+        "segments",
+        "weights",
+    ],
+    "occlusion": ["base_score", "grid"],
+}
 
 
 def _golden_explainer(name: str):
-    return {"rise": (Rise(MODEL, masks=300, s=4, seed=3, batch_size=32), "mask_scores"),
-            "lime": (Lime(MODEL, n_segments=16, samples=120, seed=2, batch_size=32), "weights"),
-            "occlusion": (Occlusion(MODEL, patch_size=8, stride=3, batch_size=32), "grid")}[name]
+    return {
+        "rise": (Rise(MODEL, masks=300, s=4, seed=3, batch_size=32), "mask_scores"),
+        "lime": (Lime(MODEL, n_segments=16, samples=120, seed=2, batch_size=32), "weights"),
+        "occlusion": (Occlusion(MODEL, patch_size=8, stride=3, batch_size=32), "grid"),
+    }[name]
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
@@ -64,8 +75,12 @@ def test_tolerance_none_is_bit_identical_to_before(name):
     x = region_images(2)
     e = explainer.explain(x)
     each = explainer.explain_each(x, [1, [0, 1]])
-    got = (_digest(e.saliency), _digest(e.extras[key]), _digest(each[0].saliency),
-           _digest(each[1].saliency))
+    got = (
+        _digest(e.saliency),
+        _digest(e.extras[key]),
+        _digest(each[0].saliency),
+        _digest(each[1].saliency),
+    )
     assert got == GOLDEN[name]
     assert sorted(e.extras) == KEYS[name]  # no early-stopping extras when it is off
     assert e.params["tolerance"] is None
@@ -73,14 +88,18 @@ def test_tolerance_none_is_bit_identical_to_before(name):
 
 # ---- with a tolerance ---------------------------------------------------------------------------
 
+
 def _rise(**kw):
-    return Rise(MODEL, **{"masks": 2000, "s": 4, "seed": 1, "batch_size": 64, "check_every": 100,
-                          **kw})
+    return Rise(
+        MODEL, **{"masks": 2000, "s": 4, "seed": 1, "batch_size": 64, "check_every": 100, **kw}
+    )
 
 
 def _lime(**kw):
-    return Lime(MODEL, **{"n_segments": 16, "samples": 1000, "seed": 1, "batch_size": 64,
-                          "check_every": 50, **kw})
+    return Lime(
+        MODEL,
+        **{"n_segments": 16, "samples": 1000, "seed": 1, "batch_size": 64, "check_every": 50, **kw},
+    )
 
 
 def _occlusion(**kw):
@@ -93,10 +112,12 @@ def runs():
     with torch.inference_mode(False):
         torch.set_num_threads(1)
         x = region_images(3)
-        return {"x": x,
-                "rise": (_rise().explain(x), _rise(tolerance=1e-2).explain(x)),
-                "lime": (_lime().explain(x), _lime(tolerance=1e-2).explain(x)),
-                "occlusion": (_occlusion().explain(x), _occlusion(tolerance=0.05).explain(x))}
+        return {
+            "x": x,
+            "rise": (_rise().explain(x), _rise(tolerance=1e-2).explain(x)),
+            "lime": (_lime().explain(x), _lime(tolerance=1e-2).explain(x)),
+            "occlusion": (_occlusion().explain(x), _occlusion(tolerance=0.05).explain(x)),
+        }
 
 
 #: Correlation with the full-budget map that a loose tolerance must keep (measured on these
@@ -117,7 +138,7 @@ def test_loose_tolerance_uses_fewer_samples_and_keeps_the_map(runs, name):
     changes = stopped.extras["changes"]
     assert changes.shape[0] == 3 and torch.isfinite(changes[:, 0]).all()
     # the last `patience` checks of each image were at or below the tolerance
-    last = changes[0][torch.isfinite(changes[0])][-stopped.params["patience"]:]
+    last = changes[0][torch.isfinite(changes[0])][-stopped.params["patience"] :]
     assert (last <= stopped.params["tolerance"]).all()
     assert torch.isfinite(stopped.saliency).all()
 
@@ -139,8 +160,9 @@ def test_lime_stopped_map_is_the_fit_on_the_samples_used(runs):
     for i, n in enumerate(e.extras["samples_used"].tolist()):
         zi = z[i : i + 1, :n]
         kernel = lime_kernel(zi, valid[i : i + 1], 0.25)
-        coef, _, _ = weighted_ridge(zi.double(), e.extras["sample_scores"][i : i + 1, :n].double(),
-                                    kernel, 1.0)
+        coef, _, _ = weighted_ridge(
+            zi.double(), e.extras["sample_scores"][i : i + 1, :n].double(), kernel, 1.0
+        )
         expected = coef[0].float().gather(0, seg[i].flatten()).reshape(seg.shape[1:])
         assert torch.allclose(e.saliency[i, 0], expected, atol=1e-6)
 
@@ -174,9 +196,14 @@ def test_occlusion_levels_partition_the_lattice():
     assert torch.equal(torch.cat(levels).sort().values, torch.arange(66 * 66))
 
 
-@pytest.mark.parametrize("make", [lambda: _rise(tolerance=1e-2, seed=5),
-                                  lambda: _lime(tolerance=1e-2, seed=5),
-                                  lambda: _occlusion(tolerance=0.05)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _rise(tolerance=1e-2, seed=5),
+        lambda: _lime(tolerance=1e-2, seed=5),
+        lambda: _occlusion(tolerance=0.05),
+    ],
+)
 def test_same_seed_and_tolerance_same_samples_same_map(make):
     x = region_images(2, seed=4)
     a, b = make().explain(x), make().explain(x)
@@ -185,8 +212,14 @@ def test_same_seed_and_tolerance_same_samples_same_map(make):
     assert torch.equal(a.extras["changes"].nan_to_num(-1), b.extras["changes"].nan_to_num(-1))
 
 
-@pytest.mark.parametrize("make", [lambda: _rise(tolerance=1e-2), lambda: _lime(tolerance=1e-2),
-                                  lambda: _occlusion(tolerance=0.05)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _rise(tolerance=1e-2),
+        lambda: _lime(tolerance=1e-2),
+        lambda: _occlusion(tolerance=0.05),
+    ],
+)
 def test_images_stop_on_their_own(make, runs):
     x = runs["x"]
     batch = make().explain(x)
@@ -196,8 +229,14 @@ def test_images_stop_on_their_own(make, runs):
         assert torch.allclose(single.saliency, batch.saliency[i : i + 1], atol=1e-6)
 
 
-@pytest.mark.parametrize("make", [lambda: _rise(tolerance=1e-2), lambda: _lime(tolerance=1e-2),
-                                  lambda: _occlusion(tolerance=0.05)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _rise(tolerance=1e-2),
+        lambda: _lime(tolerance=1e-2),
+        lambda: _occlusion(tolerance=0.05),
+    ],
+)
 def test_targets_of_an_image_stop_together(make):
     x = region_images(2, seed=2)
     each = make().explain_each(x, [1, 0, [0, 1]])
@@ -211,10 +250,14 @@ def test_targets_of_an_image_stop_together(make):
             assert torch.allclose(each[k].saliency, alone.saliency, atol=1e-6)
 
 
-@pytest.mark.parametrize("name,kw", [("rise", {"masks": 300, "s": 4, "check_every": 50}),
-                                     ("lime", {"samples": 200, "n_segments": 16,
-                                               "check_every": 50}),
-                                     ("occlusion", {"patch_size": 8, "stride": 2})])
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("rise", {"masks": 300, "s": 4, "check_every": 50}),
+        ("lime", {"samples": 200, "n_segments": 16, "check_every": 50}),
+        ("occlusion", {"patch_size": 8, "stride": 2}),
+    ],
+)
 def test_spec_round_trips_with_a_tolerance(name, kw):
     x = region_images(1)
     e = unmask.explain(MODEL, x, method=name, tolerance=0.02, patience=1, **kw)
@@ -226,17 +269,19 @@ def test_spec_round_trips_with_a_tolerance(name, kw):
 
 # ---- bad arguments ------------------------------------------------------------------------------
 
-BAD = [({"tolerance": -0.1}, ValueError, "tolerance:"),
-       ({"tolerance": math.nan}, ValueError, "tolerance:"),
-       ({"tolerance": math.inf}, ValueError, "tolerance:"),
-       ({"tolerance": 0}, ValueError, "tolerance:"),
-       ({"tolerance": "0.1"}, TypeError, "tolerance:"),
-       ({"tolerance": True}, TypeError, "tolerance:"),
-       ({"patience": 0}, ValueError, "patience:"),
-       ({"patience": 1.5}, TypeError, "patience:"),
-       ({"check_every": 0}, ValueError, "check_every:"),
-       ({"check_every": -3}, ValueError, "check_every:"),
-       ({"check_every": 2.0}, TypeError, "check_every:")]
+BAD = [
+    ({"tolerance": -0.1}, ValueError, "tolerance:"),
+    ({"tolerance": math.nan}, ValueError, "tolerance:"),
+    ({"tolerance": math.inf}, ValueError, "tolerance:"),
+    ({"tolerance": 0}, ValueError, "tolerance:"),
+    ({"tolerance": "0.1"}, TypeError, "tolerance:"),
+    ({"tolerance": True}, TypeError, "tolerance:"),
+    ({"patience": 0}, ValueError, "patience:"),
+    ({"patience": 1.5}, TypeError, "patience:"),
+    ({"check_every": 0}, ValueError, "check_every:"),
+    ({"check_every": -3}, ValueError, "check_every:"),
+    ({"check_every": 2.0}, TypeError, "check_every:"),
+]
 
 
 @pytest.mark.parametrize("cls", [Rise, Lime, Occlusion])
@@ -259,6 +304,7 @@ def test_check_stopping_accepts_off_and_positive_values():
 
 
 # ---- the rule itself ----------------------------------------------------------------------------
+
 
 def test_map_change_known_values():
     a = torch.tensor([[0.0, 1.0, 3.0]])
@@ -285,8 +331,10 @@ def test_convergence_needs_patience_checks_in_a_row():
     assert rule.history()[0].tolist() == [0.0, 2.0, 0.0, 0.0]
 
 
-@pytest.mark.parametrize("make,name", [(lambda: _rise(tolerance=1e-12), "rise"),
-                                       (lambda: _lime(tolerance=1e-12), "lime")])
+@pytest.mark.parametrize(
+    "make,name",
+    [(lambda: _rise(tolerance=1e-12), "rise"), (lambda: _lime(tolerance=1e-12), "lime")],
+)
 def test_a_tolerance_too_small_to_stop_gives_the_full_map(runs, make, name):
     full, _ = runs[name]
     e = make().explain(runs["x"])

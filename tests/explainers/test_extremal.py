@@ -26,8 +26,16 @@ from unmask.testing import RegionModel, region_images, region_mask
 # 32x32 images: no flip (the region model is not mirror-symmetric), a faster area schedule, and
 # a blur pyramid scaled to the image (sigma 20 flattens a 32-pixel image at every level, which
 # leaves the delete game without a gradient at its all-ones start).
-FAST = {"step": 4, "sigma": 6, "steps": 80, "jitter": False, "area_weight": 3,
-        "area_growth": 1.06, "lr": 0.1, "max_blur": 4.0}
+FAST = {
+    "step": 4,
+    "sigma": 6,
+    "steps": 80,
+    "jitter": False,
+    "area_weight": 3,
+    "area_growth": 1.06,
+    "lr": 0.1,
+    "max_blur": 4.0,
+}
 
 
 class TextureBox(nn.Module):
@@ -46,8 +54,14 @@ class TextureBox(nn.Module):
 
 
 def texture_model(box) -> Classifier:
-    return Classifier(TextureBox(box), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
-                      class_names=[f"c{i}" for i in range(10)], name="texture-box")
+    return Classifier(
+        TextureBox(box),
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        input_size=None,
+        class_names=[f"c{i}" for i in range(10)],
+        name="texture-box",
+    )
 
 
 def texture_image(size: int, box, cell: int, amplitude: float = 0.5) -> torch.Tensor:
@@ -106,16 +120,18 @@ def test_smooth_mask_matches_the_definition(size, step, sigma):
     torch.testing.assert_close(gen(p), _naive_smooth_mask(p, size, step, sigma), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("size,step,sigma,margin", [((12, 10), 3, 4.0, None), ((9, 11), 4, 2.5, 5),
-                                                     ((8, 8), 4, 8.0, 0)])
+@pytest.mark.parametrize(
+    "size,step,sigma,margin", [((12, 10), 3, 4.0, None), ((9, 11), 4, 2.5, 5), ((8, 8), 4, 8.0, 0)]
+)
 def test_padded_frame_matches_the_definition(size, step, sigma, margin):
     """The padded frame: margin pixels beyond the outermost cells on every side (at least the
     image), the same smooth-max mask there; the image mask is its crop."""
     gen = SmoothMask(size, step, sigma, margin=margin)
     m = gen.margin
     assert m == (round(sigma) if margin is None else margin)
-    rows, cols = (range(-m, max(step * (g - 1) + m, n - 1) + 1)
-                  for g, n in zip(gen.grid, size, strict=True))
+    rows, cols = (
+        range(-m, max(step * (g - 1) + m, n - 1) + 1) for g, n in zip(gen.grid, size, strict=True)
+    )
     assert gen.shape_out == (len(rows), len(cols))
     p = torch.rand(2, 1, *gen.grid, generator=torch.Generator().manual_seed(3))
     mask, padded = gen.generate(p)
@@ -155,9 +171,12 @@ def test_smooth_mask_is_smooth_and_differentiable():
     assert float(m[0, 0, 4, 4]) == pytest.approx(1.0, abs=1e-5)  # at the cell centre
     assert float(m[0, 0, 15, 15]) < 0.05
     p = p.double().requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda q: SmoothMask((9, 9), 3, 3.0)(q.float()).double(),
-                                    (torch.rand(1, 1, 3, 3, dtype=torch.double, requires_grad=True),),
-                                    eps=1e-3, atol=1e-2)
+    assert torch.autograd.gradcheck(
+        lambda q: SmoothMask((9, 9), 3, 3.0)(q.float()).double(),
+        (torch.rand(1, 1, 3, 3, dtype=torch.double, requires_grad=True),),
+        eps=1e-3,
+        atol=1e-2,
+    )
 
 
 def test_area_reference_and_loss_hand_example():
@@ -184,7 +203,8 @@ def test_blur_pyramid_levels():
 
 def test_achieves_the_requested_areas(region_model, region_images):
     e = ExtremalPerturbation(region_model, areas=[0.1, 0.2], **dict(FAST, steps=100)).explain(
-        region_images, 1)
+        region_images, 1
+    )
     assert e.extras["keep_masks"].shape == (2, 2, 32, 32)
     # The area is imposed on the padded frame (41 x 41 here: a 6-pixel margin beyond the cells),
     # rebuilt from the optimised grid; the image mask is its crop, so it covers more of the image.
@@ -237,7 +257,9 @@ def test_finds_an_off_centre_texture_box_with_jitter():
 
 
 def test_differentiable_removal_and_rejection(region_model, region_images):
-    e = ExtremalPerturbation(region_model, Constant("black"), areas=0.15, **FAST).explain(region_images, 1)
+    e = ExtremalPerturbation(region_model, Constant("black"), areas=0.15, **FAST).explain(
+        region_images, 1
+    )
     box = region_mask(32, 32)
     assert float(e.extras["keep_masks"][:, :1][box.expand(2, 1, 32, 32)].mean()) > 0.8
     with pytest.raises(ValueError, match=r"^removal: extremal .*differentiable"):
@@ -252,8 +274,17 @@ def test_defaults_follow_torchray(region_model):
     assert e.areas == (0.1,) and e.variant == "preserve" and e.score == "logit" and e.jitter
 
 
-@pytest.mark.parametrize("bad", [{"areas": 0.0}, {"areas": [0.1, 1.5]}, {"areas": []},
-                                 {"variant": "both"}, {"levels": 1}, {"step": 0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"areas": 0.0},
+        {"areas": [0.1, 1.5]},
+        {"areas": []},
+        {"variant": "both"},
+        {"levels": 1},
+        {"step": 0},
+    ],
+)
 def test_bad_hyperparameters(region_model, bad):
     with pytest.raises((ValueError, TypeError)):
         ExtremalPerturbation(region_model, **bad)
@@ -264,7 +295,8 @@ def _torchray():
     dependencies pull torchvision); `.ci/run` installs it with `pip install --no-deps torchray`."""
     mod = pytest.importorskip(
         "torchray.attribution.extremal_perturbation",
-        reason="TorchRay is not installed (pip install --no-deps torchray): no side-by-side test")
+        reason="TorchRay is not installed (pip install --no-deps torchray): no side-by-side test",
+    )
     return mod.extremal_perturbation
 
 
@@ -274,15 +306,22 @@ def test_agrees_with_torchray_on_the_region_model():
     > 0.5 regions), both cover the box, and the area inside the image is the same (both measure
     the constraint on the padded frame)."""
     extremal_perturbation = _torchray()
-    model = Classifier(RegionModel(gain=40.0), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
-                       class_names=["a", "b"])
+    model = Classifier(
+        RegionModel(gain=40.0),
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        input_size=None,
+        class_names=["a", "b"],
+    )
     x = region_images(1, 64)
     box = region_mask(64, 64)[0, 0]
     for area in (0.1, 0.2):
-        theirs, _ = extremal_perturbation(model, x, 1, areas=[area], step=4, sigma=8, max_iter=400,
-                                          jitter=False)
-        ours = unmask.explain(model, x, "extremal", target=1, areas=area, step=4, sigma=8,
-                              steps=400, jitter=False)
+        theirs, _ = extremal_perturbation(
+            model, x, 1, areas=[area], step=4, sigma=8, max_iter=400, jitter=False
+        )
+        ours = unmask.explain(
+            model, x, "extremal", target=1, areas=area, step=4, sigma=8, steps=400, jitter=False
+        )
         a, b = theirs[0, 0] > 0.5, ours.extras["keep_masks"][0, 0] > 0.5
         iou = float((a & b).sum() / (a | b).sum())
         assert iou > 0.6, iou

@@ -29,7 +29,13 @@ def test_concrete_sample_is_a_relaxed_bernoulli():
 def test_paper_defaults(region_model):
     e = unmask.make_explainer(region_model, "fido-ca")
     assert isinstance(e, FIDO) and isinstance(e.removal, Inpaint) and e.removal.method == "telea"
-    assert (e.lr, e.reg, e.mask_size, e.objective, e.score) == (0.05, 1e-3, (56, 56), "ssr", "log_odds")
+    assert (e.lr, e.reg, e.mask_size, e.objective, e.score) == (
+        0.05,
+        1e-3,
+        (56, 56),
+        "ssr",
+        "log_odds",
+    )
 
 
 def test_ssr_keeps_the_region_with_the_inpainter(region_model, region_images):
@@ -65,12 +71,23 @@ def test_seeded(region_model, region_images):
 
 def test_log_odds_objective_gradient_flows_through_the_blend(region_model, region_images):
     """With a non-differentiable inpainter the parameters still move after one step."""
-    e = FIDO(region_model, Inpaint("telea"), mask_size=4, steps=1, samples=2).explain(region_images, 1)
+    e = FIDO(region_model, Inpaint("telea"), mask_size=4, steps=1, samples=2).explain(
+        region_images, 1
+    )
     assert float((e.extras["keep_mask"] - 0.5).abs().max()) > 1e-3
 
 
-@pytest.mark.parametrize("bad", [{"objective": "both"}, {"samples": 0}, {"temperature": 0.0},
-                                 {"anneal": 2.0}, {"reg": -1.0}, {"score": "accuracy"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"objective": "both"},
+        {"samples": 0},
+        {"temperature": 0.0},
+        {"anneal": 2.0},
+        {"reg": -1.0},
+        {"score": "accuracy"},
+    ],
+)
 def test_bad_hyperparameters(region_model, bad):
     with pytest.raises((ValueError, TypeError)):
         FIDO(region_model, **bad)

@@ -71,7 +71,9 @@ def test_kernel_and_sampling():
     assert 0.4 < z[1:].float().mean() < 0.6
     z[1] = False  # the all-off sample: cosine distance 1
     k = lime_kernel(z[None], torch.ones(1, 12, dtype=torch.bool), 0.25)[0]
-    np.testing.assert_allclose(k.numpy(), _cosine_kernel_numpy(z.double().numpy(), 0.25), rtol=1e-12)
+    np.testing.assert_allclose(
+        k.numpy(), _cosine_kernel_numpy(z.double().numpy(), 0.25), rtol=1e-12
+    )
     assert float(k[0]) == 1.0 and float(k[1]) == pytest.approx(np.exp(-8.0))
 
 
@@ -85,14 +87,27 @@ def test_segment_masks_gather():
 
 def test_slic_defaults_are_the_papers(region_images):
     e = Lime.__init__.__kwdefaults__
-    assert (e["n_segments"], e["compactness"], e["sigma"], e["samples"], e["kernel_width"],
-            e["alpha"], e["score"]) == (50, 30.0, 3.0, 1000, 0.25, 1.0, "prob")
+    assert (
+        e["n_segments"],
+        e["compactness"],
+        e["sigma"],
+        e["samples"],
+        e["kernel_width"],
+        e["alpha"],
+        e["score"],
+    ) == (50, 30.0, 3.0, 1000, 0.25, 1.0, "prob")
     from skimage.segmentation import slic
 
     x = region_images[:1]
     ours = slic_segments(x)[0].numpy()
-    ref = slic(x[0].permute(1, 2, 0).double().numpy(), n_segments=50, compactness=30, sigma=3,
-               start_label=0, channel_axis=-1)
+    ref = slic(
+        x[0].permute(1, 2, 0).double().numpy(),
+        n_segments=50,
+        compactness=30,
+        sigma=3,
+        start_label=0,
+        channel_axis=-1,
+    )
     # same partition (labels relabelled consecutively)
     _, ref_relabelled = np.unique(ref, return_inverse=True)
     np.testing.assert_array_equal(ours, ref_relabelled.reshape(ref.shape))
@@ -115,7 +130,9 @@ def test_lime_g_differs_and_uses_the_inpainter(region_model, region_images):
 def test_user_segments(region_model, region_images):
     x = region_images
     grid = (torch.arange(32)[:, None] // 8) * 4 + torch.arange(32)[None, :] // 8  # 4x4 blocks
-    e = Lime(region_model, segments=grid * 10, samples=200).explain(x, target=1)  # labels relabelled
+    e = Lime(region_model, segments=grid * 10, samples=200).explain(
+        x, target=1
+    )  # labels relabelled
     assert e.extras["segments"].shape == (2, 32, 32)
     assert e.extras["num_segments"].tolist() == [16, 16]
     # the model only sees block (1, 1): the largest weight is there

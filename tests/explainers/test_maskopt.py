@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unmask.registry import spec_of
-
 import unmask
 from unmask.explainers.maskopt import MaskOptimizer
 from unmask.explainers.shearletx import CartoonX, PixelMask, ShearletX, WaveletX
+from unmask.registry import spec_of
 from unmask.representations import Pixels, Shearlets, Wavelets
 from unmask.testing import region_images, region_mask, region_model
 
@@ -19,14 +18,28 @@ SMALL_SHEARLETS = {"scales": 2, "directions": (4, 4)}
 def test_paper_defaults():
     model = region_model()
     s = spec_of(ShearletX(model))
-    assert (s["l1"], s["spatial"], s["lr"], s["steps"], s["noise_bs"], s["noise"]) == (1.0, 2.0, 0.1, 300, 16, "uniform")
+    assert (s["l1"], s["spatial"], s["lr"], s["steps"], s["noise_bs"], s["noise"]) == (
+        1.0,
+        2.0,
+        0.1,
+        300,
+        16,
+        "uniform",
+    )
     assert s["method"] == "shearletx" and s["noise_source"] == "gray"
     w = spec_of(WaveletX(model))
     assert (w["l1"], w["spatial"], w["lr"], w["steps"], w["noise_bs"]) == (2.0, 10.0, 0.1, 300, 16)
     assert w["representation"] == "wavelets" and str(WaveletX(model).representation) == (
-        "Wavelets(wavelet='db3', levels=5, mode='zero')")
+        "Wavelets(wavelet='db3', levels=5, mode='zero')"
+    )
     c = spec_of(CartoonX(model))
-    assert (c["l1"], c["spatial"], c["steps"], c["lr"], c["noise_bs"]) == (20.0, 0.0, 2000, 1e-3, 64)
+    assert (c["l1"], c["spatial"], c["steps"], c["lr"], c["noise_bs"]) == (
+        20.0,
+        0.0,
+        2000,
+        1e-3,
+        64,
+    )
     p = spec_of(PixelMask(model))
     assert (p["l1"], p["spatial"], p["representation"]) == (1.0, 0.0, "pixels")
     assert ShearletX(model).representation.directions == (8, 8, 16, 16)
@@ -68,7 +81,9 @@ def test_loss_terms_by_hand():
 @pytest.mark.parametrize("noise", ["uniform", "gaussian", "zeros"])
 def test_noise_kinds_and_seed(noise):
     x = region_images(1, 16)
-    run = lambda seed: PixelMask(region_model(), steps=3, noise_bs=2, noise=noise, seed=seed).explain(x, 1)  # noqa: E731
+    run = lambda seed: PixelMask(
+        region_model(), steps=3, noise_bs=2, noise=noise, seed=seed
+    ).explain(x, 1)  # noqa: E731
     a, b = run(0), run(0)
     assert torch.equal(a.extras["keep_mask"], b.extras["keep_mask"])
     if noise != "zeros":
@@ -90,7 +105,9 @@ def test_uniform_noise_statistics():
 def test_localises_region_and_removes_background():
     """ShearletX on the region model keeps the box and drops most of the rest."""
     x = region_images(1, 32)
-    e = ShearletX(region_model(), steps=40, noise_bs=2, representation=Shearlets(**SMALL_SHEARLETS)).explain(x, 1)
+    e = ShearletX(
+        region_model(), steps=40, noise_bs=2, representation=Shearlets(**SMALL_SHEARLETS)
+    ).explain(x, 1)
     box = region_mask(32, 32)
     s = e.saliency
     assert float(s[box].mean()) > 3 * float(s[~box].mean())
@@ -115,7 +132,9 @@ def test_registered():
         assert name in unmask.list_methods()
 
 
-@pytest.mark.parametrize("rep", [Shearlets(**SMALL_SHEARLETS), Wavelets(levels=2)], ids=["shearlets", "wavelets"])
+@pytest.mark.parametrize(
+    "rep", [Shearlets(**SMALL_SHEARLETS), Wavelets(levels=2)], ids=["shearlets", "wavelets"]
+)
 def test_obfuscation_matches_the_objective_written_out(rep):
     """The optimiser's decomposed synthesis (kept + offset + fused noise) gives the distortion of
     ``clamp(T⁻¹(m ⊙ c + (1 - m) ⊙ v))`` computed naively with the same mask and draws."""
@@ -126,8 +145,16 @@ def test_obfuscation_matches_the_objective_written_out(rep):
     model = unmask.Classifier.wrap(net.eval(), input_size=16, class_names=["a", "b"])
     x, target = region_images(1, 16), torch.tensor([1])
     source = "gray" if isinstance(rep, Shearlets) else "color"
-    make = lambda steps: MaskOptimizer(model, rep, l1=1.0, spatial=1.0, steps=steps, lr=0.6,  # noqa: E731
-                                       noise_bs=3, noise_source=source)
+    make = lambda steps: MaskOptimizer(
+        model,
+        rep,
+        l1=1.0,
+        spatial=1.0,
+        steps=steps,
+        lr=0.6,  # noqa: E731
+        noise_bs=3,
+        noise_source=source,
+    )
     mask = make(1).optimize(x, target).mask  # the mask entering step 2
     opt = make(2)
     draws = []
@@ -144,24 +171,39 @@ def test_obfuscation_matches_the_objective_written_out(rep):
     stats = band_statistics(rep.forward(gray(x)) if source == "gray" else c)
 
     def distortion(z):
-        v = [off.unsqueeze(1) + sc.unsqueeze(1) * u for (off, sc), u in
-             zip((opt._affine(*st) for st in stats), z, strict=True)]  # (1, S, Cn, K, h, w)
-        mixed = [(m * ci).unsqueeze(1) + (1 - m).unsqueeze(1) * vi for m, ci, vi in zip(mask, c, v, strict=True)]
-        images = rep.inverse([t.expand(1, 3, 3, *t.shape[3:]).flatten(0, 1) for t in mixed], (16, 16))
+        v = [
+            off.unsqueeze(1) + sc.unsqueeze(1) * u
+            for (off, sc), u in zip((opt._affine(*st) for st in stats), z, strict=True)
+        ]  # (1, S, Cn, K, h, w)
+        mixed = [
+            (m * ci).unsqueeze(1) + (1 - m).unsqueeze(1) * vi
+            for m, ci, vi in zip(mask, c, v, strict=True)
+        ]
+        images = rep.inverse(
+            [t.expand(1, 3, 3, *t.shape[3:]).flatten(0, 1) for t in mixed], (16, 16)
+        )
         prob = torch.softmax(model(images.clamp(0, 1)), 1)[:, 1]
         return (1 - prob).pow(2).mean()
 
-    torch.testing.assert_close(history["distortion"][1, 0], distortion(draws[1]), rtol=1e-4, atol=1e-7)
-    assert abs(float(history["distortion"][1, 0] - distortion(draws[0]).detach())) > 1e-5  # draws matter
+    torch.testing.assert_close(
+        history["distortion"][1, 0], distortion(draws[1]), rtol=1e-4, atol=1e-7
+    )
+    assert (
+        abs(float(history["distortion"][1, 0] - distortion(draws[0]).detach())) > 1e-5
+    )  # draws matter
     kept = rep.inverse(apply_mask(c, mask), (16, 16))
-    torch.testing.assert_close(history["spatial"][1, 0], gray(kept).clamp(0, 1).mean(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        history["spatial"][1, 0], gray(kept).clamp(0, 1).mean(), rtol=1e-4, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("noise", ["uniform", "gaussian"])
 def test_draws_do_not_depend_on_threads_or_batch(noise):
     """One stream per (image, sample): the same draws serially, from a thread pool, and for an
     image alone or in a batch."""
-    opt = MaskOptimizer(region_model(), Pixels(), l1=1, spatial=0, steps=1, lr=0.1, noise_bs=5, noise=noise)
+    opt = MaskOptimizer(
+        region_model(), Pixels(), l1=1, spatial=0, steps=1, lr=0.1, noise_bs=5, noise=noise
+    )
     like, shapes = torch.zeros(1), [(3, 1, 6, 7), (1, 2, 3, 3)]
     threads = torch.get_num_threads()
     try:

@@ -51,7 +51,9 @@ def test_paper_defaults():
 
 def test_initial_mask_is_seeded_uniform(region_model, region_images):
     """With a vanishing learning rate the mask stays at its U(0, 1) initialisation."""
-    e = MeaningfulPerturbation(region_model, mask_size=8, steps=1, lr=1e-12, seed=7).explain(region_images)
+    e = MeaningfulPerturbation(region_model, mask_size=8, steps=1, lr=1e-12, seed=7).explain(
+        region_images
+    )
     init = torch.rand((1, 1, 8, 8), generator=torch.Generator().manual_seed(7))
     for i in range(2):  # the same initialisation for every image of the batch
         torch.testing.assert_close(e.extras["removal_mask"][i : i + 1], 1 - init, atol=1e-6, rtol=0)
@@ -86,7 +88,9 @@ def test_jitter_is_seeded_and_used(region_model, region_images):
 
 
 def test_other_differentiable_removals_work(region_model, region_images):
-    e = MeaningfulPerturbation(region_model, Constant("black"), **FAST).explain(region_images, target=1)
+    e = MeaningfulPerturbation(region_model, Constant("black"), **FAST).explain(
+        region_images, target=1
+    )
     box = region_mask(32, 32)
     assert float(e.saliency[0:1][box].mean()) > 0.9
 
@@ -98,8 +102,10 @@ def test_non_differentiable_removal_is_rejected(region_model):
         unmask.make_explainer(region_model, "mp", removal="telea")
 
 
-@pytest.mark.parametrize("bad", [{"steps": 0}, {"lr": -1.0}, {"mask_size": (4,)}, {"jitter": -1},
-                                 {"l1": -1e-3}, {"beta": 0}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"steps": 0}, {"lr": -1.0}, {"mask_size": (4,)}, {"jitter": -1}, {"l1": -1e-3}, {"beta": 0}],
+)
 def test_bad_hyperparameters(region_model, bad):
     with pytest.raises((ValueError, TypeError)):
         MeaningfulPerturbation(region_model, **bad)
@@ -113,7 +119,8 @@ def test_real_model_deletion_kills_the_class(real_model):
     # the same amount of deletion, cells shuffled, hurts far less: the mask is placed, not just big
     grid = e.extras["removal_mask"].flatten()
     shuffled = grid[torch.randperm(grid.numel(), generator=torch.Generator().manual_seed(0))]
-    masks = torch.nn.functional.interpolate(shuffled.reshape(1, 1, 28, 28), size=(224, 224),
-                                            mode="bilinear")
+    masks = torch.nn.functional.interpolate(
+        shuffled.reshape(1, 1, 28, 28), size=(224, 224), mode="bilinear"
+    )
     p_shuffled = unmask.Scorer(real_model).perturbed(x, masks, e.target, Blur(10.0))
     assert float(p_shuffled[0]) > 2 * float(e.extras["score"][0])

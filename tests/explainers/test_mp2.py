@@ -63,7 +63,9 @@ def test_lower_threshold_extends_the_same_greedy_path(region_model, region_image
     a = MP2(region_model, mask_size=8).explain(region_images, target=1)
     b = MP2(region_model, mask_size=8, threshold=0.01).explain(region_images, target=1)
     assert bool((b.extras["iterations"] >= a.extras["iterations"]).all())
-    assert bool((b.extras["removal_mask"] >= a.extras["removal_mask"]).all())  # a's cells are a prefix of b's
+    assert bool(
+        (b.extras["removal_mask"] >= a.extras["removal_mask"]).all()
+    )  # a's cells are a prefix of b's
     common = a.extras["order"] > 0
     assert torch.equal(a.extras["order"][common], b.extras["order"][common])
 
@@ -87,7 +89,9 @@ def test_already_at_chance_gives_an_empty_mask(region_model, region_images):
 
 
 def test_order_saliency_ranks_first_removed_highest(region_model, region_images):
-    e = MP2(region_model, mask_size=4, threshold=0.0, saliency="order").explain(region_images[:1], 1)
+    e = MP2(region_model, mask_size=4, threshold=0.0, saliency="order").explain(
+        region_images[:1], 1
+    )
     order = e.extras["order"][0, 0]
     raw = F.interpolate(e.saliency, size=(4, 4), mode="area")[0, 0]  # back to cells (exact here)
     first, last = order == 1, order == int(order.max())
@@ -116,9 +120,16 @@ def test_gradient_removal_must_be_differentiable(region_model):
         MP2(region_model, Inpaint("telea"), gradient_removal=Inpaint("ns"))
 
 
-@pytest.mark.parametrize("bad", [{"threshold": 1.5}, {"cells_per_iteration": 0},
-                                 {"max_iterations": 0}, {"criterion": "max"},
-                                 {"saliency": "heat"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"threshold": 1.5},
+        {"cells_per_iteration": 0},
+        {"max_iterations": 0},
+        {"criterion": "max"},
+        {"saliency": "heat"},
+    ],
+)
 def test_bad_hyperparameters(region_model, bad):
     with pytest.raises(ValueError):
         MP2(region_model, **bad)

@@ -30,9 +30,15 @@ class Bottleneck(nn.Module):
 def _resnet() -> unmask.Classifier:
     torch.manual_seed(0)
     net = nn.Sequential()
-    net.add_module("stem", nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False),
-                                         nn.BatchNorm2d(8), nn.ReLU(inplace=True),
-                                         nn.MaxPool2d(2)))
+    net.add_module(
+        "stem",
+        nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1, bias=False),
+            nn.BatchNorm2d(8),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        ),
+    )
     net.add_module("layer1", nn.Sequential(Bottleneck(8), Bottleneck(8)))
     net.add_module("pool", nn.AdaptiveAvgPool2d(1))
     net.add_module("flat", nn.Flatten())
@@ -43,8 +49,9 @@ def _resnet() -> unmask.Classifier:
             m.running_var.uniform_(0.5, 1.5)
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.uniform_(-0.1, 0.1)
-    return unmask.Classifier.wrap(net.eval(), input_size=None, class_names=list("abcde"),
-                                  feature_layer="layer1")
+    return unmask.Classifier.wrap(
+        net.eval(), input_size=None, class_names=list("abcde"), feature_layer="layer1"
+    )
 
 
 RESNET = _resnet()

@@ -18,8 +18,14 @@ def _captum(model, x, target, patch, stride, fill, score):
         return torch.softmax(logits, dim=1) if score == "prob" else logits
 
     occ = captum_attr.Occlusion(forward)
-    out = occ.attribute(x, sliding_window_shapes=(3, *patch), strides=(3, *stride),
-                        baselines=fill, target=target, perturbations_per_eval=8)
+    out = occ.attribute(
+        x,
+        sliding_window_shapes=(3, *patch),
+        strides=(3, *stride),
+        baselines=fill,
+        target=target,
+        perturbations_per_eval=8,
+    )
     return out
 
 
@@ -34,13 +40,16 @@ def _captum(model, x, target, patch, stride, fill, score):
 def test_agrees_with_captum(region_model, region_images, patch, stride, removal, score):
     x = region_images
     target = torch.tensor([1, 0])
-    ours = Occlusion(region_model, removal, patch_size=patch, stride=stride, score=score,
-                     batch_size=7).explain(x, target)
+    ours = Occlusion(
+        region_model, removal, patch_size=patch, stride=stride, score=score, batch_size=7
+    ).explain(x, target)
     theirs = _captum(region_model, x, target, patch, stride, removal.fill(x), score)
     assert theirs.shape == (2, 3, 32, 32)
     theirs = theirs[:, :1]
     covered = ~torch.isnan(theirs)  # captum leaves 0/0 where no window covers a pixel
-    torch.testing.assert_close(ours.saliency[covered], theirs[covered].float(), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        ours.saliency[covered], theirs[covered].float(), atol=1e-6, rtol=1e-5
+    )
     # our convention for uncovered pixels: 0 (captum divides 0 by 0 there)
     assert torch.all(ours.saliency[~covered] == 0)
 

@@ -46,7 +46,9 @@ def test_masks_follow_the_reference_construction():
         g = rm.grids[k].numpy()
         up = resize(g, (35, 35), order=1, mode="reflect", anti_aliasing=False)
         dy, dx = rm.shifts[k].tolist()
-        np.testing.assert_allclose(keep[k - 10, 0].numpy(), up[dy : dy + 30, dx : dx + 26], atol=1e-6)
+        np.testing.assert_allclose(
+            keep[k - 10, 0].numpy(), up[dy : dy + 30, dx : dx + 26], atol=1e-6
+        )
 
 
 def test_chunked_rendering_equals_full():
@@ -58,7 +60,9 @@ def test_chunked_rendering_equals_full():
 
 def test_removal_gets_the_complement(region_model, region_images):
     """unmask masks mark what is removed: the removal must receive 1 - keep."""
-    e = Rise(region_model, Constant("black"), masks=8, s=4, seed=0).explain(region_images[:1], target=1)
+    e = Rise(region_model, Constant("black"), masks=8, s=4, seed=0).explain(
+        region_images[:1], target=1
+    )
     keep = e.extras["masks"].render()
     with torch.no_grad():
         p = torch.softmax(region_model(region_images[:1] * keep), 1)[:, 1]  # RISE's x ⊙ M

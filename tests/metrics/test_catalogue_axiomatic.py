@@ -22,7 +22,8 @@ def exact_attribution(x: torch.Tensor) -> torch.Tensor:
     a = torch.zeros(x.shape[0], 1, *x.shape[-2:])
     box = x[:, :, top:bottom, left:right]
     a[..., top:bottom, left:right] = (box * w.view(1, 3, 1, 1)).sum(1, keepdim=True) / (
-        (bottom - top) * (right - left))
+        (bottom - top) * (right - left)
+    )
     return a
 
 
@@ -69,11 +70,13 @@ def test_non_sensitivity_equals_a_naive_loop():
     for i in range(4):  # the features, row-major
         for j in range(4):
             m = torch.zeros(1, 1, 16, 16)
-            m[..., 4 * i:4 * i + 4, 4 * j:4 * j + 4] = 1
-            zero = bool(s[..., 4 * i:4 * i + 4, 4 * j:4 * j + 4].abs().max() < 1e-5)
+            m[..., 4 * i : 4 * i + 4, 4 * j : 4 * j + 4] = 1
+            zero = bool(s[..., 4 * i : 4 * i + 4, 4 * j : 4 * j + 4].abs().max() < 1e-5)
             with torch.no_grad():
-                probs = [float(model(x * (1 - m) + noise[k:k + 1] * m).softmax(1)[0, 1])
-                         for k in range(3)]
+                probs = [
+                    float(model(x * (1 - m) + noise[k : k + 1] * m).softmax(1)[0, 1])
+                    for k in range(3)
+                ]
             flat = torch.tensor(probs, dtype=torch.float64).var(unbiased=False) < 1e-5
             count += zero != bool(flat)
     assert float(got) == count
@@ -95,8 +98,9 @@ def red_model():
     net = RegionModel()
     with torch.no_grad():
         net.weight.copy_(torch.tensor([4.0, 0.0, 0.0]))
-    return Classifier(net, mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
-                      class_names=["no", "red"], name="red")
+    return Classifier(
+        net, mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None, class_names=["no", "red"], name="red"
+    )
 
 
 def test_the_shifted_model_compensates_the_shift():

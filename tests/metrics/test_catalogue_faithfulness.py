@@ -27,7 +27,7 @@ def test_faithfulness_correlation_equals_a_naive_loop():
     # the same subsets: the seed's permutations, first `size` pixels of each
     perm = torch.rand(runs, SIZE * SIZE, generator=torch.Generator().manual_seed(7)).argsort(1)
     for i in range(2):
-        base = scores(model, x[i:i + 1], 1)[0]
+        base = scores(model, x[i : i + 1], 1)[0]
         drops, sums = [], []
         for r in range(runs):
             idx = perm[r, :size]
@@ -47,10 +47,10 @@ def test_faithfulness_estimate_is_the_non_cumulative_deletion_correlation():
     got = metric(model, x, maps, 1)
     order = torch.sort(maps.flatten(1), dim=1, descending=True, stable=True).indices
     for i in range(2):
-        base = scores(model, x[i:i + 1], 1)[0]
+        base = scores(model, x[i : i + 1], 1)[0]
         drops, atts = [], []
         for k in range(64):
-            idx = order[i, 4 * k:4 * k + 4]
+            idx = order[i, 4 * k : 4 * k + 4]
             img = x[i].clone().reshape(3, -1)
             img[:, idx] = 0.0
             drops.append(base - scores(model, img.reshape(1, 3, SIZE, SIZE), 1)[0])
@@ -73,7 +73,7 @@ def test_region_perturbation_equals_a_naive_loop():
     for i in range(2):
         sums = maps[i, 0].reshape(4, patch, 4, patch).sum(axis=(1, 3)).flatten()
         order = torch.sort(sums, descending=True, stable=True).indices
-        base = scores(model, x[i:i + 1], 1, "prob")[0]
+        base = scores(model, x[i : i + 1], 1, "prob")[0]
         img, drops = x[i].clone(), [0.0]
         for k in range(regions):
             r, q = divmod(int(order[k]), 4)
@@ -103,21 +103,22 @@ def test_monotonicity_correlation_equals_a_naive_loop():
     model, x, maps = setup()
     samples, blocks = 3, 16  # 16 pixels per block
     got = monotonicity_correlation(model, x, maps, 1, max_steps=blocks, samples=samples, seed=4)
-    noise = torch.rand(samples, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(4),
-                       dtype=torch.float64).float()
+    noise = torch.rand(
+        samples, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(4), dtype=torch.float64
+    ).float()
     for i in range(2):
         a = maps[i].abs().flatten()
         order = torch.sort(-a, descending=True, stable=True).indices  # ascending |s|
-        y = scores(model, x[i:i + 1], 1, "prob")[0]
+        y = scores(model, x[i : i + 1], 1, "prob")[0]
         atts, var = [], []
         for k in range(blocks):
-            idx = order[16 * k:16 * k + 16]
+            idx = order[16 * k : 16 * k + 16]
             outs = []
             for d in range(samples):
                 img = x[i].clone().reshape(3, -1)
                 img[:, idx] = noise[d].reshape(3, -1)[:, idx]
                 outs.append(scores(model, img.reshape(1, 3, SIZE, SIZE), 1, "prob")[0])
-            var.append(np.mean((np.array(outs) - y) ** 2) / y ** 2)
+            var.append(np.mean((np.array(outs) - y) ** 2) / y**2)
             atts.append(float(a[idx].sum()))
         assert float(got[i]) == pytest.approx(scipy.stats.spearmanr(atts, var).statistic, abs=1e-6)
 

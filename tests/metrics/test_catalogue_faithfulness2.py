@@ -23,7 +23,7 @@ def test_selectivity_equals_a_naive_loop():
         curve = [scores(model, img[None], 1, "prob")[0]]
         for k in range(16):  # every region, most relevant first, to black
             r, q = divmod(int(order[k]), 4)
-            img[:, r * patch:(r + 1) * patch, q * patch:(q + 1) * patch] = 0.0
+            img[:, r * patch : (r + 1) * patch, q * patch : (q + 1) * patch] = 0.0
             curve.append(scores(model, img[None], 1, "prob")[0])
         area = np.trapezoid(curve, np.linspace(0, 1, len(curve)))
         assert float(got[i]) == pytest.approx(area, abs=1e-6)
@@ -49,7 +49,7 @@ def test_sensitivity_n_equals_a_naive_loop():
     gen = torch.Generator().manual_seed(3)
     perms = [torch.rand(runs, SIZE * SIZE, generator=gen).argsort(1) for _ in sizes]
     for i in range(2):
-        base = scores(model, x[i:i + 1], 1)[0]
+        base = scores(model, x[i : i + 1], 1)[0]
         for k, size in enumerate(sizes):
             sums, drops = [], []
             for r in range(runs):
@@ -63,14 +63,19 @@ def test_sensitivity_n_equals_a_naive_loop():
     torch.testing.assert_close(mean, curve.mean(1))
     again = sensitivity_n(model, x, maps, 1, fractions=fractions, runs=runs, seed=3)
     assert torch.equal(mean, again)
-    assert not torch.equal(mean, sensitivity_n(model, x, maps, 1, fractions=fractions, runs=runs,
-                                               seed=4))
+    assert not torch.equal(
+        mean, sensitivity_n(model, x, maps, 1, fractions=fractions, runs=runs, seed=4)
+    )
 
 
 def test_sensitivity_n_arguments_are_checked():
-    for bad, match in (({"fractions": (0.0,)}, "fractions"), ({"fractions": ()}, "fractions"),
-                       ({"runs": 0}, "runs"), ({"seed": -1}, "seed"),
-                       ({"fractions": "0.1"}, "fractions")):
+    for bad, match in (
+        ({"fractions": (0.0,)}, "fractions"),
+        ({"fractions": ()}, "fractions"),
+        ({"runs": 0}, "runs"),
+        ({"seed": -1}, "seed"),
+        ({"fractions": "0.1"}, "fractions"),
+    ):
         with pytest.raises((ValueError, TypeError), match=match):
             METRICS.get("sensitivity_n").build(**bad)
 
@@ -87,8 +92,7 @@ def test_irof_equals_a_naive_loop():
     got = irof(model, x, maps, 1)
     for i in range(2):
         img = x[i].permute(1, 2, 0).double().numpy()
-        labels = slic(img, n_segments=100, compactness=10, sigma=0, start_label=0,
-                      channel_axis=-1)
+        labels = slic(img, n_segments=100, compactness=10, sigma=0, start_label=0, channel_axis=-1)
         _, labels = np.unique(labels, return_inverse=True)
         labels = labels.reshape(32, 32)
         a = maps[i, 0].numpy()
@@ -96,7 +100,7 @@ def test_irof_equals_a_naive_loop():
         order = np.argsort(-means, kind="stable")
         colour = x[i].mean(dim=(1, 2))  # each image's mean colour
         cur = x[i].clone()
-        base = scores(model, x[i:i + 1], 1, "prob")[0]
+        base = scores(model, x[i : i + 1], 1, "prob")[0]
         curve = [1.0]
         for k in order:
             cur[:, torch.from_numpy(labels == k)] = colour[:, None]
@@ -106,8 +110,12 @@ def test_irof_equals_a_naive_loop():
 
 
 def test_irof_arguments_are_checked():
-    for bad, match in (({"n_segments": 0}, "n_segments"), ({"compactness": 0}, "compactness"),
-                       ({"sigma": -1}, "sigma"), ({"score": "odd"}, "score")):
+    for bad, match in (
+        ({"n_segments": 0}, "n_segments"),
+        ({"compactness": 0}, "compactness"),
+        ({"sigma": -1}, "sigma"),
+        ({"score": "odd"}, "score"),
+    ):
         with pytest.raises(ValueError, match=match):
             METRICS.get("irof").build(**bad)
     assert METRICS.get("irof").build().higher_is_better
@@ -117,13 +125,15 @@ def _naive_infidelity(model, x, maps, target, feature_masks, fill, normalise):
     """Per image, per perturbation: I = x - x̃, Iᵀs over pixels and channels, the logit drop."""
     out = []
     for i in range(x.shape[0]):
-        up = torch.nn.functional.interpolate(maps[i:i + 1].double(), size=x.shape[-2:],
-                                             mode="nearest")[0, 0]
-        base = scores(model, x[i:i + 1], target)[0]
+        up = torch.nn.functional.interpolate(
+            maps[i : i + 1].double(), size=x.shape[-2:], mode="nearest"
+        )[0, 0]
+        base = scores(model, x[i : i + 1], target)[0]
         dots, drops = [], []
         for m in feature_masks:
-            mm = torch.nn.functional.interpolate(m[None].float(), size=x.shape[-2:],
-                                                 mode="nearest")[0, 0]
+            mm = torch.nn.functional.interpolate(
+                m[None].float(), size=x.shape[-2:], mode="nearest"
+            )[0, 0]
             pert = x[i] * (1 - mm) + fill(x[i]) * mm
             diff = (x[i] - pert).double()
             dots.append(float(sum((diff[c] * up).sum() for c in range(3))))
@@ -146,7 +156,7 @@ def test_infidelity_equals_a_naive_loop():
     lefts = torch.randint(0, 14, (7,), generator=gen)
     for k in range(7):
         ref = torch.zeros(SIZE, SIZE)
-        ref[tops[k]:tops[k] + 3, lefts[k]:lefts[k] + 3] = 1
+        ref[tops[k] : tops[k] + 3, lefts[k] : lefts[k] + 3] = 1
         assert torch.equal(squares[k, 0], ref)
     for normalise in (True, False):
         got = infidelity(model, x, maps, 1, samples=7, patch=3, seed=2, normalise=normalise)
@@ -164,10 +174,10 @@ def test_infidelity_with_given_masks_a_coarse_map_and_a_mask_dependent_removal()
     def tinted(images, m):  # no fill(x): the engine calls it on every chunk
         return images * (1 - m) + 0.3 * m
 
-    got = infidelity(model, x, coarse, 0, masks=masks, removal=tinted, normalise=False,
-                     batch_size=3)
-    ref = _naive_infidelity(model, x, coarse, 0, masks, lambda im: torch.full_like(im, 0.3),
-                            False)
+    got = infidelity(
+        model, x, coarse, 0, masks=masks, removal=tinted, normalise=False, batch_size=3
+    )
+    ref = _naive_infidelity(model, x, coarse, 0, masks, lambda im: torch.full_like(im, 0.3), False)
     np.testing.assert_allclose(got.numpy(), ref, rtol=1e-6, atol=1e-9)
     with pytest.raises(ValueError, match="masks: expected shape"):
         infidelity(model, x, coarse, masks=masks[..., :2])
@@ -194,11 +204,13 @@ def test_infidelity_is_zero_for_the_exact_attribution_of_a_linear_model():
 
 
 def test_infidelity_arguments_are_checked():
-    for bad, exc, match in (({"samples": 0}, ValueError, "samples"),
-                            ({"patch": 0}, ValueError, "patch"),
-                            ({"seed": -1}, ValueError, "seed"),
-                            ({"normalise": "yes"}, TypeError, "normalise"),
-                            ({"score": "odd"}, ValueError, "score")):
+    for bad, exc, match in (
+        ({"samples": 0}, ValueError, "samples"),
+        ({"patch": 0}, ValueError, "patch"),
+        ({"seed": -1}, ValueError, "seed"),
+        ({"normalise": "yes"}, TypeError, "normalise"),
+        ({"score": "odd"}, ValueError, "score"),
+    ):
         with pytest.raises(exc, match=match):
             METRICS.get("infidelity").build(**bad)
     assert not METRICS.get("infidelity").build().higher_is_better

@@ -22,8 +22,13 @@ from unmask.metrics.robustness import (
 )
 from unmask.testing import conv_region_model, region_images, region_mask, region_model
 
-ROBUSTNESS = (max_sensitivity, avg_sensitivity, local_lipschitz_estimate,
-              relative_input_stability, relative_output_stability)
+ROBUSTNESS = (
+    max_sensitivity,
+    avg_sensitivity,
+    local_lipschitz_estimate,
+    relative_input_stability,
+    relative_output_stability,
+)
 
 
 def red(x, t):
@@ -97,13 +102,16 @@ def test_perturbation_study_equals_a_naive_loop():
     e0 = e.explain(x).saliency.double()
     for i in range(2):
         for j in range(5):
-            xp = (x[i:i + 1] + deltas[j:j + 1]).clamp(0, 1)
+            xp = (x[i : i + 1] + deltas[j : j + 1]).clamp(0, 1)
             ep = e.explain(xp, target=1).saliency.double()
             torch.testing.assert_close(r["map_change"][i, j], (ep - e0[i]).norm())
             torch.testing.assert_close(r["input_change"][i, j], (xp - x[i]).double().norm())
-            torch.testing.assert_close(r["logit_change"][i, j],
-                                       (model(xp) - model(x[i:i + 1])).double().norm(),
-                                       atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                r["logit_change"][i, j],
+                (model(xp) - model(x[i : i + 1])).double().norm(),
+                atol=1e-5,
+                rtol=1e-5,
+            )
     mx = max_sensitivity(model, x, e, samples=5, seed=4, batch_size=2)
     torch.testing.assert_close(mx, (r["map_change"] / r["map_norm"]).amax(1))
 
@@ -115,8 +123,9 @@ def test_seeds_and_batch_size():
     assert torch.equal(a, avg_sensitivity(model, x, e, samples=10, seed=1, batch_size=3))
     assert not torch.equal(a, avg_sensitivity(model, x, e, samples=10, seed=2, batch_size=3))
     # the draws do not depend on the batch size
-    torch.testing.assert_close(a, avg_sensitivity(model, x, e, samples=10, seed=1, batch_size=7),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        a, avg_sensitivity(model, x, e, samples=10, seed=1, batch_size=7), atol=1e-6, rtol=0
+    )
 
 
 def test_relative_stability_counts_only_class_preserving_perturbations():
@@ -160,8 +169,10 @@ def test_model_parameter_randomisation_equals_the_studies():
 
     model, x = conv_region_model(), region_images(2, 32)
     e = make_explainer(model, method="gradcam")
-    for mode, study in (("cascading", cascading_randomisation),
-                        ("independent", independent_randomisation)):
+    for mode, study in (
+        ("cascading", cascading_randomisation),
+        ("independent", independent_randomisation),
+    ):
         r = study(model, x, "gradcam", similarities=("ssim",), seed=3)
         curve = r.similarity["ssim"].double()  # (L, B)
         got = model_parameter_randomisation(model, x, e, mode=mode, seed=3)
@@ -220,7 +231,9 @@ def test_continuity_equals_a_naive_loop_over_translations():
         q = (ed - e0).abs().flatten(1).sum(1) / (moved - x).double().flatten(1).norm(dim=1)
         best = torch.maximum(best, q)
     torch.testing.assert_close(got, best)
-    assert continuity(model, x, lambda x, t: torch.ones(len(x), 1, 16, 16), steps=4).tolist() \
-        == [0.0, 0.0]
+    assert continuity(model, x, lambda x, t: torch.ones(len(x), 1, 16, 16), steps=4).tolist() == [
+        0.0,
+        0.0,
+    ]
     with pytest.raises(ValueError, match="^steps: expected fewer than the image width 16"):
         continuity(model, x, e, steps=16)

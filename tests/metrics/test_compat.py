@@ -30,8 +30,13 @@ def softmax_net(seed: int = 0) -> torch.nn.Module:
     """A small CNN with softmax output whose probabilities move with the image content."""
     torch.manual_seed(seed)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(3),
-        torch.nn.Flatten(), torch.nn.Linear(54, 5), torch.nn.Softmax(dim=1))
+        torch.nn.Conv2d(3, 6, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(3),
+        torch.nn.Flatten(),
+        torch.nn.Linear(54, 5),
+        torch.nn.Softmax(dim=1),
+    )
     with torch.no_grad():
         net[4].weight.mul_(40)
     return net.eval()
@@ -41,7 +46,9 @@ def inputs(size: int, map_size: int, seed: int = 1, batch: int = 4):
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, 3, size, size, generator=gen)
     # maps with different ranges per image, so that whole-batch and per-image normalisation differ
-    e = torch.rand(batch, 1, map_size, map_size, generator=gen) * torch.arange(1, batch + 1).reshape(-1, 1, 1, 1)
+    e = torch.rand(batch, 1, map_size, map_size, generator=gen) * torch.arange(
+        1, batch + 1
+    ).reshape(-1, 1, 1, 1)
     return x, e
 
 
@@ -71,8 +78,12 @@ def _close(a: dict, b: dict) -> None:
 
 
 # one pixel per step at 28x28 would be 784 forward passes per image: unbounded runs at 8x8 only
-MULTI_CASES = [(name, kw, size, map_size) for name, kw in MULTI for size, map_size in CASES
-               if kw.get("bound_max_step", True) or map_size == 8]
+MULTI_CASES = [
+    (name, kw, size, map_size)
+    for name, kw in MULTI
+    for size, map_size in CASES
+    if kw.get("bound_max_step", True) or map_size == 8
+]
 
 
 @pytest.mark.parametrize(("name", "kw", "size", "map_size"), MULTI_CASES)
@@ -87,8 +98,15 @@ def test_multistep_equals_reference(name, kw, size, map_size):
 
 
 @pytest.mark.parametrize(("size", "map_size"), CASES)
-@pytest.mark.parametrize(("name", "kw"), [("IIC_AD", {}), ("ADD", {}), ("IIC_AD", {"data_replace_method": "blur"}),
-                                          ("ADD", {"data_replace_method": "blur"})])
+@pytest.mark.parametrize(
+    ("name", "kw"),
+    [
+        ("IIC_AD", {}),
+        ("ADD", {}),
+        ("IIC_AD", {"data_replace_method": "blur"}),
+        ("ADD", {"data_replace_method": "blur"}),
+    ],
+)
 def test_single_step_per_image_normalisation(name, kw, size, map_size):
     """Batch of one: identical. Batch of four: ours = mean of the per-image reference values,
     and differs from the reference's whole-batch normalisation."""
@@ -111,8 +129,12 @@ def test_single_step_per_image_normalisation(name, kw, size, map_size):
 
     ref_s, ref_masked = _ref(name, kw).compute_scores(net, x, e, target)
     clf, score = _wrap(net, x)
-    common = {"removal": _substrate(kw.get("data_replace_method", "black")),
-              "replace_salient": name == "ADD", "clamp": False, "score": score}
+    common = {
+        "removal": _substrate(kw.get("data_replace_method", "black")),
+        "replace_salient": name == "ADD",
+        "clamp": False,
+        "score": score,
+    }
     s, p_batch, _ = single_step_scores(clf, x, e, target, per_image=False, **common)
     np.testing.assert_allclose(s.numpy(), ref_s, atol=TOL, rtol=0)
     np.testing.assert_allclose(p_batch.numpy(), ref_masked, atol=TOL, rtol=0)
@@ -172,7 +194,9 @@ def test_pixel_count_not_a_multiple_of_the_step():
                 expected = net(x[i : i + 1] * mask)[0, target[i]]
             assert float(curve.scores[i, step]) == pytest.approx(float(expected), abs=TOL)
     with torch.no_grad():
-        assert float(curve.scores[0, -1]) == pytest.approx(float(net(torch.zeros_like(x[:1]))[0, 0]), abs=TOL)
+        assert float(curve.scores[0, -1]) == pytest.approx(
+            float(net(torch.zeros_like(x[:1]))[0, 0]), abs=TOL
+        )
 
 
 def test_masking_data_argument():
@@ -180,19 +204,30 @@ def test_masking_data_argument():
     x, e = inputs(32, 8)
     t = torch.tensor([0, 1, 2, 4])
     zeros = torch.zeros_like(x)
-    _close(sm_multi.Insertion()(net, x, e, t, masking_data=zeros),
-           compat.Insertion()(net, x, e, t, masking_data=zeros))
-    _close(compat.Insertion(data_replace_method="black")(net, x, e, t),
-           compat.Insertion()(net, x, e, t, masking_data=zeros))
+    _close(
+        sm_multi.Insertion()(net, x, e, t, masking_data=zeros),
+        compat.Insertion()(net, x, e, t, masking_data=zeros),
+    )
+    _close(
+        compat.Insertion(data_replace_method="black")(net, x, e, t),
+        compat.Insertion()(net, x, e, t, masking_data=zeros),
+    )
     grey = torch.full_like(x, 0.5)
-    _close(sm_single.ADD()(net, x[:1], e[:1], t[:1], data_to_replace_with=grey[:1]),
-           compat.ADD()(net, x[:1], e[:1], t[:1], data_to_replace_with=grey[:1]))
+    _close(
+        sm_single.ADD()(net, x[:1], e[:1], t[:1], data_to_replace_with=grey[:1]),
+        compat.ADD()(net, x[:1], e[:1], t[:1], data_to_replace_with=grey[:1]),
+    )
 
 
 def test_compat_arguments_and_errors():
     d = compat.Deletion()
     assert (d.data_replace_method, d.bound_max_step, d.batch_size, d.max_step_nb, d.cumulative) == (
-        "black", True, 20, 196, True)
+        "black",
+        True,
+        20,
+        196,
+        True,
+    )
     assert compat.Insertion().data_replace_method == "blur"
     assert compat.IIC_AD().data_replace_method == "black"
     with pytest.raises(ValueError, match="data_replace_method: expected one of 'black', 'blur'"):
@@ -209,5 +244,7 @@ def test_accepts_an_unmask_classifier(region_model, region_images):
     """An unmask Classifier (logits) is scored by its softmax: same as the module + softmax."""
     e = torch.rand(2, 1, 4, 4)
     probs = torch.nn.Sequential(region_model.net, torch.nn.Softmax(dim=1))
-    _close(sm_multi.Deletion()(probs, region_images, e, torch.tensor([1, 1])),
-           compat.Deletion()(region_model, region_images, e, torch.tensor([1, 1])))
+    _close(
+        sm_multi.Deletion()(probs, region_images, e, torch.tensor([1, 1])),
+        compat.Deletion()(region_model, region_images, e, torch.tensor([1, 1])),
+    )

@@ -33,7 +33,9 @@ NAMES = [e.name for e in METRICS]
 def smooth_maps(batch: int, seed: int, size: int = SIZE) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     coarse = torch.rand(batch, 1, size // 8, size // 8, generator=gen)
-    return torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    return torch.nn.functional.interpolate(
+        coarse, size=(size, size), mode="bilinear", align_corners=False
+    )
 
 
 def boxes(batch: int) -> torch.Tensor:
@@ -52,16 +54,25 @@ FACTORIES = {
     "faithfulness": lambda b: dict(zip(("model", "x", "saliency"), _base(b), strict=True)),
     "localisation": lambda b: {"saliency": smooth_maps(b, 0), "boxes": boxes(b)},
     "similarity": lambda b: {"saliency": smooth_maps(b, 0), "reference": smooth_maps(b, 1)},
-    "explanation_image": lambda b: (lambda m, x, s: {"model": m, "x": x, "x_hat": x * s})(*_base(b)),
+    "explanation_image": lambda b: (lambda m, x, s: {"model": m, "x": x, "x_hat": x * s})(
+        *_base(b)
+    ),
     "artifact": lambda b: (lambda m, x, s: {"x": x, "x_hat": x * (s > 0.5)})(*_base(b)),
-    "contrastive": lambda b: {**dict(zip(("model", "x", "saliency"), _base(b), strict=True)),
-                              "target": 1, "competitors": {0}},
+    "contrastive": lambda b: {
+        **dict(zip(("model", "x", "saliency"), _base(b), strict=True)),
+        "target": 1,
+        "competitors": {0},
+    },
     "map": lambda b: {"saliency": smooth_maps(b, 0)},
     # an explainer whose maps depend on the image and the class (input x gradient), on a model
     # with a feature layer (relative representation stability reads it)
-    "explainer": lambda b: (lambda m: {
-        "model": m, "x": region_images(b, SIZE, seed=3),
-        "explainer": make_explainer(m, method="input_x_gradient")})(conv_region_model()),
+    "explainer": lambda b: (
+        lambda m: {
+            "model": m,
+            "x": region_images(b, SIZE, seed=3),
+            "explainer": make_explainer(m, method="input_x_gradient"),
+        }
+    )(conv_region_model()),
 }
 
 
@@ -75,18 +86,60 @@ def test_every_declared_kind_has_inputs_here():
 
 
 def test_the_expected_kinds_and_metrics_are_registered():
-    assert {"faithfulness", "localisation", "similarity", "explanation_image", "artifact",
-            "contrastive", "map", "explainer"} <= set(METRIC_KINDS)
-    assert {"deletion", "insertion", "dc", "ic", "iic", "ad", "add", "saliency_metric", "cauc",
-            "cdrop", "cp_l1", "hallucination_score", "pointing_game", "ssim", "road_morf", "road_lerf", "road_combined", "sparseness",
-            "complexity", "effective_complexity", "faithfulness_correlation", "faithfulness_estimate",
-            "pixel_flipping", "region_perturbation", "monotonicity",
-            "monotonicity_correlation", "random_logit", "max_sensitivity", "avg_sensitivity",
-            "local_lipschitz_estimate", "relative_input_stability",
-            "relative_output_stability", "completeness", "non_sensitivity",
-            "model_parameter_randomisation", "input_invariance",
-            "relative_representation_stability", "continuity", "selectivity", "sensitivity_n",
-            "irof", "infidelity"} <= set(NAMES)
+    assert {
+        "faithfulness",
+        "localisation",
+        "similarity",
+        "explanation_image",
+        "artifact",
+        "contrastive",
+        "map",
+        "explainer",
+    } <= set(METRIC_KINDS)
+    assert {
+        "deletion",
+        "insertion",
+        "dc",
+        "ic",
+        "iic",
+        "ad",
+        "add",
+        "saliency_metric",
+        "cauc",
+        "cdrop",
+        "cp_l1",
+        "hallucination_score",
+        "pointing_game",
+        "ssim",
+        "road_morf",
+        "road_lerf",
+        "road_combined",
+        "sparseness",
+        "complexity",
+        "effective_complexity",
+        "faithfulness_correlation",
+        "faithfulness_estimate",
+        "pixel_flipping",
+        "region_perturbation",
+        "monotonicity",
+        "monotonicity_correlation",
+        "random_logit",
+        "max_sensitivity",
+        "avg_sensitivity",
+        "local_lipschitz_estimate",
+        "relative_input_stability",
+        "relative_output_stability",
+        "completeness",
+        "non_sensitivity",
+        "model_parameter_randomisation",
+        "input_invariance",
+        "relative_representation_stability",
+        "continuity",
+        "selectivity",
+        "sensitivity_n",
+        "irof",
+        "infidelity",
+    } <= set(NAMES)
 
 
 def test_an_undeclared_kind_fails():
@@ -115,10 +168,16 @@ def test_batch_equals_single_calls(name):
     kind = kind_of(metric)
     inputs = FACTORIES[kind.name](3)
     batched = kind.call(metric, inputs)
-    assert isinstance(batched, torch.Tensor) and batched.shape == (3,) and batched.is_floating_point()
-    assert torch.equal(torch.nan_to_num(batched, 7.0), torch.nan_to_num(kind.call(metric, inputs), 7.0))
+    assert (
+        isinstance(batched, torch.Tensor) and batched.shape == (3,) and batched.is_floating_point()
+    )
+    assert torch.equal(
+        torch.nan_to_num(batched, 7.0), torch.nan_to_num(kind.call(metric, inputs), 7.0)
+    )
     singles = torch.cat([kind.call(metric, image(inputs, i)) for i in range(3)])
-    torch.testing.assert_close(batched, singles.to(batched.dtype), atol=1e-5, rtol=0, equal_nan=True)
+    torch.testing.assert_close(
+        batched, singles.to(batched.dtype), atol=1e-5, rtol=0, equal_nan=True
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -150,17 +209,23 @@ def test_bad_maps_raise_clear_errors(name):
             kind.call(metric, {**inputs, "saliency": maps})
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if "x" in kind_of(n).inputs and kind_of(n).reads_maps])
+@pytest.mark.parametrize(
+    "name", [n for n in NAMES if "x" in kind_of(n).inputs and kind_of(n).reads_maps]
+)
 def test_numpy_and_3d_maps_equal_tensor_maps(name):
     metric = METRICS.get(name).build()
     kind = kind_of(metric)
     inputs = FACTORIES[kind.name](2)
     ref = kind.call(metric, inputs)
     for alt in (inputs["saliency"].numpy(), inputs["saliency"][:, 0]):
-        torch.testing.assert_close(kind.call(metric, {**inputs, "saliency": alt}), ref, equal_nan=True)
+        torch.testing.assert_close(
+            kind.call(metric, {**inputs, "saliency": alt}), ref, equal_nan=True
+        )
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if kind_of(n).name in ("explanation_image", "artifact")])
+@pytest.mark.parametrize(
+    "name", [n for n in NAMES if kind_of(n).name in ("explanation_image", "artifact")]
+)
 def test_explanation_images_of_another_shape_are_refused(name):
     metric = METRICS.get(name).build()
     kind = kind_of(metric)
@@ -196,10 +261,20 @@ def test_good_map_scores_better_than_random_under_every_map_metric():
 #: Not monotonicity: on an additive model (each pixel's effect has a fixed sign) every reveal
 #: order gives the same answer, so it cannot separate maps there (tested against a naive loop
 #: in test_catalogue_faithfulness.py instead).
-CATALOGUE_FAITHFULNESS = ("road_morf", "road_lerf", "road_combined", "faithfulness_correlation",
-                          "faithfulness_estimate", "pixel_flipping", "region_perturbation",
-                          "monotonicity_correlation", "selectivity", "sensitivity_n", "irof",
-                          "infidelity")
+CATALOGUE_FAITHFULNESS = (
+    "road_morf",
+    "road_lerf",
+    "road_combined",
+    "faithfulness_correlation",
+    "faithfulness_estimate",
+    "pixel_flipping",
+    "region_perturbation",
+    "monotonicity_correlation",
+    "selectivity",
+    "sensitivity_n",
+    "irof",
+    "infidelity",
+)
 
 
 @pytest.mark.parametrize("name", CATALOGUE_FAITHFULNESS)
@@ -224,5 +299,6 @@ def test_no_metric_module_imports_explainers_or_the_api():
             else:
                 continue
             for n in names:
-                assert not any(part in n.split(".") for part in ("explainers", "api", "studies", "cli")), \
-                    f"{path.name} imports {n}"
+                assert not any(
+                    part in n.split(".") for part in ("explainers", "api", "studies", "cli")
+                ), f"{path.name} imports {n}"

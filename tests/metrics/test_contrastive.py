@@ -35,8 +35,9 @@ class _PatchNet(nn.Module):
 
 @pytest.fixture
 def model():
-    return unmask.Classifier.wrap(_PatchNet(), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
-                                  class_names=list("abcde"))
+    return unmask.Classifier.wrap(
+        _PatchNet(), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None, class_names=list("abcde")
+    )
 
 
 def images(batch=3):
@@ -45,8 +46,12 @@ def images(batch=3):
 
 def maps(batch=3):
     gen = torch.Generator().manual_seed(2)
-    smooth = F.interpolate(torch.rand(batch, 1, 4, 4, generator=gen), size=(SIZE, SIZE), mode="bilinear",
-                           align_corners=False)
+    smooth = F.interpolate(
+        torch.rand(batch, 1, 4, 4, generator=gen),
+        size=(SIZE, SIZE),
+        mode="bilinear",
+        align_corners=False,
+    )
     peaked = torch.zeros(batch, 1, SIZE, SIZE)
     peaked[:, :, 3:8, 5:12] = torch.rand(batch, 1, 5, 7, generator=gen) + 1  # 35 salient pixels
     return smooth, peaked
@@ -94,7 +99,9 @@ def test_equals_the_naive_loop(model, which):
     cdrop = CDROP()(model, x, h, pos, competitors=neg)
     mean = torch.tensor(IMAGENET_MEAN)
     for i in range(3):
-        ref_curve, ref_cauc, ref_cdrop, count = naive(model, x[i : i + 1], h[i, 0], pos[i], neg[i], mean)
+        ref_curve, ref_cauc, ref_cdrop, count = naive(
+            model, x[i : i + 1], h[i, 0], pos[i], neg[i], mean
+        )
         assert int(curve.n_delta[i]) == count
         np.testing.assert_allclose(curve.scores[i].numpy(), ref_curve, atol=1e-6, rtol=0)
         assert float(cauc[i]) == pytest.approx(ref_cauc, abs=1e-7)
@@ -107,7 +114,7 @@ def test_short_curves_and_a_constant_map(model):
     x = images(3)
     h = torch.zeros(3, 1, SIZE, SIZE)
     h[0, 0, 0, :20] = 1  # 20 salient pixels: 2 points (s_0 and one step)
-    h[1, 0, 0, :9] = 1   # 9: one point, CDROP = 0
+    h[1, 0, 0, :9] = 1  # 9: one point, CDROP = 0
     # image 2: constant, no salient pixel: CAUC 0, CDROP NaN
     curve = contrastive_curve(model, x, h, target=1, competitors={0})
     assert curve.length.tolist() == [2, 1, 0] and curve.n_delta.tolist() == [20, 9, 0]
@@ -124,11 +131,19 @@ def test_batched_equals_per_image_and_chunks_do_not_matter(model):
     pos, neg = [{1, 3}, 2, {0, 4}], [{0}, {1, 3}, {2}]
     for metric in (CAUC(), CDROP(), CAUC(batch_size=5), CDROP(batch_size=1)):
         batched = metric(model, x, h, pos, competitors=neg)
-        singles = torch.cat([metric(model, x[i : i + 1], h[i : i + 1], pos[i], competitors=neg[i])
-                             for i in range(3)])
+        singles = torch.cat(
+            [
+                metric(model, x[i : i + 1], h[i : i + 1], pos[i], competitors=neg[i])
+                for i in range(3)
+            ]
+        )
         torch.testing.assert_close(batched, singles, atol=1e-7, rtol=0)
-        torch.testing.assert_close(batched, CDROP()(model, x, h, pos, competitors=neg)
-                                   if isinstance(metric, CDROP) else CAUC()(model, x, h, pos, competitors=neg))
+        torch.testing.assert_close(
+            batched,
+            CDROP()(model, x, h, pos, competitors=neg)
+            if isinstance(metric, CDROP)
+            else CAUC()(model, x, h, pos, competitors=neg),
+        )
 
 
 def test_any_removal_is_the_fill_and_maps_are_read_at_the_image_resolution(model):
@@ -138,8 +153,9 @@ def test_any_removal_is_the_fill_and_maps_are_read_at_the_image_resolution(model
     assert float(black[0]) == pytest.approx(ref[1], abs=1e-7)
     coarse = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(5))
     full = F.interpolate(coarse, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
-    torch.testing.assert_close(CDROP()(model, x, coarse, 2, competitors={0}),
-                               CDROP()(model, x, full, 2, competitors={0}))
+    torch.testing.assert_close(
+        CDROP()(model, x, coarse, 2, competitors={0}), CDROP()(model, x, full, 2, competitors={0})
+    )
 
 
 def test_targets_and_competitors_forms(model):
@@ -152,8 +168,10 @@ def test_targets_and_competitors_forms(model):
     # the default target is the top-1 class
     top = model(x).argmax(1)
     others = [sorted(set(range(5)) - {int(t)}) for t in top]
-    torch.testing.assert_close(CAUC()(model, x, h, competitors=[set(o) for o in others]),
-                               CAUC()(model, x, h, top, competitors=[set(o) for o in others]))
+    torch.testing.assert_close(
+        CAUC()(model, x, h, competitors=[set(o) for o in others]),
+        CAUC()(model, x, h, top, competitors=[set(o) for o in others]),
+    )
 
 
 def test_registered_with_direction_and_bad_inputs(model):

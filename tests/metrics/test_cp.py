@@ -23,8 +23,9 @@ class _MeanNet(torch.nn.Module):
 
 @pytest.fixture
 def mean_model():
-    return unmask.Classifier.wrap(_MeanNet(), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
-                                  class_names=["a", "b"])
+    return unmask.Classifier.wrap(
+        _MeanNet(), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None, class_names=["a", "b"]
+    )
 
 
 def _sigmoid(v):
@@ -33,24 +34,33 @@ def _sigmoid(v):
 
 def _example():
     x = torch.full((1, 3, 2, 2), 0.5)  # 12 values of 0.5: sum 6, entropy log 12
-    m = torch.tensor([[1.0, 1.0], [0.0, 0.0]]).reshape(1, 1, 2, 2)  # keeps 6 values: sum 3, entropy log 6
+    m = torch.tensor([[1.0, 1.0], [0.0, 0.0]]).reshape(
+        1, 1, 2, 2
+    )  # keeps 6 values: sum 3, entropy log 6
     return x, masked_image(x, m)
 
 
 def test_cp_scores_by_hand(mean_model):
     x, x_hat = _example()
     ratio = _sigmoid(2.5) / _sigmoid(5.0)  # mean 0.25 vs 0.5
-    assert float(cp_score(mean_model, x, x_hat, 1, info="l1_pixel")) == pytest.approx(ratio / (3 / 6), rel=1e-6)
-    assert float(cp_score(mean_model, x, x_hat, 1, info="l1")) == pytest.approx(ratio / (3 / 6), rel=1e-6)
+    assert float(cp_score(mean_model, x, x_hat, 1, info="l1_pixel")) == pytest.approx(
+        ratio / (3 / 6), rel=1e-6
+    )
+    assert float(cp_score(mean_model, x, x_hat, 1, info="l1")) == pytest.approx(
+        ratio / (3 / 6), rel=1e-6
+    )
     assert float(cp_score(mean_model, x, x_hat, 1, info="entropy")) == pytest.approx(
-        ratio / (math.log(6) / math.log(12)), rel=1e-6)
+        ratio / (math.log(6) / math.log(12)), rel=1e-6
+    )
 
 
 def test_target_class_not_top_class(mean_model):
     """The score uses the target: class 0 has p = 1 - sigmoid(·)."""
     x, x_hat = _example()
     ratio = (1 - _sigmoid(2.5)) / (1 - _sigmoid(5.0))
-    assert float(cp_score(mean_model, x, x_hat, 0, info="l1_pixel")) == pytest.approx(ratio * 2, rel=1e-6)
+    assert float(cp_score(mean_model, x, x_hat, 0, info="l1_pixel")) == pytest.approx(
+        ratio * 2, rel=1e-6
+    )
 
 
 def test_information_measures():
@@ -74,7 +84,8 @@ def test_coefficient_domain_uses_given_coefficients(mean_model):
     assert float(cp_e) == pytest.approx(p_ratio, rel=1e-5)
     # without coefficients, T(x̂) is used: the same here, since the DWT is invertible
     assert float(cp_score(mean_model, x, x_hat, 1, info="l1", representation=rep)) == pytest.approx(
-        float(cp), rel=1e-4)
+        float(cp), rel=1e-4
+    )
 
 
 def test_registered_and_batched(mean_model):

@@ -23,8 +23,12 @@ def counting_model():
 
 def maps(batch=2, size=32, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    return F.interpolate(torch.rand(batch, 1, 4, 4, generator=gen), size=(size, size), mode="bilinear",
-                         align_corners=False)
+    return F.interpolate(
+        torch.rand(batch, 1, 4, 4, generator=gen),
+        size=(size, size),
+        mode="bilinear",
+        align_corners=False,
+    )
 
 
 def cost(names, x, s, **inputs):
@@ -37,12 +41,36 @@ def test_values_equal_each_metric_alone():
     x, s = region_images(2, 32), maps()
     t, l, b, r = region_box(32, 32)
     box = torch.tensor([[l, t, r, b]] * 2, dtype=torch.float32)
-    names = ["deletion", "dc", "insertion", "ic", "deletion_rise", "iic", "ad", "add",
-             "saliency_metric", "cauc", "cdrop", "pointing_game", "ssim", "cp_l1", "hallucination_score"]
+    names = [
+        "deletion",
+        "dc",
+        "insertion",
+        "ic",
+        "deletion_rise",
+        "iic",
+        "ad",
+        "add",
+        "saliency_metric",
+        "cauc",
+        "cdrop",
+        "pointing_game",
+        "ssim",
+        "cp_l1",
+        "hallucination_score",
+    ]
     model = region_model()
     x_hat = x * s
-    out = evaluate(model, x, s, names, target=1, competitors={0}, boxes=box, reference=maps(seed=1),
-                   x_hat=x_hat)
+    out = evaluate(
+        model,
+        x,
+        s,
+        names,
+        target=1,
+        competitors={0},
+        boxes=box,
+        reference=maps(seed=1),
+        x_hat=x_hat,
+    )
     assert list(out) == names
     alone = {
         "pointing_game": METRICS.get("pointing_game").build()(s, box),
@@ -66,7 +94,10 @@ def test_a_shared_curve_is_computed_once():
     assert cost(["deletion", "dc"], x, s) == deletion
     insertion = cost(["insertion"], x, s)
     single = cost(["iic"], x, s)
-    assert cost(["deletion", "dc", "insertion", "ic", "iic", "ad"], x, s) == deletion + insertion + single
+    assert (
+        cost(["deletion", "dc", "insertion", "ic", "iic", "ad"], x, s)
+        == deletion + insertion + single
+    )
     assert cost(["add", "iic"], x, s) == 2 * single  # ADD replaces the salient part: another image
     contrast = cost(["cauc"], x, s, target=1, competitors={0})
     assert cost(["cauc", "cdrop"], x, s, target=1, competitors={0}) == contrast
@@ -78,17 +109,26 @@ def test_explanation_target_and_maps():
     x, s = region_images(2, 32), maps()
     e = Explanation(s, torch.tensor([0, 0]), "test")
     out = evaluate(region_model(), x, e, ["deletion", "ad"])
-    torch.testing.assert_close(out["deletion"], METRICS.get("deletion").build()(region_model(), x, s, 0))
+    torch.testing.assert_close(
+        out["deletion"], METRICS.get("deletion").build()(region_model(), x, s, 0)
+    )
     torch.testing.assert_close(out["ad"], METRICS.get("ad").build()(region_model(), x, s, 0))
 
 
 def test_image_resolution_kinds_get_upsampled_maps():
-    x, coarse = region_images(2, 32), torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    x, coarse = (
+        region_images(2, 32),
+        torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(2)),
+    )
     full = F.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=False)
     out = evaluate(region_model(), x, coarse, ["cauc", "deletion"], target=1, competitors={0})
-    torch.testing.assert_close(out["cauc"], METRICS.get("cauc").build()(region_model(), x, full, 1, competitors={0}))
+    torch.testing.assert_close(
+        out["cauc"], METRICS.get("cauc").build()(region_model(), x, full, 1, competitors={0})
+    )
     # faithfulness reads the maps as given (the seed rule ranks the 8 x 8 map)
-    torch.testing.assert_close(out["deletion"], METRICS.get("deletion").build()(region_model(), x, coarse, 1))
+    torch.testing.assert_close(
+        out["deletion"], METRICS.get("deletion").build()(region_model(), x, coarse, 1)
+    )
 
 
 def test_inputs_are_checked_by_kind():
@@ -116,14 +156,30 @@ def test_cli_evaluate_computes_a_shared_curve_once(tmp_path, monkeypatch, capsys
     import unmask.models
     from unmask.cli import main
 
-    Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)).save(
+        tmp_path / "a.png"
+    )
     np.save(tmp_path / "m.npy", np.random.default_rng(1).random((8, 8)).astype(np.float32))
     counts = {}
     for metrics in ("deletion", "deletion,dc", "deletion,dc,insertion,ic"):
         model, seen = counting_model()
         monkeypatch.setattr(unmask.models, "load_model", lambda *a, _m=model, **k: _m)
-        assert main(["evaluate", str(tmp_path / "a.png"), "--maps", str(tmp_path / "m.npy"),
-                     "--metrics", metrics, "--size", "32", "--json"]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    str(tmp_path / "a.png"),
+                    "--maps",
+                    str(tmp_path / "m.npy"),
+                    "--metrics",
+                    metrics,
+                    "--size",
+                    "32",
+                    "--json",
+                ]
+            )
+            == 0
+        )
         capsys.readouterr()
         counts[metrics] = sum(seen)
     # the top-1 target (1 image), the clean image and 64 steps of the 8 x 8 map per curve

@@ -37,9 +37,8 @@ from unmask.metrics.single_step import (
     single_step_scores,
     soft_masks,
 )
-from unmask.removal import BoxBlur, RiseBlur
+from unmask.removal import BoxBlur, Inpaint, RiseBlur
 from unmask.removal import resolve_removal as resolve_substrate
-from unmask.removal import Inpaint
 from unmask.testing import region_box, region_images, region_mask
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)
@@ -52,11 +51,13 @@ def good_and_random_maps(batch: int, size: int, seed: int = 0) -> tuple[torch.Te
     """A map on the model's box (ranked randomly inside it) and a random map."""
     gen = torch.Generator().manual_seed(seed)
     good = region_mask(size, size).float().expand(batch, 1, size, size) + 0.1 * torch.rand(
-        batch, 1, size, size, generator=gen)
+        batch, 1, size, size, generator=gen
+    )
     return good, torch.rand(batch, 1, size, size, generator=gen)
 
 
 # --- pure building blocks ---------------------------------------------------------------------
+
 
 def test_pixel_ranks_stable_ties_and_permutation():
     s = torch.tensor([[[[0.5, 1.0, 0.5], [1.0, 0.0, 0.5]]]])
@@ -67,18 +68,23 @@ def test_pixel_ranks_stable_ties_and_permutation():
     rb = pixel_ranks(big)
     assert torch.equal(rb.sort(dim=1).values, torch.arange(35).expand(3, 35))
     # rank 0 is the maximum
-    assert torch.equal(big.flatten(1).gather(1, rb.argmin(1, keepdim=True)).squeeze(1),
-                       big.flatten(1).max(1).values)
+    assert torch.equal(
+        big.flatten(1).gather(1, rb.argmin(1, keepdim=True)).squeeze(1),
+        big.flatten(1).max(1).values,
+    )
 
 
-@pytest.mark.parametrize(("n", "kw", "expected"), [
-    (784, {}, (4, 196)),                   # 28x28 maps: 196 steps of 4
-    (64, {}, (1, 64)),                     # fewer pixels than the bound: one per step
-    (1024, {}, (5, 205)),                  # 32x32: 1024 // 196 = 5, last step takes 4
-    (1024, {"max_steps": None}, (1, 1024)),
-    (50176, {"pixels_per_step": 224 * 8}, (1792, 28)),  # RISE at 224^2
-    (10, {"pixels_per_step": 50}, (10, 1)),
-])
+@pytest.mark.parametrize(
+    ("n", "kw", "expected"),
+    [
+        (784, {}, (4, 196)),  # 28x28 maps: 196 steps of 4
+        (64, {}, (1, 64)),  # fewer pixels than the bound: one per step
+        (1024, {}, (5, 205)),  # 32x32: 1024 // 196 = 5, last step takes 4
+        (1024, {"max_steps": None}, (1, 1024)),
+        (50176, {"pixels_per_step": 224 * 8}, (1792, 28)),  # RISE at 224^2
+        (10, {"pixels_per_step": 50}, (10, 1)),
+    ],
+)
 def test_plan_steps(n, kw, expected):
     assert plan_steps(n, **kw) == expected
 
@@ -97,12 +103,16 @@ def test_curve_masks_cumulative_and_blocks():
         k3 = dele[3, 0, ::2, ::2].flatten().bool()
         assert s[img].flatten()[k3].min() >= s[img].flatten()[~k3].max()
         # nearest upsampling: each map pixel is a 2x2 block
-        assert torch.equal(dele, F.interpolate(dele[:, :, ::2, ::2], scale_factor=2, mode="nearest"))
-        ins = curve_masks(ranks, idx, steps, pixels_per_step=3, grid=(4, 4), size=(8, 8),
-                          mode="insertion")
+        assert torch.equal(
+            dele, F.interpolate(dele[:, :, ::2, ::2], scale_factor=2, mode="nearest")
+        )
+        ins = curve_masks(
+            ranks, idx, steps, pixels_per_step=3, grid=(4, 4), size=(8, 8), mode="insertion"
+        )
         assert torch.equal(ins, 1 - dele)
-        block = curve_masks(ranks, idx, steps, pixels_per_step=3, grid=(4, 4), size=(4, 4),
-                            cumulative=False)
+        block = curve_masks(
+            ranks, idx, steps, pixels_per_step=3, grid=(4, 4), size=(4, 4), cumulative=False
+        )
         assert block.flatten(1).sum(1).tolist() == [0, 3, 3, 3, 3, 3]
         assert torch.equal(block[2], dele[2, :, ::2, ::2] - dele[1, :, ::2, ::2])
 
@@ -122,20 +132,26 @@ def test_auc_and_correlation_match_numpy():
     sal = torch.rand(3, 8, generator=gen)
     x = np.arange(9) / 8
     np.testing.assert_allclose(curve_auc(scores).numpy(), np.trapezoid(scores.numpy(), x, axis=1))
-    np.testing.assert_allclose(curve_auc(scores, cumulative=False).numpy(),
-                               np.trapezoid(scores.numpy()[:, 1:], np.arange(8) / 7, axis=1))
+    np.testing.assert_allclose(
+        curve_auc(scores, cumulative=False).numpy(),
+        np.trapezoid(scores.numpy()[:, 1:], np.arange(8) / 7, axis=1),
+    )
     dc = curve_correlation(scores, sal, "deletion").numpy()
     ic = curve_correlation(scores, sal, "insertion").numpy()
     s = scores.double().numpy()
     for i in range(3):
-        assert dc[i] == pytest.approx(np.corrcoef(s[i, :-1] - s[i, 1:], sal[i].numpy())[0, 1], abs=1e-12)
+        assert dc[i] == pytest.approx(
+            np.corrcoef(s[i, :-1] - s[i, 1:], sal[i].numpy())[0, 1], abs=1e-12
+        )
         assert ic[i] == pytest.approx(-dc[i], abs=1e-12)
     flat = curve_correlation(torch.ones(1, 9), sal[:1])
     assert torch.isnan(flat).all()
 
 
 def test_normalise_per_image_vs_batch():
-    s = torch.stack([torch.tensor([[0.0, 1.0]]), torch.tensor([[0.0, 4.0]]), torch.tensor([[3.0, 3.0]])])[:, None]
+    s = torch.stack(
+        [torch.tensor([[0.0, 1.0]]), torch.tensor([[0.0, 4.0]]), torch.tensor([[3.0, 3.0]])]
+    )[:, None]
     per = normalise_maps(s)
     assert per[:, 0, 0].tolist() == [[0.0, 1.0], [0.0, 1.0], [0.0, 0.0]]  # constant -> zeros
     whole = normalise_maps(s, per_image=False)
@@ -156,13 +172,18 @@ def test_soft_masks_bicubic_clamped_or_not():
 
 # --- substrates -------------------------------------------------------------------------------
 
+
 def test_box_blur_equals_saliency_maps_metrics():
     from saliency_maps_metrics.data_replace import blur_data
 
     for size in (32, 50, 64):
         x = torch.rand(2, 3, size, size)
         torch.testing.assert_close(BoxBlur().fill(x), blur_data(x), atol=1e-6, rtol=0)
-    assert BoxBlur().size_for(32) == 9 and BoxBlur().size_for(50) == 11 and BoxBlur().size_for(224) == 45
+    assert (
+        BoxBlur().size_for(32) == 9
+        and BoxBlur().size_for(50) == 11
+        and BoxBlur().size_for(224) == 45
+    )
 
 
 def test_resolve_substrate_names():
@@ -177,6 +198,7 @@ def test_resolve_substrate_names():
 
 
 # --- RISE rule against a naive per-step loop --------------------------------------------------
+
 
 def _naive_rise(net_probs, x, sal, mode, step):
     """RISE's CausalMetric.single_run, image by image, in normalised space."""
@@ -216,7 +238,11 @@ def _naive_rise(net_probs, x, sal, mode, step):
 def test_rise_rule_equals_naive_loop(region_model, mode, map_size):
     x = region_images(2, 32, seed=3)
     sal = torch.rand(2, 1, map_size, map_size, generator=torch.Generator().manual_seed(4))
-    full = F.interpolate(sal, size=(32, 32), mode="bilinear", align_corners=False) if map_size != 32 else sal
+    full = (
+        F.interpolate(sal, size=(32, 32), mode="bilinear", align_corners=False)
+        if map_size != 32
+        else sal
+    )
 
     def probs(img):
         with torch.no_grad():
@@ -240,14 +266,17 @@ def test_rise_default_step_is_eight_rows(region_model):
 
 # --- known answers on the region model --------------------------------------------------------
 
+
 @pytest.mark.parametrize("rule", ["seed", "rise"])
 def test_map_on_the_region_beats_random_map_multistep(region_model, rule):
     x = region_images(3, 32, seed=1)
     good, rnd = good_and_random_maps(3, 32)
     kw = {"rule": rule, "pixels_per_step": 32 if rule == "rise" else None}  # 32 steps, not 4
     # the blurred red box stays fairly red: insertion curves start high, so smaller margins
-    for cls, correlation, margins in ((Deletion, DeletionCorrelation, (0.3, 0.3)),
-                                      (Insertion, InsertionCorrelation, (0.03, 0.05))):
+    for cls, correlation, margins in (
+        (Deletion, DeletionCorrelation, (0.3, 0.3)),
+        (Insertion, InsertionCorrelation, (0.03, 0.05)),
+    ):
         metric = cls(**kw)
         g, r = metric.curve(region_model, x, good), metric.curve(region_model, x, rnd)
         assert g.scores.shape == r.scores.shape
@@ -258,7 +287,10 @@ def test_map_on_the_region_beats_random_map_multistep(region_model, rule):
         else:
             assert bool((g.auc() < r.auc() - margins[0]).all()), (metric, g.auc(), r.auc())
         assert bool((g.correlation() > r.correlation() + margins[1]).all()), (
-            metric, g.correlation(), r.correlation())
+            metric,
+            g.correlation(),
+            r.correlation(),
+        )
 
 
 def test_deletion_curve_on_region_known_shape(region_model):
@@ -282,7 +314,9 @@ def test_single_step_known_answers(region_model):
     assert bool((ad(region_model, x, good) < ad(region_model, x, rnd) - 0.05).all())
     assert bool((add(region_model, x, good) > add(region_model, x, rnd) + 0.3).all())
     # the map on the box keeps the box untouched: no drop at all
-    assert torch.equal(ad(region_model, x, region_mask(32, 32).float().expand(2, 1, 32, 32)), torch.zeros(2))
+    assert torch.equal(
+        ad(region_model, x, region_mask(32, 32).float().expand(2, 1, 32, 32)), torch.zeros(2)
+    )
 
 
 def test_iic_known_answer(region_model):
@@ -304,6 +338,7 @@ def test_iic_known_answer(region_model):
 
 
 # --- contracts --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", MINE)
 def test_registry_contract_batch_equals_singles(region_model, name):
@@ -342,8 +377,15 @@ def test_non_cumulative_deletion_changes_only_block_k(region_model):
     sal = torch.rand(1, 1, 4, 4)
     c = deletion_curve(region_model, x, sal, cumulative=False, max_steps=4)
     ranks = pixel_ranks(sal)
-    m = curve_masks(ranks, torch.zeros(4, dtype=torch.long), torch.arange(1, 5), pixels_per_step=4,
-                    grid=(4, 4), size=(16, 16), cumulative=False)
+    m = curve_masks(
+        ranks,
+        torch.zeros(4, dtype=torch.long),
+        torch.arange(1, 5),
+        pixels_per_step=4,
+        grid=(4, 4),
+        size=(16, 16),
+        cumulative=False,
+    )
     expected = torch.softmax(region_model(x * (1 - m)), dim=1)[:, 1].detach()
     torch.testing.assert_close(c.scores[0, 1:], expected, atol=1e-6, rtol=0)
 
@@ -355,7 +397,9 @@ def test_inpainting_substrate(region_model):
     assert c.scores.shape == (1, 5) and bool(torch.isfinite(c.scores).all())
     # at the last step the whole image is a hole: filled with the ImageNet mean colour
     mean_img = torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1).expand(1, 3, 16, 16)
-    assert c.scores[0, -1] == pytest.approx(float(torch.softmax(region_model(mean_img), 1)[0, 1].detach()), abs=1e-5)
+    assert c.scores[0, -1] == pytest.approx(
+        float(torch.softmax(region_model(mean_img), 1)[0, 1].detach()), abs=1e-5
+    )
     ad = AverageDrop(removal="telea")(region_model, x, sal)
     assert ad.shape == (1,)
 
@@ -381,8 +425,12 @@ def test_bad_inputs(region_model):
 
 
 def test_works_with_any_classifier_size():
-    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, 3))
-    model = Classifier.wrap(net, mean=(0.5,) * 3, std=(0.5,) * 3, input_size=8, class_names=list("abc"))
+    net = torch.nn.Sequential(
+        torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, 3)
+    )
+    model = Classifier.wrap(
+        net, mean=(0.5,) * 3, std=(0.5,) * 3, input_size=8, class_names=list("abc")
+    )
     x = torch.rand(2, 3, 20, 24)
     sal = torch.rand(2, 1, 5, 6)
     for name in MINE:

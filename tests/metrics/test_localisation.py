@@ -24,7 +24,9 @@ from unmask.metrics.localisation import (
 from unmask.testing import region_box, region_mask
 
 
-def blob(h: int, w: int, top: int, left: int, bottom: int, right: int, value: float = 1.0) -> torch.Tensor:
+def blob(
+    h: int, w: int, top: int, left: int, bottom: int, right: int, value: float = 1.0
+) -> torch.Tensor:
     s = torch.zeros(1, 1, h, w)
     s[..., top:bottom, left:right] = value
     return s
@@ -141,7 +143,10 @@ def test_map_on_region_models_box_beats_random_map(region_model, region_images):
     good = region_mask(size, size).float().expand(2, 1, size, size)
     rand = torch.rand(2, 1, size, size, generator=torch.Generator().manual_seed(1))
     box = region_xyxy(size).expand(2, 4)
-    assert localisation_error(good, box, 0.5).sum() == 0 and localisation_error(rand, box, 0.5).sum() == 2
+    assert (
+        localisation_error(good, box, 0.5).sum() == 0
+        and localisation_error(rand, box, 0.5).sum() == 2
+    )
     assert pointing_game(good, box, 0).sum() == 2 and pointing_game(rand, box, 0).sum() < 2
     assert (energy_pointing_game(good, box) == 1).all()
     assert (energy_pointing_game(rand, box) < 0.2).all()

@@ -10,8 +10,12 @@ from unmask.metrics.road import RoadCombined, RoadLeRF, RoadMoRF, road_curve
 from unmask.removal import NoisyLinearImputation, make_removal
 from unmask.testing import region_images, region_mask, region_model
 
-WEIGHTS = {(dr, dq): (1 / 6 if dr == 0 or dq == 0 else 1 / 12)
-           for dr in (-1, 0, 1) for dq in (-1, 0, 1) if (dr, dq) != (0, 0)}
+WEIGHTS = {
+    (dr, dq): (1 / 6 if dr == 0 or dq == 0 else 1 / 12)
+    for dr in (-1, 0, 1)
+    for dq in (-1, 0, 1)
+    if (dr, dq) != (0, 0)
+}
 
 
 def dense_impute(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
@@ -52,8 +56,11 @@ def test_imputation_matches_a_dense_solver_and_is_the_neighbour_mean():
     # every imputed pixel is the renormalised weighted mean of its neighbours in the output
     o = out[0].numpy()
     for r, q in zip(*np.nonzero(removed), strict=True):
-        nb = [((r + dr, q + dq), wgt) for (dr, dq), wgt in WEIGHTS.items()
-              if 0 <= r + dr < 5 and 0 <= q + dq < 6]
+        nb = [
+            ((r + dr, q + dq), wgt)
+            for (dr, dq), wgt in WEIGHTS.items()
+            if 0 <= r + dr < 5 and 0 <= q + dq < 6
+        ]
         mean = sum(wgt * o[:, a, b] for (a, b), wgt in nb) / sum(wgt for _, wgt in nb)
         np.testing.assert_allclose(o[:, r, q], mean, atol=1e-12)
     assert torch.equal(out[mask.expand_as(out) == 0], x[mask.expand_as(x) == 0])
@@ -71,8 +78,10 @@ def test_noise_is_seeded_and_only_on_imputed_pixels():
     assert torch.equal(a[mask.expand_as(a) == 0], x[mask.expand_as(x) == 0])
     assert not torch.equal(a, NoisyLinearImputation(seed=4)(x, mask))
     # a batch equals single calls, broadcasting one image over several masks too
-    assert torch.equal(torch.cat([NoisyLinearImputation(seed=3)(x[i:i + 1], mask[i:i + 1])
-                                  for i in range(2)]), a)
+    assert torch.equal(
+        torch.cat([NoisyLinearImputation(seed=3)(x[i : i + 1], mask[i : i + 1]) for i in range(2)]),
+        a,
+    )
     assert torch.equal(NoisyLinearImputation(seed=3)(x[:1], mask), a[:1].expand(2, -1, -1, -1))
 
 

@@ -34,8 +34,9 @@ def test_crop_and_resize_equals_crop_then_interpolate():
     boxes = torch.tensor([[3.0, 2, 9, 7], [0, 0, 24, 20], [10, 5, 11, 6]])
     out = crop_and_resize(x, boxes)
     for i, (x0, y0, x1, y1) in enumerate(boxes.long().tolist()):
-        ref = torch.nn.functional.interpolate(x[i : i + 1, :, y0:y1, x0:x1], size=(20, 24), mode="bilinear",
-                                              align_corners=False)
+        ref = torch.nn.functional.interpolate(
+            x[i : i + 1, :, y0:y1, x0:x1], size=(20, 24), mode="bilinear", align_corners=False
+        )
         assert torch.allclose(out[i : i + 1], ref, atol=1e-5)
 
 
@@ -44,8 +45,9 @@ def test_value_matches_the_formula_by_hand(region_model, region_images):
     t, l, b, r = region_box(size, size)
     sal = region_mask(size, size).float().expand(2, 1, size, size)
     value = saliency_metric(region_model, region_images, sal, target=1, alpha=0.5)
-    crop = torch.nn.functional.interpolate(region_images[..., t:b, l:r], size=(size, size), mode="bilinear",
-                                           align_corners=False)
+    crop = torch.nn.functional.interpolate(
+        region_images[..., t:b, l:r], size=(size, size), mode="bilinear", align_corners=False
+    )
     p = Scorer(region_model)(crop, torch.ones(2, dtype=torch.long))
     area = (b - t) * (r - l) / size**2  # 0.0625 > 0.05
     expected = math.log(area) - torch.log(p)
@@ -85,15 +87,21 @@ def test_select_alpha_prefers_the_box_over_the_halo(region_model, region_images)
 def test_coarse_maps_are_upsampled_to_the_image(region_model, region_images):
     coarse = torch.zeros(2, 1, 4, 4)
     coarse[..., 1, 1] = 1.0  # the 8x8 cell at rows/cols 8..15: the model's box at 32x32
-    fine = torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=False)
-    assert torch.equal(saliency_metric(region_model, region_images, coarse),
-                       saliency_metric(region_model, region_images, fine))
+    fine = torch.nn.functional.interpolate(
+        coarse, size=(32, 32), mode="bilinear", align_corners=False
+    )
+    assert torch.equal(
+        saliency_metric(region_model, region_images, coarse),
+        saliency_metric(region_model, region_images, fine),
+    )
 
 
 def test_default_target_is_top1(region_model, region_images):
     sal = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(3))
-    assert torch.equal(saliency_metric(region_model, region_images, sal),
-                       saliency_metric(region_model, region_images, sal, target=[1, 1]))
+    assert torch.equal(
+        saliency_metric(region_model, region_images, sal),
+        saliency_metric(region_model, region_images, sal, target=[1, 1]),
+    )
 
 
 def test_bad_inputs(region_model, region_images):

@@ -40,8 +40,9 @@ class _PatchNet(nn.Module):
 
 @pytest.fixture
 def model():
-    return unmask.Classifier.wrap(_PatchNet(), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None,
-                                  class_names=list("abcde"))
+    return unmask.Classifier.wrap(
+        _PatchNet(), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None, class_names=list("abcde")
+    )
 
 
 def inputs():
@@ -61,18 +62,34 @@ def test_a_one_class_set_is_exactly_that_class(name, model):
     metric = METRICS.get(name).build()
     x, s = inputs()
     single = metric(model, x, s, target=[2, 4])
-    for as_set in ([{2}, {4}], [[2], [4]], torch.nn.functional.one_hot(torch.tensor([2, 4]), 5).bool()):
-        torch.testing.assert_close(metric(model, x, s, target=as_set), single, atol=0, rtol=0, equal_nan=True)
+    for as_set in (
+        [{2}, {4}],
+        [[2], [4]],
+        torch.nn.functional.one_hot(torch.tensor([2, 4]), 5).bool(),
+    ):
+        torch.testing.assert_close(
+            metric(model, x, s, target=as_set), single, atol=0, rtol=0, equal_nan=True
+        )
 
 
 @pytest.mark.parametrize("name", FAITHFULNESS)
 def test_list_of_sets_equals_membership_mask(name, model):
     metric = METRICS.get(name).build()
     x, s = inputs()
-    torch.testing.assert_close(metric(model, x, s, target=[set(PAIR)] * 2),
-                               metric(model, x, s, target=member()), atol=0, rtol=0, equal_nan=True)
-    torch.testing.assert_close(metric(model, x, s, target={1, 3}),  # one set for every image
-                               metric(model, x, s, target=member()), atol=0, rtol=0, equal_nan=True)
+    torch.testing.assert_close(
+        metric(model, x, s, target=[set(PAIR)] * 2),
+        metric(model, x, s, target=member()),
+        atol=0,
+        rtol=0,
+        equal_nan=True,
+    )
+    torch.testing.assert_close(
+        metric(model, x, s, target={1, 3}),  # one set for every image
+        metric(model, x, s, target=member()),
+        atol=0,
+        rtol=0,
+        equal_nan=True,
+    )
 
 
 def test_two_class_deletion_curve_equals_a_naive_loop(model):
@@ -88,7 +105,9 @@ def test_two_class_deletion_curve_equals_a_naive_loop(model):
                 expected.append(float(torch.softmax(model(img), 1)[0, list(PAIR)].sum()))
             if k < 16:
                 r, c = divmod(int(order[k]), 4)
-                img[..., 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] = 0  # nearest upsampling of one map pixel
+                img[..., 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] = (
+                    0  # nearest upsampling of one map pixel
+                )
         np.testing.assert_allclose(curve.scores[i].numpy(), expected, atol=1e-6, rtol=0)
 
 
@@ -136,5 +155,7 @@ def test_saliency_metric_of_a_set_reads_the_summed_probability(model):
 def test_explanation_with_a_set_target(model):
     x, s = inputs()
     e = unmask.Explanation(s, member(), "test")
-    torch.testing.assert_close(METRICS.get("deletion").build()(model, x, e),
-                               METRICS.get("deletion").build()(model, x, s, member()))
+    torch.testing.assert_close(
+        METRICS.get("deletion").build()(model, x, e),
+        METRICS.get("deletion").build()(model, x, s, member()),
+    )

@@ -26,7 +26,9 @@ from unmask.registry import METRICS
 def smooth_maps(batch: int, size: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     coarse = torch.rand(batch, 1, size // 8, size // 8, generator=gen)
-    return torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    return torch.nn.functional.interpolate(
+        coarse, size=(size, size), mode="bilinear", align_corners=False
+    )
 
 
 def _norm(a: np.ndarray) -> np.ndarray:
@@ -37,8 +39,12 @@ def test_ssim_equals_skimage_on_normalised_maps():
     a, b = smooth_maps(3, 48, 0), smooth_maps(3, 48, 1) * 5 - 2
     ours = ssim(a, b)
     for i in range(3):
-        ref = structural_similarity(_norm(a[i, 0].double().numpy()), _norm(b[i, 0].double().numpy()),
-                                    win_size=5, data_range=1.0)
+        ref = structural_similarity(
+            _norm(a[i, 0].double().numpy()),
+            _norm(b[i, 0].double().numpy()),
+            win_size=5,
+            data_range=1.0,
+        )
         assert ours[i].item() == pytest.approx(ref, abs=1e-6)
 
 
@@ -46,7 +52,9 @@ def test_hog_pearson_equals_direct_calls():
     a, b = smooth_maps(2, 64, 2), smooth_maps(2, 64, 3)
     ours = hog_pearson(a, b)
     for i in range(2):
-        fa = hog(_norm(a[i, 0].double().numpy()), pixels_per_cell=(16, 16))  # 4 cells: default 3x3 blocks
+        fa = hog(
+            _norm(a[i, 0].double().numpy()), pixels_per_cell=(16, 16)
+        )  # 4 cells: default 3x3 blocks
         fb = hog(_norm(b[i, 0].double().numpy()), pixels_per_cell=(16, 16))
         assert ours[i].item() == pytest.approx(pearsonr(fa, fb)[0], abs=1e-6)
 

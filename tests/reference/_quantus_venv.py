@@ -25,8 +25,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PACKAGES", "SideVenvUnavailable", "side_python", "venv_dir", "SIDE_SCRIPT",
-           "export_model", "QuantusSide"]
+__all__ = [
+    "PACKAGES",
+    "SideVenvUnavailable",
+    "side_python",
+    "venv_dir",
+    "SIDE_SCRIPT",
+    "export_model",
+    "QuantusSide",
+]
 
 #: What the side venv holds. torch 2.13.0 is the CPU build pip takes from this machine's disk;
 #: quantus 0.6.0 calls ``np.trapz``, which NumPy 2.4 removed.
@@ -85,8 +92,7 @@ def side_python() -> Path:
         try:
             base = getattr(sys, "_base_executable", sys.executable)
             _run([base, "-m", "venv", str(build)], log)
-            _run([str(build / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                  *PACKAGES], log)
+            _run([str(build / "bin" / "python"), "-m", "pip", "install", "--quiet", *PACKAGES], log)
             _run([str(build / "bin" / "python"), "-c", "import quantus, torch"], log)
             (build / MARKER).write_text(json.dumps({"packages": list(PACKAGES)}))
         except BaseException:
@@ -107,8 +113,9 @@ def export_model(model: Any, example: Any, path: Path) -> Path:
 
     if example.shape[0] < 2:  # a batch of 1 would specialise the batch dimension
         example = example.expand(2, *example.shape[1:])
-    program = torch.export.export(model.eval(), (example,),
-                                  dynamic_shapes=({0: torch.export.Dim.DYNAMIC},))
+    program = torch.export.export(
+        model.eval(), (example,), dynamic_shapes=({0: torch.export.Dim.DYNAMIC},)
+    )
     torch.export.save(program, str(path))
     return path
 
@@ -125,19 +132,32 @@ class QuantusSide:
     def __init__(self, threads: int = 1) -> None:
         python = side_python()
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-                   PYTHONWARNINGS="ignore", MPLBACKEND="Agg")
+        env.update(
+            OMP_NUM_THREADS=str(threads),
+            MKL_NUM_THREADS=str(threads),
+            PYTHONWARNINGS="ignore",
+            MPLBACKEND="Agg",
+        )
         self.threads = threads
         self._err = tempfile.TemporaryFile(mode="w+")  # a file: a full pipe would block
-        self.process = subprocess.Popen([str(python), str(SIDE_SCRIPT)], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=self._err, text=True,
-                                        env=env)
+        self.process = subprocess.Popen(
+            [str(python), str(SIDE_SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            text=True,
+            env=env,
+        )
 
-    def run(self, data: Path | str, model: Path | str, cases: list[dict],
-            repeats: int = 1) -> dict:
+    def run(self, data: Path | str, model: Path | str, cases: list[dict], repeats: int = 1) -> dict:
         """Run ``cases`` (see :mod:`quantus_side`) on the arrays of ``data``; the reply dict."""
-        request = {"data": str(data), "model": str(model), "cases": cases,
-                   "repeats": repeats, "threads": self.threads}
+        request = {
+            "data": str(data),
+            "model": str(model),
+            "cases": cases,
+            "repeats": repeats,
+            "threads": self.threads,
+        }
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()

@@ -59,8 +59,9 @@ def _grad(model: nn.Module, inputs: np.ndarray, targets: np.ndarray) -> tuple[An
     return x.detach(), g
 
 
-def input_x_gradient(model: nn.Module, inputs: np.ndarray, targets: np.ndarray,
-                     **_: Any) -> np.ndarray:
+def input_x_gradient(
+    model: nn.Module, inputs: np.ndarray, targets: np.ndarray, **_: Any
+) -> np.ndarray:
     x, g = _grad(model, inputs, targets)
     return (x * g).sum(1, keepdim=True).numpy()
 
@@ -135,8 +136,12 @@ def run_case(case: dict, data: Any, model: nn.Module) -> np.ndarray:
             init["perturb_func"] = cls(data[perturb["array"]])
     for key in ("similarity_func", "norm_numerator", "norm_denominator"):
         if isinstance(init.get(key), str):  # a function of quantus' own, by name
-            init[key] = getattr(quantus.functions.similarity_func if key == "similarity_func"
-                                else quantus.functions.norm_func, init[key])
+            init[key] = getattr(
+                quantus.functions.similarity_func
+                if key == "similarity_func"
+                else quantus.functions.norm_func,
+                init[key],
+            )
     metric = getattr(quantus, case["metric"])(disable_warnings=True, **init)
     call = dict(case.get("call", {}))
     if case.get("explain"):
@@ -173,10 +178,15 @@ def serve() -> None:
                     v = run_case(case, data, model)
                     times.append(time.perf_counter() - start)
                 values[case["name"]], seconds[case["name"]] = v.tolist(), times
-        reply: dict[str, Any] = {"values": values, "seconds": seconds,
-                                 "versions": {"quantus": quantus.__version__,
-                                              "torch": torch.__version__,
-                                              "numpy": np.__version__}}
+        reply: dict[str, Any] = {
+            "values": values,
+            "seconds": seconds,
+            "versions": {
+                "quantus": quantus.__version__,
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+            },
+        }
         sys.stdout.write(json.dumps(reply) + "\n")
         sys.stdout.flush()
 

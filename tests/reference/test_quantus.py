@@ -62,15 +62,19 @@ def _flat_subsets(chosen: torch.Tensor, batch: int) -> np.ndarray:
     return feats.repeat_interleave(batch, dim=0).numpy()
 
 
-def _uniform_deltas(samples: int, radius: float, seed: int, gaussian: bool = False,
-                    size: int = CONV) -> np.ndarray:
+def _uniform_deltas(
+    samples: int, radius: float, seed: int, gaussian: bool = False, size: int = CONV
+) -> np.ndarray:
     """unmask's robustness draws (16 at a time from one generator)."""
     gen = torch.Generator().manual_seed(seed)
     out = []
     for start in range(0, samples, 16):
         shape = (min(16, samples - start), 3, size, size)
-        out.append(torch.randn(shape, generator=gen) * radius if gaussian
-                   else (torch.rand(shape, generator=gen) * 2 - 1) * radius)
+        out.append(
+            torch.randn(shape, generator=gen) * radius
+            if gaussian
+            else (torch.rand(shape, generator=gen) * 2 - 1) * radius
+        )
     return torch.cat(out).numpy()
 
 
@@ -94,67 +98,126 @@ def run(tmp_path_factory):
         # --- the linear region model -------------------------------------------------------
         model = region_model().eval()
         y = model(x).argmax(1)
-        arrays = {"x": x.numpy(), "y": y.numpy(), "a": maps.numpy(), "x1": x[:, :1].numpy().copy(),
-            "y0": np.zeros(2, dtype=np.int64), "az": sparse.numpy(),
-            "az3": sparse.expand(2, 3, SIZE, SIZE).numpy().copy()}
+        arrays = {
+            "x": x.numpy(),
+            "y": y.numpy(),
+            "a": maps.numpy(),
+            "x1": x[:, :1].numpy().copy(),
+            "y0": np.zeros(2, dtype=np.int64),
+            "az": sparse.numpy(),
+            "az3": sparse.expand(2, 3, SIZE, SIZE).numpy().copy(),
+        }
         cases = []
 
         def case(name, metric, init=None, call=None, **kw):
-            cases.append({"name": name, "metric": metric, "init": init or {},
-                          "call": {"channel_first": True, **(call or {})}, **kw})
+            cases.append(
+                {
+                    "name": name,
+                    "metric": metric,
+                    "init": init or {},
+                    "call": {"channel_first": True, **(call or {})},
+                    **kw,
+                }
+            )
 
         black = {"perturb_baseline": 0.0, "normalise": False, "abs": False}
-        curve = METRICS.get("pixel_flipping").build(max_steps=STEPS, removal="black").curve(
-            model, x, maps, y)
+        curve = (
+            METRICS.get("pixel_flipping")
+            .build(max_steps=STEPS, removal="black")
+            .curve(model, x, maps, y)
+        )
         ours["pixel_flipping_curve"] = curve.scores[:, 1:].numpy()
         ours["pixel_flipping_auc_dx1"] = np.trapezoid(curve.scores[:, 1:].numpy(), dx=1, axis=1)
-        case("pixel_flipping_curve", "PixelFlipping", {"features_in_step": FEAT, **black},
-             {"softmax": True}, a="a")
-        case("pixel_flipping_auc_dx1", "PixelFlipping",
-             {"features_in_step": FEAT, "return_auc_per_sample": True, **black},
-             {"softmax": True}, a="a")
+        case(
+            "pixel_flipping_curve",
+            "PixelFlipping",
+            {"features_in_step": FEAT, **black},
+            {"softmax": True},
+            a="a",
+        )
+        case(
+            "pixel_flipping_auc_dx1",
+            "PixelFlipping",
+            {"features_in_step": FEAT, "return_auc_per_sample": True, **black},
+            {"softmax": True},
+            a="a",
+        )
 
         ours["region_perturbation"] = region_perturbation(
-            model, x, maps, y, patch=4, regions=9, removal="black").numpy()
-        case("region_perturbation", "RegionPerturbation",
-             {"patch_size": 4, "regions_evaluation": 9, "order": "morf", **black},
-             {"softmax": True}, a="a")
+            model, x, maps, y, patch=4, regions=9, removal="black"
+        ).numpy()
+        case(
+            "region_perturbation",
+            "RegionPerturbation",
+            {"patch_size": 4, "regions_evaluation": 9, "order": "morf", **black},
+            {"softmax": True},
+            a="a",
+        )
 
-        ours["faithfulness_estimate"] = METRICS.get("faithfulness_estimate").build(
-            max_steps=STEPS, removal="black")(model, x, maps, y).numpy()
-        case("faithfulness_estimate", "FaithfulnessEstimate",
-             {"features_in_step": FEAT, **black}, {"softmax": False}, a="a")
+        ours["faithfulness_estimate"] = (
+            METRICS.get("faithfulness_estimate")
+            .build(max_steps=STEPS, removal="black")(model, x, maps, y)
+            .numpy()
+        )
+        case(
+            "faithfulness_estimate",
+            "FaithfulnessEstimate",
+            {"features_in_step": FEAT, **black},
+            {"softmax": False},
+            a="a",
+        )
 
         runs, k = 20, 6
         ours["faithfulness_correlation"] = faithfulness_correlation(
-            model, x, maps, y, subset_size=k, runs=runs, seed=0).numpy()
+            model, x, maps, y, subset_size=k, runs=runs, seed=0
+        ).numpy()
         chosen = torch.rand(runs, SIZE * SIZE, generator=torch.Generator().manual_seed(0))
         arrays["subsets"] = _flat_subsets(chosen.argsort(dim=1)[:, :k], 2)
-        case("faithfulness_correlation", "FaithfulnessCorrelation",
-             {"nr_runs": runs, "subset_size": 3 * k, "return_aggregate": False, **black},
-             {"softmax": False}, a="a",
-             subsets="subsets")
+        case(
+            "faithfulness_correlation",
+            "FaithfulnessCorrelation",
+            {"nr_runs": runs, "subset_size": 3 * k, "return_aggregate": False, **black},
+            {"softmax": False},
+            a="a",
+            subsets="subsets",
+        )
 
         samples = 5
         ours["monotonicity_correlation"] = monotonicity_correlation(
-            model, x, maps, y, max_steps=STEPS, samples=samples, seed=0).numpy()
-        arrays["mc_noise"] = _DrawnNoise(samples, 0).fill(
-            x[:1].expand(samples, -1, -1, -1)).float().numpy()
-        case("monotonicity_correlation", "MonotonicityCorrelation",
-             {"features_in_step": FEAT, "nr_samples": samples, "abs": True, "normalise": False},
-             {"softmax": True}, a="a", perturb={"kind": "noise_image", "array": "mc_noise"})
+            model, x, maps, y, max_steps=STEPS, samples=samples, seed=0
+        ).numpy()
+        arrays["mc_noise"] = (
+            _DrawnNoise(samples, 0).fill(x[:1].expand(samples, -1, -1, -1)).float().numpy()
+        )
+        case(
+            "monotonicity_correlation",
+            "MonotonicityCorrelation",
+            {"features_in_step": FEAT, "nr_samples": samples, "abs": True, "normalise": False},
+            {"softmax": True},
+            a="a",
+            perturb={"kind": "noise_image", "array": "mc_noise"},
+        )
 
         # monotonicity for class 0, whose score falls as the red box is revealed
         zero = torch.zeros(2, dtype=torch.long)
-        ours["monotonicity_class0"] = monotonicity(model, x, maps, zero, max_steps=STEPS,
-                                                   removal="black").numpy()
-        case("monotonicity_class0", "Monotonicity",
-             {"features_in_step": FEAT, "perturb_baseline": 0.0, "abs": True,
-              "normalise": False}, {"softmax": True}, a="a", y="y0")
+        ours["monotonicity_class0"] = monotonicity(
+            model, x, maps, zero, max_steps=STEPS, removal="black"
+        ).numpy()
+        case(
+            "monotonicity_class0",
+            "Monotonicity",
+            {"features_in_step": FEAT, "perturb_baseline": 0.0, "abs": True, "normalise": False},
+            {"softmax": True},
+            a="a",
+            y="y0",
+        )
 
         # complexity on a one-channel input (quantus reads the map at the input's shape)
-        for name, metric in [("sparseness", "Sparseness"), ("complexity", "Complexity"),
-                             ("effective_complexity", "EffectiveComplexity")]:
+        for name, metric in [
+            ("sparseness", "Sparseness"),
+            ("complexity", "Complexity"),
+            ("effective_complexity", "EffectiveComplexity"),
+        ]:
             ours[name] = METRICS.get(name).build()(sparse).numpy()
             case(name, metric, {"abs": True, "normalise": True}, a="az", x="x1")
             case(name + "_rgb", metric, {"abs": True, "normalise": True}, a="az3")
@@ -164,8 +227,11 @@ def run(tmp_path_factory):
         ours["ixg"] = ixg
         arrays["ixg"], arrays["ixg_half"] = ixg.numpy(), (ixg * 0.5).numpy()
         for name in ("ixg", "ixg_half"):
-            ours["completeness_" + name] = METRICS.get("completeness").build()(
-                model, x, torch.as_tensor(arrays[name]), y).numpy()
+            ours["completeness_" + name] = (
+                METRICS.get("completeness")
+                .build()(model, x, torch.as_tensor(arrays[name]), y)
+                .numpy()
+            )
             case("completeness_" + name, "Completeness", {**black}, {"softmax": False}, a=name)
 
         # non-sensitivity at one feature per step (the only step quantus' XOR broadcasts at)
@@ -173,47 +239,86 @@ def run(tmp_path_factory):
         ms[:, :, 4, 4] = 0  # a box pixel called unimportant
         ms[:, :, 10, 1] = 1  # a pixel outside the box called important
         arrays["ms"] = ms.numpy()
-        ours["non_sensitivity"] = METRICS.get("non_sensitivity").build(patch=1)(
-            model, x, ms, y).numpy()
+        ours["non_sensitivity"] = (
+            METRICS.get("non_sensitivity").build(patch=1)(model, x, ms, y).numpy()
+        )
         ours["ms"] = ms
-        case("non_sensitivity", "NonSensitivity",
-             {"features_in_step": 1, "perturb_baseline": 0.0, "eps": 1e-5, "abs": True,
-              "normalise": False}, {"softmax": True}, a="ms")
+        case(
+            "non_sensitivity",
+            "NonSensitivity",
+            {
+                "features_in_step": 1,
+                "perturb_baseline": 0.0,
+                "eps": 1e-5,
+                "abs": True,
+                "normalise": False,
+            },
+            {"softmax": True},
+            a="ms",
+        )
 
         # catalogue2's metrics: selectivity, IROF, infidelity
-        ours["selectivity_curve"] = region_curve(model, x, maps, y, patch=4, regions=None,
-                                                 removal="black").scores[:, 1:].numpy()
-        case("selectivity_curve", "Selectivity", {"patch_size": 4, **black}, {"softmax": True},
-             a="a")
-        ours["irof_curves"] = [c.numpy() for c in irof_curves(model, x, maps, y,
-                                                                removal="black")]
-        case("irof", "IROF", {"segmentation_method": "slic", "return_aggregate": False,
-                              "abs": False, "normalise": False}, {"softmax": True}, a="a",
-             perturb={"kind": "mask_fill", "value": 0.0})
+        ours["selectivity_curve"] = (
+            region_curve(model, x, maps, y, patch=4, regions=None, removal="black")
+            .scores[:, 1:]
+            .numpy()
+        )
+        case(
+            "selectivity_curve", "Selectivity", {"patch_size": 4, **black}, {"softmax": True}, a="a"
+        )
+        ours["irof_curves"] = [c.numpy() for c in irof_curves(model, x, maps, y, removal="black")]
+        case(
+            "irof",
+            "IROF",
+            {
+                "segmentation_method": "slic",
+                "return_aggregate": False,
+                "abs": False,
+                "normalise": False,
+            },
+            {"softmax": True},
+            a="a",
+            perturb={"kind": "mask_fill", "value": 0.0},
+        )
         side_n = SIZE // 4
         union = torch.zeros(side_n * side_n, 1, SIZE, SIZE)
         for k in range(side_n * side_n):  # M_k = the first k + 1 row-major 4 x 4 patches
             for j in range(k + 1):
                 r, c = divmod(j, side_n)
-                union[k, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4] = 1
-        ours["infidelity"] = infidelity(model, x, maps, y, masks=union, removal="black",
-                                        normalise=False).numpy()
-        case("infidelity", "Infidelity", {"perturb_patch_sizes": [4], "n_perturb_samples": 1,
-                                          "loss_func": "mse", **black}, {"softmax": False},
-             a="a")
+                union[k, :, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] = 1
+        ours["infidelity"] = infidelity(
+            model, x, maps, y, masks=union, removal="black", normalise=False
+        ).numpy()
+        case(
+            "infidelity",
+            "Infidelity",
+            {"perturb_patch_sizes": [4], "n_perturb_samples": 1, "loss_func": "mse", **black},
+            {"softmax": False},
+            a="a",
+        )
         # sensitivity-n: quantus correlates over the images of the batch, per step
         x5 = region_images(5, SIZE, seed=3)
         y5 = model(x5).argmax(1)
         maps5 = torch.rand(5, 1, SIZE, SIZE, generator=gen)
         arrays.update(x5=x5.numpy(), y5=y5.numpy(), a5=maps5.numpy())
-        ours["sn_curve"] = METRICS.get("pixel_flipping").build(
-            max_steps=STEPS, removal="black", score="logit").curve(model, x5, maps5, y5)
-        case("sensitivity_n", "SensitivityN",
-             {"features_in_step": FEAT, "n_max_percentage": 0.8, "return_aggregate": False,
-              **black}, {"softmax": False}, a="a5", x="x5", y="y5")
+        ours["sn_curve"] = (
+            METRICS.get("pixel_flipping")
+            .build(max_steps=STEPS, removal="black", score="logit")
+            .curve(model, x5, maps5, y5)
+        )
+        case(
+            "sensitivity_n",
+            "SensitivityN",
+            {"features_in_step": FEAT, "n_max_percentage": 0.8, "return_aggregate": False, **black},
+            {"softmax": False},
+            a="a5",
+            x="x5",
+            y="y5",
+        )
         np.savez(tmp / "region.npz", **arrays)
-        region = side.run(tmp / "region.npz", export_model(model, x, tmp / "region.pt2"),
-                          cases)["values"]
+        region = side.run(tmp / "region.npz", export_model(model, x, tmp / "region.pt2"), cases)[
+            "values"
+        ]
 
         # --- continuity, on a red-only region model (weights (4, 0, 0): a uniform image has a
         # non-zero input x gradient, which quantus asserts); 3 translations: dx = 25 // 3 = 8,
@@ -224,10 +329,19 @@ def run(tmp_path_factory):
         ixg_e = make_explainer(red, "input_x_gradient")
         ours["continuity"] = continuity(red, x, ixg_e, y, steps=10).numpy()
         np.savez(tmp / "red.npz", x=x.numpy(), y=y.numpy())
-        red_values = side.run(tmp / "red.npz", export_model(red, x, tmp / "red.pt2"), [{
-            "name": "continuity", "metric": "Continuity", "call": {"channel_first": True},
-            "init": {"nr_steps": 3, "abs": False, "normalise": False},
-            "explain": "input_x_gradient"}])["values"]
+        red_values = side.run(
+            tmp / "red.npz",
+            export_model(red, x, tmp / "red.pt2"),
+            [
+                {
+                    "name": "continuity",
+                    "metric": "Continuity",
+                    "call": {"channel_first": True},
+                    "init": {"nr_steps": 3, "abs": False, "normalise": False},
+                    "explain": "input_x_gradient",
+                }
+            ],
+        )["values"]
 
         # --- the convolutional region model: explainer metrics -----------------------------
         conv = conv_region_model().eval()
@@ -241,35 +355,77 @@ def run(tmp_path_factory):
         arrays["g"] = _uniform_deltas(n, 0.1, 0, gaussian=True)
         common = {"nr_samples": n, "normalise": False, "abs": False}
         ours["max_sensitivity"] = max_sensitivity(conv, x, e, yc, samples=n).numpy()
-        case("max_sensitivity", "MaxSensitivity", common, explain="input_x_gradient",
-             perturb={"kind": "add_noise", "array": "u"})
+        case(
+            "max_sensitivity",
+            "MaxSensitivity",
+            common,
+            explain="input_x_gradient",
+            perturb={"kind": "add_noise", "array": "u"},
+        )
         ours["avg_sensitivity"] = avg_sensitivity(conv, x, e, yc, samples=n).numpy()
-        case("avg_sensitivity", "AvgSensitivity", common, explain="input_x_gradient",
-             perturb={"kind": "add_noise", "array": "u"})
+        case(
+            "avg_sensitivity",
+            "AvgSensitivity",
+            common,
+            explain="input_x_gradient",
+            perturb={"kind": "add_noise", "array": "u"},
+        )
         ours["local_lipschitz_estimate"] = local_lipschitz_estimate(
-            conv, x, e, yc, samples=n).numpy()
-        case("local_lipschitz_estimate", "LocalLipschitzEstimate", common,
-             explain="input_x_gradient", perturb={"kind": "add_noise", "array": "g"})
+            conv, x, e, yc, samples=n
+        ).numpy()
+        case(
+            "local_lipschitz_estimate",
+            "LocalLipschitzEstimate",
+            common,
+            explain="input_x_gradient",
+            perturb={"kind": "add_noise", "array": "g"},
+        )
         ours["random_logit"] = random_logit(conv, x, e, yc, similarity="spearman").numpy()
-        cases.append({"name": "random_logit", "metric": "RandomLogit",
-                      "init": {"num_classes": 2, "similarity_func": "correlation_spearman",
-                               "abs": False, "normalise": False},
-                      "call": {"channel_first": True}, "explain": "input_x_gradient"})
+        cases.append(
+            {
+                "name": "random_logit",
+                "metric": "RandomLogit",
+                "init": {
+                    "num_classes": 2,
+                    "similarity_func": "correlation_spearman",
+                    "abs": False,
+                    "normalise": False,
+                },
+                "call": {"channel_first": True},
+                "explain": "input_x_gradient",
+            }
+        )
         np.savez(tmp / "conv.npz", **arrays)
-        conv_values = side.run(tmp / "conv.npz", export_model(conv, x, tmp / "conv.pt2"),
-                               cases)["values"]
-    theirs = {k: np.asarray(v, dtype=np.float64) for k, v in {**region, **red_values,
-                                                             **conv_values}.items()}
-    return {"ours": ours, "theirs": theirs, "model": model, "x": xr, "y": y,
-            "ixg_e": ixg_e}
+        conv_values = side.run(tmp / "conv.npz", export_model(conv, x, tmp / "conv.pt2"), cases)[
+            "values"
+        ]
+    theirs = {
+        k: np.asarray(v, dtype=np.float64)
+        for k, v in {**region, **red_values, **conv_values}.items()
+    }
+    return {"ours": ours, "theirs": theirs, "model": model, "x": xr, "y": y, "ixg_e": ixg_e}
 
 
-@pytest.mark.parametrize("name", [
-    "pixel_flipping_curve", "pixel_flipping_auc_dx1", "region_perturbation",
-    "faithfulness_estimate", "faithfulness_correlation", "monotonicity_correlation",
-    "sparseness", "complexity", "effective_complexity",
-    "max_sensitivity", "avg_sensitivity", "local_lipschitz_estimate", "random_logit",
-    "selectivity_curve", "infidelity"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pixel_flipping_curve",
+        "pixel_flipping_auc_dx1",
+        "region_perturbation",
+        "faithfulness_estimate",
+        "faithfulness_correlation",
+        "monotonicity_correlation",
+        "sparseness",
+        "complexity",
+        "effective_complexity",
+        "max_sensitivity",
+        "avg_sensitivity",
+        "local_lipschitz_estimate",
+        "random_logit",
+        "selectivity_curve",
+        "infidelity",
+    ],
+)
 def test_coincides_with_quantus(run, name):
     ours, theirs = np.asarray(run["ours"][name], dtype=np.float64), run["theirs"][name]
     if name == "region_perturbation":  # quantus returns the drop curve; AOPC over k = 0..R
@@ -285,8 +441,9 @@ def test_complexity_of_a_channel_repeated_map(run):
     ours, theirs = run["ours"], run["theirs"]
     np.testing.assert_allclose(theirs["sparseness_rgb"], ours["sparseness"], **TOL)
     np.testing.assert_allclose(theirs["complexity_rgb"], ours["complexity"] + math.log(3), **TOL)
-    np.testing.assert_allclose(theirs["effective_complexity_rgb"],
-                               3 * ours["effective_complexity"], **TOL)
+    np.testing.assert_allclose(
+        theirs["effective_complexity_rgb"], 3 * ours["effective_complexity"], **TOL
+    )
 
 
 def test_completeness_is_an_exact_float_comparison_in_quantus(run):
@@ -322,7 +479,7 @@ def test_non_sensitivity_counts_channel_features_with_one_draw_in_quantus(run):
         p = model(xs.reshape(-1, *x.shape[1:])).softmax(1)
         p = p.reshape(2, n, -1).gather(2, y[:, None, None].expand(2, n, 1))[..., 0]
     ignored = (p - p0[:, None]).abs() < 1e-5
-    unimportant = (ms.expand_as(x).flatten(1) < 1e-5)
+    unimportant = ms.expand_as(x).flatten(1) < 1e-5
     defect = (ignored ^ unimportant).sum(1).double().numpy()
     np.testing.assert_array_equal(run["theirs"]["non_sensitivity"], defect)
     np.testing.assert_array_equal(defect, [6, 6])  # 2 wrong pixels x 3 channels
@@ -352,9 +509,9 @@ def test_continuity_translates_both_ways_by_large_steps_in_quantus(run):
         t = -width + k * dx
         xt = torch.full_like(x, 0.0) + fill
         if t >= 0:
-            xt[..., t:] = x[..., :width - t]
+            xt[..., t:] = x[..., : width - t]
         else:
-            xt[..., :width + t] = x[..., -t:]
+            xt[..., : width + t] = x[..., -t:]
         at = e.explain(xt, y).saliency.flatten(1)
         q = (a - at).abs().sum(1).double() / ((x - xt).flatten(1).norm(dim=1).double() + 1e-9)
         best = torch.maximum(best, q)
@@ -379,7 +536,7 @@ def test_irof_is_quantus_area_over_its_padded_curve(run):
     expected = []
     for c in curves:
         padded = np.zeros(longest)
-        padded[:len(c) - 1] = c[1:]
+        padded[: len(c) - 1] = c[1:]
         expected.append((len(c) - 1) - np.trapezoid(padded, dx=1))
     np.testing.assert_allclose(run["theirs"]["irof"], expected, **TOL)
 
@@ -393,8 +550,9 @@ def test_sensitivity_n_correlates_over_the_batch_in_quantus(run):
     c = run["ours"]["sn_curve"]
     drops = (c.scores[:, :1] - c.scores[:, 1:]).double()  # (B, T) cumulative
     steps = int(0.8 * SIZE * SIZE // FEAT)
-    expected = [np.corrcoef(drops[:, k].numpy(), c.step_saliency[:, k].numpy())[0, 1]
-                for k in range(steps)]
+    expected = [
+        np.corrcoef(drops[:, k].numpy(), c.step_saliency[:, k].numpy())[0, 1] for k in range(steps)
+    ]
     theirs = run["theirs"]["sensitivity_n"]
     assert theirs.shape == (steps,)  # 9 values for a batch of 5 images
     np.testing.assert_allclose(theirs, expected, rtol=1e-4, atol=1e-5)

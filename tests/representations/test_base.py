@@ -44,7 +44,9 @@ def test_shearlet_synthesis_adjoint_gradcheck():
     """The custom backward of the synthesis (its adjoint) against finite differences."""
     rep = Shearlets(scales=2, directions=(4, 4))
     c = torch.randn(1, 1, 9, 6, 5, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: rep.inverse([t], (6, 5)), (c,), atol=1e-5, fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda t: rep.inverse([t], (6, 5)), (c,), atol=1e-5, fast_mode=True
+    )
 
 
 @pytest.mark.parametrize("samples, channels", [(4, 1), (3, 3), (1, 1)])
@@ -62,8 +64,11 @@ def test_fused_shearlet_modulated_synthesis_matches_generic_path(samples, channe
     (g_generic,) = torch.autograd.grad(generic, u, g)
     torch.testing.assert_close(g_fused, g_generic)
     small = u[:1, :, :, :6, :5].detach().clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda t: modulated_inverse(rep, [t], [z[:1, :, :, :, :6, :5]], (6, 5)),
-                                    (small,), fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda t: modulated_inverse(rep, [t], [z[:1, :, :, :, :6, :5]], (6, 5)),
+        (small,),
+        fast_mode=True,
+    )
 
 
 def test_modulated_inverse_falls_back_to_inverse():
@@ -73,7 +78,9 @@ def test_modulated_inverse_falls_back_to_inverse():
     z = [torch.rand(1, 2, *c.shape[1:]) for c in u]
     out = modulated_inverse(rep, u, z, (8, 8))
     assert out.shape == (1, 2, 1, 8, 8)
-    torch.testing.assert_close(out[0, 1], rep.inverse([a * b[:, 1] for a, b in zip(u, z)], (8, 8))[0])
+    torch.testing.assert_close(
+        out[0, 1], rep.inverse([a * b[:, 1] for a, b in zip(u, z)], (8, 8))[0]
+    )
 
 
 def test_fused_modulated_synthesis_bad_shapes():
@@ -84,7 +91,7 @@ def test_fused_modulated_synthesis_bad_shapes():
 
 def test_band_statistics_and_masks():
     c = [torch.arange(2 * 1 * 2 * 2 * 2, dtype=torch.float32).reshape(2, 1, 2, 2, 2)]
-    (mean, std), = band_statistics(c)
+    ((mean, std),) = band_statistics(c)
     assert mean.shape == (2, 1, 2, 1, 1)
     torch.testing.assert_close(mean[0, 0, :, 0, 0], torch.tensor([1.5, 5.5]))
     torch.testing.assert_close(std[0, 0, 0, 0, 0], torch.tensor([0.0, 1.0, 2.0, 3.0]).std())

@@ -44,7 +44,9 @@ def test_gradcheck_forward_and_inverse():
     x = torch.rand(1, 1, 7, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: tuple(w.forward(t)), (x,), fast_mode=True)
     coeffs = [c.detach().requires_grad_(True) for c in w.forward(x.detach())]
-    assert torch.autograd.gradcheck(lambda *c: w.inverse(list(c), (7, 6)), tuple(coeffs), fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda *c: w.inverse(list(c), (7, 6)), tuple(coeffs), fast_mode=True
+    )
 
 
 def test_bad_arguments():

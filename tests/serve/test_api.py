@@ -35,12 +35,24 @@ SIZE = 64
 
 
 def _node(node_id, level, text="", children=()):
-    return {"id": node_id, "text": text, "data": {"name": node_id, "level": level,
-                                                  "percentage": 0.5}, "children": list(children)}
+    return {
+        "id": node_id,
+        "text": text,
+        "data": {"name": node_id, "level": level, "percentage": 0.5},
+        "children": list(children),
+    }
 
 
-TOY_TREE = [_node("Z2", 2, children=(_node("Z11", 1, "c001-red_box 0.9 c002-reddish 0.8"),
-                                     _node("Z12", 1, "c000-blue_box_B 0.9")))]
+TOY_TREE = [
+    _node(
+        "Z2",
+        2,
+        children=(
+            _node("Z11", 1, "c001-red_box 0.9 c002-reddish 0.8"),
+            _node("Z12", 1, "c000-blue_box_B 0.9"),
+        ),
+    )
+]
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +62,9 @@ def model():
 
 @pytest.fixture(scope="module")
 def app(model):
-    return create_app({"toy": model}, image_size=SIZE,
-                      trees={"toy": load_tree(TOY_TREE, num_classes=3)})
+    return create_app(
+        {"toy": model}, image_size=SIZE, trees={"toy": load_tree(TOY_TREE, num_classes=3)}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +117,16 @@ def _map(client, info):
 def test_info_lists_models_methods_metrics_removals(client):
     info = client.get("/api/info").json()
     layers = {b: list(stage_layers(conv_region_model(3), b)) for b in ("gradcam", "mwp")}
-    assert info["models"] == [{"name": "toy", "description": "conv-region3", "num_classes": 3,
-                               "input_size": SIZE, "trees": ["toy", "data-free"],
-                               "cwox_layers": layers}]
+    assert info["models"] == [
+        {
+            "name": "toy",
+            "description": "conv-region3",
+            "num_classes": 3,
+            "input_size": SIZE,
+            "trees": ["toy", "data-free"],
+            "cwox_layers": layers,
+        }
+    ]
     methods = {m["name"]: m for m in info["methods"]}
     assert {"gradcam", "rise", "lime", "occlusion", "mwp"} <= set(methods)
     assert methods["gradcam"]["family"] == "CAM" and methods["gradcam"]["cwox_delta"] == 50
@@ -143,8 +163,9 @@ def test_predict_top_classes_tree_clusters(client, image_id, model, x):
     order = p.argsort(descending=True).tolist()
     assert [c["class"] for c in r["classes"]] == order == [1, 2, 0]
     assert [c["name"] for c in r["classes"]] == ["red box", "reddish", "blue box B"]
-    np.testing.assert_allclose([c["probability"] for c in r["classes"]], p[order].numpy(),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        [c["probability"] for c in r["classes"]], p[order].numpy(), rtol=1e-6
+    )
     assert r["chosen"] == [1, 2, 0] and r["tree_name"] == "toy"
     assert r["clusters"] == [[1, 2], [0]]
     assert r["tree"][0]["id"] == "Z2" and len(r["tree"][0]["children"]) == 2
@@ -157,8 +178,17 @@ def test_predict_top_classes_tree_clusters(client, image_id, model, x):
 
 # ---------------------------------------------------------------------- jobs
 def test_explain_job_maps_agree_with_unmask_explain(client, app, image_id, model, x):
-    out = _run(client, app, {"kind": "explain", "image_id": image_id, "method": "gradcam",
-                             "params": {"relu": False}, "target": 1})
+    out = _run(
+        client,
+        app,
+        {
+            "kind": "explain",
+            "image_id": image_id,
+            "method": "gradcam",
+            "params": {"relu": False},
+            "target": 1,
+        },
+    )
     result = out["result"]
     direct = explain(model, x, "gradcam", target=1, relu=False).saliency[0, 0].numpy()
     (info,) = result["maps"]
@@ -170,8 +200,11 @@ def test_explain_job_maps_agree_with_unmask_explain(client, app, image_id, model
     assert result["spec"]["method"] == "gradcam" and result["spec"]["relu"] is False
     assert client.get(f"/api/results/{result['key']}.json").json() == result
     # a set of classes, scored as a whole; the default target is the top-1 class
-    out = _run(client, app, {"kind": "explain", "image_id": image_id, "method": "gradcam",
-                             "target": [2, 1]})
+    out = _run(
+        client,
+        app,
+        {"kind": "explain", "image_id": image_id, "method": "gradcam", "target": [2, 1]},
+    )
     assert out["result"]["target"] == [1, 2]
     direct = explain(model, x, "gradcam", target=[{1, 2}]).saliency[0, 0].numpy()
     np.testing.assert_array_equal(_map(client, out["result"]["maps"][0])[0], direct)
@@ -180,16 +213,27 @@ def test_explain_job_maps_agree_with_unmask_explain(client, app, image_id, model
 
 
 def test_rise_job_with_params_agrees(client, app, image_id, model, x):
-    body = {"kind": "explain", "image_id": image_id, "method": "rise",
-            "params": {"masks": 64, "s": 4}, "target": 0, "seed": 3}
+    body = {
+        "kind": "explain",
+        "image_id": image_id,
+        "method": "rise",
+        "params": {"masks": 64, "s": 4},
+        "target": 0,
+        "seed": 3,
+    }
     result = _run(client, app, body)["result"]
     direct = explain(model, x, "rise", target=0, seed=3, masks=64, s=4).saliency[0, 0].numpy()
     np.testing.assert_array_equal(_map(client, result["maps"][0])[1], direct)
 
 
 def test_cache_hit_does_not_recompute(client, app, image_id, model):
-    body = {"kind": "explain", "image_id": image_id, "method": "occlusion",
-            "params": {"patch_size": 16, "stride": 16}, "target": 1}
+    body = {
+        "kind": "explain",
+        "image_id": image_id,
+        "method": "occlusion",
+        "params": {"patch_size": 16, "stride": 16},
+        "target": 1,
+    }
     first = _run(client, app, body)
     calls = []
     hook = model.net.register_forward_hook(lambda *a: calls.append(1))
@@ -204,15 +248,30 @@ def test_cache_hit_does_not_recompute(client, app, image_id, model):
 
 def test_cwox_job_agrees_with_cwox_and_the_page_rethreshold(client, app, image_id, model, x):
     clusters = [[1, 2], [0]]
-    result = _run(client, app, {"kind": "cwox", "image_id": image_id, "method": "gradcam",
-                                "clusters": clusters, "delta": 40})["result"]
+    result = _run(
+        client,
+        app,
+        {
+            "kind": "cwox",
+            "image_id": image_id,
+            "method": "gradcam",
+            "clusters": clusters,
+            "delta": 40,
+        },
+    )["result"]
     e = CWOX(model, "gradcam", delta=40).explain(x, clusters)
     assert result["clusters"] == clusters and result["delta"] == 40
     assert [r["classes"] for r in result["rows"]] == clusters
     assert result["rows"][0]["names"] == ["red box", "reddish"]
     maps = {m["name"]: m for m in result["maps"]}
-    assert set(maps) == {"cluster1", "cluster1_1", "cluster1_1_raw", "cluster1_2",
-                         "cluster1_2_raw", "cluster2"}
+    assert set(maps) == {
+        "cluster1",
+        "cluster1_1",
+        "cluster1_1_raw",
+        "cluster1_2",
+        "cluster1_2_raw",
+        "cluster2",
+    }
     for i in range(2):
         h = _map(client, maps[f"cluster{i + 1}"])[1]
         np.testing.assert_array_equal(h, e.cluster_maps[0][i].numpy())
@@ -232,8 +291,17 @@ def test_cwox_job_agrees_with_cwox_and_the_page_rethreshold(client, app, image_i
 
 def test_cwox_job_with_a_black_box_base(client, app, image_id, model, x):
     params = {"masks": 50, "s": 4, "p": 0.5}
-    result = _run(client, app, {"kind": "cwox", "image_id": image_id, "method": "rise",
-                                "params": params, "clusters": [[1, 2], [0]]})["result"]
+    result = _run(
+        client,
+        app,
+        {
+            "kind": "cwox",
+            "image_id": image_id,
+            "method": "rise",
+            "params": params,
+            "clusters": [[1, 2], [0]],
+        },
+    )["result"]
     e = CWOX(model, {"method": "rise", **params}, delta=70).explain(x, [[1, 2], [0]])
     assert result["delta"] == 70  # RISE's preset δ
     h = _map(client, result["rows"][0]["map"])[1]
@@ -241,10 +309,19 @@ def test_cwox_job_with_a_black_box_base(client, app, image_id, model, x):
 
 
 def test_metrics_job_agrees_with_evaluate(client, app, image_id, model, x):
-    source = _run(client, app, {"kind": "explain", "image_id": image_id, "method": "gradcam",
-                                "target": 1})["result"]
-    out = _run(client, app, {"kind": "metrics", "image_id": image_id, "result": source["key"],
-                             "metrics": ["deletion", "insertion", "sparseness"]})["result"]
+    source = _run(
+        client, app, {"kind": "explain", "image_id": image_id, "method": "gradcam", "target": 1}
+    )["result"]
+    out = _run(
+        client,
+        app,
+        {
+            "kind": "metrics",
+            "image_id": image_id,
+            "result": source["key"],
+            "metrics": ["deletion", "insertion", "sparseness"],
+        },
+    )["result"]
     saliency = explain(model, x, "gradcam", target=1).saliency
     direct = evaluate(model, x, saliency, ["deletion", "insertion", "sparseness"], target=1)
     for name in ("deletion", "insertion", "sparseness"):
@@ -258,11 +335,23 @@ def test_metrics_job_agrees_with_evaluate(client, app, image_id, model, x):
 
 
 def test_metrics_of_a_cwox_map_by_job_id(client, app, image_id, model, x):
-    job = _run(client, app, {"kind": "cwox", "image_id": image_id, "method": "gradcam",
-                             "clusters": [[1, 2], [0]]})
-    out = _run(client, app, {"kind": "metrics", "image_id": image_id, "result": job["id"],
-                             "map": "cluster1", "removal": "blur",
-                             "metrics": [{"name": "deletion", "params": {"max_steps": 16}}]})
+    job = _run(
+        client,
+        app,
+        {"kind": "cwox", "image_id": image_id, "method": "gradcam", "clusters": [[1, 2], [0]]},
+    )
+    out = _run(
+        client,
+        app,
+        {
+            "kind": "metrics",
+            "image_id": image_id,
+            "result": job["id"],
+            "map": "cluster1",
+            "removal": "blur",
+            "metrics": [{"name": "deletion", "params": {"max_steps": 16}}],
+        },
+    )
     result = out["result"]
     h = torch.from_numpy(_map(client, job["result"]["rows"][0]["map"])[1].copy())[None, None]
     direct = evaluate(model, x, h, {"deletion": make_deletion(blur=True)}, target=[{1, 2}])
@@ -278,8 +367,9 @@ def make_deletion(blur: bool):
 
 
 def test_removal_job_previews_the_removal(client, app, image_id, x):
-    result = _run(client, app, {"kind": "removal", "image_id": image_id,
-                                "removal": "gray"})["result"]
+    result = _run(client, app, {"kind": "removal", "image_id": image_id, "removal": "gray"})[
+        "result"
+    ]
     maps = {m["name"]: m for m in result["maps"]}
     mask = _map(client, maps["mask"])[1]
     assert mask.shape == (SIZE, SIZE) and mask.mean() == 0.25  # the centred square
@@ -289,10 +379,20 @@ def test_removal_job_previews_the_removal(client, app, image_id, x):
     png = _map(client, maps["removed"])[2]
     assert png.shape == (SIZE, SIZE, 3)
     # the top quarter of a map, inpainted
-    source = _run(client, app, {"kind": "explain", "image_id": image_id, "method": "gradcam",
-                                "target": 1})["result"]
-    result = _run(client, app, {"kind": "removal", "image_id": image_id, "removal": "telea",
-                                "result": source["key"], "fraction": 0.1})["result"]
+    source = _run(
+        client, app, {"kind": "explain", "image_id": image_id, "method": "gradcam", "target": 1}
+    )["result"]
+    result = _run(
+        client,
+        app,
+        {
+            "kind": "removal",
+            "image_id": image_id,
+            "removal": "telea",
+            "result": source["key"],
+            "fraction": 0.1,
+        },
+    )["result"]
     mask = _map(client, {m["name"]: m for m in result["maps"]}["mask"])[1]
     assert mask.sum() == round(0.1 * SIZE * SIZE)
     assert result["removal"] == "telea"
@@ -300,8 +400,14 @@ def test_removal_job_previews_the_removal(client, app, image_id, x):
 
 def test_cancel_a_running_and_a_queued_job(client, app, image_id):
     served = app.state.served
-    body = {"kind": "explain", "image_id": image_id, "method": "rise",
-            "params": {"masks": 4000, "batch_size": 8}, "target": 1, "seed": 11}
+    body = {
+        "kind": "explain",
+        "image_id": image_id,
+        "method": "rise",
+        "params": {"masks": 4000, "batch_size": 8},
+        "target": 1,
+        "seed": 11,
+    }
     with served.lock("toy"):  # the worker waits for the model: the job cannot finish yet
         running = client.post("/api/jobs", json=body).json()
         queued = client.post("/api/jobs", json={**body, "seed": 12}).json()
@@ -320,21 +426,31 @@ def test_cancel_a_running_and_a_queued_job(client, app, image_id):
 def test_openapi_and_the_page(client):
     spec = client.get("/openapi.json").json()
     paths = set(spec["paths"])
-    assert {"/api/info", "/api/images", "/api/images/example", "/api/images/{image_id}.png",
-            "/api/predict", "/api/jobs", "/api/jobs/{job_id}", "/api/results/{key}.json",
-            "/api/results/{key}/{name}.{fmt}"} <= paths
+    assert {
+        "/api/info",
+        "/api/images",
+        "/api/images/example",
+        "/api/images/{image_id}.png",
+        "/api/predict",
+        "/api/jobs",
+        "/api/jobs/{job_id}",
+        "/api/results/{key}.json",
+        "/api/results/{key}/{name}.{fmt}",
+    } <= paths
     body = spec["paths"]["/api/jobs"]["post"]["requestBody"]["content"]["application/json"]
     assert "discriminator" in str(body) or "oneOf" in str(spec["components"])
     index = client.get("/api").json()
     assert {"path": "/api/predict", "methods": ["POST"]} in [
-        {k: r[k] for k in ("path", "methods")} for r in index["routes"]]
+        {k: r[k] for k in ("path", "methods")} for r in index["routes"]
+    ]
     page = client.get("/")
     assert page.status_code == 200 and "unmask explorer" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
     for name in ("app.js", "draw.js", "dendrogram.js", "style.css"):
         r = client.get(f"/static/{name}")
         assert r.status_code == 200 and "http://" not in r.text.replace(
-            "http://www.w3.org/2000/svg", "")  # nothing fetched from the network
+            "http://www.w3.org/2000/svg", ""
+        )  # nothing fetched from the network
 
 
 def test_is_loopback():
@@ -369,8 +485,11 @@ def test_bodies_over_the_limit_are_refused_before_parsing(model):
             yield b"x" * 10_000
 
     with TestClient(small) as c:
-        r = c.post("/api/images", content=chunks(),
-                   headers={"Content-Type": "multipart/form-data; boundary=b"})
+        r = c.post(
+            "/api/images",
+            content=chunks(),
+            headers={"Content-Type": "multipart/form-data; boundary=b"},
+        )
         assert r.status_code == 413 and r.json()["detail"].startswith("file: the request is")
         r = c.post("/api/predict", content=chunks(), headers={"Content-Type": "application/json"})
         assert r.status_code == 413 and r.json()["detail"].startswith("body: the request is")

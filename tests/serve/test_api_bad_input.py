@@ -30,7 +30,7 @@ from unmask.testing import ConvRegionModel, conv_region_model  # noqa: E402
 
 MAX_BYTES = 200_000
 MAX_PIXELS = 1_000_000
-EVIL = ["<img src=x onerror=alert(1)>", "<script>alert('x')</script>", "a & b \"q\""]
+EVIL = ["<img src=x onerror=alert(1)>", "<script>alert('x')</script>", 'a & b "q"']
 STATIC = Path(__import__("unmask.serve", fromlist=["x"]).__file__).parent / "static"
 
 
@@ -47,14 +47,22 @@ def _encode(img: Image.Image, fmt: str) -> bytes:
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
-    return (struct.pack(">I", len(payload)) + kind + payload
-            + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+    return (
+        struct.pack(">I", len(payload))
+        + kind
+        + payload
+        + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+    )
 
 
 def _header_png(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
-            + _chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def _image(seed: int = 0, size: int = 40) -> np.ndarray:
@@ -63,18 +71,30 @@ def _image(seed: int = 0, size: int = 40) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[TestClient]:
-    model = Classifier(ConvRegionModel(classes=3), mean=(0.0,) * 3, std=(1.0,) * 3,
-                       input_size=None, class_names=EVIL, name="evil")
-    app = create_app({"toy": conv_region_model(3), "evil": model}, image_size=32,
-                     max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, max_pending=2)
+    model = Classifier(
+        ConvRegionModel(classes=3),
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        input_size=None,
+        class_names=EVIL,
+        name="evil",
+    )
+    app = create_app(
+        {"toy": conv_region_model(3), "evil": model},
+        image_size=32,
+        max_bytes=MAX_BYTES,
+        max_pixels=MAX_PIXELS,
+        max_pending=2,
+    )
     with TestClient(app) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def image_id(client: TestClient) -> str:
-    r = client.post("/api/images", files={"file": ("x.png", _png(Image.fromarray(_image())),
-                                                   "image/png")})
+    r = client.post(
+        "/api/images", files={"file": ("x.png", _png(Image.fromarray(_image())), "image/png")}
+    )
     assert r.status_code == 200, r.text
     return r.json()["image_id"]
 
@@ -86,15 +106,19 @@ def _detail(r: object) -> str:
     return body["detail"]
 
 
-def _upload(client: TestClient, data: bytes, name: str = "upload.png",
-            mime: str = "image/png") -> object:
+def _upload(
+    client: TestClient, data: bytes, name: str = "upload.png", mime: str = "image/png"
+) -> object:
     return client.post("/api/images", files={"file": (name, data, mime)})
 
 
 # --- uploads ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("data", [b"just some text", b"\x00" * 512, b"%PDF-1.4 not really",
-                                  b"\x89PNG\r\n\x1a\n" + b"\x00" * 64])
+
+@pytest.mark.parametrize(
+    "data",
+    [b"just some text", b"\x00" * 512, b"%PDF-1.4 not really", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64],
+)
 def test_non_image_upload(client: TestClient, data: bytes) -> None:
     r = _upload(client, data)
     assert r.status_code in (400, 415)
@@ -147,16 +171,24 @@ def test_far_too_many_bytes_refused_by_length(client: TestClient) -> None:
 def test_oversize_chunked_upload_without_length(client: TestClient) -> None:
     data = _png(Image.fromarray(_image(size=300)))
     boundary = "xxBOUNDARYxx"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-            f"filename=\"big.png\"\r\nContent-Type: image/png\r\n\r\n").encode() + data + \
-        f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="big.png"\r\nContent-Type: image/png\r\n\r\n'
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
 
     def chunks() -> Iterator[bytes]:
         for i in range(0, len(body), 65536):
-            yield body[i:i + 65536]
+            yield body[i : i + 65536]
 
-    r = client.post("/api/images", content=chunks(),
-                    headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    r = client.post(
+        "/api/images",
+        content=chunks(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert r.status_code == 413
 
 
@@ -189,44 +221,74 @@ def test_a_good_upload_still_works_after_bad_ones(client: TestClient) -> None:
 
 # --- names and parameters -----------------------------------------------------------------------
 
+
 def _job(client: TestClient, image_id: str, **body: object) -> object:
-    return client.post("/api/jobs", json={"kind": "explain", "image_id": image_id,
-                                          "model": "toy", **body})
+    return client.post(
+        "/api/jobs", json={"kind": "explain", "image_id": image_id, "model": "toy", **body}
+    )
 
 
-@pytest.mark.parametrize("body,status,match", [
-    ({"method": "nope"}, 400, r"^method: unknown method 'nope'; expected one of: .*gradcam"),
-    ({"method": "rise", "params": {"masks": 10**9}},
-     400, r"^params\.masks: expected an integer in \[1, 100,000\], got 1000000000"),
-    ({"method": "lime", "params": {"samples": 10**9}}, 400, r"^params\.samples: "),
-    ({"method": "smoothgrad", "params": {"samples": 10**9}}, 400, r"^params\.samples: "),
-    ({"method": "fido", "params": {"steps": 10_000, "samples": 1_000}},
-     400, r"^params: steps x samples ask for 10,000,000 model evaluations"),
-    ({"method": "rise", "params": {"wat": 1}},
-     400, r"^params\.wat: not a hyperparameter of method 'rise'; expected one of: removal, masks"),
-    ({"method": "rise", "params": {"removal": "nope"}},
-     400, r"^params\.removal: unknown removal 'nope'; expected one of: .*blur"),
-    ({"method": "rise", "params": {"score": "<b>x</b>"}},
-     400, r"^params\.score: expected one of: prob, logit, log_prob"),
-    ({"method": "rise", "params": {"progress": True}}, 400, r"^params\.progress: cannot be set"),
-    ({"method": "occlusion", "params": {"patch_size": 10**9}}, 400, r"^params\.patch_size: "),
-    ({"method": "gradcam", "params": {"layer": "../../etc/passwd"}},
-     400, r"^params\.layer: expected a layer name"),
-    ({"method": "gradcam", "target": 7}, 400, r"^target: class 7 is outside \[0, 3\)"),
-    ({"method": "gradcam", "model": "nope"}, 400, r"^model: unknown model 'nope'"),
-    ({"method": "gradcam", "kind": "hack"}, 422, r"'kind'.*explain"),
-    ({"method": "gradcam", "extra": 1}, 422, r"extra"),
-])
-def test_bad_job_requests(client: TestClient, image_id: str, body: dict, status: int,
-                          match: str) -> None:
+@pytest.mark.parametrize(
+    "body,status,match",
+    [
+        ({"method": "nope"}, 400, r"^method: unknown method 'nope'; expected one of: .*gradcam"),
+        (
+            {"method": "rise", "params": {"masks": 10**9}},
+            400,
+            r"^params\.masks: expected an integer in \[1, 100,000\], got 1000000000",
+        ),
+        ({"method": "lime", "params": {"samples": 10**9}}, 400, r"^params\.samples: "),
+        ({"method": "smoothgrad", "params": {"samples": 10**9}}, 400, r"^params\.samples: "),
+        (
+            {"method": "fido", "params": {"steps": 10_000, "samples": 1_000}},
+            400,
+            r"^params: steps x samples ask for 10,000,000 model evaluations",
+        ),
+        (
+            {"method": "rise", "params": {"wat": 1}},
+            400,
+            r"^params\.wat: not a hyperparameter of method 'rise'; expected one of: removal, masks",
+        ),
+        (
+            {"method": "rise", "params": {"removal": "nope"}},
+            400,
+            r"^params\.removal: unknown removal 'nope'; expected one of: .*blur",
+        ),
+        (
+            {"method": "rise", "params": {"score": "<b>x</b>"}},
+            400,
+            r"^params\.score: expected one of: prob, logit, log_prob",
+        ),
+        (
+            {"method": "rise", "params": {"progress": True}},
+            400,
+            r"^params\.progress: cannot be set",
+        ),
+        ({"method": "occlusion", "params": {"patch_size": 10**9}}, 400, r"^params\.patch_size: "),
+        (
+            {"method": "gradcam", "params": {"layer": "../../etc/passwd"}},
+            400,
+            r"^params\.layer: expected a layer name",
+        ),
+        ({"method": "gradcam", "target": 7}, 400, r"^target: class 7 is outside \[0, 3\)"),
+        ({"method": "gradcam", "model": "nope"}, 400, r"^model: unknown model 'nope'"),
+        ({"method": "gradcam", "kind": "hack"}, 422, r"'kind'.*explain"),
+        ({"method": "gradcam", "extra": 1}, 422, r"extra"),
+    ],
+)
+def test_bad_job_requests(
+    client: TestClient, image_id: str, body: dict, status: int, match: str
+) -> None:
     r = _job(client, image_id, **body)
     assert r.status_code == status, r.text
     assert re.search(match, _detail(r)), _detail(r)
 
 
 def test_nan_parameter(client: TestClient, image_id: str) -> None:
-    raw = ('{"kind": "explain", "image_id": "' + image_id + '", "model": "toy", '
-           '"method": "rise", "params": {"p": NaN}}')
+    raw = (
+        '{"kind": "explain", "image_id": "' + image_id + '", "model": "toy", '
+        '"method": "rise", "params": {"p": NaN}}'
+    )
     r = client.post("/api/jobs", content=raw, headers={"Content-Type": "application/json"})
     assert 400 <= r.status_code < 500 and "p" in _detail(r)
 
@@ -239,18 +301,27 @@ def _explained(client: TestClient, image_id: str) -> dict:
     return r.json()
 
 
-@pytest.mark.parametrize("metrics,removal,match", [
-    (["nope"], None, r"^metric: unknown metric 'nope'; expected one of: .*deletion"),
-    ([{"name": "deletion", "params": {"max_steps": 10**9}}], None, r"^params\.max_steps: "),
-    ([{"name": "deletion", "params": {"wat": 1}}], None, r"^params\.wat: not a hyperparameter"),
-    (["deletion"], "nope", r"^removal: unknown removal 'nope'"),
-    (["deletion"], "torchscript:/etc/passwd", r"^removal: unknown removal"),
-])
-def test_bad_metric_requests(client: TestClient, image_id: str, metrics: list, removal: object,
-                             match: str) -> None:
+@pytest.mark.parametrize(
+    "metrics,removal,match",
+    [
+        (["nope"], None, r"^metric: unknown metric 'nope'; expected one of: .*deletion"),
+        ([{"name": "deletion", "params": {"max_steps": 10**9}}], None, r"^params\.max_steps: "),
+        ([{"name": "deletion", "params": {"wat": 1}}], None, r"^params\.wat: not a hyperparameter"),
+        (["deletion"], "nope", r"^removal: unknown removal 'nope'"),
+        (["deletion"], "torchscript:/etc/passwd", r"^removal: unknown removal"),
+    ],
+)
+def test_bad_metric_requests(
+    client: TestClient, image_id: str, metrics: list, removal: object, match: str
+) -> None:
     job = _explained(client, image_id)
-    body = {"kind": "metrics", "image_id": image_id, "model": "toy", "result": job["id"],
-            "metrics": metrics}
+    body = {
+        "kind": "metrics",
+        "image_id": image_id,
+        "model": "toy",
+        "result": job["id"],
+        "metrics": metrics,
+    }
     if removal is not None:
         body["removal"] = removal
     r = client.post("/api/jobs", json=body)
@@ -260,16 +331,25 @@ def test_bad_metric_requests(client: TestClient, image_id: str, metrics: list, r
 
 @pytest.mark.parametrize("removal", ["nope", "torchscript:/etc/passwd", "blur:1e12"])
 def test_bad_removal_job(client: TestClient, image_id: str, removal: str) -> None:
-    r = client.post("/api/jobs", json={"kind": "removal", "image_id": image_id, "model": "toy",
-                                       "removal": removal})
+    r = client.post(
+        "/api/jobs",
+        json={"kind": "removal", "image_id": image_id, "model": "toy", "removal": removal},
+    )
     assert r.status_code == 400 and _detail(r).startswith("removal: ")
 
 
-@pytest.mark.parametrize("body,match", [
-    ({"top": 10**9}, r"^top: "), ({"top_p": 2.0}, r"^top_p: "), ({"max_top": 0}, r"^max_top: "),
-    ({"top": 2, "top_p": 0.5}, "not both"), ({"tree": "<x>"}, r"^tree: "),
-    ({"cut_level": 10**6}, r"^cut_level: "), ({"model": "nope"}, r"^model: "),
-])
+@pytest.mark.parametrize(
+    "body,match",
+    [
+        ({"top": 10**9}, r"^top: "),
+        ({"top_p": 2.0}, r"^top_p: "),
+        ({"max_top": 0}, r"^max_top: "),
+        ({"top": 2, "top_p": 0.5}, "not both"),
+        ({"tree": "<x>"}, r"^tree: "),
+        ({"cut_level": 10**6}, r"^cut_level: "),
+        ({"model": "nope"}, r"^model: "),
+    ],
+)
 def test_bad_predict_requests(client: TestClient, image_id: str, body: dict, match: str) -> None:
     r = client.post("/api/predict", json={"image_id": image_id, "model": "toy", **body})
     assert r.status_code == 400, r.text
@@ -283,8 +363,14 @@ def test_bad_example_name(client: TestClient) -> None:
 
 # --- paths from the client are never opened -----------------------------------------------------
 
-BAD_IDS = ["../../etc/passwd", "/etc/passwd", "..%2F..%2Fetc%2Fpasswd", "0" * 63 + "/",
-           "%00", "A" * 64]
+BAD_IDS = [
+    "../../etc/passwd",
+    "/etc/passwd",
+    "..%2F..%2Fetc%2Fpasswd",
+    "0" * 63 + "/",
+    "%00",
+    "A" * 64,
+]
 
 
 @pytest.fixture
@@ -299,6 +385,7 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         def wrapper(f, *args, **kwargs):  # type: ignore[no-untyped-def]
             seen.append(str(f))
             return real(f, *args, **kwargs)
+
         return wrapper
 
     monkeypatch.setattr(builtins, "open", spy(builtins.open))
@@ -309,53 +396,71 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 @pytest.mark.parametrize("bad", BAD_IDS)
-def test_client_paths_are_never_opened(client: TestClient, image_id: str, bad: str,
-                                       opened: list[str]) -> None:
+def test_client_paths_are_never_opened(
+    client: TestClient, image_id: str, bad: str, opened: list[str]
+) -> None:
     from urllib.parse import quote
 
-    for r in (client.post("/api/predict", json={"image_id": bad, "model": "toy"}),
-              _job(client, bad, method="gradcam"),
-              client.get(f"/api/images/{quote(bad, safe='')}.png"),
-              client.get(f"/api/results/{quote(bad, safe='')}.json"),
-              client.get(f"/api/results/{quote(bad, safe='')}/saliency.npy"),
-              client.get(f"/api/jobs/{quote(bad, safe='')}"),
-              client.delete(f"/api/jobs/{quote(bad, safe='')}"),
-              client.post("/api/jobs", json={"kind": "metrics", "image_id": image_id,
-                                             "model": "toy", "result": bad}),
-              client.post("/api/jobs", json={"kind": "removal", "image_id": image_id,
-                                             "model": "toy", "removal": f"torchscript:{bad}"})):
+    for r in (
+        client.post("/api/predict", json={"image_id": bad, "model": "toy"}),
+        _job(client, bad, method="gradcam"),
+        client.get(f"/api/images/{quote(bad, safe='')}.png"),
+        client.get(f"/api/results/{quote(bad, safe='')}.json"),
+        client.get(f"/api/results/{quote(bad, safe='')}/saliency.npy"),
+        client.get(f"/api/jobs/{quote(bad, safe='')}"),
+        client.delete(f"/api/jobs/{quote(bad, safe='')}"),
+        client.post(
+            "/api/jobs",
+            json={"kind": "metrics", "image_id": image_id, "model": "toy", "result": bad},
+        ),
+        client.post(
+            "/api/jobs",
+            json={
+                "kind": "removal",
+                "image_id": image_id,
+                "model": "toy",
+                "removal": f"torchscript:{bad}",
+            },
+        ),
+    ):
         assert 400 <= r.status_code < 500, (r.request.url, r.status_code, r.text)
         assert "root:" not in r.text
     assert not [f for f in opened if "passwd" in f or "etc" in f.split("/")[:3]]
 
 
 def test_static_route_does_not_escape(client: TestClient) -> None:
-    for path in ("/static/../app.py", "/static/..%2Fapp.py", "/static/%2e%2e/%2e%2e/pyproject.toml",
-                 "/static/../../../../etc/passwd"):
+    for path in (
+        "/static/../app.py",
+        "/static/..%2Fapp.py",
+        "/static/%2e%2e/%2e%2e/pyproject.toml",
+        "/static/../../../../etc/passwd",
+    ):
         r = client.get(path)
         assert r.status_code == 404 or "create_app" not in r.text and "root:" not in r.text
 
 
 # --- the bounded queue --------------------------------------------------------------------------
 
+
 def test_full_queue_answers_429(client: TestClient, image_id: str) -> None:
     jobs = client.app.state.served.jobs
     release = threading.Event()
     blockers = [jobs.submit("block", lambda p: release.wait(30)) for _ in range(2)]
     try:
-        r = _job(client, image_id, method="occlusion", params={"patch_size": 8, "stride": 8},
-                 target=2)
+        r = _job(
+            client, image_id, method="occlusion", params={"patch_size": 8, "stride": 8}, target=2
+        )
         assert r.status_code == 429 and "pending" in _detail(r)
     finally:
         release.set()
         for b in blockers:
             jobs.wait(b.id, 30)
-    r = _job(client, image_id, method="occlusion", params={"patch_size": 8, "stride": 8},
-             target=2)
+    r = _job(client, image_id, method="occlusion", params={"patch_size": 8, "stride": 8}, target=2)
     assert r.status_code == 202
 
 
 # --- HTML in class names and file names ---------------------------------------------------------
+
 
 def test_class_names_with_html_come_back_as_json_data(client: TestClient, image_id: str) -> None:
     r = client.post("/api/predict", json={"image_id": image_id, "model": "evil", "top": 3})
@@ -376,8 +481,15 @@ def test_page_sets_data_as_text_under_a_strict_csp(client: TestClient) -> None:
     assert scripts
     for path in scripts:
         code = path.read_text(encoding="utf-8")
-        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
-                     "new Function", "srcdoc"):
+        for sink in (
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+            "srcdoc",
+        ):
             assert sink not in code.replace("never innerHTML", ""), f"{path.name} uses {sink}"
     # class names reach the page through textContent (or SVG text) only
     every = "\n".join(p.read_text(encoding="utf-8") for p in scripts)
@@ -391,8 +503,7 @@ def test_error_messages_with_html_are_json(client: TestClient) -> None:
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/json")
 
 
-def test_the_open_spy_sees_the_store(client: TestClient, image_id: str,
-                                     opened: list[str]) -> None:
+def test_the_open_spy_sees_the_store(client: TestClient, image_id: str, opened: list[str]) -> None:
     # control for the test above: a good id is read from the store's own directory only
     r = client.get(f"/api/images/{image_id}.png")
     assert r.status_code == 200
@@ -400,17 +511,28 @@ def test_the_open_spy_sees_the_store(client: TestClient, image_id: str,
     assert any(f.startswith(store) and image_id in f for f in opened)
 
 
-@pytest.mark.parametrize("body,match", [
-    ({"method": "rise", "params": {"masks": 10**9}}, r"^params\.masks: expected an integer"),
-    ({"method": "nope"}, r"^method: unknown method 'nope'"),
-    ({"method": "gradcam", "clusters": [[0], [7]]}, r"^clusters: class 7 is outside"),
-    ({"method": "gradcam", "clusters": []}, r"^clusters: "),
-    ({"method": "gradcam", "clusters": [[0], []]}, r"^clusters: "),
-    ({"method": "gradcam", "delta": 1e9}, r"^delta: expected a percentile in \[0, 100\]"),
-])
+@pytest.mark.parametrize(
+    "body,match",
+    [
+        ({"method": "rise", "params": {"masks": 10**9}}, r"^params\.masks: expected an integer"),
+        ({"method": "nope"}, r"^method: unknown method 'nope'"),
+        ({"method": "gradcam", "clusters": [[0], [7]]}, r"^clusters: class 7 is outside"),
+        ({"method": "gradcam", "clusters": []}, r"^clusters: "),
+        ({"method": "gradcam", "clusters": [[0], []]}, r"^clusters: "),
+        ({"method": "gradcam", "delta": 1e9}, r"^delta: expected a percentile in \[0, 100\]"),
+    ],
+)
 def test_bad_cwox_requests(client: TestClient, image_id: str, body: dict, match: str) -> None:
-    r = client.post("/api/jobs", json={"kind": "cwox", "image_id": image_id, "model": "toy",
-                                       "clusters": [[0], [1, 2]], **body})
+    r = client.post(
+        "/api/jobs",
+        json={
+            "kind": "cwox",
+            "image_id": image_id,
+            "model": "toy",
+            "clusters": [[0], [1, 2]],
+            **body,
+        },
+    )
     assert r.status_code == 400, r.text
     assert re.search(match, _detail(r)), _detail(r)
 

@@ -24,21 +24,40 @@ uvicorn = pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+)
 
 
 def _node(node_id: str, level: int, text: str = "", children: tuple = ()) -> dict:
-    return {"id": node_id, "text": text, "data": {"name": node_id, "level": level,
-                                                  "percentage": 0.5}, "children": list(children)}
+    return {
+        "id": node_id,
+        "text": text,
+        "data": {"name": node_id, "level": level, "percentage": 0.5},
+        "children": list(children),
+    }
 
 
 #: {red box, reddish} and {blue box B} under one root: two clusters at cut level 0.
-TOY_TREE = [_node("Z2", 2, children=(_node("Z11", 1, "c001-red_box 0.9 c002-reddish 0.8"),
-                                     _node("Z12", 1, "c000-blue_box_B 0.9")))]
+TOY_TREE = [
+    _node(
+        "Z2",
+        2,
+        children=(
+            _node("Z11", 1, "c001-red_box 0.9 c002-reddish 0.8"),
+            _node("Z12", 1, "c000-blue_box_B 0.9"),
+        ),
+    )
+]
 
 
 def _free_port() -> int:
@@ -85,8 +104,11 @@ def toy_server():
     from unmask.serve import create_app
     from unmask.testing import conv_region_model
 
-    app = create_app({"toy": conv_region_model(3)}, image_size=64,
-                     trees={"toy": load_tree(TOY_TREE, num_classes=3)})
+    app = create_app(
+        {"toy": conv_region_model(3)},
+        image_size=64,
+        trees={"toy": load_tree(TOY_TREE, num_classes=3)},
+    )
     with Server(app) as server:
         yield server
 
@@ -97,8 +119,9 @@ def _not_blank(path, min_std: float = 8.0) -> None:
 
 
 def _canvas(page, selector: str) -> np.ndarray:
-    data = page.eval_on_selector(selector, "c => Array.from(c.getContext('2d')"
-                                 ".getImageData(0, 0, c.width, c.height).data)")
+    data = page.eval_on_selector(
+        selector, "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
+    )
     return np.asarray(data, dtype=np.uint8)
 
 
@@ -151,7 +174,8 @@ def test_upload_gradcam_cwox_delta_merge_download(browser, toy_server, tmp_path)
 
     # the page's re-threshold (static/draw.js) on the raw maps gives the server's class map
     key = page.locator("#results p[data-key]").get_attribute("data-key")
-    worst = page.evaluate("""async (key) => {
+    worst = page.evaluate(
+        """async (key) => {
         const { rethreshold } = await import("/static/draw.js");
         const get = async (n) => new Float32Array(await (await fetch(
             `/api/results/${key}/${n}.f32`)).arrayBuffer());
@@ -159,7 +183,9 @@ def test_upload_gradcam_cwox_delta_merge_download(browser, toy_server, tmp_path)
         const served = await get("cluster1_1");
         const mine = rethreshold(h, raw, 50);
         return [Math.max(...mine.map((v, i) => Math.abs(v - served[i]))), Math.max(...served)];
-    }""", key)
+    }""",
+        key,
+    )
     assert worst[0] < 1e-6 and worst[1] > 0
 
     # the δ slider re-thresholds the class map in the browser (no request)
@@ -167,8 +193,10 @@ def test_upload_gradcam_cwox_delta_merge_download(browser, toy_server, tmp_path)
     before = _canvas(page, member)
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
-    page.eval_on_selector(".cwox-row[data-cluster='1'] .delta-slider",
-                          "s => { s.value = 95; s.dispatchEvent(new Event('input')); }")
+    page.eval_on_selector(
+        ".cwox-row[data-cluster='1'] .delta-slider",
+        "s => { s.value = 95; s.dispatchEvent(new Event('input')); }",
+    )
     after = _canvas(page, member)
     assert (before != after).any(), "moving δ did not change the class map"
     assert page.locator(".cwox-row[data-cluster='1'] .delta-value").text_content() == "95"

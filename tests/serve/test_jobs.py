@@ -26,8 +26,13 @@ def queue() -> Iterator[JobQueue]:
     q.close()
 
 
-def _blocking(release: threading.Event, started: threading.Event | None = None,
-              value: object = "ok", calls: Counter | None = None, key: str = "") -> Callable:
+def _blocking(
+    release: threading.Event,
+    started: threading.Event | None = None,
+    value: object = "ok",
+    calls: Counter | None = None,
+    key: str = "",
+) -> Callable:
     def fn(progress: Callable[[int, int], None]) -> object:
         if calls is not None:
             calls[key] += 1
@@ -51,8 +56,15 @@ def test_runs_and_reports(queue: JobQueue) -> None:
     job = _finished(queue, job)
     assert (job.status, job.result, job.cached, job.error) == ("done", 42, False, None)
     data = job.to_json()
-    assert data == {"id": job.id, "kind": "explain", "key": "k", "status": "done",
-                    "progress": {"done": 0, "total": 0}, "error": None, "cached": False}
+    assert data == {
+        "id": job.id,
+        "kind": "explain",
+        "key": "k",
+        "status": "done",
+        "progress": {"done": 0, "total": 0},
+        "error": None,
+        "cached": False,
+    }
     assert "result" not in data and queue.get(job.id) is job
     assert len(job.id) == 32 and job.id != queue.submit("x", lambda p: 1).id
 
@@ -147,10 +159,12 @@ def test_cache_hit_does_not_recompute(queue: JobQueue) -> None:
 def test_cache_is_lru_bounded() -> None:
     calls: Counter = Counter()
     with JobQueue(cache_size=2) as q:
+
         def run(key: str) -> Job:
             def fn(progress: Callable[[int, int], None]) -> str:
                 calls[key] += 1
                 return key
+
             return _finished(q, q.submit("x", fn, key=key))
 
         run("a"), run("b")
@@ -168,12 +182,12 @@ def test_same_key_pending_jobs_share_one_computation(queue: JobQueue) -> None:
     blocker = queue.submit("block", _blocking(release, started))
     assert started.wait(T)
     fn = _blocking(release, value={"map": 1}, calls=calls, key="k")
-    a = queue.submit("explain", fn, key="k")          # queued behind the blocker
-    b = queue.submit("explain", fn, key="k")          # shares a's computation
+    a = queue.submit("explain", fn, key="k")  # queued behind the blocker
+    b = queue.submit("explain", fn, key="k")  # shares a's computation
     c = queue.submit("explain", fn, key="k")
     assert (a.cached, b.cached, c.cached) == (False, True, True)
     assert queue.stats()["queued"] == 1  # one computation for three jobs
-    queue.cancel(c.id)                    # one sharer leaves: the others still get the result
+    queue.cancel(c.id)  # one sharer leaves: the others still get the result
     release.set()
     for job in (blocker, a, b):
         assert _finished(queue, job).status == "done"
@@ -218,16 +232,22 @@ def test_queue_full(queue: JobQueue) -> None:
     assert _finished(queue, queue.submit("a", lambda p: "room again")).result == "room again"
 
 
-@pytest.mark.parametrize("exc,message", [
-    (ValueError("steps: expected at most 100, got 1000"), "steps: expected at most 100, got 1000"),
-    (TypeError("target: expected an int, got str"), "target: expected an int, got str"),
-    (RuntimeError("boom\n  deep inside"), "RuntimeError: boom deep inside"),
-    (ZeroDivisionError("division by zero"), "ZeroDivisionError: division by zero"),
-    (KeyError("layer"), "KeyError: 'layer'"),
-    (MemoryError(), "MemoryError"),
-    (SystemExit(3), "SystemExit: 3"),
-    (KeyboardInterrupt(), "KeyboardInterrupt"),
-])
+@pytest.mark.parametrize(
+    "exc,message",
+    [
+        (
+            ValueError("steps: expected at most 100, got 1000"),
+            "steps: expected at most 100, got 1000",
+        ),
+        (TypeError("target: expected an int, got str"), "target: expected an int, got str"),
+        (RuntimeError("boom\n  deep inside"), "RuntimeError: boom deep inside"),
+        (ZeroDivisionError("division by zero"), "ZeroDivisionError: division by zero"),
+        (KeyError("layer"), "KeyError: 'layer'"),
+        (MemoryError(), "MemoryError"),
+        (SystemExit(3), "SystemExit: 3"),
+        (KeyboardInterrupt(), "KeyboardInterrupt"),
+    ],
+)
 def test_failure_is_one_line(queue: JobQueue, exc: Exception, message: str) -> None:
     def fn(progress: Callable[[int, int], None]) -> None:
         raise exc
@@ -305,6 +325,7 @@ def test_many_threads_submit_and_read() -> None:
         return fn
 
     with JobQueue(workers=2, max_pending=6, cache_size=3) as q:
+
         def client(c: int) -> None:
             try:
                 for r in range(40):
@@ -337,6 +358,7 @@ def test_many_threads_submit_and_read() -> None:
 
 
 # --- a cancel reaches into unmask's own loops ---------------------------------------------------
+
 
 def test_exceptions_from_progress_callbacks_propagate() -> None:
     def cb(done: int, total: int) -> None:
@@ -371,8 +393,16 @@ def test_cancel_stops_a_real_explainer(queue: JobQueue) -> None:
                 assert release.wait(T)
             progress(done, total)
 
-        return explain(model, x, method="occlusion", target=1, patch_size=4, stride=2,
-                       batch_size=2, progress=spy)
+        return explain(
+            model,
+            x,
+            method="occlusion",
+            target=1,
+            patch_size=4,
+            stride=2,
+            batch_size=2,
+            progress=spy,
+        )
 
     job = queue.submit("explain", fn, key="occ")
     assert ticked.wait(T)
@@ -381,8 +411,22 @@ def test_cancel_stops_a_real_explainer(queue: JobQueue) -> None:
     assert _finished(queue, job).status == "cancelled"
     total = ticks[-1][1]
     assert total > 2 and ticks[-1] == (1, total)  # stopped at the first chunk, not after all
-    done = _finished(queue, queue.submit("explain", lambda p: explain(
-        model, x, method="occlusion", target=1, patch_size=4, stride=2, batch_size=2,
-        progress=p), key="occ2"))
+    done = _finished(
+        queue,
+        queue.submit(
+            "explain",
+            lambda p: explain(
+                model,
+                x,
+                method="occlusion",
+                target=1,
+                patch_size=4,
+                stride=2,
+                batch_size=2,
+                progress=p,
+            ),
+            key="occ2",
+        ),
+    )
     assert done.status == "done" and done.result.saliency.shape[-2:] == (32, 32)
     assert (done.done, done.total) == (total, total)

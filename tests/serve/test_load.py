@@ -102,8 +102,7 @@ def test_concurrent_tabs_get_uncorrupted_results(server: tuple[str, object]) -> 
     def record(r: httpx.Response) -> httpx.Response:
         with lock:
             statuses[r.status_code] += 1
-        assert r.status_code < 300 or r.status_code == 429, (r.request.url, r.status_code,
-                                                             r.text)
+        assert r.status_code < 300 or r.status_code == 429, (r.request.url, r.status_code, r.text)
         return r
 
     def client(k: int) -> None:
@@ -114,19 +113,36 @@ def test_concurrent_tabs_get_uncorrupted_results(server: tuple[str, object]) -> 
                     roll = rng.random()
                     i = int(rng.integers(len(ids)))
                     if roll < 0.15:
-                        record(c.post("/api/predict", json={"image_id": ids[i], "model": "toy",
-                                                            "top": 2}))
+                        record(
+                            c.post(
+                                "/api/predict", json={"image_id": ids[i], "model": "toy", "top": 2}
+                            )
+                        )
                         continue
                     if roll < 0.2:
-                        r = record(c.post("/api/images", files={
-                            "file": ("b.png", _png(images[i]), "image/png")}))
+                        r = record(
+                            c.post(
+                                "/api/images",
+                                files={"file": ("b.png", _png(images[i]), "image/png")},
+                            )
+                        )
                         assert r.json()["image_id"] == ids[i]
                         continue
                     config = configs[int(rng.integers(len(configs)))]
                     img, method, target = config
-                    r = record(c.post("/api/jobs", json={
-                        "kind": "explain", "image_id": ids[img], "model": "toy",
-                        "method": method, "params": METHODS[method], "target": target}))
+                    r = record(
+                        c.post(
+                            "/api/jobs",
+                            json={
+                                "kind": "explain",
+                                "image_id": ids[img],
+                                "model": "toy",
+                                "method": method,
+                                "params": METHODS[method],
+                                "target": target,
+                            },
+                        )
+                    )
                     if r.status_code == 429:
                         continue
                     job = r.json()
@@ -178,8 +194,13 @@ def test_concurrent_tabs_get_uncorrupted_results(server: tuple[str, object]) -> 
             x = load_image(images[img], size=SIZE)
             e = make_explainer(model, method, **METHODS[method]).explain(x, [target])
             alone[config] = e.saliency[0, 0].detach().float().numpy()
-        np.testing.assert_allclose(served, alone[config], rtol=1e-5, atol=1e-6,
-                                   err_msg=f"{method} on image {img}, target {target}")
+        np.testing.assert_allclose(
+            served,
+            alone[config],
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=f"{method} on image {img}, target {target}",
+        )
     # the configs differ: a mix-up between tabs could not pass the comparison above
     assert len(keys) >= 3
 

@@ -28,21 +28,27 @@ def _rgb(h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
-    return (struct.pack(">I", len(payload)) + kind + payload
-            + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+    return (
+        struct.pack(">I", len(payload))
+        + kind
+        + payload
+        + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+    )
 
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A tiny PNG whose header declares width x height (8-bit RGB) and a few bytes of data."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 1000)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat)
-            + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
 def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if any pixel is decoded."""
+
     def refuse(self: object) -> None:
         raise AssertionError("pixels were decoded")
 
@@ -64,8 +70,10 @@ def test_jpeg_decodes_close() -> None:
     assert out.shape == (16, 16, 3) and np.abs(out.astype(int) - a).max() < 8
 
 
-@pytest.mark.parametrize("data", [b"hello, I am text", b"\x00" * 100, b"GIF89a garbage",
-                                  b"\x89PNG\r\n\x1a\n" + b"\x00" * 40])
+@pytest.mark.parametrize(
+    "data",
+    [b"hello, I am text", b"\x00" * 100, b"GIF89a garbage", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40],
+)
 def test_not_an_image_is_400(data: bytes) -> None:
     with pytest.raises(UploadError, match="file: ") as info:
         read_upload(data, **BIG)
@@ -120,14 +128,16 @@ def test_real_decompression_bomb_is_413_unread(no_decoding: None) -> None:
 
 
 def test_at_the_pixel_limit_is_accepted() -> None:
-    assert read_upload(_encode(Image.new("RGB", (10, 10)), "PNG"), max_bytes=10**6,
-                       max_pixels=100).shape == (10, 10, 3)
+    assert read_upload(
+        _encode(Image.new("RGB", (10, 10)), "PNG"), max_bytes=10**6, max_pixels=100
+    ).shape == (10, 10, 3)
     with pytest.raises(UploadError):
         read_upload(_encode(Image.new("RGB", (10, 11)), "PNG"), max_bytes=10**6, max_pixels=100)
 
 
-@pytest.mark.parametrize("fmt,name", [("TIFF", "TIFF"), ("PDF", "PDF"), ("ICO", "ICO"),
-                                      ("PPM", "PPM"), ("TGA", "TGA")])
+@pytest.mark.parametrize(
+    "fmt,name", [("TIFF", "TIFF"), ("PDF", "PDF"), ("ICO", "ICO"), ("PPM", "PPM"), ("TGA", "TGA")]
+)
 def test_other_types_are_415(fmt: str, name: str) -> None:
     data = _encode(Image.fromarray(_rgb()), fmt)
     with pytest.raises(UploadError, match=f"{name} files are not accepted") as info:
@@ -201,6 +211,7 @@ def test_read_upload_type() -> None:
 
 # --- the store --------------------------------------------------------------------------------
 
+
 def test_store_put_get_dedupe_and_path() -> None:
     with ImageStore(max_images=4) as store:
         a = _rgb(seed=1)
@@ -224,11 +235,26 @@ def test_store_lru_eviction_removes_files() -> None:
         with pytest.raises(KeyError, match="unknown image"):
             store.get(ids[1])
         assert sorted(p.name for p in store.dir.iterdir()) == sorted(
-            f"{i}.png" for i in (ids[0], third))
+            f"{i}.png" for i in (ids[0], third)
+        )
 
 
-@pytest.mark.parametrize("bad", ["../../etc/passwd", "/etc/passwd", "A" * 64, "0" * 63, "0" * 65,
-                                 "0" * 63 + "/", "..", "", 12, None, "0" * 64 + "\n"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "A" * 64,
+        "0" * 63,
+        "0" * 65,
+        "0" * 63 + "/",
+        "..",
+        "",
+        12,
+        None,
+        "0" * 64 + "\n",
+    ],
+)
 def test_store_bad_ids_are_key_errors(bad: object) -> None:
     with ImageStore() as store:
         with pytest.raises(KeyError):
@@ -276,6 +302,7 @@ def test_store_threads() -> None:
     images = [_rgb(8, 8, seed=s) for s in range(12)]
     errors: list[BaseException] = []
     with ImageStore(max_images=5) as store:
+
         def work(k: int) -> None:
             try:
                 for r in range(20):
@@ -295,7 +322,6 @@ def test_store_threads() -> None:
             t.join()
         assert not errors
         assert len(store) == 5 and len(list(store.dir.iterdir())) == 5
-
 
 
 def test_store_removed_at_interpreter_exit() -> None:

@@ -73,39 +73,58 @@ def test_alias_gives_the_registered_name() -> None:
     assert method_spec(alias, {})["method"] != alias or alias in METHODS.names()
 
 
-@pytest.mark.parametrize("name,params,match", [
-    ("nope", {}, r"^method: unknown method 'nope'; expected one of: .*gradcam.*occlusion"),
-    (3, {}, r"^method: expected a method name"),
-    ("rise", {"foo": 1}, r"^params\.foo: not a hyperparameter of method 'rise'; expected one "
-                         r"of: removal, masks, s, p, score"),
-    ("rise", [], r"^params: expected an object"),
-    ("rise", {"progress": True}, r"^params\.progress: cannot be set"),
-    ("rise", {"model": "x"}, r"^params\.model: cannot be set"),
-    ("rise", {"seed": 3}, r"^params\.seed: give the seed as the request's own seed field"),
-    ("lime", {"segments": [[0]]}, r"^params\.segments: cannot be set"),
-    ("rise", {"score": "xx"}, r"^params\.score: expected one of: prob, logit, log_prob; got 'xx'"),
-    ("shearletx", {"score": "logit"}, r"^params\.score: expected one of: prob; got 'logit'"),
-    ("rise", {"masks": True}, r"^params\.masks: expected an integer"),
-    ("rise", {"masks": "500"}, r"^params\.masks: expected an integer"),
-    ("rise", {"masks": 2.5}, r"^params\.masks: expected an integer"),
-    ("rise", {"masks": 0}, r"^params\.masks: expected an integer in \[1, "),
-    ("rise", {"p": math.nan}, r"^params\.p: expected a finite number"),
-    ("rise", {"p": math.inf}, r"^params\.p: expected a finite number"),
-    ("rise", {"p": "half"}, r"^params\.p: expected a number"),
-    ("rise", {"p": 1.5}, r"^params\.p: "),  # the class's own check: a probability
-    ("gradcam", {"relu": 1}, r"^params\.relu: expected true or false"),
-    ("gradcam", {"layer": "../../etc/passwd"}, r"^params\.layer: expected a layer name"),
-    ("occlusion", {"patch_size": [4, 4, 4]}, r"^params\.patch_size: expected an integer or"),
-    ("occlusion", {"patch_size": 225}, r"^params\.patch_size: expected an integer in \[1, 224\]"),
-    ("occlusion", {"stride": -1}, r"^params\.stride: expected an integer in \[1, 224\]"),
-    ("rise", {"removal": "nope"}, r"^params\.removal: unknown removal 'nope'; expected one of"),
-    ("rise", {"removal": 7}, r"^params\.removal: expected a removal spec"),
-    ("smoothgrad", {"base": "rise"}, r"^params\.base: expected one of: gradient, "),
-    ("smoothgrad", {"base_params": {"foo": 1}}, r"^params\.foo: not a hyperparameter of method "
-                                               r"'gradient'"),
-    ("extremal", {"areas": [0.1] * 17}, r"^params\.areas: expected a list of 1 to 16"),
-    ("extremal", {"areas": []}, r"^params\.areas: expected a list"),
-])
+@pytest.mark.parametrize(
+    "name,params,match",
+    [
+        ("nope", {}, r"^method: unknown method 'nope'; expected one of: .*gradcam.*occlusion"),
+        (3, {}, r"^method: expected a method name"),
+        (
+            "rise",
+            {"foo": 1},
+            r"^params\.foo: not a hyperparameter of method 'rise'; expected one "
+            r"of: removal, masks, s, p, score",
+        ),
+        ("rise", [], r"^params: expected an object"),
+        ("rise", {"progress": True}, r"^params\.progress: cannot be set"),
+        ("rise", {"model": "x"}, r"^params\.model: cannot be set"),
+        ("rise", {"seed": 3}, r"^params\.seed: give the seed as the request's own seed field"),
+        ("lime", {"segments": [[0]]}, r"^params\.segments: cannot be set"),
+        (
+            "rise",
+            {"score": "xx"},
+            r"^params\.score: expected one of: prob, logit, log_prob; got 'xx'",
+        ),
+        ("shearletx", {"score": "logit"}, r"^params\.score: expected one of: prob; got 'logit'"),
+        ("rise", {"masks": True}, r"^params\.masks: expected an integer"),
+        ("rise", {"masks": "500"}, r"^params\.masks: expected an integer"),
+        ("rise", {"masks": 2.5}, r"^params\.masks: expected an integer"),
+        ("rise", {"masks": 0}, r"^params\.masks: expected an integer in \[1, "),
+        ("rise", {"p": math.nan}, r"^params\.p: expected a finite number"),
+        ("rise", {"p": math.inf}, r"^params\.p: expected a finite number"),
+        ("rise", {"p": "half"}, r"^params\.p: expected a number"),
+        ("rise", {"p": 1.5}, r"^params\.p: "),  # the class's own check: a probability
+        ("gradcam", {"relu": 1}, r"^params\.relu: expected true or false"),
+        ("gradcam", {"layer": "../../etc/passwd"}, r"^params\.layer: expected a layer name"),
+        ("occlusion", {"patch_size": [4, 4, 4]}, r"^params\.patch_size: expected an integer or"),
+        (
+            "occlusion",
+            {"patch_size": 225},
+            r"^params\.patch_size: expected an integer in \[1, 224\]",
+        ),
+        ("occlusion", {"stride": -1}, r"^params\.stride: expected an integer in \[1, 224\]"),
+        ("rise", {"removal": "nope"}, r"^params\.removal: unknown removal 'nope'; expected one of"),
+        ("rise", {"removal": 7}, r"^params\.removal: expected a removal spec"),
+        ("smoothgrad", {"base": "rise"}, r"^params\.base: expected one of: gradient, "),
+        (
+            "smoothgrad",
+            {"base_params": {"foo": 1}},
+            r"^params\.foo: not a hyperparameter of method "
+            r"'gradient'",
+        ),
+        ("extremal", {"areas": [0.1] * 17}, r"^params\.areas: expected a list of 1 to 16"),
+        ("extremal", {"areas": []}, r"^params\.areas: expected a list"),
+    ],
+)
 def test_bad_method_requests(name: object, params: object, match: str) -> None:
     with pytest.raises(ValueError, match=match) as info:
         method_spec(name, params)  # type: ignore[arg-type]
@@ -116,56 +135,77 @@ def test_layer_is_checked_on_the_served_model() -> None:
     from unmask.testing import conv_region_model
 
     model = conv_region_model(3)
-    layer = next(n for n, m in model.net.named_modules() if n and hasattr(m, "weight")
-                 and getattr(m.weight, "ndim", 0) == 4)
+    layer = next(
+        n
+        for n, m in model.net.named_modules()
+        if n and hasattr(m, "weight") and getattr(m.weight, "ndim", 0) == 4
+    )
     assert method_spec("gradcam", {"layer": layer}, model=model)["layer"] == layer
     with pytest.raises(ValueError, match="layer"):
         method_spec("gradcam", {"layer": "missing"}, model=model)
-    assert method_spec("gradcam", {"layer": "missing"}) == {"method": "gradcam",
-                                                            "layer": "missing"}
+    assert method_spec("gradcam", {"layer": "missing"}) == {"method": "gradcam", "layer": "missing"}
 
 
-@pytest.mark.parametrize("name,params,field", [
-    ("rise", {"masks": 10**9}, "params.masks"),
-    ("lime", {"samples": 10**9}, "params.samples"),
-    ("smoothgrad", {"samples": 10**9}, "params.samples"),
-    ("integrated_gradients", {"steps": 10**9}, "params.steps"),
-    ("extremal", {"steps": 10**9}, "params.steps"),
-    ("fido", {"samples": 10**9}, "params.samples"),
-    ("shearletx", {"noise_bs": 10**9}, "params.noise_bs"),
-    ("mp2", {"max_iterations": 10**9}, "params.max_iterations"),
-    ("rise", {"batch_size": 10**6}, "params.batch_size"),
-])
+@pytest.mark.parametrize(
+    "name,params,field",
+    [
+        ("rise", {"masks": 10**9}, "params.masks"),
+        ("lime", {"samples": 10**9}, "params.samples"),
+        ("smoothgrad", {"samples": 10**9}, "params.samples"),
+        ("integrated_gradients", {"steps": 10**9}, "params.steps"),
+        ("extremal", {"steps": 10**9}, "params.steps"),
+        ("fido", {"samples": 10**9}, "params.samples"),
+        ("shearletx", {"noise_bs": 10**9}, "params.noise_bs"),
+        ("mp2", {"max_iterations": 10**9}, "params.max_iterations"),
+        ("rise", {"batch_size": 10**6}, "params.batch_size"),
+    ],
+)
 def test_count_parameters_are_bounded(name: str, params: dict, field: str) -> None:
-    with pytest.raises(ValueError, match=rf"^{field}: expected an integer in \[\d+, [\d,]+\], "
-                                         r"got 1000000"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^{field}: expected an integer in \[\d+, [\d,]+\], "
+        r"got 1000000",
+    ):
         method_spec(name, params)
 
 
-@pytest.mark.parametrize("name,params,what", [
-    ("rise", {"masks": 100_000, "s": 7}, None),  # at the per-parameter bound: the cost is fine
-    ("lime", {"samples": 100_000}, None),
-    ("smoothgrad", {"samples": 5_000, "base": "integrated_gradients",
-                    "base_params": {"steps": 100}}, "samples"),
-    ("fido", {"steps": 10_000, "samples": 100}, "steps x samples"),
-    ("extremal", {"steps": 10_000, "areas": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], "variant": "dual"},
-     "steps x areas"),
-    ("shearletx", {"steps": 10_000, "noise_bs": 1000}, "steps x noise_bs"),
-])
+@pytest.mark.parametrize(
+    "name,params,what",
+    [
+        ("rise", {"masks": 100_000, "s": 7}, None),  # at the per-parameter bound: the cost is fine
+        ("lime", {"samples": 100_000}, None),
+        (
+            "smoothgrad",
+            {"samples": 5_000, "base": "integrated_gradients", "base_params": {"steps": 100}},
+            "samples",
+        ),
+        ("fido", {"steps": 10_000, "samples": 100}, "steps x samples"),
+        (
+            "extremal",
+            {"steps": 10_000, "areas": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], "variant": "dual"},
+            "steps x areas",
+        ),
+        ("shearletx", {"steps": 10_000, "noise_bs": 1000}, "steps x noise_bs"),
+    ],
+)
 def test_costs_are_bounded(name: str, params: dict, what: str | None) -> None:
     if what is None:
         method_spec(name, params)
         return
-    with pytest.raises(ValueError, match=rf"^params: {what}.* ask for [\d,]+ model evaluations "
-                                         rf"at 224x224, above the limit of {MAX_EVALUATIONS:,}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^params: {what}.* ask for [\d,]+ model evaluations "
+        rf"at 224x224, above the limit of {MAX_EVALUATIONS:,}",
+    ):
         method_spec(name, params)
 
 
 def test_occlusion_cost_counts_patch_positions() -> None:
     # 224 px, patch 1, stride 1: 50,176 positions (within the bound); at 448 px: 200,704
     assert method_spec("occlusion", {"patch_size": 1, "stride": 1}) is not None
-    with pytest.raises(ValueError, match="patch_size and stride .* 200,704 model evaluations "
-                                         "at 448x448"):
+    with pytest.raises(
+        ValueError, match="patch_size and stride .* 200,704 model evaluations at 448x448"
+    ):
         method_spec("occlusion", {"patch_size": 1, "stride": 1}, size=448)
     assert validate._cost(METHODS.get("occlusion"), {"patch_size": 4, "stride": 2}, 32)[0] == 15**2
 
@@ -179,20 +219,34 @@ def test_default_cost_above_the_bound_is_still_allowed() -> None:
         method_spec("cartoonx", {"noise_bs": 65})
 
 
-@pytest.mark.parametrize("name,params,match", [
-    ("nope", {}, r"^metric: unknown metric 'nope'; expected one of: .*deletion"),
-    ("deletion", {"max_steps": 10**9}, r"^params\.max_steps: expected an integer"),
-    ("deletion", {"rule": "other"}, r"^params\.rule: expected one of: seed, rise"),
-    ("deletion", {"foo": 1}, r"^params\.foo: not a hyperparameter of metric 'deletion'"),
-    ("deletion", {"removal": "torchscript:/etc/passwd"}, r"^params\.removal: unknown removal"),
-    ("faithfulness_correlation", {"runs": 10**9}, r"^params\.runs: expected an integer"),
-    ("monotonicity_correlation", {"max_steps": 5000, "samples": 100},
-     r"^params: max_steps x samples ask for 500,000"),
-    ("road_morf", {"percentages": [10, math.inf]}, r"^params\.percentages\[1\]: expected a finite"),
-    ("sparseness", {"foo": 1}, r"^params\.foo: not a parameter of 'sparseness'"),
-    ("deletion", {"pixels_per_step": 10**9}, r"^params\.pixels_per_step: expected an integer in "
-                                             r"\[1, 50,176\]"),
-])
+@pytest.mark.parametrize(
+    "name,params,match",
+    [
+        ("nope", {}, r"^metric: unknown metric 'nope'; expected one of: .*deletion"),
+        ("deletion", {"max_steps": 10**9}, r"^params\.max_steps: expected an integer"),
+        ("deletion", {"rule": "other"}, r"^params\.rule: expected one of: seed, rise"),
+        ("deletion", {"foo": 1}, r"^params\.foo: not a hyperparameter of metric 'deletion'"),
+        ("deletion", {"removal": "torchscript:/etc/passwd"}, r"^params\.removal: unknown removal"),
+        ("faithfulness_correlation", {"runs": 10**9}, r"^params\.runs: expected an integer"),
+        (
+            "monotonicity_correlation",
+            {"max_steps": 5000, "samples": 100},
+            r"^params: max_steps x samples ask for 500,000",
+        ),
+        (
+            "road_morf",
+            {"percentages": [10, math.inf]},
+            r"^params\.percentages\[1\]: expected a finite",
+        ),
+        ("sparseness", {"foo": 1}, r"^params\.foo: not a parameter of 'sparseness'"),
+        (
+            "deletion",
+            {"pixels_per_step": 10**9},
+            r"^params\.pixels_per_step: expected an integer in "
+            r"\[1, 50,176\]",
+        ),
+    ],
+)
 def test_bad_metric_requests(name: str, params: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         metric_spec(name, params)
@@ -202,14 +256,19 @@ def test_removal_specs() -> None:
     assert removal_spec("blur:sigma=5") == "blur:5"
     assert removal_spec("gray") == "gray"
     assert removal_spec("noise:seed=3") == "noise:seed=3"
-    for bad, match in [("nope", "unknown removal 'nope'"), ("", "expected a removal spec"),
-                       (None, "expected a removal spec"), ("x" * 500, "expected a removal spec"),
-                       ("torchscript:/etc/passwd", "unknown removal"),
-                       ("torchscript:path=../../x.pt", "unknown removal"),
-                       ("blur:1e9", r"value = 1000000000.0 .* is outside"),
-                       ("blur:sigma=NaN", "outside"), ("blur:-3", "removal: "),
-                       ("constant:[0.1,0.2,1e300]", "outside"),
-                       ("telea:radius=100000", "outside")]:
+    for bad, match in [
+        ("nope", "unknown removal 'nope'"),
+        ("", "expected a removal spec"),
+        (None, "expected a removal spec"),
+        ("x" * 500, "expected a removal spec"),
+        ("torchscript:/etc/passwd", "unknown removal"),
+        ("torchscript:path=../../x.pt", "unknown removal"),
+        ("blur:1e9", r"value = 1000000000.0 .* is outside"),
+        ("blur:sigma=NaN", "outside"),
+        ("blur:-3", "removal: "),
+        ("constant:[0.1,0.2,1e300]", "outside"),
+        ("telea:radius=100000", "outside"),
+    ]:
         with pytest.raises(ValueError, match=match):
             removal_spec(bad)  # type: ignore[arg-type]
 
@@ -221,8 +280,9 @@ def test_removal_spec_never_opens_a_client_path(monkeypatch: pytest.MonkeyPatch)
 
     opened: list[object] = []
     real_open = builtins.open
-    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: opened.append(f) or real_open(f, *a,
-                                                                                          **k))
+    monkeypatch.setattr(
+        builtins, "open", lambda f, *a, **k: opened.append(f) or real_open(f, *a, **k)
+    )
     monkeypatch.setattr(torch.jit, "load", lambda *a, **k: opened.append(a))
     for spec in ("torchscript:/etc/passwd", "torchscript:path=/etc/passwd"):
         with pytest.raises(ValueError):
@@ -237,13 +297,19 @@ def test_top_k() -> None:
     assert top_k(3, None, None) == (3, None, 5)
     assert top_k(None, 0.5, 10) == (None, 0.5, 10)
     assert top_k(None, 1, None) == (None, 1.0, 5)
-    for args, match in [((0, None, None), r"^top: expected an integer in \[1, 50\]"),
-                        ((10**9, None, None), r"^top: "), ((True, None, None), r"^top: "),
-                        (("3", None, None), r"^top: "), ((2, 0.5, None), "not both"),
-                        ((None, 0, None), r"^top_p: expected a probability in \(0, 1\]"),
-                        ((None, 1.5, None), r"^top_p: "), ((None, math.nan, None), r"^top_p: "),
-                        ((None, "x", None), r"^top_p: "), ((None, None, 0), r"^max_top: "),
-                        ((None, None, 10**9), r"^max_top: ")]:
+    for args, match in [
+        ((0, None, None), r"^top: expected an integer in \[1, 50\]"),
+        ((10**9, None, None), r"^top: "),
+        ((True, None, None), r"^top: "),
+        (("3", None, None), r"^top: "),
+        ((2, 0.5, None), "not both"),
+        ((None, 0, None), r"^top_p: expected a probability in \(0, 1\]"),
+        ((None, 1.5, None), r"^top_p: "),
+        ((None, math.nan, None), r"^top_p: "),
+        ((None, "x", None), r"^top_p: "),
+        ((None, None, 0), r"^max_top: "),
+        ((None, None, 10**9), r"^max_top: "),
+    ]:
         with pytest.raises(ValueError, match=match):
             top_k(*args)
 
@@ -251,10 +317,17 @@ def test_top_k() -> None:
 def test_values_come_back_as_json() -> None:
     import json
 
-    spec = method_spec("occlusion", {"patch_size": [8, 4], "stride": 4.0, "removal": "blur:sigma=5",
-                                     "score": "logit"})
-    assert spec == {"method": "occlusion", "patch_size": [8, 4], "stride": 4,
-                    "removal": "blur:5", "score": "logit"}
+    spec = method_spec(
+        "occlusion",
+        {"patch_size": [8, 4], "stride": 4.0, "removal": "blur:sigma=5", "score": "logit"},
+    )
+    assert spec == {
+        "method": "occlusion",
+        "patch_size": [8, 4],
+        "stride": 4,
+        "removal": "blur:5",
+        "score": "logit",
+    }
     assert json.loads(json.dumps(spec)) == spec
     # the spec builds the explainer it describes
     from unmask.api import make_explainer
@@ -288,10 +361,15 @@ def test_form_bounds_follow_the_size_and_are_copies() -> None:
 
 
 def test_representation_specs_are_bounded() -> None:
-    assert method_spec("waveletx", {"representation": "wavelets:levels=3"})["representation"] \
+    assert (
+        method_spec("waveletx", {"representation": "wavelets:levels=3"})["representation"]
         == "wavelets:levels=3"
-    for bad, match in [("wavelets:levels=100000", "outside"), ("nope", "unknown representation"),
-                       (3, "expected a representation spec"),
-                       ("shearlets:directions=[" + ",".join(["8"] * 40) + "]", "more than 16")]:
+    )
+    for bad, match in [
+        ("wavelets:levels=100000", "outside"),
+        ("nope", "unknown representation"),
+        (3, "expected a representation spec"),
+        ("shearlets:directions=[" + ",".join(["8"] * 40) + "]", "more than 16"),
+    ]:
         with pytest.raises(ValueError, match=rf"^params\.representation: .*{match}"):
             method_spec("shearletx", {"representation": bad})

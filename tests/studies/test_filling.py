@@ -6,6 +6,7 @@ import pytest
 import torch
 from pytorch_msssim import ms_ssim as library_ms_ssim
 
+from unmask.removal import Constant
 from unmask.studies.filling import (
     LPIPS_UNAVAILABLE,
     _ms_ssim_levels,
@@ -14,7 +15,6 @@ from unmask.studies.filling import (
     ms_ssim,
     ms_ssim_scales,
 )
-from unmask.removal import Constant
 from unmask.testing import region_mask
 
 
@@ -51,7 +51,9 @@ def test_ms_ssim_small_images_identity_and_ordering():
 
 def test_filling_study_on_the_region_model(region_model, region_images):
     size = region_images.shape[-1]
-    masks = region_mask(size, size).float()  # the object is the model's box: (1, 1, H, W) broadcasts
+    masks = region_mask(
+        size, size
+    ).float()  # the object is the model's box: (1, 1, H, W) broadcasts
     rows = filling_study(region_model, region_images, masks, labels=[1, 1])
     assert [r["removal"] for r in rows] == ["real", "blur", "gray", "inpaint", "noise"]
     real = rows[0]
@@ -63,7 +65,11 @@ def test_filling_study_on_the_region_model(region_model, region_images):
         assert r["ms_ssim_scales"] == 2
     # LPIPS is reported as unavailable, with the reason, never as a number
     for r in rows:
-        assert r["lpips"] is None and r["lpips_note"] == LPIPS_UNAVAILABLE and "torchvision" in r["lpips_note"]
+        assert (
+            r["lpips"] is None
+            and r["lpips_note"] == LPIPS_UNAVAILABLE
+            and "torchvision" in r["lpips_note"]
+        )
     table = format_filling_table(rows)
     assert "n/a" in table and "LPIPS not computed" in table
 
@@ -71,8 +77,14 @@ def test_filling_study_on_the_region_model(region_model, region_images):
 def test_fill_that_keeps_the_evidence_keeps_accuracy(region_model, region_images):
     size = region_images.shape[-1]
     outside = (~region_mask(size, size)).float()  # fill everything but the box
-    rows = filling_study(region_model, region_images, outside, labels=[1, 1],
-                         removals={"red": Constant((0.95, 0.1, 0.1)), "black": "black"}, include_real=False)
+    rows = filling_study(
+        region_model,
+        region_images,
+        outside,
+        labels=[1, 1],
+        removals={"red": Constant((0.95, 0.1, 0.1)), "black": "black"},
+        include_real=False,
+    )
     assert [r["removal"] for r in rows] == ["red", "black"]
     assert rows[0]["accuracy"] == 1.0 and rows[1]["accuracy"] == 1.0
 
@@ -83,13 +95,17 @@ def test_perceptual_distance_is_used_when_given(region_model, region_images):
     def l1(x, y):
         return (x - y).abs().flatten(1).mean(1)
 
-    rows = filling_study(region_model, region_images, mask, removals={"black": "black"}, perceptual=l1)
+    rows = filling_study(
+        region_model, region_images, mask, removals={"black": "black"}, perceptual=l1
+    )
     assert rows[0]["lpips"] == 0.0 and rows[0]["lpips_note"] is None
     assert rows[1]["lpips"] > 0 and len(rows[1]["lpips_per_image"]) == 2
 
 
 def test_default_labels_are_top1_and_bad_inputs(region_model, region_images):
-    rows = filling_study(region_model, region_images, region_mask(32, 32).float(), removals={"gray": "gray"})
+    rows = filling_study(
+        region_model, region_images, region_mask(32, 32).float(), removals={"gray": "gray"}
+    )
     assert rows[0]["accuracy"] == 1.0
     with pytest.raises(ValueError, match="masks"):
         filling_study(region_model, region_images, torch.ones(2, 1, 16, 16))
@@ -98,7 +114,9 @@ def test_default_labels_are_top1_and_bad_inputs(region_model, region_images):
     with pytest.raises(ValueError, match="labels"):
         filling_study(region_model, region_images, region_mask(32, 32).float(), labels=[1, 1, 1])
     with pytest.raises(ValueError, match="removal"):
-        filling_study(region_model, region_images, region_mask(32, 32).float(), removals={"x": "sparkles"})
+        filling_study(
+            region_model, region_images, region_mask(32, 32).float(), removals={"x": "sparkles"}
+        )
 
 
 @pytest.mark.slow

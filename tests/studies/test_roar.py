@@ -92,8 +92,17 @@ def test_default_removal_is_the_per_channel_training_mean():
 @pytest.fixture(scope="module")
 def small_study() -> RoarResult:
     # 400 images of 32², 6 epochs: about 2,400 image steps per retraining, 5 retrainings
-    return roar(_model(), ["random", "oracle"], ks=(50,), n_train=400, n_test=300, epochs=6,
-                lr=0.01, batch_size=32, seed=0)
+    return roar(
+        _model(),
+        ["random", "oracle"],
+        ks=(50,),
+        n_train=400,
+        n_test=300,
+        epochs=6,
+        lr=0.01,
+        batch_size=32,
+        seed=0,
+    )
 
 
 def test_oracle_hurts_roar_and_helps_kar_more_than_random(small_study):
@@ -122,8 +131,9 @@ def test_result_tables_and_files(small_study, tmp_path):
 
 
 def test_same_seed_same_accuracies_and_repeats_use_their_own_seeds():
-    kw = dict(ks=(30, 70), modes=("roar",), n_train=48, n_test=40, epochs=1, batch_size=16,
-              repeats=2)
+    kw = dict(
+        ks=(30, 70), modes=("roar",), n_train=48, n_test=40, epochs=1, batch_size=16, repeats=2
+    )
     a = roar(_model(), ["random", "oracle"], seed=3, **kw)
     b = roar(_model(), ["random", "oracle"], seed=3, **kw)
     assert a.runs == b.runs and a.unmodified_runs == b.unmodified_runs
@@ -134,8 +144,9 @@ def test_same_seed_same_accuracies_and_repeats_use_their_own_seeds():
 def test_fit_is_the_training_loop_of_train():
     data = synthetic.generate(24, seed=0, split="train", size=32)
     val = synthetic.generate(8, seed=0, split="val", size=32)
-    a, info = cnn.fit(data.images, data.labels, epochs=1, batch_size=8, val=(val.images,
-                                                                            val.labels))
+    a, info = cnn.fit(
+        data.images, data.labels, epochs=1, batch_size=8, val=(val.images, val.labels)
+    )
     b, _ = cnn.train(n_train=24, epochs=1, size=32, batch_size=8, n_val=8)
     sa, sb = a.net.state_dict(), b.net.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -145,29 +156,31 @@ def test_fit_is_the_training_loop_of_train():
 # ----------------------------------------------------------------------------- bad inputs
 
 
-@pytest.mark.parametrize("kwargs, error, name", [
-    ({"ks": (0,)}, ValueError, "ks:"),
-    ({"ks": (100,)}, ValueError, "ks:"),
-    ({"ks": (10, 10)}, ValueError, "ks:"),
-    ({"ks": ()}, TypeError, "ks:"),
-    ({"ks": (12.5,)}, ValueError, "ks:"),
-    ({"methods": ["nope"]}, ValueError, "methods:"),
-    ({"methods": []}, ValueError, "methods:"),
-    ({"methods": ["random", "random"]}, ValueError, "methods:"),
-    ({"methods": [3]}, TypeError, "methods:"),
-    ({"modes": ("keep",)}, ValueError, "modes:"),
-    ({"modes": ()}, TypeError, "modes:"),
-    ({"n_train": 0}, ValueError, "n_train:"),
-    ({"epochs": 1.5}, TypeError, "epochs:"),
-    ({"seed": -1}, ValueError, "seed:"),
-    ({"repeats": 0}, ValueError, "repeats:"),
-    ({"lr": 0}, ValueError, "lr:"),
-    ({"settings": [1]}, TypeError, "settings:"),
-    ({"progress": "yes"}, TypeError, "progress:"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        ({"ks": (0,)}, ValueError, "ks:"),
+        ({"ks": (100,)}, ValueError, "ks:"),
+        ({"ks": (10, 10)}, ValueError, "ks:"),
+        ({"ks": ()}, TypeError, "ks:"),
+        ({"ks": (12.5,)}, ValueError, "ks:"),
+        ({"methods": ["nope"]}, ValueError, "methods:"),
+        ({"methods": []}, ValueError, "methods:"),
+        ({"methods": ["random", "random"]}, ValueError, "methods:"),
+        ({"methods": [3]}, TypeError, "methods:"),
+        ({"modes": ("keep",)}, ValueError, "modes:"),
+        ({"modes": ()}, TypeError, "modes:"),
+        ({"n_train": 0}, ValueError, "n_train:"),
+        ({"epochs": 1.5}, TypeError, "epochs:"),
+        ({"seed": -1}, ValueError, "seed:"),
+        ({"repeats": 0}, ValueError, "repeats:"),
+        ({"lr": 0}, ValueError, "lr:"),
+        ({"settings": [1]}, TypeError, "settings:"),
+        ({"progress": "yes"}, TypeError, "progress:"),
+    ],
+)
 def test_bad_inputs_name_the_argument(kwargs, error, name):
-    args = {"methods": ["random"], "ks": (50,), "n_train": 8, "n_test": 4, "epochs": 1,
-            **kwargs}
+    args = {"methods": ["random"], "ks": (50,), "n_train": 8, "n_test": 4, "epochs": 1, **kwargs}
     with pytest.raises(error, match=name):
         roar(_model(), **args)
 
@@ -197,9 +210,26 @@ def test_fit_checks_its_inputs():
 
 
 def test_cli_roar_writes_json_and_csv(tmp_path, capsys):
-    argv = ["datasets", "roar", "--methods", "random,oracle", "--ks", "50", "--modes", "kar",
-            "--n-train", "16", "--n-test", "8", "--epochs", "1",
-            "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv")]
+    argv = [
+        "datasets",
+        "roar",
+        "--methods",
+        "random,oracle",
+        "--ks",
+        "50",
+        "--modes",
+        "kar",
+        "--n-train",
+        "16",
+        "--n-test",
+        "8",
+        "--epochs",
+        "1",
+        "--json",
+        str(tmp_path / "r.json"),
+        "--csv",
+        str(tmp_path / "r.csv"),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "| KAR | oracle |" in out and "trainings" in out
@@ -208,14 +238,17 @@ def test_cli_roar_writes_json_and_csv(tmp_path, capsys):
     assert (tmp_path / "r.csv").read_text().startswith("mode,method,k,accuracy,runs")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--ks", "0"], "--ks:"),
-    (["--ks", "a,b"], "--ks:"),
-    (["--methods", "nope"], "--methods:"),
-    (["--modes", "keep"], "--modes:"),
-    (["--removal", "nope"], "--removal"),
-    (["--json", "/no/such/folder/r.json"], "--json:"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--ks", "0"], "--ks:"),
+        (["--ks", "a,b"], "--ks:"),
+        (["--methods", "nope"], "--methods:"),
+        (["--modes", "keep"], "--modes:"),
+        (["--removal", "nope"], "--removal"),
+        (["--json", "/no/such/folder/r.json"], "--json:"),
+    ],
+)
 def test_cli_roar_bad_arguments(argv, message, capsys):
     assert main(["datasets", "roar", "--n-train", "8", "--n-test", "4", *argv]) == 2
     err = capsys.readouterr().err
@@ -228,8 +261,15 @@ def test_cli_roar_bad_arguments(argv, message, capsys):
 @pytest.mark.slow
 def test_shipped_model_gradcam_and_oracle_under_roar():
     """The shipped model's Grad-CAM maps at 64² with a larger budget (a few CPU minutes)."""
-    r = roar(cnn.load(), ["random", "oracle", "gradcam"], ks=(50,), n_train=1500, n_test=300,
-             epochs=6, seed=0)
+    r = roar(
+        cnn.load(),
+        ["random", "oracle", "gradcam"],
+        ks=(50,),
+        n_train=1500,
+        n_test=300,
+        epochs=6,
+        seed=0,
+    )
     acc = r.accuracy
     assert acc["roar"]["oracle"][50] < acc["roar"]["random"][50]
     assert acc["kar"]["oracle"][50] > acc["kar"]["random"][50]

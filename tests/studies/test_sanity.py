@@ -18,11 +18,16 @@ from unmask.studies.sanity import (
 def small_cnn(seed: int = 0) -> unmask.Classifier:
     torch.manual_seed(seed)
     net = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
-        nn.Flatten(), nn.Linear(4 * 32 * 32, 2),
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 32 * 32, 2),
     )
-    return unmask.Classifier.wrap(net, mean=(0.5,) * 3, std=(0.25,) * 3, input_size=None, class_names=["a", "b"])
+    return unmask.Classifier.wrap(
+        net, mean=(0.5,) * 3, std=(0.25,) * 3, input_size=None, class_names=["a", "b"]
+    )
 
 
 def images() -> torch.Tensor:
@@ -48,13 +53,20 @@ def test_model_dependent_explainer_changes_after_randomisation():
     assert (res.similarity["ssim"][-1] < 0.6).all()
     assert res.mean("spearman_abs")[-1] < 0.5
     # the stored maps are what the similarities were computed from
-    assert torch.allclose(res.similarity["spearman_abs"][0],
-                          unmask.metrics.spearman(res.original, res.maps[0], absolute=True))
+    assert torch.allclose(
+        res.similarity["spearman_abs"][0],
+        unmask.metrics.spearman(res.original, res.maps[0], absolute=True),
+    )
     # the given model is untouched
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
     rows = res.rows()
-    assert [r["layer"] for r in rows] == res.layers and set(rows[0]) >= {"step", "ssim", "hog", "spearman_abs"}
+    assert [r["layer"] for r in rows] == res.layers and set(rows[0]) >= {
+        "step",
+        "ssim",
+        "hog",
+        "spearman_abs",
+    }
 
 
 def test_model_independent_explainer_stays_identical():
@@ -68,8 +80,12 @@ def test_model_independent_explainer_stays_identical():
 
 
 def test_same_seed_same_result_other_seed_other_model():
-    a = cascading_randomisation(small_cnn(), images(), "occlusion", seed=3, similarities=("spearman",), **OCCLUSION)
-    b = cascading_randomisation(small_cnn(), images(), "occlusion", seed=3, similarities=("spearman",), **OCCLUSION)
+    a = cascading_randomisation(
+        small_cnn(), images(), "occlusion", seed=3, similarities=("spearman",), **OCCLUSION
+    )
+    b = cascading_randomisation(
+        small_cnn(), images(), "occlusion", seed=3, similarities=("spearman",), **OCCLUSION
+    )
     assert torch.equal(a.similarity["spearman"], b.similarity["spearman"])
     first, second = nn.Linear(8, 2), nn.Linear(8, 2)
     randomise_layer(first, 1)
@@ -89,8 +105,15 @@ def test_layer_without_reset_parameters_is_redrawn_at_its_scale(region_model):
 
 
 def test_works_on_a_model_with_bare_parameters(region_model, region_images):
-    res = cascading_randomisation(region_model, region_images, "occlusion", patch_size=8, stride=8,
-                                  similarities=("ssim",), keep_maps=True)
+    res = cascading_randomisation(
+        region_model,
+        region_images,
+        "occlusion",
+        patch_size=8,
+        stride=8,
+        similarities=("ssim",),
+        keep_maps=True,
+    )
     assert res.layers == ["net"] and torch.equal(res.target, torch.ones(2, dtype=torch.long))
     assert not torch.allclose(res.maps[0], res.original)
 
@@ -112,7 +135,9 @@ def _recording_explainer(seen: list):
 
     def explain(model, x, target, **kw):
         state = model.state_dict()
-        seen.append(sorted({k.rsplit(".", 1)[0] for k in intact if not torch.equal(state[k], intact[k])}))
+        seen.append(
+            sorted({k.rsplit(".", 1)[0] for k in intact if not torch.equal(state[k], intact[k])})
+        )
         return unmask.explain(model, x, method="occlusion", target=target, **kw).saliency
 
     return explain
@@ -120,10 +145,12 @@ def _recording_explainer(seen: list):
 
 def test_independent_randomises_one_layer_at_a_time_cascading_accumulates():
     seen_ind, seen_cas = [], []
-    ind = independent_randomisation(small_cnn(), images(), _recording_explainer(seen_ind), seed=0,
-                                    keep_maps=True, **OCCLUSION)
-    cas = cascading_randomisation(small_cnn(), images(), _recording_explainer(seen_cas), seed=0,
-                                  keep_maps=True, **OCCLUSION)
+    ind = independent_randomisation(
+        small_cnn(), images(), _recording_explainer(seen_ind), seed=0, keep_maps=True, **OCCLUSION
+    )
+    cas = cascading_randomisation(
+        small_cnn(), images(), _recording_explainer(seen_cas), seed=0, keep_maps=True, **OCCLUSION
+    )
     assert ind.mode == "independent" and cas.mode == "cascading"
     # the first call explains the intact model; then one layer (independent) or a growing set
     assert seen_ind == [[], ["net.5"], ["net.2"], ["net.0"]]
@@ -139,7 +166,9 @@ def test_independent_equals_a_naive_loop():
     from unmask.metrics.similarity import spearman
 
     model, x = small_cnn(), images()
-    res = independent_randomisation(model, x, "occlusion", seed=5, similarities=("spearman",), **OCCLUSION)
+    res = independent_randomisation(
+        model, x, "occlusion", seed=5, similarities=("spearman",), **OCCLUSION
+    )
     target = model(x).argmax(1)
     original = unmask.explain(model, x, method="occlusion", target=target, **OCCLUSION).saliency
     for k, name in enumerate(["net.5", "net.2", "net.0"]):

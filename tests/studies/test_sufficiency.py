@@ -60,7 +60,8 @@ def test_maps_that_follow_the_prediction_are_sufficient_and_crossed_maps_are_not
     crossed = torch.stack([(a if k % 2 == 0 else b)[k] for k in range(6)])
     assert sufficiency(model, x, good, distance="euclidean").tolist() == [1.0] * 6
     assert sufficiency(model, x, crossed, distance="euclidean").tolist() == pytest.approx(
-        [0.5, 0.0, 0.5, 0.5, 0.0, 0.5])
+        [0.5, 0.0, 0.5, 0.5, 0.0, 0.5]
+    )
 
 
 def test_no_close_map_gives_nan_and_arguments_are_checked():

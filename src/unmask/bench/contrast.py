@@ -40,12 +40,26 @@ from torch import Tensor
 
 from ..registry import Entry
 
-__all__ = ["Pair", "Contrast", "CwoxMethod", "CWOX_ENTRY", "check_contrast", "pair_maps",
-           "CONTRAST_DEFAULTS", "LEVELS"]
+__all__ = [
+    "Pair",
+    "Contrast",
+    "CwoxMethod",
+    "CWOX_ENTRY",
+    "check_contrast",
+    "pair_maps",
+    "CONTRAST_DEFAULTS",
+    "LEVELS",
+]
 
 LEVELS = ("cluster", "class")
-CONTRAST_DEFAULTS: dict[str, Any] = {"tree": "auto", "cut_level": 0, "top": None, "top_p": 0.95,
-                                     "max_top": 5, "pairs": list(LEVELS)}
+CONTRAST_DEFAULTS: dict[str, Any] = {
+    "tree": "auto",
+    "cut_level": 0,
+    "top": None,
+    "top_p": 0.95,
+    "max_top": 5,
+    "pairs": list(LEVELS),
+}
 _KEYS = ("tree", "clusters", "cut_level", "top", "top_p", "max_top", "pairs")
 
 
@@ -71,8 +85,10 @@ def check_contrast(table: Any, base: str | Path = ".") -> dict[str, Any]:
         if "tree" in table:
             raise _fail("clusters", "give clusters or tree, not both")
         cl = table["clusters"]
-        if not isinstance(cl, list) or not cl or not all(
-            isinstance(c, list) and c and all(_int(v) and v >= 0 for v in c) for c in cl
+        if (
+            not isinstance(cl, list)
+            or not cl
+            or not all(isinstance(c, list) and c and all(_int(v) and v >= 0 for v in c) for c in cl)
         ):
             raise _fail("clusters", f"expected non-empty lists of class indices, got {cl!r}")
         flat = [v for c in cl for v in c]
@@ -87,15 +103,21 @@ def check_contrast(table: Any, base: str | Path = ".") -> dict[str, Any]:
             path = Path(tree)
             path = path if path.is_absolute() else Path(base) / path
             if not path.is_file():
-                raise _fail("tree", f"no such tree file {str(path)!r}; expected auto, resnet50, "
-                            "data-free or a tree JSON file")
+                raise _fail(
+                    "tree",
+                    f"no such tree file {str(path)!r}; expected auto, resnet50, "
+                    "data-free or a tree JSON file",
+                )
             out["tree"] = str(path.resolve())
     if not _int(out["cut_level"]) or out["cut_level"] < 0:
         raise _fail("cut_level", f"expected an integer >= 0, got {out['cut_level']!r}")
     if out["top"] is not None and (not _int(out["top"]) or out["top"] < 1):
         raise _fail("top", f"expected a positive integer, got {out['top']!r}")
-    if not isinstance(out["top_p"], int | float) or isinstance(out["top_p"], bool) \
-            or not 0 < out["top_p"] <= 1:
+    if (
+        not isinstance(out["top_p"], int | float)
+        or isinstance(out["top_p"], bool)
+        or not 0 < out["top_p"] <= 1
+    ):
         raise _fail("top_p", f"expected a number in (0, 1], got {out['top_p']!r}")
     if not _int(out["max_top"]) or out["max_top"] < 1:
         raise _fail("max_top", f"expected a positive integer, got {out['max_top']!r}")
@@ -130,8 +152,11 @@ class Pair:
         return self.target[0] if self.level == "class" else list(self.target)
 
     def to_json(self) -> dict[str, Any]:
-        return {"level": self.level, "target": list(self.target),
-                "competitors": list(self.competitors)}
+        return {
+            "level": self.level,
+            "target": list(self.target),
+            "competitors": list(self.competitors),
+        }
 
 
 class Contrast:
@@ -155,19 +180,25 @@ class Contrast:
             self.partition = [list(c) for c in config["clusters"]]
             bad = [v for c in self.partition for v in c if v >= self.num_classes]
             if bad:
-                raise _fail("clusters", f"class {bad[0]} is outside [0, {self.num_classes}) "
-                            "for this model")
+                raise _fail(
+                    "clusters", f"class {bad[0]} is outside [0, {self.num_classes}) for this model"
+                )
         else:
             from ..contrastive import data_free_tree, load_tree
 
             name = config["tree"]
             if name == "auto":
                 name = "resnet50" if self.num_classes == 1000 else "data-free"
-            self.tree = (data_free_tree(model) if name == "data-free"
-                         else load_tree(name, num_classes=self.num_classes))
+            self.tree = (
+                data_free_tree(model)
+                if name == "data-free"
+                else load_tree(name, num_classes=self.num_classes)
+            )
             if self.tree.num_classes != self.num_classes:
-                raise _fail("tree", f"the tree has {self.tree.num_classes} classes, the model "
-                            f"{self.num_classes}")
+                raise _fail(
+                    "tree",
+                    f"the tree has {self.tree.num_classes} classes, the model {self.num_classes}",
+                )
             self.tree._check_cut_level(config["cut_level"])
 
     def top(self, probabilities: Tensor) -> list[int]:
@@ -175,8 +206,9 @@ class Contrast:
         from ..contrastive import top_classes
 
         c = self.config
-        return top_classes(probabilities[None].double(), top=c.get("top"), top_p=c["top_p"],
-                           max_top=c["max_top"])[0]
+        return top_classes(
+            probabilities[None].double(), top=c.get("top"), top_p=c["top_p"], max_top=c["max_top"]
+        )[0]
 
     def clusters(self, probabilities: Tensor) -> list[list[int]]:
         """The image's top classes grouped into clusters (in order of first appearance)."""
@@ -228,18 +260,34 @@ class CwoxMethod:
 
     method = "cwox"
 
-    def __init__(self, model: Any, base: str = "gradcam", *, delta: float | None = None,
-                 negative: str | None = None, rescale: bool | None = None,
-                 batch_size: int = 16, seed: int = 0) -> None:
+    def __init__(
+        self,
+        model: Any,
+        base: str = "gradcam",
+        *,
+        delta: float | None = None,
+        negative: str | None = None,
+        rescale: bool | None = None,
+        batch_size: int = 16,
+        seed: int = 0,
+    ) -> None:
         from ..contrastive import CWOX
         from ..registry import METHODS
 
         if not isinstance(base, str) or base not in METHODS:
-            raise ValueError(f"base: expected a registered method name (see `unmask methods`), "
-                             f"got {base!r}")
+            raise ValueError(
+                f"base: expected a registered method name (see `unmask methods`), got {base!r}"
+            )
         self.base = METHODS.get(base).name
-        self.cwox = CWOX(model, self.base, delta=delta, negative=negative, rescale=rescale,
-                         batch_size=batch_size, seed=seed)
+        self.cwox = CWOX(
+            model,
+            self.base,
+            delta=delta,
+            negative=negative,
+            rescale=rescale,
+            batch_size=batch_size,
+            seed=seed,
+        )
         self.seed = seed
 
     @property
@@ -249,10 +297,15 @@ class CwoxMethod:
         from ..registry import to_json
 
         c = self.cwox
-        return {"base": self.base, "delta": c.delta, "negative": c.negative,
-                "rescale": c.rescale, "seed": self.seed,
-                "cluster_explainer": to_json(spec_or_none(c.cluster_explainer) or {}),
-                "class_explainer": to_json(spec_or_none(c.class_explainer) or {})}
+        return {
+            "base": self.base,
+            "delta": c.delta,
+            "negative": c.negative,
+            "rescale": c.rescale,
+            "seed": self.seed,
+            "cluster_explainer": to_json(spec_or_none(c.cluster_explainer) or {}),
+            "class_explainer": to_json(spec_or_none(c.class_explainer) or {}),
+        }
 
     def explain(self, x: Tensor, clusters: list[list[int]]) -> Any:
         """CWOX-2s of one image (1, 3, H, W) with its clusters."""
@@ -280,8 +333,12 @@ def pair_maps(explainer: Any, x: Tensor, pairs: list[Pair], cwox: Any = None) ->
     target (one pass over the perturbations with ``explain_each``).
     """
     if cwox is not None:
-        maps = [cwox.cluster_maps[0][p.cluster] if p.level == "cluster"
-                else cwox.class_maps[0][p.cluster][p.member] for p in pairs]
+        maps = [
+            cwox.cluster_maps[0][p.cluster]
+            if p.level == "cluster"
+            else cwox.class_maps[0][p.cluster][p.member]
+            for p in pairs
+        ]
         return torch.stack(maps)[:, None].float()
     targets = [p.explained() for p in pairs]
     each = getattr(explainer, "explain_each", None)

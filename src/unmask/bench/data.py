@@ -291,8 +291,11 @@ def open_dataset(path: str | Path, kind: str = "auto") -> Dataset:
                     entries.append((str(p.relative_to(root)), c))
         if not class_names:  # a flat folder of images: no labels (data.target = "top1")
             class_names = None
-            entries = [(p.name, None) for p in sorted(root.iterdir())
-                       if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+            entries = [
+                (p.name, None)
+                for p in sorted(root.iterdir())
+                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            ]
     if not entries:
         raise ValueError(f"data.path: no images listed in {str(root)!r} ({kind} layout)")
     unknown = sorted(set(boxes) - {f for f, _ in entries})

@@ -56,24 +56,32 @@ def _data(run: Any, result: Any) -> Any:
     from ..metrics.deletion import Curve
 
     if isinstance(result, Curve):
-        return {"scores": [float(v) for v in result.scores[0]],
-                "fractions": [float(v) for v in result.fractions]}
+        return {
+            "scores": [float(v) for v in result.scores[0]],
+            "fractions": [float(v) for v in result.fractions],
+        }
     if isinstance(result, Retained):
         return {"p": float(result.p[0]), "p_hat": float(result.p_hat[0])}
     return None
 
 
-def _evaluate(model: Any, x: Tensor, saliency: Tensor, members: list[tuple[Any, Any]],
-              target: Any, inputs: dict[str, Any]
-              ) -> dict[str, tuple[Tensor | None, Any, str | None]]:
+def _evaluate(
+    model: Any,
+    x: Tensor,
+    saliency: Tensor,
+    members: list[tuple[Any, Any]],
+    target: Any,
+    inputs: dict[str, Any],
+) -> dict[str, tuple[Tensor | None, Any, str | None]]:
     """label -> (values, shared result, error) of one :func:`evaluate` call; when it raises,
     each metric alone (so that one failing metric does not fail the others)."""
     from ..metrics import evaluate
 
     def call(group: list[tuple[Any, Any]]) -> dict[str, tuple[Tensor | None, Any, str | None]]:
         shared: dict[str, Any] = {}
-        values = evaluate(model, x, saliency, {run.label: m for run, m in group}, target,
-                          shared=shared, **inputs)
+        values = evaluate(
+            model, x, saliency, {run.label: m for run, m in group}, target, shared=shared, **inputs
+        )
         return {k: (v, shared.get(k), None) for k, v in values.items()}
 
     try:
@@ -128,12 +136,17 @@ def run_metrics(
         if run.kind == "localisation" and gt is None:
             continue
         if run.kind in ("explanation_image", "artifact") and x_hat is None:
-            out[run.label] = {"error": f"ValueError: {run.metric} needs an explanation image x̂; "
-                              f"{explanation.method!r} makes none", "map": which}
+            out[run.label] = {
+                "error": f"ValueError: {run.metric} needs an explanation image x̂; "
+                f"{explanation.method!r} makes none",
+                "map": which,
+            }
             continue
         if run.kind not in ("faithfulness", "localisation", "explanation_image", "artifact"):
-            out[run.label] = {"error": f"ValueError: {run.metric}: kind {run.kind!r} is not run "
-                              "per explanation", "map": which}
+            out[run.label] = {
+                "error": f"ValueError: {run.metric}: kind {run.kind!r} is not run per explanation",
+                "map": which,
+            }
             continue
         groups.setdefault(which, []).append((run, metric))
     inputs = {"boxes": gt, "x_hat": x_hat, "coefficients": coeffs}
@@ -154,18 +167,27 @@ def run_metrics(
             from ..metrics.localisation import ALPHAS, localisation_error
 
             saliency = relevance if which == "relevance" else explanation.saliency
-            data = {"alphas": list(ALPHAS), "errors": [
-                float(localisation_error(saliency, gt, a, metric.box, metric.iou_threshold)[0])
-                for a in ALPHAS]}
+            data = {
+                "alphas": list(ALPHAS),
+                "errors": [
+                    float(localisation_error(saliency, gt, a, metric.box, metric.iou_threshold)[0])
+                    for a in ALPHAS
+                ],
+            }
         v = float(torch.as_tensor(values).double().flatten()[0])
         out[run.label] = {"value": _finite(v), "data": data, "map": which}
     # the order of ``metrics``
     return {run.label: out[run.label] for run, _ in metrics if run.label in out}
 
 
-def run_contrastive(model: Any, x: Tensor, maps: Tensor, pairs: list[Any],
-                    metrics: list[tuple[Any, Any]], map_name: str = "saliency"
-                    ) -> dict[str, dict[str, Any]]:
+def run_contrastive(
+    model: Any,
+    x: Tensor,
+    maps: Tensor,
+    pairs: list[Any],
+    metrics: list[tuple[Any, Any]],
+    map_name: str = "saliency",
+) -> dict[str, dict[str, Any]]:
     """The contrastive metrics of one image's pairs.
 
     Args:
@@ -195,8 +217,10 @@ def run_contrastive(model: Any, x: Tensor, maps: Tensor, pairs: list[Any],
             continue
         vals = [float(v) for v in torch.as_tensor(values).double()]
         n_delta = [int(n) for n in curve.n_delta] if curve is not None else [None] * len(pairs)
-        rows = [{**p.to_json(), "value": _finite(v), "n_delta": n, "zero_map": z}
-                for p, v, n, z in zip(pairs, vals, n_delta, zero, strict=True)]
+        rows = [
+            {**p.to_json(), "value": _finite(v), "n_delta": n, "zero_map": z}
+            for p, v, n, z in zip(pairs, vals, n_delta, zero, strict=True)
+        ]
         kept = [v for v, z in zip(vals, zero, strict=True) if not z and math.isfinite(v)]
         value = sum(kept) / len(kept) if kept else None
         out[run.label] = {"value": value, "data": {"pairs": rows}, "map": map_name}

@@ -30,8 +30,7 @@ import numpy as np
 
 from .store import Store, decode_map
 
-__all__ = ["write_report", "summarise", "bootstrap_ci", "robustness_scores",
-           "contrastive_summary"]
+__all__ = ["write_report", "summarise", "bootstrap_ci", "robustness_scores", "contrastive_summary"]
 
 
 def bootstrap_ci(
@@ -158,8 +157,11 @@ def contrastive_summary(store: Store) -> dict[str, Any]:
     config = store.config
     methods = {m["label"]: m["method"] for m in config["methods"]}
     labels = [m["label"] for m in config["metrics"] if _kind(m["metric"]) == "contrastive"]
-    rows = [r for r in store.results() if r["status"] == "done" and r["metric"] in labels
-            and r["data"] and "pairs" in r["data"]]
+    rows = [
+        r
+        for r in store.results()
+        if r["status"] == "done" and r["metric"] in labels and r["data"] and "pairs" in r["data"]
+    ]
     out: dict[str, Any] = {}
     for label in labels:
         metric = next(m["metric"] for m in config["metrics"] if m["label"] == label)
@@ -180,29 +182,54 @@ def contrastive_summary(store: Store) -> dict[str, Any]:
                     continue
                 kept = [v for v in sel if not v[2] and v[0] is not None]
                 vals = [v[0] for v in kept]
-                table.append({
-                    "run": run, "level": level, "pairs": len(sel), "left_out": len(sel) - len(kept),
-                    "mean": float(np.mean(vals)) if vals else None,
-                    "median": float(np.median(vals)) if vals else None,
-                    "median_n_delta": float(np.median([v[1] for v in kept])) if kept else None,
-                })
+                table.append(
+                    {
+                        "run": run,
+                        "level": level,
+                        "pairs": len(sel),
+                        "left_out": len(sel) - len(kept),
+                        "mean": float(np.mean(vals)) if vals else None,
+                        "median": float(np.median(vals)) if vals else None,
+                        "median_n_delta": float(np.median([v[1] for v in kept])) if kept else None,
+                    }
+                )
         runs = list(per_run)
         cw = [r for r in runs if methods.get(r) == "cwox"]
-        order = [(a, b) for a in cw for b in runs if b not in cw] if cw else list(
-            itertools.permutations(runs, 2))
+        order = (
+            [(a, b) for a in cw for b in runs if b not in cw]
+            if cw
+            else list(itertools.permutations(runs, 2))
+        )
         paired = []
         for a, b in order:
             for level in ("cluster", "class"):
-                both = [(per_run[a][k][0], per_run[b][k][0]) for k in per_run[a]
-                        if k[1] == level and k in per_run[b] and not per_run[a][k][2]
-                        and not per_run[b][k][2] and per_run[a][k][0] is not None
-                        and per_run[b][k][0] is not None]
+                both = [
+                    (per_run[a][k][0], per_run[b][k][0])
+                    for k in per_run[a]
+                    if k[1] == level
+                    and k in per_run[b]
+                    and not per_run[a][k][2]
+                    and not per_run[b][k][2]
+                    and per_run[a][k][0] is not None
+                    and per_run[b][k][0] is not None
+                ]
                 if both:
                     better = sum((va > vb) if higher else (va < vb) for va, vb in both)
-                    paired.append({"run": a, "against": b, "level": level, "better": better,
-                                   "pairs": len(both)})
-        out[label] = {"metric": metric, "higher_is_better": higher, "table": table,
-                      "paired": paired}
+                    paired.append(
+                        {
+                            "run": a,
+                            "against": b,
+                            "level": level,
+                            "better": better,
+                            "pairs": len(both),
+                        }
+                    )
+        out[label] = {
+            "metric": metric,
+            "higher_is_better": higher,
+            "table": table,
+            "paired": paired,
+        }
     return out
 
 
@@ -598,21 +625,39 @@ def write_report(
                 f"<h3>{html.escape(label)} per pair <small>({arrow})</small></h3>"
                 + _table(
                     ["method run", "level", "pairs", "left out", "mean", "median", "median n_δ"],
-                    [[html.escape(t["run"]), t["level"], str(t["pairs"]), str(t["left_out"]),
-                      _fmt(t["mean"]), _fmt(t["median"]), _fmt(t["median_n_delta"])]
-                     for t in c["table"]],
+                    [
+                        [
+                            html.escape(t["run"]),
+                            t["level"],
+                            str(t["pairs"]),
+                            str(t["left_out"]),
+                            _fmt(t["mean"]),
+                            _fmt(t["median"]),
+                            _fmt(t["median_n_delta"]),
+                        ]
+                        for t in c["table"]
+                    ],
                     cls="contrastive",
                 )
             )
             if c["paired"]:
-                parts.append(_table(
-                    ["method run", "against", "level", "better on", "share"],
-                    [[html.escape(p["run"]), html.escape(p["against"]), p["level"],
-                      f"{p['better']} / {p['pairs']} pairs", f"{p['better'] / p['pairs']:.0%}"]
-                     for p in c["paired"]],
-                    [p["better"] * 2 > p["pairs"] for p in c["paired"]],
-                    cls="paired",
-                ))
+                parts.append(
+                    _table(
+                        ["method run", "against", "level", "better on", "share"],
+                        [
+                            [
+                                html.escape(p["run"]),
+                                html.escape(p["against"]),
+                                p["level"],
+                                f"{p['better']} / {p['pairs']} pairs",
+                                f"{p['better'] / p['pairs']:.0%}",
+                            ]
+                            for p in c["paired"]
+                        ],
+                        [p["better"] * 2 > p["pairs"] for p in c["paired"]],
+                        cls="paired",
+                    )
+                )
     if any(robust.values()):
         parts.append(
             "<h2>Robustness</h2>"

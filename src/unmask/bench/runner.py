@@ -149,8 +149,14 @@ class Worker:
 
                 assert clusters is not None and pairs is not None
                 ce = explainer.explain(x, clusters)
-                e = _cwox_explanation(ce, cwox_saliency(ce, clusters, target), target,
-                                      explainer, clusters, self.model.num_classes)
+                e = _cwox_explanation(
+                    ce,
+                    cwox_saliency(ce, clusters, target),
+                    target,
+                    explainer,
+                    clusters,
+                    self.model.num_classes,
+                )
                 maps = pair_maps(explainer, x, pairs, ce) if metrics and pairs else None
             else:
                 e = explainer.explain(x, [target])
@@ -191,16 +197,26 @@ class Worker:
             x_hat=x_hat,
         )
         if maps is not None:
-            values.update(run_contrastive(
-                self.model, x, maps, pairs, contrastive,
-                "contrastive" if run.method == "cwox" else "saliency"))
+            values.update(
+                run_contrastive(
+                    self.model,
+                    x,
+                    maps,
+                    pairs,
+                    contrastive,
+                    "contrastive" if run.method == "cwox" else "saliency",
+                )
+            )
         results = []
         for m in self.plan.metrics:
             if m.label not in values:  # not applicable (no boxes, no pairs) or not for this run
                 continue
             v = values[m.label]
-            params = {**m.params, "contrast": self.plan.contrast} if m.kind == "contrastive" \
+            params = (
+                {**m.params, "contrast": self.plan.contrast}
+                if m.kind == "contrastive"
                 else m.params
+            )
             mk = metric_key(key, m.metric, params)
             if "error" in v:
                 results.append(ResultRecord(m.label, mk, "failed", map=v["map"], error=v["error"]))
@@ -221,8 +237,14 @@ class Worker:
         )
 
 
-def _cwox_explanation(ce: Any, saliency: torch.Tensor, target: Any, explainer: Any,
-                      clusters: list[list[int]], num_classes: int) -> Any:
+def _cwox_explanation(
+    ce: Any,
+    saliency: torch.Tensor,
+    target: Any,
+    explainer: Any,
+    clusters: list[list[int]],
+    num_classes: int,
+) -> Any:
     """A CWOX-2s result as the unit's Explanation: the target's cluster map, keyed by CWOX's
     resolved settings and the image's clusters."""
     from .._checks import check_targets

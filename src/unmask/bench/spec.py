@@ -58,8 +58,14 @@ __all__ = [
 
 #: Metric kinds a benchmark computes per (image, method run); ``similarity`` metrics compare the
 #: runs of one method entry (robustness) and are computed by the report.
-METRIC_KINDS = ("faithfulness", "localisation", "explanation_image", "artifact", "contrastive",
-                "similarity")
+METRIC_KINDS = (
+    "faithfulness",
+    "localisation",
+    "explanation_image",
+    "artifact",
+    "contrastive",
+    "similarity",
+)
 MAP_CHOICES = ("auto", "saliency", "relevance")
 
 _TOP = ("name", "description", "model", "data", "contrast", "methods", "metrics")
@@ -452,8 +458,10 @@ def parse_plan(
     methods = _methods(config.get("methods"))
     metrics, similarity = _metrics(config.get("metrics"))
     contrast = None
-    if "contrast" in config or any(m.kind == "contrastive" for m in metrics) or any(
-        m.method == "cwox" for m in methods
+    if (
+        "contrast" in config
+        or any(m.kind == "contrastive" for m in metrics)
+        or any(m.method == "cwox" for m in methods)
     ):
         from .contrast import check_contrast
 

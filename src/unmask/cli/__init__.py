@@ -39,8 +39,11 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = _Parser(prog="unmask", description="Explain image classifiers by removing what they "
-                     "see, and measure whether the explanations are true.")
+    parser = _Parser(
+        prog="unmask",
+        description="Explain image classifiers by removing what they "
+        "see, and measure whether the explanations are true.",
+    )
     parser.add_argument("--version", action="version", version=f"unmask {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -65,8 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # an internal failure: one line, the traceback on request
         if os.environ.get("UNMASK_DEBUG"):
             raise
-        print(f"unmask: internal error: {type(exc).__name__}: {exc} "
-              "(set UNMASK_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(
+            f"unmask: internal error: {type(exc).__name__}: {exc} "
+            "(set UNMASK_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -15,9 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CLI_DEFAULTS", "Inputs", "add_input_arguments", "check_common",
-           "check_output", "load_inputs", "load_cli_model", "method_hyper", "parse_params",
-           "read_source", "removal_help"]
+__all__ = [
+    "CLI_DEFAULTS",
+    "Inputs",
+    "add_input_arguments",
+    "check_common",
+    "check_output",
+    "load_inputs",
+    "load_cli_model",
+    "method_hyper",
+    "parse_params",
+    "read_source",
+    "removal_help",
+]
 
 #: Defaults the CLI uses instead of the paper's, so the first run takes seconds on a CPU:
 #: occlusion with 32x32 patches at stride 16 is 13x13 = 169 forward passes at 224x224
@@ -42,36 +52,78 @@ def add_input_arguments(parser: argparse.ArgumentParser, *, batch_help: str) -> 
     """The images, model and run arguments both ``explain`` and ``evaluate`` take."""
     from ..images import EXAMPLES
 
-    parser.add_argument("images", nargs="*", metavar="IMAGE",
-                        help="image files (any format PIL reads) or .npy arrays (H, W[, C]) in "
-                        "[0, 1] or uint8")
-    parser.add_argument("--example", action="append", default=[], choices=EXAMPLES, metavar="NAME",
-                        help=f"a bundled scikit-image example image ({', '.join(EXAMPLES)}); "
-                        "repeatable")
-    parser.add_argument("--model", default="efficientnet_lite0",
-                        help="model name (see `unmask models`); default: efficientnet_lite0")
-    parser.add_argument("--weights", default=None, metavar="FILE",
-                        help="a local state dict: required for torchvision models (tv:<arch>); for "
-                        "an embedded model it replaces the packaged weights")
-    parser.add_argument("--target", type=int, default=None, metavar="K",
-                        help="class to explain (default: each image's top-1 class)")
-    parser.add_argument("--size", type=int, default=None, metavar="N",
-                        help="centre-crop (the shorter side's square) and resize images to N x N; "
-                        "default: the model's input size")
-    parser.add_argument("--fit", default="crop", choices=("crop", "resize"),
-                        help="crop (default): the centred square of the shorter side, scaled to "
-                        "N x N (keeps the aspect ratio, cuts the sides); resize: the whole image "
-                        "stretched to N x N")
+    parser.add_argument(
+        "images",
+        nargs="*",
+        metavar="IMAGE",
+        help="image files (any format PIL reads) or .npy arrays (H, W[, C]) in [0, 1] or uint8",
+    )
+    parser.add_argument(
+        "--example",
+        action="append",
+        default=[],
+        choices=EXAMPLES,
+        metavar="NAME",
+        help=f"a bundled scikit-image example image ({', '.join(EXAMPLES)}); repeatable",
+    )
+    parser.add_argument(
+        "--model",
+        default="efficientnet_lite0",
+        help="model name (see `unmask models`); default: efficientnet_lite0",
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        metavar="FILE",
+        help="a local state dict: required for torchvision models (tv:<arch>); for "
+        "an embedded model it replaces the packaged weights",
+    )
+    parser.add_argument(
+        "--target",
+        type=int,
+        default=None,
+        metavar="K",
+        help="class to explain (default: each image's top-1 class)",
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="centre-crop (the shorter side's square) and resize images to N x N; "
+        "default: the model's input size",
+    )
+    parser.add_argument(
+        "--fit",
+        default="crop",
+        choices=("crop", "resize"),
+        help="crop (default): the centred square of the shorter side, scaled to "
+        "N x N (keeps the aspect ratio, cuts the sides); resize: the whole image "
+        "stretched to N x N",
+    )
     parser.add_argument("--batch-size", type=int, default=16, metavar="N", help=batch_help)
-    parser.add_argument("--seed", type=int, default=0, metavar="N",
-                        help="random seed of stochastic methods (default 0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="random seed of stochastic methods (default 0)",
+    )
     parser.add_argument("--removal", default=None, metavar="NAME", help=removal_help())
-    parser.add_argument("--layer", default=None, metavar="NAME",
-                        help="layer of layer methods (CAMs, mwp); see `unmask layers`; default: "
-                        "the model's feature layer")
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="a method hyperparameter (value parsed as JSON, else a string); "
-                        "repeatable")
+    parser.add_argument(
+        "--layer",
+        default=None,
+        metavar="NAME",
+        help="layer of layer methods (CAMs, mwp); see `unmask layers`; default: "
+        "the model's feature layer",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a method hyperparameter (value parsed as JSON, else a string); repeatable",
+    )
 
 
 def _short(value: int) -> str:
@@ -129,16 +181,19 @@ def check_common(args: argparse.Namespace) -> None:
     from .._limits import max_size
 
     if not args.images and not args.example:
-        raise ValueError("IMAGE: give at least one image file, or --example NAME "
-                         "(e.g. --example coffee)")
+        raise ValueError(
+            "IMAGE: give at least one image file, or --example NAME (e.g. --example coffee)"
+        )
     check_positive(args.batch_size, "--batch-size", integer=True)
     if not 0 <= args.seed <= MAX_SEED:
         raise ValueError(f"--seed: expected an integer in [0, 2**63 - 1], got {_short(args.seed)}")
     if args.size is not None:
         check_positive(args.size, "--size", integer=True)
     if args.size is not None and args.size > max_size():
-        raise ValueError(f"--size: expected at most {max_size()} (the image side limit; raise it "
-                         f"with the environment variable UNMASK_MAX_SIZE), got {args.size}")
+        raise ValueError(
+            f"--size: expected at most {max_size()} (the image side limit; raise it "
+            f"with the environment variable UNMASK_MAX_SIZE), got {args.size}"
+        )
     if args.removal is not None:
         from ..removal import make_removal
 
@@ -148,8 +203,13 @@ def check_common(args: argparse.Namespace) -> None:
             raise ValueError(f"--removal: {str(exc).removeprefix('removal: ')}") from None
 
 
-def method_hyper(entry: Any, args: argparse.Namespace, size: int, progress: bool | None = None,
-                 removal: bool = True) -> dict[str, Any]:
+def method_hyper(
+    entry: Any,
+    args: argparse.Namespace,
+    size: int,
+    progress: bool | None = None,
+    removal: bool = True,
+) -> dict[str, Any]:
     """A method's hyperparameters: the CLI's defaults, ``--param``, ``--removal`` (when
     ``removal``; ``evaluate`` gives it to the metrics instead) and ``--batch-size``.
 
@@ -163,9 +223,11 @@ def method_hyper(entry: Any, args: argparse.Namespace, size: int, progress: bool
     if "patch_size" in defaults and "patch_size" not in given:
         patch = defaults["patch_size"]
         if size < patch:
-            raise ValueError(f"--size: {size} is smaller than {method}'s {patch} x {patch} patch "
-                             f"(the command's default); use --size >= {patch}, or a smaller patch "
-                             "with --param patch_size=K")
+            raise ValueError(
+                f"--size: {size} is smaller than {method}'s {patch} x {patch} patch "
+                f"(the command's default); use --size >= {patch}, or a smaller patch "
+                "with --param patch_size=K"
+            )
     if removal and args.removal is not None:
         if not entry.accepts("removal"):
             raise ValueError(f"--removal: method {method!r} takes no removal strategy")
@@ -195,8 +257,11 @@ def load_cli_model(args: argparse.Namespace) -> tuple[Any, int]:
     size = args.size
     if size is None:
         size = model.input_size[0] if model.input_size is not None else 224
-    check_memory(batch_bytes(args.batch_size, 3, size, size, model.input_size), "--batch-size",
-                 f"a batch of {args.batch_size} images of {size}x{size}")
+    check_memory(
+        batch_bytes(args.batch_size, 3, size, size, model.input_size),
+        "--batch-size",
+        f"a batch of {args.batch_size} images of {size}x{size}",
+    )
     return model, size
 
 

@@ -8,53 +8,110 @@ from pathlib import Path
 from typing import Any
 
 COMMAND = "cwox"
-HELP = ("Explain the top classes of images contrastively (CWOX-2s): cluster maps, then class maps "
-        "within each cluster; write a PNG.")
+HELP = (
+    "Explain the top classes of images contrastively (CWOX-2s): cluster maps, then class maps "
+    "within each cluster; write a PNG."
+)
 
 BASES = ("gradcam", "mwp", "rise", "lime")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", metavar="IMAGE",
-                        help="image files (any format PIL reads)")
-    parser.add_argument("--base", default="gradcam", choices=BASES,
-                        help="base explainer of both stages, with the original CWOX settings "
-                        "(default gradcam)")
-    parser.add_argument("--tree", default=None, metavar="resnet50|data-free|FILE",
-                        help="label tree that clusters the top classes: 'resnet50' (the "
-                        "published tree, shipped), 'data-free' (from the model's last layer), or "
-                        "a tree JSON file; default: resnet50 for 1000-class models, else data-free")
-    parser.add_argument("--clusters", default=None, metavar="C1,C2;C3",
-                        help="explicit clusters instead of a tree, e.g. '486,889;402,420,546' "
-                        "(the same for every image)")
-    parser.add_argument("--cut-level", type=int, default=0, metavar="N",
-                        help="tree level to cut at: 0 = the lowest latent level (default 0)")
-    parser.add_argument("--delta", type=float, default=None, metavar="D",
-                        help="support percentile δ in [0, 100] (default: gradcam 50, mwp 60, "
-                        "rise 70, lime 85)")
+    parser.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="image files (any format PIL reads)"
+    )
+    parser.add_argument(
+        "--base",
+        default="gradcam",
+        choices=BASES,
+        help="base explainer of both stages, with the original CWOX settings (default gradcam)",
+    )
+    parser.add_argument(
+        "--tree",
+        default=None,
+        metavar="resnet50|data-free|FILE",
+        help="label tree that clusters the top classes: 'resnet50' (the "
+        "published tree, shipped), 'data-free' (from the model's last layer), or "
+        "a tree JSON file; default: resnet50 for 1000-class models, else data-free",
+    )
+    parser.add_argument(
+        "--clusters",
+        default=None,
+        metavar="C1,C2;C3",
+        help="explicit clusters instead of a tree, e.g. '486,889;402,420,546' "
+        "(the same for every image)",
+    )
+    parser.add_argument(
+        "--cut-level",
+        type=int,
+        default=0,
+        metavar="N",
+        help="tree level to cut at: 0 = the lowest latent level (default 0)",
+    )
+    parser.add_argument(
+        "--delta",
+        type=float,
+        default=None,
+        metavar="D",
+        help="support percentile δ in [0, 100] (default: gradcam 50, mwp 60, rise 70, lime 85)",
+    )
     top = parser.add_mutually_exclusive_group()
-    top.add_argument("--top", type=int, default=None, metavar="K",
-                     help="explain the K most probable classes")
-    top.add_argument("--top-p", type=float, default=None, metavar="P",
-                     help="explain the fewest top classes whose probabilities sum to P "
-                     "(default 0.95, at most --max-top)")
-    parser.add_argument("--max-top", type=int, default=5, metavar="K",
-                        help="the most classes --top-p chooses (default 5)")
-    parser.add_argument("--model", default="efficientnet_lite0",
-                        help="model name (see `unmask models`); default: efficientnet_lite0")
-    parser.add_argument("--weights", default=None, metavar="FILE",
-                        help="local weights file for a torchvision model (tv:<arch>)")
-    parser.add_argument("--size", type=int, default=None, metavar="N",
-                        help="resize and centre-crop images to N x N (default: the model's size)")
-    parser.add_argument("--out", default=None, metavar="PNG",
-                        help="output PNG (one figure for all images); default: "
-                        "unmask-<stem>-cwox-<base>.png per image in the current directory")
-    parser.add_argument("--dpi", type=int, default=100, metavar="N",
-                        help="resolution of the PNG (default 100)")
-    parser.add_argument("--json", action="store_true",
-                        help="print JSON: clusters, classes, probabilities, files")
-    parser.add_argument("--batch-size", type=int, default=16, metavar="N",
-                        help="images per forward pass (default 16)")
+    top.add_argument(
+        "--top", type=int, default=None, metavar="K", help="explain the K most probable classes"
+    )
+    top.add_argument(
+        "--top-p",
+        type=float,
+        default=None,
+        metavar="P",
+        help="explain the fewest top classes whose probabilities sum to P "
+        "(default 0.95, at most --max-top)",
+    )
+    parser.add_argument(
+        "--max-top",
+        type=int,
+        default=5,
+        metavar="K",
+        help="the most classes --top-p chooses (default 5)",
+    )
+    parser.add_argument(
+        "--model",
+        default="efficientnet_lite0",
+        help="model name (see `unmask models`); default: efficientnet_lite0",
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        metavar="FILE",
+        help="local weights file for a torchvision model (tv:<arch>)",
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="resize and centre-crop images to N x N (default: the model's size)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        metavar="PNG",
+        help="output PNG (one figure for all images); default: "
+        "unmask-<stem>-cwox-<base>.png per image in the current directory",
+    )
+    parser.add_argument(
+        "--dpi", type=int, default=100, metavar="N", help="resolution of the PNG (default 100)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON: clusters, classes, probabilities, files"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        metavar="N",
+        help="images per forward pass (default 16)",
+    )
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
 
 
@@ -82,8 +139,9 @@ def _tree(name: str | None, model: Any) -> Any:
         return load_tree(name, num_classes=model.num_classes), name
     except (ValueError, TypeError, FileNotFoundError) as exc:
         msg = str(exc)
-        raise type(exc)("--tree: " + (msg[len("tree: "):] if msg.startswith("tree: ") else msg)
-                        ) from None
+        raise type(exc)(
+            "--tree: " + (msg[len("tree: ") :] if msg.startswith("tree: ") else msg)
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,13 +180,22 @@ def run(args: argparse.Namespace) -> int:
     x = torch.cat([load_image(Path(p), size=size) for p in args.images])
     tree, tree_name = (None, None) if clusters is not None else _tree(args.tree, model)
     if tree is not None and args.cut_level >= tree.depth:
-        raise ValueError(f"--cut-level: expected an int in [0, {tree.depth - 1}] for this tree "
-                         f"({tree.depth} levels), got {args.cut_level}")
+        raise ValueError(
+            f"--cut-level: expected an int in [0, {tree.depth - 1}] for this tree "
+            f"({tree.depth} levels), got {args.cut_level}"
+        )
     explainer = CWOX(model, args.base, delta=args.delta, batch_size=args.batch_size, seed=args.seed)
     top_p = args.top_p if args.top_p is not None else 0.95
     try:
-        e = explainer.explain(x, clusters, tree=tree, cut_level=args.cut_level, top=args.top,
-                              top_p=top_p, max_top=args.max_top)
+        e = explainer.explain(
+            x,
+            clusters,
+            tree=tree,
+            cut_level=args.cut_level,
+            top=args.top,
+            top_p=top_p,
+            max_top=args.max_top,
+        )
     except (ValueError, TypeError) as exc:
         msg = str(exc)
         if msg.startswith("clusters"):
@@ -138,8 +205,9 @@ def run(args: argparse.Namespace) -> int:
     labels = [Path(p).name for p in args.images]
     files: list[list[str]] = [[] for _ in args.images]
     if args.out is not None:
-        path = save_cwox(args.out, x, e, class_names=model.class_names, row_labels=labels,
-                         dpi=args.dpi)
+        path = save_cwox(
+            args.out, x, e, class_names=model.class_names, row_labels=labels, dpi=args.dpi
+        )
         files = [[str(path)] for _ in args.images]
     else:
         taken: set[Path] = set()
@@ -150,25 +218,42 @@ def run(args: argparse.Namespace) -> int:
                 path = Path(f"unmask-{Path(p).stem or 'image'}-{n}-cwox-{args.base}.png")
                 n += 1
             taken.add(path)
-            save_cwox(path, x[i : i + 1], e[i], class_names=model.class_names,
-                      row_labels=[labels[i]], dpi=args.dpi)
+            save_cwox(
+                path,
+                x[i : i + 1],
+                e[i],
+                class_names=model.class_names,
+                row_labels=[labels[i]],
+                dpi=args.dpi,
+            )
             files[i] = [str(path)]
 
     summary = e.summary(model.class_names)
     for i, image in enumerate(summary["images"]):
         image["file"] = args.images[i]
         image["outputs"] = files[i]
-    summary.update({"model": model.name, "base": args.base, "size": size, "tree": tree_name,
-                    "cut_level": args.cut_level if tree is not None else None})
+    summary.update(
+        {
+            "model": model.name,
+            "base": args.base,
+            "size": size,
+            "tree": tree_name,
+            "cut_level": args.cut_level if tree is not None else None,
+        }
+    )
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
     for image in summary["images"]:
-        print(f"{image['file']}: {len(image['clusters'])} clusters ({model.name}, {args.base}, "
-              f"delta {summary['delta']:g}, tree {tree_name or 'given clusters'})")
+        print(
+            f"{image['file']}: {len(image['clusters'])} clusters ({model.name}, {args.base}, "
+            f"delta {summary['delta']:g}, tree {tree_name or 'given clusters'})"
+        )
         for j, c in enumerate(image["clusters"]):
-            names = ", ".join(f"{n.split(',')[0]} {q:.1%}"
-                              for n, q in zip(c["names"], c["class_probabilities"], strict=True))
+            names = ", ".join(
+                f"{n.split(',')[0]} {q:.1%}"
+                for n, q in zip(c["names"], c["class_probabilities"], strict=True)
+            )
             print(f"  cluster {j + 1} ({c['probability']:.1%}): {names}")
     for f in dict.fromkeys(f for image in summary["images"] for f in image["outputs"]):
         print(f"wrote {f}")

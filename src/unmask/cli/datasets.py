@@ -7,8 +7,10 @@ import argparse
 from pathlib import Path
 
 COMMAND = "datasets"
-HELP = ("The synthetic shapes benchmark: write a split, train its CNN, measure localisation, "
-        "ROAR / KAR.")
+HELP = (
+    "The synthetic shapes benchmark: write a split, train its CNN, measure localisation, "
+    "ROAR / KAR."
+)
 
 
 def _positive(text: str) -> int:
@@ -45,24 +47,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t = sub.add_parser("train-synthetic", help="train the small CNN on the synthetic shapes")
     t.add_argument("--out", required=True, help="weights file to write (e.g. weights.pt)")
     t.add_argument("--epochs", type=_positive, default=12, help="passes over the data (default 12)")
-    t.add_argument("--seed", type=_seed, default=0,
-                   help="seed of the data and the training (default 0)")
-    t.add_argument("--n-train", type=_positive, default=12000,
-                   help="training images (default 12000)")
-    t.add_argument("--n-val", type=_positive, default=500,
-                   help="validation images, accuracy printed after each epoch (default 500)")
-    t.add_argument("--n-test", type=_positive, default=1000,
-                   help="held-out test images for the reported accuracy (default 1000)")
+    t.add_argument(
+        "--seed", type=_seed, default=0, help="seed of the data and the training (default 0)"
+    )
+    t.add_argument(
+        "--n-train", type=_positive, default=12000, help="training images (default 12000)"
+    )
+    t.add_argument(
+        "--n-val",
+        type=_positive,
+        default=500,
+        help="validation images, accuracy printed after each epoch (default 500)",
+    )
+    t.add_argument(
+        "--n-test",
+        type=_positive,
+        default=1000,
+        help="held-out test images for the reported accuracy (default 1000)",
+    )
     t.add_argument("--threads", type=_positive, default=1, help="torch threads (default 1)")
     t.set_defaults(_action=_train)
 
     loc = sub.add_parser("localisation", help="pointing game and localisation error per method")
-    loc.add_argument("--methods", default=None,
-                     help="comma-separated methods and baselines (default: "
-                          "occlusion,rise,lime,extremal,random,centre,whole_image)")
+    loc.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated methods and baselines (default: "
+        "occlusion,rise,lime,extremal,random,centre,whole_image)",
+    )
     loc.add_argument("--n-test", type=_positive, default=200, help="test images (default 200)")
-    loc.add_argument("--n-heldout", type=_positive, default=100,
-                     help="held-out images that choose alpha (default 100)")
+    loc.add_argument(
+        "--n-heldout",
+        type=_positive,
+        default=100,
+        help="held-out images that choose alpha (default 100)",
+    )
     loc.add_argument("--seed", type=_seed, default=0, help="the benchmark's seed (default 0)")
     loc.add_argument("--weights", default=None, help="weights file (default: the shipped model)")
     loc.add_argument("--csv", default=None, help="also write the rows to this CSV file")
@@ -70,28 +89,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     loc.add_argument("--progress", action="store_true", help="show progress bars")
     loc.set_defaults(_action=_localisation)
 
-    ro = sub.add_parser("roar", help="ROAR / KAR: retrain the CNN on images ablated by each "
-                                     "method's maps, test accuracy against k")
-    ro.add_argument("--methods", default=None,
-                    help="comma-separated methods, baselines and 'oracle' (default: "
-                         "random,oracle,gradient,gradcam,integrated_gradients)")
-    ro.add_argument("--ks", default="10,30,50,70,90",
-                    help="comma-separated percentages in 1..99 (default 10,30,50,70,90)")
+    ro = sub.add_parser(
+        "roar",
+        help="ROAR / KAR: retrain the CNN on images ablated by each "
+        "method's maps, test accuracy against k",
+    )
+    ro.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated methods, baselines and 'oracle' (default: "
+        "random,oracle,gradient,gradcam,integrated_gradients)",
+    )
+    ro.add_argument(
+        "--ks",
+        default="10,30,50,70,90",
+        help="comma-separated percentages in 1..99 (default 10,30,50,70,90)",
+    )
     ro.add_argument("--modes", default="roar,kar", help="roar, kar or both (default roar,kar)")
-    ro.add_argument("--n-train", type=_positive, default=3000,
-                    help="training images of each retraining (default 3000)")
+    ro.add_argument(
+        "--n-train",
+        type=_positive,
+        default=3000,
+        help="training images of each retraining (default 3000)",
+    )
     ro.add_argument("--n-test", type=_positive, default=500, help="test images (default 500)")
-    ro.add_argument("--epochs", type=_positive, default=8,
-                    help="epochs of each retraining (default 8)")
-    ro.add_argument("--repeats", type=_positive, default=1,
-                    help="training runs per point, seeds seed..seed+repeats-1 (default 1)")
-    ro.add_argument("--seed", type=_seed, default=0,
-                    help="seed of the retraining, the random map and the ties (default 0)")
-    ro.add_argument("--removal", default=None,
-                    help="removal spec (default: the per-channel mean of the training images, "
-                         "as the paper; e.g. blur:sigma=4, road)")
-    ro.add_argument("--weights", default=None,
-                    help="weights of the explained model (default: the shipped model)")
+    ro.add_argument(
+        "--epochs", type=_positive, default=8, help="epochs of each retraining (default 8)"
+    )
+    ro.add_argument(
+        "--repeats",
+        type=_positive,
+        default=1,
+        help="training runs per point, seeds seed..seed+repeats-1 (default 1)",
+    )
+    ro.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        help="seed of the retraining, the random map and the ties (default 0)",
+    )
+    ro.add_argument(
+        "--removal",
+        default=None,
+        help="removal spec (default: the per-channel mean of the training images, "
+        "as the paper; e.g. blur:sigma=4, road)",
+    )
+    ro.add_argument(
+        "--weights",
+        default=None,
+        help="weights of the explained model (default: the shipped model)",
+    )
     ro.add_argument("--json", default=None, help="write the result to this JSON file")
     ro.add_argument("--csv", default=None, help="write the rows to this CSV file")
     ro.add_argument("--threads", type=_positive, default=1, help="torch threads (default 1)")
@@ -123,14 +170,22 @@ def _train(args: argparse.Namespace) -> int:
     _check_out(out, "--out")  # before minutes of training
     from ..datasets import cnn, synthetic
 
-    model, info = cnn.train(n_train=args.n_train, epochs=args.epochs, seed=args.seed,
-                            n_val=args.n_val, threads=args.threads, log=print)
+    model, info = cnn.train(
+        n_train=args.n_train,
+        epochs=args.epochs,
+        seed=args.seed,
+        n_val=args.n_val,
+        threads=args.threads,
+        log=print,
+    )
     test = synthetic.generate(args.n_test, seed=args.seed, split="test")
     info["test_accuracy"] = cnn.accuracy(model, test.images, test.labels)
     info["n_test"] = args.n_test
     cnn.save(model, out, info)
-    print(f"test accuracy {info['test_accuracy']:.4f} on {args.n_test} images of split 'test'; "
-          f"wrote {out} ({out.stat().st_size // 1024} KB)")
+    print(
+        f"test accuracy {info['test_accuracy']:.4f} on {args.n_test} images of split 'test'; "
+        f"wrote {out} ({out.stat().st_size // 1024} KB)"
+    )
     return 0
 
 
@@ -139,8 +194,11 @@ def _localisation(args: argparse.Namespace) -> int:
 
     from ..datasets import cnn, evaluate
 
-    methods = evaluate.METHODS if args.methods is None else \
-        [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = (
+        evaluate.METHODS
+        if args.methods is None
+        else [m.strip() for m in args.methods.split(",") if m.strip()]
+    )
     try:
         methods = evaluate.check_methods(methods)
     except ValueError as exc:
@@ -151,9 +209,14 @@ def _localisation(args: argparse.Namespace) -> int:
     old = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        rows = evaluate.localisation_benchmark(model, methods, n_test=args.n_test,
-                                               n_heldout=args.n_heldout, seed=args.seed,
-                                               progress=args.progress)
+        rows = evaluate.localisation_benchmark(
+            model,
+            methods,
+            n_test=args.n_test,
+            n_heldout=args.n_heldout,
+            seed=args.seed,
+            progress=args.progress,
+        )
     finally:
         torch.set_num_threads(old)
     print(evaluate.format_table(rows))
@@ -175,8 +238,11 @@ def _roar(args: argparse.Namespace) -> int:
     from ..datasets import cnn
     from ..studies.roar import METHODS, MODES, _check_methods, check_ks, roar
 
-    names = METHODS if args.methods is None else \
-        [m.strip() for m in args.methods.split(",") if m.strip()]
+    names = (
+        METHODS
+        if args.methods is None
+        else [m.strip() for m in args.methods.split(",") if m.strip()]
+    )
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     ks = _ints(args.ks, "--ks")
     try:  # before minutes of work
@@ -198,16 +264,28 @@ def _roar(args: argparse.Namespace) -> int:
     old = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        result = roar(model, names, ks, modes=modes, n_train=args.n_train,
-                           n_test=args.n_test, epochs=args.epochs, seed=args.seed,
-                           repeats=args.repeats, removal=args.removal, threads=args.threads,
-                           progress=args.progress)
+        result = roar(
+            model,
+            names,
+            ks,
+            modes=modes,
+            n_train=args.n_train,
+            n_test=args.n_test,
+            epochs=args.epochs,
+            seed=args.seed,
+            repeats=args.repeats,
+            removal=args.removal,
+            threads=args.threads,
+            progress=args.progress,
+        )
     finally:
         torch.set_num_threads(old)
     print(result.format_table())
     fits = result.seconds["retrain"]
-    print(f"{len(fits)} trainings, {sum(fits) / len(fits):.1f} s each on average; "
-          f"total {result.seconds['total']:.0f} s")
+    print(
+        f"{len(fits)} trainings, {sum(fits) / len(fits):.1f} s each on average; "
+        f"total {result.seconds['total']:.0f} s"
+    )
     if args.json is not None:
         result.write_json(args.json)
     if args.csv is not None:

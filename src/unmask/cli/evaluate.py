@@ -19,8 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ._common import (add_input_arguments, check_common, load_cli_model, load_inputs,
-                      method_hyper)
+from ._common import add_input_arguments, check_common, load_cli_model, load_inputs, method_hyper
 
 COMMAND = "evaluate"
 HELP = "Score saliency maps (saved .npy, or a method run now) with faithfulness metrics."
@@ -31,17 +30,37 @@ DEFAULT_METRICS = "deletion,insertion"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_input_arguments(parser, batch_help="images per forward pass (default 16)")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--maps", nargs="+", metavar="NPY",
-                        help="saved maps: .npy files of (H, W) or (B, H, W), one map per image in order")
-    source.add_argument("--method", metavar="NAME",
-                        help="compute the maps now with this method (see `unmask methods`)")
-    parser.add_argument("--metrics", default=DEFAULT_METRICS, metavar="A,B,...",
-                        help=f"comma-separated metric names (default {DEFAULT_METRICS}); "
-                        "'list' prints the usable ones")
-    parser.add_argument("--rule", default=None, choices=("seed", "rise"),
-                        help="deletion/insertion step rule (default: seed)")
-    parser.add_argument("--max-steps", type=int, default=None, metavar="N",
-                        help="deletion/insertion: at most N steps (seed rule; default 196)")
+    source.add_argument(
+        "--maps",
+        nargs="+",
+        metavar="NPY",
+        help="saved maps: .npy files of (H, W) or (B, H, W), one map per image in order",
+    )
+    source.add_argument(
+        "--method",
+        metavar="NAME",
+        help="compute the maps now with this method (see `unmask methods`)",
+    )
+    parser.add_argument(
+        "--metrics",
+        default=DEFAULT_METRICS,
+        metavar="A,B,...",
+        help=f"comma-separated metric names (default {DEFAULT_METRICS}); "
+        "'list' prints the usable ones",
+    )
+    parser.add_argument(
+        "--rule",
+        default=None,
+        choices=("seed", "rise"),
+        help="deletion/insertion step rule (default: seed)",
+    )
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="deletion/insertion: at most N steps (seed rule; default 196)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -68,11 +87,15 @@ def _metric_names(spec: str) -> list[str]:
     out = []
     for n in names:
         if n not in METRICS:
-            raise ValueError(f"--metrics: unknown metric {n!r}; expected some of: {', '.join(usable)}")
+            raise ValueError(
+                f"--metrics: unknown metric {n!r}; expected some of: {', '.join(usable)}"
+            )
         name = METRICS.get(n).name
         if name not in usable:
-            raise ValueError(f"--metrics: {n!r} does not score a map with a model (it needs other "
-                             f"inputs); expected some of: {', '.join(usable)}")
+            raise ValueError(
+                f"--metrics: {n!r} does not score a map with a model (it needs other "
+                f"inputs); expected some of: {', '.join(usable)}"
+            )
         out.append(name)
     return list(dict.fromkeys(out))
 
@@ -94,16 +117,20 @@ def _load_maps(paths: list[str]) -> Any:
         except (ValueError, OSError) as exc:
             raise ValueError(f"--maps: cannot read {p}: {exc}") from None
         if arr.ndim and math.prod(arr.shape) > max_pixels() * 4:
-            raise ValueError(f"--maps: {p} holds {math.prod(arr.shape):,} values (shape "
-                             f"{arr.shape}), above four times the pixel limit of {max_pixels():,} "
-                             "(UNMASK_MAX_PIXELS)")
+            raise ValueError(
+                f"--maps: {p} holds {math.prod(arr.shape):,} values (shape "
+                f"{arr.shape}), above four times the pixel limit of {max_pixels():,} "
+                "(UNMASK_MAX_PIXELS)"
+            )
         if arr.ndim == 4 and arr.shape[1] == 1:
             arr = arr[:, 0]
         if arr.ndim == 2:
             arr = arr[None]
         if arr.ndim != 3 or arr.dtype.kind not in "fiub" or 0 in arr.shape:
-            raise ValueError(f"--maps: expected a real array (H, W) or (B, H, W) in {p}, got "
-                             f"shape {arr.shape} dtype {arr.dtype}")
+            raise ValueError(
+                f"--maps: expected a real array (H, W) or (B, H, W) in {p}, got "
+                f"shape {arr.shape} dtype {arr.dtype}"
+            )
         if not np.isfinite(arr).all():
             raise ValueError(f"--maps: {p} contains NaN or infinite values")
         maps.append((p, torch.from_numpy(arr.astype(np.float32))))
@@ -143,12 +170,18 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics.strip() == "list":
         for name in model_metrics():
             e = METRICS.get(name)
-            hib = "higher is better" if getattr(e.factory, "higher_is_better", True) else "lower is better"
+            hib = (
+                "higher is better"
+                if getattr(e.factory, "higher_is_better", True)
+                else "lower is better"
+            )
             print(f"{name:<16} ({hib})  {e.summary}")
         return 0
     check_common(args)
     if args.maps is None and args.method is None:
-        raise ValueError("--maps: give saved maps (--maps NPY...) or a method to run (--method NAME)")
+        raise ValueError(
+            "--maps: give saved maps (--maps NPY...) or a method to run (--method NAME)"
+        )
     names = _metric_names(args.metrics)
     if args.max_steps is not None:
         check_positive(args.max_steps, "--max-steps", integer=True)
@@ -159,7 +192,9 @@ def run(args: argparse.Namespace) -> int:
     if args.maps is not None:
         saliency = _load_maps(args.maps)
         if saliency.shape[0] != n_images:
-            raise ValueError(f"--maps: {saliency.shape[0]} maps for {n_images} images (expected one per image)")
+            raise ValueError(
+                f"--maps: {saliency.shape[0]} maps for {n_images} images (expected one per image)"
+            )
     else:
         METHODS.get(args.method)  # unknown method -> ValueError before loading anything
     metrics = {}
@@ -182,34 +217,64 @@ def run(args: argparse.Namespace) -> int:
     method = None
     if saliency is None:
         method = METHODS.get(args.method).name
-        saliency = make_explainer(model, method, seed=args.seed, **hyper).explain(x, target).saliency
+        saliency = (
+            make_explainer(model, method, seed=args.seed, **hyper).explain(x, target).saliency
+        )
         saliency = saliency.detach().cpu().float()
 
     # every metric through its kind, at its kind's map resolution; DAUC and DC (IAUC and IC,
     # IIC and AD) share one curve
-    values = {name: v.double().cpu()
-              for name, v in evaluate(model, x, saliency, metrics, target=target).items()}
+    values = {
+        name: v.double().cpu()
+        for name, v in evaluate(model, x, saliency, metrics, target=target).items()
+    }
     higher = {name: bool(getattr(m, "higher_is_better", True)) for name, m in metrics.items()}
-    means = {name: float(v[torch.isfinite(v)].mean()) if bool(torch.isfinite(v).any()) else float("nan")
-             for name, v in values.items()}
+    means = {
+        name: float(v[torch.isfinite(v)].mean()) if bool(torch.isfinite(v).any()) else float("nan")
+        for name, v in values.items()
+    }
 
     if args.json:
-        print(json.dumps({
-            "model": model.name, "size": size, "maps": args.maps, "method": method,
-            "metrics": {name: {"higher_is_better": higher[name], "mean": _finite(means[name]),
-                               "values": [_finite(float(v)) for v in values[name]]} for name in names},
-            "images": [{"file": labels[i], "target": int(target[i]),
-                        "class_name": model.class_names[int(target[i])],
-                        **{name: _finite(float(values[name][i])) for name in names}}
-                       for i in range(n_images)],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "model": model.name,
+                    "size": size,
+                    "maps": args.maps,
+                    "method": method,
+                    "metrics": {
+                        name: {
+                            "higher_is_better": higher[name],
+                            "mean": _finite(means[name]),
+                            "values": [_finite(float(v)) for v in values[name]],
+                        }
+                        for name in names
+                    },
+                    "images": [
+                        {
+                            "file": labels[i],
+                            "target": int(target[i]),
+                            "class_name": model.class_names[int(target[i])],
+                            **{name: _finite(float(values[name][i])) for name in names},
+                        }
+                        for i in range(n_images)
+                    ],
+                },
+                indent=2,
+            )
+        )
         return 0
     heads = [f"{n} {'↑' if higher[n] else '↓'}" for n in names]
     first = max(len("mean"), *(len(Path(s).name) for s in labels))
     widths = [max(len(h), 8) for h in heads]
-    print(f"{'image':<{first}}  {'class':>5}  " + "  ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True)))
+    print(
+        f"{'image':<{first}}  {'class':>5}  "
+        + "  ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True))
+    )
     for i in range(n_images):
-        cells = "  ".join(f"{float(values[n][i]):>{w}.4f}" for n, w in zip(names, widths, strict=True))
+        cells = "  ".join(
+            f"{float(values[n][i]):>{w}.4f}" for n, w in zip(names, widths, strict=True)
+        )
         print(f"{Path(labels[i]).name:<{first}}  {int(target[i]):>5}  {cells}")
     cells = "  ".join(f"{means[n]:>{w}.4f}" for n, w in zip(names, widths, strict=True))
     print(f"{'mean':<{first}}  {'':>5}  {cells}")

@@ -20,14 +20,25 @@ KEEP = 0.2
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_input_arguments(parser, batch_help="perturbed images per forward pass (default 16)")
-    parser.add_argument("--method", default="occlusion",
-                        help="explanation method (see `unmask methods`); default: occlusion "
-                        "with patch 32, stride 16")
-    parser.add_argument("--out", default=None, metavar="PNG",
-                        help="output PNG (one grid for all images); default: "
-                        "unmask-<stem>-<method>.png per image in the current directory")
-    parser.add_argument("--save-map", default=None, metavar="NPY",
-                        help="save the saliency maps as a float32 array (B, H, W) in .npy")
+    parser.add_argument(
+        "--method",
+        default="occlusion",
+        help="explanation method (see `unmask methods`); default: occlusion "
+        "with patch 32, stride 16",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        metavar="PNG",
+        help="output PNG (one grid for all images); default: "
+        "unmask-<stem>-<method>.png per image in the current directory",
+    )
+    parser.add_argument(
+        "--save-map",
+        default=None,
+        metavar="NPY",
+        help="save the saliency maps as a float32 array (B, H, W) in .npy",
+    )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON results")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -92,16 +103,27 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         rows = list(range(len(tensors)))
-        path = viz.save_grid(args.out, x_all, Explanation.concat(explanations),
-                             probabilities=probs_all, row_labels=[Path(n).name for n in names],
-                             **grid_kwargs)
+        path = viz.save_grid(
+            args.out,
+            x_all,
+            Explanation.concat(explanations),
+            probabilities=probs_all,
+            row_labels=[Path(n).name for n in names],
+            **grid_kwargs,
+        )
         for i in rows:
             outputs[i].append(str(path))
     else:
         for i in range(len(tensors)):
             path = _unique(Path(f"unmask-{stems[i]}-{method}.png"), taken)
-            viz.save_grid(path, tensors[i], explanations[i], probabilities=probs_all[i : i + 1],
-                          row_labels=[Path(names[i]).name], **grid_kwargs)
+            viz.save_grid(
+                path,
+                tensors[i],
+                explanations[i],
+                probabilities=probs_all[i : i + 1],
+                row_labels=[Path(names[i]).name],
+                **grid_kwargs,
+            )
             outputs[i].append(str(path))
     if args.save_map is not None:
         maps = torch.cat([e.saliency.detach().cpu().float() for e in explanations])[:, 0]
@@ -112,26 +134,42 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for i in range(len(tensors)):
         top = torch.topk(probs[i], k=min(5, probs[i].numel()))
-        results.append({
-            "file": names[i],
-            "target": targets[i],
-            "class_name": model.class_names[targets[i]],
-            "probability": float(probs[i][targets[i]]),
-            "top5": [{"class": int(k), "name": model.class_names[int(k)], "probability": float(v)}
-                     for v, k in zip(top.values, top.indices, strict=True)],
-            "outputs": outputs[i],
-        })
+        results.append(
+            {
+                "file": names[i],
+                "target": targets[i],
+                "class_name": model.class_names[targets[i]],
+                "probability": float(probs[i][targets[i]]),
+                "top5": [
+                    {"class": int(k), "name": model.class_names[int(k)], "probability": float(v)}
+                    for v, k in zip(top.values, top.indices, strict=True)
+                ],
+                "outputs": outputs[i],
+            }
+        )
     explanation_params = explanations[0].params
     if args.json:
-        print(json.dumps({"model": model.name, "method": method, "size": size,
-                          "params": _jsonable(explanation_params), "images": results}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "model": model.name,
+                    "method": method,
+                    "size": size,
+                    "params": _jsonable(explanation_params),
+                    "images": results,
+                },
+                indent=2,
+            )
+        )
         return 0
     for r in results:
         print(f"{r['file']}: top-5 classes ({model.name})")
         for row in r["top5"]:
             print(f"  {row['class']:>5}  {row['probability']:6.1%}  {row['name']}")
-        print(f"  explained class {r['target']} ({r['class_name']}, p = {r['probability']:.1%}) "
-              f"with {method}")
+        print(
+            f"  explained class {r['target']} ({r['class_name']}, p = {r['probability']:.1%}) "
+            f"with {method}"
+        )
     for f in dict.fromkeys(f for r in results for f in r["outputs"]):  # unique, in order
         print(f"wrote {f}")
     return 0

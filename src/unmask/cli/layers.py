@@ -10,12 +10,24 @@ HELP = "List a model's layers (names for --layer) with their output shapes; * ma
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="efficientnet_lite0",
-                        help="model name (see `unmask models`); default: efficientnet_lite0")
-    parser.add_argument("--weights", default=None, metavar="FILE",
-                        help="local weights file for a torchvision model (tv:<arch>)")
-    parser.add_argument("--depth", type=int, default=None, metavar="N",
-                        help="only names with at most N dots (e.g. 1: the top blocks)")
+    parser.add_argument(
+        "--model",
+        default="efficientnet_lite0",
+        help="model name (see `unmask models`); default: efficientnet_lite0",
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        metavar="FILE",
+        help="local weights file for a torchvision model (tv:<arch>)",
+    )
+    parser.add_argument(
+        "--depth",
+        type=int,
+        default=None,
+        metavar="N",
+        help="only names with at most N dots (e.g. 1: the top blocks)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -29,19 +41,33 @@ def run(args: argparse.Namespace) -> int:
         check_positive(args.depth + 1, "--depth", integer=True)
     torch.set_num_threads(1)
     model = load_model(args.model, weights=args.weights)
-    rows = [(n, kind, shape) for n, kind, shape in model.layers()
-            if args.depth is None or n.count(".") <= args.depth]
+    rows = [
+        (n, kind, shape)
+        for n, kind, shape in model.layers()
+        if args.depth is None or n.count(".") <= args.depth
+    ]
     default = model.feature_layer
     if args.json:
-        print(json.dumps({"model": model.name, "feature_layer": default,
-                          "layers": [{"name": n, "type": kind,
-                                      "shape": list(shape) if shape else None}
-                                     for n, kind, shape in rows]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "model": model.name,
+                    "feature_layer": default,
+                    "layers": [
+                        {"name": n, "type": kind, "shape": list(shape) if shape else None}
+                        for n, kind, shape in rows
+                    ],
+                },
+                indent=2,
+            )
+        )
         return 0
     width = max(len(n) for n, _, _ in rows) if rows else 4
     kinds = max(len(k) for _, k, _ in rows) if rows else 4
-    print(f"layers of {model.name} (names for --layer, relative to the network; "
-          f"output shapes for one {model.input_size or (224, 224)} image)")
+    print(
+        f"layers of {model.name} (names for --layer, relative to the network; "
+        f"output shapes for one {model.input_size or (224, 224)} image)"
+    )
     for n, kind, shape in rows:
         mark = "*" if n == default else " "
         shown = "x".join(str(s) for s in shape) if shape else "-"

@@ -17,8 +17,10 @@ def run(args: argparse.Namespace) -> int:
     from ..api import list_methods
     from ..registry import METHODS
 
-    rows = [{"name": n, "aliases": METHODS.aliases_of(n), "summary": METHODS.get(n).summary}
-            for n in list_methods()]
+    rows = [
+        {"name": n, "aliases": METHODS.aliases_of(n), "summary": METHODS.get(n).summary}
+        for n in list_methods()
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

@@ -23,5 +23,7 @@ def run(args: argparse.Namespace) -> int:
         width = max(map(len, models))
         for name, desc in models.items():
             print(f"{name:<{width}}  {desc}")
-        print(f"{'tv:<arch>':<{width}}  a torchvision architecture with --weights FILE (needs torchvision)")
+        print(
+            f"{'tv:<arch>':<{width}}  a torchvision architecture with --weights FILE (needs torchvision)"
+        )
     return 0

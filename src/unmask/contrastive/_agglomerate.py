@@ -7,9 +7,13 @@ import numpy as np
 __all__ = ["constrained_average_linkage", "hierarchy"]
 
 
-def constrained_average_linkage(sim: np.ndarray, n_clusters: int, max_size: int,
-                                min_size: int = 2,
-                                min_similarity: float = -np.inf) -> list[list[int]]:
+def constrained_average_linkage(
+    sim: np.ndarray,
+    n_clusters: int,
+    max_size: int,
+    min_size: int = 2,
+    min_similarity: float = -np.inf,
+) -> list[list[int]]:
     """Group the items of a similarity matrix (n, n) into about ``n_clusters`` clusters.
 
     Repeatedly merge the two clusters of the highest average pairwise similarity whose union
@@ -74,9 +78,16 @@ def constrained_average_linkage(sim: np.ndarray, n_clusters: int, max_size: int,
     return sorted(groups, key=lambda g: g[0])
 
 
-def hierarchy(sim: np.ndarray, *, first_clusters: int, max_size: int, branching: float,
-              max_top: int, levels: int | None,
-              min_similarity: float = 0.0) -> list[list[list[int]]]:
+def hierarchy(
+    sim: np.ndarray,
+    *,
+    first_clusters: int,
+    max_size: int,
+    branching: float,
+    max_top: int,
+    levels: int | None,
+    min_similarity: float = 0.0,
+) -> list[list[list[int]]]:
     """Partitions level by level: ``[0]`` groups the items, ``[l]`` the groups of level ``l``.
 
     Level 1 has about ``first_clusters`` groups, merging only groups of average similarity
@@ -91,8 +102,9 @@ def hierarchy(sim: np.ndarray, *, first_clusters: int, max_size: int, branching:
     cur = sim
     target = first_clusters
     while True:
-        parts = constrained_average_linkage(cur, max(1, target), max_size,
-                                            min_similarity=min_similarity if not out else -np.inf)
+        parts = constrained_average_linkage(
+            cur, max(1, target), max_size, min_similarity=min_similarity if not out else -np.inf
+        )
         out.append(parts)
         if len(parts) <= max_top or (levels is not None and len(out) >= levels) or len(parts) <= 1:
             break

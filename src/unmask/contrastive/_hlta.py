@@ -98,8 +98,9 @@ def _margin(bits: np.ndarray, w: np.ndarray, pos: list[int]) -> tuple[np.ndarray
     sub = bits[:, pos]
     codes = sub @ (1 << np.arange(len(pos)))
     uniq, inv = np.unique(codes, return_inverse=True)
-    return ((uniq[:, None].astype(np.int64) >> np.arange(len(pos))) & 1).astype(np.float64), \
-        np.bincount(inv, weights=w)
+    return ((uniq[:, None].astype(np.int64) >> np.arange(len(pos))) & 1).astype(
+        np.float64
+    ), np.bincount(inv, weights=w)
 
 
 def _log_joint_lcm(bits: np.ndarray, prior: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -133,8 +134,14 @@ class _Fitter:
     def __init__(self, rng: np.random.Generator, restarts: int, steps: int, tol: float = 0.01):
         self.rng, self.restarts, self.steps, self.tol = rng, restarts, steps, tol
 
-    def lcm(self, bits: np.ndarray, w: np.ndarray, prior: np.ndarray | None = None,
-            theta: np.ndarray | None = None, fixed: np.ndarray | None = None) -> tuple:
+    def lcm(
+        self,
+        bits: np.ndarray,
+        w: np.ndarray,
+        prior: np.ndarray | None = None,
+        theta: np.ndarray | None = None,
+        fixed: np.ndarray | None = None,
+    ) -> tuple:
         """EM for an LCM; ``prior`` given = fixed; ``fixed`` (k,) marks the fixed rows of
         ``theta``. Returns (prior, theta, loglik) of the best restart."""
         r, k = self.restarts, bits.shape[1]
@@ -153,8 +160,11 @@ class _Fitter:
         total = w.sum()
         last = np.full(r, -np.inf)
         for _ in range(self.steps):
-            lj = (np.log(pr)[:, None, :] + np.einsum("mk,rky->rmy", bits, np.log(th))
-                  + np.einsum("mk,rky->rmy", 1 - bits, np.log1p(-th)))
+            lj = (
+                np.log(pr)[:, None, :]
+                + np.einsum("mk,rky->rmy", bits, np.log(th))
+                + np.einsum("mk,rky->rmy", 1 - bits, np.log1p(-th))
+            )
             norm = logsumexp(lj, axis=2, keepdims=True)
             ll = np.einsum("m,rm->r", w, norm[..., 0])
             post = np.exp(lj - norm) * w[None, :, None]  # (r, m, 2)
@@ -170,8 +180,9 @@ class _Fitter:
         best = int(np.argmax(last))
         return pr[best], th[best], float(last[best])
 
-    def two_latent(self, bits: np.ndarray, w: np.ndarray, prior: np.ndarray,
-                   theta_bp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def two_latent(
+        self, bits: np.ndarray, w: np.ndarray, prior: np.ndarray, theta_bp: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """EM for H1 -> {bp0, bp1, H2}, H2 -> {cp0, cp1} with H1's prior and bp CPTs fixed.
 
         ``bits`` (M, 4) columns bp0, bp1, cp0, cp1. Returns phi (2,) = P(H2 = 1 | H1) and
@@ -179,14 +190,18 @@ class _Fitter:
         r = self.restarts
         phi = np.clip(self.rng.uniform(0, 1, (r, 2)), 0.02, 0.98)
         th = np.clip(self.rng.uniform(0, 1, (r, 2, 2)), 0.02, 0.98)
-        a = (np.log(prior)[None, :] + bits[:, :2] @ np.log(theta_bp)
-             + (1 - bits[:, :2]) @ np.log1p(-theta_bp))  # (m, h1)
+        a = (
+            np.log(prior)[None, :]
+            + bits[:, :2] @ np.log(theta_bp)
+            + (1 - bits[:, :2]) @ np.log1p(-theta_bp)
+        )  # (m, h1)
         cp = bits[:, 2:]
         last = np.full(r, -np.inf)
         for _ in range(self.steps):
             log_h2 = np.stack([np.log1p(-phi), np.log(phi)], axis=2)  # (r, h1, h2)
-            b = np.einsum("mk,rkz->rmz", cp, np.log(th)) + np.einsum("mk,rkz->rmz", 1 - cp,
-                                                                      np.log1p(-th))
+            b = np.einsum("mk,rkz->rmz", cp, np.log(th)) + np.einsum(
+                "mk,rkz->rmz", 1 - cp, np.log1p(-th)
+            )
             lj = a[None, :, :, None] + log_h2[:, None, :, :] + b[:, :, None, :]  # (r,m,h1,h2)
             norm = logsumexp(lj.reshape(r, -1, 4), axis=2)
             ll = norm @ w
@@ -194,8 +209,11 @@ class _Fitter:
             s = post.sum(axis=1)  # (r, h1, h2)
             phi = np.clip(s[:, :, 1] / np.maximum(s.sum(axis=2), 1e-300), _EPS, 1 - _EPS)
             pz = post.sum(axis=2)  # (r, m, h2)
-            th = np.clip(np.einsum("rmz,mk->rkz", pz, cp) / np.maximum(pz.sum(axis=1)[:, None, :],
-                                                                        1e-300), _EPS, 1 - _EPS)
+            th = np.clip(
+                np.einsum("rmz,mk->rkz", pz, cp) / np.maximum(pz.sum(axis=1)[:, None, :], 1e-300),
+                _EPS,
+                1 - _EPS,
+            )
             if np.all(ll - last < self.tol):
                 break
             last = ll
@@ -203,13 +221,22 @@ class _Fitter:
         return phi[best], th[best]
 
 
-def _two_latent_ll(bits: np.ndarray, w: np.ndarray, m1: _LCM, cp_pos: list[int],
-                   phi: np.ndarray, theta_cp: np.ndarray) -> float:
+def _two_latent_ll(
+    bits: np.ndarray,
+    w: np.ndarray,
+    m1: _LCM,
+    cp_pos: list[int],
+    phi: np.ndarray,
+    theta_cp: np.ndarray,
+) -> float:
     """Log-likelihood of m2: m1's variables except the cp pair under H1, the pair under H2."""
     other = [i for i in range(len(m1.vars)) if i not in cp_pos]
     bo = bits[:, other]
-    a = (np.log(m1.prior)[None, :] + bo @ np.log(m1.theta[other])
-         + (1 - bo) @ np.log1p(-m1.theta[other]))  # (m, h1)
+    a = (
+        np.log(m1.prior)[None, :]
+        + bo @ np.log(m1.theta[other])
+        + (1 - bo) @ np.log1p(-m1.theta[other])
+    )  # (m, h1)
     bc = bits[:, cp_pos]
     b = bc @ np.log(theta_cp) + (1 - bc) @ np.log1p(-theta_cp)  # (m, h2)
     log_h2 = np.stack([np.log1p(-phi), np.log(phi)], axis=1)  # (h1, h2)
@@ -217,9 +244,17 @@ def _two_latent_ll(bits: np.ndarray, w: np.ndarray, m1: _LCM, cp_pos: list[int],
     return float(w @ logsumexp(lj.reshape(len(w), 4), axis=1))
 
 
-def find_islands(data: _Data, mi: np.ndarray, *, max_island: int, ud_threshold: float,
-                 ct_threshold: float, bic_batch: int, fitter: _Fitter,
-                 update: Callable[[int], None] | None = None) -> list[_LCM]:
+def find_islands(
+    data: _Data,
+    mi: np.ndarray,
+    *,
+    max_island: int,
+    ud_threshold: float,
+    ct_threshold: float,
+    bic_batch: int,
+    fitter: _Fitter,
+    update: Callable[[int], None] | None = None,
+) -> list[_LCM]:
     """Partition the variables into islands (HLTA's IslandFinding); one LCM per island."""
     v = mi.shape[0]
     left = np.ones(v, dtype=bool)
@@ -286,13 +321,18 @@ def find_islands(data: _Data, mi: np.ndarray, *, max_island: int, ud_threshold: 
             # m0 + x independent of the latent variable (the CT test's reference)
             fx = data.freq[x]
             ll_old = _lcm_ll(bits[:, :-1], w, m0.prior, m0.theta) + float(
-                w @ (bits[:, -1] * np.log(max(fx, _EPS)) + (1 - bits[:, -1]) * np.log(max(1 - fx,
-                                                                                         _EPS))))
+                w
+                @ (
+                    bits[:, -1] * np.log(max(fx, _EPS))
+                    + (1 - bits[:, -1]) * np.log(max(1 - fx, _EPS))
+                )
+            )
             # m1: x's CPT learned in an LCM with the seed pair and the prior fixed
             b3, w3 = _margin(bits, w, [0, 1, len(cluster) - 1])
             th0 = np.vstack([m0.theta[:2], np.full((1, 2), 0.5)])
-            _, th3, _ = fitter.lcm(b3, w3, prior=m0.prior, theta=th0,
-                                   fixed=np.array([True, True, False]))
+            _, th3, _ = fitter.lcm(
+                b3, w3, prior=m0.prior, theta=th0, fixed=np.array([True, True, False])
+            )
             m1 = m0.add(x, th3[2])
             ll_uni = _lcm_ll(bits, w, m1.prior, m1.theta)
             # m2: the new variable and its closest one under a second latent variable
@@ -312,8 +352,9 @@ def find_islands(data: _Data, mi: np.ndarray, *, max_island: int, ud_threshold: 
                     take(m1.drop([in_v, x]))
                     b_s, w_s = _margin(bits, w, [cp_pos[0], cp_pos[1], 1])
                     th_s = np.vstack([th_cp, np.full((1, 2), 0.5)])
-                    pr2, th2, _ = fitter.lcm(b_s, w_s, theta=th_s,
-                                             fixed=np.array([True, True, False]))
+                    pr2, th2, _ = fitter.lcm(
+                        b_s, w_s, theta=th_s, fixed=np.array([True, True, False])
+                    )
                     take(_LCM([in_v, x], pr2, th2[:2]))
                 else:
                     take(m1.drop([in_v, x]))
@@ -325,8 +366,9 @@ def find_islands(data: _Data, mi: np.ndarray, *, max_island: int, ud_threshold: 
     return islands
 
 
-def _attach(u: int, islands: list[_LCM], data: _Data, mi: np.ndarray, max_island: int,
-            fitter: _Fitter) -> None:
+def _attach(
+    u: int, islands: list[_LCM], data: _Data, mi: np.ndarray, max_island: int, fitter: _Fitter
+) -> None:
     """A variable left alone joins the island of highest mutual information that has room."""
     best, score = None, -np.inf
     for i, isl in enumerate(islands):
@@ -335,8 +377,13 @@ def _attach(u: int, islands: list[_LCM], data: _Data, mi: np.ndarray, max_island
             if s > score:
                 best, score = i, s
     if best is None:  # every island is full: the variable is an island of its own
-        islands.append(_LCM([u], np.array([1 - data.freq[u], data.freq[u]]).clip(_EPS, 1 - _EPS),
-                            np.array([[_EPS, 1 - _EPS]])))
+        islands.append(
+            _LCM(
+                [u],
+                np.array([1 - data.freq[u], data.freq[u]]).clip(_EPS, 1 - _EPS),
+                np.array([[_EPS, 1 - _EPS]]),
+            )
+        )
         return
     cols = [*islands[best].vars, u]
     bits, w = data.patterns(cols)
@@ -344,11 +391,20 @@ def _attach(u: int, islands: list[_LCM], data: _Data, mi: np.ndarray, max_island
     islands[best] = _LCM(cols, pr, th)
 
 
-def learn_levels(x: np.ndarray, *, levels: int | None, max_island: int, max_top: int,
-                 ud_threshold: float, ct_threshold: float, bic_batch: int, em_restarts: int,
-                 em_steps: int, rng: np.random.Generator,
-                 progress: Callable[[int, int], Callable[[int | None], None]],
-                 ) -> list[list[list[int]]]:
+def learn_levels(
+    x: np.ndarray,
+    *,
+    levels: int | None,
+    max_island: int,
+    max_top: int,
+    ud_threshold: float,
+    ct_threshold: float,
+    bic_batch: int,
+    em_restarts: int,
+    em_steps: int,
+    rng: np.random.Generator,
+    progress: Callable[[int, int], Callable[[int | None], None]],
+) -> list[list[list[int]]]:
     """Partitions level by level: ``[0]`` groups the columns of ``x``, ``[l]`` the groups of
     level ``l``. Stops when a level has at most ``max_top`` groups or after ``levels`` levels."""
     fitter = _Fitter(rng, em_restarts, em_steps)
@@ -359,9 +415,16 @@ def learn_levels(x: np.ndarray, *, levels: int | None, max_island: int, max_top:
         data = _Data(cur)
         mi = mutual_information(cur)
         bar = progress(cur.shape[1], level)
-        islands = find_islands(data, mi, max_island=max_island, ud_threshold=ud_threshold,
-                               ct_threshold=ct_threshold, bic_batch=bic_batch, fitter=fitter,
-                               update=bar)
+        islands = find_islands(
+            data,
+            mi,
+            max_island=max_island,
+            ud_threshold=ud_threshold,
+            ct_threshold=ct_threshold,
+            bic_batch=bic_batch,
+            fitter=fitter,
+            update=bar,
+        )
         bar(None)
         # deterministic order: by the smallest member
         islands.sort(key=lambda m: min(m.vars))

@@ -46,8 +46,16 @@ from ..models import Classifier, as_classifier, check_model_input
 from ..registry import METHODS, spec_of, to_json
 from ..scoring import Scorer
 
-__all__ = ["CWOX", "ContrastiveExplanation", "cwox", "top_classes", "contrast", "stage_layers",
-           "CWOX_BASES", "NEGATIVE_POLICIES"]
+__all__ = [
+    "CWOX",
+    "ContrastiveExplanation",
+    "cwox",
+    "top_classes",
+    "contrast",
+    "stage_layers",
+    "CWOX_BASES",
+    "NEGATIVE_POLICIES",
+]
 
 #: What to do with negative base maps (see the module docstring).
 NEGATIVE_POLICIES = ("error", "clamp", "keep")
@@ -68,10 +76,16 @@ class _Base:
 CWOX_BASES: dict[str, _Base] = {
     "gradcam": _Base({"relu": False}, {"relu": False}, 50.0, "keep", layers="gradcam"),
     "mwp": _Base({}, {}, 60.0, "error", layers="mwp"),
-    "rise": _Base({"masks": 5000, "p": 0.3, "s": 15}, {"masks": 3000, "p": 0.14, "s": 10},
-                  70.0, "error"),
-    "lime": _Base({"samples": 2000, "removal": "black"}, {"samples": 2000, "removal": "black"},
-                  85.0, "clamp", rescale=True),
+    "rise": _Base(
+        {"masks": 5000, "p": 0.3, "s": 15}, {"masks": 3000, "p": 0.14, "s": 10}, 70.0, "error"
+    ),
+    "lime": _Base(
+        {"samples": 2000, "removal": "black"},
+        {"samples": 2000, "removal": "black"},
+        85.0,
+        "clamp",
+        rescale=True,
+    ),
 }
 
 #: δ for a base explainer without a preset.
@@ -79,8 +93,9 @@ DEFAULT_DELTA = 50.0
 
 
 # ---------------------------------------------------------------------- top classes
-def top_classes(probabilities: Tensor, top: int | None = None, top_p: float | None = 0.95,
-                max_top: int = 5) -> list[list[int]]:
+def top_classes(
+    probabilities: Tensor, top: int | None = None, top_p: float | None = 0.95, max_top: int = 5
+) -> list[list[int]]:
     """The top classes of each image, most probable first, as the original app chooses them.
 
     ``top`` given: the ``top`` most probable classes. Otherwise the smallest K whose sorted
@@ -99,8 +114,10 @@ def top_classes(probabilities: Tensor, top: int | None = None, top_p: float | No
         ([[0, 1, 2], [0]], [[0, 1], [0, 1]])
     """
     if not isinstance(probabilities, Tensor) or probabilities.ndim != 2:
-        raise ValueError("probabilities: expected a (B, num_classes) tensor, got "
-                         f"{getattr(probabilities, 'shape', type(probabilities).__name__)}")
+        raise ValueError(
+            "probabilities: expected a (B, num_classes) tensor, got "
+            f"{getattr(probabilities, 'shape', type(probabilities).__name__)}"
+        )
     k = probabilities.shape[1]
     order = probabilities.detach().double().cpu().sort(dim=1, descending=True)
     if top is not None:
@@ -143,8 +160,11 @@ def stage_layers(model: Classifier, base: str = "gradcam") -> tuple[str | None, 
     if fshape is None or len(fshape) != 4:
         return feature, feature
     fh, fw = fshape[-2:]
-    blocks = [(name, shape) for name, _, shape in table
-              if name.rsplit(".", 1)[-1].isdigit() and shape is not None and len(shape) == 4]
+    blocks = [
+        (name, shape)
+        for name, _, shape in table
+        if name.rsplit(".", 1)[-1].isdigit() and shape is not None and len(shape) == 4
+    ]
     if base == "gradcam":
         finer = [n for n, s in blocks if tuple(s[-2:]) == (2 * fh, 2 * fw)]
         return feature, (finer[-1] if finer else feature)
@@ -163,8 +183,12 @@ def _registered_name(explainer: Any) -> str | None:
         return None
 
 
-def _build(model: Classifier, spec: ExplainerLike, stage: str, seed: int,
-           ) -> tuple[Any, str | None, _Base | None]:
+def _build(
+    model: Classifier,
+    spec: ExplainerLike,
+    stage: str,
+    seed: int,
+) -> tuple[Any, str | None, _Base | None]:
     """An explainer from a name (preset applied), a spec dict (as given) or an object."""
     from ..api import make_explainer
 
@@ -188,9 +212,11 @@ def _build(model: Classifier, spec: ExplainerLike, stage: str, seed: int,
         own_seed = params.pop("seed", seed)
         return make_explainer(model, name, seed=own_seed, **params), name, None
     if not callable(getattr(spec, "explain", None)):
-        raise TypeError(f"{stage}_explainer: expected a method name, a spec dict "
-                        f"{{'method': ..., **params}} or an explainer with .explain(x, target), "
-                        f"got {type(spec).__name__}")
+        raise TypeError(
+            f"{stage}_explainer: expected a method name, a spec dict "
+            f"{{'method': ..., **params}} or an explainer with .explain(x, target), "
+            f"got {type(spec).__name__}"
+        )
     return spec, _registered_name(spec), None
 
 
@@ -235,10 +261,18 @@ class ContrastiveExplanation:
             raise IndexError(f"index {i} out of range for {len(self)} images")
         i = i % len(self)
         return ContrastiveExplanation(
-            [self.clusters[i]], [self.cluster_maps[i]], [self.class_maps[i]],
-            [self.cluster_base[i]], [self.class_base[i]], [self.thresholds[i]],
-            self.probabilities[i : i + 1], self.delta, self.negative, dict(self.cluster_spec),
-            dict(self.class_spec))
+            [self.clusters[i]],
+            [self.cluster_maps[i]],
+            [self.class_maps[i]],
+            [self.cluster_base[i]],
+            [self.class_base[i]],
+            [self.thresholds[i]],
+            self.probabilities[i : i + 1],
+            self.delta,
+            self.negative,
+            dict(self.cluster_spec),
+            dict(self.class_spec),
+        )
 
     def cluster_probability(self, i: int) -> list[float]:
         """P(C) = Σ_{c∈C} p_c of each cluster of image ``i``."""
@@ -252,23 +286,31 @@ class ContrastiveExplanation:
             p = self.probabilities[i]
             rows = []
             for j, members in enumerate(clusters):
-                rows.append({
-                    "classes": [int(c) for c in members],
-                    "names": [class_names[c] for c in members] if class_names else None,
-                    "probability": float(p[members].sum()),
-                    "class_probabilities": [float(p[c]) for c in members],
-                    "threshold": float(self.thresholds[i][j]),
-                    "class_maps": self.class_maps[i][j] is not None,
-                })
+                rows.append(
+                    {
+                        "classes": [int(c) for c in members],
+                        "names": [class_names[c] for c in members] if class_names else None,
+                        "probability": float(p[members].sum()),
+                        "class_probabilities": [float(p[c]) for c in members],
+                        "threshold": float(self.thresholds[i][j]),
+                        "class_maps": self.class_maps[i][j] is not None,
+                    }
+                )
             images.append({"clusters": rows})
-        return {"method": "cwox-2s", "delta": self.delta, "negative": self.negative,
-                "cluster_explainer": to_json(self.cluster_spec),
-                "class_explainer": to_json(self.class_spec), "images": images}
+        return {
+            "method": "cwox-2s",
+            "delta": self.delta,
+            "negative": self.negative,
+            "cluster_explainer": to_json(self.cluster_spec),
+            "class_explainer": to_json(self.class_spec),
+            "images": images,
+        }
 
 
 # ---------------------------------------------------------------------- contrast
-def contrast(cluster_base: Tensor, class_base: Sequence[Tensor | None], delta: float
-             ) -> tuple[Tensor, list[Tensor | None], Tensor]:
+def contrast(
+    cluster_base: Tensor, class_base: Sequence[Tensor | None], delta: float
+) -> tuple[Tensor, list[Tensor | None], Tensor]:
     """CWOX-2s' formulas on one image's base maps.
 
     Args:
@@ -308,16 +350,19 @@ def contrast(cluster_base: Tensor, class_base: Sequence[Tensor | None], delta: f
 def _check_clusters(clusters: object, batch: int, num_classes: int) -> list[list[list[int]]]:
     """One clustering for every image, or one per image -> per image, lists of classes."""
     if not isinstance(clusters, list | tuple) or not clusters:
-        raise TypeError(f"clusters: expected a non-empty list of clusters (lists of classes), or "
-                        f"one such list per image, got {clusters!r}")
+        raise TypeError(
+            f"clusters: expected a non-empty list of clusters (lists of classes), or "
+            f"one such list per image, got {clusters!r}"
+        )
 
     def is_class(v: object) -> bool:
         return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
 
     def clustering(value: object, where: str) -> list[list[int]]:
         if not isinstance(value, list | tuple) or not value:
-            raise ValueError(f"clusters{where}: expected a non-empty list of clusters, "
-                             f"got {value!r}")
+            raise ValueError(
+                f"clusters{where}: expected a non-empty list of clusters, got {value!r}"
+            )
         out: list[list[int]] = []
         seen: set[int] = set()
         for j, c in enumerate(value):
@@ -328,29 +373,37 @@ def _check_clusters(clusters: object, batch: int, num_classes: int) -> list[list
             members = []
             for v in c:
                 if not is_class(v):
-                    raise TypeError(f"clusters{where}[{j}]: expected class indices (ints), "
-                                    f"got {v!r}")
+                    raise TypeError(
+                        f"clusters{where}[{j}]: expected class indices (ints), got {v!r}"
+                    )
                 v = int(v)
                 if not 0 <= v < num_classes:
-                    raise ValueError(f"clusters{where}[{j}]: class {v} is outside "
-                                     f"[0, {num_classes}) for this model")
+                    raise ValueError(
+                        f"clusters{where}[{j}]: class {v} is outside "
+                        f"[0, {num_classes}) for this model"
+                    )
                 if v in seen:
-                    raise ValueError(f"clusters{where}: class {v} appears twice (clusters must "
-                                     "not overlap)")
+                    raise ValueError(
+                        f"clusters{where}: class {v} appears twice (clusters must not overlap)"
+                    )
                 seen.add(v)
                 members.append(v)
             out.append(members)
         return out
 
     first = clusters[0]
-    per_image = isinstance(first, list | tuple) and bool(first) and all(
-        isinstance(c, list | tuple | set | frozenset) for c in first)
+    per_image = (
+        isinstance(first, list | tuple)
+        and bool(first)
+        and all(isinstance(c, list | tuple | set | frozenset) for c in first)
+    )
     if not per_image:
         one = clustering(clusters, "")
         return [[list(c) for c in one] for _ in range(batch)]
     if len(clusters) != batch:
-        raise ValueError(f"clusters: expected one clustering per image ({batch}), "
-                         f"got {len(clusters)}")
+        raise ValueError(
+            f"clusters: expected one clustering per image ({batch}), got {len(clusters)}"
+        )
     return [clustering(c, f"[{i}]") for i, c in enumerate(clusters)]
 
 
@@ -392,10 +445,18 @@ class CWOX:
         (2, torch.Size([2, 32, 32]), [None, None])
     """
 
-    def __init__(self, model: Any, cluster_explainer: ExplainerLike = "gradcam",
-                 class_explainer: ExplainerLike | None = None, *, delta: float | None = None,
-                 negative: str | None = None, rescale: bool | None = None, batch_size: int = 16,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        model: Any,
+        cluster_explainer: ExplainerLike = "gradcam",
+        class_explainer: ExplainerLike | None = None,
+        *,
+        delta: float | None = None,
+        negative: str | None = None,
+        rescale: bool | None = None,
+        batch_size: int = 16,
+        seed: int = 0,
+    ) -> None:
         self.model = as_classifier(model, "model")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
@@ -408,12 +469,15 @@ class CWOX:
                 self.class_explainer = self.cluster_explainer
         else:
             self.class_explainer, _, _ = _build(self.model, class_explainer, "class", seed)
-        if (self.class_explainer is not self.cluster_explainer
-                and spec_or_none(self.class_explainer) is not None
-                and spec_or_none(self.class_explainer) == spec_or_none(self.cluster_explainer)):
+        if (
+            self.class_explainer is not self.cluster_explainer
+            and spec_or_none(self.class_explainer) is not None
+            and spec_or_none(self.class_explainer) == spec_or_none(self.cluster_explainer)
+        ):
             self.class_explainer = self.cluster_explainer  # the same spec: one pass for both
-        self.delta = _check_delta(base.delta if delta is None and base else
-                                  DEFAULT_DELTA if delta is None else delta)
+        self.delta = _check_delta(
+            base.delta if delta is None and base else DEFAULT_DELTA if delta is None else delta
+        )
         policy = negative if negative is not None else (base.negative if base else "error")
         self.negative = check_choice(policy, "negative", NEGATIVE_POLICIES)
         r = rescale if rescale is not None else (base.rescale if base else False)
@@ -423,8 +487,7 @@ class CWOX:
         self.method = name
 
     # -- base maps -------------------------------------------------------------------
-    def _base_maps(self, explainer: Any, x: Tensor, targets: list[list[Any]]
-                   ) -> list[list[Tensor]]:
+    def _base_maps(self, explainer: Any, x: Tensor, targets: list[list[Any]]) -> list[list[Tensor]]:
         """Per image, the base map (H, W) of each of its targets (a class or a list)."""
         b = x.shape[0]
         out: list[list[Tensor]] = [[] for _ in range(b)]
@@ -435,8 +498,10 @@ class CWOX:
                 return out
             # Pad images with fewer targets by repeating one of theirs (or any class): the
             # perturbations are scored once whatever the number of targets.
-            padded = [[(t[j] if j < len(t) else (t[0] if t else 0)) for t in targets]
-                      for j in range(t_max)]
+            padded = [
+                [(t[j] if j < len(t) else (t[0] if t else 0)) for t in targets]
+                for j in range(t_max)
+            ]
             results = each(x, padded)
             for j, e in enumerate(results):
                 for i in range(b):
@@ -460,7 +525,8 @@ class CWOX:
                     f"{stage}_explainer: CWOX-2s contrasts non-negative base maps, but "
                     f"{_describe(getattr(self, stage + '_explainer'))} returned values down to "
                     f"{lo:.4g}; pass negative='clamp' to clip them at 0, or negative='keep' to "
-                    "contrast the signed maps (as the original's Grad-CAM)")
+                    "contrast the signed maps (as the original's Grad-CAM)"
+                )
             if self.negative == "clamp":
                 maps = maps.clamp(min=0)
         if self.rescale:
@@ -469,9 +535,17 @@ class CWOX:
         return maps
 
     # -- explain ---------------------------------------------------------------------
-    def explain(self, x: Tensor, clusters: Any = None, *, tree: Any = None, cut_level: int = 0,
-                top: int | None = None, top_p: float | None = 0.95, max_top: int = 5
-                ) -> ContrastiveExplanation:
+    def explain(
+        self,
+        x: Tensor,
+        clusters: Any = None,
+        *,
+        tree: Any = None,
+        cut_level: int = 0,
+        top: int | None = None,
+        top_p: float | None = 0.95,
+        max_top: int = 5,
+    ) -> ContrastiveExplanation:
         """Explain images ``x`` (B, 3, H, W) cluster by cluster.
 
         Args:
@@ -496,39 +570,57 @@ class CWOX:
             clusters, tree = None, clusters
         probs = Scorer(self.model, batch_size=self.batch_size).probabilities(x).detach().cpu()
         if (clusters is None) == (tree is None):
-            raise ValueError("clusters: give either clusters (lists of classes) or tree "
-                             "(then the top classes are clustered by the tree)")
+            raise ValueError(
+                "clusters: give either clusters (lists of classes) or tree "
+                "(then the top classes are clustered by the tree)"
+            )
         if tree is not None:
             if not isinstance(tree, LabelTree):
                 tree = load_tree(tree, num_classes=self.model.num_classes)
             if tree.num_classes != self.model.num_classes:
-                raise ValueError(f"tree: the tree has {tree.num_classes} classes, the model "
-                                 f"{self.model.num_classes}")
+                raise ValueError(
+                    f"tree: the tree has {tree.num_classes} classes, the model "
+                    f"{self.model.num_classes}"
+                )
             tops = top_classes(probs, top=top, top_p=top_p, max_top=max_top)
             clusters = [tree.clusters(t, cut_level) for t in tops]
         per_image = _check_clusters(clusters, b, self.model.num_classes)
 
         cluster_targets: list[list[Any]] = [[list(c) for c in cl] for cl in per_image]
-        class_targets: list[list[Any]] = [[c for cl in image for c in cl if len(cl) > 1]
-                                          for image in per_image]
+        class_targets: list[list[Any]] = [
+            [c for cl in image for c in cl if len(cl) > 1] for image in per_image
+        ]
         if self.class_explainer is self.cluster_explainer:
             both = [ct + kt for ct, kt in zip(cluster_targets, class_targets, strict=True)]
             maps = self._base_maps(self.cluster_explainer, x, both)
             c_maps = [m[: len(ct)] for m, ct in zip(maps, cluster_targets, strict=True)]
-            k_maps = [m[len(ct):] for m, ct in zip(maps, cluster_targets, strict=True)]
+            k_maps = [m[len(ct) :] for m, ct in zip(maps, cluster_targets, strict=True)]
         else:
             c_maps = self._base_maps(self.cluster_explainer, x, cluster_targets)
-            k_maps = (self._base_maps(self.class_explainer, x, class_targets)
-                      if any(class_targets) else [[] for _ in range(b)])
+            k_maps = (
+                self._base_maps(self.class_explainer, x, class_targets)
+                if any(class_targets)
+                else [[] for _ in range(b)]
+            )
 
-        out = ContrastiveExplanation([], [], [], [], [], [], probs, self.delta, self.negative,
-                                     spec_or_none(self.cluster_explainer) or {},
-                                     spec_or_none(self.class_explainer) or {})
+        out = ContrastiveExplanation(
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+            probs,
+            self.delta,
+            self.negative,
+            spec_or_none(self.cluster_explainer) or {},
+            spec_or_none(self.class_explainer) or {},
+        )
         for i, clustering in enumerate(per_image):
             s = self._policy(torch.stack(c_maps[i]), "cluster")
             kb: list[Tensor | None] = []
             pos = 0
-            classes = (self._policy(torch.stack(k_maps[i]), "class") if k_maps[i] else None)
+            classes = self._policy(torch.stack(k_maps[i]), "class") if k_maps[i] else None
             for members in clustering:
                 if len(members) > 1:
                     assert classes is not None
@@ -559,11 +651,24 @@ def _describe(explainer: Any) -> str:
     return repr(spec["method"]) if spec else type(explainer).__name__
 
 
-def cwox(model: Any, x: Tensor, clusters: Any = None, *, tree: Any = None,
-         cluster_explainer: ExplainerLike = "gradcam", class_explainer: ExplainerLike | None = None,
-         delta: float | None = None, negative: str | None = None, rescale: bool | None = None,
-         cut_level: int = 0, top: int | None = None, top_p: float | None = 0.95, max_top: int = 5,
-         batch_size: int = 16, seed: int = 0) -> ContrastiveExplanation:
+def cwox(
+    model: Any,
+    x: Tensor,
+    clusters: Any = None,
+    *,
+    tree: Any = None,
+    cluster_explainer: ExplainerLike = "gradcam",
+    class_explainer: ExplainerLike | None = None,
+    delta: float | None = None,
+    negative: str | None = None,
+    rescale: bool | None = None,
+    cut_level: int = 0,
+    top: int | None = None,
+    top_p: float | None = 0.95,
+    max_top: int = 5,
+    batch_size: int = 16,
+    seed: int = 0,
+) -> ContrastiveExplanation:
     """CWOX-2s in one call: ``CWOX(model, ...).explain(x, clusters, tree=...)``.
 
     ``clusters`` may also be a tree (a :class:`~unmask.contrastive.LabelTree`, a shipped tree's
@@ -577,7 +682,16 @@ def cwox(model: Any, x: Tensor, clusters: Any = None, *, tree: Any = None,
         >>> e.summary()["images"][0]["clusters"][1]["classes"]
         [1]
     """
-    explainer = CWOX(model, cluster_explainer, class_explainer, delta=delta, negative=negative,
-                     rescale=rescale, batch_size=batch_size, seed=seed)
-    return explainer.explain(x, clusters, tree=tree, cut_level=cut_level, top=top, top_p=top_p,
-                             max_top=max_top)
+    explainer = CWOX(
+        model,
+        cluster_explainer,
+        class_explainer,
+        delta=delta,
+        negative=negative,
+        rescale=rescale,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    return explainer.explain(
+        x, clusters, tree=tree, cut_level=cut_level, top=top, top_p=top_p, max_top=max_top
+    )

@@ -33,17 +33,25 @@ def _name(names: Sequence[str] | None, k: int, width: int = 22) -> str:
 def _panel(ax: Any, xi: Tensor, m: Tensor, alpha: float, cmap: str | None, title: str) -> None:
     """One map (H, W) over the image xi (1, 3, H, W); a zero map shows the plain image."""
     if float(m.abs().max()) > 0:
-        ax.imshow(viz._hwc(viz.overlay(xi, m[None, None], alpha, cmap, False)[0]),
-                  interpolation="lanczos")
+        ax.imshow(
+            viz._hwc(viz.overlay(xi, m[None, None], alpha, cmap, False)[0]), interpolation="lanczos"
+        )
     else:
         ax.imshow(viz._hwc(xi[0]), interpolation="lanczos")
         title += "\n(zero everywhere)"
     ax.set_title(title, fontsize=9)
 
 
-def plot_cwox(images: Tensor, explanation: ContrastiveExplanation, *,
-              class_names: Sequence[str] | None = None, row_labels: Sequence[str] | None = None,
-              alpha: float = 0.5, cmap: str | None = None, panel_size: float = 2.6) -> Any:
+def plot_cwox(
+    images: Tensor,
+    explanation: ContrastiveExplanation,
+    *,
+    class_names: Sequence[str] | None = None,
+    row_labels: Sequence[str] | None = None,
+    alpha: float = 0.5,
+    cmap: str | None = None,
+    panel_size: float = 2.6,
+) -> Any:
     """The CWOX-2s figure of every image of ``explanation``.
 
     Args:
@@ -69,19 +77,20 @@ def plot_cwox(images: Tensor, explanation: ContrastiveExplanation, *,
     from matplotlib.figure import Figure
 
     if not isinstance(explanation, ContrastiveExplanation):
-        raise TypeError(f"explanation: expected a ContrastiveExplanation, got "
-                        f"{type(explanation).__name__}")
+        raise TypeError(
+            f"explanation: expected a ContrastiveExplanation, got {type(explanation).__name__}"
+        )
     x = viz._images(images)
     if x.shape[0] != len(explanation):
-        raise ValueError(f"images: expected the {len(explanation)} explained images, got "
-                         f"{x.shape[0]}")
+        raise ValueError(
+            f"images: expected the {len(explanation)} explained images, got {x.shape[0]}"
+        )
     if row_labels is not None and len(row_labels) != len(explanation):
         raise ValueError(f"row_labels: expected {len(explanation)} labels, got {len(row_labels)}")
     rows = [(i, j) for i in range(len(explanation)) for j in range(len(explanation.clusters[i]))]
     width = 1 + max(len(c) if len(c) > 1 else 0 for cl in explanation.clusters for c in cl)
     cols = 1 + max(width, 1)
-    fig = Figure(figsize=(panel_size * cols, (panel_size + 0.45) * len(rows)),
-                 layout="constrained")
+    fig = Figure(figsize=(panel_size * cols, (panel_size + 0.45) * len(rows)), layout="constrained")
     axes = np.asarray(fig.subplots(len(rows), cols, squeeze=False))
     for r, (i, j) in enumerate(rows):
         xi = x[i : i + 1]
@@ -91,8 +100,9 @@ def plot_cwox(images: Tensor, explanation: ContrastiveExplanation, *,
         if j == 0:
             ax.imshow(viz._hwc(xi[0]), interpolation="lanczos")
             top = int(p.argmax())
-            ax.set_title(f"input\ntop-1: {_name(class_names, top)} ({float(p[top]):.1%})",
-                         fontsize=9)
+            ax.set_title(
+                f"input\ntop-1: {_name(class_names, top)} ({float(p[top]):.1%})", fontsize=9
+            )
             if row_labels is not None:
                 ax.set_ylabel(str(row_labels[i])[-32:], fontsize=9)
         else:
@@ -102,12 +112,24 @@ def plot_cwox(images: Tensor, explanation: ContrastiveExplanation, *,
         if len(members) > 3:
             names = ", ".join(_name(class_names, c, 16) for c in members[:3]) + ", …"
         pc = float(p[members].sum())
-        _panel(axes[r, 1], xi, explanation.cluster_maps[i][j], alpha, cmap,
-               f"cluster {j + 1} ({pc:.1%})\n{names}")
+        _panel(
+            axes[r, 1],
+            xi,
+            explanation.cluster_maps[i][j],
+            alpha,
+            cmap,
+            f"cluster {j + 1} ({pc:.1%})\n{names}",
+        )
         maps = explanation.class_maps[i][j]
         for k, c in enumerate(members if maps is not None else []):
-            _panel(axes[r, 2 + k], xi, maps[k], alpha, cmap,
-                   f"{_name(class_names, c)}\n{float(p[c]):.1%} (in cluster {j + 1})")
+            _panel(
+                axes[r, 2 + k],
+                xi,
+                maps[k],
+                alpha,
+                cmap,
+                f"{_name(class_names, c)}\n{float(p[c]):.1%} (in cluster {j + 1})",
+            )
         used = 2 + (len(members) if maps is not None else 0)
         for k in range(used, cols):
             axes[r, k].axis("off")
@@ -115,8 +137,14 @@ def plot_cwox(images: Tensor, explanation: ContrastiveExplanation, *,
     return fig
 
 
-def save_cwox(path: str | os.PathLike, images: Tensor, explanation: ContrastiveExplanation, *,
-              dpi: int = 100, **kwargs: Any) -> Path:
+def save_cwox(
+    path: str | os.PathLike,
+    images: Tensor,
+    explanation: ContrastiveExplanation,
+    *,
+    dpi: int = 100,
+    **kwargs: Any,
+) -> Path:
     """:func:`plot_cwox` saved as a PNG at ``path``; returns the path."""
     viz._output_path(path, "out")
     return viz.save_figure(plot_cwox(images, explanation, **kwargs), path, dpi=dpi)

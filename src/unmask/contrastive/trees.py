@@ -70,7 +70,6 @@ _SHIPPED = {"resnet50": ("ResNet50.json", 1000)}
 _CLASS_TOKEN = re.compile(r"^c(\d+)-(.*)$")
 
 
-
 @dataclass
 class TreeNode:
     """One latent node of a label tree.
@@ -104,8 +103,9 @@ class TreeNode:
 
 def _check_class_list(values: object, name: str, num_classes: int) -> list[int]:
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
-        raise TypeError(f"{name}: expected a sequence of class indices (ints), got "
-                        f"{type(values).__name__}")
+        raise TypeError(
+            f"{name}: expected a sequence of class indices (ints), got {type(values).__name__}"
+        )
     if hasattr(values, "tolist"):  # numpy arrays and torch tensors
         values = values.tolist()  # type: ignore[union-attr]
         if not isinstance(values, list):
@@ -151,8 +151,9 @@ class LabelTree:
         (4, 1000)
     """
 
-    def __init__(self, roots: Sequence[TreeNode], num_classes: int,
-                 class_names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, roots: Sequence[TreeNode], num_classes: int, class_names: Sequence[str] | None = None
+    ) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
             raise ValueError(f"num_classes: expected a positive int, got {num_classes!r}")
         self.roots: list[TreeNode] = list(roots)
@@ -171,11 +172,15 @@ class LabelTree:
                 depths.add(len(path))
                 for c in node.classes:
                     if c in self._paths:
-                        raise ValueError(f"tree: class {c} sits in two lowest-level nodes "
-                                         f"({self._paths[c][-1].id} and {node.id})")
+                        raise ValueError(
+                            f"tree: class {c} sits in two lowest-level nodes "
+                            f"({self._paths[c][-1].id} and {node.id})"
+                        )
                     if not 0 <= c < num_classes:
-                        raise ValueError(f"tree: class {c} in node {node.id} is outside "
-                                         f"[0, {num_classes}) (num_classes={num_classes})")
+                        raise ValueError(
+                            f"tree: class {c} in node {node.id} is outside "
+                            f"[0, {num_classes}) (num_classes={num_classes})"
+                        )
                     self._paths[c] = path
                 return list(node.classes)
             below: list[int] = []
@@ -187,14 +192,17 @@ class LabelTree:
         for root in self.roots:
             visit(root, [])
         if len(depths) > 1:
-            raise ValueError(f"tree: every lowest-level node must sit at the same depth, found "
-                             f"depths {sorted(depths)}")
+            raise ValueError(
+                f"tree: every lowest-level node must sit at the same depth, found "
+                f"depths {sorted(depths)}"
+            )
         self.depth: int = depths.pop() if depths else 0
         names = [f"class {i}" for i in range(num_classes)]
         if class_names is not None:
             if len(class_names) != num_classes:
-                raise ValueError(f"class_names: expected {num_classes} names, got "
-                                 f"{len(class_names)}")
+                raise ValueError(
+                    f"class_names: expected {num_classes} names, got {len(class_names)}"
+                )
             names = [str(n) for n in class_names]
         self.class_names: list[str] = names
 
@@ -218,15 +226,19 @@ class LabelTree:
 
     def __repr__(self) -> str:
         sizes = [len(self.level_nodes(lv)) for lv in range(1, self.depth + 1)]
-        return (f"LabelTree(num_classes={self.num_classes}, classes_in_tree={len(self._paths)}, "
-                f"depth={self.depth}, nodes_per_level={sizes})")
+        return (
+            f"LabelTree(num_classes={self.num_classes}, classes_in_tree={len(self._paths)}, "
+            f"depth={self.depth}, nodes_per_level={sizes})"
+        )
 
     def _check_cut_level(self, cut_level: object) -> int:
         if isinstance(cut_level, bool) or not isinstance(cut_level, Integral):
             raise TypeError(f"cut_level: expected an int, got {cut_level!r}")
         if not 0 <= int(cut_level) < self.depth:
-            raise ValueError(f"cut_level: expected an int in [0, {self.depth - 1}] (0 = the lowest "
-                             f"latent level; this tree has {self.depth} levels), got {cut_level!r}")
+            raise ValueError(
+                f"cut_level: expected an int in [0, {self.depth - 1}] (0 = the lowest "
+                f"latent level; this tree has {self.depth} levels), got {cut_level!r}"
+            )
         return int(cut_level)
 
     def path(self, cls: int) -> list[str]:
@@ -281,8 +293,12 @@ class LabelTree:
                 key = p[self.depth - 1 - lv].id
             groups.setdefault(key, []).append(c)
         if missing:
-            warnings.warn(f"top_k: classes {missing} are not in the label tree; each becomes a "
-                          "cluster of its own", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"top_k: classes {missing} are not in the label tree; each becomes a "
+                "cluster of its own",
+                UserWarning,
+                stacklevel=2,
+            )
         return list(groups.values())
 
     def partition(self, cut_level: int = 0) -> dict[int, str]:
@@ -326,8 +342,9 @@ class LabelTree:
                 siblings = entry["children"]
             siblings.append(leaf)
         if missing:
-            warnings.warn(f"classes: classes {missing} are not in the label tree", UserWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"classes: classes {missing} are not in the label tree", UserWarning, stacklevel=2
+            )
         return roots
 
     # ------------------------------------------------------------------ output
@@ -360,10 +377,12 @@ def _parse_node(obj: object, where: str, names: dict[int, str]) -> TreeNode:
         raise ValueError(f"tree: 'children' of node {obj['id']!r} is not a list")
     data = obj.get("data") or {}
     level = data.get("level") if isinstance(data, dict) else None
-    node = TreeNode(id=str(obj["id"]), level=int(level) if isinstance(level, int | float) else 0,
-                    text=str(obj.get("text", "")),
-                    percentage=float(data.get("percentage", 0.0))
-                    if isinstance(data, dict) else 0.0)
+    node = TreeNode(
+        id=str(obj["id"]),
+        level=int(level) if isinstance(level, int | float) else 0,
+        text=str(obj.get("text", "")),
+        percentage=float(data.get("percentage", 0.0)) if isinstance(data, dict) else 0.0,
+    )
     node.children = [_parse_node(c, f"{where}/{node.id}", names) for c in children]
     if not node.children:
         for token in node.text.split():
@@ -388,8 +407,11 @@ def list_trees() -> dict[str, str]:
     return {"resnet50": "the published HLTM tree of ResNet-50 on ImageNet-1k (CWOX, BSD-3)"}
 
 
-def load_tree(source: str | os.PathLike | list, num_classes: int | None = None,
-              class_names: Sequence[str] | None = None) -> LabelTree:
+def load_tree(
+    source: str | os.PathLike | list,
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+) -> LabelTree:
     """Load a label tree: a shipped one by name, a JSON file, or the parsed JSON list.
 
     Args:
@@ -417,15 +439,17 @@ def load_tree(source: str | os.PathLike | list, num_classes: int | None = None,
     elif isinstance(source, str | os.PathLike):
         p = Path(source)
         if not p.is_file():
-            raise FileNotFoundError(f"tree: file not found: {p} (or use a shipped tree: "
-                                    f"{', '.join(_SHIPPED)})")
+            raise FileNotFoundError(
+                f"tree: file not found: {p} (or use a shipped tree: {', '.join(_SHIPPED)})"
+            )
         try:
             data = json.loads(p.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"tree: {p} is not JSON: {exc}") from None
     else:
-        raise TypeError(f"tree: expected a tree name, a path or a list of nodes, got "
-                        f"{type(source).__name__}")
+        raise TypeError(
+            f"tree: expected a tree name, a path or a list of nodes, got {type(source).__name__}"
+        )
     if isinstance(data, dict):  # a single root
         data = [data]
     if not isinstance(data, list) or not data:
@@ -451,8 +475,9 @@ def load_tree(source: str | os.PathLike | list, num_classes: int | None = None,
 
 
 # ---------------------------------------------------------------------- documents
-def top_k_documents(probs: Any, mass: float = 0.95, drop_single: bool = True,
-                    max_k: int | None = None) -> list[list[int]]:
+def top_k_documents(
+    probs: Any, mass: float = 0.95, drop_single: bool = True, max_k: int | None = None
+) -> list[list[int]]:
     """The top-K classes of each row of probabilities, K the smallest count passing ``mass``.
 
     As the original's ``prepare_training_data.py``: sort each row's probabilities in
@@ -499,10 +524,18 @@ def top_k_documents(probs: Any, mass: float = 0.95, drop_single: bool = True,
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
 
-def documents_from_images(model: Any, folder: str | os.PathLike, *, mass: float = 0.95,
-                          batch_size: int = 32, size: int | None = None, recursive: bool = True,
-                          drop_single: bool = True, max_k: int | None = None,
-                          progress: Progress = True) -> dict[str, list[int]]:
+def documents_from_images(
+    model: Any,
+    folder: str | os.PathLike,
+    *,
+    mass: float = 0.95,
+    batch_size: int = 32,
+    size: int | None = None,
+    recursive: bool = True,
+    drop_single: bool = True,
+    max_k: int | None = None,
+    progress: Progress = True,
+) -> dict[str, list[int]]:
     """Run a classifier over a folder of images and return each image's top-K document.
 
     Args:
@@ -533,8 +566,9 @@ def documents_from_images(model: Any, folder: str | os.PathLike, *, mass: float 
         raise FileNotFoundError(f"folder: not a directory: {root}")
     clf = as_classifier(model)
     pattern = "**/*" if recursive else "*"
-    files = sorted(p for p in root.glob(pattern)
-                   if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
+    files = sorted(
+        p for p in root.glob(pattern) if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()
+    )
     if not files:
         raise ValueError(f"folder: no image files ({', '.join(sorted(_IMAGE_SUFFIXES))}) in {root}")
     if size is None:
@@ -547,8 +581,9 @@ def documents_from_images(model: Any, folder: str | os.PathLike, *, mass: float 
         x = torch.cat([load_image(f, size=size) for f in chunk]).to(clf.device)
         with torch.inference_mode():
             probs = torch.softmax(clf(x).double(), dim=1)
-        for f, doc in zip(chunk, top_k_documents(probs, mass, drop_single=False,
-                                                                max_k=max_k), strict=True):
+        for f, doc in zip(
+            chunk, top_k_documents(probs, mass, drop_single=False, max_k=max_k), strict=True
+        ):
             if len(doc) > 1 or not drop_single:
                 out[str(f.relative_to(root))] = doc
         done += len(chunk)
@@ -579,14 +614,18 @@ def read_documents(source: str | os.PathLike | dict | list) -> list[list[int]]:
         where = str(p)
     docs = list(data.values()) if isinstance(data, dict) else data
     if not isinstance(docs, list):
-        raise ValueError(f"documents: expected a JSON object {{image: [classes]}} or a list of "
-                         f"class lists in {where}")
+        raise ValueError(
+            f"documents: expected a JSON object {{image: [classes]}} or a list of "
+            f"class lists in {where}"
+        )
     out = []
     for i, d in enumerate(docs):
-        if not isinstance(d, list) or not all(isinstance(c, int) and not isinstance(c, bool)
-                                              and c >= 0 for c in d):
-            raise ValueError(f"documents: entry {i} of {where} is not a list of class indices "
-                             f"(ints >= 0): {d!r}")
+        if not isinstance(d, list) or not all(
+            isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in d
+        ):
+            raise ValueError(
+                f"documents: entry {i} of {where} is not a list of class indices (ints >= 0): {d!r}"
+            )
         out.append(list(d))
     return out
 
@@ -602,13 +641,18 @@ def _node_text(classes: Sequence[int], scores: dict[int, float], names: Sequence
     # The original reader takes the first number of every token as a class when it is above
     # 0.9, so a written score must stay below 1 (a "1.0" would read as class 1).
     ranked = sorted(classes, key=lambda c: (-scores.get(c, 0.0), c))
-    return " ".join(f"c{c:03d}-{_short_name(names[c])} {min(scores.get(c, 0.0), 0.99):.2f}"
-                    for c in ranked)
+    return " ".join(
+        f"c{c:03d}-{_short_name(names[c])} {min(scores.get(c, 0.0), 0.99):.2f}" for c in ranked
+    )
 
 
-def _tree_from_levels(partitions: list[list[list[int]]], num_classes: int,
-                      class_names: Sequence[str], scores: dict[int, float],
-                      percentage: Callable[[list[int]], float]) -> LabelTree:
+def _tree_from_levels(
+    partitions: list[list[list[int]]],
+    num_classes: int,
+    class_names: Sequence[str],
+    scores: dict[int, float],
+    percentage: Callable[[list[int]], float],
+) -> LabelTree:
     """Nodes from a stack of partitions: ``partitions[0]`` groups classes (level 1), each next
     one groups the indices of the nodes of the level below."""
     levels: list[list[TreeNode]] = []
@@ -660,12 +704,25 @@ def ppmi_similarity(x: np.ndarray) -> np.ndarray:
     return s
 
 
-def learn_tree(documents: Any, num_classes: int | None = None, *, method: str = "average",
-               levels: int | None = None, max_size: int = 10, max_top: int = 15,
-               mean_size: float = 3.5, branching: float = 4.0, ud_threshold: float = 3.0,
-               ct_threshold: float = 3.0, bic_batch: int = 5000, em_restarts: int = 8,
-               em_steps: int = 200, seed: int = 0, class_names: Sequence[str] | None = None,
-               progress: Progress = True) -> LabelTree:
+def learn_tree(
+    documents: Any,
+    num_classes: int | None = None,
+    *,
+    method: str = "average",
+    levels: int | None = None,
+    max_size: int = 10,
+    max_top: int = 15,
+    mean_size: float = 3.5,
+    branching: float = 4.0,
+    ud_threshold: float = 3.0,
+    ct_threshold: float = 3.0,
+    bic_batch: int = 5000,
+    em_restarts: int = 8,
+    em_steps: int = 200,
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
+    progress: Progress = True,
+) -> LabelTree:
     """Learn a hierarchical label tree from top-K documents.
 
     Every document (the top-K classes of one image) is a binary vector over the classes. Two
@@ -742,15 +799,17 @@ def learn_tree(documents: Any, num_classes: int | None = None, *, method: str = 
         raise ValueError(f"documents: class {top} is outside [0, {num_classes}) (num_classes)")
     check_positive(max_size, "max_size", integer=True)
     if max_size < (3 if method == "hlta" else 2):
-        raise ValueError(f"max_size: expected an int >= {3 if method == 'hlta' else 2}, got "
-                         f"{max_size}")
+        raise ValueError(
+            f"max_size: expected an int >= {3 if method == 'hlta' else 2}, got {max_size}"
+        )
     check_positive(max_top, "max_top", integer=True)
     if levels is not None:
         check_positive(levels, "levels", integer=True)
     check_positive(mean_size, "mean_size")
     if not 1 <= mean_size <= max_size:
-        raise ValueError(f"mean_size: expected a value in [1, max_size={max_size}], "
-                         f"got {mean_size}")
+        raise ValueError(
+            f"mean_size: expected a value in [1, max_size={max_size}], got {mean_size}"
+        )
     check_positive(branching, "branching")
     if branching <= 1:
         raise ValueError(f"branching: expected a value > 1, got {branching}")
@@ -768,17 +827,30 @@ def learn_tree(documents: Any, num_classes: int | None = None, *, method: str = 
         from . import _hlta
 
         partitions_idx = _hlta.learn_levels(
-            x, levels=levels, max_island=max_size, max_top=max_top, ud_threshold=ud_threshold,
-            ct_threshold=ct_threshold, bic_batch=bic_batch, em_restarts=em_restarts,
-            em_steps=em_steps, rng=np.random.default_rng(seed),
-            progress=lambda total, lv: _reporter(progress, total, f"HLTA level {lv}"))
+            x,
+            levels=levels,
+            max_island=max_size,
+            max_top=max_top,
+            ud_threshold=ud_threshold,
+            ct_threshold=ct_threshold,
+            bic_batch=bic_batch,
+            em_restarts=em_restarts,
+            em_steps=em_steps,
+            rng=np.random.default_rng(seed),
+            progress=lambda total, lv: _reporter(progress, total, f"HLTA level {lv}"),
+        )
     else:
         from . import _agglomerate
 
         bar = _reporter(progress, 1, "average linkage")
         partitions_idx = _agglomerate.hierarchy(
-            ppmi_similarity(x), first_clusters=max(1, round(len(present) / mean_size)),
-            max_size=max_size, branching=branching, max_top=max_top, levels=levels)
+            ppmi_similarity(x),
+            first_clusters=max(1, round(len(present) / mean_size)),
+            max_size=max_size,
+            branching=branching,
+            max_top=max_top,
+            levels=levels,
+        )
         bar(1)
         bar(None)
     partitions = [[[present[i] for i in g] for g in partitions_idx[0]], *partitions_idx[1:]]
@@ -801,27 +873,43 @@ def final_linear_weight(model: Any) -> np.ndarray:
     from torch import nn
 
     if isinstance(model, np.ndarray | torch.Tensor):
-        w = np.asarray(model.detach().cpu() if isinstance(model, torch.Tensor) else model,
-                       dtype=np.float64)
+        w = np.asarray(
+            model.detach().cpu() if isinstance(model, torch.Tensor) else model, dtype=np.float64
+        )
         if w.ndim != 2 or min(w.shape) == 0:
             raise ValueError(f"model: expected a weight matrix (C, D), got shape {w.shape}")
         return w
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected an unmask.Classifier, an nn.Module or a weight matrix "
-                        f"(C, D), got {type(model).__name__}")
+        raise TypeError(
+            f"model: expected an unmask.Classifier, an nn.Module or a weight matrix "
+            f"(C, D), got {type(model).__name__}"
+        )
     net = getattr(model, "net", model)
     want = getattr(model, "num_classes", None)
-    linears = [m for m in net.modules() if isinstance(m, nn.Linear)
-               and (want is None or m.out_features == want)]
+    linears = [
+        m
+        for m in net.modules()
+        if isinstance(m, nn.Linear) and (want is None or m.out_features == want)
+    ]
     if not linears:
-        raise ValueError("model: no nn.Linear layer" + (f" with {want} outputs" if want else "")
-                         + " found (give the weight matrix (C, D) instead)")
+        raise ValueError(
+            "model: no nn.Linear layer"
+            + (f" with {want} outputs" if want else "")
+            + " found (give the weight matrix (C, D) instead)"
+        )
     return linears[-1].weight.detach().cpu().double().numpy()
 
 
-def data_free_tree(model: Any, *, levels: int | None = None, mean_size: float = 3.5,
-                   max_size: int = 10, branching: float = 4.0, max_top: int = 15,
-                   class_names: Sequence[str] | None = None) -> LabelTree:
+def data_free_tree(
+    model: Any,
+    *,
+    levels: int | None = None,
+    mean_size: float = 3.5,
+    max_size: int = 10,
+    branching: float = 4.0,
+    max_top: int = 15,
+    class_names: Sequence[str] | None = None,
+) -> LabelTree:
     """A label tree without data: classes grouped by the similarity of their output weights.
 
     The similarity of two classes is the cosine similarity of their rows in the classifier's
@@ -870,8 +958,9 @@ def data_free_tree(model: Any, *, levels: int | None = None, mean_size: float = 
     if max_size < 2:
         raise ValueError(f"max_size: expected an int >= 2, got {max_size}")
     if mean_size < 1 or mean_size > max_size:
-        raise ValueError(f"mean_size: expected a value in [1, max_size={max_size}], "
-                         f"got {mean_size}")
+        raise ValueError(
+            f"mean_size: expected a value in [1, max_size={max_size}], got {mean_size}"
+        )
     if branching <= 1:
         raise ValueError(f"branching: expected a value > 1, got {branching}")
     check_positive(max_top, "max_top", integer=True)
@@ -882,9 +971,14 @@ def data_free_tree(model: Any, *, levels: int | None = None, mean_size: float = 
     names = _default_names(c, class_names)
     wn = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
     sim = wn @ wn.T
-    partitions = _agglomerate.hierarchy(sim, first_clusters=max(1, round(c / mean_size)),
-                                        max_size=max_size, branching=branching, max_top=max_top,
-                                        levels=levels)
+    partitions = _agglomerate.hierarchy(
+        sim,
+        first_clusters=max(1, round(c / mean_size)),
+        max_size=max_size,
+        branching=branching,
+        max_top=max_top,
+        levels=levels,
+    )
     scores: dict[int, float] = {}
     for g in partitions[0]:
         centre = wn[g].mean(axis=0)

@@ -25,8 +25,17 @@ from .._checks import check_images, check_positive
 from ..models import Classifier
 from . import synthetic
 
-__all__ = ["SyntheticCNN", "train", "fit", "accuracy", "load", "save", "default_weights",
-           "WEIGHTS_FORMAT", "FEATURE_LAYER"]
+__all__ = [
+    "SyntheticCNN",
+    "train",
+    "fit",
+    "accuracy",
+    "load",
+    "save",
+    "default_weights",
+    "WEIGHTS_FORMAT",
+    "FEATURE_LAYER",
+]
 
 #: The ``format`` entry of a weights file written by :func:`save`.
 WEIGHTS_FORMAT = "unmask.synthetic_cnn/1"
@@ -50,8 +59,13 @@ class SyntheticCNN(nn.Module):
         super().__init__()
 
         def block(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> list[nn.Module]:
-            return [nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation,
-                              bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+            return [
+                nn.Conv2d(
+                    cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False
+                ),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+            ]
 
         self.features = nn.Sequential(
             *block(3, 16, stride=2),
@@ -69,10 +83,18 @@ class SyntheticCNN(nn.Module):
 FEATURE_LAYER = "features"
 
 
-def _classifier(net: SyntheticCNN, size: int, classes: list[str], mean: float = MEAN,
-                std: float = STD) -> Classifier:
-    return Classifier(net.eval(), mean=(mean,) * 3, std=(std,) * 3, input_size=size,
-                      class_names=classes, name="synthetic_cnn", feature_layer=FEATURE_LAYER)
+def _classifier(
+    net: SyntheticCNN, size: int, classes: list[str], mean: float = MEAN, std: float = STD
+) -> Classifier:
+    return Classifier(
+        net.eval(),
+        mean=(mean,) * 3,
+        std=(std,) * 3,
+        input_size=size,
+        class_names=classes,
+        name="synthetic_cnn",
+        feature_layer=FEATURE_LAYER,
+    )
 
 
 @contextlib.contextmanager
@@ -101,10 +123,18 @@ def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int =
     return correct / images.shape[0]
 
 
-def train(n_train: int = 12000, epochs: int = 12, seed: int = 0, *,
-          size: int = synthetic.DEFAULT_SIZE, batch_size: int = 64, lr: float = 3e-3,
-          n_val: int = 500, threads: int = 1,
-          log: Callable[[str], None] | None = None) -> tuple[Classifier, dict[str, Any]]:
+def train(
+    n_train: int = 12000,
+    epochs: int = 12,
+    seed: int = 0,
+    *,
+    size: int = synthetic.DEFAULT_SIZE,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    n_val: int = 500,
+    threads: int = 1,
+    log: Callable[[str], None] | None = None,
+) -> tuple[Classifier, dict[str, Any]]:
     """Train :class:`SyntheticCNN` on ``n_train`` images of the ``"train"`` split.
 
     The images of split ``"train"`` (and ``n_val`` of split ``"val"``) with ``seed`` are
@@ -126,22 +156,45 @@ def train(n_train: int = 12000, epochs: int = 12, seed: int = 0, *,
         ``(model, info)``: the trained :class:`~unmask.Classifier` (eval mode) and a dict with
         the settings and the final ``val_accuracy``.
     """
-    for value, name in ((n_train, "n_train"), (epochs, "epochs"), (batch_size, "batch_size"),
-                        (n_val, "n_val"), (threads, "threads")):
+    for value, name in (
+        (n_train, "n_train"),
+        (epochs, "epochs"),
+        (batch_size, "batch_size"),
+        (n_val, "n_val"),
+        (threads, "threads"),
+    ):
         check_positive(value, name, integer=True)
     check_positive(lr, "lr")
     with _deterministic(threads):
         data = synthetic.generate(n_train, seed=seed, split="train", size=size)
         val = synthetic.generate(n_val, seed=seed, split="val", size=size)
-    model, info = fit(data.images, data.labels, epochs=epochs, seed=seed, batch_size=batch_size,
-                      lr=lr, val=(val.images, val.labels), threads=threads, log=log)
+    model, info = fit(
+        data.images,
+        data.labels,
+        epochs=epochs,
+        seed=seed,
+        batch_size=batch_size,
+        lr=lr,
+        val=(val.images, val.labels),
+        threads=threads,
+        log=log,
+    )
     return model, {"n_train": n_train, **info}
 
 
-def fit(images: Tensor, labels: Tensor, epochs: int = 12, seed: int = 0, *,
-        batch_size: int = 64, lr: float = 3e-3, val: tuple[Tensor, Tensor] | None = None,
-        classes: Sequence[str] | None = None, threads: int = 1,
-        log: Callable[[str], None] | None = None) -> tuple[Classifier, dict[str, Any]]:
+def fit(
+    images: Tensor,
+    labels: Tensor,
+    epochs: int = 12,
+    seed: int = 0,
+    *,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    val: tuple[Tensor, Tensor] | None = None,
+    classes: Sequence[str] | None = None,
+    threads: int = 1,
+    log: Callable[[str], None] | None = None,
+) -> tuple[Classifier, dict[str, Any]]:
     """Train a fresh :class:`SyntheticCNN` on given images: the package's one training loop.
 
     Adam (weight decay 1e-4) with a one-cycle learning-rate schedule peaking at ``lr``, random
@@ -176,8 +229,9 @@ def fit(images: Tensor, labels: Tensor, epochs: int = 12, seed: int = 0, *,
     names = list(synthetic.CLASSES if classes is None else classes)
     images = check_images(images, "images", channels=3)
     if images.shape[-1] != images.shape[-2]:
-        raise ValueError(f"images: expected square images, got {images.shape[-2]}x"
-                         f"{images.shape[-1]}")
+        raise ValueError(
+            f"images: expected square images, got {images.shape[-2]}x{images.shape[-1]}"
+        )
     labels = _check_labels(labels, images.shape[0], len(names), "labels")
     if val is not None:
         if not isinstance(val, (tuple, list)) or len(val) != 2:
@@ -223,21 +277,34 @@ def fit(images: Tensor, labels: Tensor, epochs: int = 12, seed: int = 0, *,
                 val_acc = accuracy(model, val_x, val_y)
                 line += f", val accuracy {val_acc:.4f}"
             say(line)
-    info = {"epochs": epochs, "seed": seed, "size": size, "batch_size": batch_size, "lr": lr,
-            "val_accuracy": val_acc, "torch": str(torch.__version__), "threads": threads}
+    info = {
+        "epochs": epochs,
+        "seed": seed,
+        "size": size,
+        "batch_size": batch_size,
+        "lr": lr,
+        "val_accuracy": val_acc,
+        "torch": str(torch.__version__),
+        "threads": threads,
+    }
     return model.eval(), info
 
 
 def _check_labels(labels: object, n: int, num_classes: int, name: str) -> Tensor:
     if not isinstance(labels, Tensor):
         raise TypeError(f"{name}: expected a tensor of class indices, got {type(labels).__name__}")
-    if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) \
-            or tuple(labels.shape) != (n,):
-        raise ValueError(f"{name}: expected ({n},) integer class indices, got "
-                         f"{labels.dtype} {tuple(labels.shape)}")
+    if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) or tuple(
+        labels.shape
+    ) != (n,):
+        raise ValueError(
+            f"{name}: expected ({n},) integer class indices, got "
+            f"{labels.dtype} {tuple(labels.shape)}"
+        )
     if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"{name}: class indices must be in 0..{num_classes - 1}, got "
-                         f"{int(labels.min())}..{int(labels.max())}")
+        raise ValueError(
+            f"{name}: class indices must be in 0..{num_classes - 1}, got "
+            f"{int(labels.min())}..{int(labels.max())}"
+        )
     return labels.long()
 
 
@@ -245,7 +312,8 @@ def save(model: Classifier, path: str | Path, info: dict[str, Any] | None = None
     """Write ``model`` (a trained synthetic CNN) as a weights file :func:`load` reads."""
     if not isinstance(model, Classifier) or not isinstance(model.net, SyntheticCNN):
         raise TypeError(
-            f"model: expected the Classifier of a SyntheticCNN, got {type(model).__name__}")
+            f"model: expected the Classifier of a SyntheticCNN, got {type(model).__name__}"
+        )
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"out: {path} is a directory; give a file name such as weights.pt")
@@ -253,8 +321,18 @@ def save(model: Classifier, path: str | Path, info: dict[str, Any] | None = None
         raise FileNotFoundError(f"out: the folder {path.parent} does not exist")
     state = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
     size = int(model.input_size[0]) if model.input_size else synthetic.DEFAULT_SIZE
-    torch.save({"format": WEIGHTS_FORMAT, "state_dict": state, "classes": list(model.class_names),
-                "input_size": size, "mean": MEAN, "std": STD, "info": dict(info or {})}, path)
+    torch.save(
+        {
+            "format": WEIGHTS_FORMAT,
+            "state_dict": state,
+            "classes": list(model.class_names),
+            "input_size": size,
+            "mean": MEAN,
+            "std": STD,
+            "info": dict(info or {}),
+        },
+        path,
+    )
     return path
 
 
@@ -283,5 +361,6 @@ def load(weights: str | Path | None = None) -> Classifier:
         raise ValueError(f"weights: {path} is not a synthetic CNN weights file ({WEIGHTS_FORMAT})")
     net = SyntheticCNN(num_classes=len(ckpt["classes"]))
     net.load_state_dict(ckpt["state_dict"])
-    return _classifier(net, int(ckpt["input_size"]), list(ckpt["classes"]),
-                       float(ckpt["mean"]), float(ckpt["std"]))
+    return _classifier(
+        net, int(ckpt["input_size"]), list(ckpt["classes"]), float(ckpt["mean"]), float(ckpt["std"])
+    )

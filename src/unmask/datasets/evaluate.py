@@ -63,8 +63,17 @@ __all__ = [
 
 #: The methods of the table in docs/synthetic-benchmark.md. Adding a registered method is
 #: adding its name.
-METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "occlusion", "rise", "lime", "extremal",
-                            "random", "centre", "whole_image")
+METHODS: tuple[str, ...] = (
+    "gradcam",
+    "gradcam++",
+    "occlusion",
+    "rise",
+    "lime",
+    "extremal",
+    "random",
+    "centre",
+    "whole_image",
+)
 
 #: Hyperparameters for 64² images (the paper's are for 224²); the rest are each method's defaults.
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -127,14 +136,22 @@ def check_methods(methods: str | Sequence[str]) -> list[str]:
         raise ValueError("methods: expected at least one method name")
     for m in names:
         if m not in BASELINES and m not in REGISTERED.names(aliases=True):
-            raise ValueError(f"methods: unknown method {m!r}; expected registered methods "
-                             f"({', '.join(REGISTERED.names())}) or baselines "
-                             f"({', '.join(BASELINES)})")
+            raise ValueError(
+                f"methods: unknown method {m!r}; expected registered methods "
+                f"({', '.join(REGISTERED.names())}) or baselines "
+                f"({', '.join(BASELINES)})"
+            )
     return names
 
 
-def saliency_maps(model: Any, x: Tensor, target: Tensor, method: str, seed: int = 0,
-                  settings: dict[str, Any] | None = None) -> Tensor:
+def saliency_maps(
+    model: Any,
+    x: Tensor,
+    target: Tensor,
+    method: str,
+    seed: int = 0,
+    settings: dict[str, Any] | None = None,
+) -> Tensor:
     """Maps (B, 1, H, W) of ``method`` (a registered name or a baseline) for ``target`` (B,).
 
     ``settings`` overrides :data:`SETTINGS` for this method. Maps coarser than the images are
@@ -152,8 +169,16 @@ def saliency_maps(model: Any, x: Tensor, target: Tensor, method: str, seed: int 
     return s
 
 
-def _maps(model: Any, batch: synthetic.SyntheticBatch, method: str, seed: int, chunk: int,
-          settings: dict[str, Any] | None, progress: Progress, desc: str) -> Tensor:
+def _maps(
+    model: Any,
+    batch: synthetic.SyntheticBatch,
+    method: str,
+    seed: int,
+    chunk: int,
+    settings: dict[str, Any] | None,
+    progress: Progress,
+    desc: str,
+) -> Tensor:
     n = batch.images.shape[0]
     starts = range(0, n, chunk)
     out = []
@@ -163,10 +188,17 @@ def _maps(model: Any, batch: synthetic.SyntheticBatch, method: str, seed: int, c
     return torch.cat(out)
 
 
-def localisation_benchmark(model: Any, methods: Sequence[str] = METHODS, n_test: int = 200,
-                           n_heldout: int = 100, seed: int = 0, tolerance: float = 4.0,
-                           chunk: int = 20, settings: dict[str, dict[str, Any]] | None = None,
-                           progress: Progress = False) -> list[LocalisationRow]:
+def localisation_benchmark(
+    model: Any,
+    methods: Sequence[str] = METHODS,
+    n_test: int = 200,
+    n_heldout: int = 100,
+    seed: int = 0,
+    tolerance: float = 4.0,
+    chunk: int = 20,
+    settings: dict[str, dict[str, Any]] | None = None,
+    progress: Progress = False,
+) -> list[LocalisationRow]:
     """Run the localisation benchmark: one :class:`LocalisationRow` per method.
 
     Args:
@@ -194,28 +226,37 @@ def localisation_benchmark(model: Any, methods: Sequence[str] = METHODS, n_test:
         maps_h = _maps(model, held, m, seed, chunk, own, progress, f"{m} held-out")
         maps_t = _maps(model, test, m, seed, chunk, own, progress, f"{m} test")
         choice = select_alpha(maps_h, held.masks)
-        rows.append(LocalisationRow(
-            method=m,
-            alpha=choice.alpha,
-            localisation_error=float(localisation_error(maps_t, test.masks, choice.alpha).mean()),
-            pointing_game=float(pointing_game(maps_t, test.masks, tolerance).mean()),
-            energy_pointing_game=float(energy_pointing_game(maps_t, test.masks).mean()),
-            heldout_error=float(choice.errors.min()),
-            n_test=n_test, n_heldout=n_heldout,
-            seconds=round(time.perf_counter() - start, 1),
-        ))
+        rows.append(
+            LocalisationRow(
+                method=m,
+                alpha=choice.alpha,
+                localisation_error=float(
+                    localisation_error(maps_t, test.masks, choice.alpha).mean()
+                ),
+                pointing_game=float(pointing_game(maps_t, test.masks, tolerance).mean()),
+                energy_pointing_game=float(energy_pointing_game(maps_t, test.masks).mean()),
+                heldout_error=float(choice.errors.min()),
+                n_test=n_test,
+                n_heldout=n_heldout,
+                seconds=round(time.perf_counter() - start, 1),
+            )
+        )
     return rows
 
 
 def format_table(rows: Sequence[LocalisationRow]) -> str:
     """A Markdown table of the rows (percentages)."""
-    lines = ["| method | alpha* (held-out) | localisation error % ↓ | pointing game % ↑ | "
-             "energy pointing game % ↑ | seconds |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| method | alpha* (held-out) | localisation error % ↓ | pointing game % ↑ | "
+        "energy pointing game % ↑ | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r.method} | {r.alpha:.2f} | {100 * r.localisation_error:.1f} | "
-                     f"{100 * r.pointing_game:.1f} | {100 * r.energy_pointing_game:.1f} | "
-                     f"{r.seconds:.0f} |")
+        lines.append(
+            f"| {r.method} | {r.alpha:.2f} | {100 * r.localisation_error:.1f} | "
+            f"{100 * r.pointing_game:.1f} | {100 * r.energy_pointing_game:.1f} | "
+            f"{r.seconds:.0f} |"
+        )
     return "\n".join(lines)
 
 

@@ -119,8 +119,16 @@ def _shape_mask(cls: int, u: np.ndarray, v: np.ndarray, ring_inner: float) -> np
     raise ValueError(f"class index {cls} is not a shape")  # pragma: no cover
 
 
-def _draw_object(img: np.ndarray, rng: np.random.Generator, cls: int, cx: float, cy: float,
-                 r: float, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+def _draw_object(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    cls: int,
+    cx: float,
+    cy: float,
+    r: float,
+    yy: np.ndarray,
+    xx: np.ndarray,
+) -> np.ndarray:
     """Paint shape ``cls`` centred at (cx, cy) with radius ``r`` on ``img`` (3, H, W); returns
     the painted pixels (H, W) bool."""
     theta = rng.uniform(0, 2 * np.pi)
@@ -165,8 +173,9 @@ def _background(rng: np.random.Generator, size: int, yy: np.ndarray, xx: np.ndar
     """Clutter (3, H, W): smooth colour noise, soft colour blobs, thin lines."""
     grid = int(rng.integers(3, 7))
     coarse = rng.random((3, grid, grid))
-    img = np.stack([ndimage.zoom(c, size / grid, order=3, mode="nearest")[:size, :size]
-                    for c in coarse])
+    img = np.stack(
+        [ndimage.zoom(c, size / grid, order=3, mode="nearest")[:size, :size] for c in coarse]
+    )
     lo, hi = sorted(rng.uniform(0.0, 1.0, 2))
     hi = max(hi, lo + 0.25)
     img = lo + (hi - lo) * (img - img.min()) / max(float(img.max() - img.min()), 1e-6)
@@ -198,13 +207,21 @@ def _check(seed: object, split: object, size: object, max_distractors: object) -
         raise TypeError(f"split: expected a non-empty string such as 'train', got {split!r}")
     if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 32:
         raise ValueError(f"size: expected an image side of at least 32 pixels, got {size!r}")
-    if (isinstance(max_distractors, bool) or not isinstance(max_distractors, int | np.integer)
-            or max_distractors < 0):
+    if (
+        isinstance(max_distractors, bool)
+        or not isinstance(max_distractors, int | np.integer)
+        or max_distractors < 0
+    ):
         raise ValueError(f"max_distractors: expected an integer >= 0, got {max_distractors!r}")
 
 
-def sample(index: int, seed: int = 0, split: str = "train", size: int = DEFAULT_SIZE,
-           max_distractors: int = 2) -> Sample:
+def sample(
+    index: int,
+    seed: int = 0,
+    split: str = "train",
+    size: int = DEFAULT_SIZE,
+    max_distractors: int = 2,
+) -> Sample:
     """Image ``index`` of ``split`` (deterministic in (seed, split, index, size, max_distractors)).
 
     Returns:
@@ -240,8 +257,14 @@ def sample(index: int, seed: int = 0, split: str = "train", size: int = DEFAULT_
     return Sample(img, label, mask, box, tuple(distractors), others)
 
 
-def generate(n: int, seed: int = 0, split: str = "train", size: int = DEFAULT_SIZE,
-             start: int = 0, max_distractors: int = 2) -> SyntheticBatch:
+def generate(
+    n: int,
+    seed: int = 0,
+    split: str = "train",
+    size: int = DEFAULT_SIZE,
+    start: int = 0,
+    max_distractors: int = 2,
+) -> SyntheticBatch:
     """Images ``start .. start + n - 1`` of ``split`` as one batch.
 
     Args:
@@ -274,8 +297,14 @@ def _name(split: str, index: int) -> str:
 
 
 # ----------------------------------------------------------------------------- files
-def write(folder: str | Path, n: int, seed: int = 0, split: str = "test",
-          size: int = DEFAULT_SIZE, max_distractors: int = 2) -> Path:
+def write(
+    folder: str | Path,
+    n: int,
+    seed: int = 0,
+    split: str = "test",
+    size: int = DEFAULT_SIZE,
+    max_distractors: int = 2,
+) -> Path:
     """Write images ``0 .. n - 1`` of ``split`` to ``folder`` (created if needed).
 
     The layout is the one ``unmask bench`` reads (an image folder with a labels CSV);
@@ -329,12 +358,15 @@ def read(folder: str | Path) -> SyntheticBatch:
     root = Path(folder)
     if not (root / "labels.csv").is_file():
         raise FileNotFoundError(
-            f"folder: {root} has no labels.csv (write one with unmask.datasets.synthetic.write)")
+            f"folder: {root} has no labels.csv (write one with unmask.datasets.synthetic.write)"
+        )
     with open(root / "labels.csv", newline="") as f:
         rows = {r["file"]: int(r["class_index"]) for r in csv.DictReader(f)}
     with open(root / "boxes.csv", newline="") as f:
-        box_rows = {r["file"]: tuple(int(r[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
-                    for r in csv.DictReader(f)}
+        box_rows = {
+            r["file"]: tuple(int(r[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
+            for r in csv.DictReader(f)
+        }
     names = list(rows)
     images, masks = [], []
     for file in names:

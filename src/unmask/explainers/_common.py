@@ -16,8 +16,18 @@ from ..registry import METHODS, spec_of
 from ..removal import resolve_removal as _resolve
 from ..scoring import Scorer
 
-__all__ = ["Explainer", "prepare", "prepare_many", "finish", "resolve_removal", "upsample",
-           "check_seed", "check_pair", "check_side", "check_model_batch"]
+__all__ = [
+    "Explainer",
+    "prepare",
+    "prepare_many",
+    "finish",
+    "resolve_removal",
+    "upsample",
+    "check_seed",
+    "check_pair",
+    "check_side",
+    "check_model_batch",
+]
 
 
 class Explainer(Protocol):
@@ -43,7 +53,9 @@ def finish(explainer: object, saliency: Tensor, target: Tensor, **extras: Any) -
     return Explanation(saliency, target, method, spec, extras)
 
 
-def prepare(model: Classifier, x: object, target: object, scorer: Scorer | None = None) -> tuple[Tensor, Tensor]:
+def prepare(
+    model: Classifier, x: object, target: object, scorer: Scorer | None = None
+) -> tuple[Tensor, Tensor]:
     """Check images and targets; ``target=None`` becomes the model's top-1 class per image.
 
     Returns:
@@ -57,8 +69,9 @@ def prepare(model: Classifier, x: object, target: object, scorer: Scorer | None 
     return x, t
 
 
-def prepare_many(model: Classifier, x: object, targets: object,
-                 scorer: Scorer | None = None) -> tuple[Tensor, list[Tensor], Tensor]:
+def prepare_many(
+    model: Classifier, x: object, targets: object, scorer: Scorer | None = None
+) -> tuple[Tensor, list[Tensor], Tensor]:
     """Check images and a list of T targets (each as ``explain`` takes it).
 
     Returns:
@@ -82,8 +95,9 @@ def prepare_many(model: Classifier, x: object, targets: object,
     if len(resolved) == 1:
         return x, resolved, resolved[0]
     k = model.num_classes
-    member = torch.stack([t if t.dtype == torch.bool else F.one_hot(t, k).bool() for t in resolved],
-                         dim=1)
+    member = torch.stack(
+        [t if t.dtype == torch.bool else F.one_hot(t, k).bool() for t in resolved], dim=1
+    )
     return x, resolved, member
 
 
@@ -122,8 +136,10 @@ def check_side(value: object, name: str, allow_zero: bool = False) -> int:
 
     check_positive(value, name, integer=True, allow_zero=allow_zero)
     if value > max_size():  # type: ignore[operator]
-        raise ValueError(f"{name}: expected at most {max_size()} pixels (the image side limit, "
-                         f"UNMASK_MAX_SIZE), got {value!r}")
+        raise ValueError(
+            f"{name}: expected at most {max_size()} pixels (the image side limit, "
+            f"UNMASK_MAX_SIZE), got {value!r}"
+        )
     return int(value)  # type: ignore[call-overload]
 
 
@@ -136,8 +152,11 @@ def check_model_batch(model: Classifier, n: int, name: str, grad: bool = False) 
     from .._limits import batch_bytes, check_memory
 
     h, w = model.input_size if model.input_size is not None else (224, 224)
-    check_memory(batch_bytes(n, 3, h, w, model.input_size, grad=grad), name,
-                 f"{n} images per model call{' with gradients' if grad else ''}")
+    check_memory(
+        batch_bytes(n, 3, h, w, model.input_size, grad=grad),
+        name,
+        f"{n} images per model call{' with gradients' if grad else ''}",
+    )
 
 
 def upsample(maps: Tensor, size: tuple[int, int], mode: str = "bilinear") -> Tensor:

@@ -7,7 +7,6 @@ a removal whose result is differentiable with respect to the mask.
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor
 

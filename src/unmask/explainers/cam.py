@@ -27,8 +27,16 @@ from ..registry import METHODS
 from ..scoring import SCORES
 from ._common import as_model, finish, prepare, upsample
 
-__all__ = ["GradCAM", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "HiResCAM", "EigenCAM",
-           "finish_cam", "normalise_maps"]
+__all__ = [
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "XGradCAM",
+    "LayerCAM",
+    "HiResCAM",
+    "EigenCAM",
+    "finish_cam",
+    "normalise_maps",
+]
 
 
 def _flag(value: object, name: str) -> bool:
@@ -42,12 +50,14 @@ def normalise_maps(maps: Tensor) -> Tensor:
     flat = maps.flatten(1)
     lo, hi = flat.min(1).values, flat.max(1).values
     span = (hi - lo)[:, None, None, None]
-    return torch.where(span > 0, (maps - lo[:, None, None, None]) / span.clamp(min=1e-30),
-                       torch.zeros_like(maps))
+    return torch.where(
+        span > 0, (maps - lo[:, None, None, None]) / span.clamp(min=1e-30), torch.zeros_like(maps)
+    )
 
 
-def finish_cam(explainer: Any, cam: Tensor, target: Tensor, size: tuple[int, int],
-               **extras: Any) -> Explanation:
+def finish_cam(
+    explainer: Any, cam: Tensor, target: Tensor, size: tuple[int, int], **extras: Any
+) -> Explanation:
     """ReLU (if ``explainer.relu``), upsample to ``size``, normalise (if asked), finish."""
     if explainer.relu:
         cam = cam.clamp(min=0)
@@ -60,8 +70,9 @@ def finish_cam(explainer: Any, cam: Tensor, target: Tensor, size: tuple[int, int
 class _GradientCAM:
     """What the gradient CAMs share: the layer, the score and the two options."""
 
-    def _setup(self, model: Any, layer: str | None, relu: bool, normalise: bool,
-               score: str) -> None:
+    def _setup(
+        self, model: Any, layer: str | None, relu: bool, normalise: bool, score: str
+    ) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
         self.relu = _flag(relu, "relu")
@@ -106,8 +117,15 @@ class GradCAM(_GradientCAM):
         (torch.Size([2, 1, 32, 32]), torch.Size([2, 1, 8, 8]), torch.Size([2, 2]))
     """
 
-    def __init__(self, model: Any, *, layer: str | None = None, relu: bool = True,
-                 normalise: bool = False, score: str = "logit") -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        layer: str | None = None,
+        relu: bool = True,
+        normalise: bool = False,
+        score: str = "logit",
+    ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
     def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -125,15 +143,25 @@ class GradCAMPlusPlus(_GradientCAM):
     Args: as :class:`GradCAM`. Extras: ``cam``, ``weights``.
     """
 
-    def __init__(self, model: Any, *, layer: str | None = None, relu: bool = True,
-                 normalise: bool = False, score: str = "logit") -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        layer: str | None = None,
+        relu: bool = True,
+        normalise: bool = False,
+        score: str = "logit",
+    ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
     def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         g2, g3 = g * g, g * g * g
         denom = 2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g3
-        alpha = torch.where(denom != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)),
-                            torch.zeros_like(g))
+        alpha = torch.where(
+            denom != 0,
+            g2 / torch.where(denom != 0, denom, torch.ones_like(denom)),
+            torch.zeros_like(g),
+        )
         w = (alpha * g.clamp(min=0)).sum(dim=(2, 3))
         return _weighted(a, w), {"weights": w}
 
@@ -147,14 +175,24 @@ class XGradCAM(_GradientCAM):
     Args: as :class:`GradCAM`. Extras: ``cam``, ``weights``.
     """
 
-    def __init__(self, model: Any, *, layer: str | None = None, relu: bool = True,
-                 normalise: bool = False, score: str = "logit") -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        layer: str | None = None,
+        relu: bool = True,
+        normalise: bool = False,
+        score: str = "logit",
+    ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
     def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         total = a.sum(dim=(2, 3), keepdim=True)
-        share = torch.where(total != 0, a / torch.where(total != 0, total, torch.ones_like(total)),
-                            torch.zeros_like(a))
+        share = torch.where(
+            total != 0,
+            a / torch.where(total != 0, total, torch.ones_like(total)),
+            torch.zeros_like(a),
+        )
         w = (share * g).sum(dim=(2, 3))
         return _weighted(a, w), {"weights": w}
 
@@ -166,8 +204,15 @@ class LayerCAM(_GradientCAM):
     Args: as :class:`GradCAM`. Extras: ``cam``.
     """
 
-    def __init__(self, model: Any, *, layer: str | None = None, relu: bool = True,
-                 normalise: bool = False, score: str = "logit") -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        layer: str | None = None,
+        relu: bool = True,
+        normalise: bool = False,
+        score: str = "logit",
+    ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
     def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -183,8 +228,15 @@ class HiResCAM(_GradientCAM):
     Args: as :class:`GradCAM`. Extras: ``cam``.
     """
 
-    def __init__(self, model: Any, *, layer: str | None = None, relu: bool = True,
-                 normalise: bool = False, score: str = "logit") -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        layer: str | None = None,
+        relu: bool = True,
+        normalise: bool = False,
+        score: str = "logit",
+    ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
     def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -224,8 +276,9 @@ class EigenCAM:
         ``cam`` (B, 1, h, w).
     """
 
-    def __init__(self, model: Any, *, layer: str | None = None, relu: bool = True,
-                 normalise: bool = False) -> None:
+    def __init__(
+        self, model: Any, *, layer: str | None = None, relu: bool = True, normalise: bool = False
+    ) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
         self.relu = _flag(relu, "relu")
@@ -234,8 +287,11 @@ class EigenCAM:
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W); ``target`` is recorded (top-1 when None)."""
         x, t = prepare(self.model, x, target)
-        with grad_session(self.model), capture(self.model, [self.layer]) as acts, \
-                torch.inference_mode():
+        with (
+            grad_session(self.model),
+            capture(self.model, [self.layer]) as acts,
+            torch.inference_mode(),
+        ):
             self.model(x)
         a = acts[self.layer]
         check_spatial(a, self.layer)

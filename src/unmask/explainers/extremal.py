@@ -11,12 +11,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_probability
+from .._limits import check_at_most, check_memory
 from ..explanation import Explanation
-from ..removal import bind
 from ..progress import track
 from ..registry import METHODS
-from .._limits import check_at_most, check_memory
-from ..removal import gaussian_blur
+from ..removal import bind, gaussian_blur
 from ..removal.fills import MAX_SIGMA
 from ._common import as_model, check_model_batch, check_side, finish, prepare, resolve_removal
 from ._optim import check_objective, require_differentiable, select_objective
@@ -63,8 +62,14 @@ class SmoothMask:
         True
     """
 
-    def __init__(self, size: tuple[int, int], step: int, sigma: float, temperature: float = 20.0,
-                 margin: int | None = None) -> None:
+    def __init__(
+        self,
+        size: tuple[int, int],
+        step: int,
+        sigma: float,
+        temperature: float = 20.0,
+        margin: int | None = None,
+    ) -> None:
         h, w = size
         self.size, self.step, self.sigma, self.temperature = size, step, float(sigma), temperature
         self.margin = round(self.sigma) if margin is None else int(margin)
@@ -74,15 +79,19 @@ class SmoothMask:
         self.radius = math.ceil(sigma / step) + 1
         # Zero cells added on each side so that the padded frame lies inside the computed grid.
         self.extra = math.ceil(self.margin / step)
-        self.shape_out = tuple(max(step * (g - 1) + self.margin, n - 1) + self.margin + 1
-                               for g, n in zip(self.grid, size, strict=True))
+        self.shape_out = tuple(
+            max(step * (g - 1) + self.margin, n - 1) + self.margin + 1
+            for g, n in zip(self.grid, size, strict=True)
+        )
         k = 2 * self.radius + 1
         # Pixel (cell i, sub-row a) lies a pixels below the centre of cell i, and (ky - r) * step
         # + a pixels below the centre of the cell at offset ky - r: one (K, step) table per axis.
         within = torch.arange(step, dtype=torch.float32)
         offsets = (torch.arange(k, dtype=torch.float32) - self.radius) * step
         d1 = within[None, :] - offsets[:, None]  # (K, step)
-        dist = torch.sqrt(d1[:, None, :, None] ** 2 + d1[None, :, None, :] ** 2)  # (K, K, step, step)
+        dist = torch.sqrt(
+            d1[:, None, :, None] ** 2 + d1[None, :, None, :] ** 2
+        )  # (K, K, step, step)
         weight = torch.exp(-2 * (dist / self.sigma - 0.5).clamp(min=0) ** 2)
         # Layout (K*K, 1, step, 1, step): broadcast against cell values (N, K*K, gh, 1, gw, 1).
         self.weight = weight.reshape(k * k, 1, step, 1, step)
@@ -233,12 +242,26 @@ class ExtremalPerturbation:
         (torch.Size([1, 1, 32, 32]), torch.Size([1, 1, 32, 32]))
     """
 
-    def __init__(self, model: Any, removal: Any = None, *, areas: float | Sequence[float] = 0.1,
-                 variant: str = "preserve", steps: int = 800, lr: float = 0.01,
-                 momentum: float = 0.9, step: int = 7, sigma: float = 21.0,
-                 area_weight: float = 300.0, area_growth: float = 1.0035, levels: int = 8,
-                 max_blur: float = 20.0, jitter: bool = True, score: str = "logit",
-                 progress: bool = False) -> None:
+    def __init__(
+        self,
+        model: Any,
+        removal: Any = None,
+        *,
+        areas: float | Sequence[float] = 0.1,
+        variant: str = "preserve",
+        steps: int = 800,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        step: int = 7,
+        sigma: float = 21.0,
+        area_weight: float = 300.0,
+        area_growth: float = 1.0035,
+        levels: int = 8,
+        max_blur: float = 20.0,
+        jitter: bool = True,
+        score: str = "logit",
+        progress: bool = False,
+    ) -> None:
         self.model = as_model(model)
         self.removal = None if removal is None else resolve_removal(removal, lambda: None)
         if self.removal is not None:
@@ -274,11 +297,18 @@ class ExtremalPerturbation:
         n = b * n_areas
         device = x.device
         k = 2 * (math.ceil(self.sigma / self.step) + 1) + 1  # the smooth-max neighbourhood
-        check_memory(6.0 * 4 * n * k * k * h * w, "sigma", f"the smooth masks of {n} images at "
-                     f"{h}x{w} (sigma {self.sigma:g} / step {self.step}: {k}x{k} neighbouring cells "
-                     "per pixel)")
-        check_memory(4.0 * b * self.levels * x[0].numel() + 4.0 * n * self.levels * x[0].numel(),
-                     "levels", f"a blur pyramid of {self.levels} levels")
+        check_memory(
+            6.0 * 4 * n * k * k * h * w,
+            "sigma",
+            f"the smooth masks of {n} images at "
+            f"{h}x{w} (sigma {self.sigma:g} / step {self.step}: {k}x{k} neighbouring cells "
+            "per pixel)",
+        )
+        check_memory(
+            4.0 * b * self.levels * x[0].numel() + 4.0 * n * self.levels * x[0].numel(),
+            "levels",
+            f"a blur pyramid of {self.levels} levels",
+        )
         generator = SmoothMask((h, w), self.step, self.sigma)
         index = torch.arange(b, device=device).repeat_interleave(n_areas)  # mask k -> image
         tgt = target.to(device)[index]
@@ -298,8 +328,9 @@ class ExtremalPerturbation:
         reference = torch.stack([area_reference(a, frame) for a in self.areas]).to(device)
         reference = reference.repeat(b, 1)  # (N, frame), row k for area k % A
         params = torch.ones(n, 1, *generator.grid, device=device, requires_grad=True)
-        optimizer = torch.optim.SGD([params], lr=self.lr, momentum=self.momentum,
-                                    dampening=self.momentum)
+        optimizer = torch.optim.SGD(
+            [params], lr=self.lr, momentum=self.momentum, dampening=self.momentum
+        )
         weight = self.area_weight
         steps = track(range(self.steps), self.steps, self.progress, "extremal", "step")
         for t in steps:
@@ -318,10 +349,14 @@ class ExtremalPerturbation:
             kept = select_objective(self.model(perturb(mask)).float(), tgt, self.score)
             deleted = select_objective(self.model(perturb(1 - mask)).float(), tgt, self.score)
         masks = mask.reshape(b, n_areas, h, w).cpu()
-        extras = {"keep_masks": masks, "areas": torch.tensor(self.areas),
-                  "params": params.detach().reshape(b, n_areas, *generator.grid).cpu(),
-                  "area": masks.mean((-2, -1)), "preserve_score": kept.reshape(b, n_areas).cpu(),
-                  "delete_score": deleted.reshape(b, n_areas).cpu()}
+        extras = {
+            "keep_masks": masks,
+            "areas": torch.tensor(self.areas),
+            "params": params.detach().reshape(b, n_areas, *generator.grid).cpu(),
+            "area": masks.mean((-2, -1)),
+            "preserve_score": kept.reshape(b, n_areas).cpu(),
+            "delete_score": deleted.reshape(b, n_areas).cpu(),
+        }
         return finish(self, masks.sum(1, keepdim=True), target, **extras)
 
     def _reward(self, perturb: Any, mask: Tensor, target: Tensor, flip: bool) -> Tensor:
@@ -341,7 +376,9 @@ class ExtremalPerturbation:
 def _areas(areas: float | Sequence[float]) -> tuple[float, ...]:
     values = (areas,) if isinstance(areas, int | float) and not isinstance(areas, bool) else areas
     if not isinstance(values, Sequence) or isinstance(values, str) or len(values) == 0:
-        raise TypeError(f"areas: expected a number or a non-empty sequence of numbers, got {areas!r}")
+        raise TypeError(
+            f"areas: expected a number or a non-empty sequence of numbers, got {areas!r}"
+        )
     for a in values:
         check_probability(a, "areas", open_low=True)
     return tuple(float(a) for a in values)

@@ -9,12 +9,19 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_probability
 from ..explanation import Explanation
-from ..removal import bind, is_differentiable
 from ..progress import track
 from ..registry import METHODS
-from ..removal import Inpaint
-from ._common import (as_model, check_model_batch, check_pair, check_seed,
-                      finish, prepare, resolve_removal, upsample)
+from ..removal import Inpaint, bind, is_differentiable
+from ._common import (
+    as_model,
+    check_model_batch,
+    check_pair,
+    check_seed,
+    finish,
+    prepare,
+    resolve_removal,
+    upsample,
+)
 from ._optim import check_objective, select_objective
 
 __all__ = ["FIDO", "concrete_keep"]
@@ -96,11 +103,23 @@ class FIDO:
         (torch.Size([1, 1, 32, 32]), torch.Size([1, 1, 8, 8]))
     """
 
-    def __init__(self, model: Any, removal: Any = None, *, objective: str = "ssr",
-                 mask_size: int | tuple[int, int] = 56, steps: int = 300, lr: float = 0.05,
-                 reg: float = 1e-3, samples: int = 4, temperature: float = 0.1,
-                 anneal: float = 0.6, score: str = "log_odds", seed: int = 0,
-                 progress: bool = False) -> None:
+    def __init__(
+        self,
+        model: Any,
+        removal: Any = None,
+        *,
+        objective: str = "ssr",
+        mask_size: int | tuple[int, int] = 56,
+        steps: int = 300,
+        lr: float = 0.05,
+        reg: float = 1e-3,
+        samples: int = 4,
+        temperature: float = 0.1,
+        anneal: float = 0.6,
+        score: str = "log_odds",
+        seed: int = 0,
+        progress: bool = False,
+    ) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Inpaint("telea"))
         self.objective = check_choice(objective, "objective", ("ssr", "sdr"))
@@ -158,9 +177,17 @@ class FIDO:
             keep = torch.sigmoid(theta.detach())
             keep_up = upsample(keep, (h, w))
             hole = (keep_up <= 0.5).to(x.dtype)
-            final = select_objective(self.model(self.removal(x, hole)).float(), target.to(device),
-                                     self.score)
+            final = select_objective(
+                self.model(self.removal(x, hole)).float(), target.to(device), self.score
+            )
             base = select_objective(self.model(x).float(), target.to(device), self.score)
         saliency = keep_up if self.objective == "ssr" else 1 - keep_up
-        return finish(self, saliency.cpu(), target, keep_mask=keep.cpu(),
-                      removal_mask=(1 - keep).cpu(), score=final.cpu(), base_score=base.cpu())
+        return finish(
+            self,
+            saliency.cpu(),
+            target,
+            keep_mask=keep.cpu(),
+            removal_mask=(1 - keep).cpu(),
+            score=final.cpu(),
+            base_score=base.cpu(),
+        )

@@ -131,8 +131,11 @@ def quadrature(steps: int, rule: str) -> tuple[Tensor, Tensor]:
         w[-1] /= 2
         return torch.linspace(0, 1, n, dtype=torch.float64), w
     w = torch.full((n,), 1.0 / n, dtype=torch.float64)
-    start, stop = {"riemann_left": (0, 1 - 1 / n), "riemann_right": (1 / n, 1),
-                   "riemann_middle": (1 / (2 * n), 1 - 1 / (2 * n))}[rule]
+    start, stop = {
+        "riemann_left": (0, 1 - 1 / n),
+        "riemann_right": (1 / n, 1),
+        "riemann_middle": (1 / (2 * n), 1 - 1 / (2 * n)),
+    }[rule]
     return torch.linspace(start, stop, n, dtype=torch.float64), w
 
 
@@ -159,8 +162,16 @@ class IntegratedGradients:
         ``Σ A - (s(x) - s(x̄))`` (captum's convergence delta).
     """
 
-    def __init__(self, model: Any, removal: Any = None, *, steps: int = 50,
-                 rule: str = "gausslegendre", score: str = "logit", batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        model: Any,
+        removal: Any = None,
+        *,
+        steps: int = 50,
+        rule: str = "gausslegendre",
+        score: str = "logit",
+        batch_size: int = 16,
+    ) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Constant("black"))
         check_positive(steps, "steps", integer=True)
@@ -205,7 +216,7 @@ class IntegratedGradients:
         with torch.no_grad():
             both = t.repeat(2, *[1] * (t.ndim - 1))
             s = select_scores(self.model(torch.cat([x, self.baseline(x)])), both, self.score).cpu()
-        delta = a.sum(dim=(1, 2, 3)).cpu() - (s[: x.shape[0]] - s[x.shape[0]:])
+        delta = a.sum(dim=(1, 2, 3)).cpu() - (s[: x.shape[0]] - s[x.shape[0] :])
         return finish(self, self.reduce(a), t, attribution=a, delta=delta)
 
 
@@ -242,14 +253,25 @@ class SmoothGrad:
         ``attribution``: (B, 3, H, W) the aggregated attribution.
     """
 
-    def __init__(self, model: Any, *, base: str = "gradient", base_params: dict | None = None,
-                 samples: int = 50, sigma: float = 0.15, kind: str = "smoothgrad", seed: int = 0,
-                 batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        base: str = "gradient",
+        base_params: dict | None = None,
+        samples: int = 50,
+        sigma: float = 0.15,
+        kind: str = "smoothgrad",
+        seed: int = 0,
+        batch_size: int = 16,
+    ) -> None:
         self.model = as_model(model)
         check_choice(base, "base", ("gradient", "input_x_gradient", "integrated_gradients"))
         if base_params is not None and not isinstance(base_params, dict):
-            raise TypeError(f"base_params: expected a dict of {base}'s hyperparameters, got "
-                            f"{type(base_params).__name__}")
+            raise TypeError(
+                f"base_params: expected a dict of {base}'s hyperparameters, got "
+                f"{type(base_params).__name__}"
+            )
         self.base = METHODS.get(base).build(self.model, **(base_params or {}))
         check_positive(samples, "samples", integer=True)
         check_at_most(samples, "samples", MAX_STEPS, "noisy copies per image")
@@ -261,8 +283,11 @@ class SmoothGrad:
 
     def noise(self, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         """(samples, C, H, W) noise, the same for every image."""
-        check_memory(4.0 * self.samples * math.prod(shape), "samples",
-                     f"{self.samples} noise images of {tuple(shape)}")
+        check_memory(
+            4.0 * self.samples * math.prod(shape),
+            "samples",
+            f"{self.samples} noise images of {tuple(shape)}",
+        )
         gen = torch.Generator().manual_seed(self.seed)
         return torch.randn((self.samples, *shape), generator=gen, dtype=dtype) * self.sigma
 

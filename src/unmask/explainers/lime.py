@@ -20,8 +20,15 @@ from ..segments import relabel, slic_segments
 from ._common import as_model, check_seed, finish, prepare_many, resolve_removal
 from .converge import Convergence, check_stopping
 
-__all__ = ["Lime", "slic_segments", "relabel", "sample_on_off", "lime_kernel", "weighted_ridge",
-           "segment_masks"]
+__all__ = [
+    "Lime",
+    "slic_segments",
+    "relabel",
+    "sample_on_off",
+    "lime_kernel",
+    "weighted_ridge",
+    "segment_masks",
+]
 
 SegmentSource = Tensor | np.ndarray | Callable[[Tensor], Any] | None
 
@@ -59,8 +66,9 @@ def lime_kernel(z: Tensor, valid: Tensor, width: float) -> Tensor:
     return torch.sqrt(torch.exp(-(d**2) / width**2))
 
 
-def weighted_ridge(features: Tensor, y: Tensor, weights: Tensor,
-                   alpha: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+def weighted_ridge(
+    features: Tensor, y: Tensor, weights: Tensor, alpha: float = 1.0
+) -> tuple[Tensor, Tensor, Tensor]:
     """Weighted ridge regression with an unpenalised intercept, for a batch of problems.
 
     Minimises ``Σ_n w_n (y_n - b - f_n·β)² + alpha ‖β‖²`` per problem, as scikit-learn's
@@ -90,8 +98,7 @@ def weighted_ridge(features: Tensor, y: Tensor, weights: Tensor,
     pred = intercept[:, None] + torch.einsum("bns,bs->bn", f, coef)
     ss_res = (w * (y - pred) ** 2).sum(-1)
     ss_tot = (w * yc**2).sum(-1)
-    r2 = torch.where(ss_tot > 0, 1 - ss_res / ss_tot.clamp(min=1e-300),
-                     (ss_res <= 1e-12).double())
+    r2 = torch.where(ss_tot > 0, 1 - ss_res / ss_tot.clamp(min=1e-300), (ss_res <= 1e-12).double())
     return coef, intercept, r2
 
 
@@ -178,33 +185,61 @@ class Lime:
         (torch.Size([1, 1, 32, 32]), 1)
     """
 
-    def __init__(self, model: Any, removal: Any = None, *, n_segments: int = 50,
-                 compactness: float = 30.0, sigma: float = 3.0, segments: SegmentSource = None,
-                 samples: int = 1000, kernel_width: float = 0.25, alpha: float = 1.0,
-                 score: str = "prob", batch_size: int = 16, seed: int = 0,
-                 progress: bool = False, tolerance: float | None = None, check_every: int = 100,
-                 patience: int = 2) -> None:
+    def __init__(
+        self,
+        model: Any,
+        removal: Any = None,
+        *,
+        n_segments: int = 50,
+        compactness: float = 30.0,
+        sigma: float = 3.0,
+        segments: SegmentSource = None,
+        samples: int = 1000,
+        kernel_width: float = 0.25,
+        alpha: float = 1.0,
+        score: str = "prob",
+        batch_size: int = 16,
+        seed: int = 0,
+        progress: bool = False,
+        tolerance: float | None = None,
+        check_every: int = 100,
+        patience: int = 2,
+    ) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Constant("mean"))
         check_stopping(tolerance, check_every, patience)
         self.tolerance, self.check_every, self.patience = tolerance, check_every, patience
         check_positive(n_segments, "n_segments", integer=True)
-        check_at_most(n_segments, "n_segments", MAX_SEGMENTS, "superpixels; the linear fit "
-                      "holds an S x S matrix")
+        check_at_most(
+            n_segments,
+            "n_segments",
+            MAX_SEGMENTS,
+            "superpixels; the linear fit holds an S x S matrix",
+        )
         check_positive(compactness, "compactness")
         check_positive(sigma, "sigma", allow_zero=True)
         check_positive(samples, "samples", integer=True)
         if samples < 2:
-            raise ValueError(f"samples: expected at least 2 (the first sample is the unperturbed "
-                             f"image, so one sample fits nothing), got {samples}")
-        check_memory(_fit_bytes(1, samples, n_segments), "samples",
-                     f"the linear fit of {samples} samples x {n_segments} superpixels")
+            raise ValueError(
+                f"samples: expected at least 2 (the first sample is the unperturbed "
+                f"image, so one sample fits nothing), got {samples}"
+            )
+        check_memory(
+            _fit_bytes(1, samples, n_segments),
+            "samples",
+            f"the linear fit of {samples} samples x {n_segments} superpixels",
+        )
         check_positive(kernel_width, "kernel_width")
         check_positive(alpha, "alpha", allow_zero=True)
-        if segments is not None and not callable(segments) \
-                and not isinstance(segments, Tensor | np.ndarray):
-            raise TypeError("segments: expected None, a (B, H, W) integer tensor/array or a "
-                            f"function x -> (B, H, W), got {type(segments).__name__}")
+        if (
+            segments is not None
+            and not callable(segments)
+            and not isinstance(segments, Tensor | np.ndarray)
+        ):
+            raise TypeError(
+                "segments: expected None, a (B, H, W) integer tensor/array or a "
+                f"function x -> (B, H, W), got {type(segments).__name__}"
+            )
         self.n_segments, self.compactness, self.sigma = n_segments, float(compactness), float(sigma)
         self.segments = segments
         self.samples, self.kernel_width, self.alpha = samples, float(kernel_width), float(alpha)
@@ -220,15 +255,18 @@ class Lime:
         if isinstance(segments, np.ndarray):
             segments = torch.from_numpy(segments)
         if not isinstance(segments, Tensor):
-            raise TypeError("segments: expected a (B, H, W) integer tensor, got "
-                            f"{type(segments).__name__}")
+            raise TypeError(
+                f"segments: expected a (B, H, W) integer tensor, got {type(segments).__name__}"
+            )
         if segments.is_floating_point() or segments.dtype == torch.bool:
             raise TypeError(f"segments: expected an integer tensor, got dtype {segments.dtype}")
         if segments.ndim == 2:
             segments = segments[None].expand(b, h, w)
         if segments.ndim != 3 or tuple(segments.shape) != (b, h, w):
-            raise ValueError(f"segments: expected shape ({b}, {h}, {w}) matching the images "
-                             f"{tuple(x.shape)}, got {tuple(segments.shape)}")
+            raise ValueError(
+                f"segments: expected shape ({b}, {h}, {w}) matching the images "
+                f"{tuple(x.shape)}, got {tuple(segments.shape)}"
+            )
         return relabel(segments.cpu())
 
     def explain(self, x: Tensor, target: Any = None, segments: SegmentSource = None) -> Explanation:
@@ -239,21 +277,27 @@ class Lime:
         """
         return self.explain_each(x, [target], segments)[0]
 
-    def explain_each(self, x: Tensor, targets: list[Any],
-                     segments: SegmentSource = None) -> list[Explanation]:
+    def explain_each(
+        self, x: Tensor, targets: list[Any], segments: SegmentSource = None
+    ) -> list[Explanation]:
         """One explanation per target of ``targets``, from one pass over the samples."""
         x, resolved, target = prepare_many(self.model, x, targets, self.scorer)
         b, _, h, w = x.shape
         seg = self._segments(x, segments if segments is not None else self.segments)
         counts = seg.reshape(b, -1).amax(1) + 1  # (B,) S_b
         s_max, n = int(counts.max()), self.samples
-        check_memory(_fit_bytes(b, n, s_max), "segments" if segments is not None or self.segments
-                     is not None else "n_segments", f"the linear fit of {b} image(s) x {n} samples "
-                     f"x {s_max} superpixels")
+        check_memory(
+            _fit_bytes(b, n, s_max),
+            "segments" if segments is not None or self.segments is not None else "n_segments",
+            f"the linear fit of {b} image(s) x {n} samples x {s_max} superpixels",
+        )
         if n <= s_max:
-            warnings.warn(f"samples: {n} samples for up to {s_max} superpixels: the linear fit is "
-                          "underdetermined and the weights mostly reflect the ridge penalty; use "
-                          "more samples than superpixels", stacklevel=3)
+            warnings.warn(
+                f"samples: {n} samples for up to {s_max} superpixels: the linear fit is "
+                "underdetermined and the weights mostly reflect the ridge penalty; use "
+                "more samples than superpixels",
+                stacklevel=3,
+            )
         valid = torch.arange(s_max)[None] < counts[:, None]  # (B, S_max)
         z = torch.zeros(b, n, s_max, dtype=torch.bool)
         for i, s_b in enumerate(counts.tolist()):  # per image, so batches equal single calls
@@ -270,22 +314,42 @@ class Lime:
         def masks(start: int, stop: int) -> Tensor:
             return segment_masks(off_flat[start:stop].to(x.device), seg_dev[index[start:stop]])
 
-        all_scores = self.scorer.perturbed(x, masks, target, self.removal, index=index,
-                                           count=b * n).reshape(b, n, len(resolved))
+        all_scores = self.scorer.perturbed(
+            x, masks, target, self.removal, index=index, count=b * n
+        ).reshape(b, n, len(resolved))
         out = []
         for i, t in enumerate(resolved):
             scores = all_scores[..., i]
             coef, intercept, r2 = weighted_ridge(z.double(), scores.double(), kernel, self.alpha)
             weights = (coef * valid).float()
             saliency = weights.gather(1, seg.reshape(b, -1)).reshape(b, 1, h, w)
-            out.append(finish(self, saliency, t, segments=seg, weights=weights,
-                              num_segments=counts, intercept=intercept.float(), score=r2.float(),
-                              samples=z, sample_scores=scores))
+            out.append(
+                finish(
+                    self,
+                    saliency,
+                    t,
+                    segments=seg,
+                    weights=weights,
+                    num_segments=counts,
+                    intercept=intercept.float(),
+                    score=r2.float(),
+                    samples=z,
+                    sample_scores=scores,
+                )
+            )
         return out
 
-    def _explain_converging(self, x: Tensor, resolved: list[Tensor], target: Tensor, seg: Tensor,
-                            counts: Tensor, z: Tensor, off: Tensor,
-                            kernel: Tensor) -> list[Explanation]:
+    def _explain_converging(
+        self,
+        x: Tensor,
+        resolved: list[Tensor],
+        target: Tensor,
+        seg: Tensor,
+        counts: Tensor,
+        z: Tensor,
+        off: Tensor,
+        kernel: Tensor,
+    ) -> list[Explanation]:
         """Blocks of ``check_every`` samples for the images still running; refit, stop per image."""
         b, _, h, w = x.shape
         n, n_t, s_max = z.shape[1], len(resolved), z.shape[2]
@@ -298,8 +362,10 @@ class Lime:
         def fit(images: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
             """Ridge fits (a, T, ...) of ``images`` on their first ``m`` samples."""
             zz, kk = z[images, :m].double(), kernel[images, :m]
-            fits = [weighted_ridge(zz, scores[images, :m, i].double(), kk, self.alpha)
-                    for i in range(n_t)]
+            fits = [
+                weighted_ridge(zz, scores[images, :m, i].double(), kk, self.alpha)
+                for i in range(n_t)
+            ]
             return tuple(torch.stack(parts, 1) for parts in zip(*fits, strict=True))  # type: ignore[return-value]
 
         active = torch.arange(b)
@@ -309,12 +375,14 @@ class Lime:
             index = active.repeat_interleave(stop - start)
             off_block = off[active, start:stop].reshape(a * (stop - start), s_max)
 
-            def masks(s0: int, s1: int, off_block: Tensor = off_block,
-                      index: Tensor = index) -> Tensor:
+            def masks(
+                s0: int, s1: int, off_block: Tensor = off_block, index: Tensor = index
+            ) -> Tensor:
                 return segment_masks(off_block[s0:s1].to(x.device), seg_dev[index[s0:s1]])
 
-            block = self.scorer.perturbed(x, masks, target, self.removal, index=index,
-                                          count=a * (stop - start))
+            block = self.scorer.perturbed(
+                x, masks, target, self.removal, index=index, count=a * (stop - start)
+            )
             scores[active, start:stop] = block.reshape(a, stop - start, n_t)
             if stop == n:
                 break
@@ -333,13 +401,27 @@ class Lime:
         for i, t in enumerate(resolved):
             weights = (coef[:, i] * valid).float()
             saliency = weights.gather(1, seg.reshape(b, -1)).reshape(b, 1, h, w)
-            out.append(finish(self, saliency, t, segments=seg, weights=weights,
-                              num_segments=counts, intercept=intercept[:, i].float(),
-                              score=r2[:, i].float(), samples=z[:, :last].clone(),
-                              sample_scores=scores[:, :last, i].clone(), **extras))
+            out.append(
+                finish(
+                    self,
+                    saliency,
+                    t,
+                    segments=seg,
+                    weights=weights,
+                    num_segments=counts,
+                    intercept=intercept[:, i].float(),
+                    score=r2[:, i].float(),
+                    samples=z[:, :last].clone(),
+                    sample_scores=scores[:, :last, i].clone(),
+                    **extras,
+                )
+            )
         return out
 
 
-METHODS.add("lime-g", Lime, defaults={"removal": lambda: Inpaint("telea")},
-            summary="LIME with the removed superpixels inpainted (LIME-G; classical inpainter "
-                    "by default).")
+METHODS.add(
+    "lime-g",
+    Lime,
+    defaults={"removal": lambda: Inpaint("telea")},
+    summary="LIME with the removed superpixels inpainted (LIME-G; classical inpainter by default).",
+)

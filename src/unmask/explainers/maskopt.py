@@ -35,6 +35,7 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive
 from ..models import Classifier
+from ..progress import track
 from ..representations.base import (
     Representation,
     apply_mask,
@@ -43,7 +44,6 @@ from ..representations.base import (
     modulated_inverse,
     ones_mask,
 )
-from ..progress import track
 from ..scoring import select_scores
 from ._common import check_model_batch
 
@@ -90,9 +90,21 @@ class MaskOptimizer:
         progress: show a progress bar over steps.
     """
 
-    def __init__(self, model: Classifier, representation: Representation, *, l1: float, spatial: float,
-                 steps: int, lr: float, noise_bs: int, noise: str = "uniform", noise_source: str = "gray",
-                 seed: int = 0, progress: bool = False) -> None:
+    def __init__(
+        self,
+        model: Classifier,
+        representation: Representation,
+        *,
+        l1: float,
+        spatial: float,
+        steps: int,
+        lr: float,
+        noise_bs: int,
+        noise: str = "uniform",
+        noise_source: str = "gray",
+        seed: int = 0,
+        progress: bool = False,
+    ) -> None:
         check_positive(l1, "l1", allow_zero=True)
         check_positive(spatial, "spatial", allow_zero=True)
         check_positive(steps, "steps", integer=True)
@@ -101,8 +113,10 @@ class MaskOptimizer:
         check_choice(noise, "noise", NOISES)
         check_choice(noise_source, "noise_source", ("gray", "color"))
         if not isinstance(representation, Representation):
-            raise TypeError(f"representation: expected a Representation (forward/inverse), got "
-                            f"{type(representation).__name__}")
+            raise TypeError(
+                f"representation: expected a Representation (forward/inverse), got "
+                f"{type(representation).__name__}"
+            )
         check_model_batch(model, noise_bs, "noise_bs", grad=True)
         self.model, self.representation = model, representation
         self.l1, self.spatial, self.steps, self.lr = float(l1), float(spatial), steps, float(lr)
@@ -122,11 +136,17 @@ class MaskOptimizer:
         if device.type == "cpu":
             return [[np.random.Generator(np.random.PCG64(q)) for q in seqs] for _ in range(batch)]
         seeds = [int(q.generate_state(1, np.uint64)[0]) for q in seqs]
-        return [[torch.Generator(device=device).manual_seed(sd) for sd in seeds]
-                for _ in range(batch)]
+        return [
+            [torch.Generator(device=device).manual_seed(sd) for sd in seeds] for _ in range(batch)
+        ]
 
-    def _unit(self, shapes: list[tuple[int, ...]], gens: list[list[Any]], like: Tensor,
-              out: list[Tensor] | None = None) -> list[Tensor]:
+    def _unit(
+        self,
+        shapes: list[tuple[int, ...]],
+        gens: list[list[Any]],
+        like: Tensor,
+        out: list[Tensor] | None = None,
+    ) -> list[Tensor]:
         """Unit draws z per group, (B, S, *shape): U[0, 1) or N(0, 1); [b, s] from ``gens[b][s]``.
 
         Each stream is sequential, so on CPU the (image, sample) streams are filled by a pool of
@@ -257,5 +277,9 @@ def mask_explanation(result: MaskResult) -> tuple[Tensor, dict[str, Any]]:
     single = len(result.mask) == 1
     keep: Tensor | list[Tensor] = result.mask[0] if single else result.mask
     coeffs: Tensor | list[Tensor] = result.coefficients[0] if single else result.coefficients
-    return gray(result.image), {"image": result.image, "keep_mask": keep, "coefficients": coeffs,
-                                "history": result.history}
+    return gray(result.image), {
+        "image": result.image,
+        "keep_mask": keep,
+        "coefficients": coeffs,
+        "history": result.history,
+    }

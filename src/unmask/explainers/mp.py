@@ -10,12 +10,19 @@ from torch import Tensor
 
 from .._checks import check_positive
 from ..explanation import Explanation
-from ..removal import bind
 from ..progress import track
 from ..registry import METHODS
-from ..removal import Blur
-from ._common import (as_model, check_pair, check_seed, check_side,
-                      finish, prepare, resolve_removal, upsample)
+from ..removal import Blur, bind
+from ._common import (
+    as_model,
+    check_pair,
+    check_seed,
+    check_side,
+    finish,
+    prepare,
+    resolve_removal,
+    upsample,
+)
 from ._optim import check_objective, model_scores, require_differentiable
 
 __all__ = ["MeaningfulPerturbation", "tv_norm", "deletion_l1", "translate", "mp_loss"]
@@ -114,10 +121,22 @@ class MeaningfulPerturbation:
         (torch.Size([1, 1, 32, 32]), torch.Size([1, 1, 8, 8]))
     """
 
-    def __init__(self, model: Any, removal: Any = None, *, mask_size: int | tuple[int, int] = 28,
-                 steps: int = 300, lr: float = 0.1, l1: float = 1e-4, tv: float = 1e-2,
-                 beta: float = 3.0, jitter: int = 4, score: str = "prob", seed: int = 0,
-                 progress: bool = False) -> None:
+    def __init__(
+        self,
+        model: Any,
+        removal: Any = None,
+        *,
+        mask_size: int | tuple[int, int] = 28,
+        steps: int = 300,
+        lr: float = 0.1,
+        l1: float = 1e-4,
+        tv: float = 1e-2,
+        beta: float = 3.0,
+        jitter: int = 4,
+        score: str = "prob",
+        seed: int = 0,
+        progress: bool = False,
+    ) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Blur(10.0))
         require_differentiable(self.removal, "mp")
@@ -128,7 +147,14 @@ class MeaningfulPerturbation:
         check_positive(tv, "tv", allow_zero=True)
         check_positive(beta, "beta")
         check_side(jitter, "jitter", allow_zero=True)
-        self.steps, self.lr, self.l1, self.tv, self.beta, self.jitter = steps, lr, l1, tv, beta, jitter
+        self.steps, self.lr, self.l1, self.tv, self.beta, self.jitter = (
+            steps,
+            lr,
+            l1,
+            tv,
+            beta,
+            jitter,
+        )
         self.score = check_objective(score)
         self.seed = check_seed(seed)
         self.progress = progress
@@ -145,8 +171,11 @@ class MeaningfulPerturbation:
         optimizer = torch.optim.Adam([keep], lr=self.lr)
         steps = track(range(self.steps), self.steps, self.progress, "mp", "step")
         for _ in steps:
-            dy, dx = (torch.randint(0, self.jitter + 1, (2,), generator=gen).tolist()
-                      if self.jitter else (0, 0))
+            dy, dx = (
+                torch.randint(0, self.jitter + 1, (2,), generator=gen).tolist()
+                if self.jitter
+                else (0, 0)
+            )
             with torch.enable_grad():
                 removed = upsample(1 - keep, (h, w))
                 perturbed = translate(apply(removed, None), dy, dx)
@@ -162,7 +191,11 @@ class MeaningfulPerturbation:
             removed = upsample(1 - keep, (h, w))
             final = model_scores(self.model, apply(removed, None), dev_target, self.score).detach()
             base = model_scores(self.model, x, dev_target, self.score).detach()
-        return finish(self, removed.cpu(), target, removal_mask=(1 - keep).cpu(),
-                      score=final.cpu(), base_score=base.cpu())
-
-
+        return finish(
+            self,
+            removed.cpu(),
+            target,
+            removal_mask=(1 - keep).cpu(),
+            score=final.cpu(),
+            base_score=base.cpu(),
+        )

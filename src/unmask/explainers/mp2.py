@@ -10,10 +10,9 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_probability
 from ..explanation import Explanation
-from ..removal import bind, is_differentiable
 from ..progress import track
 from ..registry import METHODS
-from ..removal import Blur, Inpaint
+from ..removal import Blur, Inpaint, bind, is_differentiable
 from ..scoring import Scorer, select_scores
 from ._common import as_model, check_pair, finish, prepare, resolve_removal, upsample
 from ._optim import (
@@ -88,11 +87,22 @@ class MP2:
         (True, 0)
     """
 
-    def __init__(self, model: Any, removal: Any = None, *, mask_size: int | tuple[int, int] = 28,
-                 cells_per_iteration: int = 2, threshold: float | None = None,
-                 max_iterations: int | None = None, criterion: str = "norm", score: str = "prob",
-                 saliency: str = "mask", gradient_removal: Any = None, batch_size: int = 16,
-                 progress: bool = False) -> None:
+    def __init__(
+        self,
+        model: Any,
+        removal: Any = None,
+        *,
+        mask_size: int | tuple[int, int] = 28,
+        cells_per_iteration: int = 2,
+        threshold: float | None = None,
+        max_iterations: int | None = None,
+        criterion: str = "norm",
+        score: str = "prob",
+        saliency: str = "mask",
+        gradient_removal: Any = None,
+        batch_size: int = 16,
+        progress: bool = False,
+    ) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Blur(10.0))
         self.mask_size = check_pair(mask_size, "mask_size")
@@ -146,8 +156,11 @@ class MP2:
                 perturbed = apply(removed, dev_idx)
                 if not differentiable:
                     perturbed = self._with_true_fill(
-                        x[dev_idx], removed, perturbed,
-                        None if proxy_fill is None else proxy_fill[dev_idx])
+                        x[dev_idx],
+                        removed,
+                        perturbed,
+                        None if proxy_fill is None else proxy_fill[dev_idx],
+                    )
                 logits = self.model(perturbed).float()
                 probs = select_scores(logits, dev_target[dev_idx], "prob")
                 stop = (probs.detach() <= threshold).cpu()
@@ -157,7 +170,9 @@ class MP2:
             grad = grad.reshape(-1, cells)
             key = grad.abs() if self.criterion == "norm" else -grad
             key = key.masked_fill(mask[dev_idx] > 0, float("-inf"))
-            chosen = torch.sort(key, dim=1, descending=True, stable=True).indices[:, : self.cells_per_iteration]
+            chosen = torch.sort(key, dim=1, descending=True, stable=True).indices[
+                :, : self.cells_per_iteration
+            ]
             go = ~stop
             for_rows, chosen = idx[go], chosen[go.to(chosen.device)]
             valid = torch.isfinite(key[go.to(key.device)].gather(1, chosen))
@@ -180,13 +195,25 @@ class MP2:
             raw = mask_grid
         else:
             last = order.max(1).values.clamp(min=1).reshape(b, 1, 1, 1).float()
-            raw = torch.where(order_grid > 0, (last - order_grid.float() + 1) / last, torch.zeros(()))
+            raw = torch.where(
+                order_grid > 0, (last - order_grid.float() + 1) / last, torch.zeros(())
+            )
         saliency = upsample(raw, (h, w))
-        return finish(self, saliency, target, removal_mask=mask_grid, order=order_grid,
-                      iterations=iterations, score=final, base_score=base, reached=reached)
+        return finish(
+            self,
+            saliency,
+            target,
+            removal_mask=mask_grid,
+            order=order_grid,
+            iterations=iterations,
+            score=final,
+            base_score=base,
+            reached=reached,
+        )
 
-    def _with_true_fill(self, x: Tensor, removed: Tensor, proxy: Tensor,
-                        blur: Tensor | None) -> Tensor:
+    def _with_true_fill(
+        self, x: Tensor, removed: Tensor, proxy: Tensor, blur: Tensor | None
+    ) -> Tensor:
         """MP2-G image: inpainted fill inside the binary hole, proxy path elsewhere (see class doc)."""
         with torch.no_grad():
             binary = (removed.detach() > 0.5).to(x.dtype)
@@ -197,5 +224,9 @@ class MP2:
         return x * (1 - removed) + fill * removed
 
 
-METHODS.add("mp2-g", MP2, defaults={"removal": lambda: Inpaint("telea")},
-            summary="MP2 with the removed region inpainted (MP2-G; classical inpainter by default).")
+METHODS.add(
+    "mp2-g",
+    MP2,
+    defaults={"removal": lambda: Inpaint("telea")},
+    summary="MP2 with the removed region inpainted (MP2-G; classical inpainter by default).",
+)

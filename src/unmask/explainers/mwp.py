@@ -40,8 +40,15 @@ from .cam import _flag, normalise_maps
 __all__ = ["MWP", "ContrastiveMWP", "mwp_rules", "classifier_layer", "relevance"]
 
 _LINEAR = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-_POOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.MaxPool1d,
-          nn.MaxPool2d, nn.AdaptiveMaxPool2d)
+_POOLS = (
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.AdaptiveMaxPool2d,
+)
 _PASS = (nn.modules.batchnorm._BatchNorm, nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Dropout, nn.Identity)
 
 
@@ -102,24 +109,36 @@ def classifier_layer(model: Any) -> nn.Linear:
     ``model.net`` in ``named_modules()`` order."""
     linear = [m for m in model.net.modules() if isinstance(m, nn.Linear)]
     if not linear:
-        raise ValueError("model: contrastive MWP needs a linear classifier layer (nn.Linear) in "
-                         "the network; none found")
+        raise ValueError(
+            "model: contrastive MWP needs a linear classifier layer (nn.Linear) in "
+            "the network; none found"
+        )
     return linear[-1]
 
 
-def relevance(model: Any, x: Tensor, target: Tensor, layer: str,
-              negate: nn.Module | None = None) -> Tensor:
+def relevance(
+    model: Any, x: Tensor, target: Tensor, layer: str, negate: nn.Module | None = None
+) -> Tensor:
     """The excitation-backprop mass (B, C, h, w) arriving at ``layer``'s output for checked
     images ``x`` and targets ``target`` ((B,) long or (B, K) bool); ``negate`` = the module
     whose weights are negated (the dual units of c-MWP)."""
-    g = gradients(model, x, target, score="logit", layers=[layer], input=False,
-                  rules=_flatten_rules(mwp_rules(negate)), sums=True)
+    g = gradients(
+        model,
+        x,
+        target,
+        score="logit",
+        layers=[layer],
+        input=False,
+        rules=_flatten_rules(mwp_rules(negate)),
+        sums=True,
+    )
     check_spatial(g.activations[layer], layer)
     return g.layer[layer]
 
 
-def _finish(explainer: Any, maps: Tensor, target: Tensor, size: tuple[int, int],
-            **extras: Any) -> Explanation:
+def _finish(
+    explainer: Any, maps: Tensor, target: Tensor, size: tuple[int, int], **extras: Any
+) -> Explanation:
     saliency = upsample(maps, size)
     if explainer.normalise:
         saliency = normalise_maps(saliency)
@@ -180,13 +199,18 @@ class ContrastiveMWP:
         ``layer_map`` (B, 1, h, w) the contrastive mass at layer resolution.
     """
 
-    def __init__(self, model: Any, *, layer: str | None = None, contrast: Any = None,
-                 normalise: bool = False) -> None:
+    def __init__(
+        self, model: Any, *, layer: str | None = None, contrast: Any = None, normalise: bool = False
+    ) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
         if contrast is not None:  # classes and types checked now, the count per call
-            check_targets(contrast, len(contrast) if isinstance(contrast, list | tuple) else 1,
-                          self.model.num_classes, "contrast")
+            check_targets(
+                contrast,
+                len(contrast) if isinstance(contrast, list | tuple) else 1,
+                self.model.num_classes,
+                "contrast",
+            )
         self.contrast = contrast
         self.normalise = _flag(normalise, "normalise")
         if contrast is None:

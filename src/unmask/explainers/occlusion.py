@@ -106,10 +106,19 @@ class Occlusion:
         (torch.Size([1, 1, 16, 16]), torch.Size([1, 4, 4]))
     """
 
-    def __init__(self, model: Any, removal: Any = None, *, patch_size: int | tuple[int, int] = 29,
-                 stride: int | tuple[int, int] = 3, score: str = "prob", batch_size: int = 16,
-                 progress: bool = False, tolerance: float | None = None,
-                 patience: int = 1) -> None:
+    def __init__(
+        self,
+        model: Any,
+        removal: Any = None,
+        *,
+        patch_size: int | tuple[int, int] = 29,
+        stride: int | tuple[int, int] = 3,
+        score: str = "prob",
+        batch_size: int = 16,
+        progress: bool = False,
+        tolerance: float | None = None,
+        patience: int = 1,
+    ) -> None:
         self.model = as_model(model)
         check_stopping(tolerance, None, patience)
         self.tolerance, self.patience = tolerance, patience
@@ -144,8 +153,9 @@ class Occlusion:
         index = torch.arange(b).repeat_interleave(per_image)
         n_t = len(resolved)
         base = self.scorer(x, target).cpu().reshape(b, n_t)
-        perturbed = self.scorer.perturbed(x, masks, target, self.removal, index=index,
-                                          count=b * per_image).reshape(b, n_r, n_c, n_t)
+        perturbed = self.scorer.perturbed(
+            x, masks, target, self.removal, index=index, count=b * per_image
+        ).reshape(b, n_r, n_c, n_t)
         count = rows.sum(0)[:, None] * cols.sum(0)[None, :]
         out = []
         for i, t in enumerate(resolved):
@@ -155,8 +165,9 @@ class Occlusion:
             out.append(finish(self, saliency[:, None], t, grid=grid, base_score=base[:, i]))
         return out
 
-    def _explain_converging(self, x: Tensor, resolved: list[Tensor], target: Tensor,
-                            rows: Tensor, cols: Tensor) -> list[Explanation]:
+    def _explain_converging(
+        self, x: Tensor, resolved: list[Tensor], target: Tensor, rows: Tensor, cols: Tensor
+    ) -> list[Explanation]:
         """Coarse-to-fine levels for the images still running; stop per image."""
         b, n_t = x.shape[0], len(resolved)
         n_r, n_c = rows.shape[0], cols.shape[0]
@@ -184,8 +195,9 @@ class Occlusion:
                 pos = new[torch.arange(s0, s1) % m]
                 return (rows[pos // n_c][:, :, None] * cols[pos % n_c][:, None, :])[:, None]
 
-            scores = self.scorer.perturbed(x, masks, target, self.removal, index=index,
-                                           count=a * m).reshape(a, m, n_t)
+            scores = self.scorer.perturbed(
+                x, masks, target, self.removal, index=index, count=a * m
+            ).reshape(a, m, n_t)
             grid[active[:, None], :, new[None, :]] = base[active, None, :] - scores
             if step == 1:
                 break
@@ -195,18 +207,37 @@ class Occlusion:
             if len(active) == 0:
                 break
         grids = grid.reshape(b, n_t, n_r, n_c)
-        saliency = torch.cat([level_map(grids[i : i + 1], int(step_used[i]))
-                              for i in range(b)])  # (B, T, H, W)
+        saliency = torch.cat(
+            [level_map(grids[i : i + 1], int(step_used[i])) for i in range(b)]
+        )  # (B, T, H, W)
         sh, sw = self.stride
-        lattice = [(torch.arange(n_r) % s == 0)[:, None] & (torch.arange(n_c) % s == 0)[None]
-                   for s in step_used.tolist()]
+        lattice = [
+            (torch.arange(n_r) % s == 0)[:, None] & (torch.arange(n_c) % s == 0)[None]
+            for s in step_used.tolist()
+        ]
         used = torch.stack([on.sum() for on in lattice]).long()
-        extras = {"samples_used": used, "stride_used": torch.stack([step_used * sh,
-                                                                     step_used * sw], 1),
-                  "converged": step_used > 1, "changes": rule.history()}
-        return [finish(self, saliency[:, i, None], t, grid=grids[:, i].clone(),
-                       base_score=base[:, i], **extras) for i, t in enumerate(resolved)]
+        extras = {
+            "samples_used": used,
+            "stride_used": torch.stack([step_used * sh, step_used * sw], 1),
+            "converged": step_used > 1,
+            "changes": rule.history(),
+        }
+        return [
+            finish(
+                self,
+                saliency[:, i, None],
+                t,
+                grid=grids[:, i].clone(),
+                base_score=base[:, i],
+                **extras,
+            )
+            for i, t in enumerate(resolved)
+        ]
 
 
-METHODS.add("sp-g", Occlusion, defaults={"removal": lambda: Inpaint("telea")},
-            summary="Sliding patch with the removed patch inpainted (SP-G; classical inpainter by default).")
+METHODS.add(
+    "sp-g",
+    Occlusion,
+    defaults={"removal": lambda: Inpaint("telea")},
+    summary="Sliding patch with the removed patch inpainted (SP-G; classical inpainter by default).",
+)

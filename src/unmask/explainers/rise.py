@@ -43,8 +43,9 @@ class RiseMasks:
     def __len__(self) -> int:
         return int(self.grids.shape[0])
 
-    def render(self, start: int = 0, stop: int | None = None,
-               device: torch.device | str = "cpu") -> Tensor:
+    def render(
+        self, start: int = 0, stop: int | None = None, device: torch.device | str = "cpu"
+    ) -> Tensor:
         """The KEEP masks ``start..stop-1`` (n, 1, H, W) in [0, 1] (1 = pixel kept).
 
         Each grid is upsampled bilinearly to ``((s + 1)·cell_h, (s + 1)·cell_w)`` and cropped to
@@ -89,8 +90,13 @@ def _interpolation_matrix(n_in: int, n_out: int, device: torch.device | str) -> 
     return m.float().to(device)
 
 
-def sample_rise_masks(num_masks: int, size: tuple[int, int], s: int = 7, p: float = 0.5,
-                      generator: torch.Generator | None = None) -> RiseMasks:
+def sample_rise_masks(
+    num_masks: int,
+    size: tuple[int, int],
+    s: int = 7,
+    p: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> RiseMasks:
     """Draw RISE's random grids and shifts.
 
     Args:
@@ -106,8 +112,13 @@ def sample_rise_masks(num_masks: int, size: tuple[int, int], s: int = 7, p: floa
     h, w = size
     cell = (math.ceil(h / s), math.ceil(w / s))
     grids = (torch.rand(num_masks, s, s, generator=generator) < p).float()
-    shifts = torch.stack([torch.randint(0, cell[0], (num_masks,), generator=generator),
-                          torch.randint(0, cell[1], (num_masks,), generator=generator)], dim=1)
+    shifts = torch.stack(
+        [
+            torch.randint(0, cell[0], (num_masks,), generator=generator),
+            torch.randint(0, cell[1], (num_masks,), generator=generator),
+        ],
+        dim=1,
+    )
     return RiseMasks(grids, shifts, (h, w), cell)
 
 
@@ -160,10 +171,22 @@ class Rise:
         torch.Size([2, 1, 32, 32])
     """
 
-    def __init__(self, model: Any, removal: Any = None, *, masks: int = 4000, s: int = 7,
-                 p: float = 0.5, score: str = "prob", batch_size: int = 16, seed: int = 0,
-                 progress: bool = False, tolerance: float | None = None, check_every: int = 250,
-                 patience: int = 2) -> None:
+    def __init__(
+        self,
+        model: Any,
+        removal: Any = None,
+        *,
+        masks: int = 4000,
+        s: int = 7,
+        p: float = 0.5,
+        score: str = "prob",
+        batch_size: int = 16,
+        seed: int = 0,
+        progress: bool = False,
+        tolerance: float | None = None,
+        check_every: int = 250,
+        patience: int = 2,
+    ) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Constant("mean"))
         check_positive(masks, "masks", integer=True)
@@ -205,19 +228,26 @@ class Rise:
             return 1 - keep[torch.arange(start, stop, device=device) // b - first]
 
         n_t = len(resolved)
-        scores = self.scorer.perturbed(x, removal_masks, target, self.removal, index=index,
-                                       count=n * b).reshape(n, b, n_t).permute(2, 1, 0).contiguous()
+        scores = (
+            self.scorer.perturbed(x, removal_masks, target, self.removal, index=index, count=n * b)
+            .reshape(n, b, n_t)
+            .permute(2, 1, 0)
+            .contiguous()
+        )
         saliency = torch.zeros(n_t, b, h * w, dtype=torch.float64)
         chunk = max(1, 2**22 // (h * w))  # ~16 MB of float32 masks at a time
         for start in range(0, n, chunk):
             keep = rise.render(start, min(start + chunk, n)).reshape(-1, h * w).double()
             saliency += scores[..., start : start + chunk].double() @ keep
         saliency = (saliency / (n * self.p)).float().reshape(n_t, b, 1, h, w)
-        return [finish(self, saliency[i], t, masks=rise, mask_scores=scores[i])
-                for i, t in enumerate(resolved)]
+        return [
+            finish(self, saliency[i], t, masks=rise, mask_scores=scores[i])
+            for i, t in enumerate(resolved)
+        ]
 
-    def _explain_converging(self, x: Tensor, resolved: list[Tensor], target: Tensor,
-                            rise: RiseMasks) -> list[Explanation]:
+    def _explain_converging(
+        self, x: Tensor, resolved: list[Tensor], target: Tensor, rise: RiseMasks
+    ) -> list[Explanation]:
         """Blocks of ``check_every`` masks for the images still running; stop per image."""
         b, _, h, w = x.shape
         n, n_t, device = len(rise), len(resolved), x.device
@@ -237,8 +267,9 @@ class Rise:
                 keep = rise.render(first, last, device)
                 return 1 - keep[torch.arange(s0, s1, device=device) // a + start - first]
 
-            block = self.scorer.perturbed(x, removal_masks, target, self.removal, index=index,
-                                          count=(stop - start) * a).reshape(stop - start, a, n_t)
+            block = self.scorer.perturbed(
+                x, removal_masks, target, self.removal, index=index, count=(stop - start) * a
+            ).reshape(stop - start, a, n_t)
             block = block.permute(1, 2, 0).contiguous()  # (a, T, masks)
             scores[active, :, start:stop] = block
             for c0 in range(start, stop, chunk):
@@ -257,5 +288,9 @@ class Rise:
         last = int(used.max())
         kept = RiseMasks(rise.grids[:last], rise.shifts[:last], rise.size, rise.cell)
         extras = {"samples_used": used, "converged": used < n, "changes": rule.history()}
-        return [finish(self, saliency[i], t, masks=kept, mask_scores=scores[:, i, :last].clone(),
-                       **extras) for i, t in enumerate(resolved)]
+        return [
+            finish(
+                self, saliency[i], t, masks=kept, mask_scores=scores[:, i, :last].clone(), **extras
+            )
+            for i, t in enumerate(resolved)
+        ]

@@ -71,9 +71,18 @@ class ScoreCAM:
         ``cam`` (B, 1, h, w); ``weights`` (B, C) the α_k; ``base_score`` (B,) s_c(x).
     """
 
-    def __init__(self, model: Any, removal: Any = None, *, layer: str | None = None,
-                 relu: bool = True, normalise: bool = False, score: str = "prob",
-                 batch_size: int = 16, progress: Any = False) -> None:
+    def __init__(
+        self,
+        model: Any,
+        removal: Any = None,
+        *,
+        layer: str | None = None,
+        relu: bool = True,
+        normalise: bool = False,
+        score: str = "prob",
+        batch_size: int = 16,
+        progress: Any = False,
+    ) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Constant("mean"))
         self.layer = resolve_layer(self.model, layer)
@@ -98,10 +107,12 @@ class ScoreCAM:
             return 1 - _keep_maps(a[n // c, n % c], size)  # removal masks
 
         index = torch.arange(b).repeat_interleave(c)
-        kept = self.scorer.perturbed(x, masks, target, self.removal, index=index,
-                                     count=b * c).reshape(b, c, n_t)
-        empty = self.scorer.perturbed(x, torch.ones(b, 1, *size), target, self.removal,
-                                      index=torch.arange(b)).reshape(b, 1, n_t)
+        kept = self.scorer.perturbed(
+            x, masks, target, self.removal, index=index, count=b * c
+        ).reshape(b, c, n_t)
+        empty = self.scorer.perturbed(
+            x, torch.ones(b, 1, *size), target, self.removal, index=torch.arange(b)
+        ).reshape(b, 1, n_t)
         base = select_scores(logits, target.to(logits.device), self.scorer.score).cpu()
         base = base.reshape(b, n_t)
         out = []
@@ -133,9 +144,17 @@ class AblationCAM:
         ``cam`` (B, 1, h, w); ``weights`` (B, C) the α_k; ``base_score`` (B,) y_c.
     """
 
-    def __init__(self, model: Any, *, layer: str | None = None, relu: bool = True,
-                 normalise: bool = False, score: str = "logit", batch_size: int = 16,
-                 progress: Any = False) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        layer: str | None = None,
+        relu: bool = True,
+        normalise: bool = False,
+        score: str = "logit",
+        batch_size: int = 16,
+        progress: Any = False,
+    ) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
         self.relu = _flag(relu, "relu")
@@ -172,8 +191,11 @@ class AblationCAM:
                     rows["n"] = n
                     idx = n // c
                     logits = self.scorer.logits(x[idx])
-                    out.append(select_scores(logits, target.to(logits.device)[idx],
-                                             self.scorer.score).cpu())
+                    out.append(
+                        select_scores(
+                            logits, target.to(logits.device)[idx], self.scorer.score
+                        ).cpu()
+                    )
         finally:
             handle.remove()
         scores = torch.cat(out)
@@ -194,4 +216,3 @@ class AblationCAM:
             w = ((y - ablated[..., i]) / torch.where(y != 0, y, torch.ones_like(y))).to(a)
             out.append(finish_cam(self, _weighted(a, w), t, size, weights=w, base_score=base[:, i]))
         return out
-

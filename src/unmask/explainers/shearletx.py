@@ -39,8 +39,10 @@ from .maskopt import MaskOptimizer, mask_explanation
 __all__ = ["MaskExplainer", "ShearletX", "WaveletX", "CartoonX", "PixelMask"]
 
 
-@METHODS.register("shearletx", defaults={"representation": "shearlets", "l1": 1.0, "spatial": 2.0,
-                                          "noise_source": "gray"})
+@METHODS.register(
+    "shearletx",
+    defaults={"representation": "shearlets", "l1": 1.0, "spatial": 2.0, "noise_source": "gray"},
+)
 class MaskExplainer:
     """A sparse mask on the coefficients of a representation, with a spatial energy penalty.
 
@@ -79,17 +81,38 @@ class MaskExplainer:
         ('shearletx', (1, 1, 16, 16), (1, 1, 49, 16, 16))
     """
 
-    def __init__(self, model: Any, *, representation: Any = "shearlets", l1: float = 1.0,
-                 spatial: float = 2.0, steps: int = 300, lr: float = 0.1, noise_bs: int = 16,
-                 noise: str = "uniform", noise_source: str = "gray", score: str = "prob",
-                 seed: int = 0, progress: Any = False) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        representation: Any = "shearlets",
+        l1: float = 1.0,
+        spatial: float = 2.0,
+        steps: int = 300,
+        lr: float = 0.1,
+        noise_bs: int = 16,
+        noise: str = "uniform",
+        noise_source: str = "gray",
+        score: str = "prob",
+        seed: int = 0,
+        progress: Any = False,
+    ) -> None:
         check_choice(score, "score", ("prob",))
         self.model = as_model(model)
         self.representation = make_representation(representation)
-        self.optimizer = MaskOptimizer(self.model, self.representation, l1=l1, spatial=spatial,
-                                       steps=steps, lr=lr, noise_bs=noise_bs, noise=noise,
-                                       noise_source=noise_source, seed=check_seed(seed),
-                                       progress=progress)
+        self.optimizer = MaskOptimizer(
+            self.model,
+            self.representation,
+            l1=l1,
+            spatial=spatial,
+            steps=steps,
+            lr=lr,
+            noise_bs=noise_bs,
+            noise=noise,
+            noise_source=noise_source,
+            seed=check_seed(seed),
+            progress=progress,
+        )
 
     def explain(self, x: Tensor, target: Any = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set of
@@ -99,17 +122,32 @@ class MaskExplainer:
         return finish(self, saliency, target, **extras)
 
 
-METHODS.add("waveletx", MaskExplainer,
-            defaults={"representation": "wavelets", "l1": 2.0, "spatial": 10.0,
-                      "noise_source": "color"},
-            summary="WaveletX: ShearletX's objective on DWT coefficients (db3, J=5, zero padding).")
-METHODS.add("cartoonx", MaskExplainer,
-            defaults={"representation": "wavelets", "l1": 20.0, "spatial": 0.0, "steps": 2000,
-                      "lr": 1e-3, "noise_bs": 64, "noise_source": "color"},
-            summary="CartoonX: a sparse DWT mask without spatial penalty (Kolek et al., ECCV 2022).")
-METHODS.add("pixelmask", MaskExplainer,
-            defaults={"representation": "pixels", "l1": 1.0, "spatial": 0.0, "noise_source": "color"},
-            summary="PixelMask: the same objective on a pixel mask, no smoothness prior.")
+METHODS.add(
+    "waveletx",
+    MaskExplainer,
+    defaults={"representation": "wavelets", "l1": 2.0, "spatial": 10.0, "noise_source": "color"},
+    summary="WaveletX: ShearletX's objective on DWT coefficients (db3, J=5, zero padding).",
+)
+METHODS.add(
+    "cartoonx",
+    MaskExplainer,
+    defaults={
+        "representation": "wavelets",
+        "l1": 20.0,
+        "spatial": 0.0,
+        "steps": 2000,
+        "lr": 1e-3,
+        "noise_bs": 64,
+        "noise_source": "color",
+    },
+    summary="CartoonX: a sparse DWT mask without spatial penalty (Kolek et al., ECCV 2022).",
+)
+METHODS.add(
+    "pixelmask",
+    MaskExplainer,
+    defaults={"representation": "pixels", "l1": 1.0, "spatial": 0.0, "noise_source": "color"},
+    summary="PixelMask: the same objective on a pixel mask, no smoothness prior.",
+)
 
 
 def _preset(name: str) -> Any:
@@ -118,11 +156,16 @@ def _preset(name: str) -> Any:
     def build(model: Any, **hyperparameters: Any) -> MaskExplainer:
         return METHODS.get(name).build(model, **hyperparameters)
 
-    build.__name__ = build.__qualname__ = {"shearletx": "ShearletX", "waveletx": "WaveletX",
-                                           "cartoonx": "CartoonX", "pixelmask": "PixelMask"}[name]
+    build.__name__ = build.__qualname__ = {
+        "shearletx": "ShearletX",
+        "waveletx": "WaveletX",
+        "cartoonx": "CartoonX",
+        "pixelmask": "PixelMask",
+    }[name]
     build.__doc__ = f"The ``{name}`` setting of :class:`MaskExplainer` (see the module table)."
     return build
 
 
-ShearletX, WaveletX, CartoonX, PixelMask = (_preset(n) for n in ("shearletx", "waveletx",
-                                                                  "cartoonx", "pixelmask"))
+ShearletX, WaveletX, CartoonX, PixelMask = (
+    _preset(n) for n in ("shearletx", "waveletx", "cartoonx", "pixelmask")
+)

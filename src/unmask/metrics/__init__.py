@@ -25,8 +25,19 @@ from .contrastive import CAUC, CDROP, ContrastiveCurve, cauc, cdrop, contrastive
 from .evaluation import evaluate  # noqa: E402
 from .kinds import METRIC_KINDS, MetricKind, declare_kind, kind_of  # noqa: E402
 
-__all__ += ["CAUC", "CDROP", "ContrastiveCurve", "METRIC_KINDS", "MetricKind", "cauc", "cdrop",
-            "contrastive_curve", "declare_kind", "evaluate", "kind_of"]
+__all__ += [
+    "CAUC",
+    "CDROP",
+    "ContrastiveCurve",
+    "METRIC_KINDS",
+    "MetricKind",
+    "cauc",
+    "cdrop",
+    "contrastive_curve",
+    "declare_kind",
+    "evaluate",
+    "kind_of",
+]
 
 # Localisation, saliency metric, map similarity (the studies built on them: unmask.studies).
 from .localisation import (  # noqa: E402
@@ -46,11 +57,26 @@ from .saliency_metric import SaliencyMetric, saliency_metric, select_saliency_al
 from .similarity import SSIM, HOGPearson, Spearman, hog_pearson, spearman, ssim  # noqa: E402
 
 __all__ += [
-    "ALPHAS", "EnergyPointingGame", "HOGPearson", "LocalisationError", "PointingGame",
-    "SSIM", "SaliencyMetric", "Spearman", "box_iou",
-    "energy_pointing_game", "hog_pearson", "localisation_error",
-    "localisation_iou", "pointing_game", "saliency_boxes",
-    "saliency_metric", "select_alpha", "select_saliency_alpha", "spearman", "ssim",
+    "ALPHAS",
+    "EnergyPointingGame",
+    "HOGPearson",
+    "LocalisationError",
+    "PointingGame",
+    "SSIM",
+    "SaliencyMetric",
+    "Spearman",
+    "box_iou",
+    "energy_pointing_game",
+    "hog_pearson",
+    "localisation_error",
+    "localisation_iou",
+    "pointing_game",
+    "saliency_boxes",
+    "saliency_metric",
+    "select_alpha",
+    "select_saliency_alpha",
+    "spearman",
+    "ssim",
 ]
 
 # Faithfulness: single step (IIC, AD, ADD), deletion / insertion (DAUC, IAUC, DC, IC), the
@@ -80,9 +106,23 @@ from .single_step import (  # noqa: E402
 )
 
 __all__ += [
-    "AverageDrop", "AverageDropInDeletion", "Curve", "Deletion", "DeletionCorrelation",
-    "IncreaseInConfidence", "Insertion", "InsertionCorrelation", "average_drop",
-    "average_drop_in_deletion", "compat", "curve_auc", "curve_correlation", "deletion_curve",
-    "increase_in_confidence", "insertion_curve", "pixel_ranks", "plan_steps",
+    "AverageDrop",
+    "AverageDropInDeletion",
+    "Curve",
+    "Deletion",
+    "DeletionCorrelation",
+    "IncreaseInConfidence",
+    "Insertion",
+    "InsertionCorrelation",
+    "average_drop",
+    "average_drop_in_deletion",
+    "compat",
+    "curve_auc",
+    "curve_correlation",
+    "deletion_curve",
+    "increase_in_confidence",
+    "insertion_curve",
+    "pixel_ranks",
+    "plan_steps",
     "single_step_scores",
 ]

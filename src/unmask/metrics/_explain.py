@@ -29,23 +29,26 @@ def check_explainer(explainer: object) -> Any:
         return explain
     if callable(explainer):
         return explainer
-    raise TypeError(f"explainer: expected an explainer (an object with explain(x, target)) or a "
-                    f"function fn(x, target), got {type(explainer).__name__}")
+    raise TypeError(
+        f"explainer: expected an explainer (an object with explain(x, target)) or a "
+        f"function fn(x, target), got {type(explainer).__name__}"
+    )
 
 
 def run_maps(explain: Any, x: Tensor, target: Tensor, batch_size: int) -> Tensor:
     """Maps (N, 1, h, w) float64 on the CPU of ``explain`` on images ``x`` (N, ...), in batches."""
     out = []
     for start in range(0, x.shape[0], batch_size):
-        xs, ts = x[start:start + batch_size], target[start:start + batch_size]
+        xs, ts = x[start : start + batch_size], target[start : start + batch_size]
         e = explain(xs, ts)
         maps = e.saliency if isinstance(e, Explanation) else e
         out.append(check_saliency(maps, xs.shape[0], "explainer output").double())
     return torch.cat(out)
 
 
-def prepare_explainer_inputs(model: Any, x: object, explainer: object, target: object,
-                             batch_size: int) -> tuple[Classifier, Tensor, Any, Tensor, Scorer]:
+def prepare_explainer_inputs(
+    model: Any, x: object, explainer: object, target: object, batch_size: int
+) -> tuple[Classifier, Tensor, Any, Tensor, Scorer]:
     """Checked model, images, explain callable, targets ((B,) long or (B, K) bool; None = the
     top-1 class on the clean image) and a logit scorer."""
     model = as_classifier(model, "model")
@@ -67,13 +70,17 @@ def rebuilder(explainer: object, metric: str) -> Any:
         TypeError: naming ``explainer`` when it is not a registered explainer.
     """
     if not callable(getattr(explainer, "explain", None)):
-        raise TypeError(f"explainer: {metric} rebuilds the explainer on other models, so it "
-                        f"needs a registered explainer (built by unmask.make_explainer), got "
-                        f"{type(explainer).__name__}")
+        raise TypeError(
+            f"explainer: {metric} rebuilds the explainer on other models, so it "
+            f"needs a registered explainer (built by unmask.make_explainer), got "
+            f"{type(explainer).__name__}"
+        )
     try:
         spec = spec_of(explainer, METHODS)
     except (KeyError, ValueError):
-        raise TypeError(f"explainer: {type(explainer).__name__} is not a registered method, so "
-                        f"{metric} cannot rebuild it on other models") from None
+        raise TypeError(
+            f"explainer: {type(explainer).__name__} is not a registered method, so "
+            f"{metric} cannot rebuild it on other models"
+        ) from None
     entry, params = METHODS.get(spec.pop("method")), spec
     return lambda model: entry.build(model, **params)

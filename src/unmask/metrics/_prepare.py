@@ -39,12 +39,15 @@ def check_saliency(saliency: object, batch: int | None = None, name: str = "sali
         saliency = saliency.saliency
     if isinstance(saliency, np.ndarray):
         if saliency.dtype.kind not in "fiub":
-            raise TypeError(f"{name}: expected real numbers, got an array of dtype "
-                            f"{saliency.dtype}")
+            raise TypeError(
+                f"{name}: expected real numbers, got an array of dtype {saliency.dtype}"
+            )
         saliency = torch.from_numpy(np.ascontiguousarray(saliency))
     if not isinstance(saliency, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor (or numpy array) of shape (B, 1, H, W), "
-                        f"got {type(saliency).__name__}")
+        raise TypeError(
+            f"{name}: expected a torch.Tensor (or numpy array) of shape (B, 1, H, W), "
+            f"got {type(saliency).__name__}"
+        )
     s = saliency.detach()
     shape = "(" + ", ".join(map(str, saliency.shape)) + ")"
     if batch is not None and s.ndim == 2 and batch == 1:
@@ -57,8 +60,10 @@ def check_saliency(saliency: object, batch: int | None = None, name: str = "sali
     if s.numel() == 0:
         raise ValueError(f"{name}: expected non-empty maps, got {shape}")
     if batch is not None and s.shape[0] != batch:
-        raise ValueError(f"{name}: expected one map per image ({batch}) matching the images, "
-                         f"got {s.shape[0]} in {shape}")
+        raise ValueError(
+            f"{name}: expected one map per image ({batch}) matching the images, "
+            f"got {s.shape[0]} in {shape}"
+        )
     if s.is_complex():
         raise TypeError(f"{name}: expected real numbers, got dtype {s.dtype}")
     s = s.to(device="cpu", dtype=s.dtype if s.is_floating_point() else torch.float32)
@@ -67,9 +72,9 @@ def check_saliency(saliency: object, batch: int | None = None, name: str = "sali
     return s
 
 
-def prepare_inputs(model: Any, x: object, saliency: object, target: object,
-                   scorer_kwargs: dict[str, Any]
-                   ) -> tuple[Classifier, Tensor, Tensor, Tensor, Tensor, Scorer]:
+def prepare_inputs(
+    model: Any, x: object, saliency: object, target: object, scorer_kwargs: dict[str, Any]
+) -> tuple[Classifier, Tensor, Tensor, Tensor, Tensor, Scorer]:
     """Check the uniform metric call ``(model, x, saliency, target)``.
 
     ``target`` None means the target of an :class:`Explanation` when one is given, else each

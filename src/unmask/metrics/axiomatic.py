@@ -54,13 +54,24 @@ from ._explain import prepare_explainer_inputs, rebuilder, run_maps
 from ._prepare import prepare_inputs
 from .faithfulness import _DrawnNoise, _upsample
 
-__all__ = ["completeness", "non_sensitivity", "input_invariance", "shifted_model",
-           "Completeness", "NonSensitivity", "InputInvariance"]
+__all__ = [
+    "completeness",
+    "non_sensitivity",
+    "input_invariance",
+    "shifted_model",
+    "Completeness",
+    "NonSensitivity",
+    "InputInvariance",
+]
 
 
 def _check_eps(eps: object) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, int | float) or not math.isfinite(eps) \
-            or eps < 0:
+    if (
+        isinstance(eps, bool)
+        or not isinstance(eps, int | float)
+        or not math.isfinite(eps)
+        or eps < 0
+    ):
         raise ValueError(f"eps: expected a finite number >= 0, got {eps!r}")
     return float(eps)
 
@@ -70,8 +81,16 @@ def _check_samples(samples: object) -> None:
     check_at_most(samples, "samples", 10_000, "noise draws per feature")  # type: ignore[arg-type]
 
 
-def completeness(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
-                 removal: Any = None, score: str = "logit", batch_size: int = 16) -> Tensor:
+def completeness(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    removal: Any = None,
+    score: str = "logit",
+    batch_size: int = 16,
+) -> Tensor:
     """Completeness gap ``|Σ s - (f(x) - f(baseline))|`` per image (B,) float64; lower is better.
 
     Args:
@@ -90,17 +109,28 @@ def completeness(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
         torch.Size([1])
     """
     removal = resolve_removal(removal, lambda: Constant("black"))
-    _, x, s, t, base, scorer = prepare_inputs(model, x, saliency, target,
-                                              {"batch_size": batch_size, "score": score})
+    _, x, s, t, base, scorer = prepare_inputs(
+        model, x, saliency, target, {"batch_size": batch_size, "score": score}
+    )
     b = x.shape[0]
     everything = torch.ones(b, 1, *x.shape[-2:])
     after = scorer.perturbed(x, everything, t, removal, index=torch.arange(b))
     return (s.double().flatten(1).sum(1) - (base.double() - after.double())).abs()
 
 
-def non_sensitivity(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
-                    patch: int | None = None, samples: int = 10, eps: float = 1e-5,
-                    seed: int = 0, score: str = "prob", batch_size: int = 16) -> Tensor:
+def non_sensitivity(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    patch: int | None = None,
+    samples: int = 10,
+    eps: float = 1e-5,
+    seed: int = 0,
+    score: str = "prob",
+    batch_size: int = 16,
+) -> Tensor:
     """Non-sensitivity (Nguyen & Martínez 2020) per image (B,) float64; lower is better.
 
     Args:
@@ -125,8 +155,9 @@ def non_sensitivity(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
     _check_samples(samples)
     eps = _check_eps(eps)
     check_positive(seed, "seed", integer=True, allow_zero=True)
-    _, x, s, t, _, scorer = prepare_inputs(model, x, saliency, target,
-                                           {"batch_size": batch_size, "score": score})
+    _, x, s, t, _, scorer = prepare_inputs(
+        model, x, saliency, target, {"batch_size": batch_size, "score": score}
+    )
     b, _, height, width = x.shape
     h, w = s.shape[-2:]
     p = patch if patch is not None else math.ceil(max(h, w) / 14)
@@ -148,8 +179,13 @@ def non_sensitivity(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
 
     rows = torch.arange(b * per_image)
     index = (rows // per_image) * samples + rows % samples
-    after = scorer.perturbed(xs, masks, targets, _DrawnNoise(samples, seed), index=index,
-                             count=b * per_image).reshape(b, n, samples).double()
+    after = (
+        scorer.perturbed(
+            xs, masks, targets, _DrawnNoise(samples, seed), index=index, count=b * per_image
+        )
+        .reshape(b, n, samples)
+        .double()
+    )
     insensitive = after.var(dim=2, unbiased=False) < eps
     return (zero_attribution ^ insensitive).sum(1).double()
 
@@ -174,8 +210,15 @@ class Completeness:
 
     def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
         """Per-image values (B,)."""
-        return completeness(model, x, saliency, target, removal=self.removal, score=self.score,
-                            batch_size=self.batch_size)
+        return completeness(
+            model,
+            x,
+            saliency,
+            target,
+            removal=self.removal,
+            score=self.score,
+            batch_size=self.batch_size,
+        )
 
     def __repr__(self) -> str:
         return f"Completeness(removal={self.removal.spec!r}, score={self.score!r})"
@@ -189,8 +232,15 @@ class NonSensitivity:
     kind = "faithfulness"
     higher_is_better = False
 
-    def __init__(self, patch: int | None = None, samples: int = 10, eps: float = 1e-5,
-                 seed: int = 0, score: str = "prob", batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        patch: int | None = None,
+        samples: int = 10,
+        eps: float = 1e-5,
+        seed: int = 0,
+        score: str = "prob",
+        batch_size: int = 16,
+    ) -> None:
         if patch is not None:
             check_positive(patch, "patch", integer=True)
         _check_samples(samples)
@@ -201,13 +251,24 @@ class NonSensitivity:
 
     def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
         """Per-image values (B,)."""
-        return non_sensitivity(model, x, saliency, target, patch=self.patch,
-                               samples=self.samples, eps=self.eps, seed=self.seed,
-                               score=self.score, batch_size=self.batch_size)
+        return non_sensitivity(
+            model,
+            x,
+            saliency,
+            target,
+            patch=self.patch,
+            samples=self.samples,
+            eps=self.eps,
+            seed=self.seed,
+            score=self.score,
+            batch_size=self.batch_size,
+        )
 
     def __repr__(self) -> str:
-        return (f"NonSensitivity(patch={self.patch}, samples={self.samples}, eps={self.eps}, "
-                f"seed={self.seed})")
+        return (
+            f"NonSensitivity(patch={self.patch}, samples={self.samples}, eps={self.eps}, "
+            f"seed={self.seed})"
+        )
 
 
 def shifted_model(model: Any, shift: float) -> Any:
@@ -225,8 +286,15 @@ def _room(image: Tensor) -> float:
     return up if up >= down else -down
 
 
-def input_invariance(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
-                     shift: float | None = None, batch_size: int = 16) -> Tensor:
+def input_invariance(
+    model: Any,
+    x: Tensor,
+    explainer: Any,
+    target: Any = None,
+    *,
+    shift: float | None = None,
+    batch_size: int = 16,
+) -> Tensor:
     """Input invariance (Kindermans et al. 2017) per image (B,) float64: the relative change of
     the map under a constant input shift compensated by the model; lower is better.
 
@@ -247,8 +315,9 @@ def input_invariance(model: Any, x: Tensor, explainer: Any, target: Any = None, 
         >>> input_invariance(m, x, make_explainer(m, "gradient")).tolist()
         [0.0, 0.0]
     """
-    if shift is not None and (isinstance(shift, bool) or not isinstance(shift, int | float)
-                              or not math.isfinite(shift)):
+    if shift is not None and (
+        isinstance(shift, bool) or not isinstance(shift, int | float) or not math.isfinite(shift)
+    ):
         raise ValueError(f"shift: expected a finite number or None, got {shift!r}")
     model, x, explain, t, _ = prepare_explainer_inputs(model, x, explainer, target, batch_size)
     rebuild = rebuilder(explainer, "input_invariance")
@@ -257,13 +326,15 @@ def input_invariance(model: Any, x: Tensor, explainer: Any, target: Any = None, 
     for i in range(x.shape[0]):
         c = _room(x[i]) if shift is None else float(shift)
         if shift is not None and (float(x[i].min()) + c < 0 or float(x[i].max()) + c > 1):
-            raise ValueError(f"shift: x + {c} leaves [0, 1] for image {i} (its values span "
-                             f"[{float(x[i].min()):.3g}, {float(x[i].max()):.3g}])")
+            raise ValueError(
+                f"shift: x + {c} leaves [0, 1] for image {i} (its values span "
+                f"[{float(x[i].min()):.3g}, {float(x[i].max()):.3g}])"
+            )
         if c == 0:
             out.append(torch.tensor(math.nan, dtype=torch.float64))
             continue
-        moved = (x[i:i + 1] + c).clamp(0, 1)  # the clamp only removes rounding
-        e = run_maps(rebuild(shifted_model(model, c)).explain, moved, t[i:i + 1], batch_size)
+        moved = (x[i : i + 1] + c).clamp(0, 1)  # the clamp only removes rounding
+        e = run_maps(rebuild(shifted_model(model, c)).explain, moved, t[i : i + 1], batch_size)
         norm = torch.linalg.vector_norm(e0[i])
         change = torch.linalg.vector_norm(e[0] - e0[i])
         out.append(change / norm if norm > 0 else torch.tensor(math.nan, dtype=torch.float64))
@@ -280,16 +351,20 @@ class InputInvariance:
     higher_is_better = False
 
     def __init__(self, shift: float | None = None, batch_size: int = 16) -> None:
-        if shift is not None and (isinstance(shift, bool) or not isinstance(shift, int | float)
-                                  or not math.isfinite(shift)):
+        if shift is not None and (
+            isinstance(shift, bool)
+            or not isinstance(shift, int | float)
+            or not math.isfinite(shift)
+        ):
             raise ValueError(f"shift: expected a finite number or None, got {shift!r}")
         check_positive(batch_size, "batch_size", integer=True)
         self.shift, self.batch_size = shift, batch_size
 
     def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
         """Per-image values (B,)."""
-        return input_invariance(model, x, explainer, target, shift=self.shift,
-                                batch_size=self.batch_size)
+        return input_invariance(
+            model, x, explainer, target, shift=self.shift, batch_size=self.batch_size
+        )
 
     def __repr__(self) -> str:
         return f"InputInvariance(shift={self.shift})"

@@ -43,10 +43,14 @@ from torch import Tensor, nn
 
 from .._checks import check_choice, check_images, check_positive
 from ..models import Classifier
-from ..removal import Constant
+from ..removal import BoxBlur, Constant, TensorFill
 from .deletion import deletion_curve, insertion_curve
-from .single_step import average_drop, average_drop_in_deletion, increase_in_confidence, single_step_scores
-from ..removal import BoxBlur, TensorFill
+from .single_step import (
+    average_drop,
+    average_drop_in_deletion,
+    increase_in_confidence,
+    single_step_scores,
+)
 
 __all__ = ["IIC_AD", "ADD", "Deletion", "Insertion"]
 
@@ -68,7 +72,9 @@ def _given_fill(fill: object, data: Tensor, name: str) -> TensorFill:
     """A fixed fill given as a tensor (the ``masking_data`` / ``data_to_replace_with`` argument)."""
     fill = check_images(fill, name)
     if fill.shape != data.shape:
-        raise ValueError(f"{name}: expected shape {tuple(data.shape)} like data, got {tuple(fill.shape)}")
+        raise ValueError(
+            f"{name}: expected shape {tuple(data.shape)} like data, got {tuple(fill.shape)}"
+        )
     return TensorFill(fill, name)
 
 
@@ -77,16 +83,26 @@ def _wrap(model: object, data: Tensor) -> tuple[Classifier, str]:
     if isinstance(model, Classifier):
         return model, "prob"
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module returning probabilities, got {type(model).__name__}")
+        raise TypeError(
+            f"model: expected a torch.nn.Module returning probabilities, got {type(model).__name__}"
+        )
     device = next((p.device for p in model.parameters()), data.device)
     with torch.inference_mode():  # learn the number of classes
         out = model(data[:1].to(device))
     if not isinstance(out, Tensor) or out.ndim != 2:
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ValueError(f"model: expected an output of shape (N, C) (softmax probabilities), got {got}")
+        raise ValueError(
+            f"model: expected an output of shape (N, C) (softmax probabilities), got {got}"
+        )
     names = [str(i) for i in range(out.shape[1])]
-    return Classifier(model, mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None, class_names=names,
-                      name=type(model).__name__), "logit"
+    return Classifier(
+        model,
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        input_size=None,
+        class_names=names,
+        name=type(model).__name__,
+    ), "logit"
 
 
 def _mean(values: Tensor) -> np.float64:
@@ -100,15 +116,33 @@ class _SingleStepCompat:
         self.data_replace_method = data_replace_method
         self._substrate = _substrate(data_replace_method)
 
-    def _scores(self, model: Any, data: Tensor, explanations: Any, class_to_explain_list: Any,
-                data_to_replace_with: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _scores(
+        self,
+        model: Any,
+        data: Tensor,
+        explanations: Any,
+        class_to_explain_list: Any,
+        data_to_replace_with: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
         data = check_images(data, "data", channels=3)
         clf, score = _wrap(model, data)
-        removal = self._substrate if data_to_replace_with is None else \
-            _given_fill(data_to_replace_with, data, "data_to_replace_with")
-        s, p, _ = single_step_scores(clf, data, explanations, class_to_explain_list, removal=removal,
-                                     replace_salient=self.replace_salient, per_image=True,
-                                     clamp=False, score=score, batch_size=max(1, data.shape[0]))
+        removal = (
+            self._substrate
+            if data_to_replace_with is None
+            else _given_fill(data_to_replace_with, data, "data_to_replace_with")
+        )
+        s, p, _ = single_step_scores(
+            clf,
+            data,
+            explanations,
+            class_to_explain_list,
+            removal=removal,
+            replace_salient=self.replace_salient,
+            per_image=True,
+            clamp=False,
+            score=score,
+            batch_size=max(1, data.shape[0]),
+        )
         return s, p
 
 
@@ -122,8 +156,14 @@ class IIC_AD(_SingleStepCompat):  # noqa: N801 - the seed package's name
     -> ``{"iic": mean IIC, "ad": mean AD}``.
     """
 
-    def __call__(self, model: Any, data: Tensor, explanations: Any, class_to_explain_list: Any = None,
-                 data_to_replace_with: Tensor | None = None) -> dict[str, np.float64]:
+    def __call__(
+        self,
+        model: Any,
+        data: Tensor,
+        explanations: Any,
+        class_to_explain_list: Any = None,
+        data_to_replace_with: Tensor | None = None,
+    ) -> dict[str, np.float64]:
         s, p = self._scores(model, data, explanations, class_to_explain_list, data_to_replace_with)
         return {"iic": _mean(increase_in_confidence(s, p)), "ad": _mean(average_drop(s, p))}
 
@@ -140,8 +180,14 @@ class ADD(_SingleStepCompat):
 
     replace_salient = True
 
-    def __call__(self, model: Any, data: Tensor, explanations: Any, class_to_explain_list: Any = None,
-                 data_to_replace_with: Tensor | None = None) -> dict[str, np.float64]:
+    def __call__(
+        self,
+        model: Any,
+        data: Tensor,
+        explanations: Any,
+        class_to_explain_list: Any = None,
+        data_to_replace_with: Tensor | None = None,
+    ) -> dict[str, np.float64]:
         s, p = self._scores(model, data, explanations, class_to_explain_list, data_to_replace_with)
         return {"add": _mean(average_drop_in_deletion(s, p))}
 
@@ -150,8 +196,14 @@ class _MultiStepCompat:
     mode = "deletion"
     keys = ("dauc", "dc")
 
-    def __init__(self, data_replace_method: str, bound_max_step: bool = True, batch_size: int = 20,
-                 max_step_nb: int = 14 * 14, cumulative: bool = True) -> None:
+    def __init__(
+        self,
+        data_replace_method: str,
+        bound_max_step: bool = True,
+        batch_size: int = 20,
+        max_step_nb: int = 14 * 14,
+        cumulative: bool = True,
+    ) -> None:
         self._substrate = _substrate(data_replace_method)
         check_positive(batch_size, "batch_size", integer=True)
         check_positive(max_step_nb, "max_step_nb", integer=True)
@@ -159,15 +211,34 @@ class _MultiStepCompat:
         self.bound_max_step, self.batch_size = bool(bound_max_step), batch_size
         self.max_step_nb, self.cumulative = max_step_nb, bool(cumulative)
 
-    def __call__(self, model: Any, data: Tensor, explanations: Any, class_to_explain_list: Any = None,
-                 masking_data: Tensor | None = None) -> dict[str, np.float64]:
+    def __call__(
+        self,
+        model: Any,
+        data: Tensor,
+        explanations: Any,
+        class_to_explain_list: Any = None,
+        masking_data: Tensor | None = None,
+    ) -> dict[str, np.float64]:
         data = check_images(data, "data", channels=3)
         clf, score = _wrap(model, data)
-        removal = self._substrate if masking_data is None else _given_fill(masking_data, data, "masking_data")
+        removal = (
+            self._substrate
+            if masking_data is None
+            else _given_fill(masking_data, data, "masking_data")
+        )
         fn = deletion_curve if self.mode == "deletion" else insertion_curve
-        curve = fn(clf, data, explanations, class_to_explain_list, removal=removal, rule="seed",
-                   max_steps=self.max_step_nb if self.bound_max_step else None,
-                   cumulative=self.cumulative, score=score, batch_size=self.batch_size)
+        curve = fn(
+            clf,
+            data,
+            explanations,
+            class_to_explain_list,
+            removal=removal,
+            rule="seed",
+            max_steps=self.max_step_nb if self.bound_max_step else None,
+            cumulative=self.cumulative,
+            score=score,
+            batch_size=self.batch_size,
+        )
         return {self.keys[0]: _mean(curve.auc()), self.keys[1]: _mean(curve.correlation())}
 
 
@@ -187,8 +258,14 @@ class Deletion(_MultiStepCompat):
 
     mode, keys = "deletion", ("dauc", "dc")
 
-    def __init__(self, data_replace_method: str = "black", bound_max_step: bool = True,
-                 batch_size: int = 20, max_step_nb: int = 14 * 14, cumulative: bool = True) -> None:
+    def __init__(
+        self,
+        data_replace_method: str = "black",
+        bound_max_step: bool = True,
+        batch_size: int = 20,
+        max_step_nb: int = 14 * 14,
+        cumulative: bool = True,
+    ) -> None:
         super().__init__(data_replace_method, bound_max_step, batch_size, max_step_nb, cumulative)
 
 
@@ -200,6 +277,12 @@ class Insertion(_MultiStepCompat):
 
     mode, keys = "insertion", ("iauc", "ic")
 
-    def __init__(self, data_replace_method: str = "blur", bound_max_step: bool = True,
-                 batch_size: int = 20, max_step_nb: int = 14 * 14, cumulative: bool = True) -> None:
+    def __init__(
+        self,
+        data_replace_method: str = "blur",
+        bound_max_step: bool = True,
+        batch_size: int = 20,
+        max_step_nb: int = 14 * 14,
+        cumulative: bool = True,
+    ) -> None:
         super().__init__(data_replace_method, bound_max_step, batch_size, max_step_nb, cumulative)

@@ -29,8 +29,15 @@ from torch import Tensor
 from ..registry import METRICS
 from ._prepare import check_saliency
 
-__all__ = ["Sparseness", "Complexity", "EffectiveComplexity", "sparseness", "complexity",
-           "effective_complexity", "normalise_by_max"]
+__all__ = [
+    "Sparseness",
+    "Complexity",
+    "EffectiveComplexity",
+    "sparseness",
+    "complexity",
+    "effective_complexity",
+    "normalise_by_max",
+]
 
 
 def normalise_by_max(saliency: Any) -> Tensor:
@@ -122,8 +129,12 @@ class EffectiveComplexity(_MapMetric):
     """
 
     def __init__(self, eps: float = 1e-5) -> None:
-        if isinstance(eps, bool) or not isinstance(eps, int | float) or not math.isfinite(eps) \
-                or eps < 0:
+        if (
+            isinstance(eps, bool)
+            or not isinstance(eps, int | float)
+            or not math.isfinite(eps)
+            or eps < 0
+        ):
             raise ValueError(f"eps: expected a finite number >= 0, got {eps!r}")
         self.eps = float(eps)
 

@@ -94,19 +94,32 @@ def _members(t: Tensor, k: int) -> Tensor:
 
 def _check_competitors(competitors: object, batch: int, k: int) -> Tensor:
     if competitors is None:
-        raise ValueError("competitors: expected the competing classes C′ (a set, or one set per "
-                         "image), got None")
-    flat = isinstance(competitors, list | tuple) and competitors and all(
-        isinstance(c, int) and not isinstance(c, bool) for c in competitors)
+        raise ValueError(
+            "competitors: expected the competing classes C′ (a set, or one set per image), got None"
+        )
+    flat = (
+        isinstance(competitors, list | tuple)
+        and competitors
+        and all(isinstance(c, int) and not isinstance(c, bool) for c in competitors)
+    )
     if flat:  # a flat list of classes is one set, for every image
         competitors = [set(competitors)]
     return _members(check_targets(competitors, batch, k, "competitors"), k)
 
 
-def contrastive_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
-                      competitors: Any, removal: Any = None, pixels_per_step: int = 16,
-                      delta: float = 0.5, batch_size: int = 16,
-                      progress: object = False) -> ContrastiveCurve:
+def contrastive_curve(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    competitors: Any,
+    removal: Any = None,
+    pixels_per_step: int = 16,
+    delta: float = 0.5,
+    batch_size: int = 16,
+    progress: object = False,
+) -> ContrastiveCurve:
     """The contrastive deletion curves of CWOX's CAUC / CDROP (see the module docstring).
 
     Args:
@@ -156,8 +169,10 @@ def contrastive_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, 
     if bool(both.any()):
         i = int(both.nonzero()[0])
         shared = (pos[i] & neg[i]).nonzero().flatten().tolist()
-        raise ValueError(f"competitors: image {i} has classes {shared} "
-                         "both in the target and among the competitors")
+        raise ValueError(
+            f"competitors: image {i} has classes {shared} "
+            "both in the target and among the competitors"
+        )
     member = torch.stack([pos, neg], dim=1)  # (B, 2, K): P(C), P(C′) from one forward pass
     clean = select_scores(logits, member, "prob").cpu().double()  # (B, 2)
 
@@ -166,7 +181,7 @@ def contrastive_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, 
     lo, hi = flat.min(1).values, flat.max(1).values
     n_delta = (flat > (lo + delta * (hi - lo))[:, None]).sum(1)
     length = (n_delta + pixels_per_step - 1) // pixels_per_step  # ceil; 0 when n_δ = 0
-    steps = (length.clamp(min=1) - 1)  # deletion steps per image
+    steps = length.clamp(min=1) - 1  # deletion steps per image
     total = math.ceil(n / pixels_per_step) + 1
     image = torch.arange(b).repeat_interleave(steps)
     offsets = torch.cumsum(steps, 0) - steps
@@ -174,9 +189,15 @@ def contrastive_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, 
     ranks = pixel_ranks(s)
 
     def masks(start: int, stop: int) -> Tensor:
-        return curve_masks(ranks, image[start:stop], step[start:stop],
-                           pixels_per_step=pixels_per_step, grid=(height, width),
-                           size=(height, width), mode="deletion")
+        return curve_masks(
+            ranks,
+            image[start:stop],
+            step[start:stop],
+            pixels_per_step=pixels_per_step,
+            grid=(height, width),
+            size=(height, width),
+            mode="deletion",
+        )
 
     probs = torch.full((b, total, 2), float("nan"), dtype=torch.float64)
     probs[:, 0] = clean
@@ -193,8 +214,15 @@ class _ContrastiveMetric:
     kind = "contrastive"
     higher_is_better = False
 
-    def __init__(self, removal: Any = None, *, pixels_per_step: int = 16, delta: float = 0.5,
-                 batch_size: int = 16, progress: object = False) -> None:
+    def __init__(
+        self,
+        removal: Any = None,
+        *,
+        pixels_per_step: int = 16,
+        delta: float = 0.5,
+        batch_size: int = 16,
+        progress: object = False,
+    ) -> None:
         check_positive(pixels_per_step, "pixels_per_step", integer=True)
         check_probability(delta, "delta", open_low=True)
         check_positive(batch_size, "batch_size", integer=True)
@@ -206,18 +234,28 @@ class _ContrastiveMetric:
         """CAUC and CDROP with the same fill, step and δ read the same curve."""
         return ("contrastive", removal_key(self.removal), self.pixels_per_step, self.delta)
 
-    def shared(self, model: Any, x: Tensor, saliency: Any, target: Any = None, *,
-               competitors: Any = None) -> ContrastiveCurve:
-        return contrastive_curve(model, x, saliency, target, competitors=competitors,
-                                 removal=self.removal, pixels_per_step=self.pixels_per_step,
-                                 delta=self.delta, batch_size=self.batch_size,
-                                 progress=self.progress)
+    def shared(
+        self, model: Any, x: Tensor, saliency: Any, target: Any = None, *, competitors: Any = None
+    ) -> ContrastiveCurve:
+        return contrastive_curve(
+            model,
+            x,
+            saliency,
+            target,
+            competitors=competitors,
+            removal=self.removal,
+            pixels_per_step=self.pixels_per_step,
+            delta=self.delta,
+            batch_size=self.batch_size,
+            progress=self.progress,
+        )
 
     def reduce(self, curve: ContrastiveCurve) -> Tensor:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None, *,
-                 competitors: Any = None) -> Tensor:
+    def __call__(
+        self, model: Any, x: Tensor, saliency: Any, target: Any = None, *, competitors: Any = None
+    ) -> Tensor:
         """Per-image values (B,) for images (B, 3, H, W), maps (B, 1, h, w), C and C′."""
         return self.reduce(self.shared(model, x, saliency, target, competitors=competitors))
 
@@ -262,11 +300,24 @@ class CDROP(_ContrastiveMetric):
 
     higher_is_better = True
 
-    def __init__(self, removal: Any = None, *, pixels_per_step: int = 16, delta: float = 0.5,
-                 tau: float = 0.05, smooth: int = 3, batch_size: int = 16,
-                 progress: object = False) -> None:
-        super().__init__(removal, pixels_per_step=pixels_per_step, delta=delta,
-                         batch_size=batch_size, progress=progress)
+    def __init__(
+        self,
+        removal: Any = None,
+        *,
+        pixels_per_step: int = 16,
+        delta: float = 0.5,
+        tau: float = 0.05,
+        smooth: int = 3,
+        batch_size: int = 16,
+        progress: object = False,
+    ) -> None:
+        super().__init__(
+            removal,
+            pixels_per_step=pixels_per_step,
+            delta=delta,
+            batch_size=batch_size,
+            progress=progress,
+        )
         check_probability(tau, "tau", open_low=True)
         check_positive(smooth, "smooth", integer=True)
         self.tau, self.smooth = float(tau), smooth
@@ -275,14 +326,15 @@ class CDROP(_ContrastiveMetric):
         return curve.cdrop(self.tau, self.smooth)
 
 
-def cauc(model: Any, x: Tensor, saliency: Any, target: Any = None, *, competitors: Any,
-         **options: Any) -> Tensor:
+def cauc(
+    model: Any, x: Tensor, saliency: Any, target: Any = None, *, competitors: Any, **options: Any
+) -> Tensor:
     """CAUC per image (B,); options as :class:`CAUC`."""
     return CAUC(**options)(model, x, saliency, target, competitors=competitors)
 
 
-def cdrop(model: Any, x: Tensor, saliency: Any, target: Any = None, *, competitors: Any,
-          **options: Any) -> Tensor:
+def cdrop(
+    model: Any, x: Tensor, saliency: Any, target: Any = None, *, competitors: Any, **options: Any
+) -> Tensor:
     """CDROP per image (B,); options as :class:`CDROP`."""
     return CDROP(**options)(model, x, saliency, target, competitors=competitors)
-

@@ -36,8 +36,18 @@ from ..representations import Pixels
 from ..representations.base import Representation
 from ..scoring import Scorer, select_scores
 
-__all__ = ["CPScore", "cp_score", "cp_scores", "masked_image", "information", "INFORMATION",
-           "RetainedProbability", "Retained", "retained_probability", "SCALES"]
+__all__ = [
+    "CPScore",
+    "cp_score",
+    "cp_scores",
+    "masked_image",
+    "information",
+    "INFORMATION",
+    "RetainedProbability",
+    "Retained",
+    "retained_probability",
+    "SCALES",
+]
 
 #: The information measures of the three CP scores.
 INFORMATION = ("l1_pixel", "l1", "entropy")
@@ -56,7 +66,9 @@ def masked_image(x: Tensor, mask: Tensor) -> Tensor:
         got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
         raise ValueError(f"mask: expected (B, 1, {x.shape[-2]}, {x.shape[-1]}), got {got}")
     if float(mask.min()) < 0 or float(mask.max()) > 1:
-        raise ValueError(f"mask: expected values in [0, 1], got [{float(mask.min()):.3g}, {float(mask.max()):.3g}]")
+        raise ValueError(
+            f"mask: expected values in [0, 1], got [{float(mask.min()):.3g}, {float(mask.max()):.3g}]"
+        )
     return x * mask.to(x.dtype)
 
 
@@ -75,10 +87,17 @@ def information(coeffs: Sequence[Tensor], kind: str) -> Tensor:
     return -torch.special.xlogy(q, q).sum(1)
 
 
-def cp_scores(model: Any, x: Tensor, x_hat: Tensor, target: Any = None, *,
-              infos: Sequence[str] = INFORMATION, representation: Representation | None = None,
-              coefficients: Sequence[Tensor] | None = None,
-              batch_size: int = 16) -> dict[str, Tensor]:
+def cp_scores(
+    model: Any,
+    x: Tensor,
+    x_hat: Tensor,
+    target: Any = None,
+    *,
+    infos: Sequence[str] = INFORMATION,
+    representation: Representation | None = None,
+    coefficients: Sequence[Tensor] | None = None,
+    batch_size: int = 16,
+) -> dict[str, Tensor]:
     """Several CP scores of the same explanation images, scoring x and x̂ once.
 
     Args:
@@ -114,9 +133,17 @@ def cp_scores(model: Any, x: Tensor, x_hat: Tensor, target: Any = None, *,
     return out
 
 
-def cp_score(model: Any, x: Tensor, x_hat: Tensor, target: Any = None, *, info: str = "l1",
-             representation: Representation | None = None,
-             coefficients: Sequence[Tensor] | None = None, batch_size: int = 16) -> Tensor:
+def cp_score(
+    model: Any,
+    x: Tensor,
+    x_hat: Tensor,
+    target: Any = None,
+    *,
+    info: str = "l1",
+    representation: Representation | None = None,
+    coefficients: Sequence[Tensor] | None = None,
+    batch_size: int = 16,
+) -> Tensor:
     """CP score per image, (B,) float64; see the module docstring and :func:`cp_scores`.
 
     Args:
@@ -131,8 +158,16 @@ def cp_score(model: Any, x: Tensor, x_hat: Tensor, target: Any = None, *, info: 
         batch_size: images per forward pass.
     """
     check_choice(info, "info", INFORMATION)
-    return cp_scores(model, x, x_hat, target, infos=(info,), representation=representation,
-                     coefficients=coefficients, batch_size=batch_size)[info]
+    return cp_scores(
+        model,
+        x,
+        x_hat,
+        target,
+        infos=(info,),
+        representation=representation,
+        coefficients=coefficients,
+        batch_size=batch_size,
+    )[info]
 
 
 class CPScore:
@@ -148,8 +183,13 @@ class CPScore:
     kind = "explanation_image"
     higher_is_better = True
 
-    def __init__(self, representation: Representation | None = None, *, info: str = "l1",
-                 batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        representation: Representation | None = None,
+        *,
+        info: str = "l1",
+        batch_size: int = 16,
+    ) -> None:
         self.info = check_choice(info, "info", INFORMATION)
         check_positive(batch_size, "batch_size", integer=True)
         self.representation = representation
@@ -159,18 +199,45 @@ class CPScore:
         """The three CP scores of one representation score x and x̂ once (:func:`cp_scores`)."""
         return ("cp", id(self.representation), self.batch_size)
 
-    def shared(self, model: Any, x: Tensor, x_hat: Tensor, target: Any = None,
-               coefficients: Sequence[Tensor] | None = None) -> dict[str, Tensor]:
-        return cp_scores(model, x, x_hat, target, representation=self.representation,
-                         coefficients=coefficients, batch_size=self.batch_size)
+    def shared(
+        self,
+        model: Any,
+        x: Tensor,
+        x_hat: Tensor,
+        target: Any = None,
+        coefficients: Sequence[Tensor] | None = None,
+    ) -> dict[str, Tensor]:
+        return cp_scores(
+            model,
+            x,
+            x_hat,
+            target,
+            representation=self.representation,
+            coefficients=coefficients,
+            batch_size=self.batch_size,
+        )
 
     def reduce(self, scores: dict[str, Tensor]) -> Tensor:
         return scores[self.info]
 
-    def __call__(self, model: Any, x: Tensor, x_hat: Tensor, target: Any = None,
-                 coefficients: Sequence[Tensor] | None = None) -> Tensor:
-        return cp_score(model, x, x_hat, target, info=self.info, representation=self.representation,
-                        coefficients=coefficients, batch_size=self.batch_size)
+    def __call__(
+        self,
+        model: Any,
+        x: Tensor,
+        x_hat: Tensor,
+        target: Any = None,
+        coefficients: Sequence[Tensor] | None = None,
+    ) -> Tensor:
+        return cp_score(
+            model,
+            x,
+            x_hat,
+            target,
+            info=self.info,
+            representation=self.representation,
+            coefficients=coefficients,
+            batch_size=self.batch_size,
+        )
 
 
 #: How :class:`RetainedProbability` shows x̂ to the model.
@@ -190,8 +257,15 @@ class Retained:
     p_hat: Tensor
 
 
-def retained_probability(model: Any, x: Tensor, x_hat: Tensor, target: Any = None, *,
-                         scale: str = "none", batch_size: int = 16) -> Retained:
+def retained_probability(
+    model: Any,
+    x: Tensor,
+    x_hat: Tensor,
+    target: Any = None,
+    *,
+    scale: str = "none",
+    batch_size: int = 16,
+) -> Retained:
     """``p`` and ``p̂`` of explanation images (the CP scores' numerator is ``p̂ / p``).
 
     Args:
@@ -215,8 +289,9 @@ def retained_probability(model: Any, x: Tensor, x_hat: Tensor, target: Any = Non
     x = check_model_input(model, x, "x")
     x_hat = check_unit_range(check_images(x_hat, "x_hat"), "x_hat")
     if x_hat.shape != x.shape:
-        raise ValueError(f"x_hat: expected the shape of x {tuple(x.shape)}, "
-                         f"got {tuple(x_hat.shape)}")
+        raise ValueError(
+            f"x_hat: expected the shape of x {tuple(x.shape)}, got {tuple(x_hat.shape)}"
+        )
     if scale == "max":
         top = x_hat.flatten(1).amax(1).clamp_min(1e-12)
         x_hat = x_hat / top[:, None, None, None]
@@ -250,25 +325,53 @@ class RetainedProbability:
     def shared_key(self) -> tuple[Any, ...]:
         return ("retained", self.scale, self.batch_size)
 
-    def shared(self, model: Any, x: Tensor, x_hat: Tensor, target: Any = None,
-               coefficients: Sequence[Tensor] | None = None) -> Retained:
-        return retained_probability(model, x, x_hat, target, scale=self.scale,
-                                    batch_size=self.batch_size)
+    def shared(
+        self,
+        model: Any,
+        x: Tensor,
+        x_hat: Tensor,
+        target: Any = None,
+        coefficients: Sequence[Tensor] | None = None,
+    ) -> Retained:
+        return retained_probability(
+            model, x, x_hat, target, scale=self.scale, batch_size=self.batch_size
+        )
 
     def reduce(self, r: Retained) -> Tensor:
         return r.p_hat / r.p
 
-    def __call__(self, model: Any, x: Tensor, x_hat: Tensor, target: Any = None,
-                 coefficients: Sequence[Tensor] | None = None) -> Tensor:
+    def __call__(
+        self,
+        model: Any,
+        x: Tensor,
+        x_hat: Tensor,
+        target: Any = None,
+        coefficients: Sequence[Tensor] | None = None,
+    ) -> Tensor:
         return self.reduce(self.shared(model, x, x_hat, target))
 
 
-METRICS.add("cp_l1_pixel", CPScore, defaults={"info": "l1_pixel"},
-            summary="CP-ℓ1 pixel: retained target probability per retained pixel ℓ1 (Kolek et al. 2023).")
-METRICS.add("cp_l1", CPScore, defaults={"info": "l1"},
-            summary="CP-ℓ1: retained target probability per retained coefficient ℓ1 (Kolek et al. 2023).")
-METRICS.add("cp_entropy", CPScore, defaults={"info": "entropy"},
-            summary="CP-entropy: retained target probability per retained coefficient entropy (Kolek et al. 2023).")
-METRICS.add("retained_probability", RetainedProbability,
-            summary="Retained target probability p̂/p of an explanation image x̂ (the CP scores' "
-                    "numerator; scale='max': x̂ / max x̂, Kolek et al. 2023).")
+METRICS.add(
+    "cp_l1_pixel",
+    CPScore,
+    defaults={"info": "l1_pixel"},
+    summary="CP-ℓ1 pixel: retained target probability per retained pixel ℓ1 (Kolek et al. 2023).",
+)
+METRICS.add(
+    "cp_l1",
+    CPScore,
+    defaults={"info": "l1"},
+    summary="CP-ℓ1: retained target probability per retained coefficient ℓ1 (Kolek et al. 2023).",
+)
+METRICS.add(
+    "cp_entropy",
+    CPScore,
+    defaults={"info": "entropy"},
+    summary="CP-entropy: retained target probability per retained coefficient entropy (Kolek et al. 2023).",
+)
+METRICS.add(
+    "retained_probability",
+    RetainedProbability,
+    summary="Retained target probability p̂/p of an explanation image x̂ (the CP scores' "
+    "numerator; scale='max': x̂ / max x̂, Kolek et al. 2023).",
+)

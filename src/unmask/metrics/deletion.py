@@ -54,11 +54,10 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive
 from ..registry import METRICS
-from ..removal import Constant
+from ..removal import BoxBlur, Constant, RiseBlur
+from ..removal import resolve_removal as resolve_substrate
 from ..scoring import SCORES
 from ._prepare import prepare_inputs, removal_key
-from ..removal import BoxBlur, RiseBlur
-from ..removal import resolve_removal as resolve_substrate
 
 __all__ = [
     "RULES",
@@ -121,8 +120,9 @@ def pixel_ranks(saliency: Tensor) -> Tensor:
     return ranks
 
 
-def plan_steps(n_pixels: int, *, max_steps: int | None = 196,
-               pixels_per_step: int | None = None) -> tuple[int, int]:
+def plan_steps(
+    n_pixels: int, *, max_steps: int | None = 196, pixels_per_step: int | None = None
+) -> tuple[int, int]:
     """``(pixels_per_step, steps)`` for ranking ``n_pixels`` pixels.
 
     Without ``pixels_per_step``: the seed package's rule, ``steps = min(max_steps, n)`` (all
@@ -150,9 +150,17 @@ def step_saliency(saliency: Tensor, ranks: Tensor, pixels_per_step: int, steps: 
     return sums / counts
 
 
-def curve_masks(ranks: Tensor, image: Tensor, step: Tensor, *, pixels_per_step: int,
-                grid: tuple[int, int], size: tuple[int, int], mode: str = "deletion",
-                cumulative: bool = True) -> Tensor:
+def curve_masks(
+    ranks: Tensor,
+    image: Tensor,
+    step: Tensor,
+    *,
+    pixels_per_step: int,
+    grid: tuple[int, int],
+    size: tuple[int, int],
+    mode: str = "deletion",
+    cumulative: bool = True,
+) -> Tensor:
     """Removal masks (N, 1, H, W) of perturbation ``n`` = step ``step[n]`` of image ``image[n]``.
 
     Args:
@@ -200,8 +208,9 @@ def _pearson(a: Tensor, b: Tensor) -> Tensor:
     return r.clamp(-1, 1)
 
 
-def curve_correlation(scores: Tensor, saliency: Tensor, mode: str = "deletion",
-                      cumulative: bool = True) -> Tensor:
+def curve_correlation(
+    scores: Tensor, saliency: Tensor, mode: str = "deletion", cumulative: bool = True
+) -> Tensor:
     """DC / IC: Pearson correlation of score changes and step saliency, per image.
 
     Args:
@@ -228,22 +237,39 @@ def default_substrate(mode: str, rule: str) -> Any:
     return Constant("black") if mode == "deletion" else BoxBlur()
 
 
-def _curve(mode: str, model: Any, x: Tensor, saliency: Any, target: Any, *, removal: Any,
-           rule: str, max_steps: int | None, pixels_per_step: int | None, cumulative: bool,
-           score: str, batch_size: int, progress: bool) -> Curve:
+def _curve(
+    mode: str,
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any,
+    *,
+    removal: Any,
+    rule: str,
+    max_steps: int | None,
+    pixels_per_step: int | None,
+    cumulative: bool,
+    score: str,
+    batch_size: int,
+    progress: bool,
+) -> Curve:
     check_choice(rule, "rule", RULES)
     _, x, s, t, base, scorer = prepare_inputs(
-        model, x, saliency, target, {"batch_size": batch_size, "score": score, "progress": progress})
+        model, x, saliency, target, {"batch_size": batch_size, "score": score, "progress": progress}
+    )
     fill = resolve_substrate(removal, lambda: default_substrate(mode, rule))
     b, _, height, width = x.shape
     if rule == "rise":
         if tuple(s.shape[-2:]) != (height, width):
             s = F.interpolate(s.float(), size=(height, width), mode="bilinear", align_corners=False)
-        per, steps = plan_steps(height * width,
-                                pixels_per_step=8 * width if pixels_per_step is None else pixels_per_step)
+        per, steps = plan_steps(
+            height * width,
+            pixels_per_step=8 * width if pixels_per_step is None else pixels_per_step,
+        )
     else:
-        per, steps = plan_steps(s.shape[-2] * s.shape[-1], max_steps=max_steps,
-                                pixels_per_step=pixels_per_step)
+        per, steps = plan_steps(
+            s.shape[-2] * s.shape[-1], max_steps=max_steps, pixels_per_step=pixels_per_step
+        )
     grid = (s.shape[-2], s.shape[-1])
     ranks = pixel_ranks(s)
     first = 1 if mode == "deletion" else 0  # the deletion start image is the clean image
@@ -251,8 +277,16 @@ def _curve(mode: str, model: Any, x: Tensor, saliency: Any, target: Any, *, remo
 
     def masks(start: int, stop: int) -> Tensor:
         j = torch.arange(start, stop)
-        return curve_masks(ranks, j // per_image, j % per_image + first, pixels_per_step=per,
-                           grid=grid, size=(height, width), mode=mode, cumulative=cumulative)
+        return curve_masks(
+            ranks,
+            j // per_image,
+            j % per_image + first,
+            pixels_per_step=per,
+            grid=grid,
+            size=(height, width),
+            mode=mode,
+            cumulative=cumulative,
+        )
 
     index = torch.arange(b).repeat_interleave(per_image)
     out = scorer.perturbed(x, masks, t, fill, index=index, count=b * per_image)
@@ -264,10 +298,21 @@ def _curve(mode: str, model: Any, x: Tensor, saliency: Any, target: Any, *, remo
     return Curve(out, step_saliency(s, ranks, per, steps), fractions, t, mode, cumulative)
 
 
-def deletion_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
-                   removal: Any = None, rule: str = "seed", max_steps: int | None = 196,
-                   pixels_per_step: int | None = None, cumulative: bool = True,
-                   score: str = "prob", batch_size: int = 16, progress: bool = False) -> Curve:
+def deletion_curve(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    removal: Any = None,
+    rule: str = "seed",
+    max_steps: int | None = 196,
+    pixels_per_step: int | None = None,
+    cumulative: bool = True,
+    score: str = "prob",
+    batch_size: int = 16,
+    progress: bool = False,
+) -> Curve:
     """Deletion curves: replace the most salient pixels first by the substrate.
 
     Args:
@@ -295,23 +340,58 @@ def deletion_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
         >>> c.scores.shape, c.auc().shape
         (torch.Size([1, 197]), torch.Size([1]))
     """
-    return _curve("deletion", model, x, saliency, target, removal=removal, rule=rule,
-                  max_steps=max_steps, pixels_per_step=pixels_per_step, cumulative=cumulative,
-                  score=score, batch_size=batch_size, progress=progress)
+    return _curve(
+        "deletion",
+        model,
+        x,
+        saliency,
+        target,
+        removal=removal,
+        rule=rule,
+        max_steps=max_steps,
+        pixels_per_step=pixels_per_step,
+        cumulative=cumulative,
+        score=score,
+        batch_size=batch_size,
+        progress=progress,
+    )
 
 
-def insertion_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
-                    removal: Any = None, rule: str = "seed", max_steps: int | None = 196,
-                    pixels_per_step: int | None = None, cumulative: bool = True,
-                    score: str = "prob", batch_size: int = 16, progress: bool = False) -> Curve:
+def insertion_curve(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    removal: Any = None,
+    rule: str = "seed",
+    max_steps: int | None = 196,
+    pixels_per_step: int | None = None,
+    cumulative: bool = True,
+    score: str = "prob",
+    batch_size: int = 16,
+    progress: bool = False,
+) -> Curve:
     """Insertion curves: start from the substrate, reveal the most salient pixels first.
 
     Arguments as :func:`deletion_curve`; the default substrate is a blur (box blur for the seed
     rule, RISE's Gaussian blur for the RISE rule).
     """
-    return _curve("insertion", model, x, saliency, target, removal=removal, rule=rule,
-                  max_steps=max_steps, pixels_per_step=pixels_per_step, cumulative=cumulative,
-                  score=score, batch_size=batch_size, progress=progress)
+    return _curve(
+        "insertion",
+        model,
+        x,
+        saliency,
+        target,
+        removal=removal,
+        rule=rule,
+        max_steps=max_steps,
+        pixels_per_step=pixels_per_step,
+        cumulative=cumulative,
+        score=score,
+        batch_size=batch_size,
+        progress=progress,
+    )
 
 
 class _CurveMetric:
@@ -322,9 +402,18 @@ class _CurveMetric:
     statistic = "auc"
     higher_is_better = False
 
-    def __init__(self, removal: Any = None, *, rule: str = "seed", max_steps: int | None = 196,
-                 pixels_per_step: int | None = None, cumulative: bool = True,
-                 score: str = "prob", batch_size: int = 16, progress: bool = False) -> None:
+    def __init__(
+        self,
+        removal: Any = None,
+        *,
+        rule: str = "seed",
+        max_steps: int | None = 196,
+        pixels_per_step: int | None = None,
+        cumulative: bool = True,
+        score: str = "prob",
+        batch_size: int = 16,
+        progress: bool = False,
+    ) -> None:
         check_choice(rule, "rule", RULES)
         check_choice(score, "score", SCORES)
         check_positive(batch_size, "batch_size", integer=True)
@@ -339,15 +428,34 @@ class _CurveMetric:
 
     def curve(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Curve:
         """The curves (see :func:`deletion_curve`), to get AUC and correlation from one run."""
-        return _curve(self.mode, model, x, saliency, target, removal=self.removal, rule=self.rule,
-                      max_steps=self.max_steps, pixels_per_step=self.pixels_per_step,
-                      cumulative=self.cumulative, score=self.score, batch_size=self.batch_size,
-                      progress=self.progress)
+        return _curve(
+            self.mode,
+            model,
+            x,
+            saliency,
+            target,
+            removal=self.removal,
+            rule=self.rule,
+            max_steps=self.max_steps,
+            pixels_per_step=self.pixels_per_step,
+            cumulative=self.cumulative,
+            score=self.score,
+            batch_size=self.batch_size,
+            progress=self.progress,
+        )
 
     def shared_key(self) -> tuple[Any, ...]:
         """Metrics with the same key read the same curve (DAUC and DC, IAUC and IC)."""
-        return ("curve", self.mode, removal_key(self.removal), self.rule, self.max_steps,
-                self.pixels_per_step, self.cumulative, self.score)
+        return (
+            "curve",
+            self.mode,
+            removal_key(self.removal),
+            self.rule,
+            self.max_steps,
+            self.pixels_per_step,
+            self.cumulative,
+            self.score,
+        )
 
     def shared(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Curve:
         """The curves this metric reads (:meth:`curve`)."""
@@ -362,9 +470,11 @@ class _CurveMetric:
         return self.reduce(self.curve(model, x, saliency, target))
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(removal={self.removal!r}, rule={self.rule!r}, "
-                f"max_steps={self.max_steps}, pixels_per_step={self.pixels_per_step}, "
-                f"cumulative={self.cumulative})")
+        return (
+            f"{type(self).__name__}(removal={self.removal!r}, rule={self.rule!r}, "
+            f"max_steps={self.max_steps}, pixels_per_step={self.pixels_per_step}, "
+            f"cumulative={self.cumulative})"
+        )
 
 
 _ARGS = """
@@ -383,53 +493,74 @@ _ARGS = """
 
 @METRICS.register("deletion", aliases=("dauc",))
 class Deletion(_CurveMetric):
-    __doc__ = ("""Deletion AUC (DAUC): area under the deletion curve; lower is better.
+    __doc__ = (
+        """Deletion AUC (DAUC): area under the deletion curve; lower is better.
 
     Petsiuk et al., BMVC 2018. Default substrate black (seed rule) / ImageNet mean (RISE rule).
-""" + _ARGS + """
+"""
+        + _ARGS
+        + """
     Example:
         >>> from unmask.testing import region_model, region_images, region_mask
         >>> x = region_images(2, 32)
         >>> Deletion()(region_model(), x, region_mask(32, 32).float().expand(2, 1, 32, 32)).shape
         torch.Size([2])
-    """)
+    """
+    )
 
     mode, statistic, higher_is_better = "deletion", "auc", False
 
 
 @METRICS.register("insertion", aliases=("iauc",))
 class Insertion(_CurveMetric):
-    __doc__ = ("""Insertion AUC (IAUC): area under the insertion curve; higher is better.
+    __doc__ = (
+        """Insertion AUC (IAUC): area under the insertion curve; higher is better.
 
     Petsiuk et al., BMVC 2018. Default substrate box blur (seed rule) / RISE blur (RISE rule).
-""" + _ARGS)
+"""
+        + _ARGS
+    )
 
     mode, statistic, higher_is_better = "insertion", "auc", True
 
 
 @METRICS.register("dc", aliases=("deletion_correlation",))
 class DeletionCorrelation(_CurveMetric):
-    __doc__ = ("""Deletion Correlation (DC): score drop per step vs saliency deleted; higher is better.
+    __doc__ = (
+        """Deletion Correlation (DC): score drop per step vs saliency deleted; higher is better.
 
     Gomez et al. 2023: per image, the Pearson correlation of the score drop at each deletion
     step with the mean saliency of the pixels deleted at that step.
-""" + _ARGS)
+"""
+        + _ARGS
+    )
 
     mode, statistic, higher_is_better = "deletion", "correlation", True
 
 
 @METRICS.register("ic", aliases=("insertion_correlation",))
 class InsertionCorrelation(_CurveMetric):
-    __doc__ = ("""Insertion Correlation (IC): score gain per step vs saliency revealed; higher is better.
+    __doc__ = (
+        """Insertion Correlation (IC): score gain per step vs saliency revealed; higher is better.
 
     Gomez et al. 2023: per image, the Pearson correlation of the score gain at each insertion
     step with the mean saliency of the pixels revealed at that step.
-""" + _ARGS)
+"""
+        + _ARGS
+    )
 
     mode, statistic, higher_is_better = "insertion", "correlation", True
 
 
-METRICS.add("deletion_rise", Deletion, defaults={"rule": "rise"},
-            summary="Deletion AUC with the RISE reference rule (8·W pixels per step, ImageNet-mean fill).")
-METRICS.add("insertion_rise", Insertion, defaults={"rule": "rise"},
-            summary="Insertion AUC with the RISE reference rule (8·W pixels per step, RISE blur).")
+METRICS.add(
+    "deletion_rise",
+    Deletion,
+    defaults={"rule": "rise"},
+    summary="Deletion AUC with the RISE reference rule (8·W pixels per step, ImageNet-mean fill).",
+)
+METRICS.add(
+    "insertion_rise",
+    Insertion,
+    defaults={"rule": "rise"},
+    summary="Insertion AUC with the RISE reference rule (8·W pixels per step, RISE blur).",
+)

@@ -36,11 +36,20 @@ def build_metrics(metrics: object) -> dict[str, Any]:
     if isinstance(metrics, Mapping):
         items = list(metrics.items())
     elif isinstance(metrics, Sequence):
-        items = [(m if isinstance(m, str) else getattr(m, "_registered_name", None)
-                  or type(m).__name__, m) for m in metrics]
+        items = [
+            (
+                m
+                if isinstance(m, str)
+                else getattr(m, "_registered_name", None) or type(m).__name__,
+                m,
+            )
+            for m in metrics
+        ]
     else:
-        raise TypeError(f"metrics: expected metric names, metric objects or a mapping label -> "
-                        f"metric, got {type(metrics).__name__}")
+        raise TypeError(
+            f"metrics: expected metric names, metric objects or a mapping label -> "
+            f"metric, got {type(metrics).__name__}"
+        )
     if not items:
         raise ValueError("metrics: expected at least one metric")
     out: dict[str, Any] = {}
@@ -52,10 +61,17 @@ def build_metrics(metrics: object) -> dict[str, Any]:
     return out
 
 
-def evaluate(model: Any, x: Tensor | None, saliency: Any = None,
-             metrics: object = ("deletion", "insertion"), target: Any = None, *,
-             progress: object = False, shared: dict[str, Any] | None = None,
-             **inputs: Any) -> dict[str, Tensor]:
+def evaluate(
+    model: Any,
+    x: Tensor | None,
+    saliency: Any = None,
+    metrics: object = ("deletion", "insertion"),
+    target: Any = None,
+    *,
+    progress: object = False,
+    shared: dict[str, Any] | None = None,
+    **inputs: Any,
+) -> dict[str, Tensor]:
     """Run several metrics on the same images and maps; shared curves are computed once.
 
     Args:
@@ -94,8 +110,10 @@ def evaluate(model: Any, x: Tensor | None, saliency: Any = None,
     known = {n for k in METRIC_KINDS.values() for n in (*k.inputs, *k.keywords)}
     unknown = sorted(set(inputs) - known)
     if unknown:
-        raise TypeError(f"{unknown[0]}: not an input of any metric kind; expected some of "
-                        f"{', '.join(sorted(known - {'model', 'x', 'saliency', 'target'}))}")
+        raise TypeError(
+            f"{unknown[0]}: not an input of any metric kind; expected some of "
+            f"{', '.join(sorted(known - {'model', 'x', 'saliency', 'target'}))}"
+        )
     if isinstance(saliency, Explanation):
         if target is None:
             target = saliency.target
@@ -110,11 +128,16 @@ def evaluate(model: Any, x: Tensor | None, saliency: Any = None,
         metric = built[label]
         kind = kind_of(metric)
         call = given
-        if kind.resolution == "image" and saliency is not None and isinstance(x, Tensor) \
-                and tuple(saliency.shape[-2:]) != tuple(x.shape[-2:]):
+        if (
+            kind.resolution == "image"
+            and saliency is not None
+            and isinstance(x, Tensor)
+            and tuple(saliency.shape[-2:]) != tuple(x.shape[-2:])
+        ):
             if full is None:
-                full = F.interpolate(saliency.float(), size=tuple(x.shape[-2:]), mode="bilinear",
-                                     align_corners=False)
+                full = F.interpolate(
+                    saliency.float(), size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False
+                )
             call = {**given, "saliency": full}
         key = metric.shared_key() if callable(getattr(metric, "shared_key", None)) else None
         if key is None:

@@ -61,12 +61,26 @@ from .deletion import (
     plan_steps,
 )
 
-__all__ = ["faithfulness_correlation", "region_perturbation", "region_curve", "selectivity",
-           "sensitivity_n", "sensitivity_n_curve", "sensitivity_n_sizes",
-           "SENSITIVITY_N_FRACTIONS", "SensitivityN",
-           "monotonicity",
-           "monotonicity_correlation", "FaithfulnessCorrelation", "RegionPerturbation",
-           "Monotonicity", "MonotonicityCorrelation", "Selectivity", "pearson", "spearman_rows"]
+__all__ = [
+    "faithfulness_correlation",
+    "region_perturbation",
+    "region_curve",
+    "selectivity",
+    "sensitivity_n",
+    "sensitivity_n_curve",
+    "sensitivity_n_sizes",
+    "SENSITIVITY_N_FRACTIONS",
+    "SensitivityN",
+    "monotonicity",
+    "monotonicity_correlation",
+    "FaithfulnessCorrelation",
+    "RegionPerturbation",
+    "Monotonicity",
+    "MonotonicityCorrelation",
+    "Selectivity",
+    "pearson",
+    "spearman_rows",
+]
 
 
 def pearson(a: Tensor, b: Tensor) -> Tensor:
@@ -83,8 +97,9 @@ def _average_ranks(v: Tensor) -> Tensor:
     sorted_v = order.values
     ranks = torch.empty_like(v)
     for i in range(v.shape[0]):  # tie groups differ per row
-        _, inverse, counts = torch.unique_consecutive(sorted_v[i], return_inverse=True,
-                                                      return_counts=True)
+        _, inverse, counts = torch.unique_consecutive(
+            sorted_v[i], return_inverse=True, return_counts=True
+        )
         ends = torch.cumsum(counts, 0).double()
         mean_rank = ends - (counts.double() - 1) / 2
         ranks[i, order.indices[i]] = mean_rank[inverse]
@@ -105,10 +120,20 @@ def _upsample(m: Tensor, size: tuple[int, int]) -> Tensor:
     return m if tuple(m.shape[-2:]) == size else F.interpolate(m, size=size, mode="nearest")
 
 
-def faithfulness_correlation(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
-                             subset_size: int | None = None, runs: int = 100, seed: int = 0,
-                             removal: Any = None, score: str = "logit", batch_size: int = 16,
-                             progress: object = False) -> Tensor:
+def faithfulness_correlation(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    subset_size: int | None = None,
+    runs: int = 100,
+    seed: int = 0,
+    removal: Any = None,
+    score: str = "logit",
+    batch_size: int = 16,
+    progress: object = False,
+) -> Tensor:
     """Faithfulness correlation (Bhatt et al. 2020) per image (B,) float64.
 
     Args:
@@ -137,16 +162,25 @@ def faithfulness_correlation(model: Any, x: Tensor, saliency: Any, target: Any =
         subset_size = _check_int(subset_size, "subset_size")
     removal = resolve_removal(removal, lambda: Constant("black"))
     _, x, s, t, base, scorer = prepare_inputs(
-        model, x, saliency, target,
-        {"batch_size": batch_size, "score": score, "progress": progress})
+        model, x, saliency, target, {"batch_size": batch_size, "score": score, "progress": progress}
+    )
     n = s.shape[-2] * s.shape[-1]
     if subset_size is None:
         subset_size = max(1, round(n / 224))
     return _subset_correlations(x, s, t, base, scorer, [subset_size], runs, seed, removal)[:, 0]
 
 
-def _subset_correlations(x: Tensor, s: Tensor, t: Tensor, base: Tensor, scorer: Any,
-                         sizes: list[int], runs: int, seed: int, removal: Any) -> Tensor:
+def _subset_correlations(
+    x: Tensor,
+    s: Tensor,
+    t: Tensor,
+    base: Tensor,
+    scorer: Any,
+    sizes: list[int],
+    runs: int,
+    seed: int,
+    removal: Any,
+) -> Tensor:
     """Per image and subset size, the Pearson correlation over ``runs`` random subsets of map
     pixels between the map's sum over the subset and the score drop when it is removed.
 
@@ -160,13 +194,14 @@ def _subset_correlations(x: Tensor, s: Tensor, t: Tensor, base: Tensor, scorer: 
     n = h * w
     for size in sizes:
         if size >= n:
-            raise ValueError(f"subset_size: expected fewer than the {n} map pixels ({h}x{w}), "
-                             f"got {size}")
+            raise ValueError(
+                f"subset_size: expected fewer than the {n} map pixels ({h}x{w}), got {size}"
+            )
     gen = torch.Generator().manual_seed(seed)
     subsets = torch.zeros(len(sizes) * runs, n, dtype=torch.bool)
     for k, size in enumerate(sizes):
         chosen = torch.rand(runs, n, generator=gen).argsort(dim=1)[:, :size]
-        subsets[k * runs:(k + 1) * runs].scatter_(1, chosen, True)
+        subsets[k * runs : (k + 1) * runs].scatter_(1, chosen, True)
     per_image = subsets.shape[0]
 
     def masks(start: int, stop: int) -> Tensor:
@@ -178,10 +213,16 @@ def _subset_correlations(x: Tensor, s: Tensor, t: Tensor, base: Tensor, scorer: 
     after = scorer.perturbed(x, masks, t, removal, index=index, count=b * per_image)
     drops = base.double()[:, None] - after.double().reshape(b, per_image)
     flat = s.flatten(1).double()
-    sums = torch.cat([flat @ subsets[k * runs:(k + 1) * runs].double().T  # one size at a time:
-                      for k in range(len(sizes))], dim=1)  # (B, sizes · runs), bounded memory
-    return pearson(sums.reshape(b * len(sizes), runs),
-                   drops.reshape(b * len(sizes), runs)).reshape(b, len(sizes))
+    sums = torch.cat(
+        [
+            flat @ subsets[k * runs : (k + 1) * runs].double().T  # one size at a time:
+            for k in range(len(sizes))
+        ],
+        dim=1,
+    )  # (B, sizes · runs), bounded memory
+    return pearson(sums.reshape(b * len(sizes), runs), drops.reshape(b * len(sizes), runs)).reshape(
+        b, len(sizes)
+    )
 
 
 #: Sensitivity-n's default subset sizes, as fractions of the map's pixels.
@@ -190,13 +231,16 @@ SENSITIVITY_N_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
 
 def _check_fractions(fractions: object) -> tuple[float, ...]:
     if isinstance(fractions, str) or not hasattr(fractions, "__iter__"):
-        raise TypeError(f"fractions: expected a sequence of numbers in (0, 1), got "
-                        f"{type(fractions).__name__}")
+        raise TypeError(
+            f"fractions: expected a sequence of numbers in (0, 1), got {type(fractions).__name__}"
+        )
     out = tuple(fractions)  # type: ignore[arg-type]
-    if not out or any(isinstance(f, bool) or not isinstance(f, int | float) or not 0 < f < 1
-                      for f in out):
-        raise ValueError(f"fractions: expected a non-empty sequence of numbers in (0, 1), "
-                         f"got {fractions!r}")
+    if not out or any(
+        isinstance(f, bool) or not isinstance(f, int | float) or not 0 < f < 1 for f in out
+    ):
+        raise ValueError(
+            f"fractions: expected a non-empty sequence of numbers in (0, 1), got {fractions!r}"
+        )
     return tuple(float(f) for f in out)
 
 
@@ -212,11 +256,20 @@ def sensitivity_n_sizes(n_features: int, fractions: Any = SENSITIVITY_N_FRACTION
     return sorted({min(n_features - 1, max(1, round(f * n_features))) for f in fractions})
 
 
-def sensitivity_n_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
-                        fractions: Any = SENSITIVITY_N_FRACTIONS, runs: int = 100,
-                        seed: int = 0, removal: Any = None, score: str = "logit",
-                        batch_size: int = 16, progress: object = False
-                        ) -> tuple[list[int], Tensor]:
+def sensitivity_n_curve(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    fractions: Any = SENSITIVITY_N_FRACTIONS,
+    runs: int = 100,
+    seed: int = 0,
+    removal: Any = None,
+    score: str = "logit",
+    batch_size: int = 16,
+    progress: object = False,
+) -> tuple[list[int], Tensor]:
     """Sensitivity-n (Ancona et al. 2018) for each subset size n: ``(sizes, (B, len(sizes)))``.
 
     Per image and n, the Pearson correlation over ``runs`` random subsets S of n map pixels
@@ -228,8 +281,8 @@ def sensitivity_n_curve(model: Any, x: Tensor, saliency: Any, target: Any = None
     fractions = _check_fractions(fractions)
     removal = resolve_removal(removal, lambda: Constant("black"))
     _, x, s, t, base, scorer = prepare_inputs(
-        model, x, saliency, target,
-        {"batch_size": batch_size, "score": score, "progress": progress})
+        model, x, saliency, target, {"batch_size": batch_size, "score": score, "progress": progress}
+    )
     n = s.shape[-2] * s.shape[-1]
     if n < 2:
         raise ValueError(f"saliency: expected maps of at least 2 pixels, got {tuple(s.shape)}")
@@ -237,10 +290,20 @@ def sensitivity_n_curve(model: Any, x: Tensor, saliency: Any, target: Any = None
     return sizes, _subset_correlations(x, s, t, base, scorer, sizes, runs, seed, removal)
 
 
-def sensitivity_n(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
-                  fractions: Any = SENSITIVITY_N_FRACTIONS, runs: int = 100, seed: int = 0,
-                  removal: Any = None, score: str = "logit", batch_size: int = 16,
-                  progress: object = False) -> Tensor:
+def sensitivity_n(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    fractions: Any = SENSITIVITY_N_FRACTIONS,
+    runs: int = 100,
+    seed: int = 0,
+    removal: Any = None,
+    score: str = "logit",
+    batch_size: int = 16,
+    progress: object = False,
+) -> Tensor:
     """Sensitivity-n (Ancona et al. 2018) averaged over the subset sizes, per image (B,)
     float64; higher is better.
 
@@ -267,14 +330,34 @@ def sensitivity_n(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
         >>> float(r) > 0.9
         True
     """
-    return sensitivity_n_curve(model, x, saliency, target, fractions=fractions, runs=runs,
-                               seed=seed, removal=removal, score=score, batch_size=batch_size,
-                               progress=progress)[1].mean(1)
+    return sensitivity_n_curve(
+        model,
+        x,
+        saliency,
+        target,
+        fractions=fractions,
+        runs=runs,
+        seed=seed,
+        removal=removal,
+        score=score,
+        batch_size=batch_size,
+        progress=progress,
+    )[1].mean(1)
 
 
-def region_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *, patch: int = 8,
-                 regions: int | None = 100, removal: Any = None, score: str = "prob",
-                 batch_size: int = 16, progress: object = False) -> Curve:
+def region_curve(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    patch: int = 8,
+    regions: int | None = 100,
+    removal: Any = None,
+    score: str = "prob",
+    batch_size: int = 16,
+    progress: object = False,
+) -> Curve:
     """The MoRF region curve shared by region perturbation and selectivity.
 
     The map is summed over ``patch`` × ``patch`` regions of map pixels (maps whose side is not
@@ -305,8 +388,8 @@ def region_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *, pa
         regions = _check_int(regions, "regions")
     removal = resolve_removal(removal, lambda: Noise("uniform"))
     _, x, s, t, base, scorer = prepare_inputs(
-        model, x, saliency, target,
-        {"batch_size": batch_size, "score": score, "progress": progress})
+        model, x, saliency, target, {"batch_size": batch_size, "score": score, "progress": progress}
+    )
     b, _, height, width = x.shape
     h, w = s.shape[-2:]
     gh, gw = math.ceil(h / patch), math.ceil(w / patch)
@@ -320,8 +403,9 @@ def region_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *, pa
 
     def masks(start: int, stop: int) -> Tensor:
         j = torch.arange(start, stop)
-        m = curve_masks(ranks, j // steps, j % steps + 1, pixels_per_step=1, grid=(gh, gw),
-                        size=(gh, gw))  # (N, 1, gh, gw) regions removed
+        m = curve_masks(
+            ranks, j // steps, j % steps + 1, pixels_per_step=1, grid=(gh, gw), size=(gh, gw)
+        )  # (N, 1, gh, gw) regions removed
         m = m.flatten(1)[:, region_of].reshape(-1, 1, h, w)
         return _upsample(m, (height, width))
 
@@ -335,10 +419,19 @@ def region_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *, pa
     return Curve(scores, mean_s, fractions, t, "deletion")
 
 
-def region_perturbation(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
-                        patch: int = 8, regions: int = 100, removal: Any = None,
-                        score: str = "prob", batch_size: int = 16,
-                        progress: object = False) -> Tensor:
+def region_perturbation(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    patch: int = 8,
+    regions: int = 100,
+    removal: Any = None,
+    score: str = "prob",
+    batch_size: int = 16,
+    progress: object = False,
+) -> Tensor:
     """Region perturbation AOPC (Samek et al. 2016) per image (B,) float64.
 
     Args:
@@ -350,16 +443,35 @@ def region_perturbation(model: Any, x: Tensor, saliency: Any, target: Any = None
         removal: default uniform noise U(0, 1), seeded (``uniform-noise``; quantus: "uniform").
         score: ``"prob"`` (default), ``"logit"`` or ``"log_prob"``.
     """
-    curve = region_curve(model, x, saliency, target, patch=patch, regions=regions,
-                         removal=removal, score=score, batch_size=batch_size, progress=progress)
+    curve = region_curve(
+        model,
+        x,
+        saliency,
+        target,
+        patch=patch,
+        regions=regions,
+        removal=removal,
+        score=score,
+        batch_size=batch_size,
+        progress=progress,
+    )
     y = curve.scores.double()
     drops = y[:, :1] - y[:, 1:]
     return drops.sum(1) / y.shape[1]  # the k = 0 drop is 0
 
 
-def selectivity(model: Any, x: Tensor, saliency: Any, target: Any = None, *, patch: int = 8,
-                removal: Any = None, score: str = "prob", batch_size: int = 16,
-                progress: object = False) -> Tensor:
+def selectivity(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    patch: int = 8,
+    removal: Any = None,
+    score: str = "prob",
+    batch_size: int = 16,
+    progress: object = False,
+) -> Tensor:
     """Selectivity (Montavon et al. 2018) per image (B,) float64; lower is better.
 
     Every ``patch`` × ``patch`` region of map pixels is removed, most relevant (largest sum of
@@ -383,14 +495,33 @@ def selectivity(model: Any, x: Tensor, saliency: Any, target: Any = None, *, pat
         True
     """
     removal = resolve_removal(removal, lambda: Constant("black"))
-    return region_curve(model, x, saliency, target, patch=patch, regions=None, removal=removal,
-                        score=score, batch_size=batch_size, progress=progress).auc()
+    return region_curve(
+        model,
+        x,
+        saliency,
+        target,
+        patch=patch,
+        regions=None,
+        removal=removal,
+        score=score,
+        batch_size=batch_size,
+        progress=progress,
+    ).auc()
 
 
-def monotonicity(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
-                 max_steps: int | None = 196, pixels_per_step: int | None = None,
-                 removal: Any = None, score: str = "prob", batch_size: int = 16,
-                 progress: object = False) -> Tensor:
+def monotonicity(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    max_steps: int | None = 196,
+    pixels_per_step: int | None = None,
+    removal: Any = None,
+    score: str = "prob",
+    batch_size: int = 16,
+    progress: object = False,
+) -> Tensor:
     """Monotonicity (Arya et al. 2019) per image (B,) float64: 1.0 or 0.0.
 
     The insertion curve from the baseline (default black) with the features revealed in
@@ -401,10 +532,18 @@ def monotonicity(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
     """
     x = check_model_input(as_classifier(model, "model"), x, "x")
     s = check_saliency(saliency, x.shape[0])
-    curve = insertion_curve(model, x, -s.abs(), _target_of(saliency, target),
-                            removal=resolve_removal(removal, lambda: Constant("black")),
-                            max_steps=max_steps, pixels_per_step=pixels_per_step, score=score,
-                            batch_size=batch_size, progress=progress)
+    curve = insertion_curve(
+        model,
+        x,
+        -s.abs(),
+        _target_of(saliency, target),
+        removal=resolve_removal(removal, lambda: Constant("black")),
+        max_steps=max_steps,
+        pixels_per_step=pixels_per_step,
+        score=score,
+        batch_size=batch_size,
+        progress=progress,
+    )
     steps = curve.scores[:, 1:].double()
     return (steps.diff(dim=1) >= 0).all(dim=1).double()
 
@@ -432,10 +571,20 @@ class _DrawnNoise(FixedFill):
         return noise[rows].to(device=x.device, dtype=x.dtype)
 
 
-def monotonicity_correlation(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
-                             max_steps: int | None = 196, pixels_per_step: int | None = None,
-                             samples: int = 10, seed: int = 0, score: str = "prob",
-                             batch_size: int = 16, progress: object = False) -> Tensor:
+def monotonicity_correlation(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    max_steps: int | None = 196,
+    pixels_per_step: int | None = None,
+    samples: int = 10,
+    seed: int = 0,
+    score: str = "prob",
+    batch_size: int = 16,
+    progress: object = False,
+) -> Tensor:
     """Monotonicity correlation (Nguyen & Martínez 2020) per image (B,) float64.
 
     Args:
@@ -448,8 +597,8 @@ def monotonicity_correlation(model: Any, x: Tensor, saliency: Any, target: Any =
     """
     samples = _check_int(samples, "samples")
     _, x, s, t, base, scorer = prepare_inputs(
-        model, x, saliency, target,
-        {"batch_size": batch_size, "score": score, "progress": progress})
+        model, x, saliency, target, {"batch_size": batch_size, "score": score, "progress": progress}
+    )
     b, _, height, width = x.shape
     h, w = s.shape[-2:]
     a = s.abs().double()
@@ -469,8 +618,13 @@ def monotonicity_correlation(model: Any, x: Tensor, saliency: Any, target: Any =
 
     rows = torch.arange(b * per_image)
     index = (rows // per_image) * samples + rows % samples
-    after = scorer.perturbed(xs, masks, targets, _DrawnNoise(samples, seed), index=index,
-                             count=b * per_image).reshape(b, steps, samples).double()
+    after = (
+        scorer.perturbed(
+            xs, masks, targets, _DrawnNoise(samples, seed), index=index, count=b * per_image
+        )
+        .reshape(b, steps, samples)
+        .double()
+    )
     y = base.double()
     inv = torch.where(y.abs() >= 1e-5, 1 / y.abs().clamp(min=1e-5), torch.ones_like(y)) ** 2
     variance = ((after - y[:, None, None]) ** 2).mean(2) * inv[:, None]
@@ -509,16 +663,31 @@ class FaithfulnessCorrelation(_Metric):
 
     function = staticmethod(faithfulness_correlation)
 
-    def __init__(self, subset_size: int | None = None, runs: int = 100, seed: int = 0, *,
-                 removal: Any = None, score: str = "logit", batch_size: int = 16,
-                 progress: object = False) -> None:
+    def __init__(
+        self,
+        subset_size: int | None = None,
+        runs: int = 100,
+        seed: int = 0,
+        *,
+        removal: Any = None,
+        score: str = "logit",
+        batch_size: int = 16,
+        progress: object = False,
+    ) -> None:
         if subset_size is not None:
             _check_int(subset_size, "subset_size")
         _check_int(runs, "runs")
         _checked_score(score, batch_size)
         self.removal = resolve_removal(removal, lambda: Constant("black"))
-        super().__init__(subset_size=subset_size, runs=runs, seed=seed, removal=self.removal,
-                         score=score, batch_size=batch_size, progress=progress)
+        super().__init__(
+            subset_size=subset_size,
+            runs=runs,
+            seed=seed,
+            removal=self.removal,
+            score=score,
+            batch_size=batch_size,
+            progress=progress,
+        )
 
 
 @METRICS.register("region_perturbation", aliases=("aopc",))
@@ -531,13 +700,27 @@ class RegionPerturbation(_Metric):
 
     function = staticmethod(region_perturbation)
 
-    def __init__(self, patch: int = 8, regions: int = 100, *, removal: Any = None,
-                 score: str = "prob", batch_size: int = 16, progress: object = False) -> None:
+    def __init__(
+        self,
+        patch: int = 8,
+        regions: int = 100,
+        *,
+        removal: Any = None,
+        score: str = "prob",
+        batch_size: int = 16,
+        progress: object = False,
+    ) -> None:
         _check_int(patch, "patch"), _check_int(regions, "regions")
         _checked_score(score, batch_size)
         self.removal = resolve_removal(removal, lambda: Noise("uniform"))
-        super().__init__(patch=patch, regions=regions, removal=self.removal, score=score,
-                         batch_size=batch_size, progress=progress)
+        super().__init__(
+            patch=patch,
+            regions=regions,
+            removal=self.removal,
+            score=score,
+            batch_size=batch_size,
+            progress=progress,
+        )
 
 
 @METRICS.register("selectivity")
@@ -550,13 +733,21 @@ class Selectivity(_Metric):
     higher_is_better = False
     function = staticmethod(selectivity)
 
-    def __init__(self, patch: int = 8, *, removal: Any = None, score: str = "prob",
-                 batch_size: int = 16, progress: object = False) -> None:
+    def __init__(
+        self,
+        patch: int = 8,
+        *,
+        removal: Any = None,
+        score: str = "prob",
+        batch_size: int = 16,
+        progress: object = False,
+    ) -> None:
         _check_int(patch, "patch")
         _checked_score(score, batch_size)
         self.removal = resolve_removal(removal, lambda: Constant("black"))
-        super().__init__(patch=patch, removal=self.removal, score=score, batch_size=batch_size,
-                         progress=progress)
+        super().__init__(
+            patch=patch, removal=self.removal, score=score, batch_size=batch_size, progress=progress
+        )
 
 
 @METRICS.register("sensitivity_n")
@@ -569,16 +760,31 @@ class SensitivityN(_Metric):
 
     function = staticmethod(sensitivity_n)
 
-    def __init__(self, fractions: Any = SENSITIVITY_N_FRACTIONS, runs: int = 100, seed: int = 0,
-                 *, removal: Any = None, score: str = "logit", batch_size: int = 16,
-                 progress: object = False) -> None:
+    def __init__(
+        self,
+        fractions: Any = SENSITIVITY_N_FRACTIONS,
+        runs: int = 100,
+        seed: int = 0,
+        *,
+        removal: Any = None,
+        score: str = "logit",
+        batch_size: int = 16,
+        progress: object = False,
+    ) -> None:
         fractions = _check_fractions(fractions)
         _check_int(runs, "runs")
         check_positive(seed, "seed", integer=True, allow_zero=True)
         _checked_score(score, batch_size)
         self.removal = resolve_removal(removal, lambda: Constant("black"))
-        super().__init__(fractions=fractions, runs=runs, seed=seed, removal=self.removal,
-                         score=score, batch_size=batch_size, progress=progress)
+        super().__init__(
+            fractions=fractions,
+            runs=runs,
+            seed=seed,
+            removal=self.removal,
+            score=score,
+            batch_size=batch_size,
+            progress=progress,
+        )
 
 
 @METRICS.register("monotonicity")
@@ -590,15 +796,27 @@ class Monotonicity(_Metric):
 
     function = staticmethod(monotonicity)
 
-    def __init__(self, max_steps: int | None = 196, pixels_per_step: int | None = None, *,
-                 removal: Any = None, score: str = "prob", batch_size: int = 16,
-                 progress: object = False) -> None:
+    def __init__(
+        self,
+        max_steps: int | None = 196,
+        pixels_per_step: int | None = None,
+        *,
+        removal: Any = None,
+        score: str = "prob",
+        batch_size: int = 16,
+        progress: object = False,
+    ) -> None:
         _checked_score(score, batch_size)
         plan_steps(1, max_steps=max_steps, pixels_per_step=pixels_per_step)  # checks them
         self.removal = resolve_removal(removal, lambda: Constant("black"))
-        super().__init__(max_steps=max_steps, pixels_per_step=pixels_per_step,
-                         removal=self.removal, score=score, batch_size=batch_size,
-                         progress=progress)
+        super().__init__(
+            max_steps=max_steps,
+            pixels_per_step=pixels_per_step,
+            removal=self.removal,
+            score=score,
+            batch_size=batch_size,
+            progress=progress,
+        )
 
 
 @METRICS.register("monotonicity_correlation")
@@ -613,21 +831,42 @@ class MonotonicityCorrelation(_Metric):
 
     function = staticmethod(monotonicity_correlation)
 
-    def __init__(self, max_steps: int | None = 196, pixels_per_step: int | None = None,
-                 samples: int = 10, seed: int = 0, *, score: str = "prob",
-                 batch_size: int = 16, progress: object = False) -> None:
+    def __init__(
+        self,
+        max_steps: int | None = 196,
+        pixels_per_step: int | None = None,
+        samples: int = 10,
+        seed: int = 0,
+        *,
+        score: str = "prob",
+        batch_size: int = 16,
+        progress: object = False,
+    ) -> None:
         _checked_score(score, batch_size)
         plan_steps(1, max_steps=max_steps, pixels_per_step=pixels_per_step)
         _check_int(samples, "samples")
         check_at_most(samples, "samples", 100_000, "noise draws")
-        super().__init__(max_steps=max_steps, pixels_per_step=pixels_per_step, samples=samples,
-                         seed=seed, score=score, batch_size=batch_size, progress=progress)
+        super().__init__(
+            max_steps=max_steps,
+            pixels_per_step=pixels_per_step,
+            samples=samples,
+            seed=seed,
+            score=score,
+            batch_size=batch_size,
+            progress=progress,
+        )
 
 
-METRICS.add("faithfulness_estimate", DeletionCorrelation,
-            defaults={"cumulative": False, "score": "logit"},
-            summary="Faithfulness estimate (Alvarez-Melis & Jaakkola 2018): non-cumulative "
-                    "deletion correlation (DC, cumulative=False), logit score; higher is better.")
-METRICS.add("pixel_flipping", Deletion,
-            summary="Pixel flipping (Bach et al. 2015): the deletion curve's area (DAUC), most "
-                    "relevant pixels to black first; lower is better.")
+METRICS.add(
+    "faithfulness_estimate",
+    DeletionCorrelation,
+    defaults={"cumulative": False, "score": "logit"},
+    summary="Faithfulness estimate (Alvarez-Melis & Jaakkola 2018): non-cumulative "
+    "deletion correlation (DC, cumulative=False), logit score; higher is better.",
+)
+METRICS.add(
+    "pixel_flipping",
+    Deletion,
+    summary="Pixel flipping (Bach et al. 2015): the deletion curve's area (DAUC), most "
+    "relevant pixels to black first; lower is better.",
+)

@@ -43,14 +43,22 @@ from ..registry import METRICS
 from ..representations.base import gray
 from ..representations.shearlets import shearlet_system
 
-__all__ = ["HallucinationScore", "hallucination_score", "shearlet_edge_measure", "shearlet_edges",
-           "canny_edges", "EDGE_DETECTORS"]
+__all__ = [
+    "HallucinationScore",
+    "hallucination_score",
+    "shearlet_edge_measure",
+    "shearlet_edges",
+    "canny_edges",
+    "EDGE_DETECTORS",
+]
 
 EdgeDetector = Callable[[Tensor], Tensor]
 
 
 @lru_cache(maxsize=8)
-def _edge_filters(height: int, width: int, scales: tuple[int, ...], orientations: int) -> tuple[Tensor, Tensor]:
+def _edge_filters(
+    height: int, width: int, scales: tuple[int, ...], orientations: int
+) -> tuple[Tensor, Tensor]:
     """Complex (analytic) shearlet responses per (scale, orientation) and their unit-step gains.
 
     Returns:
@@ -80,8 +88,13 @@ def _edge_filters(height: int, width: int, scales: tuple[int, ...], orientations
     return filters.to(torch.complex128), gains
 
 
-def shearlet_edge_measure(image: Tensor, min_contrast: float = 10.0, scales: tuple[int, ...] = (0, 1, 2, 3),
-                          orientations: int = 16, eps: float = 1e-2) -> Tensor:
+def shearlet_edge_measure(
+    image: Tensor,
+    min_contrast: float = 10.0,
+    scales: tuple[int, ...] = (0, 1, 2, 3),
+    orientations: int = 16,
+    eps: float = 1e-2,
+) -> Tensor:
     """Phase-congruency edge measure in [0, 1] from complex shearlet responses.
 
     For every orientation ``k`` (``orientations`` equispaced normals; at each scale the shearlet
@@ -107,7 +120,9 @@ def shearlet_edge_measure(image: Tensor, min_contrast: float = 10.0, scales: tup
     h, w = image.shape[-2:]
     filters, gains = _edge_filters(h, w, tuple(scales), orientations)
     spectrum = torch.fft.fft2(image.double())  # (B, 1, H, W)
-    z = torch.fft.ifft2(spectrum[:, :, None, None] * filters) / gains[:, None, None, None]  # (B,1,S,O,H,W)
+    z = (
+        torch.fft.ifft2(spectrum[:, :, None, None] * filters) / gains[:, None, None, None]
+    )  # (B,1,S,O,H,W)
     even, odd = z.real, z.imag
     count = len(scales)
     congruency = odd.sum(2).abs() - even.abs().sum(2) - count * min_contrast
@@ -115,7 +130,9 @@ def shearlet_edge_measure(image: Tensor, min_contrast: float = 10.0, scales: tup
     return measure.amax(2).float()
 
 
-def shearlet_edges(gray_image: Tensor, threshold: float = 0.1, min_contrast: float = 10.0) -> Tensor:
+def shearlet_edges(
+    gray_image: Tensor, threshold: float = 0.1, min_contrast: float = 10.0
+) -> Tensor:
     """Binary edges (B, 1, H, W) of gray images in [0, 1]: the shearlet measure > ``threshold``."""
     return shearlet_edge_measure(gray_image * 255.0, min_contrast=min_contrast) > threshold
 
@@ -137,8 +154,10 @@ def _detector(detector: str | EdgeDetector) -> EdgeDetector:
     if callable(detector):
         return detector
     if detector not in EDGE_DETECTORS:
-        raise ValueError(f"detector: expected one of {', '.join(map(repr, EDGE_DETECTORS))} or a callable, "
-                         f"got {detector!r}")
+        raise ValueError(
+            f"detector: expected one of {', '.join(map(repr, EDGE_DETECTORS))} or a callable, "
+            f"got {detector!r}"
+        )
     return EDGE_DETECTORS[detector]
 
 
@@ -147,7 +166,9 @@ def _normalised_gray(x: Tensor) -> Tensor:
     return g / g.flatten(1).amax(1).clamp_min(1e-12)[:, None, None, None]
 
 
-def hallucination_score(x: Tensor, x_hat: Tensor, detector: str | EdgeDetector = "shearlet") -> Tensor:
+def hallucination_score(
+    x: Tensor, x_hat: Tensor, detector: str | EdgeDetector = "shearlet"
+) -> Tensor:
     """Hallucination score per image, (B,): new edges of x̂ per edge of x (see module docstring).
 
     Args:
@@ -164,14 +185,18 @@ def hallucination_score(x: Tensor, x_hat: Tensor, detector: str | EdgeDetector =
     check_unit_range(check_images(x, "x"), "x")
     check_unit_range(check_images(x_hat, "x_hat"), "x_hat")
     if x_hat.shape != x.shape:
-        raise ValueError(f"x_hat: expected the shape of x {tuple(x.shape)}, got {tuple(x_hat.shape)}")
+        raise ValueError(
+            f"x_hat: expected the shape of x {tuple(x.shape)}, got {tuple(x_hat.shape)}"
+        )
     find = _detector(detector)
     edges_x = find(_normalised_gray(x)).float()
     edges_hat = find(_normalised_gray(x_hat)).float()
     dilated = F.max_pool2d(edges_x, 3, stride=1, padding=1)
     new = (edges_hat * (1 - dilated)).flatten(1).sum(1)
     total = edges_x.flatten(1).sum(1)
-    return torch.where(total > 0, new / total.clamp_min(1), torch.full_like(total, float("nan"))).cpu()
+    return torch.where(
+        total > 0, new / total.clamp_min(1), torch.full_like(total, float("nan"))
+    ).cpu()
 
 
 class HallucinationScore:
@@ -186,22 +211,34 @@ class HallucinationScore:
     kind = "artifact"
     higher_is_better = False
 
-    def __init__(self, detector: str | EdgeDetector = "shearlet", *, threshold: float = 0.1,
-                 min_contrast: float = 10.0) -> None:
+    def __init__(
+        self,
+        detector: str | EdgeDetector = "shearlet",
+        *,
+        threshold: float = 0.1,
+        min_contrast: float = 10.0,
+    ) -> None:
         check_positive(threshold, "threshold")
         check_positive(min_contrast, "min_contrast", allow_zero=True)
         if detector == "shearlet":
+
             def find(g: Tensor) -> Tensor:
                 return shearlet_edges(g, threshold=threshold, min_contrast=min_contrast)
 
             self.detector: EdgeDetector = find
         else:
             self.detector = _detector(detector)
-        self.name = detector if isinstance(detector, str) else getattr(detector, "__name__", "custom")
+        self.name = (
+            detector if isinstance(detector, str) else getattr(detector, "__name__", "custom")
+        )
 
     def __call__(self, x: Tensor, x_hat: Tensor, *_: Any, **__: Any) -> Tensor:
         return hallucination_score(x, x_hat, self.detector)
 
 
-METRICS.add("hallucination_score", HallucinationScore, aliases=("hs",),
-            summary="Hallucination score: artificial edges of x̂ per edge of x (Kolek et al. 2023).")
+METRICS.add(
+    "hallucination_score",
+    HallucinationScore,
+    aliases=("hs",),
+    summary="Hallucination score: artificial edges of x̂ per edge of x (Kolek et al. 2023).",
+)

@@ -51,36 +51,50 @@ def square_masks(samples: int, size: tuple[int, int], patch: int, seed: int = 0)
     check_positive(seed, "seed", integer=True, allow_zero=True)
     h, w = size
     if patch > min(h, w):
-        raise ValueError(f"patch: expected at most the map's side {min(h, w)} ({h}x{w}), "
-                         f"got {patch}")
+        raise ValueError(
+            f"patch: expected at most the map's side {min(h, w)} ({h}x{w}), got {patch}"
+        )
     gen = torch.Generator().manual_seed(seed)
     tops = torch.randint(0, h - patch + 1, (samples,), generator=gen)
     lefts = torch.randint(0, w - patch + 1, (samples,), generator=gen)
     rows = torch.arange(h)[None, :, None]
     cols = torch.arange(w)[None, None, :]
-    inside = ((rows >= tops[:, None, None]) & (rows < tops[:, None, None] + patch)
-              & (cols >= lefts[:, None, None]) & (cols < lefts[:, None, None] + patch))
+    inside = (
+        (rows >= tops[:, None, None])
+        & (rows < tops[:, None, None] + patch)
+        & (cols >= lefts[:, None, None])
+        & (cols < lefts[:, None, None] + patch)
+    )
     return inside[:, None].float()
 
 
 def _check_masks(masks: object, size: tuple[int, int]) -> Tensor:
     if not isinstance(masks, Tensor):
-        raise TypeError(f"masks: expected a tensor (K, 1, h, w) of removal masks, got "
-                        f"{type(masks).__name__}")
+        raise TypeError(
+            f"masks: expected a tensor (K, 1, h, w) of removal masks, got {type(masks).__name__}"
+        )
     m = masks.detach().cpu()
     if m.ndim == 3:
         m = m[:, None]
     if m.ndim != 4 or m.shape[1] != 1 or tuple(m.shape[-2:]) != tuple(size) or m.shape[0] == 0:
-        raise ValueError(f"masks: expected shape (K, 1, {size[0]}, {size[1]}) matching the maps, "
-                         f"got {tuple(masks.shape)}")
+        raise ValueError(
+            f"masks: expected shape (K, 1, {size[0]}, {size[1]}) matching the maps, "
+            f"got {tuple(masks.shape)}"
+        )
     m = m.float()
     if not bool(((m >= 0) & (m <= 1)).all()):
         raise ValueError("masks: expected values in [0, 1] (1 = removed)")
     return m
 
 
-def _check_settings(samples: object, patch: object, seed: object, score: object,
-                    batch_size: object, normalise: object) -> None:
+def _check_settings(
+    samples: object,
+    patch: object,
+    seed: object,
+    score: object,
+    batch_size: object,
+    normalise: object,
+) -> None:
     if not isinstance(normalise, bool):
         raise TypeError(f"normalise: expected a bool, got {type(normalise).__name__}")
     check_positive(samples, "samples", integer=True)
@@ -92,10 +106,22 @@ def _check_settings(samples: object, patch: object, seed: object, score: object,
     check_positive(batch_size, "batch_size", integer=True)
 
 
-def infidelity(model: Any, x: Tensor, saliency: Any, target: Any = None, *, samples: int = 100,
-               patch: int | None = None, masks: Tensor | None = None, removal: Any = None,
-               normalise: bool = True, seed: int = 0, score: str = "logit",
-               batch_size: int = 16, progress: object = False) -> Tensor:
+def infidelity(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    samples: int = 100,
+    patch: int | None = None,
+    masks: Tensor | None = None,
+    removal: Any = None,
+    normalise: bool = True,
+    seed: int = 0,
+    score: str = "logit",
+    batch_size: int = 16,
+    progress: object = False,
+) -> Tensor:
     """Infidelity (Yeh et al. 2019) per image (B,) float64; lower is better.
 
     Args:
@@ -125,8 +151,8 @@ def infidelity(model: Any, x: Tensor, saliency: Any, target: Any = None, *, samp
     _check_settings(samples, patch, seed, score, batch_size, normalise)
     removal = resolve_removal(removal, lambda: Constant("black"))
     _, x, s, t, base, scorer = prepare_inputs(
-        model, x, saliency, target,
-        {"batch_size": batch_size, "score": score, "progress": progress})
+        model, x, saliency, target, {"batch_size": batch_size, "score": score, "progress": progress}
+    )
     b, _, height, width = x.shape
     h, w = s.shape[-2:]
     if masks is not None:
@@ -147,8 +173,7 @@ def infidelity(model: Any, x: Tensor, saliency: Any, target: Any = None, *, samp
         change = (x[idx] - images).double().sum(1, keepdim=True)  # I summed over channels
         dots[start:stop] = (change * weights[idx]).flatten(1).sum(1).cpu()
 
-    after = scorer.perturbed(x, chunk_masks, t, removal, index=index, count=b * k,
-                             observe=observe)
+    after = scorer.perturbed(x, chunk_masks, t, removal, index=index, count=b * k, observe=observe)
     drops = base.double()[:, None] - after.double().reshape(b, k)
     dots = dots.reshape(b, k)
     if normalise:
@@ -168,21 +193,39 @@ class Infidelity:
     kind = "faithfulness"
     higher_is_better = False
 
-    def __init__(self, samples: int = 100, patch: int | None = None, *,
-                 masks: Tensor | None = None, removal: Any = None, normalise: bool = True,
-                 seed: int = 0, score: str = "logit", batch_size: int = 16,
-                 progress: object = False) -> None:
+    def __init__(
+        self,
+        samples: int = 100,
+        patch: int | None = None,
+        *,
+        masks: Tensor | None = None,
+        removal: Any = None,
+        normalise: bool = True,
+        seed: int = 0,
+        score: str = "logit",
+        batch_size: int = 16,
+        progress: object = False,
+    ) -> None:
         _check_settings(samples, patch, seed, score, batch_size, normalise)
         self.removal = resolve_removal(removal, lambda: Constant("black"))
-        self._params = {"samples": samples, "patch": patch, "masks": masks,
-                        "removal": self.removal, "normalise": normalise, "seed": seed,
-                        "score": score, "batch_size": batch_size, "progress": progress}
+        self._params = {
+            "samples": samples,
+            "patch": patch,
+            "masks": masks,
+            "removal": self.removal,
+            "normalise": normalise,
+            "seed": seed,
+            "score": score,
+            "batch_size": batch_size,
+            "progress": progress,
+        }
 
     def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
         """Per-image values (B,) for images (B, 3, H, W) and maps (B, 1, h, w)."""
         return infidelity(model, x, saliency, target, **self._params)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._params.items()
-                         if k not in ("progress", "masks"))
+        args = ", ".join(
+            f"{k}={v!r}" for k, v in self._params.items() if k not in ("progress", "masks")
+        )
         return f"Infidelity({args})"

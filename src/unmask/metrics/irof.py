@@ -36,10 +36,20 @@ def _check_slic(n_segments: object, compactness: object, sigma: object) -> None:
     check_positive(sigma, "sigma", allow_zero=True)
 
 
-def irof_curves(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
-                n_segments: int = 100, compactness: float = 10.0, sigma: float = 0.0,
-                removal: Any = None, score: str = "prob", batch_size: int = 16,
-                progress: object = False) -> list[Tensor]:
+def irof_curves(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    n_segments: int = 100,
+    compactness: float = 10.0,
+    sigma: float = 0.0,
+    removal: Any = None,
+    score: str = "prob",
+    batch_size: int = 16,
+    progress: object = False,
+) -> list[Tensor]:
     """Per image, the IROF curve (S_b + 1,) float64: the score after removing the k most
     relevant superpixels over the clean image's score, k = 0..S_b (S_b superpixels).
 
@@ -49,8 +59,8 @@ def irof_curves(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
     _check_slic(n_segments, compactness, sigma)
     removal = resolve_removal(removal, lambda: Constant("image_mean"))
     _, x, s, t, base, scorer = prepare_inputs(
-        model, x, saliency, target,
-        {"batch_size": batch_size, "score": score, "progress": progress})
+        model, x, saliency, target, {"batch_size": batch_size, "score": score, "progress": progress}
+    )
     b, _, height, width = x.shape
     if tuple(s.shape[-2:]) != (height, width):
         s = F.interpolate(s.double(), size=(height, width), mode="bilinear", align_corners=False)
@@ -59,8 +69,7 @@ def irof_curves(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
     k = int(counts.max())
     flat = s.flatten(1).double()
     sums = torch.zeros(b, k, dtype=torch.float64).scatter_add_(1, segments, flat)
-    sizes = torch.zeros(b, k, dtype=torch.float64).scatter_add_(1, segments,
-                                                                 torch.ones_like(flat))
+    sizes = torch.zeros(b, k, dtype=torch.float64).scatter_add_(1, segments, torch.ones_like(flat))
     means = torch.where(sizes > 0, sums / sizes.clamp(min=1), -torch.inf)
     order = torch.sort(means, dim=1, descending=True, stable=True).indices
     seg_rank = torch.empty_like(order).scatter_(1, order, torch.arange(k).expand(b, k).contiguous())
@@ -80,9 +89,20 @@ def irof_curves(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
     return out
 
 
-def irof(model: Any, x: Tensor, saliency: Any, target: Any = None, *, n_segments: int = 100,
-         compactness: float = 10.0, sigma: float = 0.0, removal: Any = None,
-         score: str = "prob", batch_size: int = 16, progress: object = False) -> Tensor:
+def irof(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    n_segments: int = 100,
+    compactness: float = 10.0,
+    sigma: float = 0.0,
+    removal: Any = None,
+    score: str = "prob",
+    batch_size: int = 16,
+    progress: object = False,
+) -> Tensor:
     """IROF (Rieger & Hansen 2020) per image (B,) float64: the area over the normalised
     superpixel-removal curve; higher is better.
 
@@ -104,9 +124,19 @@ def irof(model: Any, x: Tensor, saliency: Any, target: Any = None, *, n_segments
         >>> bool(irof(region_model(), x, m) > 0.5)
         True
     """
-    curves = irof_curves(model, x, saliency, target, n_segments=n_segments,
-                         compactness=compactness, sigma=sigma, removal=removal, score=score,
-                         batch_size=batch_size, progress=progress)
+    curves = irof_curves(
+        model,
+        x,
+        saliency,
+        target,
+        n_segments=n_segments,
+        compactness=compactness,
+        sigma=sigma,
+        removal=removal,
+        score=score,
+        batch_size=batch_size,
+        progress=progress,
+    )
     return torch.stack([1 - curve_auc(c[None])[0] for c in curves])
 
 
@@ -120,9 +150,17 @@ class IROF:
     kind = "faithfulness"
     higher_is_better = True
 
-    def __init__(self, n_segments: int = 100, compactness: float = 10.0, sigma: float = 0.0, *,
-                 removal: Any = None, score: str = "prob", batch_size: int = 16,
-                 progress: object = False) -> None:
+    def __init__(
+        self,
+        n_segments: int = 100,
+        compactness: float = 10.0,
+        sigma: float = 0.0,
+        *,
+        removal: Any = None,
+        score: str = "prob",
+        batch_size: int = 16,
+        progress: object = False,
+    ) -> None:
         _check_slic(n_segments, compactness, sigma)
         if score not in SCORES:
             raise ValueError(f"score: expected one of {', '.join(SCORES)}, got {score!r}")
@@ -133,10 +171,22 @@ class IROF:
 
     def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
         """Per-image values (B,) for images (B, 3, H, W) and maps (B, 1, h, w)."""
-        return irof(model, x, saliency, target, n_segments=self.n_segments,
-                    compactness=self.compactness, sigma=self.sigma, removal=self.removal,
-                    score=self.score, batch_size=self.batch_size, progress=self.progress)
+        return irof(
+            model,
+            x,
+            saliency,
+            target,
+            n_segments=self.n_segments,
+            compactness=self.compactness,
+            sigma=self.sigma,
+            removal=self.removal,
+            score=self.score,
+            batch_size=self.batch_size,
+            progress=self.progress,
+        )
 
     def __repr__(self) -> str:
-        return (f"IROF(n_segments={self.n_segments}, compactness={self.compactness}, "
-                f"sigma={self.sigma}, removal={self.removal!r}, score={self.score!r})")
+        return (
+            f"IROF(n_segments={self.n_segments}, compactness={self.compactness}, "
+            f"sigma={self.sigma}, removal={self.removal!r}, score={self.score!r})"
+        )

@@ -34,9 +34,21 @@ from torch import Tensor
 
 from ..registry import METRICS, Entry
 
-__all__ = ["MetricKind", "METRIC_KINDS", "RESOLUTIONS", "declare_kind", "kind_of",
-           "FAITHFULNESS", "LOCALISATION", "SIMILARITY", "EXPLANATION_IMAGE", "ARTIFACT",
-           "CONTRASTIVE", "MAP", "EXPLAINER"]
+__all__ = [
+    "MetricKind",
+    "METRIC_KINDS",
+    "RESOLUTIONS",
+    "declare_kind",
+    "kind_of",
+    "FAITHFULNESS",
+    "LOCALISATION",
+    "SIMILARITY",
+    "EXPLANATION_IMAGE",
+    "ARTIFACT",
+    "CONTRASTIVE",
+    "MAP",
+    "EXPLAINER",
+]
 
 RESOLUTIONS = ("any", "image", "ground_truth", "pair", "none", "explainer")
 
@@ -67,8 +79,9 @@ class MetricKind:
 
     def __post_init__(self) -> None:
         if self.resolution not in RESOLUTIONS:
-            raise ValueError(f"resolution: expected one of {', '.join(RESOLUTIONS)}, "
-                             f"got {self.resolution!r}")
+            raise ValueError(
+                f"resolution: expected one of {', '.join(RESOLUTIONS)}, got {self.resolution!r}"
+            )
         unknown = sorted(set(self.required) - set(self.keywords))
         if unknown:
             raise ValueError(f"required: {unknown[0]!r} is not one of the keywords {self.keywords}")
@@ -96,8 +109,9 @@ class MetricKind:
         """
         missing = [n for n in self.needs() if inputs.get(n) is None]
         if missing:
-            raise ValueError(f"{missing[0]}: a {self.name} metric needs it; "
-                             f"its call is {self.signature}")
+            raise ValueError(
+                f"{missing[0]}: a {self.name} metric needs it; its call is {self.signature}"
+            )
         args = [inputs[n] for n in self.inputs]
         kwargs = {k: inputs[k] for k in self.keywords if inputs.get(k) is not None}
         return metric(*args, **kwargs)
@@ -117,33 +131,74 @@ def declare_kind(kind: MetricKind) -> MetricKind:
     return kind
 
 
-FAITHFULNESS = declare_kind(MetricKind(
-    "faithfulness", ("model", "x", "saliency"), ("target",), resolution="any",
-    summary="how the model's score responds when what the map points at is removed or kept"))
-LOCALISATION = declare_kind(MetricKind(
-    "localisation", ("saliency", "boxes"), resolution="ground_truth",
-    summary="whether the map points at the object (boxes or masks)"))
-SIMILARITY = declare_kind(MetricKind(
-    "similarity", ("saliency", "reference"), resolution="pair",
-    summary="how alike two maps are"))
-EXPLANATION_IMAGE = declare_kind(MetricKind(
-    "explanation_image", ("model", "x", "x_hat"), ("target", "coefficients"), resolution="none",
-    summary="an explanation image x̂: retained probability per retained information"))
-ARTIFACT = declare_kind(MetricKind(
-    "artifact", ("x", "x_hat"), resolution="none",
-    summary="what an explanation image x̂ adds that the image does not have"))
-CONTRASTIVE = declare_kind(MetricKind(
-    "contrastive", ("model", "x", "saliency"), ("target", "competitors"), required=("competitors",),
-    resolution="image",
-    summary="whether the map separates the target classes from competing classes"))
+FAITHFULNESS = declare_kind(
+    MetricKind(
+        "faithfulness",
+        ("model", "x", "saliency"),
+        ("target",),
+        resolution="any",
+        summary="how the model's score responds when what the map points at is removed or kept",
+    )
+)
+LOCALISATION = declare_kind(
+    MetricKind(
+        "localisation",
+        ("saliency", "boxes"),
+        resolution="ground_truth",
+        summary="whether the map points at the object (boxes or masks)",
+    )
+)
+SIMILARITY = declare_kind(
+    MetricKind(
+        "similarity", ("saliency", "reference"), resolution="pair", summary="how alike two maps are"
+    )
+)
+EXPLANATION_IMAGE = declare_kind(
+    MetricKind(
+        "explanation_image",
+        ("model", "x", "x_hat"),
+        ("target", "coefficients"),
+        resolution="none",
+        summary="an explanation image x̂: retained probability per retained information",
+    )
+)
+ARTIFACT = declare_kind(
+    MetricKind(
+        "artifact",
+        ("x", "x_hat"),
+        resolution="none",
+        summary="what an explanation image x̂ adds that the image does not have",
+    )
+)
+CONTRASTIVE = declare_kind(
+    MetricKind(
+        "contrastive",
+        ("model", "x", "saliency"),
+        ("target", "competitors"),
+        required=("competitors",),
+        resolution="image",
+        summary="whether the map separates the target classes from competing classes",
+    )
+)
 
-MAP = declare_kind(MetricKind(
-    "map", ("saliency",), resolution="any",
-    summary="a property of the map alone (sparseness, complexity), no model or images"))
+MAP = declare_kind(
+    MetricKind(
+        "map",
+        ("saliency",),
+        resolution="any",
+        summary="a property of the map alone (sparseness, complexity), no model or images",
+    )
+)
 
-EXPLAINER = declare_kind(MetricKind(
-    "explainer", ("model", "x", "explainer"), ("target",), resolution="explainer",
-    summary="how the explainer's maps behave when it is re-run (perturbed images, other classes)"))
+EXPLAINER = declare_kind(
+    MetricKind(
+        "explainer",
+        ("model", "x", "explainer"),
+        ("target",),
+        resolution="explainer",
+        summary="how the explainer's maps behave when it is re-run (perturbed images, other classes)",
+    )
+)
 
 
 def kind_of(metric: object) -> MetricKind:
@@ -159,6 +214,7 @@ def kind_of(metric: object) -> MetricKind:
         name = getattr(metric.factory, "kind", None)
     if name not in METRIC_KINDS:
         label = metric.name if isinstance(metric, Entry) else type(metric).__name__
-        raise ValueError(f"kind: {label} has kind {name!r}; "
-                         f"expected one of {', '.join(METRIC_KINDS)}")
+        raise ValueError(
+            f"kind: {label} has kind {name!r}; expected one of {', '.join(METRIC_KINDS)}"
+        )
     return METRIC_KINDS[name]

@@ -69,19 +69,25 @@ BOX_RULES = ("all", "largest")
 
 # ----------------------------------------------------------------------------- input checks
 def _as_box_tensor(value: Any, name: str) -> Tensor:
-    t = torch.as_tensor(np.asarray(value, dtype=np.float64) if not isinstance(value, Tensor) else value)
+    t = torch.as_tensor(
+        np.asarray(value, dtype=np.float64) if not isinstance(value, Tensor) else value
+    )
     t = t.detach().to("cpu", torch.float64)
     if t.ndim == 1 and t.numel() == 4:
         t = t.reshape(1, 4)
     if t.ndim != 2 or t.shape[-1] != 4:
-        raise ValueError(f"{name}: expected boxes of shape (N, 4) as (x_min, y_min, x_max, y_max), got {tuple(t.shape)}")
+        raise ValueError(
+            f"{name}: expected boxes of shape (N, 4) as (x_min, y_min, x_max, y_max), got {tuple(t.shape)}"
+        )
     if t.shape[0] == 0:
         raise ValueError(f"{name}: expected at least one box per image, got none")
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name}: contains NaN or infinite values")
     if bool(((t[:, 2] <= t[:, 0]) | (t[:, 3] <= t[:, 1])).any()):
         bad = t[(t[:, 2] <= t[:, 0]) | (t[:, 3] <= t[:, 1])][0].tolist()
-        raise ValueError(f"{name}: a box needs x_max > x_min and y_max > y_min (max exclusive), got {bad}")
+        raise ValueError(
+            f"{name}: a box needs x_max > x_min and y_max > y_min (max exclusive), got {bad}"
+        )
     return t
 
 
@@ -120,7 +126,11 @@ def _is_mask(value: object) -> bool:
 
 def check_object_masks(masks: Tensor, saliency: Tensor, name: str = "masks") -> Tensor:
     """Ground-truth masks (B, 1, H, W) matching the maps, as bool (B, H, W)."""
-    if masks.shape[1] != 1 or masks.shape[-2:] != saliency.shape[-2:] or masks.shape[0] != saliency.shape[0]:
+    if (
+        masks.shape[1] != 1
+        or masks.shape[-2:] != saliency.shape[-2:]
+        or masks.shape[0] != saliency.shape[0]
+    ):
         raise ValueError(
             f"{name}: expected shape ({saliency.shape[0]}, 1, {saliency.shape[-2]}, {saliency.shape[-1]}) "
             f"matching the saliency maps, got {tuple(masks.shape)}"
@@ -190,7 +200,9 @@ def _kept(saliency: Tensor, alphas: Tensor) -> Tensor:
     return (s[:, None] >= thr[..., None, None]) & (s[:, None] > 0)
 
 
-def saliency_boxes(saliency: Tensor, alpha: float | Sequence[float] = 0.5, box: str = "all") -> Tensor:
+def saliency_boxes(
+    saliency: Tensor, alpha: float | Sequence[float] = 0.5, box: str = "all"
+) -> Tensor:
     """The box a thresholded map points at: (B, 4), or (B, A, 4) for a sequence of alphas.
 
     Args:
@@ -227,7 +239,9 @@ def saliency_boxes(saliency: Tensor, alpha: float | Sequence[float] = 0.5, box: 
 def boxes_from_masks(masks: Tensor) -> Tensor:
     """Bounding box (B, 4) of each binary mask (B, 1, H, W) (non-zero = object)."""
     if not isinstance(masks, Tensor) or masks.ndim != 4 or masks.shape[1] != 1:
-        raise ValueError(f"masks: expected a tensor (B, 1, H, W), got {getattr(masks, 'shape', type(masks).__name__)}")
+        raise ValueError(
+            f"masks: expected a tensor (B, 1, H, W), got {getattr(masks, 'shape', type(masks).__name__)}"
+        )
     m = masks[:, 0].detach().cpu() != 0
     if bool((~m.flatten(1).any(1)).any()):
         raise ValueError("masks: an image has an empty ground-truth mask")
@@ -260,7 +274,9 @@ def _ground_truth_masks(target: object, saliency: Tensor, name: str) -> Tensor:
     m = _union_masks(padded, valid, h, w)
     empty = ~m.flatten(1).any(1)
     if bool(empty.any()):
-        raise ValueError(f"{name}: the boxes of image {int(empty.nonzero()[0])} lie outside the {h}x{w} map")
+        raise ValueError(
+            f"{name}: the boxes of image {int(empty.nonzero()[0])} lie outside the {h}x{w} map"
+        )
     return m
 
 
@@ -272,8 +288,9 @@ def _ground_truth_boxes(target: object, saliency: Tensor, name: str) -> tuple[Te
 
 
 # ----------------------------------------------------------------------------- localisation error
-def localisation_iou(saliency: Tensor, boxes: object, alpha: float | Sequence[float] = 0.5,
-                     box: str = "all") -> Tensor:
+def localisation_iou(
+    saliency: Tensor, boxes: object, alpha: float | Sequence[float] = 0.5, box: str = "all"
+) -> Tensor:
     """Best IoU between the map's box and any ground-truth box: (B,), or (B, A) for several alphas.
 
     Args:
@@ -294,8 +311,13 @@ def localisation_iou(saliency: Tensor, boxes: object, alpha: float | Sequence[fl
     return iou[:, 0] if single else iou
 
 
-def localisation_error(saliency: Tensor, boxes: object, alpha: float = 0.5, box: str = "all",
-                       iou_threshold: float = 0.5) -> Tensor:
+def localisation_error(
+    saliency: Tensor,
+    boxes: object,
+    alpha: float = 0.5,
+    box: str = "all",
+    iou_threshold: float = 0.5,
+) -> Tensor:
     """Per-image localisation error (B,): 1.0 when the best IoU is below ``iou_threshold``.
 
     The mean over a data set is the localisation error of seed 001 (Table 2). Lower is better.
@@ -318,8 +340,13 @@ class AlphaChoice(NamedTuple):
     errors: Tensor
 
 
-def select_alpha(saliency: Tensor, boxes: object, alphas: Sequence[float] = ALPHAS, box: str = "all",
-                 iou_threshold: float = 0.5) -> AlphaChoice:
+def select_alpha(
+    saliency: Tensor,
+    boxes: object,
+    alphas: Sequence[float] = ALPHAS,
+    box: str = "all",
+    iou_threshold: float = 0.5,
+) -> AlphaChoice:
     """Choose ``alpha`` on a held-out split: the one with the lowest mean localisation error.
 
     Seed 001 (Sec. 4.3) picks ``alpha*`` per method on 1000 held-out ImageNet images and then
@@ -386,7 +413,11 @@ def energy_pointing_game(saliency: Tensor, boxes: object) -> Tensor:
     pos = saliency[:, 0].clamp(min=0).double()
     total = pos.flatten(1).sum(1)
     inside = (pos * gt).flatten(1).sum(1)
-    return torch.where(total > 0, inside / total.clamp(min=1e-300), torch.zeros_like(total)).float().cpu()
+    return (
+        torch.where(total > 0, inside / total.clamp(min=1e-300), torch.zeros_like(total))
+        .float()
+        .cpu()
+    )
 
 
 # ----------------------------------------------------------------------------- registered metrics
@@ -406,7 +437,11 @@ class LocalisationError:
     def __init__(self, alpha: float = 0.5, *, box: str = "all", iou_threshold: float = 0.5) -> None:
         check_probability(alpha, "alpha")
         check_probability(iou_threshold, "iou_threshold")
-        self.alpha, self.box, self.iou_threshold = float(alpha), check_choice(box, "box", BOX_RULES), iou_threshold
+        self.alpha, self.box, self.iou_threshold = (
+            float(alpha),
+            check_choice(box, "box", BOX_RULES),
+            iou_threshold,
+        )
 
     def __call__(self, saliency: Tensor, boxes: object) -> Tensor:
         return localisation_error(saliency, boxes, self.alpha, self.box, self.iou_threshold)
@@ -427,7 +462,11 @@ class PointingGame:
     higher_is_better = True
 
     def __init__(self, tolerance: float = 15.0) -> None:
-        if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not tolerance >= 0:
+        if (
+            isinstance(tolerance, bool)
+            or not isinstance(tolerance, int | float)
+            or not tolerance >= 0
+        ):
             raise ValueError(f"tolerance: expected a number of pixels >= 0, got {tolerance!r}")
         self.tolerance = float(tolerance)
 

@@ -37,8 +37,15 @@ from ..registry import METRICS
 from ._explain import prepare_explainer_inputs, rebuilder, run_maps
 from .similarity import SIMILARITIES
 
-__all__ = ["random_logit", "random_classes", "RandomLogit", "model_parameter_randomisation",
-           "ModelParameterRandomisation", "MODES", "REDUCTIONS"]
+__all__ = [
+    "random_logit",
+    "random_classes",
+    "RandomLogit",
+    "model_parameter_randomisation",
+    "ModelParameterRandomisation",
+    "MODES",
+    "REDUCTIONS",
+]
 
 #: The two randomisation tests, and how the per-layer similarities become one value.
 MODES = ("cascading", "independent")
@@ -52,8 +59,9 @@ def _check_seed(seed: object) -> int:
 
 def _check_similarity(similarity: object) -> None:
     if not isinstance(similarity, str) or similarity not in SIMILARITIES:
-        raise ValueError(f"similarity: expected one of {', '.join(map(repr, SIMILARITIES))}, "
-                         f"got {similarity!r}")
+        raise ValueError(
+            f"similarity: expected one of {', '.join(map(repr, SIMILARITIES))}, got {similarity!r}"
+        )
 
 
 def random_classes(target: Tensor, num_classes: int, seed: int) -> Tensor:
@@ -77,17 +85,28 @@ def random_classes(target: Tensor, num_classes: int, seed: int) -> Tensor:
     counts = allowed.sum(1)
     if bool((counts == 0).any()):
         i = int((counts == 0).nonzero()[0])
-        raise ValueError(f"target: image {i}'s target holds every class; random_logit needs "
-                         f"another class to draw")
-    u = torch.rand(target.shape[0], generator=torch.Generator().manual_seed(seed),
-                   dtype=torch.float64)
+        raise ValueError(
+            f"target: image {i}'s target holds every class; random_logit needs "
+            f"another class to draw"
+        )
+    u = torch.rand(
+        target.shape[0], generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
     k = torch.minimum((u * counts).long(), counts - 1)  # the k-th allowed class
     order = torch.cumsum(allowed.long(), 1) - 1
     return ((order == k[:, None]) & allowed).long().argmax(1)
 
 
-def random_logit(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
-                 similarity: str = "ssim", seed: int = 0, batch_size: int = 16) -> Tensor:
+def random_logit(
+    model: Any,
+    x: Tensor,
+    explainer: Any,
+    target: Any = None,
+    *,
+    similarity: str = "ssim",
+    seed: int = 0,
+    batch_size: int = 16,
+) -> Tensor:
     """Random logit (Sixt et al. 2020) per image (B,): similarity of the target's map and of a
     random other class's map; lower is better.
 
@@ -139,17 +158,32 @@ class RandomLogit:
 
     def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
         """Per-image values (B,)."""
-        return random_logit(model, x, explainer, target, similarity=self.similarity,
-                            seed=self.seed, batch_size=self.batch_size)
+        return random_logit(
+            model,
+            x,
+            explainer,
+            target,
+            similarity=self.similarity,
+            seed=self.seed,
+            batch_size=self.batch_size,
+        )
 
     def __repr__(self) -> str:
         return f"RandomLogit(similarity={self.similarity!r}, seed={self.seed})"
 
 
-def model_parameter_randomisation(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
-                                  mode: str = "cascading", similarity: str = "ssim",
-                                  reduce: str = "mean", seed: int = 0,
-                                  batch_size: int = 16) -> Tensor:
+def model_parameter_randomisation(
+    model: Any,
+    x: Tensor,
+    explainer: Any,
+    target: Any = None,
+    *,
+    mode: str = "cascading",
+    similarity: str = "ssim",
+    reduce: str = "mean",
+    seed: int = 0,
+    batch_size: int = 16,
+) -> Tensor:
     """Model parameter randomisation (Adebayo et al. 2018) per image (B,) float64; lower is
     better.
 
@@ -210,8 +244,14 @@ class ModelParameterRandomisation:
     kind = "explainer"
     higher_is_better = False
 
-    def __init__(self, mode: str = "cascading", similarity: str = "ssim", reduce: str = "mean",
-                 seed: int = 0, batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        mode: str = "cascading",
+        similarity: str = "ssim",
+        reduce: str = "mean",
+        seed: int = 0,
+        batch_size: int = 16,
+    ) -> None:
         self.mode = check_choice(mode, "mode", MODES)
         self.reduce = check_choice(reduce, "reduce", REDUCTIONS)
         _check_similarity(similarity)
@@ -223,9 +263,19 @@ class ModelParameterRandomisation:
     def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
         """Per-image values (B,)."""
         return model_parameter_randomisation(
-            model, x, explainer, target, mode=self.mode, similarity=self.similarity,
-            reduce=self.reduce, seed=self.seed, batch_size=self.batch_size)
+            model,
+            x,
+            explainer,
+            target,
+            mode=self.mode,
+            similarity=self.similarity,
+            reduce=self.reduce,
+            seed=self.seed,
+            batch_size=self.batch_size,
+        )
 
     def __repr__(self) -> str:
-        return (f"ModelParameterRandomisation(mode={self.mode!r}, "
-                f"similarity={self.similarity!r}, reduce={self.reduce!r}, seed={self.seed})")
+        return (
+            f"ModelParameterRandomisation(mode={self.mode!r}, "
+            f"similarity={self.similarity!r}, reduce={self.reduce!r}, seed={self.seed})"
+        )

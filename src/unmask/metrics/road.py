@@ -34,8 +34,15 @@ from ..scoring import SCORES
 from ._prepare import prepare_inputs, removal_key
 from .deletion import pixel_ranks
 
-__all__ = ["PERCENTAGES", "ORDERS", "RoadCurve", "road_curve", "RoadMoRF", "RoadLeRF",
-           "RoadCombined"]
+__all__ = [
+    "PERCENTAGES",
+    "ORDERS",
+    "RoadCurve",
+    "road_curve",
+    "RoadMoRF",
+    "RoadLeRF",
+    "RoadCombined",
+]
 
 #: ROAD's default percentages of removed pixels.
 PERCENTAGES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
@@ -43,10 +50,15 @@ ORDERS = ("morf", "lerf")
 
 
 def _check_percentages(percentages: object) -> tuple[float, ...]:
-    if isinstance(percentages, str | bytes) or not isinstance(percentages, Sequence) \
-            or not percentages:
-        raise TypeError(f"percentages: expected a non-empty sequence of numbers in [0, 100], "
-                        f"got {percentages!r}")
+    if (
+        isinstance(percentages, str | bytes)
+        or not isinstance(percentages, Sequence)
+        or not percentages
+    ):
+        raise TypeError(
+            f"percentages: expected a non-empty sequence of numbers in [0, 100], "
+            f"got {percentages!r}"
+        )
     out = []
     for p in percentages:
         if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p <= 100:
@@ -78,9 +90,19 @@ class RoadCurve:
         return (self.scores.double() - self.base.double()[:, None]).mean(dim=1)
 
 
-def road_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *, order: str = "morf",
-               percentages: Sequence[float] = PERCENTAGES, removal: Any = None,
-               score: str = "prob", batch_size: int = 16, progress: object = False) -> RoadCurve:
+def road_curve(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    order: str = "morf",
+    percentages: Sequence[float] = PERCENTAGES,
+    removal: Any = None,
+    score: str = "prob",
+    batch_size: int = 16,
+    progress: object = False,
+) -> RoadCurve:
     """ROAD curves: scores after removing the most (MoRF) or least (LeRF) relevant pixels.
 
     Args:
@@ -108,8 +130,8 @@ def road_curve(model: Any, x: Tensor, saliency: Any, target: Any = None, *, orde
     pcts = _check_percentages(percentages)
     removal = resolve_removal(removal, NoisyLinearImputation)
     _, x, s, t, base, scorer = prepare_inputs(
-        model, x, saliency, target,
-        {"batch_size": batch_size, "score": score, "progress": progress})
+        model, x, saliency, target, {"batch_size": batch_size, "score": score, "progress": progress}
+    )
     b, _, height, width = x.shape
     if tuple(s.shape[-2:]) != (height, width):
         s = F.interpolate(s.float(), size=(height, width), mode="bilinear", align_corners=False)
@@ -136,20 +158,37 @@ class _RoadMetric:
     order = "morf"
     higher_is_better = False
 
-    def __init__(self, percentages: Sequence[float] = PERCENTAGES, *, removal: Any = None,
-                 score: str = "prob", batch_size: int = 16, progress: object = False) -> None:
+    def __init__(
+        self,
+        percentages: Sequence[float] = PERCENTAGES,
+        *,
+        removal: Any = None,
+        score: str = "prob",
+        batch_size: int = 16,
+        progress: object = False,
+    ) -> None:
         self.percentages = _check_percentages(percentages)
         check_choice(score, "score", SCORES)
         check_positive(batch_size, "batch_size", integer=True)
         self.removal = resolve_removal(removal, NoisyLinearImputation)
         self.score, self.batch_size, self.progress = score, batch_size, progress
 
-    def curve(self, model: Any, x: Tensor, saliency: Any, target: Any = None,
-              order: str | None = None) -> RoadCurve:
+    def curve(
+        self, model: Any, x: Tensor, saliency: Any, target: Any = None, order: str | None = None
+    ) -> RoadCurve:
         """The ROAD curves (see :func:`road_curve`) of this metric's order (or ``order``)."""
-        return road_curve(model, x, saliency, target, order=order or self.order,
-                          percentages=self.percentages, removal=self.removal, score=self.score,
-                          batch_size=self.batch_size, progress=self.progress)
+        return road_curve(
+            model,
+            x,
+            saliency,
+            target,
+            order=order or self.order,
+            percentages=self.percentages,
+            removal=self.removal,
+            score=self.score,
+            batch_size=self.batch_size,
+            progress=self.progress,
+        )
 
     def shared_key(self) -> tuple[Any, ...] | None:
         """MoRF (LeRF) metrics with the same settings read the same curve."""
@@ -166,8 +205,10 @@ class _RoadMetric:
         return self.reduce(self.curve(model, x, saliency, target))
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(percentages={list(self.percentages)}, "
-                f"removal={self.removal!r}, score={self.score!r})")
+        return (
+            f"{type(self).__name__}(percentages={list(self.percentages)}, "
+            f"removal={self.removal!r}, score={self.score!r})"
+        )
 
 
 _ARGS = """
@@ -182,37 +223,47 @@ _ARGS = """
 
 @METRICS.register("road_morf")
 class RoadMoRF(_RoadMetric):
-    __doc__ = ("""ROAD MoRF: mean score change removing the most relevant first; lower is better.
+    __doc__ = (
+        """ROAD MoRF: mean score change removing the most relevant first; lower is better.
 
     Rong et al., ICML 2022; pytorch-grad-cam's ``ROADMostRelevantFirstAverage``.
-""" + _ARGS + """
+"""
+        + _ARGS
+        + """
     Example:
         >>> from unmask.testing import region_model, region_images, region_mask
         >>> m = region_mask(16, 16).float().expand(2, 1, 16, 16)
         >>> RoadMoRF()(region_model(), region_images(2, 16), m).shape
         torch.Size([2])
-    """)
+    """
+    )
 
     order, higher_is_better = "morf", False
 
 
 @METRICS.register("road_lerf")
 class RoadLeRF(_RoadMetric):
-    __doc__ = ("""ROAD LeRF: mean score change removing the least relevant first; higher is better.
+    __doc__ = (
+        """ROAD LeRF: mean score change removing the least relevant first; higher is better.
 
     Rong et al., ICML 2022; pytorch-grad-cam's ``ROADLeastRelevantFirstAverage``.
-""" + _ARGS)
+"""
+        + _ARGS
+    )
 
     order, higher_is_better = "lerf", True
 
 
 @METRICS.register("road_combined")
 class RoadCombined(_RoadMetric):
-    __doc__ = ("""ROAD combined: ``(LeRF - MoRF) / 2``; higher is better.
+    __doc__ = (
+        """ROAD combined: ``(LeRF - MoRF) / 2``; higher is better.
 
     pytorch-grad-cam's ``ROADCombined``: both averages over the same percentages. The clean
     score cancels, so this is half the mean gap between the LeRF and MoRF curves.
-""" + _ARGS)
+"""
+        + _ARGS
+    )
 
     higher_is_better = True
 

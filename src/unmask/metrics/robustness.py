@@ -50,12 +50,25 @@ from ..gradients import find_layer
 from ..registry import METRICS
 from ._explain import prepare_explainer_inputs, run_maps
 
-__all__ = ["perturbation_study", "max_sensitivity", "avg_sensitivity",
-           "local_lipschitz_estimate", "relative_input_stability", "relative_output_stability",
-           "MaxSensitivity", "AvgSensitivity", "LocalLipschitzEstimate",
-           "RelativeInputStability", "RelativeOutputStability", "NOISES",
-           "relative_representation_stability", "RelativeRepresentationStability",
-           "continuity", "Continuity", "translate"]
+__all__ = [
+    "perturbation_study",
+    "max_sensitivity",
+    "avg_sensitivity",
+    "local_lipschitz_estimate",
+    "relative_input_stability",
+    "relative_output_stability",
+    "MaxSensitivity",
+    "AvgSensitivity",
+    "LocalLipschitzEstimate",
+    "RelativeInputStability",
+    "RelativeOutputStability",
+    "NOISES",
+    "relative_representation_stability",
+    "RelativeRepresentationStability",
+    "continuity",
+    "Continuity",
+    "translate",
+]
 
 #: The perturbations: ``"uniform"`` δ ~ U(-radius, radius), ``"gaussian"`` δ ~ N(0, radius²).
 NOISES = ("uniform", "gaussian")
@@ -78,10 +91,21 @@ def _relative(num: Tensor, den: Tensor) -> Tensor:
     return num / torch.where(den == 0, EPS_MIN, den)
 
 
-def perturbation_study(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
-                       samples: int = 200, noise: str = "uniform", radius: float = 0.2,
-                       seed: int = 0, batch_size: int = 16, represent: bool = False,
-                       layer: str | None = None, outputs: bool = True) -> dict[str, Tensor]:
+def perturbation_study(
+    model: Any,
+    x: Tensor,
+    explainer: Any,
+    target: Any = None,
+    *,
+    samples: int = 200,
+    noise: str = "uniform",
+    radius: float = 0.2,
+    seed: int = 0,
+    batch_size: int = 16,
+    represent: bool = False,
+    layer: str | None = None,
+    outputs: bool = True,
+) -> dict[str, Tensor]:
     """Re-run the explainer on ``samples`` seeded perturbations of every image.
 
     Args:
@@ -117,12 +141,15 @@ def perturbation_study(model: Any, x: Tensor, explainer: Any, target: Any = None
     check_positive(samples, "samples", integer=True)
     check_at_most(samples, "samples", MAX_SAMPLES, "perturbations per image")
     noise = check_choice(noise, "noise", NOISES)
-    if isinstance(radius, bool) or not isinstance(radius, int | float) \
-            or not math.isfinite(radius) or radius <= 0:
+    if (
+        isinstance(radius, bool)
+        or not isinstance(radius, int | float)
+        or not math.isfinite(radius)
+        or radius <= 0
+    ):
         raise ValueError(f"radius: expected a finite number > 0, got {radius!r}")
     check_positive(seed, "seed", integer=True, allow_zero=True)
-    model, x, explain, t, scorer = prepare_explainer_inputs(model, x, explainer, target,
-                                                            batch_size)
+    model, x, explain, t, scorer = prepare_explainer_inputs(model, x, explainer, target, batch_size)
     scorer.check_memory(batch_size, tuple(x.shape[1:]), "perturbed images")
     captured: list[Tensor] = []
     handle = None
@@ -136,8 +163,20 @@ def perturbation_study(model: Any, x: Tensor, explainer: Any, target: Any = None
 
         handle = module.register_forward_hook(record)
     try:
-        return _study(model, x, explain, t, scorer, samples, noise, radius, int(seed),
-                      batch_size, captured if represent else None, bool(outputs or represent))
+        return _study(
+            model,
+            x,
+            explain,
+            t,
+            scorer,
+            samples,
+            noise,
+            radius,
+            int(seed),
+            batch_size,
+            captured if represent else None,
+            bool(outputs or represent),
+        )
     finally:
         if handle is not None:
             handle.remove()
@@ -151,9 +190,20 @@ def _take(captured: list[Tensor] | None) -> Tensor | None:
     return out
 
 
-def _study(model: Any, x: Tensor, explain: Any, t: Tensor, scorer: Any, samples: int,
-           noise: str, radius: float, seed: int, batch_size: int,
-           captured: list[Tensor] | None, outputs: bool = True) -> dict[str, Tensor]:
+def _study(
+    model: Any,
+    x: Tensor,
+    explain: Any,
+    t: Tensor,
+    scorer: Any,
+    samples: int,
+    noise: str,
+    radius: float,
+    seed: int,
+    batch_size: int,
+    captured: list[Tensor] | None,
+    outputs: bool = True,
+) -> dict[str, Tensor]:
     b = x.shape[0]
     e0 = run_maps(explain, x, t, batch_size)  # (B, 1, h, w)
     if captured is not None:
@@ -162,9 +212,18 @@ def _study(model: Any, x: Tensor, explain: Any, t: Tensor, scorer: Any, samples:
     r0 = _take(captured)
     c0 = h0.argmax(1) if h0 is not None else None
     gen = torch.Generator().manual_seed(seed)
-    out: dict[str, list[Tensor]] = {k: [] for k in (
-        "map_change", "input_change", "relative_map_change", "relative_input_change",
-        "logit_change", "same_class", "relative_representation_change")}
+    out: dict[str, list[Tensor]] = {
+        k: []
+        for k in (
+            "map_change",
+            "input_change",
+            "relative_map_change",
+            "relative_input_change",
+            "logit_change",
+            "same_class",
+            "relative_representation_change",
+        )
+    }
     xc = x.cpu()
     for start in range(0, samples, DRAWS):
         k = min(DRAWS, samples - start)
@@ -193,7 +252,8 @@ def _study(model: Any, x: Tensor, explain: Any, t: Tensor, scorer: Any, samples:
         if rp is not None and r0 is not None:
             dr = rp.reshape(b, k, -1) - r0[:, None]
             out["relative_representation_change"].append(
-                torch.linalg.vector_norm(_relative(dr, r0[:, None]), dim=2))
+                torch.linalg.vector_norm(_relative(dr, r0[:, None]), dim=2)
+            )
     result = {key: torch.cat(v, dim=1) for key, v in out.items() if v}
     result["map_norm"] = _flat_norm(e0[:, None])[:, :1]
     return result
@@ -210,9 +270,17 @@ def _sensitivity(r: dict[str, Tensor], reduce: str) -> Tensor:
     return ratio.amax(1) if reduce == "max" else ratio.mean(1)
 
 
-def max_sensitivity(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
-                    samples: int = 200, radius: float = 0.2, seed: int = 0,
-                    batch_size: int = 16) -> Tensor:
+def max_sensitivity(
+    model: Any,
+    x: Tensor,
+    explainer: Any,
+    target: Any = None,
+    *,
+    samples: int = 200,
+    radius: float = 0.2,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> Tensor:
     """Max-sensitivity (Yeh et al. 2019) per image (B,) float64; lower is better.
 
     Args: as :func:`perturbation_study` (uniform noise of bound ``radius``).
@@ -223,67 +291,155 @@ def max_sensitivity(model: Any, x: Tensor, explainer: Any, target: Any = None, *
         >>> max_sensitivity(region_model(), region_images(2, 16), same, samples=8).tolist()
         [0.0, 0.0]
     """
-    return _sensitivity(perturbation_study(model, x, explainer, target, samples=samples,
-                                           radius=radius, seed=seed, batch_size=batch_size,
-                                           outputs=False), "max")
+    return _sensitivity(
+        perturbation_study(
+            model,
+            x,
+            explainer,
+            target,
+            samples=samples,
+            radius=radius,
+            seed=seed,
+            batch_size=batch_size,
+            outputs=False,
+        ),
+        "max",
+    )
 
 
-def avg_sensitivity(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
-                    samples: int = 200, radius: float = 0.2, seed: int = 0,
-                    batch_size: int = 16) -> Tensor:
+def avg_sensitivity(
+    model: Any,
+    x: Tensor,
+    explainer: Any,
+    target: Any = None,
+    *,
+    samples: int = 200,
+    radius: float = 0.2,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> Tensor:
     """Avg-sensitivity (Yeh et al. 2019) per image (B,) float64; lower is better.
 
     Args: as :func:`perturbation_study` (uniform noise of bound ``radius``).
     """
-    return _sensitivity(perturbation_study(model, x, explainer, target, samples=samples,
-                                           radius=radius, seed=seed, batch_size=batch_size,
-                                           outputs=False), "mean")
+    return _sensitivity(
+        perturbation_study(
+            model,
+            x,
+            explainer,
+            target,
+            samples=samples,
+            radius=radius,
+            seed=seed,
+            batch_size=batch_size,
+            outputs=False,
+        ),
+        "mean",
+    )
 
 
-def local_lipschitz_estimate(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
-                             samples: int = 200, std: float = 0.1, seed: int = 0,
-                             batch_size: int = 16) -> Tensor:
+def local_lipschitz_estimate(
+    model: Any,
+    x: Tensor,
+    explainer: Any,
+    target: Any = None,
+    *,
+    samples: int = 200,
+    std: float = 0.1,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> Tensor:
     """Local Lipschitz estimate (Alvarez-Melis & Jaakkola 2018) per image (B,) float64: the
     max of ``||e(x) - e(x')|| / ||x - x'||`` over Gaussian perturbations; lower is better.
 
     Args: as :func:`perturbation_study`, with ``std`` the noise's standard deviation (0.1).
     """
-    r = perturbation_study(model, x, explainer, target, samples=samples, noise="gaussian",
-                           radius=std, seed=seed, batch_size=batch_size, outputs=False)
+    r = perturbation_study(
+        model,
+        x,
+        explainer,
+        target,
+        samples=samples,
+        noise="gaussian",
+        radius=std,
+        seed=seed,
+        batch_size=batch_size,
+        outputs=False,
+    )
     moved = r["input_change"] > 0
     return _masked_max(r["map_change"] / torch.where(moved, r["input_change"], 1.0), moved)
 
 
-def relative_input_stability(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
-                             samples: int = 200, radius: float = 0.2, seed: int = 0,
-                             batch_size: int = 16) -> Tensor:
+def relative_input_stability(
+    model: Any,
+    x: Tensor,
+    explainer: Any,
+    target: Any = None,
+    *,
+    samples: int = 200,
+    radius: float = 0.2,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> Tensor:
     """Relative input stability (Agarwal et al. 2022) per image (B,) float64; lower is better.
 
     Args: as :func:`perturbation_study` (uniform noise of bound ``radius``).
     """
-    r = perturbation_study(model, x, explainer, target, samples=samples, radius=radius,
-                           seed=seed, batch_size=batch_size)
+    r = perturbation_study(
+        model,
+        x,
+        explainer,
+        target,
+        samples=samples,
+        radius=radius,
+        seed=seed,
+        batch_size=batch_size,
+    )
     ratio = r["relative_map_change"] / r["relative_input_change"].clamp_min(EPS_MIN)
     return _masked_max(ratio, r["same_class"])
 
 
-def relative_output_stability(model: Any, x: Tensor, explainer: Any, target: Any = None, *,
-                              samples: int = 200, radius: float = 0.2, seed: int = 0,
-                              batch_size: int = 16) -> Tensor:
+def relative_output_stability(
+    model: Any,
+    x: Tensor,
+    explainer: Any,
+    target: Any = None,
+    *,
+    samples: int = 200,
+    radius: float = 0.2,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> Tensor:
     """Relative output stability (Agarwal et al. 2022) per image (B,) float64; lower is better.
 
     Args: as :func:`perturbation_study` (uniform noise of bound ``radius``).
     """
-    r = perturbation_study(model, x, explainer, target, samples=samples, radius=radius,
-                           seed=seed, batch_size=batch_size)
+    r = perturbation_study(
+        model,
+        x,
+        explainer,
+        target,
+        samples=samples,
+        radius=radius,
+        seed=seed,
+        batch_size=batch_size,
+    )
     ratio = r["relative_map_change"] / r["logit_change"].clamp_min(EPS_MIN)
     return _masked_max(ratio, r["same_class"])
 
 
-def relative_representation_stability(model: Any, x: Tensor, explainer: Any,
-                                      target: Any = None, *, layer: str | None = None,
-                                      samples: int = 200, radius: float = 0.2, seed: int = 0,
-                                      batch_size: int = 16) -> Tensor:
+def relative_representation_stability(
+    model: Any,
+    x: Tensor,
+    explainer: Any,
+    target: Any = None,
+    *,
+    layer: str | None = None,
+    samples: int = 200,
+    radius: float = 0.2,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> Tensor:
     """Relative representation stability (Agarwal et al. 2022) per image (B,) float64: the max
     over class-preserving perturbations of ``||(e - e') / e|| / max(||(L - L') / L||, ε)``, L
     the output of ``layer``; lower is better.
@@ -291,8 +447,18 @@ def relative_representation_stability(model: Any, x: Tensor, explainer: Any,
     Args: as :func:`perturbation_study`; ``layer`` a layer of ``model.net`` (None = the
     model's ``feature_layer``).
     """
-    r = perturbation_study(model, x, explainer, target, samples=samples, radius=radius,
-                           seed=seed, batch_size=batch_size, represent=True, layer=layer)
+    r = perturbation_study(
+        model,
+        x,
+        explainer,
+        target,
+        samples=samples,
+        radius=radius,
+        seed=seed,
+        batch_size=batch_size,
+        represent=True,
+        layer=layer,
+    )
     ratio = r["relative_map_change"] / r["relative_representation_change"].clamp_min(EPS_MIN)
     return _masked_max(ratio, r["same_class"])
 
@@ -303,12 +469,17 @@ class _Robustness:
     _function: Any = None
     _noise_name = "radius"
 
-    def __init__(self, samples: int = 200, radius: float = 0.2, seed: int = 0,
-                 batch_size: int = 16) -> None:
+    def __init__(
+        self, samples: int = 200, radius: float = 0.2, seed: int = 0, batch_size: int = 16
+    ) -> None:
         check_positive(samples, "samples", integer=True)
         check_at_most(samples, "samples", MAX_SAMPLES, "perturbations per image")
-        if isinstance(radius, bool) or not isinstance(radius, int | float) \
-                or not math.isfinite(radius) or radius <= 0:
+        if (
+            isinstance(radius, bool)
+            or not isinstance(radius, int | float)
+            or not math.isfinite(radius)
+            or radius <= 0
+        ):
             raise ValueError(f"{self._noise_name}: expected a finite number > 0, got {radius!r}")
         check_positive(seed, "seed", integer=True, allow_zero=True)
         check_positive(batch_size, "batch_size", integer=True)
@@ -316,13 +487,22 @@ class _Robustness:
 
     def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
         """Per-image values (B,)."""
-        return type(self)._function(model, x, explainer, target, samples=self.samples,
-                                    seed=self.seed, batch_size=self.batch_size,
-                                    **{self._noise_name: self.radius})
+        return type(self)._function(
+            model,
+            x,
+            explainer,
+            target,
+            samples=self.samples,
+            seed=self.seed,
+            batch_size=self.batch_size,
+            **{self._noise_name: self.radius},
+        )
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(samples={self.samples}, "
-                f"{self._noise_name}={self.radius}, seed={self.seed})")
+        return (
+            f"{type(self).__name__}(samples={self.samples}, "
+            f"{self._noise_name}={self.radius}, seed={self.seed})"
+        )
 
 
 @METRICS.register("max_sensitivity")
@@ -349,8 +529,9 @@ class LocalLipschitzEstimate(_Robustness):
     _function = staticmethod(local_lipschitz_estimate)
     _noise_name = "std"
 
-    def __init__(self, samples: int = 200, std: float = 0.1, seed: int = 0,
-                 batch_size: int = 16) -> None:
+    def __init__(
+        self, samples: int = 200, std: float = 0.1, seed: int = 0, batch_size: int = 16
+    ) -> None:
         super().__init__(samples, std, seed, batch_size)
 
 
@@ -370,8 +551,6 @@ class RelativeOutputStability(_Robustness):
     _function = staticmethod(relative_output_stability)
 
 
-
-
 @METRICS.register("relative_representation_stability")
 class RelativeRepresentationStability(_Robustness):
     """Relative representation stability (Agarwal et al. 2022): the largest relative map change
@@ -380,31 +559,53 @@ class RelativeRepresentationStability(_Robustness):
 
     _function = staticmethod(relative_representation_stability)
 
-    def __init__(self, layer: str | None = None, samples: int = 200, radius: float = 0.2,
-                 seed: int = 0, batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        layer: str | None = None,
+        samples: int = 200,
+        radius: float = 0.2,
+        seed: int = 0,
+        batch_size: int = 16,
+    ) -> None:
         if layer is not None and not isinstance(layer, str):
-            raise TypeError(f"layer: expected a layer name (str) or None, got "
-                            f"{type(layer).__name__}")
+            raise TypeError(
+                f"layer: expected a layer name (str) or None, got {type(layer).__name__}"
+            )
         super().__init__(samples, radius, seed, batch_size)
         self.layer = layer
 
     def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
         """Per-image values (B,)."""
         return relative_representation_stability(
-            model, x, explainer, target, layer=self.layer, samples=self.samples,
-            radius=self.radius, seed=self.seed, batch_size=self.batch_size)
+            model,
+            x,
+            explainer,
+            target,
+            layer=self.layer,
+            samples=self.samples,
+            radius=self.radius,
+            seed=self.seed,
+            batch_size=self.batch_size,
+        )
 
 
 def translate(x: Tensor, dx: int) -> Tensor:
     """Images (B, C, H, W) moved right by ``dx`` pixels, the vacated columns black (0)."""
     out = torch.zeros_like(x)
     if dx < x.shape[-1]:
-        out[..., dx:] = x[..., :x.shape[-1] - dx]
+        out[..., dx:] = x[..., : x.shape[-1] - dx]
     return out
 
 
-def continuity(model: Any, x: Tensor, explainer: Any, target: Any = None, *, steps: int = 28,
-               batch_size: int = 16) -> Tensor:
+def continuity(
+    model: Any,
+    x: Tensor,
+    explainer: Any,
+    target: Any = None,
+    *,
+    steps: int = 28,
+    batch_size: int = 16,
+) -> Tensor:
     """Continuity (Montavon et al. 2018) per image (B,) float64: the max over translations by
     1..``steps`` pixels of ``||e(x) - e(x')||_1 / ||x - x'||_2``; lower is better.
 
@@ -449,8 +650,7 @@ class Continuity:
 
     def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
         """Per-image values (B,)."""
-        return continuity(model, x, explainer, target, steps=self.steps,
-                          batch_size=self.batch_size)
+        return continuity(model, x, explainer, target, steps=self.steps, batch_size=self.batch_size)
 
     def __repr__(self) -> str:
         return f"Continuity(steps={self.steps})"

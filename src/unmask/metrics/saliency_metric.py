@@ -29,7 +29,13 @@ from ..scoring import Scorer
 from ._prepare import check_saliency
 from .localisation import ALPHAS, AlphaChoice, saliency_boxes
 
-__all__ = ["crop_and_resize", "saliency_metric", "select_saliency_alpha", "SaliencyMetric", "AREA_FLOOR"]
+__all__ = [
+    "crop_and_resize",
+    "saliency_metric",
+    "select_saliency_alpha",
+    "SaliencyMetric",
+    "AREA_FLOOR",
+]
 
 #: The area floor of Dabkowski & Gal: boxes smaller than 5 % of the image count as 5 %.
 AREA_FLOOR = 0.05
@@ -68,8 +74,9 @@ def crop_and_resize(x: Tensor, boxes: Tensor, size: tuple[int, int] | None = Non
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def _scores(model: Any, x: Tensor, saliency: Tensor, target: Any, alphas: Sequence[float],
-            batch_size: int) -> tuple[Tensor, Tensor]:
+def _scores(
+    model: Any, x: Tensor, saliency: Tensor, target: Any, alphas: Sequence[float], batch_size: int
+) -> tuple[Tensor, Tensor]:
     """Saliency-metric values (B, A) and box areas (B, A) for every alpha."""
     model = as_classifier(model, "model")
     x = check_model_input(model, x, "x")
@@ -99,8 +106,14 @@ def _scores(model: Any, x: Tensor, saliency: Tensor, target: Any, alphas: Sequen
     return value.reshape(b, n_alpha), area.reshape(b, n_alpha)
 
 
-def saliency_metric(model: Any, x: Tensor, saliency: Tensor, target: Any = None, alpha: float = 0.5,
-                    batch_size: int = 16) -> Tensor:
+def saliency_metric(
+    model: Any,
+    x: Tensor,
+    saliency: Tensor,
+    target: Any = None,
+    alpha: float = 0.5,
+    batch_size: int = 16,
+) -> Tensor:
     """Dabkowski & Gal's saliency metric per image (B,); lower is better.
 
     Args:
@@ -120,8 +133,14 @@ def saliency_metric(model: Any, x: Tensor, saliency: Tensor, target: Any = None,
     return _scores(model, x, saliency, target, [float(alpha)], batch_size)[0][:, 0]
 
 
-def select_saliency_alpha(model: Any, x: Tensor, saliency: Tensor, target: Any = None,
-                          alphas: Sequence[float] = ALPHAS, batch_size: int = 16) -> AlphaChoice:
+def select_saliency_alpha(
+    model: Any,
+    x: Tensor,
+    saliency: Tensor,
+    target: Any = None,
+    alphas: Sequence[float] = ALPHAS,
+    batch_size: int = 16,
+) -> AlphaChoice:
     """Choose ``alpha`` on held-out images: the lowest mean saliency metric (seed 001, Fig. S6).
 
     Costs B × len(alphas) model evaluations. Ties go to the smallest alpha.

@@ -86,9 +86,14 @@ def ssim(a: Tensor, b: Tensor, win_size: int = 5) -> Tensor:
     a, b = _pair(a, b)
     check_positive(win_size, "win_size", integer=True)
     if win_size % 2 == 0 or win_size > min(a.shape[-2:]):
-        raise ValueError(f"win_size: expected an odd number <= {min(a.shape[-2:])} (the map size), got {win_size}")
+        raise ValueError(
+            f"win_size: expected an odd number <= {min(a.shape[-2:])} (the map size), got {win_size}"
+        )
     na, nb = _numpy(minmax_normalise(a)), _numpy(minmax_normalise(b))
-    values = [structural_similarity(p, q, win_size=win_size, data_range=1.0) for p, q in zip(na, nb, strict=True)]
+    values = [
+        structural_similarity(p, q, win_size=win_size, data_range=1.0)
+        for p, q in zip(na, nb, strict=True)
+    ]
     return torch.tensor(values, dtype=torch.float32)
 
 
@@ -100,8 +105,9 @@ def _correlation(fn: Callable[..., Any], p: np.ndarray, q: np.ndarray) -> float:
         return float(fn(p, q)[0])
 
 
-def hog_features(maps: Tensor, pixels_per_cell: int = 16, orientations: int = 9,
-                 cells_per_block: int = 3) -> list[np.ndarray]:
+def hog_features(
+    maps: Tensor, pixels_per_cell: int = 16, orientations: int = 9, cells_per_block: int = 3
+) -> list[np.ndarray]:
     """HOG feature vectors of min-max normalised maps (one per map), with scikit-image."""
     from skimage.feature import hog
 
@@ -111,8 +117,15 @@ def hog_features(maps: Tensor, pixels_per_cell: int = 16, orientations: int = 9,
     if cells < 1:
         raise ValueError(f"pixels_per_cell: {pixels_per_cell} is larger than the {h}x{w} maps")
     block = min(cells_per_block, cells)
-    return [hog(m, orientations=orientations, pixels_per_cell=(pixels_per_cell, pixels_per_cell),
-                cells_per_block=(block, block)) for m in _numpy(minmax_normalise(maps))]
+    return [
+        hog(
+            m,
+            orientations=orientations,
+            pixels_per_cell=(pixels_per_cell, pixels_per_cell),
+            cells_per_block=(block, block),
+        )
+        for m in _numpy(minmax_normalise(maps))
+    ]
 
 
 def hog_pearson(a: Tensor, b: Tensor, pixels_per_cell: int = 16) -> Tensor:
@@ -127,7 +140,9 @@ def hog_pearson(a: Tensor, b: Tensor, pixels_per_cell: int = 16) -> Tensor:
 
     a, b = _pair(a, b)
     fa, fb = hog_features(a, pixels_per_cell), hog_features(b, pixels_per_cell)
-    return torch.tensor([_correlation(pearsonr, p, q) for p, q in zip(fa, fb, strict=True)], dtype=torch.float32)
+    return torch.tensor(
+        [_correlation(pearsonr, p, q) for p, q in zip(fa, fb, strict=True)], dtype=torch.float32
+    )
 
 
 def spearman(a: Tensor, b: Tensor, absolute: bool = False) -> Tensor:
@@ -144,7 +159,9 @@ def spearman(a: Tensor, b: Tensor, absolute: bool = False) -> Tensor:
     if absolute:
         a, b = a.abs(), b.abs()
     fa, fb = _numpy(a).reshape(a.shape[0], -1), _numpy(b).reshape(b.shape[0], -1)
-    return torch.tensor([_correlation(spearmanr, p, q) for p, q in zip(fa, fb, strict=True)], dtype=torch.float32)
+    return torch.tensor(
+        [_correlation(spearmanr, p, q) for p, q in zip(fa, fb, strict=True)], dtype=torch.float32
+    )
 
 
 #: Name -> function (a, b) -> (B,) of the similarity measures.
@@ -156,12 +173,16 @@ SIMILARITIES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 }
 
 
-def similarity_function(name: str | Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+def similarity_function(
+    name: str | Callable[[Tensor, Tensor], Tensor],
+) -> Callable[[Tensor, Tensor], Tensor]:
     """A similarity function by name (``ssim``, ``hog``, ``spearman``, ``spearman_abs``) or itself."""
     if callable(name):
         return name
     if name not in SIMILARITIES:
-        raise ValueError(f"similarity: expected one of {', '.join(map(repr, SIMILARITIES))} or a function, got {name!r}")
+        raise ValueError(
+            f"similarity: expected one of {', '.join(map(repr, SIMILARITIES))} or a function, got {name!r}"
+        )
     return SIMILARITIES[name]
 
 
@@ -223,5 +244,9 @@ class Spearman:
         return spearman(a, b, self.absolute)
 
 
-METRICS.add("spearman_abs", Spearman, defaults={"absolute": True},
-            summary="Spearman rank correlation of the absolute values of two maps (Adebayo et al. 2018).")
+METRICS.add(
+    "spearman_abs",
+    Spearman,
+    defaults={"absolute": True},
+    summary="Spearman rank correlation of the absolute values of two maps (Adebayo et al. 2018).",
+)

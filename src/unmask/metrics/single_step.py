@@ -37,9 +37,9 @@ from torch import Tensor
 from .._checks import check_choice, check_positive
 from ..registry import METRICS
 from ..removal import Constant
+from ..removal import resolve_removal as resolve_substrate
 from ..scoring import SCORES
 from ._prepare import prepare_inputs, removal_key
-from ..removal import resolve_removal as resolve_substrate
 
 __all__ = [
     "normalise_maps",
@@ -77,8 +77,9 @@ def normalise_maps(saliency: Tensor, per_image: bool = True) -> Tensor:
     return torch.where(span > 0, (s - lo) / torch.where(span > 0, span, 1), torch.zeros_like(s))
 
 
-def soft_masks(saliency: Tensor, size: tuple[int, int], per_image: bool = True,
-               clamp: bool = True) -> Tensor:
+def soft_masks(
+    saliency: Tensor, size: tuple[int, int], per_image: bool = True, clamp: bool = True
+) -> Tensor:
     """The single-step "keep" masks: normalised maps, bicubic upsampled to ``size``.
 
     Args:
@@ -90,15 +91,25 @@ def soft_masks(saliency: Tensor, size: tuple[int, int], per_image: bool = True,
     Returns:
         (B, 1, H, W), 1 = salient (kept by IIC / AD, replaced by ADD).
     """
-    m = F.interpolate(normalise_maps(saliency, per_image), size=size, mode="bicubic",
-                      align_corners=False)
+    m = F.interpolate(
+        normalise_maps(saliency, per_image), size=size, mode="bicubic", align_corners=False
+    )
     return m.clamp(0, 1) if clamp else m
 
 
-def single_step_scores(model: Any, x: Tensor, saliency: Any, target: Any = None, *,
-                       removal: Any = None, replace_salient: bool = False,
-                       per_image: bool = True, clamp: bool = True, score: str = "prob",
-                       batch_size: int = 16) -> tuple[Tensor, Tensor, Tensor]:
+def single_step_scores(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    target: Any = None,
+    *,
+    removal: Any = None,
+    replace_salient: bool = False,
+    per_image: bool = True,
+    clamp: bool = True,
+    score: str = "prob",
+    batch_size: int = 16,
+) -> tuple[Tensor, Tensor, Tensor]:
     """Scores of the clean and of the single-step perturbed images.
 
     Args:
@@ -118,8 +129,9 @@ def single_step_scores(model: Any, x: Tensor, saliency: Any, target: Any = None,
         ``(s, s_perturbed, target)``: scores (B,), (B,) and the classes (B,) (or the class
         sets (B, K) bool), on the CPU.
     """
-    _, x, s, t, base, scorer = prepare_inputs(model, x, saliency, target,
-                                              {"batch_size": batch_size, "score": score})
+    _, x, s, t, base, scorer = prepare_inputs(
+        model, x, saliency, target, {"batch_size": batch_size, "score": score}
+    )
     fill = resolve_substrate(removal, lambda: Constant("black"))
     keep = soft_masks(s, tuple(x.shape[-2:]), per_image, clamp)
     removed = keep if replace_salient else 1 - keep
@@ -149,8 +161,15 @@ class _SingleStep:
     replace_salient = False
     higher_is_better = True
 
-    def __init__(self, removal: Any = None, *, per_image: bool = True, clamp: bool = True,
-                 score: str = "prob", batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        removal: Any = None,
+        *,
+        per_image: bool = True,
+        clamp: bool = True,
+        score: str = "prob",
+        batch_size: int = 16,
+    ) -> None:
         self.removal = resolve_substrate(removal, lambda: Constant("black"))
         self.per_image, self.clamp = bool(per_image), bool(clamp)
         self.score, self.batch_size = score, batch_size
@@ -163,16 +182,31 @@ class _SingleStep:
 
     def shared_key(self) -> tuple[Any, ...]:
         """Metrics with the same key read the same scores (IIC and AD)."""
-        return ("single_step", self.replace_salient, removal_key(self.removal), self.per_image,
-                self.clamp, self.score)
+        return (
+            "single_step",
+            self.replace_salient,
+            removal_key(self.removal),
+            self.per_image,
+            self.clamp,
+            self.score,
+        )
 
-    def shared(self, model: Any, x: Tensor, saliency: Any,
-               target: Any = None) -> tuple[Tensor, Tensor]:
+    def shared(
+        self, model: Any, x: Tensor, saliency: Any, target: Any = None
+    ) -> tuple[Tensor, Tensor]:
         """The clean and perturbed scores (B,), (B,) this metric reads."""
-        s, p, _ = single_step_scores(model, x, saliency, target, removal=self.removal,
-                                     replace_salient=self.replace_salient,
-                                     per_image=self.per_image, clamp=self.clamp,
-                                     score=self.score, batch_size=self.batch_size)
+        s, p, _ = single_step_scores(
+            model,
+            x,
+            saliency,
+            target,
+            removal=self.removal,
+            replace_salient=self.replace_salient,
+            per_image=self.per_image,
+            clamp=self.clamp,
+            score=self.score,
+            batch_size=self.batch_size,
+        )
         return s, p
 
     def reduce(self, scores: tuple[Tensor, Tensor]) -> Tensor:

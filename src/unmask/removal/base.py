@@ -86,13 +86,16 @@ class FixedFill(BySpec):
         x, mask = checked(x, mask)
         fill = self.fill(x)
         if fill.shape != x.shape:
-            raise ValueError(f"removal: {self.spec} gave a fill of shape {tuple(fill.shape)} "
-                             f"for images {tuple(x.shape)}")
+            raise ValueError(
+                f"removal: {self.spec} gave a fill of shape {tuple(fill.shape)} "
+                f"for images {tuple(x.shape)}"
+            )
         return blend(x, fill, mask)
 
 
-def bind(removal: Callable[[Tensor, Tensor], Tensor], x: Tensor,
-         grad: bool = False) -> Callable[..., Tensor]:
+def bind(
+    removal: Callable[[Tensor, Tensor], Tensor], x: Tensor, grad: bool = False
+) -> Callable[..., Tensor]:
     """Bind a removal to a batch of images ``x`` (B, C, H, W) for repeated use.
 
     Returns ``apply(mask, index=None)``: the removal applied to ``x[index]`` (all of ``x`` when
@@ -108,8 +111,10 @@ def bind(removal: Callable[[Tensor, Tensor], Tensor], x: Tensor,
         else:
             fill = fill_fn(x)
         if fill.shape != x.shape:
-            raise ValueError(f"removal: {removal!r} gave a fill of shape {tuple(fill.shape)} "
-                             f"for images {tuple(x.shape)}")
+            raise ValueError(
+                f"removal: {removal!r} gave a fill of shape {tuple(fill.shape)} "
+                f"for images {tuple(x.shape)}"
+            )
 
         def apply_fixed(mask: Tensor, index: Tensor | None = None) -> Tensor:
             if index is None:
@@ -121,11 +126,16 @@ def bind(removal: Callable[[Tensor, Tensor], Tensor], x: Tensor,
     def apply(mask: Tensor, index: Tensor | None = None) -> Tensor:
         xs = x if index is None else x[index]
         out = removal(xs, mask)
-        if not isinstance(out, Tensor) or out.shape[1:] != xs.shape[1:] or out.shape[0] not in (
-                xs.shape[0], mask.shape[0]):
+        if (
+            not isinstance(out, Tensor)
+            or out.shape[1:] != xs.shape[1:]
+            or out.shape[0] not in (xs.shape[0], mask.shape[0])
+        ):
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise ValueError(f"removal: {removal!r} returned {got}, expected images of shape "
-                             f"{(max(xs.shape[0], mask.shape[0]), *xs.shape[1:])}")
+            raise ValueError(
+                f"removal: {removal!r} returned {got}, expected images of shape "
+                f"{(max(xs.shape[0], mask.shape[0]), *xs.shape[1:])}"
+            )
         return out
 
     return apply

@@ -28,8 +28,17 @@ from torch import Tensor
 from .._checks import check_choice, check_images, check_positive
 from .base import FixedFill
 
-__all__ = ["Constant", "Blur", "Noise", "BoxBlur", "RiseBlur", "TensorFill", "gaussian_blur",
-           "rise_kernel", "MAX_SIGMA"]
+__all__ = [
+    "Constant",
+    "Blur",
+    "Noise",
+    "BoxBlur",
+    "RiseBlur",
+    "TensorFill",
+    "gaussian_blur",
+    "rise_kernel",
+    "MAX_SIGMA",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 
@@ -55,22 +64,30 @@ def _colour(value: object, name: str) -> tuple[float, ...]:
     """A colour given as a number or one number per channel, each finite and in [0, 1]."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         colour: tuple[float, ...] = (float(value),)
-    elif isinstance(value, Sequence) and not isinstance(value, str) and value and all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+    elif (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and value
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
         colour = tuple(float(v) for v in value)
     else:
-        raise TypeError(f"{name}: expected a colour name, a number or one number per channel, "
-                        f"got {value!r}")
+        raise TypeError(
+            f"{name}: expected a colour name, a number or one number per channel, got {value!r}"
+        )
     if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in colour):
-        raise ValueError(f"{name}: expected colour values in [0, 1] (images are in [0, 1]), "
-                         f"got {value!r}")
+        raise ValueError(
+            f"{name}: expected colour values in [0, 1] (images are in [0, 1]), got {value!r}"
+        )
     return colour
 
 
 def _channel_fill(colour: tuple[float, ...], x: Tensor, name: str) -> Tensor:
     c = torch.tensor(colour, dtype=x.dtype, device=x.device)
     if c.numel() not in (1, x.shape[1]):
-        raise ValueError(f"{name}: {c.numel()} channel values for images with {x.shape[1]} channels")
+        raise ValueError(
+            f"{name}: {c.numel()} channel values for images with {x.shape[1]} channels"
+        )
     return c.reshape(1, -1, 1, 1)
 
 
@@ -153,8 +170,10 @@ class Blur(FixedFill):
         if kernel_size is not None:
             check_positive(kernel_size, "kernel_size", integer=True)
             if kernel_size % 2 == 0 or kernel_size > 6 * MAX_SIGMA + 1:
-                raise ValueError(f"kernel_size: expected an odd number <= {6 * MAX_SIGMA + 1:g}, "
-                                 f"got {kernel_size}")
+                raise ValueError(
+                    f"kernel_size: expected an odd number <= {6 * MAX_SIGMA + 1:g}, "
+                    f"got {kernel_size}"
+                )
         self.sigma = float(sigma)
         self.kernel_size = kernel_size
 
@@ -189,8 +208,17 @@ class Noise(FixedFill):
         ('noise', 'uniform-noise:seed=3')
     """
 
-    def __init__(self, kind: str = "gaussian", *, mean: float = 0.5, std: float = 0.25,
-                 low: float = 0.0, high: float = 1.0, additive: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        kind: str = "gaussian",
+        *,
+        mean: float = 0.5,
+        std: float = 0.25,
+        low: float = 0.0,
+        high: float = 1.0,
+        additive: bool = False,
+        seed: int = 0,
+    ) -> None:
         check_choice(kind, "kind", ["gaussian", "uniform"])
         check_positive(std, "std")
         for name, v in (("mean", mean), ("std", std), ("low", low), ("high", high)):
@@ -224,8 +252,11 @@ class Noise(FixedFill):
         # One noise image shared by the batch: a batch of B gives what B single calls give.
         gen = torch.Generator(device=x.device).manual_seed(self.seed)
         shape = (1, *x.shape[1:])
-        u = torch.rand(shape, generator=gen, device=x.device, dtype=x.dtype) if self.kind == "uniform" \
+        u = (
+            torch.rand(shape, generator=gen, device=x.device, dtype=x.dtype)
+            if self.kind == "uniform"
             else torch.randn(shape, generator=gen, device=x.device, dtype=x.dtype)
+        )
         if self.kind == "uniform":
             noise = self.low + (self.high - self.low) * u
             if self.additive:
@@ -252,8 +283,10 @@ class BoxBlur(FixedFill):
         if kernel_size is not None:
             check_positive(kernel_size, "kernel_size", integer=True)
             if kernel_size % 2 == 0 or kernel_size > 6 * MAX_SIGMA + 1:
-                raise ValueError(f"kernel_size: expected an odd number <= {6 * MAX_SIGMA + 1:g}, "
-                                 f"got {kernel_size}")
+                raise ValueError(
+                    f"kernel_size: expected an odd number <= {6 * MAX_SIGMA + 1:g}, "
+                    f"got {kernel_size}"
+                )
         self.kernel_size = kernel_size
 
     @property
@@ -305,8 +338,12 @@ class RiseBlur(FixedFill):
             (0 = zero padding in [0, 1] space).
     """
 
-    def __init__(self, kernel_size: int = 11, sigma: float = 5.0,
-                 pad_colour: str | float | Sequence[float] = "mean") -> None:
+    def __init__(
+        self,
+        kernel_size: int = 11,
+        sigma: float = 5.0,
+        pad_colour: str | float | Sequence[float] = "mean",
+    ) -> None:
         check_positive(kernel_size, "kernel_size", integer=True)
         check_positive(sigma, "sigma")
         if kernel_size % 2 == 0 or kernel_size > 1001:
@@ -339,7 +376,9 @@ class RiseBlur(FixedFill):
         k = self._kernel.to(dtype=x.dtype, device=x.device)
         kernel = k.expand(c, 1, *k.shape)
         # conv(pad_c(x)) = conv0(x - c) + c * sum(k): padding by a colour, per channel.
-        return F.conv2d(x - colour, kernel, padding=self.kernel_size // 2, groups=c) + colour * k.sum()
+        return (
+            F.conv2d(x - colour, kernel, padding=self.kernel_size // 2, groups=c) + colour * k.sum()
+        )
 
 
 class TensorFill(FixedFill):
@@ -362,6 +401,8 @@ class TensorFill(FixedFill):
 
     def fill(self, x: Tensor) -> Tensor:
         if self._fill.shape[1:] != x.shape[1:] or self._fill.shape[0] not in (1, x.shape[0]):
-            raise ValueError(f"{self.name}: expected shape {tuple(x.shape)} like the images, "
-                             f"got {tuple(self._fill.shape)}")
+            raise ValueError(
+                f"{self.name}: expected shape {tuple(x.shape)} like the images, "
+                f"got {tuple(self._fill.shape)}"
+            )
         return self._fill.to(device=x.device, dtype=x.dtype).expand_as(x)

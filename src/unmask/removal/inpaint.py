@@ -32,7 +32,11 @@ def _binary(mask: Tensor) -> Tensor:
 
 
 def _full_hole_fill(x: Tensor) -> Tensor:
-    return torch.tensor(_EMPTY_CONTEXT_FILL, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1).expand_as(x)
+    return (
+        torch.tensor(_EMPTY_CONTEXT_FILL, dtype=x.dtype, device=x.device)
+        .reshape(1, -1, 1, 1)
+        .expand_as(x)
+    )
 
 
 class Inpaint(BySpec):
@@ -60,8 +64,15 @@ class Inpaint(BySpec):
 
     differentiable = False
 
-    def __init__(self, method: str = "telea", *, radius: int = 5, patch_size: int = 5, seed: int = 0,
-                 workers: int | None = None) -> None:
+    def __init__(
+        self,
+        method: str = "telea",
+        *,
+        radius: int = 5,
+        patch_size: int = 5,
+        seed: int = 0,
+        workers: int | None = None,
+    ) -> None:
         check_choice(method, "method", ["telea", "ns", "patchmatch", "biharmonic"])
         workers = (os.cpu_count() or 1) if workers is None else workers
         check_positive(workers, "workers", integer=True)
@@ -89,7 +100,11 @@ class Inpaint(BySpec):
             from patchmatch import patch_match
 
             patch_match.set_random_seed(self.seed)
-            channels = [u8] if u8.shape[2] == 3 else [np.repeat(u8[..., i : i + 1], 3, 2) for i in range(u8.shape[2])]
+            channels = (
+                [u8]
+                if u8.shape[2] == 3
+                else [np.repeat(u8[..., i : i + 1], 3, 2) for i in range(u8.shape[2])]
+            )
             outs = [patch_match.inpaint(c, m8, patch_size=self.patch_size) for c in channels]
             out = outs[0] if u8.shape[2] == 3 else np.stack([o[..., 0] for o in outs], axis=-1)
         else:
@@ -129,10 +144,12 @@ class Inpaint(BySpec):
     @property
     def spec(self) -> str:
         """``"telea"``, or ``"telea:radius=3"`` etc. when a setting differs from its default."""
-        parts = [f"{k}={getattr(self, k)}" for k, d in (("radius", 5), ("patch_size", 5), ("seed", 0))
-                 if getattr(self, k) != d]
+        parts = [
+            f"{k}={getattr(self, k)}"
+            for k, d in (("radius", 5), ("patch_size", 5), ("seed", 0))
+            if getattr(self, k) != d
+        ]
         return self.method + (":" + ",".join(parts) if parts else "")
-
 
 
 class TorchScriptInpainter:
@@ -152,8 +169,14 @@ class TorchScriptInpainter:
 
     differentiable = False
 
-    def __init__(self, path: str | os.PathLike, *, device: str | torch.device | None = None,
-                 batch_size: int = 8, pad_to: int = 8) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        device: str | torch.device | None = None,
+        batch_size: int = 8,
+        pad_to: int = 8,
+    ) -> None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"path: TorchScript inpainter not found: {path}")
@@ -196,8 +219,11 @@ class TorchScriptInpainter:
     def spec(self) -> str:
         """``torchscript:path=PATH`` (absolute) plus the settings that differ from the defaults."""
         parts = [f"path={self.path.resolve()}"]
-        parts += [f"{k}={getattr(self, k)}" for k, d in (("batch_size", 8), ("pad_to", 8))
-                  if getattr(self, k) != d]
+        parts += [
+            f"{k}={getattr(self, k)}"
+            for k, d in (("batch_size", 8), ("pad_to", 8))
+            if getattr(self, k) != d
+        ]
         if self.device is not None:
             parts.append(f"device={self.device}")
         return "torchscript:" + ",".join(parts)

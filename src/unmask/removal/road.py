@@ -28,8 +28,14 @@ __all__ = ["NoisyLinearImputation", "NEIGHBOURS", "impute"]
 
 #: (row offset, column offset, weight) of the 8 neighbours.
 NEIGHBOURS = (
-    (-1, 0, 1 / 6), (1, 0, 1 / 6), (0, -1, 1 / 6), (0, 1, 1 / 6),
-    (-1, -1, 1 / 12), (-1, 1, 1 / 12), (1, -1, 1 / 12), (1, 1, 1 / 12),
+    (-1, 0, 1 / 6),
+    (1, 0, 1 / 6),
+    (0, -1, 1 / 6),
+    (0, 1, 1 / 6),
+    (-1, -1, 1 / 12),
+    (-1, 1, 1 / 12),
+    (1, -1, 1 / 12),
+    (1, 1, 1 / 12),
 )
 
 
@@ -102,8 +108,12 @@ class NoisyLinearImputation(BySpec):
     differentiable = False
 
     def __init__(self, noise: float = 0.01, seed: int = 0) -> None:
-        if isinstance(noise, bool) or not isinstance(noise, int | float) or not np.isfinite(noise) \
-                or noise < 0:
+        if (
+            isinstance(noise, bool)
+            or not isinstance(noise, int | float)
+            or not np.isfinite(noise)
+            or noise < 0
+        ):
             raise ValueError(f"noise: expected a finite number >= 0, got {noise!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed: expected an int, got {seed!r}")

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..registry import Registry
 from .base import Removal
-from .fills import BoxBlur, Blur, Constant, Noise, RiseBlur
+from .fills import Blur, BoxBlur, Constant, Noise, RiseBlur
 from .inpaint import Inpaint, TorchScriptInpainter
 from .road import NoisyLinearImputation
 
@@ -22,28 +22,63 @@ __all__ = ["REMOVALS", "make_removal", "removal_names", "parse_spec", "resolve_r
 REMOVALS = Registry("removal")
 
 for _colour in ("gray", "black", "white", "mean", "image_mean"):
-    REMOVALS.add(_colour, Constant, defaults={"value": _colour},
-                 aliases={"gray": ("grey",), "mean": ("imagenet_mean",)}.get(_colour, ()),
-                 summary=f"constant fill: {_colour}" + (" (ImageNet mean colour)" if _colour == "mean" else ""))
-REMOVALS.add("constant", Constant, summary="constant fill: constant:VALUE or constant:[R,G,B] in [0, 1]")
+    REMOVALS.add(
+        _colour,
+        Constant,
+        defaults={"value": _colour},
+        aliases={"gray": ("grey",), "mean": ("imagenet_mean",)}.get(_colour, ()),
+        summary=f"constant fill: {_colour}"
+        + (" (ImageNet mean colour)" if _colour == "mean" else ""),
+    )
+REMOVALS.add(
+    "constant", Constant, summary="constant fill: constant:VALUE or constant:[R,G,B] in [0, 1]"
+)
 REMOVALS.add("blur", Blur, summary="Gaussian blur: blur or blur:SIGMA (default 10, SIGMA > 0)")
-REMOVALS.add("noise", Noise, defaults={"kind": "gaussian"},
-             summary="Gaussian noise N(0.5, 0.25), seeded: noise:seed=N,mean=M,std=S")
-REMOVALS.add("uniform-noise", Noise, defaults={"kind": "uniform"},
-             summary="uniform noise U(0, 1), seeded: uniform-noise:seed=N")
-REMOVALS.add("box-blur", BoxBlur,
-             summary="saliency_maps_metrics' blur: box filter max(H//5, 9), zero padding")
-REMOVALS.add("rise-blur", RiseBlur,
-             summary="RISE's insertion blur: gkern(11, 5), padded with the ImageNet mean colour")
-REMOVALS.add("rise-zeros", Constant, defaults={"value": "mean"},
-             summary="RISE's deletion substrate: zeros of normalised images (the ImageNet mean)")
-for _method, _what in (("telea", "OpenCV Telea"), ("ns", "OpenCV Navier-Stokes"),
-                       ("patchmatch", "PyPatchMatch"), ("biharmonic", "scikit-image biharmonic")):
+REMOVALS.add(
+    "noise",
+    Noise,
+    defaults={"kind": "gaussian"},
+    summary="Gaussian noise N(0.5, 0.25), seeded: noise:seed=N,mean=M,std=S",
+)
+REMOVALS.add(
+    "uniform-noise",
+    Noise,
+    defaults={"kind": "uniform"},
+    summary="uniform noise U(0, 1), seeded: uniform-noise:seed=N",
+)
+REMOVALS.add(
+    "box-blur",
+    BoxBlur,
+    summary="saliency_maps_metrics' blur: box filter max(H//5, 9), zero padding",
+)
+REMOVALS.add(
+    "rise-blur",
+    RiseBlur,
+    summary="RISE's insertion blur: gkern(11, 5), padded with the ImageNet mean colour",
+)
+REMOVALS.add(
+    "rise-zeros",
+    Constant,
+    defaults={"value": "mean"},
+    summary="RISE's deletion substrate: zeros of normalised images (the ImageNet mean)",
+)
+for _method, _what in (
+    ("telea", "OpenCV Telea"),
+    ("ns", "OpenCV Navier-Stokes"),
+    ("patchmatch", "PyPatchMatch"),
+    ("biharmonic", "scikit-image biharmonic"),
+):
     REMOVALS.add(_method, Inpaint, defaults={"method": _method}, summary=f"inpainting: {_what}")
-REMOVALS.add("road", NoisyLinearImputation,
-             summary="ROAD's noisy linear imputation (neighbour mean + N(0, 0.01)): road:noise=S,seed=N")
-REMOVALS.add("torchscript", TorchScriptInpainter,
-             summary="a learned inpainter saved as TorchScript: torchscript:PATH")
+REMOVALS.add(
+    "road",
+    NoisyLinearImputation,
+    summary="ROAD's noisy linear imputation (neighbour mean + N(0, 0.01)): road:noise=S,seed=N",
+)
+REMOVALS.add(
+    "torchscript",
+    TorchScriptInpainter,
+    summary="a learned inpainter saved as TorchScript: torchscript:PATH",
+)
 
 
 def removal_names() -> list[str]:
@@ -103,16 +138,21 @@ def make_removal(spec: str | Removal) -> Removal:
     if not isinstance(spec, str):
         if callable(spec):
             return spec  # type: ignore[return-value]
-        raise TypeError(f"removal: expected a removal strategy or a name, got {type(spec).__name__}")
+        raise TypeError(
+            f"removal: expected a removal strategy or a name, got {type(spec).__name__}"
+        )
     name, args, kwargs = parse_spec(spec)
     if name not in REMOVALS:
-        raise ValueError(f"removal: unknown removal {spec!r}; expected one of: "
-                         f"{', '.join(removal_names())}")
+        raise ValueError(
+            f"removal: unknown removal {spec!r}; expected one of: {', '.join(removal_names())}"
+        )
     entry = REMOVALS.get(name)
     positional = [n for n in entry.parameters() if n not in entry.defaults][: len(args)]
     if len(positional) < len(args):
-        raise ValueError(f"removal: {name!r} takes no positional value, got {spec!r}; "
-                         f"use {name}:KEY=VALUE ({', '.join(entry.parameters())})")
+        raise ValueError(
+            f"removal: {name!r} takes no positional value, got {spec!r}; "
+            f"use {name}:KEY=VALUE ({', '.join(entry.parameters())})"
+        )
     try:
         return entry.build(**dict(zip(positional, args, strict=True)), **kwargs)
     except (TypeError, ValueError, FileNotFoundError) as exc:

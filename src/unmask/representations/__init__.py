@@ -28,18 +28,22 @@ def make_representation(spec: "str | Representation") -> Representation:
     if isinstance(spec, Representation):
         return spec
     if not isinstance(spec, str):
-        raise TypeError(f"representation: expected a Representation or a name, got {type(spec).__name__}")
+        raise TypeError(
+            f"representation: expected a Representation or a name, got {type(spec).__name__}"
+        )
     from ..removal.specs import parse_spec
 
     name, args, kwargs = parse_spec(spec)
     kinds = {"shearlets": Shearlets, "wavelets": Wavelets, "pixels": Pixels}
     if name not in kinds:
-        raise ValueError(f"representation: unknown representation {spec!r}; expected one of: "
-                         f"{', '.join(kinds)}")
+        raise ValueError(
+            f"representation: unknown representation {spec!r}; expected one of: {', '.join(kinds)}"
+        )
     try:
         return kinds[name](*args, **kwargs)
     except TypeError as exc:
         raise ValueError(f"representation: {spec!r}: {exc}") from None
+
 
 __all__ += [
     "Coefficients",

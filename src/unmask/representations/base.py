@@ -74,7 +74,9 @@ def band_statistics(coeffs: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]]:
     for c in coeffs:
         flat = c.flatten(-2)
         mean = flat.mean(-1)[..., None, None]
-        std = (flat.std(-1) if flat.shape[-1] > 1 else torch.zeros_like(flat[..., 0]))[..., None, None]
+        std = (flat.std(-1) if flat.shape[-1] > 1 else torch.zeros_like(flat[..., 0]))[
+            ..., None, None
+        ]
         out.append((mean, std))
     return out
 
@@ -96,8 +98,12 @@ def coefficient_count(coeffs: Sequence[Tensor]) -> int:
     return sum(c[0, 0].numel() for c in coeffs)
 
 
-def modulated_inverse(rep: Representation, modulation: Sequence[Tensor], signals: Sequence[Tensor],
-                      size: tuple[int, int]) -> Tensor:
+def modulated_inverse(
+    rep: Representation,
+    modulation: Sequence[Tensor],
+    signals: Sequence[Tensor],
+    size: tuple[int, int],
+) -> Tensor:
     """Images ``T⁻¹(u ⊙ z_s)`` of one modulation applied to several signals, (B, S, Cn, H, W).
 
     The mask optimiser's syntheses: the masked image (``u = m``, signals = the colour channels'

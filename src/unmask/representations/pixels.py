@@ -40,7 +40,9 @@ class Pixels:
             raise ValueError(f"coeffs: expected [(B, C, 1, H, W)], got {shapes}")
         x = coeffs[0].squeeze(2)
         if size is not None and tuple(x.shape[-2:]) != tuple(size):
-            raise ValueError(f"size: expected {tuple(x.shape[-2:])} for these coefficients, got {size}")
+            raise ValueError(
+                f"size: expected {tuple(x.shape[-2:])} for these coefficients, got {size}"
+            )
         return x
 
     spec = "pixels"

@@ -137,14 +137,22 @@ class Shearlets:
     def inverse(self, coeffs: Sequence[Tensor], size: tuple[int, int] | None = None) -> Tensor:
         """Images (B, C, H, W) from [(B, C, K, H, W)] (canonical dual frame)."""
         if len(coeffs) != 1:
-            raise ValueError(f"coeffs: expected one band group [(B, C, K, H, W)], got {len(coeffs)}")
+            raise ValueError(
+                f"coeffs: expected one band group [(B, C, K, H, W)], got {len(coeffs)}"
+            )
         c = coeffs[0]
         if size is not None and tuple(c.shape[-2:]) != tuple(size):
-            raise ValueError(f"size: expected {tuple(c.shape[-2:])} for these coefficients, got {size}")
+            raise ValueError(
+                f"size: expected {tuple(c.shape[-2:])} for these coefficients, got {size}"
+            )
         return _Synthesis.apply(c, self.system(*c.shape[-2:]))
 
-    def modulated_inverse(self, modulation: Sequence[Tensor], signals: Sequence[Tensor],
-                          size: tuple[int, int] | None = None) -> Tensor:
+    def modulated_inverse(
+        self,
+        modulation: Sequence[Tensor],
+        signals: Sequence[Tensor],
+        size: tuple[int, int] | None = None,
+    ) -> Tensor:
         """``T⁻¹(u ⊙ z_s)`` per signal: [(B, Cn, K, H, W)], [(B, S, Cn, K, H, W)] -> (B, S, Cn, H, W).
 
         Equal to ``inverse([(u.unsqueeze(1) * z).flatten(0, 1)])`` reshaped, without the
@@ -152,14 +160,20 @@ class Shearlets:
         (the signals are constants).
         """
         if len(modulation) != 1 or len(signals) != 1:
-            raise ValueError(f"modulation, signals: expected one band group each, got "
-                             f"{len(modulation)}, {len(signals)}")
+            raise ValueError(
+                f"modulation, signals: expected one band group each, got "
+                f"{len(modulation)}, {len(signals)}"
+            )
         u, z = modulation[0], signals[0]
         if z.ndim != 6 or u.ndim != 5 or z.shape[0] != u.shape[0] or z.shape[2:] != u.shape[1:]:
-            raise ValueError(f"signals: expected (B, S, *modulation.shape[1:]) for modulation "
-                             f"{tuple(u.shape)}, got {tuple(z.shape)}")
+            raise ValueError(
+                f"signals: expected (B, S, *modulation.shape[1:]) for modulation "
+                f"{tuple(u.shape)}, got {tuple(z.shape)}"
+            )
         if size is not None and tuple(u.shape[-2:]) != tuple(size):
-            raise ValueError(f"size: expected {tuple(u.shape[-2:])} for these coefficients, got {size}")
+            raise ValueError(
+                f"size: expected {tuple(u.shape[-2:])} for these coefficients, got {size}"
+            )
         return _ModulatedSynthesis.apply(u, z.detach().to(u.dtype), self.system(*u.shape[-2:]))
 
     @property
@@ -167,7 +181,9 @@ class Shearlets:
         """``"shearlets"``, or ``"shearlets:scales=3,directions=[8,8,16]"`` off the defaults."""
         if self.scales == 4 and self.directions == (8, 8, 16, 16):
             return "shearlets"
-        dirs = "null" if self.directions is None else "[" + ",".join(map(str, self.directions)) + "]"
+        dirs = (
+            "null" if self.directions is None else "[" + ",".join(map(str, self.directions)) + "]"
+        )
         return f"shearlets:scales={self.scales},directions={dirs}"
 
     def __repr__(self) -> str:

@@ -310,7 +310,9 @@ class ShearletSystem:
             self._full[key] = psi.to(device=device, dtype=dtype).contiguous()
         return self._full[key]
 
-    def sparse_filters(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    def sparse_filters(
+        self, device: torch.device, dtype: torch.dtype
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """The analysis filters as a sparse (K, H, W) bank: ``(positions, frequencies, values)``.
 
         ``positions`` index the flattened bank (K · H · W), ``frequencies`` the flattened plane
@@ -339,9 +341,19 @@ class ShearletSystem:
             positions = dual.flatten().nonzero().squeeze(1)
             indices = torch.stack([positions % plane, positions])
             with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support is in beta")
-                matrix = torch.sparse_coo_tensor(indices, dual.flatten()[positions], (plane, dual.numel()),
-                                                 check_invariants=False).coalesce().to_sparse_csr()
+                warnings.filterwarnings(
+                    "ignore", message=".*[Ss]parse CSR tensor support is in beta"
+                )
+                matrix = (
+                    torch.sparse_coo_tensor(
+                        indices,
+                        dual.flatten()[positions],
+                        (plane, dual.numel()),
+                        check_invariants=False,
+                    )
+                    .coalesce()
+                    .to_sparse_csr()
+                )
             self._sparse[key] = matrix
         return self._sparse[key]  # type: ignore[return-value]
 

@@ -67,7 +67,9 @@ class Wavelets:
         import pywt
 
         if wavelet not in pywt.wavelist(kind="discrete"):
-            raise ValueError(f"wavelet: expected a discrete PyWavelets wavelet (e.g. 'db3'), got {wavelet!r}")
+            raise ValueError(
+                f"wavelet: expected a discrete PyWavelets wavelet (e.g. 'db3'), got {wavelet!r}"
+            )
         check_positive(levels, "levels", integer=True)
         modes = ("zero", "constant", "reflect", "periodic", "symmetric")
         if mode not in modes:
@@ -90,14 +92,18 @@ class Wavelets:
 
         if len(coeffs) != self.levels + 1 or any(c.ndim != 5 for c in coeffs):
             shapes = [tuple(c.shape) for c in coeffs]
-            raise ValueError(f"coeffs: expected {self.levels + 1} groups of shape (B, C, K, h, w), got {shapes}")
+            raise ValueError(
+                f"coeffs: expected {self.levels + 1} groups of shape (B, C, K, h, w), got {shapes}"
+            )
         low = coeffs[0].squeeze(2)
         details = [WaveletDetailTuple2d(*c.unbind(2)) for c in coeffs[1:]]
         with _onednn(size):
             x = ptwt.waverec2((low, *details), self.wavelet)
         h, w = size
         if x.shape[-2] < h or x.shape[-1] < w:
-            raise ValueError(f"size: {tuple(size)} is larger than the reconstruction {tuple(x.shape[-2:])}")
+            raise ValueError(
+                f"size: {tuple(size)} is larger than the reconstruction {tuple(x.shape[-2:])}"
+            )
         return x[..., :h, :w]
 
     @property

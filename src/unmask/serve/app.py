@@ -37,8 +37,14 @@ from .jobs import JobQueue, QueueFull
 from .results import FORMATS, ResultStore, StoredResult, encode_map, map_info
 from .uploads import ImageStore, UploadError, read_upload
 
-__all__ = ["create_app", "is_loopback", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS",
-           "METRIC_KINDS_SERVED", "FAMILIES"]
+__all__ = [
+    "create_app",
+    "is_loopback",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_PIXELS",
+    "METRIC_KINDS_SERVED",
+    "FAMILIES",
+]
 
 #: Upload limits: bytes of one file and pixels (width x height) of one decoded image.
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
@@ -48,10 +54,20 @@ DEFAULT_MAX_PIXELS = 40_000_000
 METRIC_KINDS_SERVED = ("faithfulness", "map")
 
 #: A method's family (for the page's grouped list), by the module that implements it.
-FAMILIES = {"cam": "CAM", "scorecam": "CAM", "mwp": "backprop", "gradient": "gradient",
-            "occlusion": "perturbation", "rise": "perturbation", "lime": "perturbation",
-            "mp": "mask optimisation", "mp2": "mask optimisation", "extremal": "mask optimisation",
-            "fido": "mask optimisation", "shearletx": "representation"}
+FAMILIES = {
+    "cam": "CAM",
+    "scorecam": "CAM",
+    "mwp": "backprop",
+    "gradient": "gradient",
+    "occlusion": "perturbation",
+    "rise": "perturbation",
+    "lime": "perturbation",
+    "mp": "mask optimisation",
+    "mp2": "mask optimisation",
+    "extremal": "mask optimisation",
+    "fido": "mask optimisation",
+    "shearletx": "representation",
+}
 
 #: Removals the page offers (a TorchScript inpainter needs a file path: never from a client).
 _HIDDEN_REMOVALS = ("torchscript",)
@@ -91,8 +107,10 @@ def _models():  # the pydantic models, built on first use (fastapi is an optiona
         image_id: str = Field(description="from POST /api/images")
         model: str | None = Field(None, description="a served model (default: the first)")
         top: int | None = Field(None, description="explain the top K classes (a count)")
-        top_p: float | None = Field(None, description="or the fewest top classes whose "
-                                    "probabilities sum to top_p (default 0.95)")
+        top_p: float | None = Field(
+            None,
+            description="or the fewest top classes whose probabilities sum to top_p (default 0.95)",
+        )
         max_top: int | None = Field(None, description="the most classes top_p chooses (5)")
         tree: str | None = Field(None, description="label tree (see /api/info trees)")
         cut_level: int = Field(0, description="tree level cut into clusters; 0 = the lowest")
@@ -104,16 +122,21 @@ def _models():  # the pydantic models, built on first use (fastapi is an optiona
     class ExplainJob(Common):
         kind: Literal["explain"]
         method: str = Field(description="a registered method (see /api/info methods)")
-        params: dict[str, Any] = Field(default_factory=dict,
-                                       description="the method's hyperparameters")
+        params: dict[str, Any] = Field(
+            default_factory=dict, description="the method's hyperparameters"
+        )
         target: int | list[int] | None = Field(
-            None, description="a class, a set of classes (scored as a whole), or None: top-1")
+            None, description="a class, a set of classes (scored as a whole), or None: top-1"
+        )
         seed: int = 0
 
     class CwoxJob(Common):
         kind: Literal["cwox"]
-        method: str = Field("gradcam", description="the base explainer (CWOX's presets for "
-                            "gradcam, mwp, rise, lime; params override them)")
+        method: str = Field(
+            "gradcam",
+            description="the base explainer (CWOX's presets for "
+            "gradcam, mwp, rise, lime; params override them)",
+        )
         params: dict[str, Any] = Field(default_factory=dict)
         clusters: list[list[int]] = Field(description="the clusters of the chosen classes")
         delta: float | None = Field(None, description="support percentile in [0, 100]")
@@ -126,14 +149,18 @@ def _models():  # the pydantic models, built on first use (fastapi is an optiona
         map: str | None = Field(None, description="which map of the result (default the first)")
         metrics: list[str | dict[str, Any]] = Field(
             default_factory=lambda: ["deletion", "insertion"],
-            description="metric names, or {name, params}")
+            description="metric names, or {name, params}",
+        )
         removal: str | None = Field(None, description="the substrate of curve metrics")
 
     class RemovalJob(Common):
         kind: Literal["removal"]
         removal: str = Field(description="a removal spec such as 'blur' or 'telea'")
-        result: str | None = Field(None, description="remove the top `fraction` of this "
-                                   "result's map (default: a centred square)")
+        result: str | None = Field(
+            None,
+            description="remove the top `fraction` of this "
+            "result's map (default: a centred square)",
+        )
         map: str | None = None
         fraction: float = Field(0.25, gt=0, le=1)
 
@@ -145,9 +172,19 @@ def _models():  # the pydantic models, built on first use (fastapi is an optiona
 class _Served:
     """What the routes share: models, images, jobs, results, trees."""
 
-    def __init__(self, models: dict[str, Classifier], *, max_bytes: int, max_pixels: int,
-                 workers: int, max_pending: int, cache_size: int, max_images: int,
-                 image_size: int | None, trees: dict[str, LabelTree]) -> None:
+    def __init__(
+        self,
+        models: dict[str, Classifier],
+        *,
+        max_bytes: int,
+        max_pixels: int,
+        workers: int,
+        max_pending: int,
+        cache_size: int,
+        max_images: int,
+        image_size: int | None,
+        trees: dict[str, LabelTree],
+    ) -> None:
         self.models = models
         self.max_bytes, self.max_pixels, self.max_pending = max_bytes, max_pixels, max_pending
         self.image_size = image_size
@@ -159,8 +196,10 @@ class _Served:
         from ..contrastive import stage_layers
 
         #: per model, CWOX's (cluster, class) stage layers of its layer bases
-        self.cwox_layers = {name: {b: list(stage_layers(m, b)) for b in ("gradcam", "mwp")}
-                            for name, m in models.items()}
+        self.cwox_layers = {
+            name: {b: list(stage_layers(m, b)) for b in ("gradcam", "mwp")}
+            for name, m in models.items()
+        }
         self._predict = {name: (copy.deepcopy(m), threading.Lock()) for name, m in models.items()}
         self._trees: dict[tuple[str, str], LabelTree] = {}
         self._probs: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
@@ -225,8 +264,9 @@ class _Served:
         if name is None:
             name = allowed[0]
         if name not in allowed:
-            raise ValueError(f"tree: expected one of {', '.join(allowed)} for model "
-                             f"{model_name!r}, got {name!r}")
+            raise ValueError(
+                f"tree: expected one of {', '.join(allowed)} for model {model_name!r}, got {name!r}"
+            )
         key = (name, model_name if name == "data-free" else "")
         with self._lock:
             tree = self._trees.get(key)
@@ -256,8 +296,9 @@ class _Served:
         try:
             return self.results.get(key)
         except KeyError:
-            raise LookupError(f"result: no result {ref!r} (run it again; old results are "
-                              "dropped)") from None
+            raise LookupError(
+                f"result: no result {ref!r} (run it again; old results are dropped)"
+            ) from None
 
 
 # ---------------------------------------------------------------------- computations
@@ -276,8 +317,9 @@ def _check_target(target: Any, model: Classifier, name: str = "target") -> Any:
         raise ValueError(f"{name}: expected a class or a non-empty list of classes, got []")
     for c in classes:
         if not 0 <= int(c) < model.num_classes:
-            raise ValueError(f"{name}: class {c} is outside [0, {model.num_classes}) for this "
-                             "model")
+            raise ValueError(
+                f"{name}: class {c} is outside [0, {model.num_classes}) for this model"
+            )
     if isinstance(target, list):
         if len(set(target)) != len(target):
             raise ValueError(f"{name}: a class appears twice in {target}")
@@ -285,8 +327,9 @@ def _check_target(target: Any, model: Classifier, name: str = "target") -> Any:
     return int(target)
 
 
-def _method_params(name: str, params: dict[str, Any], size: int, model: Classifier
-                   ) -> tuple[str, dict[str, Any]]:
+def _method_params(
+    name: str, params: dict[str, Any], size: int, model: Classifier
+) -> tuple[str, dict[str, Any]]:
     spec = validate.method_spec(name, params, size=size, model=model)
     spec = dict(spec)
     method = METHODS.get(spec.pop("method", name)).name
@@ -299,8 +342,9 @@ def _with_progress(method: str, params: dict[str, Any], progress: Callable | Non
     return dict(params)
 
 
-def _cwox_stage_params(model: Classifier, method: str, user: dict[str, Any]
-                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+def _cwox_stage_params(
+    model: Classifier, method: str, user: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The (cluster, class) stage hyperparameters: CWOX's preset, then the user's."""
     from ..contrastive import stage_layers
 
@@ -327,11 +371,18 @@ def _stage_progress(progress: Callable[[int, int], None], stage: int, stages: in
 
 
 # ---------------------------------------------------------------------- the app
-def create_app(models: dict[str, Classifier] | Sequence[str] | None = None, *,
-               max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
-               workers: int = 1, max_pending: int = 8, cache_size: int = 32,
-               max_images: int = 64, image_size: int | None = None,
-               trees: dict[str, Any] | None = None) -> Any:
+def create_app(
+    models: dict[str, Classifier] | Sequence[str] | None = None,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int = 1,
+    max_pending: int = 8,
+    cache_size: int = 32,
+    max_images: int = 64,
+    image_size: int | None = None,
+    trees: dict[str, Any] | None = None,
+) -> Any:
     """The explorer as a FastAPI application (run it with uvicorn, or ``unmask serve``).
 
     Args:
@@ -366,12 +417,18 @@ def create_app(models: dict[str, Classifier] | Sequence[str] | None = None, *,
         from fastapi.responses import FileResponse, JSONResponse, Response
         from fastapi.staticfiles import StaticFiles
     except ImportError as exc:  # pragma: no cover - the extra is missing
-        raise ImportError("unmask serve needs the 'serve' extra: pip install 'unmask[serve]' "
-                          f"({exc})") from None
+        raise ImportError(
+            f"unmask serve needs the 'serve' extra: pip install 'unmask[serve]' ({exc})"
+        ) from None
 
-    for value, label in ((max_bytes, "max_bytes"), (max_pixels, "max_pixels"),
-                         (workers, "workers"), (max_pending, "max_pending"),
-                         (cache_size, "cache_size"), (max_images, "max_images")):
+    for value, label in (
+        (max_bytes, "max_bytes"),
+        (max_pixels, "max_pixels"),
+        (workers, "workers"),
+        (max_pending, "max_pending"),
+        (cache_size, "cache_size"),
+        (max_images, "max_images"),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label}: expected a positive int, got {value!r}")
     served_models = _load_models(models)
@@ -380,9 +437,17 @@ def create_app(models: dict[str, Classifier] | Sequence[str] | None = None, *,
         extra_trees[str(name)] = tree if isinstance(tree, LabelTree) else load_tree(tree)
     ExampleRequest, PredictRequest, JobRequest = _models()
 
-    state = _Served(served_models, max_bytes=max_bytes, max_pixels=max_pixels, workers=workers,
-                    max_pending=max_pending, cache_size=cache_size, max_images=max_images,
-                    image_size=image_size, trees=extra_trees)
+    state = _Served(
+        served_models,
+        max_bytes=max_bytes,
+        max_pixels=max_pixels,
+        workers=workers,
+        max_pending=max_pending,
+        cache_size=cache_size,
+        max_images=max_images,
+        image_size=image_size,
+        trees=extra_trees,
+    )
 
     from contextlib import asynccontextmanager
 
@@ -391,9 +456,13 @@ def create_app(models: dict[str, Classifier] | Sequence[str] | None = None, *,
         yield
         state.close()
 
-    app = FastAPI(title="unmask explorer", version=_version(), lifespan=lifespan,
-                  description="Explain an image classifier's whole output: top classes, label "
-                  "confusion clusters, CWOX and every registered method and metric.")
+    app = FastAPI(
+        title="unmask explorer",
+        version=_version(),
+        lifespan=lifespan,
+        description="Explain an image classifier's whole output: top classes, label "
+        "confusion clusters, CWOX and every registered method and metric.",
+    )
     app.state.served = state
 
     # -- errors: one line naming the field ----------------------------------------------
@@ -401,11 +470,25 @@ def create_app(models: dict[str, Classifier] | Sequence[str] | None = None, *,
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         err = (exc.errors() or [{}])[0]
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
-        loc = [p for p in loc if p not in ("ExplainJob", "CwoxJob", "MetricsJob", "RemovalJob",
-                                           "explain", "cwox", "metrics", "removal")]
+        loc = [
+            p
+            for p in loc
+            if p
+            not in (
+                "ExplainJob",
+                "CwoxJob",
+                "MetricsJob",
+                "RemovalJob",
+                "explain",
+                "cwox",
+                "metrics",
+                "removal",
+            )
+        ]
         field = ".".join(loc) or "body"
-        return JSONResponse({"detail": f"{field}: {err.get('msg', 'invalid request')}"},
-                            status_code=422)
+        return JSONResponse(
+            {"detail": f"{field}: {err.get('msg', 'invalid request')}"}, status_code=422
+        )
 
     def fail(exc: Exception) -> HTTPException:
         if isinstance(exc, UploadError):
@@ -432,18 +515,22 @@ def create_app(models: dict[str, Classifier] | Sequence[str] | None = None, *,
     async def _headers(request: Request, call_next: Callable) -> Any:
         response = await call_next(request)
         response.headers.setdefault(
-            "Content-Security-Policy", "default-src 'self'; img-src 'self' blob: data:; "
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' blob: data:; "
             "style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; "
-            "frame-ancestors 'none'")
+            "frame-ancestors 'none'",
+        )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
     # -- info ------------------------------------------------------------------------
     @app.get("/api", summary="The routes of the API")
     def api_index() -> dict:
-        routes = [{"path": r.path, "methods": sorted(r.methods - {"HEAD"}), "summary": r.summary}
-                  for r in app.routes if getattr(r, "path", "").startswith("/api")
-                  and getattr(r, "methods", None)]
+        routes = [
+            {"path": r.path, "methods": sorted(r.methods - {"HEAD"}), "summary": r.summary}
+            for r in app.routes
+            if getattr(r, "path", "").startswith("/api") and getattr(r, "methods", None)
+        ]
         return {"routes": routes, "openapi": "/openapi.json"}
 
     @app.get("/api/info", summary="Models, methods, metrics, removals, examples, trees, limits")
@@ -456,17 +543,22 @@ def create_app(models: dict[str, Classifier] | Sequence[str] | None = None, *,
         return {"image_id": image_id, "width": int(image.shape[1]), "height": int(image.shape[0])}
 
     @app.post("/api/images", summary="Upload an image (multipart field `file`)")
-    async def upload(file: UploadFile = File(  # noqa: B008 (FastAPI's way)
-            ..., description="PNG, JPEG, WebP, BMP or GIF")) -> dict:
+    async def upload(
+        file: UploadFile = File(  # noqa: B008 (FastAPI's way)
+            ..., description="PNG, JPEG, WebP, BMP or GIF"
+        ),
+    ) -> dict:
         data = await file.read(max_bytes + 1)
-        return guarded(lambda: stored(read_upload(data, max_bytes=max_bytes,
-                                                  max_pixels=max_pixels)))
+        return guarded(
+            lambda: stored(read_upload(data, max_bytes=max_bytes, max_pixels=max_pixels))
+        )
 
     @app.post("/api/images/example", summary="Use a bundled example image")
     def example(body: ExampleRequest) -> dict:  # type: ignore[valid-type]
         if body.name not in EXAMPLES:
-            raise HTTPException(400, f"name: expected one of {', '.join(EXAMPLES)}, "
-                                f"got {body.name!r}")
+            raise HTTPException(
+                400, f"name: expected one of {', '.join(EXAMPLES)}, got {body.name!r}"
+            )
         return stored(np.ascontiguousarray(example_image(body.name))[..., :3])
 
     @app.get("/api/images/{image_id}.png", summary="The image as the model sees it (PNG)")
@@ -485,8 +577,9 @@ def create_app(models: dict[str, Classifier] | Sequence[str] | None = None, *,
         return guarded(lambda: _predict(state, body))
 
     # -- jobs ----------------------------------------------------------------------------
-    @app.post("/api/jobs", status_code=202, summary="Start an explain, cwox, metrics or "
-              "removal job")
+    @app.post(
+        "/api/jobs", status_code=202, summary="Start an explain, cwox, metrics or removal job"
+    )
     def submit(body: JobRequest) -> dict:  # type: ignore[valid-type]
         def run() -> dict:
             kind, key, fn = _plan(state, body)
@@ -524,11 +617,15 @@ def create_app(models: dict[str, Classifier] | Sequence[str] | None = None, *,
         def run() -> Response:
             result = state.source(key)
             if name not in result.maps:
-                raise LookupError(f"map: no map {name!r} in result {key}; it has "
-                                  f"{', '.join(result.maps)}")
+                raise LookupError(
+                    f"map: no map {name!r} in result {key}; it has {', '.join(result.maps)}"
+                )
             data, media = encode_map(result.maps[name], fmt)
-            headers = {"Content-Disposition": f'attachment; filename="{name}.{fmt}"'} \
-                if fmt != "png" else {}
+            headers = (
+                {"Content-Disposition": f'attachment; filename="{name}.{fmt}"'}
+                if fmt != "png"
+                else {}
+            )
             return Response(data, media_type=media, headers=headers)
 
         return guarded(run)
@@ -563,9 +660,11 @@ class _BodyLimit:
         from fastapi.responses import JSONResponse
 
         cap = self.cap(scope["path"])
-        detail = (f"file: the request is larger than the limit of {self.max_bytes:,} bytes"
-                  if scope["path"] == "/api/images" else
-                  f"body: the request is larger than the limit of {cap:,} bytes")
+        detail = (
+            f"file: the request is larger than the limit of {self.max_bytes:,} bytes"
+            if scope["path"] == "/api/images"
+            else f"body: the request is larger than the limit of {cap:,} bytes"
+        )
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > cap):
             await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
@@ -599,13 +698,15 @@ def _load_models(models: Any) -> dict[str, Classifier]:
         out = {}
         for name, m in models.items():
             if not isinstance(m, Classifier):
-                raise TypeError(f"models[{name!r}]: expected an unmask.Classifier, got "
-                                f"{type(m).__name__}")
+                raise TypeError(
+                    f"models[{name!r}]: expected an unmask.Classifier, got {type(m).__name__}"
+                )
             out[str(name)] = m.eval()
         return out
     if isinstance(models, str) or not isinstance(models, Sequence) or not models:
-        raise TypeError("models: expected a dict name -> Classifier or a list of model names, "
-                        f"got {models!r}")
+        raise TypeError(
+            f"models: expected a dict name -> Classifier or a list of model names, got {models!r}"
+        )
     known = list_models()
     for name in models:
         if name not in known and not str(name).startswith("tv:"):
@@ -615,53 +716,100 @@ def _load_models(models: Any) -> dict[str, Classifier]:
 
 def _info(state: _Served) -> dict[str, Any]:
     descriptions = list_models()
-    models = [{"name": n, "description": descriptions.get(n, getattr(m, "name", n)),
-               "num_classes": m.num_classes, "input_size": state.size(m),
-               "trees": state.tree_names(m), "cwox_layers": state.cwox_layers[n]}
-              for n, m in state.models.items()]
+    models = [
+        {
+            "name": n,
+            "description": descriptions.get(n, getattr(m, "name", n)),
+            "num_classes": m.num_classes,
+            "input_size": state.size(m),
+            "trees": state.tree_names(m),
+            "cwox_layers": state.cwox_layers[n],
+        }
+        for n, m in state.models.items()
+    ]
     methods = []
     for entry in METHODS:
         module = entry.factory.__module__.rsplit(".", 1)[-1]
         base = CWOX_BASES.get(entry.name)
-        methods.append({"name": entry.name, "family": FAMILIES.get(module, "other"),
-                        "summary": entry.summary, "aliases": METHODS.aliases_of(entry.name),
-                        "form": validate.method_form(entry.name),
-                        "cwox_delta": base.delta if base else DEFAULT_DELTA,
-                        "cwox_preset": None if base is None else {
-                            "cluster": to_json(base.cluster), "classes": to_json(base.classes),
-                            "layers": base.layers, "negative": base.negative}})
-    metrics = [{"name": e.name, "kind": e.kind, "summary": e.summary,
-                "higher_is_better": getattr(e.factory, "higher_is_better", None),
-                "served": e.kind in METRIC_KINDS_SERVED} for e in METRICS]
-    removals = [{"name": n, "summary": REMOVALS.get(n).summary} for n in REMOVALS.names()
-                if n not in _HIDDEN_REMOVALS]
+        methods.append(
+            {
+                "name": entry.name,
+                "family": FAMILIES.get(module, "other"),
+                "summary": entry.summary,
+                "aliases": METHODS.aliases_of(entry.name),
+                "form": validate.method_form(entry.name),
+                "cwox_delta": base.delta if base else DEFAULT_DELTA,
+                "cwox_preset": None
+                if base is None
+                else {
+                    "cluster": to_json(base.cluster),
+                    "classes": to_json(base.classes),
+                    "layers": base.layers,
+                    "negative": base.negative,
+                },
+            }
+        )
+    metrics = [
+        {
+            "name": e.name,
+            "kind": e.kind,
+            "summary": e.summary,
+            "higher_is_better": getattr(e.factory, "higher_is_better", None),
+            "served": e.kind in METRIC_KINDS_SERVED,
+        }
+        for e in METRICS
+    ]
+    removals = [
+        {"name": n, "summary": REMOVALS.get(n).summary}
+        for n in REMOVALS.names()
+        if n not in _HIDDEN_REMOVALS
+    ]
     trees = sorted({t for m in models for t in m["trees"]})
-    return {"models": models, "methods": methods, "metrics": metrics, "removals": removals,
-            "examples": list(EXAMPLES), "trees": trees,
-            "limits": {"max_bytes": state.max_bytes, "max_pixels": state.max_pixels,
-                       "max_pending": state.max_pending}}
+    return {
+        "models": models,
+        "methods": methods,
+        "metrics": metrics,
+        "removals": removals,
+        "examples": list(EXAMPLES),
+        "trees": trees,
+        "limits": {
+            "max_bytes": state.max_bytes,
+            "max_pixels": state.max_pixels,
+            "max_pending": state.max_pending,
+        },
+    }
 
 
 def _predict(state: _Served, body: Any) -> dict[str, Any]:
     name, model = state.model(body.model)
     probs = state.probabilities(body.image_id, name)
     top, top_p, max_top = validate.top_k(body.top, body.top_p, body.max_top)
-    chosen = [int(c) for c in top_classes(probs[None], top=top, top_p=top_p,
-                                          max_top=max_top)[0]]
+    chosen = [int(c) for c in top_classes(probs[None], top=top, top_p=top_p, max_top=max_top)[0]]
     tree_name, tree = state.tree(body.tree, name)
     if isinstance(body.cut_level, bool) or not 0 <= body.cut_level < tree.depth:
-        raise ValueError(f"cut_level: expected an int in [0, {tree.depth - 1}] for tree "
-                         f"{tree_name!r}, got {body.cut_level!r}")
+        raise ValueError(
+            f"cut_level: expected an int in [0, {tree.depth - 1}] for tree "
+            f"{tree_name!r}, got {body.cut_level!r}"
+        )
     shown = min(model.num_classes, max(len(chosen), 20))
     order = probs.argsort(descending=True)[:shown].tolist()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # classes outside the tree are roots of their own
         sub = tree.subtree(chosen)
-    return {"model": name, "image_id": body.image_id,
-            "classes": [{"class": int(c), "name": model.class_names[c],
-                         "probability": float(probs[c])} for c in order],
-            "chosen": chosen, "tree_name": tree_name, "cut_level": body.cut_level,
-            "depth": tree.depth, "tree": sub, "clusters": tree.clusters(chosen, body.cut_level)}
+    return {
+        "model": name,
+        "image_id": body.image_id,
+        "classes": [
+            {"class": int(c), "name": model.class_names[c], "probability": float(probs[c])}
+            for c in order
+        ],
+        "chosen": chosen,
+        "tree_name": tree_name,
+        "cut_level": body.cut_level,
+        "depth": tree.depth,
+        "tree": sub,
+        "clusters": tree.clusters(chosen, body.cut_level),
+    }
 
 
 def _job_json(job: Any) -> dict[str, Any]:
@@ -686,8 +834,9 @@ def _plan(state: _Served, body: Any) -> tuple[str, str, Callable]:
     return kind, *_plan_removal(state, body, name, model, x, digest)
 
 
-def _plan_explain(state: _Served, body: Any, name: str, model: Classifier, x: torch.Tensor,
-                  digest: str) -> tuple[str, Callable]:
+def _plan_explain(
+    state: _Served, body: Any, name: str, model: Classifier, x: torch.Tensor, digest: str
+) -> tuple[str, Callable]:
     method, params = _method_params(body.method, body.params, x.shape[-1], model)
     if body.target is None:
         target: Any = int(state.probabilities(body.image_id, name).argmax())
@@ -699,18 +848,26 @@ def _plan_explain(state: _Served, body: Any, name: str, model: Classifier, x: to
     def run(progress: Callable[[int, int], None]) -> dict[str, Any]:
         progress(0, 1)
         with state.lock(name):
-            explainer = make_explainer(model, method, seed=body.seed,
-                                       **_with_progress(method, params, progress))
+            explainer = make_explainer(
+                model, method, seed=body.seed, **_with_progress(method, params, progress)
+            )
             e = explainer.explain(x, [_target_arg(target)])
         saliency = e.saliency[0, 0].detach().float().cpu().numpy()
         probs = state.probabilities(body.image_id, name)
         classes = target if isinstance(target, list) else [target]
         info = map_info(key, "saliency", saliency, target=target)
-        data = {"kind": "explain", "key": key, "model": name, "image_id": body.image_id,
-                "image_digest": digest,
-                "spec": to_json(e.spec), "target": target_json(e.target[0]),
-                "target_names": _names(model, classes),
-                "probability": float(probs[classes].sum()), "maps": [info]}
+        data = {
+            "kind": "explain",
+            "key": key,
+            "model": name,
+            "image_id": body.image_id,
+            "image_digest": digest,
+            "spec": to_json(e.spec),
+            "target": target_json(e.target[0]),
+            "target_names": _names(model, classes),
+            "probability": float(probs[classes].sum()),
+            "maps": [info],
+        }
         state.results.put(StoredResult(key, data, {"saliency": saliency}, {"saliency": target}))
         progress(1, 1)
         return data
@@ -718,8 +875,9 @@ def _plan_explain(state: _Served, body: Any, name: str, model: Classifier, x: to
     return key, run
 
 
-def _plan_cwox(state: _Served, body: Any, name: str, model: Classifier, x: torch.Tensor,
-               digest: str) -> tuple[str, Callable]:
+def _plan_cwox(
+    state: _Served, body: Any, name: str, model: Classifier, x: torch.Tensor, digest: str
+) -> tuple[str, Callable]:
     method, params = _method_params(body.method, body.params, x.shape[-1], model)
     clusters = [[int(c) for c in cl] for cl in body.clusters]
     if not clusters or any(not cl for cl in clusters):
@@ -735,11 +893,19 @@ def _plan_cwox(state: _Served, body: Any, name: str, model: Classifier, x: torch
     cluster_params, class_params = _cwox_stage_params(model, method, params)
     for p in (cluster_params, class_params):
         validate.method_spec(method, p, size=x.shape[-1], model=model)
-    specs = [spec_of(make_explainer(model, method, seed=body.seed, **p))
-             for p in (cluster_params, class_params)]
-    spec = {"method": "cwox-2s", "cluster_explainer": specs[0], "class_explainer": specs[1],
-            "delta": float(delta), "negative": negative, "rescale": rescale,
-            "clusters": clusters}
+    specs = [
+        spec_of(make_explainer(model, method, seed=body.seed, **p))
+        for p in (cluster_params, class_params)
+    ]
+    spec = {
+        "method": "cwox-2s",
+        "cluster_explainer": specs[0],
+        "class_explainer": specs[1],
+        "delta": float(delta),
+        "negative": negative,
+        "rescale": rescale,
+        "clusters": clusters,
+    }
     key = result_key(spec, name, digest, flat)
     same = specs[0] == specs[1]
     stages = 1 if same or all(len(cl) == 1 for cl in clusters) else 2
@@ -747,13 +913,33 @@ def _plan_cwox(state: _Served, body: Any, name: str, model: Classifier, x: torch
     def run(progress: Callable[[int, int], None]) -> dict[str, Any]:
         progress(0, stages * _CUT)
         with state.lock(name):
-            cluster_exp = make_explainer(model, method, seed=body.seed, **_with_progress(
-                method, cluster_params, _stage_progress(progress, 0, stages)))
-            class_exp = cluster_exp if same else make_explainer(
-                model, method, seed=body.seed, **_with_progress(
-                    method, class_params, _stage_progress(progress, stages - 1, stages)))
-            e = CWOX(model, cluster_exp, class_exp, delta=delta, negative=negative,
-                     rescale=rescale, seed=body.seed).explain(x, clusters)
+            cluster_exp = make_explainer(
+                model,
+                method,
+                seed=body.seed,
+                **_with_progress(method, cluster_params, _stage_progress(progress, 0, stages)),
+            )
+            class_exp = (
+                cluster_exp
+                if same
+                else make_explainer(
+                    model,
+                    method,
+                    seed=body.seed,
+                    **_with_progress(
+                        method, class_params, _stage_progress(progress, stages - 1, stages)
+                    ),
+                )
+            )
+            e = CWOX(
+                model,
+                cluster_exp,
+                class_exp,
+                delta=delta,
+                negative=negative,
+                rescale=rescale,
+                seed=body.seed,
+            ).explain(x, clusters)
         data, maps, targets = _cwox_json(e, key, name, body.image_id, model)
         data["image_digest"] = digest
         state.results.put(StoredResult(key, data, maps, targets))
@@ -763,8 +949,9 @@ def _plan_cwox(state: _Served, body: Any, name: str, model: Classifier, x: torch
     return key, run
 
 
-def _cwox_json(e: Any, key: str, name: str, image_id: str, model: Classifier
-               ) -> tuple[dict, dict, dict]:
+def _cwox_json(
+    e: Any, key: str, name: str, image_id: str, model: Classifier
+) -> tuple[dict, dict, dict]:
     maps: dict[str, np.ndarray] = {}
     targets: dict[str, Any] = {}
     rows = []
@@ -775,11 +962,16 @@ def _cwox_json(e: Any, key: str, name: str, image_id: str, model: Classifier
         maps[label] = h
         targets[label] = members if len(members) > 1 else members[0]
         info = summary["images"][0]["clusters"][i]
-        row = {"index": i + 1, "classes": members, "names": _names(model, members),
-               "probability": info["probability"],
-               "class_probabilities": info["class_probabilities"],
-               "threshold": info["threshold"],
-               "map": map_info(key, label, h, target=targets[label]), "members": []}
+        row = {
+            "index": i + 1,
+            "classes": members,
+            "names": _names(model, members),
+            "probability": info["probability"],
+            "class_probabilities": info["class_probabilities"],
+            "threshold": info["threshold"],
+            "map": map_info(key, label, h, target=targets[label]),
+            "members": [],
+        }
         class_maps = e.class_maps[0][i]
         if class_maps is not None:
             s = e.class_base[0][i].double()
@@ -789,17 +981,30 @@ def _cwox_json(e: Any, key: str, name: str, image_id: str, model: Classifier
                 maps[cname] = class_maps[k].detach().float().cpu().numpy()
                 maps[rname] = raw[k]
                 targets[cname] = targets[rname] = c
-                row["members"].append({
-                    "class": c, "name": model.class_names[c],
-                    "probability": info["class_probabilities"][k],
-                    "map": map_info(key, cname, maps[cname], target=c),
-                    "raw": map_info(key, rname, raw[k], target=c)})
+                row["members"].append(
+                    {
+                        "class": c,
+                        "name": model.class_names[c],
+                        "probability": info["class_probabilities"][k],
+                        "map": map_info(key, cname, maps[cname], target=c),
+                        "raw": map_info(key, rname, raw[k], target=c),
+                    }
+                )
         rows.append(row)
-    data = {"kind": "cwox", "key": key, "model": name, "image_id": image_id,
-            "delta": e.delta, "negative": e.negative, "cluster_explainer": summary[
-                "cluster_explainer"], "class_explainer": summary["class_explainer"],
-            "clusters": e.clusters[0], "rows": rows, "summary": summary,
-            "maps": [map_info(key, n, v, target=targets[n]) for n, v in maps.items()]}
+    data = {
+        "kind": "cwox",
+        "key": key,
+        "model": name,
+        "image_id": image_id,
+        "delta": e.delta,
+        "negative": e.negative,
+        "cluster_explainer": summary["cluster_explainer"],
+        "class_explainer": summary["class_explainer"],
+        "clusters": e.clusters[0],
+        "rows": rows,
+        "summary": summary,
+        "maps": [map_info(key, n, v, target=targets[n]) for n, v in maps.items()],
+    }
     return data, maps, targets
 
 
@@ -811,20 +1016,23 @@ def _metric_items(items: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
             continue
         extra = sorted(set(item) - {"name", "params"})
         if "name" not in item or extra or not isinstance(item.get("params", {}), dict):
-            raise ValueError(f"metrics[{i}]: expected a name or {{'name': ..., 'params': "
-                             f"{{...}}}}, got {item!r}")
+            raise ValueError(
+                f"metrics[{i}]: expected a name or {{'name': ..., 'params': {{...}}}}, got {item!r}"
+            )
         out.append((str(item["name"]), dict(item.get("params", {}))))
     if not out:
         raise ValueError("metrics: expected at least one metric")
     return out
 
 
-def _plan_metrics(state: _Served, body: Any, name: str, model: Classifier, x: torch.Tensor,
-                  digest: str) -> tuple[str, Callable]:
+def _plan_metrics(
+    state: _Served, body: Any, name: str, model: Classifier, x: torch.Tensor, digest: str
+) -> tuple[str, Callable]:
     source = state.source(body.result)
     if not source.targets:
-        raise ValueError("result: expected an explain or cwox result (this one has no maps "
-                         "with a target)")
+        raise ValueError(
+            "result: expected an explain or cwox result (this one has no maps with a target)"
+        )
     map_name = body.map or next(iter(source.targets))
     if map_name not in source.maps or map_name not in source.targets:
         raise ValueError(f"map: expected one of {', '.join(source.targets)}, got {map_name!r}")
@@ -838,16 +1046,22 @@ def _plan_metrics(state: _Served, body: Any, name: str, model: Classifier, x: to
         spec = dict(validate.metric_spec(label, params, size=x.shape[-1]))
         entry = METRICS.get(spec.pop("metric", label))
         if entry.kind not in METRIC_KINDS_SERVED:
-            raise ValueError(f"metrics: {entry.name!r} is a {entry.kind!r} metric; this API "
-                             f"runs metrics of the kinds {', '.join(METRIC_KINDS_SERVED)}")
+            raise ValueError(
+                f"metrics: {entry.name!r} is a {entry.kind!r} metric; this API "
+                f"runs metrics of the kinds {', '.join(METRIC_KINDS_SERVED)}"
+            )
         if entry.name in built:
             raise ValueError(f"metrics: {entry.name!r} is given twice")
         if removal is not None and entry.accepts("removal") and "removal" not in spec:
             spec["removal"] = removal
         built[entry.name] = entry.build(**spec)
         specs.append({"metric": entry.name, **to_json(spec)})
-    key = result_key({"method": "metrics", "metrics": specs, "source": source.key,
-                      "map": map_name}, name, digest, target)
+    key = result_key(
+        {"method": "metrics", "metrics": specs, "source": source.key, "map": map_name},
+        name,
+        digest,
+        target,
+    )
     saliency = torch.from_numpy(source.maps[map_name]).float()[None, None]
 
     def run(progress: Callable[[int, int], None]) -> dict[str, Any]:
@@ -861,34 +1075,48 @@ def _plan_metrics(state: _Served, body: Any, name: str, model: Classifier, x: to
         for done, (label, metric) in enumerate(built.items(), 1):
             with state.lock(name):
                 if callable(getattr(metric, "curve", None)) and callable(
-                        getattr(metric, "shared_key", None)):
+                    getattr(metric, "shared_key", None)
+                ):
                     skey = metric.shared_key()
                     if skey not in shared:
                         shared[skey] = metric.curve(model, x, saliency, t)
                     curve = shared[skey]
                     values[label] = float(metric.reduce(curve)[0])
-                    curves[label] = {"mode": curve.mode,
-                                     "fractions": curve.fractions.tolist(),
-                                     "scores": curve.scores[0].double().tolist(),
-                                     "auc": float(curve.auc()[0])}
+                    curves[label] = {
+                        "mode": curve.mode,
+                        "fractions": curve.fractions.tolist(),
+                        "scores": curve.scores[0].double().tolist(),
+                        "auc": float(curve.auc()[0]),
+                    }
                 else:
                     out = evaluate(model, x, saliency, {label: metric}, target=t)
                     values[label] = float(out[label][0])
             progress(done, len(built))
-        data = {"kind": "metrics", "key": key, "model": name, "image_id": body.image_id,
-                "image_digest": digest,
-                "source": source.key, "map": map_name, "target": target, "metrics": specs,
-                "values": values, "curves": curves,
-                "higher_is_better": {m: getattr(obj, "higher_is_better", None)
-                                     for m, obj in built.items()}}
+        data = {
+            "kind": "metrics",
+            "key": key,
+            "model": name,
+            "image_id": body.image_id,
+            "image_digest": digest,
+            "source": source.key,
+            "map": map_name,
+            "target": target,
+            "metrics": specs,
+            "values": values,
+            "curves": curves,
+            "higher_is_better": {
+                m: getattr(obj, "higher_is_better", None) for m, obj in built.items()
+            },
+        }
         state.results.put(StoredResult(key, data, {}, {}))
         return data
 
     return key, run
 
 
-def _plan_removal(state: _Served, body: Any, name: str, model: Classifier, x: torch.Tensor,
-                  digest: str) -> tuple[str, Callable]:
+def _plan_removal(
+    state: _Served, body: Any, name: str, model: Classifier, x: torch.Tensor, digest: str
+) -> tuple[str, Callable]:
     spec = validate.removal_spec(body.removal)
     if spec.partition(":")[0].strip().lower() in _HIDDEN_REMOVALS:
         raise ValueError(f"removal: {spec!r} is not offered by the explorer")
@@ -906,8 +1134,9 @@ def _plan_removal(state: _Served, body: Any, name: str, model: Classifier, x: to
             raise ValueError(f"map: expected one of {', '.join(usable)}, got {map_name!r}")
         values = torch.from_numpy(source.maps[map_name]).float()[None, None]
         if tuple(values.shape[-2:]) != tuple(x.shape[-2:]):
-            values = torch.nn.functional.interpolate(values, size=tuple(x.shape[-2:]),
-                                                     mode="bilinear", align_corners=False)
+            values = torch.nn.functional.interpolate(
+                values, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False
+            )
         flat = values.flatten()
         n = max(1, round(body.fraction * flat.numel()))
         mask = torch.zeros_like(flat)
@@ -928,10 +1157,16 @@ def _plan_removal(state: _Served, body: Any, name: str, model: Classifier, x: to
         removed = out[0].permute(1, 2, 0).clamp(0, 1).float().cpu().numpy()
         m = mask[0, 0].numpy()
         maps = {"removed": removed, "mask": m}
-        data = {"kind": "removal", "key": key, "model": name, "image_id": body.image_id,
-                "image_digest": digest,
-                "removal": spec, **what,
-                "maps": [map_info(key, n, v) for n, v in maps.items()]}
+        data = {
+            "kind": "removal",
+            "key": key,
+            "model": name,
+            "image_id": body.image_id,
+            "image_digest": digest,
+            "removal": spec,
+            **what,
+            "maps": [map_info(key, n, v) for n, v in maps.items()],
+        }
         state.results.put(StoredResult(key, data, maps, {}))
         progress(1, 1)
         return data

@@ -94,9 +94,15 @@ class Job:
         """``{id, kind, key, status, progress: {done, total}, error, cached}`` (no result)."""
         lock = self._lock or _NO_LOCK
         with lock:
-            return {"id": self.id, "kind": self.kind, "key": self.key, "status": self.status,
-                    "progress": {"done": self.done, "total": self.total}, "error": self.error,
-                    "cached": self.cached}
+            return {
+                "id": self.id,
+                "kind": self.kind,
+                "key": self.key,
+                "status": self.status,
+                "progress": {"done": self.done, "total": self.total},
+                "error": self.error,
+                "cached": self.cached,
+            }
 
 
 class _NoLock:
@@ -142,10 +148,15 @@ class JobQueue:
         >>> queue.close()
     """
 
-    def __init__(self, *, workers: int = 1, max_pending: int = 8, cache_size: int = 128,
-                 max_jobs: int = 1024) -> None:
-        for name, value, low in (("workers", workers, 1), ("max_pending", max_pending, 1),
-                                 ("cache_size", cache_size, 0), ("max_jobs", max_jobs, 1)):
+    def __init__(
+        self, *, workers: int = 1, max_pending: int = 8, cache_size: int = 128, max_jobs: int = 1024
+    ) -> None:
+        for name, value, low in (
+            ("workers", workers, 1),
+            ("max_pending", max_pending, 1),
+            ("cache_size", cache_size, 0),
+            ("max_jobs", max_jobs, 1),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
         self.max_pending = max_pending
@@ -159,15 +170,18 @@ class JobQueue:
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._closed = False
-        self._threads = [threading.Thread(target=self._work, name=f"unmask-job-{i}", daemon=True)
-                         for i in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"unmask-job-{i}", daemon=True)
+            for i in range(workers)
+        ]
         for thread in self._threads:
             thread.start()
 
     # --- the client's side ---------------------------------------------------------------------
 
-    def submit(self, kind: str, fn: Callable[[Callable[[int, int], None]], Any],
-               key: str | None = None) -> Job:
+    def submit(
+        self, kind: str, fn: Callable[[Callable[[int, int], None]], Any], key: str | None = None
+    ) -> Job:
         """Run ``fn(progress)`` on a worker thread (see the module docstring).
 
         Returns:
@@ -198,8 +212,10 @@ class JobQueue:
             else:
                 pending = len(self._queue) + len(self._running)
                 if pending >= self.max_pending:
-                    raise QueueFull(f"queue: {pending} computations are pending, the most this "
-                                    "server runs at once; try again when one has finished")
+                    raise QueueFull(
+                        f"queue: {pending} computations are pending, the most this "
+                        "server runs at once; try again when one has finished"
+                    )
                 comp = _Computation(fn, key, [job])
                 self._queue.append(comp)
                 if key is not None:
@@ -239,8 +255,12 @@ class JobQueue:
     def stats(self) -> dict[str, int]:
         """Counts: queued and running computations, cached results, remembered jobs."""
         with self._lock:
-            return {"queued": len(self._queue), "running": len(self._running),
-                    "cached": len(self._cache), "jobs": len(self._jobs)}
+            return {
+                "queued": len(self._queue),
+                "running": len(self._running),
+                "cached": len(self._cache),
+                "jobs": len(self._jobs),
+            }
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Stop the workers: queued jobs are cancelled, running ones at their next progress
@@ -337,6 +357,7 @@ class JobQueue:
     def _remember(self, job: Job) -> None:
         self._jobs[job.id] = job
         if len(self._jobs) > self.max_jobs:
-            for old in [j for j in self._jobs.values() if j.finished][: len(self._jobs)
-                                                                       - self.max_jobs]:
+            for old in [j for j in self._jobs.values() if j.finished][
+                : len(self._jobs) - self.max_jobs
+            ]:
                 del self._jobs[old.id]

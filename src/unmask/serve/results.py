@@ -62,9 +62,16 @@ def encode_map(values: np.ndarray, fmt: str) -> tuple[bytes, str]:
 def map_info(key: str, name: str, values: np.ndarray, **extra: Any) -> dict[str, Any]:
     """The JSON entry of a map: name, shape, value range and its URLs."""
     base = f"/api/results/{key}/{name}"
-    return {"name": name, "shape": list(values.shape), "min": float(values.min()),
-            "max": float(values.max()), "png": base + ".png", "npy": base + ".npy",
-            "f32": base + ".f32", **extra}
+    return {
+        "name": name,
+        "shape": list(values.shape),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "png": base + ".png",
+        "npy": base + ".npy",
+        "f32": base + ".f32",
+        **extra,
+    }
 
 
 @dataclass

@@ -36,8 +36,13 @@ MAX_BYTES = 20 * 1024**2
 MAX_PIXELS = 40_000_000
 
 #: Signatures of files that are not images PIL reads, named in the 415 message.
-_SIGNATURES = ((b"%PDF", "PDF"), (b"<svg", "SVG"), (b"<?xml", "XML/SVG"), (b"PK\x03\x04", "ZIP"),
-               (b"\x7fELF", "ELF executable"))
+_SIGNATURES = (
+    (b"%PDF", "PDF"),
+    (b"<svg", "SVG"),
+    (b"<?xml", "XML/SVG"),
+    (b"PK\x03\x04", "ZIP"),
+    (b"\x7fELF", "ELF executable"),
+)
 _ID = re.compile(r"[0-9a-f]{64}")
 
 
@@ -112,13 +117,16 @@ def read_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
         if "not an image file PIL can read" in text:
             found = _identify(data)
             if found is not None and _ALSO.get(found, found) not in FORMATS:
-                raise UploadError(f"file: {found} files are not accepted; expected an image of "
-                                  f"type {_allowed()}", 415) from None
+                raise UploadError(
+                    f"file: {found} files are not accepted; expected an image of type {_allowed()}",
+                    415,
+                ) from None
             raise UploadError(f"file: not an image (expected {_allowed()})", 400) from None
         if "pixels" in text and "above the limit" in text:
             raise UploadError(text, 413) from None
-        raise UploadError(f"file: damaged or truncated image ({text.split(': ', 2)[-1]})",
-                          400) from None
+        raise UploadError(
+            f"file: damaged or truncated image ({text.split(': ', 2)[-1]})", 400
+        ) from None
     except Exception as exc:  # noqa: BLE001 -- a decoder's own error on a malformed file
         raise UploadError(f"file: damaged image ({type(exc).__name__})", 400) from None
     try:
@@ -128,8 +136,9 @@ def read_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
             else:
                 arr = np.asarray(_pil_to_rgb(img), dtype=np.uint8)
     except Exception as exc:  # noqa: BLE001 -- a mode PIL cannot convert
-        raise UploadError(f"file: damaged or unsupported image ({type(exc).__name__})",
-                          400) from None
+        raise UploadError(
+            f"file: damaged or unsupported image ({type(exc).__name__})", 400
+        ) from None
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise UploadError("file: zero-size image", 400)
     return np.ascontiguousarray(arr)
@@ -193,10 +202,17 @@ class ImageStore:
 
     def put(self, image: np.ndarray) -> str:
         """Store an RGB image (H, W, 3) uint8; returns its id (SHA-256 hex of the pixels)."""
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
-                or image.shape[2] != 3:
-            got = (f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray)
-                   else type(image).__name__)
+        if (
+            not isinstance(image, np.ndarray)
+            or image.dtype != np.uint8
+            or image.ndim != 3
+            or image.shape[2] != 3
+        ):
+            got = (
+                f"{image.dtype} array of shape {image.shape}"
+                if isinstance(image, np.ndarray)
+                else type(image).__name__
+            )
             raise ValueError(f"image: expected a uint8 array (H, W, 3), got {got}")
         image_id = _image_id(image)
         with self._lock:

@@ -24,8 +24,17 @@ from typing import Any
 
 from ..registry import METHODS, METRICS, Entry
 
-__all__ = ["method_spec", "method_form", "metric_spec", "metric_form", "removal_spec", "top_k",
-           "MAX_EVALUATIONS", "MAX_TOP", "INT_BOUNDS"]
+__all__ = [
+    "method_spec",
+    "method_form",
+    "metric_spec",
+    "metric_form",
+    "removal_spec",
+    "top_k",
+    "MAX_EVALUATIONS",
+    "MAX_TOP",
+    "INT_BOUNDS",
+]
 
 #: The most model evaluations one request may cost (unless the registered default costs more).
 MAX_EVALUATIONS = 100_000
@@ -35,14 +44,31 @@ MAX_TOP = 50
 MAX_SEED = 2**63 - 1
 #: Bounds (low, high) of integer parameters by name; "size" in a bound is the image side.
 INT_BOUNDS: dict[str, tuple[int, int | str]] = {
-    "steps": (1, 10_000), "samples": (1, 100_000), "masks": (1, 100_000),
-    "noise_bs": (1, 1024), "batch_size": (1, 512), "n_segments": (1, 2_000),
-    "max_steps": (1, 100_000), "runs": (1, 100_000), "regions": (1, 100_000),
-    "levels": (1, 64), "cells_per_iteration": (1, 100_000), "max_iterations": (1, 100_000),
-    "jitter": (0, 64), "s": (1, "size"), "patch_size": (1, "size"), "stride": (1, "size"),
-    "mask_size": (1, "size"), "step": (1, "size"), "patch": (1, "size"),
-    "pixels_per_step": (1, "size2"), "subset_size": (1, "size2"), "smooth": (1, "size"),
-    "win_size": (1, "size"), "pixels_per_cell": (1, "size"), "kernel_size": (1, "size"),
+    "steps": (1, 10_000),
+    "samples": (1, 100_000),
+    "masks": (1, 100_000),
+    "noise_bs": (1, 1024),
+    "batch_size": (1, 512),
+    "n_segments": (1, 2_000),
+    "max_steps": (1, 100_000),
+    "runs": (1, 100_000),
+    "regions": (1, 100_000),
+    "levels": (1, 64),
+    "cells_per_iteration": (1, 100_000),
+    "max_iterations": (1, 100_000),
+    "jitter": (0, 64),
+    "s": (1, "size"),
+    "patch_size": (1, "size"),
+    "stride": (1, "size"),
+    "mask_size": (1, "size"),
+    "step": (1, "size"),
+    "patch": (1, "size"),
+    "pixels_per_step": (1, "size2"),
+    "subset_size": (1, "size2"),
+    "smooth": (1, "size"),
+    "win_size": (1, "size"),
+    "pixels_per_cell": (1, "size"),
+    "kernel_size": (1, "size"),
     "seed": (0, MAX_SEED),
 }
 #: Other integers.
@@ -59,15 +85,27 @@ _MODEL_DEPENDENT = ("layer", "contrast")
 _CANDIDATES: dict[str, tuple[str, ...]] = {
     "score": ("prob", "logit", "log_prob", "log_odds"),
     "variant": ("preserve", "delete", "dual"),
-    "rule": ("seed", "rise", "riemann_left", "riemann_right", "riemann_middle",
-             "riemann_trapezoid", "gausslegendre"),
-    "criterion": ("norm", "descent"), "saliency": ("mask", "order"),
+    "rule": (
+        "seed",
+        "rise",
+        "riemann_left",
+        "riemann_right",
+        "riemann_middle",
+        "riemann_trapezoid",
+        "gausslegendre",
+    ),
+    "criterion": ("norm", "descent"),
+    "saliency": ("mask", "order"),
     "kind": ("smoothgrad", "smoothgrad_sq", "vargrad"),
     "base": ("gradient", "input_x_gradient", "integrated_gradients"),
-    "noise": ("uniform", "gaussian", "zeros"), "noise_source": ("gray", "color"),
-    "objective": ("ssr", "sdr"), "mode": ("cascading", "independent"),
-    "reduce": ("mean", "last"), "box": ("all", "largest"),
-    "info": ("l1_pixel", "l1", "entropy"), "detector": ("shearlet", "sobel", "canny"),
+    "noise": ("uniform", "gaussian", "zeros"),
+    "noise_source": ("gray", "color"),
+    "objective": ("ssr", "sdr"),
+    "mode": ("cascading", "independent"),
+    "reduce": ("mean", "last"),
+    "box": ("all", "largest"),
+    "info": ("l1_pixel", "l1", "entropy"),
+    "detector": ("shearlet", "sobel", "canny"),
     "similarity": ("ssim", "spearman", "spearman_abs", "hog_pearson"),
 }
 #: Removals a client may not ask for: they open a path.
@@ -84,6 +122,7 @@ def _registries() -> None:
 
 
 # --- what a parameter is ------------------------------------------------------------------------
+
 
 def _kind(name: str, param: inspect.Parameter, default: Any) -> str:
     """bool, int, float, pair (int or [h, w]), floats (float or list), list (numbers), str,
@@ -161,8 +200,10 @@ def _float(value: Any, field: str) -> float:
         raise ValueError(f"{field}: expected a number, got {_show(value)}")
     value = float(value)
     if not math.isfinite(value) or abs(value) > _FLOAT_MAX:
-        raise ValueError(f"{field}: expected a finite number of magnitude at most {_FLOAT_MAX:g}, "
-                         f"got {_show(value)}")
+        raise ValueError(
+            f"{field}: expected a finite number of magnitude at most {_FLOAT_MAX:g}, "
+            f"got {_show(value)}"
+        )
     return value
 
 
@@ -172,8 +213,9 @@ def _list(value: Any, field: str, item: Any, most: int = 100) -> list[Any]:
     return [item(v, f"{field}[{i}]") for i, v in enumerate(value)]
 
 
-def _check_value(entry: Entry, name: str, value: Any, field: str, size: int,
-                 is_metric: bool) -> Any:
+def _check_value(
+    entry: Entry, name: str, value: Any, field: str, size: int, is_metric: bool
+) -> Any:
     params = entry.parameters()
     if name not in params:  # a factory taking **kwargs: only its named parameters are set here
         named = ", ".join(n for n in params if n not in _HIDDEN) or "none"
@@ -197,8 +239,9 @@ def _check_value(entry: Entry, name: str, value: Any, field: str, size: int,
         low, high = _bound(name, size)
         if isinstance(value, list | tuple):
             if len(value) != 2:
-                raise ValueError(f"{field}: expected an integer or [height, width], got "
-                                 f"{_show(value)}")
+                raise ValueError(
+                    f"{field}: expected an integer or [height, width], got {_show(value)}"
+                )
             return [_int(v, f"{field}[{i}]", low, high) for i, v in enumerate(value)]
         return _int(value, field, low, high)
     if kind == "float":
@@ -222,20 +265,21 @@ def _check_value(entry: Entry, name: str, value: Any, field: str, size: int,
         return value
     if kind == "layer":
         if not isinstance(value, str) or not _LAYER.fullmatch(value):
-            raise ValueError(f"{field}: expected a layer name (see `unmask layers`), got "
-                             f"{_show(value)}")
+            raise ValueError(
+                f"{field}: expected a layer name (see `unmask layers`), got {_show(value)}"
+            )
         return value  # its existence is checked when the explainer is built on the model
     if kind == "classes":
         if isinstance(value, list | tuple):
             if not 1 <= len(value) <= 1000:
-                raise ValueError(f"{field}: expected a class or a list of 1 to 1000 classes, "
-                                 f"got {_show(value)}")
+                raise ValueError(
+                    f"{field}: expected a class or a list of 1 to 1000 classes, got {_show(value)}"
+                )
             return [_int(v, f"{field}[{i}]", 0, 1_000_000) for i, v in enumerate(value)]
         return _int(value, field, 0, 1_000_000)
     if kind == "dict":
         if not isinstance(value, Mapping):
-            raise ValueError(f"{field}: expected an object of hyperparameters, got "
-                             f"{_show(value)}")
+            raise ValueError(f"{field}: expected an object of hyperparameters, got {_show(value)}")
         return dict(value)
     # a string: one of the values the class accepts
     choices = _choices(entry.name, is_metric, name)
@@ -257,8 +301,10 @@ def _stand_in() -> Any:
 def _build(entry: Entry, is_metric: bool, params: dict[str, Any], model: Any = None) -> Any:
     from ..removal import make_removal
 
-    built = {k: (make_removal(v) if k in ("removal", "gradient_removal") and isinstance(v, str)
-                 else v) for k, v in params.items()}
+    built = {
+        k: (make_removal(v) if k in ("removal", "gradient_removal") and isinstance(v, str) else v)
+        for k, v in params.items()
+    }
     if is_metric:
         return entry.build(**built)
     return entry.build(_stand_in() if model is None else model, **built)
@@ -286,17 +332,20 @@ def _choices(entry_name: str, is_metric: bool, name: str) -> tuple[str, ...]:
 
 # --- costs --------------------------------------------------------------------------------------
 
+
 def _pair(value: Any) -> tuple[int, int]:
     return (int(value[0]), int(value[1])) if isinstance(value, list | tuple) else (int(value),) * 2
 
 
 def _cost(entry: Entry, params: dict[str, Any], size: int) -> tuple[int, str] | None:
     """Model evaluations of one request, and what sets them, where the formula is known."""
+
     def get(name: str) -> Any:
         if name in params and params[name] is not None:
             return params[name]
-        return _default(entry, name, entry.parameters()[name]) if name in entry.parameters() \
-            else None
+        return (
+            _default(entry, name, entry.parameters()[name]) if name in entry.parameters() else None
+        )
 
     name = entry.factory.__name__
     if name == "Occlusion":
@@ -355,24 +404,28 @@ def _check_cost(entry: Entry, params: dict[str, Any], size: int) -> None:
 
 # --- the public checks --------------------------------------------------------------------------
 
+
 def _check_size(size: Any) -> int:
     return _int(size, "size", 1, 4096)
 
 
-def _spec(registry: Any, name: Any, params: Any, *, size: int, model: Any = None,
-          is_metric: bool) -> dict[str, Any]:
+def _spec(
+    registry: Any, name: Any, params: Any, *, size: int, model: Any = None, is_metric: bool
+) -> dict[str, Any]:
     from ..bench.spec import _check_params
 
     _registries()
     kind = registry.kind
     if not isinstance(name, str) or len(name) > _MAX_TEXT:
-        raise ValueError(f"{kind}: expected a {kind} name; expected one of: "
-                         f"{', '.join(registry.names())}")
+        raise ValueError(
+            f"{kind}: expected a {kind} name; expected one of: {', '.join(registry.names())}"
+        )
     try:
         entry = registry.get(name)
     except (ValueError, TypeError):
-        raise ValueError(f"{kind}: unknown {kind} {_show(name)}; expected one of: "
-                         f"{', '.join(registry.names())}") from None
+        raise ValueError(
+            f"{kind}: unknown {kind} {_show(name)}; expected one of: {', '.join(registry.names())}"
+        ) from None
     if params is None:
         params = {}
     if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
@@ -409,8 +462,9 @@ def _spec(registry: Any, name: Any, params: Any, *, size: int, model: Any = None
     return {kind: entry.name, **out}
 
 
-def method_spec(name: str, params: dict[str, Any] | None = None, *, size: int = 224,
-                model: Any = None) -> dict[str, Any]:
+def method_spec(
+    name: str, params: dict[str, Any] | None = None, *, size: int = 224, model: Any = None
+) -> dict[str, Any]:
     """A method request, checked: ``{"method": name, **params}``.
 
     Checks the name against ``METHODS`` (an unknown name lists the names), each parameter name
@@ -444,8 +498,9 @@ def method_spec(name: str, params: dict[str, Any] | None = None, *, size: int = 
     return _spec(METHODS, name, params, size=size, model=model, is_metric=False)
 
 
-def metric_spec(name: str, params: dict[str, Any] | None = None, *,
-                size: int = 224) -> dict[str, Any]:
+def metric_spec(
+    name: str, params: dict[str, Any] | None = None, *, size: int = 224
+) -> dict[str, Any]:
     """A metric request, checked as :func:`method_spec` checks a method's:
     ``{"metric": name, **params}``.
 
@@ -469,15 +524,18 @@ def removal_spec(spec: str, field: str = "removal") -> str:
 
     allowed = [n for n in removal_names() if n not in _NO_REMOVALS]
     if not isinstance(spec, str) or not spec.strip() or len(spec) > _MAX_TEXT:
-        raise ValueError(f"{field}: expected a removal spec such as gray or blur:5, one of: "
-                         f"{', '.join(allowed)}; got {_show(spec)}")
+        raise ValueError(
+            f"{field}: expected a removal spec such as gray or blur:5, one of: "
+            f"{', '.join(allowed)}; got {_show(spec)}"
+        )
     try:
         name, args, kwargs = parse_spec(spec)
     except ValueError as exc:
         raise ValueError(f"{field}: {str(exc).removeprefix('removal: ')}") from None
     if name not in allowed:
-        raise ValueError(f"{field}: unknown removal {_show(spec)}; expected one of: "
-                         f"{', '.join(allowed)}")
+        raise ValueError(
+            f"{field}: unknown removal {_show(spec)}; expected one of: {', '.join(allowed)}"
+        )
     _spec_values(spec, field, args, kwargs, 1000)
     try:
         removal = make_removal(spec)
@@ -486,8 +544,9 @@ def removal_spec(spec: str, field: str = "removal") -> str:
     return str(removal.spec)
 
 
-def _spec_values(spec: str, field: str, args: list[Any], kwargs: dict[str, Any],
-                 limit: int) -> None:
+def _spec_values(
+    spec: str, field: str, args: list[Any], kwargs: dict[str, Any], limit: int
+) -> None:
     """Every value of a parsed ``NAME:VALUE,KEY=VALUE`` spec: finite numbers of magnitude at
     most ``limit`` (seeds: 64-bit), lists of at most 16, short strings."""
     for key, v in [*(("value", a) for a in args), *kwargs.items()]:
@@ -500,8 +559,9 @@ def _spec_values(spec: str, field: str, args: list[Any], kwargs: dict[str, Any],
             if isinstance(item, int | float):
                 bound = MAX_SEED if key == "seed" else limit
                 if not math.isfinite(float(item)) or abs(item) > bound:
-                    raise ValueError(f"{field}: {key} = {_show(item)} in {spec!r} is outside "
-                                     f"[-{bound}, {bound}]")
+                    raise ValueError(
+                        f"{field}: {key} = {_show(item)} in {spec!r} is outside [-{bound}, {bound}]"
+                    )
             elif not isinstance(item, str) or len(item) > 40:
                 raise ValueError(f"{field}: unexpected value {_show(item)} in {spec!r}")
 
@@ -511,8 +571,10 @@ def _representation(value: Any, field: str) -> str:
     from ..removal.specs import parse_spec
 
     if not isinstance(value, str) or not value.strip() or len(value) > _MAX_TEXT:
-        raise ValueError(f"{field}: expected a representation spec such as shearlets, wavelets "
-                         f"or pixels, got {_show(value)}")
+        raise ValueError(
+            f"{field}: expected a representation spec such as shearlets, wavelets "
+            f"or pixels, got {_show(value)}"
+        )
     try:
         name, args, kwargs = parse_spec(value)
     except ValueError as exc:
@@ -556,10 +618,16 @@ def _form(name: str, is_metric: bool, size: int) -> tuple[dict[str, Any], ...]:
         kind = _kind(pname, param, default)
         if kind in ("hidden", "dict") or pname in _NOT_IN_FORM:
             continue
-        field: dict[str, Any] = {"name": pname, "type": kind, "default": default, "min": None,
-                                 "max": None, "choices": None,
-                                 "nullable": default is None or "None" in str(param.annotation),
-                                 "help": doc.get(pname, "")}
+        field: dict[str, Any] = {
+            "name": pname,
+            "type": kind,
+            "default": default,
+            "min": None,
+            "max": None,
+            "choices": None,
+            "nullable": default is None or "None" in str(param.annotation),
+            "help": doc.get(pname, ""),
+        }
         if kind in ("int", "pair"):
             field["type"] = "int"
             low, high = _bound(pname, size)
@@ -600,8 +668,7 @@ def top_k(top: object, top_p: object, max_top: object) -> tuple[int | None, floa
         ((None, 0.95, 5), (3, None, 5))
     """
     if top is not None and top_p is not None:
-        raise ValueError("top_p: give top (a count) or top_p (a cumulative probability), "
-                         "not both")
+        raise ValueError("top_p: give top (a count) or top_p (a cumulative probability), not both")
     if max_top is None:
         max_top = 5
     max_top = _int(max_top, "max_top", 1, MAX_TOP)

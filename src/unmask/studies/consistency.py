@@ -42,12 +42,15 @@ def discretise_top_n(saliency: Any, top_n: int = 5) -> list[tuple[tuple[int, int
         raise ValueError(f"top_n: expected at most the {s.shape[1]} map pixels, got {top_n}")
     order = torch.sort(-s.abs(), dim=1, stable=True).indices[:, :top_n]
     signs = torch.sign(torch.gather(s, 1, order)).long()
-    return [tuple(sorted(zip(o.tolist(), g.tolist(), strict=True))) for o, g in zip(order, signs,
-                                                                                  strict=True)]
+    return [
+        tuple(sorted(zip(o.tolist(), g.tolist(), strict=True)))
+        for o, g in zip(order, signs, strict=True)
+    ]
 
 
-def consistency(model: Any, x: Tensor, saliency: Any, *, top_n: int = 5,
-                batch_size: int = 16) -> Tensor:
+def consistency(
+    model: Any, x: Tensor, saliency: Any, *, top_n: int = 5, batch_size: int = 16
+) -> Tensor:
     """Consistency (Dasgupta et al. 2022) of each image within the batch (B,) float64; higher
     is better.
 
@@ -70,7 +73,8 @@ def consistency(model: Any, x: Tensor, saliency: Any, *, top_n: int = 5,
     predicted = Scorer(model, batch_size=batch_size).top1(x).tolist()
     out = []
     for i, key in enumerate(keys):
-        same = [predicted[j] == predicted[i] for j, other in enumerate(keys) if j != i
-                and other == key]
+        same = [
+            predicted[j] == predicted[i] for j, other in enumerate(keys) if j != i and other == key
+        ]
         out.append(sum(same) / len(same) if same else math.nan)
     return torch.tensor(out, dtype=torch.float64)

@@ -45,16 +45,45 @@ from ..registry import METHODS
 from ..representations import make_representation
 from ..scoring import Scorer
 
-__all__ = ["run", "plot", "read_rows", "summarise", "FIELDS", "list_images", "METHOD_ORDER",
-           "bench_config", "rows_from_store", "write_rows"]
+__all__ = [
+    "run",
+    "plot",
+    "read_rows",
+    "summarise",
+    "FIELDS",
+    "list_images",
+    "METHOD_ORDER",
+    "bench_config",
+    "rows_from_store",
+    "write_rows",
+]
 
 #: CSV columns.
-FIELDS = ("model", "image", "method", "target", "p", "p_hat", "p_hat_max", "cp_l1_pixel", "cp_l1",
-          "cp_entropy", "hs", "seconds", "steps", "noise_bs", "size")
+FIELDS = (
+    "model",
+    "image",
+    "method",
+    "target",
+    "p",
+    "p_hat",
+    "p_hat_max",
+    "cp_l1_pixel",
+    "cp_l1",
+    "cp_entropy",
+    "hs",
+    "seconds",
+    "steps",
+    "noise_bs",
+    "size",
+)
 
 METHOD_ORDER = ("shearletx", "waveletx", "pixelmask", "smoothmask")
-_STYLE = {"shearletx": ("tab:blue", "o"), "waveletx": ("tab:orange", "s"),
-          "pixelmask": ("tab:red", "^"), "smoothmask": ("tab:green", "D")}
+_STYLE = {
+    "shearletx": ("tab:blue", "o"),
+    "waveletx": ("tab:orange", "s"),
+    "pixelmask": ("tab:red", "^"),
+    "smoothmask": ("tab:green", "D"),
+}
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -84,8 +113,9 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _explain_mask_method(name: str, model: Classifier, x: Tensor, target: Tensor, steps: int,
-                         noise_bs: int, seed: int) -> tuple[Tensor, list[Tensor], Any]:
+def _explain_mask_method(
+    name: str, model: Classifier, x: Tensor, target: Tensor, steps: int, noise_bs: int, seed: int
+) -> tuple[Tensor, list[Tensor], Any]:
     """x̂ and the masked coefficients m ⊙ T(x) of one representation-mask method."""
     explainer = METHODS.get(name).build(model, steps=steps, noise_bs=noise_bs, seed=seed)
     e = explainer.explain(x, target)
@@ -99,34 +129,71 @@ def _check_settings(path: Path, current: dict[str, Any]) -> None:
     import json
 
     saved = json.loads(path.read_text()) if path.is_file() else {}
-    changed = [f"{k}={saved[k]!r} (now {v!r})" for k, v in current.items() if k in saved and saved[k] != v]
+    changed = [
+        f"{k}={saved[k]!r} (now {v!r})" for k, v in current.items() if k in saved and saved[k] != v
+    ]
     if changed:
-        raise ValueError(f"out: {str(path.parent)!r} holds a study made with {', '.join(changed)}; "
-                         f"use the same settings or a new output folder")
+        raise ValueError(
+            f"out: {str(path.parent)!r} holds a study made with {', '.join(changed)}; "
+            f"use the same settings or a new output folder"
+        )
     path.write_text(json.dumps({**saved, **current}, indent=1, default=str))
 
 
-def _row(model_name: str, image: str, method: str, model: Classifier, x: Tensor, x_hat: Tensor,
-         target: Tensor, coeffs: list[Tensor] | None, representation: Any, p: float,
-         seconds: float, steps: int, noise_bs: int, detector: Any) -> dict[str, Any]:
+def _row(
+    model_name: str,
+    image: str,
+    method: str,
+    model: Classifier,
+    x: Tensor,
+    x_hat: Tensor,
+    target: Tensor,
+    coeffs: list[Tensor] | None,
+    representation: Any,
+    p: float,
+    seconds: float,
+    steps: int,
+    noise_bs: int,
+    detector: Any,
+) -> dict[str, Any]:
     # the three CP scores from one scoring of x and of x̂ (and the explainer's coefficients)
     cp = cp_scores(model, x, x_hat, target, representation=representation, coefficients=coeffs)
     p_hat_max = float(Scorer(model)(x_hat / x_hat.max().clamp_min(1e-12), target)[0])
     return {
-        "model": model_name, "image": image, "method": method, "target": int(target[0]), "p": p,
-        "p_hat": float(cp["p_hat"][0]), "p_hat_max": p_hat_max,
-        "cp_l1_pixel": float(cp["l1_pixel"][0]), "cp_l1": float(cp["l1"][0]),
+        "model": model_name,
+        "image": image,
+        "method": method,
+        "target": int(target[0]),
+        "p": p,
+        "p_hat": float(cp["p_hat"][0]),
+        "p_hat_max": p_hat_max,
+        "cp_l1_pixel": float(cp["l1_pixel"][0]),
+        "cp_l1": float(cp["l1"][0]),
         "cp_entropy": float(cp["entropy"][0]),
         "hs": float(hallucination_score(x, x_hat, detector)[0]),
-        "seconds": round(seconds, 2), "steps": steps, "noise_bs": noise_bs, "size": x.shape[-1],
+        "seconds": round(seconds, 2),
+        "steps": steps,
+        "noise_bs": noise_bs,
+        "size": x.shape[-1],
     }
 
 
-def run(models: Mapping[str, Classifier], images: Sequence[tuple[str, Tensor]], out: str | Path, *,
-        areas: Sequence[float] = (0.05, 0.1, 0.2), steps: int = 300, noise_bs: int = 16,
-        smooth_steps: int = 800, methods: Sequence[str] = METHOD_ORDER, detector: Any = "shearlet",
-        seed: int = 0, smooth_options: Mapping[str, Any] | None = None,
-        settings: Mapping[str, Any] | None = None, log: Callable[[str], None] | None = print) -> Path:
+def run(
+    models: Mapping[str, Classifier],
+    images: Sequence[tuple[str, Tensor]],
+    out: str | Path,
+    *,
+    areas: Sequence[float] = (0.05, 0.1, 0.2),
+    steps: int = 300,
+    noise_bs: int = 16,
+    smooth_steps: int = 800,
+    methods: Sequence[str] = METHOD_ORDER,
+    detector: Any = "shearlet",
+    seed: int = 0,
+    smooth_options: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    log: Callable[[str], None] | None = print,
+) -> Path:
     """Run the study and return the CSV path (``out/figure4.csv``); plots go to ``out``.
 
     Args:
@@ -151,21 +218,34 @@ def run(models: Mapping[str, Classifier], images: Sequence[tuple[str, Tensor]], 
 
     unknown = sorted(set(methods) - set(METHOD_ORDER))
     if unknown:
-        raise ValueError(f"methods: unknown {unknown}; expected a subset of {', '.join(METHOD_ORDER)}")
+        raise ValueError(
+            f"methods: unknown {unknown}; expected a subset of {', '.join(METHOD_ORDER)}"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out / "settings.json", {
-        "steps": steps, "noise_bs": noise_bs, "smooth_steps": smooth_steps, "seed": seed,
-        "detector": detector if isinstance(detector, str) else getattr(detector, "__name__", repr(detector)),
-        **dict(settings or {})})
+    _check_settings(
+        out / "settings.json",
+        {
+            "steps": steps,
+            "noise_bs": noise_bs,
+            "smooth_steps": smooth_steps,
+            "seed": seed,
+            "detector": detector
+            if isinstance(detector, str)
+            else getattr(detector, "__name__", repr(detector)),
+            **dict(settings or {}),
+        },
+    )
     path = out / "figure4.csv"
     new_file = not path.is_file() or path.stat().st_size == 0
     if not new_file:
         with path.open(newline="") as f:
             header = tuple(next(csv.reader(f), ()))
         if header != FIELDS:
-            raise ValueError(f"out: {str(path)!r} has columns {', '.join(header)}; this version "
-                             f"writes {', '.join(FIELDS)}: use a new output folder")
+            raise ValueError(
+                f"out: {str(path)!r} has columns {', '.join(header)}; this version "
+                f"writes {', '.join(FIELDS)}: use a new output folder"
+            )
     done = {(r["model"], r["image"], r["method"]) for r in read_rows(path)}
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
@@ -186,22 +266,49 @@ def run(models: Mapping[str, Classifier], images: Sequence[tuple[str, Tensor]], 
                         continue
                     start = time.perf_counter()
                     if area is None:
-                        x_hat, coeffs, rep = _explain_mask_method(method, model, x, target, steps, noise_bs, seed)
+                        x_hat, coeffs, rep = _explain_mask_method(
+                            method, model, x, target, steps, noise_bs, seed
+                        )
                         n_steps, n_noise = steps, noise_bs
                     else:
-                        smooth = make_explainer(model, "extremal", areas=[area], steps=smooth_steps,
-                                                **dict(smooth_options or {}))
+                        smooth = make_explainer(
+                            model,
+                            "extremal",
+                            areas=[area],
+                            steps=smooth_steps,
+                            **dict(smooth_options or {}),
+                        )
                         e = smooth.explain(x, target)
-                        x_hat, coeffs, rep = masked_image(x, e.extras["keep_masks"][:, :1]), None, make_representation("pixels")
+                        x_hat, coeffs, rep = (
+                            masked_image(x, e.extras["keep_masks"][:, :1]),
+                            None,
+                            make_representation("pixels"),
+                        )
                         n_steps, n_noise = smooth_steps, 0
                     seconds = time.perf_counter() - start
-                    row = _row(model_name, image_name, label, model, x, x_hat, target, coeffs, rep, p,
-                               seconds, n_steps, n_noise, detector)
+                    row = _row(
+                        model_name,
+                        image_name,
+                        label,
+                        model,
+                        x,
+                        x_hat,
+                        target,
+                        coeffs,
+                        rep,
+                        p,
+                        seconds,
+                        n_steps,
+                        n_noise,
+                        detector,
+                    )
                     writer.writerow(row)
                     f.flush()
                     if log:
-                        log(f"{model_name} {image_name} {label}: CP-l1 {row['cp_l1']:.3g} "
-                            f"CP-entropy {row['cp_entropy']:.3g} HS {row['hs']:.3g} ({seconds:.0f} s)")
+                        log(
+                            f"{model_name} {image_name} {label}: CP-l1 {row['cp_l1']:.3g} "
+                            f"CP-entropy {row['cp_entropy']:.3g} HS {row['hs']:.3g} ({seconds:.0f} s)"
+                        )
     plot(path, out)
     (out / "summary.md").write_text(summarise(read_rows(path)))
     return path
@@ -223,13 +330,16 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> str:
     (p̂/p < 0.1). Below the table, per model: on how many images ShearletX has the highest
     CP-ℓ1 and CP-entropy of all methods, and a lower HS than PixelMask and WaveletX.
     """
-    lines = ["| model | method | n | CP-ℓ1 | CP-entropy | CP-ℓ1 pixel | HS | p̂/p | p̂_max/p | p̂/p < 0.1 |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | method | n | CP-ℓ1 | CP-entropy | CP-ℓ1 pixel | HS | p̂/p | p̂_max/p | p̂/p < 0.1 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     claims: list[str] = []
     for model in sorted({r["model"] for r in rows}):
         sel = [r for r in rows if r["model"] == model]
-        labels = sorted({r["method"] for r in sel},
-                        key=lambda m: (METHOD_ORDER.index(m.split("-")[0]), m))
+        labels = sorted(
+            {r["method"] for r in sel}, key=lambda m: (METHOD_ORDER.index(m.split("-")[0]), m)
+        )
         for label in labels:
             rs = [r for r in sel if r["method"] == label]
             ratio = [r["p_hat"] / r["p"] for r in rs]
@@ -238,20 +348,27 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> str:
                 f"| {model} | {label} | {len(rs)} | {_median([r['cp_l1'] for r in rs]):.3g} | "
                 f"{_median([r['cp_entropy'] for r in rs]):.3g} | {_median([r['cp_l1_pixel'] for r in rs]):.3g} | "
                 f"{_median([r['hs'] for r in rs]):.3g} | {_median(ratio):.3g} | {_median(ratio_max):.3g} | "
-                f"{sum(v < 0.1 for v in ratio)} |")
+                f"{sum(v < 0.1 for v in ratio)} |"
+            )
         by_image: dict[str, dict[str, Mapping[str, Any]]] = {}
         for r in sel:
             by_image.setdefault(r["image"], {})[r["method"]] = r
         complete = [m for m in by_image.values() if "shearletx" in m and len(m) > 1]
         for key, name in (("cp_l1", "CP-ℓ1"), ("cp_entropy", "CP-entropy")):
             if complete:
-                best = sum(max(m.values(), key=lambda r: r[key])["method"] == "shearletx" for m in complete)
-                claims.append(f"- {model}: ShearletX has the highest {name} on {best} of {len(complete)} images")
+                best = sum(
+                    max(m.values(), key=lambda r: r[key])["method"] == "shearletx" for m in complete
+                )
+                claims.append(
+                    f"- {model}: ShearletX has the highest {name} on {best} of {len(complete)} images"
+                )
         for other in ("pixelmask", "waveletx"):
             pairs = [m for m in complete if other in m]
             if pairs:
                 lower = sum(m["shearletx"]["hs"] < m[other]["hs"] for m in pairs)
-                claims.append(f"- {model}: ShearletX's HS is below {other}'s on {lower} of {len(pairs)} images")
+                claims.append(
+                    f"- {model}: ShearletX's HS is below {other}'s on {lower} of {len(pairs)} images"
+                )
     if claims:
         lines += ["", *claims]
     return "\n".join(lines).rstrip() + "\n"
@@ -274,18 +391,31 @@ def plot(csv_path: str | Path, out: str | Path, hs_floor: float = 1e-4) -> list[
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
         for ax, key, title in ((axes[0], "cp_l1", "CP-ℓ1"), (axes[1], "cp_entropy", "CP-entropy")):
             for method in METHOD_ORDER:
-                sel = [r for r in rows if r["model"] == model_name and r["method"].startswith(method)]
+                sel = [
+                    r for r in rows if r["model"] == model_name and r["method"].startswith(method)
+                ]
                 labels = sorted({r["method"] for r in sel})
                 for i, label in enumerate(labels):
-                    pts = [(max(r["hs"], hs_floor), r[key]) for r in sel if r["method"] == label
-                           and r[key] > 0 and not math.isnan(r["hs"])]
+                    pts = [
+                        (max(r["hs"], hs_floor), r[key])
+                        for r in sel
+                        if r["method"] == label and r[key] > 0 and not math.isnan(r["hs"])
+                    ]
                     if not pts:
                         continue
                     color, marker = _STYLE[method]
                     alpha = 0.9 if len(labels) == 1 else 0.4 + 0.5 * (i + 1) / len(labels)
                     marker = marker if len(labels) == 1 else "DPX"[i % 3]
-                    ax.scatter([h for h, _ in pts], [c for _, c in pts], c=color, marker=marker,
-                               alpha=alpha, label=f"{label} (n={len(pts)})", edgecolors="k", linewidths=0.3)
+                    ax.scatter(
+                        [h for h, _ in pts],
+                        [c for _, c in pts],
+                        c=color,
+                        marker=marker,
+                        alpha=alpha,
+                        label=f"{label} (n={len(pts)})",
+                        edgecolors="k",
+                        linewidths=0.3,
+                    )
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.axvline(hs_floor, color="gray", linestyle=":", linewidth=0.8)
@@ -303,10 +433,20 @@ def plot(csv_path: str | Path, out: str | Path, hs_floor: float = 1e-4) -> list[
 
 
 # ----------------------------------------------------------------------------- on the bench
-def bench_config(model: str, images: str | Path, *, areas: Sequence[float] = (0.05, 0.1, 0.2),
-                 steps: int = 300, noise_bs: int = 16, smooth_steps: int = 800,
-                 methods: Sequence[str] = METHOD_ORDER, detector: str = "shearlet", seed: int = 0,
-                 size: int = 256, fit: str = "resize") -> dict[str, Any]:
+def bench_config(
+    model: str,
+    images: str | Path,
+    *,
+    areas: Sequence[float] = (0.05, 0.1, 0.2),
+    steps: int = 300,
+    noise_bs: int = 16,
+    smooth_steps: int = 800,
+    methods: Sequence[str] = METHOD_ORDER,
+    detector: str = "shearlet",
+    seed: int = 0,
+    size: int = 256,
+    fit: str = "resize",
+) -> dict[str, Any]:
     """The bench preset ``figure4`` with these settings (a config for
     :func:`unmask.bench.parse_plan`), for the model ``model`` (a load_model name or
     ``"module:function"``) on the image folder ``images``.
@@ -322,8 +462,9 @@ def bench_config(model: str, images: str | Path, *, areas: Sequence[float] = (0.
 
     unknown = sorted(set(methods) - set(METHOD_ORDER))
     if unknown:
-        raise ValueError(f"methods: unknown {unknown}; expected a subset of "
-                         f"{', '.join(METHOD_ORDER)}")
+        raise ValueError(
+            f"methods: unknown {unknown}; expected a subset of {', '.join(METHOD_ORDER)}"
+        )
     config = tomllib.loads(preset_path("figure4").read_text(encoding="utf-8"))
     config["model"] = {**config["model"], "name": model, "size": size, "fit": fit}
     config["data"] = {**config["data"], "path": str(images)}
@@ -386,17 +527,25 @@ def rows_from_store(path: str | Path, model: str | None = None) -> list[dict[str
                 method, n_steps, n_noise = f"smoothmask-{spec['areas'][0]:g}", spec["steps"], 0
             else:
                 method, n_steps, n_noise = spec["method"], spec.get("steps"), spec.get("noise_bs")
-            rows.append({
-                "model": model or config["model"]["name"], "image": u["file"], "method": method,
-                "target": json.loads(u["target"]),
-                "p": kept["data"]["p"] if kept else math.nan,
-                "p_hat": kept["data"]["p_hat"] if kept else math.nan,
-                "p_hat_max": kept_max["data"]["p_hat"] if kept_max else math.nan,
-                "cp_l1_pixel": value("cp_l1_pixel"), "cp_l1": value("cp_l1"),
-                "cp_entropy": value("cp_entropy"), "hs": value("hallucination_score"),
-                "seconds": round(float(u["seconds"] or 0), 2), "steps": n_steps,
-                "noise_bs": n_noise, "size": config["model"].get("size"),
-            })
+            rows.append(
+                {
+                    "model": model or config["model"]["name"],
+                    "image": u["file"],
+                    "method": method,
+                    "target": json.loads(u["target"]),
+                    "p": kept["data"]["p"] if kept else math.nan,
+                    "p_hat": kept["data"]["p_hat"] if kept else math.nan,
+                    "p_hat_max": kept_max["data"]["p_hat"] if kept_max else math.nan,
+                    "cp_l1_pixel": value("cp_l1_pixel"),
+                    "cp_l1": value("cp_l1"),
+                    "cp_entropy": value("cp_entropy"),
+                    "hs": value("hallucination_score"),
+                    "seconds": round(float(u["seconds"] or 0), 2),
+                    "steps": n_steps,
+                    "noise_bs": n_noise,
+                    "size": config["model"].get("size"),
+                }
+            )
         return rows
     finally:
         store.close()

@@ -37,8 +37,15 @@ from ..models import as_classifier, check_model_input
 from ..removal import Blur, Constant, Inpaint, Noise, make_removal
 from ..scoring import Scorer
 
-__all__ = ["filling_study", "ms_ssim", "ms_ssim_scales", "default_fillings", "format_filling_table",
-           "MS_SSIM_WEIGHTS", "LPIPS_UNAVAILABLE"]
+__all__ = [
+    "filling_study",
+    "ms_ssim",
+    "ms_ssim_scales",
+    "default_fillings",
+    "format_filling_table",
+    "MS_SSIM_WEIGHTS",
+    "LPIPS_UNAVAILABLE",
+]
 
 #: The 5 scale weights of MS-SSIM (Wang, Simoncelli & Bovik 2003), finest scale first.
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -55,21 +62,30 @@ def default_fillings() -> dict[str, Any]:
     """The four fillings of Table 1: blur (σ 10), gray (ImageNet mean colour, zero after
     normalisation), inpaint (OpenCV Telea; the paper used DeepFill-v1, unavailable here), noise
     (Gaussian N(0.5, 0.25²), seed 0)."""
-    return {"blur": Blur(10.0), "gray": Constant("mean"), "inpaint": Inpaint("telea"), "noise": Noise("gaussian")}
+    return {
+        "blur": Blur(10.0),
+        "gray": Constant("mean"),
+        "inpaint": Inpaint("telea"),
+        "noise": Noise("gaussian"),
+    }
 
 
 def ms_ssim_scales(height: int, width: int, win_size: int = 11) -> int:
     """The number of MS-SSIM scales (1..5) that fit an image: side > (win_size - 1)·2^(L-1)."""
     side = min(height, width)
     scales = 0
-    while scales < len(MS_SSIM_WEIGHTS) and side > (win_size - 1) * 2 ** scales:
+    while scales < len(MS_SSIM_WEIGHTS) and side > (win_size - 1) * 2**scales:
         scales += 1
     if scales == 0:
-        raise ValueError(f"x: images of {height}x{width} are too small for MS-SSIM with a {win_size}-px window")
+        raise ValueError(
+            f"x: images of {height}x{width} are too small for MS-SSIM with a {win_size}-px window"
+        )
     return scales
 
 
-def ms_ssim(x: Tensor, y: Tensor, data_range: float = 1.0, win_size: int = 11) -> tuple[Tensor, int]:
+def ms_ssim(
+    x: Tensor, y: Tensor, data_range: float = 1.0, win_size: int = 11
+) -> tuple[Tensor, int]:
     """MS-SSIM (B,) between images (B, C, H, W) with pytorch-msssim, and the scales used.
 
     Five scales when the smaller side exceeds (win_size - 1)·16 = 160 px (``ms_ssim`` of
@@ -82,7 +98,9 @@ def ms_ssim(x: Tensor, y: Tensor, data_range: float = 1.0, win_size: int = 11) -
     scales = ms_ssim_scales(*x.shape[-2:], win_size=win_size)
     x, y = x.float(), y.float()
     if scales == len(MS_SSIM_WEIGHTS):
-        value = pytorch_msssim.ms_ssim(x, y, data_range=data_range, size_average=False, win_size=win_size)
+        value = pytorch_msssim.ms_ssim(
+            x, y, data_range=data_range, size_average=False, win_size=win_size
+        )
         return value, scales
     return _ms_ssim_levels(x, y, scales, data_range, win_size), scales
 
@@ -96,7 +114,9 @@ def _ms_ssim_levels(x: Tensor, y: Tensor, scales: int, data_range: float, win_si
     win = impl._fspecial_gauss_1d(win_size, 1.5).repeat([x.shape[1], 1, 1, 1]).to(x)
     terms = []
     for level in range(scales):
-        ssim_c, cs_c = impl._ssim(x, y, win=win, data_range=data_range, size_average=False, K=(0.01, 0.03))
+        ssim_c, cs_c = impl._ssim(
+            x, y, win=win, data_range=data_range, size_average=False, K=(0.01, 0.03)
+        )
         if level < scales - 1:
             terms.append(torch.relu(cs_c))
             pad = [s % 2 for s in x.shape[2:]]
@@ -106,10 +126,17 @@ def _ms_ssim_levels(x: Tensor, y: Tensor, scales: int, data_range: float, win_si
     return torch.prod(torch.stack(terms) ** weights.reshape(-1, 1, 1), dim=0).mean(1)
 
 
-def filling_study(model: Any, x: Tensor, masks: Tensor, labels: Any = None,
-                  removals: Mapping[str, Any] | None = None, *, include_real: bool = True,
-                  perceptual: Callable[[Tensor, Tensor], Tensor] | None = None,
-                  batch_size: int = 16) -> list[dict[str, Any]]:
+def filling_study(
+    model: Any,
+    x: Tensor,
+    masks: Tensor,
+    labels: Any = None,
+    removals: Mapping[str, Any] | None = None,
+    *,
+    include_real: bool = True,
+    perceptual: Callable[[Tensor, Tensor], Tensor] | None = None,
+    batch_size: int = 16,
+) -> list[dict[str, Any]]:
     """Fill each image's object with every removal; accuracy, MS-SSIM and LPIPS per removal.
 
     Args:
@@ -137,12 +164,18 @@ def filling_study(model: Any, x: Tensor, masks: Tensor, labels: Any = None,
         masks = masks.expand(x.shape[0], -1, -1, -1)
     check_positive(batch_size, "batch_size", integer=True)
     if perceptual is not None and not callable(perceptual):
-        raise TypeError(f"perceptual: expected a function (x, y) -> (B,), got {type(perceptual).__name__}")
+        raise TypeError(
+            f"perceptual: expected a function (x, y) -> (B,), got {type(perceptual).__name__}"
+        )
     scorer = Scorer(model, batch_size=batch_size)
     t = check_targets(labels, x.shape[0], model.num_classes, "labels")
     if t is None:
         t = scorer.top1(x)
-    fills = default_fillings() if removals is None else {str(k): make_removal(v) for k, v in removals.items()}
+    fills = (
+        default_fillings()
+        if removals is None
+        else {str(k): make_removal(v) for k, v in removals.items()}
+    )
     if not fills and not include_real:
         raise ValueError("removals: expected at least one removal (or include_real=True)")
     masks = masks.to(device=x.device, dtype=x.dtype)
@@ -158,11 +191,16 @@ def filling_study(model: Any, x: Tensor, masks: Tensor, labels: Any = None,
         correct = scorer.top1(filled) == t
         ssim_values, scales = ms_ssim(x, filled)
         row: dict[str, Any] = {
-            "removal": name, "fill": fill, "n": int(x.shape[0]),
+            "removal": name,
+            "fill": fill,
+            "n": int(x.shape[0]),
             "accuracy": float(correct.float().mean()),
-            "ms_ssim": float(ssim_values.mean()), "ms_ssim_scales": scales,
-            "lpips": None, "lpips_note": LPIPS_UNAVAILABLE,
-            "correct": correct.tolist(), "ms_ssim_per_image": ssim_values.cpu().tolist(),
+            "ms_ssim": float(ssim_values.mean()),
+            "ms_ssim_scales": scales,
+            "lpips": None,
+            "lpips_note": LPIPS_UNAVAILABLE,
+            "correct": correct.tolist(),
+            "ms_ssim_per_image": ssim_values.cpu().tolist(),
         }
         if perceptual is not None:
             with torch.no_grad():
@@ -179,8 +217,10 @@ def format_filling_table(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'removal':<12} {'n':>5} {'acc %':>7} {'MS-SSIM':>8} {'scales':>6} {'LPIPS':>7}"]
     for r in rows:
         lp = "n/a" if r["lpips"] is None else f"{r['lpips']:.3f}"
-        lines.append(f"{r['removal']:<12} {r['n']:>5} {100 * r['accuracy']:>7.1f} {r['ms_ssim']:>8.3f} "
-                     f"{r['ms_ssim_scales']:>6} {lp:>7}")
+        lines.append(
+            f"{r['removal']:<12} {r['n']:>5} {100 * r['accuracy']:>7.1f} {r['ms_ssim']:>8.3f} "
+            f"{r['ms_ssim_scales']:>6} {lp:>7}"
+        )
     if any(r["lpips"] is None for r in rows):
         lines.append(f"note: {LPIPS_UNAVAILABLE}")
     return "\n".join(lines)

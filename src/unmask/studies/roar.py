@@ -105,14 +105,27 @@ class RoarResult:
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per (mode, method, k) plus the unmodified row (mode ``"none"``, k = 0)."""
-        out = [{"mode": "none", "method": "unmodified", "k": 0, "accuracy": self.unmodified,
-                "runs": list(self.unmodified_runs)}]
+        out = [
+            {
+                "mode": "none",
+                "method": "unmodified",
+                "k": 0,
+                "accuracy": self.unmodified,
+                "runs": list(self.unmodified_runs),
+            }
+        ]
         for mode in self.modes:
             for m in self.methods:
                 for k in self.ks:
-                    out.append({"mode": mode, "method": m, "k": k,
-                                "accuracy": self.accuracy[mode][m][k],
-                                "runs": list(self.runs[mode][m][k])})
+                    out.append(
+                        {
+                            "mode": mode,
+                            "method": m,
+                            "k": k,
+                            "accuracy": self.accuracy[mode][m][k],
+                            "runs": list(self.runs[mode][m][k]),
+                        }
+                    )
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,13 +133,20 @@ class RoarResult:
         return {
             "study": "roar",
             "settings": self.settings,
-            "ks": list(self.ks), "methods": list(self.methods), "modes": list(self.modes),
-            "unmodified": self.unmodified, "unmodified_runs": list(self.unmodified_runs),
+            "ks": list(self.ks),
+            "methods": list(self.methods),
+            "modes": list(self.modes),
+            "unmodified": self.unmodified,
+            "unmodified_runs": list(self.unmodified_runs),
             "model_accuracy": self.model_accuracy,
-            "accuracy": {mode: {m: {str(k): v for k, v in ks.items()} for m, ks in ms.items()}
-                         for mode, ms in self.accuracy.items()},
-            "runs": {mode: {m: {str(k): list(v) for k, v in ks.items()} for m, ks in ms.items()}
-                     for mode, ms in self.runs.items()},
+            "accuracy": {
+                mode: {m: {str(k): v for k, v in ks.items()} for m, ks in ms.items()}
+                for mode, ms in self.accuracy.items()
+            },
+            "runs": {
+                mode: {m: {str(k): list(v) for k, v in ks.items()} for m, ks in ms.items()}
+                for mode, ms in self.runs.items()
+            },
             "seconds": self.seconds,
         }
 
@@ -138,9 +158,11 @@ class RoarResult:
             for m in self.methods:
                 cells = " | ".join(f"{100 * self.accuracy[mode][m][k]:.1f}" for k in self.ks)
                 lines.append(f"| {mode.upper()} | {m} | {cells} |")
-        lines.append(f"\nunmodified (same budget, no ablation): {100 * self.unmodified:.1f} %; "
-                     f"the explained model on the same test images: "
-                     f"{100 * self.model_accuracy:.1f} %")
+        lines.append(
+            f"\nunmodified (same budget, no ablation): {100 * self.unmodified:.1f} %; "
+            f"the explained model on the same test images: "
+            f"{100 * self.model_accuracy:.1f} %"
+        )
         return "\n".join(lines)
 
     def write_json(self, path: str | Path) -> Path:
@@ -156,8 +178,15 @@ class RoarResult:
             w = csv.writer(f)
             w.writerow(["mode", "method", "k", "accuracy", "runs"])
             for r in self.rows():
-                w.writerow([r["mode"], r["method"], r["k"], f"{r['accuracy']:.6f}",
-                            ";".join(f"{v:.6f}" for v in r["runs"])])
+                w.writerow(
+                    [
+                        r["mode"],
+                        r["method"],
+                        r["k"],
+                        f"{r['accuracy']:.6f}",
+                        ";".join(f"{v:.6f}" for v in r["runs"]),
+                    ]
+                )
         return path
 
 
@@ -238,15 +267,15 @@ def pixel_ranks(maps: Tensor, seed: int = 0) -> Tensor:
     flat = maps.reshape(b, -1).float()
     gen = torch.Generator().manual_seed(seed)
     shuffle = torch.argsort(torch.rand(flat.shape, generator=gen), dim=1)
-    order = shuffle.gather(1, torch.argsort(flat.gather(1, shuffle), dim=1, descending=True,
-                                            stable=True))
+    order = shuffle.gather(
+        1, torch.argsort(flat.gather(1, shuffle), dim=1, descending=True, stable=True)
+    )
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(flat.shape[1]).expand(b, -1).contiguous())
     return ranks.reshape(maps.shape)
 
 
-def ablate(x: Tensor, ranks: Tensor, k: int, mode: str, removal: Any,
-           chunk: int = 256) -> Tensor:
+def ablate(x: Tensor, ranks: Tensor, k: int, mode: str, removal: Any, chunk: int = 256) -> Tensor:
     """``x`` with the top-``k`` % pixels (ROAR) or all others (KAR) removed by ``removal``.
 
     Args:
@@ -266,8 +295,16 @@ def ablate(x: Tensor, ranks: Tensor, k: int, mode: str, removal: Any,
     return out
 
 
-def _maps(model: Any, batch: Any, method: str, seed: int, chunk: int,
-          settings: dict[str, Any] | None, progress: Progress, desc: str) -> Tensor:
+def _maps(
+    model: Any,
+    batch: Any,
+    method: str,
+    seed: int,
+    chunk: int,
+    settings: dict[str, Any] | None,
+    progress: Progress,
+    desc: str,
+) -> Tensor:
     from ..datasets.evaluate import _maps as evaluate_maps
 
     if method == "oracle":
@@ -282,8 +319,11 @@ def _settings_of(method: str, settings: dict[str, dict[str, Any]] | None) -> dic
 
     if method in BASELINES or method in _ORACLES:
         return {}
-    return {**LOCALISATION.get(method, {}), **SETTINGS.get(method, {}),
-            **(settings or {}).get(method, {})}
+    return {
+        **LOCALISATION.get(method, {}),
+        **SETTINGS.get(method, {}),
+        **(settings or {}).get(method, {}),
+    }
 
 
 def _removal(removal: Any, train_images: Tensor) -> tuple[Any, str]:
@@ -304,12 +344,26 @@ def _check_removal(removal: Any) -> None:
         resolve_removal(removal)
 
 
-def roar(model: Any, methods: Sequence[str] = METHODS, ks: Sequence[int] = KS, *,
-         modes: Sequence[str] = MODES, n_train: int = 3000, n_test: int = 500, epochs: int = 8,
-         seed: int = 0, repeats: int = 1, batch_size: int = 64, lr: float = 3e-3,
-         removal: Any = None, data_seed: int | None = None,
-         settings: dict[str, dict[str, Any]] | None = None, chunk: int = 50, threads: int = 1,
-         progress: Progress = False) -> RoarResult:
+def roar(
+    model: Any,
+    methods: Sequence[str] = METHODS,
+    ks: Sequence[int] = KS,
+    *,
+    modes: Sequence[str] = MODES,
+    n_train: int = 3000,
+    n_test: int = 500,
+    epochs: int = 8,
+    seed: int = 0,
+    repeats: int = 1,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    removal: Any = None,
+    data_seed: int | None = None,
+    settings: dict[str, dict[str, Any]] | None = None,
+    chunk: int = 50,
+    threads: int = 1,
+    progress: Progress = False,
+) -> RoarResult:
     """Run ROAR and/or KAR on the synthetic benchmark.
 
     Args:
@@ -354,17 +408,24 @@ def roar(model: Any, methods: Sequence[str] = METHODS, ks: Sequence[int] = KS, *
     modes = tuple(check_choice(m, "modes", MODES) for m in modes)
     if len(set(modes)) != len(modes):
         raise ValueError(f"modes: a mode is given twice in {list(modes)}")
-    for value, name in ((n_train, "n_train"), (n_test, "n_test"), (epochs, "epochs"),
-                        (repeats, "repeats"), (batch_size, "batch_size"), (chunk, "chunk"),
-                        (threads, "threads")):
+    for value, name in (
+        (n_train, "n_train"),
+        (n_test, "n_test"),
+        (epochs, "epochs"),
+        (repeats, "repeats"),
+        (batch_size, "batch_size"),
+        (chunk, "chunk"),
+        (threads, "threads"),
+    ):
         check_positive(value, name, integer=True)
     check_positive(seed, "seed", integer=True, allow_zero=True)
     check_positive(lr, "lr")
     data_seed = 0 if data_seed is None else data_seed
     check_positive(data_seed, "data_seed", integer=True, allow_zero=True)
     if settings is not None and not isinstance(settings, dict):
-        raise TypeError(f"settings: expected a dict method -> hyperparameters, got "
-                        f"{type(settings).__name__}")
+        raise TypeError(
+            f"settings: expected a dict method -> hyperparameters, got {type(settings).__name__}"
+        )
     progress = check_progress(progress)
     _check_removal(removal)  # before generating the data
     size = int(model.input_size[0]) if model.input_size else synthetic.DEFAULT_SIZE
@@ -381,15 +442,23 @@ def roar(model: Any, methods: Sequence[str] = METHODS, ks: Sequence[int] = KS, *
 
     def fit_and_test(x_train: Tensor, x_test: Tensor, run: int) -> float:
         t0 = time.perf_counter()
-        net, _info = cnn.fit(x_train, train.labels, epochs=epochs, seed=seed + run,
-                             batch_size=batch_size, lr=lr, threads=threads,
-                             classes=list(synthetic.CLASSES))
+        net, _info = cnn.fit(
+            x_train,
+            train.labels,
+            epochs=epochs,
+            seed=seed + run,
+            batch_size=batch_size,
+            lr=lr,
+            threads=threads,
+            classes=list(synthetic.CLASSES),
+        )
         acc = cnn.accuracy(net, x_test, test.labels)
         fit_seconds.append(round(time.perf_counter() - t0, 2))
         return acc
 
     runs: dict[str, dict[str, dict[int, list[float]]]] = {
-        mode: {m: {k: [] for k in ks} for m in methods} for mode in modes}
+        mode: {m: {k: [] for k in ks} for m in methods} for mode in modes
+    }
     unmodified_runs: list[float] = []
     map_seconds: dict[str, float] = {}
     ranks: dict[str, tuple[Tensor, Tensor]] = {}
@@ -410,17 +479,36 @@ def roar(model: Any, methods: Sequence[str] = METHODS, ks: Sequence[int] = KS, *
         x_te = ablate(test.images, r_te, k, mode, remove)
         runs[mode][m][k].append(fit_and_test(x_tr, x_te, r))
 
-    accuracy = {mode: {m: {k: float(np.mean(v)) for k, v in ks_.items()}
-                       for m, ks_ in ms.items()} for mode, ms in runs.items()}
+    accuracy = {
+        mode: {m: {k: float(np.mean(v)) for k, v in ks_.items()} for m, ks_ in ms.items()}
+        for mode, ms in runs.items()
+    }
     return RoarResult(
-        accuracy=accuracy, runs=runs, unmodified=float(np.mean(unmodified_runs)),
-        unmodified_runs=unmodified_runs, model_accuracy=model_accuracy, ks=ks, methods=methods,
+        accuracy=accuracy,
+        runs=runs,
+        unmodified=float(np.mean(unmodified_runs)),
+        unmodified_runs=unmodified_runs,
+        model_accuracy=model_accuracy,
+        ks=ks,
+        methods=methods,
         modes=modes,
-        settings={"n_train": n_train, "n_test": n_test, "epochs": epochs, "seed": seed,
-                  "data_seed": data_seed, "repeats": repeats, "batch_size": batch_size,
-                  "lr": lr, "removal": removal_spec, "size": size, "threads": threads,
-                  "method_settings": {m: _settings_of(m, settings) for m in methods}},
-        seconds={"maps": map_seconds, "retrain": fit_seconds,
-                 "total": round(time.perf_counter() - start, 1)},
+        settings={
+            "n_train": n_train,
+            "n_test": n_test,
+            "epochs": epochs,
+            "seed": seed,
+            "data_seed": data_seed,
+            "repeats": repeats,
+            "batch_size": batch_size,
+            "lr": lr,
+            "removal": removal_spec,
+            "size": size,
+            "threads": threads,
+            "method_settings": {m: _settings_of(m, settings) for m in methods},
+        },
+        seconds={
+            "maps": map_seconds,
+            "retrain": fit_seconds,
+            "total": round(time.perf_counter() - start, 1),
+        },
     )
-

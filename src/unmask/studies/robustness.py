@@ -28,8 +28,9 @@ from ..scoring import Scorer
 __all__ = ["robustness", "RobustnessResult", "run_explainer", "fixed_target"]
 
 
-def run_explainer(model: Any, x: Tensor, method: str | Callable[..., Any], target: Tensor,
-                  **kwargs: Any) -> Tensor:
+def run_explainer(
+    model: Any, x: Tensor, method: str | Callable[..., Any], target: Tensor, **kwargs: Any
+) -> Tensor:
     """Saliency (B, 1, H, W) of ``method`` (a registered name or ``fn(model, x, target, **kw)``)."""
     if callable(method):
         out = method(model, x, target, **kwargs)
@@ -77,10 +78,16 @@ class RobustnessResult:
         return float(torch.nanmean(self.scores[key]))
 
 
-def robustness(model: Any, x: Tensor, method: str | Callable[..., Any] = "occlusion",
-               settings: Sequence[dict[str, Any]] | None = None, seeds: Sequence[int] | None = None,
-               similarity: str | Sequence[str] = "ssim", target: Any = None,
-               **common: Any) -> RobustnessResult:
+def robustness(
+    model: Any,
+    x: Tensor,
+    method: str | Callable[..., Any] = "occlusion",
+    settings: Sequence[dict[str, Any]] | None = None,
+    seeds: Sequence[int] | None = None,
+    similarity: str | Sequence[str] = "ssim",
+    target: Any = None,
+    **common: Any,
+) -> RobustnessResult:
     """How much an explainer's maps change across hyperparameter settings or random seeds.
 
     Runs ``method`` once per setting (``unmask.explain(model, x, method, **common, **setting)``)
@@ -103,7 +110,9 @@ def robustness(model: Any, x: Tensor, method: str | Callable[..., Any] = "occlus
         A :class:`RobustnessResult`; ``result.scores["ssim"]`` is (B,).
     """
     if (settings is None) == (seeds is None):
-        raise ValueError("settings, seeds: give exactly one of them (a list of hyperparameter dicts, or of seeds)")
+        raise ValueError(
+            "settings, seeds: give exactly one of them (a list of hyperparameter dicts, or of seeds)"
+        )
     if settings is not None:
         runs = [dict(s) for s in settings]
         if not all(isinstance(s, dict) for s in settings):
@@ -114,7 +123,9 @@ def robustness(model: Any, x: Tensor, method: str | Callable[..., Any] = "occlus
         runs = [{"seed": s} for s in seeds]  # type: ignore[union-attr]
         if isinstance(method, str):
             if not METHODS.get(method).accepts("seed"):
-                raise ValueError(f"seeds: method {method!r} is deterministic (takes no seed); vary settings instead")
+                raise ValueError(
+                    f"seeds: method {method!r} is deterministic (takes no seed); vary settings instead"
+                )
     if len(runs) < 2:
         raise ValueError(f"settings/seeds: need at least 2 runs to compare, got {len(runs)}")
     names = [similarity] if isinstance(similarity, str) else list(similarity)
@@ -122,6 +133,8 @@ def robustness(model: Any, x: Tensor, method: str | Callable[..., Any] = "occlus
     model, x, t = fixed_target(model, x, target)
     maps = torch.stack([run_explainer(model, x, method, t, **{**common, **run}) for run in runs])
     pairs = list(itertools.combinations(range(len(runs)), 2))
-    pairwise = {n: torch.stack([fn(maps[i], maps[j]) for i, j in pairs]) for n, fn in functions.items()}
+    pairwise = {
+        n: torch.stack([fn(maps[i], maps[j]) for i, j in pairs]) for n, fn in functions.items()
+    }
     scores = {n: torch.nanmean(v, dim=0) for n, v in pairwise.items()}
     return RobustnessResult(scores, pairwise, pairs, runs, maps)

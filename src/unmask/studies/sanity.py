@@ -47,8 +47,14 @@ from ..metrics.similarity import similarity_function
 from ..model_randomisation import randomisation_order, randomise_layer
 from .robustness import fixed_target, run_explainer
 
-__all__ = ["randomisation_order", "randomise_layer", "cascading_randomisation",
-           "independent_randomisation", "SanityResult", "MODES"]
+__all__ = [
+    "randomisation_order",
+    "randomise_layer",
+    "cascading_randomisation",
+    "independent_randomisation",
+    "SanityResult",
+    "MODES",
+]
 
 #: The two randomisation tests.
 MODES = ("cascading", "independent")
@@ -82,14 +88,24 @@ class SanityResult:
     def rows(self) -> list[dict[str, Any]]:
         """One dict per step: ``{"step", "layer", <similarity>: mean over images, ...}``."""
         means = {n: self.mean(n) for n in self.similarity}
-        return [{"step": k + 1, "layer": layer, **{n: float(v[k]) for n, v in means.items()}}
-                for k, layer in enumerate(self.layers)]
+        return [
+            {"step": k + 1, "layer": layer, **{n: float(v[k]) for n, v in means.items()}}
+            for k, layer in enumerate(self.layers)
+        ]
 
 
-def _randomisation(mode: str, model: Any, x: Tensor, method: str | Callable[..., Any],
-                   target: Any, seed: int, similarities: Sequence[str],
-                   layers: Sequence[str] | None, keep_maps: bool,
-                   hyperparameters: dict[str, Any]) -> SanityResult:
+def _randomisation(
+    mode: str,
+    model: Any,
+    x: Tensor,
+    method: str | Callable[..., Any],
+    target: Any,
+    seed: int,
+    similarities: Sequence[str],
+    layers: Sequence[str] | None,
+    keep_maps: bool,
+    hyperparameters: dict[str, Any],
+) -> SanityResult:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed: expected an int, got {seed!r}")
     functions = {n: similarity_function(n) for n in similarities}
@@ -100,7 +116,9 @@ def _randomisation(mode: str, model: Any, x: Tensor, method: str | Callable[...,
     modules = dict(model.named_modules())
     unknown = [n for n in order if n not in modules]
     if unknown:
-        raise ValueError(f"layers: {unknown[0]!r} is not a module of the model; expected names like {randomisation_order(model)[:3]}")
+        raise ValueError(
+            f"layers: {unknown[0]!r} is not a module of the model; expected names like {randomisation_order(model)[:3]}"
+        )
     if not order:
         raise ValueError("model: has no parameters to randomise")
     original = run_explainer(model, x, method, t, **hyperparameters)
@@ -109,22 +127,37 @@ def _randomisation(mode: str, model: Any, x: Tensor, method: str | Callable[...,
     maps = []
     for k, name in enumerate(order):
         if mode == "independent" and k:
-            randomised = copy.deepcopy(model).eval()  # every other layer back to its trained weights
+            randomised = copy.deepcopy(
+                model
+            ).eval()  # every other layer back to its trained weights
         randomise_layer(dict(randomised.named_modules())[name], seed + k)
         m = run_explainer(randomised, x, method, t, **hyperparameters)
         for n, fn in functions.items():
             values[n].append(fn(original, m))
         if keep_maps:
             maps.append(m)
-    return SanityResult(order, {n: torch.stack(v) for n, v in values.items()}, original,
-                        torch.stack(maps) if keep_maps else None, t, mode)
+    return SanityResult(
+        order,
+        {n: torch.stack(v) for n, v in values.items()},
+        original,
+        torch.stack(maps) if keep_maps else None,
+        t,
+        mode,
+    )
 
 
-def cascading_randomisation(model: Any, x: Tensor, method: str | Callable[..., Any] = "occlusion",
-                            target: Any = None, *, seed: int = 0,
-                            similarities: Sequence[str] = ("ssim", "spearman_abs", "hog"),
-                            layers: Sequence[str] | None = None, keep_maps: bool = False,
-                            **hyperparameters: Any) -> SanityResult:
+def cascading_randomisation(
+    model: Any,
+    x: Tensor,
+    method: str | Callable[..., Any] = "occlusion",
+    target: Any = None,
+    *,
+    seed: int = 0,
+    similarities: Sequence[str] = ("ssim", "spearman_abs", "hog"),
+    layers: Sequence[str] | None = None,
+    keep_maps: bool = False,
+    **hyperparameters: Any,
+) -> SanityResult:
     """Adebayo et al.'s cascading randomisation test for one explainer.
 
     Args:
@@ -150,15 +183,32 @@ def cascading_randomisation(model: Any, x: Tensor, method: str | Callable[..., A
         >>> r.layers, tuple(r.similarity["spearman"].shape)
         (['net'], (1, 1))
     """
-    return _randomisation("cascading", model, x, method, target, seed, similarities, layers,
-                          keep_maps, hyperparameters)
+    return _randomisation(
+        "cascading",
+        model,
+        x,
+        method,
+        target,
+        seed,
+        similarities,
+        layers,
+        keep_maps,
+        hyperparameters,
+    )
 
 
-def independent_randomisation(model: Any, x: Tensor, method: str | Callable[..., Any] = "occlusion",
-                              target: Any = None, *, seed: int = 0,
-                              similarities: Sequence[str] = ("ssim", "spearman_abs", "hog"),
-                              layers: Sequence[str] | None = None, keep_maps: bool = False,
-                              **hyperparameters: Any) -> SanityResult:
+def independent_randomisation(
+    model: Any,
+    x: Tensor,
+    method: str | Callable[..., Any] = "occlusion",
+    target: Any = None,
+    *,
+    seed: int = 0,
+    similarities: Sequence[str] = ("ssim", "spearman_abs", "hog"),
+    layers: Sequence[str] | None = None,
+    keep_maps: bool = False,
+    **hyperparameters: Any,
+) -> SanityResult:
     """Adebayo et al.'s independent (layer-by-layer) randomisation test for one explainer.
 
     Step k re-initialises only layer k (as :func:`cascading_randomisation` does at its step k,
@@ -172,5 +222,15 @@ def independent_randomisation(model: Any, x: Tensor, method: str | Callable[...,
         >>> r.mode, r.layers
         ('independent', ['net'])
     """
-    return _randomisation("independent", model, x, method, target, seed, similarities, layers,
-                          keep_maps, hyperparameters)
+    return _randomisation(
+        "independent",
+        model,
+        x,
+        method,
+        target,
+        seed,
+        similarities,
+        layers,
+        keep_maps,
+        hyperparameters,
+    )

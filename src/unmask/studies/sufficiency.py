@@ -54,8 +54,15 @@ def map_distances(saliency: Any, distance: str = "seuclidean") -> Tensor:
     return d / top if top > 0 else d
 
 
-def sufficiency(model: Any, x: Tensor, saliency: Any, *, threshold: float = 0.6,
-                distance: str = "seuclidean", batch_size: int = 16) -> Tensor:
+def sufficiency(
+    model: Any,
+    x: Tensor,
+    saliency: Any,
+    *,
+    threshold: float = 0.6,
+    distance: str = "seuclidean",
+    batch_size: int = 16,
+) -> Tensor:
     """Sufficiency (Dasgupta et al. 2022) of each image within the batch (B,) float64; higher
     is better.
 
@@ -74,8 +81,11 @@ def sufficiency(model: Any, x: Tensor, saliency: Any, *, threshold: float = 0.6,
         >>> sufficiency(region_model(), region_images(3, 16), s, threshold=1.0).tolist()
         [1.0, 1.0, 1.0]
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) \
-            or not 0 <= threshold <= 1:
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float)
+        or not 0 <= threshold <= 1
+    ):
         raise ValueError(f"threshold: expected a number in [0, 1], got {threshold!r}")
     model = as_classifier(model, "model")
     x = check_model_input(model, x, "x")
