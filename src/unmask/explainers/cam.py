@@ -23,6 +23,7 @@ from torch import Tensor
 from .._checks import check_choice
 from ..explanation import Explanation
 from ..gradients import capture, check_spatial, grad_session, gradients, resolve_layer
+from ..params import LayerArg, Score
 from ..registry import METHODS
 from ..scoring import SCORES
 from ._common import as_model, finish, prepare, upsample
@@ -121,10 +122,10 @@ class GradCAM(_GradientCAM):
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
     ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
@@ -147,10 +148,10 @@ class GradCAMPlusPlus(_GradientCAM):
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
     ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
@@ -179,10 +180,10 @@ class XGradCAM(_GradientCAM):
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
     ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
@@ -208,10 +209,10 @@ class LayerCAM(_GradientCAM):
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
     ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
@@ -232,10 +233,10 @@ class HiResCAM(_GradientCAM):
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
     ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
@@ -277,7 +278,7 @@ class EigenCAM:
     """
 
     def __init__(
-        self, model: Any, *, layer: str | None = None, relu: bool = True, normalise: bool = False
+        self, model: Any, *, layer: LayerArg = None, relu: bool = True, normalise: bool = False
     ) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)

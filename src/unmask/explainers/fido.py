@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_probability
 from ..explanation import Explanation
+from ..params import Count, RemovalArg, ScoreOrOdds, Seed, Side, Steps
 from ..progress import track
 from ..registry import METHODS
 from ..removal import Inpaint, bind, is_differentiable
@@ -106,18 +107,18 @@ class FIDO:
     def __init__(
         self,
         model: Any,
-        removal: Any = None,
+        removal: RemovalArg = None,
         *,
-        objective: str = "ssr",
-        mask_size: int | tuple[int, int] = 56,
-        steps: int = 300,
+        objective: Literal["ssr", "sdr"] = "ssr",
+        mask_size: Side | tuple[Side, Side] = 56,
+        steps: Steps = 300,
         lr: float = 0.05,
         reg: float = 1e-3,
-        samples: int = 4,
+        samples: Count = 4,
         temperature: float = 0.1,
         anneal: float = 0.6,
-        score: str = "log_odds",
-        seed: int = 0,
+        score: ScoreOrOdds = "log_odds",
+        seed: Seed = 0,
         progress: bool = False,
     ) -> None:
         self.model = as_model(model)

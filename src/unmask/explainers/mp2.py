@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +10,7 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_probability
 from ..explanation import Explanation
+from ..params import BatchSize, Count, RemovalArg, ScoreOrOdds, Side
 from ..progress import track
 from ..registry import METHODS
 from ..removal import Blur, Inpaint, bind, is_differentiable
@@ -90,17 +91,17 @@ class MP2:
     def __init__(
         self,
         model: Any,
-        removal: Any = None,
+        removal: RemovalArg = None,
         *,
-        mask_size: int | tuple[int, int] = 28,
-        cells_per_iteration: int = 2,
+        mask_size: Side | tuple[Side, Side] = 28,
+        cells_per_iteration: Count = 2,
         threshold: float | None = None,
-        max_iterations: int | None = None,
-        criterion: str = "norm",
-        score: str = "prob",
-        saliency: str = "mask",
-        gradient_removal: Any = None,
-        batch_size: int = 16,
+        max_iterations: Count | None = None,
+        criterion: Literal["norm", "descent"] = "norm",
+        score: ScoreOrOdds = "prob",
+        saliency: Literal["mask", "order"] = "mask",
+        gradient_removal: RemovalArg = None,
+        batch_size: BatchSize = 16,
         progress: bool = False,
     ) -> None:
         self.model = as_model(model)

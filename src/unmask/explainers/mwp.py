@@ -33,6 +33,7 @@ from torch.func import functional_call
 from .._checks import check_targets
 from ..explanation import Explanation
 from ..gradients import check_spatial, gradients, resolve_layer
+from ..params import ClassesArg, LayerArg
 from ..registry import METHODS
 from ._common import as_model, finish, prepare, upsample
 from .cam import _flag, normalise_maps
@@ -167,7 +168,7 @@ class MWP:
         [1.0, 1.0]
     """
 
-    def __init__(self, model: Any, *, layer: str | None = None, normalise: bool = False) -> None:
+    def __init__(self, model: Any, *, layer: LayerArg = None, normalise: bool = False) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
         self.normalise = _flag(normalise, "normalise")
@@ -200,7 +201,12 @@ class ContrastiveMWP:
     """
 
     def __init__(
-        self, model: Any, *, layer: str | None = None, contrast: Any = None, normalise: bool = False
+        self,
+        model: Any,
+        *,
+        layer: LayerArg = None,
+        contrast: ClassesArg = None,
+        normalise: bool = False,
     ) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)

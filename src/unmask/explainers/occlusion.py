@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ..explanation import Explanation
+from ..params import BatchSize, Patience, RemovalArg, Score, Side
 from ..registry import METHODS
 from ..removal import Constant, Inpaint
 from ..scoring import Scorer
@@ -109,15 +110,15 @@ class Occlusion:
     def __init__(
         self,
         model: Any,
-        removal: Any = None,
+        removal: RemovalArg = None,
         *,
-        patch_size: int | tuple[int, int] = 29,
-        stride: int | tuple[int, int] = 3,
-        score: str = "prob",
-        batch_size: int = 16,
+        patch_size: Side | tuple[Side, Side] = 29,
+        stride: Side | tuple[Side, Side] = 3,
+        score: Score = "prob",
+        batch_size: BatchSize = 16,
         progress: bool = False,
         tolerance: float | None = None,
-        patience: int = 1,
+        patience: Patience = 1,
     ) -> None:
         self.model = as_model(model)
         check_stopping(tolerance, None, patience)

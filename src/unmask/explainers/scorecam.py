@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ..explanation import Explanation
 from ..gradients import capture, check_spatial, find_layer, grad_session, resolve_layer
+from ..params import BatchSize, LayerArg, RemovalArg, Score
 from ..progress import check_progress, track
 from ..registry import METHODS
 from ..removal import Constant
@@ -74,13 +75,13 @@ class ScoreCAM:
     def __init__(
         self,
         model: Any,
-        removal: Any = None,
+        removal: RemovalArg = None,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "prob",
-        batch_size: int = 16,
+        score: Score = "prob",
+        batch_size: BatchSize = 16,
         progress: Any = False,
     ) -> None:
         self.model = as_model(model)
@@ -148,11 +149,11 @@ class AblationCAM:
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
-        batch_size: int = 16,
+        score: Score = "logit",
+        batch_size: BatchSize = 16,
         progress: Any = False,
     ) -> None:
         self.model = as_model(model)

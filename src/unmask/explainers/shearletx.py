@@ -25,16 +25,17 @@ statistics and independent noise per channel (``noise_source``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from torch import Tensor
 
 from .._checks import check_choice
 from ..explanation import Explanation
+from ..params import Bounds, RepresentationArg, Seed, Steps
 from ..registry import METHODS
 from ..representations import make_representation
 from ._common import as_model, check_seed, finish, prepare
-from .maskopt import MaskOptimizer, mask_explanation
+from .maskopt import MaskOptimizer, Noise, mask_explanation
 
 __all__ = ["MaskExplainer", "ShearletX", "WaveletX", "CartoonX", "PixelMask"]
 
@@ -85,16 +86,16 @@ class MaskExplainer:
         self,
         model: Any,
         *,
-        representation: Any = "shearlets",
+        representation: RepresentationArg = "shearlets",
         l1: float = 1.0,
         spatial: float = 2.0,
-        steps: int = 300,
+        steps: Steps = 300,
         lr: float = 0.1,
-        noise_bs: int = 16,
-        noise: str = "uniform",
-        noise_source: str = "gray",
-        score: str = "prob",
-        seed: int = 0,
+        noise_bs: Annotated[int, Bounds(1, 1_024)] = 16,
+        noise: Noise = "uniform",
+        noise_source: Literal["gray", "color"] = "gray",
+        score: Literal["prob"] = "prob",
+        seed: Seed = 0,
         progress: Any = False,
     ) -> None:
         check_choice(score, "score", ("prob",))
