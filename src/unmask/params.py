@@ -278,7 +278,8 @@ def _json_default(entry: Entry, name: str, param: inspect.Parameter) -> Any:
 
 def _arg_help(factory: Any) -> dict[str, str]:
     """``{argument: first line of its description}`` from a Google-style docstring."""
-    doc = inspect.getdoc(factory) or ""
+    classes = factory.__mro__ if inspect.isclass(factory) else (factory,)
+    doc = "\n".join(inspect.getdoc(c) or "" for c in classes if c is not object)
     out: dict[str, str] = {}
     for line in doc.splitlines():
         found = re.match(r"\s{4}(\w+)(?: \([^)]*\))?: (.+)", line)

@@ -97,7 +97,7 @@ def _weighted(a: Tensor, weights: Tensor) -> Tensor:
     return torch.einsum("bc,bchw->bhw", weights, a)[:, None]
 
 
-@METHODS.register("gradcam", aliases=("grad-cam",))
+@METHODS.register("gradcam", aliases=("grad-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class GradCAM(_GradientCAM):
     """Grad-CAM (Selvaraju et al. 2017): ``Σ_k α_k A_k`` with ``α_k = mean_ij ∂s/∂A_kij``.
 
@@ -134,7 +134,9 @@ class GradCAM(_GradientCAM):
         return _weighted(a, w), {"weights": w}
 
 
-@METHODS.register("gradcam++", aliases=("gradcampp",))
+@METHODS.register(
+    "gradcam++", aliases=("gradcampp",), family="CAM", cost=lambda p, size: 1, test={}
+)
 class GradCAMPlusPlus(_GradientCAM):
     """Grad-CAM++ (Chattopadhay et al. 2018): channel weights from positive gradients, reweighted.
 
@@ -167,7 +169,7 @@ class GradCAMPlusPlus(_GradientCAM):
         return _weighted(a, w), {"weights": w}
 
 
-@METHODS.register("xgradcam", aliases=("xgrad-cam",))
+@METHODS.register("xgradcam", aliases=("xgrad-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class XGradCAM(_GradientCAM):
     """XGrad-CAM (Fu et al. 2020): gradients averaged with the channel's activations as weights.
 
@@ -198,7 +200,7 @@ class XGradCAM(_GradientCAM):
         return _weighted(a, w), {"weights": w}
 
 
-@METHODS.register("layercam", aliases=("layer-cam",))
+@METHODS.register("layercam", aliases=("layer-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class LayerCAM(_GradientCAM):
     """Layer-CAM (Jiang et al. 2021): ``Σ_k ReLU(G_kij) A_kij``, a weight per location.
 
@@ -220,7 +222,7 @@ class LayerCAM(_GradientCAM):
         return (g.clamp(min=0) * a).sum(dim=1, keepdim=True), {}
 
 
-@METHODS.register("hirescam", aliases=("hires-cam",))
+@METHODS.register("hirescam", aliases=("hires-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class HiResCAM(_GradientCAM):
     """HiResCAM (Draelos & Carin 2020): gradient times activation at every location.
 
@@ -257,7 +259,7 @@ def first_component(a: Tensor) -> Tensor:
     return (proj * sign[:, None, None]).transpose(1, 2).reshape(b, 1, h, w).to(a.dtype)
 
 
-@METHODS.register("eigencam", aliases=("eigen-cam",))
+@METHODS.register("eigencam", aliases=("eigen-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class EigenCAM:
     """Eigen-CAM (Muhammad & Yeasin 2020): the activations' first principal component.
 

@@ -178,7 +178,26 @@ def area_loss(masks: Tensor, reference: Tensor) -> Tensor:
     return ((ordered - reference) ** 2).mean(1)
 
 
-@METHODS.register("extremal", aliases=("smoothmask", "extremal-perturbation"))
+@METHODS.register(
+    "extremal",
+    aliases=("smoothmask", "extremal-perturbation"),
+    family="mask optimisation",
+    cost=lambda p, size: (
+        p["steps"] * len(_areas(p["areas"])) * (2 if p["variant"] == "dual" else 1)
+    ),
+    # no flip jitter (the region model is not mirror-symmetric); faster area schedule and lr;
+    # area 0.04 of the 41x41 padded frame the constraint is measured on = 67 pixels (box: 64)
+    test={
+        "areas": [0.04],
+        "step": 4,
+        "sigma": 6,
+        "steps": 60,
+        "jitter": False,
+        "area_weight": 10,
+        "area_growth": 1.06,
+        "lr": 0.1,
+    },
+)
 class ExtremalPerturbation:
     """Extremal Perturbations: the smooth mask of a given area that best preserves (or deletes) the class.
 

@@ -41,7 +41,14 @@ def concrete_keep(keep_prob: Tensor, noise: Tensor, temperature: float) -> Tenso
     return torch.sigmoid(logits / temperature)
 
 
-@METHODS.register("fido", aliases=("fido-ca",))
+@METHODS.register(
+    "fido",
+    aliases=("fido-ca",),
+    family="mask optimisation",
+    cost=lambda p, size: p["steps"] * p["samples"],
+    # telea fill as FIDO-CA; reg raised for 32x32 images (the penalty sums over pixels)
+    test={"mask_size": 8, "steps": 40, "reg": 1e-2, "samples": 2},
+)
 class FIDO:
     """FIDO: a Bernoulli mask over pixels learned so that in-filled images keep (or lose) the class.
 

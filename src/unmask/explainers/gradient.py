@@ -55,7 +55,13 @@ def _explain_attribution(method: Any, x: Tensor, target: Any) -> Explanation:
     return finish(method, method.reduce(a), t, attribution=a)
 
 
-@METHODS.register("gradient", aliases=("saliency", "vanilla_gradient"))
+@METHODS.register(
+    "gradient",
+    aliases=("saliency", "vanilla_gradient"),
+    family="gradient",
+    cost=lambda p, size: 1,
+    test={},
+)
 class Gradient:
     """Gradient saliency (Simonyan et al. 2014): ``max_c |∂s/∂x_c|`` per pixel.
 
@@ -90,7 +96,7 @@ class Gradient:
         return _explain_attribution(self, x, target)
 
 
-@METHODS.register("input_x_gradient")
+@METHODS.register("input_x_gradient", family="gradient", cost=lambda p, size: 1, test={})
 class InputXGradient:
     """Input × gradient (Shrikumar et al. 2016): ``x ⊙ ∂s/∂x``, summed over channels.
 
@@ -146,7 +152,13 @@ def quadrature(steps: int, rule: str) -> tuple[Tensor, Tensor]:
     return torch.linspace(start, stop, n, dtype=torch.float64), w
 
 
-@METHODS.register("integrated_gradients", aliases=("ig",))
+@METHODS.register(
+    "integrated_gradients",
+    aliases=("ig",),
+    family="gradient",
+    cost=lambda p, size: p["steps"],
+    test={"steps": 16},
+)
 class IntegratedGradients:
     """Integrated gradients (Sundararajan et al. 2017) from a removal's baseline.
 
@@ -233,7 +245,13 @@ NoiseKind = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
 KINDS: tuple[str, ...] = get_args(NoiseKind)
 
 
-@METHODS.register("smoothgrad", aliases=("noise_tunnel",))
+@METHODS.register(
+    "smoothgrad",
+    aliases=("noise_tunnel",),
+    family="gradient",
+    cost=lambda p, size: p["samples"] * METHODS.get(p["base"]).cost(p.get("base_params"), size),
+    test={"samples": 8, "sigma": 0.1},
+)
 class SmoothGrad:
     """A noise tunnel over any input-gradient method: SmoothGrad, SmoothGrad², VarGrad.
 

@@ -122,7 +122,12 @@ def _fit_bytes(b: int, n: int, s: int) -> float:
     return 8.0 * b * (4 * n * s + 2 * s * s)
 
 
-@METHODS.register("lime")
+@METHODS.register(
+    "lime",
+    family="perturbation",
+    cost=lambda p, size: p["samples"],
+    test={"samples": 150, "n_segments": 64, "sigma": 1.0, "batch_size": 64},
+)
 class Lime:
     """LIME: a weighted linear model of the score on random superpixel on/off patterns.
 

@@ -146,7 +146,9 @@ def _finish(
     return finish(explainer, saliency.float(), target, layer_map=maps, **extras)
 
 
-@METHODS.register("mwp", aliases=("excitation_backprop",))
+@METHODS.register(
+    "mwp", aliases=("excitation_backprop",), family="backprop", cost=lambda p, size: 1, test={}
+)
 class MWP:
     """Excitation backprop (Zhang et al. 2016): the marginal winning probability at a layer.
 
@@ -180,7 +182,13 @@ class MWP:
         return _finish(self, maps, t, tuple(x.shape[-2:]), total=maps.sum(dim=(1, 2, 3)).cpu())
 
 
-@METHODS.register("c-mwp", aliases=("contrastive_mwp",))
+@METHODS.register(
+    "c-mwp",
+    aliases=("contrastive_mwp",),
+    family="backprop",
+    cost=lambda p, size: 2,  # the target's and the contrast's top-down passes
+    test={},
+)
 class ContrastiveMWP:
     """Contrastive MWP (Zhang et al. 2016): the target's MWP minus that of a contrast.
 

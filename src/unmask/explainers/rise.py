@@ -123,7 +123,12 @@ def sample_rise_masks(
     return RiseMasks(grids, shifts, (h, w), cell)
 
 
-@METHODS.register("rise")
+@METHODS.register(
+    "rise",
+    family="perturbation",
+    cost=lambda p, size: p["masks"],
+    test={"masks": 500, "s": 7, "batch_size": 100},
+)
 class Rise:
     """RISE: the expected score when random smooth masks keep each pixel.
 
