@@ -321,8 +321,6 @@ def _read(entry: Entry) -> tuple[tuple[str, Param], ...]:
     for i, (name, param) in enumerate(inspect.signature(target).parameters.items()):
         if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
-        if i <= 1 and name == "model":
-            continue
         default = _json_default(entry, name, param)
         if name in _HIDDEN:
             out.append((name, Param(name, "hidden", default)))
@@ -337,7 +335,8 @@ def _read(entry: Entry) -> tuple[tuple[str, Param], ...]:
                     default,
                     bounds,
                     choices,
-                    nullable or default is None,
+                    # None stands for the class's default: not for an entry's other default
+                    default is None or (nullable and entry.defaults.get(name) is None),
                     helps.get(name, ""),
                 ),
             )

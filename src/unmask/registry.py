@@ -146,6 +146,12 @@ class Entry:
         out.update({k: v for k, v in (params or {}).items() if v is not None})
         return out
 
+    @property
+    def cost_needs_model(self) -> bool:
+        """Whether :meth:`cost` needs the model (a layer's channels)."""
+        formula = self.cost_formula
+        return formula is not None and len(inspect.signature(formula).parameters) == 3
+
     def cost(self, params: Mapping[str, Any] | None, image_size: int, model: Any = None) -> int:
         """Model evaluations (forward passes, or forward + backward for gradient methods) to
         explain or score one ``image_size`` x ``image_size`` image with ``params``.
@@ -161,7 +167,7 @@ class Entry:
         if self.cost_formula is None:
             raise ValueError(f"{self.registry_kind} {self.name!r} declares no cost")
         p = self.resolved(params)
-        if len(inspect.signature(self.cost_formula).parameters) == 3:
+        if self.cost_needs_model:
             if model is None:
                 raise ValueError(
                     f"model: the cost of {self.registry_kind} {self.name!r} depends on the model"
