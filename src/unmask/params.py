@@ -231,6 +231,8 @@ def _declare(tp: Any) -> tuple[str, Bounds | None, tuple[str, ...], bool]:
     if len(args) == 1:
         (one,) = args
         inner, inner_meta = _unannotate(one)
+        if any(isinstance(m, Marked) for m in inner_meta):
+            return _declare(one)[0], None, (), True
         bounds = next((m for m in meta + inner_meta if isinstance(m, Bounds)), None)
         if typing.get_origin(inner) in (typing.Union, types.UnionType):
             kind, bounds, choices, inner_null = _declare(inner)
