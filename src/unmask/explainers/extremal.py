@@ -182,8 +182,9 @@ def area_loss(masks: Tensor, reference: Tensor) -> Tensor:
     "extremal",
     aliases=("smoothmask", "extremal-perturbation"),
     family="mask optimisation",
+    # per area: the steps (both masks for "dual"), the first and the final score
     cost=lambda p, size: (
-        p["steps"] * len(_areas(p["areas"])) * (2 if p["variant"] == "dual" else 1)
+        len(_areas(p["areas"])) * (p["steps"] * (2 if p["variant"] == "dual" else 1) + 2)
     ),
     # no flip jitter (the region model is not mirror-symmetric); faster area schedule and lr;
     # area 0.04 of the 41x41 padded frame the constraint is measured on = 67 pixels (box: 64)

@@ -156,7 +156,7 @@ def quadrature(steps: int, rule: str) -> tuple[Tensor, Tensor]:
     "integrated_gradients",
     aliases=("ig",),
     family="gradient",
-    cost=lambda p, size: p["steps"],
+    cost=lambda p, size: p["steps"] + 2,  # the path, the image and its baseline
     test={"steps": 16},
 )
 class IntegratedGradients:
@@ -245,11 +245,18 @@ NoiseKind = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
 KINDS: tuple[str, ...] = get_args(NoiseKind)
 
 
+def _path_steps(p: dict[str, Any]) -> int:
+    """Gradients per noisy copy of SmoothGrad's base method (the steps of integrated gradients)."""
+    if p["base"] != "integrated_gradients":
+        return 1
+    return int(METHODS.get("integrated_gradients").resolved(p.get("base_params"))["steps"])
+
+
 @METHODS.register(
     "smoothgrad",
     aliases=("noise_tunnel",),
     family="gradient",
-    cost=lambda p, size: p["samples"] * METHODS.get(p["base"]).cost(p.get("base_params"), size),
+    cost=lambda p, size: p["samples"] * _path_steps(p),
     test={"samples": 8, "sigma": 0.1},
 )
 class SmoothGrad:
