@@ -69,6 +69,7 @@ __all__ = [
     "RepresentationArg",
     "LayerArg",
     "ClassesArg",
+    "MethodName",
     "Param",
     "params_of",
     "validate_params",
@@ -102,7 +103,7 @@ class Bounds:
 class Marked:
     """A hyperparameter whose values are specs of another registry (see the ``*Arg`` types)."""
 
-    kind: Literal["removal", "representation", "layer", "classes"]
+    kind: Literal["removal", "representation", "layer", "classes", "method"]
 
 
 #: A count (samples, masks, runs, regions): [1, 100 000].
@@ -131,6 +132,8 @@ RemovalArg = Annotated["Removal | str | None", Marked("removal")]
 RepresentationArg = Annotated["Representation | str", Marked("representation")]
 #: A layer of the model (a path in ``model.net.named_modules()``); None for its feature layer.
 LayerArg = Annotated["str | None", Marked("layer")]
+#: The name of a registered explanation method (``unmask methods``).
+MethodName = Annotated[str, Marked("method")]
 #: A class index or a list of class indices (one per image allowed).
 ClassesArg = Annotated["int | Sequence[int] | Sequence[Sequence[int]] | None", Marked("classes")]
 
@@ -149,7 +152,7 @@ class Param:
         name: the constructor argument.
         kind: ``bool``, ``int``, ``float``, ``pair`` (an int or [height, width]), ``floats``
             (a float or a list), ``list`` (numbers), ``choice``, ``removal``,
-            ``representation``, ``layer``, ``classes``, ``dict`` (a nested spec) or ``hidden``
+            ``representation``, ``layer``, ``classes``, ``method`` (a method's name), ``dict`` (a nested spec) or ``hidden``
             (not settable through a spec: the model, arrays, callables, progress).
         default: the entry's default as a JSON value (None when there is none).
         bounds: ``Bounds`` of an int / pair / float, or None.
@@ -449,6 +452,15 @@ def _check_value(p: Param, value: Any, field: str, image_size: int | None) -> An
                 )
             return [check_int(v, f"{field}[{i}]", 0, _MAX_CLASS) for i, v in enumerate(value)]
         return check_int(value, field, 0, _MAX_CLASS)
+    if kind == "method":
+        from .registry import METHODS
+
+        if not isinstance(value, str) or value not in METHODS:
+            raise ValueError(
+                f"{field}: expected a registered method; expected one of: "
+                f"{', '.join(METHODS.names())}"
+            )
+        return value
     if kind == "dict":
         if not isinstance(value, Mapping):
             raise ValueError(f"{field}: expected an object of hyperparameters, got {show(value)}")
