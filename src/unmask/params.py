@@ -169,6 +169,26 @@ class Param:
     nullable: bool = False
     help: str = ""
 
+    def to_json(self, image_size: int | None = None) -> dict[str, Any]:
+        """``{name, kind, default, min, max, choices, nullable, help}`` with the bounds at
+        ``image_size`` (see :meth:`range`).
+
+        Example:
+            >>> Param("masks", "int", 4000, Bounds(1, 100_000)).to_json()["max"]
+            100000
+        """
+        low, high = self.range(image_size) or (None, None)
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "default": self.default,
+            "min": low,
+            "max": high,
+            "choices": list(self.choices) or None,
+            "nullable": self.nullable,
+            "help": self.help,
+        }
+
     def range(self, image_size: int | None = None) -> tuple[float, float] | None:
         """``(low, high)`` with :data:`SIDE` / :data:`AREA` resolved at ``image_size`` (the
         image side limit, ``UNMASK_MAX_SIZE``, when unknown); None when unbounded.

@@ -384,7 +384,7 @@ def _metrics(entries: Any) -> tuple[list[MetricRun], list[MetricRun]]:
             params,
             kind,
             choice,
-            bool(getattr(entry.factory, "higher_is_better", True)),
+            entry.higher_is_better is not False,
         )
         (similarity if kind == "similarity" else runs).append(run)
     return runs, similarity

@@ -315,22 +315,11 @@ def _form(name: str, is_metric: bool, size: int) -> tuple[dict[str, Any], ...]:
 def _field(p: Param, size: int) -> dict[str, Any]:
     from ..removal import removal_names
 
-    low, high = p.range(size) or (None, None)
-    choices: list[str] | None = None
-    if p.kind == "removal":
-        choices = [n for n in removal_names() if n not in _NO_REMOVALS]
-    elif p.kind == "choice":
-        choices = list(p.choices)
-    return {
-        "name": p.name,
-        "type": _FORM_TYPES[p.kind],
-        "default": p.default,
-        "min": low,
-        "max": high,
-        "choices": choices,
-        "nullable": p.nullable,
-        "help": p.help,
-    }
+    field = p.to_json(size)
+    kind = field.pop("kind")
+    if kind == "removal":
+        field["choices"] = [n for n in removal_names() if n not in _NO_REMOVALS]
+    return {"type": _FORM_TYPES[kind], **field}
 
 
 def top_k(top: object, top_p: object, max_top: object) -> tuple[int | None, float | None, int]:
