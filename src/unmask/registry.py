@@ -153,10 +153,13 @@ class Entry:
         return formula is not None and len(inspect.signature(formula).parameters) == 3
 
     def cost(self, params: Mapping[str, Any] | None, image_size: int, model: Any = None) -> int:
-        """Model evaluations (forward passes, or forward + backward for gradient methods) to
-        explain or score one ``image_size`` x ``image_size`` image with ``params``.
+        """Model evaluations (images given to the model: forward passes, or forward + backward
+        for gradient methods) to explain or score one ``image_size`` x ``image_size`` image
+        for a given target (one more finds the top-1 class when the target is None).
 
-        An upper bound where a method may stop early. Raises ValueError when the entry
+        An upper bound where a method may stop early or a metric's steps depend on the map.
+        A metric that re-runs an explainer (kind ``explainer``) counts its own evaluations
+        only: the explainer's runs cost what the explainer's entry says, each. Raises ValueError when the entry
         declares no cost, or its cost depends on the model (``model`` not given).
 
         Example:

@@ -35,7 +35,7 @@ def layer_channels(model: nn.Module, layer: str | None) -> int:
     Example:
         >>> from unmask.testing import conv_region_model
         >>> layer_channels(conv_region_model(), None)
-        8
+        2
     """
     for module in reversed(list(find_layer(model, layer).modules())):
         for attr in ("out_channels", "num_features", "out_features"):

@@ -349,7 +349,7 @@ def input_invariance(
     return torch.stack(out)
 
 
-@METRICS.register("input_invariance", cost=lambda p, size: 1)
+@METRICS.register("input_invariance", cost=lambda p, size: 0)
 class InputInvariance:
     """Input invariance (Kindermans et al. 2017): relative map change under a constant input
     shift that the model's first layer compensates; lower is better. Kind ``"explainer"`` (a

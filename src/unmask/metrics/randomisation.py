@@ -136,7 +136,7 @@ def random_logit(
     return SIMILARITIES[similarity](own.float(), off.float()).double()
 
 
-@METRICS.register("random_logit", cost=lambda p, size: 1)
+@METRICS.register("random_logit", cost=lambda p, size: 0)
 class RandomLogit:
     """Random logit (Sixt et al. 2020): SSIM of the target's and a random class's map; lower is
     better. Kind ``"explainer"``: ``metric(model, x, explainer, target=None)``.
@@ -234,7 +234,7 @@ def model_parameter_randomisation(
     return torch.nanmean(v, dim=0) if reduce == "mean" else v[-1]
 
 
-@METRICS.register("model_parameter_randomisation", aliases=("mprt",), cost=lambda p, size: 1)
+@METRICS.register("model_parameter_randomisation", aliases=("mprt",), cost=lambda p, size: 0)
 class ModelParameterRandomisation:
     """Model parameter randomisation (Adebayo et al. 2018): similarity of the maps before and
     after re-initialising the model's layers (cascading, SSIM, mean over layers); lower is

@@ -506,7 +506,7 @@ class _Robustness:
         )
 
 
-@METRICS.register("max_sensitivity", cost=lambda p, size: 1)
+@METRICS.register("max_sensitivity", cost=lambda p, size: 0)
 class MaxSensitivity(_Robustness):
     """Max-sensitivity (Yeh et al. 2019): the largest relative map change under uniform noise
     of bound ``radius`` (0.2), over ``samples`` (200) seeded perturbations; lower is better."""
@@ -514,7 +514,7 @@ class MaxSensitivity(_Robustness):
     _function = staticmethod(max_sensitivity)
 
 
-@METRICS.register("avg_sensitivity", cost=lambda p, size: 1)
+@METRICS.register("avg_sensitivity", cost=lambda p, size: 0)
 class AvgSensitivity(_Robustness):
     """Avg-sensitivity (Yeh et al. 2019): the mean relative map change under uniform noise of
     bound ``radius`` (0.2), over ``samples`` (200) seeded perturbations; lower is better."""
@@ -522,7 +522,7 @@ class AvgSensitivity(_Robustness):
     _function = staticmethod(avg_sensitivity)
 
 
-@METRICS.register("local_lipschitz_estimate", cost=lambda p, size: 1)
+@METRICS.register("local_lipschitz_estimate", cost=lambda p, size: 0)
 class LocalLipschitzEstimate(_Robustness):
     """Local Lipschitz estimate (Alvarez-Melis & Jaakkola 2018): the largest map change per
     input change under N(0, std²) noise (std 0.1, 200 samples); lower is better."""
@@ -536,7 +536,7 @@ class LocalLipschitzEstimate(_Robustness):
         super().__init__(samples, std, seed, batch_size)
 
 
-@METRICS.register("relative_input_stability", cost=lambda p, size: p["samples"] + 2)
+@METRICS.register("relative_input_stability", cost=lambda p, size: p["samples"] + 1)
 class RelativeInputStability(_Robustness):
     """Relative input stability (Agarwal et al. 2022): the largest relative map change per
     relative input change over class-preserving perturbations; lower is better."""
@@ -544,7 +544,7 @@ class RelativeInputStability(_Robustness):
     _function = staticmethod(relative_input_stability)
 
 
-@METRICS.register("relative_output_stability", cost=lambda p, size: p["samples"] + 2)
+@METRICS.register("relative_output_stability", cost=lambda p, size: p["samples"] + 1)
 class RelativeOutputStability(_Robustness):
     """Relative output stability (Agarwal et al. 2022): the largest relative map change per
     logit change over class-preserving perturbations; lower is better."""
@@ -552,7 +552,7 @@ class RelativeOutputStability(_Robustness):
     _function = staticmethod(relative_output_stability)
 
 
-@METRICS.register("relative_representation_stability", cost=lambda p, size: p["samples"] + 2)
+@METRICS.register("relative_representation_stability", cost=lambda p, size: p["samples"] + 1)
 class RelativeRepresentationStability(_Robustness):
     """Relative representation stability (Agarwal et al. 2022): the largest relative map change
     per relative change of a layer's output (default the model's ``feature_layer``) over
@@ -636,7 +636,7 @@ def continuity(
     return _masked_max(num / torch.where(den > 0, den, 1.0), den > 0)
 
 
-@METRICS.register("continuity", cost=lambda p, size: 1)
+@METRICS.register("continuity", cost=lambda p, size: 0)
 class Continuity:
     """Continuity (Montavon et al. 2018): the largest L1 map change per L2 input change over
     translations by 1..``steps`` (28) pixels; lower is better."""

@@ -158,7 +158,7 @@ def select_saliency_alpha(
     return AlphaChoice(alphas[int(torch.argmin(values))], alphas, values)
 
 
-@METRICS.register("saliency_metric", aliases=("dabkowski_gal", "sm"), cost=lambda p, size: 2)
+@METRICS.register("saliency_metric", aliases=("dabkowski_gal", "sm"), cost=lambda p, size: 1)
 class SaliencyMetric:
     """Saliency metric (Dabkowski & Gal 2017): ``log(max(a, 0.05)) - log p_c(crop)`` of the
     smallest box around the pixels above ``alpha * max``, cropped and resized to the image.
