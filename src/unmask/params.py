@@ -322,7 +322,7 @@ def params_of(entry: Entry) -> dict[str, Param]:
         >>> from unmask.registry import METHODS
         >>> p = params_of(METHODS.get("occlusion"))
         >>> p["stride"].kind, p["stride"].default, p["stride"].range(224)
-        ('pair', 8, (1, 224))
+        ('pair', 3, (1, 224))
         >>> p["score"].choices
         ('prob', 'logit', 'log_prob')
     """

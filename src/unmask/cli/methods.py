@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 COMMAND = "methods"
 HELP = "List the explanation methods (with aliases)."
@@ -23,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from ..params import params_of
     from ..registry import METHODS
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in list_methods():
         entry = METHODS.get(name)
         rows.append(

@@ -33,7 +33,7 @@ from .._checks import check_choice, check_images, check_positive, check_targets,
 from ..models import as_classifier, check_model_input
 from ..params import BatchSize, RepresentationArg
 from ..registry import METRICS
-from ..representations import Pixels
+from ..representations import Pixels, make_representation
 from ..representations.base import Representation
 from ..scoring import Scorer, select_scores
 
@@ -195,7 +195,9 @@ class CPScore:
     ) -> None:
         self.info = check_choice(info, "info", INFORMATION)
         check_positive(batch_size, "batch_size", integer=True)
-        self.representation = representation
+        self.representation = (
+            None if representation is None else make_representation(representation)
+        )
         self.batch_size = batch_size
 
     def shared_key(self) -> tuple[Any, ...]:
