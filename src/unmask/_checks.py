@@ -106,7 +106,8 @@ def check_mask(mask: object, x: Tensor, name: str = "mask") -> Tensor:
         )
     if mask.shape[0] != x.shape[0] and 1 not in (mask.shape[0], x.shape[0]):
         raise ValueError(
-            f"{name}: batch size {mask.shape[0]} does not match the images' batch size {x.shape[0]} "
+            f"{name}: batch size {mask.shape[0]} does not match the images' batch size "
+            f"{x.shape[0]} "
             "(expected equal sizes, or one of them 1)"
         )
     if not mask.is_floating_point():

@@ -418,7 +418,8 @@ def _torchvision(arch: str) -> Callable[..., Classifier]:
             import torchvision.models as tvm
         except Exception as exc:  # ImportError, or the operator mismatch beside torch 2.13
             raise ValueError(
-                f"model: 'tv:{arch}' needs torchvision, which is not usable here ({type(exc).__name__}: "
+                f"model: 'tv:{arch}' needs torchvision, which is not usable here "
+                f"({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''}); install the optional extra "
                 "'unmask[torchvision]' with a torch build it supports"
             ) from None
@@ -485,7 +486,8 @@ _MODELS: dict[str, _ModelSpec] = {
     ),
     "synthetic_cnn": _ModelSpec(
         _synthetic_cnn,
-        "small CNN of the synthetic shapes benchmark (unmask.datasets), 6 classes, 64x64 (embedded)",
+        "small CNN of the synthetic shapes benchmark (unmask.datasets), 6 classes, 64x64 "
+        "(embedded)",
         "unmask",
     ),
 }

@@ -151,7 +151,7 @@ class Scorer:
         return torch.softmax(self.logits(images), dim=1)
 
     def __call__(self, images: Tensor, target: Tensor) -> Tensor:
-        """Scores (N,) (or (N, T)) of ``target`` (see :func:`select_scores`) for images (N, C, H, W)."""
+        """Scores (N,) (or (N, T)) of ``target`` (:func:`select_scores`) for images (N, C, H, W)."""
         return select_scores(self.logits(images), target.to(self.device), self.score)
 
     def top1(self, images: Tensor) -> Tensor:

@@ -96,7 +96,8 @@ def _images(images: object, name: str = "images") -> Tensor:
     x = check_images(images, name, channels=3).detach().float().cpu()
     if float(x.min()) < 0 or float(x.max()) > 1:
         raise ValueError(
-            f"{name}: expected values in [0, 1], got range [{float(x.min()):.3g}, {float(x.max()):.3g}]"
+            f"{name}: expected values in [0, 1], "
+            f"got range [{float(x.min()):.3g}, {float(x.max()):.3g}]"
         )
     return x
 
@@ -397,7 +398,7 @@ def plot_grid(
         for i, e in enumerate(items)
     ]
     targets: list[Tensor | None] = []
-    for i, e in enumerate(items):
+    for e in items:
         if isinstance(e, Explanation):
             t = e.target.reshape(-1).cpu()
             targets.append(t.expand(b) if t.numel() == 1 else t)

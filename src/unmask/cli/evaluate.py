@@ -1,4 +1,4 @@
-"""`unmask evaluate`: score saliency maps (saved, or computed by a method) with faithfulness metrics.
+"""`unmask evaluate`: score saliency maps (saved, or computed by a method) with metrics.
 
     unmask evaluate cat.png dog.png --maps maps.npy --metrics deletion,insertion
     unmask evaluate cat.png --method occlusion --param patch_size=32 --metrics deletion,ad --json

@@ -214,7 +214,7 @@ class MP2:
     def _with_true_fill(
         self, x: Tensor, removed: Tensor, proxy: Tensor, blur: Tensor | None
     ) -> Tensor:
-        """MP2-G image: inpainted fill inside the binary hole, proxy path elsewhere (see class doc)."""
+        """MP2-G image: the inpainted fill inside the binary hole, the proxy path elsewhere."""
         with torch.no_grad():
             binary = (removed.detach() > 0.5).to(x.dtype)
             inpainted = self.removal(x, binary) if bool(binary.any()) else x

@@ -237,7 +237,8 @@ class IncreaseInConfidence(_SingleStep):
     Example:
         >>> from unmask.testing import region_model, region_images, region_mask
         >>> x = region_images(2, 32)
-        >>> IncreaseInConfidence()(region_model(), x, region_mask(32, 32).float().expand(2, 1, 32, 32)).shape
+        >>> mask = region_mask(32, 32).float().expand(2, 1, 32, 32)
+        >>> IncreaseInConfidence()(region_model(), x, mask).shape
         torch.Size([2])
     """
 

@@ -106,7 +106,10 @@ def _split(text: str) -> list[str]:
 
 
 def parse_spec(spec: str) -> tuple[str, list[Any], dict[str, Any]]:
-    """``"blur:sigma=5"`` -> ``("blur", [], {"sigma": 5})``; ``"blur:5"`` -> ``("blur", [5], {})``."""
+    """Split a spec: ``"blur:sigma=5"`` -> ``("blur", [], {"sigma": 5})``.
+
+    ``"blur:5"`` -> ``("blur", [5], {})``.
+    """
     name, _, rest = spec.strip().partition(":")
     args: list[Any] = []
     kwargs: dict[str, Any] = {}

@@ -153,7 +153,7 @@ class Shearlets:
         signals: Sequence[Tensor],
         size: tuple[int, int] | None = None,
     ) -> Tensor:
-        """``T⁻¹(u ⊙ z_s)`` per signal: [(B, Cn, K, H, W)], [(B, S, Cn, K, H, W)] -> (B, S, Cn, H, W).
+        """T⁻¹(u ⊙ z_s) per signal: [(B, Cn, K, H, W)], [(B, S, Cn, K, H, W)] -> (B, S, Cn, H, W).
 
         Equal to ``inverse([(u.unsqueeze(1) * z).flatten(0, 1)])`` reshaped, without the
         (B · S)-sized intermediates (see :class:`_ModulatedSynthesis`); differentiable in ``u``

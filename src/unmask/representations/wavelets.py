@@ -39,7 +39,7 @@ def _onednn(size: Sequence[int]) -> Iterator[None]:
 
 
 class Wavelets:
-    """2-D DWT with band groups ``[low-pass (B, C, 1, h, w), level J (B, C, 3, ...), ..., level 1]``.
+    """2-D DWT with band groups ``[low-pass (B, C, 1, h, w), level J (B, C, 3, ...), …, level 1]``.
 
     The low-pass group has one band; each level (coarsest first) has three bands, the
     horizontal, vertical and diagonal details in ptwt's order. ``inverse`` crops the
