@@ -242,8 +242,11 @@ def check_positive(
     value: object, name: str, integer: bool = False, allow_zero: bool = False
 ) -> None:
     """Check that a hyperparameter is a positive number (an int when ``integer``)."""
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (integer and not isinstance(value, int))
+    ):
         what = "an int" if integer else "a number"
         raise TypeError(f"{name}: expected {what}, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero) or value != value:

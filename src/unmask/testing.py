@@ -130,7 +130,7 @@ class ConvRegionModel(nn.Module):
             conv.weight.copy_(
                 torch.tensor([[1.0, -0.5, -0.5], [-0.5, -0.5, 1.0]])[:, :, None, None]
             )
-            conv.bias.fill_(-0.1)
+            conv.bias.fill_(-0.1)  # type: ignore[union-attr]  # Conv2d(bias=True)
             head.weight.copy_(torch.tensor([[0.0, 64.0], [64.0, 0.0], [32.0, 0.0]][:classes]))
             head.bias.copy_(torch.tensor([-1.0, -1.0, -0.5][:classes]))
         self.features = nn.Sequential(conv, nn.ReLU(), nn.AvgPool2d(4), _RegionGate())

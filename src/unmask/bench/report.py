@@ -73,7 +73,7 @@ def summarise(store: Store, resamples: int = 1000) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for m in metrics:
         higher = _higher(m["metric"])
-        table = {}
+        table: dict[str, dict[str, Any]] = {}
         for run in runs:
             vals = [r["value"] for r in rows if r["metric"] == m["label"] and r["run"] == run]
             maps = sorted({r["map"] for r in rows if r["metric"] == m["label"] and r["run"] == run})

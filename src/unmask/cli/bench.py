@@ -101,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(_bench=_presets)
 
 
-def _plan(config: str, data: str | None):  # type: ignore[no-untyped-def]
+def _plan(config: str, data: str | None):
     from ..bench.presets import preset_path
     from ..bench.spec import load_plan
 

@@ -218,7 +218,9 @@ def run(args: argparse.Namespace) -> int:
     if saliency is None:
         method = METHODS.get(args.method).name
         saliency = (
-            make_explainer(model, method, seed=args.seed, **hyper).explain(x, target).saliency
+            make_explainer(model, method, seed=args.seed, **(hyper or {}))
+            .explain(x, target)
+            .saliency
         )
         saliency = saliency.detach().cpu().float()
 

@@ -165,7 +165,7 @@ def _contrasting_colour(rng: np.random.Generator, against: np.ndarray) -> np.nda
             best, best_d = c, d
     # Rare: fall back to the far corner of the colour cube.
     far = np.where(against > 0.5, 0.0, 1.0)
-    return 0.5 * far + 0.5 * best if best is not None else far  # type: ignore[operator]
+    return 0.5 * far + 0.5 * best if best is not None else far
 
 
 # ----------------------------------------------------------------------------- background

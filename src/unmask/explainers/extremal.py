@@ -15,9 +15,9 @@ from .._limits import check_at_most, check_memory
 from ..explanation import Explanation
 from ..progress import track
 from ..registry import METHODS
-from ..removal import bind, gaussian_blur
+from ..removal import bind, gaussian_blur, make_removal
 from ..removal.fills import MAX_SIGMA
-from ._common import as_model, check_model_batch, check_side, finish, prepare, resolve_removal
+from ._common import as_model, check_model_batch, check_side, finish, prepare
 from ._optim import check_objective, require_differentiable, select_objective
 
 __all__ = ["ExtremalPerturbation", "SmoothMask", "BlurPyramid", "area_loss", "area_reference"]
@@ -265,7 +265,7 @@ class ExtremalPerturbation:
         progress: bool = False,
     ) -> None:
         self.model = as_model(model)
-        self.removal = None if removal is None else resolve_removal(removal, lambda: None)
+        self.removal = None if removal is None else make_removal(removal)
         if self.removal is not None:
             require_differentiable(self.removal, "extremal")
         self.areas = _areas(areas)

@@ -135,9 +135,10 @@ class MP2:
         differentiable = is_differentiable(self.removal)
         apply = bind(self.removal if differentiable else self.gradient_removal, x, grad=True)
         proxy_fill = None
-        if not differentiable and getattr(self.gradient_removal, "fill", None) is not None:
+        fill = getattr(self.gradient_removal, "fill", None)
+        if not differentiable and fill is not None:
             with torch.no_grad():
-                proxy_fill = self.gradient_removal.fill(x)
+                proxy_fill = fill(x)
 
         mask = torch.zeros(b, cells, device=x.device)
         order = torch.zeros(b, cells, dtype=torch.long)

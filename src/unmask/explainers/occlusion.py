@@ -178,6 +178,7 @@ class Occlusion:
         base = self.scorer(x, target).cpu().reshape(b, n_t)
         grid = torch.full((b, n_t, n_r * n_c), float("nan"))
         step_used = torch.ones(b, dtype=torch.long)
+        assert self.tolerance is not None  # the early-stopping path only
         rule = Convergence(self.tolerance, self.patience, b)
 
         def level_map(g: Tensor, step: int) -> Tensor:

@@ -128,7 +128,7 @@ def cp_scores(
             rep = Pixels() if info == "l1_pixel" or representation is None else representation
             base = rep.forward(x)
             own = coefficients is not None and info != "l1_pixel"
-            kept = list(coefficients) if own else rep.forward(x_hat)
+            kept = list(coefficients) if own and coefficients is not None else rep.forward(x_hat)
             i_x, i_hat = information(base, info).cpu(), information(kept, info).cpu()
             out[info] = (p_hat / p) / (i_hat / i_x)
     return out

@@ -140,7 +140,7 @@ def make_removal(spec: str | Removal) -> Removal:
     """
     if not isinstance(spec, str):
         if callable(spec):
-            return spec  # type: ignore[return-value]
+            return spec
         raise TypeError(
             f"removal: expected a removal strategy or a name, got {type(spec).__name__}"
         )

@@ -18,11 +18,14 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import Literal, cast
 
 import torch
 from torch import Tensor
 
 from .._checks import check_images, check_positive
+
+_BoundaryMode = Literal["zero", "constant", "reflect", "periodic", "symmetric"]
 
 __all__ = ["Wavelets"]
 
@@ -74,7 +77,8 @@ class Wavelets:
         modes = ("zero", "constant", "reflect", "periodic", "symmetric")
         if mode not in modes:
             raise ValueError(f"mode: expected one of {', '.join(map(repr, modes))}, got {mode!r}")
-        self.wavelet, self.levels, self.mode = wavelet, levels, mode
+        self.wavelet, self.levels = wavelet, levels
+        self.mode = cast(_BoundaryMode, mode)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Coefficients of images (B, C, H, W): [(B, C, 1, ...), (B, C, 3, ...) × J]."""

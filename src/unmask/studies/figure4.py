@@ -257,7 +257,9 @@ def run(
                 x = x.to(model.device)
                 target = scorer.top1(x)
                 p = float(scorer(x, target)[0])
-                todo = [(m, None) for m in methods if m != "smoothmask"]
+                todo: list[tuple[str, float | None]] = [
+                    (m, None) for m in methods if m != "smoothmask"
+                ]
                 if "smoothmask" in methods:
                     todo += [("smoothmask", a) for a in areas]
                 for method, area in todo:
