@@ -152,8 +152,9 @@ class Param:
         name: the constructor argument.
         kind: ``bool``, ``int``, ``float``, ``pair`` (an int or [height, width]), ``floats``
             (a float or a list), ``list`` (numbers), ``choice``, ``removal``,
-            ``representation``, ``layer``, ``classes``, ``method`` (a method's name), ``dict`` (a nested spec) or ``hidden``
-            (not settable through a spec: the model, arrays, callables, progress).
+            ``representation``, ``layer``, ``classes``, ``method`` (a method's name), ``dict``
+            (a nested spec) or ``hidden`` (not settable through a spec: the model, arrays,
+            callables, progress).
         default: the entry's default as a JSON value (None when there is none).
         bounds: ``Bounds`` of an int / pair / float, or None.
         choices: the allowed strings of a ``choice``.
@@ -343,7 +344,7 @@ def _read(entry: Entry) -> tuple[tuple[str, Param], ...]:
     module = getattr(target, "__module__", "")
     helps = _arg_help(factory)
     out = []
-    for i, (name, param) in enumerate(inspect.signature(target).parameters.items()):
+    for name, param in inspect.signature(target).parameters.items():
         if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         default = _json_default(entry, name, param)

@@ -215,7 +215,7 @@ def test_bad_hyperparameters_raise(name):
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_registered_name_and_spec_rebuild(name):
-    """``e.method`` is the registered name; ``make_explainer(model, **e.spec)`` gives the same map."""
+    """``e.method`` is the registered name; ``make_explainer(model, **e.spec)`` gives that map."""
     e = _run(name, "0", 1)
     assert e.method == name
     json.dumps(e.spec)  # JSON-serialisable

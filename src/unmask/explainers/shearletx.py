@@ -49,7 +49,8 @@ class MaskExplainer:
     the coefficients (one value per coefficient shared by R, G, B), where x̃ keeps the masked
     coefficients and replaces the others by noise. Its subclasses :class:`ShearletX` (the 49
     non-subsampled shearlet bands), :class:`WaveletX` and :class:`CartoonX` (DWT) and
-    :class:`PixelMask` (pixels) have the papers' defaults (module table). Kolek et al., ECCV 2022, CVPR 2023.
+    :class:`PixelMask` (pixels) have the papers' defaults (module table). Kolek et al., ECCV
+    2022, CVPR 2023.
 
     Args:
         model: the classifier.
@@ -75,7 +76,8 @@ class MaskExplainer:
     Example:
         >>> import torch, unmask
         >>> from unmask.testing import region_model, region_images
-        >>> e = unmask.explain(region_model(), region_images(1, 16), "shearletx", steps=2, noise_bs=2)
+        >>> e = unmask.explain(
+        ...     region_model(), region_images(1, 16), "shearletx", steps=2, noise_bs=2)
         >>> e.method, tuple(e.saliency.shape), tuple(e.extras["keep_mask"].shape)
         ('shearletx', (1, 1, 16, 16), (1, 1, 49, 16, 16))
     """

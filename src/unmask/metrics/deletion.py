@@ -55,6 +55,7 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive
 from ..params import Area, BatchSize, Count, RemovalArg, Score
+from ..progress import Progress
 from ..registry import METRICS
 from ..removal import BoxBlur, Constant, RiseBlur
 from ..removal import resolve_removal as resolve_substrate
@@ -271,7 +272,7 @@ def _curve(
     cumulative: bool,
     score: str,
     batch_size: int,
-    progress: bool,
+    progress: Progress,
 ) -> Curve:
     check_choice(rule, "rule", RULES)
     _, x, s, t, base, scorer = prepare_inputs(
@@ -331,7 +332,7 @@ def deletion_curve(
     cumulative: bool = True,
     score: str = "prob",
     batch_size: int = 16,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> Curve:
     """Deletion curves: replace the most salient pixels first by the substrate.
 
@@ -390,7 +391,7 @@ def insertion_curve(
     cumulative: bool = True,
     score: str = "prob",
     batch_size: int = 16,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> Curve:
     """Insertion curves: start from the substrate, reveal the most salient pixels first.
 
