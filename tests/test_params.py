@@ -320,3 +320,15 @@ def test_methods_json_is_the_declaration(capsys) -> None:
     stride = next(p for p in occlusion["params"] if p["name"] == "stride")
     assert (stride["kind"], stride["min"], stride["max"], stride["default"]) == ("pair", 1, 224, 3)
     assert rows["scorecam"]["cost_224"] is None  # depends on the model's layer
+
+
+def test_cli_help_states_the_declared_defaults() -> None:
+    import argparse
+
+    from unmask.cli import explain
+
+    parser = argparse.ArgumentParser()
+    explain.add_arguments(parser)
+    text = next(a.help for a in parser._actions if a.dest == "method") or ""
+    cli = METHODS.get("occlusion").cli
+    assert f"occlusion with patch {cli['patch_size']}, stride {cli['stride']}" in text
