@@ -332,3 +332,13 @@ def test_cli_help_states_the_declared_defaults() -> None:
     text = next(a.help for a in parser._actions if a.dest == "method") or ""
     cli = METHODS.get("occlusion").cli
     assert f"occlusion with patch {cli['patch_size']}, stride {cli['stride']}" in text
+
+
+def test_docs_methods_page_is_generated_from_the_declarations(capsys) -> None:
+    from unmask.cli import main
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "methods.md").read_text("utf-8")
+    table = page.split("<!-- generated: unmask methods --markdown -->\n", 1)[1]
+    table = table.split("<!-- end generated -->", 1)[0]
+    assert main(["methods", "--markdown"]) == 0
+    assert table == capsys.readouterr().out, "regenerate docs/methods.md's table"

@@ -17,6 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="print JSON: each method's family, aliases, hyperparameters (type, default, "
         "bounds at 224 x 224, choices), CLI defaults and cost in model evaluations at 224 x 224",
     )
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the same as a Markdown table (docs/methods.md is this output)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,9 +46,38 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.json:
         print(json.dumps(rows, indent=2))
+    elif args.markdown:
+        print(markdown(rows), end="")
     else:
         width = max(len(r["name"]) for r in rows)
         for r in rows:
             alias = f" (alias: {', '.join(r['aliases'])})" if r["aliases"] else ""
             print(f"{r['name']:<{width}}  {r['summary']}{alias}")
     return 0
+
+
+def _param(p: dict[str, Any]) -> str:
+    text = f"`{p['name']}`={json.dumps(p['default'])}"
+    if p["choices"]:
+        text += " {" + ", ".join(p["choices"]) + "}"
+    elif p["min"] is not None:
+        text += f" [{p['min']}, {p['max']}]"
+    return text
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The rows of ``unmask methods --json`` as a Markdown table (one line per method)."""
+    lines = [
+        "| method | family | hyperparameters: default, [bounds at 224 × 224] or {choices} "
+        "| model evaluations per image at 224 × 224 (CLI defaults) |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        name = f"`{r['name']}`" + "".join(f" (`{a}`)" for a in r["aliases"])
+        params = "; ".join(_param(p) for p in r["params"]) or "none"
+        cost = "depends on the model's layer" if r["cost_224"] is None else f"{r['cost_224']:,}"
+        if r["cli_defaults"]:
+            given = ", ".join(f"{k}={v}" for k, v in r["cli_defaults"].items())
+            cost += f" (CLI: {given})"
+        lines.append(f"| {name} | {r['family']} | {params} | {cost} |")
+    return "\n".join(lines) + "\n"
