@@ -253,7 +253,9 @@ def _methods(entries: Any) -> list[MethodRun]:
                 f"{where}.sweep",
                 "expected a table of non-empty lists, e.g. { patch_size = [4, 8] }",
             )
-        _check_params(entry, {k: v[0] for k, v in sweep.items()}, f"{where}.sweep", "method")
+        for k, values in sweep.items():  # every swept value, as if given in params
+            for v in values:
+                _check_params(entry, {k: v}, f"{where}.sweep", "method")
         removals = table.get("removals")
         if removals is not None:
             if (
