@@ -286,7 +286,7 @@ def test_shearletx_family_are_classes() -> None:
         assert spec_of(direct)["method"] == name
     assert WaveletX(model).representation.spec.startswith("wavelets")
     assert CartoonX(model, steps=3).optimizer.steps == 3
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="^colour: not a hyperparameter of 'waveletx'"):
         WaveletX(model, colour=1)
 
 

@@ -133,6 +133,13 @@ def _with_defaults(**defaults: Any) -> Callable[..., None]:
     )
 
     def __init__(self: MaskExplainer, *args: Any, **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - set(signature.parameters))
+        if unknown:  # as METHODS.get(name).build says it
+            allowed = ", ".join(list(signature.parameters)[2:])
+            raise ValueError(
+                f"{unknown[0]}: not a hyperparameter of {METHODS.name_of(type(self))!r}; "
+                f"expected one of: {allowed}"
+            )
         bound = signature.bind(self, *args, **kwargs)
         bound.apply_defaults()
         MaskExplainer.__init__(*bound.args, **bound.kwargs)
