@@ -29,6 +29,7 @@ from unmask.serve import create_app  # noqa: E402
 from unmask.testing import ConvRegionModel, conv_region_model  # noqa: E402
 
 MAX_BYTES = 200_000
+LOOPBACK = "http://127.0.0.1"  # an allowed Host: (any other gets 400)
 MAX_PIXELS = 1_000_000
 EVIL = ["<img src=x onerror=alert(1)>", "<script>alert('x')</script>", 'a & b "q"']
 STATIC = Path(__import__("unmask.serve", fromlist=["x"]).__file__).parent / "static"
@@ -86,7 +87,7 @@ def client() -> Iterator[TestClient]:
         max_pixels=MAX_PIXELS,
         max_pending=2,
     )
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOOPBACK) as c:
         yield c
 
 
@@ -539,7 +540,7 @@ def test_bad_cwox_requests(client: TestClient, image_id: str, body: dict, match:
 
 def test_uploads_live_in_a_temporary_directory_removed_at_shutdown() -> None:
     app = create_app({"toy": conv_region_model(3)}, image_size=32)
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOOPBACK) as c:
         r = _upload(c, _png(Image.fromarray(_image(seed=3))))
         assert r.status_code == 200
         folder = app.state.served.images.dir
