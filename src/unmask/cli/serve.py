@@ -29,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="threads computing jobs (default 1)"
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="threads computing jobs (default 1; at most 64)",
     )
     parser.add_argument(
         "--max-pending",
@@ -60,8 +64,15 @@ def run(args: argparse.Namespace) -> int:
         )
     if not 0 < args.port < 65536:
         raise ValueError(f"--port: expected a port in [1, 65535], got {args.port}")
-    check_positive(args.workers, "--workers", integer=True)
-    check_positive(args.max_pending, "--max-pending", integer=True)
+    from ..serve.jobs import MAX_PENDING, MAX_WORKERS
+
+    for value, flag, high in (
+        (args.workers, "--workers", MAX_WORKERS),
+        (args.max_pending, "--max-pending", MAX_PENDING),
+    ):
+        check_positive(value, flag, integer=True)
+        if value > high:
+            raise ValueError(f"{flag}: expected an int in [1, {high:,}], got {value:,}")
     check_positive(args.max_upload_mb, "--max-upload-mb")
     names = args.model or ["efficientnet_lite0"]
     known = list_models()
@@ -86,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         max_bytes=int(args.max_upload_mb * 1024 * 1024),
         workers=args.workers,
         max_pending=args.max_pending,
+        host=args.host,
     )
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(

@@ -22,7 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["QueueFull", "Cancelled", "Job", "JobQueue", "STATUSES", "error_message"]
+__all__ = [
+    "QueueFull",
+    "Cancelled",
+    "Job",
+    "JobQueue",
+    "STATUSES",
+    "MAX_WORKERS",
+    "MAX_PENDING",
+    "error_message",
+]
 
 log = logging.getLogger("unmask.serve")
 
@@ -30,6 +39,10 @@ log = logging.getLogger("unmask.serve")
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 _FINAL = ("done", "failed", "cancelled")
 _MAX_MESSAGE = 500
+#: The most worker threads, and the most computations queued or running, of one queue (each
+#: model runs one job at a time: more workers than models only wait).
+MAX_WORKERS = 64
+MAX_PENDING = 10_000
 
 
 class QueueFull(RuntimeError):
@@ -151,14 +164,16 @@ class JobQueue:
     def __init__(
         self, *, workers: int = 1, max_pending: int = 8, cache_size: int = 128, max_jobs: int = 1024
     ) -> None:
-        for name, value, low in (
-            ("workers", workers, 1),
-            ("max_pending", max_pending, 1),
-            ("cache_size", cache_size, 0),
-            ("max_jobs", max_jobs, 1),
+        for name, value, low, high in (
+            ("workers", workers, 1, MAX_WORKERS),
+            ("max_pending", max_pending, 1, MAX_PENDING),
+            ("cache_size", cache_size, 0, None),
+            ("max_jobs", max_jobs, 1, None),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+            if high is not None and value > high:
+                raise ValueError(f"{name}: expected an int in [{low}, {high:,}], got {value:,}")
         self.max_pending = max_pending
         self.cache_size = cache_size
         self.max_jobs = max_jobs
