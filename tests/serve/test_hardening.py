@@ -5,11 +5,14 @@ every job kind, and bounded caches."""
 from __future__ import annotations
 
 import io
+import time
 import warnings
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from torch import nn
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -19,7 +22,9 @@ with warnings.catch_warnings():  # starlette's note that httpx will be replaced 
     from fastapi.testclient import TestClient  # noqa: E402
 
 from unmask.cli import main  # noqa: E402
+from unmask.models import Classifier  # noqa: E402
 from unmask.serve import create_app  # noqa: E402
+from unmask.serve.costs import ModelTime, estimate_seconds, measure  # noqa: E402
 from unmask.serve.jobs import MAX_WORKERS, JobQueue  # noqa: E402
 from unmask.testing import conv_region_model  # noqa: E402
 
@@ -133,3 +138,157 @@ def test_worker_counts_are_bounded(capsys):
     assert f"--workers: expected an int in [1, {MAX_WORKERS}], got 100,000" in err
     assert main(["serve", "--max-pending", "10000000"]) == 2
     assert "--max-pending: expected an int in [1, " in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- cost in seconds
+def test_a_job_estimated_above_the_limit_gets_422_with_its_estimate(image_id):
+    app = create_app({"toy": conv_region_model(3)}, image_size=SIZE, max_job_seconds=10)
+    served = app.state.served
+    served.times["toy"] = ModelTime(forward=1.0, backward=3.0)  # seconds per image, as if slow
+    with TestClient(app, base_url=LOOPBACK) as c:
+        c.post("/api/images", files={"file": ("a.png", _png(), "image/png")})
+        occlusion = {"kind": "explain", "image_id": image_id, "method": "occlusion"}
+        r = c.post("/api/jobs", json={**occlusion, "params": {"patch_size": 8, "stride": 8}})
+        assert r.status_code == 422, r.text  # 4 x 4 patch positions x 1 s
+        detail = r.json()["detail"]
+        assert "16 model evaluations, about 16 s" in detail, detail
+        assert "above the limit of 10 s for one job" in detail
+        r = c.post("/api/jobs", json={**occlusion, "params": {"patch_size": 16, "stride": 16}})
+        assert r.status_code == 202, r.text  # 4 positions: 4 s
+        # a gradient method's evaluation is a forward and backward pass (3 s each here)
+        ig = {"kind": "explain", "image_id": image_id, "method": "integrated_gradients"}
+        r = c.post("/api/jobs", json={**ig, "params": {"steps": 4}})
+        assert r.status_code == 422 and "about 12 s" in r.json()["detail"], r.text
+        assert c.post("/api/jobs", json={**ig, "params": {"steps": 3}}).status_code == 202
+        # CWOX: one base explanation per cluster, and per class of a cluster of two or more
+        cwox = {"kind": "cwox", "image_id": image_id, "method": "gradcam"}
+        r = c.post("/api/jobs", json={**cwox, "clusters": [[0], [1, 2]]})
+        assert r.status_code == 422 and "about 12 s" in r.json()["detail"], r.text
+        assert c.post("/api/jobs", json={**cwox, "clusters": [[0], [1]]}).status_code == 202
+        assert c.get("/api/info").json()["limits"]["max_job_seconds"] == 10
+
+
+def test_estimate_seconds_is_evaluations_times_the_time_per_image():
+    t = ModelTime(forward=0.002, backward=0.005)
+    assert estimate_seconds(50_176, t) == pytest.approx(100.352)
+    assert estimate_seconds(50_176, t, gradients=True) == pytest.approx(250.88)
+    measured = measure(conv_region_model(3), SIZE)
+    assert 0 < measured.forward <= measured.backward
+
+
+def test_the_time_limit_flag_is_checked(capsys):
+    assert main(["serve", "--max-job-seconds", "0"]) == 2
+    assert "--max-job-seconds" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="max_job_seconds"):
+        create_app({"toy": conv_region_model(3)}, max_job_seconds=float("inf"))
+
+
+# ---------------------------------------------------------------------- cancellation
+CLASSES = 128
+DELAY = 0.4  # seconds per forward pass of the slow model
+
+
+class _SlowNet(nn.Module):
+    """A small CNN with many classes whose every forward pass takes DELAY seconds (once
+    ``delay`` is set) and is counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(4))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(4, CLASSES)
+        self.delay, self.calls = 0.0, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        time.sleep(self.delay)
+        return self.head(self.pool(self.features(x)).flatten(1))
+
+
+@pytest.fixture()
+def slow():
+    model = Classifier(
+        _SlowNet(),
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        input_size=None,
+        class_names=[f"c{i}" for i in range(CLASSES)],
+        name="slow",
+        feature_layer="features",
+    )
+    app = create_app({"slow": model}, image_size=SIZE, workers=1, max_job_seconds=2.5)
+    model.net.delay = DELAY  # the served model only: its time per image is measured on a copy
+    with TestClient(app, base_url=LOOPBACK) as c:
+        r = c.post("/api/images", files={"file": ("a.png", _png(), "image/png")})
+        yield c, r.json()["image_id"], model.net
+
+
+def _wait(c, job_id: str, until: tuple[str, ...], timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = c.get(f"/api/jobs/{job_id}").json()
+        if job["status"] in until:
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.02)
+
+
+def _cancel_then_cheap_job(c, image_id: str, net: _SlowNet, job: dict) -> float:
+    """Start ``job``, cancel it once it runs the model, and return the seconds until a cheap
+    job queued behind it (on the one worker) is done."""
+    r = c.post("/api/jobs", json=job)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    _wait(c, job_id, ("running",))
+    deadline = time.monotonic() + 30
+    while net.calls == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    start = time.monotonic()
+    assert c.delete(f"/api/jobs/{job_id}").json()["status"] == "cancelled"
+    cheap = {"kind": "removal", "image_id": image_id, "removal": "black"}
+    r = c.post("/api/jobs", json=cheap)
+    assert r.status_code == 202, r.text
+    assert _wait(c, r.json()["id"], ("done", "failed"))["status"] == "done"
+    return time.monotonic() - start
+
+
+def test_cancelling_a_running_cwox_job_frees_the_worker(slow):
+    c, image_id, net = slow
+    clusters = [[k] for k in range(CLASSES)]  # 128 base explanations: 16 batches, >= 6 s
+    job = {"kind": "cwox", "image_id": image_id, "method": "gradcam", "clusters": clusters}
+    waited = _cancel_then_cheap_job(c, image_id, net, job)
+    assert waited < 4 * DELAY, waited  # the batch under way, not the 16 batches
+    assert net.calls < 5
+
+
+def test_cancelling_a_running_gradient_job_frees_the_worker(slow):
+    c, image_id, net = slow
+    job = {
+        "kind": "explain",
+        "image_id": image_id,
+        "method": "integrated_gradients",
+        "params": {"steps": 100, "batch_size": 1},  # 100 passes: >= 40 s
+        "target": 3,
+    }
+    waited = _cancel_then_cheap_job(c, image_id, net, job)
+    assert waited < 4 * DELAY, waited
+    assert net.calls < 5
+
+
+def test_a_job_that_outlives_the_limit_is_stopped(slow):
+    c, image_id, net = slow
+    job = {
+        "kind": "explain",
+        "image_id": image_id,
+        "method": "integrated_gradients",
+        "params": {"steps": 100, "batch_size": 1},  # estimated on the fast copy: accepted
+        "target": 3,
+    }
+    r = c.post("/api/jobs", json=job)
+    assert r.status_code == 202, r.text
+    done = _wait(c, r.json()["id"], ("done", "failed", "cancelled"))
+    assert done["status"] == "failed"
+    assert done["error"] == "job: stopped at the limit of 2.5 s for one job"
+    assert net.calls < 2.5 / DELAY + 4  # not the 100 passes

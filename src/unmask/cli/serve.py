@@ -43,6 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="jobs queued or running at most; more get HTTP 429 (default 8)",
     )
     parser.add_argument(
+        "--max-job-seconds",
+        type=float,
+        default=180.0,
+        metavar="S",
+        help="the longest one job may take: a job estimated to take longer (its model "
+        "evaluations x the model's measured time per image) is refused with the estimate, "
+        "and a running one is stopped at this time (default 180)",
+    )
+    parser.add_argument(
         "--max-upload-mb",
         type=float,
         default=20.0,
@@ -74,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         if value > high:
             raise ValueError(f"{flag}: expected an int in [1, {high:,}], got {value:,}")
     check_positive(args.max_upload_mb, "--max-upload-mb")
+    check_positive(args.max_job_seconds, "--max-job-seconds")
     names = args.model or ["efficientnet_lite0"]
     known = list_models()
     for name in names:
@@ -98,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         max_pending=args.max_pending,
         host=args.host,
+        max_job_seconds=args.max_job_seconds,
     )
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(

@@ -20,6 +20,7 @@ from .._checks import check_choice, check_positive
 from .._limits import check_at_most, check_memory
 from ..explanation import Explanation
 from ..gradients import gradients
+from ..progress import Progress, check_progress, track
 from ..registry import METHODS
 from ..removal import Constant
 from ..removal.base import bind
@@ -156,6 +157,7 @@ class IntegratedGradients:
             ``"riemann_middle"`` or ``"riemann_trapezoid"``.
         score: ``"logit"`` (default), ``"prob"`` or ``"log_prob"``.
         batch_size: interpolated images per backward pass.
+        progress: a progress bar over batches (True) or a callback ``(done, total)``.
 
     Extras:
         ``attribution``: (B, 3, H, W) A; ``delta``: (B,) completeness gap
@@ -171,9 +173,11 @@ class IntegratedGradients:
         rule: str = "gausslegendre",
         score: str = "logit",
         batch_size: int = 16,
+        progress: Progress = False,
     ) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Constant("black"))
+        self.progress = check_progress(progress)
         check_positive(steps, "steps", integer=True)
         if steps < 2:
             raise ValueError(f"steps: expected at least 2, got {steps}")
@@ -196,7 +200,8 @@ class IntegratedGradients:
         alphas, weights = alphas.to(x.dtype), weights.to(x.dtype)
         total = torch.zeros_like(x)
         pairs = b * self.steps  # (image, step) pairs, image-major
-        for start in range(0, pairs, self.batch_size):
+        starts = range(0, pairs, self.batch_size)
+        for start in track(starts, len(starts), self.progress, "integrated gradients", "batch"):
             n = torch.arange(start, min(start + self.batch_size, pairs))
             i, j = n // self.steps, n % self.steps
             a = alphas[j].to(x.device)[:, None, None, None]
@@ -248,6 +253,7 @@ class SmoothGrad:
         kind: ``"smoothgrad"`` (default), ``"smoothgrad_sq"`` or ``"vargrad"``.
         seed: random seed.
         batch_size: noisy images per backward pass.
+        progress: a progress bar over batches (True) or a callback ``(done, total)``.
 
     Extras:
         ``attribution``: (B, 3, H, W) the aggregated attribution.
@@ -264,8 +270,10 @@ class SmoothGrad:
         kind: str = "smoothgrad",
         seed: int = 0,
         batch_size: int = 16,
+        progress: Progress = False,
     ) -> None:
         self.model = as_model(model)
+        self.progress = check_progress(progress)
         check_choice(base, "base", ("gradient", "input_x_gradient", "integrated_gradients"))
         if base_params is not None and not isinstance(base_params, dict):
             raise TypeError(
@@ -297,7 +305,8 @@ class SmoothGrad:
         first = torch.zeros_like(x)
         second = torch.zeros_like(x)
         pairs = b * self.samples
-        for start in range(0, pairs, self.batch_size):
+        starts = range(0, pairs, self.batch_size)
+        for start in track(starts, len(starts), self.progress, "smoothgrad", "batch"):
             n = torch.arange(start, min(start + self.batch_size, pairs))
             i, j = n // self.samples, n % self.samples
             a = self.base.attribute(x[i] + noise[j], target[i])

@@ -20,7 +20,7 @@ from .._limits import max_pixels as _max_pixels
 from ..contrastive import LabelTree, load_tree
 from ..models import Classifier
 from .guards import SECURITY_HEADERS, BodyLimit, trusted_hosts
-from .state import Served, load_models
+from .state import DEFAULT_MAX_SECONDS, Served, load_models
 from .uploads import MAX_BYTES
 
 __all__ = ["create_app"]
@@ -41,6 +41,7 @@ def create_app(
     image_size: int | None = None,
     trees: dict[str, Any] | None = None,
     host: str | None = None,
+    max_job_seconds: float = DEFAULT_MAX_SECONDS,
 ) -> Any:
     """The explorer as a FastAPI application (run it with uvicorn, or ``unmask serve``).
 
@@ -63,6 +64,9 @@ def create_app(
             classes. ``resnet50`` (1000 classes) and ``data-free`` are always offered.
         host: the address the server listens on: accepted as a ``Host:`` header beside
             127.0.0.1, localhost and [::1] (any other Host gets 400: DNS rebinding).
+        max_job_seconds: the longest one job may take: a job estimated to take longer (its
+            cost in model evaluations × the model's measured time per image) gets 422 with the
+            estimate, and a running job is stopped (failed) at this time.
 
     Returns:
         A ``fastapi.FastAPI``; ``app.state.served`` holds the state (closed at shutdown).
@@ -101,6 +105,14 @@ def create_app(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label}: expected a positive int, got {value!r}")
+    if (
+        isinstance(max_job_seconds, bool)
+        or not isinstance(max_job_seconds, int | float)
+        or not 0 < max_job_seconds < float("inf")
+    ):
+        raise ValueError(
+            f"max_job_seconds: expected a positive finite number, got {max_job_seconds!r}"
+        )
     if host is not None and not isinstance(host, str):
         raise TypeError(f"host: expected a host name or address (str), got {type(host).__name__}")
     served_models = load_models(models)
@@ -117,6 +129,7 @@ def create_app(
         max_images=max_images,
         image_size=image_size,
         trees=extra_trees,
+        max_seconds=float(max_job_seconds),
     )
 
     @asynccontextmanager

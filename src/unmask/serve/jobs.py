@@ -6,7 +6,9 @@ key, both pending, share one computation; a key whose result is cached gives a j
 at once. A computation runs ``fn(progress)``: ``progress(done, total)`` records how far it got
 and raises :class:`Cancelled` once every job waiting for it was cancelled, so that a cancel lands
 at the next progress tick (unmask's explainers and metrics take the callback as their
-``progress=`` argument). A computation's exception fails its jobs with a one-line message;
+``progress=`` argument); ``progress.check()`` does the same without reporting anything, for
+cancellation points that are not progress (the explorer checks before every forward pass of
+the model). A computation's exception fails its jobs with a one-line message;
 the traceback goes to the ``unmask.serve`` log, never to the client.
 
 Results are shared between the jobs of one key and the cache: treat them as read-only.
@@ -25,6 +27,8 @@ from typing import Any
 __all__ = [
     "QueueFull",
     "Cancelled",
+    "TimeLimit",
+    "Progress",
     "Job",
     "JobQueue",
     "STATUSES",
@@ -53,6 +57,27 @@ class Cancelled(Exception):
     """Raised inside a computation's progress callback once its jobs were cancelled."""
 
 
+class TimeLimit(RuntimeError):
+    """A computation ran longer than the time one job may take (its jobs fail with this
+    message)."""
+
+
+class Progress:
+    """What a computation's ``fn(progress)`` receives: ``progress(done, total)`` records how far
+    it got, ``progress.check()`` only checks; both raise :class:`Cancelled` once every job
+    waiting for the computation was cancelled."""
+
+    def __init__(self, queue: JobQueue, comp: _Computation) -> None:
+        self._queue, self._comp = queue, comp
+
+    def __call__(self, done: int, total: int) -> None:
+        self._queue._tick(self._comp, (int(done), int(total)))
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if no job waits for this computation any more."""
+        self._queue._tick(self._comp, None)
+
+
 def error_message(exc: BaseException) -> str:
     """The one line a client sees for a failed computation.
 
@@ -66,7 +91,7 @@ def error_message(exc: BaseException) -> str:
         'RuntimeError: out of memory at line 3'
     """
     text = " ".join(str(exc).split())
-    if not isinstance(exc, ValueError | TypeError) or not text:
+    if not isinstance(exc, ValueError | TypeError | TimeLimit) or not text:
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
 
@@ -131,7 +156,7 @@ _NO_LOCK = _NoLock()
 
 @dataclass(eq=False)
 class _Computation:
-    fn: Callable[[Callable[[int, int], None]], Any]
+    fn: Callable[[Progress], Any]
     key: str | None
     jobs: list[Job]
     running: bool = False
@@ -194,9 +219,7 @@ class JobQueue:
 
     # --- the client's side ---------------------------------------------------------------------
 
-    def submit(
-        self, kind: str, fn: Callable[[Callable[[int, int], None]], Any], key: str | None = None
-    ) -> Job:
+    def submit(self, kind: str, fn: Callable[[Progress], Any], key: str | None = None) -> Job:
         """Run ``fn(progress)`` on a worker thread (see the module docstring).
 
         Returns:
@@ -313,18 +336,19 @@ class JobQueue:
                     job.status = "running"
             self._run(comp)
 
-    def _run(self, comp: _Computation) -> None:
-        def progress(done: int, total: int) -> None:
-            with self._lock:
-                live = comp.live()
-                if not live:
-                    self._forget(comp)  # a new job of this key starts its own computation
-                    raise Cancelled("every job of this computation was cancelled")
+    def _tick(self, comp: _Computation, done_total: tuple[int, int] | None) -> None:
+        with self._lock:
+            live = comp.live()
+            if not live:
+                self._forget(comp)  # a new job of this key starts its own computation
+                raise Cancelled("every job of this computation was cancelled")
+            if done_total is not None:
                 for job in live:
-                    job.done, job.total = int(done), int(total)
+                    job.done, job.total = done_total
 
+    def _run(self, comp: _Computation) -> None:
         try:
-            result = comp.fn(progress)
+            result = comp.fn(Progress(self, comp))
         except Cancelled:
             with self._lock:
                 for job in comp.live():  # a computation cancelled by its own fn
@@ -334,7 +358,7 @@ class JobQueue:
         except BaseException as exc:  # noqa: BLE001 -- one line to the client, the rest to the
             # log; even SystemExit or KeyboardInterrupt in fn must not kill the worker thread
             message = error_message(exc)
-            if not isinstance(exc, ValueError | TypeError):
+            if not isinstance(exc, ValueError | TypeError | TimeLimit):
                 log.warning("job failed: %s", message, exc_info=exc)
             with self._lock:
                 for job in comp.live():

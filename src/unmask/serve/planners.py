@@ -30,11 +30,13 @@ from ..models import Classifier
 from ..registry import METHODS, METRICS, spec_of, to_json
 from ..removal import bind, make_removal
 from . import validate
+from .costs import check_seconds
+from .jobs import Progress
 from .results import StoredResult, map_info
 from .schemas import CwoxJob, ExplainJob, MetricsJob, RemovalJob
 from .state import Served, short
 
-__all__ = ["plan", "Run", "METRIC_KINDS_SERVED", "HIDDEN_REMOVALS"]
+__all__ = ["plan", "Run", "METRIC_KINDS_SERVED", "HIDDEN_REMOVALS", "FORWARD_ONLY"]
 
 #: Metric kinds the metrics job can run: they need only the model, the image, the map, a target.
 METRIC_KINDS_SERVED = ("faithfulness", "map")
@@ -44,7 +46,11 @@ METRIC_KINDS_SERVED = ("faithfulness", "map")
 HIDDEN_REMOVALS = ("torchscript",)
 
 #: A job's computation: ``run(progress) -> the result's JSON``.
-Run = Callable[[Callable[[int, int], None]], dict[str, Any]]
+Run = Callable[[Progress], dict[str, Any]]
+
+#: Methods that run the model forward only (no gradients): their cost is timed by the forward
+#: pass, every other method's by a forward and backward pass.
+FORWARD_ONLY = ("occlusion", "sp-g", "rise", "lime", "lime-g", "scorecam", "ablationcam")
 
 _CUT = 1000  # progress units per CWOX stage
 
@@ -114,6 +120,25 @@ def _with_progress(
     return dict(params)
 
 
+def _evaluations(method: str, params: dict[str, Any], x: torch.Tensor) -> int:
+    """Model evaluations of one explanation (1 where the method declares no cost: one pass)."""
+    return validate.evaluations(method, params, size=x.shape[-1]) or 1
+
+
+def _check_time(
+    state: Served, name: str, method: str | None, evaluations: int, field: str, what: str = ""
+) -> float:
+    """The job's estimated seconds; :class:`~unmask.serve.costs.TooCostly` above the limit."""
+    return check_seconds(
+        evaluations,
+        state.model_time(name),
+        state.max_seconds,
+        gradients=method is not None and method not in FORWARD_ONLY,
+        field=field,
+        what=what,
+    )
+
+
 # ---------------------------------------------------------------------- explain
 def _plan_explain(
     state: Served, body: ExplainJob, name: str, model: Classifier, x: torch.Tensor, digest: str
@@ -124,13 +149,14 @@ def _plan_explain(
     else:
         target = _check_target(body.target, model)
     spec = spec_of(make_explainer(model, method, seed=body.seed, **params))
+    _check_time(state, name, method, _evaluations(method, params, x), "params")
     key = result_key(spec, name, digest, target)
 
-    def run(progress: Callable[[int, int], None]) -> dict[str, Any]:
+    def run(progress: Progress) -> dict[str, Any]:
         progress(0, 1)
-        with state.lock(name):
+        with state.use(name, progress) as tick:
             explainer = make_explainer(
-                model, method, seed=body.seed, **_with_progress(method, params, progress)
+                model, method, seed=body.seed, **_with_progress(method, params, tick)
             )
             e = explainer.explain(x, [_target_arg(target)])
         saliency = e.saliency[0, 0].detach().float().cpu().numpy()
@@ -218,15 +244,21 @@ def _plan_cwox(
     key = result_key(spec, name, digest, flat)
     same = specs[0] == specs[1]
     stages = 1 if same or all(len(cl) == 1 for cl in clusters) else 2
+    # one base explanation per cluster, then one per class of each cluster of two or more
+    members = sum(len(cl) for cl in clusters if len(cl) > 1)
+    cost = len(clusters) * _evaluations(method, cluster_params, x) + members * _evaluations(
+        method, class_params, x
+    )
+    _check_time(state, name, method, cost, "clusters", f"{len(clusters)} clusters")
 
-    def run(progress: Callable[[int, int], None]) -> dict[str, Any]:
+    def run(progress: Progress) -> dict[str, Any]:
         progress(0, stages * _CUT)
-        with state.lock(name):
+        with state.use(name, progress) as tick:
             cluster_exp = make_explainer(
                 model,
                 method,
                 seed=body.seed,
-                **_with_progress(method, cluster_params, _stage_progress(progress, 0, stages)),
+                **_with_progress(method, cluster_params, _stage_progress(tick, 0, stages)),
             )
             class_exp = (
                 cluster_exp
@@ -236,7 +268,7 @@ def _plan_cwox(
                     method,
                     seed=body.seed,
                     **_with_progress(
-                        method, class_params, _stage_progress(progress, stages - 1, stages)
+                        method, class_params, _stage_progress(tick, stages - 1, stages)
                     ),
                 )
             )
@@ -364,6 +396,7 @@ def _plan_metrics(
     removal = validate.removal_spec(body.removal) if body.removal is not None else None
     built: dict[str, Any] = {}
     specs = []
+    cost = 0
     for label, params in _metric_items(body.metrics):
         spec = dict(validate.metric_spec(label, params, size=x.shape[-1]))
         entry = METRICS.get(spec.pop("metric", label))
@@ -378,6 +411,8 @@ def _plan_metrics(
             spec["removal"] = removal
         built[entry.name] = entry.build(**spec)
         specs.append({"metric": entry.name, **to_json(spec)})
+        cost += validate.evaluations(entry.name, spec, size=x.shape[-1], metric=True) or 1
+    _check_time(state, name, None, cost, "metrics")
     key = result_key(
         {"method": "metrics", "metrics": specs, "source": source.key, "map": map_name},
         name,
@@ -386,17 +421,17 @@ def _plan_metrics(
     )
     saliency = torch.from_numpy(source.maps[map_name]).float()[None, None]
 
-    def run(progress: Callable[[int, int], None]) -> dict[str, Any]:
+    def run(progress: Progress) -> dict[str, Any]:
         shared: dict[str, Any] = {}
         progress(0, len(built))
-        with state.lock(name):
+        with state.use(name, progress) as tick:
             out = evaluate(
                 model,
                 x,
                 saliency,
                 built,
                 target=[_target_arg(target)],
-                progress=progress,
+                progress=tick,
                 shared=shared,
             )
         data = {
@@ -462,7 +497,7 @@ def _plan_removal(
         what = {"source": None, "map": "centre square", "fraction": 0.25}
     key = result_key({"method": "removal", "removal": spec, **what}, name, digest, None)
 
-    def run(progress: Callable[[int, int], None]) -> dict[str, Any]:
+    def run(progress: Progress) -> dict[str, Any]:
         progress(0, 1)
         with torch.no_grad():
             out = bind(removal, x)(mask)

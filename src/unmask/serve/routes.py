@@ -2,8 +2,9 @@
 
 Every route reads the application's :class:`~unmask.serve.state.Served` (``app.state.served``)
 through a dependency. Errors are 4xx with ``{"detail": "<field>: <what is allowed>"}``: a
-refused upload its own status (400, 413, 415), a full queue 429, an unknown image, job or
-result 404, any other refused value 400 (see ``docs/serve.md``).
+refused upload its own status (400, 413, 415), a job estimated to take longer than the limit
+422 (with the estimate), a full queue 429, an unknown image, job or result 404, any other
+refused value 400 (see ``docs/serve.md``).
 """
 
 import warnings
@@ -22,6 +23,7 @@ from ..models import list_models
 from ..registry import METHODS, METRICS, to_json
 from ..removal import REMOVALS
 from . import validate
+from .costs import TooCostly
 from .jobs import Job, QueueFull
 from .planners import HIDDEN_REMOVALS, METRIC_KINDS_SERVED, plan
 from .results import FORMATS, encode_map
@@ -62,6 +64,8 @@ State = Annotated[Served, Depends(_served)]
 def _fail(exc: Exception) -> HTTPException:
     if isinstance(exc, UploadError):
         return HTTPException(exc.status, str(exc))
+    if isinstance(exc, TooCostly):
+        return HTTPException(422, str(exc))
     if isinstance(exc, QueueFull):
         return HTTPException(429, str(exc) or "the job queue is full; try again later")
     if isinstance(exc, LookupError):
@@ -151,6 +155,7 @@ def info(state: State) -> dict[str, Any]:
             "max_bytes": state.max_bytes,
             "max_pixels": state.max_pixels,
             "max_pending": state.max_pending,
+            "max_job_seconds": state.max_seconds,
         },
     }
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -18,11 +20,16 @@ import torch
 from ..contrastive import LabelTree, data_free_tree, load_tree, stage_layers
 from ..images import load_image
 from ..models import Classifier, list_models, load_model
-from .jobs import JobQueue
+from .costs import ModelTime, measure
+from .jobs import JobQueue, Progress, TimeLimit
 from .results import ResultStore, StoredResult
 from .uploads import ImageStore
 
-__all__ = ["Served", "load_models", "short"]
+__all__ = ["Served", "load_models", "short", "DEFAULT_MAX_SECONDS"]
+
+#: The longest one job may take, seconds, by default (estimated before it is queued, enforced
+#: while it runs).
+DEFAULT_MAX_SECONDS = 180.0
 
 #: Predictions (class probabilities per image and model) kept.
 _PROBABILITIES = 256
@@ -52,6 +59,7 @@ class Served:
         max_images: uploaded images kept.
         image_size: the side of the square the models see (None: each model's input size).
         trees: extra label trees by name.
+        max_seconds: the longest one job may take (estimated, then enforced), seconds.
     """
 
     def __init__(
@@ -66,8 +74,12 @@ class Served:
         max_images: int,
         image_size: int | None,
         trees: dict[str, LabelTree],
+        max_seconds: float = DEFAULT_MAX_SECONDS,
     ) -> None:
         self.models = models
+        self.max_seconds = max_seconds
+        #: per model, its measured time per image (see :meth:`model_time`)
+        self.times: dict[str, ModelTime] = {}
         self.max_bytes, self.max_pixels, self.max_pending = max_bytes, max_pixels, max_pending
         self.image_size = image_size
         self.images = ImageStore(max_images=max_images)
@@ -104,6 +116,47 @@ class Served:
     def lock(self, name: str) -> threading.Lock:
         """The lock a job holds while it uses model ``name``."""
         return self._locks[name]
+
+    @contextmanager
+    def use(self, name: str, progress: Progress) -> Iterator[Callable[[int, int], None]]:
+        """Hold model ``name`` for a job: its lock, and a check of the job before every forward
+        pass of the model (cancelled: :class:`~unmask.serve.jobs.Cancelled`; running longer
+        than :attr:`max_seconds` since it got the model: :class:`~unmask.serve.jobs.TimeLimit`).
+        Yields the job's progress callback with the same checks, for the explainers'
+        ``progress=``."""
+        model = self.models[name]
+        with self._locks[name]:
+            deadline = time.monotonic() + self.max_seconds
+
+            def check() -> None:
+                progress.check()
+                if time.monotonic() > deadline:
+                    raise TimeLimit(
+                        f"job: stopped at the limit of {self.max_seconds:g} s for one job"
+                    )
+
+            def tick(done: int, total: int) -> None:
+                progress(done, total)
+                check()
+
+            handle = model.register_forward_pre_hook(lambda _module, _args: check())
+            try:
+                yield tick
+            finally:
+                handle.remove()
+
+    def model_time(self, name: str) -> ModelTime:
+        """Model ``name``'s seconds per image, measured on its first use (on the prediction
+        copy, so no job waits) and kept."""
+        with self._lock:
+            known = self.times.get(name)
+        if known is not None:
+            return known
+        net, lock = self._predict[name]
+        with lock:
+            measured = measure(net, self.size(net))
+        with self._lock:
+            return self.times.setdefault(name, measured)
 
     def size(self, model: Classifier) -> int:
         """The side of the square ``model`` sees."""

@@ -30,6 +30,7 @@ __all__ = [
     "metric_spec",
     "metric_form",
     "removal_spec",
+    "evaluations",
     "top_k",
     "MAX_EVALUATIONS",
     "MAX_TOP",
@@ -400,6 +401,22 @@ def _check_cost(entry: Entry, params: dict[str, Any], size: int) -> None:
             f"params: {cost[1]} ask for {cost[0]:,} model evaluations at {size}x{size}, above "
             f"the limit of {bound:,} for one request"
         )
+
+
+def evaluations(
+    name: str, params: Mapping[str, Any] | None = None, *, size: int = 224, metric: bool = False
+) -> int | None:
+    """Model evaluations of a checked method (or metric) request at ``size`` × ``size``, where
+    the formula is known; None otherwise.
+
+    Example:
+        >>> evaluations("occlusion", {"patch_size": 32, "stride": 16})
+        169
+    """
+    _registries()
+    entry = (METRICS if metric else METHODS).get(name)
+    cost = _cost(entry, dict(params or {}), _check_size(size))
+    return None if cost is None else cost[0]
 
 
 # --- the public checks --------------------------------------------------------------------------
