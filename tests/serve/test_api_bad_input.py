@@ -504,8 +504,13 @@ def test_error_messages_with_html_are_json(client: TestClient) -> None:
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/json")
 
 
-def test_the_open_spy_sees_the_store(client: TestClient, image_id: str, opened: list[str]) -> None:
-    # control for the test above: a good id is read from the store's own directory only
+def test_the_open_spy_sees_the_store(client: TestClient, opened: list[str]) -> None:
+    # control for the test above: a good id is read from the store's own directory only (a
+    # fresh image: one already read is kept decoded at the model's size)
+    r = client.post(
+        "/api/images", files={"file": ("s.png", _png(Image.fromarray(_image(7))), "image/png")}
+    )
+    image_id = r.json()["image_id"]
     r = client.get(f"/api/images/{image_id}.png")
     assert r.status_code == 200
     store = str(client.app.state.served.images.dir)

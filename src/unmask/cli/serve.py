@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..serve import create_app, is_loopback
+    from ..serve.jobs import map_large_buffers
 
     if not is_loopback(args.host):
         print(
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             "this address can upload images and run jobs (there is no authentication)",
             file=sys.stderr,
         )
+    map_large_buffers()  # the RSS returns to its idle level after heavy jobs
     app = create_app(
         names,
         max_bytes=int(args.max_upload_mb * 1024 * 1024),

@@ -42,6 +42,8 @@ def create_app(
     trees: dict[str, Any] | None = None,
     host: str | None = None,
     max_job_seconds: float = DEFAULT_MAX_SECONDS,
+    cache_bytes: int = 256 * 1024**2,
+    image_bytes: int = 1024**3,
 ) -> Any:
     """The explorer as a FastAPI application (run it with uvicorn, or ``unmask serve``).
 
@@ -67,6 +69,9 @@ def create_app(
         max_job_seconds: the longest one job may take: a job estimated to take longer (its
             cost in model evaluations × the model's measured time per image) gets 422 with the
             estimate, and a running job is stopped (failed) at this time.
+        cache_bytes: the most bytes of finished results kept (their maps; least recently used
+            dropped).
+        image_bytes: the most bytes of uploaded image files kept (on disk).
 
     Returns:
         A ``fastapi.FastAPI``; ``app.state.served`` holds the state (closed at shutdown).
@@ -102,6 +107,8 @@ def create_app(
         (max_pending, "max_pending"),
         (cache_size, "cache_size"),
         (max_images, "max_images"),
+        (cache_bytes, "cache_bytes"),
+        (image_bytes, "image_bytes"),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label}: expected a positive int, got {value!r}")
@@ -130,6 +137,8 @@ def create_app(
         image_size=image_size,
         trees=extra_trees,
         max_seconds=float(max_job_seconds),
+        cache_bytes=cache_bytes,
+        image_bytes=image_bytes,
     )
 
     @asynccontextmanager

@@ -16,6 +16,9 @@ Results are shared between the jobs of one key and the cache: treat them as read
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 import threading
 import uuid
@@ -35,6 +38,8 @@ __all__ = [
     "MAX_WORKERS",
     "MAX_PENDING",
     "error_message",
+    "release_memory",
+    "map_large_buffers",
 ]
 
 log = logging.getLogger("unmask.serve")
@@ -47,6 +52,40 @@ _MAX_MESSAGE = 500
 #: model runs one job at a time: more workers than models only wait).
 MAX_WORKERS = 64
 MAX_PENDING = 10_000
+
+
+#: glibc's ``mallopt`` parameter: allocations from this size on are mapped, and unmapped when
+#: freed (glibc otherwise raises the threshold to the largest buffer freed, up to 32 MiB).
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD = 1024**2
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+def release_memory() -> None:
+    """Give the heap memory a finished computation freed back to the system (glibc's
+    ``malloc_trim``; nothing elsewhere), so that the server's RSS returns to its idle level
+    after heavy jobs instead of staying at their peak."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def map_large_buffers() -> bool:
+    """Make every allocation of 1 MiB or more its own memory mapping, returned to the system
+    when freed (glibc's ``M_MMAP_THRESHOLD``; process-wide, so ``unmask serve`` calls it, not
+    :func:`~unmask.serve.create_app`). Without it, buffers of decoded uploads and batches stay
+    in the heap and the server's RSS stays near its peak. Returns whether it applied."""
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
 
 
 class QueueFull(RuntimeError):
@@ -347,6 +386,12 @@ class JobQueue:
                     job.done, job.total = done_total
 
     def _run(self, comp: _Computation) -> None:
+        try:
+            self._compute(comp)
+        finally:
+            release_memory()
+
+    def _compute(self, comp: _Computation) -> None:
         try:
             result = comp.fn(Progress(self, comp))
         except Cancelled:

@@ -33,6 +33,8 @@ DEFAULT_MAX_SECONDS = 180.0
 
 #: Predictions (class probabilities per image and model) kept.
 _PROBABILITIES = 256
+#: Bytes of images as the models see them (decoded, cropped, resized) kept.
+_INPUT_BYTES = 64 * 1024**2
 
 
 def short(text: object, limit: int = 80) -> str:
@@ -60,6 +62,8 @@ class Served:
         image_size: the side of the square the models see (None: each model's input size).
         trees: extra label trees by name.
         max_seconds: the longest one job may take (estimated, then enforced), seconds.
+        cache_bytes: the most bytes of stored results (their maps).
+        image_bytes: the most bytes of stored image files (on disk).
     """
 
     def __init__(
@@ -75,6 +79,8 @@ class Served:
         image_size: int | None,
         trees: dict[str, LabelTree],
         max_seconds: float = DEFAULT_MAX_SECONDS,
+        cache_bytes: int = 256 * 1024**2,
+        image_bytes: int = 1024**3,
     ) -> None:
         self.models = models
         self.max_seconds = max_seconds
@@ -82,9 +88,10 @@ class Served:
         self.times: dict[str, ModelTime] = {}
         self.max_bytes, self.max_pixels, self.max_pending = max_bytes, max_pixels, max_pending
         self.image_size = image_size
-        self.images = ImageStore(max_images=max_images)
+        self.images = ImageStore(max_images=max_images, max_bytes=image_bytes)
         self.jobs = JobQueue(workers=workers, max_pending=max_pending, cache_size=cache_size)
-        self.results = ResultStore(max_results=2 * cache_size + max_pending)
+        self.results = ResultStore(max_results=2 * cache_size + max_pending, max_bytes=cache_bytes)
+        self._inputs: OrderedDict[tuple[str, int], torch.Tensor] = OrderedDict()
         self.extra_trees = trees
         self._locks = {name: threading.Lock() for name in models}
         #: per model, CWOX's (cluster, class) stage layers of its layer bases
@@ -172,8 +179,21 @@ class Served:
             raise LookupError(f"image_id: no image {short(image_id)} (upload it first)") from None
 
     def input(self, image_id: str, model: Classifier) -> torch.Tensor:
-        """The image (1, 3, S, S) as the model sees it (centre crop, resized)."""
-        return load_image(self.pixels(image_id), size=self.size(model))
+        """The image (1, 3, S, S) as the model sees it (centre crop, resized; a copy of the
+        one kept, so that a large upload is decoded once per size)."""
+        key = (image_id, self.size(model))
+        with self._lock:
+            if key in self._inputs:
+                self._inputs.move_to_end(key)
+                return self._inputs[key].clone()
+        x = load_image(self.pixels(image_id), size=key[1])
+        with self._lock:
+            self._inputs[key] = x
+            held = sum(t.nbytes for t in self._inputs.values())
+            while len(self._inputs) > 1 and held > _INPUT_BYTES:
+                _, old = self._inputs.popitem(last=False)
+                held -= old.nbytes
+        return x.clone()
 
     def probabilities(self, image_id: str, name: str) -> torch.Tensor:
         """The class probabilities (num_classes,) of an image by model ``name`` (cached)."""
