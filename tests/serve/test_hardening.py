@@ -26,6 +26,8 @@ from unmask.models import Classifier  # noqa: E402
 from unmask.serve import create_app  # noqa: E402
 from unmask.serve.costs import ModelTime, estimate_seconds, measure  # noqa: E402
 from unmask.serve.jobs import MAX_WORKERS, JobQueue  # noqa: E402
+from unmask.serve.results import ResultStore, StoredResult  # noqa: E402
+from unmask.serve.uploads import ImageStore  # noqa: E402
 from unmask.testing import conv_region_model  # noqa: E402
 
 SIZE = 32
@@ -292,3 +294,36 @@ def test_a_job_that_outlives_the_limit_is_stopped(slow):
     assert done["status"] == "failed"
     assert done["error"] == "job: stopped at the limit of 2.5 s for one job"
     assert net.calls < 2.5 / DELAY + 4  # not the 100 passes
+
+
+# ---------------------------------------------------------------------- bounded caches
+def test_results_are_bounded_in_bytes():
+    store = ResultStore(max_results=100, max_bytes=10 * 4096 + 100)
+    for k in range(30):
+        store.put(StoredResult(str(k), {}, {"m": np.zeros((32, 32), np.float32)}))  # 4 KiB
+        assert store.nbytes <= store.max_bytes
+    assert len(store) == 10 and "29" in store and "19" not in store
+    big = StoredResult("big", {}, {"m": np.zeros((512, 512), np.float32)})  # 1 MiB
+    store.put(big)  # the newest is kept, even alone above the bound
+    assert len(store) == 1 and store.get("big") is big
+
+
+def test_stored_images_are_bounded_in_bytes():
+    rng = np.random.default_rng(0)
+    with ImageStore(max_images=100, max_bytes=200_000) as store:
+        ids = [store.put(rng.integers(0, 256, (100, 100, 3), dtype=np.uint8)) for _ in range(20)]
+        files = list(store.dir.glob("*.png"))
+        assert store.nbytes == sum(f.stat().st_size for f in files) <= 200_000
+        assert 4 <= len(store) < 20 and ids[-1] in store and ids[0] not in store
+        assert len(files) == len(store)
+
+
+def test_the_server_caches_are_bounded_in_bytes():
+    app = create_app(
+        {"toy": conv_region_model(3)}, image_size=SIZE, cache_bytes=20_000, image_bytes=50_000
+    )
+    with TestClient(app, base_url=LOOPBACK):
+        served = app.state.served
+        assert served.results.max_bytes == 20_000 and served.images.max_bytes == 50_000
+    with pytest.raises(ValueError, match="cache_bytes"):
+        create_app({"toy": conv_region_model(3)}, cache_bytes=0)
