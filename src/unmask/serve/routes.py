@@ -27,7 +27,7 @@ from .costs import TooCostly
 from .jobs import Job, QueueFull
 from .planners import HIDDEN_REMOVALS, METRIC_KINDS_SERVED, plan
 from .results import FORMATS, encode_map
-from .schemas import ExampleRequest, JobRequest, PredictRequest
+from .schemas import ERRORS, ExampleRequest, JobRequest, PredictRequest
 from .state import Served, short
 from .uploads import UploadError, read_upload
 
@@ -51,7 +51,16 @@ FAMILIES = {
 
 T = TypeVar("T")
 
-router = APIRouter()
+router = APIRouter(responses=ERRORS)
+
+#: The 200 answer of routes that send a picture or an array.
+_PNG = {200: {"content": {"image/png": {}}, "description": "a PNG image"}}
+_MAP = {
+    200: {
+        "content": {"image/png": {}, "application/octet-stream": {}},
+        "description": "a coloured PNG, an NPY file or raw little-endian float32",
+    }
+}
 
 
 def _served(request: Request) -> Served:
@@ -190,7 +199,12 @@ def example(body: ExampleRequest, state: State) -> dict[str, Any]:
     return _stored(state, np.ascontiguousarray(example_image(body.name))[..., :3])
 
 
-@router.get("/api/images/{image_id}.png", summary="The image as the model sees it (PNG)")
+@router.get(
+    "/api/images/{image_id}.png",
+    summary="The image as the model sees it (PNG)",
+    response_class=Response,
+    responses=_PNG,
+)
 def image_png(image_id: str, state: State, model: str | None = None) -> Response:
     def run() -> Response:
         _, m = state.model(model)
@@ -279,7 +293,12 @@ def result_json(key: str, state: State) -> dict[str, Any]:
     return _guarded(lambda: state.source(key).data)
 
 
-@router.get("/api/results/{key}/{name}.{fmt}", summary="One map of a result: png, npy or f32")
+@router.get(
+    "/api/results/{key}/{name}.{fmt}",
+    summary="One map of a result: png, npy or f32",
+    response_class=Response,
+    responses=_MAP,
+)
 def result_map(key: str, name: str, fmt: str, state: State) -> Response:
     if fmt not in FORMATS:
         raise HTTPException(404, f"format: expected one of {', '.join(FORMATS)}, got {short(fmt)}")

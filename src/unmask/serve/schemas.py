@@ -18,11 +18,33 @@ __all__ = [
     "RemovalJob",
     "JobRequest",
     "Target",
+    "ErrorBody",
+    "ERRORS",
     "BODY_NAMES",
 ]
 
 #: A class, or a set of classes scored as a whole (never a bool: ``true`` is not class 1).
 Target = StrictInt | list[StrictInt]
+
+
+class ErrorBody(BaseModel):
+    """Every error's body: one line naming the field and what is allowed."""
+
+    detail: str = Field(description="'<field>: <what is allowed>'")
+
+
+#: The error statuses of the API, as the OpenAPI description documents them.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": what}
+    for status, what in (
+        (400, "a refused value, or a damaged upload"),
+        (404, "no such image, job, result or map"),
+        (413, "an upload or body above the limit (bytes or pixels)"),
+        (415, "an upload of a type that is not accepted"),
+        (422, "a malformed body, or a job estimated to take longer than the limit"),
+        (429, "the job queue is full"),
+    )
+}
 
 
 class _Body(BaseModel):
