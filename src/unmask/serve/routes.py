@@ -54,8 +54,10 @@ T = TypeVar("T")
 router = APIRouter(responses=ERRORS)
 
 #: The 200 answer of routes that send a picture or an array.
-_PNG = {200: {"content": {"image/png": {}}, "description": "a PNG image"}}
-_MAP = {
+_PNG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "a PNG image"}
+}
+_MAP: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {"image/png": {}, "application/octet-stream": {}},
         "description": "a coloured PNG, an NPY file or raw little-endian float32",
@@ -64,7 +66,8 @@ _MAP = {
 
 
 def _served(request: Request) -> Served:
-    return request.app.state.served  # type: ignore[no-any-return]
+    served: Served = request.app.state.served
+    return served
 
 
 State = Annotated[Served, Depends(_served)]
