@@ -261,34 +261,30 @@ def test_cancelling_a_running_cwox_job_frees_the_worker(slow):
     clusters = [[k] for k in range(CLASSES)]  # 128 base explanations: 16 batches, >= 6 s
     job = {"kind": "cwox", "image_id": image_id, "method": "gradcam", "clusters": clusters}
     waited = _cancel_then_cheap_job(c, image_id, net, job)
-    assert waited < 4 * DELAY, waited  # the batch under way, not the 16 batches
+    assert waited < 5 * DELAY, waited  # the batch under way, not the 16 batches
     assert net.calls < 5
+
+
+#: 100 forward and backward passes of the slow model: >= 40 s (its time is measured on a fast
+#: copy: the job is accepted)
+LONG_IG = {
+    "kind": "explain",
+    "method": "integrated_gradients",
+    "params": {"steps": 100, "batch_size": 1},
+    "target": 3,
+}
 
 
 def test_cancelling_a_running_gradient_job_frees_the_worker(slow):
     c, image_id, net = slow
-    job = {
-        "kind": "explain",
-        "image_id": image_id,
-        "method": "integrated_gradients",
-        "params": {"steps": 100, "batch_size": 1},  # 100 passes: >= 40 s
-        "target": 3,
-    }
-    waited = _cancel_then_cheap_job(c, image_id, net, job)
-    assert waited < 4 * DELAY, waited
+    waited = _cancel_then_cheap_job(c, image_id, net, {**LONG_IG, "image_id": image_id})
+    assert waited < 5 * DELAY, waited
     assert net.calls < 5
 
 
 def test_a_job_that_outlives_the_limit_is_stopped(slow):
     c, image_id, net = slow
-    job = {
-        "kind": "explain",
-        "image_id": image_id,
-        "method": "integrated_gradients",
-        "params": {"steps": 100, "batch_size": 1},  # estimated on the fast copy: accepted
-        "target": 3,
-    }
-    r = c.post("/api/jobs", json=job)
+    r = c.post("/api/jobs", json={**LONG_IG, "image_id": image_id})
     assert r.status_code == 202, r.text
     done = _wait(c, r.json()["id"], ("done", "failed", "cancelled"))
     assert done["status"] == "failed"
