@@ -1,8 +1,8 @@
 """Job planners: a job request, checked, becomes a result key and the function that computes it.
 
-:func:`plan` checks a request before anything is queued (names, parameters, bounds and costs
-through :mod:`unmask.serve.validate`; targets against the model) and returns the job's kind,
-its result key (:func:`unmask.explanation.result_key`: the same request is answered from the
+:func:`plan` checks a request before anything is queued (names, parameters and bounds
+through :mod:`unmask.serve.validate`; targets against the model; the estimated time against
+the limit, :mod:`unmask.serve.costs`) and returns its result key (:func:`unmask.explanation.result_key`: the same request is answered from the
 cache) and ``run(progress)``, which computes the result on a worker thread, stores its maps in
 the :class:`~unmask.serve.results.ResultStore` and returns its JSON. The four kinds:
 
@@ -60,6 +60,7 @@ def plan(state: Served, body: ExplainJob | CwoxJob | MetricsJob | RemovalJob) ->
 
     Raises:
         ValueError: a field is not allowed (one line naming it).
+        TooCostly: the job's estimated time is above the limit (a ValueError).
         LookupError: the image or the source result is not stored.
     """
     name, model = state.model(body.model)

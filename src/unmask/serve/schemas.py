@@ -105,6 +105,9 @@ class CwoxJob(_Job):
     seed: StrictInt = 0
 
 
+_DEFAULT_METRICS: list[str | dict[str, Any]] = ["deletion", "insertion"]
+
+
 class MetricsJob(_Job):
     """Metrics of one map of a finished explain or cwox result."""
 
@@ -112,7 +115,7 @@ class MetricsJob(_Job):
     result: str = Field(description="a done explain/cwox job id or its result key")
     map: str | None = Field(None, description="which map of the result (default the first)")
     metrics: list[str | dict[str, Any]] = Field(
-        default_factory=lambda: list[str | dict[str, Any]](["deletion", "insertion"]),
+        default_factory=lambda: _DEFAULT_METRICS.copy(),
         description="metric names, or {name, params}",
     )
     removal: str | None = Field(None, description="the substrate of curve metrics")
