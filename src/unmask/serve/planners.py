@@ -1,10 +1,11 @@
 """Job planners: a job request, checked, becomes a result key and the function that computes it.
 
-:func:`plan` checks a request before anything is queued (names, parameters and bounds
-through :mod:`unmask.serve.validate`; targets against the model; the estimated time against
-the limit, :mod:`unmask.serve.costs`) and returns its result key (:func:`unmask.explanation.result_key`: the same request is answered from the
-cache) and ``run(progress)``, which computes the result on a worker thread, stores its maps in
-the :class:`~unmask.serve.results.ResultStore` and returns its JSON. The four kinds:
+:func:`plan` checks a request before anything is queued (names, parameters and bounds through
+:mod:`unmask.serve.validate`; targets against the model; the estimated time against the limit,
+:mod:`unmask.serve.costs`) and returns its result key (:func:`unmask.explanation.result_key`:
+the same request is answered from the cache) and ``run(progress)``, which computes the result
+on a worker thread, stores its maps in the :class:`~unmask.serve.results.ResultStore` and
+returns its JSON. The four kinds:
 
 - ``explain``: one map with any registered method (:func:`unmask.make_explainer`);
 - ``cwox``: :class:`unmask.contrastive.CWOX` with CWOX's per-stage presets;
