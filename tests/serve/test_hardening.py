@@ -323,3 +323,25 @@ def test_the_server_caches_are_bounded_in_bytes():
         assert served.results.max_bytes == 20_000 and served.images.max_bytes == 50_000
     with pytest.raises(ValueError, match="cache_bytes"):
         create_app({"toy": conv_region_model(3)}, cache_bytes=0)
+
+
+@pytest.mark.slow
+def test_the_issue_s_hour_long_requests_are_refused_with_the_embedded_model():
+    """Issue 25's requests that took hours on a CPU: occlusion with patch 1 / stride 1 (50,176
+    passes at 224²), LIME with 100,000 samples, each refused with its estimate under the
+    default limit; the default occlusion is accepted."""
+    with TestClient(create_app(), base_url=LOOPBACK) as c:
+        r = c.post("/api/images/example", json={"name": "coffee"})
+        image_id = r.json()["image_id"]
+        job = {"kind": "explain", "image_id": image_id}
+        for method, params, evaluations in (
+            ("occlusion", {"patch_size": 1, "stride": 1}, "50,176"),
+            ("lime", {"samples": 100_000}, "100,000"),
+        ):
+            r = c.post("/api/jobs", json={**job, "method": method, "params": params})
+            assert r.status_code == 422, r.text
+            detail = r.json()["detail"]
+            assert f"{evaluations} model evaluations, about " in detail
+            assert "above the limit of 180 s for one job" in detail
+        ok = {**job, "method": "occlusion", "params": {"patch_size": 32, "stride": 16}}
+        assert c.post("/api/jobs", json=ok).status_code == 202
