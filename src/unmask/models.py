@@ -27,7 +27,7 @@ __all__ = ["Classifier", "load_model", "list_models", "imagenet_class_names", "E
 
 #: How the no-gradient scoring path (:meth:`Classifier.infer`) runs the network; see
 #: :meth:`Classifier.fast`. Gradient paths (``model(x)`` with autograd) are always eager.
-EXECUTIONS = ("eager", "channels_last", "frozen", "compiled")
+EXECUTIONS = ("eager", "channels_last", "frozen", "compiled", "onnx", "auto")
 
 # Per classifier: {key: (stamp, module)}; outside the module so deepcopy / pickle never see it.
 _FAST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -202,6 +202,13 @@ class Classifier(nn.Module):
           needs a C++ compiler) and inductor keeps its generated code in its on-disk cache
           (``TORCHINDUCTOR_CACHE_DIR``), which makes a later process compile faster. float32,
           equal to eager up to round-off.
+        - ``"onnx"``: the network exported to ONNX and run by ONNX Runtime
+          (:mod:`unmask.onnx_engine`: exported once per weights, input size and dtype and cached
+          on disk; checked against eager at every load, logits within 1e-4 relative; a network
+          that does not export or disagrees falls back to ``"channels_last"`` with one warning).
+        - ``"auto"`` (:func:`load_model`'s default): ``"onnx"`` when the graph of the current
+          weights is already cached, else ``"channels_last"``: it never pays an export; see
+          :func:`unmask.onnx_engine.engine_for` and :func:`unmask.onnx_engine.prepare`.
 
         The copies are cached per classifier and rebuilt when a parameter or buffer is moved
         or changed in place (e.g. ``load_state_dict``, ``.to()``, a deepcopy). :meth:`infer`
@@ -247,8 +254,12 @@ class Classifier(nn.Module):
             or "forward" in self.__dict__
         ):
             return self(x)  # hooks and overridden forwards must see every call
-        z = self.preprocess(x).contiguous(memory_format=torch.channels_last)
-        logits = self._fast_net(z)(z)
+        z = self.preprocess(x)
+        run = self._onnx(z) if self.execution in ("onnx", "auto") else None
+        if run is None:
+            z = z.contiguous(memory_format=torch.channels_last)
+            run = self._fast_net(z)
+        logits = run(z)
         if logits.ndim != 2 or logits.shape[1] != self.num_classes:
             raise ValueError(
                 f"model: the network returned shape {tuple(logits.shape)}, expected "
@@ -256,13 +267,31 @@ class Classifier(nn.Module):
             )
         return logits
 
-    def _fast_net(self, z: Tensor) -> Callable[[Tensor], Tensor]:
-        """The cached channels-last copy (or its frozen trace for ``z``'s shape)."""
-        cache = _FAST.setdefault(self, {})
-        stamp = tuple(
+    def _stamp(self) -> tuple[tuple[int, int], ...]:
+        """Where every weight and buffer lives and its version: a copy built for another
+        stamp is stale (moved, reloaded or changed in place)."""
+        return tuple(
             (t.data_ptr(), 0 if t.is_inference() else t._version)
             for t in (*self.net.parameters(), *self.net.buffers())
         )
+
+    def _onnx(self, z: Tensor) -> Callable[[Tensor], Tensor] | None:
+        """The ONNX Runtime runner for ``z``'s shape, or None (fall back to channels_last)."""
+        from . import onnx_engine
+
+        cache = _FAST.setdefault(self, {})
+        stamp = self._stamp()
+        key = (self.execution, z.device, z.dtype, tuple(z.shape[1:]), torch.get_num_threads())
+        hit = cache.get(key)
+        if hit is None or hit[0] != stamp or hit[2] != onnx_engine.generation():
+            run = onnx_engine.runner(self.net, z, required=self.execution == "onnx")
+            hit = cache[key] = (stamp, run, onnx_engine.generation())
+        return hit[1]
+
+    def _fast_net(self, z: Tensor) -> Callable[[Tensor], Tensor]:
+        """The cached channels-last copy (or its frozen trace for ``z``'s shape)."""
+        cache = _FAST.setdefault(self, {})
+        stamp = self._stamp()
         key = ("channels_last", z.device, z.dtype)
         hit = cache.get(key)
         if hit is None or hit[0] != stamp:
@@ -272,7 +301,7 @@ class Classifier(nn.Module):
             for p in net.parameters():
                 p.requires_grad_(False)
             hit = cache[key] = (stamp, net)
-        if self.execution == "channels_last":
+        if self.execution in ("channels_last", "onnx", "auto"):  # onnx, auto: the fallback
             return hit[1]
         if self.execution == "compiled":
             return _compiled(cache, hit, z, getattr(self, "compile_batch_size", 16))
@@ -511,7 +540,7 @@ def load_model(
     *,
     device: str | torch.device = "cpu",
     weights: str | Path | None = None,
-    execution: str = "channels_last",
+    execution: str = "auto",
 ) -> Classifier:
     """Load a pretrained classifier by name, offline, in eval mode.
 
@@ -525,10 +554,12 @@ def load_model(
             EfficientNet-Lite0 with the same 1000 classes); a file that does not fit the
             architecture is refused with the first mismatching key.
         execution: how the no-gradient scoring path runs the network, one of
-            :data:`EXECUTIONS` (see :meth:`Classifier.fast`): ``"channels_last"`` by default
-            (about 1.5x faster on CPU, equal to eager float32 up to round-off; see
-            ``tests/test_execution.py``); ``"eager"`` for the network as it is. Gradients are
-            always eager.
+            :data:`EXECUTIONS` (see :meth:`Classifier.fast`): ``"auto"`` by default (ONNX
+            Runtime when the graph of these weights is cached, e.g. after ``unmask models
+            --prepare``, else ``"channels_last"``: about 1.5x faster than eager on CPU; both
+            equal to eager float32 up to round-off; see ``tests/test_execution.py`` and
+            ``tests/test_onnx_engine.py``); ``"eager"`` for the network as it is. Gradients
+            are always eager.
 
     Returns:
         A :class:`Classifier`; weights are loaded with ``weights_only=True``.
