@@ -380,11 +380,12 @@ def prepare(model: _Model) -> Path | None:
     return path if path.is_file() else None
 
 
-def engine_for(model: _Model, evaluations: int, *, export_after: int = EXPORT_AFTER) -> str:
+def engine_for(model: _Model, evaluations: int, *, export_after: int | None = None) -> str:
     """The scoring engine a job of ``evaluations`` model evaluations should use.
 
     ``"onnx"`` when the graph of the model's current weights is cached (memory or disk) or the
-    job is long enough to repay an export (``evaluations >= export_after``), else
+    job is long enough to repay an export (``evaluations >= export_after``, default
+    :data:`EXPORT_AFTER`), else
     ``"channels_last"``. A model whose execution is set explicitly (not ``"auto"``) keeps it.
     The caller exports with :func:`prepare` when the answer is ``"onnx"``.
 
@@ -398,6 +399,8 @@ def engine_for(model: _Model, evaluations: int, *, export_after: int = EXPORT_AF
         raise ValueError(f"evaluations: expected a non-negative integer, got {evaluations!r}")
     if model.execution != "auto":
         return model.execution
+    if export_after is None:
+        export_after = EXPORT_AFTER
     if evaluations >= export_after or cached(model.net, _shape(model), _dtype(model)):
         return "onnx"
     return "channels_last"
