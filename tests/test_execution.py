@@ -273,11 +273,13 @@ def test_memory_grows_with_batch_size_not_perturbations(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("execution", ["channels_last", "frozen", "compiled"])
-def test_embedded_model_equals_eager(execution, real_model):
+@pytest.mark.parametrize("execution", ["channels_last", "frozen", "compiled", "onnx"])
+def test_embedded_model_equals_eager(execution, real_model, tmp_path, monkeypatch):
     """The embedded model: logits within 1e-4, occlusion / RISE maps within 1e-3 (relative to
     the largest |value|), deletion / insertion AUCs within 1e-5 of eager float32."""
     from unmask.metrics.deletion import Deletion, Insertion
+
+    monkeypatch.setenv("UNMASK_CACHE_DIR", str(tmp_path))  # "onnx": exports into tmp_path
 
     model = real_model
     previous = model.execution
