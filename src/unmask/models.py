@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_images, check_unit_range
+from . import onnx_engine
+from .onnx_engine import weights_stamp
 
 __all__ = ["Classifier", "load_model", "list_models", "imagenet_class_names", "EXECUTIONS"]
 
@@ -267,20 +269,10 @@ class Classifier(nn.Module):
             )
         return logits
 
-    def _stamp(self) -> tuple[tuple[int, int], ...]:
-        """Where every weight and buffer lives and its version: a copy built for another
-        stamp is stale (moved, reloaded or changed in place)."""
-        return tuple(
-            (t.data_ptr(), 0 if t.is_inference() else t._version)
-            for t in (*self.net.parameters(), *self.net.buffers())
-        )
-
     def _onnx(self, z: Tensor) -> Callable[[Tensor], Tensor] | None:
         """The ONNX Runtime runner for ``z``'s shape, or None (fall back to channels_last)."""
-        from . import onnx_engine
-
         cache = _FAST.setdefault(self, {})
-        stamp = self._stamp()
+        stamp = weights_stamp(self.net)
         key = (self.execution, z.device, z.dtype, tuple(z.shape[1:]), torch.get_num_threads())
         hit = cache.get(key)
         if hit is None or hit[0] != stamp or hit[2] != onnx_engine.generation():
@@ -291,7 +283,7 @@ class Classifier(nn.Module):
     def _fast_net(self, z: Tensor) -> Callable[[Tensor], Tensor]:
         """The cached channels-last copy (or its frozen trace for ``z``'s shape)."""
         cache = _FAST.setdefault(self, {})
-        stamp = self._stamp()
+        stamp = weights_stamp(self.net)
         key = ("channels_last", z.device, z.dtype)
         hit = cache.get(key)
         if hit is None or hit[0] != stamp:

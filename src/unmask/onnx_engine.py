@@ -38,12 +38,9 @@ export it does not repay. A caller that knows a job's number of model evaluation
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
-import inspect
-import logging
 import os
-import uuid
 import warnings
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 from typing import Protocol
@@ -61,6 +58,7 @@ __all__ = [
     "graph_key",
     "prepare",
     "runner",
+    "weights_stamp",
 ]
 
 #: Agreement required between ONNX Runtime's and the eager network's logits on the probe batch
@@ -83,6 +81,8 @@ _MEMORY: OrderedDict[str, bytes] = OrderedDict()
 _FAILED: dict[tuple[str, tuple[int, ...], str, str], str] = {}
 _WARNED: set[str] = set()
 _GENERATION = [0]  # bumped when a graph is added: "auto" decisions are taken again
+# The last key of each network, with the stamp, shape and dtype it was computed for.
+_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class _Model(Protocol):
@@ -112,6 +112,8 @@ def cache_dir() -> Path:
 
 
 def _version(package: str) -> str:
+    import importlib.metadata
+
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
@@ -120,6 +122,8 @@ def _version(package: str) -> str:
 
 def _architecture(net: nn.Module) -> str:
     """SHA-256 of the module tree and of the source of each module class's ``forward``."""
+    import inspect
+
     h = hashlib.sha256(repr(net).encode())
     for cls in sorted({type(m) for m in net.modules()}, key=lambda c: c.__qualname__):
         h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
@@ -145,6 +149,10 @@ def graph_key(net: nn.Module, shape: tuple[int, ...], dtype: torch.dtype) -> str
         >>> a == graph_key(net, (4,), torch.float32)
         False
     """
+    stamp = (weights_stamp(net), tuple(shape), dtype)
+    memo = _KEYS.get(net)
+    if memo is not None and memo[0] == stamp:
+        return memo[1]
     h = hashlib.sha256()
     for package in ("torch", "onnx", "onnxscript", "onnxruntime"):
         h.update(f"{package}={_version(package)};".encode())
@@ -152,8 +160,21 @@ def graph_key(net: nn.Module, shape: tuple[int, ...], dtype: torch.dtype) -> str
     for name, t in net.state_dict().items():
         t = t.detach().cpu().contiguous().reshape(-1)
         h.update(f"{name}:{t.dtype}:{t.numel()};".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+        if t.numel():
+            h.update(t.view(torch.uint8).numpy())  # the buffer itself, no copy
+    _KEYS[net] = (stamp, h.hexdigest())
+    return _KEYS[net][1]
+
+
+def weights_stamp(net: nn.Module) -> tuple[tuple[int, int], ...]:
+    """Where each weight and buffer of ``net`` lives and its version: anything built for
+    another stamp is stale (moved, reloaded or changed in place). The rule of every cached
+    copy of :meth:`unmask.Classifier.infer` (channels-last, frozen, compiled, ONNX) and of the
+    graph keys here."""
+    return tuple(
+        (t.data_ptr(), 0 if t.is_inference() else t._version)
+        for t in (*net.parameters(), *net.buffers())
+    )
 
 
 def _path(key: str) -> Path:
@@ -181,6 +202,8 @@ def _remember(key: str, data: bytes) -> None:
 
 def _export(net: nn.Module, shape: tuple[int, ...], dtype: torch.dtype) -> bytes:
     """The ONNX model (bytes) of ``net`` for inputs (batch, *shape), the batch dynamic."""
+    import logging
+
     example = torch.randn((_EXAMPLE, *shape), generator=torch.Generator().manual_seed(0))
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript")]
     levels = [lg.level for lg in loggers]
@@ -271,6 +294,8 @@ def _check(net: nn.Module, run: OnnxRunner, shape: tuple[int, ...], dtype: torch
 
 def _save(key: str, data: bytes) -> None:
     """Write the graph atomically; warn once (and keep it in memory) when that fails."""
+    import uuid
+
     path = _path(key)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
