@@ -800,12 +800,14 @@ def first_run(args, repeats: int) -> dict[str, Any]:
             "PYTHONWARNINGS": "ignore",
         }
         prepared = Path(tmp) / "prepared"
-        subprocess.run(
+        proc = subprocess.run(
             [sys.executable, "-m", "unmask.cli", "models", "--prepare"],
             env={**env, "UNMASK_CACHE_DIR": str(prepared)},
-            check=True,
             capture_output=True,
+            text=True,
         )
+        if proc.returncode != 0:
+            raise RuntimeError(f"unmask models --prepare failed: {proc.stderr.strip()[-300:]}")
         for i in range(repeats):
             for name, code in FIRST_CODE.items():
                 cache = prepared if "prepared" in name else Path(tmp) / f"fresh-{i}"
