@@ -297,6 +297,20 @@ def test_cli_models_prepare(tmp_path, monkeypatch, capsys):
 # --- faults: one warning or a clear error -----------------------------------------------------
 
 
+def test_cli_prepare_into_an_unwritable_cache_is_one_line(engine, tmp_path, monkeypatch, capsys):
+    import unmask.models
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("UNMASK_CACHE_DIR", str(blocker))
+    monkeypatch.setattr(unmask.models, "load_model", lambda *a, **k: _net_model().fast("auto"))
+    assert main(["models", "--prepare", "small"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "unmask: error: --prepare: onnx engine: cannot write"
+    )
+
+
 def test_truncated_cache_file_is_exported_again_with_one_warning(engine, tmp_path):
     x = _images(2)
     want = _logits(_net_model().fast("onnx"), x)

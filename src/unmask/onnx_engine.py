@@ -37,6 +37,7 @@ export it does not repay. A caller that knows a job's number of model evaluation
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import warnings
@@ -111,6 +112,7 @@ def cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "unmask"
 
 
+@functools.cache
 def _version(package: str) -> str:
     import importlib.metadata
 
