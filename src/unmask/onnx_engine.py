@@ -56,6 +56,7 @@ __all__ = [
     "cache_dir",
     "cached",
     "engine_for",
+    "generation",
     "graph_key",
     "prepare",
     "runner",
