@@ -234,15 +234,18 @@ def test_weight_changes_are_never_stale(monkeypatch, tmp_path):
 # --- the policy -------------------------------------------------------------------------------
 
 
-def test_auto_never_exports_and_uses_a_cached_graph(engine):
+def test_auto_never_exports_and_uses_a_cached_graph(engine, monkeypatch):
     model, x = _net_model().fast("auto"), _images(2)
+    key = onnx_engine.graph_key
+    monkeypatch.setattr(onnx_engine, "graph_key", lambda *a: pytest.fail("hashed the weights"))
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        eager_like = _logits(model, x)  # nothing cached: channels_last, no export
+        eager_like = _logits(model, x)  # nothing cached: channels_last, no export, no hash
     assert engine == []
     assert model._onnx(model.preprocess(x)) is None
     assert onnx_engine.engine_for(model, 10) == "channels_last"
     assert onnx_engine.engine_for(model, onnx_engine.EXPORT_AFTER) == "onnx"
+    monkeypatch.setattr(onnx_engine, "graph_key", key)
     assert onnx_engine.prepare(model) is not None  # export now (cached on disk)
     assert len(engine) == 1
     assert onnx_engine.engine_for(model, 0) == "onnx"  # cached: any job uses it

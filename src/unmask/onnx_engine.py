@@ -332,8 +332,20 @@ def _load(key: str) -> bytes | None:
 def cached(net: nn.Module, shape: tuple[int, ...], dtype: torch.dtype) -> bool:
     """Whether an exported graph of ``net`` (these weights) for ``shape`` and ``dtype`` is in
     memory or on disk (not yet checked: :func:`runner` checks it)."""
+    if _nothing_cached():
+        return False
     key = graph_key(net, shape, dtype)
     return key in _MEMORY or _path(key).is_file()
+
+
+def _nothing_cached() -> bool:
+    """No graph in memory nor on disk: a fresh machine decides without hashing the weights."""
+    if _MEMORY:
+        return False
+    try:
+        return not any((cache_dir() / "onnx").glob("*.onnx"))
+    except OSError:
+        return True
 
 
 def runner(net: nn.Module, z: Tensor, *, required: bool = True) -> OnnxRunner | None:
@@ -345,6 +357,8 @@ def runner(net: nn.Module, z: Tensor, *, required: bool = True) -> OnnxRunner | 
     in ONNX Runtime (export failure, disagreement, no CUDA provider): the caller falls back.
     """
     shape, dtype, device = tuple(int(v) for v in z.shape[1:]), z.dtype, z.device
+    if not required and _nothing_cached():
+        return None
     failed = (_architecture(net), shape, str(dtype), device.type)
     if failed in _FAILED:
         return None
