@@ -25,10 +25,17 @@ from . import onnx_engine
 from ._checks import check_images, check_unit_range
 from .onnx_engine import weights_stamp
 
-__all__ = ["Classifier", "load_model", "list_models", "imagenet_class_names", "EXECUTIONS"]
+__all__ = [
+    "Classifier",
+    "load_model",
+    "list_models",
+    "imagenet_class_names",
+    "EXECUTIONS",
+    "AUTOGRADS",
+]
 
 #: How the no-gradient scoring path (:meth:`Classifier.infer`) runs the network; see
-#: :meth:`Classifier.fast`. Gradient paths (``model(x)`` with autograd) are always eager.
+#: :meth:`Classifier.fast`. Gradient paths (``model(x)`` with autograd) follow ``autograd=``.
 EXECUTIONS = ("eager", "channels_last", "frozen", "compiled", "onnx", "auto")
 
 #: How the autograd path (``model(x)`` with gradients enabled: gradient methods and mask
