@@ -406,6 +406,24 @@ def test_nan_logits_from_onnx_runtime_are_an_error(engine, monkeypatch):
         Scorer(model).logits(x)
 
 
+def test_nan_logits_from_onnx_runtime_at_the_cli_exit_2(engine, monkeypatch, capsys, tmp_path):
+    import unmask.models
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(unmask.models, "load_model", lambda *a, **k: _net_model().fast("onnx"))
+    raw = onnx_engine.OnnxRunner.raw
+
+    def nan_after_check(self, z):  # the load check passes, the run returns NaN
+        out = raw(self, z)
+        return out if z.shape[0] == onnx_engine._PROBE else torch.full_like(out, float("nan"))
+
+    monkeypatch.setattr(onnx_engine.OnnxRunner, "raw", nan_after_check)
+    argv = ["explain", "--example", "coffee", "--size", "32", "--no-progress"]
+    assert main([*argv, "--param", "patch_size=16", "--param", "stride=16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ONNX Runtime returned non-finite logits" in err[0]
+
+
 def test_cuda_model_without_the_cuda_provider_falls_back(engine):
     with pytest.raises(RuntimeError, match="onnxruntime-gpu"):  # checked before the session
         onnx_engine.OnnxRunner(b"", torch.device("cuda"), 1)
