@@ -242,7 +242,7 @@ def _job(client: TestClient, image_id: str, **body: object) -> object:
         (
             {"method": "fido", "params": {"steps": 10_000, "samples": 1_000}},
             400,
-            r"^params: steps x samples ask for 10,000,000 model evaluations",
+            r"^params: samples=1000, steps=10000 ask for 10,000,002 model evaluations",
         ),
         (
             {"method": "rise", "params": {"wat": 1}},

@@ -43,7 +43,6 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
     "METRIC_KINDS_SERVED",
-    "FAMILIES",
 ]
 
 #: Upload limits: bytes of one file and pixels (width x height) of one decoded image.
@@ -52,22 +51,6 @@ DEFAULT_MAX_PIXELS = 40_000_000
 
 #: Metric kinds the metrics job can run: they need only the model, the image, the map, a target.
 METRIC_KINDS_SERVED = ("faithfulness", "map")
-
-#: A method's family (for the page's grouped list), by the module that implements it.
-FAMILIES = {
-    "cam": "CAM",
-    "scorecam": "CAM",
-    "mwp": "backprop",
-    "gradient": "gradient",
-    "occlusion": "perturbation",
-    "rise": "perturbation",
-    "lime": "perturbation",
-    "mp": "mask optimisation",
-    "mp2": "mask optimisation",
-    "extremal": "mask optimisation",
-    "fido": "mask optimisation",
-    "shearletx": "representation",
-}
 
 #: Removals the page offers (a TorchScript inpainter needs a file path: never from a client).
 _HIDDEN_REMOVALS = ("torchscript",)
@@ -729,12 +712,11 @@ def _info(state: _Served) -> dict[str, Any]:
     ]
     methods = []
     for entry in METHODS:
-        module = entry.factory.__module__.rsplit(".", 1)[-1]
         base = CWOX_BASES.get(entry.name)
         methods.append(
             {
                 "name": entry.name,
-                "family": FAMILIES.get(module, "other"),
+                "family": entry.family or "other",
                 "summary": entry.summary,
                 "aliases": METHODS.aliases_of(entry.name),
                 "form": validate.method_form(entry.name),
@@ -754,7 +736,7 @@ def _info(state: _Served) -> dict[str, Any]:
             "name": e.name,
             "kind": e.kind,
             "summary": e.summary,
-            "higher_is_better": getattr(e.factory, "higher_is_better", None),
+            "higher_is_better": e.higher_is_better,
             "served": e.kind in METRIC_KINDS_SERVED,
         }
         for e in METRICS
