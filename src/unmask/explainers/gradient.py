@@ -21,6 +21,7 @@ from .._limits import check_at_most, check_memory
 from ..explanation import Explanation
 from ..gradients import gradients
 from ..params import BatchSize, Count, RemovalArg, Score, Seed, Steps
+from ..progress import Progress, check_progress, track
 from ..registry import METHODS
 from ..removal import Constant
 from ..removal.base import bind
@@ -175,6 +176,7 @@ class IntegratedGradients:
             ``"riemann_middle"`` or ``"riemann_trapezoid"``.
         score: ``"logit"`` (default), ``"prob"`` or ``"log_prob"``.
         batch_size: interpolated images per backward pass.
+        progress: a progress bar over batches (True) or a callback ``(done, total)``.
 
     Extras:
         ``attribution``: (B, 3, H, W) A; ``delta``: (B,) completeness gap
@@ -190,9 +192,11 @@ class IntegratedGradients:
         rule: Rule = "gausslegendre",
         score: Score = "logit",
         batch_size: BatchSize = 16,
+        progress: Progress = False,
     ) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Constant("black"))
+        self.progress = check_progress(progress)
         check_positive(steps, "steps", integer=True)
         if steps < 2:
             raise ValueError(f"steps: expected at least 2, got {steps}")
@@ -215,7 +219,8 @@ class IntegratedGradients:
         alphas, weights = alphas.to(x.dtype), weights.to(x.dtype)
         total = torch.zeros_like(x)
         pairs = b * self.steps  # (image, step) pairs, image-major
-        for start in range(0, pairs, self.batch_size):
+        starts = range(0, pairs, self.batch_size)
+        for start in track(starts, len(starts), self.progress, "integrated gradients", "batch"):
             n = torch.arange(start, min(start + self.batch_size, pairs))
             i, j = n // self.steps, n % self.steps
             a = alphas[j].to(x.device)[:, None, None, None]
@@ -282,6 +287,7 @@ class SmoothGrad:
         kind: ``"smoothgrad"`` (default), ``"smoothgrad_sq"`` or ``"vargrad"``.
         seed: random seed.
         batch_size: noisy images per backward pass.
+        progress: a progress bar over batches (True) or a callback ``(done, total)``.
 
     Extras:
         ``attribution``: (B, 3, H, W) the aggregated attribution.
@@ -298,8 +304,10 @@ class SmoothGrad:
         kind: NoiseKind = "smoothgrad",
         seed: Seed = 0,
         batch_size: BatchSize = 16,
+        progress: Progress = False,
     ) -> None:
         self.model = as_model(model)
+        self.progress = check_progress(progress)
         check_choice(base, "base", get_args(Base))
         if base_params is not None and not isinstance(base_params, dict):
             raise TypeError(
@@ -331,7 +339,8 @@ class SmoothGrad:
         first = torch.zeros_like(x)
         second = torch.zeros_like(x)
         pairs = b * self.samples
-        for start in range(0, pairs, self.batch_size):
+        starts = range(0, pairs, self.batch_size)
+        for start in track(starts, len(starts), self.progress, "smoothgrad", "batch"):
             n = torch.arange(start, min(start + self.batch_size, pairs))
             i, j = n // self.samples, n % self.samples
             a = self.base.attribute(x[i] + noise[j], target[i])

@@ -29,6 +29,7 @@ __all__ = [
     "metric_spec",
     "metric_form",
     "removal_spec",
+    "evaluations",
     "top_k",
     "MAX_EVALUATIONS",
     "MAX_TOP",
@@ -85,6 +86,29 @@ def _check_cost(entry: Entry, params: dict[str, Any], size: int, model: Any) -> 
             f"params: {given} ask for {cost:,} model evaluations at {size}x{size}, above "
             f"the limit of {bound:,} for one request"
         )
+
+
+def evaluations(
+    name: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    size: int = 224,
+    metric: bool = False,
+    model: Any = None,
+) -> int | None:
+    """Model evaluations of a checked method (or metric) request at ``size`` × ``size``: the
+    registry's declared cost (:meth:`unmask.registry.Entry.cost`); None where the entry
+    declares none, or its cost needs the model and ``model`` is not given.
+
+    Example:
+        >>> evaluations("occlusion", {"patch_size": 32, "stride": 16})
+        170
+    """
+    _registries()
+    entry = (METRICS if metric else METHODS).get(name)
+    if entry.cost_formula is None or (entry.cost_needs_model and model is None):
+        return None
+    return entry.cost(dict(params or {}), _check_size(size), model)
 
 
 # --- the public checks --------------------------------------------------------------------------
