@@ -37,7 +37,7 @@ from .results import StoredResult, map_info
 from .schemas import CwoxJob, ExplainJob, MetricsJob, RemovalJob
 from .state import Served, short
 
-__all__ = ["plan", "Run", "METRIC_KINDS_SERVED", "HIDDEN_REMOVALS", "FORWARD_ONLY"]
+__all__ = ["plan", "Run", "METRIC_KINDS_SERVED", "HIDDEN_REMOVALS"]
 
 #: Metric kinds the metrics job can run: they need only the model, the image, the map, a target.
 METRIC_KINDS_SERVED = ("faithfulness", "map")
@@ -48,10 +48,6 @@ HIDDEN_REMOVALS = ("torchscript",)
 
 #: A job's computation: ``run(progress) -> the result's JSON``.
 Run = Callable[[Progress], dict[str, Any]]
-
-#: Methods that run the model forward only (no gradients): their cost is timed by the forward
-#: pass, every other method's by a forward and backward pass.
-FORWARD_ONLY = ("occlusion", "sp-g", "rise", "lime", "lime-g", "scorecam", "ablationcam")
 
 _CUT = 1000  # progress units per CWOX stage
 
@@ -135,7 +131,8 @@ def _check_time(
         evaluations,
         state.model_time(name),
         state.max_seconds,
-        gradients=method is not None and method not in FORWARD_ONLY,
+        # a method's declared passes: forward only (timed by the forward pass) or with backward
+        gradients=method is not None and METHODS.get(method).passes == "autograd",
         field=field,
         what=what,
     )
