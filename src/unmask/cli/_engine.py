@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["choose_engine", "TIP_AFTER"]
+__all__ = ["choose_engine", "explainer_scoring_cost", "TIP_AFTER"]
 
 #: Jobs of at least this many evaluations without a cached graph print the ``--prepare`` tip.
 TIP_AFTER = 100
@@ -36,3 +36,16 @@ def choose_engine(model: Any, evaluations: int) -> str:
             file=sys.stderr,
         )
     return engine
+
+
+def explainer_scoring_cost(explainer: Any, size: int, model: Any) -> int:
+    """Model evaluations on the scoring path of one ``size`` x ``size`` image explained by a
+    built explainer: its registry entry's :meth:`~unmask.registry.Entry.scoring_cost` at its
+    spec; 0 for an explainer that is not registered."""
+    from ..registry import METHODS, spec_of
+
+    try:
+        spec = spec_of(explainer, METHODS)
+    except ValueError:  # not a registered method: nothing declared
+        return 0
+    return METHODS.get(spec.pop("method")).scoring_cost(spec, size, model)

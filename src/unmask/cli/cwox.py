@@ -151,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     from ..contrastive import CWOX, save_cwox
     from ..images import load_image
     from ..models import load_model
+    from ._engine import choose_engine, explainer_scoring_cost
 
     check_positive(args.batch_size, "--batch-size", integer=True)
     check_positive(args.max_top, "--max-top", integer=True)
@@ -185,6 +186,10 @@ def run(args: argparse.Namespace) -> int:
             f"({tree.depth} levels), got {args.cut_level}"
         )
     explainer = CWOX(model, args.base, delta=args.delta, batch_size=args.batch_size, seed=args.seed)
+    stages = {id(e): e for e in (explainer.cluster_explainer, explainer.class_explainer)}
+    # at least one pass of each stage per image (more with several clusters), and the scores
+    per_image = 1 + sum(explainer_scoring_cost(e, size, model) for e in stages.values())
+    choose_engine(model, len(x) * per_image)
     top_p = args.top_p if args.top_p is not None else 0.95
     try:
         e = explainer.explain(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ._common import add_input_arguments, check_common, load_cli_model, load_inputs, method_hyper
+from ._engine import choose_engine
 
 COMMAND = "evaluate"
 HELP = "Score saliency maps (saved .npy, or a method run now) with faithfulness metrics."
@@ -197,15 +198,22 @@ def run(args: argparse.Namespace) -> int:
             )
     else:
         METHODS.get(args.method)  # unknown method -> ValueError before loading anything
-    metrics = {}
+    metrics, metric_kwargs = {}, {}
     for name in names:
         entry = METRICS.get(name)
-        metrics[name] = entry.build(**_metric_kwargs(entry, args))
+        metric_kwargs[name] = _metric_kwargs(entry, args)
+        metrics[name] = entry.build(**metric_kwargs[name])
 
     model, size = load_cli_model(args)
     hyper = None
     if args.method is not None:
         hyper = method_hyper(METHODS.get(args.method), args, size, removal=False)
+    # per image: the top-1 pass, the method's and every metric's evaluations on the scoring
+    # path (metrics sharing a curve counted each: an upper bound)
+    per_image = 1 + sum(METRICS.get(n).scoring_cost(metric_kwargs[n], size, model) for n in names)
+    if hyper is not None:
+        per_image += METHODS.get(args.method).scoring_cost(hyper, size, model)
+    choose_engine(model, n_images * per_image)
     inputs = load_inputs(args, size)
     labels = inputs.names
     x = torch.cat(inputs.tensors)
