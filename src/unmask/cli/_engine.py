@@ -22,14 +22,12 @@ def choose_engine(model: Any, evaluations: int) -> str:
     """Export ``model`` now if a job of ``evaluations`` model evaluations repays it; returns
     the engine the job will use (``"onnx"``, ``"channels_last"``, or the model's explicit mode).
     """
-    from ..onnx_engine import EXPORT_AFTER, engine_for, prepare
+    from ..onnx_engine import prepare_for
 
     if model.execution != "auto":
         return str(model.execution)
-    engine = engine_for(model, evaluations)
-    if engine == "onnx" and evaluations >= EXPORT_AFTER:
-        prepare(model)  # loads and checks a cached graph, or exports one (seconds) and caches it
-    elif engine == "channels_last" and evaluations >= TIP_AFTER:
+    engine = prepare_for(model, evaluations)
+    if engine == "channels_last" and evaluations >= TIP_AFTER:
         print(
             f"unmask: tip: `unmask models --prepare {model.name}` exports the model to ONNX "
             "Runtime once; later runs score several times faster",
