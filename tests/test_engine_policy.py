@@ -239,3 +239,13 @@ def test_a_pre_hook_on_the_classifier_keeps_the_fast_path():
         model.infer(x)
     handle.remove()
     assert fast == [1, 1]
+
+
+def test_batch_size_key_records_the_engine_auto_runs(policy, monkeypatch):
+    from unmask.tuning import batch_size_key
+
+    model = _net_model().fast("auto")
+    assert "|channels_last|" in batch_size_key(model, (3, 24, 24))  # nothing cached
+    monkeypatch.setattr(onnx_engine, "cached", lambda *a: True)
+    assert "|onnx|" in batch_size_key(model, (3, 24, 24))
+    assert "|eager|" in batch_size_key(model.fast("eager"), (3, 24, 24))
