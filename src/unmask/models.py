@@ -13,7 +13,7 @@ import copy
 import importlib
 import warnings
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,20 @@ from torch import Tensor, nn
 
 from ._checks import check_images, check_unit_range
 
-__all__ = ["Classifier", "load_model", "list_models", "imagenet_class_names", "EXECUTIONS"]
+__all__ = [
+    "Classifier",
+    "load_model",
+    "list_models",
+    "imagenet_class_names",
+    "EXECUTIONS",
+    "pick_logits",
+    "NonFiniteLogits",
+    "OutputSpec",
+]
+
+#: Which part of a network's output holds the logits: None (automatic), an index, a key or
+#: attribute name, or a callable ``output(net_output) -> logits``.
+OutputSpec = int | str | Callable[[object], Tensor] | None
 
 #: How the no-gradient scoring path (:meth:`Classifier.infer`) runs the network; see
 #: :meth:`Classifier.fast`. Gradient paths (``model(x)`` with autograd) are always eager.
@@ -57,6 +70,10 @@ class Classifier(nn.Module):
         feature_layer: the default layer of layer methods (CAMs, excitation backprop): a path
             in ``net.named_modules()``, e.g. ``"layer4"``; ``None`` = none (pass ``layer=``).
             Layer names are always relative to ``net``, never prefixed with ``net.``.
+        output: which part of the network's output holds the logits (see :func:`pick_logits`):
+            ``None`` (a tensor; else the ``.logits`` of a Hugging Face ``ModelOutput``, or the
+            only (B, num_classes) tensor of a tuple, list or dict), an index, a key or
+            attribute name, or a callable ``output(net_output) -> logits``.
 
     Shapes:
         forward: (B, 3, H, W) in [0, 1] -> logits (B, num_classes).
@@ -79,6 +96,7 @@ class Classifier(nn.Module):
         class_names: Sequence[str],
         name: str = "custom",
         feature_layer: str | None = None,
+        output: OutputSpec = None,
     ) -> None:
         super().__init__()
         if not isinstance(net, nn.Module):
@@ -124,6 +142,14 @@ class Classifier(nn.Module):
                     f"{', '.join(close) or '(net has no sub-modules)'}"
                 )
         self.feature_layer: str | None = feature_layer
+        if not (output is None or callable(output) or isinstance(output, int | str)):
+            raise TypeError(
+                "output: expected None, an index, a key or attribute name, or a callable, got "
+                f"{type(output).__name__}"
+            )
+        if isinstance(output, bool):
+            raise TypeError("output: expected an index (int), got a bool")
+        self.output: OutputSpec = output
         self.execution: str = "eager"
         self.compile_batch_size: int = 16
 
@@ -137,18 +163,37 @@ class Classifier(nn.Module):
         class_names: Sequence[str] | None = None,
         name: str = "custom",
         feature_layer: str | None = None,
+        output: OutputSpec = None,
     ) -> Classifier:
         """Wrap any network that takes normalised images and returns logits.
 
         ``class_names`` defaults to the ImageNet-1k names when the network has 1000 outputs;
         otherwise it must be given. ``feature_layer`` names the default layer of layer methods.
+        ``output`` picks the logits from a network returning a tuple, a dict or a Hugging Face
+        ``ModelOutput`` (see :func:`pick_logits`).
+
+        Example:
+            >>> import torch
+            >>> class Two(torch.nn.Module):  # returns (features, logits)
+            ...     def forward(self, x):
+            ...         return x.mean((2, 3)), x.mean((2, 3))[:, :2]
+            >>> model = Classifier.wrap(Two(), input_size=8, class_names=["a", "b"], output=1)
+            >>> model(torch.rand(1, 3, 8, 8)).shape
+            torch.Size([1, 2])
         """
         if isinstance(module, Classifier):
             return module
         if class_names is None:
             class_names = imagenet_class_names()
         return cls(
-            module, mean, std, input_size, class_names, name=name, feature_layer=feature_layer
+            module,
+            mean,
+            std,
+            input_size,
+            class_names,
+            name=name,
+            feature_layer=feature_layer,
+            output=output,
         ).eval()
 
     @property
@@ -170,14 +215,14 @@ class Classifier(nn.Module):
         return (x - self.mean) / self.std
 
     def forward(self, x: Tensor) -> Tensor:
-        """Logits (B, num_classes) of images (B, 3, H, W) in [0, 1]."""
-        logits = self.net(self.preprocess(x))
-        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
-            raise ValueError(
-                f"model: the network returned shape {tuple(logits.shape)}, expected "
-                f"(B, {self.num_classes}) logits to match class_names"
-            )
-        return logits
+        """Logits (B, num_classes) of images (B, 3, H, W) in [0, 1].
+
+        Raises:
+            NonFiniteLogits: the network returned NaN or infinite logits (the message names
+                the rows of ``x`` concerned).
+        """
+        out = self.net(self.preprocess(x))
+        return pick_logits(out, self.output, self.num_classes, f"model {self.name!r}")
 
     def fast(self, execution: str = "channels_last", *, batch_size: int = 16) -> Classifier:
         """Choose how the no-gradient scoring path runs the network; returns ``self``.
@@ -248,13 +293,8 @@ class Classifier(nn.Module):
         ):
             return self(x)  # hooks and overridden forwards must see every call
         z = self.preprocess(x).contiguous(memory_format=torch.channels_last)
-        logits = self._fast_net(z)(z)
-        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
-            raise ValueError(
-                f"model: the network returned shape {tuple(logits.shape)}, expected "
-                f"(B, {self.num_classes}) logits to match class_names"
-            )
-        return logits
+        out = self._fast_net(z)(z)
+        return pick_logits(out, self.output, self.num_classes, f"model {self.name!r}")
 
     def _fast_net(self, z: Tensor) -> Callable[[Tensor], Tensor]:
         """The cached channels-last copy (or its frozen trace for ``z``'s shape)."""
@@ -304,6 +344,128 @@ class Classifier(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, input_size={self.input_size}, num_classes={self.num_classes}"
+
+
+class NonFiniteLogits(ValueError):
+    """A network returned NaN or infinite logits.
+
+    Attributes:
+        rows: the batch rows (or, re-raised by the scoring engine, the images) concerned.
+        where: which output of the network held them (e.g. ``"output .logits"``).
+    """
+
+    def __init__(self, message: str, rows: list[int], where: str) -> None:
+        super().__init__(message)
+        self.rows, self.where = rows, where
+
+
+def _describe(out: object) -> str:
+    """What a network returned, one part per entry: ``tuple ([0] Tensor (2, 10), ...)``."""
+
+    def one(v: object) -> str:
+        return f"Tensor {tuple(v.shape)}" if isinstance(v, Tensor) else type(v).__name__
+
+    if isinstance(out, Tensor):
+        return one(out)
+    if isinstance(out, Mapping):
+        parts = [f"{k!r}: {one(v)}" for k, v in out.items()]
+    elif isinstance(out, tuple | list):
+        parts = [f"[{i}] {one(v)}" for i, v in enumerate(out)]
+    else:
+        tensors = {k: v for k, v in vars(out).items() if isinstance(v, Tensor)}
+        parts = [f".{k} {one(v)}" for k, v in tensors.items()] if tensors else []
+    kind = type(out).__name__
+    return f"{kind} ({', '.join(parts)})" if parts else kind
+
+
+def pick_logits(out: object, output: OutputSpec, num_classes: int, name: str = "model") -> Tensor:
+    """The logits (B, num_classes) in a network's output ``out``, checked to be finite.
+
+    ``output`` picks them: ``None`` takes a tensor as it is, else the ``.logits`` of a Hugging
+    Face ``ModelOutput`` (or a dict's ``"logits"``), else the only tensor of shape
+    (B, num_classes) among the entries of a tuple, list or dict; an int indexes a tuple or
+    list, a str is a key of a dict or an attribute name, a callable is applied to ``out``.
+
+    Raises:
+        ValueError: the logits cannot be picked (the message lists what the network
+            returned) or do not have shape (B, num_classes).
+        NonFiniteLogits: some rows hold NaN or infinite logits (the message names them).
+
+    Example:
+        >>> z = torch.zeros(2, 3)
+        >>> pick_logits({"logits": z, "hidden": torch.zeros(2, 8)}, None, 3).shape
+        torch.Size([2, 3])
+        >>> pick_logits((z, z), None, 3)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: model: cannot tell which output holds the logits; the network returned tuple (...
+    """
+    where = "the network's output"
+    if output is None:
+        logits = out
+        if not isinstance(out, Tensor):
+            attr = getattr(out, "logits", None)
+            if isinstance(out, Mapping) and isinstance(out.get("logits"), Tensor):
+                logits, where = out["logits"], "output 'logits'"
+            elif isinstance(attr, Tensor):
+                logits, where = attr, "output .logits"
+            else:
+                entries = (
+                    list(out.items())
+                    if isinstance(out, Mapping)
+                    else list(enumerate(out))
+                    if isinstance(out, tuple | list)
+                    else []
+                )
+                fits = [
+                    (k, v)
+                    for k, v in entries
+                    if isinstance(v, Tensor) and v.ndim == 2 and v.shape[1] == num_classes
+                ]
+                if len(fits) != 1:
+                    raise ValueError(
+                        f"{name}: cannot tell which output holds the logits; the network "
+                        f"returned {_describe(out)}; pass output= an index, a key, an "
+                        "attribute name or a callable to Classifier.wrap"
+                    )
+                logits, where = fits[0][1], f"output {fits[0][0]!r}"
+    else:
+        try:
+            if callable(output) and not isinstance(output, int | str):
+                logits, where = output(out), "output(...)"
+            elif isinstance(output, int) and isinstance(out, tuple | list):
+                logits, where = out[output], f"output [{output}]"
+            elif isinstance(output, str) and isinstance(out, Mapping):
+                logits, where = out[output], f"output {output!r}"
+            elif isinstance(output, str):
+                logits, where = getattr(out, output), f"output .{output}"
+            else:
+                raise LookupError(output)
+        except (LookupError, AttributeError):
+            raise ValueError(
+                f"output: cannot pick {output!r} from what the network returned: {_describe(out)}"
+            ) from None
+    if not isinstance(logits, Tensor):
+        raise ValueError(
+            f"{name}: {where} is {type(logits).__name__}, expected a logits tensor "
+            f"(B, {num_classes}); the network returned {_describe(out)}"
+        )
+    if logits.ndim != 2 or logits.shape[1] != num_classes:
+        raise ValueError(
+            f"{name}: the network returned shape {tuple(logits.shape)}, expected "
+            f"(B, {num_classes}) logits to match class_names"
+        )
+    finite = torch.isfinite(logits.detach()).all(dim=1)
+    if not bool(finite.all()):
+        rows = [int(i) for i in (~finite).nonzero().flatten()]
+        shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+        raise NonFiniteLogits(
+            f"{name}: {where} holds NaN or infinite logits for image"
+            f"{'s' if len(rows) > 1 else ''} {shown} of a batch of {logits.shape[0]}",
+            rows,
+            where,
+        )
+    return logits
 
 
 def _compiled(cache: dict, hit: tuple, z: Tensor, size: int) -> Callable[[Tensor], Tensor]:
