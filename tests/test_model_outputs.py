@@ -175,7 +175,9 @@ def _nan_images() -> Tensor:
     ],
 )
 def test_nan_logits_are_refused_naming_the_images(method, kw):
-    with pytest.raises(NonFiniteLogits, match=r"model 'nan-model': output 'logits' holds NaN .*1"):
+    with pytest.raises(
+        NonFiniteLogits, match=r"^model: output 'logits' of 'nan-model' holds NaN .*1"
+    ):
         unmask.explain(_nan_model(), _nan_images(), method, target=1, **kw)
 
 

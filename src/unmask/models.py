@@ -222,7 +222,7 @@ class Classifier(nn.Module):
                 the rows of ``x`` concerned).
         """
         out = self.net(self.preprocess(x))
-        return pick_logits(out, self.output, self.num_classes, f"model {self.name!r}")
+        return pick_logits(out, self.output, self.num_classes, self.name)
 
     def fast(self, execution: str = "channels_last", *, batch_size: int = 16) -> Classifier:
         """Choose how the no-gradient scoring path runs the network; returns ``self``.
@@ -294,7 +294,7 @@ class Classifier(nn.Module):
             return self(x)  # hooks and overridden forwards must see every call
         z = self.preprocess(x).contiguous(memory_format=torch.channels_last)
         out = self._fast_net(z)(z)
-        return pick_logits(out, self.output, self.num_classes, f"model {self.name!r}")
+        return pick_logits(out, self.output, self.num_classes, self.name)
 
     def _fast_net(self, z: Tensor) -> Callable[[Tensor], Tensor]:
         """The cached channels-last copy (or its frozen trace for ``z``'s shape)."""
@@ -378,13 +378,17 @@ def _describe(out: object) -> str:
     return f"{kind} ({', '.join(parts)})" if parts else kind
 
 
-def pick_logits(out: object, output: OutputSpec, num_classes: int, name: str = "model") -> Tensor:
+def pick_logits(
+    out: object, output: OutputSpec, num_classes: int, model_name: str | None = None
+) -> Tensor:
     """The logits (B, num_classes) in a network's output ``out``, checked to be finite.
 
     ``output`` picks them: ``None`` takes a tensor as it is, else the ``.logits`` of a Hugging
     Face ``ModelOutput`` (or a dict's ``"logits"``), else the only tensor of shape
     (B, num_classes) among the entries of a tuple, list or dict; an int indexes a tuple or
     list, a str is a key of a dict or an attribute name, a callable is applied to ``out``.
+
+    ``model_name`` names the model in the NaN / inf error.
 
     Raises:
         ValueError: the logits cannot be picked (the message lists what the network
@@ -400,6 +404,7 @@ def pick_logits(out: object, output: OutputSpec, num_classes: int, name: str = "
         ...
         ValueError: model: cannot tell which output holds the logits; the network returned tuple (...
     """
+    name = "model"
     where = "the network's output"
     if output is None:
         logits = out
@@ -457,6 +462,7 @@ def pick_logits(out: object, output: OutputSpec, num_classes: int, name: str = "
         )
     finite = torch.isfinite(logits.detach()).all(dim=1)
     if not bool(finite.all()):
+        where += "" if model_name is None else f" of {model_name!r}"
         rows = [int(i) for i in (~finite).nonzero().flatten()]
         shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
         raise NonFiniteLogits(

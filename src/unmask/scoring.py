@@ -77,7 +77,7 @@ def _rows_of(model: Classifier, index: Tensor, what: str) -> Iterator[None]:
         images = sorted({int(index[r]) for r in exc.rows})
         shown = ", ".join(map(str, images[:10])) + (", ..." if len(images) > 10 else "")
         raise NonFiniteLogits(
-            f"model {model.name!r}: {exc.where} holds NaN or infinite logits for {what}"
+            f"model: {exc.where} holds NaN or infinite logits for {what}"
             f"{'s' if len(images) > 1 else ''} {shown}",
             images,
             exc.where,
