@@ -402,7 +402,7 @@ def pick_logits(
         >>> pick_logits((z, z), None, 3)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: model: cannot tell which output holds the logits; the network returned tuple (...
+        ValueError: model: cannot tell which output holds the logits; the network returned ...
     """
     name = "model"
     where = "the network's output"
@@ -580,16 +580,27 @@ def _efficientnet_lite(variant: int) -> Callable[..., Classifier]:
     return build
 
 
+def _zoo_import(module: str, model: str, extra: str) -> object:
+    """Import a model zoo's package for ``model``, or a ValueError saying how to get it."""
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:  # ImportError, or torchvision's operator mismatch beside torch 2.13
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ValueError(
+            f"model: {model!r} needs {module.split('.')[0]}, which is not usable here "
+            f"({type(exc).__name__}: {first}); install the optional extra 'unmask[{extra}]' "
+            "with a torch build it supports"
+        ) from None
+
+
+def _class_names(n: int) -> list[str]:
+    """ImageNet-1k names for 1000 outputs, else ``class 0``, ``class 1``, ..."""
+    return imagenet_class_names() if n == 1000 else [f"class {i}" for i in range(n)]
+
+
 def _torchvision(arch: str) -> Callable[..., Classifier]:
     def build(weights: str | Path | None = None, **_: object) -> Classifier:
-        try:
-            import torchvision.models as tvm
-        except Exception as exc:  # ImportError, or the operator mismatch beside torch 2.13
-            raise ValueError(
-                f"model: 'tv:{arch}' needs torchvision, which is not usable here ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); install the optional extra "
-                "'unmask[torchvision]' with a torch build it supports"
-            ) from None
+        tvm = _zoo_import("torchvision.models", f"tv:{arch}", "torchvision")
         if weights is None:
             raise ValueError(
                 f"weights: 'tv:{arch}' needs a local weights file (weights=PATH); unmask never "
@@ -605,8 +616,112 @@ def _torchvision(arch: str) -> Callable[..., Classifier]:
     return build
 
 
+def _timm(arch: str, weights: str | Path | None) -> Classifier:
+    """A timm architecture (``pretrained=False``: never a download) with a local state dict.
+
+    The number of classes is read from the state dict's classifier; input size, mean and std
+    from the architecture's ``pretrained_cfg``; the feature layer is the last stage of
+    ``feature_info``.
+    """
+    timm = _zoo_import("timm", f"timm:{arch}", "timm")
+    if weights is None:
+        raise ValueError(
+            f"weights: 'timm:{arch}' needs a local weights file (weights=PATH); unmask never "
+            "downloads weights"
+        )
+    if arch not in timm.list_models():  # type: ignore[attr-defined]
+        import difflib
+
+        close = difflib.get_close_matches(arch, timm.list_models(), n=3)  # type: ignore[attr-defined]
+        raise ValueError(
+            f"model: timm has no architecture {arch!r}; closest: {', '.join(close) or '(none)'}"
+        )
+    state = _read_state_dict(weights)
+    net = timm.create_model(arch, pretrained=False)  # type: ignore[attr-defined]
+    cfg = dict(getattr(net, "pretrained_cfg", None) or {})
+    head = cfg.get("classifier")
+    head = head[0] if isinstance(head, tuple | list) else head
+    classes = state.get(f"{head}.weight")
+    if isinstance(classes, Tensor) and classes.shape[0] != net.num_classes:
+        net = timm.create_model(  # type: ignore[attr-defined]
+            arch, pretrained=False, num_classes=int(classes.shape[0])
+        )
+    _fit_state_dict(net, state, weights, f"timm:{arch}")
+    info = getattr(net, "feature_info", None) or []
+    layer = info[-1].get("module") if info else None
+    known = {n for n, _ in net.named_modules() if n}
+    return Classifier.wrap(
+        net,
+        mean=cfg.get("mean", IMAGENET_MEAN),
+        std=cfg.get("std", IMAGENET_STD),
+        input_size=tuple(cfg.get("input_size", (3, 224, 224))[-2:]),
+        class_names=_class_names(int(net.num_classes)),
+        name=f"timm:{arch}",
+        feature_layer=layer if layer in known else None,
+    )
+
+
+def _hugging_face(directory: str, weights: str | Path | None) -> Classifier:
+    """A Hugging Face image classifier saved with ``save_pretrained`` in a local directory.
+
+    ``local_files_only=True``: never a download. Mean, std and input size come from the
+    directory's image processor config (``preprocessor_config.json``) when there is one, else
+    the ImageNet mean and std at the config's ``image_size``; class names from ``id2label``.
+    """
+    if weights is not None:
+        raise ValueError(
+            f"weights: 'hf:{directory}' reads its weights from the directory; do not pass weights"
+        )
+    path = Path(directory)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model: 'hf:{directory}': directory not found: {path}")
+    hf = _zoo_import("transformers", f"hf:{directory}", "transformers")
+    try:
+        net = hf.AutoModelForImageClassification.from_pretrained(  # type: ignore[attr-defined]
+            str(path), local_files_only=True
+        )
+    except Exception as exc:  # no config, no weights, an unknown architecture...
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise ValueError(
+            f"model: cannot load 'hf:{directory}' as an image classifier "
+            f"({type(exc).__name__}: {first})"
+        ) from None
+    config = net.config
+    size = getattr(config, "image_size", 224)
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if (path / "preprocessor_config.json").is_file():
+        import json
+
+        pre = json.loads((path / "preprocessor_config.json").read_text())
+        mean, std = pre.get("image_mean", mean), pre.get("image_std", std)
+        side = pre.get("size", size)
+        size = (
+            (side["height"], side["width"])
+            if isinstance(side, dict) and "height" in side
+            else side.get("shortest_edge", size)
+            if isinstance(side, dict)
+            else side
+        )
+    labels = getattr(config, "id2label", None) or {}
+    n = int(config.num_labels)
+    names = [str(labels.get(i, labels.get(str(i), f"class {i}"))) for i in range(n)]
+    return Classifier.wrap(
+        net.eval(),
+        mean=mean,
+        std=std,
+        input_size=size if isinstance(size, int) else (int(size[0]), int(size[1])),
+        class_names=names,
+        name=f"hf:{path.name}",
+    )
+
+
 def _load_state_dict(net: nn.Module, weights: str | Path, model: str) -> None:
     """Load a local state dict file into ``net`` (``weights_only=True``), or say why not."""
+    _fit_state_dict(net, _read_state_dict(weights), weights, model)
+
+
+def _read_state_dict(weights: object) -> dict[str, Tensor]:
+    """A local state dict file (``weights_only=True``; a ``{"state_dict": ...}`` checkpoint too)."""
     if not isinstance(weights, str | Path):
         raise TypeError(f"weights: expected a file path, got {type(weights).__name__}")
     path = Path(weights)
@@ -622,11 +737,15 @@ def _load_state_dict(net: nn.Module, weights: str | Path, model: str) -> None:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ValueError(f"weights: {path} holds a {type(state).__name__}, expected a state dict")
+    return state
+
+
+def _fit_state_dict(net: nn.Module, state: dict, weights: str | Path, model: str) -> None:
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-        raise ValueError(f"weights: {path} does not fit {model} ({first[:200]})") from None
+        raise ValueError(f"weights: {weights} does not fit {model} ({first[:200]})") from None
 
 
 def _synthetic_cnn(weights: str | Path | None = None, **_: object) -> Classifier:
@@ -662,8 +781,9 @@ _MODELS: dict[str, _ModelSpec] = {
 def list_models() -> dict[str, str]:
     """Names of the loadable models with a one-line description.
 
-    Torchvision architectures are also accepted as ``"tv:<arch>"`` (e.g. ``"tv:resnet50"``)
-    together with a local ``weights=`` file, when torchvision is installed.
+    Torchvision and timm architectures are also accepted as ``"tv:<arch>"`` /
+    ``"timm:<arch>"`` (e.g. ``"tv:resnet50"``) together with a local ``weights=`` file, and
+    Hugging Face image classifiers as ``"hf:<directory>"``, when their package is installed.
     """
     out = {}
     for name, spec in _MODELS.items():
@@ -684,11 +804,15 @@ def load_model(
     """Load a pretrained classifier by name, offline, in eval mode.
 
     Args:
-        name: one of :func:`list_models`, or ``"tv:<arch>"`` for a torchvision architecture
-            with a local ``weights`` file.
+        name: one of :func:`list_models`; ``"tv:<arch>"`` or ``"timm:<arch>"`` for a
+            torchvision or timm architecture with a local ``weights`` file (extras
+            ``unmask[torchvision]``, ``unmask[timm]``); ``"hf:<directory>"`` for a Hugging Face
+            image classifier saved there with ``save_pretrained`` (extra
+            ``unmask[transformers]``). Nothing is ever downloaded.
         device: where to put the model (a ValueError when it is not usable here, e.g.
             ``"cuda"`` on a CPU-only build).
-        weights: a local state dict file. Required for torchvision architectures; for the
+        weights: a local state dict file. Required for torchvision and timm architectures
+            (timm: a classifier of another width than the architecture's is fitted); for the
             embedded models it replaces the packaged weights (e.g. a fine-tuned
             EfficientNet-Lite0 with the same 1000 classes); a file that does not fit the
             architecture is refused with the first mismatching key.
@@ -709,11 +833,16 @@ def load_model(
     dev = check_device(device)
     if name.startswith("tv:"):
         model = _torchvision(name[3:])(weights=weights)
+    elif name.startswith("timm:"):
+        model = _timm(name[5:], weights)
+    elif name.startswith("hf:"):
+        model = _hugging_face(name[3:], weights)
     elif name in _MODELS:
         model = _MODELS[name].build(weights=weights)
     else:
         raise ValueError(
-            f"model: unknown model {name!r}; expected one of {', '.join(_MODELS)} or 'tv:<arch>'"
+            f"model: unknown model {name!r}; expected one of {', '.join(_MODELS)}, 'tv:<arch>', "
+            "'timm:<arch>' or 'hf:<directory>'"
         )
     return model.to(dev).eval().fast(execution)
 
