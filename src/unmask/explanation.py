@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._checks import ScoreTarget
+
 __all__ = ["Explanation", "result_key", "image_digest", "target_json"]
 
 #: Spec entries that change how a result is computed, not what it is (left out of keys).
@@ -27,6 +29,11 @@ def image_digest(image: Tensor) -> str:
 
 def target_json(target: Tensor) -> int | list[int]:
     """One image's target as JSON: a class index, or the sorted classes of a set."""
+    if isinstance(target, ScoreTarget):
+        raise TypeError(
+            "target: a target function (callable) has no stable key; results are keyed by "
+            "class or set of classes"
+        )
     if target.dtype == torch.bool:
         return [int(c) for c in target.nonzero().flatten()]
     return int(target)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from ._checks import check_choice, check_positive
+from ._checks import ScoreTarget, check_choice, check_positive
 from ._limits import batch_bytes, check_memory
 from .models import Classifier, NonFiniteLogits
 from .progress import check_progress, track
@@ -40,7 +40,9 @@ def select_scores(logits: Tensor, target: Tensor, score: str = "prob") -> Tensor
     - (N, K) bool: one set of classes per row (a cluster), scored as a whole: ``"logit"`` gives
       the generalised logit ``log Σ_{c∈C} exp(z_c)``, ``"prob"`` gives ``Σ_{c∈C} p_c`` and
       ``"log_prob"`` gives ``log Σ_{c∈C} p_c``; a one-class set gives that class's score;
-    - (N, T, K) bool: T sets per row (several targets at once), giving (N, T).
+    - (N, T, K) bool: T sets per row (several targets at once), giving (N, T);
+    - a :class:`unmask._checks.ScoreTarget` (score functions of the logits): their scores
+      (N,), whatever ``score`` says.
 
     Example:
         >>> z = torch.tensor([[0.0, 1.0, 2.0]])
@@ -49,6 +51,8 @@ def select_scores(logits: Tensor, target: Tensor, score: str = "prob") -> Tensor
         >>> select_scores(z, torch.tensor([[False, True, True]]), "logit")  # log(e + e²)
         tensor([2.3133])
     """
+    if isinstance(target, ScoreTarget):
+        return target.scores(logits)
     target = target.to(logits.device)
     if target.dtype != torch.bool:
         if score == "logit":
