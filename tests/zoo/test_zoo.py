@@ -100,7 +100,11 @@ SETTINGS: dict[str, dict] = {
     "mp2-g": {"mask_size": 16, "max_iterations": 2},
     "extremal": {"areas": [0.1], "steps": 2, "step": 4, "sigma": 6},
     "fido": {"mask_size": 16, "steps": 2, "samples": 1},
-    "shearletx": {"steps": 2, "noise_bs": 1, "representation": "shearlets:scales=2"},
+    "shearletx": {
+        "steps": 2,
+        "noise_bs": 1,
+        "representation": "shearlets:scales=2,directions=[4,4]",
+    },
     "waveletx": {"steps": 2, "noise_bs": 1, "representation": "wavelets:levels=3"},
     "cartoonx": {"steps": 2, "noise_bs": 1, "representation": "wavelets:levels=3"},
     "pixelmask": {"steps": 2, "noise_bs": 1},
