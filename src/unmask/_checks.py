@@ -7,6 +7,7 @@ early with one clear message naming the argument, what was expected and what was
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -107,7 +108,8 @@ def check_mask(mask: object, x: Tensor, name: str = "mask") -> Tensor:
         )
     if mask.shape[0] != x.shape[0] and 1 not in (mask.shape[0], x.shape[0]):
         raise ValueError(
-            f"{name}: batch size {mask.shape[0]} does not match the images' batch size {x.shape[0]} "
+            f"{name}: batch size {mask.shape[0]} does not match the images' batch size "
+            f"{x.shape[0]} "
             "(expected equal sizes, or one of them 1)"
         )
     if not mask.is_floating_point():
@@ -231,7 +233,7 @@ def check_targets(
     num_classes: int,
     name: str = "target",
     no_functions: str | None = None,
-) -> Tensor | ScoreTarget | None:
+) -> Tensor | None:
     """Normalise ``target``: one class or one set of classes per image, or None (top-1).
 
     Accepts None; an int (numpy integers too: the same class for every image); a sequence with
@@ -244,7 +246,8 @@ def check_targets(
     Returns:
         None, a long tensor (B,) when every target is one class, a boolean membership tensor
         (B, K) with K = ``num_classes`` when any target is a set (classes lie in [0, K)), or a
-        :class:`ScoreTarget` (B rows) for score functions.
+        :class:`ScoreTarget` (B rows) for score functions (typed as a Tensor: it stands where
+        the target tensor stands).
 
     ``no_functions``, when given, is why a target function cannot apply to the caller: a
     callable target is then refused with it.
@@ -274,16 +277,16 @@ def check_targets(
             raise ValueError(
                 f"{name}: expected a target for each of {batch} images, got {len(target)}"
             )
-        return target
+        return cast(Tensor, target)
     if callable(target):
-        return ScoreTarget([target], torch.zeros(batch, dtype=torch.long))
+        return cast(Tensor, ScoreTarget([target], torch.zeros(batch, dtype=torch.long)))
     if isinstance(target, list | tuple) and target and all(callable(f) for f in target):
         if len(target) not in (1, batch):
             raise ValueError(
                 f"{name}: expected one target function per image ({batch}), got {len(target)}"
             )
         rows = torch.arange(batch) if len(target) == batch else torch.zeros(batch, dtype=torch.long)
-        return ScoreTarget(list(target), rows)
+        return cast(Tensor, ScoreTarget(list(target), rows))
     if isinstance(target, list | tuple) and any(callable(f) for f in target):
         raise TypeError(
             f"{name}: expected either target functions for every image or classes / sets, "
@@ -381,8 +384,11 @@ def check_positive(
     value: object, name: str, integer: bool = False, allow_zero: bool = False
 ) -> None:
     """Check that a hyperparameter is a positive number (an int when ``integer``)."""
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (integer and not isinstance(value, int))
+    ):
         what = "an int" if integer else "a number"
         raise TypeError(f"{name}: expected {what}, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero) or value != value:

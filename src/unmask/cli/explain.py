@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         for i in range(len(tensors)):
             outputs[i].append(str(args.save_map))
 
-    results = []
+    results: list[dict[str, Any]] = []
     for i in range(len(tensors)):
         top = torch.topk(probs[i], k=min(5, probs[i].numel()))
         results.append(
