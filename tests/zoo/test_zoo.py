@@ -92,8 +92,8 @@ ZOO: dict[str, Zoo] = {
 SETTINGS: dict[str, dict] = {
     "occlusion": {"patch_size": 32, "stride": 32},
     "sp-g": {"patch_size": 32, "stride": 32},
-    "lime": {"samples": 8, "n_segments": 8},
-    "lime-g": {"samples": 8, "n_segments": 8},
+    "lime": {"samples": 16, "n_segments": 8},
+    "lime-g": {"samples": 16, "n_segments": 8},
     "rise": {"masks": 8, "s": 4},
     "mp": {"steps": 2, "mask_size": 8},
     "mp2": {"mask_size": 16, "max_iterations": 2},
