@@ -178,3 +178,29 @@ def test_loaded_model_equals_the_network(model, tmp_path_factory):
         ref = out.logits if hasattr(out, "logits") else out
         torch.testing.assert_close(m(x), ref)
     assert len(m.class_names) == ref.shape[1]
+
+
+@pytest.mark.parametrize("model", [m for m in ZOO if ZOO[m].layer is not None])
+def test_gradcam_equals_pytorch_grad_cam(model, tmp_path_factory):
+    """Grad-CAM at the row's layer equals pytorch-grad-cam's ``GradCAM`` up to its per-image
+    min-max scaling (an affine map: both upsample bilinearly with half-pixel centres)."""
+    cam = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    m = _model(model, tmp_path_factory)
+    x = torch.rand(2, 3, *m.input_size, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():  # high-scoring classes: a random network's other maps may be all 0
+        top = m(x).topk(2).indices
+    classes = [int(top[0, 0]), int(top[1, 1])]
+    ours = unmask.explain(m, x, "gradcam", target=classes, layer=ZOO[model].layer).saliency
+    layer = dict(m.net.named_modules())[ZOO[model].layer]
+    with cam.GradCAM(model=m.net, target_layers=[layer]) as peer:
+        theirs = peer(
+            input_tensor=m.preprocess(x),
+            targets=[ClassifierOutputTarget(c) for c in classes],
+        )
+    for a, b in zip(ours[:, 0].detach().double(), torch.from_numpy(theirs).double(), strict=True):
+        a = (a - a.min()) / (a.max() - a.min())
+        b = (b - b.min()) / (b.max() - b.min())
+        torch.testing.assert_close(a, b, atol=2e-2, rtol=0)
+        assert torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1] > 0.999
