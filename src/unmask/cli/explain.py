@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ._common import CLI_DEFAULTS, add_input_arguments, check_common, check_output
+from ._common import add_input_arguments, check_common, check_output
 
-__all__ = ["CLI_DEFAULTS", "KEEP", "add_arguments", "run"]
+__all__ = ["KEEP", "add_arguments", "run"]
 
 COMMAND = "explain"
 HELP = "Explain a classifier's decision on images; print the top classes and write a PNG."
