@@ -633,7 +633,7 @@ def _timm(arch: str, weights: str | Path | None) -> Classifier:
             f"weights: 'timm:{arch}' needs a local weights file (weights=PATH); unmask never "
             "downloads weights"
         )
-    if arch not in timm.list_models():  # type: ignore[attr-defined]
+    if not timm.is_model(arch.split(".")[0]):  # type: ignore[attr-defined]  # "name.tag" too
         import difflib
 
         close = difflib.get_close_matches(arch, timm.list_models(), n=3)  # type: ignore[attr-defined]

@@ -204,3 +204,13 @@ def test_gradcam_equals_pytorch_grad_cam(model, tmp_path_factory):
         b = (b - b.min()) / (b.max() - b.min())
         torch.testing.assert_close(a, b, atol=2e-2, rtol=0)
         assert torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1] > 0.999
+
+
+def test_timm_loader_fits_the_classifier_and_reads_tagged_names(tmp_path):
+    model = _timm("resnet18", classes=5)(tmp_path)  # a 5-class head in the state dict
+    assert model.num_classes == 5 and model.class_names[0] == "class 0"
+    assert model.feature_layer == "layer4" and model.input_size == (224, 224)
+    tagged = unmask.load_model("timm:resnet18.a1_in1k", weights=tmp_path / "resnet18.pt")
+    assert tagged.num_classes == 5
+    with pytest.raises(ValueError, match="timm has no architecture 'resnet_18'; closest: resnet18"):
+        unmask.load_model("timm:resnet_18", weights=tmp_path / "resnet18.pt")
