@@ -151,17 +151,19 @@ def test_a_job_estimated_above_the_limit_gets_422_with_its_estimate(image_id):
         c.post("/api/images", files={"file": ("a.png", _png(), "image/png")})
         occlusion = {"kind": "explain", "image_id": image_id, "method": "occlusion"}
         r = c.post("/api/jobs", json={**occlusion, "params": {"patch_size": 8, "stride": 8}})
-        assert r.status_code == 422, r.text  # 4 x 4 patch positions x 1 s
+        assert r.status_code == 422, r.text  # (4 x 4 patch positions + the image) x 1 s
         detail = r.json()["detail"]
-        assert "16 model evaluations, about 16 s" in detail, detail
+        assert "17 model evaluations, about 17 s" in detail, detail
         assert "above the limit of 10 s for one job" in detail
         r = c.post("/api/jobs", json={**occlusion, "params": {"patch_size": 16, "stride": 16}})
-        assert r.status_code == 202, r.text  # 4 positions: 4 s
+        assert r.status_code == 202, r.text  # 4 positions + the image: 5 s
         # a gradient method's evaluation is a forward and backward pass (3 s each here)
         ig = {"kind": "explain", "image_id": image_id, "method": "integrated_gradients"}
+        # (integrated gradients declares steps + 2 evaluations: the path and its two ends)
         r = c.post("/api/jobs", json={**ig, "params": {"steps": 4}})
-        assert r.status_code == 422 and "about 12 s" in r.json()["detail"], r.text
-        assert c.post("/api/jobs", json={**ig, "params": {"steps": 3}}).status_code == 202
+        assert r.status_code == 422 and "about 18 s" in r.json()["detail"], r.text
+        gradient = {"kind": "explain", "image_id": image_id, "method": "gradient"}
+        assert c.post("/api/jobs", json=gradient).status_code == 202  # one pass: 3 s
         # CWOX: one base explanation per cluster, and per class of a cluster of two or more
         cwox = {"kind": "cwox", "image_id": image_id, "method": "gradcam"}
         r = c.post("/api/jobs", json={**cwox, "clusters": [[0], [1, 2]]})
