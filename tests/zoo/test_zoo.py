@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import unmask
+from unmask.registry import METHODS
 
 pytestmark = pytest.mark.zoo
 
@@ -113,17 +114,10 @@ SETTINGS: dict[str, dict] = {
     "integrated_gradients": {"steps": 4},
     "smoothgrad": {"samples": 2},
 }
-LAYER_METHODS = (
-    "gradcam",
-    "gradcam++",
-    "xgradcam",
-    "layercam",
-    "hirescam",
-    "eigencam",
-    "mwp",
-    "c-mwp",
-)
-CHANNEL_METHODS = ("scorecam", "ablationcam")
+#: One forward pass per channel of their layer: run at ``Zoo.channel_layer``.
+CHANNEL_METHODS = {"scorecam", "ablationcam"}
+#: Every other method that reads a layer (CAMs, excitation backprop): run at ``Zoo.layer``.
+LAYER_METHODS = {e.name for e in METHODS if "layer" in e.parameters()} - CHANNEL_METHODS
 SIZE = 64
 
 
