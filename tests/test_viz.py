@@ -72,6 +72,17 @@ def test_colour_table_is_matplotlibs_lookup():
         assert np.array_equal(table[[0, 128, 255, 255]], np.round(ref * 255).astype(np.uint8))
 
 
+def test_colour_tables_of_the_page_are_viz_tables():
+    from pathlib import Path
+
+    from unmask import serve
+
+    path = Path(serve.__file__).parent / "static" / "colours.js"
+    assert path.read_text() == viz.colour_tables_js(), (
+        "static/colours.js is stale: regenerate it with viz.colour_tables_js()"
+    )
+
+
 def test_heatmap_colours():
     s = torch.tensor([[[[0.0, 1.0]]]])
     rgb = viz.heatmap(s, cmap="gray")
