@@ -17,6 +17,7 @@ from ..scoring import Scorer, select_scores
 from ._common import as_model, check_pair, finish, prepare, resolve_removal, upsample
 from ._optim import (
     check_objective,
+    record_convergence,
     require_differentiable,
     select_objective,
 )
@@ -144,6 +145,7 @@ class MP2:
         iterations = torch.zeros(b, dtype=torch.long)
         reached = torch.zeros(b, dtype=torch.bool)
         active = torch.ones(b, dtype=torch.bool)
+        curve = []  # the target's probability per iteration (NaN once an image stopped)
         steps = track(range(1, limit + 1), limit, self.progress, "mp2", "iteration")
         for it in steps:
             idx = active.nonzero().squeeze(1)
@@ -167,6 +169,9 @@ class MP2:
                 objective = select_objective(logits, dev_target[dev_idx], self.score)
                 (grad,) = torch.autograd.grad(objective.sum(), [grid])
             reached[idx[stop]] = True
+            probs_now = torch.full((b,), float("nan"))
+            probs_now[idx] = probs.detach().float().cpu()
+            curve.append(probs_now)
             grad = grad.reshape(-1, cells)
             key = grad.abs() if self.criterion == "norm" else -grad
             key = key.masked_fill(mask[dev_idx] > 0, float("-inf"))
@@ -199,7 +204,7 @@ class MP2:
                 order_grid > 0, (last - order_grid.float() + 1) / last, torch.zeros(())
             )
         saliency = upsample(raw, (h, w))
-        return finish(
+        e = finish(
             self,
             saliency,
             target,
@@ -210,6 +215,8 @@ class MP2:
             base_score=base,
             reached=reached,
         )
+        losses = torch.stack(curve, 1) if curve else torch.full((b, 0), float("nan"))
+        return record_convergence(e, losses, reached=reached)
 
     def _with_true_fill(
         self, x: Tensor, removed: Tensor, proxy: Tensor, blur: Tensor | None
