@@ -60,8 +60,7 @@ def convergence(
     """Whether each run's loss has settled: (converged (B,) bool, change (B,) float).
 
     Args:
-        losses: (B, steps) the loss of each image at each step (NaN: no step, e.g. an image
-            that stopped early).
+        losses: (B, steps) the loss of each image at each step.
         window: the share of the steps in each of the two compared windows.
         tolerance: the largest change, as a share of the loss's range, of a converged run.
 
@@ -80,8 +79,8 @@ def convergence(
         return torch.zeros(b, dtype=torch.bool), torch.full((b,), inf)
     k = max(1, min(round(window * steps), steps // 2))
     v = losses.double().T
-    last, before = v[-k:].nanmean(0), v[-2 * k : -k].nanmean(0)
-    span = v.nan_to_num(nan=-inf).amax(0) - v.nan_to_num(nan=inf).amin(0)
+    last, before = v[-k:].mean(0), v[-2 * k : -k].mean(0)
+    span = v.amax(0) - v.amin(0)
     change = torch.where(span > 0, (last - before).abs() / span.clamp(min=1e-300), 0.0)
     return change < tolerance, change.float()
 

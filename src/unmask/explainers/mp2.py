@@ -145,7 +145,7 @@ class MP2:
         iterations = torch.zeros(b, dtype=torch.long)
         reached = torch.zeros(b, dtype=torch.bool)
         active = torch.ones(b, dtype=torch.bool)
-        curve = []  # the target's probability per iteration (NaN once an image stopped)
+        curve = []  # the target's probability per iteration (held once an image stopped)
         steps = track(range(1, limit + 1), limit, self.progress, "mp2", "iteration")
         for it in steps:
             idx = active.nonzero().squeeze(1)
@@ -169,7 +169,7 @@ class MP2:
                 objective = select_objective(logits, dev_target[dev_idx], self.score)
                 (grad,) = torch.autograd.grad(objective.sum(), [grid])
             reached[idx[stop]] = True
-            probs_now = torch.full((b,), float("nan"))
+            probs_now = curve[-1].clone() if curve else torch.zeros(b)
             probs_now[idx] = probs.detach().float().cpu()
             curve.append(probs_now)
             grad = grad.reshape(-1, cells)
@@ -215,7 +215,7 @@ class MP2:
             base_score=base,
             reached=reached,
         )
-        losses = torch.stack(curve, 1) if curve else torch.full((b, 0), float("nan"))
+        losses = torch.stack(curve, 1) if curve else torch.zeros(b, 0)
         return record_convergence(e, losses, reached=reached)
 
     def _with_true_fill(
