@@ -282,3 +282,20 @@ def test_installed_console_script(tmp_path):
     result = json.loads(proc.stdout)
     assert 281 <= result["images"][0]["target"] <= 285
     assert (tmp_path / result["images"][0]["outputs"][0]).is_file()
+
+
+def test_json_names_the_layer_actually_used(monkeypatch, tmp_path, capsys):
+    """Issue 26: Grad-CAM's --json record says which layer ran, not ``"layer": null``."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 1000),
+    )
+    conv = unmask.models.Classifier.wrap(net, input_size=None, name="conv", feature_layer="0")
+    monkeypatch.setattr(unmask.models, "load_model", lambda name="x", **kw: conv)
+    argv = ["explain", "--example", "coffee", "--method", "gradcam", "--json", "--no-progress"]
+    assert main([*argv, "--size", "32", "--out", str(tmp_path / "g.png")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["params"]["layer"] == "0"
