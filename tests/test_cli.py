@@ -299,3 +299,32 @@ def test_json_names_the_layer_actually_used(monkeypatch, tmp_path, capsys):
     assert main([*argv, "--size", "32", "--out", str(tmp_path / "g.png")]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["params"]["layer"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [(["--help"], 0), (["--version"], 0), (["explain", "--no-such-option"], 2), ([], 2)],
+)
+def test_help_version_and_argument_errors_do_not_import_torch(argv, code):
+    """Issue 26: the parser is built from light modules only (torch loads in ``run``)."""
+    script = (
+        "import sys\n"
+        "from unmask.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "heavy = sorted(m for m in ('torch', 'numpy', 'matplotlib') if m in sys.modules)\n"
+        "print('HEAVY', heavy, 'CODE', code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert f"HEAVY [] CODE {code}" in done.stdout, done.stdout + done.stderr
+
+
+def test_subcommand_help_lists_the_removals(capsys):
+    with pytest.raises(SystemExit):
+        main(["explain", "--help"])
+    out = capsys.readouterr().out
+    assert "blur" in out and "telea" in out and "{removal names}" not in out
