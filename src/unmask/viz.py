@@ -410,7 +410,11 @@ def masked_image(
         removed = check_mask(mask, x, "mask").float().cpu()
     else:
         removed = 1 - top_mask(_matched(x, _saliency(saliency)), keep)
-    remove = Constant("gray") if removal is None else make_removal(removal)
+    remove: Callable[[Tensor, Tensor], Tensor]
+    if removal is None:
+        remove = Constant("gray")
+    else:
+        remove = make_removal(removal) if isinstance(removal, str) else removal
     with torch.no_grad():
         return remove(x, removed).clamp(0, 1)
 
@@ -595,8 +599,8 @@ def plot_grid(
                 if column_labels is not None
                 else (e.method if isinstance(e, Explanation) else f"map {j}")
             )
-            t = targets[j]
-            what = f"{_short(name(int(t[i])))}{prob(i, int(t[i]))}" if t is not None else ""
+            tj = targets[j]
+            what = f"{_short(name(int(tj[i])))}{prob(i, int(tj[i]))}" if tj is not None else ""
             ax = axes[i, 1 + per_item * j]
             xhat = _explanation_image(e, i, x.shape) if explanation_image else None
             if xhat is not None:  # ShearletX & co.: the kept coefficients back in pixel space

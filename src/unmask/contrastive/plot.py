@@ -149,6 +149,7 @@ def plot_cwox(
             weak.append(axes[r, 1])
         maps = explanation.class_maps[i][j]
         for k, c in enumerate(members if maps is not None else []):
+            assert maps is not None
             if _panel(
                 fig,
                 axes[r, 2 + k],
