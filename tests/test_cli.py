@@ -328,3 +328,26 @@ def test_subcommand_help_lists_the_removals(capsys):
         main(["explain", "--help"])
     out = capsys.readouterr().out
     assert "blur" in out and "telea" in out and "{removal names}" not in out
+
+
+def test_long_commands_print_their_cost_first(capsys):
+    """explain and evaluate print their model evaluations and a time estimate to stderr."""
+    pytest.importorskip("fastapi")  # the evaluation counts come from the explorer's formula
+    assert main(["explain", "--example", "coffee", "--json", "--size", "224", *FAST]) == 0
+    out, err = capsys.readouterr()
+    json.loads(out)  # stdout stays JSON
+    # 112 x 112 patches at stride 112 on 224 x 224: 2 x 2 positions
+    assert "explain: occlusion 4 model evaluations per image x 1 image = 4; about" in err
+    assert "ms per forward at 224x224, measured now" in err
+
+
+def test_evaluate_has_a_progress_bar_and_no_progress(tmp_path, capsys):
+    maps = tmp_path / "m.npy"
+    np.save(maps, np.random.default_rng(0).random((32, 32)).astype(np.float32))
+    argv = ["evaluate", "--example", "coffee", "--maps", str(maps), "--size", "32"]
+    argv += ["--metrics", "deletion,insertion", "--max-steps", "4"]
+    assert main([*argv, "--no-progress"]) == 0
+    quiet = capsys.readouterr().err
+    assert main(argv) == 0
+    shown = capsys.readouterr().err
+    assert "metrics:" in shown and "/2 " in shown and "metrics:" not in quiet

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from ..registry import METHODS
     from ..scoring import Scorer
     from ._common import load_cli_model, load_inputs, method_hyper
+    from ._cost import announce, evaluations
 
     check_common(args)
     check_output("--out", args.out, ".png")
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
     explainer = make_explainer(model, method, seed=args.seed, **hyper)
     scorer = Scorer(model, batch_size=args.batch_size)
+    announce("explain", [(method, evaluations(entry, hyper, size))], len(inputs), model, size)
 
     # One batch per image size (all equal after --size, but arrays may differ in dtype only).
     groups: dict[tuple[int, ...], list[int]] = {}
