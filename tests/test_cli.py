@@ -333,12 +333,11 @@ def test_subcommand_help_lists_the_removals(capsys):
 
 def test_long_commands_print_their_cost_first(capsys):
     """explain and evaluate print their model evaluations and a time estimate to stderr."""
-    pytest.importorskip("fastapi")  # the evaluation counts come from the explorer's formula
     assert main(["explain", "--example", "coffee", "--json", "--size", "224", *FAST]) == 0
     out, err = capsys.readouterr()
     json.loads(out)  # stdout stays JSON
-    # 112 x 112 patches at stride 112 on 224 x 224: 2 x 2 positions
-    assert "explain: occlusion 4 model evaluations per image x 1 image = 4; about" in err
+    # 112 x 112 patches at stride 112 on 224 x 224: 2 x 2 positions, and the image itself
+    assert "explain: occlusion 5 model evaluations per image x 1 image = 5; about" in err
     assert "ms per forward at 224x224, measured now" in err
 
 

@@ -7,9 +7,9 @@ and an estimate of the time on this machine from the model's own speed, measured
 forward passes; methods that also differentiate (mask optimisations, gradients) take about
 three times as long per evaluation, and the line says so.
 
-:func:`evaluations` is the one place a method's or metric's evaluation count comes from. Today
-it reads the formula the explorer bounds requests with (``unmask.serve.validate``); it is the
-function to point at the registry's per-method cost declarations when they land.
+:func:`evaluations` is the one place the command line reads a method's or metric's evaluation
+count from: the registry's per-entry cost declaration (:meth:`unmask.registry.Entry.cost`), the
+same the explorer bounds requests with.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from typing import Any
 __all__ = ["evaluations", "forward_seconds", "announce"]
 
 
-def evaluations(entry: Any, params: dict[str, Any], size: int) -> int | None:
+def evaluations(entry: Any, params: dict[str, Any], size: int, model: Any = None) -> int | None:
     """Model evaluations per image of a registered method or metric with ``params`` at
-    ``size``×``size``, or None where the count is not known."""
-    try:  # the explorer's formula; importing it needs the serve extra (fastapi)
-        from ..serve.validate import _cost
-    except ImportError:
+    ``size``×``size``: the registry's declared cost (:meth:`unmask.registry.Entry.cost`); 0 for
+    an object that never calls the model, None where the cost needs a model not given."""
+    if entry.cost_formula is None:
+        return 0
+    if entry.cost_needs_model and model is None:
         return None
-    cost = _cost(entry, {k: v for k, v in params.items() if k != "progress"}, size)
-    return None if cost is None else int(cost[0])
+    return int(entry.cost({k: v for k, v in params.items() if k != "progress"}, size, model))
 
 
 def forward_seconds(model: Any, size: int, batch: int = 4) -> float:

@@ -127,10 +127,12 @@ def _announce(plan: Any, limit: int | None) -> None:
     images = len(dataset.items[:limit] if limit else dataset.items)
     model = load_bench_model(plan.model)
     size = int(plan.model.get("size") or (model.input_size or (224, 224))[0])
-    parts = [(m.label, evaluations(METHODS.get(m.method), m.params, size)) for m in plan.methods]
+    parts = [
+        (m.label, evaluations(METHODS.get(m.method), m.params, size, model)) for m in plan.methods
+    ]
     runs = len(plan.methods)
     for m in plan.metrics:
-        n = evaluations(METRICS.get(m.metric), m.params, size)
+        n = evaluations(METRICS.get(m.metric), m.params, size, model)
         parts.append((f"{m.label} x {runs} runs", None if n is None else n * runs))
     announce("bench", parts, images, model, size)
 

@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     announce(
         "cwox",
         [
-            (f"{args.base} {what}", evaluations(METHODS.get(args.base), spec_of(ex), size))
+            (f"{args.base} {what}", evaluations(METHODS.get(args.base), spec_of(ex), size, model))
             for what, ex in stages
         ],
         x.shape[0],

@@ -214,9 +214,11 @@ def run(args: argparse.Namespace) -> int:
             METHODS.get(args.method), args, size, removal=False, progress=not args.no_progress
         )
     inputs = load_inputs(args, size)
-    parts = [(n, evaluations(e, kw, size)) for n, (e, kw) in costs]
+    parts = [(n, evaluations(e, kw, size, model)) for n, (e, kw) in costs]
     if args.method is not None:
-        parts.insert(0, (args.method, evaluations(METHODS.get(args.method), hyper or {}, size)))
+        parts.insert(
+            0, (args.method, evaluations(METHODS.get(args.method), hyper or {}, size, model))
+        )
     announce("evaluate", parts, n_images, model, size)
     labels = inputs.names
     x = torch.cat(inputs.tensors)

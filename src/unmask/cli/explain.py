@@ -81,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     scorer = Scorer(model, batch_size=args.batch_size)
     choose_engine(model, len(inputs) * (1 + _evaluations(explainer, size)))
     # the cost, timed on the engine chosen
-    announce("explain", [(method, evaluations(entry, hyper, size))], len(inputs), model, size)
+    announce(
+        "explain", [(method, evaluations(entry, hyper, size, model))], len(inputs), model, size
+    )
 
     # One batch per image size (all equal after --size, but arrays may differ in dtype only).
     groups: dict[tuple[int, ...], list[int]] = {}

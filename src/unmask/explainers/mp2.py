@@ -166,7 +166,9 @@ class MP2:
         iterations = torch.zeros(b, dtype=torch.long)
         reached = torch.zeros(b, dtype=torch.bool)
         active = torch.ones(b, dtype=torch.bool)
-        curve = []  # the target's probability per iteration (held once an image stopped)
+        curve: list[
+            Tensor
+        ] = []  # the target's probability per iteration (held once an image stopped)
         steps = track(range(1, limit + 1), limit, self.progress, "mp2", "iteration")
         for it in steps:
             idx = active.nonzero().squeeze(1)
