@@ -146,6 +146,9 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{opt}: expected a positive integer, got {v}")
     plan = _plan(args.config, args.data)
     store = Path(args.store) if args.store else Path(f"{plan.name}.sqlite")
+    from ..bench.store import Store
+
+    Store.check_path(store, plan.config, plan.config_hash)  # a foreign store: before the cost
     _announce(plan, args.limit)
     summary = run(
         plan,
