@@ -34,16 +34,20 @@ __all__ = [
 MAX_SEED = 2**63 - 1
 
 
+#: Stands for the removal registry's names in a help text: the parser's formatter fills it in
+#: when the help is printed (``unmask.cli.HelpFormatter``), so building the parser does not
+#: import torch.
+REMOVAL_NAMES = "{removal names}"
+
+
 def removal_help() -> str:
     """The ``--removal`` help text, listing every name of the removal registry."""
-    from ..removal import removal_names
-
-    return "removal strategy (a spec such as blur:5 or noise:seed=3): " + ", ".join(removal_names())
+    return f"removal strategy (a spec such as blur:5 or noise:seed=3): {REMOVAL_NAMES}"
 
 
 def add_input_arguments(parser: argparse.ArgumentParser, *, batch_help: str) -> None:
     """The images, model and run arguments both ``explain`` and ``evaluate`` take."""
-    from ..images import EXAMPLES
+    from .._examples import EXAMPLES
 
     parser.add_argument(
         "images",

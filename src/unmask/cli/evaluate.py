@@ -70,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="deletion/insertion: at most N steps (seed rule; default 196)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 #: What the command line has for every image: the model, the images and one map each.
@@ -174,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     from ..api import make_explainer
     from ..metrics import METRICS, evaluate
     from ..registry import METHODS
+    from ._cost import announce, evaluations
 
     if args.metrics.strip() == "list":
         for name in model_metrics():
@@ -206,15 +208,26 @@ def run(args: argparse.Namespace) -> int:
     else:
         METHODS.get(args.method)  # unknown method -> ValueError before loading anything
     metrics = {}
+    costs: list[tuple[str, Any]] = []
     for name in names:
         entry = METRICS.get(name)
-        metrics[name] = entry.build(**_metric_kwargs(entry, args))
+        kwargs = _metric_kwargs(entry, args)
+        metrics[name] = entry.build(**kwargs)
+        costs.append((name, (entry, kwargs)))
 
     model, size = load_cli_model(args)
     hyper = None
     if args.method is not None:
-        hyper = method_hyper(METHODS.get(args.method), args, size, removal=False)
+        hyper = method_hyper(
+            METHODS.get(args.method), args, size, removal=False, progress=not args.no_progress
+        )
     inputs = load_inputs(args, size)
+    parts = [(n, evaluations(e, kw, size, model)) for n, (e, kw) in costs]
+    if args.method is not None:
+        parts.insert(
+            0, (args.method, evaluations(METHODS.get(args.method), hyper or {}, size, model))
+        )
+    announce("evaluate", parts, n_images, model, size)
     labels = inputs.names
     x = torch.cat(inputs.tensors)
     wanted = resolve_target(args.target, model.class_names)
@@ -237,7 +250,9 @@ def run(args: argparse.Namespace) -> int:
     # IIC and AD) share one curve
     values = {
         name: v.double().cpu()
-        for name, v in evaluate(model, x, saliency, metrics, target=target).items()
+        for name, v in evaluate(
+            model, x, saliency, metrics, target=target, progress=not args.no_progress
+        ).items()
     }
     higher = {name: bool(getattr(m, "higher_is_better", True)) for name, m in metrics.items()}
     means = {

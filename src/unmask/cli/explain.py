@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from ..registry import METHODS
     from ..scoring import Scorer
     from ._common import load_cli_model, load_inputs, method_hyper, resolve_target, target_label
+    from ._cost import announce, evaluations
     from ._engine import choose_engine
 
     check_common(args)
@@ -80,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
     explainer = make_explainer(model, method, seed=args.seed, **hyper)
     scorer = Scorer(model, batch_size=args.batch_size)
     choose_engine(model, len(inputs) * (1 + _evaluations(explainer, size)))
+    # the cost, timed on the engine chosen
+    announce(
+        "explain", [(method, evaluations(entry, hyper, size, model))], len(inputs), model, size
+    )
 
     # One batch per image size (all equal after --size, but arrays may differ in dtype only).
     groups: dict[tuple[int, ...], list[int]] = {}
