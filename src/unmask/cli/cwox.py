@@ -186,10 +186,6 @@ def run(args: argparse.Namespace) -> int:
             f"({tree.depth} levels), got {args.cut_level}"
         )
     explainer = CWOX(model, args.base, delta=args.delta, batch_size=args.batch_size, seed=args.seed)
-    stages = {id(e): e for e in (explainer.cluster_explainer, explainer.class_explainer)}
-    # at least one pass of each stage per image (more with several clusters), and the scores
-    per_image = 1 + sum(explainer_scoring_cost(e, size, model) for e in stages.values())
-    choose_engine(model, len(x) * per_image)
     top_p = args.top_p if args.top_p is not None else 0.95
     from .._checks import check_positive, check_probability
     from ..contrastive.cwox import _check_clusters
@@ -210,6 +206,9 @@ def run(args: argparse.Namespace) -> int:
     stages = [("cluster stage", explainer.cluster_explainer)]
     if explainer.class_explainer is not explainer.cluster_explainer:  # else one pass for both
         stages.append(("class stage", explainer.class_explainer))
+    # the engine: the probabilities, then one pass per stage (every target at once)
+    per_image = 1 + sum(explainer_scoring_cost(ex, size, model) for _, ex in stages)
+    choose_engine(model, x.shape[0] * per_image)
     announce(
         "cwox",
         [
