@@ -102,7 +102,7 @@ class _GradientCAM:
         a, grad = g.activations[self.layer], g.layer[self.layer]
         form = layout(a, network_size(self.model, x), self.reshape, self.layer)
         cam, extras = self.combine(form.spatial(a), form.spatial(grad))
-        return finish_cam(self, cam, t, tuple(x.shape[-2:]), **extras)
+        return finish_cam(self, cam, t, (x.shape[-2], x.shape[-1]), **extras)
 
 
 def _weighted(a: Tensor, weights: Tensor) -> Tensor:
@@ -323,4 +323,4 @@ class EigenCAM:
             self.model(x)
         a = acts[self.layer]
         a = layout(a, network_size(self.model, x), self.reshape, self.layer).spatial(a)
-        return finish_cam(self, first_component(a.clone()), t, tuple(x.shape[-2:]))
+        return finish_cam(self, first_component(a.clone()), t, (x.shape[-2], x.shape[-1]))
