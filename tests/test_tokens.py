@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 import unmask
-from unmask.explainers.cam import GradCAM
 from unmask.testing import region_images, region_mask, token_region_model
 from unmask.tokens import check_reshape, layout, token_grid
 

@@ -142,7 +142,7 @@ class AttentionRollout:
                 self.model(x)
         r = rollout(_stack(store), self.head_fusion, self.discard_ratio)
         maps = _token_map(r, network_size(self.model, x)).float()
-        saliency = upsample(maps, tuple(x.shape[-2:]))
+        saliency = upsample(maps, (x.shape[-2], x.shape[-1]))
         return finish(self, saliency, t, layer_map=maps)
 
 
@@ -188,5 +188,5 @@ class AttentionRelevance:
         ]
         r = relevance([a.detach() for a in attentions], [g.detach() for g in grads])
         maps = _token_map(r, network_size(self.model, x)).float()
-        saliency = upsample(maps, tuple(x.shape[-2:]))
+        saliency = upsample(maps, (x.shape[-2], x.shape[-1]))
         return finish(self, saliency, t, layer_map=maps)
