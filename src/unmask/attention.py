@@ -191,7 +191,7 @@ class _AttentionMode(TorchFunctionMode):
         super().__init__()
         self.state = state
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+    def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         stack = self.state["stack"]
         if not stack:

@@ -172,7 +172,9 @@ class _TokenEmbed(nn.Module):
         with torch.no_grad():
             colour = torch.tensor([[1.0, -0.5, -0.5], [-0.5, -0.5, 1.0]]) / 16
             self.proj.weight.copy_(colour[:, :, None, None].expand(2, 3, 4, 4))
-            self.proj.bias.fill_(-0.1)
+            bias = self.proj.bias
+            assert bias is not None
+            bias.fill_(-0.1)
 
     def forward(self, x: Tensor) -> Tensor:
         colour = torch.relu(self.proj(x))  # (B, 2, h, w)

@@ -106,7 +106,7 @@ def token_grid(n: int, size: tuple[int, int]) -> tuple[int, int, int]:
 def check_reshape(reshape: object) -> Reshape:
     """``"auto"``, ``"none"`` or a callable; a TypeError / ValueError naming ``reshape``."""
     if callable(reshape):
-        return reshape  # type: ignore[return-value]
+        return reshape
     if not isinstance(reshape, str):
         raise TypeError(
             f"reshape: expected 'auto', 'none' or a callable, got {type(reshape).__name__}"

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from . import synthetic
 
-__all__ = ["SyntheticViT", "Attention", "Block", "FEATURE_LAYER"]
+__all__ = ["SyntheticViT", "PatchEmbed", "Attention", "Block", "FEATURE_LAYER"]
 
 
 class Attention(nn.Module):
@@ -47,6 +47,17 @@ class Attention(nn.Module):
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping ``patch`` × ``patch`` patches -> tokens (B, N, dim), in raster order."""
+
+    def __init__(self, patch: int, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3, dim, patch, stride=patch)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
 
 
 class Block(nn.Module):
@@ -83,7 +94,7 @@ class SyntheticViT(nn.Module):
     Example:
         >>> net = SyntheticViT()
         >>> net(torch.zeros(2, 3, 64, 64)).shape, sum(p.numel() for p in net.parameters())
-        (torch.Size([2, 6]), 218374)
+        (torch.Size([2, 6]), 150982)
     """
 
     def __init__(
@@ -100,8 +111,7 @@ class SyntheticViT(nn.Module):
         if size % patch:
             raise ValueError(f"size: {size} is not a multiple of the patch side {patch}")
         self.patch = patch
-        self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(3, dim, patch, stride=patch)
+        self.patch_embed = PatchEmbed(patch, dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.randn(1, 1 + (size // patch) ** 2, dim) * 0.02)
         self.blocks = nn.ModuleList(Block(dim, num_heads, mlp) for _ in range(depth))
@@ -109,7 +119,7 @@ class SyntheticViT(nn.Module):
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        tokens = self.patch_embed.proj(x).flatten(2).transpose(1, 2)  # (B, N, dim)
+        tokens = self.patch_embed(x)  # (B, N, dim)
         if tokens.shape[1] + 1 != self.pos_embed.shape[1]:
             raise ValueError(
                 f"x: expected {self.pos_embed.shape[1] - 1} patches, got {tokens.shape[1]} "

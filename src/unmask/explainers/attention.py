@@ -182,9 +182,9 @@ class AttentionRelevance:
                 logits = self.model(x.detach().clone().requires_grad_(True))
                 attentions = _stack(store)
                 s = select_scores(logits, t.to(logits.device), self.score)
-                grads = torch.autograd.grad(s.sum(), attentions, allow_unused=True)
+                raw = torch.autograd.grad(s.sum(), attentions, allow_unused=True)
         grads = [
-            torch.zeros_like(a) if g is None else g for g, a in zip(grads, attentions, strict=True)
+            torch.zeros_like(a) if g is None else g for g, a in zip(raw, attentions, strict=True)
         ]
         r = relevance([a.detach() for a in attentions], [g.detach() for g in grads])
         maps = _token_map(r, network_size(self.model, x)).float()
