@@ -58,13 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--epochs",
         type=_positive,
         default=None,
-        help="passes over the data (default 12 for the CNN, 8 for the ViT)",
+        help="passes over the data (default 12 for the CNN, 16 for the ViT)",
     )
     t.add_argument(
         "--lr",
         type=float,
         default=None,
-        help="peak learning rate (default 3e-3 for the CNN, 1e-3 for the ViT)",
+        help="peak learning rate (default 3e-3 for the CNN, 2e-3 for the ViT)",
     )
     t.add_argument(
         "--seed", type=_seed, default=0, help="seed of the data and the training (default 0)"
@@ -199,12 +199,12 @@ def _train(args: argparse.Namespace) -> int:
     from ..datasets import cnn, synthetic
 
     vit = args.architecture == "vit"
-    lr = args.lr if args.lr is not None else (1e-3 if vit else 3e-3)
+    lr = args.lr if args.lr is not None else (2e-3 if vit else 3e-3)
     if not lr > 0:
         raise ValueError(f"--lr: expected a positive number, got {args.lr}")
     model, info = cnn.train(
         n_train=args.n_train if args.n_train is not None else (10000 if vit else 12000),
-        epochs=args.epochs if args.epochs is not None else (8 if vit else 12),
+        epochs=args.epochs if args.epochs is not None else (16 if vit else 12),
         seed=args.seed,
         lr=lr,
         n_val=args.n_val,
