@@ -14,7 +14,8 @@ token-to-token matrix across layers and is refused.
 
 from __future__ import annotations
 
-from typing import Any
+import typing
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -23,6 +24,7 @@ from .._checks import check_choice
 from ..attention import record_attention
 from ..explanation import Explanation
 from ..gradients import grad_session
+from ..params import Score
 from ..registry import METHODS
 from ..scoring import SCORES, select_scores
 from ..tokens import network_size, token_grid
@@ -31,7 +33,8 @@ from ._common import as_model, finish, prepare, upsample
 __all__ = ["AttentionRollout", "AttentionRelevance", "HEAD_FUSIONS", "rollout", "relevance"]
 
 #: How rollout combines the heads of a layer.
-HEAD_FUSIONS = ("mean", "max", "min")
+HeadFusion = Literal["mean", "max", "min"]
+HEAD_FUSIONS: tuple[str, ...] = typing.get_args(HeadFusion)
 
 
 def _stack(store: dict[str, Tensor]) -> list[Tensor]:
@@ -97,7 +100,13 @@ def _token_map(r: Tensor, size: tuple[int, int]) -> Tensor:
     return row[:, p:].reshape(r.shape[0], 1, h, w)
 
 
-@METHODS.register("rollout", aliases=("attention_rollout",))
+@METHODS.register(
+    "rollout",
+    aliases=("attention_rollout",),
+    family="attention",
+    cost=lambda p, size: 1,
+    test={},
+)
 class AttentionRollout:
     """Attention rollout (Abnar & Zuidema 2020): attention chained through the layers.
 
@@ -122,7 +131,7 @@ class AttentionRollout:
     """
 
     def __init__(
-        self, model: Any, *, head_fusion: str = "mean", discard_ratio: float = 0.0
+        self, model: Any, *, head_fusion: HeadFusion = "mean", discard_ratio: float = 0.0
     ) -> None:
         self.model = as_model(model)
         self.head_fusion = check_choice(head_fusion, "head_fusion", HEAD_FUSIONS)
@@ -146,7 +155,13 @@ class AttentionRollout:
         return finish(self, saliency, t, layer_map=maps)
 
 
-@METHODS.register("chefer", aliases=("attention_relevance", "transformer_attribution"))
+@METHODS.register(
+    "chefer",
+    aliases=("attention_relevance", "transformer_attribution"),
+    family="attention",
+    cost=lambda p, size: 1,  # one forward and backward pass
+    test={},
+)
 class AttentionRelevance:
     """Gradient-weighted attention relevance (Chefer, Gur & Wolf 2021, "Generic
     Attention-model Explainability"), the self-attention rule.
@@ -170,7 +185,7 @@ class AttentionRelevance:
         torch.Size([2, 1, 8, 8])
     """
 
-    def __init__(self, model: Any, *, score: str = "logit") -> None:
+    def __init__(self, model: Any, *, score: Score = "logit") -> None:
         self.model = as_model(model)
         self.score = check_choice(score, "score", SCORES)
 

@@ -28,6 +28,7 @@ from torch import Tensor
 from .._checks import check_choice
 from ..explanation import Explanation
 from ..gradients import capture, grad_session, gradients, resolve_layer
+from ..params import LayerArg, Score
 from ..registry import METHODS
 from ..scoring import SCORES
 from ..tokens import Reshape, check_reshape, layout, network_size
@@ -109,7 +110,7 @@ def _weighted(a: Tensor, weights: Tensor) -> Tensor:
     return torch.einsum("bc,bchw->bhw", weights, a)[:, None]
 
 
-@METHODS.register("gradcam", aliases=("grad-cam",))
+@METHODS.register("gradcam", aliases=("grad-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class GradCAM(_GradientCAM):
     """Grad-CAM (Selvaraju et al. 2017): ``Σ_k α_k A_k`` with ``α_k = mean_ij ∂s/∂A_kij``.
 
@@ -136,10 +137,10 @@ class GradCAM(_GradientCAM):
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
         reshape: Reshape = "auto",
     ) -> None:
         self._setup(model, layer, relu, normalise, score, reshape)
@@ -149,7 +150,9 @@ class GradCAM(_GradientCAM):
         return _weighted(a, w), {"weights": w}
 
 
-@METHODS.register("gradcam++", aliases=("gradcampp",))
+@METHODS.register(
+    "gradcam++", aliases=("gradcampp",), family="CAM", cost=lambda p, size: 1, test={}
+)
 class GradCAMPlusPlus(_GradientCAM):
     """Grad-CAM++ (Chattopadhay et al. 2018): channel weights from positive gradients, reweighted.
 
@@ -163,10 +166,10 @@ class GradCAMPlusPlus(_GradientCAM):
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
         reshape: Reshape = "auto",
     ) -> None:
         self._setup(model, layer, relu, normalise, score, reshape)
@@ -183,7 +186,7 @@ class GradCAMPlusPlus(_GradientCAM):
         return _weighted(a, w), {"weights": w}
 
 
-@METHODS.register("xgradcam", aliases=("xgrad-cam",))
+@METHODS.register("xgradcam", aliases=("xgrad-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class XGradCAM(_GradientCAM):
     """XGrad-CAM (Fu et al. 2020): gradients averaged with the channel's activations as weights.
 
@@ -196,10 +199,10 @@ class XGradCAM(_GradientCAM):
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
         reshape: Reshape = "auto",
     ) -> None:
         self._setup(model, layer, relu, normalise, score, reshape)
@@ -215,7 +218,7 @@ class XGradCAM(_GradientCAM):
         return _weighted(a, w), {"weights": w}
 
 
-@METHODS.register("layercam", aliases=("layer-cam",))
+@METHODS.register("layercam", aliases=("layer-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class LayerCAM(_GradientCAM):
     """Layer-CAM (Jiang et al. 2021): ``Σ_k ReLU(G_kij) A_kij``, a weight per location.
 
@@ -226,10 +229,10 @@ class LayerCAM(_GradientCAM):
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
         reshape: Reshape = "auto",
     ) -> None:
         self._setup(model, layer, relu, normalise, score, reshape)
@@ -238,7 +241,7 @@ class LayerCAM(_GradientCAM):
         return (g.clamp(min=0) * a).sum(dim=1, keepdim=True), {}
 
 
-@METHODS.register("hirescam", aliases=("hires-cam",))
+@METHODS.register("hirescam", aliases=("hires-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class HiResCAM(_GradientCAM):
     """HiResCAM (Draelos & Carin 2020): gradient times activation at every location.
 
@@ -251,10 +254,10 @@ class HiResCAM(_GradientCAM):
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
         reshape: Reshape = "auto",
     ) -> None:
         self._setup(model, layer, relu, normalise, score, reshape)
@@ -276,7 +279,7 @@ def first_component(a: Tensor) -> Tensor:
     return (proj * sign[:, None, None]).transpose(1, 2).reshape(b, 1, h, w).to(a.dtype)
 
 
-@METHODS.register("eigencam", aliases=("eigen-cam",))
+@METHODS.register("eigencam", aliases=("eigen-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class EigenCAM:
     """Eigen-CAM (Muhammad & Yeasin 2020): the activations' first principal component.
 
@@ -301,7 +304,7 @@ class EigenCAM:
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
         reshape: Reshape = "auto",

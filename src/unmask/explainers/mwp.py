@@ -33,6 +33,7 @@ from torch.func import functional_call
 from .._checks import check_targets
 from ..explanation import Explanation
 from ..gradients import gradients, resolve_layer
+from ..params import ClassesArg, LayerArg
 from ..registry import METHODS
 from ..tokens import Reshape, check_reshape, layout, network_size
 from ._common import as_model, finish, prepare, upsample
@@ -152,7 +153,9 @@ def _finish(
     return finish(explainer, saliency.float(), target, layer_map=maps, **extras)
 
 
-@METHODS.register("mwp", aliases=("excitation_backprop",))
+@METHODS.register(
+    "mwp", aliases=("excitation_backprop",), family="backprop", cost=lambda p, size: 1, test={}
+)
 class MWP:
     """Excitation backprop (Zhang et al. 2016): the marginal winning probability at a layer.
 
@@ -182,7 +185,7 @@ class MWP:
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         normalise: bool = False,
         reshape: Reshape = "auto",
     ) -> None:
@@ -201,7 +204,13 @@ class MWP:
         )
 
 
-@METHODS.register("c-mwp", aliases=("contrastive_mwp",))
+@METHODS.register(
+    "c-mwp",
+    aliases=("contrastive_mwp",),
+    family="backprop",
+    cost=lambda p, size: 2,  # the target's and the contrast's top-down passes
+    test={},
+)
 class ContrastiveMWP:
     """Contrastive MWP (Zhang et al. 2016): the target's MWP minus that of a contrast.
 
@@ -226,8 +235,8 @@ class ContrastiveMWP:
         self,
         model: Any,
         *,
-        layer: str | None = None,
-        contrast: Any = None,
+        layer: LayerArg = None,
+        contrast: ClassesArg = None,
         normalise: bool = False,
         reshape: Reshape = "auto",
     ) -> None:
