@@ -31,8 +31,10 @@ Example:
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from torch import Tensor
 
@@ -47,11 +49,12 @@ __all__ = [
     "network_size",
 ]
 
-#: What ``reshape=`` takes: ``"auto"``, ``"none"`` or ``f(activations) -> (B, C, h, w)``.
-Reshape = str | Callable[[Tensor], Tensor]
+#: What ``reshape=`` takes: ``"auto"``, ``"none"`` or ``f(activations) -> (B, C, h, w)`` (a
+#: choice for specs, a callable for code).
+Reshape = Literal["auto", "none"] | Callable[[Tensor], Tensor]
 
 #: The named values of ``reshape=``.
-RESHAPES = ("auto", "none")
+RESHAPES: tuple[str, ...] = typing.get_args(typing.get_args(Reshape)[0])
 
 #: The most leading (non-patch) tokens :func:`token_grid` considers (class, distillation and
 #: register tokens).
