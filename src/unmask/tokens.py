@@ -114,9 +114,11 @@ def check_reshape(reshape: object) -> Reshape:
         raise TypeError(
             f"reshape: expected 'auto', 'none' or a callable, got {type(reshape).__name__}"
         )
-    if reshape not in RESHAPES:
-        raise ValueError(f"reshape: expected 'auto', 'none' or a callable, got {reshape!r}")
-    return reshape
+    if reshape == "auto":
+        return "auto"
+    if reshape == "none":
+        return "none"
+    raise ValueError(f"reshape: expected 'auto', 'none' or a callable, got {reshape!r}")
 
 
 @dataclass(frozen=True)
