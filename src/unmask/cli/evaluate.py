@@ -219,10 +219,10 @@ def run(args: argparse.Namespace) -> int:
         parts.insert(
             0, (args.method, evaluations(METHODS.get(args.method), hyper or {}, size, model))
         )
-    announce("evaluate", parts, n_images, model, size)
     labels = inputs.names
     x = torch.cat(inputs.tensors)
     target = check_targets(args.target, n_images, model.num_classes, "--target")
+    announce("evaluate", parts, n_images, model, size)
     if target is None:
         from ..scoring import Scorer
 
