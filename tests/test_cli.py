@@ -204,6 +204,43 @@ def test_target_out_of_range(target, capsys):
     assert f"--target: class {target} is outside [0, 1000)" in line
 
 
+def test_target_by_name_and_set(capsys):
+    argv = ["explain", "--example", "chelsea", "--json", "--size", "112", *FAST]
+
+    def run(target: str) -> dict:
+        assert main([*argv, "--target", target]) == 0
+        return json.loads(capsys.readouterr().out)["images"][0]
+
+    one = run("egyptian cat")  # case is ignored
+    assert (one["target"], one["class_name"]) == (285, "Egyptian cat")
+    both = run("tabby,285")  # a synonym of "tabby, tabby cat" and an index: a set
+    assert both["target"] == [281, 285]
+    assert both["class_name"] == "tabby, tabby cat + Egyptian cat"
+    tabby = run("tabby, tabby cat")  # a full name with a comma is one class
+    assert tabby["target"] == 281
+    assert both["probability"] == pytest.approx(one["probability"] + tabby["probability"])
+
+
+@pytest.mark.parametrize(
+    "target,expected",
+    [
+        ("Egyptain cat", "--target: no class named 'Egyptain cat'; closest: 'Egyptian cat'"),
+        ("crane", "--target: 'crane' names classes 134, 517; pass an index"),
+        ("tabby,zebrra", "--target: no class named 'zebrra'; closest: 'zebra'"),
+    ],
+)
+def test_target_names_with_typos_get_the_closest(target, expected, capsys):
+    line = _error(capsys, ["explain", "--example", "chelsea", "--target", target, *FAST])
+    assert expected in line
+
+
+def test_evaluate_takes_target_names(capsys):
+    argv = ["evaluate", "--example", "chelsea", "--json", "--size", "64", "--metrics", "deletion"]
+    assert main([*argv, "--method", "gradient", "--target", "tabby,Egyptian cat"]) == 0
+    image = json.loads(capsys.readouterr().out)["images"][0]
+    assert image["target"] == [281, 285] and image["class_name"].endswith("+ Egyptian cat")
+
+
 def test_unknown_method_and_model(capsys):
     line = _error(capsys, ["explain", "--example", "chelsea", "--method", "magic", *FAST])
     assert "method: unknown method 'magic'; expected one of:" in line and "occlusion" in line
@@ -244,7 +281,7 @@ def test_bad_options(tmp_path, capsys):
 
 
 def test_argparse_errors_are_one_line(capsys):
-    for argv in (["explain", "--target", "cat"], ["explain", "--example", "eagle"], ["frobnicate"]):
+    for argv in (["explain", "--size", "big"], ["explain", "--example", "eagle"], ["frobnicate"]):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2

@@ -529,10 +529,14 @@ def plot_grid(
     ]
     targets: list[Tensor | None] = []
     for e in items:
-        if isinstance(e, Explanation):
-            t = e.target.reshape(-1).cpu()
-            targets.append(t.expand(b) if t.numel() == 1 else t)
-        else:
+        if isinstance(e, Explanation) and isinstance(e.target, Tensor):
+            t = e.target.cpu()
+            if t.dtype == torch.bool:  # a set of classes per image (B, K)
+                targets.append(t.reshape(-1, t.shape[-1]).expand(b, -1))
+            else:
+                t = t.reshape(-1)
+                targets.append(t.expand(b) if t.numel() == 1 else t)
+        else:  # a map, or a target function (no class to name)
             targets.append(None)
     if model is not None:
         from .models import as_classifier
@@ -572,6 +576,16 @@ def plot_grid(
             return ""
         return f" ({float(probabilities[i, k]):.1%})"
 
+    def target_title(i: int, t: Tensor) -> str:
+        """A class's short name and probability; a set's names and its probability (the sum)."""
+        if t.dtype != torch.bool:
+            return f"{_short(name(int(t)))}{prob(i, int(t))}"
+        classes = [int(c) for c in t.nonzero().flatten()]
+        names = " + ".join(_short(name(c)) for c in classes)
+        if probabilities is None or t.shape[0] != probabilities.shape[1]:
+            return names
+        return f"{names} ({float(probabilities[i][t].sum()):.1%})"
+
     per_item = 2 if keep is not None else 1
     cols = 1 + per_item * len(items)
     fig = Figure(
@@ -600,7 +614,7 @@ def plot_grid(
                 else (e.method if isinstance(e, Explanation) else f"map {j}")
             )
             tj = targets[j]
-            what = f"{_short(name(int(tj[i])))}{prob(i, int(tj[i]))}" if tj is not None else ""
+            what = "" if tj is None else target_title(i, tj[i])
             ax = axes[i, 1 + per_item * j]
             xhat = _explanation_image(e, i, x.shape) if explanation_image else None
             if xhat is not None:  # ShearletX & co.: the kept coefficients back in pixel space

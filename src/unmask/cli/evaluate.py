@@ -19,7 +19,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ._common import add_input_arguments, check_common, load_cli_model, load_inputs, method_hyper
+from ._common import (
+    add_input_arguments,
+    check_common,
+    load_cli_model,
+    load_inputs,
+    method_hyper,
+    resolve_target,
+    target_label,
+)
 
 COMMAND = "evaluate"
 HELP = "Score saliency maps (saved .npy, or a method run now) with faithfulness metrics."
@@ -221,7 +229,8 @@ def run(args: argparse.Namespace) -> int:
         )
     labels = inputs.names
     x = torch.cat(inputs.tensors)
-    target = check_targets(args.target, n_images, model.num_classes, "--target")
+    wanted = resolve_target(args.target, model.class_names)
+    target = check_targets(wanted, n_images, model.num_classes, "--target")
     announce("evaluate", parts, n_images, model, size)
     if target is None:
         from ..scoring import Scorer
@@ -270,8 +279,8 @@ def run(args: argparse.Namespace) -> int:
                     "images": [
                         {
                             "file": labels[i],
-                            "target": int(target[i]),
-                            "class_name": model.class_names[int(target[i])],
+                            "target": target_label(target[i], model.class_names)[0],
+                            "class_name": target_label(target[i], model.class_names)[1],
                             **{name: _finite(float(values[name][i])) for name in names},
                         }
                         for i in range(n_images)
@@ -292,7 +301,9 @@ def run(args: argparse.Namespace) -> int:
         cells = "  ".join(
             f"{float(values[n][i]):>{w}.4f}" for n, w in zip(names, widths, strict=True)
         )
-        print(f"{Path(labels[i]).name:<{first}}  {int(target[i]):>5}  {cells}")
+        label = target_label(target[i], model.class_names)[0]
+        shown = ",".join(map(str, label)) if isinstance(label, list) else str(label)
+        print(f"{Path(labels[i]).name:<{first}}  {shown:>5}  {cells}")
     cells = "  ".join(f"{means[n]:>{w}.4f}" for n, w in zip(names, widths, strict=True))
     print(f"{'mean':<{first}}  {'':>5}  {cells}")
     return 0

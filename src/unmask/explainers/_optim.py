@@ -24,7 +24,7 @@ from math import inf
 import torch
 from torch import Tensor
 
-from .._checks import check_choice
+from .._checks import ScoreTarget, check_choice
 from ..explanation import Explanation
 from ..models import Classifier
 from ..removal import is_differentiable
@@ -145,7 +145,7 @@ def select_objective(logits: Tensor, target: Tensor, score: str) -> Tensor:
     ``"log_odds"`` is ``log p_c - log(1 - p_c)`` = ``logit_c - logsumexp_{k != c} logit_k``
     (FIDO's objective), computed stably.
     """
-    if score != "log_odds":
+    if score != "log_odds" or isinstance(target, ScoreTarget):  # a function: its own score
         return select_scores(logits, target, score)
     target = target.to(logits.device)
     if target.dtype == torch.bool:  # a set C: log P(C) - log(1 - P(C))
