@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -141,6 +144,63 @@ def test_truncated_image(tmp_path):
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="image: cannot read image"):
         load_image(tmp_path / "cut.png")
+
+
+def _png(width, height, raw, interlace=0):
+    """A PNG file (RGB, 8 bits) whose IDAT is the zlib stream of ``raw`` (filtered rows)."""
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, interlace)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_png_with_rows_missing_is_refused(tmp_path):
+    # a well-formed file (complete zlib stream, IEND) whose data holds 10 of its 200 rows:
+    # PIL decodes it without an error, the missing rows black
+    rows = b"".join(b"\x00" + b"\xff" * (3 * 200) for _ in range(10))
+    (tmp_path / "short.png").write_bytes(_png(200, 200, rows))
+    with pytest.raises(
+        ValueError, match=r"image: cannot read image .*short.png: image file is tru"
+    ):
+        load_image(tmp_path / "short.png")
+    full = b"".join(b"\x00" + b"\xff" * (3 * 200) for _ in range(200))
+    (tmp_path / "full.png").write_bytes(_png(200, 200, full))
+    assert float(load_image(tmp_path / "full.png", size=None).min()) == 1.0
+
+
+def test_interlaced_png_sizes(tmp_path):
+    # Adam7: the data of 7 passes; the check counts each pass's rows and filter bytes
+    w, h = 13, 11
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2))
+    passes += ((0, 1, 1, 2),)
+    raw = b""
+    for x0, y0, dx, dy in passes:
+        cols, rows = -(-(w - x0) // dx), -(-(h - y0) // dy)
+        if cols > 0 and rows > 0:
+            raw += (b"\x00" + b"\x80" * (3 * cols)) * rows
+    (tmp_path / "i.png").write_bytes(_png(w, h, raw, interlace=1))
+    assert load_image(tmp_path / "i.png", size=None).shape == (1, 3, h, w)
+    (tmp_path / "cut.png").write_bytes(_png(w, h, raw[:-5], interlace=1))
+    with pytest.raises(ValueError, match="image file is truncated"):
+        load_image(tmp_path / "cut.png")
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "LA", "RGB", "RGBA", "I;16"])
+def test_complete_pngs_of_every_depth_load(tmp_path, mode):
+    img = Image.fromarray(_gradient(11, 13)).convert("L" if mode == "I;16" else mode)
+    if mode == "I;16":
+        img = Image.fromarray(np.asarray(img, dtype=np.uint16) * 257)
+    img.save(tmp_path / "a.png")
+    assert load_image(tmp_path / "a.png", size=None).shape == (1, 3, 11, 13)
 
 
 def test_empty_file_and_directory(tmp_path):

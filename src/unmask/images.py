@@ -6,6 +6,7 @@ import os
 import re
 import struct
 import warnings
+import zlib
 from pathlib import Path
 from typing import BinaryIO
 
@@ -130,6 +131,77 @@ def _check_pixels(
         )
 
 
+#: Adam7 interlace passes: (first column, first row, column step, row step).
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+#: Samples per pixel of each PNG colour type (grey, RGB, palette, grey + alpha, RGBA).
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _png_data_size(width: int, height: int, depth: int, colour: int, interlace: int) -> int:
+    """Bytes of a PNG's decompressed image data: each row of each pass, plus its filter byte.
+
+    Example:
+        >>> _png_data_size(3, 2, 8, 2, 0)   # 2 rows of 1 + 3 x 3 bytes
+        20
+    """
+    bits = depth * _PNG_SAMPLES.get(colour, 4)
+    total = 0
+    for x0, y0, dx, dy in _ADAM7 if interlace else ((0, 0, 1, 1),):
+        cols, rows = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if cols > 0 and rows > 0:
+            total += rows * (1 + -(-cols * bits // 8))
+    return total
+
+
+def _png_missing(fp: BinaryIO) -> str | None:
+    """Why a PNG holds less image data than its header declares, or None when it holds enough.
+
+    A PNG whose compressed stream ends after its first rows (IEND present) decodes without an
+    error in PIL, the missing rows black; this inflates the IDAT chunks (in bounded pieces,
+    stopping at the declared size) and counts. Damage of other kinds is left to the decoder.
+    """
+    fp.seek(8)
+    head = fp.read(25)  # IHDR: length, type, 13 bytes of data, CRC
+    if len(head) < 25 or head[4:8] != b"IHDR":
+        return None
+    need = _png_data_size(*struct.unpack(">IIBBxxB", head[8:21]))
+    inflater = zlib.decompressobj()
+    got = 0
+    try:
+        while got < need and not inflater.eof:
+            chunk = fp.read(8)
+            if len(chunk) < 8:
+                break
+            length, kind = struct.unpack(">I4s", chunk)
+            if kind == b"IEND":
+                break
+            left = length if kind == b"IDAT" else 0
+            while left and got < need and not inflater.eof:
+                data = fp.read(min(left, 1 << 20))
+                if not data:
+                    break
+                left -= len(data)
+                while data and got < need:
+                    got += len(inflater.decompress(data, 1 << 22))
+                    data = inflater.unconsumed_tail
+            fp.seek((length if kind != b"IDAT" else left) + 4, os.SEEK_CUR)
+        if got < need:
+            got += len(inflater.flush())
+    except zlib.error:
+        return None  # a damaged stream: the decoder says so itself
+    if got >= need:
+        return None
+    return f"its image data holds {got:,} of the {need:,} bytes its header declares"
+
+
 def _open(
     source: Path | BinaryIO,
     name: str,
@@ -173,6 +245,8 @@ def _open(
         raise ValueError(f"{name}: cannot read image {label}: {exc}") from None
     with img:
         _check_pixels(img.width, img.height, name, f" in {label}", limit)
+        if img.format == "PNG":
+            _check_complete(source, name, label)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -182,6 +256,21 @@ def _open(
             raise ValueError(f"{name}: {label}: {exc}") from None
         except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
             raise ValueError(f"{name}: cannot read image {label}: {exc}") from None
+
+
+def _check_complete(source: Path | BinaryIO, name: str, label: str) -> None:
+    """Refuse a PNG with fewer rows of data than its header declares (see :func:`_png_missing`)."""
+    if isinstance(source, Path):
+        with source.open("rb") as fp:
+            missing = _png_missing(fp)
+    else:
+        where = source.tell()
+        try:
+            missing = _png_missing(source)
+        finally:
+            source.seek(where)
+    if missing is not None:
+        raise ValueError(f"{name}: cannot read image {label}: image file is truncated ({missing})")
 
 
 def _read(source: object, name: str) -> Image.Image | np.ndarray:
