@@ -35,7 +35,7 @@ from ..removal import REMOVALS, bind, make_removal
 from . import validate
 from .jobs import JobQueue, QueueFull
 from .results import FORMATS, ResultStore, StoredResult, encode_map, map_info
-from .uploads import ImageStore, UploadError, read_upload
+from .uploads import MAX_BYTES, MAX_PIXELS, ImageStore, UploadError, read_upload
 
 __all__ = [
     "create_app",
@@ -47,8 +47,8 @@ __all__ = [
 ]
 
 #: Upload limits: bytes of one file and pixels (width x height) of one decoded image.
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
-DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_BYTES = MAX_BYTES
+DEFAULT_MAX_PIXELS = MAX_PIXELS  # unmask._limits.MAX_PIXELS: one pixel cap everywhere
 
 #: Metric kinds the metrics job can run: they need only the model, the image, the map, a target.
 METRIC_KINDS_SERVED = ("faithfulness", "map")

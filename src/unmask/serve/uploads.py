@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .._limits import MAX_PIXELS
 from ..images import WIDE_MODES, _open, _pil_to_array, _pil_to_rgb
 
 __all__ = ["UploadError", "read_upload", "ImageStore", "FORMATS", "MAX_BYTES", "MAX_PIXELS"]
@@ -31,9 +32,9 @@ __all__ = ["UploadError", "read_upload", "ImageStore", "FORMATS", "MAX_BYTES", "
 #: Formats accepted, as PIL names them (MPO: a camera's multi-picture JPEG).
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 _ALSO = {"MPO": "JPEG"}
-#: Default bounds of one upload: bytes of the file, pixels of the decoded image.
+#: Default bounds of one upload: bytes of the file; pixels of the decoded image are bounded by
+#: :data:`unmask._limits.MAX_PIXELS`, the same constant as the CLI's and the Python API's.
 MAX_BYTES = 20 * 1024**2
-MAX_PIXELS = 40_000_000
 
 #: Signatures of files that are not images PIL reads, named in the 415 message.
 _SIGNATURES = (
