@@ -250,3 +250,57 @@ def test_bad_options():
         load_image(arr, size=0)
     with pytest.raises(ValueError, match="mode: expected 'crop' or 'resize'"):
         load_image(arr, mode="pad")
+
+
+# --------------------------------------------------------------------------- large images
+
+
+@pytest.fixture(scope="module")
+def large_files(tmp_path_factory):
+    """A 2400 x 1800 photograph (astronaut, upscaled) as PNG, JPEG and a uint8 array."""
+    root = tmp_path_factory.mktemp("large")
+    img = Image.fromarray(example_image("astronaut")).resize((2400, 1800), Image.BICUBIC)
+    img.save(root / "big.png", compress_level=1)
+    img.save(root / "big.jpg", quality=95)
+    return {"png": root / "big.png", "jpg": root / "big.jpg", "array": np.asarray(img)}
+
+
+def _full_resize(source, size, mode):
+    """The resize of the full-size image, as load_image did before it reduced large images."""
+    import torch.nn.functional as F
+
+    from unmask.images import _pil_to_array
+
+    img = Image.fromarray(source) if isinstance(source, np.ndarray) else Image.open(source)
+    img.load()
+    if mode == "crop":
+        side = min(img.size)
+        left, top = (img.width - side) // 2, (img.height - side) // 2
+        img = img.crop((left, top, left + side, top + side))
+    x = torch.from_numpy(_pil_to_array(img)).permute(2, 0, 1)[None]
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x.clamp(0, 1)
+
+
+@pytest.mark.parametrize("kind", ["png", "jpg", "array"])
+@pytest.mark.parametrize("mode", ["crop", "resize"])
+def test_large_images_are_reduced_before_their_float_copy(large_files, kind, mode, monkeypatch):
+    import unmask.images as images
+
+    seen = []
+    convert = images._pil_to_array
+    monkeypatch.setattr(images, "_pil_to_array", lambda img: seen.append(img.size) or convert(img))
+    x = load_image(large_files[kind], size=64, mode=mode)
+    assert x.shape == (1, 3, 64, 64)
+    # the float copy is at most 8 times the output side (not 2400 x 1800)
+    assert seen and max(seen[0]) < 8 * 64 * (2400 / 1800 if mode == "resize" else 1)
+    # and within about 1/255 of a resize of the full image
+    diff = (x - _full_resize(large_files[kind], 64, mode)).abs()
+    assert float(diff.mean()) < 0.006 and float(diff.max()) < 0.08
+
+
+def test_images_under_eight_times_the_size_are_resized_as_before(large_files):
+    # 2400 x 1800 at 224: 1800 // (4 * 224) = 2, reduced; at 256: 1800 // 1024 = 1, as before
+    for kind in ("png", "array"):
+        x = load_image(large_files[kind], size=256)
+        assert torch.equal(x, _full_resize(large_files[kind], 256, "crop").contiguous())
