@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import pickle
 import struct
 import warnings
 import zlib
@@ -574,6 +575,11 @@ def _files(tmp_path: Path) -> dict[str, str]:
     np.save(tmp_path / "nan.npy", np.full((16, 16, 3), np.nan, np.float32))
     np.save(tmp_path / "maps_nan.npy", np.full((1, 16, 16), np.nan, np.float32))
     torch.save({"nope": torch.zeros(1)}, tmp_path / "bad.pt")
+    (tmp_path / "pickle.pkl").write_bytes(pickle.dumps({"a": 1}))
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")  # a whole pickled module
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "loop.npy").symlink_to(tmp_path / "loop.npy")
     return {
         k: str(tmp_path / v)
         for k, v in [
@@ -583,6 +589,11 @@ def _files(tmp_path: Path) -> dict[str, str]:
             ("nan", "nan.npy"),
             ("maps_nan", "maps_nan.npy"),
             ("bad", "bad.pt"),
+            ("pkl", "pickle.pkl"),
+            ("module", "module.pt"),
+            ("loop", "loop.png"),
+            ("dangling", "dangling.png"),
+            ("maps_loop", "loop.npy"),
             ("dir", "."),
             ("txt", "result.txt"),
             ("nodir", "no/such/dir/x.png"),
@@ -655,6 +666,21 @@ CLI_CASES = [
     (["figure4", "--images", "{dir}", "--out", "{dir}", "--limit", "-3"], ["--limit:"]),
     (["figure4", "--images", "{dir}", "--out", "{dir}", "--size", "100000"], ["size:"]),
     (["explain", *EX, "--target", "cat"], ["--target"]),
+    (["explain", *EX, "--target", "true"], ["--target"]),
+    # files that were internal errors or misnamed (issue 25)
+    (["explain", *EX, "--weights", "{pkl}"], ["weights:", "pickle.pkl", "not a torch weights"]),
+    (["explain", *EX, "--weights", "{module}"], ["weights:", "Linear", "state_dict()"]),
+    (
+        ["explain", *EX, "--model", "synthetic_cnn", "--weights", "{pkl}"],
+        ["weights:", "not a torch weights"],
+    ),
+    (["explain", *EX, "--model", "synthetic_cnn", "--weights", "{loop}"], ["weights:", "loop"]),
+    (["explain", "{loop}", "--no-progress"], ["image:", "symbolic link loop"]),
+    (["explain", "{dangling}", "--no-progress"], ["image:", "broken symbolic link"]),
+    (
+        ["evaluate", "--example", "chelsea", "--maps", "{maps_loop}"],
+        ["--maps:", "symbolic link loop"],
+    ),
 ]
 
 

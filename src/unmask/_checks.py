@@ -20,11 +20,27 @@ __all__ = [
     "check_positive",
     "check_probability",
     "check_choice",
+    "check_not_meta",
 ]
 
 
 def _shape(t: Tensor) -> str:
     return "(" + ", ".join(str(s) for s in t.shape) + ")"
+
+
+def check_not_meta(t: Tensor, name: str) -> None:
+    """Refuse a tensor on the ``meta`` device: it has a shape but no values to compute with.
+
+    Example:
+        >>> check_not_meta(torch.empty(2, device="meta"), "x")
+        Traceback (most recent call last):
+        ...
+        ValueError: x: a meta tensor holds no values; expected a tensor on the CPU or a GPU
+    """
+    if t.is_meta:
+        raise ValueError(
+            f"{name}: a meta tensor holds no values; expected a tensor on the CPU or a GPU"
+        )
 
 
 def check_images(x: object, name: str = "x", channels: int | None = None) -> Tensor:
@@ -42,6 +58,7 @@ def check_images(x: object, name: str = "x", channels: int | None = None) -> Ten
         raise TypeError(
             f"{name}: expected a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}"
         )
+    check_not_meta(x, name)
     if x.ndim != 4:
         raise ValueError(f"{name}: expected shape (B, C, H, W), got {_shape(x)}")
     if not x.is_floating_point():
@@ -99,6 +116,7 @@ def check_mask(mask: object, x: Tensor, name: str = "mask") -> Tensor:
         raise TypeError(
             f"{name}: expected a torch.Tensor of shape (B, 1, H, W), got {type(mask).__name__}"
         )
+    check_not_meta(mask, name)
     if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-2:] != x.shape[-2:]:
         raise ValueError(
             f"{name}: expected shape (B, 1, {x.shape[-2]}, {x.shape[-1]}) matching the images "
@@ -206,6 +224,7 @@ def _class_set(value: object, num_classes: int, name: str) -> int | frozenset[in
 
 
 def _target_tensor(target: Tensor, batch: int, num_classes: int, name: str) -> Tensor:
+    check_not_meta(target, name)
     target = target.detach().cpu()
     if target.dtype == torch.bool:
         member = target.reshape(1, -1) if target.ndim == 1 else target

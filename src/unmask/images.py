@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from ._files import check_file
 from ._limits import max_pixels, max_size
 
 __all__ = ["load_image", "example_image", "EXAMPLES"]
@@ -332,11 +333,7 @@ def _read(
     ``min_side``, ``square``: a file may be decoded at a reduced scale (see :func:`_open`).
     """
     if isinstance(source, str | os.PathLike):
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"{name}: file not found: {path}")
-        if not path.is_file():
-            raise ValueError(f"{name}: not a file: {path}")
+        path = check_file(source, name)
         if path.stat().st_size == 0:
             raise ValueError(f"{name}: empty file (0 bytes): {path}")
         return _open(path, name, min_side=min_side, square=square)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_images, check_unit_range
+from ._files import check_file, read_torch
 
 __all__ = ["Classifier", "load_model", "list_models", "imagenet_class_names", "EXECUTIONS"]
 
@@ -441,15 +442,8 @@ def _load_state_dict(net: nn.Module, weights: str | Path, model: str) -> None:
     """Load a local state dict file into ``net`` (``weights_only=True``), or say why not."""
     if not isinstance(weights, str | Path):
         raise TypeError(f"weights: expected a file path, got {type(weights).__name__}")
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights: file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip or unpickler errors of a file that is no state dict
-        raise ValueError(
-            f"weights: cannot read {path} as a torch state dict ({type(exc).__name__})"
-        ) from None
+    path = check_file(weights, "weights")
+    state = read_torch(path, "weights")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

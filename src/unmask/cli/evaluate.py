@@ -104,14 +104,14 @@ def _load_maps(paths: list[str]) -> Any:
     import numpy as np
     import torch
 
+    from .._files import check_file
     from .._limits import max_pixels
 
     maps = []
     for p in map(Path, paths):
         if p.suffix.lower() != ".npy":
             raise ValueError(f"--maps: expected .npy files, got {str(p)!r}")
-        if not p.is_file():
-            raise FileNotFoundError(f"--maps: file not found: {p}")
+        p = check_file(p, "--maps")
         try:
             arr = np.load(p, allow_pickle=False, mmap_mode="r")  # the header first, no copy
         except (ValueError, OSError) as exc:

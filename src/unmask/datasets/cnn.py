@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_images, check_positive
+from .._files import check_file, read_torch
 from ..models import Classifier
 from . import synthetic
 
@@ -353,14 +354,22 @@ def load(weights: str | Path | None = None) -> Classifier:
         >>> model.class_names, model.input_size
         (['disc', 'square', 'triangle', 'cross', 'ring', 'stripes'], (64, 64))
     """
-    path = default_weights() if weights is None else Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights: file not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    path = default_weights() if weights is None else check_file(weights, "weights")
+    ckpt = read_torch(path, "weights")
     if not isinstance(ckpt, dict) or ckpt.get("format") != WEIGHTS_FORMAT:
         raise ValueError(f"weights: {path} is not a synthetic CNN weights file ({WEIGHTS_FORMAT})")
-    net = SyntheticCNN(num_classes=len(ckpt["classes"]))
-    net.load_state_dict(ckpt["state_dict"])
-    return _classifier(
-        net, int(ckpt["input_size"]), list(ckpt["classes"]), float(ckpt["mean"]), float(ckpt["std"])
-    )
+    try:
+        net = SyntheticCNN(num_classes=len(ckpt["classes"]))
+        net.load_state_dict(ckpt["state_dict"])
+        return _classifier(
+            net,
+            int(ckpt["input_size"]),
+            [str(c) for c in ckpt["classes"]],
+            float(ckpt["mean"]),
+            float(ckpt["std"]),
+        )
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise ValueError(
+            f"weights: {path} is a damaged synthetic CNN weights file ({type(exc).__name__}: {why})"
+        ) from None

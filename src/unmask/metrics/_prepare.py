@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_targets
+from .._checks import check_not_meta, check_targets
 from ..explanation import Explanation
 from ..models import Classifier, as_classifier, check_model_input
 from ..scoring import Scorer, select_scores
@@ -48,6 +48,7 @@ def check_saliency(saliency: object, batch: int | None = None, name: str = "sali
             f"{name}: expected a torch.Tensor (or numpy array) of shape (B, 1, H, W), "
             f"got {type(saliency).__name__}"
         )
+    check_not_meta(saliency, name)
     s = saliency.detach()
     shape = "(" + ", ".join(map(str, saliency.shape)) + ")"
     if batch is not None and s.ndim == 2 and batch == 1:
