@@ -194,6 +194,7 @@ BAD_IMAGES = [
     ("gray", lambda x: x[:, :1], ValueError, ["x:", "3 channels"]),
     ("empty", lambda x: x[:0], ValueError, ["x:"]),
     ("array", lambda x: x.numpy(), TypeError, ["x:"]),
+    ("meta", lambda x: torch.empty_like(x, device="meta"), ValueError, ["x:", "meta tensor"]),
 ]
 
 BAD_TARGETS = [
@@ -204,6 +205,8 @@ BAD_TARGETS = [
     ("cat", TypeError, ["target:"]),
     ([0, 1], ValueError, ["target:", "one class"]),
     ([[]], ValueError, ["target:", "non-empty"]),
+    (True, TypeError, ["target:", "bool"]),
+    (torch.tensor([1], device="meta"), ValueError, ["target:", "meta tensor"]),
 ]
 
 
@@ -385,6 +388,7 @@ BAD_MAPS = [
     ("shape", lambda s: s[:, :, None], ValueError, ["saliency:", "shape"]),
     ("batch", lambda s: torch.cat([s, s]), ValueError, ["saliency:", "1"]),
     ("complex", lambda s: s.to(torch.complex64), TypeError, ["saliency:"]),
+    ("meta", lambda s: torch.empty_like(s, device="meta"), ValueError, ["saliency:", "meta"]),
 ]
 
 
@@ -411,6 +415,50 @@ def test_metrics_refuse_bad_images(name, case, make, exc, names):
 def test_metrics_refuse_bad_maps(name, case, make, exc, names):
     metric = METRICS.get(name).build()
     _raises(lambda: metric(MODEL, X, make(torch.rand(1, 1, 32, 32)), 1), exc, *names)
+
+
+def _image_metrics() -> list[str]:
+    """The metrics that lay maps on images (faithfulness and contrastive kinds)."""
+    from unmask.metrics.kinds import kind_of
+
+    kinds = ("faithfulness", "contrastive")
+    return [e.name for e in METRICS if kind_of(e).name in kinds]
+
+
+def _on_images(name, saliency, x=X):
+    from unmask.metrics.kinds import kind_of
+
+    metric = METRICS.get(name).build()
+    extra = {"competitors": {0}} if kind_of(METRICS.get(name)).name == "contrastive" else {}
+    return metric(_CONTRACT._model("gradcam"), x, saliency, 1, **extra)
+
+
+@pytest.mark.parametrize("name", _image_metrics())
+@pytest.mark.parametrize("h, w", [(30, 30), (64, 64), (32, 24), (31, 32)])
+def test_maps_that_do_not_tile_the_images_are_refused(name, h, w):
+    # one rule where maps meet images: the image's size, or a grid whose cells tile it
+    _raises(lambda: _on_images(name, torch.rand(1, 1, h, w)), ValueError, "saliency:", f"{h} x {w}")
+
+
+@pytest.mark.parametrize("name", _image_metrics())
+def test_grid_maps_are_read_as_documented(name):
+    # an 8 x 8 grid on 32 x 32 images: accepted, finite
+    assert bool(torch.isfinite(_on_images(name, torch.rand(1, 1, 8, 8))).all())
+
+
+def test_evaluate_and_the_cli_apply_the_map_rule(tmp_path, capsys):
+    from unmask.metrics import evaluate
+
+    _raises(
+        lambda: evaluate(MODEL, X, torch.rand(1, 1, 30, 30), ["deletion", "cauc"], competitors={0}),
+        ValueError,
+        "saliency:",
+        "30 x 30",
+    )
+    np.save(tmp_path / "m.npy", np.random.default_rng(0).random((1, 30, 30), np.float32))
+    argv = ["evaluate", "--example", "chelsea", "--model", "synthetic_cnn"]
+    line = _cli_error(capsys, [*argv, "--maps", str(tmp_path / "m.npy")])
+    assert "--maps:" in line and "30 x 30" in line and "64 x 64" in line
 
 
 @pytest.mark.parametrize("name", _model_metrics())

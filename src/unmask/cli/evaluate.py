@@ -209,6 +209,10 @@ def run(args: argparse.Namespace) -> int:
     inputs = load_inputs(args, size)
     labels = inputs.names
     x = torch.cat(inputs.tensors)
+    if saliency is not None:  # the one rule of maps on images (unmask.metrics._prepare)
+        from ..metrics._prepare import check_grid
+
+        check_grid(tuple(saliency.shape[-2:]), tuple(x.shape[-2:]), "--maps")
     target = check_targets(args.target, n_images, model.num_classes, "--target")
     if target is None:
         from ..scoring import Scorer

@@ -119,7 +119,10 @@ def evaluate(
             target = saliency.target
         saliency = saliency.saliency
     if saliency is not None:
-        saliency = check_saliency(saliency, x.shape[0] if isinstance(x, Tensor) else None)
+        size = (x.shape[-2], x.shape[-1]) if isinstance(x, Tensor) and x.ndim == 4 else None
+        saliency = check_saliency(
+            saliency, x.shape[0] if isinstance(x, Tensor) else None, size=size
+        )
     given = {"model": model, "x": x, "saliency": saliency, "target": target, **inputs}
     full: Tensor | None = None
     results: dict[Any, Any] = {}

@@ -531,7 +531,7 @@ def monotonicity(
     ``features_in_step=1``, one pixel per step, i.e. ``max_steps=None``).
     """
     x = check_model_input(as_classifier(model, "model"), x, "x")
-    s = check_saliency(saliency, x.shape[0])
+    s = check_saliency(saliency, x.shape[0], size=(x.shape[-2], x.shape[-1]))
     curve = insertion_curve(
         model,
         x,
