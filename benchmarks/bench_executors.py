@@ -15,8 +15,9 @@ Duration: the default run is 8 units per executor. On the shared 2-core machine 
 of 7-15 it took about 8 minutes (170 + 140 + 128 s of runs, Ray start-up included); ``--images
 1 --writes 5`` took about 4 minutes at a load of 12. Idle it should take less. Each executor is
 bounded by ``--max-seconds`` (default 900): past it, that executor's entry records the timeout
-and the next one starts, so the script always ends (at most 3 x 900 s plus the store timing). The machine's load average is recorded before and after: on
-a shared CPU the numbers are noisy, so run it on an idle machine.
+and the next one starts, so the script always ends (at most 3 x 900 s plus the store timing).
+The machine's load average is recorded before and after: on a shared CPU the numbers are noisy,
+so run it on an idle machine.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ the overhead ratio::
     ratio = wall / (evaluations × per-image forward time)       (target ≤ 1.15)
 
 and, measured inside the same run with forward hooks (immune to load drift between the
-forward timing and the run), ``wall / time inside the model``. It also runs the peers that are installed on the same image with the same settings: captum
+forward timing and the run), ``wall / time inside the model``. It also runs the peers that
+are installed on the same image with the same settings: captum
 ``Occlusion`` and ``Lime`` (same SLIC segments, cosine kernel, ridge), and xaitk-saliency
 ``SlidingWindowStack`` / ``RISEStack`` (xaitk needs its own environment here, see the docs).
 

@@ -1,10 +1,10 @@
 """Deletion + insertion throughput: unmask vs saliency_maps_metrics 0.0.26 (and quantus).
 
-Same images, maps, targets, model (the embedded EfficientNet-Lite0 with a softmax), the same
-number of forward passes (the seed rule: maps at ``--map-size``², at most 196 steps, so
-``(steps + 1)`` images per curve) and the same batch size for both (``--batch-size``, default the seed's 20; the forward time per image
-depends strongly on it on a CPU: at 224² with one thread, batch 4 ran at ~60 ms/image and
-batch 20 at ~155 ms/image on the loaded test machine, so compare at equal batch sizes):
+Same images, maps, targets, model (the embedded EfficientNet-Lite0 with a softmax), the same number
+of forward passes (the seed rule: maps at ``--map-size``², at most 196 steps, so ``(steps + 1)``
+images per curve) and the same batch size for both (``--batch-size``, default the seed's 20; the
+forward time per image depends strongly on it on a CPU: at 224² with one thread, batch 4 ran at ~60
+ms/image and batch 20 at ~155 ms/image on the loaded test machine, so compare at equal batch sizes):
 
 - ``unmask``: :mod:`unmask.metrics.compat` ``Deletion()`` + ``Insertion()`` (DAUC, DC, IAUC,
   IC), i.e. the batched engine behind :mod:`unmask.metrics.deletion`;
@@ -17,9 +17,9 @@ batch 20 at ~155 ms/image on the loaded test machine, so compare at equal batch 
   here it lives in its own venv: ``/work/venv-quantus``, which reuses /work/venv's torch).
 
 It prints images/s for each (images whose deletion and insertion curves are both computed per
-second; quantus: deletion only) and the ratio ``peer time / unmask time`` (> 1: unmask faster), and checks that unmask and
-saliency_maps_metrics return the same numbers. The model's own forward time per image at the
-same batch size is measured alongside so that overheads can be read off:
+second; quantus: deletion only) and the ratio ``peer time / unmask time`` (> 1: unmask faster), and
+checks that unmask and saliency_maps_metrics return the same numbers. The model's own forward time
+per image at the same batch size is measured alongside so that overheads can be read off:
 ``overhead = wall / (forward passes × forward time per image)``.
 
     python benchmarks/metrics.py                     # 4 images, 28x28 maps (196 steps)

@@ -1,4 +1,4 @@
-"""The README's Python examples run as written (doctest), and its set-up commands are the ones CI runs."""
+"""The README's Python examples run as written (doctest); its set-up commands are CI's."""
 
 from __future__ import annotations
 

@@ -81,9 +81,9 @@ def test_mask_function_equals_mask_tensor(region_model, region_images):
 
 
 def test_removing_the_box_drops_the_score(region_model, region_images):
-    t, l, b, r = region_box(32, 32)
+    t, left, b, r = region_box(32, 32)
     box = torch.zeros(1, 1, 32, 32)
-    box[..., t:b, l:r] = 1
+    box[..., t:b, left:r] = 1
     outside = 1 - box
     scores = Scorer(region_model).perturbed(
         region_images[:1], torch.cat([box, outside]), torch.tensor([1]), Constant("gray")

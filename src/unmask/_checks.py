@@ -124,7 +124,8 @@ def check_mask(mask: object, x: Tensor, name: str = "mask") -> Tensor:
         )
     if mask.shape[0] != x.shape[0] and 1 not in (mask.shape[0], x.shape[0]):
         raise ValueError(
-            f"{name}: batch size {mask.shape[0]} does not match the images' batch size {x.shape[0]} "
+            f"{name}: batch size {mask.shape[0]} does not match the images' batch size "
+            f"{x.shape[0]} "
             "(expected equal sizes, or one of them 1)"
         )
     if not mask.is_floating_point():
@@ -260,8 +261,11 @@ def check_positive(
     value: object, name: str, integer: bool = False, allow_zero: bool = False
 ) -> None:
     """Check that a hyperparameter is a positive number (an int when ``integer``)."""
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (integer and not isinstance(value, int))
+    ):
         what = "an int" if integer else "a number"
         raise TypeError(f"{name}: expected {what}, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero) or value != value:

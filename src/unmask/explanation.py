@@ -40,8 +40,9 @@ def result_key(spec: dict[str, Any], model: str, image: Tensor | str, target: An
     ``target`` a class, a list of classes (a set) or a target tensor of one image.
 
     Example:
-        >>> k = result_key({"method": "rise", "seed": 0, "batch_size": 8}, "m", torch.zeros(3, 2, 2), 1)
-        >>> k == result_key({"method": "rise", "seed": 0, "batch_size": 64}, "m", torch.zeros(3, 2, 2), 1)
+        >>> x = torch.zeros(3, 2, 2)
+        >>> k = result_key({"method": "rise", "seed": 0, "batch_size": 8}, "m", x, 1)
+        >>> k == result_key({"method": "rise", "seed": 0, "batch_size": 64}, "m", x, 1)
         True
     """
     if isinstance(target, Tensor):

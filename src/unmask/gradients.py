@@ -270,8 +270,8 @@ def gradients(
         for n in names:
             if not acts[n].requires_grad:
                 raise ValueError(f"layer: the score does not depend differentiably on {n!r}")
-        grads = torch.autograd.grad(s.sum(), wrt, allow_unused=True)
-    grads = [torch.zeros_like(w) if g is None else g for g, w in zip(grads, wrt, strict=True)]
+        raw = torch.autograd.grad(s.sum(), wrt, allow_unused=True)
+    grads = [torch.zeros_like(w) if g is None else g for g, w in zip(raw, wrt, strict=True)]
     out_input = grads.pop(0).detach() if input else None
     return Gradients(
         logits.detach(),
@@ -296,7 +296,7 @@ class _Override(torch.autograd.Function):
         x: Tensor,
         output: Tensor,
         module: nn.Module,
-        rule: BackwardRule,  # type: ignore[override]
+        rule: BackwardRule,
         state: dict,
     ) -> Tensor:
         ctx.save_for_backward(x, output)
@@ -304,7 +304,7 @@ class _Override(torch.autograd.Function):
         return output.clone()  # a view would forbid in-place ops after it (ReLU(inplace=True))
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor):  # type: ignore[override]
+    def backward(ctx, grad_output: Tensor):
         x, output = ctx.saved_tensors
         ctx.state["active"] = False  # a rule may run the module again: no override inside
         try:
@@ -391,12 +391,12 @@ class _SplitSum(torch.autograd.Function):
     """``a + b`` whose backward splits the gradient in proportion to the inputs' positive parts."""
 
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:
         ctx.save_for_backward(a, b)
         return a + b
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx, grad: Tensor):
         a, b = ctx.saved_tensors
         pa, pb = a.clamp(min=0), b.clamp(min=0)
         total = pa + pb
@@ -412,7 +412,7 @@ class _SumMode(TorchFunctionMode):
         super().__init__()
         self.state = state
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+    def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in _ADDS and len(args) == 2 and not kwargs and self.state["on"]:
             a, b = args

@@ -71,6 +71,9 @@ class Classifier(nn.Module):
         torch.Size([4, 2])
     """
 
+    mean: Tensor  # (1, 3, 1, 1) buffers
+    std: Tensor
+
     def __init__(
         self,
         net: nn.Module,
@@ -229,7 +232,7 @@ class Classifier(nn.Module):
 
         check_positive(batch_size, "batch_size", integer=True)
         self.execution = execution
-        self.compile_batch_size: int = batch_size
+        self.compile_batch_size = batch_size
         _FAST.pop(self, None)
         return self
 
@@ -264,12 +267,13 @@ class Classifier(nn.Module):
             (t.data_ptr(), 0 if t.is_inference() else t._version)
             for t in (*self.net.parameters(), *self.net.buffers())
         )
-        key = ("channels_last", z.device, z.dtype)
+        key: tuple[object, ...] = ("channels_last", z.device, z.dtype)
         hit = cache.get(key)
         if hit is None or hit[0] != stamp:
             cache.clear()  # the weights changed: every copy is stale
             with torch.inference_mode(False), torch.no_grad():  # normal tensors: they trace
-                net = copy.deepcopy(self.net).eval().to(memory_format=torch.channels_last)
+                net = copy.deepcopy(self.net).eval()
+                net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             for p in net.parameters():
                 p.requires_grad_(False)
             hit = cache[key] = (stamp, net)
@@ -419,7 +423,8 @@ def _torchvision(arch: str) -> Callable[..., Classifier]:
             import torchvision.models as tvm
         except Exception as exc:  # ImportError, or the operator mismatch beside torch 2.13
             raise ValueError(
-                f"model: 'tv:{arch}' needs torchvision, which is not usable here ({type(exc).__name__}: "
+                f"model: 'tv:{arch}' needs torchvision, which is not usable here "
+                f"({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''}); install the optional extra "
                 "'unmask[torchvision]' with a torch build it supports"
             ) from None
@@ -479,7 +484,8 @@ _MODELS: dict[str, _ModelSpec] = {
     ),
     "synthetic_cnn": _ModelSpec(
         _synthetic_cnn,
-        "small CNN of the synthetic shapes benchmark (unmask.datasets), 6 classes, 64x64 (embedded)",
+        "small CNN of the synthetic shapes benchmark (unmask.datasets), 6 classes, 64x64 "
+        "(embedded)",
         "unmask",
     ),
 }
@@ -580,7 +586,9 @@ def check_model_input(model: Classifier, x: object, name: str = "x") -> Tensor:
 def check_device(device: object, name: str = "device") -> torch.device:
     """A device torch can use here, or a ValueError saying why not (e.g. no CUDA in this build)."""
     try:
-        dev = torch.device(device)  # type: ignore[arg-type]
+        if not isinstance(device, str | int | torch.device):
+            raise TypeError(device)
+        dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
         raise ValueError(
             f"{name}: expected a torch device such as 'cpu' or 'cuda:0', got {device!r}"

@@ -22,7 +22,7 @@ Progress = bool | Callable[[int, int], object] | None
 def check_progress(progress: object, name: str = "progress") -> Progress:
     """Check a ``progress`` argument: a bool, None or a callable ``(done, total)``."""
     if progress is None or isinstance(progress, bool) or callable(progress):
-        return progress  # type: ignore[return-value]
+        return progress
     raise TypeError(f"{name}: expected a bool or a callable (done, total), got {progress!r}")
 
 
@@ -75,17 +75,23 @@ def reporter(progress: Progress, total: int, desc: str = "") -> Callable[[int | 
         [(2, 4), (4, 4)]
     """
     if callable(progress):
-        return lambda done: None if done is None else progress(done, total)  # type: ignore[misc]
+        report = progress
+
+        def update(done: int | None) -> None:
+            if done is not None:
+                report(done, total)
+
+        return update
     if not progress:
         return lambda done: None
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, desc=desc, leave=False)
 
-    def update(done: int | None) -> None:
+    def advance(done: int | None) -> None:
         if done is None:
             bar.close()
         else:
             bar.update(done - bar.n)
 
-    return update
+    return advance

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,7 +139,8 @@ class Entry:
             if unknown:
                 allowed = ", ".join(n for n in named[len(args) :])
                 raise ValueError(
-                    f"{unknown[0]}: not a hyperparameter of {self.name!r}; expected one of: {allowed}"
+                    f"{unknown[0]}: not a hyperparameter of {self.name!r}; "
+                    f"expected one of: {allowed}"
                 )
         merged = {
             k: (v() if callable(v) and not inspect.isclass(v) and _no_args(v) else v)
@@ -228,7 +229,8 @@ class Registry:
         key = self._aliases.get(name.lower(), name.lower())
         if key not in self._entries:
             raise ValueError(
-                f"{self.kind}: unknown {self.kind} {name!r}; expected one of: {', '.join(self.names())}"
+                f"{self.kind}: unknown {self.kind} {name!r}; "
+                f"expected one of: {', '.join(self.names())}"
             )
         return self._entries[key]
 
@@ -254,7 +256,7 @@ class Registry:
             name.lower() in self._entries or name.lower() in self._aliases
         )
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Entry]:
         return iter(self._entries.values())
 
 

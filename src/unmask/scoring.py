@@ -19,7 +19,7 @@ from torch import Tensor
 from ._checks import check_choice, check_positive
 from ._limits import batch_bytes, check_memory
 from .models import Classifier
-from .progress import check_progress, track
+from .progress import Progress, check_progress, track
 from .removal.base import bind
 
 __all__ = ["Scorer", "select_scores", "SCORES"]
@@ -94,9 +94,9 @@ class Scorer:
         if batch_size != "auto":
             check_positive(batch_size, "batch_size", integer=True)
         check_choice(score, "score", SCORES)
-        check_progress(progress)
-        self.model, self.score, self.progress = model, score, progress
-        self._batch_size: int | None = None if batch_size == "auto" else batch_size
+        self.model, self.score = model, score
+        self.progress: Progress = check_progress(progress)
+        self._batch_size: int | None = None if isinstance(batch_size, str) else batch_size
         self.evaluations = 0
 
     @property
@@ -151,7 +151,7 @@ class Scorer:
         return torch.softmax(self.logits(images), dim=1)
 
     def __call__(self, images: Tensor, target: Tensor) -> Tensor:
-        """Scores (N,) (or (N, T)) of ``target`` (see :func:`select_scores`) for images (N, C, H, W)."""
+        """Scores (N,) (or (N, T)) of ``target`` (:func:`select_scores`) for images (N, C, H, W)."""
         return select_scores(self.logits(images), target.to(self.device), self.score)
 
     def top1(self, images: Tensor) -> Tensor:

@@ -34,15 +34,15 @@ def region_box(
     height: int, width: int, region: tuple[float, ...] = REGION
 ) -> tuple[int, int, int, int]:
     """The model's box in pixels (top, left, bottom, right) for an image of this size."""
-    t, l, b, r = region
-    return round(t * height), round(l * width), round(b * height), round(r * width)
+    t, left, b, r = region
+    return round(t * height), round(left * width), round(b * height), round(r * width)
 
 
 def region_mask(height: int, width: int, region: tuple[float, ...] = REGION) -> Tensor:
     """(1, 1, H, W) boolean mask of the model's box (or of ``region``)."""
-    t, l, b, r = region_box(height, width, region)
+    t, left, b, r = region_box(height, width, region)
     m = torch.zeros(1, 1, height, width, dtype=torch.bool)
-    m[..., t:b, l:r] = True
+    m[..., t:b, left:r] = True
     return m
 
 
@@ -62,8 +62,8 @@ class RegionModel(nn.Module):
         self.bias = nn.Parameter(torch.tensor(-0.25 * gain))
 
     def forward(self, x: Tensor) -> Tensor:
-        t, l, b, r = region_box(*x.shape[-2:])
-        box = x[..., t:b, l:r].mean(dim=(-2, -1))  # (B, 3)
+        t, left, b, r = region_box(*x.shape[-2:])
+        box = x[..., t:b, left:r].mean(dim=(-2, -1))  # (B, 3)
         z = box @ self.weight + self.bias
         if self.classes == 3:  # a third class that also likes the red box, half as much
             return torch.stack([-z, z, z / 2], dim=1)
@@ -91,9 +91,9 @@ def region_images(batch: int = 2, size: int = 32, seed: int = 0) -> Tensor:
     """(B, 3, size, size) random images whose model box is bright red (class 1 wins clearly)."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, 3, size, size, generator=gen) * 0.6 + 0.2
-    t, l, b, r = region_box(size, size)
-    x[:, 0, t:b, l:r] = 0.95
-    x[:, 1:, t:b, l:r] = 0.1 + 0.1 * torch.rand(batch, 2, b - t, r - l, generator=gen)
+    t, left, b, r = region_box(size, size)
+    x[:, 0, t:b, left:r] = 0.95
+    x[:, 1:, t:b, left:r] = 0.1 + 0.1 * torch.rand(batch, 2, b - t, r - left, generator=gen)
     return x
 
 
@@ -130,7 +130,7 @@ class ConvRegionModel(nn.Module):
             conv.weight.copy_(
                 torch.tensor([[1.0, -0.5, -0.5], [-0.5, -0.5, 1.0]])[:, :, None, None]
             )
-            conv.bias.fill_(-0.1)
+            conv.bias.fill_(-0.1)  # type: ignore[union-attr]  # Conv2d(bias=True)
             head.weight.copy_(torch.tensor([[0.0, 64.0], [64.0, 0.0], [32.0, 0.0]][:classes]))
             head.bias.copy_(torch.tensor([-1.0, -1.0, -0.5][:classes]))
         self.features = nn.Sequential(conv, nn.ReLU(), nn.AvgPool2d(4), _RegionGate())

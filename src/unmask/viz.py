@@ -96,7 +96,8 @@ def _images(images: object, name: str = "images") -> Tensor:
     x = check_images(images, name, channels=3).detach().float().cpu()
     if float(x.min()) < 0 or float(x.max()) > 1:
         raise ValueError(
-            f"{name}: expected values in [0, 1], got range [{float(x.min()):.3g}, {float(x.max()):.3g}]"
+            f"{name}: expected values in [0, 1], "
+            f"got range [{float(x.min()):.3g}, {float(x.max()):.3g}]"
         )
     return x
 
@@ -288,7 +289,11 @@ def masked_image(
         removed = check_mask(mask, x, "mask").float().cpu()
     else:
         removed = 1 - top_mask(_matched(x, _saliency(saliency)), keep)
-    remove = Constant("gray") if removal is None else make_removal(removal)
+    remove: Callable[[Tensor, Tensor], Tensor]
+    if removal is None:
+        remove = Constant("gray")
+    else:
+        remove = make_removal(removal) if isinstance(removal, str) else removal
     with torch.no_grad():
         return remove(x, removed).clamp(0, 1)
 
@@ -397,7 +402,7 @@ def plot_grid(
         for i, e in enumerate(items)
     ]
     targets: list[Tensor | None] = []
-    for i, e in enumerate(items):
+    for e in items:
         if isinstance(e, Explanation):
             t = e.target.reshape(-1).cpu()
             targets.append(t.expand(b) if t.numel() == 1 else t)
@@ -468,8 +473,8 @@ def plot_grid(
                 if column_labels is not None
                 else (e.method if isinstance(e, Explanation) else f"map {j}")
             )
-            t = targets[j]
-            what = f"{_short(name(int(t[i])))}{prob(i, int(t[i]))}" if t is not None else ""
+            tj = targets[j]
+            what = f"{_short(name(int(tj[i])))}{prob(i, int(tj[i]))}" if tj is not None else ""
             ax = axes[i, 1 + per_item * j]
             ax.imshow(
                 _hwc(overlay(x[i : i + 1], s[i : i + 1], alpha, cmap, sig)[0]),
@@ -487,9 +492,9 @@ def plot_grid(
                 # ticks in the map's own units: normalisation is per image
                 si = s[i]
                 if sig:
-                    top = float(si.abs().max())
+                    peak = float(si.abs().max())
                     cb.set_ticks([-1, 0, 1])
-                    cb.set_ticklabels([f"{-top:.3g}", "0", f"{top:.3g}"])
+                    cb.set_ticklabels([f"{-peak:.3g}", "0", f"{peak:.3g}"])
                     cb.set_label("saliency (+ for the class, − against)", fontsize=8)
                 else:
                     lo, hi = float(si.min()), float(si.max())

@@ -225,7 +225,8 @@ def test_round_trip_of_the_published_tree(tmp_path, resnet50):
         ),
         (
             '[{"id": "a", "text": "c001-x 0.1", "children": []},'
-            ' {"id": "b", "text": "", "children": [{"id": "c", "text": "c002-y 0.1", "children": []}]}]',
+            ' {"id": "b", "text": "",'
+            ' "children": [{"id": "c", "text": "c002-y 0.1", "children": []}]}]',
             "same depth",
         ),
     ],

@@ -45,7 +45,8 @@ FAST: dict[str, dict] = {
     },
     # telea fill as FIDO-CA; reg raised for 32x32 images (the penalty sums over pixels)
     "fido": {"mask_size": 8, "steps": 40, "reg": 1e-2, "samples": 2},
-    # coefficient masks (Kolek et al.): fewer steps/samples; 2 shearlet scales, 3 DWT levels at 32x32
+    # coefficient masks (Kolek et al.): fewer steps/samples; 2 shearlet scales, 3 DWT levels
+    # at 32x32
     "shearletx": {
         "steps": 40,
         "noise_bs": 2,
@@ -265,7 +266,7 @@ def test_bad_hyperparameters_raise(name):
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_registered_name_and_spec_rebuild(name):
-    """``e.method`` is the registered name; ``make_explainer(model, **e.spec)`` gives the same map."""
+    """``e.method`` is the registered name; ``make_explainer(model, **e.spec)`` gives that map."""
     e = _run(name, "0", 1)
     assert e.method == name
     json.dumps(e.spec)  # JSON-serialisable

@@ -81,9 +81,10 @@ def test_loss_terms_by_hand():
 @pytest.mark.parametrize("noise", ["uniform", "gaussian", "zeros"])
 def test_noise_kinds_and_seed(noise):
     x = region_images(1, 16)
-    run = lambda seed: PixelMask(
-        region_model(), steps=3, noise_bs=2, noise=noise, seed=seed
-    ).explain(x, 1)  # noqa: E731
+
+    def run(seed):
+        return PixelMask(region_model(), steps=3, noise_bs=2, noise=noise, seed=seed).explain(x, 1)
+
     a, b = run(0), run(0)
     assert torch.equal(a.extras["keep_mask"], b.extras["keep_mask"])
     if noise != "zeros":
@@ -145,16 +146,12 @@ def test_obfuscation_matches_the_objective_written_out(rep):
     model = unmask.Classifier.wrap(net.eval(), input_size=16, class_names=["a", "b"])
     x, target = region_images(1, 16), torch.tensor([1])
     source = "gray" if isinstance(rep, Shearlets) else "color"
-    make = lambda steps: MaskOptimizer(
-        model,
-        rep,
-        l1=1.0,
-        spatial=1.0,
-        steps=steps,
-        lr=0.6,  # noqa: E731
-        noise_bs=3,
-        noise_source=source,
-    )
+
+    def make(steps):
+        return MaskOptimizer(
+            model, rep, l1=1.0, spatial=1.0, steps=steps, lr=0.6, noise_bs=3, noise_source=source
+        )
+
     mask = make(1).optimize(x, target).mask  # the mask entering step 2
     opt = make(2)
     draws = []

@@ -53,9 +53,9 @@ def test_stops_at_chance_two_cells_per_iteration(region_model, region_images):
 
 def test_cells_lie_in_the_region(region_model, region_images):
     e = MP2(region_model, mask_size=8).explain(region_images, target=1)
-    t, l, b, r = region_box(8, 8)  # the box in cells
+    t, left, b, r = region_box(8, 8)  # the box in cells
     inside = torch.zeros(8, 8, dtype=torch.bool)
-    inside[t:b, l:r] = True
+    inside[t:b, left:r] = True
     assert bool((e.extras["removal_mask"][:, 0] > 0)[:, ~inside].sum() == 0)
 
 

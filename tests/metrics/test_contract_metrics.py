@@ -39,8 +39,8 @@ def smooth_maps(batch: int, seed: int, size: int = SIZE) -> torch.Tensor:
 
 
 def boxes(batch: int) -> torch.Tensor:
-    t, l, b, r = region_box(SIZE, SIZE)
-    out = torch.tensor([[l, t, r, b]], dtype=torch.float32).expand(batch, 4).clone()
+    t, left, b, r = region_box(SIZE, SIZE)
+    out = torch.tensor([[left, t, r, b]], dtype=torch.float32).expand(batch, 4).clone()
     out[1:] += 4
     return out
 

@@ -39,8 +39,8 @@ def cost(names, x, s, **inputs):
 
 def test_values_equal_each_metric_alone():
     x, s = region_images(2, 32), maps()
-    t, l, b, r = region_box(32, 32)
-    box = torch.tensor([[l, t, r, b]] * 2, dtype=torch.float32)
+    t, left, b, r = region_box(32, 32)
+    box = torch.tensor([[left, t, r, b]] * 2, dtype=torch.float32)
     names = [
         "deletion",
         "dc",

@@ -296,7 +296,7 @@ def test_map_on_the_region_beats_random_map_multistep(region_model, rule):
 def test_deletion_curve_on_region_known_shape(region_model):
     x = region_images(1, 32)
     # a map that ranks exactly the box first: the score collapses once the box is gone
-    t, l, b, r = region_box(32, 32)
+    t, left, b, r = region_box(32, 32)
     good = region_mask(32, 32).float()
     c = deletion_curve(region_model, x, good, max_steps=16)  # 64 pixels per step, box = 64 pixels
     assert c.scores.shape == (1, 17)
@@ -324,12 +324,12 @@ def test_iic_known_answer(region_model):
     # pixels only (not the distractors) removes them -> confidence increases; a map that points
     # at the distractors removes the red pixels -> it falls.
     x = region_images(2, 32, seed=5)
-    t, l, b, r = region_box(32, 32)
-    x[:, :, t : t + 3, l:r] = torch.tensor([0.1, 0.9, 0.1]).reshape(1, 3, 1, 1)
+    t, left, b, r = region_box(32, 32)
+    x[:, :, t : t + 3, left:r] = torch.tensor([0.1, 0.9, 0.1]).reshape(1, 3, 1, 1)
     red = torch.zeros(2, 1, 32, 32)
-    red[..., t + 3 : b, l:r] = 1
+    red[..., t + 3 : b, left:r] = 1
     distractor = torch.zeros(2, 1, 32, 32)
-    distractor[..., t : t + 3, l:r] = 1
+    distractor[..., t : t + 3, left:r] = 1
     iic = IncreaseInConfidence()
     assert iic(region_model, x, red).tolist() == [1.0, 1.0]
     assert iic(region_model, x, distractor).tolist() == [0.0, 0.0]

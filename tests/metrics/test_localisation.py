@@ -33,8 +33,8 @@ def blob(
 
 
 def region_xyxy(size: int) -> torch.Tensor:
-    t, l, b, r = region_box(size, size)
-    return torch.tensor([[l, t, r, b]], dtype=torch.float32)
+    t, left, b, r = region_box(size, size)
+    return torch.tensor([[left, t, r, b]], dtype=torch.float32)
 
 
 def test_alphas_are_the_seed_grid():

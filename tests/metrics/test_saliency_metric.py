@@ -42,25 +42,25 @@ def test_crop_and_resize_equals_crop_then_interpolate():
 
 def test_value_matches_the_formula_by_hand(region_model, region_images):
     size = region_images.shape[-1]
-    t, l, b, r = region_box(size, size)
+    t, left, b, r = region_box(size, size)
     sal = region_mask(size, size).float().expand(2, 1, size, size)
     value = saliency_metric(region_model, region_images, sal, target=1, alpha=0.5)
     crop = torch.nn.functional.interpolate(
-        region_images[..., t:b, l:r], size=(size, size), mode="bilinear", align_corners=False
+        region_images[..., t:b, left:r], size=(size, size), mode="bilinear", align_corners=False
     )
     p = Scorer(region_model)(crop, torch.ones(2, dtype=torch.long))
-    area = (b - t) * (r - l) / size**2  # 0.0625 > 0.05
+    area = (b - t) * (r - left) / size**2  # 0.0625 > 0.05
     expected = math.log(area) - torch.log(p)
     assert torch.allclose(value, expected, atol=1e-4)
 
 
 def test_area_floor_applies_to_tiny_boxes(region_model, region_images):
     size = region_images.shape[-1]
-    t, l, _, _ = region_box(size, size)
+    t, left, _, _ = region_box(size, size)
     sal = torch.zeros(2, 1, size, size)
-    sal[..., t + 2, l + 2] = 1.0  # one red pixel: a 1/1024 box, floored at 0.05
+    sal[..., t + 2, left + 2] = 1.0  # one red pixel: a 1/1024 box, floored at 0.05
     value = saliency_metric(region_model, region_images, sal, target=1)
-    crop = region_images[..., t + 2 : t + 3, l + 2 : l + 3].expand(-1, -1, size, size)
+    crop = region_images[..., t + 2 : t + 3, left + 2 : left + 3].expand(-1, -1, size, size)
     p = Scorer(region_model)(crop, torch.ones(2, dtype=torch.long))
     assert torch.allclose(value, math.log(0.05) - torch.log(p), atol=1e-4)
 

@@ -79,7 +79,7 @@ def test_modulated_inverse_falls_back_to_inverse():
     out = modulated_inverse(rep, u, z, (8, 8))
     assert out.shape == (1, 2, 1, 8, 8)
     torch.testing.assert_close(
-        out[0, 1], rep.inverse([a * b[:, 1] for a, b in zip(u, z)], (8, 8))[0]
+        out[0, 1], rep.inverse([a * b[:, 1] for a, b in zip(u, z, strict=True)], (8, 8))[0]
     )
 
 

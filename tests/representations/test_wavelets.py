@@ -1,4 +1,7 @@
-"""Wavelets (ptwt) as a maskable representation: structure, round trip, PyWavelets reference, gradients."""
+"""Wavelets (ptwt) as a maskable representation.
+
+Structure, round trip, PyWavelets reference, gradients.
+"""
 
 from __future__ import annotations
 

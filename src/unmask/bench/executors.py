@@ -107,7 +107,6 @@ class RayExecutor:
                     os.environ["PYTHONPATH"] = saved
             self._started_cluster = True
 
-        @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=RETRIES)
         class _Actor:
             def __init__(self, plan: Plan, threads: int | None) -> None:
                 self.worker = Worker(plan, threads or 1)
@@ -118,7 +117,8 @@ class RayExecutor:
             def compute(self, file: str, label: str) -> UnitRecord:
                 return self.worker.compute(file, label)
 
-        self.actors = [_Actor.remote(plan, threads) for _ in range(self.workers)]
+        actor: Any = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=RETRIES)(_Actor)
+        self.actors = [actor.remote(plan, threads) for _ in range(self.workers)]
         self.pids = ray.get([a.pid.remote() for a in self.actors])  # waits for the models
 
     def run(self, tasks: Sequence[tuple[str, str]]) -> Iterator[UnitRecord]:

@@ -152,7 +152,9 @@ def run_metrics(
     inputs = {"boxes": gt, "x_hat": x_hat, "coefficients": coeffs}
     computed: dict[str, tuple[Tensor | None, Any, str | None]] = {}
     for which, members in groups.items():
-        saliency = relevance if which == "relevance" else explanation.saliency
+        saliency = (
+            relevance if which == "relevance" and relevance is not None else explanation.saliency
+        )
         computed.update(_evaluate(model, x, saliency, members, explanation.target, inputs))
     for run, metric in metrics:
         if run.label not in computed:
@@ -166,7 +168,11 @@ def run_metrics(
         if run.metric == "localisation_error":
             from ..metrics.localisation import ALPHAS, localisation_error
 
-            saliency = relevance if which == "relevance" else explanation.saliency
+            saliency = (
+                relevance
+                if which == "relevance" and relevance is not None
+                else explanation.saliency
+            )
             data = {
                 "alphas": list(ALPHAS),
                 "errors": [

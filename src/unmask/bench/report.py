@@ -73,7 +73,7 @@ def summarise(store: Store, resamples: int = 1000) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for m in metrics:
         higher = _higher(m["metric"])
-        table = {}
+        table: dict[str, dict[str, Any]] = {}
         for run in runs:
             vals = [r["value"] for r in rows if r["metric"] == m["label"] and r["run"] == run]
             maps = sorted({r["map"] for r in rows if r["metric"] == m["label"] and r["run"] == run})
@@ -526,10 +526,12 @@ def write_report(
     parts.append(
         f"<p>Model <code>{html.escape(config['model']['name'])}</code>, data "
         f"<code>{html.escape(config['data']['path'])}</code> ({len(store.files())} images), "
-        f"{len(runs)} method runs, {len(summary)} metrics. Store <code>{html.escape(str(run))}</code>, "
+        f"{len(runs)} method runs, {len(summary)} metrics. Store "
+        f"<code>{html.escape(str(run))}</code>, "
         f"{len(sessions)} session(s); last: unmask {html.escape(str(last.get('unmask')))}, torch "
-        f"{html.escape(str(last.get('torch')))}, Python {html.escape(str(last.get('python')))}, commit "
-        f"<code>{html.escape(str(last.get('git_commit')))}</code>, executor {html.escape(str(last.get('executor')))}, "
+        f"{html.escape(str(last.get('torch')))}, Python {html.escape(str(last.get('python')))}, "
+        f"commit <code>{html.escape(str(last.get('git_commit')))}</code>, "
+        f"executor {html.escape(str(last.get('executor')))}, "
         f"machine {html.escape(str(machine.get('node')))} ({machine.get('cpus')} CPUs).</p>"
     )
     parts.append(
@@ -548,7 +550,8 @@ def write_report(
             "<details><summary>"
             + f"{len(failures)} failure(s)</summary><ul>"
             + "".join(
-                f"<li>{html.escape(f['file'])} {html.escape(f['run'])} {html.escape(f.get('metric', ''))}: "
+                f"<li>{html.escape(f['file'])} {html.escape(f['run'])} "
+                f"{html.escape(f.get('metric', ''))}: "
                 f"{html.escape(str(f['error']))}</li>"
                 for f in failures[:50]
             )

@@ -196,7 +196,7 @@ class Worker:
             mask=sample.mask,
             x_hat=x_hat,
         )
-        if maps is not None:
+        if maps is not None and pairs is not None:
             values.update(
                 run_contrastive(
                     self.model,
@@ -251,6 +251,7 @@ def _cwox_explanation(
     from ..explanation import Explanation
 
     t = check_targets([target], 1, num_classes, "target")
+    assert t is not None  # a target was given
     params = {**explainer.params, "clusters": [list(c) for c in clusters]}
     return Explanation(saliency, t, "cwox", params, {"clusters": [clusters]})
 

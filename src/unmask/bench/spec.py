@@ -347,7 +347,9 @@ def _metrics(entries: Any) -> tuple[list[MetricRun], list[MetricRun]]:
         raise _fail(
             "metrics", 'expected at least one metric (metrics = ["deletion"] or [[metrics]] tables)'
         )
-    runs, similarity, labels = [], [], set()
+    runs: list[MetricRun] = []
+    similarity: list[MetricRun] = []
+    labels: set[str] = set()
     for i, raw in enumerate(entries):
         where = f"metrics[{i}]"
         table = _check_keys(raw, _METRIC, where)

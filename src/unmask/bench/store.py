@@ -137,7 +137,8 @@ class Store:
         >>> import tempfile, os
         >>> path = os.path.join(tempfile.mkdtemp(), "run.sqlite")
         >>> s = Store.create_or_resume(path, {"name": "t"}, "abc")
-        >>> s.write_unit(UnitRecord("a.png", "occlusion", "done", key="k", saliency=np.zeros((2, 2)),
+        >>> s.write_unit(UnitRecord("a.png", "occlusion", "done", key="k",
+        ...              saliency=np.zeros((2, 2)),
         ...              results=[ResultRecord("deletion", "k2", "done", 0.5)]))
         True
         >>> s.done_units(), s.values("deletion")
@@ -293,7 +294,8 @@ class Store:
 
         with _transaction(self.conn):
             cur = self.conn.execute(
-                "INSERT INTO sessions (started, argv, executor, unmask, torch, python, git_commit, machine) "
+                "INSERT INTO sessions "
+                "(started, argv, executor, unmask, torch, python, git_commit, machine) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     _now(),
@@ -329,7 +331,8 @@ class Store:
         try:
             with _transaction(self.conn):
                 self.conn.execute(
-                    "INSERT INTO units (file, run, status, key, image, target, spec, error, seconds, shape, "
+                    "INSERT INTO units "
+                    "(file, run, status, key, image, target, spec, error, seconds, shape, "
                     "saliency, relevance, session) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         unit.file,

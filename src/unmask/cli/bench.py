@@ -17,7 +17,10 @@ import sys
 from pathlib import Path
 
 COMMAND = "bench"
-HELP = "Benchmark methods x metrics on a data set (TOML config, resumable SQLite store, Ray, HTML report)."
+HELP = (
+    "Benchmark methods x metrics on a data set "
+    "(TOML config, resumable SQLite store, Ray, HTML report)."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(_bench=_presets)
 
 
-def _plan(config: str, data: str | None):  # type: ignore[no-untyped-def]
+def _plan(config: str, data: str | None):
     from ..bench.presets import preset_path
     from ..bench.spec import load_plan
 
@@ -154,7 +157,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"failed: {f['file']} {what}: {f['error']}")
     if len(failures) > args.errors:
         print(
-            f"... {len(failures) - args.errors} more failures (--errors N); rerun with --retry-failed"
+            f"... {len(failures) - args.errors} more failures (--errors N); "
+            "rerun with --retry-failed"
         )
     return 0
 

@@ -1,4 +1,4 @@
-"""`unmask evaluate`: score saliency maps (saved, or computed by a method) with faithfulness metrics.
+"""`unmask evaluate`: score saliency maps (saved, or computed by a method) with metrics.
 
     unmask evaluate cat.png dog.png --maps maps.npy --metrics deletion,insertion
     unmask evaluate cat.png --method occlusion --param patch_size=32 --metrics deletion,ad --json
@@ -222,7 +222,9 @@ def run(args: argparse.Namespace) -> int:
     if saliency is None:
         method = METHODS.get(args.method).name
         saliency = (
-            make_explainer(model, method, seed=args.seed, **hyper).explain(x, target).saliency
+            make_explainer(model, method, seed=args.seed, **(hyper or {}))
+            .explain(x, target)
+            .saliency
         )
         saliency = saliency.detach().cpu().float()
 

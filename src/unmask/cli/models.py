@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
         for name, desc in models.items():
             print(f"{name:<{width}}  {desc}")
         print(
-            f"{'tv:<arch>':<{width}}  a torchvision architecture with --weights FILE (needs torchvision)"
+            f"{'tv:<arch>':<{width}}  "
+            "a torchvision architecture with --weights FILE (needs torchvision)"
         )
     return 0

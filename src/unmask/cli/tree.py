@@ -171,6 +171,7 @@ def _learn(args: argparse.Namespace) -> int:
     if args.save_documents and not args.images:
         raise ValueError("--save-documents: only with --images")
     save_docs = _check_out(args.save_documents, "--save-documents") if args.save_documents else None
+    docs: dict[str, list[int]] | list[list[int]]
     progress = not args.no_progress
     if args.data_free:
         model = load_model(args.model or "efficientnet_lite0")
@@ -229,8 +230,8 @@ def _learn(args: argparse.Namespace) -> int:
                 progress=progress,
             )
         except ValueError as exc:
-            exc = _renamed(exc, "documents", "--documents")
-            raise _renamed(exc, "num_classes", "--num-classes") from None
+            renamed = _renamed(exc, "documents", "--documents")
+            raise _renamed(renamed, "num_classes", "--num-classes") from None
         source = f"{len(docs)} documents from {args.documents}"
     tree.save(out)
     sizes = "/".join(str(len(tree.level_nodes(lv))) for lv in range(tree.depth, 0, -1))
@@ -286,8 +287,8 @@ def _show(args: argparse.Namespace) -> int:
         try:
             clusters = tree.clusters(classes, cut_level=args.cut_level)
         except (TypeError, ValueError) as exc:
-            exc = _renamed(exc, "top_k", "--classes")
-            raise _renamed(exc, "cut_level", "--cut-level") from None
+            renamed = _renamed(exc, "top_k", "--classes")
+            raise _renamed(renamed, "cut_level", "--cut-level") from None
         subtree = tree.subtree(classes)
     for w in caught:
         if "not in the label tree; each" in str(w.message):

@@ -73,7 +73,9 @@ class _Data:
         """Distinct rows of ``x[:, cols]`` (M, k) as floats, and their counts (M,)."""
         rows = np.unique(np.concatenate([self.nz[c] for c in cols]))
         k = len(cols)
-        codes = self.x[np.ix_(rows, cols)].astype(np.int64) @ (1 << np.arange(k, dtype=np.int64))
+        codes = self.x[np.ix_(rows, np.asarray(cols))].astype(np.int64) @ (
+            1 << np.arange(k, dtype=np.int64)
+        )
         uniq, counts = np.unique(codes, return_counts=True)
         zeros = self.n - rows.size  # documents with none of the columns: the pattern 0
         if zeros > 0:
@@ -85,7 +87,7 @@ class _Data:
     def assign(self, cols: list[int], prior: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """The most probable latent state (N,) of an LCM over ``cols`` for every document."""
         rows = np.unique(np.concatenate([self.nz[c] for c in cols]))
-        sub = self.x[np.ix_(rows, cols)].astype(np.float64)
+        sub = self.x[np.ix_(rows, np.asarray(cols))].astype(np.float64)
         zero = _log_joint_lcm(np.zeros((1, len(cols))), prior, theta)[0]
         out = np.full(self.n, int(np.argmax(zero)), dtype=bool)
         if rows.size:

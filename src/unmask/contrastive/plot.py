@@ -122,6 +122,7 @@ def plot_cwox(
         )
         maps = explanation.class_maps[i][j]
         for k, c in enumerate(members if maps is not None else []):
+            assert maps is not None
             _panel(
                 axes[r, 2 + k],
                 xi,

@@ -107,11 +107,11 @@ def _check_class_list(values: object, name: str, num_classes: int) -> list[int]:
             f"{name}: expected a sequence of class indices (ints), got {type(values).__name__}"
         )
     if hasattr(values, "tolist"):  # numpy arrays and torch tensors
-        values = values.tolist()  # type: ignore[union-attr]
+        values = values.tolist()
         if not isinstance(values, list):
             values = [values]
     out: list[int] = []
-    for v in values:  # type: ignore[union-attr]
+    for v in values:
         if isinstance(v, bool) or not isinstance(v, Integral):
             raise TypeError(f"{name}: expected class indices (ints), got {v!r}")
         c = int(v)

@@ -10,8 +10,8 @@ by its colour, and the rule that says which object decides it is true by constru
   in) is ``r ∈ [0.18, 0.26] · size`` (11.5-16.6 px at 64²; its box covers 8-27 % of the
   image); every distractor has a radius of at most ``0.45 · r`` (so its area is at most 20 % of
   the label object's for the same shape, and below half of it for the worst pair, a disc
-  beside a triangle: 0.45² π / (3√3 / 4) = 0.49), a class different from the label, and lies outside the label object's
-  circle (with a 2 px margin), so it never touches the label object.
+  beside a triangle: 0.45² π / (3√3 / 4) = 0.49), a class different from the label, and lies outside
+  the label object's circle (with a 2 px margin), so it never touches the label object.
 * The label object is drawn last, fully inside the image and never occluded: its per-pixel
   mask is exactly the set of pixels painted with it, and its box is the mask's bounding box
   ``(x_min, y_min, x_max, y_max)``, max exclusive (the convention of
@@ -165,7 +165,7 @@ def _contrasting_colour(rng: np.random.Generator, against: np.ndarray) -> np.nda
             best, best_d = c, d
     # Rare: fall back to the far corner of the colour cube.
     far = np.where(against > 0.5, 0.0, 1.0)
-    return 0.5 * far + 0.5 * best if best is not None else far  # type: ignore[operator]
+    return 0.5 * far + 0.5 * best if best is not None else far
 
 
 # ----------------------------------------------------------------------------- background

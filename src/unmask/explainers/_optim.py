@@ -36,7 +36,7 @@ def check_objective(score: object) -> str:
 
 
 def select_objective(logits: Tensor, target: Tensor, score: str) -> Tensor:
-    """The differentiable ``score`` (N,) of ``target`` ((N,) classes or (N, K) sets) from ``logits``.
+    """The differentiable ``score`` (N,) of ``target`` ((N,) classes or (N, K) sets).
 
     ``"log_odds"`` is ``log p_c - log(1 - p_c)`` = ``logit_c - logsumexp_{k != c} logit_k``
     (FIDO's objective), computed stably.

@@ -89,7 +89,7 @@ class _GradientCAM:
         a, grad = g.activations[self.layer], g.layer[self.layer]
         check_spatial(a, self.layer)
         cam, extras = self.combine(a, grad)
-        return finish_cam(self, cam, t, tuple(x.shape[-2:]), **extras)
+        return finish_cam(self, cam, t, (x.shape[-2], x.shape[-1]), **extras)
 
 
 def _weighted(a: Tensor, weights: Tensor) -> Tensor:
@@ -295,4 +295,4 @@ class EigenCAM:
             self.model(x)
         a = acts[self.layer]
         check_spatial(a, self.layer)
-        return finish_cam(self, first_component(a.clone()), t, tuple(x.shape[-2:]))
+        return finish_cam(self, first_component(a.clone()), t, (x.shape[-2], x.shape[-1]))

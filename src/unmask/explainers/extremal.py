@@ -15,9 +15,9 @@ from .._limits import check_at_most, check_memory
 from ..explanation import Explanation
 from ..progress import track
 from ..registry import METHODS
-from ..removal import bind, gaussian_blur
+from ..removal import bind, gaussian_blur, make_removal
 from ..removal.fills import MAX_SIGMA
-from ._common import as_model, check_model_batch, check_side, finish, prepare, resolve_removal
+from ._common import as_model, check_model_batch, check_side, finish, prepare
 from ._optim import check_objective, require_differentiable, select_objective
 
 __all__ = ["ExtremalPerturbation", "SmoothMask", "BlurPyramid", "area_loss", "area_reference"]
@@ -40,8 +40,9 @@ class SmoothMask:
     ``margin`` pixels beyond the outermost cells on every side, ``h`` the number of cell rows.
     Fong et al.'s area constraint is measured on this frame (TorchRay's ``shape_out``): a cell
     near the border then counts at least as many mask pixels as one in the middle, so the area
-    term does not favour the border (on the image crop a corner cell counts about a third). With ``sigma`` a multiple of ``step`` (TorchRay's 7 / 21) the frame
-    and its values are exactly TorchRay's.
+    term does not favour the border (on the image crop a corner cell counts about a third). With
+    ``sigma`` a multiple of ``step`` (TorchRay's 7 / 21) the frame and its values are exactly
+    TorchRay's.
 
     Args:
         size: the image size (H, W).
@@ -178,7 +179,7 @@ def area_loss(masks: Tensor, reference: Tensor) -> Tensor:
 
 @METHODS.register("extremal", aliases=("smoothmask", "extremal-perturbation"))
 class ExtremalPerturbation:
-    """Extremal Perturbations: the smooth mask of a given area that best preserves (or deletes) the class.
+    """Extremal Perturbations: the smooth mask of a given area that best keeps (or deletes) a class.
 
     For each requested area ``a`` the method finds a smooth mask ``m`` (1 = the region) of area
     ``a`` (Fong, Patrick & Vedaldi, ICCV 2019):
@@ -237,7 +238,8 @@ class ExtremalPerturbation:
     Example:
         >>> import torch
         >>> from unmask.testing import region_model, region_images
-        >>> e = ExtremalPerturbation(region_model(), areas=0.1, steps=5, step=4, sigma=8).explain(region_images(1))
+        >>> e = ExtremalPerturbation(region_model(), areas=0.1, steps=5, step=4, sigma=8)
+        >>> e = e.explain(region_images(1))
         >>> e.saliency.shape, e.extras["keep_masks"].shape
         (torch.Size([1, 1, 32, 32]), torch.Size([1, 1, 32, 32]))
     """
@@ -263,7 +265,7 @@ class ExtremalPerturbation:
         progress: bool = False,
     ) -> None:
         self.model = as_model(model)
-        self.removal = None if removal is None else resolve_removal(removal, lambda: None)
+        self.removal = None if removal is None else make_removal(removal)
         if self.removal is not None:
             require_differentiable(self.removal, "extremal")
         self.areas = _areas(areas)

@@ -158,7 +158,7 @@ class FIDO:
             with torch.enable_grad():
                 keep_prob = upsample(torch.sigmoid(theta), (h, w))  # (B, 1, H, W)
                 z = concrete_keep(keep_prob, noise, self.temperature).reshape(b * s, 1, h, w)
-                if differentiable:
+                if apply is not None:  # differentiable
                     perturbed = apply(1 - z, index)
                 else:
                     with torch.no_grad():

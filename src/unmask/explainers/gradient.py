@@ -123,8 +123,8 @@ def quadrature(steps: int, rule: str) -> tuple[Tensor, Tensor]:
     """
     n = steps
     if rule == "gausslegendre":
-        nodes, w = np.polynomial.legendre.leggauss(n)
-        return torch.from_numpy(0.5 * (1 + nodes)), torch.from_numpy(0.5 * w)
+        nodes, node_weights = np.polynomial.legendre.leggauss(n)
+        return torch.from_numpy(0.5 * (1 + nodes)), torch.from_numpy(0.5 * node_weights)
     if rule == "riemann_trapezoid":
         w = torch.full((n,), 1.0 / (n - 1), dtype=torch.float64)
         w[0] /= 2

@@ -356,6 +356,7 @@ class Lime:
         valid = torch.arange(s_max)[None] < counts[:, None]
         scores = torch.full((b, n, n_t), float("nan"))
         used = torch.full((b,), n, dtype=torch.long)
+        assert self.tolerance is not None  # the early-stopping path only
         rule = Convergence(self.tolerance, self.patience, b)
         seg_dev, flat = seg.to(x.device), seg.reshape(b, 1, -1)
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -241,7 +241,7 @@ class MaskOptimizer:
             logits = self.model(images).float()
             prob = select_scores(logits, target.repeat_interleave(samples, dim=0), "prob")
             distortion = (1 - prob.reshape(b, samples)).pow(2).mean(1)
-            sparsity = sum(m.abs().flatten(1).sum(1) for m in masks) / count
+            sparsity = cast(Tensor, sum(m.abs().flatten(1).sum(1) for m in masks)) / count
             loss_terms = distortion + self.l1 * sparsity
             if self.spatial > 0:
                 energy = gray(kept).clamp(0, 1).abs().flatten(1).mean(1)

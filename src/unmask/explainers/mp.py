@@ -1,4 +1,4 @@
-"""Meaningful Perturbation (Fong & Vedaldi, ICCV 2017), with the defaults of Agarwal & Nguyen 2020."""
+"""Meaningful Perturbation (Fong & Vedaldi, ICCV 2017), defaults of Agarwal & Nguyen 2020."""
 
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def deletion_l1(m: Tensor) -> Tensor:
 def translate(x: Tensor, dy: int, dx: int) -> Tensor:
     """Shift images (B, C, H, W) up by ``dy`` and left by ``dx`` pixels, replicating the border.
 
-    This is MP's jitter operator Phi(x, tau): output[i, j] = x[min(i + dy, H - 1), min(j + dx, W - 1)].
+    This is MP's jitter operator Phi(x, tau):
+    output[i, j] = x[min(i + dy, H - 1), min(j + dx, W - 1)].
     """
     if dy == 0 and dx == 0:
         return x
@@ -116,7 +117,8 @@ class MeaningfulPerturbation:
     Example:
         >>> import torch, unmask
         >>> from unmask.testing import region_model, region_images
-        >>> e = MeaningfulPerturbation(region_model(), mask_size=8, steps=5, jitter=0).explain(region_images(1))
+        >>> e = MeaningfulPerturbation(region_model(), mask_size=8, steps=5, jitter=0)
+        >>> e = e.explain(region_images(1))
         >>> e.saliency.shape, e.extras["removal_mask"].shape
         (torch.Size([1, 1, 32, 32]), torch.Size([1, 1, 8, 8]))
     """

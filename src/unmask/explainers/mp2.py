@@ -135,9 +135,10 @@ class MP2:
         differentiable = is_differentiable(self.removal)
         apply = bind(self.removal if differentiable else self.gradient_removal, x, grad=True)
         proxy_fill = None
-        if not differentiable and getattr(self.gradient_removal, "fill", None) is not None:
+        fill = getattr(self.gradient_removal, "fill", None)
+        if not differentiable and fill is not None:
             with torch.no_grad():
-                proxy_fill = self.gradient_removal.fill(x)
+                proxy_fill = fill(x)
 
         mask = torch.zeros(b, cells, device=x.device)
         order = torch.zeros(b, cells, dtype=torch.long)
@@ -214,7 +215,7 @@ class MP2:
     def _with_true_fill(
         self, x: Tensor, removed: Tensor, proxy: Tensor, blur: Tensor | None
     ) -> Tensor:
-        """MP2-G image: inpainted fill inside the binary hole, proxy path elsewhere (see class doc)."""
+        """MP2-G image: the inpainted fill inside the binary hole, the proxy path elsewhere."""
         with torch.no_grad():
             binary = (removed.detach() > 0.5).to(x.dtype)
             inpainted = self.removal(x, binary) if bool(binary.any()) else x

@@ -24,7 +24,7 @@ zero, its mass is lost; otherwise the total mass is conserved from layer to laye
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -56,12 +56,12 @@ def _share(z: Tensor, grad: Tensor) -> Tensor:
     return torch.where(z > 0, grad / torch.where(z > 0, z, torch.ones_like(z)), torch.zeros_like(z))
 
 
-def _weighted_rule(negate: nn.Module | None = None):  # type: ignore[no-untyped-def]
+def _weighted_rule(negate: nn.Module | None = None):
     """The W⁺ rule (with positive contributions for signed inputs) for a weighted module; the
     module ``negate`` uses the negated weights (the dual units of contrastive MWP)."""
 
     def rule(module: nn.Module, x: Tensor, output: Tensor, grad: Tensor) -> Tensor:
-        weight = module.weight
+        weight = cast(Tensor, module.weight)
         if module is negate:
             weight = -weight
         bias = getattr(module, "bias", None)
@@ -176,7 +176,9 @@ class MWP:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
         x, t = prepare(self.model, x, target)
         maps = relevance(self.model, x, t, self.layer).sum(dim=1, keepdim=True)
-        return _finish(self, maps, t, tuple(x.shape[-2:]), total=maps.sum(dim=(1, 2, 3)).cpu())
+        return _finish(
+            self, maps, t, (x.shape[-2], x.shape[-1]), total=maps.sum(dim=(1, 2, 3)).cpu()
+        )
 
 
 @METHODS.register("c-mwp", aliases=("contrastive_mwp",))
@@ -227,4 +229,4 @@ class ContrastiveMWP:
             assert c is not None
             other = relevance(self.model, x, c, self.layer)
         maps = (own - other).sum(dim=1, keepdim=True)
-        return _finish(self, maps, t, tuple(x.shape[-2:]))
+        return _finish(self, maps, t, (x.shape[-2], x.shape[-1]))

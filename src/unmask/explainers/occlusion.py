@@ -99,8 +99,10 @@ class Occlusion:
 
     Example:
         >>> import torch, unmask
-        >>> net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2))
-        >>> model = unmask.Classifier.wrap(net, mean=(0.,) * 3, std=(1.,) * 3, input_size=None, class_names=["a", "b"])
+        >>> net = torch.nn.Sequential(
+        ...     torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2))
+        >>> model = unmask.Classifier.wrap(
+        ...     net, mean=(0.,) * 3, std=(1.,) * 3, input_size=None, class_names=["a", "b"])
         >>> e = Occlusion(model, patch_size=4, stride=4).explain(torch.rand(1, 3, 16, 16), target=1)
         >>> e.saliency.shape, e.extras["grid"].shape
         (torch.Size([1, 1, 16, 16]), torch.Size([1, 4, 4]))
@@ -176,6 +178,7 @@ class Occlusion:
         base = self.scorer(x, target).cpu().reshape(b, n_t)
         grid = torch.full((b, n_t, n_r * n_c), float("nan"))
         step_used = torch.ones(b, dtype=torch.long)
+        assert self.tolerance is not None  # the early-stopping path only
         rule = Convergence(self.tolerance, self.patience, b)
 
         def level_map(g: Tensor, step: int) -> Tensor:
@@ -239,5 +242,7 @@ METHODS.add(
     "sp-g",
     Occlusion,
     defaults={"removal": lambda: Inpaint("telea")},
-    summary="Sliding patch with the removed patch inpainted (SP-G; classical inpainter by default).",
+    summary=(
+        "Sliding patch with the removed patch inpainted (SP-G; classical inpainter by default)."
+    ),
 )

@@ -254,6 +254,7 @@ class Rise:
         sums = torch.zeros(b, n_t, h * w, dtype=torch.float64)
         scores = torch.full((b, n_t, n), float("nan"))
         used = torch.full((b,), n, dtype=torch.long)
+        assert self.tolerance is not None  # the early-stopping path only
         rule = Convergence(self.tolerance, self.patience, b)
         active = torch.arange(b)
         chunk = max(1, 2**22 // (h * w))

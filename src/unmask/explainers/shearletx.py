@@ -76,7 +76,8 @@ class MaskExplainer:
     Example:
         >>> import torch, unmask
         >>> from unmask.testing import region_model, region_images
-        >>> e = unmask.explain(region_model(), region_images(1, 16), "shearletx", steps=2, noise_bs=2)
+        >>> e = unmask.explain(
+        ...     region_model(), region_images(1, 16), "shearletx", steps=2, noise_bs=2)
         >>> e.method, tuple(e.saliency.shape), tuple(e.extras["keep_mask"].shape)
         ('shearletx', (1, 1, 16, 16), (1, 1, 49, 16, 16))
     """

@@ -97,14 +97,15 @@ def _check_competitors(competitors: object, batch: int, k: int) -> Tensor:
         raise ValueError(
             "competitors: expected the competing classes C′ (a set, or one set per image), got None"
         )
-    flat = (
+    if (
         isinstance(competitors, list | tuple)
         and competitors
         and all(isinstance(c, int) and not isinstance(c, bool) for c in competitors)
-    )
-    if flat:  # a flat list of classes is one set, for every image
+    ):  # a flat list of classes is one set, for every image
         competitors = [set(competitors)]
-    return _members(check_targets(competitors, batch, k, "competitors"), k)
+    checked = check_targets(competitors, batch, k, "competitors")
+    assert checked is not None  # competitors is not None
+    return _members(checked, k)
 
 
 def contrastive_curve(

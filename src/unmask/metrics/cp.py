@@ -67,7 +67,8 @@ def masked_image(x: Tensor, mask: Tensor) -> Tensor:
         raise ValueError(f"mask: expected (B, 1, {x.shape[-2]}, {x.shape[-1]}), got {got}")
     if float(mask.min()) < 0 or float(mask.max()) > 1:
         raise ValueError(
-            f"mask: expected values in [0, 1], got [{float(mask.min()):.3g}, {float(mask.max()):.3g}]"
+            "mask: expected values in [0, 1], "
+            f"got [{float(mask.min()):.3g}, {float(mask.max()):.3g}]"
         )
     return x * mask.to(x.dtype)
 
@@ -127,7 +128,7 @@ def cp_scores(
             rep = Pixels() if info == "l1_pixel" or representation is None else representation
             base = rep.forward(x)
             own = coefficients is not None and info != "l1_pixel"
-            kept = list(coefficients) if own else rep.forward(x_hat)
+            kept = list(coefficients) if own and coefficients is not None else rep.forward(x_hat)
             i_x, i_hat = information(base, info).cpu(), information(kept, info).cpu()
             out[info] = (p_hat / p) / (i_hat / i_x)
     return out
@@ -367,7 +368,10 @@ METRICS.add(
     "cp_entropy",
     CPScore,
     defaults={"info": "entropy"},
-    summary="CP-entropy: retained target probability per retained coefficient entropy (Kolek et al. 2023).",
+    summary=(
+        "CP-entropy: retained target probability per retained coefficient entropy "
+        "(Kolek et al. 2023)."
+    ),
 )
 METRICS.add(
     "retained_probability",

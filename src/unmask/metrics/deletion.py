@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_choice, check_positive
+from ..progress import Progress
 from ..registry import METRICS
 from ..removal import BoxBlur, Constant, RiseBlur
 from ..removal import resolve_removal as resolve_substrate
@@ -251,7 +252,7 @@ def _curve(
     cumulative: bool,
     score: str,
     batch_size: int,
-    progress: bool,
+    progress: Progress,
 ) -> Curve:
     check_choice(rule, "rule", RULES)
     _, x, s, t, base, scorer = prepare_inputs(
@@ -311,7 +312,7 @@ def deletion_curve(
     cumulative: bool = True,
     score: str = "prob",
     batch_size: int = 16,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> Curve:
     """Deletion curves: replace the most salient pixels first by the substrate.
 
@@ -370,7 +371,7 @@ def insertion_curve(
     cumulative: bool = True,
     score: str = "prob",
     batch_size: int = 16,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> Curve:
     """Insertion curves: start from the substrate, reveal the most salient pixels first.
 

@@ -105,7 +105,7 @@ def evaluate(
         >>> list(out), out["deletion"].shape
         (['deletion', 'dc', 'pointing_game'], torch.Size([2]))
     """
-    check_progress(progress)
+    progress = check_progress(progress)
     built = build_metrics(metrics)
     known = {n for k in METRIC_KINDS.values() for n in (*k.inputs, *k.keywords)}
     unknown = sorted(set(inputs) - known)

@@ -46,6 +46,7 @@ from torch import Tensor
 from .._checks import check_choice, check_positive
 from .._limits import check_at_most
 from ..models import as_classifier, check_model_input
+from ..progress import Progress
 from ..registry import METRICS
 from ..removal import Constant, Noise, resolve_removal
 from ..removal.base import FixedFill
@@ -113,7 +114,8 @@ def spearman_rows(a: Tensor, b: Tensor) -> Tensor:
 
 def _check_int(value: object, name: str) -> int:
     check_positive(value, name, integer=True)
-    return int(value)  # type: ignore[arg-type]
+    assert isinstance(value, int)  # checked above
+    return int(value)
 
 
 def _upsample(m: Tensor, size: tuple[int, int]) -> Tensor:
@@ -234,7 +236,7 @@ def _check_fractions(fractions: object) -> tuple[float, ...]:
         raise TypeError(
             f"fractions: expected a sequence of numbers in (0, 1), got {type(fractions).__name__}"
         )
-    out = tuple(fractions)  # type: ignore[arg-type]
+    out = tuple(fractions)
     if not out or any(
         isinstance(f, bool) or not isinstance(f, int | float) or not 0 < f < 1 for f in out
     ):
@@ -520,7 +522,7 @@ def monotonicity(
     removal: Any = None,
     score: str = "prob",
     batch_size: int = 16,
-    progress: object = False,
+    progress: Progress = False,
 ) -> Tensor:
     """Monotonicity (Arya et al. 2019) per image (B,) float64: 1.0 or 0.0.
 

@@ -208,7 +208,7 @@ class Infidelity:
     ) -> None:
         _check_settings(samples, patch, seed, score, batch_size, normalise)
         self.removal = resolve_removal(removal, lambda: Constant("black"))
-        self._params = {
+        self._params: dict[str, Any] = {
             "samples": samples,
             "patch": patch,
             "masks": masks,

@@ -196,7 +196,9 @@ EXPLAINER = declare_kind(
         ("model", "x", "explainer"),
         ("target",),
         resolution="explainer",
-        summary="how the explainer's maps behave when it is re-run (perturbed images, other classes)",
+        summary=(
+            "how the explainer's maps behave when it is re-run (perturbed images, other classes)"
+        ),
     )
 )
 

@@ -77,7 +77,8 @@ def _as_box_tensor(value: Any, name: str) -> Tensor:
         t = t.reshape(1, 4)
     if t.ndim != 2 or t.shape[-1] != 4:
         raise ValueError(
-            f"{name}: expected boxes of shape (N, 4) as (x_min, y_min, x_max, y_max), got {tuple(t.shape)}"
+            f"{name}: expected boxes of shape (N, 4) as (x_min, y_min, x_max, y_max), "
+            f"got {tuple(t.shape)}"
         )
     if t.shape[0] == 0:
         raise ValueError(f"{name}: expected at least one box per image, got none")
@@ -132,7 +133,8 @@ def check_object_masks(masks: Tensor, saliency: Tensor, name: str = "masks") -> 
         or masks.shape[0] != saliency.shape[0]
     ):
         raise ValueError(
-            f"{name}: expected shape ({saliency.shape[0]}, 1, {saliency.shape[-2]}, {saliency.shape[-1]}) "
+            f"{name}: expected shape "
+            f"({saliency.shape[0]}, 1, {saliency.shape[-2]}, {saliency.shape[-1]}) "
             f"matching the saliency maps, got {tuple(masks.shape)}"
         )
     m = masks[:, 0].detach().cpu()
@@ -167,7 +169,7 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
 
 
 def _bounding_boxes(kept: Tensor) -> Tensor:
-    """Bounding boxes (..., 4) of boolean maps (..., H, W); the whole image where nothing is kept."""
+    """Bounding boxes (..., 4) of boolean maps (..., H, W); the whole image when nothing is kept."""
     h, w = kept.shape[-2:]
     rows, cols = kept.any(-1), kept.any(-2)  # (..., H), (..., W)
     any_kept = rows.any(-1)
@@ -240,7 +242,8 @@ def boxes_from_masks(masks: Tensor) -> Tensor:
     """Bounding box (B, 4) of each binary mask (B, 1, H, W) (non-zero = object)."""
     if not isinstance(masks, Tensor) or masks.ndim != 4 or masks.shape[1] != 1:
         raise ValueError(
-            f"masks: expected a tensor (B, 1, H, W), got {getattr(masks, 'shape', type(masks).__name__)}"
+            "masks: expected a tensor (B, 1, H, W), "
+            f"got {getattr(masks, 'shape', type(masks).__name__)}"
         )
     m = masks[:, 0].detach().cpu() != 0
     if bool((~m.flatten(1).any(1)).any()):
@@ -404,7 +407,8 @@ def energy_pointing_game(saliency: Tensor, boxes: object) -> Tensor:
     mask as ``boxes`` this is the "mass inside the ground-truth mask". Higher is better.
 
     Example:
-        >>> s = torch.zeros(1, 1, 4, 4); s[0, 0, 0, 0] = 3.0; s[0, 0, 3, 3] = 1.0; s[0, 0, 1, 1] = -5.0
+        >>> s = torch.zeros(1, 1, 4, 4)
+        >>> s[0, 0, 0, 0] = 3.0; s[0, 0, 3, 3] = 1.0; s[0, 0, 1, 1] = -5.0
         >>> energy_pointing_game(s, torch.tensor([[0., 0, 2, 2]])).item()
         0.75
     """
@@ -447,7 +451,10 @@ class LocalisationError:
         return localisation_error(saliency, boxes, self.alpha, self.box, self.iou_threshold)
 
     def __repr__(self) -> str:
-        return f"LocalisationError(alpha={self.alpha}, box={self.box!r}, iou_threshold={self.iou_threshold})"
+        return (
+            f"LocalisationError(alpha={self.alpha}, box={self.box!r}, "
+            f"iou_threshold={self.iou_threshold})"
+        )
 
 
 @METRICS.register("pointing_game", aliases=("pointing",))

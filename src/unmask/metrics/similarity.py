@@ -87,7 +87,8 @@ def ssim(a: Tensor, b: Tensor, win_size: int = 5) -> Tensor:
     check_positive(win_size, "win_size", integer=True)
     if win_size % 2 == 0 or win_size > min(a.shape[-2:]):
         raise ValueError(
-            f"win_size: expected an odd number <= {min(a.shape[-2:])} (the map size), got {win_size}"
+            f"win_size: expected an odd number <= {min(a.shape[-2:])} (the map size), "
+            f"got {win_size}"
         )
     na, nb = _numpy(minmax_normalise(a)), _numpy(minmax_normalise(b))
     values = [
@@ -176,12 +177,13 @@ SIMILARITIES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 def similarity_function(
     name: str | Callable[[Tensor, Tensor], Tensor],
 ) -> Callable[[Tensor, Tensor], Tensor]:
-    """A similarity function by name (``ssim``, ``hog``, ``spearman``, ``spearman_abs``) or itself."""
+    """A similarity function by name (ssim, hog, spearman, spearman_abs), or a function as is."""
     if callable(name):
         return name
     if name not in SIMILARITIES:
         raise ValueError(
-            f"similarity: expected one of {', '.join(map(repr, SIMILARITIES))} or a function, got {name!r}"
+            f"similarity: expected one of {', '.join(map(repr, SIMILARITIES))} or a function, "
+            f"got {name!r}"
         )
     return SIMILARITIES[name]
 

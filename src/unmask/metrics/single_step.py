@@ -133,7 +133,7 @@ def single_step_scores(
         model, x, saliency, target, {"batch_size": batch_size, "score": score}
     )
     fill = resolve_substrate(removal, lambda: Constant("black"))
-    keep = soft_masks(s, tuple(x.shape[-2:]), per_image, clamp)
+    keep = soft_masks(s, (x.shape[-2], x.shape[-1]), per_image, clamp)
     removed = keep if replace_salient else 1 - keep
     perturbed = scorer.perturbed(x, removed, t, fill, index=torch.arange(x.shape[0]))
     return base, perturbed, t
@@ -237,7 +237,8 @@ class IncreaseInConfidence(_SingleStep):
     Example:
         >>> from unmask.testing import region_model, region_images, region_mask
         >>> x = region_images(2, 32)
-        >>> IncreaseInConfidence()(region_model(), x, region_mask(32, 32).float().expand(2, 1, 32, 32)).shape
+        >>> mask = region_mask(32, 32).float().expand(2, 1, 32, 32)
+        >>> IncreaseInConfidence()(region_model(), x, mask).shape
         torch.Size([2])
     """
 

@@ -209,7 +209,8 @@ class TorchScriptInpainter:
             if not isinstance(out, Tensor) or out.shape != xi.shape:
                 got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
                 raise ValueError(
-                    f"path: the inpainter {self.path.name} returned {got}, expected an image tensor "
+                    f"path: the inpainter {self.path.name} returned {got}, "
+                    "expected an image tensor "
                     f"{tuple(xi.shape)}"
                 )
             outs.append(out[..., :h, :w].float().clamp(0, 1).to(x))

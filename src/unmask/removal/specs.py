@@ -106,7 +106,10 @@ def _split(text: str) -> list[str]:
 
 
 def parse_spec(spec: str) -> tuple[str, list[Any], dict[str, Any]]:
-    """``"blur:sigma=5"`` -> ``("blur", [], {"sigma": 5})``; ``"blur:5"`` -> ``("blur", [5], {})``."""
+    """Split a spec: ``"blur:sigma=5"`` -> ``("blur", [], {"sigma": 5})``.
+
+    ``"blur:5"`` -> ``("blur", [5], {})``.
+    """
     name, _, rest = spec.strip().partition(":")
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
@@ -137,7 +140,7 @@ def make_removal(spec: str | Removal) -> Removal:
     """
     if not isinstance(spec, str):
         if callable(spec):
-            return spec  # type: ignore[return-value]
+            return spec
         raise TypeError(
             f"removal: expected a removal strategy or a name, got {type(spec).__name__}"
         )

@@ -26,12 +26,12 @@ class _Synthesis(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, c: Tensor, system: ShearletSystem) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, c: Tensor, system: ShearletSystem) -> Tensor:
         ctx.system = system
         return system.inverse(c)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         system: ShearletSystem = ctx.system
         h, w = system.height, system.width
         weights = system.dual_weights.to(device=grad.device, dtype=grad.dtype)[..., : w // 2 + 1]
@@ -59,7 +59,7 @@ class _ModulatedSynthesis(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, u: Tensor, z: Tensor, system: ShearletSystem) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, u: Tensor, z: Tensor, system: ShearletSystem) -> Tensor:
         ctx.save_for_backward(z)
         ctx.system = system
         b, s, cn, _, h, w = z.shape
@@ -74,7 +74,7 @@ class _ModulatedSynthesis(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (z,) = ctx.saved_tensors
         system: ShearletSystem = ctx.system
         b, s, cn, _, h, w = z.shape
@@ -153,7 +153,7 @@ class Shearlets:
         signals: Sequence[Tensor],
         size: tuple[int, int] | None = None,
     ) -> Tensor:
-        """``T⁻¹(u ⊙ z_s)`` per signal: [(B, Cn, K, H, W)], [(B, S, Cn, K, H, W)] -> (B, S, Cn, H, W).
+        """T⁻¹(u ⊙ z_s) per signal: [(B, Cn, K, H, W)], [(B, S, Cn, K, H, W)] -> (B, S, Cn, H, W).
 
         Equal to ``inverse([(u.unsqueeze(1) * z).flatten(0, 1)])`` reshaped, without the
         (B · S)-sized intermediates (see :class:`_ModulatedSynthesis`); differentiable in ``u``

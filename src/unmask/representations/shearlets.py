@@ -327,8 +327,9 @@ class ShearletSystem:
         return self._sparse[key]  # type: ignore[return-value]
 
     def synthesis_matrix(self, device: torch.device, dtype: torch.dtype) -> Tensor:
-        """The dual-filter sum over bands as a sparse CSR matrix (H · W', K · H · W'), W' = W // 2 + 1.
+        """The dual-filter sum over bands as a sparse CSR matrix (H · W', K · H · W').
 
+        W' = W // 2 + 1.
         ``D @ view_as_real(rfft2(c)).reshape(K · H · W', 2)`` is the spectrum
         ``Σ_j F(c_j) · psi_hat_j / Σ_j psi_hat_j²`` of the synthesis of one plane's
         coefficients c (K, H, W): with band-limited filters ~17x faster than the dense product

@@ -18,11 +18,14 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import Literal, cast
 
 import torch
 from torch import Tensor
 
 from .._checks import check_images, check_positive
+
+_BoundaryMode = Literal["zero", "constant", "reflect", "periodic", "symmetric"]
 
 __all__ = ["Wavelets"]
 
@@ -39,7 +42,7 @@ def _onednn(size: Sequence[int]) -> Iterator[None]:
 
 
 class Wavelets:
-    """2-D DWT with band groups ``[low-pass (B, C, 1, h, w), level J (B, C, 3, ...), ..., level 1]``.
+    """2-D DWT with band groups ``[low-pass (B, C, 1, h, w), level J (B, C, 3, ...), …, level 1]``.
 
     The low-pass group has one band; each level (coarsest first) has three bands, the
     horizontal, vertical and diagonal details in ptwt's order. ``inverse`` crops the
@@ -74,7 +77,8 @@ class Wavelets:
         modes = ("zero", "constant", "reflect", "periodic", "symmetric")
         if mode not in modes:
             raise ValueError(f"mode: expected one of {', '.join(map(repr, modes))}, got {mode!r}")
-        self.wavelet, self.levels, self.mode = wavelet, levels, mode
+        self.wavelet, self.levels = wavelet, levels
+        self.mode = cast(_BoundaryMode, mode)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Coefficients of images (B, C, H, W): [(B, C, 1, ...), (B, C, 3, ...) × J]."""

@@ -415,6 +415,7 @@ def create_app(
         from fastapi import FastAPI, File, HTTPException, Request, UploadFile
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import FileResponse, JSONResponse, Response
+        from fastapi.routing import APIRoute
         from fastapi.staticfiles import StaticFiles
     except ImportError as exc:  # pragma: no cover - the extra is missing
         raise ImportError(
@@ -529,7 +530,7 @@ def create_app(
         routes = [
             {"path": r.path, "methods": sorted(r.methods - {"HEAD"}), "summary": r.summary}
             for r in app.routes
-            if getattr(r, "path", "").startswith("/api") and getattr(r, "methods", None)
+            if isinstance(r, APIRoute) and r.path.startswith("/api") and r.methods
         ]
         return {"routes": routes, "openapi": "/openapi.json"}
 
@@ -555,11 +556,10 @@ def create_app(
 
     @app.post("/api/images/example", summary="Use a bundled example image")
     def example(body: ExampleRequest) -> dict:  # type: ignore[valid-type]
-        if body.name not in EXAMPLES:
-            raise HTTPException(
-                400, f"name: expected one of {', '.join(EXAMPLES)}, got {body.name!r}"
-            )
-        return stored(np.ascontiguousarray(example_image(body.name))[..., :3])
+        name = body.name  # type: ignore[attr-defined]  # a model built at run time (_models)
+        if name not in EXAMPLES:
+            raise HTTPException(400, f"name: expected one of {', '.join(EXAMPLES)}, got {name!r}")
+        return stored(np.ascontiguousarray(example_image(name))[..., :3])
 
     @app.get("/api/images/{image_id}.png", summary="The image as the model sees it (PNG)")
     def image_png(image_id: str, model: str | None = None) -> Response:
@@ -716,7 +716,7 @@ def _load_models(models: Any) -> dict[str, Classifier]:
 
 def _info(state: _Served) -> dict[str, Any]:
     descriptions = list_models()
-    models = [
+    models: list[dict[str, Any]] = [
         {
             "name": n,
             "description": descriptions.get(n, getattr(m, "name", n)),
@@ -889,7 +889,7 @@ def _plan_cwox(
     if not np.isfinite(delta) or not 0 <= delta <= 100:
         raise ValueError(f"delta: expected a percentile in [0, 100], got {body.delta!r}")
     negative = body.negative or (base.negative if base else "clamp")
-    rescale = base.rescale if base else False
+    rescale = base.rescale if base else "none"
     cluster_params, class_params = _cwox_stage_params(model, method, params)
     for p in (cluster_params, class_params):
         validate.method_spec(method, p, size=x.shape[-1], model=model)
@@ -1009,7 +1009,7 @@ def _cwox_json(
 
 
 def _metric_items(items: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
-    out = []
+    out: list[tuple[str, dict[str, Any]]] = []
     for i, item in enumerate(items):
         if isinstance(item, str):
             out.append((item, {}))

@@ -257,7 +257,9 @@ def run(
                 x = x.to(model.device)
                 target = scorer.top1(x)
                 p = float(scorer(x, target)[0])
-                todo = [(m, None) for m in methods if m != "smoothmask"]
+                todo: list[tuple[str, float | None]] = [
+                    (m, None) for m in methods if m != "smoothmask"
+                ]
                 if "smoothmask" in methods:
                     todo += [("smoothmask", a) for a in areas]
                 for method, area in todo:
@@ -307,7 +309,8 @@ def run(
                     if log:
                         log(
                             f"{model_name} {image_name} {label}: CP-l1 {row['cp_l1']:.3g} "
-                            f"CP-entropy {row['cp_entropy']:.3g} HS {row['hs']:.3g} ({seconds:.0f} s)"
+                            f"CP-entropy {row['cp_entropy']:.3g} HS {row['hs']:.3g} "
+                            f"({seconds:.0f} s)"
                         )
     plot(path, out)
     (out / "summary.md").write_text(summarise(read_rows(path)))
@@ -331,7 +334,8 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> str:
     CP-ℓ1 and CP-entropy of all methods, and a lower HS than PixelMask and WaveletX.
     """
     lines = [
-        "| model | method | n | CP-ℓ1 | CP-entropy | CP-ℓ1 pixel | HS | p̂/p | p̂_max/p | p̂/p < 0.1 |",
+        "| model | method | n | CP-ℓ1 | CP-entropy | CP-ℓ1 pixel | HS | p̂/p | p̂_max/p "
+        "| p̂/p < 0.1 |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     claims: list[str] = []
@@ -346,8 +350,10 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> str:
             ratio_max = [r["p_hat_max"] / r["p"] for r in rs]
             lines.append(
                 f"| {model} | {label} | {len(rs)} | {_median([r['cp_l1'] for r in rs]):.3g} | "
-                f"{_median([r['cp_entropy'] for r in rs]):.3g} | {_median([r['cp_l1_pixel'] for r in rs]):.3g} | "
-                f"{_median([r['hs'] for r in rs]):.3g} | {_median(ratio):.3g} | {_median(ratio_max):.3g} | "
+                f"{_median([r['cp_entropy'] for r in rs]):.3g} | "
+                f"{_median([r['cp_l1_pixel'] for r in rs]):.3g} | "
+                f"{_median([r['hs'] for r in rs]):.3g} | {_median(ratio):.3g} | "
+                f"{_median(ratio_max):.3g} | "
                 f"{sum(v < 0.1 for v in ratio)} |"
             )
         by_image: dict[str, dict[str, Mapping[str, Any]]] = {}
@@ -360,14 +366,16 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> str:
                     max(m.values(), key=lambda r: r[key])["method"] == "shearletx" for m in complete
                 )
                 claims.append(
-                    f"- {model}: ShearletX has the highest {name} on {best} of {len(complete)} images"
+                    f"- {model}: ShearletX has the highest {name} on {best} of {len(complete)} "
+                    "images"
                 )
         for other in ("pixelmask", "waveletx"):
             pairs = [m for m in complete if other in m]
             if pairs:
                 lower = sum(m["shearletx"]["hs"] < m[other]["hs"] for m in pairs)
                 claims.append(
-                    f"- {model}: ShearletX's HS is below {other}'s on {lower} of {len(pairs)} images"
+                    f"- {model}: ShearletX's HS is below {other}'s on {lower} of {len(pairs)} "
+                    "images"
                 )
     if claims:
         lines += ["", *claims]

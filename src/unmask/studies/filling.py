@@ -25,6 +25,7 @@ strategies, so ``Inpaint("telea")`` (classical) or a ``TorchScriptInpainter`` (l
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -95,7 +96,8 @@ def ms_ssim(
 
     if x.shape != y.shape:
         raise ValueError(f"y: expected the shape of x {tuple(x.shape)}, got {tuple(y.shape)}")
-    scales = ms_ssim_scales(*x.shape[-2:], win_size=win_size)
+    h, w = x.shape[-2:]
+    scales = ms_ssim_scales(h, w, win_size=win_size)
     x, y = x.float(), y.float()
     if scales == len(MS_SSIM_WEIGHTS):
         value = pytorch_msssim.ms_ssim(
@@ -183,7 +185,7 @@ def filling_study(
     if include_real:
         jobs.append(("real", "none", lambda: x))
     for name, removal in fills.items():
-        jobs.append((name, repr(removal), lambda r=removal: r(x, masks)))
+        jobs.append((name, repr(removal), functools.partial(removal, x, masks)))
     rows = []
     for name, fill, make in jobs:
         with torch.no_grad():

@@ -111,7 +111,8 @@ def robustness(
     """
     if (settings is None) == (seeds is None):
         raise ValueError(
-            "settings, seeds: give exactly one of them (a list of hyperparameter dicts, or of seeds)"
+            "settings, seeds: give exactly one of them "
+            "(a list of hyperparameter dicts, or of seeds)"
         )
     if settings is not None:
         runs = [dict(s) for s in settings]
@@ -124,7 +125,8 @@ def robustness(
         if isinstance(method, str):
             if not METHODS.get(method).accepts("seed"):
                 raise ValueError(
-                    f"seeds: method {method!r} is deterministic (takes no seed); vary settings instead"
+                    f"seeds: method {method!r} is deterministic (takes no seed); "
+                    "vary settings instead"
                 )
     if len(runs) < 2:
         raise ValueError(f"settings/seeds: need at least 2 runs to compare, got {len(runs)}")

@@ -117,7 +117,8 @@ def _randomisation(
     unknown = [n for n in order if n not in modules]
     if unknown:
         raise ValueError(
-            f"layers: {unknown[0]!r} is not a module of the model; expected names like {randomisation_order(model)[:3]}"
+            f"layers: {unknown[0]!r} is not a module of the model; "
+            f"expected names like {randomisation_order(model)[:3]}"
         )
     if not order:
         raise ValueError("model: has no parameters to randomise")

@@ -1,0 +1,53 @@
+"""Named types for what the API passes around: a model, a target, images, maps.
+
+Aliases for type checkers and readers (as captum's ``_utils/typing.py``): at run time they are
+plain objects and change nothing. ``Images``, ``Saliency`` and ``Mask`` are tensors whose shape
+and range the name states; :data:`Target` is what a public function accepts as a target,
+:data:`Targets` what :func:`unmask._checks.check_targets` turns it into.
+
+Example:
+    >>> from unmask._types import Images, Target
+    >>> def top1(x: Images, target: Target = None) -> None: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence, Set
+from typing import TYPE_CHECKING, TypeAlias
+
+from torch import Tensor
+
+if TYPE_CHECKING:  # for the string aliases only (models imports nothing from here)
+    import numpy as np
+
+    from .models import Classifier
+
+__all__ = ["ClassSet", "Images", "Mask", "Model", "ModelLike", "Saliency", "Target", "Targets"]
+
+Images: TypeAlias = Tensor
+"""Images (B, 3, H, W), float, values in [0, 1]."""
+
+Saliency: TypeAlias = Tensor
+"""Saliency maps (B, 1, H, W), float (signed or not, as the method returns them)."""
+
+Mask: TypeAlias = Tensor
+"""Masks (B, 1, H, W) or (B, S, 1, H, W), values in [0, 1] (1 = removed or kept, as stated)."""
+
+ClassSet: TypeAlias = Set[int]
+"""A cluster of classes that together form one target (CWOX, set targets)."""
+
+Target: TypeAlias = (
+    "int | np.integer | ClassSet | Sequence[int | np.integer | ClassSet] | Tensor | np.ndarray "
+    "| None"
+)
+"""A target as the public API accepts it: None (top-1), one class or set for every image, one
+class or set per image, a long tensor (B,) or a boolean membership tensor (B, K)."""
+
+Targets: TypeAlias = Tensor
+"""Checked targets: a long tensor (B,) of classes or a boolean membership tensor (B, K)."""
+
+Model: TypeAlias = "Classifier"
+"""A wrapped classifier (:class:`unmask.Classifier`)."""
+
+ModelLike: TypeAlias = "Classifier | str"
+"""What :func:`unmask.models.as_classifier` accepts: a Classifier or a model name to load."""
