@@ -21,11 +21,11 @@ __all__ = ["model_scores", "require_differentiable", "select_objective", "OBJECT
 OBJECTIVES = (*SCORES, "log_odds")
 
 
-def require_differentiable(removal: object, method: str) -> None:
-    """Raise a ValueError naming ``removal`` when it cannot be differentiated."""
+def require_differentiable(removal: object, method: str, name: str = "removal") -> None:
+    """Raise a ValueError naming the argument ``name`` when ``removal`` cannot be differentiated."""
     if not is_differentiable(removal):
         raise ValueError(
-            f"removal: {method} optimises its mask by gradient descent and needs a removal that is "
+            f"{name}: {method} optimises its mask by gradient descent and needs a removal that is "
             f"differentiable with respect to the mask (Constant, Blur, Noise, or any removal with "
             f"differentiable = True); got {removal!r}, which is not"
         )

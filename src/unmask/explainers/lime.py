@@ -63,6 +63,8 @@ def lime_kernel(z: Tensor, valid: Tensor, width: float) -> Tensor:
     norms = (on.sqrt() * total.sqrt()).clamp(min=1e-300)
     cos = torch.where(on > 0, on / norms, torch.zeros_like(on))
     d = 1 - cos
+    if width**2 == 0:  # a width so small its square underflows: the limit, the all-on sample
+        return (d == 0).double()
     return torch.sqrt(torch.exp(-(d**2) / width**2))
 
 
