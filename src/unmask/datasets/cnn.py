@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_images, check_positive
+from .._checks import check_images, check_positive, check_seed
 from .._files import check_file, read_torch
 from ..models import Classifier
 from . import synthetic
@@ -242,7 +242,7 @@ def fit(
     for value, name in ((epochs, "epochs"), (batch_size, "batch_size"), (threads, "threads")):
         check_positive(value, name, integer=True)
     check_positive(lr, "lr")
-    check_positive(seed, "seed", integer=True, allow_zero=True)
+    check_seed(seed)
     say = log or (lambda _line: None)
     n_train = images.shape[0]
     size = int(images.shape[-1])

@@ -25,6 +25,10 @@ __all__ = ["ExtremalPerturbation", "SmoothMask", "BlurPyramid", "area_loss", "ar
 VARIANTS = ("preserve", "delete", "dual")
 
 
+#: The largest learning rate: SGD multiplies float32 gradients by it.
+MAX_LR = 1e30
+
+
 class SmoothMask:
     """Smooth masks from a coarse parameter grid by a smooth-max convolution (Fong et al. 2019).
 
@@ -273,6 +277,7 @@ class ExtremalPerturbation:
         self.variant = check_choice(variant, "variant", VARIANTS)
         check_positive(steps, "steps", integer=True)
         check_positive(lr, "lr")
+        check_at_most(lr, "lr", MAX_LR, "a float32 step")
         check_probability(momentum, "momentum", open_high=True)
         check_side(step, "step")
         check_positive(sigma, "sigma")
@@ -299,12 +304,13 @@ class ExtremalPerturbation:
         n = b * n_areas
         device = x.device
         k = 2 * (math.ceil(self.sigma / self.step) + 1) + 1  # the smooth-max neighbourhood
+        margin = round(self.sigma)  # the padded frame the masks are computed on (SmoothMask)
+        fh, fw = h + 2 * margin + self.step, w + 2 * margin + self.step
         check_memory(
-            6.0 * 4 * n * k * k * h * w,
+            6.0 * 4 * n * k * k * fh * fw,
             "sigma",
-            f"the smooth masks of {n} images at "
-            f"{h}x{w} (sigma {self.sigma:g} / step {self.step}: {k}x{k} neighbouring cells "
-            "per pixel)",
+            f"the smooth masks of {n} images on a {fh}x{fw} padded frame "
+            f"(sigma {self.sigma:g} / step {self.step}: {k}x{k} neighbouring cells per pixel)",
         )
         check_memory(
             4.0 * b * self.levels * x[0].numel() + 4.0 * n * self.levels * x[0].numel(),
@@ -340,6 +346,11 @@ class ExtremalPerturbation:
                 mask, padded = generator.generate(params)
                 reward = self._reward(perturb, mask, tgt, flip=self.jitter and t % 2 == 0)
                 energy = reward - weight * area_loss(padded, reference)
+                if not bool(torch.isfinite(energy).all()):
+                    raise ValueError(
+                        f"lr, area_weight, area_growth: the optimisation diverged at step {t} "
+                        f"(area weight {weight:.3g}, a non-finite objective); use smaller values"
+                    )
                 (grad,) = torch.autograd.grad(-energy.sum(), [params])
             params.grad = grad
             optimizer.step()

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_positive
-from .._limits import check_at_most, check_memory
+from .._limits import check_at_most, check_memory, max_size
 from ..explanation import Explanation
 from ..registry import METHODS
 from ..removal import Constant, Inpaint
@@ -220,6 +220,7 @@ class Lime:
         )
         check_positive(compactness, "compactness")
         check_positive(sigma, "sigma", allow_zero=True)
+        check_at_most(sigma, "sigma", max_size(), "the image side limit, UNMASK_MAX_SIZE")
         check_positive(samples, "samples", integer=True)
         if samples < 2:
             raise ValueError(

@@ -32,7 +32,7 @@ from torch import Tensor
 from .._checks import check_choice, check_images, check_positive, check_targets, check_unit_range
 from ..models import as_classifier, check_model_input
 from ..registry import METRICS
-from ..representations import Pixels
+from ..representations import Pixels, make_representation
 from ..representations.base import Representation
 from ..scoring import Scorer, select_scores
 
@@ -125,7 +125,11 @@ def cp_scores(
     out: dict[str, Tensor] = {"p": p, "p_hat": p_hat}
     with torch.no_grad():
         for info in infos:
-            rep = Pixels() if info == "l1_pixel" or representation is None else representation
+            rep = (
+                Pixels()
+                if info == "l1_pixel" or representation is None
+                else make_representation(representation)
+            )
             base = rep.forward(x)
             own = coefficients is not None and info != "l1_pixel"
             kept = list(coefficients) if own and coefficients is not None else rep.forward(x_hat)
@@ -193,7 +197,9 @@ class CPScore:
     ) -> None:
         self.info = check_choice(info, "info", INFORMATION)
         check_positive(batch_size, "batch_size", integer=True)
-        self.representation = representation
+        self.representation = (
+            None if representation is None else make_representation(representation)
+        )
         self.batch_size = batch_size
 
     def shared_key(self) -> tuple[Any, ...]:
