@@ -10,12 +10,48 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._checks import check_choice
+from .._checks import check_choice, check_positive
+from .._limits import check_at_most
 from ..models import Classifier
 from ..removal import is_differentiable
 from ..scoring import SCORES, select_scores
 
-__all__ = ["model_scores", "require_differentiable", "select_objective", "OBJECTIVES"]
+__all__ = [
+    "model_scores",
+    "require_differentiable",
+    "select_objective",
+    "OBJECTIVES",
+    "MAX_LR",
+    "check_lr",
+    "check_converging",
+]
+
+#: The largest learning rate: the optimisers multiply float32 gradients by it.
+MAX_LR = 1e30
+
+
+def check_lr(lr: object, name: str = "lr") -> None:
+    """A learning rate: a number in (0, :data:`MAX_LR`]."""
+    check_positive(lr, name)
+    check_at_most(lr, name, MAX_LR, "a float32 step")  # type: ignore[arg-type]
+
+
+def check_converging(objective: Tensor, step: int, names: str) -> None:
+    """Refuse an optimisation whose objective is no longer finite (it diverged): a ValueError
+    naming the hyperparameters ``names`` that set its scale, instead of NaN masks.
+
+    Example:
+        >>> check_converging(torch.tensor([float("inf")]), 3, "lr, reg")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: lr, reg: the optimisation diverged at step 3 (a non-finite objective); ...
+    """
+    if not bool(torch.isfinite(objective.detach()).all()):
+        raise ValueError(
+            f"{names}: the optimisation diverged at step {step} (a non-finite objective); "
+            "use smaller values"
+        )
+
 
 #: Scores an optimisation method can differentiate: the Scorer's, plus the log-odds of FIDO.
 OBJECTIVES = (*SCORES, "log_odds")

@@ -18,15 +18,20 @@ from ..registry import METHODS
 from ..removal import bind, gaussian_blur, make_removal
 from ..removal.fills import MAX_SIGMA
 from ._common import as_model, check_model_batch, check_side, finish, prepare
-from ._optim import check_objective, require_differentiable, select_objective
+from ._optim import (
+    check_converging,
+    check_lr,
+    check_objective,
+    require_differentiable,
+    select_objective,
+)
+
+#: The smallest mask smoothing, pixels: below it the smooth-max kernel is a point.
+MIN_SIGMA = 0.1
 
 __all__ = ["ExtremalPerturbation", "SmoothMask", "BlurPyramid", "area_loss", "area_reference"]
 
 VARIANTS = ("preserve", "delete", "dual")
-
-
-#: The largest learning rate: SGD multiplies float32 gradients by it.
-MAX_LR = 1e30
 
 
 class SmoothMask:
@@ -276,12 +281,13 @@ class ExtremalPerturbation:
         check_model_batch(self.model, len(self.areas), "areas", grad=True)  # one mask per area
         self.variant = check_choice(variant, "variant", VARIANTS)
         check_positive(steps, "steps", integer=True)
-        check_positive(lr, "lr")
-        check_at_most(lr, "lr", MAX_LR, "a float32 step")
+        check_lr(lr)
         check_probability(momentum, "momentum", open_high=True)
         check_side(step, "step")
         check_positive(sigma, "sigma")
         check_at_most(sigma, "sigma", MAX_SIGMA, "pixels")
+        if sigma < MIN_SIGMA:
+            raise ValueError(f"sigma: expected at least {MIN_SIGMA} pixels, got {sigma!r}")
         check_positive(area_weight, "area_weight", allow_zero=True)
         check_positive(area_growth, "area_growth")
         check_positive(levels, "levels", integer=True)
@@ -346,11 +352,7 @@ class ExtremalPerturbation:
                 mask, padded = generator.generate(params)
                 reward = self._reward(perturb, mask, tgt, flip=self.jitter and t % 2 == 0)
                 energy = reward - weight * area_loss(padded, reference)
-                if not bool(torch.isfinite(energy).all()):
-                    raise ValueError(
-                        f"lr, area_weight, area_growth: the optimisation diverged at step {t} "
-                        f"(area weight {weight:.3g}, a non-finite objective); use smaller values"
-                    )
+                check_converging(energy, t, "lr, area_weight, area_growth")
                 (grad,) = torch.autograd.grad(-energy.sum(), [params])
             params.grad = grad
             optimizer.step()

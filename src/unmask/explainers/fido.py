@@ -22,7 +22,7 @@ from ._common import (
     resolve_removal,
     upsample,
 )
-from ._optim import check_objective, select_objective
+from ._optim import check_converging, check_lr, check_objective, select_objective
 
 __all__ = ["FIDO", "concrete_keep"]
 
@@ -125,7 +125,7 @@ class FIDO:
         self.objective = check_choice(objective, "objective", ("ssr", "sdr"))
         self.mask_size = check_pair(mask_size, "mask_size")
         check_positive(steps, "steps", integer=True)
-        check_positive(lr, "lr")
+        check_lr(lr)
         check_positive(reg, "reg", allow_zero=True)
         check_positive(samples, "samples", integer=True)
         check_model_batch(self.model, samples, "samples", grad=True)
@@ -170,6 +170,7 @@ class FIDO:
                 penalty = area if self.objective == "ssr" else h * w - area
                 weight = min(1.0, t / ramp) if self.anneal > 0 else 1.0
                 loss = (fidelity + weight * self.reg * penalty).sum()
+                check_converging(loss, t, "lr, reg")
                 (grad,) = torch.autograd.grad(loss, [theta])
             theta.grad = grad
             optimizer.step()
