@@ -371,10 +371,3 @@ def test_damaged_files_never_crash(fmt: str) -> None:
             assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
             outcomes["ok"] += 1
     assert sum(outcomes.values()) == 60
-
-
-def test_one_pixel_cap_for_the_cli_and_the_explorer() -> None:
-    from unmask._limits import MAX_PIXELS
-    from unmask.serve import app, uploads
-
-    assert uploads.MAX_PIXELS == app.DEFAULT_MAX_PIXELS == MAX_PIXELS

@@ -23,6 +23,7 @@ from torch import Tensor
 from .._checks import check_choice
 from ..explanation import Explanation
 from ..gradients import capture, check_spatial, grad_session, gradients, resolve_layer
+from ..params import LayerArg, Score
 from ..registry import METHODS
 from ..scoring import SCORES
 from ._common import as_model, finish, prepare, upsample
@@ -96,7 +97,7 @@ def _weighted(a: Tensor, weights: Tensor) -> Tensor:
     return torch.einsum("bc,bchw->bhw", weights, a)[:, None]
 
 
-@METHODS.register("gradcam", aliases=("grad-cam",))
+@METHODS.register("gradcam", aliases=("grad-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class GradCAM(_GradientCAM):
     """Grad-CAM (Selvaraju et al. 2017): ``Σ_k α_k A_k`` with ``α_k = mean_ij ∂s/∂A_kij``.
 
@@ -121,10 +122,10 @@ class GradCAM(_GradientCAM):
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
     ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
@@ -133,7 +134,9 @@ class GradCAM(_GradientCAM):
         return _weighted(a, w), {"weights": w}
 
 
-@METHODS.register("gradcam++", aliases=("gradcampp",))
+@METHODS.register(
+    "gradcam++", aliases=("gradcampp",), family="CAM", cost=lambda p, size: 1, test={}
+)
 class GradCAMPlusPlus(_GradientCAM):
     """Grad-CAM++ (Chattopadhay et al. 2018): channel weights from positive gradients, reweighted.
 
@@ -147,10 +150,10 @@ class GradCAMPlusPlus(_GradientCAM):
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
     ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
@@ -166,7 +169,7 @@ class GradCAMPlusPlus(_GradientCAM):
         return _weighted(a, w), {"weights": w}
 
 
-@METHODS.register("xgradcam", aliases=("xgrad-cam",))
+@METHODS.register("xgradcam", aliases=("xgrad-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class XGradCAM(_GradientCAM):
     """XGrad-CAM (Fu et al. 2020): gradients averaged with the channel's activations as weights.
 
@@ -179,10 +182,10 @@ class XGradCAM(_GradientCAM):
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
     ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
@@ -197,7 +200,7 @@ class XGradCAM(_GradientCAM):
         return _weighted(a, w), {"weights": w}
 
 
-@METHODS.register("layercam", aliases=("layer-cam",))
+@METHODS.register("layercam", aliases=("layer-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class LayerCAM(_GradientCAM):
     """Layer-CAM (Jiang et al. 2021): ``Σ_k ReLU(G_kij) A_kij``, a weight per location.
 
@@ -208,10 +211,10 @@ class LayerCAM(_GradientCAM):
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
     ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
@@ -219,7 +222,7 @@ class LayerCAM(_GradientCAM):
         return (g.clamp(min=0) * a).sum(dim=1, keepdim=True), {}
 
 
-@METHODS.register("hirescam", aliases=("hires-cam",))
+@METHODS.register("hirescam", aliases=("hires-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class HiResCAM(_GradientCAM):
     """HiResCAM (Draelos & Carin 2020): gradient times activation at every location.
 
@@ -232,10 +235,10 @@ class HiResCAM(_GradientCAM):
         self,
         model: Any,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
     ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
@@ -256,7 +259,7 @@ def first_component(a: Tensor) -> Tensor:
     return (proj * sign[:, None, None]).transpose(1, 2).reshape(b, 1, h, w).to(a.dtype)
 
 
-@METHODS.register("eigencam", aliases=("eigen-cam",))
+@METHODS.register("eigencam", aliases=("eigen-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class EigenCAM:
     """Eigen-CAM (Muhammad & Yeasin 2020): the activations' first principal component.
 
@@ -277,7 +280,7 @@ class EigenCAM:
     """
 
     def __init__(
-        self, model: Any, *, layer: str | None = None, relu: bool = True, normalise: bool = False
+        self, model: Any, *, layer: LayerArg = None, relu: bool = True, normalise: bool = False
     ) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)

@@ -33,6 +33,7 @@ from torch.func import functional_call
 from .._checks import check_targets
 from ..explanation import Explanation
 from ..gradients import check_spatial, gradients, resolve_layer
+from ..params import ClassesArg, LayerArg
 from ..registry import METHODS
 from ._common import as_model, finish, prepare, upsample
 from .cam import _flag, normalise_maps
@@ -145,7 +146,9 @@ def _finish(
     return finish(explainer, saliency.float(), target, layer_map=maps, **extras)
 
 
-@METHODS.register("mwp", aliases=("excitation_backprop",))
+@METHODS.register(
+    "mwp", aliases=("excitation_backprop",), family="backprop", cost=lambda p, size: 1, test={}
+)
 class MWP:
     """Excitation backprop (Zhang et al. 2016): the marginal winning probability at a layer.
 
@@ -167,7 +170,7 @@ class MWP:
         [1.0, 1.0]
     """
 
-    def __init__(self, model: Any, *, layer: str | None = None, normalise: bool = False) -> None:
+    def __init__(self, model: Any, *, layer: LayerArg = None, normalise: bool = False) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
         self.normalise = _flag(normalise, "normalise")
@@ -181,7 +184,13 @@ class MWP:
         )
 
 
-@METHODS.register("c-mwp", aliases=("contrastive_mwp",))
+@METHODS.register(
+    "c-mwp",
+    aliases=("contrastive_mwp",),
+    family="backprop",
+    cost=lambda p, size: 2,  # the target's and the contrast's top-down passes
+    test={},
+)
 class ContrastiveMWP:
     """Contrastive MWP (Zhang et al. 2016): the target's MWP minus that of a contrast.
 
@@ -202,7 +211,12 @@ class ContrastiveMWP:
     """
 
     def __init__(
-        self, model: Any, *, layer: str | None = None, contrast: Any = None, normalise: bool = False
+        self,
+        model: Any,
+        *,
+        layer: LayerArg = None,
+        contrast: ClassesArg = None,
+        normalise: bool = False,
     ) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
