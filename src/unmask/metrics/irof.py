@@ -36,7 +36,7 @@ def _check_slic(n_segments: object, compactness: object, sigma: object) -> None:
     check_positive(n_segments, "n_segments", integer=True)
     check_positive(compactness, "compactness")
     check_positive(sigma, "sigma", allow_zero=True)
-    check_at_most(sigma, "sigma", max_size(), "the image side limit, UNMASK_MAX_SIZE")
+    check_at_most(sigma, "sigma", max_size(), "the image side limit, UNMASK_MAX_SIZE")  # type: ignore[arg-type]
 
 
 def irof_curves(
