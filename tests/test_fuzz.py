@@ -244,56 +244,46 @@ def _setting(entry: Entry, suite_settings: dict[str, dict]) -> dict[str, Any]:
     return dict(test if test is not None else suite_settings.get(entry.name, {}))
 
 
-@pytest.mark.parametrize("name", METHODS.names())
-def test_method_hyperparameters(name):
-    entry = METHODS.get(name)
+def _fuzz_one_parameter(entry: Entry, run_with: Any, finite: bool = True) -> None:
+    """Draw one hyperparameter of ``entry`` and a value (:func:`_values`), run
+    ``run_with({name: value})`` and check the outcome (:func:`_check`, :func:`_finite`)."""
     params = _fuzzable(entry)
     if not params:
-        pytest.skip(f"{name} has no hyperparameter to fuzz")
-    model = _METHODS_SUITE._model(name)
-    base = _setting(entry, _METHODS_SUITE.FAST)
+        pytest.skip(f"{entry.name} has no hyperparameter to fuzz")
 
     @PER_ENTRY
     @given(data=st.data())
     def run(data: Any) -> None:
         key, default = data.draw(st.sampled_from(params), label="parameter")
         value = data.draw(_values(entry, key, default), label=key)
-
-        def call() -> Any:
-            return unmask.make_explainer(model, name, **{**base, key: value}).explain(X[:1], 1)
-
-        _finite(_check(call, (key,)))
-
-    run()
-
-
-METRIC_NAMES = [e.name for e in METRICS]
-
-
-@pytest.mark.parametrize("name", METRIC_NAMES)
-def test_metric_hyperparameters(name):
-    entry = METRICS.get(name)
-    params = _fuzzable(entry)
-    if not params:
-        pytest.skip(f"{name} has no hyperparameter to fuzz")
-    kind = kind_of(entry)
-    inputs = _METRICS_SUITE.FACTORIES[kind.name](1)
-    base = _setting(entry, getattr(_METRICS_SUITE, "FAST", {}))
-
-    @PER_ENTRY
-    @given(data=st.data())
-    def run(data: Any) -> None:
-        key, default = data.draw(st.sampled_from(params), label="parameter")
-        value = data.draw(_values(entry, key, default), label=key)
-
-        def call() -> Any:
-            return kind.call(entry.build(**{**base, key: value}), inputs)
-
-        out = _check(call, (key,))
-        if out is not None and not entry_may_be_nan(name):
+        out = _check(lambda: run_with({key: value}), (key,))
+        if finite:
             _finite(out)
 
     run()
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_method_hyperparameters(name):
+    entry = METHODS.get(name)
+    model = _METHODS_SUITE._model(name)
+    base = _setting(entry, _METHODS_SUITE.FAST)
+    _fuzz_one_parameter(
+        entry, lambda p: unmask.make_explainer(model, name, **{**base, **p}).explain(X[:1], 1)
+    )
+
+
+@pytest.mark.parametrize("name", [e.name for e in METRICS])
+def test_metric_hyperparameters(name):
+    entry = METRICS.get(name)
+    kind = kind_of(entry)
+    inputs = _METRICS_SUITE.FACTORIES[kind.name](1)
+    base = _setting(entry, getattr(_METRICS_SUITE, "FAST", {}))
+    _fuzz_one_parameter(
+        entry,
+        lambda p: kind.call(entry.build(**{**base, **p}), inputs),
+        finite=name not in MAY_BE_NAN,
+    )
 
 
 #: Metrics documented to give NaN where their quantity is undefined (a correlation of a
@@ -306,7 +296,3 @@ MAY_BE_NAN = {
     "relative_output_stability",
     "relative_representation_stability",
 }
-
-
-def entry_may_be_nan(name: str) -> bool:
-    return name in MAY_BE_NAN
