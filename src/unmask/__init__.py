@@ -1,13 +1,14 @@
 """unmask: explain image classifiers by removing what they see, and measure whether the
-explanations are true."""
+explanations are true.
 
-from . import removal
-from .api import explain, explain_each, list_methods, make_explainer
-from .explanation import Explanation
-from .images import example_image, load_image
-from .models import Classifier, list_models, load_model
-from .registry import METHODS
-from .scoring import Scorer
+The public names load on first use (PEP 562), so that ``unmask --help``, ``--version`` and the
+command line's argument errors answer without importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -26,3 +27,42 @@ __all__ = [
     "make_explainer",
     "removal",
 ]
+
+#: Where each public name lives (a module of this package).
+_HOMES = {
+    "Classifier": "models",
+    "Explanation": "explanation",
+    "METHODS": "registry",
+    "Scorer": "scoring",
+    "example_image": "images",
+    "explain": "api",
+    "explain_each": "api",
+    "list_methods": "api",
+    "list_models": "models",
+    "load_image": "images",
+    "load_model": "models",
+    "make_explainer": "api",
+}
+
+if TYPE_CHECKING:
+    from . import removal
+    from .api import explain, explain_each, list_methods, make_explainer
+    from .explanation import Explanation
+    from .images import example_image, load_image
+    from .models import Classifier, list_models, load_model
+    from .registry import METHODS
+    from .scoring import Scorer
+
+
+def __getattr__(name: str) -> Any:
+    if name == "removal":
+        return importlib.import_module(".removal", __name__)
+    if name in _HOMES:
+        value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+        globals()[name] = value  # the next access is a plain attribute
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -16,13 +16,11 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from ._examples import EXAMPLES
 from ._files import check_file
 from ._limits import max_pixels, max_size
 
 __all__ = ["load_image", "example_image", "EXAMPLES"]
-
-#: Example images that ship with scikit-image and load offline.
-EXAMPLES = ("chelsea", "coffee", "astronaut", "rocket", "horse")
 
 
 def example_image(name: str = "chelsea") -> np.ndarray:

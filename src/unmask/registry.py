@@ -91,14 +91,16 @@ def spec_of(obj: Any, registry: Registry | None = None) -> dict[str, Any]:
     ``name`` is the name it was built under (``METHODS.get("sp-g").build(...)`` gives
     ``"sp-g"``), or for a direct construction (``Occlusion(model)``) the class's primary name.
     Arguments left at None whose resolved value the object holds under the same attribute name
-    (a default removal) are recorded resolved.
+    (a default removal, a CAM's default layer name) are recorded resolved, so the spec says
+    what ran.
     """
     registry = registry or METHODS
     name = getattr(obj, "_registered_name", None) or registry.name_of(type(obj))
     params: dict[str, Any] = {}
     for k, v in getattr(obj, "_spec_arguments", {}).items():
-        if v is None and getattr(getattr(obj, k, None), "spec", None) is not None:
-            v = getattr(obj, k)
+        held = getattr(obj, k, None)
+        if v is None and (getattr(held, "spec", None) is not None or isinstance(held, str)):
+            v = held
         params[k] = to_json(v)
     return {registry.kind: name, **params}
 

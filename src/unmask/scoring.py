@@ -12,14 +12,15 @@ thousands of perturbations never sit in memory at once. The model runs through
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
-from ._checks import check_choice, check_positive
+from ._checks import ScoreTarget, check_choice, check_positive
 from ._limits import batch_bytes, check_memory
-from .models import Classifier
+from .models import Classifier, NonFiniteLogits
 from .progress import Progress, check_progress, track
 from .removal.base import bind
 
@@ -40,7 +41,9 @@ def select_scores(logits: Tensor, target: Tensor, score: str = "prob") -> Tensor
     - (N, K) bool: one set of classes per row (a cluster), scored as a whole: ``"logit"`` gives
       the generalised logit ``log Σ_{c∈C} exp(z_c)``, ``"prob"`` gives ``Σ_{c∈C} p_c`` and
       ``"log_prob"`` gives ``log Σ_{c∈C} p_c``; a one-class set gives that class's score;
-    - (N, T, K) bool: T sets per row (several targets at once), giving (N, T).
+    - (N, T, K) bool: T sets per row (several targets at once), giving (N, T);
+    - a :class:`unmask._checks.ScoreTarget` (score functions of the logits): their scores
+      (N,), whatever ``score`` says.
 
     Example:
         >>> z = torch.tensor([[0.0, 1.0, 2.0]])
@@ -49,6 +52,8 @@ def select_scores(logits: Tensor, target: Tensor, score: str = "prob") -> Tensor
         >>> select_scores(z, torch.tensor([[False, True, True]]), "logit")  # log(e + e²)
         tensor([2.3133])
     """
+    if isinstance(target, ScoreTarget):
+        return target.scores(logits)
     target = target.to(logits.device)
     if target.dtype != torch.bool:
         if score == "logit":
@@ -66,6 +71,22 @@ def select_scores(logits: Tensor, target: Tensor, score: str = "prob") -> Tensor
         rows = torch.log_softmax(logits, dim=1)
         rows = rows if target.ndim == 2 else rows[:, None, :]
     return rows.masked_fill(~target, float("-inf")).logsumexp(-1)
+
+
+@contextmanager
+def _rows_of(model: Classifier, index: Tensor, what: str) -> Iterator[None]:
+    """Name the caller's images in a :class:`NonFiniteLogits` raised for rows of a chunk."""
+    try:
+        yield
+    except NonFiniteLogits as exc:
+        images = sorted({int(index[r]) for r in exc.rows})
+        shown = ", ".join(map(str, images[:10])) + (", ..." if len(images) > 10 else "")
+        raise NonFiniteLogits(
+            f"model: {exc.where} holds NaN or infinite logits for {what}"
+            f"{'s' if len(images) > 1 else ''} {shown}",
+            images,
+            exc.where,
+        ) from None
 
 
 class Scorer:
@@ -143,7 +164,8 @@ class Scorer:
         with torch.inference_mode():
             for start in self._chunks(images.shape[0], "scoring"):
                 chunk = images[start : start + self.batch_size].to(self.device)
-                outs.append(self.model.infer(chunk).float())
+                with _rows_of(self.model, torch.arange(start, start + chunk.shape[0]), "image"):
+                    outs.append(self.model.infer(chunk).float())
                 self.evaluations += chunk.shape[0]
         return torch.cat(outs)
 
@@ -212,7 +234,8 @@ class Scorer:
                 images = apply(m.to(device=self.device, dtype=x.dtype), idx)
                 if observe is not None:
                     observe(start, stop, images)
-                logits = self.model.infer(images).float()
+                with _rows_of(self.model, idx, "perturbed copies of image"):
+                    logits = self.model.infer(images).float()
                 out[start:stop] = select_scores(logits, target[idx], self.score).cpu()
                 self.evaluations += stop - start
         return out

@@ -32,6 +32,11 @@ from .store import Store, decode_map
 
 __all__ = ["write_report", "summarise", "bootstrap_ci", "robustness_scores", "contrastive_summary"]
 
+#: Below this many images a bootstrap interval is flagged (``few_images``): resampling so few
+#: values gives an interval that looks precise but is not (with 4 images only 35 distinct
+#: resamples exist).
+FEW_IMAGES = 10
+
 
 def bootstrap_ci(
     values: Sequence[float], resamples: int = 1000, seed: int = 0, level: float = 0.95
@@ -85,6 +90,7 @@ def summarise(store: Store, resamples: int = 1000) -> dict[str, Any]:
                 "mean": float(np.mean(vals)),
                 "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
                 "ci95": [lo, hi],
+                "few_images": len(vals) < FEW_IMAGES,
                 "map": ",".join(m_ for m_ in maps if m_),
             }
         sign = 1 if higher else -1
@@ -394,6 +400,10 @@ def _example_grid(store: Store, runs: list[str], examples: int) -> list[tuple[st
     fig, axes = plt.subplots(
         len(files), cols, figsize=(1.6 * cols, 1.7 * len(files)), squeeze=False
     )
+    import torch
+
+    from .. import viz
+
     for i, file in enumerate(files):
         any_unit = next(units[(file, r)] for r in runs if (file, r) in units)
         h = json.loads(any_unit["shape"])[-2]
@@ -411,7 +421,11 @@ def _example_grid(store: Store, runs: list[str], examples: int) -> list[tuple[st
             ax = axes[i, j]
             if (file, run) in units:
                 u = units[(file, run)]
-                ax.imshow(decode_map(u["saliency"], u["shape"]), cmap="jet")
+                # viz's one colour rule: each map on its own scale, anchored at 0
+                m = torch.from_numpy(decode_map(u["saliency"], u["shape"])).float()
+                m = m.reshape(1, 1, *m.shape[-2:])
+                ax.imshow(viz._hwc(viz.heatmap(m)[0]))
+                ax.set_xlabel(viz.colour_scale(m).caption(), fontsize=4)
             if i == 0:
                 ax.set_title(run, fontsize=6)
     for ax in axes.flat:
@@ -565,6 +579,12 @@ def write_report(
         "(kept-energy map of explanation-image methods, see docs/bench.md) or "
         "<code>x_hat</code> (the explanation image).</p>"
     )
+    if any(t["few_images"] for s in summary.values() for t in s["methods"].values()):
+        parts.append(
+            f"<p class='warn'>† the interval rests on fewer than {FEW_IMAGES} images: a "
+            "bootstrap over so few values is not a reliable 95 % interval; run more images "
+            "before reading it.</p>"
+        )
     for label, s in summary.items():
         arrow = "higher is better" if s["higher_is_better"] else "lower is better"
         order = sorted(s["methods"], key=lambda r: (s["methods"][r]["rank"], runs.index(r)))
@@ -572,7 +592,8 @@ def write_report(
             [
                 html.escape(r),
                 _fmt(s["methods"][r]["mean"]) + " ± " + _fmt(s["methods"][r]["std"]),
-                f"[{_fmt(s['methods'][r]['ci95'][0])}, {_fmt(s['methods'][r]['ci95'][1])}]",
+                f"[{_fmt(s['methods'][r]['ci95'][0])}, {_fmt(s['methods'][r]['ci95'][1])}]"
+                + (" †" if s["methods"][r]["few_images"] else ""),
                 str(s["methods"][r]["n"]),
                 html.escape(s["methods"][r]["map"]),
                 str(s["methods"][r]["rank"]),

@@ -23,6 +23,7 @@ from ._optim import (
     check_converging,
     check_lr,
     check_objective,
+    record_convergence,
     require_differentiable,
     select_objective,
 )
@@ -368,6 +369,7 @@ class ExtremalPerturbation:
             [params], lr=self.lr, momentum=self.momentum, dampening=self.momentum
         )
         weight = self.area_weight
+        losses = []  # the loss per step, summed over each image's masks
         steps = track(range(self.steps), self.steps, self.progress, "extremal", "step")
         for t in steps:
             with torch.enable_grad():
@@ -376,6 +378,7 @@ class ExtremalPerturbation:
                 energy = reward - weight * area_loss(padded, reference)
                 check_converging(energy, t, "lr, area_weight, area_growth")
                 (grad,) = torch.autograd.grad(-energy.sum(), [params])
+            losses.append(-energy.detach().reshape(b, n_areas).sum(1))
             params.grad = grad
             optimizer.step()
             with torch.no_grad():
@@ -394,7 +397,8 @@ class ExtremalPerturbation:
             "preserve_score": kept.reshape(b, n_areas).cpu(),
             "delete_score": deleted.reshape(b, n_areas).cpu(),
         }
-        return finish(self, masks.sum(1, keepdim=True), target, **extras)
+        e = finish(self, masks.sum(1, keepdim=True), target, **extras)
+        return record_convergence(e, torch.stack(losses, 1))
 
     def _reward(self, perturb: Any, mask: Tensor, target: Tensor, flip: bool) -> Tensor:
         def score(images: Tensor, classes: Tensor) -> Tensor:
