@@ -803,6 +803,12 @@ def _synthetic_cnn(weights: str | Path | None = None, **_: object) -> Classifier
     return load(weights)
 
 
+def _synthetic_vit(weights: str | Path | None = None, **_: object) -> Classifier:
+    from .datasets.cnn import load
+
+    return load(weights, architecture="vit")
+
+
 _MODELS: dict[str, _ModelSpec] = {
     "efficientnet_lite0": _ModelSpec(
         _efficientnet_lite(0),
@@ -823,6 +829,12 @@ _MODELS: dict[str, _ModelSpec] = {
         _synthetic_cnn,
         "small CNN of the synthetic shapes benchmark (unmask.datasets), 6 classes, 64x64 "
         "(embedded)",
+        "unmask",
+    ),
+    "synthetic_vit": _ModelSpec(
+        _synthetic_vit,
+        "small ViT of the synthetic shapes benchmark (8x8 patches + class token), 6 classes, "
+        "64x64 (embedded)",
         "unmask",
     ),
 }

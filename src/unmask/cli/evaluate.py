@@ -227,15 +227,15 @@ def run(args: argparse.Namespace) -> int:
         parts.insert(
             0, (args.method, evaluations(METHODS.get(args.method), hyper or {}, size, model))
         )
-    announce("evaluate", parts, n_images, model, size)
-    labels = inputs.names
-    x = torch.cat(inputs.tensors)
+    wanted = resolve_target(args.target, model.class_names)
+    target = check_targets(wanted, n_images, model.num_classes, "--target")  # before any work
     if saliency is not None:  # the one rule of maps on images (unmask.metrics._prepare)
         from ..metrics._prepare import check_grid
 
-        check_grid(tuple(saliency.shape[-2:]), tuple(x.shape[-2:]), "--maps")
-    wanted = resolve_target(args.target, model.class_names)
-    target = check_targets(wanted, n_images, model.num_classes, "--target")
+        check_grid(tuple(saliency.shape[-2:]), (size, size), "--maps")
+    announce("evaluate", parts, n_images, model, size)
+    labels = inputs.names
+    x = torch.cat(inputs.tensors)
     if target is None:
         from ..scoring import Scorer
 
