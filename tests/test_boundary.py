@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import unmask
+import unmask.explainers  # noqa: F401  (registers every method)
 import unmask.models
 from unmask.cli import main
 from unmask.images import load_image

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import unmask
+import unmask.explainers  # noqa: F401  (registers every method)
 from unmask.images import load_image
 from unmask.metrics import METRICS
 from unmask.metrics.kinds import kind_of
