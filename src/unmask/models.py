@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from . import onnx_engine
 from ._checks import check_images, check_unit_range
+from ._files import check_file, read_torch
 from .onnx_engine import weights_stamp
 
 __all__ = [
@@ -779,15 +780,8 @@ def _read_state_dict(weights: object) -> dict[str, Tensor]:
     """A local state dict file (``weights_only=True``; a ``{"state_dict": ...}`` checkpoint too)."""
     if not isinstance(weights, str | Path):
         raise TypeError(f"weights: expected a file path, got {type(weights).__name__}")
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights: file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip or unpickler errors of a file that is no state dict
-        raise ValueError(
-            f"weights: cannot read {path} as a torch state dict ({type(exc).__name__})"
-        ) from None
+    path = check_file(weights, "weights")
+    state = read_torch(path, "weights")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

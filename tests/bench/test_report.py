@@ -40,7 +40,7 @@ def report(tmp_path_factory, bench_files) -> tuple[Path, Path]:
     write_images, write_config = bench_files
     root = tmp_path_factory.mktemp("report")
     write_images(root / "data", 4, bad=3)
-    plan = load_plan(write_config(root, EXTRA_METHODS, EXTRA_METRICS))
+    plan = load_plan(write_config(root, EXTRA_METHODS, EXTRA_METRICS), allow_code=True)
     store = root / "run.sqlite"
     run(plan, store, progress=False)
     return store, write_report(store, root / "out", examples=2, bootstrap=200)

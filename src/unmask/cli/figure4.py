@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             size=args.size,
             fit=args.fit,
         )
-        plan = parse_plan(config)
+        plan = parse_plan(config, allow_code=True)  # --models: the user's own command line
         store = out / f"figure4-{name.replace(':', '_').replace('/', '_')}.sqlite"
         try:
             Store.check_path(store, plan.config, plan.config_hash)

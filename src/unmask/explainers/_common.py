@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_positive, check_targets
+from .._checks import check_positive, check_seed, check_targets
 from ..explanation import Explanation
 from ..models import Classifier, as_classifier, check_model_input
 from ..registry import METHODS, spec_of
@@ -112,19 +112,6 @@ _STACKED = (
 def resolve_removal(removal: object, default: Callable[[], Callable]) -> Callable:
     """``None`` -> the method's default removal; a name -> :func:`make_removal`; else itself."""
     return _resolve(removal, default)
-
-
-def check_seed(seed: object) -> int:
-    """A seed for torch's generators: an int (numpy ints too) in [0, 2**63 - 1]."""
-    import numpy as np
-
-    if isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer):
-        raise TypeError(f"seed: expected an int, got {seed!r}")
-    if not 0 <= int(seed) < 2**63:
-        text = str(seed)
-        shown = text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
-        raise ValueError(f"seed: expected an int in [0, 2**63 - 1], got {shown}")
-    return int(seed)
 
 
 def check_pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:

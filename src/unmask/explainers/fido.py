@@ -23,7 +23,13 @@ from ._common import (
     resolve_removal,
     upsample,
 )
-from ._optim import check_objective, record_convergence, select_objective
+from ._optim import (
+    check_converging,
+    check_lr,
+    check_objective,
+    record_convergence,
+    select_objective,
+)
 
 __all__ = ["FIDO", "concrete_keep"]
 
@@ -133,7 +139,7 @@ class FIDO:
         self.objective = check_choice(objective, "objective", ("ssr", "sdr"))
         self.mask_size = check_pair(mask_size, "mask_size")
         check_positive(steps, "steps", integer=True)
-        check_positive(lr, "lr")
+        check_lr(lr)
         check_positive(reg, "reg", allow_zero=True)
         check_positive(samples, "samples", integer=True)
         check_model_batch(self.model, samples, "samples", grad=True)
@@ -179,6 +185,7 @@ class FIDO:
                 penalty = area if self.objective == "ssr" else h * w - area
                 weight = min(1.0, t / ramp) if self.anneal > 0 else 1.0
                 loss = fidelity + weight * self.reg * penalty
+                check_converging(loss, t, "lr, reg")
                 (grad,) = torch.autograd.grad(loss.sum(), [theta])
             losses.append(loss.detach())
             theta.grad = grad

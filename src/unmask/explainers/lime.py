@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_positive
-from .._limits import check_at_most, check_memory
+from .._limits import check_at_most, check_memory, max_size
 from ..explanation import Explanation
 from ..params import BatchSize, Bounds, Count, Patience, RemovalArg, Score, Seed
 from ..registry import METHODS
@@ -64,6 +64,8 @@ def lime_kernel(z: Tensor, valid: Tensor, width: float) -> Tensor:
     norms = (on.sqrt() * total.sqrt()).clamp(min=1e-300)
     cos = torch.where(on > 0, on / norms, torch.zeros_like(on))
     d = 1 - cos
+    if width**2 == 0:  # a width so small its square underflows: the limit, the all-on sample
+        return (d == 0).double()
     return torch.sqrt(torch.exp(-(d**2) / width**2))
 
 
@@ -224,6 +226,7 @@ class Lime:
         )
         check_positive(compactness, "compactness")
         check_positive(sigma, "sigma", allow_zero=True)
+        check_at_most(sigma, "sigma", max_size(), "the image side limit, UNMASK_MAX_SIZE")
         check_positive(samples, "samples", integer=True)
         if samples < 2:
             raise ValueError(

@@ -134,8 +134,12 @@ class MP2:
             check_positive(max_iterations, "max_iterations", integer=True)
         check_choice(criterion, "criterion", ("norm", "descent"))
         check_choice(saliency, "saliency", ("mask", "order"))
-        self.gradient_removal = resolve_removal(gradient_removal, lambda: Blur(10.0))
-        require_differentiable(self.gradient_removal, "mp2 (gradient_removal)")
+        try:
+            self.gradient_removal = resolve_removal(gradient_removal, lambda: Blur(10.0))
+        except (ValueError, TypeError) as exc:  # its own argument, not the removal's
+            message = str(exc).removeprefix("removal: ")
+            raise type(exc)(f"gradient_removal: {message}") from None
+        require_differentiable(self.gradient_removal, "mp2", "gradient_removal")
         self.cells_per_iteration, self.threshold = cells_per_iteration, threshold
         self.max_iterations, self.criterion, self.saliency = max_iterations, criterion, saliency
         self.score = check_objective(score)

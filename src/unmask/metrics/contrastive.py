@@ -156,7 +156,7 @@ def contrastive_curve(
     x = check_model_input(model, x, "x")
     if target is None and isinstance(saliency, Explanation):
         target = saliency.target
-    s = check_saliency(saliency, x.shape[0])
+    s = check_saliency(saliency, x.shape[0], size=(x.shape[-2], x.shape[-1]))
     check_positive(pixels_per_step, "pixels_per_step", integer=True)
     check_probability(delta, "delta", open_low=True)
     fill = resolve_substrate(removal, lambda: Constant("mean"))

@@ -128,7 +128,11 @@ def cp_scores(
     out: dict[str, Tensor] = {"p": p, "p_hat": p_hat}
     with torch.no_grad():
         for info in infos:
-            rep = Pixels() if info == "l1_pixel" or representation is None else representation
+            rep = (
+                Pixels()
+                if info == "l1_pixel" or representation is None
+                else make_representation(representation)
+            )
             base = rep.forward(x)
             own = coefficients is not None and info != "l1_pixel"
             kept = list(coefficients) if own and coefficients is not None else rep.forward(x_hat)

@@ -119,7 +119,12 @@ def evaluate(
             target = saliency.target
         saliency = saliency.saliency
     if saliency is not None:
-        saliency = check_saliency(saliency, x.shape[0] if isinstance(x, Tensor) else None)
+        images = isinstance(x, Tensor) and x.ndim == 4  # other x: refused by the metric itself
+        saliency = check_saliency(
+            saliency,
+            x.shape[0] if images else None,  # type: ignore[union-attr]
+            size=(x.shape[-2], x.shape[-1]) if images else None,  # type: ignore[union-attr]
+        )
     given = {"model": model, "x": x, "saliency": saliency, "target": target, **inputs}
     full: Tensor | None = None
     results: dict[Any, Any] = {}

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
 from .._limits import check_at_most
 from ..models import as_classifier, check_model_input
 from ..params import Area, BatchSize, Count, RemovalArg, Score, Seed, Side
@@ -163,6 +163,7 @@ def faithfulness_correlation(
         True
     """
     runs = _check_int(runs, "runs")
+    seed = check_seed(seed)
     if subset_size is not None:
         subset_size = _check_int(subset_size, "subset_size")
     removal = resolve_removal(removal, lambda: Constant("black"))
@@ -282,7 +283,7 @@ def sensitivity_n_curve(
     :func:`sensitivity_n`.
     """
     runs = _check_int(runs, "runs")
-    check_positive(seed, "seed", integer=True, allow_zero=True)
+    check_seed(seed)
     fractions = _check_fractions(fractions)
     removal = resolve_removal(removal, lambda: Constant("black"))
     _, x, s, t, base, scorer = prepare_inputs(
@@ -536,7 +537,7 @@ def monotonicity(
     ``features_in_step=1``, one pixel per step, i.e. ``max_steps=None``).
     """
     x = check_model_input(as_classifier(model, "model"), x, "x")
-    s = check_saliency(saliency, x.shape[0])
+    s = check_saliency(saliency, x.shape[0], size=(x.shape[-2], x.shape[-1]))
     curve = insertion_curve(
         model,
         x,
@@ -601,6 +602,7 @@ def monotonicity_correlation(
         score: ``"prob"`` (default, quantus' ``softmax=True``), ``"logit"``, ``"log_prob"``.
     """
     samples = _check_int(samples, "samples")
+    seed = check_seed(seed)
     _, x, s, t, base, scorer = prepare_inputs(
         model, x, saliency, target, {"batch_size": batch_size, "score": score, "progress": progress}
     )
@@ -782,7 +784,7 @@ class SensitivityN(_Metric):
     ) -> None:
         fractions = _check_fractions(fractions)
         _check_int(runs, "runs")
-        check_positive(seed, "seed", integer=True, allow_zero=True)
+        check_seed(seed)
         _checked_score(score, batch_size)
         self.removal = resolve_removal(removal, lambda: Constant("black"))
         super().__init__(

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_positive
+from .._limits import check_at_most, max_size
 from ..params import BatchSize, Bounds, RemovalArg, Score
 from ..registry import METRICS
 from ..removal import Constant, resolve_removal
@@ -35,6 +36,7 @@ def _check_slic(n_segments: object, compactness: object, sigma: object) -> None:
     check_positive(n_segments, "n_segments", integer=True)
     check_positive(compactness, "compactness")
     check_positive(sigma, "sigma", allow_zero=True)
+    check_at_most(sigma, "sigma", max_size(), "the image side limit, UNMASK_MAX_SIZE")  # type: ignore[arg-type]
 
 
 def irof_curves(

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
 from .._limits import check_at_most
 from ..gradients import find_layer
 from ..params import BatchSize, Count, LayerArg, Seed, Steps
@@ -81,6 +81,11 @@ EPS_MIN = 1e-6
 
 #: Perturbations drawn at a time (fixed, so the draws do not depend on ``batch_size``).
 DRAWS = 16
+
+
+#: The smallest noise radius / standard deviation: below it a float32 image in [0, 1] does not
+#: change (its resolution near 1 is 6e-8), and every quotient would divide by zero.
+MIN_NOISE = 1e-6
 
 
 def _flat_norm(v: Tensor) -> Tensor:
@@ -146,10 +151,13 @@ def perturbation_study(
         isinstance(radius, bool)
         or not isinstance(radius, int | float)
         or not math.isfinite(radius)
-        or radius <= 0
+        or radius < MIN_NOISE
     ):
-        raise ValueError(f"radius: expected a finite number > 0, got {radius!r}")
-    check_positive(seed, "seed", integer=True, allow_zero=True)
+        raise ValueError(
+            f"radius: expected a finite number >= {MIN_NOISE} (smaller noise leaves float32 "
+            f"images unchanged), got {radius!r}"
+        )
+    check_seed(seed)
     model, x, explain, t, scorer = prepare_explainer_inputs(model, x, explainer, target, batch_size)
     scorer.check_memory(batch_size, tuple(x.shape[1:]), "perturbed images")
     captured: list[Tensor] = []
@@ -479,10 +487,13 @@ class _Robustness:
             isinstance(radius, bool)
             or not isinstance(radius, int | float)
             or not math.isfinite(radius)
-            or radius <= 0
+            or radius < MIN_NOISE
         ):
-            raise ValueError(f"{self._noise_name}: expected a finite number > 0, got {radius!r}")
-        check_positive(seed, "seed", integer=True, allow_zero=True)
+            raise ValueError(
+                f"{self._noise_name}: expected a finite number >= {MIN_NOISE} (smaller noise "
+                f"leaves float32 images unchanged), got {radius!r}"
+            )
+        check_seed(seed)
         check_positive(batch_size, "batch_size", integer=True)
         self.samples, self.radius, self.seed, self.batch_size = samples, radius, seed, batch_size
 

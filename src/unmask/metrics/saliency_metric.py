@@ -83,7 +83,7 @@ def _scores(
     x = check_model_input(model, x, "x")
     if target is None and isinstance(saliency, Explanation):
         target = saliency.target
-    saliency = check_saliency(saliency, x.shape[0])
+    saliency = check_saliency(saliency, x.shape[0], size=(x.shape[-2], x.shape[-1]))
     if saliency.shape[-2:] != x.shape[-2:]:  # coarse maps: upsampled to the image, as in seed 001
         saliency = F.interpolate(saliency, size=x.shape[-2:], mode="bilinear", align_corners=False)
     check_positive(batch_size, "batch_size", integer=True)

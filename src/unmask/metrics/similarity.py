@@ -87,9 +87,9 @@ def ssim(a: Tensor, b: Tensor, win_size: int = 5) -> Tensor:
 
     a, b = _pair(a, b)
     check_positive(win_size, "win_size", integer=True)
-    if win_size % 2 == 0 or win_size > min(a.shape[-2:]):
+    if win_size % 2 == 0 or not 3 <= win_size <= min(a.shape[-2:]):
         raise ValueError(
-            f"win_size: expected an odd number <= {min(a.shape[-2:])} (the map size), "
+            f"win_size: expected an odd number in [3, {min(a.shape[-2:])}] (the map size), "
             f"got {win_size}"
         )
     na, nb = _numpy(minmax_normalise(a)), _numpy(minmax_normalise(b))

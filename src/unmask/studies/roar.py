@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
 from ..progress import Progress, check_progress, track
 
 __all__ = [
@@ -418,7 +418,7 @@ def roar(
         (threads, "threads"),
     ):
         check_positive(value, name, integer=True)
-    check_positive(seed, "seed", integer=True, allow_zero=True)
+    check_seed(seed)
     check_positive(lr, "lr")
     data_seed = 0 if data_seed is None else data_seed
     check_positive(data_seed, "data_seed", integer=True, allow_zero=True)
