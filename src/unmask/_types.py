@@ -20,15 +20,29 @@ from torch import Tensor
 if TYPE_CHECKING:  # for the string aliases only (models imports nothing from here)
     import numpy as np
 
+    from .explanation import Explanation
     from .models import Classifier
 
-__all__ = ["ClassSet", "Images", "Mask", "Model", "ModelLike", "Saliency", "Target", "Targets"]
+__all__ = [
+    "ClassSet",
+    "Images",
+    "Mask",
+    "Model",
+    "ModelLike",
+    "Saliency",
+    "SaliencyLike",
+    "Target",
+    "Targets",
+]
 
 Images: TypeAlias = Tensor
 """Images (B, 3, H, W), float, values in [0, 1]."""
 
 Saliency: TypeAlias = Tensor
 """Saliency maps (B, 1, H, W), float (signed or not, as the method returns them)."""
+
+SaliencyLike: TypeAlias = "Tensor | np.ndarray | Explanation"
+"""Maps as the metrics accept them: a tensor or array (B, 1, h, w), or an Explanation."""
 
 Mask: TypeAlias = Tensor
 """Masks (B, 1, H, W) or (B, S, 1, H, W), values in [0, 1] (1 = removed or kept, as stated)."""
@@ -37,11 +51,12 @@ ClassSet: TypeAlias = Set[int]
 """A cluster of classes that together form one target (CWOX, set targets)."""
 
 Target: TypeAlias = (
-    "int | np.integer | ClassSet | Sequence[int | np.integer | ClassSet] | Tensor | np.ndarray "
-    "| None"
+    "int | np.integer | ClassSet "
+    "| Sequence[int | np.integer | ClassSet | Sequence[int]] | Tensor | np.ndarray | None"
 )
 """A target as the public API accepts it: None (top-1), one class or set for every image, one
-class or set per image, a long tensor (B,) or a boolean membership tensor (B, K)."""
+class or set (a set, list or tuple of classes) per image, a long tensor (B,) or a boolean
+membership tensor (B, K)."""
 
 Targets: TypeAlias = Tensor
 """Checked targets: a long tensor (B,) of classes or a boolean membership tensor (B, K)."""

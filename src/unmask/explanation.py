@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._types import Model, Target
+
 __all__ = ["Explanation", "result_key", "image_digest", "target_json"]
 
 #: Spec entries that change how a result is computed, not what it is (left out of keys).
@@ -32,7 +34,7 @@ def target_json(target: Tensor) -> int | list[int]:
     return int(target)
 
 
-def result_key(spec: dict[str, Any], model: str, image: Tensor | str, target: Any) -> str:
+def result_key(spec: dict[str, Any], model: str, image: Tensor | str, target: Target) -> str:
     """A stable key of (method spec, model name, image content, target), hex SHA-256.
 
     ``spec`` is ``{"method": name, **params}`` (execution settings such as ``batch_size`` are
@@ -102,7 +104,7 @@ class Explanation:
         """``{"method": name, **params}``: what :func:`unmask.make_explainer` rebuilds from."""
         return {"method": self.method, **self.params}
 
-    def keys(self, x: Tensor, model: Any) -> list[str]:
+    def keys(self, x: Tensor, model: Model) -> list[str]:
         """One :func:`result_key` per image of ``x`` (B, C, H, W), for ``model`` (or its name)."""
         name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
         if x.shape[0] != len(self):

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from .._types import Target
 from ..explanation import image_digest
 from .data import Dataset, Sample, open_dataset
 from .maps import relevance_map
@@ -100,7 +101,7 @@ class Worker:
         sample = self.dataset.load(item, self.size, self.plan.model.get("fit", "crop"))
         if self.plan.data.get("target", "label") == "top1":
             with torch.no_grad():
-                target: Any = int(self.model(sample.x.to(self.model.device)).argmax(1)[0])
+                target: Target = int(self.model(sample.x.to(self.model.device)).argmax(1)[0])
         else:
             if item.label is None:
                 raise ValueError(f'{file}: no label in the data set (use data.target = "top1")')
@@ -240,7 +241,7 @@ class Worker:
 def _cwox_explanation(
     ce: Any,
     saliency: torch.Tensor,
-    target: Any,
+    target: Target,
     explainer: Any,
     clusters: list[list[int]],
     num_classes: int,

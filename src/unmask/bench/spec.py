@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._types import Model
+
 __all__ = [
     "MethodRun",
     "MetricRun",
@@ -96,7 +98,7 @@ class MethodRun:
     seed: int | None
     group: str
 
-    def build(self, model: Any) -> Any:
+    def build(self, model: Model) -> Any:
         """The explainer for ``model`` (``cwox``: a :class:`~unmask.bench.contrast.CwoxMethod`)."""
         from ..api import make_explainer
 

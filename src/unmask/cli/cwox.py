@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .._types import Model
+
 COMMAND = "cwox"
 HELP = (
     "Explain the top classes of images contrastively (CWOX-2s): cluster maps, then class maps "
@@ -128,7 +130,7 @@ def _parse_clusters(text: str) -> list[list[int]]:
     return clusters
 
 
-def _tree(name: str | None, model: Any) -> Any:
+def _tree(name: str | None, model: Model) -> Any:
     from ..contrastive import data_free_tree, load_tree
 
     if name is None:

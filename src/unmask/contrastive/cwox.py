@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_choice, check_probability
+from .._types import Model
 from ..models import Classifier, as_classifier, check_model_input
 from ..registry import METHODS, spec_of, to_json
 from ..scoring import Scorer
@@ -447,7 +448,7 @@ class CWOX:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         cluster_explainer: ExplainerLike = "gradcam",
         class_explainer: ExplainerLike | None = None,
         *,
@@ -652,7 +653,7 @@ def _describe(explainer: Any) -> str:
 
 
 def cwox(
-    model: Any,
+    model: Model,
     x: Tensor,
     clusters: Any = None,
     *,

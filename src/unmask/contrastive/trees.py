@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from .._types import Model
 from ..progress import Progress
 from ..progress import reporter as _reporter
 
@@ -525,7 +526,7 @@ _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".w
 
 
 def documents_from_images(
-    model: Any,
+    model: Model,
     folder: str | os.PathLike,
     *,
     mass: float = 0.95,
@@ -863,7 +864,7 @@ def learn_tree(
     return _tree_from_levels(partitions, num_classes, names, scores, percentage)
 
 
-def final_linear_weight(model: Any) -> np.ndarray:
+def final_linear_weight(model: Model) -> np.ndarray:
     """The weight (C, D) of a classifier's final linear layer, C its number of classes.
 
     Accepts an :class:`unmask.Classifier` (the last ``nn.Linear`` of ``model.net`` with C
@@ -901,7 +902,7 @@ def final_linear_weight(model: Any) -> np.ndarray:
 
 
 def data_free_tree(
-    model: Any,
+    model: Model,
     *,
     levels: int | None = None,
     mean_size: float = 3.5,

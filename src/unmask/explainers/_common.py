@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_positive, check_targets
+from .._types import Target
 from ..explanation import Explanation
 from ..models import Classifier, as_classifier, check_model_input
 from ..registry import METHODS, spec_of
@@ -39,7 +40,7 @@ class Explainer(Protocol):
 
     model: Classifier
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation: ...
+    def explain(self, x: Tensor, target: Target = None) -> Explanation: ...
 
 
 def finish(explainer: object, saliency: Tensor, target: Tensor, **extras: Any) -> Explanation:

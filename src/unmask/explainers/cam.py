@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_choice
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..gradients import capture, check_spatial, grad_session, gradients, resolve_layer
 from ..registry import METHODS
@@ -71,7 +72,7 @@ class _GradientCAM:
     """What the gradient CAMs share: the layer, the score and the two options."""
 
     def _setup(
-        self, model: Any, layer: str | None, relu: bool, normalise: bool, score: str
+        self, model: Model, layer: str | None, relu: bool, normalise: bool, score: str
     ) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
@@ -82,7 +83,7 @@ class _GradientCAM:
     def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:  # pragma: no cover
         raise NotImplementedError
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
         x, t = prepare(self.model, x, target)
         g = gradients(self.model, x, t, score=self.score, layers=[self.layer], input=False)
@@ -119,7 +120,7 @@ class GradCAM(_GradientCAM):
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         layer: str | None = None,
         relu: bool = True,
@@ -145,7 +146,7 @@ class GradCAMPlusPlus(_GradientCAM):
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         layer: str | None = None,
         relu: bool = True,
@@ -177,7 +178,7 @@ class XGradCAM(_GradientCAM):
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         layer: str | None = None,
         relu: bool = True,
@@ -206,7 +207,7 @@ class LayerCAM(_GradientCAM):
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         layer: str | None = None,
         relu: bool = True,
@@ -230,7 +231,7 @@ class HiResCAM(_GradientCAM):
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         layer: str | None = None,
         relu: bool = True,
@@ -277,14 +278,14 @@ class EigenCAM:
     """
 
     def __init__(
-        self, model: Any, *, layer: str | None = None, relu: bool = True, normalise: bool = False
+        self, model: Model, *, layer: str | None = None, relu: bool = True, normalise: bool = False
     ) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
         self.relu = _flag(relu, "relu")
         self.normalise = _flag(normalise, "normalise")
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W); ``target`` is recorded (top-1 when None)."""
         x, t = prepare(self.model, x, target)
         with (

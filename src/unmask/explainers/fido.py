@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_probability
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..progress import track
 from ..registry import METHODS
@@ -105,7 +106,7 @@ class FIDO:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: Any = None,
         *,
         objective: str = "ssr",
@@ -137,7 +138,7 @@ class FIDO:
         self.seed = check_seed(seed)
         self.progress = progress
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
         x, target = prepare(self.model, x, target)
         b, c, h, w = x.shape

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive
 from .._limits import check_at_most, check_memory
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..gradients import gradients
 from ..registry import METHODS
@@ -35,13 +36,13 @@ MAX_STEPS = 100_000
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
 
-def _input_gradient(model: Any, x: Tensor, target: Tensor, score: str) -> Tensor:
+def _input_gradient(model: Model, x: Tensor, target: Tensor, score: str) -> Tensor:
     g = gradients(model, x, target, score=score).input
     assert g is not None  # input=True
     return g
 
 
-def _explain_attribution(method: Any, x: Tensor, target: Any) -> Explanation:
+def _explain_attribution(method: Any, x: Tensor, target: Target) -> Explanation:
     """``method.attribute`` on checked inputs, reduced to a map; the attribution in extras."""
     x, t = prepare(method.model, x, target)
     a = method.attribute(x, t)
@@ -66,7 +67,7 @@ class Gradient:
         (torch.Size([1, 1, 32, 32]), torch.Size([1, 3, 32, 32]))
     """
 
-    def __init__(self, model: Any, *, score: str = "logit") -> None:
+    def __init__(self, model: Model, *, score: str = "logit") -> None:
         self.model = as_model(model)
         self.score = check_choice(score, "score", SCORES)
 
@@ -78,7 +79,7 @@ class Gradient:
     def reduce(attribution: Tensor) -> Tensor:
         return attribution.amax(dim=1, keepdim=True)
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
         return _explain_attribution(self, x, target)
 
@@ -97,7 +98,7 @@ class InputXGradient:
         ``attribution``: (B, 3, H, W) ``x ⊙ ∂s/∂x`` (captum's ``InputXGradient``).
     """
 
-    def __init__(self, model: Any, *, score: str = "logit") -> None:
+    def __init__(self, model: Model, *, score: str = "logit") -> None:
         self.model = as_model(model)
         self.score = check_choice(score, "score", SCORES)
 
@@ -108,7 +109,7 @@ class InputXGradient:
     def reduce(attribution: Tensor) -> Tensor:
         return attribution.sum(dim=1, keepdim=True)
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
         return _explain_attribution(self, x, target)
 
@@ -164,7 +165,7 @@ class IntegratedGradients:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: Any = None,
         *,
         steps: int = 50,
@@ -209,7 +210,7 @@ class IntegratedGradients:
     def reduce(attribution: Tensor) -> Tensor:
         return attribution.sum(dim=1, keepdim=True)
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target``."""
         x, t = prepare(self.model, x, target)
         a = self.attribute(x, t)
@@ -255,7 +256,7 @@ class SmoothGrad:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         base: str = "gradient",
         base_params: dict | None = None,
@@ -310,7 +311,7 @@ class SmoothGrad:
             return mean_sq
         return mean_sq - mean * mean
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target``."""
         x, t = prepare(self.model, x, target)
         a = self.attribute(x, t)

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .._checks import check_positive
 from .._limits import check_at_most, check_memory
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..registry import METHODS
 from ..removal import Constant, Inpaint
@@ -187,7 +188,7 @@ class Lime:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: Any = None,
         *,
         n_segments: int = 50,
@@ -269,7 +270,9 @@ class Lime:
             )
         return relabel(segments.cpu())
 
-    def explain(self, x: Tensor, target: Any = None, segments: SegmentSource = None) -> Explanation:
+    def explain(
+        self, x: Tensor, target: Target = None, segments: SegmentSource = None
+    ) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set of
         classes, or one per image).
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_positive
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..progress import track
 from ..registry import METHODS
@@ -125,7 +126,7 @@ class MeaningfulPerturbation:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: Any = None,
         *,
         mask_size: int | tuple[int, int] = 28,
@@ -161,7 +162,7 @@ class MeaningfulPerturbation:
         self.seed = check_seed(seed)
         self.progress = progress
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
         x, target = prepare(self.model, x, target)
         b, _, h, w = x.shape

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_probability
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..progress import track
 from ..registry import METHODS
@@ -89,7 +90,7 @@ class MP2:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: Any = None,
         *,
         mask_size: int | tuple[int, int] = 28,
@@ -121,7 +122,7 @@ class MP2:
         self._scorer = Scorer(self.model, batch_size=batch_size, score="prob")
         self.progress = progress
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
         x, target = prepare(self.model, x, target, self._scorer)
         b, _, h, w = x.shape

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .._checks import check_targets
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..gradients import check_spatial, gradients, resolve_layer
 from ..registry import METHODS
@@ -104,7 +105,7 @@ def _flatten_rules(rules: dict) -> dict[type, Any]:
     return out
 
 
-def classifier_layer(model: Any) -> nn.Linear:
+def classifier_layer(model: Model) -> nn.Linear:
     """The classifier layer whose weights contrastive MWP negates: the last ``nn.Linear`` of
     ``model.net`` in ``named_modules()`` order."""
     linear = [m for m in model.net.modules() if isinstance(m, nn.Linear)]
@@ -117,7 +118,7 @@ def classifier_layer(model: Any) -> nn.Linear:
 
 
 def relevance(
-    model: Any, x: Tensor, target: Tensor, layer: str, negate: nn.Module | None = None
+    model: Model, x: Tensor, target: Tensor, layer: str, negate: nn.Module | None = None
 ) -> Tensor:
     """The excitation-backprop mass (B, C, h, w) arriving at ``layer``'s output for checked
     images ``x`` and targets ``target`` ((B,) long or (B, K) bool); ``negate`` = the module
@@ -167,12 +168,12 @@ class MWP:
         [1.0, 1.0]
     """
 
-    def __init__(self, model: Any, *, layer: str | None = None, normalise: bool = False) -> None:
+    def __init__(self, model: Model, *, layer: str | None = None, normalise: bool = False) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
         self.normalise = _flag(normalise, "normalise")
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
         x, t = prepare(self.model, x, target)
         maps = relevance(self.model, x, t, self.layer).sum(dim=1, keepdim=True)
@@ -202,7 +203,12 @@ class ContrastiveMWP:
     """
 
     def __init__(
-        self, model: Any, *, layer: str | None = None, contrast: Any = None, normalise: bool = False
+        self,
+        model: Model,
+        *,
+        layer: str | None = None,
+        contrast: Any = None,
+        normalise: bool = False,
     ) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
@@ -218,7 +224,7 @@ class ContrastiveMWP:
         if contrast is None:
             classifier_layer(self.model)
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` against the contrast."""
         x, t = prepare(self.model, x, target)
         own = relevance(self.model, x, t, self.layer)

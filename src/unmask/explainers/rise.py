@@ -11,6 +11,7 @@ from torch import Tensor
 
 from .._checks import check_positive, check_probability
 from .._limits import check_memory
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..registry import METHODS
 from ..removal import Constant
@@ -173,7 +174,7 @@ class Rise:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: Any = None,
         *,
         masks: int = 4000,
@@ -204,7 +205,7 @@ class Rise:
         gen = torch.Generator().manual_seed(self.seed)
         return sample_rise_masks(self.num_masks, size, self.s, self.p, gen)
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set of
         classes, or one per image)."""
         return self.explain_each(x, [target])[0]

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..gradients import capture, check_spatial, find_layer, grad_session, resolve_layer
 from ..progress import check_progress, track
@@ -27,7 +28,7 @@ from .cam import _flag, _weighted, finish_cam
 __all__ = ["ScoreCAM", "AblationCAM"]
 
 
-def _activations(model: Any, x: Tensor, layer: str) -> tuple[Tensor, Tensor]:
+def _activations(model: Model, x: Tensor, layer: str) -> tuple[Tensor, Tensor]:
     """The layer's activations (B, C, h, w) and the logits (B, K), from one forward pass."""
     with grad_session(model), capture(model, [layer]) as acts, torch.inference_mode():
         logits = model(x).float()
@@ -73,7 +74,7 @@ class ScoreCAM:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: Any = None,
         *,
         layer: str | None = None,
@@ -90,7 +91,7 @@ class ScoreCAM:
         self.normalise = _flag(normalise, "normalise")
         self.scorer = Scorer(self.model, batch_size=batch_size, score=score, progress=progress)
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
         return self.explain_each(x, [target])[0]
 
@@ -146,7 +147,7 @@ class AblationCAM:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         layer: str | None = None,
         relu: bool = True,
@@ -163,7 +164,7 @@ class AblationCAM:
         check_progress(progress)
         self.progress = progress
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
         return self.explain_each(x, [target])[0]
 

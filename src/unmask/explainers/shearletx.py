@@ -30,6 +30,7 @@ from typing import Any
 from torch import Tensor
 
 from .._checks import check_choice
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..registry import METHODS
 from ..representations import make_representation
@@ -84,7 +85,7 @@ class MaskExplainer:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         representation: Any = "shearlets",
         l1: float = 1.0,
@@ -115,7 +116,7 @@ class MaskExplainer:
             progress=progress,
         )
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set of
         classes, or one per image)."""
         x, target = prepare(self.model, x, target)
@@ -154,7 +155,7 @@ METHODS.add(
 def _preset(name: str) -> Any:
     """``ShearletX(model, **kw)`` etc.: the registered setting as a constructor."""
 
-    def build(model: Any, **hyperparameters: Any) -> MaskExplainer:
+    def build(model: Model, **hyperparameters: Any) -> MaskExplainer:
         return METHODS.get(name).build(model, **hyperparameters)
 
     build.__name__ = build.__qualname__ = {

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_positive, check_targets
+from .._types import Model
 from ..explanation import Explanation
 from ..models import Classifier, as_classifier, check_model_input
 from ..registry import METHODS, spec_of
@@ -47,7 +48,7 @@ def run_maps(explain: Any, x: Tensor, target: Tensor, batch_size: int) -> Tensor
 
 
 def prepare_explainer_inputs(
-    model: Any, x: object, explainer: object, target: object, batch_size: int
+    model: Model, x: object, explainer: object, target: object, batch_size: int
 ) -> tuple[Classifier, Tensor, Any, Tensor, Scorer]:
     """Checked model, images, explain callable, targets ((B,) long or (B, K) bool; None = the
     top-1 class on the clean image) and a logit scorer."""

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_targets
+from .._types import Model
 from ..explanation import Explanation
 from ..models import Classifier, as_classifier, check_model_input
 from ..scoring import Scorer, select_scores
@@ -73,7 +74,7 @@ def check_saliency(saliency: object, batch: int | None = None, name: str = "sali
 
 
 def prepare_inputs(
-    model: Any, x: object, saliency: object, target: object, scorer_kwargs: dict[str, Any]
+    model: Model, x: object, saliency: object, target: object, scorer_kwargs: dict[str, Any]
 ) -> tuple[Classifier, Tensor, Tensor, Tensor, Tensor, Scorer]:
     """Check the uniform metric call ``(model, x, saliency, target)``.
 

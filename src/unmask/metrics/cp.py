@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_choice, check_images, check_positive, check_targets, check_unit_range
+from .._types import Model, Target
 from ..models import as_classifier, check_model_input
 from ..registry import METRICS
 from ..representations import Pixels
@@ -89,10 +90,10 @@ def information(coeffs: Sequence[Tensor], kind: str) -> Tensor:
 
 
 def cp_scores(
-    model: Any,
+    model: Model,
     x: Tensor,
     x_hat: Tensor,
-    target: Any = None,
+    target: Target = None,
     *,
     infos: Sequence[str] = INFORMATION,
     representation: Representation | None = None,
@@ -135,10 +136,10 @@ def cp_scores(
 
 
 def cp_score(
-    model: Any,
+    model: Model,
     x: Tensor,
     x_hat: Tensor,
-    target: Any = None,
+    target: Target = None,
     *,
     info: str = "l1",
     representation: Representation | None = None,
@@ -202,10 +203,10 @@ class CPScore:
 
     def shared(
         self,
-        model: Any,
+        model: Model,
         x: Tensor,
         x_hat: Tensor,
-        target: Any = None,
+        target: Target = None,
         coefficients: Sequence[Tensor] | None = None,
     ) -> dict[str, Tensor]:
         return cp_scores(
@@ -223,10 +224,10 @@ class CPScore:
 
     def __call__(
         self,
-        model: Any,
+        model: Model,
         x: Tensor,
         x_hat: Tensor,
-        target: Any = None,
+        target: Target = None,
         coefficients: Sequence[Tensor] | None = None,
     ) -> Tensor:
         return cp_score(
@@ -259,10 +260,10 @@ class Retained:
 
 
 def retained_probability(
-    model: Any,
+    model: Model,
     x: Tensor,
     x_hat: Tensor,
-    target: Any = None,
+    target: Target = None,
     *,
     scale: str = "none",
     batch_size: int = 16,
@@ -328,10 +329,10 @@ class RetainedProbability:
 
     def shared(
         self,
-        model: Any,
+        model: Model,
         x: Tensor,
         x_hat: Tensor,
-        target: Any = None,
+        target: Target = None,
         coefficients: Sequence[Tensor] | None = None,
     ) -> Retained:
         return retained_probability(
@@ -343,10 +344,10 @@ class RetainedProbability:
 
     def __call__(
         self,
-        model: Any,
+        model: Model,
         x: Tensor,
         x_hat: Tensor,
-        target: Any = None,
+        target: Target = None,
         coefficients: Sequence[Tensor] | None = None,
     ) -> Tensor:
         return self.reduce(self.shared(model, x, x_hat, target))

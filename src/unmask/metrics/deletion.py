@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_choice, check_positive
+from .._types import Model, SaliencyLike, Target
 from ..progress import Progress
 from ..registry import METRICS
 from ..removal import BoxBlur, Constant, RiseBlur
@@ -240,10 +241,10 @@ def default_substrate(mode: str, rule: str) -> Any:
 
 def _curve(
     mode: str,
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any,
+    saliency: SaliencyLike,
+    target: Target,
     *,
     removal: Any,
     rule: str,
@@ -300,10 +301,10 @@ def _curve(
 
 
 def deletion_curve(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     removal: Any = None,
     rule: str = "seed",
@@ -359,10 +360,10 @@ def deletion_curve(
 
 
 def insertion_curve(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     removal: Any = None,
     rule: str = "seed",
@@ -427,7 +428,9 @@ class _CurveMetric:
         self.cumulative, self.score = bool(cumulative), score
         self.batch_size, self.progress = batch_size, progress
 
-    def curve(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Curve:
+    def curve(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Curve:
         """The curves (see :func:`deletion_curve`), to get AUC and correlation from one run."""
         return _curve(
             self.mode,
@@ -458,7 +461,9 @@ class _CurveMetric:
             self.score,
         )
 
-    def shared(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Curve:
+    def shared(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Curve:
         """The curves this metric reads (:meth:`curve`)."""
         return self.curve(model, x, saliency, target)
 
@@ -466,7 +471,9 @@ class _CurveMetric:
         """This metric's values (B,) from the curves."""
         return curve.auc() if self.statistic == "auc" else curve.correlation()
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+    def __call__(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Tensor:
         """Per-image values (B,) for images ``x`` (B, 3, H, W) and maps (B, 1, h, w)."""
         return self.reduce(self.curve(model, x, saliency, target))
 

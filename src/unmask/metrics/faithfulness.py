@@ -45,6 +45,7 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive
 from .._limits import check_at_most
+from .._types import Model, SaliencyLike, Target
 from ..models import as_classifier, check_model_input
 from ..progress import Progress
 from ..registry import METRICS
@@ -123,10 +124,10 @@ def _upsample(m: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def faithfulness_correlation(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     subset_size: int | None = None,
     runs: int = 100,
@@ -259,10 +260,10 @@ def sensitivity_n_sizes(n_features: int, fractions: Any = SENSITIVITY_N_FRACTION
 
 
 def sensitivity_n_curve(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     fractions: Any = SENSITIVITY_N_FRACTIONS,
     runs: int = 100,
@@ -293,10 +294,10 @@ def sensitivity_n_curve(
 
 
 def sensitivity_n(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     fractions: Any = SENSITIVITY_N_FRACTIONS,
     runs: int = 100,
@@ -348,10 +349,10 @@ def sensitivity_n(
 
 
 def region_curve(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     patch: int = 8,
     regions: int | None = 100,
@@ -422,10 +423,10 @@ def region_curve(
 
 
 def region_perturbation(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     patch: int = 8,
     regions: int = 100,
@@ -463,10 +464,10 @@ def region_perturbation(
 
 
 def selectivity(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     patch: int = 8,
     removal: Any = None,
@@ -512,10 +513,10 @@ def selectivity(
 
 
 def monotonicity(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     max_steps: int | None = 196,
     pixels_per_step: int | None = None,
@@ -550,7 +551,7 @@ def monotonicity(
     return (steps.diff(dim=1) >= 0).all(dim=1).double()
 
 
-def _target_of(saliency: Any, target: Any) -> Any:
+def _target_of(saliency: SaliencyLike, target: Target) -> Any:
     from ..explanation import Explanation
 
     return saliency.target if target is None and isinstance(saliency, Explanation) else target
@@ -574,10 +575,10 @@ class _DrawnNoise(FixedFill):
 
 
 def monotonicity_correlation(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     max_steps: int | None = 196,
     pixels_per_step: int | None = None,
@@ -641,7 +642,9 @@ class _Metric:
     def __init__(self, **params: Any) -> None:
         self._params = params
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+    def __call__(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Tensor:
         """Per-image values (B,) for images (B, 3, H, W) and maps (B, 1, h, w)."""
         return type(self).function(model, x, saliency, target, **self._params)
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_positive
+from .._types import Model, SaliencyLike, Target
 from ..registry import METRICS
 from ..removal import Constant, resolve_removal
 from ..scoring import SCORES
@@ -37,10 +38,10 @@ def _check_slic(n_segments: object, compactness: object, sigma: object) -> None:
 
 
 def irof_curves(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     n_segments: int = 100,
     compactness: float = 10.0,
@@ -90,10 +91,10 @@ def irof_curves(
 
 
 def irof(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     n_segments: int = 100,
     compactness: float = 10.0,
@@ -169,7 +170,9 @@ class IROF:
         self.removal = resolve_removal(removal, lambda: Constant("image_mean"))
         self.score, self.batch_size, self.progress = score, batch_size, progress
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+    def __call__(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Tensor:
         """Per-image values (B,) for images (B, 3, H, W) and maps (B, 1, h, w)."""
         return irof(
             model,

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_choice, check_positive
+from .._types import Model, Target
 from ..model_randomisation import randomisation_order, randomise_layer
 from ..registry import METRICS
 from ._explain import prepare_explainer_inputs, rebuilder, run_maps
@@ -98,10 +99,10 @@ def random_classes(target: Tensor, num_classes: int, seed: int) -> Tensor:
 
 
 def random_logit(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     similarity: str = "ssim",
     seed: int = 0,
@@ -156,7 +157,7 @@ class RandomLogit:
         check_positive(batch_size, "batch_size", integer=True)
         self.batch_size = batch_size
 
-    def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
+    def __call__(self, model: Model, x: Tensor, explainer: Any, target: Target = None) -> Tensor:
         """Per-image values (B,)."""
         return random_logit(
             model,
@@ -173,10 +174,10 @@ class RandomLogit:
 
 
 def model_parameter_randomisation(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     mode: str = "cascading",
     similarity: str = "ssim",
@@ -260,7 +261,7 @@ class ModelParameterRandomisation:
         check_positive(batch_size, "batch_size", integer=True)
         self.batch_size = batch_size
 
-    def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
+    def __call__(self, model: Model, x: Tensor, explainer: Any, target: Target = None) -> Tensor:
         """Per-image values (B,)."""
         return model_parameter_randomisation(
             model,

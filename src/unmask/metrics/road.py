@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_choice, check_positive
+from .._types import Model, SaliencyLike, Target
 from ..registry import METRICS
 from ..removal import NoisyLinearImputation, resolve_removal
 from ..scoring import SCORES
@@ -91,10 +92,10 @@ class RoadCurve:
 
 
 def road_curve(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     order: str = "morf",
     percentages: Sequence[float] = PERCENTAGES,
@@ -174,7 +175,12 @@ class _RoadMetric:
         self.score, self.batch_size, self.progress = score, batch_size, progress
 
     def curve(
-        self, model: Any, x: Tensor, saliency: Any, target: Any = None, order: str | None = None
+        self,
+        model: Model,
+        x: Tensor,
+        saliency: SaliencyLike,
+        target: Target = None,
+        order: str | None = None,
     ) -> RoadCurve:
         """The ROAD curves (see :func:`road_curve`) of this metric's order (or ``order``)."""
         return road_curve(
@@ -194,13 +200,17 @@ class _RoadMetric:
         """MoRF (LeRF) metrics with the same settings read the same curve."""
         return ("road", self.order, removal_key(self.removal), self.percentages, self.score)
 
-    def shared(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> RoadCurve:
+    def shared(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> RoadCurve:
         return self.curve(model, x, saliency, target)
 
     def reduce(self, curve: RoadCurve) -> Tensor:
         return curve.mean_change()
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+    def __call__(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Tensor:
         """Per-image values (B,) float64 for images (B, 3, H, W) and maps (B, 1, h, w)."""
         return self.reduce(self.curve(model, x, saliency, target))
 
@@ -270,7 +280,9 @@ class RoadCombined(_RoadMetric):
     def shared_key(self) -> None:
         return None  # reads two curves
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+    def __call__(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Tensor:
         morf = self.curve(model, x, saliency, target, order="morf").mean_change()
         lerf = self.curve(model, x, saliency, target, order="lerf").mean_change()
         return (lerf - morf) / 2

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_choice, check_positive
+from .._types import Model, SaliencyLike, Target
 from ..registry import METRICS
 from ..removal import Constant
 from ..removal import resolve_removal as resolve_substrate
@@ -98,10 +99,10 @@ def soft_masks(
 
 
 def single_step_scores(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     removal: Any = None,
     replace_salient: bool = False,
@@ -192,7 +193,7 @@ class _SingleStep:
         )
 
     def shared(
-        self, model: Any, x: Tensor, saliency: Any, target: Any = None
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
     ) -> tuple[Tensor, Tensor]:
         """The clean and perturbed scores (B,), (B,) this metric reads."""
         s, p, _ = single_step_scores(
@@ -213,7 +214,9 @@ class _SingleStep:
         """This metric's values (B,) from the clean and perturbed scores."""
         return self.compute(*scores)
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+    def __call__(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Tensor:
         """Per-image values (B,) for images ``x`` (B, 3, H, W) and maps (B, 1, h, w)."""
         return self.reduce(self.shared(model, x, saliency, target))
 

@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_choice, check_positive
+from .._types import Model
 from ..progress import Progress, check_progress, track
 
 __all__ = [
@@ -296,7 +297,7 @@ def ablate(x: Tensor, ranks: Tensor, k: int, mode: str, removal: Any, chunk: int
 
 
 def _maps(
-    model: Any,
+    model: Model,
     batch: Any,
     method: str,
     seed: int,
@@ -345,7 +346,7 @@ def _check_removal(removal: Any) -> None:
 
 
 def roar(
-    model: Any,
+    model: Model,
     methods: Sequence[str] = METHODS,
     ks: Sequence[int] = KS,
     *,

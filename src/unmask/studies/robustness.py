@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_targets
+from .._types import Model, Target
 from ..api import explain
 from ..explanation import Explanation
 from ..metrics._prepare import check_saliency
@@ -29,7 +30,7 @@ __all__ = ["robustness", "RobustnessResult", "run_explainer", "fixed_target"]
 
 
 def run_explainer(
-    model: Any, x: Tensor, method: str | Callable[..., Any], target: Tensor, **kwargs: Any
+    model: Model, x: Tensor, method: str | Callable[..., Any], target: Tensor, **kwargs: Any
 ) -> Tensor:
     """Saliency (B, 1, H, W) of ``method`` (a registered name or ``fn(model, x, target, **kw)``)."""
     if callable(method):
@@ -43,7 +44,7 @@ def run_explainer(
     return maps.cpu()
 
 
-def fixed_target(model: Any, x: Tensor, target: Any) -> tuple[Any, Tensor, Tensor]:
+def fixed_target(model: Model, x: Tensor, target: Target) -> tuple[Any, Tensor, Tensor]:
     """Checked model, images and a target tensor (B,) (the top-1 class when ``target`` is None)."""
     model = as_classifier(model, "model")
     x = check_model_input(model, x, "x")
@@ -79,13 +80,13 @@ class RobustnessResult:
 
 
 def robustness(
-    model: Any,
+    model: Model,
     x: Tensor,
     method: str | Callable[..., Any] = "occlusion",
     settings: Sequence[dict[str, Any]] | None = None,
     seeds: Sequence[int] | None = None,
     similarity: str | Sequence[str] = "ssim",
-    target: Any = None,
+    target: Target = None,
     **common: Any,
 ) -> RobustnessResult:
     """How much an explainer's maps change across hyperparameter settings or random seeds.

@@ -43,6 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._types import Model, Target
 from ..metrics.similarity import similarity_function
 from ..model_randomisation import randomisation_order, randomise_layer
 from .robustness import fixed_target, run_explainer
@@ -96,10 +97,10 @@ class SanityResult:
 
 def _randomisation(
     mode: str,
-    model: Any,
+    model: Model,
     x: Tensor,
     method: str | Callable[..., Any],
-    target: Any,
+    target: Target,
     seed: int,
     similarities: Sequence[str],
     layers: Sequence[str] | None,
@@ -148,10 +149,10 @@ def _randomisation(
 
 
 def cascading_randomisation(
-    model: Any,
+    model: Model,
     x: Tensor,
     method: str | Callable[..., Any] = "occlusion",
-    target: Any = None,
+    target: Target = None,
     *,
     seed: int = 0,
     similarities: Sequence[str] = ("ssim", "spearman_abs", "hog"),
@@ -199,10 +200,10 @@ def cascading_randomisation(
 
 
 def independent_randomisation(
-    model: Any,
+    model: Model,
     x: Tensor,
     method: str | Callable[..., Any] = "occlusion",
-    target: Any = None,
+    target: Target = None,
     *,
     seed: int = 0,
     similarities: Sequence[str] = ("ssim", "spearman_abs", "hog"),
