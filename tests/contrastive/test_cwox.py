@@ -309,9 +309,85 @@ def test_presets_per_base():
     model = three_class_model()
     lime = CWOX(model, "lime")  # one explainer for both stages: one pass of samples
     assert lime.cluster_explainer is lime.class_explainer
-    assert (lime.delta, lime.negative, lime.rescale) == (85.0, "clamp", True)
+    assert (lime.delta, lime.negative, lime.rescale) == (85.0, "clamp", "max")
     rise = CWOX(model, "rise")
-    assert rise.cluster_explainer is not rise.class_explainer
+    assert rise.cluster_explainer is not rise.class_explainer and rise.rescale == "minmax"
     assert (rise.cluster_explainer.num_masks, rise.class_explainer.num_masks) == (5000, 3000)
     assert (CWOX(model, "mwp").delta, CWOX(model, "gradcam").delta) == (60.0, 50.0)
     assert CWOX(model, "occlusion").delta == 50.0 and CWOX(model, "occlusion").negative == "error"
+
+
+# -- the original's combination (vaynexie/CWOX, CWOX_2s.py and its base explainers), written
+# -- here independently in numpy on the preset's raw base maps.
+def _original_scaling(m: np.ndarray, base: str) -> np.ndarray:
+    """rise.py / rise_cwox.py: min-max; lime.py / lime_cwox.py: positive weights / max."""
+    if base == "rise":
+        return (m - m.min()) / (m.max() - m.min())
+    if base == "lime":
+        m = np.where(m > 0, m, 0.0)
+        return m / m.max()
+    return m  # grad_cam.py, excitation_backprop.py: the raw map
+
+
+def _one_v_one(pos: np.ndarray, negs: list[np.ndarray]) -> np.ndarray:
+    return pos * len(negs) - sum(negs) if negs else pos
+
+
+def _original_cwox(cluster_maps, class_maps, clusters, delta):
+    out = {}
+    for i, members in enumerate(clusters):
+        others = [cluster_maps[j] for j in range(len(clusters)) if j != i]
+        s1 = np.clip(_one_v_one(cluster_maps[i], others), 0, 10000)
+        out[f"cluster{i + 1}"] = s1
+        if len(members) > 1:
+            support = np.where(s1 > np.percentile(s1, delta), 1, 0)
+            for c in members:
+                mates = [class_maps[m] for m in members if m != c]
+                s3 = support * _one_v_one(class_maps[c], mates)
+                out[f"cluster{i + 1}_{c}"] = np.clip(s3, 0, 10000)
+    return out
+
+
+# MWP shares Grad-CAM's path (raw maps, no scaling); on this toy model its cluster maps are
+# equal distributions, so every contrast is 0 and the comparison would prove nothing.
+@pytest.mark.parametrize("base", ["gradcam", "rise", "lime"])
+def test_presets_compute_the_originals_combination(base):
+    """The preset's raw base maps, scaled and combined as the original does, equal CWOX's maps."""
+    model = three_class_model()
+    x = images()
+    clusters = [[A, A2], [B]]
+    cw = CWOX(model, base, seed=3)
+    e = cw.explain(x, clusters)
+
+    def raw(explainer, target) -> np.ndarray:
+        return explainer.explain(x, target).saliency[0, 0].double().numpy()
+
+    if base == "rise":  # rise_cwox sums the cluster explainer's class maps (Σ p_c is linear)
+        cluster_raw = [sum(raw(cw.cluster_explainer, c) for c in cl) for cl in clusters]
+    else:
+        cluster_raw = [raw(cw.cluster_explainer, [cl]) for cl in clusters]
+    class_raw = {c: raw(cw.class_explainer, c) for c in clusters[0]}
+    expected = _original_cwox(
+        [_original_scaling(m, base) for m in cluster_raw],
+        {c: _original_scaling(m, base) for c, m in class_raw.items()},
+        clusters,
+        cw.delta,
+    )
+    assert cw.delta == {"gradcam": 50.0, "rise": 70.0, "lime": 85.0}[base]
+    for i in range(len(clusters)):
+        got = e.cluster_maps[0][i].double().numpy()
+        np.testing.assert_allclose(got, expected[f"cluster{i + 1}"], atol=1e-5, rtol=1e-4)
+    for k, c in enumerate(clusters[0]):
+        got = e.class_maps[0][0][k].double().numpy()
+        np.testing.assert_allclose(got, expected[f"cluster1_{c}"], atol=1e-5, rtol=1e-4)
+    assert float(e.cluster_maps[0].sum()) > 0  # not a vacuous comparison of zeros
+
+
+def test_rescale_choices():
+    model = three_class_model()
+    assert CWOX(model, "gradcam", rescale=True).rescale == "max"
+    assert CWOX(model, "rise", rescale=False).rescale == "none"
+    with pytest.raises(ValueError, match="rescale"):
+        CWOX(model, "gradcam", rescale="zscore")
+    with pytest.raises(TypeError, match="rescale"):
+        CWOX(model, "gradcam", rescale=1)

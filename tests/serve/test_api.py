@@ -302,8 +302,9 @@ def test_cwox_job_with_a_black_box_base(client, app, image_id, model, x):
             "clusters": [[1, 2], [0]],
         },
     )["result"]
-    e = CWOX(model, {"method": "rise", **params}, delta=70).explain(x, [[1, 2], [0]])
-    assert result["delta"] == 70  # RISE's preset δ
+    spec = {"method": "rise", **params}
+    e = CWOX(model, spec, delta=70, rescale="minmax").explain(x, [[1, 2], [0]])
+    assert result["delta"] == 70  # RISE's preset δ and min-max scaling
     h = _map(client, result["rows"][0]["map"])[1]
     np.testing.assert_allclose(h, e.cluster_maps[0][0].numpy(), rtol=1e-5, atol=1e-7)
 

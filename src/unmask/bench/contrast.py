@@ -254,7 +254,8 @@ class CwoxMethod:
         delta: the support percentile δ in [0, 100] (default: the base's preset, else 50).
         negative: ``"error"``, ``"clamp"`` or ``"keep"`` for negative base maps (default: the
             preset's).
-        rescale: divide base maps by their maximum first (default: the preset's).
+        rescale: ``"none"``, ``"max"`` or ``"minmax"``: how base maps are scaled first (default:
+            the preset's; see :class:`unmask.contrastive.CWOX`).
         batch_size: (image, target) pairs per base-explainer call.
         seed: the seed of a stochastic base.
     """
@@ -268,7 +269,7 @@ class CwoxMethod:
         *,
         delta: float | None = None,
         negative: str | None = None,
-        rescale: bool | None = None,
+        rescale: str | bool | None = None,
         batch_size: int = 16,
         seed: int = 0,
     ) -> None:

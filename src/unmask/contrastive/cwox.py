@@ -43,6 +43,7 @@ from torch import Tensor
 
 from .._checks import check_choice, check_probability
 from .._types import Model
+from ..explainers.cam import normalise_maps
 from ..models import Classifier, as_classifier, check_model_input
 from ..registry import METHODS, spec_of, to_json
 from ..scoring import Scorer
@@ -56,10 +57,14 @@ __all__ = [
     "stage_layers",
     "CWOX_BASES",
     "NEGATIVE_POLICIES",
+    "RESCALE_POLICIES",
 ]
 
 #: What to do with negative base maps (see the module docstring).
 NEGATIVE_POLICIES = ("error", "clamp", "keep")
+#: How each base map is scaled before the contrast: ``"none"``; ``"max"`` divides by its
+#: maximum (the original's LIME); ``"minmax"`` maps its range onto [0, 1] (the original's RISE).
+RESCALE_POLICIES = ("none", "max", "minmax")
 
 
 @dataclass(frozen=True)
@@ -68,24 +73,29 @@ class _Base:
     classes: dict[str, Any]
     delta: float
     negative: str
-    rescale: bool = False
+    rescale: str = "none"
     layers: str | None = None  # "gradcam" / "mwp": the stage layers come from stage_layers()
 
 
 #: The original's base explainers: hyperparameters per stage, δ, the negative-map policy and
-#: whether each base map is divided by its maximum first (the original's LIME does).
+#: how each base map is scaled first (the original's RISE min-max scales every map, its LIME
+#: divides by the maximum; its Grad-CAM and MWP contrast the raw maps).
 CWOX_BASES: dict[str, _Base] = {
     "gradcam": _Base({"relu": False}, {"relu": False}, 50.0, "keep", layers="gradcam"),
     "mwp": _Base({}, {}, 60.0, "error", layers="mwp"),
     "rise": _Base(
-        {"masks": 5000, "p": 0.3, "s": 15}, {"masks": 3000, "p": 0.14, "s": 10}, 70.0, "error"
+        {"masks": 5000, "p": 0.3, "s": 15},
+        {"masks": 3000, "p": 0.14, "s": 10},
+        70.0,
+        "error",
+        rescale="minmax",
     ),
     "lime": _Base(
         {"samples": 2000, "removal": "black"},
         {"samples": 2000, "removal": "black"},
         85.0,
         "clamp",
-        rescale=True,
+        rescale="max",
     ),
 }
 
@@ -408,6 +418,34 @@ def _check_clusters(clusters: object, batch: int, num_classes: int) -> list[list
     return [clustering(c, f"[{i}]") for i, c in enumerate(clusters)]
 
 
+def _check_rescale(rescale: object) -> str:
+    """``rescale`` as one of :data:`RESCALE_POLICIES` (``True``: "max", ``False``: "none")."""
+    if isinstance(rescale, bool):
+        return "max" if rescale else "none"
+    if not isinstance(rescale, str):
+        raise TypeError(f"rescale: expected one of {RESCALE_POLICIES} or a bool, got {rescale!r}")
+    return check_choice(rescale, "rescale", RESCALE_POLICIES)
+
+
+def _rescale(maps: Tensor, how: str) -> Tensor:
+    """Each map of ``maps`` (N, H, W) scaled as ``how`` says (see :data:`RESCALE_POLICIES`).
+
+    A map whose maximum is not positive (``"max"``) is left as it is; a constant map
+    (``"minmax"``) becomes 0, where the original divides 0 by 0.
+
+    Example:
+        >>> m = torch.tensor([[[2.0, 4.0], [3.0, 4.0]]])
+        >>> _rescale(m, "max").tolist(), _rescale(m, "minmax").tolist()
+        ([[[0.5, 1.0], [0.75, 1.0]]], [[[0.0, 1.0], [0.5, 1.0]]])
+    """
+    if how == "none" or maps.numel() == 0:
+        return maps
+    if how == "minmax":
+        return normalise_maps(maps[:, None])[:, 0]
+    top = maps.flatten(1).amax(1)[:, None, None]
+    return torch.where(top > 1e-30, maps / top.clamp(min=1e-30), maps)
+
+
 def _check_delta(delta: object) -> float:
     if isinstance(delta, bool) or not isinstance(delta, int | float | np.floating | np.integer):
         raise TypeError(f"delta: expected a percentile in [0, 100], got {delta!r}")
@@ -434,8 +472,10 @@ class CWOX:
             60, RISE 70, LIME 85), else 50.
         negative: ``"error"``, ``"clamp"`` or ``"keep"`` for negative base maps; default the
             preset's (``"keep"`` for Grad-CAM, ``"clamp"`` for LIME), else ``"error"``.
-        rescale: divide each base map by its maximum before contrasting (the original's LIME
-            does); default the preset's, else False.
+        rescale: how each base map is scaled before contrasting: ``"none"``, ``"max"`` (divide
+            by its maximum: the original's LIME) or ``"minmax"`` (map its range onto [0, 1]: the
+            original's RISE; a constant map becomes 0); ``True`` / ``False`` mean ``"max"`` /
+            ``"none"``. Default the preset's, else ``"none"``.
         batch_size: (image, target) pairs per call of a base explainer without ``explain_each``.
         seed: the seed of stochastic base explainers built from a name or spec.
 
@@ -454,7 +494,7 @@ class CWOX:
         *,
         delta: float | None = None,
         negative: str | None = None,
-        rescale: bool | None = None,
+        rescale: str | bool | None = None,
         batch_size: int = 16,
         seed: int = 0,
     ) -> None:
@@ -481,10 +521,9 @@ class CWOX:
         )
         policy = negative if negative is not None else (base.negative if base else "error")
         self.negative = check_choice(policy, "negative", NEGATIVE_POLICIES)
-        r = rescale if rescale is not None else (base.rescale if base else False)
-        if not isinstance(r, bool):
-            raise TypeError(f"rescale: expected True or False, got {rescale!r}")
-        self.rescale = r
+        self.rescale = _check_rescale(
+            rescale if rescale is not None else (base.rescale if base else "none")
+        )
         self.method = name
 
     # -- base maps -------------------------------------------------------------------
@@ -530,10 +569,7 @@ class CWOX:
                 )
             if self.negative == "clamp":
                 maps = maps.clamp(min=0)
-        if self.rescale:
-            top = maps.flatten(1).amax(1).clamp(min=1e-30)[:, None, None]
-            maps = torch.where(top > 1e-30, maps / top, maps)
-        return maps
+        return _rescale(maps, self.rescale)
 
     # -- explain ---------------------------------------------------------------------
     def explain(
@@ -662,7 +698,7 @@ def cwox(
     class_explainer: ExplainerLike | None = None,
     delta: float | None = None,
     negative: str | None = None,
-    rescale: bool | None = None,
+    rescale: str | bool | None = None,
     cut_level: int = 0,
     top: int | None = None,
     top_p: float | None = 0.95,

@@ -889,7 +889,7 @@ def _plan_cwox(
     if not np.isfinite(delta) or not 0 <= delta <= 100:
         raise ValueError(f"delta: expected a percentile in [0, 100], got {body.delta!r}")
     negative = body.negative or (base.negative if base else "clamp")
-    rescale = base.rescale if base else False
+    rescale = base.rescale if base else "none"
     cluster_params, class_params = _cwox_stage_params(model, method, params)
     for p in (cluster_params, class_params):
         validate.method_spec(method, p, size=x.shape[-1], model=model)
