@@ -1,8 +1,12 @@
 """unmask: explain image classifiers by removing what they see, and measure whether the
 explanations are true."""
 
-from . import removal
+# Every registry is filled here, explicitly: importing ``unmask`` (which any ``import unmask.x``
+# does first) imports each module that registers into one, so METHODS, METRICS, REMOVALS and
+# the models of load_model are complete whatever is imported next (tests/test_imports.py).
+from . import explainers, metrics, removal  # METHODS, METRICS, REMOVALS
 from .api import explain, explain_each, list_methods, make_explainer
+from .datasets import cnn as _cnn  # noqa: F401  (the model "synthetic_cnn")
 from .explanation import Explanation
 from .images import example_image, load_image
 from .models import Classifier, list_models, load_model
@@ -24,5 +28,7 @@ __all__ = [
     "load_image",
     "load_model",
     "make_explainer",
+    "explainers",
+    "metrics",
     "removal",
 ]

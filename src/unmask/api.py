@@ -6,7 +6,6 @@ from typing import Any
 
 from torch import Tensor
 
-from . import explainers  # noqa: F401  (registers every method)
 from ._types import Model, Target
 from .explanation import Explanation
 from .registry import METHODS

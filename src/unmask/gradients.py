@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from ._checks import check_choice
-from .scoring import SCORES, select_scores
+from .scores import SCORES, select_scores
 
 __all__ = [
     "find_layer",

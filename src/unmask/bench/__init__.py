@@ -11,9 +11,10 @@ faithfulness (per-image cluster / class pairs, CWOX-2s as ``method = "cwox"``):
 """
 
 from .data import Dataset, Item, Sample, open_dataset
-from .runner import RunSummary, Worker, run
+from .runner import RunSummary, run
 from .spec import MethodRun, MetricRun, Plan, load_plan, parse_plan
 from .store import Store
+from .worker import Worker
 
 __all__ = [
     "Dataset",

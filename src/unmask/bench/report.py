@@ -55,7 +55,6 @@ def bootstrap_ci(
 
 
 def _higher(metric: str) -> bool:
-    from .. import metrics as _  # noqa: F401
     from ..registry import METRICS
 
     try:
@@ -244,7 +243,6 @@ def _group_name(labels: list[str]) -> str:
 
 
 def _kind(metric: str) -> str | None:
-    from .. import metrics as _  # noqa: F401
     from ..registry import METRICS
 
     try:

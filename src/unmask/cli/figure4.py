@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..bench import Store, parse_plan
     from ..bench import run as run_bench
-    from ..studies.figure4 import bench_config, plot, rows_from_store, summarise, write_rows
+    from ..bench.figure4 import bench_config, rows_from_store
+    from ..studies.figure4 import plot, summarise, write_rows
 
     out = Path(args.out)
     names = [name.strip() for name in args.models.split(",") if name.strip()]

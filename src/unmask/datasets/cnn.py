@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_images, check_positive
-from ..models import Classifier
+from ..models import Classifier, register_model
 from . import synthetic
 
 __all__ = [
@@ -364,3 +364,14 @@ def load(weights: str | Path | None = None) -> Classifier:
     return _classifier(
         net, int(ckpt["input_size"]), list(ckpt["classes"]), float(ckpt["mean"]), float(ckpt["std"])
     )
+
+
+def _build(weights: str | Path | None = None, **_: object) -> Classifier:
+    return load(weights)
+
+
+register_model(
+    "synthetic_cnn",
+    _build,
+    "small CNN of the synthetic shapes benchmark (unmask.datasets), 6 classes, 64x64 (embedded)",
+)

@@ -129,7 +129,6 @@ class LocalisationRow:
 def check_methods(methods: str | Sequence[str]) -> list[str]:
     """The method names as a list; a ValueError names any that is neither registered nor a
     baseline."""
-    from .. import api  # noqa: F401  (registers every method)
     from ..registry import METHODS as REGISTERED
 
     names = [methods] if isinstance(methods, str) else list(methods)

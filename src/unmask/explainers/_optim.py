@@ -13,7 +13,7 @@ from torch import Tensor
 from .._checks import check_choice
 from ..models import Classifier
 from ..removal import is_differentiable
-from ..scoring import SCORES, select_scores
+from ..scores import SCORES, select_scores
 
 __all__ = ["model_scores", "require_differentiable", "select_objective", "OBJECTIVES"]
 

@@ -25,7 +25,7 @@ from .._types import Model, Target
 from ..explanation import Explanation
 from ..gradients import capture, check_spatial, grad_session, gradients, resolve_layer
 from ..registry import METHODS
-from ..scoring import SCORES
+from ..scores import SCORES
 from ._common import as_model, finish, prepare, upsample
 
 __all__ = [

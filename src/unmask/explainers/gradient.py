@@ -24,7 +24,7 @@ from ..gradients import gradients
 from ..registry import METHODS
 from ..removal import Constant
 from ..removal.base import bind
-from ..scoring import SCORES, select_scores
+from ..scores import SCORES, select_scores
 from ._common import as_model, check_seed, finish, prepare, resolve_removal
 
 __all__ = ["Gradient", "InputXGradient", "IntegratedGradients", "SmoothGrad", "quadrature"]

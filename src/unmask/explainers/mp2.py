@@ -14,7 +14,8 @@ from ..explanation import Explanation
 from ..progress import track
 from ..registry import METHODS
 from ..removal import Blur, Inpaint, bind, is_differentiable
-from ..scoring import Scorer, select_scores
+from ..scores import select_scores
+from ..scoring import Scorer
 from ._common import as_model, check_pair, finish, prepare, resolve_removal, upsample
 from ._optim import (
     check_objective,

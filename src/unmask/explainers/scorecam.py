@@ -21,7 +21,8 @@ from ..gradients import capture, check_spatial, find_layer, grad_session, resolv
 from ..progress import check_progress, track
 from ..registry import METHODS
 from ..removal import Constant
-from ..scoring import Scorer, select_scores
+from ..scores import select_scores
+from ..scoring import Scorer
 from ._common import as_model, prepare_many, resolve_removal
 from .cam import _flag, _weighted, finish_cam
 

@@ -12,7 +12,8 @@ from .._checks import check_targets
 from .._types import Model
 from ..explanation import Explanation
 from ..models import Classifier, as_classifier, check_model_input
-from ..scoring import Scorer, select_scores
+from ..scores import select_scores
+from ..scoring import Scorer
 
 __all__ = ["check_saliency", "prepare_inputs", "removal_key"]
 

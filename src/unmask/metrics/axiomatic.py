@@ -50,7 +50,7 @@ from .._limits import check_at_most
 from .._types import Model, SaliencyLike, Target
 from ..registry import METRICS
 from ..removal import Constant, resolve_removal
-from ..scoring import SCORES
+from ..scores import SCORES
 from ._explain import prepare_explainer_inputs, rebuilder, run_maps
 from ._prepare import prepare_inputs
 from .faithfulness import _DrawnNoise, _upsample

@@ -43,7 +43,8 @@ from ..models import as_classifier, check_model_input
 from ..registry import METRICS
 from ..removal import Constant
 from ..removal import resolve_removal as resolve_substrate
-from ..scoring import Scorer, select_scores
+from ..scores import select_scores
+from ..scoring import Scorer
 from ._prepare import check_saliency, removal_key
 from .deletion import curve_masks, pixel_ranks
 

@@ -35,7 +35,8 @@ from ..models import as_classifier, check_model_input
 from ..registry import METRICS
 from ..representations import Pixels
 from ..representations.base import Representation
-from ..scoring import Scorer, select_scores
+from ..scores import select_scores
+from ..scoring import Scorer
 
 __all__ = [
     "CPScore",

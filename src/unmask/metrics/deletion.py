@@ -58,7 +58,7 @@ from ..progress import Progress
 from ..registry import METRICS
 from ..removal import BoxBlur, Constant, RiseBlur
 from ..removal import resolve_removal as resolve_substrate
-from ..scoring import SCORES
+from ..scores import SCORES
 from ._prepare import prepare_inputs, removal_key
 
 __all__ = [

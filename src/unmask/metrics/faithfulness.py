@@ -51,7 +51,7 @@ from ..progress import Progress
 from ..registry import METRICS
 from ..removal import Constant, Noise, resolve_removal
 from ..removal.base import FixedFill
-from ..scoring import SCORES
+from ..scores import SCORES
 from ._prepare import check_saliency, prepare_inputs
 from .deletion import (
     Curve,

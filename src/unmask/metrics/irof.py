@@ -23,7 +23,7 @@ from .._checks import check_positive
 from .._types import Model, SaliencyLike, Target
 from ..registry import METRICS
 from ..removal import Constant, resolve_removal
-from ..scoring import SCORES
+from ..scores import SCORES
 from ..segments import slic_segments
 from ._prepare import prepare_inputs
 from .deletion import curve_auc

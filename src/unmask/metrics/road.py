@@ -31,7 +31,7 @@ from .._checks import check_choice, check_positive
 from .._types import Model, SaliencyLike, Target
 from ..registry import METRICS
 from ..removal import NoisyLinearImputation, resolve_removal
-from ..scoring import SCORES
+from ..scores import SCORES
 from ._prepare import prepare_inputs, removal_key
 from .deletion import pixel_ranks
 

@@ -39,7 +39,7 @@ from .._types import Model, SaliencyLike, Target
 from ..registry import METRICS
 from ..removal import Constant
 from ..removal import resolve_removal as resolve_substrate
-from ..scoring import SCORES
+from ..scores import SCORES
 from ._prepare import prepare_inputs, removal_key
 
 __all__ = [
