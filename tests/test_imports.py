@@ -193,6 +193,20 @@ def test_no_room_imports_a_room_that_imports_it_back():
     assert not found, "rooms importing each other:\n" + "\n".join(_path(rooms, c) for c in found)
 
 
+def _fresh_python(script: str) -> str:
+    """The standard output of ``script`` run in a new interpreter that sees only ``src``."""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PYTHONPATH": str(SRC), "PATH": "", "MPLBACKEND": "Agg"},
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
 def test_import_unmask_fills_every_registry():
     """In a fresh interpreter, ``import unmask`` alone registers every method, metric, removal
     and model: importing every other module of the package afterwards adds none."""
@@ -224,16 +238,7 @@ def test_import_unmask_fills_every_registry():
         print(json.dumps({"before": before, "after": snapshot(), "skipped": skipped}))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"PYTHONPATH": str(SRC), "PATH": "", "MPLBACKEND": "Agg"},
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = json.loads(_fresh_python(script).strip().splitlines()[-1])
     before, after = out["before"], out["after"]
     for kind in ("methods", "metrics", "removals", "models"):
         assert before[kind], f"import unmask registered no {kind}"
@@ -248,19 +253,9 @@ def test_import_unmask_fills_every_registry():
 def test_any_first_import_sees_the_full_registries(module):
     """Whatever is imported first (Python imports the package ``unmask`` before it), the
     registries are complete."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"import {module}\nfrom unmask.registry import METHODS, METRICS\n"
-            "print(len(METHODS.names()), len(METRICS.names()))",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"PYTHONPATH": str(SRC), "PATH": "", "MPLBACKEND": "Agg"},
-        timeout=600,
+    out = _fresh_python(
+        f"import {module}\nfrom unmask.registry import METHODS, METRICS\n"
+        "print(len(METHODS.names()), len(METRICS.names()))"
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    methods, metrics = map(int, done.stdout.split())
+    methods, metrics = map(int, out.split())
     assert methods > 20 and metrics > 40

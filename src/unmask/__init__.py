@@ -9,6 +9,7 @@ from .api import explain, explain_each, list_methods, make_explainer
 from .datasets import cnn as _cnn  # noqa: F401  (the model "synthetic_cnn")
 from .explanation import Explanation
 from .images import example_image, load_image
+from .model_specs import make_model
 from .models import Classifier, list_models, load_model
 from .registry import METHODS
 from .scoring import Scorer
@@ -28,6 +29,7 @@ __all__ = [
     "load_image",
     "load_model",
     "make_explainer",
+    "make_model",
     "explainers",
     "metrics",
     "removal",

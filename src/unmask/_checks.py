@@ -20,7 +20,12 @@ __all__ = [
     "check_positive",
     "check_probability",
     "check_choice",
+    "check_seed",
+    "MAX_SEED",
 ]
+
+#: Seeds are 64-bit (torch's generators take [0, 2**63 - 1]).
+MAX_SEED = 2**63 - 1
 
 
 def _shape(t: Tensor) -> str:
@@ -236,6 +241,22 @@ def _target_tensor(target: Tensor, batch: int, num_classes: int, name: str) -> T
             f"{name}: class {int(t[bad][0])} is outside [0, {num_classes}) for this model"
         )
     return t
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """A seed for torch's and numpy's generators: an int (numpy ints too) in [0, 2**63 - 1].
+
+    Example:
+        >>> check_seed(3)
+        3
+    """
+    if isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"{name}: expected an int, got {seed!r}")
+    if not 0 <= int(seed) <= MAX_SEED:
+        text = str(seed)
+        shown = text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
+        raise ValueError(f"{name}: expected an int in [0, 2**63 - 1], got {shown}")
+    return int(seed)
 
 
 def check_positive(

@@ -12,8 +12,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence, Set
-from typing import TYPE_CHECKING, TypeAlias
+from collections.abc import Callable, Sequence, Set
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from torch import Tensor
 
@@ -25,6 +25,10 @@ if TYPE_CHECKING:  # for the string aliases only (models imports nothing from he
 
 __all__ = [
     "ClassSet",
+    "ExplainFn",
+    "Explainer",
+    "ExplainerFactory",
+    "ExplainerLike",
     "Images",
     "Mask",
     "Model",
@@ -66,3 +70,28 @@ Model: TypeAlias = "Classifier"
 
 ModelLike: TypeAlias = "Classifier | str"
 """What :func:`unmask.models.as_classifier` accepts: a Classifier or a model name to load."""
+
+
+class Explainer(Protocol):
+    """What every explanation method offers: ``explain(x, target=None) -> Explanation``.
+
+    Black-box methods also offer ``explain_each(x, targets) -> list[Explanation]``: several
+    targets from one pass of the model over the perturbations.
+    """
+
+    model: Classifier
+
+    def explain(self, x: Tensor, target: Target = None) -> Explanation: ...
+
+
+ExplainFn: TypeAlias = "Callable[[Tensor, Tensor], Explanation | Tensor]"
+"""An explainer as a function: ``fn(x, target) -> Explanation or maps (B, 1, h, w)``."""
+
+ExplainerLike: TypeAlias = "Explainer | ExplainFn"
+"""What a metric of kind ``"explainer"`` is handed: an explainer bound to a model, or a function
+(:func:`unmask.inputs.check_explainer` turns either into an :data:`ExplainFn`)."""
+
+ExplainerFactory: TypeAlias = "Callable[..., ExplainerLike]"
+"""What a study runs when it is not given a registered name: ``make(model, **hyperparameters)``
+returning an explainer for ``model`` (as :func:`unmask.make_explainer` with the name bound);
+studies call it once per model, setting or seed."""

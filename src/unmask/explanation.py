@@ -12,11 +12,9 @@ import torch
 from torch import Tensor
 
 from ._types import Model, Target
+from .registry import EXECUTION_PARAMS
 
 __all__ = ["Explanation", "result_key", "image_digest", "target_json"]
-
-#: Spec entries that change how a result is computed, not what it is (left out of keys).
-_EXECUTION = ("batch_size", "progress", "workers")
 
 
 def image_digest(image: Tensor) -> str:
@@ -53,7 +51,7 @@ def result_key(spec: dict[str, Any], model: str, image: Tensor | str, target: Ta
         target = sorted(int(c) for c in target)
     digest = image if isinstance(image, str) else image_digest(image)
     payload = {
-        "spec": {k: v for k, v in spec.items() if k not in _EXECUTION},
+        "spec": {k: v for k, v in spec.items() if k not in EXECUTION_PARAMS},
         "model": model,
         "image": digest,
         "target": target,

@@ -564,9 +564,13 @@ def load_model(
 
 
 def as_classifier(model: object, name: str = "model") -> Classifier:
-    """Accept a :class:`Classifier` (or a name to load); raise a clear error otherwise."""
+    """Accept a :class:`Classifier`; raise a clear error otherwise (a name is not loaded here:
+    :func:`unmask.model_specs.make_model` turns a spec into a model)."""
     if isinstance(model, str):
-        return load_model(model)
+        raise TypeError(
+            f"{name}: expected an unmask.Classifier, got the string {model!r}; load it first with "
+            f"unmask.make_model({model!r})"
+        )
     if isinstance(model, Classifier):
         return model
     if isinstance(model, nn.Module):

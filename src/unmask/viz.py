@@ -38,6 +38,7 @@ from torch import Tensor
 from ._checks import _shape, check_choice, check_images, check_mask, check_probability
 from ._types import Model
 from .explanation import Explanation
+from .numerics import maxabs_normalise, minmax_normalise
 
 __all__ = [
     "bare_axes",
@@ -157,12 +158,7 @@ def normalize_saliency(saliency: SaliencyLike, signed: bool | None = None) -> Te
     s = _saliency(saliency)
     if signed is None:
         signed = bool((s < 0).any())
-    if signed:
-        scale = s.abs().amax(dim=(-2, -1), keepdim=True)
-        return torch.where(scale > 0, s / scale.clamp(min=1e-30), torch.zeros_like(s))
-    lo = s.amin(dim=(-2, -1), keepdim=True)
-    span = s.amax(dim=(-2, -1), keepdim=True) - lo
-    return torch.where(span > 0, (s - lo) / span.clamp(min=1e-30), torch.zeros_like(s))
+    return maxabs_normalise(s) if signed else minmax_normalise(s)
 
 
 def heatmap(saliency: SaliencyLike, cmap: str | None = None, signed: bool | None = None) -> Tensor:

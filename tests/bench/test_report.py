@@ -129,3 +129,14 @@ def test_report_renders_in_headless_chromium(report) -> None:
     with Image.open(shot) as im:
         assert im.size == (1200, 2400)
         assert len(np.unique(np.asarray(im.convert("L")))) > 20  # not a blank page
+
+
+def test_directions_come_from_the_registry_and_unknown_metrics_are_not_ranked():
+    from unmask.bench.report import _direction, _higher
+    from unmask.registry import METRICS
+
+    for entry in METRICS:
+        assert _higher(entry.name) is entry.factory.higher_is_better
+    assert _higher("deletion") is False and _higher("insertion") is True
+    assert _higher("no_such_metric") is None  # was taken as higher-is-better before
+    assert _direction(None) == "direction unknown: not ranked"

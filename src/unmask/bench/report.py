@@ -54,13 +54,22 @@ def bootstrap_ci(
     return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
-def _higher(metric: str) -> bool:
+def _higher(metric: str) -> bool | None:
+    """The registry's direction of ``metric``; None when it declares none (or is unknown):
+    such a metric is reported but never ranked."""
     from ..registry import METRICS
 
     try:
-        return bool(getattr(METRICS.get(metric).factory, "higher_is_better", True))
+        higher = getattr(METRICS.get(metric).factory, "higher_is_better", None)
     except ValueError:
-        return True
+        return None
+    return higher if isinstance(higher, bool) else None
+
+
+def _direction(higher: bool | None) -> str:
+    if higher is None:
+        return "direction unknown: not ranked"
+    return "higher is better" if higher else "lower is better"
 
 
 def summarise(store: Store, resamples: int = 1000) -> dict[str, Any]:
@@ -88,8 +97,10 @@ def summarise(store: Store, resamples: int = 1000) -> dict[str, Any]:
             }
         sign = 1 if higher else -1
         for run in table:  # competition ranking: ties share the better rank
-            table[run]["rank"] = 1 + sum(
-                sign * t["mean"] > sign * table[run]["mean"] for t in table.values()
+            table[run]["rank"] = (
+                None
+                if higher is None
+                else 1 + sum(sign * t["mean"] > sign * table[run]["mean"] for t in table.values())
             )
         best = [r for r in table if table[r]["rank"] == 1]
         out[m["label"]] = {
@@ -200,7 +211,7 @@ def contrastive_summary(store: Store) -> dict[str, Any]:
             else list(itertools.permutations(runs, 2))
         )
         paired = []
-        for a, b in order:
+        for a, b in order if higher is not None else []:  # no direction: no "better"
             for level in ("cluster", "class"):
                 both = [
                     (per_run[a][k][0], per_run[b][k][0])
@@ -564,8 +575,8 @@ def write_report(
         "<code>x_hat</code> (the explanation image).</p>"
     )
     for label, s in summary.items():
-        arrow = "higher is better" if s["higher_is_better"] else "lower is better"
-        order = sorted(s["methods"], key=lambda r: (s["methods"][r]["rank"], runs.index(r)))
+        arrow = _direction(s["higher_is_better"])
+        order = sorted(s["methods"], key=lambda r: (s["methods"][r]["rank"] or 0, runs.index(r)))
         table_rows = [
             [
                 html.escape(r),
@@ -573,7 +584,7 @@ def write_report(
                 f"[{_fmt(s['methods'][r]['ci95'][0])}, {_fmt(s['methods'][r]['ci95'][1])}]",
                 str(s["methods"][r]["n"]),
                 html.escape(s["methods"][r]["map"]),
-                str(s["methods"][r]["rank"]),
+                str(s["methods"][r]["rank"] or "—"),
             ]
             for r in order
         ]
@@ -586,20 +597,21 @@ def write_report(
                 cls="metric",
             )
         )
-    if summary:
+    ranked = {label: s for label, s in summary.items() if s["higher_is_better"] is not None}
+    if ranked:
         mean_rank = {
-            r: np.mean([s["methods"][r]["rank"] for s in summary.values() if r in s["methods"]])
+            r: np.mean([s["methods"][r]["rank"] for s in ranked.values() if r in s["methods"]])
             for r in runs
-            if any(r in s["methods"] for s in summary.values())
+            if any(r in s["methods"] for s in ranked.values())
         }
         order = sorted(mean_rank, key=lambda r: mean_rank[r])
-        head = ["method run", *summary, "mean rank"]
+        head = ["method run", *ranked, "mean rank"]
         table_rows = [
             [
                 html.escape(r),
                 *[
                     str(s["methods"][r]["rank"]) if r in s["methods"] else "—"
-                    for s in summary.values()
+                    for s in ranked.values()
                 ],
                 f"{mean_rank[r]:.2f}",
             ]
@@ -621,7 +633,7 @@ def write_report(
             "tables above show the mean over images of each image's mean over its pairs.</p>"
         )
         for label, c in contrastive.items():
-            arrow = "higher is better" if c["higher_is_better"] else "lower is better"
+            arrow = _direction(c["higher_is_better"])
             parts.append(
                 f"<h3>{html.escape(label)} per pair <small>({arrow})</small></h3>"
                 + _table(

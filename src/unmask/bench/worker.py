@@ -11,7 +11,6 @@ driver (:func:`unmask.bench.runner.run`) writes what they return.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import time
 from typing import Any
@@ -20,6 +19,8 @@ import torch
 
 from .._types import Target
 from ..explanation import image_digest
+from ..model_specs import make_model
+from ..models import Classifier
 from .data import Dataset, Sample, open_dataset
 from .maps import relevance_map
 from .metrics import build_metric, run_contrastive, run_metrics
@@ -29,27 +30,11 @@ from .store import ResultRecord, UnitRecord
 __all__ = ["Worker", "load_bench_model", "metric_key"]
 
 
-def load_bench_model(config: dict[str, Any]) -> Any:
-    """The model of a plan's ``[model]`` table: a :func:`unmask.load_model` name,
-    ``"tv:<arch>"`` (with ``weights``), or ``"module:function"`` returning a Classifier."""
-    from ..models import Classifier, load_model
-
-    name = config["name"]
-    device = config.get("device", "cpu")
-    if ":" in name and not name.startswith("tv:"):
-        module, _, attr = name.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"model.name: cannot import {name!r} ({exc})") from None
-        model = factory()
-        if not isinstance(model, Classifier):
-            raise TypeError(
-                f"model.name: {name!r} returned a {type(model).__name__}, expected an "
-                "unmask.Classifier"
-            )
-        return model.to(device).eval()
-    return load_model(name, device=device, weights=config.get("weights"))
+def load_bench_model(config: dict[str, Any]) -> Classifier:
+    """The model of a plan's ``[model]`` table: its ``name`` is a model spec
+    (:func:`unmask.model_specs.make_model`: a load_model name, ``"tv:<arch>"``, or
+    ``"module:function"`` returning a Classifier), with its ``device`` and ``weights``."""
+    return make_model(config["name"], device=config.get("device"), weights=config.get("weights"))
 
 
 def metric_key(result_key: str, metric: str, params: dict[str, Any]) -> str:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._checks import MAX_SEED
+
 __all__ = [
     "CLI_DEFAULTS",
     "Inputs",
@@ -36,9 +38,6 @@ CLI_DEFAULTS: dict[str, dict[str, Any]] = {
     "occlusion": {"patch_size": 32, "stride": 16},
     "sp-g": {"patch_size": 32, "stride": 16},
 }
-
-#: Seeds are 64-bit (torch's generators): [0, 2**63).
-MAX_SEED = 2**63 - 1
 
 
 def removal_help() -> str:
@@ -251,9 +250,9 @@ def load_cli_model(args: argparse.Namespace) -> tuple[Any, int]:
     Also refuses a ``--batch-size`` whose forward pass would exceed the memory budget.
     """
     from .._limits import batch_bytes, check_memory
-    from ..models import load_model
+    from ..model_specs import make_model
 
-    model = load_model(args.model, weights=args.weights)
+    model = make_model(args.model, weights=args.weights)
     size = args.size
     if size is None:
         size = model.input_size[0] if model.input_size is not None else 224

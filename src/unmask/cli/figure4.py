@@ -98,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads: expected a positive integer, got {args.threads}")
-    if not 0 <= args.seed < 2**63:
+    from .._checks import MAX_SEED
+
+    if not 0 <= args.seed <= MAX_SEED:
         raise ValueError("--seed: expected an integer in [0, 2**63 - 1]")
     from .._limits import max_size
 

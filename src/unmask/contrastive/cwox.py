@@ -43,8 +43,8 @@ from torch import Tensor
 
 from .._checks import check_choice, check_probability
 from .._types import Model
-from ..explainers.cam import normalise_maps
 from ..models import Classifier, as_classifier, check_model_input
+from ..numerics import minmax_normalise
 from ..registry import METHODS, spec_of, to_json
 from ..scoring import Scorer
 
@@ -441,7 +441,7 @@ def _rescale(maps: Tensor, how: str) -> Tensor:
     if how == "none" or maps.numel() == 0:
         return maps
     if how == "minmax":
-        return normalise_maps(maps[:, None])[:, 0]
+        return minmax_normalise(maps[:, None])[:, 0]
     top = maps.flatten(1).amax(1)[:, None, None]
     return torch.where(top > 1e-30, maps / top.clamp(min=1e-30), maps)
 

@@ -522,9 +522,6 @@ def top_k_documents(
     return [d for d in docs if len(d) > 1] if drop_single else docs
 
 
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
-
-
 def documents_from_images(
     model: Model,
     folder: str | os.PathLike,
@@ -558,7 +555,7 @@ def documents_from_images(
     import torch
 
     from .._checks import check_positive
-    from ..images import load_image
+    from ..images import IMAGE_SUFFIXES, load_image
     from ..models import as_classifier
 
     check_positive(batch_size, "batch_size", integer=True)
@@ -568,10 +565,10 @@ def documents_from_images(
     clf = as_classifier(model)
     pattern = "**/*" if recursive else "*"
     files = sorted(
-        p for p in root.glob(pattern) if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()
+        p for p in root.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
     )
     if not files:
-        raise ValueError(f"folder: no image files ({', '.join(sorted(_IMAGE_SUFFIXES))}) in {root}")
+        raise ValueError(f"folder: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {root}")
     if size is None:
         size = clf.input_size[0] if clf.input_size is not None else 224
     out: dict[str, list[int]] = {}

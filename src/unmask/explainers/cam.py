@@ -24,6 +24,7 @@ from .._checks import check_choice
 from .._types import Model, Target
 from ..explanation import Explanation
 from ..gradients import capture, check_spatial, grad_session, gradients, resolve_layer
+from ..numerics import minmax_normalise
 from ..registry import METHODS
 from ..scores import SCORES
 from ._common import as_model, finish, prepare, upsample
@@ -36,7 +37,6 @@ __all__ = [
     "HiResCAM",
     "EigenCAM",
     "finish_cam",
-    "normalise_maps",
 ]
 
 
@@ -44,16 +44,6 @@ def _flag(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name}: expected True or False, got {value!r}")
     return value
-
-
-def normalise_maps(maps: Tensor) -> Tensor:
-    """Per-image min-max rescaling of (B, 1, H, W) maps to [0, 1] (0 where a map is constant)."""
-    flat = maps.flatten(1)
-    lo, hi = flat.min(1).values, flat.max(1).values
-    span = (hi - lo)[:, None, None, None]
-    return torch.where(
-        span > 0, (maps - lo[:, None, None, None]) / span.clamp(min=1e-30), torch.zeros_like(maps)
-    )
 
 
 def finish_cam(
@@ -64,7 +54,7 @@ def finish_cam(
         cam = cam.clamp(min=0)
     saliency = upsample(cam, size)
     if explainer.normalise:
-        saliency = normalise_maps(saliency)
+        saliency = minmax_normalise(saliency)
     return finish(explainer, saliency.float(), target, cam=cam, **extras)
 
 

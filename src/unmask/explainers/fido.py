@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_positive, check_probability
+from .._checks import check_choice, check_positive, check_probability, check_seed
 from .._types import Model, Target
 from ..explanation import Explanation
 from ..progress import track
@@ -17,7 +17,6 @@ from ._common import (
     as_model,
     check_model_batch,
     check_pair,
-    check_seed,
     finish,
     prepare,
     resolve_removal,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
 from .._limits import check_at_most, check_memory
 from .._types import Model, Target
 from ..explanation import Explanation
@@ -25,7 +25,7 @@ from ..registry import METHODS
 from ..removal import Constant
 from ..removal.base import bind
 from ..scores import SCORES, select_scores
-from ._common import as_model, check_seed, finish, prepare, resolve_removal
+from ._common import as_model, finish, prepare, resolve_removal
 
 __all__ = ["Gradient", "InputXGradient", "IntegratedGradients", "SmoothGrad", "quadrature"]
 

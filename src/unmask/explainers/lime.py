@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_positive
+from .._checks import check_positive, check_seed
 from .._limits import check_at_most, check_memory
 from .._types import Model, Target
 from ..explanation import Explanation
@@ -18,7 +18,7 @@ from ..registry import METHODS
 from ..removal import Constant, Inpaint
 from ..scoring import Scorer
 from ..segments import relabel, slic_segments
-from ._common import as_model, check_seed, finish, prepare_many, resolve_removal
+from ._common import as_model, finish, prepare_many, resolve_removal
 from .converge import Convergence, check_stopping
 
 __all__ = [

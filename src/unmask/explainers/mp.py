@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_positive
+from .._checks import check_positive, check_seed
 from .._types import Model, Target
 from ..explanation import Explanation
 from ..progress import track
@@ -17,7 +17,6 @@ from ..removal import Blur, bind
 from ._common import (
     as_model,
     check_pair,
-    check_seed,
     check_side,
     finish,
     prepare,

@@ -34,9 +34,10 @@ from .._checks import check_targets
 from .._types import Model, Target
 from ..explanation import Explanation
 from ..gradients import check_spatial, gradients, resolve_layer
+from ..numerics import minmax_normalise
 from ..registry import METHODS
 from ._common import as_model, finish, prepare, upsample
-from .cam import _flag, normalise_maps
+from .cam import _flag
 
 __all__ = ["MWP", "ContrastiveMWP", "mwp_rules", "classifier_layer", "relevance"]
 
@@ -142,7 +143,7 @@ def _finish(
 ) -> Explanation:
     saliency = upsample(maps, size)
     if explainer.normalise:
-        saliency = normalise_maps(saliency)
+        saliency = minmax_normalise(saliency)
     return finish(explainer, saliency.float(), target, layer_map=maps, **extras)
 
 

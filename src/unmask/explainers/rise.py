@@ -9,14 +9,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_positive, check_probability
+from .._checks import check_positive, check_probability, check_seed
 from .._limits import check_memory
 from .._types import Model, Target
 from ..explanation import Explanation
 from ..registry import METHODS
 from ..removal import Constant
 from ..scoring import Scorer
-from ._common import as_model, check_seed, check_side, finish, prepare_many, resolve_removal
+from ._common import as_model, check_side, finish, prepare_many, resolve_removal
 from .converge import Convergence, check_stopping
 
 __all__ = ["Rise", "RiseMasks", "sample_rise_masks"]

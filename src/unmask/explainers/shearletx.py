@@ -29,12 +29,12 @@ from typing import Any
 
 from torch import Tensor
 
-from .._checks import check_choice
+from .._checks import check_choice, check_seed
 from .._types import Model, Target
 from ..explanation import Explanation
 from ..registry import METHODS
 from ..representations import make_representation
-from ._common import as_model, check_seed, finish, prepare
+from ._common import as_model, finish, prepare
 from .maskopt import MaskOptimizer, mask_explanation
 
 __all__ = ["MaskExplainer", "ShearletX", "WaveletX", "CartoonX", "PixelMask"]

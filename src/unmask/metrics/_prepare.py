@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_targets
 from .._types import Model
 from ..explanation import Explanation
-from ..models import Classifier, as_classifier, check_model_input
+from ..inputs import check_inputs
+from ..models import Classifier
 from ..scores import select_scores
 from ..scoring import Scorer
 
@@ -87,13 +87,11 @@ def prepare_inputs(
         (B,) long or class sets (B, K) bool on the CPU, the scores (B,) of the clean images
         (CPU; a set's score is that of the whole set), and the scorer.
     """
-    model = as_classifier(model, "model")
-    x = check_model_input(model, x, "x")
     if target is None and isinstance(saliency, Explanation):
         target = saliency.target
+    model, x, t = check_inputs(model, x, target)
     s = check_saliency(saliency, x.shape[0])
     scorer = Scorer(model, **scorer_kwargs)
-    t = check_targets(target, x.shape[0], model.num_classes, "target")
     logits = scorer.logits(x)
     if t is None:
         t = logits.argmax(dim=1).cpu()

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
 from .._limits import check_at_most
 from .._types import Model, SaliencyLike, Target
 from ..registry import METRICS
@@ -155,7 +155,7 @@ def non_sensitivity(
         check_positive(patch, "patch", integer=True)
     _check_samples(samples)
     eps = _check_eps(eps)
-    check_positive(seed, "seed", integer=True, allow_zero=True)
+    check_seed(seed)
     _, x, s, t, _, scorer = prepare_inputs(
         model, x, saliency, target, {"batch_size": batch_size, "score": score}
     )
@@ -247,7 +247,7 @@ class NonSensitivity:
         if patch is not None:
             check_positive(patch, "patch", integer=True)
         _check_samples(samples)
-        check_positive(seed, "seed", integer=True, allow_zero=True)
+        check_seed(seed)
         _check_common(score, batch_size)
         self.patch, self.samples, self.eps, self.seed = patch, samples, _check_eps(eps), seed
         self.score, self.batch_size = score, batch_size

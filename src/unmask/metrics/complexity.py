@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from .._types import SaliencyLike
+from ..numerics import maxabs_normalise
 from ..registry import METRICS
 from ._prepare import check_saliency
 
@@ -42,9 +43,7 @@ __all__ = [
 
 def normalise_by_max(saliency: SaliencyLike) -> Tensor:
     """``|s| / max |s|`` per map, flattened: (B, 1, h, w) -> (B, h·w) float64."""
-    a = check_saliency(saliency).flatten(1).double().abs()
-    peak = a.amax(dim=1, keepdim=True)
-    return torch.where(peak > 0, a / torch.where(peak > 0, peak, 1.0), a)
+    return maxabs_normalise(check_saliency(saliency).flatten(1).double().abs())
 
 
 def sparseness(saliency: SaliencyLike) -> Tensor:

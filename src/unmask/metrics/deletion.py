@@ -54,6 +54,7 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive
 from .._types import Model, SaliencyLike, Target
+from ..numerics import pearson
 from ..progress import Progress
 from ..registry import METRICS
 from ..removal import BoxBlur, Constant, RiseBlur
@@ -203,13 +204,6 @@ def curve_auc(scores: Tensor, cumulative: bool = True) -> Tensor:
     return torch.trapezoid(y, torch.arange(n, dtype=torch.float64) / (n - 1), dim=1)
 
 
-def _pearson(a: Tensor, b: Tensor) -> Tensor:
-    a = a - a.mean(dim=1, keepdim=True)
-    b = b - b.mean(dim=1, keepdim=True)
-    r = (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1))
-    return r.clamp(-1, 1)
-
-
 def curve_correlation(
     scores: Tensor, saliency: Tensor, mode: str = "deletion", cumulative: bool = True
 ) -> Tensor:
@@ -229,7 +223,7 @@ def curve_correlation(
     change = prev - s[:, 1:]
     if mode == "insertion":
         change = -change
-    return _pearson(change, saliency.double())
+    return pearson(change, saliency.double())
 
 
 def default_substrate(mode: str, rule: str) -> Any:

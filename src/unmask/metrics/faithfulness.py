@@ -43,10 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
 from .._limits import check_at_most
 from .._types import Model, SaliencyLike, Target
 from ..models import as_classifier, check_model_input
+from ..numerics import pearson, spearman_rows
 from ..progress import Progress
 from ..registry import METRICS
 from ..removal import Constant, Noise, resolve_removal
@@ -80,37 +81,7 @@ __all__ = [
     "Monotonicity",
     "MonotonicityCorrelation",
     "Selectivity",
-    "pearson",
-    "spearman_rows",
 ]
-
-
-def pearson(a: Tensor, b: Tensor) -> Tensor:
-    """Row-wise Pearson correlation (B, N), (B, N) -> (B,) float64; NaN for a constant row."""
-    a = a.double() - a.double().mean(1, keepdim=True)
-    b = b.double() - b.double().mean(1, keepdim=True)
-    return ((a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1))).clamp(-1, 1)
-
-
-def _average_ranks(v: Tensor) -> Tensor:
-    """Ranks 1..N per row, ties given their average rank (as ``scipy.stats.rankdata``)."""
-    v = v.double()
-    order = torch.sort(v, dim=1, stable=True)
-    sorted_v = order.values
-    ranks = torch.empty_like(v)
-    for i in range(v.shape[0]):  # tie groups differ per row
-        _, inverse, counts = torch.unique_consecutive(
-            sorted_v[i], return_inverse=True, return_counts=True
-        )
-        ends = torch.cumsum(counts, 0).double()
-        mean_rank = ends - (counts.double() - 1) / 2
-        ranks[i, order.indices[i]] = mean_rank[inverse]
-    return ranks
-
-
-def spearman_rows(a: Tensor, b: Tensor) -> Tensor:
-    """Row-wise Spearman correlation with average ranks for ties; (B,) float64."""
-    return pearson(_average_ranks(a), _average_ranks(b))
 
 
 def _check_int(value: object, name: str) -> int:
@@ -280,7 +251,7 @@ def sensitivity_n_curve(
     :func:`sensitivity_n`.
     """
     runs = _check_int(runs, "runs")
-    check_positive(seed, "seed", integer=True, allow_zero=True)
+    check_seed(seed)
     fractions = _check_fractions(fractions)
     removal = resolve_removal(removal, lambda: Constant("black"))
     _, x, s, t, base, scorer = prepare_inputs(
@@ -778,7 +749,7 @@ class SensitivityN(_Metric):
     ) -> None:
         fractions = _check_fractions(fractions)
         _check_int(runs, "runs")
-        check_positive(seed, "seed", integer=True, allow_zero=True)
+        check_seed(seed)
         _checked_score(score, batch_size)
         self.removal = resolve_removal(removal, lambda: Constant("black"))
         super().__init__(

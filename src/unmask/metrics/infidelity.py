@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
 from .._limits import check_at_most
 from .._types import Model, SaliencyLike, Target
 from ..registry import METRICS
@@ -49,7 +49,7 @@ def square_masks(samples: int, size: tuple[int, int], patch: int, seed: int = 0)
     """
     check_positive(samples, "samples", integer=True)
     check_positive(patch, "patch", integer=True)
-    check_positive(seed, "seed", integer=True, allow_zero=True)
+    check_seed(seed)
     h, w = size
     if patch > min(h, w):
         raise ValueError(
@@ -102,7 +102,7 @@ def _check_settings(
     check_at_most(samples, "samples", 100_000, "perturbations per image")  # type: ignore[arg-type]
     if patch is not None:
         check_positive(patch, "patch", integer=True)
-    check_positive(seed, "seed", integer=True, allow_zero=True)
+    check_seed(seed)
     check_choice(score, "score", SCORES)
     check_positive(batch_size, "batch_size", integer=True)
 

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
 from .._types import Model, Target
 from ..model_randomisation import randomisation_order, randomise_layer
 from ..registry import METRICS
@@ -51,11 +51,6 @@ __all__ = [
 #: The two randomisation tests, and how the per-layer similarities become one value.
 MODES = ("cascading", "independent")
 REDUCTIONS = ("mean", "last")
-
-
-def _check_seed(seed: object) -> int:
-    check_positive(seed, "seed", integer=True, allow_zero=True)
-    return int(seed)  # type: ignore[call-overload]
 
 
 def _check_similarity(similarity: object) -> None:
@@ -128,7 +123,7 @@ def random_logit(
         [1.0, 1.0]
     """
     _check_similarity(similarity)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     model, x, explain, t, _ = prepare_explainer_inputs(model, x, explainer, target, batch_size)
     other = random_classes(t, model.num_classes, seed)
     own = run_maps(explain, x, t, batch_size)
@@ -153,7 +148,7 @@ class RandomLogit:
     def __init__(self, similarity: str = "ssim", seed: int = 0, batch_size: int = 16) -> None:
         _check_similarity(similarity)
         self.similarity = similarity
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         check_positive(batch_size, "batch_size", integer=True)
         self.batch_size = batch_size
 
@@ -212,7 +207,7 @@ def model_parameter_randomisation(
     mode = check_choice(mode, "mode", MODES)
     reduce = check_choice(reduce, "reduce", REDUCTIONS)
     _check_similarity(similarity)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     model, x, explain, t, _ = prepare_explainer_inputs(model, x, explainer, target, batch_size)
     rebuild = rebuilder(explainer, "model_parameter_randomisation")
     order = randomisation_order(model)
@@ -257,7 +252,7 @@ class ModelParameterRandomisation:
         self.reduce = check_choice(reduce, "reduce", REDUCTIONS)
         _check_similarity(similarity)
         self.similarity = similarity
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         check_positive(batch_size, "batch_size", integer=True)
         self.batch_size = batch_size
 

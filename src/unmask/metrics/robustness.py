@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
 from .._limits import check_at_most
 from .._types import Model, Target
 from ..gradients import find_layer
@@ -149,7 +149,7 @@ def perturbation_study(
         or radius <= 0
     ):
         raise ValueError(f"radius: expected a finite number > 0, got {radius!r}")
-    check_positive(seed, "seed", integer=True, allow_zero=True)
+    check_seed(seed)
     model, x, explain, t, scorer = prepare_explainer_inputs(model, x, explainer, target, batch_size)
     scorer.check_memory(batch_size, tuple(x.shape[1:]), "perturbed images")
     captured: list[Tensor] = []
@@ -482,7 +482,7 @@ class _Robustness:
             or radius <= 0
         ):
             raise ValueError(f"{self._noise_name}: expected a finite number > 0, got {radius!r}")
-        check_positive(seed, "seed", integer=True, allow_zero=True)
+        check_seed(seed)
         check_positive(batch_size, "batch_size", integer=True)
         self.samples, self.radius, self.seed, self.batch_size = samples, radius, seed, batch_size
 

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive
 from .._types import Model, SaliencyLike, Target
+from ..numerics import minmax_normalise
 from ..registry import METRICS
 from ..removal import Constant
 from ..removal import resolve_removal as resolve_substrate
@@ -71,11 +72,7 @@ def normalise_maps(saliency: Tensor, per_image: bool = True) -> Tensor:
     if not per_image:
         lo, hi = s.min(), s.max()
         return s if bool(lo == hi) else (s - lo) / (hi - lo)
-    flat = s.flatten(1)
-    lo = flat.min(dim=1).values.reshape(-1, 1, 1, 1)
-    hi = flat.max(dim=1).values.reshape(-1, 1, 1, 1)
-    span = hi - lo
-    return torch.where(span > 0, (s - lo) / torch.where(span > 0, span, 1), torch.zeros_like(s))
+    return minmax_normalise(s)
 
 
 def soft_masks(

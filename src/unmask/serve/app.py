@@ -24,18 +24,20 @@ import torch
 
 from .. import explainers  # noqa: F401  (registers every method)
 from .. import metrics as _metrics  # noqa: F401  (registers every metric)
+from .._limits import MAX_PIXELS
 from ..api import make_explainer
 from ..contrastive import CWOX, CWOX_BASES, LabelTree, data_free_tree, load_tree, top_classes
 from ..contrastive.cwox import DEFAULT_DELTA
 from ..explanation import image_digest, result_key, target_json
 from ..images import EXAMPLES, example_image, load_image
-from ..models import Classifier, list_models, load_model
+from ..model_specs import make_model
+from ..models import Classifier, list_models
 from ..registry import METHODS, METRICS, spec_of, to_json
 from ..removal import REMOVALS, bind, make_removal
 from . import validate
 from .jobs import JobQueue, QueueFull
 from .results import FORMATS, ResultStore, StoredResult, encode_map, map_info
-from .uploads import ImageStore, UploadError, read_upload
+from .uploads import MAX_BYTES, ImageStore, UploadError, read_upload
 
 __all__ = [
     "create_app",
@@ -46,9 +48,10 @@ __all__ = [
     "FAMILIES",
 ]
 
-#: Upload limits: bytes of one file and pixels (width x height) of one decoded image.
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
-DEFAULT_MAX_PIXELS = 40_000_000
+#: Upload limits: bytes of one file and pixels (width x height) of one decoded image (the
+#: library's decoded-image limit, unmask._limits.MAX_PIXELS).
+DEFAULT_MAX_BYTES = MAX_BYTES
+DEFAULT_MAX_PIXELS = MAX_PIXELS
 
 #: Metric kinds the metrics job can run: they need only the model, the image, the map, a target.
 METRIC_KINDS_SERVED = ("faithfulness", "map")
@@ -709,9 +712,9 @@ def _load_models(models: Any) -> dict[str, Classifier]:
         )
     known = list_models()
     for name in models:
-        if name not in known and not str(name).startswith("tv:"):
+        if ":" not in str(name) and name not in known:
             raise ValueError(f"model: unknown model {name!r}; expected one of {', '.join(known)}")
-    return {name: load_model(name) for name in models}
+    return {name: make_model(name) for name in models}
 
 
 def _info(state: _Served) -> dict[str, Any]:

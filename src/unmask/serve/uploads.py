@@ -26,14 +26,13 @@ from PIL import Image
 
 from ..images import WIDE_MODES, _open, _pil_to_array, _pil_to_rgb
 
-__all__ = ["UploadError", "read_upload", "ImageStore", "FORMATS", "MAX_BYTES", "MAX_PIXELS"]
+__all__ = ["UploadError", "read_upload", "ImageStore", "FORMATS", "MAX_BYTES"]
 
 #: Formats accepted, as PIL names them (MPO: a camera's multi-picture JPEG).
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 _ALSO = {"MPO": "JPEG"}
-#: Default bounds of one upload: bytes of the file, pixels of the decoded image.
+#: Default bound of one upload's file, in bytes (its decoded pixels: unmask._limits.MAX_PIXELS).
 MAX_BYTES = 20 * 1024**2
-MAX_PIXELS = 40_000_000
 
 #: Signatures of files that are not images PIL reads, named in the 415 message.
 _SIGNATURES = (

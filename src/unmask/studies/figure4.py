@@ -37,6 +37,7 @@ from typing import Any
 from torch import Tensor
 
 from .._checks import check_positive
+from ..images import IMAGE_SUFFIXES
 from ..metrics.cp import cp_scores, masked_image
 from ..metrics.hallucination import hallucination_score
 from ..models import Classifier
@@ -81,7 +82,6 @@ _STYLE = {
     "pixelmask": ("tab:red", "^"),
     "smoothmask": ("tab:green", "D"),
 }
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
@@ -91,7 +91,7 @@ def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"images: no such directory {str(folder)!r}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"images: no image files in {str(folder)!r}")
     return files if limit is None else files[:limit]
