@@ -11,9 +11,9 @@ from .cwox import (
     stage_layers,
     top_classes,
 )
-from .plot import plot_cwox, save_cwox
 from .documents import documents_from_images, read_documents, top_k_documents
 from .learning import data_free_tree, final_linear_weight, learn_tree
+from .plot import plot_cwox, save_cwox
 from .trees import LabelTree, TreeNode, list_trees, load_tree
 
 __all__ = [
