@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from unmask.bench import Store, load_plan, run
-from unmask.bench.report import bootstrap_ci, write_report
+from unmask.bench.report import write_report
+from unmask.bench.statistics import bootstrap_ci
 
 EXTRA_METHODS = """
 [[methods]]
@@ -132,11 +133,12 @@ def test_report_renders_in_headless_chromium(report) -> None:
 
 
 def test_directions_come_from_the_registry_and_unknown_metrics_are_not_ranked():
-    from unmask.bench.report import _direction, _higher
+    from unmask.bench.report import _direction
+    from unmask.bench.statistics import direction
     from unmask.registry import METRICS
 
     for entry in METRICS:
-        assert _higher(entry.name) is entry.factory.higher_is_better
-    assert _higher("deletion") is False and _higher("insertion") is True
-    assert _higher("no_such_metric") is None  # was taken as higher-is-better before
+        assert direction(entry.name) is entry.factory.higher_is_better
+    assert direction("deletion") is False and direction("insertion") is True
+    assert direction("no_such_metric") is None  # was taken as higher-is-better before
     assert _direction(None) == "direction unknown: not ranked"
