@@ -19,7 +19,8 @@ import importlib
 import re
 from typing import Any
 
-from .models import Classifier, load_model
+from . import models  # models.load_model looked up at call time (tests substitute it)
+from .models import Classifier
 from .removal.specs import parse_spec
 
 __all__ = ["make_model", "parse_model_spec", "MODEL_OPTIONS"]
@@ -81,7 +82,7 @@ def make_model(spec: str | Classifier, **options: Any) -> Classifier:
         raise TypeError(f"make_model: unknown option {unknown[0]!r}")
     given = {**parsed, **{k: v for k, v in options.items() if v is not None}}
     if not _is_function(base):
-        return load_model(base, **given)
+        return models.load_model(base, **given)
     if "weights" in given or "execution" in given:
         raise ValueError(f"model: {base!r} is a function; it takes no weights or execution option")
     module, _, attr = base.partition(":")
