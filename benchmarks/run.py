@@ -55,6 +55,7 @@ import importlib.metadata as md
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -787,12 +788,84 @@ def setup(args):
     if model.execution == "compiled":  # compiled for the benchmark's batch size
         model.fast("compiled", batch_size=args.batch_size)
     args.execution = model.execution
+    if model.execution == "auto":  # the steady state: the graph exported once, then cached
+        from unmask.onnx_engine import prepare
+
+        start = time.perf_counter()
+        prepare(model)
+        args.prepare_s = time.perf_counter() - start
     for p in model.parameters():
         p.requires_grad_(False)  # gradients to the input only, for every library
     x = unmask.load_image(unmask.example_image("chelsea"), size=224)
     with torch.inference_mode():
         target = int(model(x).argmax())
+    args.engine = engine_name(model, x)
     return model, x, target
+
+
+def engine_name(model, x: torch.Tensor) -> str:
+    """What ``model.infer`` runs on ``x``: the execution mode, with ``"auto"`` and ``"onnx"``
+    resolved to ``"onnx"`` (ONNX Runtime) or ``"channels_last"`` (nothing cached, or the
+    fallback)."""
+    if model.execution not in ("onnx", "auto"):
+        return model.execution
+    with torch.inference_mode():
+        return "onnx" if model._onnx(model.preprocess(x)) is not None else "channels_last"
+
+
+#: The README's first command (``unmask explain --example coffee``), for the first-run case.
+FIRST_COMMAND = ["explain", "--example", "coffee", "--no-progress"]
+#: Python run in a fresh process for each variant of the first-run case.
+FIRST_CODE = {
+    "default, fresh cache": "",
+    "channels_last (before the engine)": (
+        "import unmask.models as m; m.load_model.__kwdefaults__['execution'] = 'channels_last'; "
+    ),
+    "default, prepared cache": "",
+}
+
+
+def first_run(args, repeats: int) -> dict[str, Any]:
+    """The README's first command in fresh processes, interleaved ``repeats`` times: the
+    default (``"auto"``) on an empty ``UNMASK_CACHE_DIR``, channels_last (the default before
+    the engine) and the default after ``unmask models --prepare`` (the steady state)."""
+    import tempfile
+
+    walls: dict[str, list[float]] = {name: [] for name in FIRST_CODE}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "src"),
+            "OMP_NUM_THREADS": str(args.threads),
+            "PYTHONWARNINGS": "ignore",
+        }
+        prepared = Path(tmp) / "prepared"
+        proc = subprocess.run(
+            [sys.executable, "-m", "unmask.cli", "models", "--prepare"],
+            env={**env, "UNMASK_CACHE_DIR": str(prepared)},
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"unmask models --prepare failed: {proc.stderr.strip()[-300:]}")
+        for i in range(repeats):
+            for name, code in FIRST_CODE.items():
+                cache = prepared if "prepared" in name else Path(tmp) / f"fresh-{i}"
+                script = (
+                    f"{code}from unmask.cli import main; raise SystemExit(main({FIRST_COMMAND!r}))"
+                )
+                start = time.perf_counter()
+                proc = subprocess.run(
+                    [sys.executable, "-c", script],
+                    cwd=tmp,
+                    env={**env, "UNMASK_CACHE_DIR": str(cache)},
+                    capture_output=True,
+                    text=True,
+                )
+                walls[name].append(time.perf_counter() - start)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"first run ({name}) failed: {proc.stderr.strip()[-300:]}")
+    return {"command": "unmask " + " ".join(FIRST_COMMAND), "walls_s": walls}
 
 
 def _status_kib(field: str) -> int | None:
@@ -871,10 +944,10 @@ def table(report: dict[str, Any]) -> str:
     lines = [
         head,
         "",
-        "| method | settings | unmask s (min-max) | images | model-bound s "
+        "| method | settings | unmask s (min-max) | images | engine | model-bound s "
         "| engine-bound s | overhead | peer | peer s (min-max) | peer / unmask "
         "| equal (max rel. diff) | peak MB unmask / peer |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         u = r["unmask"]
@@ -882,7 +955,8 @@ def table(report: dict[str, Any]) -> str:
         first = (
             f"| {r['method']} | {settings} | {u['wall_s']['median']:.2f} "
             f"({u['wall_s']['min']:.2f}-{u['wall_s']['max']:.2f}) | {u['images']} | "
-            f"{r['model_bound_s']:.2f} | {r['engine_bound_s']:.2f} | {r['overhead']:.2f} "
+            f"{r.get('engine', '-')} | {r['model_bound_s']:.2f} | {r['engine_bound_s']:.2f} | "
+            f"{r['overhead']:.2f} "
         )
         mem_u = "-" if u.get("peak_mb") is None else f"{u['peak_mb']:.0f}"
         if not r["peers"]:
@@ -902,8 +976,20 @@ def table(report: dict[str, Any]) -> str:
                 f"{p['wall_s']['median'] / u['wall_s']['median']:.2f} | {diff} | "
                 f"{mem_u} / {mem_p} |"
             )
-            first = "| | | | | | | "
+            first = "| | | | | | | | "
     lines.append("")
+    if report.get("prepare_s") is not None:
+        lines.append(
+            f"- engine: {report['engine']!r}; the ONNX graph was loaded or exported and checked "
+            f"in {report['prepare_s']:.1f} s before the timings (cached for later runs)"
+        )
+    first = report.get("first_run")
+    if first:
+        cells = ", ".join(
+            f"{name} {statistics.median(w):.2f} s ({min(w):.2f}-{max(w):.2f})"
+            for name, w in first["walls_s"].items()
+        )
+        lines.append(f"- first run, `{first['command']}` in fresh processes: {cells}")
     for r in report["results"]:
         for name, why in r["skipped"].items():
             lines.append(f"- {r['method']}: {name} skipped: {why}")
@@ -951,6 +1037,9 @@ def run_task(task: Task, model, x: torch.Tensor, args, repeats: int) -> dict[str
         "engine_s_per_image_best": engine_per_image,
         "engine_s_per_image_all": engine,
         "engine_bound_s": engine_bound,
+        "engine": getattr(args, "engine", args.execution)
+        if task.kind == "forward"
+        else "eager (autograd)",
         "unmask": {
             "wall_s": spread(walls["unmask"]),
             "walls_s": walls["unmask"],
@@ -1012,11 +1101,20 @@ def main() -> None:
     )
     parser.add_argument("--methods", help="comma-separated subset of the task names")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    parser.add_argument(
+        "--no-first-run",
+        action="store_true",
+        help="skip the first-run case (the README's first command in fresh processes)",
+    )
     parser.add_argument("--force", action="store_true", help="run on a busy machine (marked BUSY)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--child-task", help=argparse.SUPPRESS)
     parser.add_argument("--child-lib", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for opt in ("threads", "batch_size", "repeats"):
+        value = getattr(args, opt)
+        if value is not None and value < 1:
+            parser.error(f"--{opt.replace('_', '-')}: expected a positive integer, got {value}")
     if args.child_task:
         child(args)
         return
@@ -1051,7 +1149,11 @@ def main() -> None:
         flush=True,
     )
     results = []
+    first = None
     try:
+        if not args.no_first_run:
+            print(f"... first run ({time.strftime('%H:%M:%S')})", file=sys.stderr, flush=True)
+            first = first_run(args, repeats)
         for task in tasks:
             results.append(run_task(task, model, x, args, repeats))
     finally:
@@ -1074,6 +1176,9 @@ def main() -> None:
         "threads": args.threads,
         "batch_size": args.batch_size,
         "execution": model.execution,
+        "engine": args.engine,
+        "prepare_s": getattr(args, "prepare_s", None),
+        "first_run": first,
         "busy": busy,
         "estimate_s": estimate,
         "elapsed_s": time.perf_counter() - started,
@@ -1085,6 +1190,7 @@ def main() -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "run-smoke" if args.smoke else "run-quick" if args.quick else "run"
+    stem += "" if args.batch_size == 16 else f"-b{args.batch_size}"
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
     md_text = table(report)
     (args.out / f"{stem}.md").write_text(md_text)

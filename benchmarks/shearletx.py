@@ -16,6 +16,11 @@ two runs) and the set-up seconds, and projects the share of a 300-step explanati
 measurements alternate over ``--repeats`` and the medians are reported (a shared CPU is noisy).
 
     python benchmarks/shearletx.py --steps 30 --repeats 3 [--method shearletx] [--profile]
+    python benchmarks/shearletx.py --autograd channels_last   # the paper setting, channels-last
+
+``--autograd`` chooses how the model's forward + backward runs (``Classifier.fast(autograd=)``):
+``eager`` (the default) or ``channels_last`` (the channels-last copy, gradients to the input
+only); run both on the idle machine to compare them at the paper setting (300 x 16).
 """
 
 from __future__ import annotations
@@ -67,11 +72,18 @@ def main() -> None:
     parser.add_argument("--method", default="shearletx")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="print the top torch ops")
+    parser.add_argument(
+        "--autograd",
+        default="eager",
+        choices=unmask.models.AUTOGRADS,
+        help="how model(x) runs with gradients (Classifier.fast(autograd=)); default eager",
+    )
     args = parser.parse_args()
     if args.steps < 3:
         parser.error("--steps: expected at least 3 (a 2-step run is the set-up reference)")
     torch.set_num_threads(args.threads)
     model = unmask.load_model("efficientnet_lite0")
+    model.fast(model.execution, autograd=args.autograd)
     x = unmask.load_image(unmask.example_image("chelsea"), size=args.size)
     target = int(model(x).argmax())
     _explain_seconds(model, args.method, x, target, 2, args.noise_bs)  # warm-up (filters, caches)
@@ -105,6 +117,7 @@ def main() -> None:
                 "steps": args.steps,
                 "noise_bs": args.noise_bs,
                 "threads": args.threads,
+                "autograd": args.autograd,
                 "seconds_total": round(total, 3),
                 "seconds_model": round(net, 3),
                 "outside_model_share": round(max(0.0, 1 - net / total), 3),

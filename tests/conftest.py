@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import csv
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+
+# Hermetic caches: exported ONNX graphs and measured batch sizes go to a folder of this test
+# session, never to the user's cache (a graph prepared there would change which engine runs).
+os.environ["UNMASK_CACHE_DIR"] = tempfile.mkdtemp(prefix="unmask-test-cache-")
+atexit.register(shutil.rmtree, os.environ["UNMASK_CACHE_DIR"], ignore_errors=True)
 
 # Tiny tensors run fastest (and do not fight other processes) on one thread; the real-model
 # tests marked slow get up to two.

@@ -239,7 +239,8 @@ def test_bad_options(tmp_path, capsys):
         capsys, ["explain", "--example", "chelsea", "--save-map", "maps.txt"]
     )
     line = _error(capsys, ["explain", "--example", "chelsea", "--size", "32", *FAST])
-    assert "patch_size: (112, 112) is larger than the images (32, 32)" in line
+    # checked against occlusion's declaration (a side in [1, --size]) before any work
+    assert "--param.patch_size: expected an integer in [1, 32], got 112" in line
 
 
 def test_argparse_errors_are_one_line(capsys):

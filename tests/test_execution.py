@@ -273,11 +273,13 @@ def test_memory_grows_with_batch_size_not_perturbations(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("execution", ["channels_last", "frozen", "compiled"])
-def test_embedded_model_equals_eager(execution, real_model):
+@pytest.mark.parametrize("execution", ["channels_last", "frozen", "compiled", "onnx"])
+def test_embedded_model_equals_eager(execution, real_model, tmp_path, monkeypatch):
     """The embedded model: logits within 1e-4, occlusion / RISE maps within 1e-3 (relative to
     the largest |value|), deletion / insertion AUCs within 1e-5 of eager float32."""
     from unmask.metrics.deletion import Deletion, Insertion
+
+    monkeypatch.setenv("UNMASK_CACHE_DIR", str(tmp_path))  # "onnx": exports into tmp_path
 
     model = real_model
     previous = model.execution
@@ -349,3 +351,32 @@ def test_auto_batch_size_gives_the_same_maps():
     auto = Occlusion(model, patch_size=8, stride=4, batch_size="auto").explain(x, 1).saliency
     fixed = Occlusion(model, patch_size=8, stride=4, batch_size=7).explain(x, 1).saliency
     assert torch.allclose(auto, fixed, atol=1e-6)
+
+
+def test_autograd_channels_last_equals_eager():
+    """``fast(autograd="channels_last")``: input gradients within 1e-4 of eager's; an extremal
+    and a ShearletX mask (same seed, a few steps) within 1e-3; layer methods (hooks on the
+    network) and training mode stay on the network itself; the copy gets no parameter gradient."""
+    import unmask
+
+    model, x = _net_model(), _images(2, 32)
+    runs = {}
+    for autograd in ("eager", "channels_last"):
+        model.fast("channels_last", autograd=autograd)
+        grad = Gradient(model).explain(x, target=1).saliency
+        ext = unmask.explain(model, x[:1], "extremal", target=1, steps=8, areas=0.2).saliency
+        shx = unmask.explain(model, x[:1], "shearletx", target=1, steps=4, noise_bs=2).saliency
+        cam = unmask.explain(model, x, "gradcam", target=1, layer="3").saliency
+        runs[autograd] = (grad, ext, shx, cam)
+    for got, want in zip(runs["channels_last"][:3], runs["eager"][:3], strict=True):
+        assert _close(got, want, 1e-3)
+    assert _close(runs["channels_last"][0], runs["eager"][0], RTOL)
+    assert torch.equal(runs["channels_last"][3], runs["eager"][3])  # hooked: the network itself
+    model.net.zero_grad(set_to_none=True)
+    model(x.clone().requires_grad_(True))[:, 0].sum().backward()
+    assert all(p.grad is None for p in model.net.parameters())  # the copy ran, not the network
+    model.train()
+    model(x)[:, 0].sum().backward()
+    assert model.net[0].weight.grad is not None  # training mode: the network itself
+    with pytest.raises(ValueError, match="autograd"):
+        model.fast("channels_last", autograd="compiled")

@@ -8,12 +8,9 @@ mask scored with unmask's blur pyramid), and the means over the image.
     pip install --no-deps torchray
     python docs/extremal/side_by_side_imagenet.py n01440764_tench.JPEG,n01530575_brambling.JPEG 300 on,off
 """
-
 import sys, time, warnings, csv
-
 warnings.filterwarnings("ignore")
 import torch
-
 torch.set_num_threads(int(sys.argv[4]) if len(sys.argv) > 4 else 1)
 from torchray.attribution.extremal_perturbation import extremal_perturbation
 import unmask
@@ -27,17 +24,12 @@ labels = {r["file"]: int(r["class_index"]) for r in csv.DictReader(open(root + "
 model = unmask.load_model("efficientnet_lite0")
 model_tr = unmask.load_model("efficientnet_lite0")
 
-
 def top(m, frac=0.1):
-    m = m.flatten()
-    k = int(round(frac * m.numel()))
-    out = torch.zeros_like(m, dtype=torch.bool)
-    out[m.topk(k).indices] = True
+    m = m.flatten(); k = int(round(frac * m.numel()))
+    out = torch.zeros_like(m, dtype=torch.bool); out[m.topk(k).indices] = True
     return out
 
-
-border = torch.ones(224, 224, dtype=torch.bool)
-border[21:-21, 21:-21] = False
+border = torch.ones(224, 224, dtype=torch.bool); border[21:-21, 21:-21] = False
 border = border.flatten()
 for f in files:
     x = unmask.load_image(root + f)
@@ -55,11 +47,7 @@ for f in files:
         r = float(torch.corrcoef(torch.stack([a, b]))[0, 1])
         with torch.no_grad():
             pa = float(model(pyr(theirs, torch.tensor([0])))[0, c])
-            pb = float(e.extras["preserve_score"][0, 0])
-            full = float(model(x)[0, c])
-        print(
-            f"{f} jitter {jit}: IoU10 {iou:.2f} pearson {r:.2f} border share tr {float(border[ta].float().mean()):.2f} "
-            f"unmask {float(border[tb].float().mean()):.2f} preserve tr {pa:.2f} unmask {pb:.2f} full {full:.2f} "
-            f"area tr {float(a.mean()):.3f} unmask {float(b.mean()):.3f} ({t1 - t0:.0f}s, {t2 - t1:.0f}s)",
-            flush=True,
-        )
+            pb = float(e.extras["preserve_score"][0, 0]); full = float(model(x)[0, c])
+        print(f"{f} jitter {jit}: IoU10 {iou:.2f} pearson {r:.2f} border share tr {float(border[ta].float().mean()):.2f} "
+              f"unmask {float(border[tb].float().mean()):.2f} preserve tr {pa:.2f} unmask {pb:.2f} full {full:.2f} "
+              f"area tr {float(a.mean()):.3f} unmask {float(b.mean()):.3f} ({t1-t0:.0f}s, {t2-t1:.0f}s)", flush=True)

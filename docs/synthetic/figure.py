@@ -39,16 +39,14 @@ def main() -> None:
         ax = axes[0, j]
         ax.imshow(batch.images[j].permute(1, 2, 0).numpy())
         x0, y0, x1, y1 = batch.boxes[j].tolist()
-        ax.add_patch(
-            plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="white", lw=1)
-        )
+        ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                                   color="white", lw=1))
         label, guess = synthetic.CLASSES[int(batch.labels[j])], synthetic.CLASSES[int(pred[j])]
         ax.set_title(f"{label} (pred {guess})", fontsize=6)
         for i, m in enumerate(methods, start=1):
             axes[i, j].imshow(maps[m][j, 0].numpy(), cmap="jet")
-            axes[i, j].contour(
-                batch.masks[j, 0].numpy(), levels=[0.5], colors="white", linewidths=0.5
-            )
+            axes[i, j].contour(batch.masks[j, 0].numpy(), levels=[0.5], colors="white",
+                               linewidths=0.5)
             if j == 0:
                 axes[i, j].set_ylabel(m, fontsize=7)
     for ax in axes.ravel():
@@ -59,8 +57,7 @@ def main() -> None:
     fig.savefig(buffer, dpi=110, format="png")
     image = Image.open(buffer).convert("RGB")  # 256 colours: a third of the file size
     image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
-        args.out, optimize=True
-    )
+        args.out, optimize=True)
     print(f"wrote {args.out}")
 
 

@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import onnx_engine
 from ._checks import check_images, check_unit_range
+from .onnx_engine import weights_stamp
 
 __all__ = [
     "Classifier",
@@ -30,11 +32,16 @@ __all__ = [
     "register_model",
     "imagenet_class_names",
     "EXECUTIONS",
+    "AUTOGRADS",
 ]
 
 #: How the no-gradient scoring path (:meth:`Classifier.infer`) runs the network; see
-#: :meth:`Classifier.fast`. Gradient paths (``model(x)`` with autograd) are always eager.
-EXECUTIONS = ("eager", "channels_last", "frozen", "compiled")
+#: :meth:`Classifier.fast`. Gradient paths (``model(x)`` with autograd) follow ``autograd=``.
+EXECUTIONS = ("eager", "channels_last", "frozen", "compiled", "onnx", "auto")
+
+#: How the autograd path (``model(x)`` with gradients enabled: gradient methods and mask
+#: optimisations) runs the network; see :meth:`Classifier.fast` (``autograd=``).
+AUTOGRADS = ("eager", "channels_last")
 
 # Per classifier: {key: (stamp, module)}; outside the module so deepcopy / pickle never see it.
 _FAST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -135,6 +142,7 @@ class Classifier(nn.Module):
                 )
         self.feature_layer: str | None = feature_layer
         self.execution: str = "eager"
+        self.autograd: str = "eager"
         self.compile_batch_size: int = 16
 
     @classmethod
@@ -181,7 +189,17 @@ class Classifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (B, num_classes) of images (B, 3, H, W) in [0, 1]."""
-        logits = self.net(self.preprocess(x))
+        z = self.preprocess(x)
+        if (
+            getattr(self, "autograd", "eager") == "channels_last"
+            and torch.is_grad_enabled()
+            and not self.training
+            and not _hooked(self.net)
+        ):  # gradients to the input through the channels-last copy (no parameter gradients)
+            z = z.contiguous(memory_format=torch.channels_last)
+            logits = self._copy(z)(z)
+        else:
+            logits = self.net(z)
         if logits.ndim != 2 or logits.shape[1] != self.num_classes:
             raise ValueError(
                 f"model: the network returned shape {tuple(logits.shape)}, expected "
@@ -189,7 +207,9 @@ class Classifier(nn.Module):
             )
         return logits
 
-    def fast(self, execution: str = "channels_last", *, batch_size: int = 16) -> Classifier:
+    def fast(
+        self, execution: str = "channels_last", *, batch_size: int = 16, autograd: str = "eager"
+    ) -> Classifier:
         """Choose how the no-gradient scoring path runs the network; returns ``self``.
 
         The scoring engine (:class:`unmask.scoring.Scorer`, used by every black-box method and
@@ -212,6 +232,20 @@ class Classifier(nn.Module):
           needs a C++ compiler) and inductor keeps its generated code in its on-disk cache
           (``TORCHINDUCTOR_CACHE_DIR``), which makes a later process compile faster. float32,
           equal to eager up to round-off.
+        - ``"onnx"``: the network exported to ONNX and run by ONNX Runtime
+          (:mod:`unmask.onnx_engine`: exported once per weights, input size and dtype and cached
+          on disk; checked against eager at every load, logits within 1e-4 relative; a network
+          that does not export or disagrees falls back to ``"channels_last"`` with one warning).
+        - ``"auto"`` (:func:`load_model`'s default): ``"onnx"`` when the graph of the current
+          weights is already cached, else ``"channels_last"``: it never pays an export; see
+          :func:`unmask.onnx_engine.engine_for` and :func:`unmask.onnx_engine.prepare`.
+
+        ``autograd`` chooses how ``model(x)`` runs with gradients enabled (gradient methods, the
+        mask optimisations): ``"eager"`` (the default: the network itself) or
+        ``"channels_last"``: the channels-last copy, gradients to the input only (its
+        parameters never get a gradient), equal to eager up to round-off (input gradients of
+        EfficientNet-Lite0 within 1.7e-4 relative, ENVIRONMENT.md); it falls back to the network
+        in training mode and while forward hooks are registered on the network (layer methods).
 
         The copies are cached per classifier and rebuilt when a parameter or buffer is moved
         or changed in place (e.g. ``load_state_dict``, ``.to()``, a deepcopy). :meth:`infer`
@@ -237,6 +271,8 @@ class Classifier(nn.Module):
         from ._checks import check_positive
 
         check_positive(batch_size, "batch_size", integer=True)
+        check_choice(autograd, "autograd", AUTOGRADS)
+        self.autograd = autograd
         self.execution = execution
         self.compile_batch_size = batch_size
         _FAST.pop(self, None)
@@ -257,8 +293,12 @@ class Classifier(nn.Module):
             or "forward" in self.__dict__
         ):
             return self(x)  # hooks and overridden forwards must see every call
-        z = self.preprocess(x).contiguous(memory_format=torch.channels_last)
-        logits = self._fast_net(z)(z)
+        z = self.preprocess(x)
+        run = self._onnx(z) if self.execution in ("onnx", "auto") else None
+        if run is None:
+            z = z.contiguous(memory_format=torch.channels_last)
+            run = self._fast_net(z)
+        logits = run(z)
         if logits.ndim != 2 or logits.shape[1] != self.num_classes:
             raise ValueError(
                 f"model: the network returned shape {tuple(logits.shape)}, expected "
@@ -266,13 +306,25 @@ class Classifier(nn.Module):
             )
         return logits
 
-    def _fast_net(self, z: Tensor) -> Callable[[Tensor], Tensor]:
+    def _onnx(self, z: Tensor) -> Callable[[Tensor], Tensor] | None:
+        """The ONNX Runtime runner for ``z``'s shape, or None (fall back to channels_last)."""
+        cache = _FAST.setdefault(self, {})
+        stamp = weights_stamp(self.net)
+        key = (self.execution, z.device, z.dtype, tuple(z.shape[1:]), torch.get_num_threads())
+        hit = cache.get(key)
+        if hit is None or hit[0] != stamp or hit[2] != onnx_engine.generation():
+            run = onnx_engine.runner(self.net, z, required=self.execution == "onnx")
+            hit = cache[key] = (stamp, run, onnx_engine.generation())
+        return hit[1]
+
+    def _copy(self, z: Tensor) -> nn.Module:
+        """The cached channels-last copy of the network for ``z``'s device and dtype."""
+        return self._fast_net(z, copy_only=True)  # type: ignore[return-value]
+
+    def _fast_net(self, z: Tensor, copy_only: bool = False) -> Callable[[Tensor], Tensor]:
         """The cached channels-last copy (or its frozen trace for ``z``'s shape)."""
         cache = _FAST.setdefault(self, {})
-        stamp = tuple(
-            (t.data_ptr(), 0 if t.is_inference() else t._version)
-            for t in (*self.net.parameters(), *self.net.buffers())
-        )
+        stamp = weights_stamp(self.net)
         key: tuple[object, ...] = ("channels_last", z.device, z.dtype)
         hit = cache.get(key)
         if hit is None or hit[0] != stamp:
@@ -283,7 +335,7 @@ class Classifier(nn.Module):
             for p in net.parameters():
                 p.requires_grad_(False)
             hit = cache[key] = (stamp, net)
-        if self.execution == "channels_last":
+        if copy_only or self.execution in ("channels_last", "onnx", "auto"):  # the fallback
             return hit[1]
         if self.execution == "compiled":
             return _compiled(cache, hit, z, getattr(self, "compile_batch_size", 16))
@@ -524,7 +576,7 @@ def load_model(
     *,
     device: str | torch.device = "cpu",
     weights: str | Path | None = None,
-    execution: str = "channels_last",
+    execution: str = "auto",
 ) -> Classifier:
     """Load a pretrained classifier by name, offline, in eval mode.
 
@@ -538,10 +590,12 @@ def load_model(
             EfficientNet-Lite0 with the same 1000 classes); a file that does not fit the
             architecture is refused with the first mismatching key.
         execution: how the no-gradient scoring path runs the network, one of
-            :data:`EXECUTIONS` (see :meth:`Classifier.fast`): ``"channels_last"`` by default
-            (about 1.5x faster on CPU, equal to eager float32 up to round-off; see
-            ``tests/test_execution.py``); ``"eager"`` for the network as it is. Gradients are
-            always eager.
+            :data:`EXECUTIONS` (see :meth:`Classifier.fast`): ``"auto"`` by default (ONNX
+            Runtime when the graph of these weights is cached, e.g. after ``unmask models
+            --prepare``, else ``"channels_last"``: about 1.5x faster than eager on CPU; both
+            equal to eager float32 up to round-off; see ``tests/test_execution.py`` and
+            ``tests/test_onnx_engine.py``); ``"eager"`` for the network as it is. Gradients
+            are always eager.
 
     Returns:
         A :class:`Classifier`; weights are loaded with ``weights_only=True``.

@@ -118,6 +118,66 @@ class Entry:
     #: what sort of object it builds within its registry (a metric's kind, see
     #: :mod:`unmask.metrics.kinds`); "" when the registry has no kinds.
     kind: str = ""
+    #: a method's family (``"CAM"``, ``"perturbation"``...), for grouped lists.
+    family: str = ""
+    #: the model evaluations of one image as a function of the hyperparameters (every one
+    #: resolved, defaults included) and the image side: ``formula(p, size)``, or
+    #: ``formula(p, size, model)`` when it depends on the model (a layer's channels); see
+    #: :meth:`cost`. None: the object never calls the model (a map-only metric).
+    cost_formula: Callable[..., int] | None = None
+    #: hyperparameters the CLI uses instead of the defaults (a first run in seconds on a CPU).
+    cli: dict[str, Any] = field(default_factory=dict)
+    #: small hyperparameters for the contract suite (3 images of 32x32, a few seconds).
+    test: dict[str, Any] | None = None
+    #: a metric's direction (None for a method).
+    higher_is_better: bool | None = None
+    #: the registry's kind of object: ``"method"`` or ``"metric"``.
+    registry_kind: str = "method"
+
+    def resolved(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Every hyperparameter's value: ``params`` over the entry's and the signature's
+        defaults (a default factory such as ``lambda: Inpaint()`` left uncalled)."""
+        out = {
+            n: p.default
+            for n, p in self.parameters().items()
+            if p.default is not p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
+        out.update(self.defaults)
+        out.update({k: v for k, v in (params or {}).items() if v is not None})
+        return out
+
+    @property
+    def cost_needs_model(self) -> bool:
+        """Whether :meth:`cost` needs the model (a layer's channels)."""
+        formula = self.cost_formula
+        return formula is not None and len(inspect.signature(formula).parameters) == 3
+
+    def cost(self, params: Mapping[str, Any] | None, image_size: int, model: Any = None) -> int:
+        """Model evaluations (images given to the model: forward passes, or forward + backward
+        for gradient methods) to explain or score one ``image_size`` x ``image_size`` image
+        for a given target (one more finds the top-1 class when the target is None).
+
+        An upper bound where a method may stop early or a metric's steps depend on the map.
+        A metric that re-runs an explainer (kind ``explainer``) counts its own evaluations
+        only: the explainer's runs cost what the explainer's entry says, each. Raises
+        ValueError when the entry declares no cost, or its cost depends on the model
+        (``model`` not given).
+
+        Example:
+            >>> import unmask.explainers
+            >>> METHODS.get("rise").cost({"masks": 500}, 224)
+            500
+        """
+        if self.cost_formula is None:
+            raise ValueError(f"{self.registry_kind} {self.name!r} declares no cost")
+        p = self.resolved(params)
+        if self.cost_needs_model:
+            if model is None:
+                raise ValueError(
+                    f"model: the cost of {self.registry_kind} {self.name!r} depends on the model"
+                )
+            return int(self.cost_formula(p, image_size, model))
+        return int(self.cost_formula(p, image_size))
 
     def parameters(self) -> dict[str, inspect.Parameter]:
         target = self.factory.__init__ if inspect.isclass(self.factory) else self.factory
@@ -184,10 +244,20 @@ class Registry:
         defaults: dict[str, Any] | None = None,
         summary: str | None = None,
         kind: str | None = None,
+        family: str | None = None,
+        cost: Callable[..., int] | None = None,
+        cli: dict[str, Any] | None = None,
+        test: dict[str, Any] | None = None,
+        higher_is_better: bool | None = None,
     ) -> None:
         """Register ``factory`` under ``name`` (and ``aliases``) with default arguments.
 
-        ``kind`` (default: the factory's ``kind`` attribute, if any) is recorded on the entry.
+        ``kind`` (default: the factory's ``kind`` attribute, if any) is recorded on the entry,
+        with the rest of the declaration (see :class:`Entry`): ``family``, ``cost`` (the
+        formula of :meth:`Entry.cost`), ``cli`` defaults, a ``test`` setting and
+        ``higher_is_better`` (default: the factory's attribute). A factory registered again
+        under another name (a variant with other defaults) keeps the first entry's
+        declarations unless given.
         """
         for key in (name, *aliases):
             if key in self._entries or key in self._aliases:
@@ -196,8 +266,27 @@ class Registry:
             summary = (inspect.getdoc(factory) or "").split("\n", 1)[0]
         if kind is None:
             kind = getattr(factory, "kind", "")
+        first = next((e for e in self._entries.values() if e.factory is factory), None)
+        if first is not None:
+            family = first.family if family is None else family
+            cost = first.cost_formula if cost is None else cost
+            cli = first.cli if cli is None else cli
+            test = first.test if test is None else test
+        if higher_is_better is None:
+            direction = getattr(factory, "higher_is_better", None)
+            higher_is_better = direction if isinstance(direction, bool) else None
         self._entries[name] = Entry(
-            name, factory, dict(defaults or {}), summary, kind if isinstance(kind, str) else ""
+            name,
+            factory,
+            dict(defaults or {}),
+            summary,
+            kind if isinstance(kind, str) else "",
+            family=family or "",
+            cost_formula=cost,
+            cli=dict(cli or {}),
+            test=None if test is None else dict(test),
+            higher_is_better=higher_is_better,
+            registry_kind=self.kind,
         )
         if inspect.isclass(factory):
             _record_arguments(factory)
@@ -213,11 +302,28 @@ class Registry:
         defaults: dict[str, Any] | None = None,
         summary: str | None = None,
         kind: str | None = None,
+        family: str | None = None,
+        cost: Callable[..., int] | None = None,
+        cli: dict[str, Any] | None = None,
+        test: dict[str, Any] | None = None,
+        higher_is_better: bool | None = None,
     ) -> Callable[[Any], Any]:
         """Class decorator form of :meth:`add`."""
 
         def decorate(factory: Any) -> Any:
-            self.add(name, factory, aliases=aliases, defaults=defaults, summary=summary, kind=kind)
+            self.add(
+                name,
+                factory,
+                aliases=aliases,
+                defaults=defaults,
+                summary=summary,
+                kind=kind,
+                family=family,
+                cost=cost,
+                cli=cli,
+                test=test,
+                higher_is_better=higher_is_better,
+            )
             return factory
 
         return decorate

@@ -5,8 +5,9 @@ Perturbed images go through the model in chunks of ``batch_size`` under
 is kept. Masks may be given as a tensor or produced chunk by chunk by a function, so that
 thousands of perturbations never sit in memory at once. The model runs through
 :meth:`unmask.Classifier.infer`, in the execution mode chosen with
-:meth:`unmask.Classifier.fast` (eager by default; channels-last or a traced, frozen graph on
-request).
+:meth:`unmask.Classifier.fast` (eager for a wrapped network; :func:`unmask.load_model`'s
+``"auto"`` runs ONNX Runtime once the model's graph is cached, channels-last until then; see
+:mod:`unmask.onnx_engine`).
 """
 
 from __future__ import annotations

@@ -47,6 +47,22 @@ def _with(**changes):
             "deterministic",
         ),
         ({"methods": [{"method": "occlusion", "colour": 1}]}, "methods[0].colour", "sweep"),
+        # values are checked against the method's declaration (types, bounds, choices)
+        (
+            {"methods": [{"method": "rise", "params": {"masks": 0}}]},
+            "methods[0].params.masks",
+            "integer in [1, 100,000]",
+        ),
+        (
+            {"methods": [{"method": "occlusion", "sweep": {"patch_size": [4, 0]}}]},
+            "methods[0].sweep.patch_size",
+            "integer in [1,",
+        ),
+        (
+            {"metrics": [{"metric": "deletion", "params": {"rule": "odd"}}]},
+            "metrics[0].params.rule",
+            "seed, rise",
+        ),
         ({"metrics": ["nope"]}, "metrics[0].metric", "deletion"),
         (
             {"metrics": [{"metric": "deletion", "params": {"steps": 3}}]},

@@ -1,9 +1,9 @@
 """The contract every registered explanation method keeps (driven by the registry).
 
 Every name in ``unmask.list_methods()`` is run on the region model (its output depends only on a
-known box) with the fast settings of ``FAST`` below. A method missing from ``FAST`` fails
-``test_has_fast_settings``: its author adds a row (settings that keep it under a few seconds on
-3 images of 32×32 and still localise the box).
+known box) with the fast settings its registry entry declares (``test=`` of
+``METHODS.register``: settings that keep it under a few seconds on 3 images of 32×32 and still
+localise the box). A method without them fails ``test_has_fast_settings``.
 """
 
 from __future__ import annotations
@@ -18,60 +18,9 @@ import unmask
 from unmask.registry import METHODS
 from unmask.testing import conv_region_model, region_images, region_mask, region_model
 
-#: Fast hyperparameters for 32×32 images, per registered method.
+#: Fast hyperparameters for 32×32 images, per registered method: the entries' test settings.
 #: (Black-box rows use large batches: the region model is cheap, so per-chunk overhead dominates.)
-FAST: dict[str, dict] = {
-    "occlusion": {"patch_size": 8, "stride": 4, "batch_size": 64},
-    "sp-g": {"patch_size": 8, "stride": 4, "batch_size": 64},
-    "lime": {"samples": 150, "n_segments": 64, "sigma": 1.0, "batch_size": 64},
-    "lime-g": {"samples": 150, "n_segments": 64, "sigma": 1.0, "batch_size": 64},
-    "rise": {"masks": 500, "s": 7, "batch_size": 100},
-    # 2-pixel mask cells on 32x32 images: l1 raised so that the deletion shrinks within 30 steps
-    "mp": {"steps": 30, "mask_size": 16, "jitter": 1, "l1": 3e-3},
-    # 4-pixel cells: the box is 2x2 cells; MP2 stops at chance (0.5) after two iterations
-    "mp2": {"mask_size": 8},
-    "mp2-g": {"mask_size": 8},
-    # no flip jitter (the region model is not mirror-symmetric); faster area schedule and lr; area
-    # 0.04 of the 41x41 padded frame the constraint is measured on = 67 pixels, the box has 64
-    "extremal": {
-        "areas": [0.04],
-        "step": 4,
-        "sigma": 6,
-        "steps": 60,
-        "jitter": False,
-        "area_weight": 10,
-        "area_growth": 1.06,
-        "lr": 0.1,
-    },
-    # telea fill as FIDO-CA; reg raised for 32x32 images (the penalty sums over pixels)
-    "fido": {"mask_size": 8, "steps": 40, "reg": 1e-2, "samples": 2},
-    # coefficient masks (Kolek et al.): fewer steps/samples; 2 shearlet scales, 3 DWT levels
-    # at 32x32
-    "shearletx": {
-        "steps": 40,
-        "noise_bs": 2,
-        "representation": "shearlets:scales=2,directions=[4,4]",
-    },
-    "waveletx": {"steps": 40, "noise_bs": 2, "representation": "wavelets:levels=3"},
-    "cartoonx": {"steps": 40, "noise_bs": 2, "representation": "wavelets:levels=3", "lr": 0.1},
-    "pixelmask": {"steps": 40, "noise_bs": 2},
-    # gradient methods: cheap; fewer IG steps and noise samples
-    "gradient": {},
-    "input_x_gradient": {},
-    "integrated_gradients": {"steps": 16},
-    "smoothgrad": {"samples": 8, "sigma": 0.1},
-    # layer methods run on the convolutional region model (feature layer "features")
-    "gradcam": {},
-    "gradcam++": {},
-    "xgradcam": {},
-    "layercam": {},
-    "hirescam": {},
-    "eigencam": {},
-    "scorecam": {"batch_size": 64},
-    "ablationcam": {"batch_size": 64},
-    "mwp": {},
-    "c-mwp": {},
-}
+FAST: dict[str, dict] = {e.name: e.test for e in METHODS if e.test is not None}
 
 #: Methods run on ``conv_region_model()`` (its class 1 also looks at the red box; class 0 at a
 #: second box): the layer methods need its convolutional feature layer, and on the region model
@@ -138,7 +87,7 @@ def _images() -> torch.Tensor:
 def test_has_fast_settings(name):
     if name not in FAST:
         pytest.fail(
-            f"method {name!r} has no row in FAST (tests/explainers/test_contract.py): add "
+            f"method {name!r} declares no test setting: give METHODS.register(..., test={{...}}) "
             "fast hyperparameters for 32x32 region images",
             pytrace=False,
         )

@@ -29,6 +29,7 @@ from unmask.serve import create_app  # noqa: E402
 from unmask.testing import ConvRegionModel, conv_region_model  # noqa: E402
 
 MAX_BYTES = 200_000
+LOOPBACK = "http://127.0.0.1"  # an allowed Host: (any other gets 400)
 MAX_PIXELS = 1_000_000
 EVIL = ["<img src=x onerror=alert(1)>", "<script>alert('x')</script>", 'a & b "q"']
 STATIC = Path(__import__("unmask.serve", fromlist=["x"]).__file__).parent / "static"
@@ -86,7 +87,7 @@ def client() -> Iterator[TestClient]:
         max_pixels=MAX_PIXELS,
         max_pending=2,
     )
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOOPBACK) as c:
         yield c
 
 
@@ -242,7 +243,7 @@ def _job(client: TestClient, image_id: str, **body: object) -> object:
         (
             {"method": "fido", "params": {"steps": 10_000, "samples": 1_000}},
             400,
-            r"^params: steps x samples ask for 10,000,000 model evaluations",
+            r"^params: samples=1000, steps=10000 ask for 10,000,002 model evaluations",
         ),
         (
             {"method": "rise", "params": {"wat": 1}},
@@ -503,8 +504,13 @@ def test_error_messages_with_html_are_json(client: TestClient) -> None:
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/json")
 
 
-def test_the_open_spy_sees_the_store(client: TestClient, image_id: str, opened: list[str]) -> None:
-    # control for the test above: a good id is read from the store's own directory only
+def test_the_open_spy_sees_the_store(client: TestClient, opened: list[str]) -> None:
+    # control for the test above: a good id is read from the store's own directory only (a
+    # fresh image: one already read is kept decoded at the model's size)
+    r = client.post(
+        "/api/images", files={"file": ("s.png", _png(Image.fromarray(_image(7))), "image/png")}
+    )
+    image_id = r.json()["image_id"]
     r = client.get(f"/api/images/{image_id}.png")
     assert r.status_code == 200
     store = str(client.app.state.served.images.dir)
@@ -539,7 +545,7 @@ def test_bad_cwox_requests(client: TestClient, image_id: str, body: dict, match:
 
 def test_uploads_live_in_a_temporary_directory_removed_at_shutdown() -> None:
     app = create_app({"toy": conv_region_model(3)}, image_size=32)
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOOPBACK) as c:
         r = _upload(c, _png(Image.fromarray(_image(seed=3))))
         assert r.status_code == 200
         folder = app.state.served.images.dir

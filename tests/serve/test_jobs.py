@@ -7,6 +7,7 @@ timeout only so that a bug fails the test instead of hanging it.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -14,7 +15,17 @@ import pytest
 import torch
 
 from unmask.progress import reporter, track
-from unmask.serve.jobs import Cancelled, Job, JobQueue, QueueFull, error_message
+from unmask.serve.jobs import (
+    Cancelled,
+    Job,
+    JobQueue,
+    Progress,
+    QueueFull,
+    TimeLimit,
+    error_message,
+    map_large_buffers,
+    release_memory,
+)
 
 T = 20  # seconds: only ever reached when something is broken
 
@@ -430,3 +441,38 @@ def test_cancel_stops_a_real_explainer(queue: JobQueue) -> None:
     )
     assert done.status == "done" and done.result.saliency.shape[-2:] == (32, 32)
     assert (done.done, done.total) == (total, total)
+
+
+def test_check_cancels_without_reporting(queue: JobQueue) -> None:
+    """``progress.check()``: a cancellation point that reports nothing (the explorer calls it
+    before each forward pass)."""
+    started, checks = threading.Event(), Counter()
+
+    def fn(progress: Progress) -> object:
+        progress(3, 10)
+        started.set()
+        while True:
+            progress.check()
+            checks["n"] += 1
+            time.sleep(0.005)
+
+    job = queue.submit("long", fn)
+    assert started.wait(T)
+    assert queue.get(job.id).to_json()["progress"] == {"done": 3, "total": 10}
+    queue.cancel(job.id)
+    assert _finished(queue, job).status == "cancelled"
+    follow = _finished(queue, queue.submit("next", lambda progress: 1))
+    assert follow.status == "done" and checks["n"] >= 1
+
+
+def test_a_time_limit_fails_the_job_with_its_own_message(queue: JobQueue) -> None:
+    def fn(progress: Progress) -> object:
+        raise TimeLimit("job: stopped at the limit of 2 s for one job")
+
+    job = _finished(queue, queue.submit("slow", fn))
+    assert (job.status, job.error) == ("failed", "job: stopped at the limit of 2 s for one job")
+
+
+def test_memory_release_is_harmless() -> None:
+    release_memory()  # glibc's malloc_trim, or nothing
+    assert map_large_buffers() in (True, False)

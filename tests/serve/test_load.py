@@ -5,13 +5,20 @@ methods on three images and three targets, polls, cancels) to a server the test 
 port. Every answer must be 2xx or 429 (the bounded queue), and every finished explanation must
 equal the same explanation computed alone, in this process, without the server: requests from
 several tabs do not corrupt each other's results.
+
+A second test starts ``unmask serve`` as its own process and reads its resident memory while
+heavy jobs run and are cancelled: under 1.5 GB, and back within 20 % of idle afterwards (with
+the embedded EfficientNet-Lite0 under ``-m slow``, with the small synthetic CNN by default).
 """
 
 from __future__ import annotations
 
 import io
 import itertools
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -217,3 +224,146 @@ def test_the_comparison_can_tell_configurations_apart() -> None:
         maps[img, method, target] = e.saliency[0, 0].detach().float().numpy()
     for (a, ma), (b, mb) in itertools.combinations(maps.items(), 2):
         assert not np.allclose(ma, mb, rtol=1e-5, atol=1e-6), (a, b)
+
+
+# ---------------------------------------------------------------------- memory
+GB = 1024**3
+#: Heavy jobs of every kind of cost, each cancelled once it has run for a while.
+HEAVY = [
+    {"method": "occlusion", "params": {"patch_size": 8, "stride": 2}},
+    {"method": "rise", "params": {"masks": 4000}},
+    {"method": "lime", "params": {"samples": 1000}},
+    {"method": "integrated_gradients", "params": {"steps": 200}},
+    {"method": "smoothgrad", "params": {"samples": 100}},
+    {"method": "scorecam", "params": {}},
+]
+#: The same methods, cheap (Score-CAM, one pass per channel, has no cheap setting: Grad-CAM
+#: instead): the warm-up (what each method imports and builds once is part of the idle level,
+#: not of what the jobs leave behind).
+CHEAP = [
+    {"method": "occlusion", "params": {"patch_size": 32, "stride": 32}},
+    {"method": "rise", "params": {"masks": 8}},
+    {"method": "lime", "params": {"samples": 8}},
+    {"method": "integrated_gradients", "params": {"steps": 2}},
+    {"method": "smoothgrad", "params": {"samples": 2}},
+    {"method": "gradcam", "params": {}},
+]
+
+
+def _rss(pid: int) -> int:
+    """The resident set size of process ``pid``, bytes (Linux)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "model", ["synthetic_cnn", pytest.param("efficientnet_lite0", marks=pytest.mark.slow)]
+)
+def test_server_memory_is_bounded_and_returns_to_idle(model: str, tmp_path) -> None:
+    """The server (its own process, started as ``unmask serve``) stays under 1.5 GB while
+    heavy jobs of every kind run and are cancelled beside uploads of large images, predictions
+    and cheap jobs, and comes back within 20 % of its idle level (measured after a warm-up
+    prediction and job) once they have ended."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc")
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    cmd = [sys.executable, "-m", "unmask.cli", "serve", "--model", model, "--port", str(port)]
+    cmd += ["--max-pending", "16", "--max-job-seconds", "1e6"]
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 -- closed below
+    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    stop = threading.Event()
+    try:
+        with httpx.Client(base_url=base, timeout=T) as c:
+            deadline = time.monotonic() + 120
+            while True:
+                assert server.poll() is None, (tmp_path / "server.log").read_text()
+                try:
+                    if c.get("/api/info").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+            image_id = c.post(
+                "/api/images", files={"file": ("a.png", _png(_images()[0]), "image/png")}
+            ).json()["image_id"]
+
+            def run(job: dict, cancel_after: float | None = None) -> dict:
+                r = c.post("/api/jobs", json={"kind": "explain", "image_id": image_id, **job})
+                assert r.status_code == 202, r.text
+                job_id, start = r.json()["id"], time.monotonic()
+                while True:
+                    out = c.get(f"/api/jobs/{job_id}").json()
+                    if out["status"] in ("done", "failed", "cancelled"):
+                        return out
+                    if cancel_after is not None and time.monotonic() - start > cancel_after:
+                        c.delete(f"/api/jobs/{job_id}")
+                    time.sleep(0.05)
+
+            # warm-up: predictions from several threads at once and each method cheaply (the
+            # request threads, torch's thread pools, the model's first passes, imports)
+            def predict() -> None:
+                with httpx.Client(base_url=base, timeout=T) as p:
+                    for _ in range(3):
+                        r = p.post("/api/predict", json={"image_id": image_id, "top": 2})
+                        assert r.status_code == 200, r.text
+
+            warm = [threading.Thread(target=predict) for _ in range(4)]
+            for t in warm:
+                t.start()
+            for t in warm:
+                t.join(T)
+            for job in CHEAP:
+                assert run(job)["status"] == "done"
+            time.sleep(1.0)
+            idle = _rss(server.pid)
+
+            peak = idle
+
+            def sample() -> None:
+                nonlocal peak
+                while not stop.is_set():
+                    peak = max(peak, _rss(server.pid))
+                    time.sleep(0.05)
+
+            def uploads() -> None:
+                rng = np.random.default_rng(1)
+                with httpx.Client(base_url=base, timeout=T) as u:
+                    for _ in range(4):  # 1500 x 1500 noise: about 7 MB of PNG and decoded
+                        a = rng.integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
+                        r = u.post("/api/images", files={"file": ("big.png", _png(a), "image/png")})
+                        assert r.status_code == 200, r.text
+                        u.post("/api/predict", json={"image_id": r.json()["image_id"]})
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            loader = threading.Thread(target=uploads)
+            loader.start()
+            for job in HEAVY:
+                assert run(job, cancel_after=1.0)["status"] in ("done", "cancelled")
+            loader.join(T * 5)
+            stop.set()
+            sampler.join()
+            time.sleep(1.0)
+            after = _rss(server.pid)
+    finally:
+        stop.set()
+        server.terminate()
+        server.wait(30)
+        log.close()
+    print(
+        f"RSS: idle {idle / 2**20:.0f} MB, peak {peak / 2**20:.0f} MB, after {after / 2**20:.0f} MB"
+    )
+    assert peak < 1.5 * GB, f"peak RSS {peak / GB:.2f} GB"
+    assert after <= 1.2 * idle, f"idle {idle / 2**20:.0f} MB, after the jobs {after / 2**20:.0f} MB"

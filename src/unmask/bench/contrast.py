@@ -33,12 +33,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from .._types import Model, Target
+from ..params import BatchSize, MethodName, Seed
 from ..registry import Entry
 
 __all__ = [
@@ -265,13 +266,13 @@ class CwoxMethod:
     def __init__(
         self,
         model: Model,
-        base: str = "gradcam",
+        base: MethodName = "gradcam",
         *,
         delta: float | None = None,
-        negative: str | None = None,
-        rescale: str | bool | None = None,
-        batch_size: int = 16,
-        seed: int = 0,
+        negative: Literal["error", "clamp", "keep"] | None = None,
+        rescale: Literal["none", "max", "minmax"] | bool | None = None,
+        batch_size: BatchSize = 16,
+        seed: Seed = 0,
     ) -> None:
         from ..contrastive import CWOX
         from ..registry import METHODS

@@ -190,34 +190,23 @@ def _check_keys(table: Any, allowed: tuple[str, ...], where: str) -> dict[str, A
 
 
 def _check_params(entry: Any, params: Any, where: str, kind: str) -> dict[str, Any]:
-    from ..removal import make_removal
-    from ..representations import make_representation
+    """The table as written, once :func:`unmask.params.validate_params` accepts it (the seed of a
+    method comes from ``seeds``)."""
+    from ..params import validate_params
 
     if not isinstance(params, dict):
         raise _fail(where, f"expected a table of hyperparameters, got {type(params).__name__}")
-    named = [
-        n
-        for n, p in entry.parameters().items()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in ("model", "progress")
-    ]
-    for k, v in params.items():
-        if k in ("progress", "model") or not entry.accepts(k) or (kind == "method" and k == "seed"):
-            hint = " (use seeds = [...])" if k == "seed" else ""
-            raise _fail(
-                f"{where}.{k}",
-                f"not a hyperparameter of {kind} {entry.name!r}{hint}; "
-                f"expected one of: {', '.join(n for n in named if n != 'seed')}",
-            )
-        if k in ("removal", "gradient_removal") and isinstance(v, str):
-            try:
-                make_removal(v)
-            except ValueError as exc:
-                raise _fail(f"{where}.{k}", str(exc).split(": ", 1)[-1]) from None
-        if k == "representation" and isinstance(v, str):
-            try:
-                make_representation(v)
-            except ValueError as exc:
-                raise _fail(f"{where}.{k}", str(exc).split(": ", 1)[-1]) from None
+    if kind == "method" and "seed" in params:
+        named = [n for n in entry.parameters() if n not in ("model", "progress", "seed")]
+        raise _fail(
+            f"{where}.seed",
+            f"not a hyperparameter of method {entry.name!r} (use seeds = [...]); "
+            f"expected one of: {', '.join(named)}",
+        )
+    try:
+        validate_params(entry, params, where=where)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
     return dict(params)
 
 
@@ -266,7 +255,9 @@ def _methods(entries: Any) -> list[MethodRun]:
                 f"{where}.sweep",
                 "expected a table of non-empty lists, e.g. { patch_size = [4, 8] }",
             )
-        _check_params(entry, {k: v[0] for k, v in sweep.items()}, f"{where}.sweep", "method")
+        for k, values in sweep.items():  # every swept value, as if given in params
+            for v in values:
+                _check_params(entry, {k: v}, f"{where}.sweep", "method")
         removals = table.get("removals")
         if removals is not None:
             if (
@@ -399,7 +390,7 @@ def _metrics(entries: Any) -> tuple[list[MetricRun], list[MetricRun]]:
             params,
             kind,
             choice,
-            bool(getattr(entry.factory, "higher_is_better", True)),
+            entry.higher_is_better is not False,
         )
         (similarity if kind == "similarity" else runs).append(run)
     return runs, similarity

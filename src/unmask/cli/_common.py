@@ -18,7 +18,6 @@ from typing import Any
 from .._checks import MAX_SEED
 
 __all__ = [
-    "CLI_DEFAULTS",
     "Inputs",
     "add_input_arguments",
     "check_common",
@@ -30,14 +29,6 @@ __all__ = [
     "read_source",
     "removal_help",
 ]
-
-#: Defaults the CLI uses instead of the paper's, so the first run takes seconds on a CPU:
-#: occlusion with 32x32 patches at stride 16 is 13x13 = 169 forward passes at 224x224
-#: (the paper's 29/3 setting is 4356 passes). Set them with --param patch_size=29 --param stride=3.
-CLI_DEFAULTS: dict[str, dict[str, Any]] = {
-    "occlusion": {"patch_size": 32, "stride": 16},
-    "sp-g": {"patch_size": 32, "stride": 16},
-}
 
 
 def removal_help() -> str:
@@ -209,15 +200,21 @@ def method_hyper(
     progress: bool | None = None,
     removal: bool = True,
 ) -> dict[str, Any]:
-    """A method's hyperparameters: the CLI's defaults, ``--param``, ``--removal`` (when
-    ``removal``; ``evaluate`` gives it to the metrics instead) and ``--batch-size``.
+    """A method's hyperparameters: the CLI's defaults (``entry.cli``, e.g. occlusion's 32-pixel
+    patches at stride 16), ``--param`` (checked against the method's declaration, at ``size``),
+    ``--removal`` (when ``removal``; ``evaluate`` gives it to the metrics instead) and
+    ``--batch-size``.
 
     Refuses a CLI default that does not fit ``--size`` (e.g. the 32-pixel occlusion patch on
     images of --size 16) naming --size, since the user never set that hyperparameter.
     """
+    from ..params import params_of, validate_params
+
     method = entry.name
     given = parse_params(args.param)
-    defaults = CLI_DEFAULTS.get(method, {})
+    declared = params_of(entry)  # an unknown name is refused by the method itself
+    validate_params(entry, {k: v for k, v in given.items() if k in declared}, size, where="--param")
+    defaults = entry.cli
     hyper = {**defaults, **given}
     if "patch_size" in defaults and "patch_size" not in given:
         patch = defaults["patch_size"]

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ._common import CLI_DEFAULTS, add_input_arguments, check_common, check_output
+from ._common import add_input_arguments, check_common, check_output
 
-__all__ = ["CLI_DEFAULTS", "KEEP", "add_arguments", "run"]
+__all__ = ["KEEP", "add_arguments", "run"]
 
 COMMAND = "explain"
 HELP = "Explain a classifier's decision on images; print the top classes and write a PNG."
@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from ..registry import METHODS
     from ..scoring import Scorer
     from ._common import load_cli_model, load_inputs, method_hyper
+    from ._engine import choose_engine
 
     check_common(args)
     check_output("--out", args.out, ".png")
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
     explainer = make_explainer(model, method, seed=args.seed, **hyper)
     scorer = Scorer(model, batch_size=args.batch_size)
+    choose_engine(model, len(inputs) * (1 + _evaluations(explainer, size)))
 
     # One batch per image size (all equal after --size, but arrays may differ in dtype only).
     groups: dict[tuple[int, ...], list[int]] = {}
@@ -172,6 +174,25 @@ def run(args: argparse.Namespace) -> int:
         )
     for f in dict.fromkeys(f for r in results for f in r["outputs"]):  # unique, in order
         print(f"wrote {f}")
+    return 0
+
+
+def _evaluations(explainer: Any, size: int) -> int:
+    """Model evaluations of explaining one image of ``size`` x ``size`` on the scoring path
+    (occlusion's patch positions, RISE's masks, LIME's samples; 0 for other methods)."""
+    from ..explainers.lime import Lime
+    from ..explainers.occlusion import Occlusion
+    from ..explainers.rise import Rise
+
+    if isinstance(explainer, Occlusion):
+        rows, cols = (
+            (size - p) // s + 1 for p, s in zip(explainer.patch, explainer.stride, strict=True)
+        )
+        return max(rows, 0) * max(cols, 0)
+    if isinstance(explainer, Rise):
+        return int(explainer.num_masks)
+    if isinstance(explainer, Lime):
+        return int(explainer.samples)
     return 0
 
 

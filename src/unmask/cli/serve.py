@@ -29,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="threads computing jobs (default 1)"
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="threads computing jobs (default 1; at most 64)",
     )
     parser.add_argument(
         "--max-pending",
@@ -37,6 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=8,
         metavar="N",
         help="jobs queued or running at most; more get HTTP 429 (default 8)",
+    )
+    parser.add_argument(
+        "--max-job-seconds",
+        type=float,
+        default=180.0,
+        metavar="S",
+        help="the longest one job may take: a job estimated to take longer (its model "
+        "evaluations x the model's measured time per image) is refused with the estimate, "
+        "and a running one is stopped at this time (default 180)",
     )
     parser.add_argument(
         "--max-upload-mb",
@@ -60,9 +73,17 @@ def run(args: argparse.Namespace) -> int:
         )
     if not 0 < args.port < 65536:
         raise ValueError(f"--port: expected a port in [1, 65535], got {args.port}")
-    check_positive(args.workers, "--workers", integer=True)
-    check_positive(args.max_pending, "--max-pending", integer=True)
+    from ..serve.jobs import MAX_PENDING, MAX_WORKERS
+
+    for value, flag, high in (
+        (args.workers, "--workers", MAX_WORKERS),
+        (args.max_pending, "--max-pending", MAX_PENDING),
+    ):
+        check_positive(value, flag, integer=True)
+        if value > high:
+            raise ValueError(f"{flag}: expected an int in [1, {high:,}], got {value:,}")
     check_positive(args.max_upload_mb, "--max-upload-mb")
+    check_positive(args.max_job_seconds, "--max-job-seconds")
     names = args.model or ["efficientnet_lite0"]
     known = list_models()
     for name in names:
@@ -74,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..serve import create_app, is_loopback
+    from ..serve.jobs import map_large_buffers
 
     if not is_loopback(args.host):
         print(
@@ -81,11 +103,14 @@ def run(args: argparse.Namespace) -> int:
             "this address can upload images and run jobs (there is no authentication)",
             file=sys.stderr,
         )
+    map_large_buffers()  # the RSS returns to its idle level after heavy jobs
     app = create_app(
         names,
         max_bytes=int(args.max_upload_mb * 1024 * 1024),
         workers=args.workers,
         max_pending=args.max_pending,
+        host=args.host,
+        max_job_seconds=args.max_job_seconds,
     )
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(

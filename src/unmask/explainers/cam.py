@@ -25,6 +25,7 @@ from .._types import Model, Target
 from ..explanation import Explanation
 from ..gradients import capture, check_spatial, grad_session, gradients, resolve_layer
 from ..numerics import minmax_normalise
+from ..params import LayerArg, Score
 from ..registry import METHODS
 from ..scores import SCORES
 from ._common import as_model, finish, prepare, upsample
@@ -87,7 +88,7 @@ def _weighted(a: Tensor, weights: Tensor) -> Tensor:
     return torch.einsum("bc,bchw->bhw", weights, a)[:, None]
 
 
-@METHODS.register("gradcam", aliases=("grad-cam",))
+@METHODS.register("gradcam", aliases=("grad-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class GradCAM(_GradientCAM):
     """Grad-CAM (Selvaraju et al. 2017): ``Σ_k α_k A_k`` with ``α_k = mean_ij ∂s/∂A_kij``.
 
@@ -112,10 +113,10 @@ class GradCAM(_GradientCAM):
         self,
         model: Model,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
     ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
@@ -124,7 +125,9 @@ class GradCAM(_GradientCAM):
         return _weighted(a, w), {"weights": w}
 
 
-@METHODS.register("gradcam++", aliases=("gradcampp",))
+@METHODS.register(
+    "gradcam++", aliases=("gradcampp",), family="CAM", cost=lambda p, size: 1, test={}
+)
 class GradCAMPlusPlus(_GradientCAM):
     """Grad-CAM++ (Chattopadhay et al. 2018): channel weights from positive gradients, reweighted.
 
@@ -138,10 +141,10 @@ class GradCAMPlusPlus(_GradientCAM):
         self,
         model: Model,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
     ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
@@ -157,7 +160,7 @@ class GradCAMPlusPlus(_GradientCAM):
         return _weighted(a, w), {"weights": w}
 
 
-@METHODS.register("xgradcam", aliases=("xgrad-cam",))
+@METHODS.register("xgradcam", aliases=("xgrad-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class XGradCAM(_GradientCAM):
     """XGrad-CAM (Fu et al. 2020): gradients averaged with the channel's activations as weights.
 
@@ -170,10 +173,10 @@ class XGradCAM(_GradientCAM):
         self,
         model: Model,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
     ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
@@ -188,7 +191,7 @@ class XGradCAM(_GradientCAM):
         return _weighted(a, w), {"weights": w}
 
 
-@METHODS.register("layercam", aliases=("layer-cam",))
+@METHODS.register("layercam", aliases=("layer-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class LayerCAM(_GradientCAM):
     """Layer-CAM (Jiang et al. 2021): ``Σ_k ReLU(G_kij) A_kij``, a weight per location.
 
@@ -199,10 +202,10 @@ class LayerCAM(_GradientCAM):
         self,
         model: Model,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
     ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
@@ -210,7 +213,7 @@ class LayerCAM(_GradientCAM):
         return (g.clamp(min=0) * a).sum(dim=1, keepdim=True), {}
 
 
-@METHODS.register("hirescam", aliases=("hires-cam",))
+@METHODS.register("hirescam", aliases=("hires-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class HiResCAM(_GradientCAM):
     """HiResCAM (Draelos & Carin 2020): gradient times activation at every location.
 
@@ -223,10 +226,10 @@ class HiResCAM(_GradientCAM):
         self,
         model: Model,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
+        score: Score = "logit",
     ) -> None:
         self._setup(model, layer, relu, normalise, score)
 
@@ -247,7 +250,7 @@ def first_component(a: Tensor) -> Tensor:
     return (proj * sign[:, None, None]).transpose(1, 2).reshape(b, 1, h, w).to(a.dtype)
 
 
-@METHODS.register("eigencam", aliases=("eigen-cam",))
+@METHODS.register("eigencam", aliases=("eigen-cam",), family="CAM", cost=lambda p, size: 1, test={})
 class EigenCAM:
     """Eigen-CAM (Muhammad & Yeasin 2020): the activations' first principal component.
 
@@ -268,7 +271,7 @@ class EigenCAM:
     """
 
     def __init__(
-        self, model: Model, *, layer: str | None = None, relu: bool = True, normalise: bool = False
+        self, model: Model, *, layer: LayerArg = None, relu: bool = True, normalise: bool = False
     ) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)

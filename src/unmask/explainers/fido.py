@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -10,6 +10,7 @@ from torch import Tensor
 from .._checks import check_choice, check_positive, check_probability, check_seed
 from .._types import Model, Target
 from ..explanation import Explanation
+from ..params import Count, RemovalArg, ScoreOrOdds, Seed, Side, Steps
 from ..progress import track
 from ..registry import METHODS
 from ..removal import Inpaint, bind, is_differentiable
@@ -40,7 +41,14 @@ def concrete_keep(keep_prob: Tensor, noise: Tensor, temperature: float) -> Tenso
     return torch.sigmoid(logits / temperature)
 
 
-@METHODS.register("fido", aliases=("fido-ca",))
+@METHODS.register(
+    "fido",
+    aliases=("fido-ca",),
+    family="mask optimisation",
+    cost=lambda p, size: p["steps"] * p["samples"] + 2,  # and the first and final scores
+    # telea fill as FIDO-CA; reg raised for 32x32 images (the penalty sums over pixels)
+    test={"mask_size": 8, "steps": 40, "reg": 1e-2, "samples": 2},
+)
 class FIDO:
     """FIDO: a Bernoulli mask over pixels learned so that in-filled images keep (or lose) the class.
 
@@ -106,18 +114,18 @@ class FIDO:
     def __init__(
         self,
         model: Model,
-        removal: Any = None,
+        removal: RemovalArg = None,
         *,
-        objective: str = "ssr",
-        mask_size: int | tuple[int, int] = 56,
-        steps: int = 300,
+        objective: Literal["ssr", "sdr"] = "ssr",
+        mask_size: Side | tuple[Side, Side] = 56,
+        steps: Steps = 300,
         lr: float = 0.05,
         reg: float = 1e-3,
-        samples: int = 4,
+        samples: Count = 4,
         temperature: float = 0.1,
         anneal: float = 0.6,
-        score: str = "log_odds",
-        seed: int = 0,
+        score: ScoreOrOdds = "log_odds",
+        seed: Seed = 0,
         progress: bool = False,
     ) -> None:
         self.model = as_model(model)

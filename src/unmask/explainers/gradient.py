@@ -10,7 +10,7 @@ for ``gradient``, the sum for the others, which keeps the completeness of integr
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -21,6 +21,8 @@ from .._limits import check_at_most, check_memory
 from .._types import Model, Target
 from ..explanation import Explanation
 from ..gradients import gradients
+from ..params import BatchSize, Count, RemovalArg, Score, Seed, Steps
+from ..progress import Progress, check_progress, track
 from ..registry import METHODS
 from ..removal import Constant
 from ..removal.base import bind
@@ -33,7 +35,13 @@ __all__ = ["Gradient", "InputXGradient", "IntegratedGradients", "SmoothGrad", "q
 MAX_STEPS = 100_000
 
 #: Integration rules of :class:`IntegratedGradients` (captum's names).
-RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
+#: Quadrature rules of integrated gradients.
+Rule = Literal[
+    "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre"
+]
+RULES: tuple[str, ...] = get_args(Rule)
+#: The methods SmoothGrad can run under noise.
+Base = Literal["gradient", "input_x_gradient", "integrated_gradients"]
 
 
 def _input_gradient(model: Model, x: Tensor, target: Tensor, score: str) -> Tensor:
@@ -49,7 +57,13 @@ def _explain_attribution(method: Any, x: Tensor, target: Target) -> Explanation:
     return finish(method, method.reduce(a), t, attribution=a)
 
 
-@METHODS.register("gradient", aliases=("saliency", "vanilla_gradient"))
+@METHODS.register(
+    "gradient",
+    aliases=("saliency", "vanilla_gradient"),
+    family="gradient",
+    cost=lambda p, size: 1,
+    test={},
+)
 class Gradient:
     """Gradient saliency (Simonyan et al. 2014): ``max_c |∂s/∂x_c|`` per pixel.
 
@@ -67,7 +81,7 @@ class Gradient:
         (torch.Size([1, 1, 32, 32]), torch.Size([1, 3, 32, 32]))
     """
 
-    def __init__(self, model: Model, *, score: str = "logit") -> None:
+    def __init__(self, model: Model, *, score: Score = "logit") -> None:
         self.model = as_model(model)
         self.score = check_choice(score, "score", SCORES)
 
@@ -84,7 +98,7 @@ class Gradient:
         return _explain_attribution(self, x, target)
 
 
-@METHODS.register("input_x_gradient")
+@METHODS.register("input_x_gradient", family="gradient", cost=lambda p, size: 1, test={})
 class InputXGradient:
     """Input × gradient (Shrikumar et al. 2016): ``x ⊙ ∂s/∂x``, summed over channels.
 
@@ -98,7 +112,7 @@ class InputXGradient:
         ``attribution``: (B, 3, H, W) ``x ⊙ ∂s/∂x`` (captum's ``InputXGradient``).
     """
 
-    def __init__(self, model: Model, *, score: str = "logit") -> None:
+    def __init__(self, model: Model, *, score: Score = "logit") -> None:
         self.model = as_model(model)
         self.score = check_choice(score, "score", SCORES)
 
@@ -140,7 +154,13 @@ def quadrature(steps: int, rule: str) -> tuple[Tensor, Tensor]:
     return torch.linspace(start, stop, n, dtype=torch.float64), w
 
 
-@METHODS.register("integrated_gradients", aliases=("ig",))
+@METHODS.register(
+    "integrated_gradients",
+    aliases=("ig",),
+    family="gradient",
+    cost=lambda p, size: p["steps"] + 2,  # the path, the image and its baseline
+    test={"steps": 16},
+)
 class IntegratedGradients:
     """Integrated gradients (Sundararajan et al. 2017) from a removal's baseline.
 
@@ -157,6 +177,7 @@ class IntegratedGradients:
             ``"riemann_middle"`` or ``"riemann_trapezoid"``.
         score: ``"logit"`` (default), ``"prob"`` or ``"log_prob"``.
         batch_size: interpolated images per backward pass.
+        progress: a progress bar over batches (True) or a callback ``(done, total)``.
 
     Extras:
         ``attribution``: (B, 3, H, W) A; ``delta``: (B,) completeness gap
@@ -166,15 +187,17 @@ class IntegratedGradients:
     def __init__(
         self,
         model: Model,
-        removal: Any = None,
+        removal: RemovalArg = None,
         *,
-        steps: int = 50,
-        rule: str = "gausslegendre",
-        score: str = "logit",
-        batch_size: int = 16,
+        steps: Steps = 50,
+        rule: Rule = "gausslegendre",
+        score: Score = "logit",
+        batch_size: BatchSize = 16,
+        progress: Progress = False,
     ) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Constant("black"))
+        self.progress = check_progress(progress)
         check_positive(steps, "steps", integer=True)
         if steps < 2:
             raise ValueError(f"steps: expected at least 2, got {steps}")
@@ -197,7 +220,8 @@ class IntegratedGradients:
         alphas, weights = alphas.to(x.dtype), weights.to(x.dtype)
         total = torch.zeros_like(x)
         pairs = b * self.steps  # (image, step) pairs, image-major
-        for start in range(0, pairs, self.batch_size):
+        starts = range(0, pairs, self.batch_size)
+        for start in track(starts, len(starts), self.progress, "integrated gradients", "batch"):
             n = torch.arange(start, min(start + self.batch_size, pairs))
             i, j = n // self.steps, n % self.steps
             a = alphas[j].to(x.device)[:, None, None, None]
@@ -222,10 +246,25 @@ class IntegratedGradients:
 
 
 #: What :class:`SmoothGrad` aggregates over the noisy samples (captum's ``nt_type``).
-KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
+#: SmoothGrad's aggregates.
+NoiseKind = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
+KINDS: tuple[str, ...] = get_args(NoiseKind)
 
 
-@METHODS.register("smoothgrad", aliases=("noise_tunnel",))
+def _path_steps(p: dict[str, Any]) -> int:
+    """Gradients per noisy copy of SmoothGrad's base method (the steps of integrated gradients)."""
+    if p["base"] != "integrated_gradients":
+        return 1
+    return int(METHODS.get("integrated_gradients").resolved(p.get("base_params"))["steps"])
+
+
+@METHODS.register(
+    "smoothgrad",
+    aliases=("noise_tunnel",),
+    family="gradient",
+    cost=lambda p, size: p["samples"] * _path_steps(p),
+    test={"samples": 8, "sigma": 0.1},
+)
 class SmoothGrad:
     """A noise tunnel over any input-gradient method: SmoothGrad, SmoothGrad², VarGrad.
 
@@ -249,6 +288,7 @@ class SmoothGrad:
         kind: ``"smoothgrad"`` (default), ``"smoothgrad_sq"`` or ``"vargrad"``.
         seed: random seed.
         batch_size: noisy images per backward pass.
+        progress: a progress bar over batches (True) or a callback ``(done, total)``.
 
     Extras:
         ``attribution``: (B, 3, H, W) the aggregated attribution.
@@ -258,16 +298,18 @@ class SmoothGrad:
         self,
         model: Model,
         *,
-        base: str = "gradient",
+        base: Base = "gradient",
         base_params: dict | None = None,
-        samples: int = 50,
+        samples: Count = 50,
         sigma: float = 0.15,
-        kind: str = "smoothgrad",
-        seed: int = 0,
-        batch_size: int = 16,
+        kind: NoiseKind = "smoothgrad",
+        seed: Seed = 0,
+        batch_size: BatchSize = 16,
+        progress: Progress = False,
     ) -> None:
         self.model = as_model(model)
-        check_choice(base, "base", ("gradient", "input_x_gradient", "integrated_gradients"))
+        self.progress = check_progress(progress)
+        check_choice(base, "base", get_args(Base))
         if base_params is not None and not isinstance(base_params, dict):
             raise TypeError(
                 f"base_params: expected a dict of {base}'s hyperparameters, got "
@@ -298,7 +340,8 @@ class SmoothGrad:
         first = torch.zeros_like(x)
         second = torch.zeros_like(x)
         pairs = b * self.samples
-        for start in range(0, pairs, self.batch_size):
+        starts = range(0, pairs, self.batch_size)
+        for start in track(starts, len(starts), self.progress, "smoothgrad", "batch"):
             n = torch.arange(start, min(start + self.batch_size, pairs))
             i, j = n // self.samples, n % self.samples
             a = self.base.attribute(x[i] + noise[j], target[i])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -14,6 +14,7 @@ from .._checks import check_positive, check_seed
 from .._limits import check_at_most, check_memory
 from .._types import Model, Target
 from ..explanation import Explanation
+from ..params import BatchSize, Bounds, Count, Patience, RemovalArg, Score, Seed
 from ..registry import METHODS
 from ..removal import Constant, Inpaint
 from ..scoring import Scorer
@@ -122,7 +123,12 @@ def _fit_bytes(b: int, n: int, s: int) -> float:
     return 8.0 * b * (4 * n * s + 2 * s * s)
 
 
-@METHODS.register("lime")
+@METHODS.register(
+    "lime",
+    family="perturbation",
+    cost=lambda p, size: p["samples"],
+    test={"samples": 150, "n_segments": 64, "sigma": 1.0, "batch_size": 64},
+)
 class Lime:
     """LIME: a weighted linear model of the score on random superpixel on/off patterns.
 
@@ -189,22 +195,22 @@ class Lime:
     def __init__(
         self,
         model: Model,
-        removal: Any = None,
+        removal: RemovalArg = None,
         *,
-        n_segments: int = 50,
+        n_segments: Annotated[int, Bounds(1, 2_000)] = 50,
         compactness: float = 30.0,
         sigma: float = 3.0,
         segments: SegmentSource = None,
-        samples: int = 1000,
+        samples: Count = 1000,
         kernel_width: float = 0.25,
         alpha: float = 1.0,
-        score: str = "prob",
-        batch_size: int = 16,
-        seed: int = 0,
+        score: Score = "prob",
+        batch_size: BatchSize = 16,
+        seed: Seed = 0,
         progress: bool = False,
         tolerance: float | None = None,
-        check_every: int = 100,
-        patience: int = 2,
+        check_every: Patience = 100,
+        patience: Patience = 2,
     ) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Constant("mean"))

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 import torch
@@ -47,11 +47,12 @@ from ..representations.base import (
 from ..scores import select_scores
 from ._common import check_model_batch
 
-__all__ = ["MaskOptimizer", "MaskResult", "NOISES", "mask_explanation"]
+__all__ = ["MaskOptimizer", "MaskResult", "NOISES", "Noise", "mask_explanation"]
 
 #: Obfuscations of dropped coefficients: uniform on [mean - std, mean + std] (default),
 #: Gaussian N(mean, std²), or zeros.
-NOISES = ("uniform", "gaussian", "zeros")
+Noise = Literal["uniform", "gaussian", "zeros"]
+NOISES: tuple[str, ...] = get_args(Noise)
 
 
 @dataclass

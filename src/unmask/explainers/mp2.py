@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,7 @@ from torch import Tensor
 from .._checks import check_choice, check_positive, check_probability
 from .._types import Model, Target
 from ..explanation import Explanation
+from ..params import BatchSize, Count, RemovalArg, ScoreOrOdds, Side
 from ..progress import track
 from ..registry import METHODS
 from ..removal import Blur, Inpaint, bind, is_differentiable
@@ -23,10 +24,29 @@ from ._optim import (
     select_objective,
 )
 
-__all__ = ["MP2"]
+__all__ = ["MP2", "mp2_iterations"]
 
 
-@METHODS.register("mp2")
+def mp2_iterations(params: dict[str, Any]) -> int:
+    """The most iterations MP2 runs with ``params`` (its resolved hyperparameters): until every
+    cell of the mask is removed, or ``max_iterations``.
+
+    Example:
+        >>> mp2_iterations({"mask_size": 28, "cells_per_iteration": 2, "max_iterations": None})
+        392
+    """
+    h, w = check_pair(params["mask_size"], "mask_size")
+    return params["max_iterations"] or -(-(h * w) // params["cells_per_iteration"])
+
+
+@METHODS.register(
+    "mp2",
+    family="mask optimisation",
+    # one gradient per iteration, at most until every cell is removed, and the first score
+    cost=lambda p, size: mp2_iterations(p) + 1,
+    # 4-pixel cells: the box is 2x2 cells; MP2 stops at chance (0.5) after two iterations
+    test={"mask_size": 8},
+)
 class MP2:
     """MP2: grow a binary deletion mask two cells at a time until the class is at chance.
 
@@ -92,17 +112,17 @@ class MP2:
     def __init__(
         self,
         model: Model,
-        removal: Any = None,
+        removal: RemovalArg = None,
         *,
-        mask_size: int | tuple[int, int] = 28,
-        cells_per_iteration: int = 2,
+        mask_size: Side | tuple[Side, Side] = 28,
+        cells_per_iteration: Count = 2,
         threshold: float | None = None,
-        max_iterations: int | None = None,
-        criterion: str = "norm",
-        score: str = "prob",
-        saliency: str = "mask",
-        gradient_removal: Any = None,
-        batch_size: int = 16,
+        max_iterations: Count | None = None,
+        criterion: Literal["norm", "descent"] = "norm",
+        score: ScoreOrOdds = "prob",
+        saliency: Literal["mask", "order"] = "mask",
+        gradient_removal: RemovalArg = None,
+        batch_size: BatchSize = 16,
         progress: bool = False,
     ) -> None:
         self.model = as_model(model)
@@ -132,7 +152,7 @@ class MP2:
             raise ValueError(f"mask_size: {self.mask_size} is larger than the images ({h}, {w})")
         cells = gh * gw
         threshold = self.threshold if self.threshold is not None else 1.0 / self.model.num_classes
-        limit = self.max_iterations or -(-cells // self.cells_per_iteration)
+        limit = self.max_iterations or -(-cells // self.cells_per_iteration)  # mp2_iterations
         dev_target = target.to(x.device)
         differentiable = is_differentiable(self.removal)
         apply = bind(self.removal if differentiable else self.gradient_removal, x, grad=True)

@@ -35,6 +35,7 @@ from .._types import Model, Target
 from ..explanation import Explanation
 from ..gradients import check_spatial, gradients, resolve_layer
 from ..numerics import minmax_normalise
+from ..params import ClassesArg, LayerArg
 from ..registry import METHODS
 from ._common import as_model, finish, prepare, upsample
 from .cam import _flag
@@ -147,7 +148,9 @@ def _finish(
     return finish(explainer, saliency.float(), target, layer_map=maps, **extras)
 
 
-@METHODS.register("mwp", aliases=("excitation_backprop",))
+@METHODS.register(
+    "mwp", aliases=("excitation_backprop",), family="backprop", cost=lambda p, size: 1, test={}
+)
 class MWP:
     """Excitation backprop (Zhang et al. 2016): the marginal winning probability at a layer.
 
@@ -169,7 +172,7 @@ class MWP:
         [1.0, 1.0]
     """
 
-    def __init__(self, model: Model, *, layer: str | None = None, normalise: bool = False) -> None:
+    def __init__(self, model: Model, *, layer: LayerArg = None, normalise: bool = False) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
         self.normalise = _flag(normalise, "normalise")
@@ -183,7 +186,13 @@ class MWP:
         )
 
 
-@METHODS.register("c-mwp", aliases=("contrastive_mwp",))
+@METHODS.register(
+    "c-mwp",
+    aliases=("contrastive_mwp",),
+    family="backprop",
+    cost=lambda p, size: 2,  # the target's and the contrast's top-down passes
+    test={},
+)
 class ContrastiveMWP:
     """Contrastive MWP (Zhang et al. 2016): the target's MWP minus that of a contrast.
 
@@ -207,8 +216,8 @@ class ContrastiveMWP:
         self,
         model: Model,
         *,
-        layer: str | None = None,
-        contrast: Any = None,
+        layer: LayerArg = None,
+        contrast: ClassesArg = None,
         normalise: bool = False,
     ) -> None:
         self.model = as_model(model)

@@ -13,6 +13,7 @@ from .._checks import check_positive, check_probability, check_seed
 from .._limits import check_memory
 from .._types import Model, Target
 from ..explanation import Explanation
+from ..params import BatchSize, Count, Patience, RemovalArg, Score, Seed, Side
 from ..registry import METHODS
 from ..removal import Constant
 from ..scoring import Scorer
@@ -123,7 +124,12 @@ def sample_rise_masks(
     return RiseMasks(grids, shifts, (h, w), cell)
 
 
-@METHODS.register("rise")
+@METHODS.register(
+    "rise",
+    family="perturbation",
+    cost=lambda p, size: p["masks"],
+    test={"masks": 500, "s": 7, "batch_size": 100},
+)
 class Rise:
     """RISE: the expected score when random smooth masks keep each pixel.
 
@@ -175,18 +181,18 @@ class Rise:
     def __init__(
         self,
         model: Model,
-        removal: Any = None,
+        removal: RemovalArg = None,
         *,
-        masks: int = 4000,
-        s: int = 7,
+        masks: Count = 4000,
+        s: Side = 7,
         p: float = 0.5,
-        score: str = "prob",
-        batch_size: int = 16,
-        seed: int = 0,
+        score: Score = "prob",
+        batch_size: BatchSize = 16,
+        seed: Seed = 0,
         progress: bool = False,
         tolerance: float | None = None,
-        check_every: int = 250,
-        patience: int = 2,
+        check_every: Patience = 250,
+        patience: Patience = 2,
     ) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Constant("mean"))

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from .._types import Model, Target
 from ..explanation import Explanation
 from ..gradients import capture, check_spatial, find_layer, grad_session, resolve_layer
+from ..params import BatchSize, LayerArg, RemovalArg, Score
 from ..progress import check_progress, track
 from ..registry import METHODS
 from ..removal import Constant
@@ -26,7 +27,23 @@ from ..scoring import Scorer
 from ._common import as_model, prepare_many, resolve_removal
 from .cam import _flag, _weighted, finish_cam
 
-__all__ = ["ScoreCAM", "AblationCAM"]
+__all__ = ["ScoreCAM", "AblationCAM", "layer_channels"]
+
+
+def layer_channels(model: nn.Module, layer: str | None) -> int:
+    """The channels of ``layer``'s output, from its last convolution or normalisation (the
+    weights, not a forward pass).
+
+    Example:
+        >>> from unmask.testing import conv_region_model
+        >>> layer_channels(conv_region_model(), None)
+        2
+    """
+    for module in reversed(list(find_layer(model, layer).modules())):
+        for attr in ("out_channels", "num_features", "out_features"):
+            if isinstance(getattr(module, attr, None), int):
+                return int(getattr(module, attr))
+    raise ValueError(f"layer: cannot tell the channels of {layer!r} from its modules")
 
 
 def _activations(model: Model, x: Tensor, layer: str) -> tuple[Tensor, Tensor]:
@@ -47,7 +64,14 @@ def _keep_maps(a: Tensor, size: tuple[int, int]) -> Tensor:
     return torch.where(hi > lo, (up - lo) / (hi - lo).clamp(min=1e-30), torch.zeros_like(up))
 
 
-@METHODS.register("scorecam", aliases=("score-cam",))
+@METHODS.register(
+    "scorecam",
+    aliases=("score-cam",),
+    family="CAM",
+    # the forward pass, the image with everything removed, one masked image per channel
+    cost=lambda p, size, model: layer_channels(model, p.get("layer")) + 2,
+    test={"batch_size": 64},
+)
 class ScoreCAM:
     """Score-CAM (Wang et al. 2020): channels weighted by the score of the image they keep.
 
@@ -76,13 +100,13 @@ class ScoreCAM:
     def __init__(
         self,
         model: Model,
-        removal: Any = None,
+        removal: RemovalArg = None,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "prob",
-        batch_size: int = 16,
+        score: Score = "prob",
+        batch_size: BatchSize = 16,
         progress: Any = False,
     ) -> None:
         self.model = as_model(model)
@@ -124,7 +148,14 @@ class ScoreCAM:
         return out
 
 
-@METHODS.register("ablationcam", aliases=("ablation-cam",))
+@METHODS.register(
+    "ablationcam",
+    aliases=("ablation-cam",),
+    family="CAM",
+    # the forward pass, then the layers above once per ablated channel
+    cost=lambda p, size, model: layer_channels(model, p.get("layer")) + 1,
+    test={"batch_size": 64},
+)
 class AblationCAM:
     """Ablation-CAM (Desai & Ramaswamy 2020): channels weighted by the score drop when zeroed.
 
@@ -150,11 +181,11 @@ class AblationCAM:
         self,
         model: Model,
         *,
-        layer: str | None = None,
+        layer: LayerArg = None,
         relu: bool = True,
         normalise: bool = False,
-        score: str = "logit",
-        batch_size: int = 16,
+        score: Score = "logit",
+        batch_size: BatchSize = 16,
         progress: Any = False,
     ) -> None:
         self.model = as_model(model)

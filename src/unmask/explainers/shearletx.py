@@ -1,7 +1,7 @@
 """ShearletX, WaveletX, CartoonX and PixelMask: one mask optimiser, four registered settings.
 
 :class:`MaskExplainer` runs :class:`~unmask.explainers.maskopt.MaskOptimizer` (see there for
-the objective) on a representation; the four methods are registry entries that differ only in
+the objective) on a representation; the four methods are its subclasses that differ only in
 their defaults, those of the papers' experiments:
 
 =========  ===========================  ====  =======  =====  =====  ========  ============
@@ -25,33 +25,33 @@ statistics and independent noise per channel (``noise_source``).
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from torch import Tensor
 
 from .._checks import check_choice, check_seed
 from .._types import Model, Target
 from ..explanation import Explanation
+from ..params import Bounds, RepresentationArg, Seed, Steps
 from ..registry import METHODS
 from ..representations import make_representation
 from ._common import as_model, finish, prepare
-from .maskopt import MaskOptimizer, mask_explanation
+from .maskopt import MaskOptimizer, Noise, mask_explanation
 
 __all__ = ["MaskExplainer", "ShearletX", "WaveletX", "CartoonX", "PixelMask"]
 
 
-@METHODS.register(
-    "shearletx",
-    defaults={"representation": "shearlets", "l1": 1.0, "spatial": 2.0, "noise_source": "gray"},
-)
 class MaskExplainer:
     """A sparse mask on the coefficients of a representation, with a spatial energy penalty.
 
     Loss ``E(1 - p_t(x̃))² + λ₁ mean|m| + λ₂ mean|clamp(T⁻¹(m ⊙ T(gray x)))|`` over a mask on
     the coefficients (one value per coefficient shared by R, G, B), where x̃ keeps the masked
-    coefficients and replaces the others by noise. Registered as ``shearletx`` (the 49
-    non-subsampled shearlet bands), ``waveletx`` and ``cartoonx`` (DWT) and ``pixelmask``
-    (pixels), with the papers' defaults (module table). Kolek et al., ECCV 2022, CVPR 2023.
+    coefficients and replaces the others by noise. Its subclasses :class:`ShearletX` (the 49
+    non-subsampled shearlet bands), :class:`WaveletX` and :class:`CartoonX` (DWT) and
+    :class:`PixelMask` (pixels) have the papers' defaults (module table). Kolek et al., ECCV
+    2022, CVPR 2023.
 
     Args:
         model: the classifier.
@@ -87,16 +87,16 @@ class MaskExplainer:
         self,
         model: Model,
         *,
-        representation: Any = "shearlets",
+        representation: RepresentationArg = "shearlets",
         l1: float = 1.0,
         spatial: float = 2.0,
-        steps: int = 300,
+        steps: Steps = 300,
         lr: float = 0.1,
-        noise_bs: int = 16,
-        noise: str = "uniform",
-        noise_source: str = "gray",
-        score: str = "prob",
-        seed: int = 0,
+        noise_bs: Annotated[int, Bounds(1, 1_024)] = 16,
+        noise: Noise = "uniform",
+        noise_source: Literal["gray", "color"] = "gray",
+        score: Literal["prob"] = "prob",
+        seed: Seed = 0,
         progress: Any = False,
     ) -> None:
         check_choice(score, "score", ("prob",))
@@ -124,50 +124,85 @@ class MaskExplainer:
         return finish(self, saliency, target, **extras)
 
 
-METHODS.add(
+def _with_defaults(**defaults: Any) -> Callable[..., None]:
+    """An ``__init__`` for a :class:`MaskExplainer` setting: its signature with ``defaults``."""
+    base = inspect.signature(MaskExplainer.__init__)
+    signature = base.replace(
+        parameters=[
+            p.replace(default=defaults.get(name, p.default)) for name, p in base.parameters.items()
+        ]
+    )
+
+    def __init__(self: MaskExplainer, *args: Any, **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - set(signature.parameters))
+        if unknown:  # as METHODS.get(name).build says it
+            allowed = ", ".join(list(signature.parameters)[2:])
+            raise ValueError(
+                f"{unknown[0]}: not a hyperparameter of {METHODS.name_of(type(self))!r}; "
+                f"expected one of: {allowed}"
+            )
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        MaskExplainer.__init__(*bound.args, **bound.kwargs)
+
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    return __init__
+
+
+def _cost(p: dict[str, Any], size: int) -> int:
+    return int(p["steps"] * p["noise_bs"])  # one noise draw per model evaluation
+
+
+@METHODS.register(
+    "shearletx",
+    family="representation",
+    cost=_cost,
+    # 2 shearlet scales at 32x32
+    test={"steps": 40, "noise_bs": 2, "representation": "shearlets:scales=2,directions=[4,4]"},
+)
+class ShearletX(MaskExplainer):
+    """ShearletX: a sparse mask on the 49 shearlet bands, with a spatial energy penalty (Kolek
+    et al., CVPR 2023). :class:`MaskExplainer` with the module table's defaults."""
+
+    __init__ = _with_defaults(representation="shearlets", l1=1.0, spatial=2.0, noise_source="gray")
+
+
+@METHODS.register(
     "waveletx",
-    MaskExplainer,
-    defaults={"representation": "wavelets", "l1": 2.0, "spatial": 10.0, "noise_source": "color"},
-    summary="WaveletX: ShearletX's objective on DWT coefficients (db3, J=5, zero padding).",
+    family="representation",
+    cost=_cost,
+    test={"steps": 40, "noise_bs": 2, "representation": "wavelets:levels=3"},
 )
-METHODS.add(
+class WaveletX(MaskExplainer):
+    """WaveletX: ShearletX's objective on DWT coefficients (db3, J=5, zero padding)."""
+
+    __init__ = _with_defaults(representation="wavelets", l1=2.0, spatial=10.0, noise_source="color")
+
+
+@METHODS.register(
     "cartoonx",
-    MaskExplainer,
-    defaults={
-        "representation": "wavelets",
-        "l1": 20.0,
-        "spatial": 0.0,
-        "steps": 2000,
-        "lr": 1e-3,
-        "noise_bs": 64,
-        "noise_source": "color",
-    },
-    summary="CartoonX: a sparse DWT mask without spatial penalty (Kolek et al., ECCV 2022).",
+    family="representation",
+    cost=_cost,
+    test={"steps": 40, "noise_bs": 2, "representation": "wavelets:levels=3", "lr": 0.1},
 )
-METHODS.add(
-    "pixelmask",
-    MaskExplainer,
-    defaults={"representation": "pixels", "l1": 1.0, "spatial": 0.0, "noise_source": "color"},
-    summary="PixelMask: the same objective on a pixel mask, no smoothness prior.",
+class CartoonX(MaskExplainer):
+    """CartoonX: a sparse DWT mask without spatial penalty (Kolek et al., ECCV 2022)."""
+
+    __init__ = _with_defaults(
+        representation="wavelets",
+        l1=20.0,
+        spatial=0.0,
+        steps=2000,
+        lr=1e-3,
+        noise_bs=64,
+        noise_source="color",
+    )
+
+
+@METHODS.register(
+    "pixelmask", family="representation", cost=_cost, test={"steps": 40, "noise_bs": 2}
 )
+class PixelMask(MaskExplainer):
+    """PixelMask: the same objective on a pixel mask, no smoothness prior."""
 
-
-def _preset(name: str) -> Any:
-    """``ShearletX(model, **kw)`` etc.: the registered setting as a constructor."""
-
-    def build(model: Model, **hyperparameters: Any) -> MaskExplainer:
-        return METHODS.get(name).build(model, **hyperparameters)
-
-    build.__name__ = build.__qualname__ = {
-        "shearletx": "ShearletX",
-        "waveletx": "WaveletX",
-        "cartoonx": "CartoonX",
-        "pixelmask": "PixelMask",
-    }[name]
-    build.__doc__ = f"The ``{name}`` setting of :class:`MaskExplainer` (see the module table)."
-    return build
-
-
-ShearletX, WaveletX, CartoonX, PixelMask = (
-    _preset(n) for n in ("shearletx", "waveletx", "cartoonx", "pixelmask")
-)
+    __init__ = _with_defaults(representation="pixels", l1=1.0, spatial=0.0, noise_source="color")

@@ -126,3 +126,64 @@ __all__ += [
     "plan_steps",
     "single_step_scores",
 ]
+
+# Every other registered metric's class: axiomatic, complexity, explanation-image (CP,
+# retained probability, hallucination), faithfulness (Quantus's catalogue, infidelity, IROF,
+# ROAD), randomisation and robustness.
+from .axiomatic import Completeness, InputInvariance, NonSensitivity  # noqa: E402
+from .complexity import Complexity, EffectiveComplexity, Sparseness  # noqa: E402
+from .cp import CPScore, RetainedProbability  # noqa: E402
+from .faithfulness import (  # noqa: E402
+    FaithfulnessCorrelation,
+    Monotonicity,
+    MonotonicityCorrelation,
+    RegionPerturbation,
+    Selectivity,
+    SensitivityN,
+)
+from .hallucination import HallucinationScore  # noqa: E402
+from .infidelity import Infidelity  # noqa: E402
+from .irof import IROF  # noqa: E402
+from .randomisation import ModelParameterRandomisation, RandomLogit  # noqa: E402
+from .road import RoadCombined, RoadLeRF, RoadMoRF  # noqa: E402
+from .robustness import (  # noqa: E402
+    AvgSensitivity,
+    Continuity,
+    LocalLipschitzEstimate,
+    MaxSensitivity,
+    RelativeInputStability,
+    RelativeOutputStability,
+    RelativeRepresentationStability,
+)
+
+__all__ += [
+    "AvgSensitivity",
+    "CPScore",
+    "Completeness",
+    "Complexity",
+    "Continuity",
+    "EffectiveComplexity",
+    "FaithfulnessCorrelation",
+    "HallucinationScore",
+    "IROF",
+    "Infidelity",
+    "InputInvariance",
+    "LocalLipschitzEstimate",
+    "MaxSensitivity",
+    "ModelParameterRandomisation",
+    "Monotonicity",
+    "MonotonicityCorrelation",
+    "NonSensitivity",
+    "RandomLogit",
+    "RegionPerturbation",
+    "RelativeInputStability",
+    "RelativeOutputStability",
+    "RelativeRepresentationStability",
+    "RetainedProbability",
+    "RoadCombined",
+    "RoadLeRF",
+    "RoadMoRF",
+    "Selectivity",
+    "SensitivityN",
+    "Sparseness",
+]

@@ -48,6 +48,7 @@ from torch import Tensor
 from .._checks import check_choice, check_positive, check_seed
 from .._limits import check_at_most
 from .._types import Model, SaliencyLike, Target
+from ..params import BatchSize, Count, RemovalArg, Score, Seed, Side
 from ..registry import METRICS
 from ..removal import Constant, resolve_removal
 from ..scores import SCORES
@@ -196,7 +197,7 @@ def _check_common(score: str, batch_size: int) -> None:
     check_positive(batch_size, "batch_size", integer=True)
 
 
-@METRICS.register("completeness")
+@METRICS.register("completeness", cost=lambda p, size: 2)
 class Completeness:
     """Completeness (Sundararajan et al. 2017): ``|Σ s - (f(x) - f(baseline))|``, logit, black
     baseline; lower is better. Arguments as :func:`completeness`."""
@@ -204,7 +205,9 @@ class Completeness:
     kind = "faithfulness"
     higher_is_better = False
 
-    def __init__(self, removal: Any = None, score: str = "logit", batch_size: int = 16) -> None:
+    def __init__(
+        self, removal: RemovalArg = None, score: Score = "logit", batch_size: BatchSize = 16
+    ) -> None:
         _check_common(score, batch_size)
         self.removal = resolve_removal(removal, lambda: Constant("black"))
         self.score, self.batch_size = score, batch_size
@@ -227,7 +230,12 @@ class Completeness:
         return f"Completeness(removal={self.removal.spec!r}, score={self.score!r})"
 
 
-@METRICS.register("non_sensitivity")
+@METRICS.register(
+    "non_sensitivity",
+    cost=lambda p, size: (
+        math.ceil(size / (p["patch"] or math.ceil(size / 14))) ** 2 * p["samples"] + 1
+    ),
+)
 class NonSensitivity:
     """Non-sensitivity (Nguyen & Martínez 2020): features whose zero attribution disagrees with
     the model's (in)dependence on them; lower is better. Arguments as :func:`non_sensitivity`."""
@@ -237,12 +245,12 @@ class NonSensitivity:
 
     def __init__(
         self,
-        patch: int | None = None,
-        samples: int = 10,
+        patch: Side | None = None,
+        samples: Count = 10,
         eps: float = 1e-5,
-        seed: int = 0,
-        score: str = "prob",
-        batch_size: int = 16,
+        seed: Seed = 0,
+        score: Score = "prob",
+        batch_size: BatchSize = 16,
     ) -> None:
         if patch is not None:
             check_positive(patch, "patch", integer=True)
@@ -346,7 +354,7 @@ def input_invariance(
     return torch.stack(out)
 
 
-@METRICS.register("input_invariance")
+@METRICS.register("input_invariance", cost=lambda p, size: 0)
 class InputInvariance:
     """Input invariance (Kindermans et al. 2017): relative map change under a constant input
     shift that the model's first layer compensates; lower is better. Kind ``"explainer"`` (a
@@ -355,7 +363,7 @@ class InputInvariance:
     kind = "explainer"
     higher_is_better = False
 
-    def __init__(self, shift: float | None = None, batch_size: int = 16) -> None:
+    def __init__(self, shift: float | None = None, batch_size: BatchSize = 16) -> None:
         if shift is not None and (
             isinstance(shift, bool)
             or not isinstance(shift, int | float)

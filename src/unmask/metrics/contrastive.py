@@ -40,6 +40,7 @@ from .._checks import check_positive, check_probability, check_targets
 from .._types import Model, SaliencyLike, Target
 from ..explanation import Explanation
 from ..models import as_classifier, check_model_input
+from ..params import Area, BatchSize, RemovalArg, Side
 from ..registry import METRICS
 from ..removal import Constant
 from ..removal import resolve_removal as resolve_substrate
@@ -219,11 +220,11 @@ class _ContrastiveMetric:
 
     def __init__(
         self,
-        removal: Any = None,
+        removal: RemovalArg = None,
         *,
-        pixels_per_step: int = 16,
+        pixels_per_step: Area = 16,
         delta: float = 0.5,
-        batch_size: int = 16,
+        batch_size: BatchSize = 16,
         progress: object = False,
     ) -> None:
         check_positive(pixels_per_step, "pixels_per_step", integer=True)
@@ -275,7 +276,11 @@ class _ContrastiveMetric:
         return self.reduce(self.shared(model, x, saliency, target, competitors=competitors))
 
 
-@METRICS.register("cauc", aliases=("contrastive_auc",))
+@METRICS.register(
+    "cauc",
+    aliases=("contrastive_auc",),
+    cost=lambda p, size: -(-size * size // p["pixels_per_step"]),
+)
 class CAUC(_ContrastiveMetric):
     """Contrastive AUC (CWOX): area under ``P(C)·(1 − P(C′))`` while the salient pixels are
     deleted, 16 per step; lower is better.
@@ -296,7 +301,11 @@ class CAUC(_ContrastiveMetric):
         return curve.cauc()
 
 
-@METRICS.register("cdrop", aliases=("contrastive_drop",))
+@METRICS.register(
+    "cdrop",
+    aliases=("contrastive_drop",),
+    cost=lambda p, size: -(-size * size // p["pixels_per_step"]),
+)
 class CDROP(_ContrastiveMetric):
     """Contrastive drop (CWOX): the fall of ``P(C)·(1 − P(C′))`` once the salient pixels are
     deleted, per log-number of them; higher is better.
@@ -317,13 +326,13 @@ class CDROP(_ContrastiveMetric):
 
     def __init__(
         self,
-        removal: Any = None,
+        removal: RemovalArg = None,
         *,
-        pixels_per_step: int = 16,
+        pixels_per_step: Area = 16,
         delta: float = 0.5,
         tau: float = 0.05,
-        smooth: int = 3,
-        batch_size: int = 16,
+        smooth: Side = 3,
+        batch_size: BatchSize = 16,
         progress: object = False,
     ) -> None:
         super().__init__(

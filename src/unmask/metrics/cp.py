@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -32,8 +32,9 @@ from torch import Tensor
 from .._checks import check_choice, check_images, check_positive, check_targets, check_unit_range
 from .._types import Model, Target
 from ..models import as_classifier, check_model_input
+from ..params import BatchSize, RepresentationArg
 from ..registry import METRICS
-from ..representations import Pixels
+from ..representations import Pixels, make_representation
 from ..representations.base import Representation
 from ..scores import select_scores
 from ..scoring import Scorer
@@ -45,6 +46,7 @@ __all__ = [
     "masked_image",
     "information",
     "INFORMATION",
+    "Info",
     "RetainedProbability",
     "Retained",
     "retained_probability",
@@ -52,7 +54,8 @@ __all__ = [
 ]
 
 #: The information measures of the three CP scores.
-INFORMATION = ("l1_pixel", "l1", "entropy")
+Info = Literal["l1_pixel", "l1", "entropy"]
+INFORMATION: tuple[str, ...] = get_args(Info)
 
 
 def masked_image(x: Tensor, mask: Tensor) -> Tensor:
@@ -188,14 +191,16 @@ class CPScore:
 
     def __init__(
         self,
-        representation: Representation | None = None,
+        representation: RepresentationArg | None = None,
         *,
-        info: str = "l1",
-        batch_size: int = 16,
+        info: Info = "l1",
+        batch_size: BatchSize = 16,
     ) -> None:
         self.info = check_choice(info, "info", INFORMATION)
         check_positive(batch_size, "batch_size", integer=True)
-        self.representation = representation
+        self.representation = (
+            None if representation is None else make_representation(representation)
+        )
         self.batch_size = batch_size
 
     def shared_key(self) -> tuple[Any, ...]:
@@ -320,7 +325,9 @@ class RetainedProbability:
     kind = "explanation_image"
     higher_is_better = True
 
-    def __init__(self, *, scale: str = "none", batch_size: int = 16) -> None:
+    def __init__(
+        self, *, scale: Literal["none", "max"] = "none", batch_size: BatchSize = 16
+    ) -> None:
         self.scale = check_choice(scale, "scale", SCALES)
         check_positive(batch_size, "batch_size", integer=True)
         self.batch_size = batch_size
@@ -357,6 +364,7 @@ class RetainedProbability:
 METRICS.add(
     "cp_l1_pixel",
     CPScore,
+    cost=lambda p, size: 2,  # p(x) and p(x̂)
     defaults={"info": "l1_pixel"},
     summary="CP-ℓ1 pixel: retained target probability per retained pixel ℓ1 (Kolek et al. 2023).",
 )
@@ -378,6 +386,7 @@ METRICS.add(
 METRICS.add(
     "retained_probability",
     RetainedProbability,
+    cost=lambda p, size: 2,  # p(x) and p(x̂)
     summary="Retained target probability p̂/p of an explanation image x̂ (the CP scores' "
     "numerator; scale='max': x̂ / max x̂, Kolek et al. 2023).",
 )

@@ -45,8 +45,9 @@ chunk inside :meth:`unmask.scoring.Scorer.perturbed`; no loop over pixels or ste
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +56,7 @@ from torch import Tensor
 from .._checks import check_choice, check_positive
 from .._types import Model, SaliencyLike, Target
 from ..numerics import pearson
+from ..params import Area, BatchSize, Count, RemovalArg, Score
 from ..progress import Progress
 from ..registry import METRICS
 from ..removal import BoxBlur, Constant, RiseBlur
@@ -64,10 +66,12 @@ from ._prepare import prepare_inputs, removal_key
 
 __all__ = [
     "RULES",
+    "CurveRule",
     "KINDS",
     "Curve",
     "pixel_ranks",
     "plan_steps",
+    "curve_steps",
     "step_saliency",
     "curve_masks",
     "curve_auc",
@@ -81,7 +85,8 @@ __all__ = [
     "InsertionCorrelation",
 ]
 
-RULES = ("seed", "rise")
+CurveRule = Literal["seed", "rise"]
+RULES: tuple[str, ...] = get_args(CurveRule)
 KINDS = ("deletion", "insertion")
 
 
@@ -142,6 +147,21 @@ def plan_steps(
         check_positive(pixels_per_step, "pixels_per_step", integer=True)
         per = min(pixels_per_step, n_pixels)
     return per, math.ceil(n_pixels / per)
+
+
+def curve_steps(params: Mapping[str, Any], size: int) -> int:
+    """The steps of a deletion or insertion curve on ``size`` x ``size`` maps, from a metric's
+    hyperparameters (``rule``, ``max_steps``, ``pixels_per_step``): the curve has one more point.
+
+    Example:
+        >>> curve_steps({"rule": "seed", "max_steps": 196, "pixels_per_step": None}, 224)
+        196
+    """
+    if params["rule"] == "rise":
+        return plan_steps(size * size, pixels_per_step=params["pixels_per_step"] or 8 * size)[1]
+    return plan_steps(
+        size * size, max_steps=params["max_steps"], pixels_per_step=params["pixels_per_step"]
+    )[1]
 
 
 def step_saliency(saliency: Tensor, ranks: Tensor, pixels_per_step: int, steps: int) -> Tensor:
@@ -400,14 +420,14 @@ class _CurveMetric:
 
     def __init__(
         self,
-        removal: Any = None,
+        removal: RemovalArg = None,
         *,
-        rule: str = "seed",
-        max_steps: int | None = 196,
-        pixels_per_step: int | None = None,
+        rule: CurveRule = "seed",
+        max_steps: Count | None = 196,
+        pixels_per_step: Area | None = None,
         cumulative: bool = True,
-        score: str = "prob",
-        batch_size: int = 16,
+        score: Score = "prob",
+        batch_size: BatchSize = 16,
         progress: bool = False,
     ) -> None:
         check_choice(rule, "rule", RULES)
@@ -493,7 +513,7 @@ _ARGS = """
 """
 
 
-@METRICS.register("deletion", aliases=("dauc",))
+@METRICS.register("deletion", aliases=("dauc",), cost=lambda p, size: curve_steps(p, size) + 1)
 class Deletion(_CurveMetric):
     __doc__ = (
         """Deletion AUC (DAUC): area under the deletion curve; lower is better.
@@ -513,7 +533,7 @@ class Deletion(_CurveMetric):
     mode, statistic, higher_is_better = "deletion", "auc", False
 
 
-@METRICS.register("insertion", aliases=("iauc",))
+@METRICS.register("insertion", aliases=("iauc",), cost=lambda p, size: curve_steps(p, size) + 2)
 class Insertion(_CurveMetric):
     __doc__ = (
         """Insertion AUC (IAUC): area under the insertion curve; higher is better.
@@ -526,7 +546,9 @@ class Insertion(_CurveMetric):
     mode, statistic, higher_is_better = "insertion", "auc", True
 
 
-@METRICS.register("dc", aliases=("deletion_correlation",))
+@METRICS.register(
+    "dc", aliases=("deletion_correlation",), cost=lambda p, size: curve_steps(p, size) + 1
+)
 class DeletionCorrelation(_CurveMetric):
     __doc__ = (
         """Deletion Correlation (DC): score drop per step vs saliency deleted; higher is better.
@@ -540,7 +562,9 @@ class DeletionCorrelation(_CurveMetric):
     mode, statistic, higher_is_better = "deletion", "correlation", True
 
 
-@METRICS.register("ic", aliases=("insertion_correlation",))
+@METRICS.register(
+    "ic", aliases=("insertion_correlation",), cost=lambda p, size: curve_steps(p, size) + 2
+)
 class InsertionCorrelation(_CurveMetric):
     __doc__ = (
         """Insertion Correlation (IC): score gain per step vs saliency revealed; higher is better.

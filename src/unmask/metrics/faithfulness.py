@@ -37,6 +37,7 @@ built on the map is upsampled to the image by nearest neighbour, as the deletion
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -48,6 +49,7 @@ from .._limits import check_at_most
 from .._types import Model, SaliencyLike, Target
 from ..models import as_classifier, check_model_input
 from ..numerics import pearson, spearman_rows
+from ..params import Area, BatchSize, Count, RemovalArg, Score, Seed, Side
 from ..progress import Progress
 from ..registry import METRICS
 from ..removal import Constant, Noise, resolve_removal
@@ -59,6 +61,7 @@ from .deletion import (
     Deletion,
     DeletionCorrelation,
     curve_masks,
+    curve_steps,
     insertion_curve,
     pixel_ranks,
     plan_steps,
@@ -629,7 +632,7 @@ def _checked_score(score: str, batch_size: int) -> None:
     check_positive(batch_size, "batch_size", integer=True)
 
 
-@METRICS.register("faithfulness_correlation")
+@METRICS.register("faithfulness_correlation", cost=lambda p, size: p["runs"] + 1)
 class FaithfulnessCorrelation(_Metric):
     """Faithfulness correlation (Bhatt et al. 2020): subset attribution vs drop; higher is better.
 
@@ -641,13 +644,13 @@ class FaithfulnessCorrelation(_Metric):
 
     def __init__(
         self,
-        subset_size: int | None = None,
-        runs: int = 100,
-        seed: int = 0,
+        subset_size: Area | None = None,
+        runs: Count = 100,
+        seed: Seed = 0,
         *,
-        removal: Any = None,
-        score: str = "logit",
-        batch_size: int = 16,
+        removal: RemovalArg = None,
+        score: Score = "logit",
+        batch_size: BatchSize = 16,
         progress: object = False,
     ) -> None:
         if subset_size is not None:
@@ -666,7 +669,11 @@ class FaithfulnessCorrelation(_Metric):
         )
 
 
-@METRICS.register("region_perturbation", aliases=("aopc",))
+@METRICS.register(
+    "region_perturbation",
+    aliases=("aopc",),
+    cost=lambda p, size: min(p["regions"], (size // p["patch"]) ** 2) + 1,
+)
 class RegionPerturbation(_Metric):
     """Region perturbation (Samek et al. 2016): AOPC of the MoRF region curve; higher is better.
 
@@ -678,12 +685,12 @@ class RegionPerturbation(_Metric):
 
     def __init__(
         self,
-        patch: int = 8,
-        regions: int = 100,
+        patch: Side = 8,
+        regions: Count = 100,
         *,
-        removal: Any = None,
-        score: str = "prob",
-        batch_size: int = 16,
+        removal: RemovalArg = None,
+        score: Score = "prob",
+        batch_size: BatchSize = 16,
         progress: object = False,
     ) -> None:
         _check_int(patch, "patch"), _check_int(regions, "regions")
@@ -699,7 +706,7 @@ class RegionPerturbation(_Metric):
         )
 
 
-@METRICS.register("selectivity")
+@METRICS.register("selectivity", cost=lambda p, size: (size // p["patch"]) ** 2 + 1)
 class Selectivity(_Metric):
     """Selectivity (Montavon et al. 2018): area under the region-removal curve; lower is better.
 
@@ -711,11 +718,11 @@ class Selectivity(_Metric):
 
     def __init__(
         self,
-        patch: int = 8,
+        patch: Side = 8,
         *,
-        removal: Any = None,
-        score: str = "prob",
-        batch_size: int = 16,
+        removal: RemovalArg = None,
+        score: Score = "prob",
+        batch_size: BatchSize = 16,
         progress: object = False,
     ) -> None:
         _check_int(patch, "patch")
@@ -726,7 +733,7 @@ class Selectivity(_Metric):
         )
 
 
-@METRICS.register("sensitivity_n")
+@METRICS.register("sensitivity_n", cost=lambda p, size: len(p["fractions"]) * p["runs"] + 1)
 class SensitivityN(_Metric):
     """Sensitivity-n (Ancona et al. 2018): subset sum vs drop, averaged over n; higher is better.
 
@@ -738,13 +745,13 @@ class SensitivityN(_Metric):
 
     def __init__(
         self,
-        fractions: Any = SENSITIVITY_N_FRACTIONS,
-        runs: int = 100,
-        seed: int = 0,
+        fractions: Sequence[float] = SENSITIVITY_N_FRACTIONS,
+        runs: Count = 100,
+        seed: Seed = 0,
         *,
-        removal: Any = None,
-        score: str = "logit",
-        batch_size: int = 16,
+        removal: RemovalArg = None,
+        score: Score = "logit",
+        batch_size: BatchSize = 16,
         progress: object = False,
     ) -> None:
         fractions = _check_fractions(fractions)
@@ -763,7 +770,7 @@ class SensitivityN(_Metric):
         )
 
 
-@METRICS.register("monotonicity")
+@METRICS.register("monotonicity", cost=lambda p, size: curve_steps({**p, "rule": "seed"}, size) + 2)
 class Monotonicity(_Metric):
     """Monotonicity (Arya et al. 2019): 1 when revealing ascending |s| never lowers the score.
 
@@ -774,12 +781,12 @@ class Monotonicity(_Metric):
 
     def __init__(
         self,
-        max_steps: int | None = 196,
-        pixels_per_step: int | None = None,
+        max_steps: Count | None = 196,
+        pixels_per_step: Area | None = None,
         *,
-        removal: Any = None,
-        score: str = "prob",
-        batch_size: int = 16,
+        removal: RemovalArg = None,
+        score: Score = "prob",
+        batch_size: BatchSize = 16,
         progress: object = False,
     ) -> None:
         _checked_score(score, batch_size)
@@ -795,7 +802,10 @@ class Monotonicity(_Metric):
         )
 
 
-@METRICS.register("monotonicity_correlation")
+@METRICS.register(
+    "monotonicity_correlation",
+    cost=lambda p, size: curve_steps({**p, "rule": "seed"}, size) * p["samples"] + 1,
+)
 class MonotonicityCorrelation(_Metric):
     """Monotonicity correlation (Nguyen & Martínez 2020): Spearman of |s|, score variance.
 
@@ -809,13 +819,13 @@ class MonotonicityCorrelation(_Metric):
 
     def __init__(
         self,
-        max_steps: int | None = 196,
-        pixels_per_step: int | None = None,
-        samples: int = 10,
-        seed: int = 0,
+        max_steps: Count | None = 196,
+        pixels_per_step: Area | None = None,
+        samples: Count = 10,
+        seed: Seed = 0,
         *,
-        score: str = "prob",
-        batch_size: int = 16,
+        score: Score = "prob",
+        batch_size: BatchSize = 16,
         progress: object = False,
     ) -> None:
         _checked_score(score, batch_size)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -213,7 +213,7 @@ class HallucinationScore:
 
     def __init__(
         self,
-        detector: str | EdgeDetector = "shearlet",
+        detector: Literal["shearlet", "canny"] | EdgeDetector = "shearlet",
         *,
         threshold: float = 0.1,
         min_contrast: float = 10.0,

@@ -27,6 +27,7 @@ from torch import Tensor
 from .._checks import check_choice, check_positive, check_seed
 from .._limits import check_at_most
 from .._types import Model, SaliencyLike, Target
+from ..params import BatchSize, Count, RemovalArg, Score, Seed, Side
 from ..registry import METRICS
 from ..removal import Constant, resolve_removal
 from ..scores import SCORES
@@ -183,7 +184,7 @@ def infidelity(
     return ((dots - drops) ** 2).mean(1)
 
 
-@METRICS.register("infidelity")
+@METRICS.register("infidelity", cost=lambda p, size: p["samples"] + 1)
 class Infidelity:
     """Infidelity (Yeh et al. 2019): squared error of Iᵀs against the score drop; lower is better.
 
@@ -196,15 +197,15 @@ class Infidelity:
 
     def __init__(
         self,
-        samples: int = 100,
-        patch: int | None = None,
+        samples: Count = 100,
+        patch: Side | None = None,
         *,
         masks: Tensor | None = None,
-        removal: Any = None,
+        removal: RemovalArg = None,
         normalise: bool = True,
-        seed: int = 0,
-        score: str = "logit",
-        batch_size: int = 16,
+        seed: Seed = 0,
+        score: Score = "logit",
+        batch_size: BatchSize = 16,
         progress: object = False,
     ) -> None:
         _check_settings(samples, patch, seed, score, batch_size, normalise)

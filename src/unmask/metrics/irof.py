@@ -13,7 +13,7 @@ bilinearly first). All perturbations of a batch go through one :meth:`Scorer.per
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,7 @@ from torch import Tensor
 
 from .._checks import check_positive
 from .._types import Model, SaliencyLike, Target
+from ..params import BatchSize, Bounds, RemovalArg, Score
 from ..registry import METRICS
 from ..removal import Constant, resolve_removal
 from ..scores import SCORES
@@ -141,7 +142,7 @@ def irof(
     return torch.stack([1 - curve_auc(c[None])[0] for c in curves])
 
 
-@METRICS.register("irof")
+@METRICS.register("irof", cost=lambda p, size: p["n_segments"] + 1)
 class IROF:
     """IROF (Rieger & Hansen 2020): area over the superpixel-removal curve; higher is better.
 
@@ -153,13 +154,13 @@ class IROF:
 
     def __init__(
         self,
-        n_segments: int = 100,
+        n_segments: Annotated[int, Bounds(1, 2_000)] = 100,
         compactness: float = 10.0,
         sigma: float = 0.0,
         *,
-        removal: Any = None,
-        score: str = "prob",
-        batch_size: int = 16,
+        removal: RemovalArg = None,
+        score: Score = "prob",
+        batch_size: BatchSize = 16,
         progress: object = False,
     ) -> None:
         _check_slic(n_segments, compactness, sigma)

@@ -34,7 +34,7 @@ Conventions (used by every function here):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -438,7 +438,13 @@ class LocalisationError:
     kind = "localisation"
     higher_is_better = False
 
-    def __init__(self, alpha: float = 0.5, *, box: str = "all", iou_threshold: float = 0.5) -> None:
+    def __init__(
+        self,
+        alpha: float = 0.5,
+        *,
+        box: Literal["all", "largest"] = "all",
+        iou_threshold: float = 0.5,
+    ) -> None:
         check_probability(alpha, "alpha")
         check_probability(iou_threshold, "iou_threshold")
         self.alpha, self.box, self.iou_threshold = (

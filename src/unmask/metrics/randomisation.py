@@ -26,7 +26,7 @@ here reduced to one value per image so that it is a metric; the curve is the stu
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -34,9 +34,10 @@ from torch import Tensor
 from .._checks import check_choice, check_positive, check_seed
 from .._types import Model, Target
 from ..model_randomisation import randomisation_order, randomise_layer
+from ..params import BatchSize, Seed
 from ..registry import METRICS
 from ._explain import prepare_explainer_inputs, rebuilder, run_maps
-from .similarity import SIMILARITIES
+from .similarity import SIMILARITIES, Similarity
 
 __all__ = [
     "random_logit",
@@ -131,7 +132,7 @@ def random_logit(
     return SIMILARITIES[similarity](own.float(), off.float()).double()
 
 
-@METRICS.register("random_logit")
+@METRICS.register("random_logit", cost=lambda p, size: 0)
 class RandomLogit:
     """Random logit (Sixt et al. 2020): SSIM of the target's and a random class's map; lower is
     better. Kind ``"explainer"``: ``metric(model, x, explainer, target=None)``.
@@ -145,7 +146,9 @@ class RandomLogit:
     kind = "explainer"
     higher_is_better = False
 
-    def __init__(self, similarity: str = "ssim", seed: int = 0, batch_size: int = 16) -> None:
+    def __init__(
+        self, similarity: Similarity = "ssim", seed: Seed = 0, batch_size: BatchSize = 16
+    ) -> None:
         _check_similarity(similarity)
         self.similarity = similarity
         self.seed = check_seed(seed)
@@ -227,7 +230,7 @@ def model_parameter_randomisation(
     return torch.nanmean(v, dim=0) if reduce == "mean" else v[-1]
 
 
-@METRICS.register("model_parameter_randomisation", aliases=("mprt",))
+@METRICS.register("model_parameter_randomisation", aliases=("mprt",), cost=lambda p, size: 0)
 class ModelParameterRandomisation:
     """Model parameter randomisation (Adebayo et al. 2018): similarity of the maps before and
     after re-initialising the model's layers (cascading, SSIM, mean over layers); lower is
@@ -242,11 +245,11 @@ class ModelParameterRandomisation:
 
     def __init__(
         self,
-        mode: str = "cascading",
-        similarity: str = "ssim",
-        reduce: str = "mean",
-        seed: int = 0,
-        batch_size: int = 16,
+        mode: Literal["cascading", "independent"] = "cascading",
+        similarity: Similarity = "ssim",
+        reduce: Literal["mean", "last"] = "mean",
+        seed: Seed = 0,
+        batch_size: BatchSize = 16,
     ) -> None:
         self.mode = check_choice(mode, "mode", MODES)
         self.reduce = check_choice(reduce, "reduce", REDUCTIONS)

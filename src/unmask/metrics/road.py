@@ -29,6 +29,7 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive
 from .._types import Model, SaliencyLike, Target
+from ..params import BatchSize, RemovalArg, Score
 from ..registry import METRICS
 from ..removal import NoisyLinearImputation, resolve_removal
 from ..scores import SCORES
@@ -163,9 +164,9 @@ class _RoadMetric:
         self,
         percentages: Sequence[float] = PERCENTAGES,
         *,
-        removal: Any = None,
-        score: str = "prob",
-        batch_size: int = 16,
+        removal: RemovalArg = None,
+        score: Score = "prob",
+        batch_size: BatchSize = 16,
         progress: object = False,
     ) -> None:
         self.percentages = _check_percentages(percentages)
@@ -231,7 +232,7 @@ _ARGS = """
 """
 
 
-@METRICS.register("road_morf")
+@METRICS.register("road_morf", cost=lambda p, size: len(p["percentages"]) + 1)
 class RoadMoRF(_RoadMetric):
     __doc__ = (
         """ROAD MoRF: mean score change removing the most relevant first; lower is better.
@@ -251,7 +252,7 @@ class RoadMoRF(_RoadMetric):
     order, higher_is_better = "morf", False
 
 
-@METRICS.register("road_lerf")
+@METRICS.register("road_lerf", cost=lambda p, size: len(p["percentages"]) + 1)
 class RoadLeRF(_RoadMetric):
     __doc__ = (
         """ROAD LeRF: mean score change removing the least relevant first; higher is better.
@@ -264,7 +265,7 @@ class RoadLeRF(_RoadMetric):
     order, higher_is_better = "lerf", True
 
 
-@METRICS.register("road_combined")
+@METRICS.register("road_combined", cost=lambda p, size: 2 * len(p["percentages"]) + 2)
 class RoadCombined(_RoadMetric):
     __doc__ = (
         """ROAD combined: ``(LeRF - MoRF) / 2``; higher is better.

@@ -48,6 +48,7 @@ from .._checks import check_choice, check_positive, check_seed
 from .._limits import check_at_most
 from .._types import Model, Target
 from ..gradients import find_layer
+from ..params import BatchSize, Count, LayerArg, Seed, Steps
 from ..registry import METRICS
 from ._explain import prepare_explainer_inputs, run_maps
 
@@ -471,7 +472,7 @@ class _Robustness:
     _noise_name = "radius"
 
     def __init__(
-        self, samples: int = 200, radius: float = 0.2, seed: int = 0, batch_size: int = 16
+        self, samples: Count = 200, radius: float = 0.2, seed: Seed = 0, batch_size: BatchSize = 16
     ) -> None:
         check_positive(samples, "samples", integer=True)
         check_at_most(samples, "samples", MAX_SAMPLES, "perturbations per image")
@@ -506,7 +507,7 @@ class _Robustness:
         )
 
 
-@METRICS.register("max_sensitivity")
+@METRICS.register("max_sensitivity", cost=lambda p, size: 0)
 class MaxSensitivity(_Robustness):
     """Max-sensitivity (Yeh et al. 2019): the largest relative map change under uniform noise
     of bound ``radius`` (0.2), over ``samples`` (200) seeded perturbations; lower is better."""
@@ -514,7 +515,7 @@ class MaxSensitivity(_Robustness):
     _function = staticmethod(max_sensitivity)
 
 
-@METRICS.register("avg_sensitivity")
+@METRICS.register("avg_sensitivity", cost=lambda p, size: 0)
 class AvgSensitivity(_Robustness):
     """Avg-sensitivity (Yeh et al. 2019): the mean relative map change under uniform noise of
     bound ``radius`` (0.2), over ``samples`` (200) seeded perturbations; lower is better."""
@@ -522,7 +523,7 @@ class AvgSensitivity(_Robustness):
     _function = staticmethod(avg_sensitivity)
 
 
-@METRICS.register("local_lipschitz_estimate")
+@METRICS.register("local_lipschitz_estimate", cost=lambda p, size: 0)
 class LocalLipschitzEstimate(_Robustness):
     """Local Lipschitz estimate (Alvarez-Melis & Jaakkola 2018): the largest map change per
     input change under N(0, std²) noise (std 0.1, 200 samples); lower is better."""
@@ -531,12 +532,12 @@ class LocalLipschitzEstimate(_Robustness):
     _noise_name = "std"
 
     def __init__(
-        self, samples: int = 200, std: float = 0.1, seed: int = 0, batch_size: int = 16
+        self, samples: Count = 200, std: float = 0.1, seed: Seed = 0, batch_size: BatchSize = 16
     ) -> None:
         super().__init__(samples, std, seed, batch_size)
 
 
-@METRICS.register("relative_input_stability")
+@METRICS.register("relative_input_stability", cost=lambda p, size: p["samples"] + 1)
 class RelativeInputStability(_Robustness):
     """Relative input stability (Agarwal et al. 2022): the largest relative map change per
     relative input change over class-preserving perturbations; lower is better."""
@@ -544,7 +545,7 @@ class RelativeInputStability(_Robustness):
     _function = staticmethod(relative_input_stability)
 
 
-@METRICS.register("relative_output_stability")
+@METRICS.register("relative_output_stability", cost=lambda p, size: p["samples"] + 1)
 class RelativeOutputStability(_Robustness):
     """Relative output stability (Agarwal et al. 2022): the largest relative map change per
     logit change over class-preserving perturbations; lower is better."""
@@ -552,7 +553,7 @@ class RelativeOutputStability(_Robustness):
     _function = staticmethod(relative_output_stability)
 
 
-@METRICS.register("relative_representation_stability")
+@METRICS.register("relative_representation_stability", cost=lambda p, size: p["samples"] + 1)
 class RelativeRepresentationStability(_Robustness):
     """Relative representation stability (Agarwal et al. 2022): the largest relative map change
     per relative change of a layer's output (default the model's ``feature_layer``) over
@@ -562,11 +563,11 @@ class RelativeRepresentationStability(_Robustness):
 
     def __init__(
         self,
-        layer: str | None = None,
-        samples: int = 200,
+        layer: LayerArg = None,
+        samples: Count = 200,
         radius: float = 0.2,
-        seed: int = 0,
-        batch_size: int = 16,
+        seed: Seed = 0,
+        batch_size: BatchSize = 16,
     ) -> None:
         if layer is not None and not isinstance(layer, str):
             raise TypeError(
@@ -636,7 +637,7 @@ def continuity(
     return _masked_max(num / torch.where(den > 0, den, 1.0), den > 0)
 
 
-@METRICS.register("continuity")
+@METRICS.register("continuity", cost=lambda p, size: 0)
 class Continuity:
     """Continuity (Montavon et al. 2018): the largest L1 map change per L2 input change over
     translations by 1..``steps`` (28) pixels; lower is better."""
@@ -644,7 +645,7 @@ class Continuity:
     kind = "explainer"
     higher_is_better = False
 
-    def __init__(self, steps: int = 28, batch_size: int = 16) -> None:
+    def __init__(self, steps: Steps = 28, batch_size: BatchSize = 16) -> None:
         check_positive(steps, "steps", integer=True)
         check_positive(batch_size, "batch_size", integer=True)
         self.steps, self.batch_size = steps, batch_size

@@ -24,6 +24,7 @@ from .._checks import check_positive, check_probability, check_targets
 from .._types import Model, Target
 from ..explanation import Explanation
 from ..models import as_classifier, check_model_input
+from ..params import BatchSize
 from ..registry import METRICS
 from ..scoring import Scorer
 from ._prepare import check_saliency
@@ -162,7 +163,7 @@ def select_saliency_alpha(
     return AlphaChoice(alphas[int(torch.argmin(values))], alphas, values)
 
 
-@METRICS.register("saliency_metric", aliases=("dabkowski_gal", "sm"))
+@METRICS.register("saliency_metric", aliases=("dabkowski_gal", "sm"), cost=lambda p, size: 1)
 class SaliencyMetric:
     """Saliency metric (Dabkowski & Gal 2017): ``log(max(a, 0.05)) - log p_c(crop)`` of the
     smallest box around the pixels above ``alpha * max``, cropped and resized to the image.
@@ -174,7 +175,7 @@ class SaliencyMetric:
     kind = "faithfulness"
     higher_is_better = False
 
-    def __init__(self, alpha: float = 0.5, *, batch_size: int = 16) -> None:
+    def __init__(self, alpha: float = 0.5, *, batch_size: BatchSize = 16) -> None:
         check_probability(alpha, "alpha")
         check_positive(batch_size, "batch_size", integer=True)
         self.alpha, self.batch_size = float(alpha), batch_size

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from torch import Tensor
 
 from .._checks import check_positive
 from ..numerics import minmax_normalise, spearman_rows
+from ..params import Side
 from ..registry import METRICS
 from ._prepare import check_saliency
 
@@ -44,6 +45,7 @@ __all__ = [
     "spearman",
     "similarity_function",
     "SIMILARITIES",
+    "Similarity",
     "SSIM",
     "HOGPearson",
     "Spearman",
@@ -154,6 +156,8 @@ def spearman(a: Tensor, b: Tensor, absolute: bool = False) -> Tensor:
 
 
 #: Name -> function (a, b) -> (B,) of the similarity measures.
+#: The names of :data:`SIMILARITIES`.
+Similarity = Literal["ssim", "hog", "spearman", "spearman_abs"]
 SIMILARITIES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "ssim": ssim,
     "hog": hog_pearson,
@@ -187,7 +191,7 @@ class SSIM:
     kind = "similarity"
     higher_is_better = True
 
-    def __init__(self, win_size: int = 5) -> None:
+    def __init__(self, win_size: Side = 5) -> None:
         check_positive(win_size, "win_size", integer=True)
         if win_size % 2 == 0:
             raise ValueError(f"win_size: expected an odd number, got {win_size}")
@@ -207,7 +211,7 @@ class HOGPearson:
     kind = "similarity"
     higher_is_better = True
 
-    def __init__(self, pixels_per_cell: int = 16) -> None:
+    def __init__(self, pixels_per_cell: Side = 16) -> None:
         check_positive(pixels_per_cell, "pixels_per_cell", integer=True)
         self.pixels_per_cell = pixels_per_cell
 

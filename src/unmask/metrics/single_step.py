@@ -37,6 +37,7 @@ from torch import Tensor
 from .._checks import check_choice, check_positive
 from .._types import Model, SaliencyLike, Target
 from ..numerics import minmax_normalise
+from ..params import BatchSize, RemovalArg, Score
 from ..registry import METRICS
 from ..removal import Constant
 from ..removal import resolve_removal as resolve_substrate
@@ -161,12 +162,12 @@ class _SingleStep:
 
     def __init__(
         self,
-        removal: Any = None,
+        removal: RemovalArg = None,
         *,
         per_image: bool = True,
         clamp: bool = True,
-        score: str = "prob",
-        batch_size: int = 16,
+        score: Score = "prob",
+        batch_size: BatchSize = 16,
     ) -> None:
         self.removal = resolve_substrate(removal, lambda: Constant("black"))
         self.per_image, self.clamp = bool(per_image), bool(clamp)
@@ -221,7 +222,7 @@ class _SingleStep:
         return f"{type(self).__name__}(removal={self.removal!r}, per_image={self.per_image})"
 
 
-@METRICS.register("iic", aliases=("increase_in_confidence",))
+@METRICS.register("iic", aliases=("increase_in_confidence",), cost=lambda p, size: 2)
 class IncreaseInConfidence(_SingleStep):
     """Increase in Confidence (IIC): 1 if keeping only the salient part raises the score.
 
@@ -246,7 +247,7 @@ class IncreaseInConfidence(_SingleStep):
     compute = staticmethod(increase_in_confidence)
 
 
-@METRICS.register("ad", aliases=("average_drop",))
+@METRICS.register("ad", aliases=("average_drop",), cost=lambda p, size: 2)
 class AverageDrop(_SingleStep):
     """Average Drop (AD): relative score drop when only the salient part is kept.
 
@@ -258,7 +259,7 @@ class AverageDrop(_SingleStep):
     compute = staticmethod(average_drop)
 
 
-@METRICS.register("add", aliases=("average_drop_in_deletion",))
+@METRICS.register("add", aliases=("average_drop_in_deletion",), cost=lambda p, size: 2)
 class AverageDropInDeletion(_SingleStep):
     """Average Drop in Deletion (ADD): relative score drop when the salient part is replaced.
 

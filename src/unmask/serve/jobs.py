@@ -6,7 +6,9 @@ key, both pending, share one computation; a key whose result is cached gives a j
 at once. A computation runs ``fn(progress)``: ``progress(done, total)`` records how far it got
 and raises :class:`Cancelled` once every job waiting for it was cancelled, so that a cancel lands
 at the next progress tick (unmask's explainers and metrics take the callback as their
-``progress=`` argument). A computation's exception fails its jobs with a one-line message;
+``progress=`` argument); ``progress.check()`` does the same without reporting anything, for
+cancellation points that are not progress (the explorer checks before every forward pass of
+the model). A computation's exception fails its jobs with a one-line message;
 the traceback goes to the ``unmask.serve`` log, never to the client.
 
 Results are shared between the jobs of one key and the cache: treat them as read-only.
@@ -14,6 +16,9 @@ Results are shared between the jobs of one key and the cache: treat them as read
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 import threading
 import uuid
@@ -22,7 +27,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["QueueFull", "Cancelled", "Job", "JobQueue", "STATUSES", "error_message"]
+__all__ = [
+    "QueueFull",
+    "Cancelled",
+    "TimeLimit",
+    "Progress",
+    "Job",
+    "JobQueue",
+    "STATUSES",
+    "MAX_WORKERS",
+    "MAX_PENDING",
+    "error_message",
+    "release_memory",
+    "map_large_buffers",
+]
 
 log = logging.getLogger("unmask.serve")
 
@@ -30,6 +48,44 @@ log = logging.getLogger("unmask.serve")
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 _FINAL = ("done", "failed", "cancelled")
 _MAX_MESSAGE = 500
+#: The most worker threads, and the most computations queued or running, of one queue (each
+#: model runs one job at a time: more workers than models only wait).
+MAX_WORKERS = 64
+MAX_PENDING = 10_000
+
+
+#: glibc's ``mallopt`` parameter: allocations from this size on are mapped, and unmapped when
+#: freed (glibc otherwise raises the threshold to the largest buffer freed, up to 32 MiB).
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD = 1024**2
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+def release_memory() -> None:
+    """Give the heap memory a finished computation freed back to the system (glibc's
+    ``malloc_trim``; nothing elsewhere), so that the server's RSS returns to its idle level
+    after heavy jobs instead of staying at their peak."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def map_large_buffers() -> bool:
+    """Make every allocation of 1 MiB or more its own memory mapping, returned to the system
+    when freed (glibc's ``M_MMAP_THRESHOLD``; process-wide, so ``unmask serve`` calls it, not
+    :func:`~unmask.serve.create_app`). Without it, buffers of decoded uploads and batches stay
+    in the heap and the server's RSS stays near its peak. Returns whether it applied."""
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
 
 
 class QueueFull(RuntimeError):
@@ -38,6 +94,27 @@ class QueueFull(RuntimeError):
 
 class Cancelled(Exception):
     """Raised inside a computation's progress callback once its jobs were cancelled."""
+
+
+class TimeLimit(RuntimeError):
+    """A computation ran longer than the time one job may take (its jobs fail with this
+    message)."""
+
+
+class Progress:
+    """What a computation's ``fn(progress)`` receives: ``progress(done, total)`` records how far
+    it got, ``progress.check()`` only checks; both raise :class:`Cancelled` once every job
+    waiting for the computation was cancelled."""
+
+    def __init__(self, queue: JobQueue, comp: _Computation) -> None:
+        self._queue, self._comp = queue, comp
+
+    def __call__(self, done: int, total: int) -> None:
+        self._queue._tick(self._comp, (int(done), int(total)))
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if no job waits for this computation any more."""
+        self._queue._tick(self._comp, None)
 
 
 def error_message(exc: BaseException) -> str:
@@ -53,7 +130,7 @@ def error_message(exc: BaseException) -> str:
         'RuntimeError: out of memory at line 3'
     """
     text = " ".join(str(exc).split())
-    if not isinstance(exc, ValueError | TypeError) or not text:
+    if not isinstance(exc, ValueError | TypeError | TimeLimit) or not text:
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
 
@@ -118,7 +195,7 @@ _NO_LOCK = _NoLock()
 
 @dataclass(eq=False)
 class _Computation:
-    fn: Callable[[Callable[[int, int], None]], Any]
+    fn: Callable[[Progress], Any]
     key: str | None
     jobs: list[Job]
     running: bool = False
@@ -151,14 +228,16 @@ class JobQueue:
     def __init__(
         self, *, workers: int = 1, max_pending: int = 8, cache_size: int = 128, max_jobs: int = 1024
     ) -> None:
-        for name, value, low in (
-            ("workers", workers, 1),
-            ("max_pending", max_pending, 1),
-            ("cache_size", cache_size, 0),
-            ("max_jobs", max_jobs, 1),
+        for name, value, low, high in (
+            ("workers", workers, 1, MAX_WORKERS),
+            ("max_pending", max_pending, 1, MAX_PENDING),
+            ("cache_size", cache_size, 0, None),
+            ("max_jobs", max_jobs, 1, None),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+            if high is not None and value > high:
+                raise ValueError(f"{name}: expected an int in [{low}, {high:,}], got {value:,}")
         self.max_pending = max_pending
         self.cache_size = cache_size
         self.max_jobs = max_jobs
@@ -179,9 +258,7 @@ class JobQueue:
 
     # --- the client's side ---------------------------------------------------------------------
 
-    def submit(
-        self, kind: str, fn: Callable[[Callable[[int, int], None]], Any], key: str | None = None
-    ) -> Job:
+    def submit(self, kind: str, fn: Callable[[Progress], Any], key: str | None = None) -> Job:
         """Run ``fn(progress)`` on a worker thread (see the module docstring).
 
         Returns:
@@ -298,18 +375,25 @@ class JobQueue:
                     job.status = "running"
             self._run(comp)
 
-    def _run(self, comp: _Computation) -> None:
-        def progress(done: int, total: int) -> None:
-            with self._lock:
-                live = comp.live()
-                if not live:
-                    self._forget(comp)  # a new job of this key starts its own computation
-                    raise Cancelled("every job of this computation was cancelled")
+    def _tick(self, comp: _Computation, done_total: tuple[int, int] | None) -> None:
+        with self._lock:
+            live = comp.live()
+            if not live:
+                self._forget(comp)  # a new job of this key starts its own computation
+                raise Cancelled("every job of this computation was cancelled")
+            if done_total is not None:
                 for job in live:
-                    job.done, job.total = int(done), int(total)
+                    job.done, job.total = done_total
 
+    def _run(self, comp: _Computation) -> None:
         try:
-            result = comp.fn(progress)
+            self._compute(comp)
+        finally:
+            release_memory()
+
+    def _compute(self, comp: _Computation) -> None:
+        try:
+            result = comp.fn(Progress(self, comp))
         except Cancelled:
             with self._lock:
                 for job in comp.live():  # a computation cancelled by its own fn
@@ -319,7 +403,7 @@ class JobQueue:
         except BaseException as exc:  # noqa: BLE001 -- one line to the client, the rest to the
             # log; even SystemExit or KeyboardInterrupt in fn must not kill the worker thread
             message = error_message(exc)
-            if not isinstance(exc, ValueError | TypeError):
+            if not isinstance(exc, ValueError | TypeError | TimeLimit):
                 log.warning("job failed: %s", message, exc_info=exc)
             with self._lock:
                 for job in comp.live():

@@ -17,7 +17,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-__all__ = ["StoredResult", "ResultStore", "colourise", "encode_map", "map_info", "FORMATS"]
+__all__ = [
+    "StoredResult",
+    "ResultStore",
+    "result_bytes",
+    "colourise",
+    "encode_map",
+    "map_info",
+    "FORMATS",
+]
 
 #: The formats a map is served in.
 FORMATS = ("png", "npy", "f32")
@@ -85,28 +93,64 @@ class StoredResult:
     targets: dict[str, Any] = field(default_factory=dict)
 
 
-class ResultStore:
-    """Results by key, least recently used dropped beyond ``max_results`` (thread-safe)."""
+def result_bytes(result: StoredResult) -> int:
+    """The memory a stored result holds, bytes: its maps, and its JSON's text (an estimate).
 
-    def __init__(self, max_results: int = 64) -> None:
-        if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
-            raise ValueError(f"max_results: expected a positive int, got {max_results!r}")
-        self.max_results = max_results
-        self._items: OrderedDict[str, StoredResult] = OrderedDict()
+    Example:
+        >>> result_bytes(StoredResult("k", {}, {"m": np.zeros((4, 4), np.float32)}))
+        66
+    """
+    return sum(int(np.asarray(m).nbytes) for m in result.maps.values()) + len(repr(result.data))
+
+
+class ResultStore:
+    """Results by key, least recently used dropped beyond ``max_results`` results or
+    ``max_bytes`` bytes of maps (:func:`result_bytes`); the newest result is always kept.
+    Thread-safe.
+
+    Example:
+        >>> store = ResultStore(max_results=8, max_bytes=1000)
+        >>> for k in "abc":
+        ...     _ = store.put(StoredResult(k, {}, {"m": np.zeros(100, np.float32)}))
+        >>> len(store), store.nbytes, "c" in store
+        (2, 804, True)
+    """
+
+    def __init__(self, max_results: int = 64, max_bytes: int = 256 * 1024**2) -> None:
+        for name, value in (("max_results", max_results), ("max_bytes", max_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        self.max_results, self.max_bytes = max_results, max_bytes
+        self._items: OrderedDict[str, tuple[StoredResult, int]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
-    def put(self, result: StoredResult) -> StoredResult:
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (:func:`result_bytes` of every stored result)."""
         with self._lock:
-            self._items[result.key] = result
-            self._items.move_to_end(result.key)
-            while len(self._items) > self.max_results:
-                self._items.popitem(last=False)
+            return self._bytes
+
+    def put(self, result: StoredResult) -> StoredResult:
+        """Store ``result`` under its key (replacing one of the same key)."""
+        size = result_bytes(result)
+        with self._lock:
+            old = self._items.pop(result.key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._items[result.key] = (result, size)
+            self._bytes += size
+            while len(self._items) > 1 and (
+                len(self._items) > self.max_results or self._bytes > self.max_bytes
+            ):
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
         return result
 
     def get(self, key: str) -> StoredResult:
         """The result stored under ``key``; KeyError when there is none (or it was dropped)."""
         with self._lock:
-            result = self._items[key]
+            result, _ = self._items[key]
             self._items.move_to_end(key)
             return result
 

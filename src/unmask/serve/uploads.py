@@ -31,7 +31,7 @@ __all__ = ["UploadError", "read_upload", "ImageStore", "FORMATS", "MAX_BYTES"]
 #: Formats accepted, as PIL names them (MPO: a camera's multi-picture JPEG).
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 _ALSO = {"MPO": "JPEG"}
-#: Default bound of one upload's file, in bytes (its decoded pixels: unmask._limits.MAX_PIXELS).
+#: Default bound of one upload's bytes (its pixels: :func:`unmask._limits.max_pixels`).
 MAX_BYTES = 20 * 1024**2
 
 #: Signatures of files that are not images PIL reads, named in the 415 message.
@@ -160,12 +160,14 @@ class ImageStore:
     """The session's images, as PNG files in a temporary directory removed by :meth:`close`.
 
     Ids are the SHA-256 of the pixels (the same image twice is stored once); the least recently
-    used image is dropped beyond ``max_images``. Thread-safe. The directory is also removed at
-    interpreter exit, or when the store is garbage-collected.
+    used image is dropped beyond ``max_images`` images or ``max_bytes`` bytes of files (the
+    newest is always kept). Thread-safe. The directory is also removed at interpreter exit, or
+    when the store is garbage-collected.
 
     Args:
         max_images: how many images are kept.
         root: the folder the temporary directory is made in (default: the system's).
+        max_bytes: the most bytes of stored files.
 
     Example:
         >>> store = ImageStore(max_images=2)
@@ -175,12 +177,20 @@ class ImageStore:
         >>> store.close()
     """
 
-    def __init__(self, *, max_images: int = 64, root: str | os.PathLike | None = None) -> None:
-        if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
-            raise ValueError(f"max_images: expected a positive int, got {max_images!r}")
-        self.max_images = max_images
+    def __init__(
+        self,
+        *,
+        max_images: int = 64,
+        root: str | os.PathLike | None = None,
+        max_bytes: int = 1024**3,
+    ) -> None:
+        for name, value in (("max_images", max_images), ("max_bytes", max_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        self.max_images, self.max_bytes = max_images, max_bytes
         self.dir = Path(tempfile.mkdtemp(prefix="unmask-serve-", dir=root))
-        self._ids: OrderedDict[str, tuple[int, ...]] = OrderedDict()
+        self._ids: OrderedDict[str, int] = OrderedDict()  # id -> bytes of its file
+        self._bytes = 0
         self._lock = threading.Lock()
         self._closed = False
         # removes the directory when the store is collected, or at interpreter exit
@@ -223,11 +233,21 @@ class ImageStore:
             partial = self.dir / f"{image_id}.{threading.get_ident()}.part"
             Image.fromarray(np.ascontiguousarray(image), "RGB").save(partial, "PNG")
             os.replace(partial, target)
-            self._ids[image_id] = image.shape
-            while len(self._ids) > self.max_images:
-                old, _ = self._ids.popitem(last=False)
+            self._ids[image_id] = size = target.stat().st_size
+            self._bytes += size
+            while len(self._ids) > 1 and (
+                len(self._ids) > self.max_images or self._bytes > self.max_bytes
+            ):
+                old, dropped = self._ids.popitem(last=False)
+                self._bytes -= dropped
                 (self.dir / f"{old}.png").unlink(missing_ok=True)
         return image_id
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored files."""
+        with self._lock:
+            return self._bytes
 
     def path(self, image_id: str) -> Path:
         """The stored PNG of ``image_id`` (KeyError for an unknown or malformed id)."""
@@ -255,6 +275,7 @@ class ImageStore:
         with self._lock:
             self._closed = True
             self._ids.clear()
+            self._bytes = 0
         self._finalizer()
 
     def _check_open(self) -> None:
