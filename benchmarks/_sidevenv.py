@@ -77,10 +77,10 @@ def cache_dir() -> Path:
     return Path(base) / "unmask" / "sidevenv"
 
 
-def core_requirements() -> list[str]:
-    """The project's core dependencies (pyproject.toml), torch pinned to :data:`TORCH`."""
+def core_requirements(torch: str = TORCH) -> list[str]:
+    """The project's core dependencies (pyproject.toml), torch pinned to ``torch``."""
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    return [TORCH] + [d for d in deps if not d.replace(" ", "").startswith("torch")]
+    return [torch] + [d for d in deps if not d.replace(" ", "").startswith("torch")]
 
 
 def _python(venv: Path) -> Path:
@@ -92,6 +92,8 @@ def ensure_venv(
     requirements: Sequence[str],
     no_deps: Sequence[str] = (),
     *,
+    torch: str = TORCH,
+    root: Path | None = None,
     timeout: float = 1800.0,
     retry_after: float = 6 * 3600.0,
     log: Callable[[str], None] | None = None,
@@ -103,6 +105,9 @@ def ensure_venv(
         requirements: pip requirement strings installed with their dependencies, beside torch
             and the project's core dependencies.
         no_deps: requirement strings installed with ``--no-deps`` afterwards.
+        torch: the torch requirement (default :data:`TORCH`, the release on this machine's
+            disk; another one pulls a multi-gigabyte build from the registry).
+        root: the directory of the environments (default :func:`cache_dir`).
         timeout: seconds allowed for the whole build.
         retry_after: seconds during which a failed build is not retried (its reason is
             raised again); 0 retries every time.
@@ -112,8 +117,8 @@ def ensure_venv(
         SideVenvError: the build failed (pip's last lines) or failed recently.
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    venv = cache_dir() / name
-    reqs = core_requirements() + list(requirements)
+    venv = (root or cache_dir()) / name
+    reqs = core_requirements(torch) + list(requirements)
     spec = {"requirements": reqs, "no_deps": list(no_deps), "base": sys.version.split()[0]}
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     stamp, failed = venv / ".unmask-stamp.json", venv.parent / f".{name}.failed.json"

@@ -204,6 +204,43 @@ def test_target_out_of_range(target, capsys):
     assert f"--target: class {target} is outside [0, 1000)" in line
 
 
+def test_target_by_name_and_set(capsys):
+    argv = ["explain", "--example", "chelsea", "--json", "--size", "112", *FAST]
+
+    def run(target: str) -> dict:
+        assert main([*argv, "--target", target]) == 0
+        return json.loads(capsys.readouterr().out)["images"][0]
+
+    one = run("egyptian cat")  # case is ignored
+    assert (one["target"], one["class_name"]) == (285, "Egyptian cat")
+    both = run("tabby,285")  # a synonym of "tabby, tabby cat" and an index: a set
+    assert both["target"] == [281, 285]
+    assert both["class_name"] == "tabby, tabby cat + Egyptian cat"
+    tabby = run("tabby, tabby cat")  # a full name with a comma is one class
+    assert tabby["target"] == 281
+    assert both["probability"] == pytest.approx(one["probability"] + tabby["probability"])
+
+
+@pytest.mark.parametrize(
+    "target,expected",
+    [
+        ("Egyptain cat", "--target: no class named 'Egyptain cat'; closest: 'Egyptian cat'"),
+        ("crane", "--target: 'crane' names classes 134, 517; pass an index"),
+        ("tabby,zebrra", "--target: no class named 'zebrra'; closest: 'zebra'"),
+    ],
+)
+def test_target_names_with_typos_get_the_closest(target, expected, capsys):
+    line = _error(capsys, ["explain", "--example", "chelsea", "--target", target, *FAST])
+    assert expected in line
+
+
+def test_evaluate_takes_target_names(capsys):
+    argv = ["evaluate", "--example", "chelsea", "--json", "--size", "64", "--metrics", "deletion"]
+    assert main([*argv, "--method", "gradient", "--target", "tabby,Egyptian cat"]) == 0
+    image = json.loads(capsys.readouterr().out)["images"][0]
+    assert image["target"] == [281, 285] and image["class_name"].endswith("+ Egyptian cat")
+
+
 def test_unknown_method_and_model(capsys):
     line = _error(capsys, ["explain", "--example", "chelsea", "--method", "magic", *FAST])
     assert "method: unknown method 'magic'; expected one of:" in line and "occlusion" in line
@@ -244,7 +281,7 @@ def test_bad_options(tmp_path, capsys):
 
 
 def test_argparse_errors_are_one_line(capsys):
-    for argv in (["explain", "--target", "cat"], ["explain", "--example", "eagle"], ["frobnicate"]):
+    for argv in (["explain", "--size", "big"], ["explain", "--example", "eagle"], ["frobnicate"]):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2
@@ -283,3 +320,71 @@ def test_installed_console_script(tmp_path):
     result = json.loads(proc.stdout)
     assert 281 <= result["images"][0]["target"] <= 285
     assert (tmp_path / result["images"][0]["outputs"][0]).is_file()
+
+
+def test_json_names_the_layer_actually_used(monkeypatch, tmp_path, capsys):
+    """Issue 26: Grad-CAM's --json record says which layer ran, not ``"layer": null``."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 1000),
+    )
+    conv = unmask.models.Classifier.wrap(net, input_size=None, name="conv", feature_layer="0")
+    monkeypatch.setattr(unmask.models, "load_model", lambda name="x", **kw: conv)
+    argv = ["explain", "--example", "coffee", "--method", "gradcam", "--json", "--no-progress"]
+    assert main([*argv, "--size", "32", "--out", str(tmp_path / "g.png")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["params"]["layer"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [(["--help"], 0), (["--version"], 0), (["explain", "--no-such-option"], 2), ([], 2)],
+)
+def test_help_version_and_argument_errors_do_not_import_torch(argv, code):
+    """Issue 26: the parser is built from light modules only (torch loads in ``run``)."""
+    script = (
+        "import sys\n"
+        "from unmask.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "heavy = sorted(m for m in ('torch', 'numpy', 'matplotlib') if m in sys.modules)\n"
+        "print('HEAVY', heavy, 'CODE', code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert f"HEAVY [] CODE {code}" in done.stdout, done.stdout + done.stderr
+
+
+def test_subcommand_help_lists_the_removals(capsys):
+    with pytest.raises(SystemExit):
+        main(["explain", "--help"])
+    out = capsys.readouterr().out
+    assert "blur" in out and "telea" in out and "{removal names}" not in out
+
+
+def test_long_commands_print_their_cost_first(capsys):
+    """explain and evaluate print their model evaluations and a time estimate to stderr."""
+    assert main(["explain", "--example", "coffee", "--json", "--size", "224", *FAST]) == 0
+    out, err = capsys.readouterr()
+    json.loads(out)  # stdout stays JSON
+    # 112 x 112 patches at stride 112 on 224 x 224: 2 x 2 positions, and the image itself
+    assert "explain: occlusion 5 model evaluations per image x 1 image = 5; about" in err
+    assert "ms per forward at 224x224, measured now" in err
+
+
+def test_evaluate_has_a_progress_bar_and_no_progress(tmp_path, capsys):
+    maps = tmp_path / "m.npy"
+    np.save(maps, np.random.default_rng(0).random((32, 32)).astype(np.float32))
+    argv = ["evaluate", "--example", "coffee", "--maps", str(maps), "--size", "32"]
+    argv += ["--metrics", "deletion,insertion", "--max-steps", "4"]
+    assert main([*argv, "--no-progress"]) == 0
+    quiet = capsys.readouterr().err
+    assert main(argv) == 0
+    shown = capsys.readouterr().err
+    assert "metrics:" in shown and "/2 " in shown and "metrics:" not in quiet

@@ -1,5 +1,5 @@
 """The package's import structure: no cycles (imports inside functions count), no package
-importing one that imports it back, and ``import unmask`` filling every registry.
+importing one that imports it back, and every registry complete on its first read.
 
 The graph is read from the source with ``ast``: every ``import`` / ``from ... import`` node, at
 any depth (functions, methods, ``try`` blocks), relative imports resolved against the module's
@@ -208,8 +208,8 @@ def _fresh_python(script: str) -> str:
 
 
 def test_import_unmask_fills_every_registry():
-    """In a fresh interpreter, ``import unmask`` alone registers every method, metric, removal
-    and model: importing every other module of the package afterwards adds none."""
+    """In a fresh interpreter, after ``import unmask`` alone the registries read complete (each
+    imports the modules that fill it): importing every other module afterwards adds nothing."""
     script = textwrap.dedent(
         """
         import importlib, json, pkgutil

@@ -10,7 +10,14 @@ import torch
 from torch import Tensor, nn
 
 import unmask
-from unmask.models import Classifier, as_classifier, check_model_input, imagenet_class_names
+from unmask.models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Classifier,
+    as_classifier,
+    check_model_input,
+    imagenet_class_names,
+)
 
 
 class _Recorder(nn.Module):
@@ -207,3 +214,64 @@ def test_embedded_model_accuracy_on_samples(real_model, imagenet_samples):
     labels = torch.tensor([c for _, c in imagenet_samples])
     pred = unmask.Scorer(real_model, batch_size=16).top1(x)
     assert int((pred == labels).sum()) >= 85
+
+
+def test_timm_missing_or_weights_missing(tmp_path):
+    if importlib.util.find_spec("timm") is None:
+        with pytest.raises(ValueError, match=r"model: 'timm:vit_tiny_patch16_224' needs timm.*"):
+            unmask.load_model("timm:vit_tiny_patch16_224", weights=tmp_path / "w.pt")
+    else:  # the zoo side venv: the loader itself is run by tests/zoo
+        with pytest.raises(ValueError, match="weights: 'timm:resnet18' needs a local weights"):
+            unmask.load_model("timm:resnet18")
+
+
+def _tiny_vit_dir(tmp_path, processor: bool):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=3,
+        id2label={0: "a", 1: "b", 2: "c"},
+        label2id={"a": 0, "b": 1, "c": 2},
+    )
+    torch.manual_seed(0)
+    net = transformers.ViTForImageClassification(config).eval()
+    net.save_pretrained(tmp_path)
+    if processor:  # what the processor's save_pretrained writes, without its image backend
+        (tmp_path / "preprocessor_config.json").write_text(
+            '{"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25], '
+            '"size": {"height": 32, "width": 32}}'
+        )
+    return net
+
+
+@pytest.mark.parametrize("processor", [True, False])
+def test_hugging_face_directory_loads_offline(tmp_path, processor):
+    net = _tiny_vit_dir(tmp_path, processor)
+    model = unmask.load_model(f"hf:{tmp_path}")
+    assert model.class_names == ["a", "b", "c"] and model.input_size == (32, 32)
+    mean, std = (0.5, 0.25) if processor else (IMAGENET_MEAN[0], IMAGENET_STD[0])
+    assert model.mean.flatten()[0] == pytest.approx(mean)
+    assert model.std.flatten()[0] == pytest.approx(std)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = net((x - model.mean) / model.std).logits
+        torch.testing.assert_close(model(x), expected)  # ImageClassifierOutput -> .logits
+        with torch.inference_mode():
+            torch.testing.assert_close(model.infer(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_hugging_face_errors(tmp_path):
+    pytest.importorskip("transformers")
+    with pytest.raises(FileNotFoundError, match="directory not found"):
+        unmask.load_model(f"hf:{tmp_path / 'missing'}")
+    with pytest.raises(ValueError, match="model: cannot load 'hf:.*' as an image classifier"):
+        unmask.load_model(f"hf:{tmp_path}")  # an empty directory: no config
+    with pytest.raises(ValueError, match="weights: 'hf:.*' reads its weights from the directory"):
+        unmask.load_model(f"hf:{tmp_path}", weights=tmp_path / "w.pt")
+    with pytest.raises(ValueError, match="'timm:<arch>' or 'hf:<directory>'"):
+        unmask.load_model("nonsense")

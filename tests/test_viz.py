@@ -27,18 +27,60 @@ def test_normalize_per_image():
     )
     n = viz.normalize_saliency(s)
     assert torch.allclose(n[0].flatten(), torch.tensor([0, 0.25, 0.5, 1.0]))
-    assert torch.allclose(
-        n[1].flatten(), torch.tensor([0, 0.25, 0.5, 1.0])
-    )  # each image on its own
+    # each image on its own scale, anchored at 0 (not stretched from its minimum)
+    assert torch.allclose(n[1].flatten(), torch.tensor([10.0, 10.5, 11.0, 12.0]) / 12)
     signed = viz.normalize_saliency(torch.tensor([[[[-4.0, 2.0], [0.0, 1.0]]]]))
     assert torch.allclose(signed.flatten(), torch.tensor([-1.0, 0.5, 0.0, 0.25]))  # 0 stays 0
     assert torch.equal(
-        viz.normalize_saliency(torch.full((1, 1, 3, 3), 7.0)), torch.zeros(1, 1, 3, 3)
+        viz.normalize_saliency(torch.full((1, 1, 3, 3), 7.0)), torch.ones(1, 1, 3, 3)
     )
+    assert torch.equal(viz.normalize_saliency(torch.zeros(1, 1, 3, 3)), torch.zeros(1, 1, 3, 3))
     assert torch.allclose(
         viz.normalize_saliency(s, signed=True)[0].flatten(), torch.tensor([0, 0.25, 0.5, 1.0])
     )
     assert viz.is_signed(_s(signed=True)) and not viz.is_signed(_s())
+
+
+def test_narrow_range_map_does_not_fill_the_colormap():
+    """A non-negative map spanning 0.78-0.88 (a RISE map) uses the top 11 % of the scale only."""
+    s = torch.linspace(0.78, 0.88, 64).reshape(1, 1, 8, 8)
+    scale = viz.colour_scale(s)
+    assert (scale.signed, scale.low, scale.high) == (False, 0.0, pytest.approx(0.88))
+    assert scale.share == pytest.approx(0.10 / 0.88)
+    assert "spans 11%" in scale.caption()
+    n = viz.normalize_saliency(s)
+    assert float(n.min()) == pytest.approx(0.78 / 0.88) and float(n.max()) == pytest.approx(1.0)
+    # its colours: the colormap's entries from floor(256 * 0.886) up, not the whole table
+    table = torch.from_numpy(viz.colour_table()).float() / 255
+    rgb = viz.heatmap(s).permute(0, 2, 3, 1).reshape(-1, 3)
+    used = {int(torch.cdist(c[None], table).argmin()) for c in rgb}
+    assert min(used) >= int(256 * 0.78 / 0.88) - 1 and max(used) == 255
+    # a min-max rule would have painted the minimum with the colormap's bottom colour
+    assert float(torch.cdist(rgb, table[:1]).min()) > 0.5
+    # the overlay's opacity is alpha * sqrt(value / max): the map's minimum is nearly opaque too
+    x = torch.full((1, 3, 8, 8), 0.5)
+    out = viz.overlay(x, s, alpha=1.0)
+    assert torch.allclose(out, viz.heatmap(s) * (s / 0.88).sqrt() + 0.5 * (1 - (s / 0.88).sqrt()))
+
+
+def test_colour_table_is_matplotlibs_lookup():
+    import matplotlib
+
+    for cmap, signed in (("viridis", False), ("RdBu_r", True)):
+        table = viz.colour_table(signed=signed)
+        ref = matplotlib.colormaps[cmap](np.array([0.0, 0.5, 0.999, 1.0]))[:, :3]
+        assert np.array_equal(table[[0, 128, 255, 255]], np.round(ref * 255).astype(np.uint8))
+
+
+def test_colour_tables_of_the_page_are_viz_tables():
+    from pathlib import Path
+
+    from unmask import serve
+
+    path = Path(serve.__file__).parent / "static" / "colours.js"
+    assert path.read_text() == viz.colour_tables_js(), (
+        "static/colours.js is stale: regenerate it with viz.colour_tables_js()"
+    )
 
 
 def test_heatmap_colours():
@@ -58,15 +100,21 @@ def test_overlay_blends():
     out = viz.overlay(x, s, alpha=0.4)
     assert out.shape == x.shape and float(out.min()) >= 0 and float(out.max()) <= 1
     assert torch.equal(viz.overlay(x, s, alpha=0.0), x)
-    assert torch.allclose(viz.overlay(x, s, alpha=1.0), viz.heatmap(s))
-    assert torch.allclose(out, 0.6 * x + 0.4 * viz.heatmap(s), atol=1e-6)
+    # opacity alpha * sqrt(s / max s), per image
+    w = 0.4 * (s / s.amax(dim=(-2, -1), keepdim=True)).sqrt()
+    assert torch.allclose(out, (1 - w) * x + w * viz.heatmap(s), atol=1e-6)
+    top = s == s.amax(dim=(-2, -1), keepdim=True)
+    assert torch.allclose(
+        viz.overlay(x, s, alpha=1.0)[top.expand_as(x)], viz.heatmap(s)[top.expand_as(x)]
+    )
 
 
-def test_signed_overlay_shows_the_image_where_the_map_is_zero():
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_overlay_shows_the_image_where_the_map_is_zero(sign: float):
     x = _x(1)
     s = torch.zeros(1, 1, 16, 16)
     s[..., :4, :4] = 1
-    s[..., -4:, -4:] = -1
+    s[..., -4:, -4:] = -sign  # signed (sign 1) or non-negative (sign -1) map
     out = viz.overlay(x, s, alpha=0.5)
     assert torch.allclose(out[..., 6:10, 6:10], x[..., 6:10, 6:10])
     assert not torch.allclose(out[..., :4, :4], x[..., :4, :4])

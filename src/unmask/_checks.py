@@ -6,7 +6,8 @@ early with one clear message naming the argument, what was expected and what was
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ __all__ = [
     "check_unit_range",
     "check_mask",
     "check_targets",
+    "ScoreTarget",
     "check_positive",
     "check_probability",
     "check_choice",
@@ -128,19 +130,132 @@ def check_mask(mask: object, x: Tensor, name: str = "mask") -> Tensor:
     return mask
 
 
+class ScoreTarget:
+    """A target given as a score function of the logits: ``f(logits (N, K)) -> (N,)``.
+
+    What ``target=`` becomes when it is a callable (one for every image) or a list of callables
+    (one per image), as pytorch-grad-cam's target objects; each function must score every row of
+    the logits it is given on its own (rows are images, perturbed copies or noisy samples of
+    them) and keep autograd's graph (gradient methods differentiate the score). The function
+    defines the score, so the method's ``score=`` (probability, logit) does not apply.
+
+    It stands where a target tensor (N,) stands: it can be indexed, repeated and moved like
+    one, each row keeping its image's function.
+
+    Example:
+        >>> t = ScoreTarget([lambda z: z[:, 1] - z[:, 0]], rows=torch.zeros(2, dtype=torch.long))
+        >>> t.scores(torch.tensor([[0.0, 2.0], [1.0, 1.0]]))
+        tensor([2., 0.])
+    """
+
+    def __init__(self, functions: Sequence[Callable[[Tensor], Tensor]], rows: Tensor) -> None:
+        self.functions = tuple(functions)
+        self.rows = rows.detach().to("cpu", torch.long).reshape(-1)
+
+    def _same(self, rows: Tensor) -> ScoreTarget:
+        return ScoreTarget(self.functions, rows)
+
+    def __getitem__(self, key: object) -> ScoreTarget:
+        key = key.cpu() if isinstance(key, Tensor) else key
+        return self._same(self.rows[key].reshape(-1))  # type: ignore[index]
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    def __repr__(self) -> str:
+        return f"ScoreTarget({len(self.functions)} function(s), {len(self)} rows)"
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.rows.shape
+
+    @property
+    def ndim(self) -> int:
+        return 1
+
+    @property
+    def dtype(self) -> None:
+        """None: neither a class (long) nor a set (bool)."""
+        return None
+
+    def numel(self) -> int:
+        return len(self)
+
+    def to(self, *args: object, **kwargs: object) -> ScoreTarget:
+        return self
+
+    def cpu(self) -> ScoreTarget:
+        return self
+
+    def detach(self) -> ScoreTarget:
+        return self
+
+    def clone(self) -> ScoreTarget:
+        return self._same(self.rows.clone())
+
+    def reshape(self, *shape: object) -> ScoreTarget:
+        return self
+
+    def repeat(self, *sizes: int) -> ScoreTarget:
+        return self._same(self.rows.repeat(sizes[0]))
+
+    def repeat_interleave(self, repeats: int, dim: int | None = None) -> ScoreTarget:
+        return self._same(self.rows.repeat_interleave(repeats))
+
+    def expand(self, *sizes: int) -> ScoreTarget:
+        return self._same(self.rows.expand(sizes[0]))
+
+    def scores(self, logits: Tensor) -> Tensor:
+        """The score (N,) of each row of ``logits`` (N, K), by its image's function."""
+        if logits.shape[0] != len(self):
+            raise ValueError(f"target: {len(self)} rows for {logits.shape[0]} rows of logits")
+        if len(self.functions) == 1:
+            return self._check(self.functions[0](logits), logits.shape[0], 0)
+        out = logits.new_empty(logits.shape[0])
+        parts = []
+        for i in self.rows.unique().tolist():
+            where = (self.rows == i).nonzero().flatten().to(logits.device)
+            parts.append((where, self._check(self.functions[i](logits[where]), len(where), i)))
+        # index_put keeps autograd's graph through every function's scores
+        for where, score in parts:
+            out = out.index_put((where,), score.to(out.dtype))
+        return out
+
+    def _check(self, score: object, n: int, i: int) -> Tensor:
+        name = "target" if len(self.functions) == 1 else f"target[{i}]"
+        if not isinstance(score, Tensor) or score.shape != (n,):
+            shape = tuple(score.shape) if isinstance(score, Tensor) else type(score).__name__
+            raise ValueError(
+                f"{name}: a target function must return one score per row of the logits "
+                f"(({n},) for logits ({n}, K)), got {shape}"
+            )
+        return score
+
+
 def check_targets(
-    target: object, batch: int, num_classes: int, name: str = "target"
+    target: object,
+    batch: int,
+    num_classes: int,
+    name: str = "target",
+    no_functions: str | None = None,
 ) -> Tensor | None:
     """Normalise ``target``: one class or one set of classes per image, or None (top-1).
 
     Accepts None; an int (numpy integers too: the same class for every image); a sequence with
     one entry per image, each an int or a set of ints (a list, tuple or set: the image's
     target is that *cluster* of classes); a long tensor () or (B,); a boolean membership tensor
-    (B, K) or (K,). A single entry (one int or one set) is used for every image.
+    (B, K) or (K,). A single entry (one int or one set) is used for every image. A callable
+    ``f(logits (N, K)) -> (N,)`` (or a list of them, one per image) is a score function: see
+    :class:`ScoreTarget`.
 
     Returns:
-        None, a long tensor (B,) when every target is one class, or a boolean membership tensor
-        (B, K) with K = ``num_classes`` when any target is a set. Classes lie in [0, K).
+        None, a long tensor (B,) when every target is one class, a boolean membership tensor
+        (B, K) with K = ``num_classes`` when any target is a set (classes lie in [0, K)), or a
+        :class:`ScoreTarget` (B rows) for score functions (typed as a Tensor: it stands where
+        the target tensor stands).
+
+    ``no_functions``, when given, is why a target function cannot apply to the caller: a
+    callable target is then refused with it.
 
     Example:
         >>> check_targets([3, 1], 2, 10)
@@ -155,6 +270,33 @@ def check_targets(
         return None
     if isinstance(target, Tensor):
         return _target_tensor(target, batch, num_classes, name)
+    functions = isinstance(target, ScoreTarget) or callable(target)
+    functions |= isinstance(target, list | tuple) and any(callable(f) for f in target)
+    if functions and no_functions is not None:
+        raise TypeError(
+            f"{name}: a target function (callable) does not apply here: {no_functions}; pass a "
+            "class or a set of classes"
+        )
+    if isinstance(target, ScoreTarget):
+        if len(target) != batch:
+            raise ValueError(
+                f"{name}: expected a target for each of {batch} images, got {len(target)}"
+            )
+        return cast(Tensor, target)
+    if callable(target):
+        return cast(Tensor, ScoreTarget([target], torch.zeros(batch, dtype=torch.long)))
+    if isinstance(target, list | tuple) and target and all(callable(f) for f in target):
+        if len(target) not in (1, batch):
+            raise ValueError(
+                f"{name}: expected one target function per image ({batch}), got {len(target)}"
+            )
+        rows = torch.arange(batch) if len(target) == batch else torch.zeros(batch, dtype=torch.long)
+        return cast(Tensor, ScoreTarget(list(target), rows))
+    if isinstance(target, list | tuple) and any(callable(f) for f in target):
+        raise TypeError(
+            f"{name}: expected either target functions for every image or classes / sets, "
+            f"not a mix, got {target!r}"
+        )
     if isinstance(target, np.ndarray):
         if target.dtype == bool:
             return _target_tensor(torch.from_numpy(target.copy()), batch, num_classes, name)

@@ -60,7 +60,8 @@ Target: TypeAlias = (
 )
 """A target as the public API accepts it: None (top-1), one class or set for every image, one
 class or set (a set, list or tuple of classes) per image, a long tensor (B,) or a boolean
-membership tensor (B, K)."""
+membership tensor (B, K), or a score function of the logits ``f(logits (N, K)) -> (N,)`` (or
+one per image)."""
 
 Targets: TypeAlias = Tensor
 """Checked targets: a long tensor (B,) of classes or a boolean membership tensor (B, K)."""

@@ -66,7 +66,8 @@ def explain(
         x: images (B, 3, H, W) in [0, 1].
         method: a name from :func:`list_methods`.
         target: ``None`` (each image's top-1 class), a class, a set of classes (``[[486, 889]]``:
-            the cluster scored as a whole), or one class or set per image.
+            the cluster scored as a whole), or one class or set per image; or a score function
+            of the logits ``f(logits (N, K)) -> (N,)`` (or one per image).
         seed: random seed for stochastic methods.
         **hyperparameters: the method's own (see its class docstring), e.g. ``removal=``.
 

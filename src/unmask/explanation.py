@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._checks import ScoreTarget
 from ._types import Model, Target
 from .registry import EXECUTION_PARAMS
 
@@ -25,8 +26,13 @@ def image_digest(image: Tensor) -> str:
     return h.hexdigest()
 
 
-def target_json(target: Tensor) -> int | list[int]:
+def target_json(target: Tensor | ScoreTarget) -> int | list[int]:
     """One image's target as JSON: a class index, or the sorted classes of a set."""
+    if isinstance(target, ScoreTarget):
+        raise TypeError(
+            "target: a target function (callable) has no stable key; results are keyed by "
+            "class or set of classes"
+        )
     if target.dtype == torch.bool:
         return [int(c) for c in target.nonzero().flatten()]
     return int(target)
@@ -45,7 +51,7 @@ def result_key(spec: dict[str, Any], model: str, image: Tensor | str, target: Ta
         >>> k == result_key({"method": "rise", "seed": 0, "batch_size": 64}, "m", x, 1)
         True
     """
-    if isinstance(target, Tensor):
+    if isinstance(target, Tensor | ScoreTarget):
         target = target_json(target)
     elif isinstance(target, list | tuple | set | frozenset):
         target = sorted(int(c) for c in target)
@@ -67,7 +73,8 @@ class Explanation:
         saliency: (B, 1, H, W) float tensor at the input resolution; higher = more important
             for the target class.
         target: the explained target of each image: (B,) long (a class) or (B, K) bool (a set
-            of classes, scored as a whole).
+            of classes, scored as a whole), or a :class:`unmask._checks.ScoreTarget` (score
+            functions of the logits).
         method: the registered method name (``"sp-g"``, not the class it runs).
         params: the resolved hyperparameters (JSON-serialisable; removals by their spec), so
             that ``unmask.make_explainer(model, **e.spec)`` rebuilds the same explainer.

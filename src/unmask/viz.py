@@ -4,13 +4,22 @@ Everything here works on tensors (images (B, 3, H, W) in [0, 1], saliency (B, 1,
 :class:`~unmask.Explanation`, and draws with matplotlib's Agg backend through
 :class:`matplotlib.figure.Figure` (never ``pyplot``), so nothing needs or opens a display.
 
-Saliency is normalised **per image** before it is coloured:
+One rendering rule, :func:`colour_scale`, decides how every map is coloured (the CLI's PNGs,
+the CWOX figure, the benchmark report and the explorer, whose ``static/draw.js`` applies the
+same rule to the same colour tables, :func:`colour_table`). Per image, the scale is **anchored
+at 0**, the neutral value of every map here (no effect, nothing kept, no gradient):
 
-- an unsigned map (no negative value) is scaled to [0, 1] by its own minimum and maximum and
-  drawn with a sequential colormap (``"turbo"`` by default);
+- a non-negative map is divided by its maximum, so 0 stays 0 and the scale runs from 0 to the
+  map's maximum; it is drawn with a perceptual sequential colormap (``"viridis"``). A map
+  that varies little (a RISE map spanning 0.78-0.88) then fills only the top of the colormap
+  instead of all of it, and the caption says so (:meth:`ColourScale.caption`: the map's
+  range and the share of the scale it spans);
 - a signed map (some value < 0; e.g. occlusion where removing a patch *raises* the score) is
   divided by its largest absolute value, so 0 stays 0, and drawn with a diverging colormap
-  (``"RdBu_r"`` by default: red supports the class, blue speaks against it).
+  (``"RdBu_r"``: red supports the class, blue speaks against it).
+
+An overlay's opacity follows ``sqrt(|value| / scale)``: where a map is 0 the image shows
+unchanged, whatever the colormap paints at 0.
 
 Example:
     >>> import torch
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +48,14 @@ from torch import Tensor
 from ._checks import _shape, check_choice, check_images, check_mask, check_probability
 from ._types import Model
 from .explanation import Explanation
-from .numerics import maxabs_normalise, minmax_normalise
 
 __all__ = [
     "bare_axes",
+    "ColourScale",
+    "colour_scale",
+    "colour_table",
+    "colour_tables_js",
+    "draw_map",
     "normalize_saliency",
     "is_signed",
     "heatmap",
@@ -57,8 +71,8 @@ __all__ = [
     "DEFAULT_SIGNED_CMAP",
 ]
 
-#: Sequential colormap for unsigned maps.
-DEFAULT_CMAP = "turbo"
+#: Sequential colormap for non-negative maps (perceptually uniform).
+DEFAULT_CMAP = "viridis"
 #: Diverging colormap for signed maps (white at 0).
 DEFAULT_SIGNED_CMAP = "RdBu_r"
 
@@ -97,10 +111,8 @@ def _saliency(saliency: object, name: str = "saliency") -> Tensor:
 def _images(images: object, name: str = "images") -> Tensor:
     x = check_images(images, name, channels=3).detach().float().cpu()
     if float(x.min()) < 0 or float(x.max()) > 1:
-        raise ValueError(
-            f"{name}: expected values in [0, 1], "
-            f"got range [{float(x.min()):.3g}, {float(x.max()):.3g}]"
-        )
+        lo, hi = float(x.min()), float(x.max())
+        raise ValueError(f"{name}: expected values in [0, 1], got range [{lo:.3g}, {hi:.3g}]")
     return x
 
 
@@ -133,48 +145,162 @@ def _colormap(cmap: str | None, signed: bool) -> Any:
 # --------------------------------------------------------------------------- maps
 
 
+@dataclass(frozen=True)
+class ColourScale:
+    """How one map is coloured: the scale ``[low, high]`` in the map's units, and its range.
+
+    Attributes:
+        signed: a diverging scale ``[-M, M]`` (some value < 0) or a sequential ``[0, M]``.
+        low, high: the ends of the scale (``-M`` or 0, and ``M``); ``M`` is the map's largest
+            absolute value (1 for a map that is 0 everywhere).
+        vmin, vmax: the map's own minimum and maximum.
+    """
+
+    signed: bool
+    low: float
+    high: float
+    vmin: float
+    vmax: float
+
+    @property
+    def share(self) -> float:
+        """The share of the scale the map spans, ``(vmax - vmin) / (high - low)`` in [0, 1]."""
+        return (self.vmax - self.vmin) / (self.high - self.low)
+
+    def caption(self) -> str:
+        """One line: the map's range and the share of its scale it spans.
+
+        Example:
+            >>> colour_scale(torch.tensor([[0.78, 0.88]])).caption()
+            'map 0.78 to 0.88 of scale 0 to 0.88 (spans 11%)'
+        """
+        low = "0" if self.low == 0 else f"{self.low:.3g}"
+        return (
+            f"map {self.vmin:.3g} to {self.vmax:.3g} of scale {low} to {self.high:.3g} "
+            f"(spans {self.share:.0%})"
+        )
+
+
+def colour_scale(saliency: SaliencyLike, signed: bool | None = None) -> ColourScale:
+    """The colour scale of one map (H, W), (1, H, W) or (1, 1, H, W): anchored at 0.
+
+    ``signed=None`` (default): signed when any value is negative; ``True`` forces ``[-M, M]``,
+    ``False`` forces ``[0, M]`` (negative values then clip to the bottom of the colormap).
+
+    Example:
+        >>> sc = colour_scale(torch.tensor([[0.78, 0.88]]))
+        >>> sc.signed, sc.low, round(sc.high, 2), round(sc.share, 3)
+        (False, 0.0, 0.88, 0.114)
+        >>> colour_scale(torch.tensor([[-2.0, 1.0]])).low
+        -2.0
+    """
+    s = _saliency(saliency)
+    if s.shape[0] != 1:
+        raise ValueError(f"saliency: expected one map, got a batch of {s.shape[0]}")
+    vmin, vmax = float(s.min()), float(s.max())
+    if signed is None:
+        signed = vmin < 0
+    top = float(s.abs().max())
+    top = top if top > 0 else 1.0
+    return ColourScale(bool(signed), -top if signed else 0.0, top, vmin, vmax)
+
+
+def colour_table(cmap: str | None = None, signed: bool = False) -> np.ndarray:
+    """The 256 colours (256, 3) uint8 a colormap paints, from its low end to its high end.
+
+    A value ``v`` in [0, 1] of the normalised scale takes colour ``min(floor(256 v), 255)``
+    (matplotlib's lookup); the explorer's ``static/colours.js`` holds these tables for the
+    default colormaps (a test checks they are equal).
+
+    Example:
+        >>> colour_table().shape, colour_table(signed=True)[128].tolist()
+        ((256, 3), [247, 246, 246])
+    """
+    rgba = _colormap(cmap, signed)(np.arange(256) / 255.0)
+    return np.round(rgba[:, :3] * 255).astype(np.uint8)
+
+
+def colour_tables_js() -> str:
+    """The explorer's ``serve/static/colours.js``: both default colour tables as JS modules.
+
+    The page applies the same rule as :func:`overlay` to these tables, so a map looks the same
+    in the browser as in a PNG (a test checks the file equals this text). Regenerate with
+    ``python -c "from unmask import viz; print(viz.colour_tables_js(), end='')" >
+    src/unmask/serve/static/colours.js``.
+    """
+
+    def table(signed: bool) -> str:
+        flat = [str(v) for v in colour_table(signed=signed).reshape(-1).tolist()]
+        return "\n".join("  " + ", ".join(flat[i : i + 24]) + "," for i in range(0, 768, 24))
+
+    return (
+        "// The colour tables of unmask.viz's rule (viz.colour_table): 256 RGB entries each, "
+        "from the\n// low end to the high end of the scale. Generated by "
+        "viz.colour_tables_js(); a test checks\n// this file equals its output.\n\n"
+        f"// Non-negative maps: {DEFAULT_CMAP}, scale [0, max].\n"
+        f"export const SEQUENTIAL = Uint8Array.from([\n{table(False)}\n]);\n\n"
+        f"// Signed maps: {DEFAULT_SIGNED_CMAP}, scale [-max|v|, max|v|] (white at 0).\n"
+        f"export const DIVERGING = Uint8Array.from([\n{table(True)}\n]);\n"
+    )
+
+
 def is_signed(saliency: SaliencyLike) -> bool:
     """Whether a map has negative values anywhere (then it is drawn with a diverging map)."""
     return bool((_saliency(saliency) < 0).any())
 
 
 def normalize_saliency(saliency: SaliencyLike, signed: bool | None = None) -> Tensor:
-    """Normalise each map on its own.
+    """Normalise each map on its own scale (:func:`colour_scale`): divide by its largest |value|.
 
     Args:
         saliency: maps (B, 1, H, W) or an Explanation.
-        signed: ``True``: divide by the largest absolute value -> [-1, 1], 0 stays 0.
-            ``False``: min-max -> [0, 1]. ``None`` (default): signed when any value is negative.
+        signed: ``True``: the result is in [-1, 1]; ``False``: clipped to [0, 1] (a
+            non-negative map is unchanged by the clip). ``None`` (default): signed when any
+            value of that map is negative. Either way 0 stays 0: the scale is anchored at 0,
+            not stretched from the map's minimum (a map spanning 0.78-0.88 becomes 0.89-1).
 
     Returns:
-        (B, 1, H, W) float32 on the CPU. A constant map becomes all zeros.
+        (B, 1, H, W) float32 on the CPU. A map that is 0 everywhere stays 0.
 
     Example:
         >>> normalize_saliency(torch.tensor([[[[0.0, 2.0], [1.0, 4.0]]]])).flatten().tolist()
         [0.0, 0.5, 0.25, 1.0]
+        >>> normalize_saliency(torch.tensor([[[[2.0, 4.0]]]])).flatten().tolist()
+        [0.5, 1.0]
         >>> normalize_saliency(torch.tensor([[[[-2.0, 1.0]]]])).flatten().tolist()
         [-1.0, 0.5]
     """
     s = _saliency(saliency)
+    scale = s.abs().amax(dim=(-2, -1), keepdim=True)
+    n = torch.where(scale > 0, s / scale.clamp(min=1e-30), torch.zeros_like(s))
     if signed is None:
-        signed = bool((s < 0).any())
-    return maxabs_normalise(s) if signed else minmax_normalise(s)
+        return n
+    return n if signed else n.clamp(min=0)
 
 
 def heatmap(saliency: SaliencyLike, cmap: str | None = None, signed: bool | None = None) -> Tensor:
     """Colour each normalised map: (B, 1, H, W) -> RGB images (B, 3, H, W) in [0, 1].
 
-    ``cmap`` defaults to :data:`DEFAULT_CMAP` for unsigned maps and
-    :data:`DEFAULT_SIGNED_CMAP` for signed ones (see :func:`normalize_saliency`).
+    ``cmap`` defaults to :data:`DEFAULT_CMAP` for non-negative maps and
+    :data:`DEFAULT_SIGNED_CMAP` for signed ones; each map is on its own scale, anchored at 0
+    (:func:`colour_scale`).
     """
     s = _saliency(saliency)
-    if signed is None:
-        signed = bool((s < 0).any())
-    n = normalize_saliency(s, signed)
-    cm = _colormap(cmap, signed)
-    values = ((n + 1) / 2) if signed else n
-    rgba = cm(values[:, 0].numpy())  # (B, H, W, 4) float64
-    return torch.from_numpy(rgba[..., :3].astype(np.float32)).permute(0, 3, 1, 2).contiguous()
+    flags = _signs(s, signed)
+    n = normalize_saliency(s)
+    out = []
+    for i, sig in enumerate(flags):
+        values = ((n[i] + 1) / 2) if sig else n[i].clamp(min=0)
+        out.append(_colormap(cmap, sig)(values[0].numpy())[..., :3])  # (H, W, 3) float64
+    rgb = torch.from_numpy(np.stack(out).astype(np.float32))
+    return rgb.permute(0, 3, 1, 2).contiguous()
+
+
+def _signs(s: Tensor, signed: bool | None) -> list[bool]:
+    """Per map (B, 1, H, W): drawn signed? (``signed``, or whether that map has a value < 0)."""
+    if signed is not None:
+        return [bool(signed)] * s.shape[0]
+    return [bool(v) for v in (s < 0).flatten(1).any(1)]
 
 
 def overlay(
@@ -190,9 +316,9 @@ def overlay(
         images: (B, 3, H, W) in [0, 1].
         saliency: (B, 1, h, w) (or B = 1, broadcast) or an Explanation; resized bilinearly
             to (H, W) when it has another size.
-        alpha: opacity of the heatmap in [0, 1]. For signed maps it is the opacity at the
-            largest absolute value and falls with ``sqrt(|value|)``, so that pixels near 0 show
-            the image rather than the colormap's white.
+        alpha: opacity of the heatmap in [0, 1] at the top of the scale; it falls with
+            ``sqrt(|value| / scale)``, so that pixels near 0 show the image rather than the
+            colormap's colour at 0.
         cmap: matplotlib colormap name (default: by sign, see :func:`heatmap`).
         signed: force the signed / unsigned normalisation (default: from the data).
 
@@ -202,11 +328,10 @@ def overlay(
     x = _images(images)
     check_probability(alpha, "alpha")
     s = _matched(x, _saliency(saliency))
-    if signed is None:
-        signed = bool((s < 0).any())
-    weight: Tensor | float = alpha
-    if signed:  # opacity follows |value|: where the map is 0 the image shows unchanged
-        weight = alpha * normalize_saliency(s, True).abs().sqrt()
+    flags = torch.tensor(_signs(s, signed)).reshape(-1, 1, 1, 1)
+    n = normalize_saliency(s)
+    # opacity follows |value| on the scale: where the map is 0 the image shows unchanged
+    weight = alpha * torch.where(flags, n.abs(), n.clamp(min=0)).sqrt()
     return ((1 - weight) * x + weight * heatmap(s, cmap, signed)).clamp(0, 1)
 
 
@@ -357,6 +482,7 @@ def plot_grid(
     signed: bool | None = None,
     keep: float | None = None,
     colorbar: bool = True,
+    explanation_image: bool = True,
     panel_size: float = 3.0,
 ) -> Any:
     """A grid with one row per image: the image, then one overlay per explanation.
@@ -379,14 +505,18 @@ def plot_grid(
         signed: force signed / unsigned normalisation (default: from each map).
         keep: if given, add a column per explanation showing only its top ``keep`` fraction of
             pixels (the rest gray, see :func:`masked_image`).
-        colorbar: draw a colour bar beside each overlay.
+        colorbar: draw a colour bar beside each overlay (in the map's units, on its scale
+            anchored at 0, with the map's own range marked; the caption below the overlay
+            gives that range and the share of the scale it spans, :meth:`ColourScale.caption`).
+        explanation_image: for an Explanation with an explanation image x̂ in its extras
+            (``extras["image"]`` (B, 3, H, W): ShearletX, WaveletX, CartoonX, PixelMask), show
+            x̂, the kept coefficients back in pixel space, as the papers do (default);
+            ``False`` shows the relevance map instead.
         panel_size: size of one panel in inches.
 
     Returns:
         A :class:`matplotlib.figure.Figure` (Agg; save it with :func:`save_figure`).
     """
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
     x = _images(images)
@@ -400,10 +530,14 @@ def plot_grid(
     ]
     targets: list[Tensor | None] = []
     for e in items:
-        if isinstance(e, Explanation):
-            t = e.target.reshape(-1).cpu()
-            targets.append(t.expand(b) if t.numel() == 1 else t)
-        else:
+        if isinstance(e, Explanation) and isinstance(e.target, Tensor):
+            t = e.target.cpu()
+            if t.dtype == torch.bool:  # a set of classes per image (B, K)
+                targets.append(t.reshape(-1, t.shape[-1]).expand(b, -1))
+            else:
+                t = t.reshape(-1)
+                targets.append(t.expand(b) if t.numel() == 1 else t)
+        else:  # a map, or a target function (no class to name)
             targets.append(None)
     if model is not None:
         from .models import as_classifier
@@ -443,6 +577,16 @@ def plot_grid(
             return ""
         return f" ({float(probabilities[i, k]):.1%})"
 
+    def target_title(i: int, t: Tensor) -> str:
+        """A class's short name and probability; a set's names and its probability (the sum)."""
+        if t.dtype != torch.bool:
+            return f"{_short(name(int(t)))}{prob(i, int(t))}"
+        classes = [int(c) for c in t.nonzero().flatten()]
+        names = " + ".join(_short(name(c)) for c in classes)
+        if probabilities is None or t.shape[0] != probabilities.shape[1]:
+            return names
+        return f"{names} ({float(probabilities[i][t].sum()):.1%})"
+
     per_item = 2 if keep is not None else 1
     cols = 1 + per_item * len(items)
     fig = Figure(
@@ -471,34 +615,16 @@ def plot_grid(
                 else (e.method if isinstance(e, Explanation) else f"map {j}")
             )
             tj = targets[j]
-            what = f"{_short(name(int(tj[i])))}{prob(i, int(tj[i]))}" if tj is not None else ""
+            what = "" if tj is None else target_title(i, tj[i])
             ax = axes[i, 1 + per_item * j]
-            ax.imshow(
-                _hwc(overlay(x[i : i + 1], s[i : i + 1], alpha, cmap, sig)[0]),
-                interpolation="lanczos",
-            )
-            ax.set_title(f"{label}\n{what}" if what else label, fontsize=10)
-            if colorbar:
-                norm = Normalize(-1, 1) if sig else Normalize(0, 1)
-                cb = fig.colorbar(
-                    ScalarMappable(norm=norm, cmap=_colormap(cmap, sig)),
-                    ax=ax,
-                    fraction=0.046,
-                    pad=0.02,
-                )
-                # ticks in the map's own units: normalisation is per image
-                si = s[i]
-                if sig:
-                    peak = float(si.abs().max())
-                    cb.set_ticks([-1, 0, 1])
-                    cb.set_ticklabels([f"{-peak:.3g}", "0", f"{peak:.3g}"])
-                    cb.set_label("saliency (+ for the class, − against)", fontsize=8)
-                else:
-                    lo, hi = float(si.min()), float(si.max())
-                    cb.set_ticks([0, 0.5, 1])
-                    cb.set_ticklabels([f"{lo:.3g}", f"{(lo + hi) / 2:.3g}", f"{hi:.3g}"])
-                    cb.set_label("saliency", fontsize=8)
-                cb.ax.tick_params(labelsize=8)
+            xhat = _explanation_image(e, i, x.shape) if explanation_image else None
+            if xhat is not None:  # ShearletX & co.: the kept coefficients back in pixel space
+                ax.imshow(_hwc(xhat), interpolation="lanczos")
+                ax.set_title(f"{label}: x̂\n{what}" if what else f"{label}: x̂", fontsize=10)
+                ax.set_xlabel("explanation image (kept coefficients)", fontsize=8)
+            else:
+                draw_map(fig, ax, x[i : i + 1], s[i : i + 1], alpha, cmap, sig, colorbar)
+                ax.set_title(f"{label}\n{what}" if what else label, fontsize=10)
             if keep is not None:
                 ax = axes[i, 2 + per_item * j]
                 ax.imshow(
@@ -516,6 +642,61 @@ def plot_grid(
                 ax.set_title(title, fontsize=10)
     bare_axes(axes)
     return fig
+
+
+def _explanation_image(e: object, i: int, shape: torch.Size) -> Tensor | None:
+    """Image ``i``'s explanation image x̂ (3, H, W) from an Explanation's extras, if it has one."""
+    if not isinstance(e, Explanation):
+        return None
+    xhat = e.extras.get("image")
+    if not isinstance(xhat, Tensor) or xhat.ndim != 4 or xhat.shape[1] != 3:
+        return None
+    xhat = xhat.detach().float().cpu()
+    if xhat.shape[-2:] != shape[-2:]:
+        xhat = F.interpolate(xhat, size=shape[-2:], mode="bilinear", align_corners=False)
+    return xhat[i if xhat.shape[0] > 1 else 0].clamp(0, 1)
+
+
+def draw_map(
+    fig: Any,
+    ax: Any,
+    image: Tensor,
+    s: Tensor,
+    alpha: float,
+    cmap: str | None,
+    signed: bool,
+    colorbar: bool = True,
+) -> ColourScale:
+    """One map (1, 1, H, W) over one image (1, 3, H, W) on its scale, with caption and colour bar.
+
+    The one drawing rule of every figure (the grid, the CWOX figure, the report's examples):
+    :func:`overlay` on the map's :func:`colour_scale`; the colour bar is in the map's units,
+    spans the whole scale and marks the map's own range; the caption (x label) says how much of
+    the scale the map spans.
+    """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    scale = colour_scale(s, signed)
+    ax.imshow(_hwc(overlay(image, s, alpha, cmap, signed)[0]), interpolation="lanczos")
+    ax.set_xlabel(scale.caption(), fontsize=7)
+    if colorbar:
+        cb = fig.colorbar(
+            ScalarMappable(norm=Normalize(scale.low, scale.high), cmap=_colormap(cmap, signed)),
+            ax=ax,
+            fraction=0.046,
+            pad=0.02,
+        )
+        ticks = [scale.low, 0.0, scale.high] if signed else [0.0, scale.high / 2, scale.high]
+        cb.set_ticks(ticks)
+        cb.set_ticklabels([f"{t:.3g}" for t in ticks])
+        for v in (scale.vmin, scale.vmax):  # the map's own range on its scale
+            cb.ax.axhline(v, color="black", linewidth=1.2)
+        cb.set_label(
+            "saliency (+ for the class, − against)" if signed else "saliency (from 0)", fontsize=8
+        )
+        cb.ax.tick_params(labelsize=8)
+    return scale
 
 
 def bare_axes(axes: Any) -> None:

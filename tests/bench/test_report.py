@@ -16,7 +16,7 @@ from PIL import Image
 
 from unmask.bench import Store, load_plan, run
 from unmask.bench.report import write_report
-from unmask.bench.statistics import bootstrap_ci
+from unmask.bench.statistics import FEW_IMAGES, bootstrap_ci
 
 EXTRA_METHODS = """
 [[methods]]
@@ -64,6 +64,7 @@ def test_report_numbers_match_the_store(report) -> None:
             assert cell["mean"] == pytest.approx(np.mean(vals))
             lo, hi = cell["ci95"]
             assert lo <= cell["mean"] + 1e-12 and cell["mean"] <= hi + 1e-12
+            assert cell["few_images"] is True  # 3 images < FEW_IMAGES: flagged
         means = {r: c["mean"] for r, c in s["methods"].items()}
         best = max(means.values()) if s["higher_is_better"] else min(means.values())
         assert set(s["best"]) == {r for r, v in means.items() if v == best}
@@ -76,6 +77,7 @@ def test_report_numbers_match_the_store(report) -> None:
     html = page.read_text()
     assert "http://" not in html and "https://" not in html  # self-contained
     assert html.count("<table") >= 6 and html.count("data:image/png;base64,") >= 5
+    assert f"fewer than {FEW_IMAGES} images" in html and "] †</td>" in html
 
 
 def test_bootstrap_ci_is_seeded_and_brackets_the_mean() -> None:

@@ -317,6 +317,33 @@ def test_presets_per_base():
     assert CWOX(model, "occlusion").delta == 50.0 and CWOX(model, "occlusion").negative == "error"
 
 
+def test_plot_marks_weak_classes_and_has_colour_bars():
+    """The figure: a colour bar per map, each panel's probability, weak (< 10 %) panels marked."""
+    import dataclasses
+
+    from unmask.contrastive.plot import WEAK, plot_cwox
+
+    model = three_class_model()
+    x = images()
+    e = cwox(model, x, CLUSTERS)
+    e = dataclasses.replace(e, probabilities=torch.tensor([[0.60, 0.05, 0.35]]))  # A′ weak
+    p = e.probabilities[0]
+    fig = plot_cwox(x, e, class_names=model.class_names)
+    maps = [ax for ax in fig.axes if ax.get_title().startswith(("cluster", "A", "B"))]
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(maps) == 4 and len(bars) == 4  # 2 cluster maps, 2 class maps, a bar each
+    for ax in maps:
+        title = ax.get_title()
+        name = title.split("\n")[0]
+        prob = float(p[[A, A2]].sum()) if name.startswith("cluster 1") else None
+        prob = float(p[B]) if name.startswith("cluster 2") else prob
+        prob = float(p[A]) if name == "A" else float(p[A2]) if name == "A prime" else prob
+        assert f"{prob:.1%}" in title
+        assert ("weak" in title) == (prob < WEAK)
+        assert ("%" in ax.get_xlabel()) or "zero everywhere" in title  # the range caption
+    assert [ax.get_title().split("\n")[0] for ax in maps if "weak" in ax.get_title()] == ["A prime"]
+
+
 # -- the original's combination (vaynexie/CWOX, CWOX_2s.py and its base explainers), written
 # -- here independently in numpy on the preset's raw base maps.
 def _original_scaling(m: np.ndarray, base: str) -> np.ndarray:

@@ -235,6 +235,70 @@ def test_upload_gradcam_cwox_delta_merge_download(browser, toy_server, tmp_path)
     page.close()
 
 
+def test_cwox_form_shows_the_preset_values(browser, toy_server):
+    """Issue 26: the CWOX tab's form shows what runs (Grad-CAM's preset relu=false), not the
+    method's default; the other tabs show the method's default (relu=true)."""
+    page, errors = _page(browser, toy_server)
+    page.select_option("#method", "gradcam")
+    relu = "#params input[data-name=relu]"
+    assert "relu=false" in page.locator("#cwox-preset").text_content()
+    assert not page.is_checked(relu)  # the page opens on the CWOX tab
+    page.click("#tabs button[data-tab=single]")
+    assert page.is_checked(relu)
+    page.click("#tabs button[data-tab=cwox]")
+    assert not page.is_checked(relu)
+    assert page.evaluate("() => document.querySelector('#params').dataset.tab") == "cwox"
+    assert not errors, errors
+    page.close()
+
+
+def test_page_colours_maps_as_viz_does(browser, toy_server):
+    """static/draw.js paints a map over an image as unmask.viz.overlay does (within one level
+    of 255, the page's colour tables being rounded), with the same range caption."""
+    import torch
+
+    from unmask import viz
+
+    page, errors = _page(browser, toy_server)
+    h, w = 6, 8
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, h, w, generator=gen)
+    image8 = (image * 255).round() / 255  # what a canvas holds
+    maps = {
+        "narrow": torch.linspace(0.78, 0.88, h * w).reshape(1, 1, h, w),  # a RISE-like map
+        "signed": torch.randn(1, 1, h, w, generator=gen),
+    }
+    for name, m in maps.items():
+        got = page.evaluate(
+            """async ([values, pixels, h, w]) => {
+            const { drawOverlay, scaleCaption, colourScale } = await import("/static/draw.js");
+            const canvas = document.createElement("canvas");
+            const image = new ImageData(Uint8ClampedArray.from(pixels), w, h);
+            const v = Float32Array.from(values);
+            drawOverlay(canvas, v, h, w, image, 0.5);
+            const data = canvas.getContext("2d").getImageData(0, 0, w, h).data;
+            return [Array.from(data), scaleCaption(colourScale(v))];
+        }""",
+            [
+                m.flatten().tolist(),
+                torch.cat([image8[0] * 255, torch.full((1, h, w), 255.0)])
+                .permute(1, 2, 0)
+                .flatten()
+                .round()
+                .int()
+                .tolist(),
+                h,
+                w,
+            ],
+        )
+        rgba = np.asarray(got[0], dtype=np.float64).reshape(h, w, 4)
+        want = viz.overlay(image8, m, alpha=0.5)[0].permute(1, 2, 0).numpy() * 255
+        assert np.abs(rgba[..., :3] - want).max() <= 1.01, name
+        assert got[1] == viz.colour_scale(m).caption(), name
+    assert not errors, errors
+    page.close()
+
+
 def test_bad_upload_shows_the_message(browser, toy_server, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"this is not an image")

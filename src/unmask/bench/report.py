@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .plots import alpha_plot, cp_hs_plot, curve_plots, example_grid, robustness_plot
-from .statistics import contrastive_summary, robustness_scores, summarise
+from .statistics import FEW_IMAGES, contrastive_summary, robustness_scores, summarise
 from .store import Store
 
 __all__ = ["write_report"]
@@ -179,6 +179,12 @@ def write_report(
         "(kept-energy map of explanation-image methods, see docs/bench.md) or "
         "<code>x_hat</code> (the explanation image).</p>"
     )
+    if any(t["few_images"] for s in summary.values() for t in s["methods"].values()):
+        parts.append(
+            f"<p class='warn'>† the interval rests on fewer than {FEW_IMAGES} images: a "
+            "bootstrap over so few values is not a reliable 95 % interval; run more images "
+            "before reading it.</p>"
+        )
     for label, s in summary.items():
         arrow = _direction(s["higher_is_better"])
         order = sorted(s["methods"], key=lambda r: (s["methods"][r]["rank"] or 0, runs.index(r)))
@@ -186,7 +192,8 @@ def write_report(
             [
                 html.escape(r),
                 _fmt(s["methods"][r]["mean"]) + " ± " + _fmt(s["methods"][r]["std"]),
-                f"[{_fmt(s['methods'][r]['ci95'][0])}, {_fmt(s['methods'][r]['ci95'][1])}]",
+                f"[{_fmt(s['methods'][r]['ci95'][0])}, {_fmt(s['methods'][r]['ci95'][1])}]"
+                + (" †" if s["methods"][r]["few_images"] else ""),
                 str(s["methods"][r]["n"]),
                 html.escape(s["methods"][r]["map"]),
                 str(s["methods"][r]["rank"] or "—"),

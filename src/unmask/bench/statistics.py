@@ -14,7 +14,19 @@ import numpy as np
 
 from .store import Store, decode_map
 
-__all__ = ["bootstrap_ci", "summarise", "robustness_scores", "contrastive_summary", "direction"]
+__all__ = [
+    "bootstrap_ci",
+    "summarise",
+    "robustness_scores",
+    "contrastive_summary",
+    "direction",
+    "FEW_IMAGES",
+]
+
+#: Below this many images a bootstrap interval is flagged (``few_images``): resampling so few
+#: values gives an interval that looks precise but is not (with 4 images only 35 distinct
+#: resamples exist).
+FEW_IMAGES = 10
 
 
 def bootstrap_ci(
@@ -71,6 +83,7 @@ def summarise(store: Store, resamples: int = 1000) -> dict[str, Any]:
                 "mean": float(np.mean(vals)),
                 "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
                 "ci95": [lo, hi],
+                "few_images": len(vals) < FEW_IMAGES,
                 "map": ",".join(m_ for m_ in maps if m_),
             }
         sign = 1 if higher else -1

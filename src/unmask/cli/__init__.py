@@ -7,6 +7,9 @@ Each module of this package (not starting with ``_``) is one sub-command and def
     def add_arguments(parser: argparse.ArgumentParser) -> None: ...
     def run(args: argparse.Namespace) -> int: ...   # the exit code
 
+Building the parser imports no heavy module (torch, numpy, matplotlib): ``unmask --help``,
+``--version`` and argument errors answer at once; each ``run`` imports what it needs.
+
 A sub-command reports bad input by raising ValueError, TypeError or FileNotFoundError with a
 message that names the argument; :func:`main` prints it as one line and exits with code 2.
 """
@@ -37,6 +40,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"unmask: error: {message}\n")
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Fills in the registry names of a help text when it is printed (not when it is built)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        from ._common import REMOVAL_NAMES
+
+        text = super()._get_help_string(action)
+        if text and REMOVAL_NAMES in text:
+            from ..removal import removal_names
+
+            text = text.replace(REMOVAL_NAMES, ", ".join(removal_names()))
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
@@ -49,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for mod in _commands():
-        p = sub.add_parser(mod.COMMAND, help=mod.HELP, description=mod.HELP)
+        p = sub.add_parser(
+            mod.COMMAND, help=mod.HELP, description=mod.HELP, formatter_class=_Formatter
+        )
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._checks import MAX_SEED
-
 __all__ = [
     "Inputs",
     "add_input_arguments",
@@ -28,19 +26,25 @@ __all__ = [
     "parse_params",
     "read_source",
     "removal_help",
+    "resolve_target",
+    "target_label",
 ]
+
+
+#: Stands for the removal registry's names in a help text: the parser's formatter fills it in
+#: when the help is printed (``unmask.cli.HelpFormatter``), so building the parser does not
+#: import torch.
+REMOVAL_NAMES = "{removal names}"
 
 
 def removal_help() -> str:
     """The ``--removal`` help text, listing every name of the removal registry."""
-    from ..removal import removal_names
-
-    return "removal strategy (a spec such as blur:5 or noise:seed=3): " + ", ".join(removal_names())
+    return f"removal strategy (a spec such as blur:5 or noise:seed=3): {REMOVAL_NAMES}"
 
 
 def add_input_arguments(parser: argparse.ArgumentParser, *, batch_help: str) -> None:
     """The images, model and run arguments both ``explain`` and ``evaluate`` take."""
-    from ..images import EXAMPLES
+    from .._examples import EXAMPLES
 
     parser.add_argument(
         "images",
@@ -70,10 +74,11 @@ def add_input_arguments(parser: argparse.ArgumentParser, *, batch_help: str) -> 
     )
     parser.add_argument(
         "--target",
-        type=int,
         default=None,
-        metavar="K",
-        help="class to explain (default: each image's top-1 class)",
+        metavar="CLASS",
+        help="class to explain: an index (285), a name ('Egyptian cat'), or a comma-separated "
+        "set scored as a whole ('tabby,Egyptian cat', '281,285'); default: each image's top-1 "
+        "class",
     )
     parser.add_argument(
         "--size",
@@ -119,6 +124,76 @@ def add_input_arguments(parser: argparse.ArgumentParser, *, batch_help: str) -> 
 def _short(value: int) -> str:
     text = str(value)
     return text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
+
+
+def resolve_target(text: str | None, class_names: list[str]) -> int | set[int] | None:
+    """``--target``: an index, a class name, or a comma-separated set of either.
+
+    A name matches a class's full name or one of its comma-separated synonyms
+    (``"tabby, tabby cat"``: "tabby" or "tabby cat"), ignoring case; the whole text is tried as
+    one name first. Unknown names get the closest class names in the error.
+
+    Example:
+        >>> names = ["tabby, tabby cat", "tiger cat", "Egyptian cat"]
+        >>> resolve_target("Egyptian cat", names), resolve_target("tabby,2", names)
+        (2, {0, 2})
+        >>> resolve_target("tigr cat", names)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: --target: no class named 'tigr cat'; closest: 'tiger cat', ...
+    """
+    if text is None:
+        return None
+    index: dict[str, set[int]] = {}
+    for i, full in enumerate(class_names):
+        for key in {full, *full.split(",")}:
+            index.setdefault(key.strip().casefold(), set()).add(i)
+
+    def one(part: str) -> int:
+        part = part.strip()
+        if part.lstrip("-").isdigit():
+            return int(part)
+        found = index.get(part.casefold())
+        if found is None:
+            import difflib
+
+            close = difflib.get_close_matches(part.casefold(), list(index), n=3, cutoff=0.5)
+            shown = ", ".join(repr(_original(c, class_names)) for c in close)
+            raise ValueError(
+                f"--target: no class named {part!r}; closest: {shown or '(none)'} "
+                "(see the model's class names, or pass an index)"
+            )
+        if len(found) > 1:
+            raise ValueError(
+                f"--target: {part!r} names classes {', '.join(map(str, sorted(found)))}; "
+                "pass an index"
+            )
+        return next(iter(found))
+
+    if text.strip().casefold() in index or "," not in text:
+        return one(text)
+    parts = [p for p in text.split(",") if p.strip()]
+    if not parts:
+        raise ValueError(f"--target: expected a class index or name, got {text!r}")
+    return {one(p) for p in parts}
+
+
+def _original(key: str, class_names: list[str]) -> str:
+    """The spelling of a (case-folded) name or synonym as the model has it."""
+    for full in class_names:
+        for name in (full, *full.split(",")):
+            if name.strip().casefold() == key:
+                return name.strip()
+    return key
+
+
+def target_label(target: Any, class_names: list[str]) -> tuple[int | list[int], str]:
+    """One image's target for reports: its class (or sorted set) and name (names joined by
+    ``" + "``)."""
+    if getattr(target, "dtype", None) is not None and str(target.dtype) == "torch.bool":
+        classes = [int(c) for c in target.nonzero().flatten()]
+        return classes, " + ".join(class_names[c] for c in classes)
+    return int(target), class_names[int(target)]
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -175,6 +250,8 @@ def check_common(args: argparse.Namespace) -> None:
             "IMAGE: give at least one image file, or --example NAME (e.g. --example coffee)"
         )
     check_positive(args.batch_size, "--batch-size", integer=True)
+    from .._checks import MAX_SEED  # here: --help must not import torch
+
     if not 0 <= args.seed <= MAX_SEED:
         raise ValueError(f"--seed: expected an integer in [0, 2**63 - 1], got {_short(args.seed)}")
     if args.size is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 COMMAND = "bench"
 HELP = (
@@ -110,6 +111,32 @@ def _plan(config: str, data: str | None):
     return load_plan(Path(config), data=data)
 
 
+def _announce(plan: Any, limit: int | None) -> None:
+    """Print the plan's cost (every unit, stored or not) before the run starts."""
+    from ..bench.data import open_dataset
+    from ..bench.worker import load_bench_model
+    from ..metrics import METRICS
+    from ..registry import METHODS
+    from ._cost import announce, evaluations
+
+    try:
+        dataset = open_dataset(plan.data["path"], plan.data.get("kind", "auto"))
+    except (ValueError, FileNotFoundError, OSError):
+        return  # the run reports it, with its own message
+    limit = limit or plan.data.get("limit")
+    images = len(dataset.items[:limit] if limit else dataset.items)
+    model = load_bench_model(plan.model)
+    size = int(plan.model.get("size") or (model.input_size or (224, 224))[0])
+    parts = [
+        (m.label, evaluations(METHODS.get(m.method), m.params, size, model)) for m in plan.methods
+    ]
+    runs = len(plan.methods)
+    for m in plan.metrics:
+        n = evaluations(METRICS.get(m.metric), m.params, size, model)
+        parts.append((f"{m.label} x {runs} runs", None if n is None else n * runs))
+    announce("bench", parts, images, model, size)
+
+
 def _run(args: argparse.Namespace) -> int:
     from ..bench.runner import run
 
@@ -119,6 +146,10 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{opt}: expected a positive integer, got {v}")
     plan = _plan(args.config, args.data)
     store = Path(args.store) if args.store else Path(f"{plan.name}.sqlite")
+    from ..bench.store import Store
+
+    Store.check_path(store, plan.config, plan.config_hash)  # a foreign store: before the cost
+    _announce(plan, args.limit)
     summary = run(
         plan,
         store,

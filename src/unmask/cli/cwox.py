@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._types import Model
+if TYPE_CHECKING:  # the parser must not import torch
+    from .._types import Model
+
 
 COMMAND = "cwox"
 HELP = (
@@ -188,6 +190,35 @@ def run(args: argparse.Namespace) -> int:
         )
     explainer = CWOX(model, args.base, delta=args.delta, batch_size=args.batch_size, seed=args.seed)
     top_p = args.top_p if args.top_p is not None else 0.95
+    from .._checks import check_positive, check_probability
+    from ..contrastive.cwox import _check_clusters
+    from ..registry import METHODS, spec_of
+    from ._cost import announce, evaluations
+
+    # the checks explain() makes, first: bad input fails before the cost line
+    if args.top is not None:
+        check_positive(args.top, "--top", integer=True)
+    if args.top_p is not None:
+        check_probability(args.top_p, "--top-p", open_low=True)
+    if clusters is not None:
+        try:
+            _check_clusters(clusters, x.shape[0], model.num_classes)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"--{exc}") from None
+
+    stages = [("cluster stage", explainer.cluster_explainer)]
+    if explainer.class_explainer is not explainer.cluster_explainer:  # else one pass for both
+        stages.append(("class stage", explainer.class_explainer))
+    announce(
+        "cwox",
+        [
+            (f"{args.base} {what}", evaluations(METHODS.get(args.base), spec_of(ex), size, model))
+            for what, ex in stages
+        ],
+        x.shape[0],
+        model,
+        size,
+    )
     try:
         e = explainer.explain(
             x,

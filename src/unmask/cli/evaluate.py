@@ -19,7 +19,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ._common import add_input_arguments, check_common, load_cli_model, load_inputs, method_hyper
+from ._common import (
+    add_input_arguments,
+    check_common,
+    load_cli_model,
+    load_inputs,
+    method_hyper,
+    resolve_target,
+    target_label,
+)
 
 COMMAND = "evaluate"
 HELP = "Score saliency maps (saved .npy, or a method run now) with faithfulness metrics."
@@ -62,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="deletion/insertion: at most N steps (seed rule; default 196)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 #: What the command line has for every image: the model, the images and one map each.
@@ -166,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     from ..api import make_explainer
     from ..metrics import METRICS, evaluate
     from ..registry import METHODS
+    from ._cost import announce, evaluations
 
     if args.metrics.strip() == "list":
         for name in model_metrics():
@@ -198,18 +208,30 @@ def run(args: argparse.Namespace) -> int:
     else:
         METHODS.get(args.method)  # unknown method -> ValueError before loading anything
     metrics = {}
+    costs: list[tuple[str, Any]] = []
     for name in names:
         entry = METRICS.get(name)
-        metrics[name] = entry.build(**_metric_kwargs(entry, args))
+        kwargs = _metric_kwargs(entry, args)
+        metrics[name] = entry.build(**kwargs)
+        costs.append((name, (entry, kwargs)))
 
     model, size = load_cli_model(args)
     hyper = None
     if args.method is not None:
-        hyper = method_hyper(METHODS.get(args.method), args, size, removal=False)
+        hyper = method_hyper(
+            METHODS.get(args.method), args, size, removal=False, progress=not args.no_progress
+        )
     inputs = load_inputs(args, size)
+    parts = [(n, evaluations(e, kw, size, model)) for n, (e, kw) in costs]
+    if args.method is not None:
+        parts.insert(
+            0, (args.method, evaluations(METHODS.get(args.method), hyper or {}, size, model))
+        )
+    announce("evaluate", parts, n_images, model, size)
     labels = inputs.names
     x = torch.cat(inputs.tensors)
-    target = check_targets(args.target, n_images, model.num_classes, "--target")
+    wanted = resolve_target(args.target, model.class_names)
+    target = check_targets(wanted, n_images, model.num_classes, "--target")
     if target is None:
         from ..scoring import Scorer
 
@@ -228,7 +250,9 @@ def run(args: argparse.Namespace) -> int:
     # IIC and AD) share one curve
     values = {
         name: v.double().cpu()
-        for name, v in evaluate(model, x, saliency, metrics, target=target).items()
+        for name, v in evaluate(
+            model, x, saliency, metrics, target=target, progress=not args.no_progress
+        ).items()
     }
     higher = {name: bool(getattr(m, "higher_is_better", True)) for name, m in metrics.items()}
     means = {
@@ -255,8 +279,8 @@ def run(args: argparse.Namespace) -> int:
                     "images": [
                         {
                             "file": labels[i],
-                            "target": int(target[i]),
-                            "class_name": model.class_names[int(target[i])],
+                            "target": target_label(target[i], model.class_names)[0],
+                            "class_name": target_label(target[i], model.class_names)[1],
                             **{name: _finite(float(values[name][i])) for name in names},
                         }
                         for i in range(n_images)
@@ -277,7 +301,9 @@ def run(args: argparse.Namespace) -> int:
         cells = "  ".join(
             f"{float(values[n][i]):>{w}.4f}" for n, w in zip(names, widths, strict=True)
         )
-        print(f"{Path(labels[i]).name:<{first}}  {int(target[i]):>5}  {cells}")
+        label = target_label(target[i], model.class_names)[0]
+        shown = ",".join(map(str, label)) if isinstance(label, list) else str(label)
+        print(f"{Path(labels[i]).name:<{first}}  {shown:>5}  {cells}")
     cells = "  ".join(f"{means[n]:>{w}.4f}" for n, w in zip(names, widths, strict=True))
     print(f"{'mean':<{first}}  {'':>5}  {cells}")
     return 0

@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from ..explanation import Explanation
     from ..registry import METHODS
     from ..scoring import Scorer
-    from ._common import load_cli_model, load_inputs, method_hyper
+    from ._common import load_cli_model, load_inputs, method_hyper, resolve_target, target_label
+    from ._cost import announce, evaluations
     from ._engine import choose_engine
 
     check_common(args)
@@ -74,11 +75,16 @@ def run(args: argparse.Namespace) -> int:
     hyper = method_hyper(entry, args, size, progress=not args.no_progress)
     inputs = load_inputs(args, size)  # every image first: a bad file fails before any work
     tensors, names, stems = inputs.tensors, inputs.names, inputs.stems
-    target = check_targets(args.target, len(inputs), model.num_classes, "--target")
+    wanted = resolve_target(args.target, model.class_names)
+    target = check_targets(wanted, len(inputs), model.num_classes, "--target")
 
     explainer = make_explainer(model, method, seed=args.seed, **hyper)
     scorer = Scorer(model, batch_size=args.batch_size)
     choose_engine(model, len(inputs) * (1 + _evaluations(explainer, size)))
+    # the cost, timed on the engine chosen
+    announce(
+        "explain", [(method, evaluations(entry, hyper, size, model))], len(inputs), model, size
+    )
 
     # One batch per image size (all equal after --size, but arrays may differ in dtype only).
     groups: dict[tuple[int, ...], list[int]] = {}
@@ -95,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             parts[i] = e[j]  # the image's explanation: map, target, spec and extras
             probs[i] = p[j]
     explanations: list[Explanation] = [e for e in parts if e is not None]
-    targets = [int(e.target[0]) for e in explanations]
+    targets = [e.target[0] for e in explanations]
 
     outputs: list[list[str]] = [[] for _ in tensors]
     taken: set[Path] = set()
@@ -133,15 +139,15 @@ def run(args: argparse.Namespace) -> int:
         for i in range(len(tensors)):
             outputs[i].append(str(args.save_map))
 
-    results = []
+    results: list[dict[str, Any]] = []
     for i in range(len(tensors)):
         top = torch.topk(probs[i], k=min(5, probs[i].numel()))
         results.append(
             {
                 "file": names[i],
-                "target": targets[i],
-                "class_name": model.class_names[targets[i]],
-                "probability": float(probs[i][targets[i]]),
+                "target": target_label(targets[i], model.class_names)[0],
+                "class_name": target_label(targets[i], model.class_names)[1],
+                "probability": float(probs[i][targets[i]].sum()),  # a set's: the sum
                 "top5": [
                     {"class": int(k), "name": model.class_names[int(k)], "probability": float(v)}
                     for v, k in zip(top.values, top.indices, strict=True)

@@ -41,10 +41,12 @@ def run(args: argparse.Namespace) -> int:
         width = max(map(len, models))
         for name, desc in models.items():
             print(f"{name:<{width}}  {desc}")
-        print(
-            f"{'tv:<arch>':<{width}}  "
-            "a torchvision architecture with --weights FILE (needs torchvision)"
-        )
+        for name, desc in (
+            ("tv:<arch>", "a torchvision architecture with --weights FILE (needs torchvision)"),
+            ("timm:<arch>", "a timm architecture with --weights FILE (needs unmask[timm])"),
+            ("hf:<dir>", "a Hugging Face save_pretrained directory (needs unmask[transformers])"),
+        ):
+            print(f"{name:<{width}}  {desc}")
     return 0
 
 

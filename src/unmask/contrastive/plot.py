@@ -3,9 +3,13 @@
 As the original's ``plot_cwox``: each row starts with the cluster's contrastive map H_i
 (titled with its classes and the cluster probability P(C) = Σ p_c), followed, for a cluster of
 two or more classes, by the contrastive class maps H_ik (titled with the class and its
-probability). Each map is drawn over the image with :func:`unmask.viz.overlay`, normalised on
-its own (``"turbo"``); a map that is zero everywhere is drawn as the plain image and says so.
-Several images stack their rows, the image itself at the left of its first row.
+probability). Each map is drawn over the image by :func:`unmask.viz.draw_map`, the one rule of
+every figure: on its own scale anchored at 0 (``"viridis"``), with a colour bar in the map's
+units and a caption giving its range. A map that is zero everywhere is drawn as the plain
+image and says so. A cluster or class whose probability is below :data:`WEAK` (10 %) is
+**weak**: its title is grey and says so and its panel has a dashed frame, since its map (often
+border fragments) carries little of the model's output. Several images stack their rows, the
+image itself at the left of its first row.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from torch import Tensor
 from .. import viz
 from .cwox import ContrastiveExplanation
 
-__all__ = ["plot_cwox", "save_cwox"]
+__all__ = ["plot_cwox", "save_cwox", "WEAK"]
+
+#: Probability below which a cluster or class is marked weak on its panel.
+WEAK = 0.10
 
 
 def _name(names: Sequence[str] | None, k: int, width: int = 22) -> str:
@@ -30,16 +37,30 @@ def _name(names: Sequence[str] | None, k: int, width: int = 22) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _panel(ax: Any, xi: Tensor, m: Tensor, alpha: float, cmap: str | None, title: str) -> None:
-    """One map (H, W) over the image xi (1, 3, H, W); a zero map shows the plain image."""
+def _panel(
+    fig: Any,
+    ax: Any,
+    xi: Tensor,
+    m: Tensor,
+    alpha: float,
+    cmap: str | None,
+    title: str,
+    probability: float,
+) -> bool:
+    """One map (H, W) over the image xi (1, 3, H, W); a zero map shows the plain image.
+
+    Returns whether the panel is weak (``probability < WEAK``).
+    """
     if float(m.abs().max()) > 0:
-        ax.imshow(
-            viz._hwc(viz.overlay(xi, m[None, None], alpha, cmap, False)[0]), interpolation="lanczos"
-        )
+        viz.draw_map(fig, ax, xi, m[None, None], alpha, cmap, False)
     else:
         ax.imshow(viz._hwc(xi[0]), interpolation="lanczos")
         title += "\n(zero everywhere)"
-    ax.set_title(title, fontsize=9)
+    weak = probability < WEAK
+    if weak:
+        title += f" · weak (< {WEAK:.0%})"
+    ax.set_title(title, fontsize=9, color="0.45" if weak else "black")
+    return weak
 
 
 def plot_cwox(
@@ -71,8 +92,8 @@ def plot_cwox(
         >>> from unmask.contrastive import cwox
         >>> x = region_images(1)
         >>> fig = plot_cwox(x, cwox(conv_region_model(), x, [[0, 1]]), class_names=["b", "r"])
-        >>> len(fig.axes)
-        4
+        >>> len(fig.axes)  # image, cluster map, two class maps, and a colour bar per map
+        7
     """
     from matplotlib.figure import Figure
 
@@ -90,8 +111,11 @@ def plot_cwox(
     rows = [(i, j) for i in range(len(explanation)) for j in range(len(explanation.clusters[i]))]
     width = 1 + max(len(c) if len(c) > 1 else 0 for cl in explanation.clusters for c in cl)
     cols = 1 + max(width, 1)
-    fig = Figure(figsize=(panel_size * cols, (panel_size + 0.45) * len(rows)), layout="constrained")
+    fig = Figure(
+        figsize=(panel_size * 1.25 * cols, (panel_size + 0.7) * len(rows)), layout="constrained"
+    )
     axes = np.asarray(fig.subplots(len(rows), cols, squeeze=False))
+    weak: list[Any] = []
     for r, (i, j) in enumerate(rows):
         xi = x[i : i + 1]
         p = explanation.probabilities[i]
@@ -112,29 +136,41 @@ def plot_cwox(
         if len(members) > 3:
             names = ", ".join(_name(class_names, c, 16) for c in members[:3]) + ", …"
         pc = float(p[members].sum())
-        _panel(
+        if _panel(
+            fig,
             axes[r, 1],
             xi,
             explanation.cluster_maps[i][j],
             alpha,
             cmap,
-            f"cluster {j + 1} ({pc:.1%})\n{names}",
-        )
+            f"cluster {j + 1}: P = {pc:.1%}\n{names}",
+            pc,
+        ):
+            weak.append(axes[r, 1])
         maps = explanation.class_maps[i][j]
         for k, c in enumerate(members if maps is not None else []):
             assert maps is not None
-            _panel(
+            if _panel(
+                fig,
                 axes[r, 2 + k],
                 xi,
                 maps[k],
                 alpha,
                 cmap,
-                f"{_name(class_names, c)}\n{float(p[c]):.1%} (in cluster {j + 1})",
-            )
+                f"{_name(class_names, c)}\np = {float(p[c]):.1%} (in cluster {j + 1})",
+                float(p[c]),
+            ):
+                weak.append(axes[r, 2 + k])
         used = 2 + (len(members) if maps is not None else 0)
         for k in range(used, cols):
             axes[r, k].axis("off")
     viz.bare_axes(axes)
+    for ax in weak:  # a dashed grey frame: little of the model's output is in this map
+        for spine in ax.spines.values():
+            spine.set_visible(True)
+            spine.set_linestyle((0, (4, 3)))
+            spine.set_edgecolor("0.45")
+            spine.set_linewidth(1.5)
     return fig
 
 

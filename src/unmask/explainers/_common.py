@@ -72,7 +72,8 @@ def prepare_many(
     top1 = None
     for i, target in enumerate(targets):
         name = "target" if len(targets) == 1 else f"targets[{i}]"
-        t = check_targets(target, images.shape[0], model.num_classes, name)
+        why = None if len(targets) == 1 else _STACKED
+        t = check_targets(target, images.shape[0], model.num_classes, name, why)
         if t is None:
             if top1 is None:
                 top1 = (scorer or Scorer(model)).top1(images)
@@ -85,6 +86,13 @@ def prepare_many(
         [t if t.dtype == torch.bool else F.one_hot(t, k).bool() for t in resolved], dim=1
     )
     return images, resolved, member
+
+
+#: Why several targets at once cannot hold target functions.
+_STACKED = (
+    "several targets are scored from one pass as stacked class sets; explain a target "
+    "function on its own"
+)
 
 
 def resolve_removal(removal: object, default: Callable[[], Callable]) -> Callable:

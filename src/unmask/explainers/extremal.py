@@ -20,7 +20,12 @@ from ..registry import METHODS
 from ..removal import bind, gaussian_blur, make_removal
 from ..removal.fills import MAX_SIGMA
 from ._common import as_model, check_model_batch, check_side, finish, prepare
-from ._optim import check_objective, require_differentiable, select_objective
+from ._optim import (
+    check_objective,
+    record_convergence,
+    require_differentiable,
+    select_objective,
+)
 
 __all__ = ["ExtremalPerturbation", "SmoothMask", "BlurPyramid", "area_loss", "area_reference"]
 
@@ -357,6 +362,7 @@ class ExtremalPerturbation:
             [params], lr=self.lr, momentum=self.momentum, dampening=self.momentum
         )
         weight = self.area_weight
+        losses = []  # the loss per step, summed over each image's masks
         steps = track(range(self.steps), self.steps, self.progress, "extremal", "step")
         for t in steps:
             with torch.enable_grad():
@@ -364,6 +370,7 @@ class ExtremalPerturbation:
                 reward = self._reward(perturb, mask, tgt, flip=self.jitter and t % 2 == 0)
                 energy = reward - weight * area_loss(padded, reference)
                 (grad,) = torch.autograd.grad(-energy.sum(), [params])
+            losses.append(-energy.detach().reshape(b, n_areas).sum(1))
             params.grad = grad
             optimizer.step()
             with torch.no_grad():
@@ -382,7 +389,8 @@ class ExtremalPerturbation:
             "preserve_score": kept.reshape(b, n_areas).cpu(),
             "delete_score": deleted.reshape(b, n_areas).cpu(),
         }
-        return finish(self, masks.sum(1, keepdim=True), target, **extras)
+        e = finish(self, masks.sum(1, keepdim=True), target, **extras)
+        return record_convergence(e, torch.stack(losses, 1))
 
     def _reward(self, perturb: Any, mask: Tensor, target: Tensor, flip: bool) -> Tensor:
         def score(images: Tensor, classes: Tensor) -> Tensor:

@@ -23,7 +23,7 @@ from ._common import (
     resolve_removal,
     upsample,
 )
-from ._optim import check_objective, select_objective
+from ._optim import check_objective, record_convergence, select_objective
 
 __all__ = ["FIDO", "concrete_keep"]
 
@@ -160,6 +160,7 @@ class FIDO:
         optimizer = torch.optim.Adam([theta], lr=self.lr)
         ramp = max(1, round(self.anneal * self.steps))
         sign = -1.0 if self.objective == "ssr" else 1.0
+        losses = []
         steps = track(range(self.steps), self.steps, self.progress, "fido", "step")
         for t in steps:
             noise = torch.rand((1, s, h, w), generator=gen).to(device)
@@ -177,8 +178,9 @@ class FIDO:
                 area = keep_prob.flatten(1).sum(1)
                 penalty = area if self.objective == "ssr" else h * w - area
                 weight = min(1.0, t / ramp) if self.anneal > 0 else 1.0
-                loss = (fidelity + weight * self.reg * penalty).sum()
-                (grad,) = torch.autograd.grad(loss, [theta])
+                loss = fidelity + weight * self.reg * penalty
+                (grad,) = torch.autograd.grad(loss.sum(), [theta])
+            losses.append(loss.detach())
             theta.grad = grad
             optimizer.step()
         with torch.no_grad():
@@ -190,7 +192,7 @@ class FIDO:
             )
             base = select_objective(self.model(x).float(), target.to(device), self.score)
         saliency = keep_up if self.objective == "ssr" else 1 - keep_up
-        return finish(
+        e = finish(
             self,
             saliency.cpu(),
             target,
@@ -199,3 +201,4 @@ class FIDO:
             score=final.cpu(),
             base_score=base.cpu(),
         )
+        return record_convergence(e, torch.stack(losses, 1))

@@ -63,7 +63,8 @@ class MaskResult:
         mask: the coefficient mask, one tensor (B, 1, K_g, h_g, w_g) per band group.
         image: the explanation image x̂ = clamp(T⁻¹(m ⊙ T(x)), 0, 1), (B, C, H, W).
         coefficients: m ⊙ T(x), per band group (B, C, K_g, h_g, w_g).
-        history: per-step losses, each (steps, B): ``distortion``, ``l1``, ``spatial``.
+        history: per-step losses, each (steps, B): ``distortion``, ``l1``, ``spatial`` and
+            their weighted sum ``loss``, the objective.
     """
 
     mask: list[Tensor]
@@ -225,7 +226,7 @@ class MaskOptimizer:
         gens = self._generators(b, x.device) if noisy else []
         z: list[Tensor] | None = None  # noise buffers, refilled every step
         samples = self.noise_bs if noisy else 1
-        hist: dict[str, list[Tensor]] = {"distortion": [], "l1": [], "spatial": []}
+        hist: dict[str, list[Tensor]] = {"distortion": [], "l1": [], "spatial": [], "loss": []}
         steps = track(range(self.steps), self.steps, self.progress, f"mask ({rep.name})")
         for _ in steps:
             both = modulated_inverse(rep, masks, signals, size)[:, :, 0]  # (B, C [+ Cn], H, W)
@@ -258,6 +259,7 @@ class MaskOptimizer:
             hist["distortion"].append(distortion.detach())
             hist["l1"].append(sparsity.detach())
             hist["spatial"].append(energy.detach())
+            hist["loss"].append(loss_terms.detach())
         with torch.no_grad():
             mask = [m.detach() for m in masks]
             masked = apply_mask(coeffs, mask)

@@ -24,7 +24,7 @@ from ._common import (
     resolve_removal,
     upsample,
 )
-from ._optim import check_objective, model_scores, require_differentiable
+from ._optim import check_objective, model_scores, record_convergence, require_differentiable
 
 __all__ = ["MeaningfulPerturbation", "tv_norm", "deletion_l1", "translate", "mp_loss"]
 
@@ -179,6 +179,7 @@ class MeaningfulPerturbation:
         init = torch.rand((1, 1, *self.mask_size), generator=gen)
         keep = init.expand(b, -1, -1, -1).clone().to(x.device).requires_grad_(True)
         optimizer = torch.optim.Adam([keep], lr=self.lr)
+        losses = []
         steps = track(range(self.steps), self.steps, self.progress, "mp", "step")
         for _ in steps:
             dy, dx = (
@@ -190,8 +191,9 @@ class MeaningfulPerturbation:
                 removed = upsample(1 - keep, (h, w))
                 perturbed = translate(apply(removed, None), dy, dx)
                 scores = model_scores(self.model, perturbed, dev_target, self.score)
-                loss = mp_loss(keep, scores, self.l1, self.tv, self.beta).sum()
-                (grad,) = torch.autograd.grad(loss, [keep])
+                loss = mp_loss(keep, scores, self.l1, self.tv, self.beta)
+                (grad,) = torch.autograd.grad(loss.sum(), [keep])
+            losses.append(loss.detach())
             keep.grad = grad
             optimizer.step()
             with torch.no_grad():
@@ -201,7 +203,7 @@ class MeaningfulPerturbation:
             removed = upsample(1 - keep, (h, w))
             final = model_scores(self.model, apply(removed, None), dev_target, self.score).detach()
             base = model_scores(self.model, x, dev_target, self.score).detach()
-        return finish(
+        e = finish(
             self,
             removed.cpu(),
             target,
@@ -209,3 +211,4 @@ class MeaningfulPerturbation:
             score=final.cpu(),
             base_score=base.cpu(),
         )
+        return record_convergence(e, torch.stack(losses, 1))

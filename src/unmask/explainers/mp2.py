@@ -20,6 +20,7 @@ from ..scoring import Scorer
 from ._common import as_model, check_pair, finish, prepare, resolve_removal, upsample
 from ._optim import (
     check_objective,
+    record_convergence,
     require_differentiable,
     select_objective,
 )
@@ -167,6 +168,9 @@ class MP2:
         iterations = torch.zeros(b, dtype=torch.long)
         reached = torch.zeros(b, dtype=torch.bool)
         active = torch.ones(b, dtype=torch.bool)
+        curve: list[
+            Tensor
+        ] = []  # the target's probability per iteration (held once an image stopped)
         steps = track(range(1, limit + 1), limit, self.progress, "mp2", "iteration")
         for it in steps:
             idx = active.nonzero().squeeze(1)
@@ -190,6 +194,9 @@ class MP2:
                 objective = select_objective(logits, dev_target[dev_idx], self.score)
                 (grad,) = torch.autograd.grad(objective.sum(), [grid])
             reached[idx[stop]] = True
+            probs_now = curve[-1].clone() if curve else torch.zeros(b)
+            probs_now[idx] = probs.detach().float().cpu()
+            curve.append(probs_now)
             grad = grad.reshape(-1, cells)
             key = grad.abs() if self.criterion == "norm" else -grad
             key = key.masked_fill(mask[dev_idx] > 0, float("-inf"))
@@ -222,7 +229,7 @@ class MP2:
                 order_grid > 0, (last - order_grid.float() + 1) / last, torch.zeros(())
             )
         saliency = upsample(raw, (h, w))
-        return finish(
+        e = finish(
             self,
             saliency,
             target,
@@ -233,6 +240,8 @@ class MP2:
             base_score=base,
             reached=reached,
         )
+        losses = torch.stack(curve, 1) if curve else torch.zeros(b, 0)
+        return record_convergence(e, losses, reached=reached)
 
     def _with_true_fill(
         self, x: Tensor, removed: Tensor, proxy: Tensor, blur: Tensor | None

@@ -38,6 +38,7 @@ from ..params import Bounds, RepresentationArg, Seed, Steps
 from ..registry import METHODS
 from ..representations import make_representation
 from ._common import as_model, finish, prepare
+from ._optim import record_convergence
 from .maskopt import MaskOptimizer, Noise, mask_explanation
 
 __all__ = ["MaskExplainer", "ShearletX", "WaveletX", "CartoonX", "PixelMask"]
@@ -120,8 +121,10 @@ class MaskExplainer:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set of
         classes, or one per image)."""
         x, target = prepare(self.model, x, target)
-        saliency, extras = mask_explanation(self.optimizer.optimize(x, target))
-        return finish(self, saliency, target, **extras)
+        result = self.optimizer.optimize(x, target)
+        saliency, extras = mask_explanation(result)
+        e = finish(self, saliency, target, **extras)
+        return record_convergence(e, result.history["loss"].T)
 
 
 def _with_defaults(**defaults: Any) -> Callable[..., None]:

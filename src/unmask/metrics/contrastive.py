@@ -91,6 +91,10 @@ class ContrastiveCurve:
         return torch.where(n > 0, value, torch.full_like(value, float("nan")))
 
 
+#: Why contrastive metrics refuse target functions.
+_SETS_ONLY = "a contrastive metric compares the probability of a class set with its competitors'"
+
+
 def _members(t: Tensor, k: int) -> Tensor:
     return t if t.dtype == torch.bool else F.one_hot(t, k).bool()
 
@@ -106,8 +110,8 @@ def _check_competitors(competitors: object, batch: int, k: int) -> Tensor:
         and all(isinstance(c, int) and not isinstance(c, bool) for c in competitors)
     ):  # a flat list of classes is one set, for every image
         competitors = [set(competitors)]
-    checked = check_targets(competitors, batch, k, "competitors")
-    assert checked is not None  # competitors is not None
+    checked = check_targets(competitors, batch, k, "competitors", _SETS_ONLY)
+    assert isinstance(checked, Tensor)  # competitors is not None, and no function
     return _members(checked, k)
 
 
@@ -164,7 +168,7 @@ def contrastive_curve(
     k = model.num_classes
     scorer = Scorer(model, batch_size=batch_size, score="prob", progress=progress)
     logits = scorer.logits(x)
-    t = check_targets(target, b, k, "target")
+    t = check_targets(target, b, k, "target", _SETS_ONLY)
     if t is None:
         t = logits.argmax(dim=1).cpu()
     pos = _members(t, k)

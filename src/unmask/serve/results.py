@@ -32,18 +32,22 @@ FORMATS = ("png", "npy", "f32")
 
 
 def colourise(values: np.ndarray) -> np.ndarray:
-    """A map (H, W) as an RGB image (H, W, 3) uint8: min-max scaled, then the jet colour map.
+    """A map (H, W) as an RGB image (H, W, 3) uint8 by unmask.viz's colour rule.
 
-    The page draws its canvases with the same formula (``static/app.js``, ``jet``).
+    Its own scale anchored at 0 (viridis for a non-negative map, RdBu_r for a signed one,
+    :func:`unmask.viz.heatmap`); the page draws its canvases by the same rule from the same
+    tables (``static/draw.js``, ``static/colours.js``).
 
     Example:
         >>> colourise(np.array([[0.0, 1.0]]))[0].tolist()
-        [[0, 0, 128], [128, 0, 0]]
+        [[68, 1, 84], [253, 231, 37]]
     """
-    v = np.asarray(values, dtype=np.float64)
-    lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 0.0)
-    v = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
-    rgb = np.stack([np.clip(1.5 - np.abs(4 * v - k), 0, 1) for k in (3, 2, 1)], axis=-1)
+    import torch
+
+    from ..viz import heatmap
+
+    v = torch.from_numpy(np.asarray(values, dtype=np.float32))
+    rgb = heatmap(v.reshape(1, 1, *v.shape[-2:]))[0].permute(1, 2, 0).numpy()
     return np.round(rgb * 255).astype(np.uint8)
 
 

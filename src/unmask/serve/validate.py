@@ -65,8 +65,9 @@ def _stand_in() -> Any:
 def _build(entry: Entry, is_metric: bool, params: dict[str, Any], model: Any = None) -> Any:
     from ..removal import make_removal
 
+    declared = params_of(entry)
     built = {
-        k: (make_removal(v) if k in ("removal", "gradient_removal") and isinstance(v, str) else v)
+        k: (make_removal(v) if declared[k].kind == "removal" and isinstance(v, str) else v)
         for k, v in params.items()
     }
     if is_metric:

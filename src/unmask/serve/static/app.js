@@ -224,9 +224,30 @@ function selectMethod() {
   $("method-summary").textContent = m.summary.replace(/``/g, "");
   $("delta").value = m.cwox_delta;
   $("cwox-preset").textContent = presetText(m);
+  renderForm();
+}
+
+// The values CWOX's preset sets in both stages: what the form shows in the CWOX tab.
+function sharedPreset(m) {
+  const p = m.cwox_preset;
+  if (!p) return {};
+  const out = {};
+  for (const [k, v] of Object.entries(p.cluster)) {
+    if (k in p.classes && JSON.stringify(p.classes[k]) === JSON.stringify(v)) out[k] = v;
+  }
+  return out;
+}
+
+// The parameter form. In the CWOX tab a field the preset sets shows the preset's value (what
+// runs when it is left alone); elsewhere the method's default.
+function renderForm() {
+  const m = method();
+  const preset = S.tab === "cwox" ? sharedPreset(m) : {};
+  $("params").dataset.tab = S.tab === "cwox" ? "cwox" : "other";
   const form = $("params");
   while (form.firstChild) form.removeChild(form.firstChild);
-  for (const f of m.form) {
+  for (const field of m.form) {
+    const f = field.name in preset ? { ...field, default: preset[field.name] } : field;
     const label = el("label", { title: (f.help || "").replace(/``/g, "") }, null, form);
     el("span", {}, f.name, label);
     let input;
@@ -296,6 +317,7 @@ function params() {
 for (const b of $("tabs").querySelectorAll("button")) {
   b.addEventListener("click", () => {
     S.tab = b.dataset.tab;
+    if (method() && $("params").dataset.tab !== (S.tab === "cwox" ? "cwox" : "other")) renderForm();
     for (const x of $("tabs").querySelectorAll("button")) x.classList.toggle("active", x === b);
     for (const x of document.querySelectorAll(".tab-cwox")) x.hidden = S.tab !== "cwox";
     for (const x of document.querySelectorAll(".tab-single")) x.hidden = S.tab !== "single";
@@ -339,6 +361,7 @@ function figure(parent, label, info, key, extra = null) {
   const cap = el("figcaption", {}, null, fig);
   el("span", {}, label, cap);
   if (extra) el("span", { class: "muted" }, extra, cap);
+  el("span", { class: "muted scale" }, "", cap);  // the map's range on its scale (drawOverlay)
   fig.addEventListener("click", () => select({ key, name: info.name, label }));
   return canvas;
 }

@@ -1,12 +1,39 @@
 // Drawing helpers: colour maps, canvases, the CWOX re-threshold, SVG elements.
 // Everything from data is set with textContent or attributes, never innerHTML.
 
+import { DIVERGING, SEQUENTIAL } from "./colours.js";
+
 const SVG = "http://www.w3.org/2000/svg";
 
-// The jet colour map of unmask.serve.results.colourise: v in [0, 1] -> [r, g, b] in [0, 255].
-export function jet(v) {
-  const c = (k) => Math.round(255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * v - k))));
-  return [c(3), c(2), c(1)];
+// unmask.viz's colour rule (viz.overlay, viz.colour_scale), the one rule of every picture:
+// each map on its own scale anchored at 0 -- [0, M] for a non-negative map (SEQUENTIAL,
+// viridis), [-M, M] for a signed one (DIVERGING, RdBu_r), M = max |v| -- so a map spanning
+// 0.78-0.88 fills the top of the colour table only. Value v takes the table entry
+// min(255, floor(256 t)), t = v / M (or (v / M + 1) / 2 signed), at opacity alpha * sqrt(|v| / M).
+export function colourScale(values) {
+  let lo = Infinity, hi = -Infinity, top = 0;
+  for (const v of values) { if (v < lo) lo = v; if (v > hi) hi = v; top = Math.max(top, Math.abs(v)); }
+  top = top > 0 ? top : 1;
+  const signed = lo < 0;
+  return { signed, low: signed ? -top : 0, high: top, vmin: lo, vmax: hi };
+}
+
+// Python's "%.3g" for the numbers of a caption.
+function g3(v) { return String(Number(v.toPrecision(3))); }
+
+// viz.ColourScale.caption: the map's range and the share of its scale it spans.
+export function scaleCaption(sc) {
+  const share = Math.round(100 * (sc.vmax - sc.vmin) / (sc.high - sc.low));
+  return `map ${g3(sc.vmin)} to ${g3(sc.vmax)} of scale ${sc.low === 0 ? "0" : g3(sc.low)} to ${g3(sc.high)} (spans ${share}%)`;
+}
+
+// The colour [r, g, b] (0-255) and opacity weight (0-1) of value v on scale sc.
+export function colourOf(v, sc) {
+  const n = v / sc.high;
+  const t = sc.signed ? (n + 1) / 2 : Math.max(n, 0);
+  const table = sc.signed ? DIVERGING : SEQUENTIAL;
+  const k = 3 * Math.min(255, Math.max(0, Math.floor(256 * t)));
+  return [[table[k], table[k + 1], table[k + 2]], Math.sqrt(sc.signed ? Math.abs(n) : Math.max(n, 0))];
 }
 
 // numpy's linear percentile (torch.quantile's default) of a Float32Array, q in [0, 100].
@@ -27,25 +54,27 @@ export function rethreshold(cluster, raw, delta) {
   return out;
 }
 
-// Draw a map (Float32Array, h x w) over an image (ImageData h x w or null) at opacity alpha.
+// Draw a map (Float32Array, h x w) over an image (ImageData h x w or null) at opacity alpha,
+// by the colour rule above; the caption of the canvas's figure (a ".scale" element) gets the
+// map's range on its scale. Returns the scale.
 export function drawOverlay(canvas, values, h, w, image, alpha) {
   canvas.width = w;
   canvas.height = h;
   const ctx = canvas.getContext("2d");
   const out = ctx.createImageData(w, h);
-  let lo = Infinity, hi = -Infinity;
-  for (const v of values) { if (v < lo) lo = v; if (v > hi) hi = v; }
-  const span = hi > lo ? hi - lo : 1;
+  const sc = colourScale(values);
+  const base = image ? image.data : null;
   for (let i = 0; i < h * w; i++) {
-    const [r, g, b] = jet(hi > lo ? (values[i] - lo) / span : 0);
+    const [rgb, weight] = colourOf(values[i], sc);
+    const a = base ? alpha * weight : 1;
     const j = 4 * i;
-    const base = image ? image.data : null;
-    out.data[j] = base ? (1 - alpha) * base[j] + alpha * r : r;
-    out.data[j + 1] = base ? (1 - alpha) * base[j + 1] + alpha * g : g;
-    out.data[j + 2] = base ? (1 - alpha) * base[j + 2] + alpha * b : b;
+    for (let k = 0; k < 3; k++) out.data[j + k] = base ? (1 - a) * base[j + k] + a * rgb[k] : rgb[k];
     out.data[j + 3] = 255;
   }
   ctx.putImageData(out, 0, 0);
+  const cap = canvas.parentElement ? canvas.parentElement.querySelector(".scale") : null;
+  if (cap) cap.textContent = scaleCaption(sc);
+  return sc;
 }
 
 // Draw an RGB image stored as Float32Array (h x w x 3, values in [0, 1]).

@@ -1,0 +1,90 @@
+"""What a long command will cost, printed before it starts: model evaluations and a time.
+
+``explain``, ``evaluate``, ``cwox`` and ``bench run`` print one line to stderr (stdout stays
+clean for ``--json``): the model evaluations per image of each method and metric, their total,
+and an estimate of the time on this machine from the model's own speed, measured on the spot
+(a warm-up forward, then the best of two forwards of a small batch). The estimate counts
+forward passes; methods that also differentiate (mask optimisations, gradients) take about
+three times as long per evaluation, and the line says so.
+
+:func:`evaluations` is the one place the command line reads a method's or metric's evaluation
+count from: the registry's per-entry cost declaration (:meth:`unmask.registry.Entry.cost`), the
+same the explorer bounds requests with.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+__all__ = ["evaluations", "forward_seconds", "announce"]
+
+
+def evaluations(entry: Any, params: dict[str, Any], size: int, model: Any = None) -> int | None:
+    """Model evaluations per image of a registered method or metric with ``params`` at
+    ``size``×``size``: the registry's declared cost (:meth:`unmask.registry.Entry.cost`); 0 for
+    an object that never calls the model, None where the cost needs a model not given."""
+    if entry.cost_formula is None:
+        return 0
+    if entry.cost_needs_model and model is None:
+        return None
+    return int(entry.cost({k: v for k, v in params.items() if k != "progress"}, size, model))
+
+
+def forward_seconds(model: Any, size: int, batch: int = 4) -> float:
+    """Seconds per image of one forward pass of ``model`` at ``size``×``size``, measured now."""
+    import torch
+
+    from ..scoring import Scorer
+
+    scorer = Scorer(model, batch_size=batch)
+    x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    scorer.probabilities(x)  # warm-up (the first call of a shape costs more)
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        scorer.probabilities(x)
+        best = min(best, time.perf_counter() - start)
+    return best / batch
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def announce(
+    command: str,
+    parts: list[tuple[str, int | None]],
+    images: int,
+    model: Any,
+    size: int,
+    batch: int = 4,
+) -> None:
+    """Print ``command``'s cost to stderr: ``parts`` are (what, evaluations per image or None).
+
+    Example line: ``explain: occlusion 169 model evaluations per image x 2 images = 338;
+    about 9 s here (27 ms per forward, measured now; more where gradients are needed)``.
+    """
+    known = [(what, n) for what, n in parts if n is not None]
+    unknown = [what for what, n in parts if n is None]
+    per_image = sum(n for _, n in known)
+    if not per_image and not unknown:  # nothing to run (the method will say why)
+        return
+    text = ", ".join(f"{what} {n:,}" for what, n in known)
+    line = f"{command}: {text or 'no known count'} model evaluations per image"
+    if known:
+        total = per_image * images
+        line += f" x {images} image{'s' if images != 1 else ''} = {total:,}"
+        per = forward_seconds(model, size, batch)
+        line += (
+            f"; about {_duration(total * per)} here ({1000 * per:.0f} ms per forward at "
+            f"{size}x{size}, measured now; methods that differentiate take ~3x longer)"
+        )
+    if unknown:
+        line += f" (cost not known for: {', '.join(unknown)})"
+    print(line, file=sys.stderr, flush=True)
