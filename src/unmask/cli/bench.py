@@ -127,8 +127,15 @@ def _announce(plan: Any, limit: int | None) -> None:
     images = len(dataset.items[:limit] if limit else dataset.items)
     model = load_bench_model(plan.model)
     size = int(plan.model.get("size") or (model.input_size or (224, 224))[0])
+    # CWOX-2s' cost depends on each image's clusters: unknown before the run
     parts = [
-        (m.label, evaluations(METHODS.get(m.method), m.params, size, model)) for m in plan.methods
+        (
+            m.label,
+            None
+            if m.method == "cwox"
+            else evaluations(METHODS.get(m.method), m.params, size, model),
+        )
+        for m in plan.methods
     ]
     runs = len(plan.methods)
     for m in plan.metrics:
