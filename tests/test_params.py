@@ -22,7 +22,7 @@ import unmask.metrics as metrics
 from unmask.metrics.kinds import kind_of
 from unmask.params import Bounds, Param, params_of, validate_params
 from unmask.registry import METHODS, METRICS, Entry, spec_of
-from unmask.testing import conv_region_model, region_images, region_model
+from unmask.testing import conv_region_model, region_images, region_model, token_region_model
 
 ENTRIES = [*METHODS, *METRICS]
 IDS = [f"{e.registry_kind}:{e.name}" for e in ENTRIES]
@@ -39,7 +39,13 @@ CONV |= {"ablationcam", "mwp", "c-mwp", "gradient", "input_x_gradient"}
 CONV |= {"integrated_gradients", "smoothgrad"}
 
 
+#: Methods run on the token model (attention explainers).
+TOKENS = {"rollout", "chefer"}
+
+
 def _model(name: str):
+    if name in TOKENS:
+        return token_region_model()
     return conv_region_model() if name in CONV else region_model()
 
 

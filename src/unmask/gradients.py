@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from ._checks import check_choice
+from .attention import transformer_feature_layer
 from .scores import SCORES, select_scores
 
 __all__ = [
@@ -59,14 +60,16 @@ def _modules(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def resolve_layer(model: nn.Module, layer: str | None) -> str:
-    """The layer name to use: ``layer`` itself (checked), or the model's default feature layer.
+    """The layer name to use: ``layer`` itself (checked), or the model's default feature layer
+    (``model.feature_layer``; for a transformer that names none, its last block's pre-attention
+    norm, :func:`unmask.attention.transformer_feature_layer`).
 
     Raises:
         ValueError: an unknown name (the message lists the closest existing names), or
             ``None`` for a model that names no feature layer.
     """
     if layer is None:
-        layer = getattr(model, "feature_layer", None)
+        layer = getattr(model, "feature_layer", None) or transformer_feature_layer(model)
         if layer is None:
             name = getattr(model, "name", type(model).__name__)
             raise ValueError(

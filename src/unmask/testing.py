@@ -21,6 +21,8 @@ __all__ = [
     "ConvRegionModel",
     "conv_region_model",
     "conv_region_model3",
+    "TokenRegionModel",
+    "token_region_model",
 ]
 
 #: The box the model looks at, as fractions (top, left, bottom, right) of the image.
@@ -159,3 +161,101 @@ def conv_region_model3() -> Classifier:
     """``conv_region_model(3)``, for configs that name a factory without arguments
     (``[model] name = "unmask.testing:conv_region_model3"`` in a benchmark)."""
     return conv_region_model(3)
+
+
+class _TokenEmbed(nn.Module):
+    """4 × 4 patches -> tokens (B, 1 + N, 4): [redness, blueness, in REGION, is the class token]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3, 2, kernel_size=4, stride=4)
+        with torch.no_grad():
+            colour = torch.tensor([[1.0, -0.5, -0.5], [-0.5, -0.5, 1.0]]) / 16
+            self.proj.weight.copy_(colour[:, :, None, None].expand(2, 3, 4, 4))
+            bias = self.proj.bias
+            assert bias is not None
+            bias.fill_(-0.1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        colour = torch.relu(self.proj(x))  # (B, 2, h, w)
+        b, _, h, w = colour.shape
+        inside = region_mask(h, w).to(x.dtype).expand(b, 1, h, w)
+        patches = torch.cat([colour, inside, torch.zeros_like(inside)], dim=1)
+        cls = x.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(b, 1, 4)
+        return torch.cat([cls, patches.flatten(2).transpose(1, 2)], dim=1)
+
+
+class _TokenAttention(nn.Module):
+    """Two heads of width 2 (timm's layout: ``qkv``, ``num_heads``, ``proj``; the fused kernel):
+    the class token attends to the patches in :data:`REGION` (both heads), head 0 carries their
+    redness and head 1 their blueness; patch tokens attend uniformly."""
+
+    def __init__(self, sharpness: float = 20.0) -> None:
+        super().__init__()
+        self.num_heads = 2
+        self.qkv = nn.Linear(4, 12)
+        self.proj = nn.Linear(4, 4)
+        with torch.no_grad():
+            w = torch.zeros(12, 4)
+            w[0, 3] = w[2, 3] = sharpness  # queries of both heads: the class-token flag
+            w[4, 2] = w[6, 2] = 1.0  # keys of both heads: inside the region
+            w[8, 0] = 1.0  # head 0's value: redness
+            w[10, 1] = 1.0  # head 1's value: blueness
+            self.qkv.weight.copy_(w)
+            self.qkv.bias.zero_()
+            p = torch.zeros(4, 4)
+            p[0, 0] = p[1, 2] = 1.0
+            self.proj.weight.copy_(p)
+            self.proj.bias.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, 2, 2).permute(2, 0, 3, 1, 4)
+        out = torch.nn.functional.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class TokenRegionModel(nn.Module):
+    """A one-block vision transformer with a known answer, for token layers and attention.
+
+    ``embed`` turns 4 × 4 patches into tokens (B, 1 + N, 4) (a class token first); one
+    attention layer ``attn`` (fused ``scaled_dot_product_attention``) lets the class token read
+    the mean redness (head 0) and blueness (head 1) of the patches inside :data:`REGION`; a
+    residual connection and a linear ``head`` on the class token give ``logit_1 = 64 · red - 1``
+    (red box) and ``logit_0 = 64 · blue - 1`` (the box is blue). Both classes depend on the box
+    only; rollout, attention relevance and CAMs on ``embed`` have the box as their answer. Use
+    images whose side is a multiple of 16. With ``classes=3`` a third class, "reddish", has half
+    of class 1's logit.
+    """
+
+    def __init__(self, classes: int = 2) -> None:
+        super().__init__()
+        if classes not in (2, 3):
+            raise ValueError(f"classes: expected 2 or 3, got {classes!r}")
+        self.embed = _TokenEmbed()
+        self.attn = _TokenAttention()
+        self.head = nn.Linear(4, classes)
+        with torch.no_grad():
+            head = torch.tensor([[0.0, 64.0, 0.0, 0.0], [64.0, 0.0, 0.0, 0.0], [32.0, 0, 0, 0]])
+            self.head.weight.copy_(head[:classes])
+            self.head.bias.copy_(torch.tensor([-1.0, -1.0, -0.5][:classes]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        tokens = self.embed(x)
+        tokens = tokens + self.attn(tokens)
+        return self.head(tokens[:, 0])
+
+
+def token_region_model(classes: int = 2) -> Classifier:
+    """:class:`TokenRegionModel` as a Classifier whose feature layer is the token layer
+    ``"embed"`` (B, 1 + N, 4)."""
+    names = ["blue box", "red box", "reddish"][:classes]
+    return Classifier(
+        TokenRegionModel(classes),
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        input_size=None,
+        class_names=names,
+        name=f"token-region{classes if classes != 2 else ''}",
+        feature_layer="embed",
+    ).eval()

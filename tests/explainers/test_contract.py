@@ -16,7 +16,13 @@ import torch
 
 import unmask
 from unmask.registry import METHODS
-from unmask.testing import conv_region_model, region_images, region_mask, region_model
+from unmask.testing import (
+    conv_region_model,
+    region_images,
+    region_mask,
+    region_model,
+    token_region_model,
+)
 
 #: Fast hyperparameters for 32×32 images, per registered method: the entries' test settings.
 #: (Black-box rows use large batches: the region model is cheap, so per-chunk overhead dominates.)
@@ -42,8 +48,12 @@ CONV_METHODS = {
     "c-mwp",
 }
 
-#: Methods whose map does not depend on the target (Eigen-CAM: a principal component).
-CLASS_AGNOSTIC = {"eigencam"}
+#: Methods run on ``token_region_model()``: a vision transformer (attention explainers).
+TOKEN_METHODS = {"rollout", "chefer"}
+
+#: Methods whose map does not depend on the target (Eigen-CAM: a principal component; attention
+#: rollout: the attention alone).
+CLASS_AGNOSTIC = {"eigencam", "rollout"}
 
 METHOD_NAMES = unmask.list_methods()
 TARGETS = [1, 0, 1]
@@ -73,9 +83,12 @@ def _run(name: str, images: str, target, seed: int = 0) -> unmask.Explanation:
 
 _MODEL = region_model()
 _CONV_MODEL = conv_region_model()
+_TOKEN_MODEL = token_region_model()
 
 
 def _model(name: str = ""):
+    if name in TOKEN_METHODS:
+        return _TOKEN_MODEL
     return _CONV_MODEL if name in CONV_METHODS else _MODEL
 
 
@@ -241,9 +254,12 @@ def test_one_class_sets_equal_the_class(name):
 
 _MODEL3 = region_model(classes=3)
 _CONV_MODEL3 = conv_region_model(classes=3)
+_TOKEN_MODEL3 = token_region_model(classes=3)
 
 
 def _model3(name: str):
+    if name in TOKEN_METHODS:
+        return _TOKEN_MODEL3
     return _CONV_MODEL3 if name in CONV_METHODS else _MODEL3
 
 

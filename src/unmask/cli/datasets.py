@@ -46,14 +46,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--split", default="test", help="split name: train, val, test... (default test)")
     w.set_defaults(_action=_write)
 
-    t = sub.add_parser("train-synthetic", help="train the small CNN on the synthetic shapes")
+    t = sub.add_parser(
+        "train-synthetic", help="train the small CNN (or ViT) on the synthetic shapes"
+    )
     t.add_argument("--out", required=True, help="weights file to write (e.g. weights.pt)")
-    t.add_argument("--epochs", type=_positive, default=12, help="passes over the data (default 12)")
+    t.add_argument(
+        "--architecture",
+        choices=("cnn", "vit"),
+        default="cnn",
+        help="the network: cnn (synthetic_cnn, default) or vit (synthetic_vit)",
+    )
+    t.add_argument(
+        "--epochs",
+        type=_positive,
+        default=None,
+        help="passes over the data (default 12 for the CNN, 16 for the ViT)",
+    )
+    t.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="peak learning rate (default 3e-3 for the CNN, 2e-3 for the ViT)",
+    )
     t.add_argument(
         "--seed", type=_seed, default=0, help="seed of the data and the training (default 0)"
     )
     t.add_argument(
-        "--n-train", type=_positive, default=12000, help="training images (default 12000)"
+        "--n-train",
+        type=_positive,
+        default=None,
+        help="training images (default 12000 for the CNN, 10000 for the ViT)",
     )
     t.add_argument(
         "--n-val",
@@ -86,6 +108,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     loc.add_argument("--seed", type=_seed, default=0, help="the benchmark's seed (default 0)")
     loc.add_argument("--weights", default=None, help="weights file (default: the shipped model)")
+    loc.add_argument(
+        "--architecture",
+        choices=("cnn", "vit"),
+        default="cnn",
+        help="the explained model: cnn (synthetic_cnn, default) or vit (synthetic_vit)",
+    )
     loc.add_argument("--csv", default=None, help="also write the rows to this CSV file")
     loc.add_argument("--threads", type=_positive, default=1, help="torch threads (default 1)")
     loc.add_argument("--progress", action="store_true", help="show progress bars")
@@ -172,13 +200,19 @@ def _train(args: argparse.Namespace) -> int:
     _check_out(out, "--out")  # before minutes of training
     from ..datasets import cnn, synthetic
 
+    vit = args.architecture == "vit"
+    lr = args.lr if args.lr is not None else (2e-3 if vit else 3e-3)
+    if not lr > 0:
+        raise ValueError(f"--lr: expected a positive number, got {args.lr}")
     model, info = cnn.train(
-        n_train=args.n_train,
-        epochs=args.epochs,
+        n_train=args.n_train if args.n_train is not None else (10000 if vit else 12000),
+        epochs=args.epochs if args.epochs is not None else (16 if vit else 12),
         seed=args.seed,
+        lr=lr,
         n_val=args.n_val,
         threads=args.threads,
         log=print,
+        architecture=args.architecture,
     )
     test = synthetic.generate(args.n_test, seed=args.seed, split="test")
     info["test_accuracy"] = cnn.accuracy(model, test.images, test.labels)
@@ -207,7 +241,7 @@ def _localisation(args: argparse.Namespace) -> int:
         raise ValueError(f"--{exc}") from None
     if args.csv is not None:
         _check_out(Path(args.csv), "--csv")
-    model = cnn.load(args.weights)
+    model = cnn.load(args.weights, architecture=args.architecture)
     old = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:

@@ -227,11 +227,11 @@ def run(args: argparse.Namespace) -> int:
         parts.insert(
             0, (args.method, evaluations(METHODS.get(args.method), hyper or {}, size, model))
         )
+    wanted = resolve_target(args.target, model.class_names)
+    target = check_targets(wanted, n_images, model.num_classes, "--target")  # before any work
     announce("evaluate", parts, n_images, model, size)
     labels = inputs.names
     x = torch.cat(inputs.tensors)
-    wanted = resolve_target(args.target, model.class_names)
-    target = check_targets(wanted, n_images, model.num_classes, "--target")
     if target is None:
         from ..scoring import Scorer
 

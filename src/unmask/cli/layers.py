@@ -6,7 +6,10 @@ import argparse
 import json
 
 COMMAND = "layers"
-HELP = "List a model's layers (names for --layer) with their output shapes; * marks the default."
+HELP = (
+    "List a model's layers (names for --layer) with their output shapes; * marks the default, "
+    "token layers show their patch grid."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .._checks import check_positive
+    from ..gradients import resolve_layer
     from ..models import load_model
 
     if args.depth is not None:
@@ -46,7 +50,12 @@ def run(args: argparse.Namespace) -> int:
         for n, kind, shape in model.layers()
         if args.depth is None or n.count(".") <= args.depth
     ]
-    default = model.feature_layer
+    try:
+        default: str | None = resolve_layer(model, None)
+    except ValueError:
+        default = None
+    size = model.input_size or (224, 224)
+    layouts = {n: _layout(shape, size) for n, _, shape in rows}
     if args.json:
         print(
             json.dumps(
@@ -54,7 +63,12 @@ def run(args: argparse.Namespace) -> int:
                     "model": model.name,
                     "feature_layer": default,
                     "layers": [
-                        {"name": n, "type": kind, "shape": list(shape) if shape else None}
+                        {
+                            "name": n,
+                            "type": kind,
+                            "shape": list(shape) if shape else None,
+                            **({"layout": layouts[n]} if layouts[n] else {}),
+                        }
                         for n, kind, shape in rows
                     ],
                 },
@@ -71,7 +85,29 @@ def run(args: argparse.Namespace) -> int:
     for n, kind, shape in rows:
         mark = "*" if n == default else " "
         shown = "x".join(str(s) for s in shape) if shape else "-"
-        print(f"{mark} {n:<{width}}  {kind:<{kinds}}  {shown}")
+        note = f"  {layouts[n]}" if layouts[n] else ""
+        print(f"{mark} {n:<{width}}  {kind:<{kinds}}  {shown}{note}".rstrip())
     if default is not None:
         print(f"* default feature layer: {default}")
     return 0
+
+
+def _layout(shape: tuple[int, ...] | None, size: tuple[int, int]) -> str | None:
+    """How layer methods read a layer's output: "tokens: 1 + 14x14" (leading tokens + patch
+    grid) for (B, N, C) tokens, "channels-last 7x7" for (B, h, w, C), None otherwise."""
+    import torch
+
+    from ..tokens import layout
+
+    if shape is None or len(shape) not in (3, 4):
+        return None
+    try:
+        form = layout(torch.empty(shape, device="meta"), size)
+    except ValueError:
+        return None
+    p, h, w = form.grid
+    if form.kind == "tokens":
+        return f"tokens: {p} + {h}x{w}"
+    if form.kind == "channels_last":
+        return f"channels-last {h}x{w}"
+    return None

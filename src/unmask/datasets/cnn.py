@@ -1,5 +1,9 @@
 """The small CNN of the synthetic benchmark: its architecture, training loop and loader.
 
+The loop and the weights files also serve the benchmark's small vision transformer
+(:class:`unmask.datasets.vit.SyntheticViT`, the model ``"synthetic_vit"``): ``architecture=
+"vit"`` in :func:`train`, :func:`fit` and :func:`load` (:data:`ARCHITECTURES`).
+
 :class:`SyntheticCNN` is four 3×3 convolutions (batch norm, ReLU; the first two with stride 2,
 the last dilated so that a feature sees 31 px) named ``features`` (a (B, 64, 16, 16) map at
 64² input, the layer for CAMs), then global average pooling and one linear layer ``head``.
@@ -14,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -35,6 +40,7 @@ __all__ = [
     "default_weights",
     "WEIGHTS_FORMAT",
     "FEATURE_LAYER",
+    "ARCHITECTURES",
 ]
 
 #: The ``format`` entry of a weights file written by :func:`save`.
@@ -83,17 +89,55 @@ class SyntheticCNN(nn.Module):
 FEATURE_LAYER = "features"
 
 
+@dataclass(frozen=True)
+class Architecture:
+    """A network of the benchmark: how to build it, its model name and default layer."""
+
+    build: Callable[[int, int], nn.Module]  # (num_classes, size) -> network
+    name: str
+    feature_layer: str
+    weights_format: str
+
+
+def _vit(num_classes: int, size: int) -> nn.Module:
+    from .vit import SyntheticViT
+
+    return SyntheticViT(num_classes=num_classes, size=size)
+
+
+#: The benchmark's networks by ``architecture`` name: ``"cnn"`` (:class:`SyntheticCNN`) and
+#: ``"vit"`` (:class:`unmask.datasets.vit.SyntheticViT`).
+ARCHITECTURES: dict[str, Architecture] = {
+    "cnn": Architecture(
+        lambda k, size: SyntheticCNN(num_classes=k), "synthetic_cnn", FEATURE_LAYER, WEIGHTS_FORMAT
+    ),
+    "vit": Architecture(_vit, "synthetic_vit", "blocks.3.norm1", "unmask.synthetic_vit/1"),
+}
+
+
+def _architecture(name: object) -> Architecture:
+    if not isinstance(name, str) or name not in ARCHITECTURES:
+        raise ValueError(f"architecture: expected one of {', '.join(ARCHITECTURES)}, got {name!r}")
+    return ARCHITECTURES[name]
+
+
 def _classifier(
-    net: SyntheticCNN, size: int, classes: list[str], mean: float = MEAN, std: float = STD
+    net: nn.Module,
+    size: int,
+    classes: list[str],
+    mean: float = MEAN,
+    std: float = STD,
+    architecture: str = "cnn",
 ) -> Classifier:
+    arch = ARCHITECTURES[architecture]
     return Classifier(
         net.eval(),
         mean=(mean,) * 3,
         std=(std,) * 3,
         input_size=size,
         class_names=classes,
-        name="synthetic_cnn",
-        feature_layer=FEATURE_LAYER,
+        name=arch.name,
+        feature_layer=arch.feature_layer,
     )
 
 
@@ -134,8 +178,10 @@ def train(
     n_val: int = 500,
     threads: int = 1,
     log: Callable[[str], None] | None = None,
+    architecture: str = "cnn",
 ) -> tuple[Classifier, dict[str, Any]]:
-    """Train :class:`SyntheticCNN` on ``n_train`` images of the ``"train"`` split.
+    """Train :class:`SyntheticCNN` (or ``architecture``'s network) on ``n_train`` images of the
+    ``"train"`` split.
 
     The images of split ``"train"`` (and ``n_val`` of split ``"val"``) with ``seed`` are
     generated once and handed to :func:`fit`, the training loop (see there for the optimiser,
@@ -151,11 +197,13 @@ def train(
         n_val: images of split ``"val"`` on which the accuracy is printed after each epoch.
         threads: torch threads during training.
         log: a function receiving one line per epoch (e.g. ``print``), or None.
+        architecture: a name of :data:`ARCHITECTURES` (``"cnn"`` or ``"vit"``).
 
     Returns:
         ``(model, info)``: the trained :class:`~unmask.Classifier` (eval mode) and a dict with
         the settings and the final ``val_accuracy``.
     """
+    _architecture(architecture)
     for value, name in (
         (n_train, "n_train"),
         (epochs, "epochs"),
@@ -178,6 +226,7 @@ def train(
         val=(val.images, val.labels),
         threads=threads,
         log=log,
+        architecture=architecture,
     )
     return model, {"n_train": n_train, **info}
 
@@ -194,8 +243,10 @@ def fit(
     classes: Sequence[str] | None = None,
     threads: int = 1,
     log: Callable[[str], None] | None = None,
+    architecture: str = "cnn",
 ) -> tuple[Classifier, dict[str, Any]]:
-    """Train a fresh :class:`SyntheticCNN` on given images: the package's one training loop.
+    """Train a fresh :class:`SyntheticCNN` (or ``architecture``'s network) on given images: the
+    package's one training loop.
 
     Adam (weight decay 1e-4) with a one-cycle learning-rate schedule peaking at ``lr``, random
     horizontal and vertical flips (the class of every shape survives a flip), cross-entropy.
@@ -215,6 +266,7 @@ def fit(
         classes: the class names (default :data:`unmask.datasets.synthetic.CLASSES`).
         threads: torch threads during training.
         log: a function receiving one line per epoch (e.g. ``print``), or None.
+        architecture: a name of :data:`ARCHITECTURES` (``"cnn"`` or ``"vit"``).
 
     Returns:
         ``(model, info)``: the trained :class:`~unmask.Classifier` (eval mode) and a dict with
@@ -226,6 +278,7 @@ def fit(
         >>> model(data.images).shape, info["epochs"]
         (torch.Size([8, 6]), 1)
     """
+    arch = _architecture(architecture)
     names = list(synthetic.CLASSES if classes is None else classes)
     images = check_images(images, "images", channels=3)
     if images.shape[-1] != images.shape[-2]:
@@ -247,8 +300,8 @@ def fit(
     size = int(images.shape[-1])
     with _deterministic(threads):
         torch.manual_seed(seed)
-        net = SyntheticCNN(num_classes=len(names))
-        model = _classifier(net, size, names)
+        net = arch.build(len(names), size)
+        model = _classifier(net, size, names, architecture=architecture)
         gen = torch.Generator().manual_seed(seed)
         steps = epochs * math.ceil(n_train / batch_size)
         opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-4)
@@ -286,6 +339,7 @@ def fit(
         "val_accuracy": val_acc,
         "torch": str(torch.__version__),
         "threads": threads,
+        "architecture": architecture,
     }
     return model.eval(), info
 
@@ -308,11 +362,23 @@ def _check_labels(labels: object, n: int, num_classes: int, name: str) -> Tensor
     return labels.long()
 
 
+def _architecture_of(net: nn.Module) -> str | None:
+    from .vit import SyntheticViT
+
+    if isinstance(net, SyntheticCNN):
+        return "cnn"
+    if isinstance(net, SyntheticViT):
+        return "vit"
+    return None
+
+
 def save(model: Classifier, path: str | Path, info: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` (a trained synthetic CNN) as a weights file :func:`load` reads."""
-    if not isinstance(model, Classifier) or not isinstance(model.net, SyntheticCNN):
+    """Write ``model`` (a trained synthetic CNN or ViT) as a weights file :func:`load` reads."""
+    architecture = _architecture_of(model.net) if isinstance(model, Classifier) else None
+    if architecture is None:
         raise TypeError(
-            f"model: expected the Classifier of a SyntheticCNN, got {type(model).__name__}"
+            "model: expected the Classifier of a SyntheticCNN or SyntheticViT, got "
+            f"{type(model).__name__}"
         )
     path = Path(path)
     if path.is_dir():
@@ -323,7 +389,7 @@ def save(model: Classifier, path: str | Path, info: dict[str, Any] | None = None
     size = int(model.input_size[0]) if model.input_size else synthetic.DEFAULT_SIZE
     torch.save(
         {
-            "format": WEIGHTS_FORMAT,
+            "format": ARCHITECTURES[architecture].weights_format,
             "state_dict": state,
             "classes": list(model.class_names),
             "input_size": size,
@@ -336,33 +402,46 @@ def save(model: Classifier, path: str | Path, info: dict[str, Any] | None = None
     return path
 
 
-def default_weights() -> Path:
-    """The shipped weights file of the ``"synthetic_cnn"`` model."""
-    return Path(str(resources.files("unmask.datasets") / "data" / "synthetic_cnn.pt"))
+def default_weights(architecture: str = "cnn") -> Path:
+    """The shipped weights file of the ``"synthetic_cnn"`` (or ``"synthetic_vit"``) model."""
+    name = _architecture(architecture).name
+    return Path(str(resources.files("unmask.datasets") / "data" / f"{name}.pt"))
 
 
-def load(weights: str | Path | None = None) -> Classifier:
-    """The trained synthetic CNN as a :class:`~unmask.Classifier` (eval mode).
+def load(weights: str | Path | None = None, architecture: str = "cnn") -> Classifier:
+    """The trained synthetic CNN (or ViT) as a :class:`~unmask.Classifier` (eval mode).
 
     Args:
         weights: a file written by :func:`save` (``unmask datasets train-synthetic``); None =
             the shipped weights. Read with ``torch.load(..., weights_only=True)``.
+        architecture: ``"cnn"`` (the model ``"synthetic_cnn"``) or ``"vit"``
+            (``"synthetic_vit"``); the file must hold that network.
 
     Example:
         >>> model = load()
         >>> model.class_names, model.input_size
         (['disc', 'square', 'triangle', 'cross', 'ring', 'stripes'], (64, 64))
+        >>> load(architecture="vit").feature_layer
+        'blocks.3.norm1'
     """
-    path = default_weights() if weights is None else Path(weights)
+    arch = _architecture(architecture)
+    path = default_weights(architecture) if weights is None else Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"weights: file not found: {path}")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != WEIGHTS_FORMAT:
-        raise ValueError(f"weights: {path} is not a synthetic CNN weights file ({WEIGHTS_FORMAT})")
-    net = SyntheticCNN(num_classes=len(ckpt["classes"]))
+    if not isinstance(ckpt, dict) or ckpt.get("format") != arch.weights_format:
+        raise ValueError(
+            f"weights: {path} is not a {arch.name} weights file ({arch.weights_format})"
+        )
+    net = arch.build(len(ckpt["classes"]), int(ckpt["input_size"]))
     net.load_state_dict(ckpt["state_dict"])
     return _classifier(
-        net, int(ckpt["input_size"]), list(ckpt["classes"]), float(ckpt["mean"]), float(ckpt["std"])
+        net,
+        int(ckpt["input_size"]),
+        list(ckpt["classes"]),
+        float(ckpt["mean"]),
+        float(ckpt["std"]),
+        architecture=architecture,
     )
 
 
@@ -374,4 +453,16 @@ register_model(
     "synthetic_cnn",
     _build,
     "small CNN of the synthetic shapes benchmark (unmask.datasets), 6 classes, 64x64 (embedded)",
+)
+
+
+def _build_vit(weights: str | Path | None = None, **_: object) -> Classifier:
+    return load(weights, architecture="vit")
+
+
+register_model(
+    "synthetic_vit",
+    _build_vit,
+    "small ViT of the synthetic shapes benchmark (8x8 patches + class token), 6 classes, "
+    "64x64 (embedded)",
 )

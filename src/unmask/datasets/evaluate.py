@@ -76,13 +76,14 @@ METHODS: tuple[str, ...] = (
     "whole_image",
 )
 
-#: Hyperparameters for 64² images (the paper's are for 224²); the rest are each method's defaults.
+#: Hyperparameters for 64² images (the paper's are for 224²); the rest are each method's defaults
+#: (layer methods: the model's default layer, ``features`` (16 × 16) of the CNN and the last
+#: block's pre-attention norm ``blocks.3.norm1`` (8 × 8 patch tokens) of the ViT).
 SETTINGS: dict[str, dict[str, Any]] = {
     "occlusion": {"patch_size": 12, "stride": 3},  # the paper's 29 px at 224², scaled
     "rise": {"masks": 1000, "s": 8},
     "lime": {"n_segments": 50, "samples": 500},
     "extremal": {"areas": 0.12, "steps": 200, "step": 4, "sigma": 6.0},
-    "gradcam": {"layer": "features"},  # the synthetic CNN's last conv block (16 x 16)
 }
 
 

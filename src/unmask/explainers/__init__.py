@@ -14,6 +14,7 @@ for _info in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_info.name}")
 
 # Every registered method's class.
+from .attention import AttentionRelevance, AttentionRollout  # noqa: E402
 from .cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM  # noqa: E402
 from .extremal import ExtremalPerturbation  # noqa: E402
 from .fido import FIDO  # noqa: E402
@@ -30,6 +31,8 @@ from .shearletx import CartoonX, MaskExplainer, PixelMask, ShearletX, WaveletX  
 __all__ = [
     "METHODS",
     "AblationCAM",
+    "AttentionRelevance",
+    "AttentionRollout",
     "CartoonX",
     "ContrastiveMWP",
     "EigenCAM",

@@ -6,7 +6,12 @@ set of classes through its generalised logit, so the logits are seeded with
 ``p_c / Σ_{c'∈C} p_c'`` as in CWOX). Options shared by all:
 
 - ``relu``: clamp the combined map at 0 (the papers; off for CWOX's Grad-CAM, which has none);
-- ``normalise``: rescale each image's upsampled map to [0, 1] (min-max, as pytorch-grad-cam).
+- ``normalise``: rescale each image's upsampled map to [0, 1] (min-max, as pytorch-grad-cam);
+- ``reshape``: how the layer's output becomes (B, C, h, w): ``"auto"`` (default) reads a vision
+  transformer's (B, N, C) tokens (class, distillation and register tokens dropped, the patch
+  grid inferred from N and the input size) and Swin's (B, h, w, C) maps, ``"none"`` accepts
+  (B, C, h, w) only, a callable does it itself (:mod:`unmask.tokens`). Gradients are read the
+  same way, so Grad-CAM on a ViT's tokens is pytorch-grad-cam's with its reshape transform.
 
 ``extras["cam"]`` is the map at layer resolution (B, 1, h, w) after the ReLU and before
 normalisation; ``saliency`` is it upsampled bilinearly to the input (``align_corners=False``, as
@@ -23,11 +28,12 @@ from torch import Tensor
 from .._checks import check_choice
 from .._types import Model, Target
 from ..explanation import Explanation
-from ..gradients import capture, check_spatial, grad_session, gradients, resolve_layer
+from ..gradients import capture, grad_session, gradients, resolve_layer
 from ..numerics import minmax_normalise
 from ..params import LayerArg, Score
 from ..registry import METHODS
 from ..scores import SCORES
+from ..tokens import Reshape, check_reshape, layout, network_size
 from ._common import as_model, finish, prepare, upsample
 
 __all__ = [
@@ -63,10 +69,17 @@ class _GradientCAM:
     """What the gradient CAMs share: the layer, the score and the two options."""
 
     def _setup(
-        self, model: Model, layer: str | None, relu: bool, normalise: bool, score: str
+        self,
+        model: Model,
+        layer: str | None,
+        relu: bool,
+        normalise: bool,
+        score: str,
+        reshape: Reshape = "auto",
     ) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
+        self.reshape = check_reshape(reshape)
         self.relu = _flag(relu, "relu")
         self.normalise = _flag(normalise, "normalise")
         self.score = check_choice(score, "score", SCORES)
@@ -79,8 +92,8 @@ class _GradientCAM:
         x, t = prepare(self.model, x, target)
         g = gradients(self.model, x, t, score=self.score, layers=[self.layer], input=False)
         a, grad = g.activations[self.layer], g.layer[self.layer]
-        check_spatial(a, self.layer)
-        cam, extras = self.combine(a, grad)
+        form = layout(a, network_size(self.model, x), self.reshape, self.layer)
+        cam, extras = self.combine(form.spatial(a), form.spatial(grad))
         return finish_cam(self, cam, t, (x.shape[-2], x.shape[-1]), **extras)
 
 
@@ -98,6 +111,8 @@ class GradCAM(_GradientCAM):
         relu: clamp the map at 0 (default True, the paper; CWOX uses False).
         normalise: rescale each upsampled map to [0, 1].
         score: the differentiated score: ``"logit"`` (default), ``"prob"`` or ``"log_prob"``.
+        reshape: ``"auto"`` (default: tokens and channels-last maps read as (B, C, h, w)),
+            ``"none"`` or a callable (see the module docstring).
 
     Extras:
         ``cam`` (B, 1, h, w); ``weights`` (B, C) the α_k.
@@ -117,8 +132,9 @@ class GradCAM(_GradientCAM):
         relu: bool = True,
         normalise: bool = False,
         score: Score = "logit",
+        reshape: Reshape = "auto",
     ) -> None:
-        self._setup(model, layer, relu, normalise, score)
+        self._setup(model, layer, relu, normalise, score, reshape)
 
     def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         w = g.mean(dim=(2, 3))
@@ -145,8 +161,9 @@ class GradCAMPlusPlus(_GradientCAM):
         relu: bool = True,
         normalise: bool = False,
         score: Score = "logit",
+        reshape: Reshape = "auto",
     ) -> None:
-        self._setup(model, layer, relu, normalise, score)
+        self._setup(model, layer, relu, normalise, score, reshape)
 
     def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         g2, g3 = g * g, g * g * g
@@ -177,8 +194,9 @@ class XGradCAM(_GradientCAM):
         relu: bool = True,
         normalise: bool = False,
         score: Score = "logit",
+        reshape: Reshape = "auto",
     ) -> None:
-        self._setup(model, layer, relu, normalise, score)
+        self._setup(model, layer, relu, normalise, score, reshape)
 
     def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         total = a.sum(dim=(2, 3), keepdim=True)
@@ -206,8 +224,9 @@ class LayerCAM(_GradientCAM):
         relu: bool = True,
         normalise: bool = False,
         score: Score = "logit",
+        reshape: Reshape = "auto",
     ) -> None:
-        self._setup(model, layer, relu, normalise, score)
+        self._setup(model, layer, relu, normalise, score, reshape)
 
     def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         return (g.clamp(min=0) * a).sum(dim=1, keepdim=True), {}
@@ -230,8 +249,9 @@ class HiResCAM(_GradientCAM):
         relu: bool = True,
         normalise: bool = False,
         score: Score = "logit",
+        reshape: Reshape = "auto",
     ) -> None:
-        self._setup(model, layer, relu, normalise, score)
+        self._setup(model, layer, relu, normalise, score, reshape)
 
     def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         return (g * a).sum(dim=1, keepdim=True), {}
@@ -265,18 +285,26 @@ class EigenCAM:
         layer: a path in ``model.net.named_modules()`` (default: the model's feature layer).
         relu: clamp the map at 0 (default True, as pytorch-grad-cam).
         normalise: rescale each upsampled map to [0, 1].
+        reshape: ``"auto"``, ``"none"`` or a callable (see the module docstring).
 
     Extras:
         ``cam`` (B, 1, h, w).
     """
 
     def __init__(
-        self, model: Model, *, layer: LayerArg = None, relu: bool = True, normalise: bool = False
+        self,
+        model: Model,
+        *,
+        layer: LayerArg = None,
+        relu: bool = True,
+        normalise: bool = False,
+        reshape: Reshape = "auto",
     ) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
         self.relu = _flag(relu, "relu")
         self.normalise = _flag(normalise, "normalise")
+        self.reshape = check_reshape(reshape)
 
     def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W); ``target`` is recorded (top-1 when None)."""
@@ -288,5 +316,5 @@ class EigenCAM:
         ):
             self.model(x)
         a = acts[self.layer]
-        check_spatial(a, self.layer)
+        a = layout(a, network_size(self.model, x), self.reshape, self.layer).spatial(a)
         return finish_cam(self, first_component(a.clone()), t, (x.shape[-2], x.shape[-1]))

@@ -33,10 +33,11 @@ from torch.func import functional_call
 from .._checks import check_targets
 from .._types import Model, Target
 from ..explanation import Explanation
-from ..gradients import check_spatial, gradients, resolve_layer
+from ..gradients import gradients, resolve_layer
 from ..numerics import minmax_normalise
 from ..params import ClassesArg, LayerArg
 from ..registry import METHODS
+from ..tokens import Reshape, check_reshape, layout, network_size
 from ._common import as_model, finish, prepare, upsample
 from .cam import _flag
 
@@ -120,11 +121,17 @@ def classifier_layer(model: Model) -> nn.Linear:
 
 
 def relevance(
-    model: Model, x: Tensor, target: Tensor, layer: str, negate: nn.Module | None = None
+    model: Model,
+    x: Tensor,
+    target: Tensor,
+    layer: str,
+    negate: nn.Module | None = None,
+    reshape: Reshape = "auto",
 ) -> Tensor:
     """The excitation-backprop mass (B, C, h, w) arriving at ``layer``'s output for checked
     images ``x`` and targets ``target`` ((B,) long or (B, K) bool); ``negate`` = the module
-    whose weights are negated (the dual units of c-MWP)."""
+    whose weights are negated (the dual units of c-MWP); ``reshape`` reads token layers (see
+    :mod:`unmask.tokens`)."""
     g = gradients(
         model,
         x,
@@ -135,8 +142,8 @@ def relevance(
         rules=_flatten_rules(mwp_rules(negate)),
         sums=True,
     )
-    check_spatial(g.activations[layer], layer)
-    return g.layer[layer]
+    form = layout(g.activations[layer], network_size(model, x), reshape, layer)
+    return form.spatial(g.layer[layer])
 
 
 def _finish(
@@ -161,6 +168,10 @@ class MWP:
         model: the classifier.
         layer: a path in ``model.net.named_modules()`` (default: the model's feature layer).
         normalise: rescale each upsampled map to [0, 1].
+        reshape: how the layer's output becomes (B, C, h, w) (``"auto"``: transformer tokens
+            and channels-last maps too; see :mod:`unmask.tokens`). The rules cover
+            convolutions, linear layers, pooling, batch norm and ReLU; on a transformer,
+            attention, layer norm and GELU pass plain gradients, so the mass is not conserved.
 
     Extras:
         ``layer_map`` (B, 1, h, w) the mass at layer resolution; ``total`` (B,) its sum.
@@ -172,15 +183,24 @@ class MWP:
         [1.0, 1.0]
     """
 
-    def __init__(self, model: Model, *, layer: LayerArg = None, normalise: bool = False) -> None:
+    def __init__(
+        self,
+        model: Model,
+        *,
+        layer: LayerArg = None,
+        normalise: bool = False,
+        reshape: Reshape = "auto",
+    ) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
         self.normalise = _flag(normalise, "normalise")
+        self.reshape = check_reshape(reshape)
 
     def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
         x, t = prepare(self.model, x, target)
-        maps = relevance(self.model, x, t, self.layer).sum(dim=1, keepdim=True)
+        maps = relevance(self.model, x, t, self.layer, reshape=self.reshape)
+        maps = maps.sum(dim=1, keepdim=True)
         return _finish(
             self, maps, t, (x.shape[-2], x.shape[-1]), total=maps.sum(dim=(1, 2, 3)).cpu()
         )
@@ -207,6 +227,7 @@ class ContrastiveMWP:
         layer: a path in ``model.net.named_modules()`` (default: the model's feature layer).
         contrast: None (the dual), a class, a set of classes, or one per image.
         normalise: rescale each upsampled map to [0, 1].
+        reshape: as :class:`MWP`.
 
     Extras:
         ``layer_map`` (B, 1, h, w) the contrastive mass at layer resolution.
@@ -219,9 +240,11 @@ class ContrastiveMWP:
         layer: LayerArg = None,
         contrast: ClassesArg = None,
         normalise: bool = False,
+        reshape: Reshape = "auto",
     ) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
+        self.reshape = check_reshape(reshape)
         if contrast is not None:  # classes and types checked now, the count per call
             check_targets(
                 contrast,
@@ -237,12 +260,13 @@ class ContrastiveMWP:
     def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` against the contrast."""
         x, t = prepare(self.model, x, target)
-        own = relevance(self.model, x, t, self.layer)
+        own = relevance(self.model, x, t, self.layer, reshape=self.reshape)
         if self.contrast is None:
-            other = relevance(self.model, x, t, self.layer, negate=classifier_layer(self.model))
+            dual = classifier_layer(self.model)
+            other = relevance(self.model, x, t, self.layer, negate=dual, reshape=self.reshape)
         else:
             c = check_targets(self.contrast, x.shape[0], self.model.num_classes, "contrast")
             assert c is not None
-            other = relevance(self.model, x, c, self.layer)
+            other = relevance(self.model, x, c, self.layer, reshape=self.reshape)
         maps = (own - other).sum(dim=1, keepdim=True)
         return _finish(self, maps, t, (x.shape[-2], x.shape[-1]))

@@ -3,8 +3,9 @@
 Both weight the activation maps ``A_k`` (B, C, h, w) of a named layer by how the target's score
 reacts to a perturbation tied to channel k, then combine them as ``ReLU(Σ_k α_k A_k)`` like the
 gradient CAMs (``relu`` and ``normalise`` options, ``extras["cam"]`` at layer resolution,
-``saliency`` upsampled). C perturbations per image go through the model in chunks of
-``batch_size``; several targets are scored from one pass (``explain_each``).
+``saliency`` upsampled, ``reshape`` for token layers as in :mod:`unmask.explainers.cam`). C
+perturbations per image go through the model in chunks of ``batch_size``; several targets are
+scored from one pass (``explain_each``).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from torch import Tensor, nn
 
 from .._types import Model, Target
 from ..explanation import Explanation
-from ..gradients import capture, check_spatial, find_layer, grad_session, resolve_layer
+from ..gradients import capture, find_layer, grad_session, resolve_layer
 from ..params import BatchSize, LayerArg, RemovalArg, Score
 from ..progress import check_progress, track
 from ..registry import METHODS
 from ..removal import Constant
 from ..scores import select_scores
 from ..scoring import Scorer
+from ..tokens import Layout, Reshape, check_reshape, layout, network_size
 from ._common import as_model, prepare_many, resolve_removal
 from .cam import _flag, _weighted, finish_cam
 
@@ -43,16 +45,22 @@ def layer_channels(model: nn.Module, layer: str | None) -> int:
         for attr in ("out_channels", "num_features", "out_features"):
             if isinstance(getattr(module, attr, None), int):
                 return int(getattr(module, attr))
+        shape = getattr(module, "normalized_shape", None)  # a layer norm: a token layer's width
+        if isinstance(shape, tuple) and shape and isinstance(shape[-1], int):
+            return int(shape[-1])
     raise ValueError(f"layer: cannot tell the channels of {layer!r} from its modules")
 
 
-def _activations(model: Model, x: Tensor, layer: str) -> tuple[Tensor, Tensor]:
-    """The layer's activations (B, C, h, w) and the logits (B, K), from one forward pass."""
+def _activations(
+    model: Model, x: Tensor, layer: str, reshape: Reshape = "auto"
+) -> tuple[Tensor, Tensor, Tensor, Layout]:
+    """The layer's activations as (B, C, h, w), the logits (B, K), the layer's own output and
+    its :class:`~unmask.tokens.Layout`, from one forward pass."""
     with grad_session(model), capture(model, [layer]) as acts, torch.inference_mode():
         logits = model(x).float()
-    a = acts[layer].clone()
-    check_spatial(a, layer)
-    return a, logits
+    raw = acts[layer].clone()
+    form = layout(raw, network_size(model, x), reshape, layer)
+    return form.spatial(raw), logits, raw, form
 
 
 def _keep_maps(a: Tensor, size: tuple[int, int]) -> Tensor:
@@ -92,6 +100,8 @@ class ScoreCAM:
         score: ``"prob"`` (default), ``"logit"`` or ``"log_prob"``.
         batch_size: perturbed images per forward pass.
         progress: a progress bar (True) or a callback ``(done, total)``.
+        reshape: ``"auto"`` (default: tokens and channels-last maps read as (B, C, h, w)),
+            ``"none"`` or a callable (see :mod:`unmask.tokens`).
 
     Extras:
         ``cam`` (B, 1, h, w); ``weights`` (B, C) the α_k; ``base_score`` (B,) s_c(x).
@@ -108,10 +118,12 @@ class ScoreCAM:
         score: Score = "prob",
         batch_size: BatchSize = 16,
         progress: Any = False,
+        reshape: Reshape = "auto",
     ) -> None:
         self.model = as_model(model)
         self.removal = resolve_removal(removal, lambda: Constant("mean"))
         self.layer = resolve_layer(self.model, layer)
+        self.reshape = check_reshape(reshape)
         self.relu = _flag(relu, "relu")
         self.normalise = _flag(normalise, "normalise")
         self.scorer = Scorer(self.model, batch_size=batch_size, score=score, progress=progress)
@@ -123,7 +135,7 @@ class ScoreCAM:
     def explain_each(self, x: Tensor, targets: list[Any]) -> list[Explanation]:
         """One explanation per target of ``targets``, from one pass over the perturbations."""
         x, resolved, target = prepare_many(self.model, x, targets, self.scorer)
-        a, logits = _activations(self.model, x, self.layer)
+        a, logits, _, _ = _activations(self.model, x, self.layer, self.reshape)
         b, c = a.shape[:2]
         size = (x.shape[-2], x.shape[-1])
         n_t = len(resolved)
@@ -162,7 +174,9 @@ class AblationCAM:
     ``α_k = (y_c - y_c^k) / y_c`` where ``y_c`` is the target's score and ``y_c^k`` the score
     with channel k of the layer set to 0 (the rest of the network run on the ablated
     activations); ``cam = ReLU(Σ_k α_k A_k)``. As in the paper (and pytorch-grad-cam), the drop
-    is divided by ``y_c``, whose sign flips the weights when the score is negative.
+    is divided by ``y_c``, whose sign flips the weights when the score is negative. On a token
+    layer channel k is zeroed in every token, the class token's included (as pytorch-grad-cam's
+    ViT ablation layer).
 
     Args:
         model: the classifier.
@@ -172,6 +186,8 @@ class AblationCAM:
         score: ``"logit"`` (default, the paper's class score), ``"prob"`` or ``"log_prob"``.
         batch_size: ablated images per forward pass.
         progress: a progress bar (True) or a callback ``(done, total)``.
+        reshape: ``"auto"``, ``"none"`` or a callable (see :mod:`unmask.tokens`); a callable
+            must keep the channels as one axis of the layer's output (they are zeroed there).
 
     Extras:
         ``cam`` (B, 1, h, w); ``weights`` (B, C) the α_k; ``base_score`` (B,) y_c.
@@ -187,9 +203,11 @@ class AblationCAM:
         score: Score = "logit",
         batch_size: BatchSize = 16,
         progress: Any = False,
+        reshape: Reshape = "auto",
     ) -> None:
         self.model = as_model(model)
         self.layer = resolve_layer(self.model, layer)
+        self.reshape = check_reshape(reshape)
         self.relu = _flag(relu, "relu")
         self.normalise = _flag(normalise, "normalise")
         self.scorer = Scorer(self.model, batch_size=batch_size, score=score)
@@ -200,18 +218,19 @@ class AblationCAM:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
         return self.explain_each(x, [target])[0]
 
-    def _ablated_scores(self, x: Tensor, a: Tensor, target: Tensor) -> Tensor:
-        """Scores (B, C[, T]) with each channel of the layer zeroed in turn."""
-        b, c = a.shape[:2]
+    def _ablated_scores(self, x: Tensor, a: Tensor, target: Tensor, axis: int) -> Tensor:
+        """Scores (B, C[, T]) with each channel (axis ``axis`` of the layer's output ``a``)
+        zeroed in turn."""
+        b, c = a.shape[0], a.shape[axis]
         total = b * c
         module: nn.Module = find_layer(self.model, self.layer)
         rows: dict[str, Tensor] = {}
 
         def replace(mod: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
             n = rows["n"]
-            ablated = a[n // c].clone()
+            ablated = a[n // c].movedim(axis, 1).clone()
             ablated[torch.arange(n.numel(), device=a.device), n % c] = 0
-            return ablated
+            return ablated.movedim(1, axis)
 
         out: list[Tensor] = []
         starts = range(0, total, self.scorer.batch_size)
@@ -237,12 +256,19 @@ class AblationCAM:
     def explain_each(self, x: Tensor, targets: list[Any]) -> list[Explanation]:
         """One explanation per target of ``targets``, from one pass over the ablations."""
         x, resolved, target = prepare_many(self.model, x, targets, self.scorer)
-        a, logits = _activations(self.model, x, self.layer)
+        a, logits, raw, form = _activations(self.model, x, self.layer, self.reshape)
+        if form.channel_axis is None:
+            raise ValueError(
+                f"reshape: Ablation-CAM zeroes channels in {self.layer!r}'s output "
+                f"{tuple(raw.shape)}, but the callable's {a.shape[1]} channels match no single "
+                "axis of it"
+            )
         size = (x.shape[-2], x.shape[-1])
         n_t = len(resolved)
         base = select_scores(logits, target.to(logits.device), self.scorer.score).cpu()
         base = base.reshape(-1, n_t)
-        ablated = self._ablated_scores(x, a, target).reshape(a.shape[0], a.shape[1], n_t)
+        ablated = self._ablated_scores(x, raw, target, form.channel_axis)
+        ablated = ablated.reshape(a.shape[0], a.shape[1], n_t)
         out = []
         for i, t in enumerate(resolved):
             y = base[:, i, None]
