@@ -24,7 +24,11 @@ __all__ = [
     "check_choice",
     "check_not_meta",
     "check_seed",
+    "MAX_SEED",
 ]
+
+#: Seeds are 64-bit (torch's generators take [0, 2**63 - 1]).
+MAX_SEED = 2**63 - 1
 
 
 def _shape(t: Tensor) -> str:
@@ -401,7 +405,7 @@ def _target_tensor(target: Tensor, batch: int, num_classes: int, name: str) -> T
 
 
 def check_seed(seed: object, name: str = "seed") -> int:
-    """A seed for torch's generators: an int (numpy ints too) in [0, 2**63 - 1].
+    """A seed for torch's and numpy's generators: an int (numpy ints too) in [0, 2**63 - 1].
 
     Example:
         >>> check_seed(3)
@@ -409,7 +413,7 @@ def check_seed(seed: object, name: str = "seed") -> int:
     """
     if isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer):
         raise TypeError(f"{name}: expected an int, got {seed!r}")
-    if not 0 <= int(seed) < 2**63:
+    if not 0 <= int(seed) <= MAX_SEED:
         text = str(seed)
         shown = text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
         raise ValueError(f"{name}: expected an int in [0, 2**63 - 1], got {shown}")

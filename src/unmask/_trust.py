@@ -19,11 +19,13 @@ trees (JSON) wherever it points.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 __all__ = [
     "LOADER_PREFIXES",
+    "names_function",
     "code_in",
     "refuse_code",
     "refuse_code_in_config",
@@ -32,6 +34,25 @@ __all__ = [
 
 #: Model-name prefixes that build a named architecture from local weights: not code.
 LOADER_PREFIXES = ("tv:", "timm:", "hf:")
+_FUNCTION = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def names_function(spec: str) -> bool:
+    """Whether a model spec names a Python function to import and call (``module:function``,
+    options such as ``:weights=FILE`` aside), rather than a model :func:`unmask.load_model`
+    builds.
+
+    Example:
+        >>> names_function("os:system"), names_function("tv:resnet50:weights=r.pth")
+        (True, False)
+        >>> names_function("efficientnet_lite0:weights=w.pt")
+        False
+    """
+    base, sep, tail = spec.strip().rpartition(":")
+    if sep and "=" in tail:
+        spec = base
+    return bool(_FUNCTION.fullmatch(spec.strip())) and not spec.strip().startswith(LOADER_PREFIXES)
+
 
 #: How the user allows code, named in every refusal.
 _HOW = "allow it explicitly with `unmask bench run --allow-code` (allow_code=True in Python)"
@@ -50,7 +71,7 @@ def code_in(spec: str, kind: str) -> str | None:
         >>> code_in("tv:resnet50", "model") is None, code_in("blur:5", "removal") is None
         (True, True)
     """
-    if kind == "model" and ":" in spec and not spec.startswith(LOADER_PREFIXES):
+    if kind == "model" and names_function(spec):
         module, _, function = spec.partition(":")
         return f"imports and calls the Python function {function} of module {module}"
     if kind == "removal" and spec.strip().lower().partition(":")[0] == "torchscript":

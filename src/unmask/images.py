@@ -20,7 +20,11 @@ from ._examples import EXAMPLES
 from ._files import check_file
 from ._limits import max_pixels, max_size
 
-__all__ = ["load_image", "example_image", "EXAMPLES"]
+__all__ = ["load_image", "example_image", "EXAMPLES", "IMAGE_SUFFIXES"]
+
+#: File suffixes (lower case) read as images when a folder is listed (bench data sets, label
+#: tree documents, the Figure 4 study).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 
 def example_image(name: str = "chelsea") -> np.ndarray:

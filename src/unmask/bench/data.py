@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Item", "Sample", "Dataset", "open_dataset", "IMAGE_SUFFIXES", "KINDS"]
+from ..images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+__all__ = ["Item", "Sample", "Dataset", "open_dataset", "KINDS"]
+
 KINDS = ("auto", "csv", "imagefolder")
 
 

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from .._trust import refuse_code_in_config
+from .._types import Model
 
 __all__ = [
     "MethodRun",
@@ -99,7 +100,7 @@ class MethodRun:
     seed: int | None
     group: str
 
-    def build(self, model: Any) -> Any:
+    def build(self, model: Model) -> Any:
         """The explainer for ``model`` (``cwox``: a :class:`~unmask.bench.contrast.CwoxMethod`)."""
         from ..api import make_explainer
 

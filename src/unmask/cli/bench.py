@@ -121,7 +121,7 @@ def _plan(config: str, data: str | None, allow_code: bool = False):
 def _announce(plan: Any, limit: int | None) -> None:
     """Print the plan's cost (every unit, stored or not) before the run starts."""
     from ..bench.data import open_dataset
-    from ..bench.runner import load_bench_model
+    from ..bench.worker import load_bench_model
     from ..metrics import METRICS
     from ..registry import METHODS
     from ._cost import announce, evaluations

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from .._checks import check_images, check_positive, check_seed
 from .._files import check_file, read_torch
-from ..models import Classifier
+from ..models import Classifier, register_model
 from . import synthetic
 
 __all__ = [
@@ -448,3 +448,26 @@ def load(weights: str | Path | None = None, architecture: str = "cnn") -> Classi
         raise ValueError(
             f"weights: {path} is a damaged {arch.name} weights file ({type(exc).__name__}: {why})"
         ) from None
+
+
+def _build(weights: str | Path | None = None, **_: object) -> Classifier:
+    return load(weights)
+
+
+register_model(
+    "synthetic_cnn",
+    _build,
+    "small CNN of the synthetic shapes benchmark (unmask.datasets), 6 classes, 64x64 (embedded)",
+)
+
+
+def _build_vit(weights: str | Path | None = None, **_: object) -> Classifier:
+    return load(weights, architecture="vit")
+
+
+register_model(
+    "synthetic_vit",
+    _build_vit,
+    "small ViT of the synthetic shapes benchmark (8x8 patches + class token), 6 classes, "
+    "64x64 (embedded)",
+)

@@ -29,7 +29,7 @@ from .._limits import check_at_most
 from ..explanation import Explanation
 from ..models import Classifier
 from ..removal import is_differentiable
-from ..scoring import SCORES, select_scores
+from ..scores import SCORES, select_scores
 
 __all__ = [
     "model_scores",

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_probability
 from .._limits import check_at_most, check_memory
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..params import Bounds, RemovalArg, ScoreOrOdds, Side, Steps
 from ..progress import track
@@ -278,7 +279,7 @@ class ExtremalPerturbation:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: RemovalArg = None,
         *,
         areas: float | Sequence[float] = 0.1,
@@ -325,7 +326,7 @@ class ExtremalPerturbation:
         self.score = check_objective(score)
         self.progress = progress
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
         x, target = prepare(self.model, x, target)
         b, _, h, w = x.shape

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_positive, check_probability
+from .._checks import check_choice, check_positive, check_probability, check_seed
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..params import Count, RemovalArg, ScoreOrOdds, Seed, Side, Steps
 from ..progress import track
@@ -17,7 +18,6 @@ from ._common import (
     as_model,
     check_model_batch,
     check_pair,
-    check_seed,
     finish,
     prepare,
     resolve_removal,
@@ -119,7 +119,7 @@ class FIDO:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: RemovalArg = None,
         *,
         objective: Literal["ssr", "sdr"] = "ssr",
@@ -151,7 +151,7 @@ class FIDO:
         self.seed = check_seed(seed)
         self.progress = progress
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
         x, target = prepare(self.model, x, target)
         b, c, h, w = x.shape

@@ -10,15 +10,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_positive
+from .._checks import check_positive, check_seed
 from .._limits import check_at_most, check_memory, max_size
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..params import BatchSize, Bounds, Count, Patience, RemovalArg, Score, Seed
 from ..registry import METHODS
 from ..removal import Constant, Inpaint
 from ..scoring import Scorer
 from ..segments import relabel, slic_segments
-from ._common import as_model, check_seed, finish, prepare_many, resolve_removal
+from ._common import as_model, finish, prepare_many, resolve_removal
 from .converge import Convergence, check_stopping
 
 __all__ = [
@@ -195,7 +196,7 @@ class Lime:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: RemovalArg = None,
         *,
         n_segments: Annotated[int, Bounds(1, 2_000)] = 50,
@@ -278,7 +279,9 @@ class Lime:
             )
         return relabel(segments.cpu())
 
-    def explain(self, x: Tensor, target: Any = None, segments: SegmentSource = None) -> Explanation:
+    def explain(
+        self, x: Tensor, target: Target = None, segments: SegmentSource = None
+    ) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set of
         classes, or one per image).
 

@@ -9,12 +9,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_probability
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..params import BatchSize, Count, RemovalArg, ScoreOrOdds, Side
 from ..progress import track
 from ..registry import METHODS
 from ..removal import Blur, Inpaint, bind, is_differentiable
-from ..scoring import Scorer, select_scores
+from ..scores import select_scores
+from ..scoring import Scorer
 from ._common import as_model, check_pair, finish, prepare, resolve_removal, upsample
 from ._optim import (
     check_objective,
@@ -110,7 +112,7 @@ class MP2:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: RemovalArg = None,
         *,
         mask_size: Side | tuple[Side, Side] = 28,
@@ -146,7 +148,7 @@ class MP2:
         self._scorer = Scorer(self.model, batch_size=batch_size, score="prob")
         self.progress = progress
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
         x, target = prepare(self.model, x, target, self._scorer)
         b, _, h, w = x.shape

@@ -8,10 +8,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_not_meta, check_targets
+from .._checks import check_not_meta
+from .._types import Model
 from ..explanation import Explanation
-from ..models import Classifier, as_classifier, check_model_input
-from ..scoring import Scorer, select_scores
+from ..inputs import check_inputs
+from ..models import Classifier
+from ..scores import select_scores
+from ..scoring import Scorer
 
 __all__ = ["check_saliency", "check_grid", "prepare_inputs", "removal_key"]
 
@@ -106,7 +109,7 @@ def check_grid(map_size: tuple[int, ...], image_size: tuple[int, ...], name: str
 
 
 def prepare_inputs(
-    model: Any, x: object, saliency: object, target: object, scorer_kwargs: dict[str, Any]
+    model: Model, x: object, saliency: object, target: object, scorer_kwargs: dict[str, Any]
 ) -> tuple[Classifier, Tensor, Tensor, Tensor, Tensor, Scorer]:
     """Check the uniform metric call ``(model, x, saliency, target)``.
 
@@ -118,13 +121,11 @@ def prepare_inputs(
         (B,) long or class sets (B, K) bool on the CPU, the scores (B,) of the clean images
         (CPU; a set's score is that of the whole set), and the scorer.
     """
-    model = as_classifier(model, "model")
-    x = check_model_input(model, x, "x")
     if target is None and isinstance(saliency, Explanation):
         target = saliency.target
+    model, x, t = check_inputs(model, x, target)
     s = check_saliency(saliency, x.shape[0], size=(x.shape[-2], x.shape[-1]))
     scorer = Scorer(model, **scorer_kwargs)
-    t = check_targets(target, x.shape[0], model.num_classes, "target")
     logits = scorer.logits(x)
     if t is None:
         t = logits.argmax(dim=1).cpu()

@@ -30,12 +30,14 @@ import torch
 from torch import Tensor
 
 from .._checks import check_choice, check_images, check_positive, check_targets, check_unit_range
+from .._types import Model, Target
 from ..models import as_classifier, check_model_input
 from ..params import BatchSize, RepresentationArg
 from ..registry import METRICS
 from ..representations import Pixels, make_representation
 from ..representations.base import Representation
-from ..scoring import Scorer, select_scores
+from ..scores import select_scores
+from ..scoring import Scorer
 
 __all__ = [
     "CPScore",
@@ -92,10 +94,10 @@ def information(coeffs: Sequence[Tensor], kind: str) -> Tensor:
 
 
 def cp_scores(
-    model: Any,
+    model: Model,
     x: Tensor,
     x_hat: Tensor,
-    target: Any = None,
+    target: Target = None,
     *,
     infos: Sequence[str] = INFORMATION,
     representation: Representation | None = None,
@@ -142,10 +144,10 @@ def cp_scores(
 
 
 def cp_score(
-    model: Any,
+    model: Model,
     x: Tensor,
     x_hat: Tensor,
-    target: Any = None,
+    target: Target = None,
     *,
     info: str = "l1",
     representation: Representation | None = None,
@@ -211,10 +213,10 @@ class CPScore:
 
     def shared(
         self,
-        model: Any,
+        model: Model,
         x: Tensor,
         x_hat: Tensor,
-        target: Any = None,
+        target: Target = None,
         coefficients: Sequence[Tensor] | None = None,
     ) -> dict[str, Tensor]:
         return cp_scores(
@@ -232,10 +234,10 @@ class CPScore:
 
     def __call__(
         self,
-        model: Any,
+        model: Model,
         x: Tensor,
         x_hat: Tensor,
-        target: Any = None,
+        target: Target = None,
         coefficients: Sequence[Tensor] | None = None,
     ) -> Tensor:
         return cp_score(
@@ -268,10 +270,10 @@ class Retained:
 
 
 def retained_probability(
-    model: Any,
+    model: Model,
     x: Tensor,
     x_hat: Tensor,
-    target: Any = None,
+    target: Target = None,
     *,
     scale: str = "none",
     batch_size: int = 16,
@@ -339,10 +341,10 @@ class RetainedProbability:
 
     def shared(
         self,
-        model: Any,
+        model: Model,
         x: Tensor,
         x_hat: Tensor,
-        target: Any = None,
+        target: Target = None,
         coefficients: Sequence[Tensor] | None = None,
     ) -> Retained:
         return retained_probability(
@@ -354,10 +356,10 @@ class RetainedProbability:
 
     def __call__(
         self,
-        model: Any,
+        model: Model,
         x: Tensor,
         x_hat: Tensor,
-        target: Any = None,
+        target: Target = None,
         coefficients: Sequence[Tensor] | None = None,
     ) -> Tensor:
         return self.reduce(self.shared(model, x, x_hat, target))

@@ -20,6 +20,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._types import Model, SaliencyLike, Target
 from ..explanation import Explanation
 from ..progress import check_progress, track
 from ..registry import METRICS
@@ -62,11 +63,11 @@ def build_metrics(metrics: object) -> dict[str, Any]:
 
 
 def evaluate(
-    model: Any,
+    model: Model,
     x: Tensor | None,
-    saliency: Any = None,
+    saliency: SaliencyLike | None = None,
     metrics: object = ("deletion", "insertion"),
-    target: Any = None,
+    target: Target = None,
     *,
     progress: object = False,
     shared: dict[str, Any] | None = None,

@@ -26,10 +26,11 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_seed
 from .._limits import check_at_most
+from .._types import Model, SaliencyLike, Target
 from ..params import BatchSize, Count, RemovalArg, Score, Seed, Side
 from ..registry import METRICS
 from ..removal import Constant, resolve_removal
-from ..scoring import SCORES
+from ..scores import SCORES
 from ._prepare import prepare_inputs
 from .faithfulness import _upsample
 
@@ -108,10 +109,10 @@ def _check_settings(
 
 
 def infidelity(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     samples: int = 100,
     patch: int | None = None,
@@ -221,7 +222,9 @@ class Infidelity:
             "progress": progress,
         }
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+    def __call__(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Tensor:
         """Per-image values (B,) for images (B, 3, H, W) and maps (B, 1, h, w)."""
         return infidelity(model, x, saliency, target, **self._params)
 

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_seed
+from .._types import Model, Target
 from ..model_randomisation import randomisation_order, randomise_layer
 from ..params import BatchSize, Seed
 from ..registry import METRICS
@@ -94,10 +95,10 @@ def random_classes(target: Tensor, num_classes: int, seed: int) -> Tensor:
 
 
 def random_logit(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     similarity: str = "ssim",
     seed: int = 0,
@@ -154,7 +155,7 @@ class RandomLogit:
         check_positive(batch_size, "batch_size", integer=True)
         self.batch_size = batch_size
 
-    def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
+    def __call__(self, model: Model, x: Tensor, explainer: Any, target: Target = None) -> Tensor:
         """Per-image values (B,)."""
         return random_logit(
             model,
@@ -171,10 +172,10 @@ class RandomLogit:
 
 
 def model_parameter_randomisation(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     mode: str = "cascading",
     similarity: str = "ssim",
@@ -258,7 +259,7 @@ class ModelParameterRandomisation:
         check_positive(batch_size, "batch_size", integer=True)
         self.batch_size = batch_size
 
-    def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
+    def __call__(self, model: Model, x: Tensor, explainer: Any, target: Target = None) -> Tensor:
         """Per-image values (B,)."""
         return model_parameter_randomisation(
             model,

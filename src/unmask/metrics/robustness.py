@@ -46,6 +46,7 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_seed
 from .._limits import check_at_most
+from .._types import Model, Target
 from ..gradients import find_layer
 from ..params import BatchSize, Count, LayerArg, Seed, Steps
 from ..registry import METRICS
@@ -98,10 +99,10 @@ def _relative(num: Tensor, den: Tensor) -> Tensor:
 
 
 def perturbation_study(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     samples: int = 200,
     noise: str = "uniform",
@@ -200,7 +201,7 @@ def _take(captured: list[Tensor] | None) -> Tensor | None:
 
 
 def _study(
-    model: Any,
+    model: Model,
     x: Tensor,
     explain: Any,
     t: Tensor,
@@ -280,10 +281,10 @@ def _sensitivity(r: dict[str, Tensor], reduce: str) -> Tensor:
 
 
 def max_sensitivity(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     samples: int = 200,
     radius: float = 0.2,
@@ -317,10 +318,10 @@ def max_sensitivity(
 
 
 def avg_sensitivity(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     samples: int = 200,
     radius: float = 0.2,
@@ -348,10 +349,10 @@ def avg_sensitivity(
 
 
 def local_lipschitz_estimate(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     samples: int = 200,
     std: float = 0.1,
@@ -380,10 +381,10 @@ def local_lipschitz_estimate(
 
 
 def relative_input_stability(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     samples: int = 200,
     radius: float = 0.2,
@@ -409,10 +410,10 @@ def relative_input_stability(
 
 
 def relative_output_stability(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     samples: int = 200,
     radius: float = 0.2,
@@ -438,10 +439,10 @@ def relative_output_stability(
 
 
 def relative_representation_stability(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     layer: str | None = None,
     samples: int = 200,
@@ -497,7 +498,7 @@ class _Robustness:
         check_positive(batch_size, "batch_size", integer=True)
         self.samples, self.radius, self.seed, self.batch_size = samples, radius, seed, batch_size
 
-    def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
+    def __call__(self, model: Model, x: Tensor, explainer: Any, target: Target = None) -> Tensor:
         """Per-image values (B,)."""
         return type(self)._function(
             model,
@@ -586,7 +587,7 @@ class RelativeRepresentationStability(_Robustness):
         super().__init__(samples, radius, seed, batch_size)
         self.layer = layer
 
-    def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
+    def __call__(self, model: Model, x: Tensor, explainer: Any, target: Target = None) -> Tensor:
         """Per-image values (B,)."""
         return relative_representation_stability(
             model,
@@ -610,10 +611,10 @@ def translate(x: Tensor, dx: int) -> Tensor:
 
 
 def continuity(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     steps: int = 28,
     batch_size: int = 16,
@@ -660,7 +661,7 @@ class Continuity:
         check_positive(batch_size, "batch_size", integer=True)
         self.steps, self.batch_size = steps, batch_size
 
-    def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
+    def __call__(self, model: Model, x: Tensor, explainer: Any, target: Target = None) -> Tensor:
         """Per-image values (B,)."""
         return continuity(model, x, explainer, target, steps=self.steps, batch_size=self.batch_size)
 
