@@ -340,7 +340,7 @@ def _wanted(peer: str, args) -> bool:
 
 
 def _environment() -> dict[str, Any]:
-    from run import environment  # benchmarks/run.py, beside this script
+    from common import environment
 
     packages = (
         "torch",

@@ -55,8 +55,7 @@ for p in (ROOT / "src", ROOT / "tests" / "reference"):
         sys.path.insert(0, str(p))
 
 from _quantus_venv import QuantusSide, export_model  # noqa: E402
-from run import _spread as spread  # noqa: E402  (benchmarks/run.py, beside this script)
-from run import best_forward  # noqa: E402
+from common import best_forward, spread  # noqa: E402
 
 import unmask  # noqa: E402
 from unmask.metrics import METRICS  # noqa: E402

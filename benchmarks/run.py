@@ -54,7 +54,6 @@ import argparse
 import importlib.metadata as md
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -67,13 +66,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from common import ROOT, best_forward, environment, map_pearson, spread
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "src") not in sys.path:
-    sys.path.insert(0, str(ROOT / "src"))
-
-import unmask  # noqa: E402
-from unmask.removal import Constant  # noqa: E402
+import unmask
+from unmask.removal import Constant
 
 if not hasattr(np, "trapz"):  # saliency_maps_metrics 0.0.26 calls it (NumPy 2)
     np.trapz = np.trapezoid
@@ -144,13 +140,6 @@ def _outcome(result: tuple) -> tuple[Any, int, dict[str, Any]]:
     return (result[0], result[1], result[2] if len(result) > 2 else {})
 
 
-def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Pearson correlation of two maps (flattened)."""
-    a, b = torch.as_tensor(a).flatten().double(), torch.as_tensor(b).flatten().double()
-    a, b = a - a.mean(), b - b.mean()
-    return float((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-300))
-
-
 def _top_iou(a: torch.Tensor, b: torch.Tensor, share: float = 0.1) -> float:
     """Intersection over union of the top-``share`` pixels of two maps."""
     a, b = torch.as_tensor(a).flatten().double(), torch.as_tensor(b).flatten().double()
@@ -206,11 +195,31 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
 
 
-def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) -> list[Task]:
-    q = 2 if args.smoke else 0 if args.quick else 1
-    bs = args.batch_size
-    t = torch.tensor([target])
-    tasks: list[Task] = []
+@dataclass
+class _Context:
+    """What every method's tasks share: the model, the image and its target, the settings row
+    ``q`` (0 quick, 1 full, 2 smoke), captum (None when missing) and the xaitk side venv."""
+
+    model: Any
+    x: torch.Tensor
+    target: int
+    t: torch.Tensor
+    q: int
+    bs: int
+    args: Any
+    ca: Any
+    captum_name: str
+    no_captum: dict[str, str]
+    mean_fill: torch.Tensor
+    xaitk_py: Any
+    xaitk_why: str | None
+    xaitk_args: list[str]
+
+    def fwd_probs(self) -> Counting:
+        return Counting(self.model, probs=True)
+
+
+def _context(model: unmask.Classifier, x: torch.Tensor, target: int, args) -> _Context:
     try:
         import captum
         import captum.attr as ca
@@ -219,51 +228,65 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
     except ImportError:
         ca, captum_name = None, "captum"
     no_captum = {captum_name: "not installed (pip install 'unmask[test]')"} if ca is None else {}
-    mean_fill = Constant("mean").fill(x)
+    xaitk_py, xaitk_why = side_python("xaitk", XAITK_REQUIREMENTS, args)
+    return _Context(
+        model,
+        x,
+        target,
+        torch.tensor([target]),
+        2 if args.smoke else 0 if args.quick else 1,
+        args.batch_size,
+        args,
+        ca,
+        captum_name,
+        no_captum,
+        Constant("mean").fill(x),
+        xaitk_py,
+        xaitk_why,
+        ["--threads", str(args.threads)],
+    )
 
-    def fwd_probs() -> Counting:
-        return Counting(model, probs=True)
 
+def _occlusion_tasks(c: _Context) -> list[Task]:
+    tasks: list[Task] = []
     # occlusion
-    s = SETTINGS["occlusion"][q]
-    occ = unmask.make_explainer(model, "occlusion", batch_size=bs, **s)
+    s = SETTINGS["occlusion"][c.q]
+    occ = unmask.make_explainer(c.model, "occlusion", batch_size=c.bs, **s)
 
     def run_occ():
         before = occ.scorer.evaluations
-        e = occ.explain(x, target)
+        e = occ.explain(c.x, c.target)
         return e.saliency[0, 0], occ.scorer.evaluations - before
 
-    peers, skipped = {}, dict(no_captum)
-    if ca is not None:
+    peers, skipped = {}, dict(c.no_captum)
+    if c.ca is not None:
 
         def run_captum_occ(s=s):
-            f = fwd_probs()
+            f = c.fwd_probs()
             patch, stride = (3, s["patch_size"], s["patch_size"]), (3, s["stride"], s["stride"])
-            a = ca.Occlusion(f).attribute(
-                x,
+            a = c.ca.Occlusion(f).attribute(
+                c.x,
                 sliding_window_shapes=patch,
                 strides=stride,
-                baselines=mean_fill,
-                target=target,
-                perturbations_per_eval=bs,
+                baselines=c.mean_fill,
+                target=c.target,
+                perturbations_per_eval=c.bs,
             )
             return a[0, 0], f.images
 
-        peers[captum_name] = run_captum_occ
-    xaitk_py, xaitk_why = side_python("xaitk", XAITK_REQUIREMENTS, args)
-    xaitk_args = ["--threads", str(args.threads)]
-    fill255 = [float(v) * 255 for v in mean_fill.flatten()[:3]]
+        peers[c.captum_name] = run_captum_occ
+    fill255 = [float(v) * 255 for v in c.mean_fill.flatten()[:3]]
     side, occ_checks = set(), {}
-    if xaitk_py is None:
-        if xaitk_why != "child":
-            skipped["xaitk-saliency SlidingWindowStack"] = xaitk_why
+    if c.xaitk_py is None:
+        if c.xaitk_why != "child":
+            skipped["xaitk-saliency SlidingWindowStack"] = c.xaitk_why
     else:
         name = "xaitk-saliency SlidingWindowStack"
         peers[name] = SidePeer(
-            xaitk_py,
+            c.xaitk_py,
             ROOT / "benchmarks" / "_peer_xaitk.py",
-            xaitk_args,
-            {"op": "occlusion", "batch_size": bs, "fill": fill255, **s},
+            c.xaitk_args,
+            {"op": "occlusion", "batch_size": c.bs, "fill": fill255, **s},
         )
         side.add(name)
         occ_checks = {name: lambda: None}  # xaitk normalises its maps its own way
@@ -272,7 +295,7 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
         Task(
             "occlusion",
             "forward",
-            bs,
+            c.bs,
             s,
             run_occ,
             peers,
@@ -285,14 +308,18 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
             side=side,
         )
     )
+    return tasks
 
+
+def _rise_tasks(c: _Context) -> list[Task]:
+    tasks: list[Task] = []
     # RISE
-    s = SETTINGS["rise"][q]
-    rise = unmask.make_explainer(model, "rise", batch_size=bs, seed=0, **s)
+    s = SETTINGS["rise"][c.q]
+    rise = unmask.make_explainer(c.model, "rise", batch_size=c.bs, seed=0, **s)
 
     def run_rise():
         before = rise.scorer.evaluations
-        e = rise.explain(x, target)
+        e = rise.explain(c.x, c.target)
         return e.saliency[0, 0], rise.scorer.evaluations - before
 
     peers, skipped, checks, side = {}, {"captum": "has no RISE"}, {}, set()
@@ -317,7 +344,7 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
 
             def forward(self, u: torch.Tensor) -> torch.Tensor:
                 self.images += u.shape[0]
-                logp = torch.log_softmax(model(u + mean_fill), dim=1)  # eager, as every peer
+                logp = torch.log_softmax(c.model(u + c.mean_fill), dim=1)  # eager, as every peer
                 return logp - torch.log1p(-logp.exp().clamp(max=1 - 1e-7))
 
         def run_torchray_rise(s=s):
@@ -325,49 +352,49 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
             with torch.no_grad():
                 sal = torchray_rise(
                     f,
-                    x - mean_fill,
+                    c.x - c.mean_fill,
                     seed=0,
                     num_masks=s["masks"],
                     num_cells=7,
-                    batch_size=bs,
+                    batch_size=c.bs,
                     p=0.5,
                 )
-            return sal[0, target], f.images
+            return sal[0, c.target], f.images
 
         def check_torchray_rise(s=s):
             """Both on unmask's own n masks: TorchRay's sum / N is unmask's sum / (N p)."""
             n = min(s["masks"], 500)
-            ours = unmask.make_explainer(model, "rise", masks=n, batch_size=bs, seed=0)
+            ours = unmask.make_explainer(c.model, "rise", masks=n, batch_size=c.bs, seed=0)
             keep = ours.sample((224, 224)).render()
             with torch.no_grad():
                 theirs = torchray_rise(
                     BlendProbability(),
-                    x - mean_fill,
+                    c.x - c.mean_fill,
                     num_masks=n,
                     filter_masks=keep,
-                    batch_size=bs,
+                    batch_size=c.bs,
                     p=0.5,
-                )[0, target]
-            return _rel(ours.explain(x, target).saliency[0, 0] * 0.5, theirs)
+                )[0, c.target]
+            return _rel(ours.explain(c.x, c.target).saliency[0, 0] * 0.5, theirs)
 
         peers[tr_name], checks[tr_name] = run_torchray_rise, check_torchray_rise
-    if xaitk_py is None:
-        if xaitk_why != "child":
-            skipped["xaitk-saliency RISEStack"] = xaitk_why
+    if c.xaitk_py is None:
+        if c.xaitk_why != "child":
+            skipped["xaitk-saliency RISEStack"] = c.xaitk_why
     else:
         name = "xaitk-saliency RISEStack"
         peers[name] = SidePeer(
-            xaitk_py,
+            c.xaitk_py,
             ROOT / "benchmarks" / "_peer_xaitk.py",
-            xaitk_args,
-            {"op": "rise", "batch_size": bs, "s": 7, "p": 0.5, "seed": 0, "masks": s["masks"]},
+            c.xaitk_args,
+            {"op": "rise", "batch_size": c.bs, "s": 7, "p": 0.5, "seed": 0, "masks": s["masks"]},
         )
         side.add(name)
     tasks.append(
         Task(
             "rise",
             "forward",
-            bs,
+            c.bs,
             s,
             run_rise,
             peers,
@@ -381,31 +408,35 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
             side=side,
         )
     )
+    return tasks
 
+
+def _lime_tasks(c: _Context) -> list[Task]:
+    tasks: list[Task] = []
     # LIME
-    s = SETTINGS["lime"][q]
-    lime = unmask.make_explainer(model, "lime", batch_size=bs, seed=0, **s)
+    s = SETTINGS["lime"][c.q]
+    lime = unmask.make_explainer(c.model, "lime", batch_size=c.bs, seed=0, **s)
 
     def run_lime():
         before = lime.scorer.evaluations
-        e = lime.explain(x, target)
+        e = lime.explain(c.x, c.target)
         return e.saliency[0, 0], lime.scorer.evaluations - before
 
-    peers, skipped = {}, dict(no_captum)
+    peers, skipped = {}, dict(c.no_captum)
     try:
         import sklearn  # noqa: F401
 
         has_sklearn = True
     except ImportError:
         has_sklearn = False
-        if ca is not None:
-            skipped[captum_name] = "captum's Lime needs scikit-learn (SkLearnRidge)"
-    if ca is not None and has_sklearn:
+        if c.ca is not None:
+            skipped[c.captum_name] = "captum's Lime needs scikit-learn (SkLearnRidge)"
+    if c.ca is not None and has_sklearn:
         from captum._utils.models.linear_model import SkLearnRidge
 
         from unmask.explainers.lime import slic_segments
 
-        seg = slic_segments(x)[:, None].expand(-1, 3, -1, -1)
+        seg = slic_segments(c.x)[:, None].expand(-1, 3, -1, -1)
 
         def similarity(original, perturbed, interpretable, **_) -> float:
             z = interpretable.float().flatten()
@@ -413,21 +444,21 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
             return float(np.exp(-((1 - cos) ** 2) / (2 * 0.25**2)))
 
         def run_captum_lime(s=s):
-            f = fwd_probs()
-            lime_peer = ca.Lime(
+            f = c.fwd_probs()
+            lime_peer = c.ca.Lime(
                 f, interpretable_model=SkLearnRidge(alpha=1.0), similarity_func=similarity
             )
             a = lime_peer.attribute(
-                x,
-                baselines=mean_fill,
-                target=target,
+                c.x,
+                baselines=c.mean_fill,
+                target=c.target,
                 feature_mask=seg,
                 n_samples=s["samples"],
-                perturbations_per_eval=bs,
+                perturbations_per_eval=c.bs,
             )
             return a[0, 0], f.images
 
-        peers[captum_name] = run_captum_lime
+        peers[c.captum_name] = run_captum_lime
     try:
         import lime.lime_image as lime_image
         from lime.lime_image import LimeImageExplainer
@@ -440,12 +471,12 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
     if LimeImageExplainer is not None:
         from unmask.explainers.lime import slic_segments as _slic
 
-        seg_np = _slic(x)[0].numpy()
-        image_np = x[0].permute(1, 2, 0).double().numpy()
-        fill_np = mean_fill.flatten()[:3].double().numpy()
+        seg_np = _slic(c.x)[0].numpy()
+        image_np = c.x[0].permute(1, 2, 0).double().numpy()
+        fill_np = c.mean_fill.flatten()[:3].double().numpy()
 
         def run_lime_package(s=s):
-            f = fwd_probs()
+            f = c.fwd_probs()
 
             def classify(batch: np.ndarray) -> np.ndarray:
                 t = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
@@ -456,15 +487,15 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
             exp = explainer.explain_instance(
                 image_np,
                 classify,
-                labels=(target,),
+                labels=(c.target,),
                 top_labels=None,
                 hide_color=fill_np,
                 num_samples=s["samples"],
-                batch_size=bs,
+                batch_size=c.bs,
                 segmentation_fn=lambda _: seg_np,
             )
             weights = torch.zeros(int(seg_np.max()) + 1, dtype=torch.float64)
-            for k, w in exp.local_exp[target]:
+            for k, w in exp.local_exp[c.target]:
                 weights[k] = w
             return weights[torch.from_numpy(seg_np)], f.images
 
@@ -473,34 +504,40 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
         Task(
             "lime",
             "forward",
-            bs,
+            c.bs,
             s,
             run_lime,
             peers,
             skipped,
-            lambda a, b: ("Pearson r", _pearson(a, b)),
+            lambda a, b: ("Pearson r", map_pearson(a, b)),
             "same SLIC segments, mean-colour fill, cosine kernel (width 0.25), "
             "Ridge(alpha=1); random samples differ: the maps' Pearson correlation, "
             "not a difference",
             images_hint=s["samples"],
         )
     )
+    return tasks
 
+
+def _gradients_tasks(c: _Context) -> list[Task]:
+    tasks: list[Task] = []
     # gradient methods: compared on the (1, 3, H, W) attribution / the low-resolution CAM
-    grad = unmask.make_explainer(model, "gradient")
+    grad = unmask.make_explainer(c.model, "gradient")
 
     def run_grad():
-        return grad.explain(x, target).extras["attribution"][0], 1
+        return grad.explain(c.x, c.target).extras["attribution"][0], 1
 
     peers = {}
-    if ca is not None:
+    if c.ca is not None:
 
         def run_captum_saliency():
-            f = Counting(model)
-            a = ca.Saliency(f).attribute(x.clone().requires_grad_(True), target=target, abs=True)
+            f = Counting(c.model)
+            a = c.ca.Saliency(f).attribute(
+                c.x.clone().requires_grad_(True), target=c.target, abs=True
+            )
             return a[0].detach(), f.images
 
-        peers[captum_name] = run_captum_saliency
+        peers[c.captum_name] = run_captum_saliency
     tasks.append(
         Task(
             "gradient",
@@ -509,84 +546,88 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
             {"score": "logit"},
             run_grad,
             peers,
-            dict(no_captum),
+            dict(c.no_captum),
             _rel,
             "|d logit / dx| (captum Saliency(abs=True))",
             images_hint=1,
         )
     )
 
-    s = SETTINGS["integrated_gradients"][q]
-    ig = unmask.make_explainer(model, "integrated_gradients", batch_size=bs, **s)
+    s = SETTINGS["integrated_gradients"][c.q]
+    ig = unmask.make_explainer(c.model, "integrated_gradients", batch_size=c.bs, **s)
 
     def run_ig(s=s):
-        return ig.explain(x, target).extras["attribution"][0], s["steps"]
+        return ig.explain(c.x, c.target).extras["attribution"][0], s["steps"]
 
     peers = {}
-    if ca is not None:
+    if c.ca is not None:
 
         def run_captum_ig(s=s):
-            f = Counting(model)
-            a = ca.IntegratedGradients(f).attribute(
-                x,
-                baselines=torch.zeros_like(x),
-                target=target,
+            f = Counting(c.model)
+            a = c.ca.IntegratedGradients(f).attribute(
+                c.x,
+                baselines=torch.zeros_like(c.x),
+                target=c.target,
                 n_steps=s["steps"],
-                internal_batch_size=bs,
+                internal_batch_size=c.bs,
             )
             return a[0].detach(), f.images
 
-        peers[captum_name] = run_captum_ig
+        peers[c.captum_name] = run_captum_ig
     tasks.append(
         Task(
             "integrated_gradients",
             "backward",
-            min(bs, s["steps"]),
+            min(c.bs, s["steps"]),
             s,
             run_ig,
             peers,
-            dict(no_captum),
+            dict(c.no_captum),
             _rel,
             "black baseline, Gauss-Legendre rule (captum's default)",
             images_hint=s["steps"],
         )
     )
 
-    cam = unmask.make_explainer(model, "gradcam")
+    cam = unmask.make_explainer(c.model, "gradcam")
 
     def run_cam():
-        return cam.explain(x, target).extras["cam"][0, 0], 1
+        return cam.explain(c.x, c.target).extras["cam"][0, 0], 1
 
     peers = {}
-    if ca is not None:
-        layer = dict(model.net.named_modules())[model.feature_layer]
+    if c.ca is not None:
+        layer = dict(c.model.net.named_modules())[c.model.feature_layer]
 
         def run_captum_cam():
-            f = Counting(model)
-            a = ca.LayerGradCam(f, layer).attribute(x, target=target, relu_attributions=True)
+            f = Counting(c.model)
+            a = c.ca.LayerGradCam(f, layer).attribute(c.x, target=c.target, relu_attributions=True)
             return a[0, 0].detach(), f.images
 
-        peers[captum_name] = run_captum_cam
+        peers[c.captum_name] = run_captum_cam
     tasks.append(
         Task(
             "gradcam",
             "backward",
             1,
-            {"layer": model.feature_layer},
+            {"layer": c.model.feature_layer},
             run_cam,
             peers,
-            dict(no_captum),
+            dict(c.no_captum),
             _rel,
             "the 7x7 CAM at the feature layer, ReLU",
             images_hint=1,
         )
     )
+    return tasks
 
-    s = SETTINGS["extremal"][q]
-    ext = unmask.make_explainer(model, "extremal", areas=s["areas"], steps=s["steps"])
+
+def _extremal_tasks(c: _Context) -> list[Task]:
+    tasks: list[Task] = []
+    s = SETTINGS["extremal"][c.q]
+    ext = unmask.make_explainer(c.model, "extremal", areas=s["areas"], steps=s["steps"])
 
     def run_extremal(s=s):
-        return ext.explain(x, target).extras["keep_masks"][0, 0], s["steps"]
+        return ext.explain(c.x, c.target).extras["keep_masks"][0, 0], s["steps"]
 
     peers, skipped = {}, {}
     try:
@@ -601,8 +642,10 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
     if extremal_perturbation is not None:
 
         def run_torchray_extremal(s=s):
-            f = Counting(model)
-            masks, _ = extremal_perturbation(f, x, target, areas=[s["areas"]], max_iter=s["steps"])
+            f = Counting(c.model)
+            masks, _ = extremal_perturbation(
+                f, c.x, c.target, areas=[s["areas"]], max_iter=s["steps"]
+            )
             return masks[0, 0].detach(), f.images
 
         peers[peers_name] = run_torchray_extremal
@@ -622,24 +665,28 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
             images_hint=s["steps"],
         )
     )
+    return tasks
 
+
+def _deletion_tasks(c: _Context) -> list[Task]:
+    tasks: list[Task] = []
     # deletion + insertion
-    s = SETTINGS["deletion+insertion"][q]
+    s = SETTINGS["deletion+insertion"][c.q]
     from unmask.metrics import compat
 
-    images = x.expand(s["images"], -1, -1, -1).contiguous()
+    images = c.x.expand(s["images"], -1, -1, -1).contiguous()
     if s["images"] > 1:
-        images = torch.cat([x, x.flip(-1)])[: s["images"]]
+        images = torch.cat([c.x, c.x.flip(-1)])[: s["images"]]
     maps = torch.rand(
         s["images"], 1, s["map_size"], s["map_size"], generator=torch.Generator().manual_seed(0)
     )
-    targets = t.expand(s["images"]).contiguous()
+    targets = c.t.expand(s["images"]).contiguous()
 
     def metric_runner(module) -> Callable[[], tuple[Any, int]]:
-        deletion, insertion = module.Deletion(batch_size=bs), module.Insertion(batch_size=bs)
+        deletion, insertion = module.Deletion(batch_size=c.bs), module.Insertion(batch_size=c.bs)
 
         def run():
-            f = fwd_probs().eval()
+            f = c.fwd_probs().eval()
             out = {**deletion(f, images, maps, targets), **insertion(f, images, maps, targets)}
             return torch.tensor([float(out[k]) for k in ("dauc", "dc", "iauc", "ic")]), f.images
 
@@ -657,7 +704,7 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
         Task(
             "deletion+insertion",
             "forward",
-            bs,
+            c.bs,
             s,
             metric_runner(compat),
             peers,
@@ -667,8 +714,25 @@ def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) ->
             images_hint=2 * s["images"] * (s["map_size"] ** 2 + 1),
         )
     )
-    tasks.append(pixel_flipping_task(model, images, maps, targets, bs, args))
+    tasks.append(pixel_flipping_task(c.model, images, maps, targets, c.bs, c.args))
     return tasks
+
+
+#: Per method, the function that builds its tasks (unmask and its peers on the same input).
+TASK_BUILDERS: dict[str, Callable[[_Context], list[Task]]] = {
+    "occlusion": _occlusion_tasks,
+    "rise": _rise_tasks,
+    "lime": _lime_tasks,
+    "gradients": _gradients_tasks,
+    "extremal": _extremal_tasks,
+    "deletion": _deletion_tasks,
+}
+
+
+def build_tasks(model: unmask.Classifier, x: torch.Tensor, target: int, args) -> list[Task]:
+    """Every task, in the table's order."""
+    c = _context(model, x, target, args)
+    return [task for build in TASK_BUILDERS.values() for task in build(c)]
 
 
 def pixel_flipping_task(model, images, maps, targets, bs: int, args) -> Task:
@@ -694,26 +758,6 @@ def pixel_flipping_task(model, images, maps, targets, bs: int, args) -> Task:
     )
 
 
-def best_forward(
-    model, x: torch.Tensor, batch: int, backward: bool, tries: int = 3, engine: bool = False
-) -> float:
-    """The best per-image seconds of a batched forward (+ backward to the input) of ``batch``:
-    the eager network (``model(x)``, what the peers run) or, ``engine=True``, unmask's scoring
-    path in the model's execution mode (``model.infer``)."""
-    xb = x[:1].expand(batch, -1, -1, -1).contiguous()
-    best = float("inf")
-    for _ in range(tries):
-        start = time.perf_counter()
-        if backward:
-            xx = xb.clone().requires_grad_(True)
-            torch.autograd.grad(model(xx)[:, 0].sum(), xx)
-        else:
-            with torch.inference_mode():
-                model.infer(xb) if engine else model(xb)
-        best = min(best, (time.perf_counter() - start) / batch)
-    return best
-
-
 #: Minutes a --quick run is designed to take on an idle 2-core machine (checked by the JSON's
 #: elapsed_s on the integrator's idle run).
 QUICK_BOUND_MIN = 15
@@ -735,10 +779,6 @@ def estimate_s(tasks: list[Task], model, x: torch.Tensor, args, repeats: int) ->
         if not args.no_memory:
             total += (one + CHILD_SETUP_S) * (libs - len(t.side))
     return total
-
-
-def _spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def setup(args):
@@ -888,61 +928,6 @@ def peak_memory(args, task: str, lib: str) -> float | None:
     return json.loads(proc.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
-#: The packages whose versions a report records.
-PACKAGES = (
-    "torch",
-    "numpy",
-    "captum",
-    "saliency-maps-metrics",
-    "lime",
-    "torchray",
-    "scikit-learn",
-    "scikit-image",
-)
-
-
-def environment(packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
-    """The commit, versions of ``packages`` and the machine, for a report."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "src", "benchmarks"],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-        )
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = "unknown", None
-    versions = {}
-    for pkg in packages:
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in open("/proc/cpuinfo")
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        cpu = platform.processor()
-    return {
-        "commit": commit,
-        "dirty": dirty,
-        "unmask": unmask.__version__,
-        "python": platform.python_version(),
-        "versions": versions,
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-    }
-
-
 def table(report: dict[str, Any]) -> str:
     env, load = report["environment"], report["load"]
     head = (
@@ -1056,7 +1041,7 @@ def run_task(task: Task, model, x: torch.Tensor, args, repeats: int) -> dict[str
         if task.kind == "forward"
         else "eager (autograd)",
         "unmask": {
-            "wall_s": _spread(walls["unmask"]),
+            "wall_s": spread(walls["unmask"]),
             "walls_s": walls["unmask"],
             "images": images["unmask"],
         },
@@ -1075,7 +1060,7 @@ def run_task(task: Task, model, x: torch.Tensor, args, repeats: int) -> dict[str
         if isinstance(diff, tuple):
             diff = {"measure": diff[0], "value": diff[1]}
         row["peers"][lib] = {
-            "wall_s": _spread(walls[lib]),
+            "wall_s": spread(walls[lib]),
             "walls_s": walls[lib],
             "images": images[lib],
             "max_diff": diff,

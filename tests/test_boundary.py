@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import pickle
 import struct
 import warnings
 import zlib
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import unmask
+import unmask.explainers  # noqa: F401  (registers every method)
 import unmask.models
 from unmask.cli import main
 from unmask.images import load_image
@@ -193,6 +195,7 @@ BAD_IMAGES = [
     ("gray", lambda x: x[:, :1], ValueError, ["x:", "3 channels"]),
     ("empty", lambda x: x[:0], ValueError, ["x:"]),
     ("array", lambda x: x.numpy(), TypeError, ["x:"]),
+    ("meta", lambda x: torch.empty_like(x, device="meta"), ValueError, ["x:", "meta tensor"]),
 ]
 
 BAD_TARGETS = [
@@ -203,6 +206,8 @@ BAD_TARGETS = [
     ("cat", TypeError, ["target:"]),
     ([0, 1], ValueError, ["target:", "one class"]),
     ([[]], ValueError, ["target:", "non-empty"]),
+    (True, TypeError, ["target:", "bool"]),
+    (torch.tensor([1], device="meta"), ValueError, ["target:", "meta tensor"]),
 ]
 
 
@@ -384,6 +389,7 @@ BAD_MAPS = [
     ("shape", lambda s: s[:, :, None], ValueError, ["saliency:", "shape"]),
     ("batch", lambda s: torch.cat([s, s]), ValueError, ["saliency:", "1"]),
     ("complex", lambda s: s.to(torch.complex64), TypeError, ["saliency:"]),
+    ("meta", lambda s: torch.empty_like(s, device="meta"), ValueError, ["saliency:", "meta"]),
 ]
 
 
@@ -410,6 +416,50 @@ def test_metrics_refuse_bad_images(name, case, make, exc, names):
 def test_metrics_refuse_bad_maps(name, case, make, exc, names):
     metric = METRICS.get(name).build()
     _raises(lambda: metric(MODEL, X, make(torch.rand(1, 1, 32, 32)), 1), exc, *names)
+
+
+def _image_metrics() -> list[str]:
+    """The metrics that lay maps on images (faithfulness and contrastive kinds)."""
+    from unmask.metrics.kinds import kind_of
+
+    kinds = ("faithfulness", "contrastive")
+    return [e.name for e in METRICS if kind_of(e).name in kinds]
+
+
+def _on_images(name, saliency, x=X):
+    from unmask.metrics.kinds import kind_of
+
+    metric = METRICS.get(name).build()
+    extra = {"competitors": {0}} if kind_of(METRICS.get(name)).name == "contrastive" else {}
+    return metric(_CONTRACT._model("gradcam"), x, saliency, 1, **extra)
+
+
+@pytest.mark.parametrize("name", _image_metrics())
+@pytest.mark.parametrize("h, w", [(30, 30), (64, 64), (32, 24), (31, 32)])
+def test_maps_that_do_not_tile_the_images_are_refused(name, h, w):
+    # one rule where maps meet images: the image's size, or a grid whose cells tile it
+    _raises(lambda: _on_images(name, torch.rand(1, 1, h, w)), ValueError, "saliency:", f"{h} x {w}")
+
+
+@pytest.mark.parametrize("name", _image_metrics())
+def test_grid_maps_are_read_as_documented(name):
+    # an 8 x 8 grid on 32 x 32 images: accepted, finite
+    assert bool(torch.isfinite(_on_images(name, torch.rand(1, 1, 8, 8))).all())
+
+
+def test_evaluate_and_the_cli_apply_the_map_rule(tmp_path, capsys):
+    from unmask.metrics import evaluate
+
+    _raises(
+        lambda: evaluate(MODEL, X, torch.rand(1, 1, 30, 30), ["deletion", "cauc"], competitors={0}),
+        ValueError,
+        "saliency:",
+        "30 x 30",
+    )
+    np.save(tmp_path / "m.npy", np.random.default_rng(0).random((1, 30, 30), np.float32))
+    argv = ["evaluate", "--example", "chelsea", "--model", "synthetic_cnn"]
+    line = _cli_error(capsys, [*argv, "--maps", str(tmp_path / "m.npy")])
+    assert "--maps:" in line and "30 x 30" in line and "64 x 64" in line
 
 
 @pytest.mark.parametrize("name", _model_metrics())
@@ -574,6 +624,11 @@ def _files(tmp_path: Path) -> dict[str, str]:
     np.save(tmp_path / "nan.npy", np.full((16, 16, 3), np.nan, np.float32))
     np.save(tmp_path / "maps_nan.npy", np.full((1, 16, 16), np.nan, np.float32))
     torch.save({"nope": torch.zeros(1)}, tmp_path / "bad.pt")
+    (tmp_path / "pickle.pkl").write_bytes(pickle.dumps({"a": 1}))
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")  # a whole pickled module
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "loop.npy").symlink_to(tmp_path / "loop.npy")
     return {
         k: str(tmp_path / v)
         for k, v in [
@@ -583,6 +638,11 @@ def _files(tmp_path: Path) -> dict[str, str]:
             ("nan", "nan.npy"),
             ("maps_nan", "maps_nan.npy"),
             ("bad", "bad.pt"),
+            ("pkl", "pickle.pkl"),
+            ("module", "module.pt"),
+            ("loop", "loop.png"),
+            ("dangling", "dangling.png"),
+            ("maps_loop", "loop.npy"),
             ("dir", "."),
             ("txt", "result.txt"),
             ("nodir", "no/such/dir/x.png"),
@@ -658,6 +718,21 @@ CLI_CASES = [
     (["figure4", "--images", "{dir}", "--out", "{dir}", "--limit", "-3"], ["--limit:"]),
     (["figure4", "--images", "{dir}", "--out", "{dir}", "--size", "100000"], ["size:"]),
     (["explain", *EX, "--target", "cat"], ["--target"]),
+    (["explain", *EX, "--target", "true"], ["--target"]),
+    # files that were internal errors or misnamed (issue 25)
+    (["explain", *EX, "--weights", "{pkl}"], ["weights:", "pickle.pkl", "not a torch weights"]),
+    (["explain", *EX, "--weights", "{module}"], ["weights:", "Linear", "state_dict()"]),
+    (
+        ["explain", *EX, "--model", "synthetic_cnn", "--weights", "{pkl}"],
+        ["weights:", "not a torch weights"],
+    ),
+    (["explain", *EX, "--model", "synthetic_cnn", "--weights", "{loop}"], ["weights:", "loop"]),
+    (["explain", "{loop}", "--no-progress"], ["image:", "symbolic link loop"]),
+    (["explain", "{dangling}", "--no-progress"], ["image:", "broken symbolic link"]),
+    (
+        ["evaluate", "--example", "chelsea", "--maps", "{maps_loop}"],
+        ["--maps:", "symbolic link loop"],
+    ),
 ]
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -143,6 +146,63 @@ def test_truncated_image(tmp_path):
         load_image(tmp_path / "cut.png")
 
 
+def _png(width, height, raw, interlace=0):
+    """A PNG file (RGB, 8 bits) whose IDAT is the zlib stream of ``raw`` (filtered rows)."""
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, interlace)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_png_with_rows_missing_is_refused(tmp_path):
+    # a well-formed file (complete zlib stream, IEND) whose data holds 10 of its 200 rows:
+    # PIL decodes it without an error, the missing rows black
+    rows = b"".join(b"\x00" + b"\xff" * (3 * 200) for _ in range(10))
+    (tmp_path / "short.png").write_bytes(_png(200, 200, rows))
+    with pytest.raises(
+        ValueError, match=r"image: cannot read image .*short.png: image file is tru"
+    ):
+        load_image(tmp_path / "short.png")
+    full = b"".join(b"\x00" + b"\xff" * (3 * 200) for _ in range(200))
+    (tmp_path / "full.png").write_bytes(_png(200, 200, full))
+    assert float(load_image(tmp_path / "full.png", size=None).min()) == 1.0
+
+
+def test_interlaced_png_sizes(tmp_path):
+    # Adam7: the data of 7 passes; the check counts each pass's rows and filter bytes
+    w, h = 13, 11
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2))
+    passes += ((0, 1, 1, 2),)
+    raw = b""
+    for x0, y0, dx, dy in passes:
+        cols, rows = -(-(w - x0) // dx), -(-(h - y0) // dy)
+        if cols > 0 and rows > 0:
+            raw += (b"\x00" + b"\x80" * (3 * cols)) * rows
+    (tmp_path / "i.png").write_bytes(_png(w, h, raw, interlace=1))
+    assert load_image(tmp_path / "i.png", size=None).shape == (1, 3, h, w)
+    (tmp_path / "cut.png").write_bytes(_png(w, h, raw[:-5], interlace=1))
+    with pytest.raises(ValueError, match="image file is truncated"):
+        load_image(tmp_path / "cut.png")
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "LA", "RGB", "RGBA", "I;16"])
+def test_complete_pngs_of_every_depth_load(tmp_path, mode):
+    img = Image.fromarray(_gradient(11, 13)).convert("L" if mode == "I;16" else mode)
+    if mode == "I;16":
+        img = Image.fromarray(np.asarray(img, dtype=np.uint16) * 257)
+    img.save(tmp_path / "a.png")
+    assert load_image(tmp_path / "a.png", size=None).shape == (1, 3, 11, 13)
+
+
 def test_empty_file_and_directory(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     with pytest.raises(ValueError, match=r"image: empty file \(0 bytes\)"):
@@ -190,3 +250,57 @@ def test_bad_options():
         load_image(arr, size=0)
     with pytest.raises(ValueError, match="mode: expected 'crop' or 'resize'"):
         load_image(arr, mode="pad")
+
+
+# --------------------------------------------------------------------------- large images
+
+
+@pytest.fixture(scope="module")
+def large_files(tmp_path_factory):
+    """A 2400 x 1800 photograph (astronaut, upscaled) as PNG, JPEG and a uint8 array."""
+    root = tmp_path_factory.mktemp("large")
+    img = Image.fromarray(example_image("astronaut")).resize((2400, 1800), Image.BICUBIC)
+    img.save(root / "big.png", compress_level=1)
+    img.save(root / "big.jpg", quality=95)
+    return {"png": root / "big.png", "jpg": root / "big.jpg", "array": np.asarray(img)}
+
+
+def _full_resize(source, size, mode):
+    """The resize of the full-size image, as load_image did before it reduced large images."""
+    import torch.nn.functional as F
+
+    from unmask.images import _pil_to_array
+
+    img = Image.fromarray(source) if isinstance(source, np.ndarray) else Image.open(source)
+    img.load()
+    if mode == "crop":
+        side = min(img.size)
+        left, top = (img.width - side) // 2, (img.height - side) // 2
+        img = img.crop((left, top, left + side, top + side))
+    x = torch.from_numpy(_pil_to_array(img)).permute(2, 0, 1)[None]
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x.clamp(0, 1)
+
+
+@pytest.mark.parametrize("kind", ["png", "jpg", "array"])
+@pytest.mark.parametrize("mode", ["crop", "resize"])
+def test_large_images_are_reduced_before_their_float_copy(large_files, kind, mode, monkeypatch):
+    import unmask.images as images
+
+    seen = []
+    convert = images._pil_to_array
+    monkeypatch.setattr(images, "_pil_to_array", lambda img: seen.append(img.size) or convert(img))
+    x = load_image(large_files[kind], size=64, mode=mode)
+    assert x.shape == (1, 3, 64, 64)
+    # the float copy is at most 8 times the output side (not 2400 x 1800)
+    assert seen and max(seen[0]) < 8 * 64 * (2400 / 1800 if mode == "resize" else 1)
+    # and within about 1/255 of a resize of the full image
+    diff = (x - _full_resize(large_files[kind], 64, mode)).abs()
+    assert float(diff.mean()) < 0.006 and float(diff.max()) < 0.08
+
+
+def test_images_under_eight_times_the_size_are_resized_as_before(large_files):
+    # 2400 x 1800 at 224: 1800 // (4 * 224) = 2, reduced; at 256: 1800 // 1024 = 1, as before
+    for kind in ("png", "array"):
+        x = load_image(large_files[kind], size=256)
+        assert torch.equal(x, _full_resize(large_files[kind], 256, "crop").contiguous())

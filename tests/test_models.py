@@ -116,6 +116,8 @@ def test_as_classifier_and_input_checks():
         as_classifier(nn.Linear(2, 2))
     with pytest.raises(TypeError, match="model: expected an unmask.Classifier, got int"):
         as_classifier(3)
+    with pytest.raises(TypeError, match=r"got the string 'efficientnet_lite0'.*make_model"):
+        as_classifier("efficientnet_lite0")  # never loads a model behind the caller's back
     with pytest.raises(ValueError, match=r"x: expected 3 channels"):
         check_model_input(model, torch.rand(1, 1, 8, 8))
     with pytest.raises(ValueError, match="x: contains NaN"):

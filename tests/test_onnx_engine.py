@@ -155,7 +155,7 @@ def test_bench_run_equals_eager(tmp_path, monkeypatch, exported):
         config = tmp_path / f"{execution}.toml"
         config.write_text(BENCH_TOML.format(execution=execution, data=data))
         stores[execution] = tmp_path / f"{execution}.sqlite"
-        run(load_plan(config), stores[execution], progress=False, threads=1)
+        run(load_plan(config, allow_code=True), stores[execution], progress=False, threads=1)
     eager, fast = Store.open(stores["eager"]), Store.open(stores["onnx"])
     assert len(eager.units()) == len(fast.units()) == 4
     for unit in eager.units():

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from unmask.removal import Constant, Inpaint
-from unmask.scoring import Scorer, select_scores
+from unmask.scores import select_scores
+from unmask.scoring import Scorer
 from unmask.testing import region_box
 
 

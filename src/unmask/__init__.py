@@ -25,6 +25,9 @@ __all__ = [
     "load_image",
     "load_model",
     "make_explainer",
+    "make_model",
+    "explainers",
+    "metrics",
     "removal",
 ]
 
@@ -42,21 +45,23 @@ _HOMES = {
     "load_image": "images",
     "load_model": "models",
     "make_explainer": "api",
+    "make_model": "model_specs",
 }
 
 if TYPE_CHECKING:
-    from . import removal
+    from . import explainers, metrics, removal
     from .api import explain, explain_each, list_methods, make_explainer
     from .explanation import Explanation
     from .images import example_image, load_image
+    from .model_specs import make_model
     from .models import Classifier, list_models, load_model
     from .registry import METHODS
     from .scoring import Scorer
 
 
 def __getattr__(name: str) -> Any:
-    if name == "removal":
-        return importlib.import_module(".removal", __name__)
+    if name in ("removal", "explainers", "metrics"):
+        return importlib.import_module(f".{name}", __name__)
     if name in _HOMES:
         value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
         globals()[name] = value  # the next access is a plain attribute

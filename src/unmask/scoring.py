@@ -18,59 +18,16 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from ._checks import ScoreTarget, check_choice, check_positive
+from ._checks import check_choice, check_positive
 from ._limits import batch_bytes, check_memory
 from .models import Classifier, NonFiniteLogits
 from .progress import Progress, check_progress, track
 from .removal.base import bind
+from .scores import SCORES, select_scores
 
 __all__ = ["Scorer", "select_scores", "SCORES"]
 
-#: What a method can explain: the softmax probability, the logit, or the log-probability.
-SCORES = ("prob", "logit", "log_prob")
-
 MaskSource = Tensor | Callable[[int, int], Tensor]
-
-
-def select_scores(logits: Tensor, target: Tensor, score: str = "prob") -> Tensor:
-    """The ``score`` of each row's target: (N, K) logits -> (N,) or (N, T).
-
-    ``target`` is one of:
-
-    - (N,) long: one class per row;
-    - (N, K) bool: one set of classes per row (a cluster), scored as a whole: ``"logit"`` gives
-      the generalised logit ``log Σ_{c∈C} exp(z_c)``, ``"prob"`` gives ``Σ_{c∈C} p_c`` and
-      ``"log_prob"`` gives ``log Σ_{c∈C} p_c``; a one-class set gives that class's score;
-    - (N, T, K) bool: T sets per row (several targets at once), giving (N, T);
-    - a :class:`unmask._checks.ScoreTarget` (score functions of the logits): their scores
-      (N,), whatever ``score`` says.
-
-    Example:
-        >>> z = torch.tensor([[0.0, 1.0, 2.0]])
-        >>> select_scores(z, torch.tensor([2]), "logit")
-        tensor([2.])
-        >>> select_scores(z, torch.tensor([[False, True, True]]), "logit")  # log(e + e²)
-        tensor([2.3133])
-    """
-    if isinstance(target, ScoreTarget):
-        return target.scores(logits)
-    target = target.to(logits.device)
-    if target.dtype != torch.bool:
-        if score == "logit":
-            out = logits
-        elif score == "prob":
-            out = torch.softmax(logits, dim=1)
-        else:
-            out = torch.log_softmax(logits, dim=1)
-        return out.gather(1, target.reshape(-1, 1)).squeeze(1)
-    rows = logits if target.ndim == 2 else logits[:, None, :]
-    if score == "prob":
-        p = torch.softmax(logits, dim=1)
-        return (p if target.ndim == 2 else p[:, None, :]).masked_fill(~target, 0).sum(-1)
-    if score == "log_prob":
-        rows = torch.log_softmax(logits, dim=1)
-        rows = rows if target.ndim == 2 else rows[:, None, :]
-    return rows.masked_fill(~target, float("-inf")).logsumexp(-1)
 
 
 @contextmanager

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import _shape, check_choice, check_images, check_mask, check_probability
+from ._types import Model
 from .explanation import Explanation
 
 __all__ = [
@@ -471,7 +472,7 @@ def plot_grid(
     images: Tensor,
     explanations: SaliencyLike | Sequence[SaliencyLike],
     *,
-    model: Any = None,
+    model: Model | None = None,
     class_names: Sequence[str] | None = None,
     probabilities: Tensor | None = None,
     row_labels: Sequence[str] | None = None,

@@ -128,6 +128,7 @@ def _start(config: Path, store: Path) -> subprocess.Popen:
             "--no-progress",
             "--threads",
             "1",
+            "--allow-code",  # the tiny config's model is unmask.testing:region_model
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -138,7 +139,7 @@ def _start(config: Path, store: Path) -> subprocess.Popen:
 def _kill_and_resume(config: Path, tmp_path: Path, kills: tuple[int, ...]) -> tuple[Store, Store]:
     """SIGKILL ``unmask bench run CONFIG`` once ``kills[i]`` units are stored, restart it each
     time, let the last start finish; returns (the resumed store, an uninterrupted run's)."""
-    plan = load_plan(config)
+    plan = load_plan(config, allow_code=True)
     files = len(open_dataset(plan.data["path"]).items)
     total = files * len(plan.methods)
     reference = tmp_path / "reference.sqlite"

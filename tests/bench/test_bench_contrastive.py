@@ -12,7 +12,8 @@ import torch
 
 from unmask.api import make_explainer
 from unmask.bench import Store, load_plan, parse_plan, run
-from unmask.bench.report import contrastive_summary, write_report
+from unmask.bench.report import write_report
+from unmask.bench.statistics import contrastive_summary
 from unmask.contrastive import cwox
 from unmask.explanation import result_key
 from unmask.metrics import METRICS
@@ -71,7 +72,7 @@ def _pairs(row: dict) -> list[tuple]:
 
 
 def test_cwox_and_plain_maps_scored_per_pair_through_the_store(contrast_config, tmp_path):
-    plan = load_plan(contrast_config)
+    plan = load_plan(contrast_config, allow_code=True)
     assert plan.contrast["clusters"] == [[0], [1, 2]] and plan.config["contrast"] == plan.contrast
     store = tmp_path / "run.sqlite"
     summary = run(plan, store, progress=False, threads=1)
@@ -173,7 +174,7 @@ def test_contrastive_run_resumes_after_sigkill(tmp_path, bench_files, kill_and_r
 
 
 def test_a_contrastive_metric_key_depends_on_the_contrast_table(contrast_config, tmp_path):
-    plan = load_plan(contrast_config)
+    plan = load_plan(contrast_config, allow_code=True)
     run(plan, tmp_path / "a.sqlite", progress=False, limit=1)
     cfg = json.loads(json.dumps(plan.config))
     other = {**cfg, "contrast": {**cfg["contrast"], "pairs": ["cluster"]}}
@@ -183,7 +184,7 @@ def test_a_contrastive_metric_key_depends_on_the_contrast_table(contrast_config,
     other["metrics"] = [
         {"metric": m["metric"], "params": m["params"], "label": m["label"]} for m in cfg["metrics"]
     ]
-    plan2 = parse_plan(other)
+    plan2 = parse_plan(other, allow_code=True)
     assert plan2.config_hash != plan.config_hash
     run(plan2, tmp_path / "b.sqlite", progress=False, limit=1)
     a = {(r["run"], r["metric"]): r for r in Store.open(tmp_path / "a.sqlite").results()}
@@ -201,7 +202,7 @@ def test_an_image_without_pairs_has_no_contrastive_row(tmp_path, bench_files):
     text = CWOX_TOML.format(extra="").replace("top = 3", "top = 1")
     config.write_text(text)
     store = tmp_path / "run.sqlite"
-    run(load_plan(config), store, progress=False)
+    run(load_plan(config, allow_code=True), store, progress=False)
     metrics = {(r["run"], r["metric"]) for r in Store.open(store).results()}
     assert metrics == {("cwox", "deletion[max_steps=8]"), ("gradcam", "deletion[max_steps=8]")}
 
@@ -237,7 +238,7 @@ def test_bad_contrast_and_cwox_settings(changes, message):
         **changes,
     }
     with pytest.raises(ValueError) as info:
-        parse_plan(cfg)
+        parse_plan(cfg, allow_code=True)
     assert str(info.value).startswith(message)
 
 

@@ -64,6 +64,11 @@ def test_imagefolder_and_voc(tmp_path: Path) -> None:
             "file,xmin,ymin,xmax,ymax\nz.png,0,0,5,3\n",
             "not in the data set",
         ),
+        # malformed rows: more cells than the header (was an AttributeError), a NUL byte
+        ("file,class_index\na.png,1,extra,more\n", None, "line 2: expected at most 2 cells"),
+        ("file,class_index\na.png,1\n", "file,xmin,ymin,xmax,ymax\na.png,0,0,5,3,9\n", "line 2"),
+        ("file,class_index\na.png,1\x00\n", None, "line 2"),
+        ("file,class_index\na.png,true\n", None, "class_index: expected an integer"),
     ],
 )
 def test_bad_annotations(tmp_path: Path, labels, boxes, match) -> None:

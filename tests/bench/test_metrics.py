@@ -64,7 +64,8 @@ def test_values_equal_each_metric_alone_and_shared_results_cut_model_calls():
             "data": {"path": "."},
             "methods": [{"method": "pixelmask"}],
             "metrics": METRICS,
-        }
+        },
+        allow_code=True,
     )
     built = [(r, build_metric(r, model, explainer.representation)) for r in plan.metrics]
     seen: list[int] = []
@@ -107,7 +108,8 @@ def test_a_failing_metric_is_a_failed_row_and_the_others_are_computed():
                 {"metric": "deletion", "params": {"max_steps": 8}},
                 {"metric": "dc", "params": {"max_steps": 8}},
             ],
-        }
+        },
+        allow_code=True,
     )
     built = [(r, build_metric(r, model)) for r in plan.metrics]
 

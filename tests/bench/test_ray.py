@@ -19,7 +19,7 @@ pytestmark = pytest.mark.ray
 def test_ray_equals_local_and_survives_a_killed_worker(tiny: Path, tmp_path: Path) -> None:
     from unmask.bench.executors import RayExecutor
 
-    plan = load_plan(tiny)
+    plan = load_plan(tiny, allow_code=True)
     local = tmp_path / "local.sqlite"
     run(plan, local, progress=False, threads=1)
 

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from unmask.bench import Store, load_plan, run
-from unmask.bench.report import FEW_IMAGES, bootstrap_ci, write_report
+from unmask.bench.report import write_report
+from unmask.bench.statistics import FEW_IMAGES, bootstrap_ci
 
 EXTRA_METHODS = """
 [[methods]]
@@ -40,7 +41,7 @@ def report(tmp_path_factory, bench_files) -> tuple[Path, Path]:
     write_images, write_config = bench_files
     root = tmp_path_factory.mktemp("report")
     write_images(root / "data", 4, bad=3)
-    plan = load_plan(write_config(root, EXTRA_METHODS, EXTRA_METRICS))
+    plan = load_plan(write_config(root, EXTRA_METHODS, EXTRA_METRICS), allow_code=True)
     store = root / "run.sqlite"
     run(plan, store, progress=False)
     return store, write_report(store, root / "out", examples=2, bootstrap=200)
@@ -131,3 +132,15 @@ def test_report_renders_in_headless_chromium(report) -> None:
     with Image.open(shot) as im:
         assert im.size == (1200, 2400)
         assert len(np.unique(np.asarray(im.convert("L")))) > 20  # not a blank page
+
+
+def test_directions_come_from_the_registry_and_unknown_metrics_are_not_ranked():
+    from unmask.bench.report import _direction
+    from unmask.bench.statistics import direction
+    from unmask.registry import METRICS
+
+    for entry in METRICS:
+        assert direction(entry.name) is entry.factory.higher_is_better
+    assert direction("deletion") is False and direction("insertion") is True
+    assert direction("no_such_metric") is None  # was taken as higher-is-better before
+    assert _direction(None) == "direction unknown: not ranked"

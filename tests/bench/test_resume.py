@@ -19,7 +19,7 @@ def test_sigkill_and_resume_equals_uninterrupted(
 
 
 def test_failed_image_recorded_and_retried(tiny: Path, tmp_path: Path) -> None:
-    plan = load_plan(tiny)
+    plan = load_plan(tiny, allow_code=True)
     store = tmp_path / "run.sqlite"
     summary = run(plan, store, progress=False)
     assert summary.failed == len(plan.methods)  # img03.png, once per method run
@@ -38,7 +38,7 @@ def test_failed_image_recorded_and_retried(tiny: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("limit", [2])
 def test_limit_then_full(tiny: Path, tmp_path: Path, limit: int) -> None:
-    plan = load_plan(tiny)
+    plan = load_plan(tiny, allow_code=True)
     store = tmp_path / "run.sqlite"
     first = run(plan, store, progress=False, limit=limit)
     assert first.written == limit * len(plan.methods)

@@ -78,7 +78,7 @@ def _with(**changes):
 )
 def test_bad_config_names_the_key_and_the_choices(changes, key, allowed) -> None:
     with pytest.raises(ValueError) as info:
-        parse_plan(_with(**changes))
+        parse_plan(_with(**changes), allow_code=True)
     message = str(info.value)
     assert message.startswith(f"{key}:") and allowed in message and "\n" not in message
 
@@ -91,7 +91,8 @@ def test_expansion_labels_and_groups() -> None:
                 {"method": "mp", "removals": ["blur:10", "telea"]},
             ],
             metrics=["deletion", "ssim"],
-        )
+        ),
+        allow_code=True,
     )
     assert [m.label for m in plan.methods] == [
         "rise[s=5,seed=0]",
@@ -108,15 +109,24 @@ def test_expansion_labels_and_groups() -> None:
 
 
 def test_config_hash_ignores_limit_and_execution_settings() -> None:
-    a = parse_plan(_with(data={"path": ".", "limit": 2}))
-    b = parse_plan(_with(methods=[{"method": "occlusion", "params": {"batch_size": 7}}]))
-    c = parse_plan(_with(methods=[{"method": "occlusion", "params": {"patch_size": 7}}]))
-    assert a.config_hash == parse_plan(BASE).config_hash == b.config_hash != c.config_hash
+    a = parse_plan(_with(data={"path": ".", "limit": 2}), allow_code=True)
+    b = parse_plan(
+        _with(methods=[{"method": "occlusion", "params": {"batch_size": 7}}]), allow_code=True
+    )
+    c = parse_plan(
+        _with(methods=[{"method": "occlusion", "params": {"patch_size": 7}}]), allow_code=True
+    )
+    assert (
+        a.config_hash
+        == parse_plan(BASE, allow_code=True).config_hash
+        == b.config_hash
+        != c.config_hash
+    )
 
 
 def test_every_method_is_accepted() -> None:
     for name in METHODS.names():
-        parse_plan(_with(methods=[{"method": name}]))
+        parse_plan(_with(methods=[{"method": name}]), allow_code=True)
 
 
 def test_every_preset_is_a_valid_plan(tmp_path) -> None:

@@ -116,7 +116,7 @@ def test_descent_criterion(region_model, region_images):
 
 
 def test_gradient_removal_must_be_differentiable(region_model):
-    with pytest.raises(ValueError, match=r"^removal: .*differentiable"):
+    with pytest.raises(ValueError, match=r"^gradient_removal: .*differentiable"):
         MP2(region_model, Inpaint("telea"), gradient_removal=Inpaint("ns"))
 
 

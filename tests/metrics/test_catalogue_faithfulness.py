@@ -15,8 +15,8 @@ from unmask.metrics.faithfulness import (
     monotonicity,
     monotonicity_correlation,
     region_perturbation,
-    spearman_rows,
 )
+from unmask.numerics import spearman_rows
 from unmask.removal import Constant, Noise
 
 

@@ -16,10 +16,10 @@ from unmask.metrics.similarity import (
     HOGPearson,
     Spearman,
     hog_pearson,
-    minmax_normalise,
     spearman,
     ssim,
 )
+from unmask.numerics import minmax_normalise
 from unmask.registry import METRICS
 
 

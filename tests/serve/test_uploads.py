@@ -97,6 +97,21 @@ def test_truncated_is_400(fmt: str, keep: float) -> None:
     assert "truncated" in str(info.value) or "damaged" in str(info.value)
 
 
+def test_png_with_rows_missing_is_400() -> None:
+    # complete zlib stream and IEND, but 10 of the 100 rows: the same check as load_image
+    rows = b"".join(b"\x00" + b"\x7f" * (3 * 100) for _ in range(10))
+    header = struct.pack(">IIBBBBB", 100, 100, 8, 2, 0, 0, 0)
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(rows))
+        + _chunk(b"IEND", b"")
+    )
+    with pytest.raises(UploadError, match="truncated") as err:
+        read_upload(data, **BIG)
+    assert err.value.status == 400
+
+
 def test_too_many_bytes_is_413_before_parsing(no_decoding: None) -> None:
     data = _encode(Image.fromarray(_rgb()), "PNG")
     with pytest.raises(UploadError, match=f"{len(data):,} bytes is above the limit of 100") as info:

@@ -35,10 +35,13 @@ def test_robustness_over_settings_and_seeds(region_model, region_images):
 
 
 def test_robustness_with_seeds_uses_a_callable_explainer(region_model, region_images):
-    def noisy(model, x, target, seed=0, scale=1.0):
-        gen = torch.Generator().manual_seed(seed)
-        base = x.mean(1, keepdim=True)
-        return base + scale * torch.rand(base.shape, generator=gen)
+    def noisy(model, seed=0, scale=1.0):  # a factory: make(model, **hyperparameters)
+        def explain(x, target):
+            gen = torch.Generator().manual_seed(seed)
+            base = x.mean(1, keepdim=True)
+            return base + scale * torch.rand(base.shape, generator=gen)
+
+        return explain
 
     quiet = robustness(
         region_model, region_images, noisy, seeds=[0, 1, 2], similarity="spearman", scale=0.01

@@ -70,11 +70,11 @@ def test_model_dependent_explainer_changes_after_randomisation():
 
 
 def test_model_independent_explainer_stays_identical():
-    def edges(model, x, target):  # ignores the model entirely
+    def edges(x, target):  # ignores the model entirely
         g = x.mean(1, keepdim=True)
         return torch.nn.functional.pad((g[..., 1:, :] - g[..., :-1, :]).abs(), (0, 0, 0, 1))
 
-    res = cascading_randomisation(small_cnn(), images(), edges, seed=0)
+    res = cascading_randomisation(small_cnn(), images(), lambda model: edges, seed=0)
     for name in ("ssim", "spearman_abs", "hog"):
         assert torch.allclose(res.similarity[name], torch.ones(3, 2), atol=1e-6)
 
@@ -133,14 +133,19 @@ def _recording_explainer(seen: list):
     """Occlusion that records, at every call, which layers differ from the intact model."""
     intact = {k: v.clone() for k, v in small_cnn().state_dict().items()}
 
-    def explain(model, x, target, **kw):
-        state = model.state_dict()
-        seen.append(
-            sorted({k.rsplit(".", 1)[0] for k in intact if not torch.equal(state[k], intact[k])})
-        )
-        return unmask.explain(model, x, method="occlusion", target=target, **kw).saliency
+    def make(model, **kw):  # a factory: called with each (randomised) model
+        def explain(x, target):
+            state = model.state_dict()
+            seen.append(
+                sorted(
+                    {k.rsplit(".", 1)[0] for k in intact if not torch.equal(state[k], intact[k])}
+                )
+            )
+            return unmask.explain(model, x, method="occlusion", target=target, **kw).saliency
 
-    return explain
+        return explain
+
+    return make
 
 
 def test_independent_randomises_one_layer_at_a_time_cascading_accumulates():
@@ -179,9 +184,11 @@ def test_independent_equals_a_naive_loop():
 
 
 def test_independent_model_independent_explainer_stays_identical():
-    def blur(model, x, target):
+    def blur(x, target):
         return torch.nn.functional.avg_pool2d(x.mean(1, keepdim=True), 3, 1, 1)
 
-    res = independent_randomisation(small_cnn(), images(), blur, similarities=("ssim", "spearman"))
+    res = independent_randomisation(
+        small_cnn(), images(), lambda model: blur, similarities=("ssim", "spearman")
+    )
     for name in ("ssim", "spearman"):
         assert torch.allclose(res.similarity[name], torch.ones(3, 2), atol=1e-6)

@@ -38,6 +38,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from .._types import Model, Target
 from ..params import BatchSize, MethodName, Seed
 from ..registry import Entry
 
@@ -172,7 +173,7 @@ class Contrast:
         [('cluster', (0,), (1, 2)), ('class', (1,), (2,))]
     """
 
-    def __init__(self, config: dict[str, Any], model: Any) -> None:
+    def __init__(self, config: dict[str, Any], model: Model) -> None:
         self.config = config
         self.num_classes = model.num_classes
         self.tree = None
@@ -264,7 +265,7 @@ class CwoxMethod:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         base: MethodName = "gradcam",
         *,
         delta: float | None = None,
@@ -318,7 +319,7 @@ class CwoxMethod:
 CWOX_ENTRY = Entry("cwox", CwoxMethod, summary="CWOX-2s over a base explainer (seed 003)")
 
 
-def cwox_saliency(e: Any, clusters: list[list[int]], target: Any) -> Tensor:
+def cwox_saliency(e: Any, clusters: list[list[int]], target: Target) -> Tensor:
     """The unit's map of a CWOX-2s explanation: the cluster map of the target's cluster
     (the first cluster holding one of the target's classes; the first cluster otherwise),
     (1, 1, H, W)."""

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Item", "Sample", "Dataset", "open_dataset", "IMAGE_SUFFIXES", "KINDS"]
+from ..images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+__all__ = ["Item", "Sample", "Dataset", "open_dataset", "KINDS"]
+
 KINDS = ("auto", "csv", "imagefolder")
 
 
@@ -85,6 +86,9 @@ def _label(text: str, where: str) -> int | tuple[int, ...] | None:
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header naming at least ``required``; a row with more
+    cells than the header, or a file the csv module refuses, is one ValueError naming the line."""
+    rows = []
     try:
         with path.open(newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
@@ -95,11 +99,18 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
                     f"{path}: expected the columns {', '.join(required)}; "
                     f"missing {', '.join(missing)} (header: {', '.join(fields) or 'none'})"
                 )
-            return [
-                {(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader
-            ]
+            for row in reader:
+                if None in row:  # csv.DictReader's key for the cells beyond the header
+                    raise ValueError(
+                        f"{path}, line {reader.line_num}: expected at most {len(fields)} "
+                        f"cells ({', '.join(fields)}), got {len(fields) + len(row[None])}"
+                    )
+                rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items()})
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not a UTF-8 CSV file ({exc})") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path}: not a readable CSV file ({exc})") from None
+    return rows
 
 
 def _read_boxes_csv(path: Path) -> dict[str, list[tuple[float, float, float, float]]]:

@@ -5,7 +5,7 @@ An executor has ``start(plan, threads)`` (load the model, check every explainer 
 ``close()``. The driver writes what ``run`` yields into the store, so results of every executor
 flow into one file through one writer.
 
-* :class:`LocalExecutor` (default, no extra dependency): one :class:`~unmask.bench.runner.Worker`
+* :class:`LocalExecutor` (default, no extra dependency): one :class:`~unmask.bench.worker.Worker`
   in this process, units in order.
 * :class:`RayExecutor` (``pip install "unmask[ray]"``): ``workers`` Ray actors, each loading the
   model once; up to two units in flight per actor. An actor whose process dies is restarted by
@@ -22,9 +22,9 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .runner import Worker
 from .spec import Plan
 from .store import UnitRecord
+from .worker import Worker
 
 __all__ = ["LocalExecutor", "RayExecutor", "make_executor", "EXECUTORS"]
 

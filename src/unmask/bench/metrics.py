@@ -29,13 +29,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._types import Model, Target
 from ..explanation import Explanation
 from .maps import choose_map
 
 __all__ = ["run_metrics", "run_contrastive", "build_metric"]
 
 
-def build_metric(run: Any, model: Any, representation: Any = None) -> Any:
+def build_metric(run: Any, model: Model, representation: Any = None) -> Any:
     """The metric object of a :class:`~unmask.bench.spec.MetricRun` (for a method's
     representation)."""
     if run.kind == "explanation_image":  # the model comes at call time
@@ -66,11 +67,11 @@ def _data(run: Any, result: Any) -> Any:
 
 
 def _evaluate(
-    model: Any,
+    model: Model,
     x: Tensor,
     saliency: Tensor,
     members: list[tuple[Any, Any]],
-    target: Any,
+    target: Target,
     inputs: dict[str, Any],
 ) -> dict[str, tuple[Tensor | None, Any, str | None]]:
     """label -> (values, shared result, error) of one :func:`evaluate` call; when it raises,
@@ -97,7 +98,7 @@ def _evaluate(
 
 
 def run_metrics(
-    model: Any,
+    model: Model,
     x: Tensor,
     explanation: Explanation,
     metrics: list[tuple[Any, Any]],
@@ -187,7 +188,7 @@ def run_metrics(
 
 
 def run_contrastive(
-    model: Any,
+    model: Model,
     x: Tensor,
     maps: Tensor,
     pairs: list[Any],

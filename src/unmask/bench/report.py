@@ -15,427 +15,27 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
-import io
-import itertools
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .store import Store, decode_map
+from .plots import alpha_plot, cp_hs_plot, curve_plots, example_grid, robustness_plot
+from .statistics import FEW_IMAGES, contrastive_summary, robustness_scores, summarise
+from .store import Store
 
-__all__ = ["write_report", "summarise", "bootstrap_ci", "robustness_scores", "contrastive_summary"]
-
-#: Below this many images a bootstrap interval is flagged (``few_images``): resampling so few
-#: values gives an interval that looks precise but is not (with 4 images only 35 distinct
-#: resamples exist).
-FEW_IMAGES = 10
+__all__ = ["write_report"]
 
 
-def bootstrap_ci(
-    values: Sequence[float], resamples: int = 1000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (resampling images), fixed seed.
-
-    Example:
-        >>> lo, hi = bootstrap_ci([1.0, 2.0, 3.0, 4.0])
-        >>> 1.0 <= lo < 2.5 < hi <= 4.0
-        True
-    """
-    v = np.asarray(values, dtype=np.float64)
-    if v.size == 0:
-        return math.nan, math.nan
-    if v.size == 1:
-        return float(v[0]), float(v[0])
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, v.size, size=(resamples, v.size))].mean(1)
-    a = (1 - level) / 2
-    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+def _direction(higher: bool | None) -> str:
+    if higher is None:
+        return "direction unknown: not ranked"
+    return "higher is better" if higher else "lower is better"
 
 
-def _higher(metric: str) -> bool:
-    from .. import metrics as _  # noqa: F401
-    from ..registry import METRICS
-
-    try:
-        return bool(getattr(METRICS.get(metric).factory, "higher_is_better", True))
-    except ValueError:
-        return True
-
-
-def summarise(store: Store, resamples: int = 1000) -> dict[str, Any]:
-    """Per metric and method run: n, mean, std, bootstrap 95 % interval, map read, rank."""
-    config = store.config
-    runs = [m["label"] for m in config["methods"]]
-    metrics = [m for m in config["metrics"] if m["label"] in {r["metric"] for r in store.results()}]
-    rows = [r for r in store.results() if r["status"] == "done" and r["value"] is not None]
-    out: dict[str, Any] = {}
-    for m in metrics:
-        higher = _higher(m["metric"])
-        table: dict[str, dict[str, Any]] = {}
-        for run in runs:
-            vals = [r["value"] for r in rows if r["metric"] == m["label"] and r["run"] == run]
-            maps = sorted({r["map"] for r in rows if r["metric"] == m["label"] and r["run"] == run})
-            if not vals:
-                continue
-            lo, hi = bootstrap_ci(vals, resamples)
-            table[run] = {
-                "n": len(vals),
-                "mean": float(np.mean(vals)),
-                "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
-                "ci95": [lo, hi],
-                "few_images": len(vals) < FEW_IMAGES,
-                "map": ",".join(m_ for m_ in maps if m_),
-            }
-        sign = 1 if higher else -1
-        for run in table:  # competition ranking: ties share the better rank
-            table[run]["rank"] = 1 + sum(
-                sign * t["mean"] > sign * table[run]["mean"] for t in table.values()
-            )
-        best = [r for r in table if table[r]["rank"] == 1]
-        out[m["label"]] = {
-            "metric": m["metric"],
-            "params": m["params"],
-            "higher_is_better": higher,
-            "best": best,
-            "methods": table,
-        }
-    return out
-
-
-def robustness_scores(store: Store) -> dict[str, dict[str, dict[str, float]]]:
-    """similarity label -> method group -> {"mean", "n"}: the mean over images of the mean
-    pairwise similarity of the saliency maps of one ``[[methods]]`` table's runs (seeds, removals
-    or swept settings; seed 001's robustness study)."""
-    import torch
-
-    from ..metrics import METRICS
-
-    config = store.config
-    sims = [m for m in config["metrics"] if _kind(m["metric"]) == "similarity"]
-    groups: dict[str, list[str]] = {}
-    for m in config["methods"]:
-        groups.setdefault(m["group"], []).append(m["label"])
-    units = {(u["file"], u["run"]): u for u in store.units(with_maps=True) if u["status"] == "done"}
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    for sim in sims:
-        fn = METRICS.get(sim["metric"]).build(**sim["params"])
-        per_group = {}
-        for labels in groups.values():
-            if len(labels) < 2:
-                continue
-            name = _group_name(labels)
-            scores = []
-            for file in store.files():
-                maps = [units[(file, lab)] for lab in labels if (file, lab) in units]
-                if len(maps) < 2:
-                    continue
-                arrs = [
-                    torch.from_numpy(decode_map(u["saliency"], u["shape"]))[None, None]
-                    for u in maps
-                ]
-                pair = [float(fn(a, b)[0]) for a, b in itertools.combinations(arrs, 2)]
-                pair = [p for p in pair if math.isfinite(p)]
-                if pair:
-                    scores.append(float(np.mean(pair)))
-            if scores:
-                per_group[name] = {
-                    "mean": float(np.mean(scores)),
-                    "n": len(scores),
-                    "runs": len(labels),
-                }
-        out[sim["label"]] = per_group
-    return out
-
-
-def contrastive_summary(store: Store) -> dict[str, Any]:
-    """Per contrastive metric: per method run and pair level (cluster / class) the pairs, the
-    ones left out (a map zero everywhere has no salient pixel), mean, median and median n_δ;
-    and the paired comparison of seed 003: for every CWOX-2s run against every other run (all
-    ordered pairs of runs when there is no ``cwox`` run), on how many of the pairs both scored
-    the first is better (lower CAUC, higher CDROP)."""
-    config = store.config
-    methods = {m["label"]: m["method"] for m in config["methods"]}
-    labels = [m["label"] for m in config["metrics"] if _kind(m["metric"]) == "contrastive"]
-    rows = [
-        r
-        for r in store.results()
-        if r["status"] == "done" and r["metric"] in labels and r["data"] and "pairs" in r["data"]
-    ]
-    out: dict[str, Any] = {}
-    for label in labels:
-        metric = next(m["metric"] for m in config["metrics"] if m["label"] == label)
-        higher = _higher(metric)
-        # (run) -> {(file, level, target, competitors): (value, n_delta, zero)}
-        per_run: dict[str, dict[tuple, tuple]] = {}
-        for r in rows:
-            if r["metric"] != label:
-                continue
-            for p in r["data"]["pairs"]:
-                k = (r["file"], p["level"], tuple(p["target"]), tuple(p["competitors"]))
-                per_run.setdefault(r["run"], {})[k] = (p["value"], p["n_delta"], p["zero_map"])
-        table = []
-        for run, pairs in per_run.items():
-            for level in ("cluster", "class"):
-                sel = [v for k, v in pairs.items() if k[1] == level]
-                if not sel:
-                    continue
-                kept = [v for v in sel if not v[2] and v[0] is not None]
-                vals = [v[0] for v in kept]
-                table.append(
-                    {
-                        "run": run,
-                        "level": level,
-                        "pairs": len(sel),
-                        "left_out": len(sel) - len(kept),
-                        "mean": float(np.mean(vals)) if vals else None,
-                        "median": float(np.median(vals)) if vals else None,
-                        "median_n_delta": float(np.median([v[1] for v in kept])) if kept else None,
-                    }
-                )
-        runs = list(per_run)
-        cw = [r for r in runs if methods.get(r) == "cwox"]
-        order = (
-            [(a, b) for a in cw for b in runs if b not in cw]
-            if cw
-            else list(itertools.permutations(runs, 2))
-        )
-        paired = []
-        for a, b in order:
-            for level in ("cluster", "class"):
-                both = [
-                    (per_run[a][k][0], per_run[b][k][0])
-                    for k in per_run[a]
-                    if k[1] == level
-                    and k in per_run[b]
-                    and not per_run[a][k][2]
-                    and not per_run[b][k][2]
-                    and per_run[a][k][0] is not None
-                    and per_run[b][k][0] is not None
-                ]
-                if both:
-                    better = sum((va > vb) if higher else (va < vb) for va, vb in both)
-                    paired.append(
-                        {
-                            "run": a,
-                            "against": b,
-                            "level": level,
-                            "better": better,
-                            "pairs": len(both),
-                        }
-                    )
-        out[label] = {
-            "metric": metric,
-            "higher_is_better": higher,
-            "table": table,
-            "paired": paired,
-        }
-    return out
-
-
-def _group_name(labels: list[str]) -> str:
-    """The common part of a group's labels: ``lime[seed=0]``, ``lime[seed=1]`` -> ``lime``;
-    ``mp[removal=telea,l1=0.1]``... -> ``mp[removal=telea]``."""
-    base = labels[0].split("[", 1)[0]
-    parts = [set(lab[len(base) + 1 : -1].split(",")) if "[" in lab else set() for lab in labels]
-    common = [p for p in labels[0][len(base) + 1 : -1].split(",") if all(p in q for q in parts)]
-    common = [p for p in common if p]
-    return base + (f"[{','.join(common)}]" if common else "")
-
-
-def _kind(metric: str) -> str | None:
-    from .. import metrics as _  # noqa: F401
-    from ..registry import METRICS
-
-    try:
-        return getattr(METRICS.get(metric).factory, "kind", None)
-    except ValueError:
-        return None
-
-
-# ----------------------------------------------------------------------------- plots
-def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _curve_plots(store: Store, runs: list[str]) -> list[tuple[str, str]]:
-    plt = _plt()
-    out = []
-    rows = [
-        r for r in store.results() if r["status"] == "done" and r["data"] and "scores" in r["data"]
-    ]
-    # metrics that read the same curve (deletion and dc, insertion and ic) share one plot
-    curves: dict[str, list[str]] = {}
-    for label in dict.fromkeys(r["metric"] for r in rows):
-        sig = json.dumps(
-            sorted((r["file"], r["run"], r["data"]["scores"]) for r in rows if r["metric"] == label)
-        )
-        curves.setdefault(sig, []).append(label)
-    for labels in curves.values():
-        label = labels[0]
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        for run in runs:
-            sel = [r["data"] for r in rows if r["metric"] == label and r["run"] == run]
-            if not sel:
-                continue
-            n = min(len(d["scores"]) for d in sel)
-            mean = np.mean([d["scores"][:n] for d in sel], axis=0)
-            ax.plot(sel[0]["fractions"][:n], mean, label=f"{run} (n={len(sel)})")
-        ax.set_xlabel("fraction of pixels changed")
-        ax.set_ylabel("target score (mean over images)")
-        ax.set_title(f"mean curve: {', '.join(labels)}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        out.append((f"Mean curve of {' and '.join(labels)}", _png(fig)))
-    return out
-
-
-def _alpha_plot(store: Store, runs: list[str]) -> list[tuple[str, str]]:
-    plt = _plt()
-    rows = [
-        r for r in store.results() if r["status"] == "done" and r["data"] and "alphas" in r["data"]
-    ]
-    out = []
-    for label in dict.fromkeys(r["metric"] for r in rows):
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        for run in runs:
-            sel = [r["data"] for r in rows if r["metric"] == label and r["run"] == run]
-            if sel:
-                ax.plot(
-                    sel[0]["alphas"],
-                    np.mean([d["errors"] for d in sel], axis=0),
-                    marker=".",
-                    label=f"{run} (n={len(sel)})",
-                )
-        ax.set_xlabel("alpha (threshold = alpha * max)")
-        ax.set_ylabel("localisation error")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"{label} vs alpha")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        out.append((f"{label} vs alpha", _png(fig)))
-    return out
-
-
-def _cp_hs_plot(store: Store, runs: list[str]) -> list[tuple[str, str]]:
-    config = store.config
-    cps = [m["label"] for m in config["metrics"] if m["metric"].startswith("cp_")]
-    hss = [m["label"] for m in config["metrics"] if m["metric"] == "hallucination_score"]
-    if not cps or not hss:
-        return []
-    plt = _plt()
-    values = {
-        (r["file"], r["run"], r["metric"]): r["value"]
-        for r in store.results()
-        if r["status"] == "done" and r["value"] is not None
-    }
-    out = []
-    for cp in cps:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for run in runs:
-            pts = [
-                (values[(f, run, hss[0])], values[(f, run, cp)])
-                for f in store.files()
-                if (f, run, hss[0]) in values and (f, run, cp) in values
-            ]
-            pts = [(max(h, 1e-4), c) for h, c in pts if c > 0]
-            if pts:
-                ax.scatter(*zip(*pts, strict=True), label=run, s=18, alpha=0.8)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(f"{hss[0]} (0 drawn at 1e-4)")
-        ax.set_ylabel(cp)
-        ax.set_title(f"{cp} vs {hss[0]}")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
-        out.append((f"{cp} vs {hss[0]}", _png(fig)))
-    return out
-
-
-def _robustness_plot(robust: dict[str, dict[str, dict[str, float]]]) -> list[tuple[str, str]]:
-    plt = _plt()
-    out = []
-    for label, groups in robust.items():
-        if not groups:
-            continue
-        fig, ax = plt.subplots(figsize=(5, 3))
-        names = list(groups)
-        ax.bar(names, [groups[n]["mean"] for n in names], color="tab:blue")
-        ax.set_ylabel(f"mean pairwise {label}")
-        ax.set_title(f"robustness: {label} across each method's runs")
-        ax.tick_params(axis="x", labelrotation=30)
-        out.append((f"Robustness ({label})", _png(fig)))
-    return out
-
-
-def _example_grid(store: Store, runs: list[str], examples: int) -> list[tuple[str, str]]:
-    plt = _plt()
-    units = {(u["file"], u["run"]): u for u in store.units(with_maps=True) if u["status"] == "done"}
-    files = [f for f in store.files() if any((f, r) in units for r in runs)][:examples]
-    if not files:
-        return []
-    data_path = Path(store.config["data"]["path"])
-    fit = store.config["model"].get("fit", "crop")
-    cols = 1 + len(runs)
-    fig, axes = plt.subplots(
-        len(files), cols, figsize=(1.6 * cols, 1.7 * len(files)), squeeze=False
-    )
-    import torch
-
-    from .. import viz
-
-    for i, file in enumerate(files):
-        any_unit = next(units[(file, r)] for r in runs if (file, r) in units)
-        h = json.loads(any_unit["shape"])[-2]
-        ax = axes[i, 0]
-        try:
-            from ..images import load_image
-
-            ax.imshow(load_image(data_path / file, size=h, mode=fit)[0].permute(1, 2, 0).numpy())
-        except Exception:  # the data folder moved: maps only
-            ax.text(0.5, 0.5, "image\nunavailable", ha="center", va="center", fontsize=7)
-        ax.set_ylabel(file, fontsize=6)
-        if i == 0:
-            ax.set_title("image", fontsize=7)
-        for j, run in enumerate(runs, start=1):
-            ax = axes[i, j]
-            if (file, run) in units:
-                u = units[(file, run)]
-                # viz's one colour rule: each map on its own scale, anchored at 0
-                m = torch.from_numpy(decode_map(u["saliency"], u["shape"])).float()
-                m = m.reshape(1, 1, *m.shape[-2:])
-                ax.imshow(viz._hwc(viz.heatmap(m)[0]))
-                ax.set_xlabel(viz.colour_scale(m).caption(), fontsize=4)
-            if i == 0:
-                ax.set_title(run, fontsize=6)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    return [("Example saliency maps (rows: images; columns: method runs)", _png(fig))]
-
-
-# ----------------------------------------------------------------------------- HTML
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
 table{border-collapse:collapse;margin:8px 0 20px}
@@ -586,8 +186,8 @@ def write_report(
             "before reading it.</p>"
         )
     for label, s in summary.items():
-        arrow = "higher is better" if s["higher_is_better"] else "lower is better"
-        order = sorted(s["methods"], key=lambda r: (s["methods"][r]["rank"], runs.index(r)))
+        arrow = _direction(s["higher_is_better"])
+        order = sorted(s["methods"], key=lambda r: (s["methods"][r]["rank"] or 0, runs.index(r)))
         table_rows = [
             [
                 html.escape(r),
@@ -596,7 +196,7 @@ def write_report(
                 + (" †" if s["methods"][r]["few_images"] else ""),
                 str(s["methods"][r]["n"]),
                 html.escape(s["methods"][r]["map"]),
-                str(s["methods"][r]["rank"]),
+                str(s["methods"][r]["rank"] or "—"),
             ]
             for r in order
         ]
@@ -609,20 +209,21 @@ def write_report(
                 cls="metric",
             )
         )
-    if summary:
+    ranked = {label: s for label, s in summary.items() if s["higher_is_better"] is not None}
+    if ranked:
         mean_rank = {
-            r: np.mean([s["methods"][r]["rank"] for s in summary.values() if r in s["methods"]])
+            r: np.mean([s["methods"][r]["rank"] for s in ranked.values() if r in s["methods"]])
             for r in runs
-            if any(r in s["methods"] for s in summary.values())
+            if any(r in s["methods"] for s in ranked.values())
         }
         order = sorted(mean_rank, key=lambda r: mean_rank[r])
-        head = ["method run", *summary, "mean rank"]
+        head = ["method run", *ranked, "mean rank"]
         table_rows = [
             [
                 html.escape(r),
                 *[
                     str(s["methods"][r]["rank"]) if r in s["methods"] else "—"
-                    for s in summary.values()
+                    for s in ranked.values()
                 ],
                 f"{mean_rank[r]:.2f}",
             ]
@@ -644,7 +245,7 @@ def write_report(
             "tables above show the mean over images of each image's mean over its pairs.</p>"
         )
         for label, c in contrastive.items():
-            arrow = "higher is better" if c["higher_is_better"] else "lower is better"
+            arrow = _direction(c["higher_is_better"])
             parts.append(
                 f"<h3>{html.escape(label)} per pair <small>({arrow})</small></h3>"
                 + _table(
@@ -696,11 +297,11 @@ def write_report(
             )
         )
     figures = (
-        _curve_plots(store, runs)
-        + _cp_hs_plot(store, runs)
-        + _robustness_plot(robust)
-        + _alpha_plot(store, runs)
-        + _example_grid(store, runs, examples)
+        curve_plots(store, runs)
+        + cp_hs_plot(store, runs)
+        + robustness_plot(robust)
+        + alpha_plot(store, runs)
+        + example_grid(store, runs, examples)
     )
     if figures:
         parts.append(

@@ -7,6 +7,7 @@ seeds, removals or swept values) and metrics::
 
     [model]
     name = "unmask.testing:region_model"   # a load_model name, "tv:<arch>", or "module:function"
+                                           # (code: only with --allow-code / allow_code=True)
     size = 32                              # image side (default: the model's input size, or 224)
 
     [data]
@@ -45,6 +46,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .._trust import refuse_code_in_config
+from .._types import Model
 
 __all__ = [
     "MethodRun",
@@ -96,7 +100,7 @@ class MethodRun:
     seed: int | None
     group: str
 
-    def build(self, model: Any) -> Any:
+    def build(self, model: Model) -> Any:
         """The explainer for ``model`` (``cwox``: a :class:`~unmask.bench.contrast.CwoxMethod`)."""
         from ..api import make_explainer
 
@@ -395,7 +399,11 @@ def _metrics(entries: Any) -> tuple[list[MetricRun], list[MetricRun]]:
 
 
 def parse_plan(
-    config: dict[str, Any], base: str | Path = ".", data: str | Path | None = None
+    config: dict[str, Any],
+    base: str | Path = ".",
+    data: str | Path | None = None,
+    *,
+    allow_code: bool = False,
 ) -> Plan:
     """Check a parsed config (a dict as :mod:`tomllib` gives) and expand it into a Plan.
 
@@ -403,16 +411,19 @@ def parse_plan(
         config: the configuration.
         base: folder that relative data paths are resolved against (the config file's).
         data: a data folder that replaces ``data.path`` (the command line's ``--data``).
+        allow_code: accept what runs code, a ``"module:function"`` model and TorchScript
+            removals (refused by default, before anything is built: :mod:`unmask._trust`).
 
     Example:
         >>> plan = parse_plan({"model": {"name": "unmask.testing:region_model"},
         ...                    "data": {"path": "."},
         ...                    "methods": [{"method": "rise", "seeds": [0, 1]}],
-        ...                    "metrics": ["deletion"]})
+        ...                    "metrics": ["deletion"]}, allow_code=True)
         >>> [m.label for m in plan.methods], [m.label for m in plan.metrics]
         (['rise[seed=0]', 'rise[seed=1]'], ['deletion'])
     """
     _check_keys(config, _TOP, "config")
+    refuse_code_in_config(config, allow_code=allow_code)  # before anything is built
     model = dict(_check_keys(config.get("model", {}), _MODEL, "model"))
     if not isinstance(model.get("name"), str):
         raise _fail(
@@ -495,11 +506,16 @@ def parse_plan(
 
 
 def load_plan(
-    path: str | Path, data: str | Path | None = None, base: str | Path | None = None
+    path: str | Path,
+    data: str | Path | None = None,
+    base: str | Path | None = None,
+    *,
+    allow_code: bool = False,
 ) -> Plan:
     """Read and check a TOML benchmark file (see the module docstring).
 
-    Relative data paths are resolved against ``base`` (default: the file's folder)."""
+    Relative data paths are resolved against ``base`` (default: the file's folder); code
+    (a ``"module:function"`` model, TorchScript removals) is refused unless ``allow_code``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CONFIG: no such file {str(path)!r}")
@@ -508,4 +524,6 @@ def load_plan(
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"CONFIG: {path} is not valid TOML ({exc})") from None
     config.setdefault("name", path.stem)
-    return parse_plan(config, base=path.parent if base is None else base, data=data)
+    return parse_plan(
+        config, base=path.parent if base is None else base, data=data, allow_code=allow_code
+    )

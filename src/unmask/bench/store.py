@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from .._types import Target
+
 __all__ = ["Store", "UnitRecord", "ResultRecord", "encode_map", "decode_map", "FORMAT", "SCHEMA"]
 
 FORMAT = "unmask-bench"
@@ -57,7 +59,7 @@ CREATE INDEX results_key ON results (key);
 """
 
 
-def encode_map(saliency: Any) -> tuple[bytes, str]:
+def encode_map(saliency: np.ndarray) -> tuple[bytes, str]:
     """A map (H, W) / (1, 1, H, W) as (zlib-compressed float32 bytes, shape JSON)."""
     arr = np.ascontiguousarray(np.asarray(saliency, dtype="<f4"))
     return zlib.compress(arr.tobytes(), 6), json.dumps(list(arr.shape))
@@ -90,11 +92,11 @@ class UnitRecord:
     status: str
     key: str | None = None
     image: str | None = None
-    target: Any = None
+    target: Target = None
     spec: dict[str, Any] | None = None
     error: str | None = None
     seconds: float | None = None
-    saliency: Any = None
+    saliency: np.ndarray | None = None
     relevance: Any = None
     results: list[ResultRecord] = field(default_factory=list)
 

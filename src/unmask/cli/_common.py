@@ -30,9 +30,6 @@ __all__ = [
     "target_label",
 ]
 
-#: Seeds are 64-bit (torch's generators): [0, 2**63).
-MAX_SEED = 2**63 - 1
-
 
 #: Stands for the removal registry's names in a help text: the parser's formatter fills it in
 #: when the help is printed (``unmask.cli.HelpFormatter``), so building the parser does not
@@ -253,6 +250,8 @@ def check_common(args: argparse.Namespace) -> None:
             "IMAGE: give at least one image file, or --example NAME (e.g. --example coffee)"
         )
     check_positive(args.batch_size, "--batch-size", integer=True)
+    from .._checks import MAX_SEED  # here: --help must not import torch
+
     if not 0 <= args.seed <= MAX_SEED:
         raise ValueError(f"--seed: expected an integer in [0, 2**63 - 1], got {_short(args.seed)}")
     if args.size is not None:
@@ -325,9 +324,9 @@ def load_cli_model(args: argparse.Namespace) -> tuple[Any, int]:
     Also refuses a ``--batch-size`` whose forward pass would exceed the memory budget.
     """
     from .._limits import batch_bytes, check_memory
-    from ..models import load_model
+    from ..model_specs import make_model
 
-    model = load_model(args.model, weights=args.weights)
+    model = make_model(args.model, weights=args.weights)
     size = args.size
     if size is None:
         size = model.input_size[0] if model.input_size is not None else 224

@@ -58,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=int, default=None, metavar="N", help="torch threads per worker"
     )
     p.add_argument("--retry-failed", action="store_true", help="recompute the units that failed")
+    p.add_argument(
+        "--allow-code",
+        action="store_true",
+        help="let the config run code: a 'module:function' model (imported and called) and "
+        "TorchScript removals; refused by default (a config from elsewhere is data only)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(_bench=_run)
 
@@ -102,19 +108,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(_bench=_presets)
 
 
-def _plan(config: str, data: str | None):
+def _plan(config: str, data: str | None, allow_code: bool = False):
     from ..bench.presets import preset_path
     from ..bench.spec import load_plan
 
     if config.startswith("preset:"):  # a preset's relative data path: from the current folder
-        return load_plan(preset_path(config[len("preset:") :]), data=data, base=Path.cwd())
-    return load_plan(Path(config), data=data)
+        path = preset_path(config[len("preset:") :])
+        return load_plan(path, data=data, base=Path.cwd(), allow_code=allow_code)
+    return load_plan(Path(config), data=data, allow_code=allow_code)
 
 
 def _announce(plan: Any, limit: int | None) -> None:
     """Print the plan's cost (every unit, stored or not) before the run starts."""
     from ..bench.data import open_dataset
-    from ..bench.runner import load_bench_model
+    from ..bench.worker import load_bench_model
     from ..metrics import METRICS
     from ..registry import METHODS
     from ._cost import announce, evaluations
@@ -151,8 +158,10 @@ def _run(args: argparse.Namespace) -> int:
         v = getattr(args, opt)
         if v is not None and v < 1:
             raise ValueError(f"--{opt}: expected a positive integer, got {v}")
-    plan = _plan(args.config, args.data)
-    store = Path(args.store) if args.store else Path(f"{plan.name}.sqlite")
+    from .._trust import default_store
+
+    plan = _plan(args.config, args.data, args.allow_code)
+    store = Path(args.store) if args.store else default_store(plan.name)
     from ..bench.store import Store
 
     Store.check_path(store, plan.config, plan.config_hash)  # a foreign store: before the cost

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the parser must not import torch
+    from .._types import Model
+
 
 COMMAND = "cwox"
 HELP = (
@@ -128,7 +132,7 @@ def _parse_clusters(text: str) -> list[list[int]]:
     return clusters
 
 
-def _tree(name: str | None, model: Any) -> Any:
+def _tree(name: str | None, model: Model) -> Any:
     from ..contrastive import data_free_tree, load_tree
 
     if name is None:

@@ -114,14 +114,14 @@ def _load_maps(paths: list[str]) -> Any:
     import numpy as np
     import torch
 
+    from .._files import check_file
     from .._limits import max_pixels
 
     maps = []
     for p in map(Path, paths):
         if p.suffix.lower() != ".npy":
             raise ValueError(f"--maps: expected .npy files, got {str(p)!r}")
-        if not p.is_file():
-            raise FileNotFoundError(f"--maps: file not found: {p}")
+        p = check_file(p, "--maps")
         try:
             arr = np.load(p, allow_pickle=False, mmap_mode="r")  # the header first, no copy
         except (ValueError, OSError) as exc:
@@ -236,6 +236,10 @@ def run(args: argparse.Namespace) -> int:
         )
     wanted = resolve_target(args.target, model.class_names)
     target = check_targets(wanted, n_images, model.num_classes, "--target")  # before any work
+    if saliency is not None:  # the one rule of maps on images (unmask.metrics._prepare)
+        from ..metrics._prepare import check_grid
+
+        check_grid(tuple(saliency.shape[-2:]), (size, size), "--maps")
     announce("evaluate", parts, n_images, model, size)
     labels = inputs.names
     x = torch.cat(inputs.tensors)

@@ -98,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads: expected a positive integer, got {args.threads}")
-    if not 0 <= args.seed < 2**63:
+    from .._checks import MAX_SEED
+
+    if not 0 <= args.seed <= MAX_SEED:
         raise ValueError("--seed: expected an integer in [0, 2**63 - 1]")
     from .._limits import max_size
 
@@ -113,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..bench import Store, parse_plan
     from ..bench import run as run_bench
-    from ..studies.figure4 import bench_config, plot, rows_from_store, summarise, write_rows
+    from ..bench.figure4 import bench_config, rows_from_store
+    from ..studies.figure4 import plot, summarise, write_rows
 
     out = Path(args.out)
     names = [name.strip() for name in args.models.split(",") if name.strip()]
@@ -132,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
             size=args.size,
             fit=args.fit,
         )
-        plan = parse_plan(config)
+        plan = parse_plan(config, allow_code=True)  # --models: the user's own command line
         store = out / f"figure4-{name.replace(':', '_').replace('/', '_')}.sqlite"
         try:
             Store.check_path(store, plan.config, plan.config_hash)

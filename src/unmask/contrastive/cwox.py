@@ -42,8 +42,9 @@ import torch
 from torch import Tensor
 
 from .._checks import check_choice, check_probability
-from ..explainers.cam import normalise_maps
+from .._types import Model
 from ..models import Classifier, as_classifier, check_model_input
+from ..numerics import minmax_normalise
 from ..registry import METHODS, spec_of, to_json
 from ..scoring import Scorer
 
@@ -440,7 +441,7 @@ def _rescale(maps: Tensor, how: str) -> Tensor:
     if how == "none" or maps.numel() == 0:
         return maps
     if how == "minmax":
-        return normalise_maps(maps[:, None])[:, 0]
+        return minmax_normalise(maps[:, None])[:, 0]
     top = maps.flatten(1).amax(1)[:, None, None]
     return torch.where(top > 1e-30, maps / top.clamp(min=1e-30), maps)
 
@@ -487,7 +488,7 @@ class CWOX:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         cluster_explainer: ExplainerLike = "gradcam",
         class_explainer: ExplainerLike | None = None,
         *,
@@ -688,7 +689,7 @@ def _describe(explainer: Any) -> str:
 
 
 def cwox(
-    model: Any,
+    model: Model,
     x: Tensor,
     clusters: Any = None,
     *,

@@ -26,8 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_images, check_positive
-from ..models import Classifier
+from .._checks import check_images, check_positive, check_seed
+from .._files import check_file, read_torch
+from ..models import Classifier, register_model
 from . import synthetic
 
 __all__ = [
@@ -294,7 +295,7 @@ def fit(
     for value, name in ((epochs, "epochs"), (batch_size, "batch_size"), (threads, "threads")):
         check_positive(value, name, integer=True)
     check_positive(lr, "lr")
-    check_positive(seed, "seed", integer=True, allow_zero=True)
+    check_seed(seed)
     say = log or (lambda _line: None)
     n_train = images.shape[0]
     size = int(images.shape[-1])
@@ -425,21 +426,48 @@ def load(weights: str | Path | None = None, architecture: str = "cnn") -> Classi
         'blocks.3.norm1'
     """
     arch = _architecture(architecture)
-    path = default_weights(architecture) if weights is None else Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights: file not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    path = default_weights(architecture) if weights is None else check_file(weights, "weights")
+    ckpt = read_torch(path, "weights")
     if not isinstance(ckpt, dict) or ckpt.get("format") != arch.weights_format:
         raise ValueError(
             f"weights: {path} is not a {arch.name} weights file ({arch.weights_format})"
         )
-    net = arch.build(len(ckpt["classes"]), int(ckpt["input_size"]))
-    net.load_state_dict(ckpt["state_dict"])
-    return _classifier(
-        net,
-        int(ckpt["input_size"]),
-        list(ckpt["classes"]),
-        float(ckpt["mean"]),
-        float(ckpt["std"]),
-        architecture=architecture,
-    )
+    try:
+        net = arch.build(len(ckpt["classes"]), int(ckpt["input_size"]))
+        net.load_state_dict(ckpt["state_dict"])
+        return _classifier(
+            net,
+            int(ckpt["input_size"]),
+            [str(c) for c in ckpt["classes"]],
+            float(ckpt["mean"]),
+            float(ckpt["std"]),
+            architecture=architecture,
+        )
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise ValueError(
+            f"weights: {path} is a damaged {arch.name} weights file ({type(exc).__name__}: {why})"
+        ) from None
+
+
+def _build(weights: str | Path | None = None, **_: object) -> Classifier:
+    return load(weights)
+
+
+register_model(
+    "synthetic_cnn",
+    _build,
+    "small CNN of the synthetic shapes benchmark (unmask.datasets), 6 classes, 64x64 (embedded)",
+)
+
+
+def _build_vit(weights: str | Path | None = None, **_: object) -> Classifier:
+    return load(weights, architecture="vit")
+
+
+register_model(
+    "synthetic_vit",
+    _build_vit,
+    "small ViT of the synthetic shapes benchmark (8x8 patches + class token), 6 classes, "
+    "64x64 (embedded)",
+)

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_positive
+from .._types import Model
 from ..metrics.localisation import (
     energy_pointing_game,
     localisation_error,
@@ -129,7 +130,6 @@ class LocalisationRow:
 def check_methods(methods: str | Sequence[str]) -> list[str]:
     """The method names as a list; a ValueError names any that is neither registered nor a
     baseline."""
-    from .. import api  # noqa: F401  (registers every method)
     from ..registry import METHODS as REGISTERED
 
     names = [methods] if isinstance(methods, str) else list(methods)
@@ -146,7 +146,7 @@ def check_methods(methods: str | Sequence[str]) -> list[str]:
 
 
 def saliency_maps(
-    model: Any,
+    model: Model,
     x: Tensor,
     target: Tensor,
     method: str,
@@ -171,7 +171,7 @@ def saliency_maps(
 
 
 def _maps(
-    model: Any,
+    model: Model,
     batch: synthetic.SyntheticBatch,
     method: str,
     seed: int,
@@ -190,7 +190,7 @@ def _maps(
 
 
 def localisation_benchmark(
-    model: Any,
+    model: Model,
     methods: Sequence[str] = METHODS,
     n_test: int = 200,
     n_heldout: int = 100,

@@ -41,7 +41,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-from .._checks import check_positive
+from .._checks import check_positive, check_seed
 
 __all__ = [
     "CLASSES",
@@ -201,8 +201,7 @@ def _stream(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def _check(seed: object, split: object, size: object, max_distractors: object) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+    check_seed(seed)
     if not isinstance(split, str) or not split:
         raise TypeError(f"split: expected a non-empty string such as 'train', got {split!r}")
     if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 32:

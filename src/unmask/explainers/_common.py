@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_positive, check_targets
+from .._types import Explainer
 from ..explanation import Explanation
-from ..models import Classifier, as_classifier, check_model_input
+from ..inputs import check_inputs
+from ..inputs import prepare as _prepare
+from ..models import Classifier, as_classifier
 from ..registry import METHODS, spec_of
 from ..removal import resolve_removal as _resolve
 from ..scoring import Scorer
@@ -23,23 +26,10 @@ __all__ = [
     "finish",
     "resolve_removal",
     "upsample",
-    "check_seed",
     "check_pair",
     "check_side",
     "check_model_batch",
 ]
-
-
-class Explainer(Protocol):
-    """What every explanation method offers: ``explain(x, target=None) -> Explanation``.
-
-    Black-box methods also offer ``explain_each(x, targets) -> list[Explanation]``: several
-    targets from one pass of the model over the perturbations.
-    """
-
-    model: Classifier
-
-    def explain(self, x: Tensor, target: Any = None) -> Explanation: ...
 
 
 def finish(explainer: object, saliency: Tensor, target: Tensor, **extras: Any) -> Explanation:
@@ -61,11 +51,7 @@ def prepare(
     Returns:
         ``x`` (B, 3, H, W) on the model's device and ``target`` (B,) long on the CPU.
     """
-    x = check_model_input(model, x, "x")
-    t = check_targets(target, x.shape[0], model.num_classes, "target")
-    if t is None:
-        scorer = scorer or Scorer(model)
-        t = scorer.top1(x)
+    _, x, t = _prepare(model, x, target, scorer)
     return x, t
 
 
@@ -81,25 +67,25 @@ def prepare_many(
     """
     if not isinstance(targets, list | tuple) or not targets:
         raise TypeError(f"targets: expected a non-empty list of targets, got {targets!r}")
-    x = check_model_input(model, x, "x")
+    model, images, _ = check_inputs(model, x, None)
     resolved: list[Tensor] = []
     top1 = None
     for i, target in enumerate(targets):
         name = "target" if len(targets) == 1 else f"targets[{i}]"
         why = None if len(targets) == 1 else _STACKED
-        t = check_targets(target, x.shape[0], model.num_classes, name, why)
+        t = check_targets(target, images.shape[0], model.num_classes, name, why)
         if t is None:
             if top1 is None:
-                top1 = (scorer or Scorer(model)).top1(x)
+                top1 = (scorer or Scorer(model)).top1(images)
             t = top1
         resolved.append(t)
     if len(resolved) == 1:
-        return x, resolved, resolved[0]
+        return images, resolved, resolved[0]
     k = model.num_classes
     member = torch.stack(
         [t if t.dtype == torch.bool else F.one_hot(t, k).bool() for t in resolved], dim=1
     )
-    return x, resolved, member
+    return images, resolved, member
 
 
 #: Why several targets at once cannot hold target functions.
@@ -112,19 +98,6 @@ _STACKED = (
 def resolve_removal(removal: object, default: Callable[[], Callable]) -> Callable:
     """``None`` -> the method's default removal; a name -> :func:`make_removal`; else itself."""
     return _resolve(removal, default)
-
-
-def check_seed(seed: object) -> int:
-    """A seed for torch's generators: an int (numpy ints too) in [0, 2**63 - 1]."""
-    import numpy as np
-
-    if isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer):
-        raise TypeError(f"seed: expected an int, got {seed!r}")
-    if not 0 <= int(seed) < 2**63:
-        text = str(seed)
-        shown = text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
-        raise ValueError(f"seed: expected an int in [0, 2**63 - 1], got {shown}")
-    return int(seed)
 
 
 def check_pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:

@@ -24,11 +24,12 @@ from math import inf
 import torch
 from torch import Tensor
 
-from .._checks import ScoreTarget, check_choice
+from .._checks import ScoreTarget, check_choice, check_positive
+from .._limits import check_at_most
 from ..explanation import Explanation
 from ..models import Classifier
 from ..removal import is_differentiable
-from ..scoring import SCORES, select_scores
+from ..scores import SCORES, select_scores
 
 __all__ = [
     "model_scores",
@@ -40,7 +41,37 @@ __all__ = [
     "record_convergence",
     "CONVERGENCE_WINDOW",
     "CONVERGENCE_TOLERANCE",
+    "MAX_LR",
+    "check_lr",
+    "check_converging",
 ]
+
+#: The largest learning rate: the optimisers multiply float32 gradients by it.
+MAX_LR = 1e30
+
+
+def check_lr(lr: object, name: str = "lr") -> None:
+    """A learning rate: a number in (0, :data:`MAX_LR`]."""
+    check_positive(lr, name)
+    check_at_most(lr, name, MAX_LR, "a float32 step")  # type: ignore[arg-type]
+
+
+def check_converging(objective: Tensor, step: int, names: str) -> None:
+    """Refuse an optimisation whose objective is no longer finite (it diverged): a ValueError
+    naming the hyperparameters ``names`` that set its scale, instead of NaN masks.
+
+    Example:
+        >>> check_converging(torch.tensor([float("inf")]), 3, "lr, reg")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: lr, reg: the optimisation diverged at step 3 (a non-finite objective); ...
+    """
+    if not bool(torch.isfinite(objective.detach()).all()):
+        raise ValueError(
+            f"{names}: the optimisation diverged at step {step} (a non-finite objective); "
+            "use smaller values"
+        )
+
 
 #: The share of the steps in each compared window (the last 10 %, and the 10 % before them).
 CONVERGENCE_WINDOW = 0.1
@@ -125,11 +156,11 @@ def record_convergence(
 OBJECTIVES = (*SCORES, "log_odds")
 
 
-def require_differentiable(removal: object, method: str) -> None:
-    """Raise a ValueError naming ``removal`` when it cannot be differentiated."""
+def require_differentiable(removal: object, method: str, name: str = "removal") -> None:
+    """Raise a ValueError naming the argument ``name`` when ``removal`` cannot be differentiated."""
     if not is_differentiable(removal):
         raise ValueError(
-            f"removal: {method} optimises its mask by gradient descent and needs a removal that is "
+            f"{name}: {method} optimises its mask by gradient descent and needs a removal that is "
             f"differentiable with respect to the mask (Constant, Blur, Noise, or any removal with "
             f"differentiable = True); got {removal!r}, which is not"
         )

@@ -26,7 +26,7 @@ from ..explanation import Explanation
 from ..gradients import grad_session
 from ..params import Score
 from ..registry import METHODS
-from ..scoring import SCORES, select_scores
+from ..scores import SCORES, select_scores
 from ..tokens import network_size, token_grid
 from ._common import as_model, finish, prepare, upsample
 

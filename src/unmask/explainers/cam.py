@@ -26,11 +26,13 @@ import torch
 from torch import Tensor
 
 from .._checks import check_choice
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..gradients import capture, grad_session, gradients, resolve_layer
+from ..numerics import minmax_normalise
 from ..params import LayerArg, Score
 from ..registry import METHODS
-from ..scoring import SCORES
+from ..scores import SCORES
 from ..tokens import Reshape, check_reshape, layout, network_size
 from ._common import as_model, finish, prepare, upsample
 
@@ -42,7 +44,6 @@ __all__ = [
     "HiResCAM",
     "EigenCAM",
     "finish_cam",
-    "normalise_maps",
 ]
 
 
@@ -50,16 +51,6 @@ def _flag(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name}: expected True or False, got {value!r}")
     return value
-
-
-def normalise_maps(maps: Tensor) -> Tensor:
-    """Per-image min-max rescaling of (B, 1, H, W) maps to [0, 1] (0 where a map is constant)."""
-    flat = maps.flatten(1)
-    lo, hi = flat.min(1).values, flat.max(1).values
-    span = (hi - lo)[:, None, None, None]
-    return torch.where(
-        span > 0, (maps - lo[:, None, None, None]) / span.clamp(min=1e-30), torch.zeros_like(maps)
-    )
 
 
 def finish_cam(
@@ -70,7 +61,7 @@ def finish_cam(
         cam = cam.clamp(min=0)
     saliency = upsample(cam, size)
     if explainer.normalise:
-        saliency = normalise_maps(saliency)
+        saliency = minmax_normalise(saliency)
     return finish(explainer, saliency.float(), target, cam=cam, **extras)
 
 
@@ -79,7 +70,7 @@ class _GradientCAM:
 
     def _setup(
         self,
-        model: Any,
+        model: Model,
         layer: str | None,
         relu: bool,
         normalise: bool,
@@ -96,7 +87,7 @@ class _GradientCAM:
     def combine(self, a: Tensor, g: Tensor) -> tuple[Tensor, dict[str, Tensor]]:  # pragma: no cover
         raise NotImplementedError
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
         x, t = prepare(self.model, x, target)
         g = gradients(self.model, x, t, score=self.score, layers=[self.layer], input=False)
@@ -142,7 +133,7 @@ class GradCAM(_GradientCAM):
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         layer: LayerArg = None,
         relu: bool = True,
@@ -176,7 +167,7 @@ class GradCAMPlusPlus(_GradientCAM):
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         layer: LayerArg = None,
         relu: bool = True,
@@ -216,7 +207,7 @@ class XGradCAM(_GradientCAM):
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         layer: LayerArg = None,
         relu: bool = True,
@@ -253,7 +244,7 @@ class LayerCAM(_GradientCAM):
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         layer: LayerArg = None,
         relu: bool = True,
@@ -285,7 +276,7 @@ class HiResCAM(_GradientCAM):
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         layer: LayerArg = None,
         relu: bool = True,
@@ -342,7 +333,7 @@ class EigenCAM:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         layer: LayerArg = None,
         relu: bool = True,
@@ -355,7 +346,7 @@ class EigenCAM:
         self.normalise = _flag(normalise, "normalise")
         self.reshape = check_reshape(reshape)
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W); ``target`` is recorded (top-1 when None)."""
         x, t = prepare(self.model, x, target)
         with (

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_probability
 from .._limits import check_at_most, check_memory
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..params import Bounds, RemovalArg, ScoreOrOdds, Side, Steps
 from ..progress import track
@@ -20,11 +21,16 @@ from ..removal import bind, gaussian_blur, make_removal
 from ..removal.fills import MAX_SIGMA
 from ._common import as_model, check_model_batch, check_side, finish, prepare
 from ._optim import (
+    check_converging,
+    check_lr,
     check_objective,
     record_convergence,
     require_differentiable,
     select_objective,
 )
+
+#: The smallest mask smoothing, pixels: below it the smooth-max kernel is a point.
+MIN_SIGMA = 0.1
 
 __all__ = ["ExtremalPerturbation", "SmoothMask", "BlurPyramid", "area_loss", "area_reference"]
 
@@ -274,7 +280,7 @@ class ExtremalPerturbation:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: RemovalArg = None,
         *,
         areas: float | Sequence[float] = 0.1,
@@ -300,11 +306,13 @@ class ExtremalPerturbation:
         check_model_batch(self.model, len(self.areas), "areas", grad=True)  # one mask per area
         self.variant = check_choice(variant, "variant", VARIANTS)
         check_positive(steps, "steps", integer=True)
-        check_positive(lr, "lr")
+        check_lr(lr)
         check_probability(momentum, "momentum", open_high=True)
         check_side(step, "step")
         check_positive(sigma, "sigma")
         check_at_most(sigma, "sigma", MAX_SIGMA, "pixels")
+        if sigma < MIN_SIGMA:
+            raise ValueError(f"sigma: expected at least {MIN_SIGMA} pixels, got {sigma!r}")
         check_positive(area_weight, "area_weight", allow_zero=True)
         check_positive(area_growth, "area_growth")
         check_positive(levels, "levels", integer=True)
@@ -319,7 +327,7 @@ class ExtremalPerturbation:
         self.score = check_objective(score)
         self.progress = progress
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
         x, target = prepare(self.model, x, target)
         b, _, h, w = x.shape
@@ -327,12 +335,13 @@ class ExtremalPerturbation:
         n = b * n_areas
         device = x.device
         k = 2 * (math.ceil(self.sigma / self.step) + 1) + 1  # the smooth-max neighbourhood
+        margin = round(self.sigma)  # the padded frame the masks are computed on (SmoothMask)
+        fh, fw = h + 2 * margin + self.step, w + 2 * margin + self.step
         check_memory(
-            6.0 * 4 * n * k * k * h * w,
+            6.0 * 4 * n * k * k * fh * fw,
             "sigma",
-            f"the smooth masks of {n} images at "
-            f"{h}x{w} (sigma {self.sigma:g} / step {self.step}: {k}x{k} neighbouring cells "
-            "per pixel)",
+            f"the smooth masks of {n} images on a {fh}x{fw} padded frame "
+            f"(sigma {self.sigma:g} / step {self.step}: {k}x{k} neighbouring cells per pixel)",
         )
         check_memory(
             4.0 * b * self.levels * x[0].numel() + 4.0 * n * self.levels * x[0].numel(),
@@ -369,6 +378,7 @@ class ExtremalPerturbation:
                 mask, padded = generator.generate(params)
                 reward = self._reward(perturb, mask, tgt, flip=self.jitter and t % 2 == 0)
                 energy = reward - weight * area_loss(padded, reference)
+                check_converging(energy, t, "lr, area_weight, area_growth")
                 (grad,) = torch.autograd.grad(-energy.sum(), [params])
             losses.append(-energy.detach().reshape(b, n_areas).sum(1))
             params.grad = grad

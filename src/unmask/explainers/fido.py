@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_positive, check_probability
+from .._checks import check_choice, check_positive, check_probability, check_seed
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..params import Count, RemovalArg, ScoreOrOdds, Seed, Side, Steps
 from ..progress import track
@@ -17,13 +18,18 @@ from ._common import (
     as_model,
     check_model_batch,
     check_pair,
-    check_seed,
     finish,
     prepare,
     resolve_removal,
     upsample,
 )
-from ._optim import check_objective, record_convergence, select_objective
+from ._optim import (
+    check_converging,
+    check_lr,
+    check_objective,
+    record_convergence,
+    select_objective,
+)
 
 __all__ = ["FIDO", "concrete_keep"]
 
@@ -114,7 +120,7 @@ class FIDO:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: RemovalArg = None,
         *,
         objective: Literal["ssr", "sdr"] = "ssr",
@@ -134,7 +140,7 @@ class FIDO:
         self.objective = check_choice(objective, "objective", ("ssr", "sdr"))
         self.mask_size = check_pair(mask_size, "mask_size")
         check_positive(steps, "steps", integer=True)
-        check_positive(lr, "lr")
+        check_lr(lr)
         check_positive(reg, "reg", allow_zero=True)
         check_positive(samples, "samples", integer=True)
         check_model_batch(self.model, samples, "samples", grad=True)
@@ -146,7 +152,7 @@ class FIDO:
         self.seed = check_seed(seed)
         self.progress = progress
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
         x, target = prepare(self.model, x, target)
         b, c, h, w = x.shape
@@ -180,6 +186,7 @@ class FIDO:
                 penalty = area if self.objective == "ssr" else h * w - area
                 weight = min(1.0, t / ramp) if self.anneal > 0 else 1.0
                 loss = fidelity + weight * self.reg * penalty
+                check_converging(loss, t, "lr, reg")
                 (grad,) = torch.autograd.grad(loss.sum(), [theta])
             losses.append(loss.detach())
             theta.grad = grad

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
 from .._limits import check_at_most, check_memory
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..gradients import gradients
 from ..params import BatchSize, Count, RemovalArg, Score, Seed, Steps
@@ -25,8 +26,8 @@ from ..progress import Progress, check_progress, track
 from ..registry import METHODS
 from ..removal import Constant
 from ..removal.base import bind
-from ..scoring import SCORES, select_scores
-from ._common import as_model, check_seed, finish, prepare, resolve_removal
+from ..scores import SCORES, select_scores
+from ._common import as_model, finish, prepare, resolve_removal
 
 __all__ = ["Gradient", "InputXGradient", "IntegratedGradients", "SmoothGrad", "quadrature"]
 
@@ -43,13 +44,13 @@ RULES: tuple[str, ...] = get_args(Rule)
 Base = Literal["gradient", "input_x_gradient", "integrated_gradients"]
 
 
-def _input_gradient(model: Any, x: Tensor, target: Tensor, score: str) -> Tensor:
+def _input_gradient(model: Model, x: Tensor, target: Tensor, score: str) -> Tensor:
     g = gradients(model, x, target, score=score).input
     assert g is not None  # input=True
     return g
 
 
-def _explain_attribution(method: Any, x: Tensor, target: Any) -> Explanation:
+def _explain_attribution(method: Any, x: Tensor, target: Target) -> Explanation:
     """``method.attribute`` on checked inputs, reduced to a map; the attribution in extras."""
     x, t = prepare(method.model, x, target)
     a = method.attribute(x, t)
@@ -81,7 +82,7 @@ class Gradient:
         (torch.Size([1, 1, 32, 32]), torch.Size([1, 3, 32, 32]))
     """
 
-    def __init__(self, model: Any, *, score: Score = "logit") -> None:
+    def __init__(self, model: Model, *, score: Score = "logit") -> None:
         self.model = as_model(model)
         self.score = check_choice(score, "score", SCORES)
 
@@ -93,7 +94,7 @@ class Gradient:
     def reduce(attribution: Tensor) -> Tensor:
         return attribution.amax(dim=1, keepdim=True)
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
         return _explain_attribution(self, x, target)
 
@@ -114,7 +115,7 @@ class InputXGradient:
         ``attribution``: (B, 3, H, W) ``x ⊙ ∂s/∂x`` (captum's ``InputXGradient``).
     """
 
-    def __init__(self, model: Any, *, score: Score = "logit") -> None:
+    def __init__(self, model: Model, *, score: Score = "logit") -> None:
         self.model = as_model(model)
         self.score = check_choice(score, "score", SCORES)
 
@@ -125,7 +126,7 @@ class InputXGradient:
     def reduce(attribution: Tensor) -> Tensor:
         return attribution.sum(dim=1, keepdim=True)
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
         return _explain_attribution(self, x, target)
 
@@ -189,7 +190,7 @@ class IntegratedGradients:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: RemovalArg = None,
         *,
         steps: Steps = 50,
@@ -237,7 +238,7 @@ class IntegratedGradients:
     def reduce(attribution: Tensor) -> Tensor:
         return attribution.sum(dim=1, keepdim=True)
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target``."""
         x, t = prepare(self.model, x, target)
         a = self.attribute(x, t)
@@ -300,7 +301,7 @@ class SmoothGrad:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         base: Base = "gradient",
         base_params: dict | None = None,
@@ -358,7 +359,7 @@ class SmoothGrad:
             return mean_sq
         return mean_sq - mean * mean
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target``."""
         x, t = prepare(self.model, x, target)
         a = self.attribute(x, t)

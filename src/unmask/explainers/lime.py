@@ -10,15 +10,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_positive
-from .._limits import check_at_most, check_memory
+from .._checks import check_positive, check_seed
+from .._limits import check_at_most, check_memory, max_size
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..params import BatchSize, Bounds, Count, Patience, RemovalArg, Score, Seed
 from ..registry import METHODS
 from ..removal import Constant, Inpaint
 from ..scoring import Scorer
 from ..segments import relabel, slic_segments
-from ._common import as_model, check_seed, finish, prepare_many, resolve_removal
+from ._common import as_model, finish, prepare_many, resolve_removal
 from .converge import Convergence, check_stopping
 
 __all__ = [
@@ -64,6 +65,8 @@ def lime_kernel(z: Tensor, valid: Tensor, width: float) -> Tensor:
     norms = (on.sqrt() * total.sqrt()).clamp(min=1e-300)
     cos = torch.where(on > 0, on / norms, torch.zeros_like(on))
     d = 1 - cos
+    if width**2 == 0:  # a width so small its square underflows: the limit, the all-on sample
+        return (d == 0).double()
     return torch.sqrt(torch.exp(-(d**2) / width**2))
 
 
@@ -194,7 +197,7 @@ class Lime:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: RemovalArg = None,
         *,
         n_segments: Annotated[int, Bounds(1, 2_000)] = 50,
@@ -225,6 +228,7 @@ class Lime:
         )
         check_positive(compactness, "compactness")
         check_positive(sigma, "sigma", allow_zero=True)
+        check_at_most(sigma, "sigma", max_size(), "the image side limit, UNMASK_MAX_SIZE")
         check_positive(samples, "samples", integer=True)
         if samples < 2:
             raise ValueError(
@@ -276,7 +280,9 @@ class Lime:
             )
         return relabel(segments.cpu())
 
-    def explain(self, x: Tensor, target: Any = None, segments: SegmentSource = None) -> Explanation:
+    def explain(
+        self, x: Tensor, target: Target = None, segments: SegmentSource = None
+    ) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set of
         classes, or one per image).
 

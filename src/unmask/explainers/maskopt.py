@@ -44,7 +44,7 @@ from ..representations.base import (
     modulated_inverse,
     ones_mask,
 )
-from ..scoring import select_scores
+from ..scores import select_scores
 from ._common import check_model_batch
 
 __all__ = ["MaskOptimizer", "MaskResult", "NOISES", "Noise", "mask_explanation"]

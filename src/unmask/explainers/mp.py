@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_positive
+from .._checks import check_positive, check_seed
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..params import Bounds, RemovalArg, ScoreOrOdds, Seed, Side, Steps
 from ..progress import track
@@ -17,7 +18,6 @@ from ..removal import Blur, bind
 from ._common import (
     as_model,
     check_pair,
-    check_seed,
     check_side,
     finish,
     prepare,
@@ -134,7 +134,7 @@ class MeaningfulPerturbation:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: RemovalArg = None,
         *,
         mask_size: Side | tuple[Side, Side] = 28,
@@ -170,7 +170,7 @@ class MeaningfulPerturbation:
         self.seed = check_seed(seed)
         self.progress = progress
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
         x, target = prepare(self.model, x, target)
         b, _, h, w = x.shape

@@ -9,12 +9,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_choice, check_positive, check_probability
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..params import BatchSize, Count, RemovalArg, ScoreOrOdds, Side
 from ..progress import track
 from ..registry import METHODS
 from ..removal import Blur, Inpaint, bind, is_differentiable
-from ..scoring import Scorer, select_scores
+from ..scores import select_scores
+from ..scoring import Scorer
 from ._common import as_model, check_pair, finish, prepare, resolve_removal, upsample
 from ._optim import (
     check_objective,
@@ -111,7 +113,7 @@ class MP2:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: RemovalArg = None,
         *,
         mask_size: Side | tuple[Side, Side] = 28,
@@ -135,15 +137,19 @@ class MP2:
             check_positive(max_iterations, "max_iterations", integer=True)
         check_choice(criterion, "criterion", ("norm", "descent"))
         check_choice(saliency, "saliency", ("mask", "order"))
-        self.gradient_removal = resolve_removal(gradient_removal, lambda: Blur(10.0))
-        require_differentiable(self.gradient_removal, "mp2 (gradient_removal)")
+        try:
+            self.gradient_removal = resolve_removal(gradient_removal, lambda: Blur(10.0))
+        except (ValueError, TypeError) as exc:  # its own argument, not the removal's
+            message = str(exc).removeprefix("removal: ")
+            raise type(exc)(f"gradient_removal: {message}") from None
+        require_differentiable(self.gradient_removal, "mp2", "gradient_removal")
         self.cells_per_iteration, self.threshold = cells_per_iteration, threshold
         self.max_iterations, self.criterion, self.saliency = max_iterations, criterion, saliency
         self.score = check_objective(score)
         self._scorer = Scorer(self.model, batch_size=batch_size, score="prob")
         self.progress = progress
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, int, or (B,))."""
         x, target = prepare(self.model, x, target, self._scorer)
         b, _, h, w = x.shape

@@ -31,13 +31,15 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .._checks import check_targets
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..gradients import gradients, resolve_layer
+from ..numerics import minmax_normalise
 from ..params import ClassesArg, LayerArg
 from ..registry import METHODS
 from ..tokens import Reshape, check_reshape, layout, network_size
 from ._common import as_model, finish, prepare, upsample
-from .cam import _flag, normalise_maps
+from .cam import _flag
 
 __all__ = ["MWP", "ContrastiveMWP", "mwp_rules", "classifier_layer", "relevance"]
 
@@ -106,7 +108,7 @@ def _flatten_rules(rules: dict) -> dict[type, Any]:
     return out
 
 
-def classifier_layer(model: Any) -> nn.Linear:
+def classifier_layer(model: Model) -> nn.Linear:
     """The classifier layer whose weights contrastive MWP negates: the last ``nn.Linear`` of
     ``model.net`` in ``named_modules()`` order."""
     linear = [m for m in model.net.modules() if isinstance(m, nn.Linear)]
@@ -119,7 +121,7 @@ def classifier_layer(model: Any) -> nn.Linear:
 
 
 def relevance(
-    model: Any,
+    model: Model,
     x: Tensor,
     target: Tensor,
     layer: str,
@@ -149,7 +151,7 @@ def _finish(
 ) -> Explanation:
     saliency = upsample(maps, size)
     if explainer.normalise:
-        saliency = normalise_maps(saliency)
+        saliency = minmax_normalise(saliency)
     return finish(explainer, saliency.float(), target, layer_map=maps, **extras)
 
 
@@ -188,7 +190,7 @@ class MWP:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         layer: LayerArg = None,
         normalise: bool = False,
@@ -199,7 +201,7 @@ class MWP:
         self.normalise = _flag(normalise, "normalise")
         self.reshape = check_reshape(reshape)
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
         x, t = prepare(self.model, x, target)
         maps = relevance(self.model, x, t, self.layer, reshape=self.reshape)
@@ -239,7 +241,7 @@ class ContrastiveMWP:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         layer: LayerArg = None,
         contrast: ClassesArg = None,
@@ -261,7 +263,7 @@ class ContrastiveMWP:
         if contrast is None:
             classifier_layer(self.model)
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` against the contrast."""
         x, t = prepare(self.model, x, target)
         own = relevance(self.model, x, t, self.layer, reshape=self.reshape)

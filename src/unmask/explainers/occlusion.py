@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..params import BatchSize, Patience, RemovalArg, Score, Side
 from ..registry import METHODS
@@ -134,7 +135,7 @@ class Occlusion:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: RemovalArg = None,
         *,
         patch_size: Side | tuple[Side, Side] = 29,
@@ -153,7 +154,7 @@ class Occlusion:
         self.stride = check_pair(stride, "stride")
         self.scorer = Scorer(self.model, batch_size=batch_size, score=score, progress=progress)
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set of
         classes, or one per image)."""
         return self.explain_each(x, [target])[0]

@@ -9,14 +9,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_positive, check_probability
+from .._checks import check_positive, check_probability, check_seed
 from .._limits import check_memory
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..params import BatchSize, Count, Patience, RemovalArg, Score, Seed, Side
 from ..registry import METHODS
 from ..removal import Constant
 from ..scoring import Scorer
-from ._common import as_model, check_seed, check_side, finish, prepare_many, resolve_removal
+from ._common import as_model, check_side, finish, prepare_many, resolve_removal
 from .converge import Convergence, check_stopping
 
 __all__ = ["Rise", "RiseMasks", "sample_rise_masks"]
@@ -180,7 +181,7 @@ class Rise:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: RemovalArg = None,
         *,
         masks: Count = 4000,
@@ -211,7 +212,7 @@ class Rise:
         gen = torch.Generator().manual_seed(self.seed)
         return sample_rise_masks(self.num_masks, size, self.s, self.p, gen)
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set of
         classes, or one per image)."""
         return self.explain_each(x, [target])[0]

@@ -16,13 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..gradients import capture, find_layer, grad_session, resolve_layer
 from ..params import BatchSize, LayerArg, RemovalArg, Score
 from ..progress import check_progress, track
 from ..registry import METHODS
 from ..removal import Constant
-from ..scoring import Scorer, select_scores
+from ..scores import select_scores
+from ..scoring import Scorer
 from ..tokens import Layout, Reshape, check_reshape, layout, network_size
 from ._common import as_model, prepare_many, resolve_removal
 from .cam import _flag, _weighted, finish_cam
@@ -50,7 +52,7 @@ def layer_channels(model: nn.Module, layer: str | None) -> int:
 
 
 def _activations(
-    model: Any, x: Tensor, layer: str, reshape: Reshape = "auto"
+    model: Model, x: Tensor, layer: str, reshape: Reshape = "auto"
 ) -> tuple[Tensor, Tensor, Tensor, Layout]:
     """The layer's activations as (B, C, h, w), the logits (B, K), the layer's own output and
     its :class:`~unmask.tokens.Layout`, from one forward pass."""
@@ -108,7 +110,7 @@ class ScoreCAM:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         removal: RemovalArg = None,
         *,
         layer: LayerArg = None,
@@ -127,7 +129,7 @@ class ScoreCAM:
         self.normalise = _flag(normalise, "normalise")
         self.scorer = Scorer(self.model, batch_size=batch_size, score=score, progress=progress)
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
         return self.explain_each(x, [target])[0]
 
@@ -195,7 +197,7 @@ class AblationCAM:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         layer: LayerArg = None,
         relu: bool = True,
@@ -214,7 +216,7 @@ class AblationCAM:
         check_progress(progress)
         self.progress = progress
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set)."""
         return self.explain_each(x, [target])[0]
 

@@ -31,12 +31,13 @@ from typing import Annotated, Any, Literal
 
 from torch import Tensor
 
-from .._checks import check_choice
+from .._checks import check_choice, check_seed
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..params import Bounds, RepresentationArg, Seed, Steps
 from ..registry import METHODS
 from ..representations import make_representation
-from ._common import as_model, check_seed, finish, prepare
+from ._common import as_model, finish, prepare
 from ._optim import record_convergence
 from .maskopt import MaskOptimizer, Noise, mask_explanation
 
@@ -85,7 +86,7 @@ class MaskExplainer:
 
     def __init__(
         self,
-        model: Any,
+        model: Model,
         *,
         representation: RepresentationArg = "shearlets",
         l1: float = 1.0,
@@ -116,7 +117,7 @@ class MaskExplainer:
             progress=progress,
         )
 
-    def explain(self, x: Tensor, target: Any = None) -> Explanation:
+    def explain(self, x: Tensor, target: Target = None) -> Explanation:
         """Explain images ``x`` (B, 3, H, W) for ``target`` (None = top-1, a class or a set of
         classes, or one per image)."""
         x, target = prepare(self.model, x, target)

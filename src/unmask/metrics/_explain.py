@@ -12,27 +12,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_positive, check_targets
+from .._checks import check_positive
+from .._types import Model
 from ..explanation import Explanation
-from ..models import Classifier, as_classifier, check_model_input
+from ..inputs import check_explainer, check_inputs
+from ..models import Classifier
 from ..registry import METHODS, spec_of
 from ..scoring import Scorer
 from ._prepare import check_saliency
 
-__all__ = ["check_explainer", "run_maps", "prepare_explainer_inputs", "rebuilder"]
-
-
-def check_explainer(explainer: object) -> Any:
-    """The callable ``(x, target) -> Explanation or maps`` of ``explainer`` (TypeError if none)."""
-    explain = getattr(explainer, "explain", None)
-    if callable(explain):
-        return explain
-    if callable(explainer):
-        return explainer
-    raise TypeError(
-        f"explainer: expected an explainer (an object with explain(x, target)) or a "
-        f"function fn(x, target), got {type(explainer).__name__}"
-    )
+__all__ = ["run_maps", "prepare_explainer_inputs", "rebuilder"]
 
 
 def run_maps(explain: Any, x: Tensor, target: Tensor, batch_size: int) -> Tensor:
@@ -47,16 +36,14 @@ def run_maps(explain: Any, x: Tensor, target: Tensor, batch_size: int) -> Tensor
 
 
 def prepare_explainer_inputs(
-    model: Any, x: object, explainer: object, target: object, batch_size: int
+    model: Model, x: object, explainer: object, target: object, batch_size: int
 ) -> tuple[Classifier, Tensor, Any, Tensor, Scorer]:
     """Checked model, images, explain callable, targets ((B,) long or (B, K) bool; None = the
     top-1 class on the clean image) and a logit scorer."""
-    model = as_classifier(model, "model")
-    x = check_model_input(model, x, "x")
+    model, x, t = check_inputs(model, x, target)
     explain = check_explainer(explainer)
     check_positive(batch_size, "batch_size", integer=True)
     scorer = Scorer(model, batch_size=batch_size, score="logit")
-    t = check_targets(target, x.shape[0], model.num_classes, "target")
     if t is None:
         t = scorer.top1(x)
     return model, x, explain, t, scorer

@@ -8,17 +8,33 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_targets
+from .._checks import check_not_meta
+from .._types import Model
 from ..explanation import Explanation
-from ..models import Classifier, as_classifier, check_model_input
-from ..scoring import Scorer, select_scores
+from ..inputs import check_inputs
+from ..models import Classifier
+from ..scores import select_scores
+from ..scoring import Scorer
 
-__all__ = ["check_saliency", "prepare_inputs", "removal_key"]
+__all__ = ["check_saliency", "check_grid", "prepare_inputs", "removal_key"]
 
 
-def check_saliency(saliency: object, batch: int | None = None, name: str = "saliency") -> Tensor:
+def check_saliency(
+    saliency: object,
+    batch: int | None = None,
+    name: str = "saliency",
+    size: tuple[int, int] | None = None,
+) -> Tensor:
     """Saliency maps as a finite real tensor (B, 1, h, w) on the CPU: the one map check of
     every metric.
+
+    **Maps meet images by one rule** (``size``: the images' (H, W), given wherever a map is laid
+    on images): a map is either at the image's size, or a coarser *grid* whose cells tile the
+    image exactly (H a multiple of h and W a multiple of w: a 7 x 7 map on 224 x 224 images,
+    each cell 32 x 32 pixels). Metrics that read maps at the image's resolution upsample a grid
+    bilinearly (``align_corners=False``); the others read its cells (deletion's ``"seed"`` rule
+    ranks them, a removed cell removes its block of pixels). Any other size (a 30 x 30 or a
+    finer map on 64 x 64 images, another aspect ratio) is refused, naming both sizes.
 
     Accepts an :class:`~unmask.explanation.Explanation` (its maps), or a torch tensor or numpy
     array of shape (B, 1, h, w). When the number of images is known (``batch``: the metric also
@@ -30,10 +46,15 @@ def check_saliency(saliency: object, batch: int | None = None, name: str = "sali
         saliency: the maps.
         batch: the number of images, hence of maps expected, or None (any number).
         name: the argument name used in error messages.
+        size: the images' (H, W), when the maps are laid on images (see above).
 
     Example:
         >>> check_saliency(torch.ones(2, 4, 4), batch=2).shape
         torch.Size([2, 1, 4, 4])
+        >>> check_saliency(torch.ones(1, 1, 3, 3), size=(8, 8))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: saliency: a 3 x 3 map does not fit 8 x 8 images: expected 8 x 8, or a ...
     """
     if isinstance(saliency, Explanation):
         saliency = saliency.saliency
@@ -48,6 +69,7 @@ def check_saliency(saliency: object, batch: int | None = None, name: str = "sali
             f"{name}: expected a torch.Tensor (or numpy array) of shape (B, 1, H, W), "
             f"got {type(saliency).__name__}"
         )
+    check_not_meta(saliency, name)
     s = saliency.detach()
     shape = "(" + ", ".join(map(str, saliency.shape)) + ")"
     if batch is not None and s.ndim == 2 and batch == 1:
@@ -64,6 +86,8 @@ def check_saliency(saliency: object, batch: int | None = None, name: str = "sali
             f"{name}: expected one map per image ({batch}) matching the images, "
             f"got {s.shape[0]} in {shape}"
         )
+    if size is not None:
+        check_grid(tuple(s.shape[-2:]), size, name)
     if s.is_complex():
         raise TypeError(f"{name}: expected real numbers, got dtype {s.dtype}")
     s = s.to(device="cpu", dtype=s.dtype if s.is_floating_point() else torch.float32)
@@ -72,8 +96,20 @@ def check_saliency(saliency: object, batch: int | None = None, name: str = "sali
     return s
 
 
+def check_grid(map_size: tuple[int, ...], image_size: tuple[int, ...], name: str) -> None:
+    """Refuse a map of ``map_size`` (h, w) that is neither ``image_size`` (H, W) nor a grid
+    whose cells tile it (see :func:`check_saliency`)."""
+    (h, w), (hh, ww) = map_size, image_size
+    if (h, w) != (hh, ww) and (hh % h or ww % w):
+        raise ValueError(
+            f"{name}: a {h} x {w} map does not fit {hh} x {ww} images: expected {hh} x {ww}, "
+            f"or a coarser grid whose cells tile the image (its height dividing {hh}, its "
+            f"width dividing {ww}); resize the maps to the images first"
+        )
+
+
 def prepare_inputs(
-    model: Any, x: object, saliency: object, target: object, scorer_kwargs: dict[str, Any]
+    model: Model, x: object, saliency: object, target: object, scorer_kwargs: dict[str, Any]
 ) -> tuple[Classifier, Tensor, Tensor, Tensor, Tensor, Scorer]:
     """Check the uniform metric call ``(model, x, saliency, target)``.
 
@@ -85,13 +121,11 @@ def prepare_inputs(
         (B,) long or class sets (B, K) bool on the CPU, the scores (B,) of the clean images
         (CPU; a set's score is that of the whole set), and the scorer.
     """
-    model = as_classifier(model, "model")
-    x = check_model_input(model, x, "x")
     if target is None and isinstance(saliency, Explanation):
         target = saliency.target
-    s = check_saliency(saliency, x.shape[0])
+    model, x, t = check_inputs(model, x, target)
+    s = check_saliency(saliency, x.shape[0], size=(x.shape[-2], x.shape[-1]))
     scorer = Scorer(model, **scorer_kwargs)
-    t = check_targets(target, x.shape[0], model.num_classes, "target")
     logits = scorer.logits(x)
     if t is None:
         t = logits.argmax(dim=1).cpu()

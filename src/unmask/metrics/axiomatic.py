@@ -45,12 +45,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
 from .._limits import check_at_most
+from .._types import Model, SaliencyLike, Target
 from ..params import BatchSize, Count, RemovalArg, Score, Seed, Side
 from ..registry import METRICS
 from ..removal import Constant, resolve_removal
-from ..scoring import SCORES
+from ..scores import SCORES
 from ._explain import prepare_explainer_inputs, rebuilder, run_maps
 from ._prepare import prepare_inputs
 from .faithfulness import _DrawnNoise, _upsample
@@ -83,10 +84,10 @@ def _check_samples(samples: object) -> None:
 
 
 def completeness(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     removal: Any = None,
     score: str = "logit",
@@ -120,10 +121,10 @@ def completeness(
 
 
 def non_sensitivity(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     patch: int | None = None,
     samples: int = 10,
@@ -155,7 +156,7 @@ def non_sensitivity(
         check_positive(patch, "patch", integer=True)
     _check_samples(samples)
     eps = _check_eps(eps)
-    check_positive(seed, "seed", integer=True, allow_zero=True)
+    check_seed(seed)
     _, x, s, t, _, scorer = prepare_inputs(
         model, x, saliency, target, {"batch_size": batch_size, "score": score}
     )
@@ -211,7 +212,9 @@ class Completeness:
         self.removal = resolve_removal(removal, lambda: Constant("black"))
         self.score, self.batch_size = score, batch_size
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+    def __call__(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Tensor:
         """Per-image values (B,)."""
         return completeness(
             model,
@@ -252,12 +255,14 @@ class NonSensitivity:
         if patch is not None:
             check_positive(patch, "patch", integer=True)
         _check_samples(samples)
-        check_positive(seed, "seed", integer=True, allow_zero=True)
+        check_seed(seed)
         _check_common(score, batch_size)
         self.patch, self.samples, self.eps, self.seed = patch, samples, _check_eps(eps), seed
         self.score, self.batch_size = score, batch_size
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+    def __call__(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Tensor:
         """Per-image values (B,)."""
         return non_sensitivity(
             model,
@@ -279,7 +284,7 @@ class NonSensitivity:
         )
 
 
-def shifted_model(model: Any, shift: float) -> Any:
+def shifted_model(model: Model, shift: float) -> Any:
     """A copy of a :class:`~unmask.Classifier` whose first layer compensates ``x + shift``: the
     mean of its input normalisation moves by ``shift`` (``copy(x + shift) == model(x)``)."""
     shifted = copy.deepcopy(model).eval()
@@ -295,10 +300,10 @@ def _room(image: Tensor) -> float:
 
 
 def input_invariance(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     shift: float | None = None,
     batch_size: int = 16,
@@ -368,7 +373,7 @@ class InputInvariance:
         check_positive(batch_size, "batch_size", integer=True)
         self.shift, self.batch_size = shift, batch_size
 
-    def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
+    def __call__(self, model: Model, x: Tensor, explainer: Any, target: Target = None) -> Tensor:
         """Per-image values (B,)."""
         return input_invariance(
             model, x, explainer, target, shift=self.shift, batch_size=self.batch_size

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_images, check_positive
+from .._types import Model
 from ..models import Classifier
 from ..removal import BoxBlur, Constant, TensorFill
 from .deletion import deletion_curve, insertion_curve
@@ -118,7 +119,7 @@ class _SingleStepCompat:
 
     def _scores(
         self,
-        model: Any,
+        model: Model,
         data: Tensor,
         explanations: Any,
         class_to_explain_list: Any,
@@ -158,7 +159,7 @@ class IIC_AD(_SingleStepCompat):  # noqa: N801 - the seed package's name
 
     def __call__(
         self,
-        model: Any,
+        model: Model,
         data: Tensor,
         explanations: Any,
         class_to_explain_list: Any = None,
@@ -182,7 +183,7 @@ class ADD(_SingleStepCompat):
 
     def __call__(
         self,
-        model: Any,
+        model: Model,
         data: Tensor,
         explanations: Any,
         class_to_explain_list: Any = None,
@@ -213,7 +214,7 @@ class _MultiStepCompat:
 
     def __call__(
         self,
-        model: Any,
+        model: Model,
         data: Tensor,
         explanations: Any,
         class_to_explain_list: Any = None,

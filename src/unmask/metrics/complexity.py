@@ -21,11 +21,12 @@ offset, an entropy larger by ``ln C`` and C times the count.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
 
+from .._types import SaliencyLike
+from ..numerics import maxabs_normalise
 from ..registry import METRICS
 from ._prepare import check_saliency
 
@@ -40,14 +41,12 @@ __all__ = [
 ]
 
 
-def normalise_by_max(saliency: Any) -> Tensor:
+def normalise_by_max(saliency: SaliencyLike) -> Tensor:
     """``|s| / max |s|`` per map, flattened: (B, 1, h, w) -> (B, h·w) float64."""
-    a = check_saliency(saliency).flatten(1).double().abs()
-    peak = a.amax(dim=1, keepdim=True)
-    return torch.where(peak > 0, a / torch.where(peak > 0, peak, 1.0), a)
+    return maxabs_normalise(check_saliency(saliency).flatten(1).double().abs())
 
 
-def sparseness(saliency: Any) -> Tensor:
+def sparseness(saliency: SaliencyLike) -> Tensor:
     """Gini index of each map (B,) float64; higher = sparser.
 
     Example:
@@ -62,7 +61,7 @@ def sparseness(saliency: Any) -> Tensor:
     return ((2 * i - n - 1) * a).sum(1) / (n * a.sum(1))
 
 
-def complexity(saliency: Any) -> Tensor:
+def complexity(saliency: SaliencyLike) -> Tensor:
     """Entropy of each normalised map (B,) float64 (natural log); lower = simpler.
 
     Example:
@@ -76,7 +75,7 @@ def complexity(saliency: Any) -> Tensor:
     return torch.where(total[:, 0] > 0, h, math.nan)
 
 
-def effective_complexity(saliency: Any, eps: float = 1e-5) -> Tensor:
+def effective_complexity(saliency: SaliencyLike, eps: float = 1e-5) -> Tensor:
     """Number of entries of ``|s| / max |s|`` above ``eps``, per map (B,) float64.
 
     Example:
@@ -106,7 +105,7 @@ class Sparseness(_MapMetric):
 
     higher_is_better = True
 
-    def __call__(self, saliency: Any) -> Tensor:
+    def __call__(self, saliency: SaliencyLike) -> Tensor:
         """Per-map values (B,) for maps (B, 1, h, w)."""
         return sparseness(saliency)
 
@@ -115,7 +114,7 @@ class Sparseness(_MapMetric):
 class Complexity(_MapMetric):
     """Complexity (Bhatt et al. 2020): entropy of the normalised |map|; lower is better."""
 
-    def __call__(self, saliency: Any) -> Tensor:
+    def __call__(self, saliency: SaliencyLike) -> Tensor:
         """Per-map values (B,) for maps (B, 1, h, w)."""
         return complexity(saliency)
 
@@ -138,7 +137,7 @@ class EffectiveComplexity(_MapMetric):
             raise ValueError(f"eps: expected a finite number >= 0, got {eps!r}")
         self.eps = float(eps)
 
-    def __call__(self, saliency: Any) -> Tensor:
+    def __call__(self, saliency: SaliencyLike) -> Tensor:
         """Per-map values (B,) for maps (B, 1, h, w)."""
         return effective_complexity(saliency, self.eps)
 

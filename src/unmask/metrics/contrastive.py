@@ -37,13 +37,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_positive, check_probability, check_targets
+from .._types import Model, SaliencyLike, Target
 from ..explanation import Explanation
 from ..models import as_classifier, check_model_input
 from ..params import Area, BatchSize, RemovalArg, Side
 from ..registry import METRICS
 from ..removal import Constant
 from ..removal import resolve_removal as resolve_substrate
-from ..scoring import Scorer, select_scores
+from ..scores import select_scores
+from ..scoring import Scorer
 from ._prepare import check_saliency, removal_key
 from .deletion import curve_masks, pixel_ranks
 
@@ -114,10 +116,10 @@ def _check_competitors(competitors: object, batch: int, k: int) -> Tensor:
 
 
 def contrastive_curve(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     competitors: Any,
     removal: Any = None,
@@ -156,7 +158,7 @@ def contrastive_curve(
     x = check_model_input(model, x, "x")
     if target is None and isinstance(saliency, Explanation):
         target = saliency.target
-    s = check_saliency(saliency, x.shape[0])
+    s = check_saliency(saliency, x.shape[0], size=(x.shape[-2], x.shape[-1]))
     check_positive(pixels_per_step, "pixels_per_step", integer=True)
     check_probability(delta, "delta", open_low=True)
     fill = resolve_substrate(removal, lambda: Constant("mean"))
@@ -241,7 +243,13 @@ class _ContrastiveMetric:
         return ("contrastive", removal_key(self.removal), self.pixels_per_step, self.delta)
 
     def shared(
-        self, model: Any, x: Tensor, saliency: Any, target: Any = None, *, competitors: Any = None
+        self,
+        model: Model,
+        x: Tensor,
+        saliency: SaliencyLike,
+        target: Target = None,
+        *,
+        competitors: Any = None,
     ) -> ContrastiveCurve:
         return contrastive_curve(
             model,
@@ -260,7 +268,13 @@ class _ContrastiveMetric:
         raise NotImplementedError
 
     def __call__(
-        self, model: Any, x: Tensor, saliency: Any, target: Any = None, *, competitors: Any = None
+        self,
+        model: Model,
+        x: Tensor,
+        saliency: SaliencyLike,
+        target: Target = None,
+        *,
+        competitors: Any = None,
     ) -> Tensor:
         """Per-image values (B,) for images (B, 3, H, W), maps (B, 1, h, w), C and C′."""
         return self.reduce(self.shared(model, x, saliency, target, competitors=competitors))
@@ -341,14 +355,26 @@ class CDROP(_ContrastiveMetric):
 
 
 def cauc(
-    model: Any, x: Tensor, saliency: Any, target: Any = None, *, competitors: Any, **options: Any
+    model: Model,
+    x: Tensor,
+    saliency: SaliencyLike,
+    target: Target = None,
+    *,
+    competitors: Any,
+    **options: Any,
 ) -> Tensor:
     """CAUC per image (B,); options as :class:`CAUC`."""
     return CAUC(**options)(model, x, saliency, target, competitors=competitors)
 
 
 def cdrop(
-    model: Any, x: Tensor, saliency: Any, target: Any = None, *, competitors: Any, **options: Any
+    model: Model,
+    x: Tensor,
+    saliency: SaliencyLike,
+    target: Target = None,
+    *,
+    competitors: Any,
+    **options: Any,
 ) -> Tensor:
     """CDROP per image (B,); options as :class:`CDROP`."""
     return CDROP(**options)(model, x, saliency, target, competitors=competitors)

@@ -30,12 +30,14 @@ import torch
 from torch import Tensor
 
 from .._checks import check_choice, check_images, check_positive, check_targets, check_unit_range
+from .._types import Model, Target
 from ..models import as_classifier, check_model_input
 from ..params import BatchSize, RepresentationArg
 from ..registry import METRICS
 from ..representations import Pixels, make_representation
 from ..representations.base import Representation
-from ..scoring import Scorer, select_scores
+from ..scores import select_scores
+from ..scoring import Scorer
 
 __all__ = [
     "CPScore",
@@ -92,10 +94,10 @@ def information(coeffs: Sequence[Tensor], kind: str) -> Tensor:
 
 
 def cp_scores(
-    model: Any,
+    model: Model,
     x: Tensor,
     x_hat: Tensor,
-    target: Any = None,
+    target: Target = None,
     *,
     infos: Sequence[str] = INFORMATION,
     representation: Representation | None = None,
@@ -128,7 +130,11 @@ def cp_scores(
     out: dict[str, Tensor] = {"p": p, "p_hat": p_hat}
     with torch.no_grad():
         for info in infos:
-            rep = Pixels() if info == "l1_pixel" or representation is None else representation
+            rep = (
+                Pixels()
+                if info == "l1_pixel" or representation is None
+                else make_representation(representation)
+            )
             base = rep.forward(x)
             own = coefficients is not None and info != "l1_pixel"
             kept = list(coefficients) if own and coefficients is not None else rep.forward(x_hat)
@@ -138,10 +144,10 @@ def cp_scores(
 
 
 def cp_score(
-    model: Any,
+    model: Model,
     x: Tensor,
     x_hat: Tensor,
-    target: Any = None,
+    target: Target = None,
     *,
     info: str = "l1",
     representation: Representation | None = None,
@@ -207,10 +213,10 @@ class CPScore:
 
     def shared(
         self,
-        model: Any,
+        model: Model,
         x: Tensor,
         x_hat: Tensor,
-        target: Any = None,
+        target: Target = None,
         coefficients: Sequence[Tensor] | None = None,
     ) -> dict[str, Tensor]:
         return cp_scores(
@@ -228,10 +234,10 @@ class CPScore:
 
     def __call__(
         self,
-        model: Any,
+        model: Model,
         x: Tensor,
         x_hat: Tensor,
-        target: Any = None,
+        target: Target = None,
         coefficients: Sequence[Tensor] | None = None,
     ) -> Tensor:
         return cp_score(
@@ -264,10 +270,10 @@ class Retained:
 
 
 def retained_probability(
-    model: Any,
+    model: Model,
     x: Tensor,
     x_hat: Tensor,
-    target: Any = None,
+    target: Target = None,
     *,
     scale: str = "none",
     batch_size: int = 16,
@@ -335,10 +341,10 @@ class RetainedProbability:
 
     def shared(
         self,
-        model: Any,
+        model: Model,
         x: Tensor,
         x_hat: Tensor,
-        target: Any = None,
+        target: Target = None,
         coefficients: Sequence[Tensor] | None = None,
     ) -> Retained:
         return retained_probability(
@@ -350,10 +356,10 @@ class RetainedProbability:
 
     def __call__(
         self,
-        model: Any,
+        model: Model,
         x: Tensor,
         x_hat: Tensor,
-        target: Any = None,
+        target: Target = None,
         coefficients: Sequence[Tensor] | None = None,
     ) -> Tensor:
         return self.reduce(self.shared(model, x, x_hat, target))

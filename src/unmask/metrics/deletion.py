@@ -54,12 +54,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_choice, check_positive
+from .._types import Model, SaliencyLike, Target
+from ..numerics import pearson
 from ..params import Area, BatchSize, Count, RemovalArg, Score
 from ..progress import Progress
 from ..registry import METRICS
 from ..removal import BoxBlur, Constant, RiseBlur
 from ..removal import resolve_removal as resolve_substrate
-from ..scoring import SCORES
+from ..scores import SCORES
 from ._prepare import prepare_inputs, removal_key
 
 __all__ = [
@@ -222,13 +224,6 @@ def curve_auc(scores: Tensor, cumulative: bool = True) -> Tensor:
     return torch.trapezoid(y, torch.arange(n, dtype=torch.float64) / (n - 1), dim=1)
 
 
-def _pearson(a: Tensor, b: Tensor) -> Tensor:
-    a = a - a.mean(dim=1, keepdim=True)
-    b = b - b.mean(dim=1, keepdim=True)
-    r = (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1))
-    return r.clamp(-1, 1)
-
-
 def curve_correlation(
     scores: Tensor, saliency: Tensor, mode: str = "deletion", cumulative: bool = True
 ) -> Tensor:
@@ -248,7 +243,7 @@ def curve_correlation(
     change = prev - s[:, 1:]
     if mode == "insertion":
         change = -change
-    return _pearson(change, saliency.double())
+    return pearson(change, saliency.double())
 
 
 def default_substrate(mode: str, rule: str) -> Any:
@@ -260,10 +255,10 @@ def default_substrate(mode: str, rule: str) -> Any:
 
 def _curve(
     mode: str,
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any,
+    saliency: SaliencyLike,
+    target: Target,
     *,
     removal: Any,
     rule: str,
@@ -320,10 +315,10 @@ def _curve(
 
 
 def deletion_curve(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     removal: Any = None,
     rule: str = "seed",
@@ -379,10 +374,10 @@ def deletion_curve(
 
 
 def insertion_curve(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     removal: Any = None,
     rule: str = "seed",
@@ -447,7 +442,9 @@ class _CurveMetric:
         self.cumulative, self.score = bool(cumulative), score
         self.batch_size, self.progress = batch_size, progress
 
-    def curve(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Curve:
+    def curve(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Curve:
         """The curves (see :func:`deletion_curve`), to get AUC and correlation from one run."""
         return _curve(
             self.mode,
@@ -478,7 +475,9 @@ class _CurveMetric:
             self.score,
         )
 
-    def shared(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Curve:
+    def shared(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Curve:
         """The curves this metric reads (:meth:`curve`)."""
         return self.curve(model, x, saliency, target)
 
@@ -486,7 +485,9 @@ class _CurveMetric:
         """This metric's values (B,) from the curves."""
         return curve.auc() if self.statistic == "auc" else curve.correlation()
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+    def __call__(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Tensor:
         """Per-image values (B,) for images ``x`` (B, 3, H, W) and maps (B, 1, h, w)."""
         return self.reduce(self.curve(model, x, saliency, target))
 

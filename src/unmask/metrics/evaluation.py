@@ -20,6 +20,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._types import Model, SaliencyLike, Target
 from ..explanation import Explanation
 from ..progress import check_progress, track
 from ..registry import METRICS
@@ -62,11 +63,11 @@ def build_metrics(metrics: object) -> dict[str, Any]:
 
 
 def evaluate(
-    model: Any,
+    model: Model,
     x: Tensor | None,
-    saliency: Any = None,
+    saliency: SaliencyLike | None = None,
     metrics: object = ("deletion", "insertion"),
-    target: Any = None,
+    target: Target = None,
     *,
     progress: object = False,
     shared: dict[str, Any] | None = None,
@@ -119,7 +120,12 @@ def evaluate(
             target = saliency.target
         saliency = saliency.saliency
     if saliency is not None:
-        saliency = check_saliency(saliency, x.shape[0] if isinstance(x, Tensor) else None)
+        images = isinstance(x, Tensor) and x.ndim == 4  # other x: refused by the metric itself
+        saliency = check_saliency(
+            saliency,
+            x.shape[0] if images else None,  # type: ignore[union-attr]
+            size=(x.shape[-2], x.shape[-1]) if images else None,  # type: ignore[union-attr]
+        )
     given = {"model": model, "x": x, "saliency": saliency, "target": target, **inputs}
     full: Tensor | None = None
     results: dict[Any, Any] = {}

@@ -44,15 +44,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
 from .._limits import check_at_most
+from .._types import Model, SaliencyLike, Target
 from ..models import as_classifier, check_model_input
+from ..numerics import pearson, spearman_rows
 from ..params import Area, BatchSize, Count, RemovalArg, Score, Seed, Side
 from ..progress import Progress
 from ..registry import METRICS
 from ..removal import Constant, Noise, resolve_removal
 from ..removal.base import FixedFill
-from ..scoring import SCORES
+from ..scores import SCORES
 from ._prepare import check_saliency, prepare_inputs
 from .deletion import (
     Curve,
@@ -82,37 +84,7 @@ __all__ = [
     "Monotonicity",
     "MonotonicityCorrelation",
     "Selectivity",
-    "pearson",
-    "spearman_rows",
 ]
-
-
-def pearson(a: Tensor, b: Tensor) -> Tensor:
-    """Row-wise Pearson correlation (B, N), (B, N) -> (B,) float64; NaN for a constant row."""
-    a = a.double() - a.double().mean(1, keepdim=True)
-    b = b.double() - b.double().mean(1, keepdim=True)
-    return ((a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1))).clamp(-1, 1)
-
-
-def _average_ranks(v: Tensor) -> Tensor:
-    """Ranks 1..N per row, ties given their average rank (as ``scipy.stats.rankdata``)."""
-    v = v.double()
-    order = torch.sort(v, dim=1, stable=True)
-    sorted_v = order.values
-    ranks = torch.empty_like(v)
-    for i in range(v.shape[0]):  # tie groups differ per row
-        _, inverse, counts = torch.unique_consecutive(
-            sorted_v[i], return_inverse=True, return_counts=True
-        )
-        ends = torch.cumsum(counts, 0).double()
-        mean_rank = ends - (counts.double() - 1) / 2
-        ranks[i, order.indices[i]] = mean_rank[inverse]
-    return ranks
-
-
-def spearman_rows(a: Tensor, b: Tensor) -> Tensor:
-    """Row-wise Spearman correlation with average ranks for ties; (B,) float64."""
-    return pearson(_average_ranks(a), _average_ranks(b))
 
 
 def _check_int(value: object, name: str) -> int:
@@ -126,10 +98,10 @@ def _upsample(m: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def faithfulness_correlation(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     subset_size: int | None = None,
     runs: int = 100,
@@ -163,6 +135,7 @@ def faithfulness_correlation(
         True
     """
     runs = _check_int(runs, "runs")
+    seed = check_seed(seed)
     if subset_size is not None:
         subset_size = _check_int(subset_size, "subset_size")
     removal = resolve_removal(removal, lambda: Constant("black"))
@@ -262,10 +235,10 @@ def sensitivity_n_sizes(n_features: int, fractions: Any = SENSITIVITY_N_FRACTION
 
 
 def sensitivity_n_curve(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     fractions: Any = SENSITIVITY_N_FRACTIONS,
     runs: int = 100,
@@ -282,7 +255,7 @@ def sensitivity_n_curve(
     :func:`sensitivity_n`.
     """
     runs = _check_int(runs, "runs")
-    check_positive(seed, "seed", integer=True, allow_zero=True)
+    check_seed(seed)
     fractions = _check_fractions(fractions)
     removal = resolve_removal(removal, lambda: Constant("black"))
     _, x, s, t, base, scorer = prepare_inputs(
@@ -296,10 +269,10 @@ def sensitivity_n_curve(
 
 
 def sensitivity_n(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     fractions: Any = SENSITIVITY_N_FRACTIONS,
     runs: int = 100,
@@ -351,10 +324,10 @@ def sensitivity_n(
 
 
 def region_curve(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     patch: int = 8,
     regions: int | None = 100,
@@ -425,10 +398,10 @@ def region_curve(
 
 
 def region_perturbation(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     patch: int = 8,
     regions: int = 100,
@@ -466,10 +439,10 @@ def region_perturbation(
 
 
 def selectivity(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     patch: int = 8,
     removal: Any = None,
@@ -515,10 +488,10 @@ def selectivity(
 
 
 def monotonicity(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     max_steps: int | None = 196,
     pixels_per_step: int | None = None,
@@ -536,7 +509,7 @@ def monotonicity(
     ``features_in_step=1``, one pixel per step, i.e. ``max_steps=None``).
     """
     x = check_model_input(as_classifier(model, "model"), x, "x")
-    s = check_saliency(saliency, x.shape[0])
+    s = check_saliency(saliency, x.shape[0], size=(x.shape[-2], x.shape[-1]))
     curve = insertion_curve(
         model,
         x,
@@ -553,7 +526,7 @@ def monotonicity(
     return (steps.diff(dim=1) >= 0).all(dim=1).double()
 
 
-def _target_of(saliency: Any, target: Any) -> Any:
+def _target_of(saliency: SaliencyLike, target: Target) -> Any:
     from ..explanation import Explanation
 
     return saliency.target if target is None and isinstance(saliency, Explanation) else target
@@ -577,10 +550,10 @@ class _DrawnNoise(FixedFill):
 
 
 def monotonicity_correlation(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     max_steps: int | None = 196,
     pixels_per_step: int | None = None,
@@ -601,6 +574,7 @@ def monotonicity_correlation(
         score: ``"prob"`` (default, quantus' ``softmax=True``), ``"logit"``, ``"log_prob"``.
     """
     samples = _check_int(samples, "samples")
+    seed = check_seed(seed)
     _, x, s, t, base, scorer = prepare_inputs(
         model, x, saliency, target, {"batch_size": batch_size, "score": score, "progress": progress}
     )
@@ -644,7 +618,9 @@ class _Metric:
     def __init__(self, **params: Any) -> None:
         self._params = params
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+    def __call__(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Tensor:
         """Per-image values (B,) for images (B, 3, H, W) and maps (B, 1, h, w)."""
         return type(self).function(model, x, saliency, target, **self._params)
 
@@ -782,7 +758,7 @@ class SensitivityN(_Metric):
     ) -> None:
         fractions = _check_fractions(fractions)
         _check_int(runs, "runs")
-        check_positive(seed, "seed", integer=True, allow_zero=True)
+        check_seed(seed)
         _checked_score(score, batch_size)
         self.removal = resolve_removal(removal, lambda: Constant("black"))
         super().__init__(

@@ -153,7 +153,7 @@ EDGE_DETECTORS: dict[str, EdgeDetector] = {"shearlet": shearlet_edges, "canny": 
 def _detector(detector: str | EdgeDetector) -> EdgeDetector:
     if callable(detector):
         return detector
-    if detector not in EDGE_DETECTORS:
+    if not isinstance(detector, str) or detector not in EDGE_DETECTORS:
         raise ValueError(
             f"detector: expected one of {', '.join(map(repr, EDGE_DETECTORS))} or a callable, "
             f"got {detector!r}"

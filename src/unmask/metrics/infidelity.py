@@ -24,12 +24,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
 from .._limits import check_at_most
+from .._types import Model, SaliencyLike, Target
 from ..params import BatchSize, Count, RemovalArg, Score, Seed, Side
 from ..registry import METRICS
 from ..removal import Constant, resolve_removal
-from ..scoring import SCORES
+from ..scores import SCORES
 from ._prepare import prepare_inputs
 from .faithfulness import _upsample
 
@@ -49,7 +50,7 @@ def square_masks(samples: int, size: tuple[int, int], patch: int, seed: int = 0)
     """
     check_positive(samples, "samples", integer=True)
     check_positive(patch, "patch", integer=True)
-    check_positive(seed, "seed", integer=True, allow_zero=True)
+    check_seed(seed)
     h, w = size
     if patch > min(h, w):
         raise ValueError(
@@ -102,16 +103,16 @@ def _check_settings(
     check_at_most(samples, "samples", 100_000, "perturbations per image")  # type: ignore[arg-type]
     if patch is not None:
         check_positive(patch, "patch", integer=True)
-    check_positive(seed, "seed", integer=True, allow_zero=True)
+    check_seed(seed)
     check_choice(score, "score", SCORES)
     check_positive(batch_size, "batch_size", integer=True)
 
 
 def infidelity(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     samples: int = 100,
     patch: int | None = None,
@@ -221,7 +222,9 @@ class Infidelity:
             "progress": progress,
         }
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+    def __call__(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Tensor:
         """Per-image values (B,) for images (B, 3, H, W) and maps (B, 1, h, w)."""
         return infidelity(model, x, saliency, target, **self._params)
 

@@ -20,10 +20,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_positive
+from .._limits import check_at_most, max_size
+from .._types import Model, SaliencyLike, Target
 from ..params import BatchSize, Bounds, RemovalArg, Score
 from ..registry import METRICS
 from ..removal import Constant, resolve_removal
-from ..scoring import SCORES
+from ..scores import SCORES
 from ..segments import slic_segments
 from ._prepare import prepare_inputs
 from .deletion import curve_auc
@@ -35,13 +37,14 @@ def _check_slic(n_segments: object, compactness: object, sigma: object) -> None:
     check_positive(n_segments, "n_segments", integer=True)
     check_positive(compactness, "compactness")
     check_positive(sigma, "sigma", allow_zero=True)
+    check_at_most(sigma, "sigma", max_size(), "the image side limit, UNMASK_MAX_SIZE")  # type: ignore[arg-type]
 
 
 def irof_curves(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     n_segments: int = 100,
     compactness: float = 10.0,
@@ -91,10 +94,10 @@ def irof_curves(
 
 
 def irof(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     n_segments: int = 100,
     compactness: float = 10.0,
@@ -170,7 +173,9 @@ class IROF:
         self.removal = resolve_removal(removal, lambda: Constant("image_mean"))
         self.score, self.batch_size, self.progress = score, batch_size, progress
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+    def __call__(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Tensor:
         """Per-image values (B,) for images (B, 3, H, W) and maps (B, 1, h, w)."""
         return irof(
             model,

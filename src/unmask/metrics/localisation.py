@@ -397,6 +397,7 @@ def pointing_game(saliency: Tensor, boxes: object, tolerance: float = 15.0) -> T
     xs = torch.arange(w, dtype=torch.float64)[None, None, :]
     d2 = (ys - r[:, None, None]) ** 2 + (xs - c[:, None, None]) ** 2
     d2 = torch.where(gt, d2, torch.full_like(d2, float("inf")))
+    tolerance = min(tolerance, h + w)  # beyond the map's diagonal every pixel is as near
     return (d2.flatten(1).amin(1) <= float(tolerance) ** 2).float()
 
 

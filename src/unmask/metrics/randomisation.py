@@ -31,7 +31,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
+from .._types import Model, Target
 from ..model_randomisation import randomisation_order, randomise_layer
 from ..params import BatchSize, Seed
 from ..registry import METRICS
@@ -51,11 +52,6 @@ __all__ = [
 #: The two randomisation tests, and how the per-layer similarities become one value.
 MODES = ("cascading", "independent")
 REDUCTIONS = ("mean", "last")
-
-
-def _check_seed(seed: object) -> int:
-    check_positive(seed, "seed", integer=True, allow_zero=True)
-    return int(seed)  # type: ignore[call-overload]
 
 
 def _check_similarity(similarity: object) -> None:
@@ -99,10 +95,10 @@ def random_classes(target: Tensor, num_classes: int, seed: int) -> Tensor:
 
 
 def random_logit(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     similarity: str = "ssim",
     seed: int = 0,
@@ -128,7 +124,7 @@ def random_logit(
         [1.0, 1.0]
     """
     _check_similarity(similarity)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     model, x, explain, t, _ = prepare_explainer_inputs(model, x, explainer, target, batch_size)
     other = random_classes(t, model.num_classes, seed)
     own = run_maps(explain, x, t, batch_size)
@@ -155,11 +151,11 @@ class RandomLogit:
     ) -> None:
         _check_similarity(similarity)
         self.similarity = similarity
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         check_positive(batch_size, "batch_size", integer=True)
         self.batch_size = batch_size
 
-    def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
+    def __call__(self, model: Model, x: Tensor, explainer: Any, target: Target = None) -> Tensor:
         """Per-image values (B,)."""
         return random_logit(
             model,
@@ -176,10 +172,10 @@ class RandomLogit:
 
 
 def model_parameter_randomisation(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     mode: str = "cascading",
     similarity: str = "ssim",
@@ -214,7 +210,7 @@ def model_parameter_randomisation(
     mode = check_choice(mode, "mode", MODES)
     reduce = check_choice(reduce, "reduce", REDUCTIONS)
     _check_similarity(similarity)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     model, x, explain, t, _ = prepare_explainer_inputs(model, x, explainer, target, batch_size)
     rebuild = rebuilder(explainer, "model_parameter_randomisation")
     order = randomisation_order(model)
@@ -259,11 +255,11 @@ class ModelParameterRandomisation:
         self.reduce = check_choice(reduce, "reduce", REDUCTIONS)
         _check_similarity(similarity)
         self.similarity = similarity
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         check_positive(batch_size, "batch_size", integer=True)
         self.batch_size = batch_size
 
-    def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
+    def __call__(self, model: Model, x: Tensor, explainer: Any, target: Target = None) -> Tensor:
         """Per-image values (B,)."""
         return model_parameter_randomisation(
             model,

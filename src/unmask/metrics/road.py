@@ -28,10 +28,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_choice, check_positive
+from .._types import Model, SaliencyLike, Target
 from ..params import BatchSize, RemovalArg, Score
 from ..registry import METRICS
 from ..removal import NoisyLinearImputation, resolve_removal
-from ..scoring import SCORES
+from ..scores import SCORES
 from ._prepare import prepare_inputs, removal_key
 from .deletion import pixel_ranks
 
@@ -92,10 +93,10 @@ class RoadCurve:
 
 
 def road_curve(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     order: str = "morf",
     percentages: Sequence[float] = PERCENTAGES,
@@ -175,7 +176,12 @@ class _RoadMetric:
         self.score, self.batch_size, self.progress = score, batch_size, progress
 
     def curve(
-        self, model: Any, x: Tensor, saliency: Any, target: Any = None, order: str | None = None
+        self,
+        model: Model,
+        x: Tensor,
+        saliency: SaliencyLike,
+        target: Target = None,
+        order: str | None = None,
     ) -> RoadCurve:
         """The ROAD curves (see :func:`road_curve`) of this metric's order (or ``order``)."""
         return road_curve(
@@ -195,13 +201,17 @@ class _RoadMetric:
         """MoRF (LeRF) metrics with the same settings read the same curve."""
         return ("road", self.order, removal_key(self.removal), self.percentages, self.score)
 
-    def shared(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> RoadCurve:
+    def shared(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> RoadCurve:
         return self.curve(model, x, saliency, target)
 
     def reduce(self, curve: RoadCurve) -> Tensor:
         return curve.mean_change()
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+    def __call__(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Tensor:
         """Per-image values (B,) float64 for images (B, 3, H, W) and maps (B, 1, h, w)."""
         return self.reduce(self.curve(model, x, saliency, target))
 
@@ -271,7 +281,9 @@ class RoadCombined(_RoadMetric):
     def shared_key(self) -> None:
         return None  # reads two curves
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+    def __call__(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Tensor:
         morf = self.curve(model, x, saliency, target, order="morf").mean_change()
         lerf = self.curve(model, x, saliency, target, order="lerf").mean_change()
         return (lerf - morf) / 2

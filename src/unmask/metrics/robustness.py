@@ -44,8 +44,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
 from .._limits import check_at_most
+from .._types import Model, Target
 from ..gradients import find_layer
 from ..params import BatchSize, Count, LayerArg, Seed, Steps
 from ..registry import METRICS
@@ -83,6 +84,11 @@ EPS_MIN = 1e-6
 DRAWS = 16
 
 
+#: The smallest noise radius / standard deviation: below it a float32 image in [0, 1] does not
+#: change (its resolution near 1 is 6e-8), and every quotient would divide by zero.
+MIN_NOISE = 1e-6
+
+
 def _flat_norm(v: Tensor) -> Tensor:
     return torch.linalg.vector_norm(v.flatten(2), dim=2)
 
@@ -93,10 +99,10 @@ def _relative(num: Tensor, den: Tensor) -> Tensor:
 
 
 def perturbation_study(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     samples: int = 200,
     noise: str = "uniform",
@@ -146,10 +152,13 @@ def perturbation_study(
         isinstance(radius, bool)
         or not isinstance(radius, int | float)
         or not math.isfinite(radius)
-        or radius <= 0
+        or radius < MIN_NOISE
     ):
-        raise ValueError(f"radius: expected a finite number > 0, got {radius!r}")
-    check_positive(seed, "seed", integer=True, allow_zero=True)
+        raise ValueError(
+            f"radius: expected a finite number >= {MIN_NOISE} (smaller noise leaves float32 "
+            f"images unchanged), got {radius!r}"
+        )
+    check_seed(seed)
     model, x, explain, t, scorer = prepare_explainer_inputs(model, x, explainer, target, batch_size)
     scorer.check_memory(batch_size, tuple(x.shape[1:]), "perturbed images")
     captured: list[Tensor] = []
@@ -192,7 +201,7 @@ def _take(captured: list[Tensor] | None) -> Tensor | None:
 
 
 def _study(
-    model: Any,
+    model: Model,
     x: Tensor,
     explain: Any,
     t: Tensor,
@@ -272,10 +281,10 @@ def _sensitivity(r: dict[str, Tensor], reduce: str) -> Tensor:
 
 
 def max_sensitivity(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     samples: int = 200,
     radius: float = 0.2,
@@ -309,10 +318,10 @@ def max_sensitivity(
 
 
 def avg_sensitivity(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     samples: int = 200,
     radius: float = 0.2,
@@ -340,10 +349,10 @@ def avg_sensitivity(
 
 
 def local_lipschitz_estimate(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     samples: int = 200,
     std: float = 0.1,
@@ -372,10 +381,10 @@ def local_lipschitz_estimate(
 
 
 def relative_input_stability(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     samples: int = 200,
     radius: float = 0.2,
@@ -401,10 +410,10 @@ def relative_input_stability(
 
 
 def relative_output_stability(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     samples: int = 200,
     radius: float = 0.2,
@@ -430,10 +439,10 @@ def relative_output_stability(
 
 
 def relative_representation_stability(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     layer: str | None = None,
     samples: int = 200,
@@ -479,14 +488,17 @@ class _Robustness:
             isinstance(radius, bool)
             or not isinstance(radius, int | float)
             or not math.isfinite(radius)
-            or radius <= 0
+            or radius < MIN_NOISE
         ):
-            raise ValueError(f"{self._noise_name}: expected a finite number > 0, got {radius!r}")
-        check_positive(seed, "seed", integer=True, allow_zero=True)
+            raise ValueError(
+                f"{self._noise_name}: expected a finite number >= {MIN_NOISE} (smaller noise "
+                f"leaves float32 images unchanged), got {radius!r}"
+            )
+        check_seed(seed)
         check_positive(batch_size, "batch_size", integer=True)
         self.samples, self.radius, self.seed, self.batch_size = samples, radius, seed, batch_size
 
-    def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
+    def __call__(self, model: Model, x: Tensor, explainer: Any, target: Target = None) -> Tensor:
         """Per-image values (B,)."""
         return type(self)._function(
             model,
@@ -579,7 +591,7 @@ class RelativeRepresentationStability(_Robustness):
         super().__init__(samples, radius, seed, batch_size)
         self.layer = layer
 
-    def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
+    def __call__(self, model: Model, x: Tensor, explainer: Any, target: Target = None) -> Tensor:
         """Per-image values (B,)."""
         return relative_representation_stability(
             model,
@@ -603,10 +615,10 @@ def translate(x: Tensor, dx: int) -> Tensor:
 
 
 def continuity(
-    model: Any,
+    model: Model,
     x: Tensor,
     explainer: Any,
-    target: Any = None,
+    target: Target = None,
     *,
     steps: int = 28,
     batch_size: int = 16,
@@ -653,7 +665,7 @@ class Continuity:
         check_positive(batch_size, "batch_size", integer=True)
         self.steps, self.batch_size = steps, batch_size
 
-    def __call__(self, model: Any, x: Tensor, explainer: Any, target: Any = None) -> Tensor:
+    def __call__(self, model: Model, x: Tensor, explainer: Any, target: Target = None) -> Tensor:
         """Per-image values (B,)."""
         return continuity(model, x, explainer, target, steps=self.steps, batch_size=self.batch_size)
 

@@ -15,13 +15,13 @@ error, seed 001 picks ``alpha`` per method on a held-out split (:func:`select_sa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_positive, check_probability, check_targets
+from .._types import Model, Target
 from ..explanation import Explanation
 from ..models import as_classifier, check_model_input
 from ..params import BatchSize
@@ -76,14 +76,19 @@ def crop_and_resize(x: Tensor, boxes: Tensor, size: tuple[int, int] | None = Non
 
 
 def _scores(
-    model: Any, x: Tensor, saliency: Tensor, target: Any, alphas: Sequence[float], batch_size: int
+    model: Model,
+    x: Tensor,
+    saliency: Tensor,
+    target: Target,
+    alphas: Sequence[float],
+    batch_size: int,
 ) -> tuple[Tensor, Tensor]:
     """Saliency-metric values (B, A) and box areas (B, A) for every alpha."""
     model = as_classifier(model, "model")
     x = check_model_input(model, x, "x")
     if target is None and isinstance(saliency, Explanation):
         target = saliency.target
-    saliency = check_saliency(saliency, x.shape[0])
+    saliency = check_saliency(saliency, x.shape[0], size=(x.shape[-2], x.shape[-1]))
     if saliency.shape[-2:] != x.shape[-2:]:  # coarse maps: upsampled to the image, as in seed 001
         saliency = F.interpolate(saliency, size=x.shape[-2:], mode="bilinear", align_corners=False)
     check_positive(batch_size, "batch_size", integer=True)
@@ -108,10 +113,10 @@ def _scores(
 
 
 def saliency_metric(
-    model: Any,
+    model: Model,
     x: Tensor,
     saliency: Tensor,
-    target: Any = None,
+    target: Target = None,
     alpha: float = 0.5,
     batch_size: int = 16,
 ) -> Tensor:
@@ -135,10 +140,10 @@ def saliency_metric(
 
 
 def select_saliency_alpha(
-    model: Any,
+    model: Model,
     x: Tensor,
     saliency: Tensor,
-    target: Any = None,
+    target: Target = None,
     alphas: Sequence[float] = ALPHAS,
     batch_size: int = 16,
 ) -> AlphaChoice:
@@ -175,7 +180,7 @@ class SaliencyMetric:
         check_positive(batch_size, "batch_size", integer=True)
         self.alpha, self.batch_size = float(alpha), batch_size
 
-    def __call__(self, model: Any, x: Tensor, saliency: Tensor, target: Any = None) -> Tensor:
+    def __call__(self, model: Model, x: Tensor, saliency: Tensor, target: Target = None) -> Tensor:
         return saliency_metric(model, x, saliency, target, self.alpha, self.batch_size)
 
     def __repr__(self) -> str:

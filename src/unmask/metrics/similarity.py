@@ -11,8 +11,9 @@ upsampling every map to the image size:
   ``pixels_per_cell=(16, 16)`` and otherwise scikit-image's defaults (9 orientations, 3×3
   cells per block, L2-Hys) on the normalised maps, then ``scipy.stats.pearsonr``. A map smaller
   than 3 cells a side (e.g. 32×32) uses blocks as large as it has cells.
-* **Spearman rank correlation** -- ``scipy.stats.spearmanr`` of the flattened maps (optionally
-  of their absolute values, as in Adebayo et al.'s sanity checks).
+* **Spearman rank correlation** -- of the flattened maps (optionally of their absolute values,
+  as in Adebayo et al.'s sanity checks), with average ranks for ties as ``scipy.stats.spearmanr``
+  (:func:`unmask.numerics.spearman_rows`; equal to scipy's value in float32).
 
 All return one value per image (B,); 1 means identical (up to the invariance of the measure);
 higher is better. A correlation is undefined when a map is constant: the value is then NaN
@@ -33,12 +34,12 @@ import torch
 from torch import Tensor
 
 from .._checks import check_positive
+from ..numerics import minmax_normalise, spearman_rows
 from ..params import Side
 from ..registry import METRICS
 from ._prepare import check_saliency
 
 __all__ = [
-    "minmax_normalise",
     "ssim",
     "hog_pearson",
     "spearman",
@@ -56,15 +57,6 @@ def _pair(a: object, b: object) -> tuple[Tensor, Tensor]:
     if a.shape != b.shape:
         raise ValueError(f"b: expected the shape of a {tuple(a.shape)}, got {tuple(b.shape)}")
     return a, b
-
-
-def minmax_normalise(maps: Tensor) -> Tensor:
-    """Rescale each map (B, 1, H, W) to [0, 1] on its own; a constant map becomes all zeros."""
-    flat = maps.flatten(1)
-    lo, hi = flat.amin(1), flat.amax(1)
-    span = (hi - lo).reshape(-1, 1, 1, 1)
-    out = (maps - lo.reshape(-1, 1, 1, 1)) / span.clamp(min=torch.finfo(maps.dtype).tiny)
-    return torch.where(span > 0, out, torch.zeros_like(maps))
 
 
 def _numpy(maps: Tensor) -> np.ndarray:
@@ -87,9 +79,9 @@ def ssim(a: Tensor, b: Tensor, win_size: int = 5) -> Tensor:
 
     a, b = _pair(a, b)
     check_positive(win_size, "win_size", integer=True)
-    if win_size % 2 == 0 or win_size > min(a.shape[-2:]):
+    if win_size % 2 == 0 or not 3 <= win_size <= min(a.shape[-2:]):
         raise ValueError(
-            f"win_size: expected an odd number <= {min(a.shape[-2:])} (the map size), "
+            f"win_size: expected an odd number in [3, {min(a.shape[-2:])}] (the map size), "
             f"got {win_size}"
         )
     na, nb = _numpy(minmax_normalise(a)), _numpy(minmax_normalise(b))
@@ -156,15 +148,11 @@ def spearman(a: Tensor, b: Tensor, absolute: bool = False) -> Tensor:
         >>> spearman(a, a ** 3).item(), spearman(a, -a).item()
         (1.0, -1.0)
     """
-    from scipy.stats import spearmanr
-
     a, b = _pair(a, b)
     if absolute:
         a, b = a.abs(), b.abs()
-    fa, fb = _numpy(a).reshape(a.shape[0], -1), _numpy(b).reshape(b.shape[0], -1)
-    return torch.tensor(
-        [_correlation(spearmanr, p, q) for p, q in zip(fa, fb, strict=True)], dtype=torch.float32
-    )
+    flat_a, flat_b = a.detach().cpu().flatten(1), b.detach().cpu().flatten(1)
+    return spearman_rows(flat_a, flat_b).float()
 
 
 #: Name -> function (a, b) -> (B,) of the similarity measures.
@@ -233,7 +221,7 @@ class HOGPearson:
 
 @METRICS.register("spearman", aliases=("rank_correlation",))
 class Spearman:
-    """Spearman rank correlation of two maps (scipy), of absolute values when ``absolute``.
+    """Spearman rank correlation of two maps, of absolute values when ``absolute``.
 
     Call: ``metric(a (B, 1, H, W), b (B, 1, H, W)) -> (B,)`` in [-1, 1]. Higher is better.
     """

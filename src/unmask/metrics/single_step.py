@@ -35,11 +35,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_choice, check_positive
+from .._types import Model, SaliencyLike, Target
+from ..numerics import minmax_normalise
 from ..params import BatchSize, RemovalArg, Score
 from ..registry import METRICS
 from ..removal import Constant
 from ..removal import resolve_removal as resolve_substrate
-from ..scoring import SCORES
+from ..scores import SCORES
 from ._prepare import prepare_inputs, removal_key
 
 __all__ = [
@@ -71,11 +73,7 @@ def normalise_maps(saliency: Tensor, per_image: bool = True) -> Tensor:
     if not per_image:
         lo, hi = s.min(), s.max()
         return s if bool(lo == hi) else (s - lo) / (hi - lo)
-    flat = s.flatten(1)
-    lo = flat.min(dim=1).values.reshape(-1, 1, 1, 1)
-    hi = flat.max(dim=1).values.reshape(-1, 1, 1, 1)
-    span = hi - lo
-    return torch.where(span > 0, (s - lo) / torch.where(span > 0, span, 1), torch.zeros_like(s))
+    return minmax_normalise(s)
 
 
 def soft_masks(
@@ -99,10 +97,10 @@ def soft_masks(
 
 
 def single_step_scores(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
-    target: Any = None,
+    saliency: SaliencyLike,
+    target: Target = None,
     *,
     removal: Any = None,
     replace_salient: bool = False,
@@ -193,7 +191,7 @@ class _SingleStep:
         )
 
     def shared(
-        self, model: Any, x: Tensor, saliency: Any, target: Any = None
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
     ) -> tuple[Tensor, Tensor]:
         """The clean and perturbed scores (B,), (B,) this metric reads."""
         s, p, _ = single_step_scores(
@@ -214,7 +212,9 @@ class _SingleStep:
         """This metric's values (B,) from the clean and perturbed scores."""
         return self.compute(*scores)
 
-    def __call__(self, model: Any, x: Tensor, saliency: Any, target: Any = None) -> Tensor:
+    def __call__(
+        self, model: Model, x: Tensor, saliency: SaliencyLike, target: Target = None
+    ) -> Tensor:
         """Per-image values (B,) for images ``x`` (B, 3, H, W) and maps (B, 1, h, w)."""
         return self.reduce(self.shared(model, x, saliency, target))
 

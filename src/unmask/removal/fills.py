@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_choice, check_images, check_positive
+from .._checks import check_choice, check_images, check_positive, check_seed
 from .base import FixedFill
 
 __all__ = [
@@ -226,10 +226,7 @@ class Noise(FixedFill):
                 raise ValueError(f"{name}: expected a finite number, got {v!r}")
         if not high > low:
             raise ValueError(f"high: expected high > low, got low={low}, high={high}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed: expected an int, got {seed!r}")
-        if not 0 <= seed < 2**63:
-            raise ValueError(f"seed: expected an int in [0, 2**63), got {seed!r}")
+        seed = check_seed(seed)
         if not isinstance(additive, bool):
             raise TypeError(f"additive: expected a bool, got {additive!r}")
         self.kind, self.mean, self.std = kind, float(mean), float(std)

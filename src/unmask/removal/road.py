@@ -22,6 +22,7 @@ import scipy.sparse.linalg
 import torch
 from torch import Tensor
 
+from .._checks import check_seed
 from .base import BySpec, checked
 
 __all__ = ["NoisyLinearImputation", "NEIGHBOURS", "impute"]
@@ -115,11 +116,7 @@ class NoisyLinearImputation(BySpec):
             or noise < 0
         ):
             raise ValueError(f"noise: expected a finite number >= 0, got {noise!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed: expected an int, got {seed!r}")
-        if not 0 <= seed < 2**63:
-            raise ValueError(f"seed: expected an int in [0, 2**63), got {seed!r}")
-        self.noise, self.seed = float(noise), seed
+        self.noise, self.seed = float(noise), check_seed(seed)
 
     @property
     def spec(self) -> str:

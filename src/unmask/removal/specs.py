@@ -19,7 +19,7 @@ from .road import NoisyLinearImputation
 __all__ = ["REMOVALS", "make_removal", "removal_names", "parse_spec", "resolve_removal"]
 
 #: Every removal by name: ``REMOVALS.get("blur").build(sigma=5)``.
-REMOVALS = Registry("removal")
+REMOVALS = Registry("removal", fill=("unmask.removal",))
 
 for _colour in ("gray", "black", "white", "mean", "image_mean"):
     REMOVALS.add(

@@ -19,7 +19,8 @@ import torch
 
 from ..contrastive import LabelTree, data_free_tree, load_tree, stage_layers
 from ..images import load_image
-from ..models import Classifier, list_models, load_model
+from ..model_specs import make_model
+from ..models import Classifier, list_models
 from .costs import ModelTime, measure
 from .jobs import JobQueue, Progress, TimeLimit
 from .results import ResultStore, StoredResult
@@ -287,6 +288,6 @@ def load_models(models: object) -> dict[str, Classifier]:
         )
     known = list_models()
     for name in models:
-        if name not in known and not str(name).startswith("tv:"):
+        if ":" not in str(name) and name not in known:
             raise ValueError(f"model: unknown model {name!r}; expected one of {', '.join(known)}")
-    return {name: load_model(name) for name in models}
+    return {name: make_model(name) for name in models}  # one grammar: unmask.make_model

@@ -15,12 +15,12 @@ coarse summary of the explanation.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from .._checks import check_positive
+from .._types import Model, SaliencyLike
 from ..metrics._prepare import check_saliency
 from ..models import as_classifier, check_model_input
 from ..scoring import Scorer
@@ -28,7 +28,7 @@ from ..scoring import Scorer
 __all__ = ["consistency", "discretise_top_n"]
 
 
-def discretise_top_n(saliency: Any, top_n: int = 5) -> list[tuple[tuple[int, int], ...]]:
+def discretise_top_n(saliency: SaliencyLike, top_n: int = 5) -> list[tuple[tuple[int, int], ...]]:
     """Per map, the sorted ``(index, sign)`` pairs of its ``top_n`` largest ``|s|`` pixels.
 
     Example:
@@ -49,7 +49,7 @@ def discretise_top_n(saliency: Any, top_n: int = 5) -> list[tuple[tuple[int, int
 
 
 def consistency(
-    model: Any, x: Tensor, saliency: Any, *, top_n: int = 5, batch_size: int = 16
+    model: Model, x: Tensor, saliency: SaliencyLike, *, top_n: int = 5, batch_size: int = 16
 ) -> Tensor:
     """Consistency (Dasgupta et al. 2022) of each image within the batch (B,) float64; higher
     is better.

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_mask, check_positive, check_targets
+from .._types import Model
 from ..models import as_classifier, check_model_input
 from ..removal import Blur, Constant, Inpaint, Noise, make_removal
 from ..scoring import Scorer
@@ -129,7 +130,7 @@ def _ms_ssim_levels(x: Tensor, y: Tensor, scales: int, data_range: float, win_si
 
 
 def filling_study(
-    model: Any,
+    model: Model,
     x: Tensor,
     masks: Tensor,
     labels: Any = None,

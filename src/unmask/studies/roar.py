@@ -42,7 +42,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
+from .._types import Model
 from ..progress import Progress, check_progress, track
 
 __all__ = [
@@ -296,7 +297,7 @@ def ablate(x: Tensor, ranks: Tensor, k: int, mode: str, removal: Any, chunk: int
 
 
 def _maps(
-    model: Any,
+    model: Model,
     batch: Any,
     method: str,
     seed: int,
@@ -345,7 +346,7 @@ def _check_removal(removal: Any) -> None:
 
 
 def roar(
-    model: Any,
+    model: Model,
     methods: Sequence[str] = METHODS,
     ks: Sequence[int] = KS,
     *,
@@ -418,10 +419,10 @@ def roar(
         (threads, "threads"),
     ):
         check_positive(value, name, integer=True)
-    check_positive(seed, "seed", integer=True, allow_zero=True)
+    check_seed(seed)
     check_positive(lr, "lr")
     data_seed = 0 if data_seed is None else data_seed
-    check_positive(data_seed, "data_seed", integer=True, allow_zero=True)
+    check_seed(data_seed, "data_seed")
     if settings is not None and not isinstance(settings, dict):
         raise TypeError(
             f"settings: expected a dict method -> hyperparameters, got {type(settings).__name__}"

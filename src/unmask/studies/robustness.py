@@ -16,24 +16,24 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_targets
+from .._types import ExplainerFactory, Model, Target
 from ..api import explain
 from ..explanation import Explanation
+from ..inputs import check_explainer, prepare
 from ..metrics._prepare import check_saliency
 from ..metrics.similarity import similarity_function
-from ..models import as_classifier, check_model_input
 from ..registry import METHODS
-from ..scoring import Scorer
 
-__all__ = ["robustness", "RobustnessResult", "run_explainer", "fixed_target"]
+__all__ = ["robustness", "RobustnessResult", "run_explainer"]
 
 
 def run_explainer(
-    model: Any, x: Tensor, method: str | Callable[..., Any], target: Tensor, **kwargs: Any
+    model: Model, x: Tensor, method: str | ExplainerFactory, target: Tensor, **kwargs: Any
 ) -> Tensor:
-    """Saliency (B, 1, H, W) of ``method`` (a registered name or ``fn(model, x, target, **kw)``)."""
+    """Saliency (B, 1, H, W) of ``method``: a registered name, or a factory
+    ``make(model, **kwargs)`` returning an explainer (:data:`unmask._types.ExplainerFactory`)."""
     if callable(method):
-        out = method(model, x, target, **kwargs)
+        out = check_explainer(method(model, **kwargs), "method(model, ...)")(x, target)
     else:
         out = explain(model, x, method=method, target=target, **kwargs)
     maps = out.saliency if isinstance(out, Explanation) else out
@@ -41,16 +41,6 @@ def run_explainer(
     if maps.shape[0] != x.shape[0]:
         raise ValueError(f"explainer output: expected {x.shape[0]} maps, got {maps.shape[0]}")
     return maps.cpu()
-
-
-def fixed_target(model: Any, x: Tensor, target: Any) -> tuple[Any, Tensor, Tensor]:
-    """Checked model, images and a target tensor (B,) (the top-1 class when ``target`` is None)."""
-    model = as_classifier(model, "model")
-    x = check_model_input(model, x, "x")
-    t = check_targets(target, x.shape[0], model.num_classes, "target")
-    if t is None:
-        t = Scorer(model).top1(x)
-    return model, x, t
 
 
 @dataclass
@@ -79,13 +69,13 @@ class RobustnessResult:
 
 
 def robustness(
-    model: Any,
+    model: Model,
     x: Tensor,
     method: str | Callable[..., Any] = "occlusion",
     settings: Sequence[dict[str, Any]] | None = None,
     seeds: Sequence[int] | None = None,
     similarity: str | Sequence[str] = "ssim",
-    target: Any = None,
+    target: Target = None,
     **common: Any,
 ) -> RobustnessResult:
     """How much an explainer's maps change across hyperparameter settings or random seeds.
@@ -98,8 +88,9 @@ def robustness(
     Args:
         model: an :class:`unmask.Classifier`.
         x: images (B, 3, H, W) in [0, 1].
-        method: a registered method name, or a function ``fn(model, x, target, **kwargs)``
-            returning an Explanation or maps (B, 1, H, W).
+        method: a registered method name, or a factory ``make(model, **kwargs)`` returning an
+            explainer for ``model`` (an object with ``explain(x, target)``, or a function
+            ``fn(x, target)`` returning an Explanation or maps (B, 1, H, W)).
         settings: hyperparameter dicts, one per run (give this or ``seeds``).
         seeds: random seeds, one per run.
         similarity: ``"ssim"``, ``"hog"``, ``"spearman"``, ``"spearman_abs"`` or a list of them.
@@ -132,7 +123,7 @@ def robustness(
         raise ValueError(f"settings/seeds: need at least 2 runs to compare, got {len(runs)}")
     names = [similarity] if isinstance(similarity, str) else list(similarity)
     functions = {n: similarity_function(n) for n in names}
-    model, x, t = fixed_target(model, x, target)
+    model, x, t = prepare(model, x, target)
     maps = torch.stack([run_explainer(model, x, method, t, **{**common, **run}) for run in runs])
     pairs = list(itertools.combinations(range(len(runs)), 2))
     pairwise = {

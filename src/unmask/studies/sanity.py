@@ -36,16 +36,19 @@ Same seed -> same randomised models -> same results.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .._checks import check_seed
+from .._types import ExplainerFactory, Model, Target
+from ..inputs import prepare
 from ..metrics.similarity import similarity_function
 from ..model_randomisation import randomisation_order, randomise_layer
-from .robustness import fixed_target, run_explainer
+from .robustness import run_explainer
 
 __all__ = [
     "randomisation_order",
@@ -96,22 +99,21 @@ class SanityResult:
 
 def _randomisation(
     mode: str,
-    model: Any,
+    model: Model,
     x: Tensor,
-    method: str | Callable[..., Any],
-    target: Any,
+    method: str | ExplainerFactory,
+    target: Target,
     seed: int,
     similarities: Sequence[str],
     layers: Sequence[str] | None,
     keep_maps: bool,
     hyperparameters: dict[str, Any],
 ) -> SanityResult:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed: expected an int, got {seed!r}")
+    check_seed(seed)
     functions = {n: similarity_function(n) for n in similarities}
     if not functions:
         raise ValueError("similarities: expected at least one similarity name")
-    model, x, t = fixed_target(model, x, target)
+    model, x, t = prepare(model, x, target)
     order = randomisation_order(model) if layers is None else list(layers)
     modules = dict(model.named_modules())
     unknown = [n for n in order if n not in modules]
@@ -148,10 +150,10 @@ def _randomisation(
 
 
 def cascading_randomisation(
-    model: Any,
+    model: Model,
     x: Tensor,
-    method: str | Callable[..., Any] = "occlusion",
-    target: Any = None,
+    method: str | ExplainerFactory = "occlusion",
+    target: Target = None,
     *,
     seed: int = 0,
     similarities: Sequence[str] = ("ssim", "spearman_abs", "hog"),
@@ -164,8 +166,9 @@ def cascading_randomisation(
     Args:
         model: an :class:`unmask.Classifier` (it is deep-copied, never modified).
         x: images (B, 3, H, W) in [0, 1].
-        method: a registered method name (run with ``unmask.explain``) or a function
-            ``fn(model, x, target, **hyperparameters)`` returning an Explanation or maps.
+        method: a registered method name (run with ``unmask.explain``) or a factory
+            ``make(model, **hyperparameters)`` returning an explainer for the (randomised)
+            model: an object with ``explain(x, target)`` or a function ``fn(x, target)``.
         target: class per image; None = the intact model's top-1, kept for every step.
         seed: seed of the re-initialisation (step k uses ``seed + k``).
         similarities: names from :data:`unmask.metrics.similarity.SIMILARITIES`.
@@ -199,10 +202,10 @@ def cascading_randomisation(
 
 
 def independent_randomisation(
-    model: Any,
+    model: Model,
     x: Tensor,
-    method: str | Callable[..., Any] = "occlusion",
-    target: Any = None,
+    method: str | ExplainerFactory = "occlusion",
+    target: Target = None,
     *,
     seed: int = 0,
     similarities: Sequence[str] = ("ssim", "spearman_abs", "hog"),

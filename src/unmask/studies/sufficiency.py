@@ -18,12 +18,12 @@ are left out, where scipy (hence quantus) returns NaN distances for the whole ba
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from .._checks import check_choice
+from .._types import Model, SaliencyLike
 from ..metrics._prepare import check_saliency
 from ..models import as_classifier, check_model_input
 from ..scoring import Scorer
@@ -33,7 +33,7 @@ __all__ = ["sufficiency", "map_distances", "DISTANCES"]
 DISTANCES = ("seuclidean", "euclidean")
 
 
-def map_distances(saliency: Any, distance: str = "seuclidean") -> Tensor:
+def map_distances(saliency: SaliencyLike, distance: str = "seuclidean") -> Tensor:
     """Pairwise distances (B, B) float64 of the maps ``|s| / max |s|``, divided by the largest.
 
     Example:
@@ -55,9 +55,9 @@ def map_distances(saliency: Any, distance: str = "seuclidean") -> Tensor:
 
 
 def sufficiency(
-    model: Any,
+    model: Model,
     x: Tensor,
-    saliency: Any,
+    saliency: SaliencyLike,
     *,
     threshold: float = 0.6,
     distance: str = "seuclidean",
