@@ -168,12 +168,13 @@ def test_bench_run_prepares_once_for_the_pending_units(policy, monkeypatch, tmp_
     gradient = 1 + deletion  # gradients are not on the scoring path
     monkeypatch.setattr(onnx_engine, "EXPORT_AFTER", 10**6)
     store = tmp_path / "store.sqlite"
-    run(load_plan(config), store, progress=False, threads=1, limit=2)
+    run(load_plan(config, allow_code=True), store, progress=False, threads=1, limit=2)
     assert policy.asked == [2 * (occlusion + gradient)] and policy.prepared == []
     monkeypatch.setattr(onnx_engine, "EXPORT_AFTER", occlusion + gradient)
-    run(load_plan(config), store, progress=False, threads=1)  # resumed: the third image only
+    plan = load_plan(config, allow_code=True)
+    run(plan, store, progress=False, threads=1)  # resumed: the third image only
     assert policy.asked[1:] == [occlusion + gradient] and len(policy.prepared) == 1
-    run(load_plan(config), store, progress=False, threads=1)  # nothing pending: nothing asked
+    run(plan, store, progress=False, threads=1)  # nothing pending: nothing asked
     assert len(policy.asked) == 2
 
 
