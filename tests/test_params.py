@@ -21,7 +21,7 @@ import unmask.explainers as explainers
 import unmask.metrics as metrics
 from unmask.metrics.kinds import kind_of
 from unmask.params import Bounds, Param, params_of, validate_params
-from unmask.registry import METHODS, METRICS, Entry, spec_of
+from unmask.registry import METHODS, METRICS, PASSES, Entry, spec_of
 from unmask.testing import conv_region_model, region_images, region_model, token_region_model
 
 ENTRIES = [*METHODS, *METRICS]
@@ -97,20 +97,44 @@ def test_every_metric_that_calls_the_model_declares_a_cost(entry: Entry) -> None
 
 
 class _Count:
-    """Images given to a model's network while the block runs."""
+    """Images given to a model's network while the block runs: all of them (``seen``), those
+    with gradients enabled (``autograd``), and those given through ``model.infer`` with no other
+    hook on the network (``scored``: the scoring path, where ONNX Runtime would run them)."""
 
     def __init__(self, model) -> None:
-        self.model, self.seen = model, 0
+        self.model, self.seen, self.autograd, self.scored = model, 0, 0, 0
 
     def __enter__(self) -> _Count:
         self.hook = self.model.net.register_forward_pre_hook(self._add)
+        self.model.infer = self._infer  # the instance's: Scorer calls model.infer
         return self
 
     def _add(self, module, args) -> None:
         self.seen += args[0].shape[0]
+        self.autograd += args[0].shape[0] if torch.is_grad_enabled() else 0
+
+    def _infer(self, x):
+        hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in self.model.modules())
+        if hooks == 1 and not torch.is_grad_enabled():  # only the counting hook
+            self.scored += x.shape[0]
+        return type(self.model).infer(self.model, x)
 
     def __exit__(self, *exc) -> None:
         self.hook.remove()
+        del self.model.infer
+
+    def check_passes(self, entry: Entry) -> None:
+        """The images counted agree with the entry's declared ``passes``."""
+        assert entry.passes in PASSES, f"{entry.name} declares passes={entry.passes!r}"
+        if entry.passes == "autograd":
+            assert self.autograd > 0, f"{entry.name}: no image was given with gradients"
+            return
+        assert self.autograd == 0, f"{entry.name}: {self.autograd} images with gradients"
+        if self.seen == 0:  # no model call (a metric whose explainer does them)
+            return
+        # scoring: (nearly) every image on the scoring path; forward: (nearly) none
+        on_path = self.scored / self.seen
+        assert on_path > 0.5 if entry.passes == "scoring" else on_path < 0.5, (entry.name, on_path)
 
 
 @pytest.mark.parametrize("entry", list(METHODS), ids=METHODS.names())
@@ -125,6 +149,8 @@ def test_method_cost_counts_the_model_calls(entry: Entry) -> None:
         assert 0 < count.seen <= cost
     else:
         assert count.seen == cost
+    count.check_passes(entry)
+    assert entry.scoring_cost(entry.test, 32, model) == (cost if entry.passes == "scoring" else 0)
 
 
 @pytest.mark.parametrize(
@@ -156,6 +182,7 @@ def test_metric_cost_counts_the_model_calls(entry: Entry) -> None:
         assert 0 < count.seen <= cost
     else:
         assert count.seen == cost
+    count.check_passes(entry)
 
 
 def test_cost_depends_on_the_parameters_and_the_image_size() -> None:

@@ -328,11 +328,18 @@ class Classifier(nn.Module):
             self.execution == "eager"
             or self.training
             or torch.is_grad_enabled()
-            or _hooked(self)
+            or _hooked(self.net)
+            or self._forward_hooks
+            or self._forward_pre_hooks_with_kwargs
+            or _global_hooks()
             or type(self).forward is not Classifier.forward
             or "forward" in self.__dict__
         ):
             return self(x)  # hooks and overridden forwards must see every call
+        for hook in list(self._forward_pre_hooks.values()):  # they see every call (an observer,
+            out = hook(self, (x,))  # the explorer's cancel check) and may replace the input
+            if out is not None:
+                x = out[0] if isinstance(out, tuple) else out
         z = self.preprocess(x)
         run = self._onnx(z) if self.execution in ("onnx", "auto") else None
         if run is None:
@@ -571,11 +578,16 @@ def _compiled(cache: dict, hit: tuple, z: Tensor, size: int) -> Callable[[Tensor
     return run
 
 
-def _hooked(module: nn.Module) -> bool:
-    """Whether a forward hook is registered on ``module``, its sub-modules or globally."""
+def _global_hooks() -> bool:
+    """Whether a global forward hook is registered (``register_module_forward_hook``)."""
     from torch.nn.modules import module as torch_module
 
-    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+    return bool(torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks)
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Whether a forward hook is registered on ``module``, its sub-modules or globally."""
+    if _global_hooks():
         return True
     return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
 

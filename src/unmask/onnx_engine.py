@@ -59,6 +59,7 @@ __all__ = [
     "generation",
     "graph_key",
     "prepare",
+    "prepare_for",
     "runner",
     "weights_stamp",
 ]
@@ -446,3 +447,22 @@ def engine_for(model: _Model, evaluations: int, *, export_after: int | None = No
     if evaluations >= export_after or cached(model.net, _shape(model), _dtype(model)):
         return "onnx"
     return "channels_last"
+
+
+def prepare_for(model: _Model, evaluations: int) -> str:
+    """The policy for a job of ``evaluations`` model evaluations on the scoring path: exports
+    (:func:`prepare`) now when :func:`engine_for` says ``"onnx"`` and the job is long enough to
+    repay an export (``evaluations >= EXPORT_AFTER``); returns the engine the job will use.
+
+    A model in ``"auto"`` with a cached graph uses it without an export; a short job on a fresh
+    cache runs channels_last; a model whose execution is explicit keeps it.
+
+    Example:
+        >>> from unmask.testing import region_model
+        >>> prepare_for(region_model().fast("auto"), 10)
+        'channels_last'
+    """
+    engine = engine_for(model, evaluations)
+    if engine == "onnx" and model.execution == "auto" and evaluations >= EXPORT_AFTER:
+        prepare(model)  # loads and checks a cached graph, or exports one (seconds) and caches it
+    return engine

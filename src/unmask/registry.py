@@ -15,11 +15,26 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Registry", "Entry", "METHODS", "METRICS", "to_json", "spec_of", "EXECUTION_PARAMS"]
+__all__ = [
+    "Registry",
+    "Entry",
+    "METHODS",
+    "METRICS",
+    "PASSES",
+    "to_json",
+    "spec_of",
+    "EXECUTION_PARAMS",
+]
 
 #: Arguments that change how a result is computed, never what it is: they are recorded in a
 #: spec's params but left out of result keys (``progress`` is not recorded at all).
 EXECUTION_PARAMS = ("batch_size", "progress", "workers")
+
+#: How an entry's model evaluations run (:attr:`Entry.passes`): ``"scoring"``, forward passes
+#: on the scoring path (:meth:`unmask.models.Classifier.infer`, where ONNX Runtime applies);
+#: ``"forward"``, forward passes in PyTorch (hooks on a layer: no gradients, no ONNX Runtime);
+#: ``"autograd"``, forward and backward passes.
+PASSES = ("scoring", "forward", "autograd")
 
 
 def to_json(value: Any) -> Any:
@@ -128,6 +143,8 @@ class Entry:
     #: ``formula(p, size, model)`` when it depends on the model (a layer's channels); see
     #: :meth:`cost`. None: the object never calls the model (a map-only metric).
     cost_formula: Callable[..., int] | None = None
+    #: how its model evaluations run: one of :data:`PASSES` (see :meth:`scoring_cost`).
+    passes: str = ""
     #: hyperparameters the CLI uses instead of the defaults (a first run in seconds on a CPU).
     cli: dict[str, Any] = field(default_factory=dict)
     #: small hyperparameters for the contract suite (3 images of 32x32, a few seconds).
@@ -182,6 +199,26 @@ class Entry:
             return int(self.cost_formula(p, image_size, model))
         return int(self.cost_formula(p, image_size))
 
+    def scoring_cost(
+        self, params: Mapping[str, Any] | None, image_size: int, model: Any = None
+    ) -> int:
+        """The model evaluations of :meth:`cost` that run on the scoring path (where ONNX
+        Runtime applies): all of them when :attr:`passes` is ``"scoring"``, else 0; 0 also when
+        the entry declares no cost or its cost needs the model and ``model`` is None.
+
+        Example:
+            >>> import unmask.explainers
+            >>> METHODS.get("rise").scoring_cost({"masks": 500}, 224)
+            500
+            >>> METHODS.get("gradcam").scoring_cost(None, 224)
+            0
+        """
+        if self.passes != "scoring" or self.cost_formula is None:
+            return 0
+        if self.cost_needs_model and model is None:
+            return 0
+        return self.cost(params, image_size, model)
+
     def parameters(self) -> dict[str, inspect.Parameter]:
         target = self.factory.__init__ if inspect.isclass(self.factory) else self.factory
         params = dict(inspect.signature(target).parameters)
@@ -232,12 +269,14 @@ def _no_args(fn: Callable[..., Any]) -> bool:
 class Registry:
     """A registry of named factories of one kind (``"method"``, ``"metric"``...)."""
 
-    def __init__(self, kind: str, fill: tuple[str, ...] = ()) -> None:
+    def __init__(self, kind: str, fill: tuple[str, ...] = (), passes: str = "") -> None:
         self.kind = kind
         #: The modules whose import registers every entry: imported on the first read, so a
         #: registry is complete whatever was imported before (``import unmask`` is lazy).
         self.fill = fill
         self._filled = not fill
+        #: the :attr:`Entry.passes` of entries that declare none ("" : each must declare it)
+        self.passes = passes
         self._entries: dict[str, Entry] = {}
         self._aliases: dict[str, str] = {}
         self._primary: dict[type, str] = {}
@@ -253,6 +292,7 @@ class Registry:
         kind: str | None = None,
         family: str | None = None,
         cost: Callable[..., int] | None = None,
+        passes: str | None = None,
         cli: dict[str, Any] | None = None,
         test: dict[str, Any] | None = None,
         higher_is_better: bool | None = None,
@@ -261,7 +301,8 @@ class Registry:
 
         ``kind`` (default: the factory's ``kind`` attribute, if any) is recorded on the entry,
         with the rest of the declaration (see :class:`Entry`): ``family``, ``cost`` (the
-        formula of :meth:`Entry.cost`), ``cli`` defaults, a ``test`` setting and
+        formula of :meth:`Entry.cost`), ``passes`` (one of :data:`PASSES`; default: the
+        registry's), ``cli`` defaults, a ``test`` setting and
         ``higher_is_better`` (default: the factory's attribute). A factory registered again
         under another name (a variant with other defaults) keeps the first entry's
         declarations unless given.
@@ -277,8 +318,12 @@ class Registry:
         if first is not None:
             family = first.family if family is None else family
             cost = first.cost_formula if cost is None else cost
+            passes = first.passes if passes is None else passes
             cli = first.cli if cli is None else cli
             test = first.test if test is None else test
+        passes = self.passes if passes is None else passes
+        if passes and passes not in PASSES:
+            raise ValueError(f"passes: expected one of {', '.join(PASSES)}, got {passes!r}")
         if higher_is_better is None:
             direction = getattr(factory, "higher_is_better", None)
             higher_is_better = direction if isinstance(direction, bool) else None
@@ -290,6 +335,7 @@ class Registry:
             kind if isinstance(kind, str) else "",
             family=family or "",
             cost_formula=cost,
+            passes=passes,
             cli=dict(cli or {}),
             test=None if test is None else dict(test),
             higher_is_better=higher_is_better,
@@ -311,6 +357,7 @@ class Registry:
         kind: str | None = None,
         family: str | None = None,
         cost: Callable[..., int] | None = None,
+        passes: str | None = None,
         cli: dict[str, Any] | None = None,
         test: dict[str, Any] | None = None,
         higher_is_better: bool | None = None,
@@ -327,6 +374,7 @@ class Registry:
                 kind=kind,
                 family=family,
                 cost=cost,
+                passes=passes,
                 cli=cli,
                 test=test,
                 higher_is_better=higher_is_better,
@@ -389,4 +437,6 @@ class Registry:
 METHODS = Registry("method", fill=("unmask.explainers",))
 
 #: Every evaluation metric; see :mod:`unmask.metrics` for the calling conventions of each kind.
-METRICS = Registry("metric", fill=("unmask.metrics",))
+#: A metric's own model evaluations score images (a metric never takes gradients; one that
+#: re-runs an explainer counts the explainer's evaluations under the explainer's entry).
+METRICS = Registry("metric", fill=("unmask.metrics",), passes="scoring")

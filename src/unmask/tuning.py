@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from . import onnx_engine
 from ._checks import check_positive
 
 __all__ = ["CANDIDATES", "best_batch_size", "batch_size_key"]
@@ -58,7 +59,8 @@ def batch_size_key(model, shape: tuple[int, int, int]) -> str:
             model.name,
             params,
             model.device,
-            model.execution,
+            # the engine "auto" runs now (a cached ONNX graph or channels_last)
+            onnx_engine.engine_for(model, 0) if model.execution == "auto" else model.execution,
             "x".join(map(str, shape)),
             torch.get_num_threads(),
             torch.__version__,

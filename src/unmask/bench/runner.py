@@ -19,7 +19,7 @@ from .data import Dataset, open_dataset
 from .spec import Plan
 from .store import Store, UnitRecord
 
-__all__ = ["run", "RunSummary", "check_plan"]
+__all__ = ["run", "RunSummary", "check_plan", "scoring_evaluations"]
 
 
 @dataclass
@@ -32,6 +32,39 @@ class RunSummary:
     failed: int
     skipped: int
     seconds: float
+
+
+def scoring_evaluations(plan: Plan, tasks: Sequence[tuple[str, str]], model: Any) -> int:
+    """Model evaluations on the scoring path of the units ``tasks`` ((file, method label)
+    pairs): per unit, the target's pass, the method's and every applicable metric's declared
+    :meth:`~unmask.registry.Entry.scoring_cost` (a lower bound: a metric that re-runs the
+    explainer counts its own evaluations, CWOX none)."""
+    from ..registry import METHODS, METRICS
+
+    size = plan.model.get("size") or (model.input_size[0] if model.input_size else 224)
+    per_unit = {}
+    for run in plan.methods:
+        n = 1
+        if run.method in METHODS:
+            n += METHODS.get(run.method).scoring_cost(run.params, size, model)
+        for m in plan.metrics:
+            if plan.applies(run, m):
+                n += METRICS.get(m.metric).scoring_cost(m.params, size, model)
+        per_unit[run.label] = n
+    return sum(per_unit[label] for _, label in tasks)
+
+
+def _prepare_engine(plan: Plan, tasks: Sequence[tuple[str, str]], model: Any = None) -> str:
+    """The engine policy (:func:`unmask.onnx_engine.prepare_for`) for the pending units, in
+    this process: a job long enough exports the model once to the disk cache, where every
+    worker's model finds it. Returns the engine the units will use."""
+    from ..onnx_engine import prepare_for
+    from .worker import load_bench_model
+
+    model = load_bench_model(plan.model) if model is None else model
+    if model.execution != "auto":
+        return str(model.execution)
+    return prepare_for(model, scoring_evaluations(plan, tasks, model))
 
 
 def check_plan(plan: Plan, dataset: Dataset) -> list[str]:
@@ -105,6 +138,8 @@ def run(
             (i.file, m.label) for i in items for m in plan.methods if (i.file, m.label) not in done
         ]
         skipped = len(items) * len(plan.methods) - len(tasks)
+        if tasks:  # before any unit: the workers' models (``"auto"``) read the cached graph
+            _prepare_engine(plan, tasks, getattr(getattr(ex, "worker", None), "model", None))
         written = failed = 0
         db.start_session(getattr(ex, "name", str(executor)), argv)
         if tasks:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["choose_engine", "TIP_AFTER"]
+__all__ = ["choose_engine", "explainer_scoring_cost", "TIP_AFTER"]
 
 #: Jobs of at least this many evaluations without a cached graph print the ``--prepare`` tip.
 TIP_AFTER = 100
@@ -22,17 +22,28 @@ def choose_engine(model: Any, evaluations: int) -> str:
     """Export ``model`` now if a job of ``evaluations`` model evaluations repays it; returns
     the engine the job will use (``"onnx"``, ``"channels_last"``, or the model's explicit mode).
     """
-    from ..onnx_engine import EXPORT_AFTER, engine_for, prepare
+    from ..onnx_engine import prepare_for
 
     if model.execution != "auto":
         return str(model.execution)
-    engine = engine_for(model, evaluations)
-    if engine == "onnx" and evaluations >= EXPORT_AFTER:
-        prepare(model)  # loads and checks a cached graph, or exports one (seconds) and caches it
-    elif engine == "channels_last" and evaluations >= TIP_AFTER:
+    engine = prepare_for(model, evaluations)
+    if engine == "channels_last" and evaluations >= TIP_AFTER:
         print(
             f"unmask: tip: `unmask models --prepare {model.name}` exports the model to ONNX "
             "Runtime once; later runs score several times faster",
             file=sys.stderr,
         )
     return engine
+
+
+def explainer_scoring_cost(explainer: Any, size: int, model: Any) -> int:
+    """Model evaluations on the scoring path of one ``size`` x ``size`` image explained by a
+    built explainer: its registry entry's :meth:`~unmask.registry.Entry.scoring_cost` at its
+    spec; 0 for an explainer that is not registered."""
+    from ..registry import METHODS, spec_of
+
+    try:
+        spec = spec_of(explainer, METHODS)
+    except ValueError:  # not a registered method: nothing declared
+        return 0
+    return METHODS.get(spec.pop("method")).scoring_cost(spec, size, model)

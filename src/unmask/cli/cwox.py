@@ -155,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
     from ..contrastive import CWOX, save_cwox
     from ..images import load_image
     from ..models import load_model
+    from ._engine import choose_engine, explainer_scoring_cost
 
     check_positive(args.batch_size, "--batch-size", integer=True)
     check_positive(args.max_top, "--max-top", integer=True)
@@ -209,6 +210,9 @@ def run(args: argparse.Namespace) -> int:
     stages = [("cluster stage", explainer.cluster_explainer)]
     if explainer.class_explainer is not explainer.cluster_explainer:  # else one pass for both
         stages.append(("class stage", explainer.class_explainer))
+    # the engine: the probabilities, then one pass per stage (every target at once)
+    per_image = 1 + sum(explainer_scoring_cost(ex, size, model) for _, ex in stages)
+    choose_engine(model, x.shape[0] * per_image)
     announce(
         "cwox",
         [

@@ -28,6 +28,7 @@ from ._common import (
     resolve_target,
     target_label,
 )
+from ._engine import choose_engine
 
 COMMAND = "evaluate"
 HELP = "Score saliency maps (saved .npy, or a method run now) with faithfulness metrics."
@@ -221,6 +222,12 @@ def run(args: argparse.Namespace) -> int:
         hyper = method_hyper(
             METHODS.get(args.method), args, size, removal=False, progress=not args.no_progress
         )
+    # per image: the top-1 pass, the method's and every metric's evaluations on the scoring
+    # path (metrics sharing a curve counted each: an upper bound)
+    per_image = 1 + sum(e.scoring_cost(kw, size, model) for _, (e, kw) in costs)
+    if hyper is not None:
+        per_image += METHODS.get(args.method).scoring_cost(hyper, size, model)
+    choose_engine(model, n_images * per_image)
     inputs = load_inputs(args, size)
     parts = [(n, evaluations(e, kw, size, model)) for n, (e, kw) in costs]
     if args.method is not None:

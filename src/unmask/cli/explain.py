@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
     explainer = make_explainer(model, method, seed=args.seed, **hyper)
     scorer = Scorer(model, batch_size=args.batch_size)
-    choose_engine(model, len(inputs) * (1 + _evaluations(explainer, size)))
+    # the probabilities of each image, then the method's evaluations on the scoring path
+    choose_engine(model, len(inputs) * (1 + entry.scoring_cost(hyper, size, model)))
     # the cost, timed on the engine chosen
     announce(
         "explain", [(method, evaluations(entry, hyper, size, model))], len(inputs), model, size
@@ -180,25 +181,6 @@ def run(args: argparse.Namespace) -> int:
         )
     for f in dict.fromkeys(f for r in results for f in r["outputs"]):  # unique, in order
         print(f"wrote {f}")
-    return 0
-
-
-def _evaluations(explainer: Any, size: int) -> int:
-    """Model evaluations of explaining one image of ``size`` x ``size`` on the scoring path
-    (occlusion's patch positions, RISE's masks, LIME's samples; 0 for other methods)."""
-    from ..explainers.lime import Lime
-    from ..explainers.occlusion import Occlusion
-    from ..explainers.rise import Rise
-
-    if isinstance(explainer, Occlusion):
-        rows, cols = (
-            (size - p) // s + 1 for p, s in zip(explainer.patch, explainer.stride, strict=True)
-        )
-        return max(rows, 0) * max(cols, 0)
-    if isinstance(explainer, Rise):
-        return int(explainer.num_masks)
-    if isinstance(explainer, Lime):
-        return int(explainer.samples)
     return 0
 
 

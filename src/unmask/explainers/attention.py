@@ -104,6 +104,7 @@ def _token_map(r: Tensor, size: tuple[int, int]) -> Tensor:
     "rollout",
     aliases=("attention_rollout",),
     family="attention",
+    passes="forward",  # hooks record the attention maps
     cost=lambda p, size: 1,
     test={},
 )
@@ -159,6 +160,7 @@ class AttentionRollout:
     "chefer",
     aliases=("attention_relevance", "transformer_attribution"),
     family="attention",
+    passes="autograd",
     cost=lambda p, size: 1,  # one forward and backward pass
     test={},
 )

@@ -101,7 +101,14 @@ def _weighted(a: Tensor, weights: Tensor) -> Tensor:
     return torch.einsum("bc,bchw->bhw", weights, a)[:, None]
 
 
-@METHODS.register("gradcam", aliases=("grad-cam",), family="CAM", cost=lambda p, size: 1, test={})
+@METHODS.register(
+    "gradcam",
+    aliases=("grad-cam",),
+    family="CAM",
+    passes="autograd",
+    cost=lambda p, size: 1,
+    test={},
+)
 class GradCAM(_GradientCAM):
     """Grad-CAM (Selvaraju et al. 2017): ``Σ_k α_k A_k`` with ``α_k = mean_ij ∂s/∂A_kij``.
 
@@ -142,7 +149,12 @@ class GradCAM(_GradientCAM):
 
 
 @METHODS.register(
-    "gradcam++", aliases=("gradcampp",), family="CAM", cost=lambda p, size: 1, test={}
+    "gradcam++",
+    aliases=("gradcampp",),
+    family="CAM",
+    passes="autograd",
+    cost=lambda p, size: 1,
+    test={},
 )
 class GradCAMPlusPlus(_GradientCAM):
     """Grad-CAM++ (Chattopadhay et al. 2018): channel weights from positive gradients, reweighted.
@@ -177,7 +189,14 @@ class GradCAMPlusPlus(_GradientCAM):
         return _weighted(a, w), {"weights": w}
 
 
-@METHODS.register("xgradcam", aliases=("xgrad-cam",), family="CAM", cost=lambda p, size: 1, test={})
+@METHODS.register(
+    "xgradcam",
+    aliases=("xgrad-cam",),
+    family="CAM",
+    passes="autograd",
+    cost=lambda p, size: 1,
+    test={},
+)
 class XGradCAM(_GradientCAM):
     """XGrad-CAM (Fu et al. 2020): gradients averaged with the channel's activations as weights.
 
@@ -209,7 +228,14 @@ class XGradCAM(_GradientCAM):
         return _weighted(a, w), {"weights": w}
 
 
-@METHODS.register("layercam", aliases=("layer-cam",), family="CAM", cost=lambda p, size: 1, test={})
+@METHODS.register(
+    "layercam",
+    aliases=("layer-cam",),
+    family="CAM",
+    passes="autograd",
+    cost=lambda p, size: 1,
+    test={},
+)
 class LayerCAM(_GradientCAM):
     """Layer-CAM (Jiang et al. 2021): ``Σ_k ReLU(G_kij) A_kij``, a weight per location.
 
@@ -232,7 +258,14 @@ class LayerCAM(_GradientCAM):
         return (g.clamp(min=0) * a).sum(dim=1, keepdim=True), {}
 
 
-@METHODS.register("hirescam", aliases=("hires-cam",), family="CAM", cost=lambda p, size: 1, test={})
+@METHODS.register(
+    "hirescam",
+    aliases=("hires-cam",),
+    family="CAM",
+    passes="autograd",
+    cost=lambda p, size: 1,
+    test={},
+)
 class HiResCAM(_GradientCAM):
     """HiResCAM (Draelos & Carin 2020): gradient times activation at every location.
 
@@ -270,7 +303,14 @@ def first_component(a: Tensor) -> Tensor:
     return (proj * sign[:, None, None]).transpose(1, 2).reshape(b, 1, h, w).to(a.dtype)
 
 
-@METHODS.register("eigencam", aliases=("eigen-cam",), family="CAM", cost=lambda p, size: 1, test={})
+@METHODS.register(
+    "eigencam",
+    aliases=("eigen-cam",),
+    family="CAM",
+    passes="forward",
+    cost=lambda p, size: 1,
+    test={},
+)
 class EigenCAM:
     """Eigen-CAM (Muhammad & Yeasin 2020): the activations' first principal component.
 

@@ -194,6 +194,7 @@ def area_loss(masks: Tensor, reference: Tensor) -> Tensor:
     "extremal",
     aliases=("smoothmask", "extremal-perturbation"),
     family="mask optimisation",
+    passes="autograd",
     # per area: the steps (both masks for "dual"), the first and the final score
     cost=lambda p, size: (
         len(_areas(p["areas"])) * (p["steps"] * (2 if p["variant"] == "dual" else 1) + 2)

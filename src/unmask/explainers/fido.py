@@ -51,6 +51,7 @@ def concrete_keep(keep_prob: Tensor, noise: Tensor, temperature: float) -> Tenso
     "fido",
     aliases=("fido-ca",),
     family="mask optimisation",
+    passes="autograd",
     cost=lambda p, size: p["steps"] * p["samples"] + 2,  # and the first and final scores
     # telea fill as FIDO-CA; reg raised for 32x32 images (the penalty sums over pixels)
     test={"mask_size": 8, "steps": 40, "reg": 1e-2, "samples": 2},

@@ -61,6 +61,7 @@ def _explain_attribution(method: Any, x: Tensor, target: Target) -> Explanation:
     "gradient",
     aliases=("saliency", "vanilla_gradient"),
     family="gradient",
+    passes="autograd",
     cost=lambda p, size: 1,
     test={},
 )
@@ -98,7 +99,9 @@ class Gradient:
         return _explain_attribution(self, x, target)
 
 
-@METHODS.register("input_x_gradient", family="gradient", cost=lambda p, size: 1, test={})
+@METHODS.register(
+    "input_x_gradient", family="gradient", passes="autograd", cost=lambda p, size: 1, test={}
+)
 class InputXGradient:
     """Input × gradient (Shrikumar et al. 2016): ``x ⊙ ∂s/∂x``, summed over channels.
 
@@ -158,6 +161,7 @@ def quadrature(steps: int, rule: str) -> tuple[Tensor, Tensor]:
     "integrated_gradients",
     aliases=("ig",),
     family="gradient",
+    passes="autograd",
     cost=lambda p, size: p["steps"] + 2,  # the path, the image and its baseline
     test={"steps": 16},
 )
@@ -262,6 +266,7 @@ def _path_steps(p: dict[str, Any]) -> int:
     "smoothgrad",
     aliases=("noise_tunnel",),
     family="gradient",
+    passes="autograd",
     cost=lambda p, size: p["samples"] * _path_steps(p),
     test={"samples": 8, "sigma": 0.1},
 )

@@ -128,6 +128,7 @@ def _fit_bytes(b: int, n: int, s: int) -> float:
 @METHODS.register(
     "lime",
     family="perturbation",
+    passes="scoring",
     cost=lambda p, size: p["samples"],
     test={"samples": 150, "n_segments": 64, "sigma": 1.0, "batch_size": 64},
 )

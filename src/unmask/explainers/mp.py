@@ -72,6 +72,7 @@ def mp_loss(keep: Tensor, scores: Tensor, l1: float, tv: float, beta: float) -> 
     "mp",
     aliases=("meaningful-perturbation",),
     family="mask optimisation",
+    passes="autograd",
     cost=lambda p, size: p["steps"] + 2,  # the steps, the first and the final score
     # 2-pixel mask cells on 32x32 images: l1 raised so that the deletion shrinks within 30 steps
     test={"steps": 30, "mask_size": 16, "jitter": 1, "l1": 3e-3},

@@ -43,6 +43,7 @@ def mp2_iterations(params: dict[str, Any]) -> int:
 @METHODS.register(
     "mp2",
     family="mask optimisation",
+    passes="autograd",
     # one gradient per iteration, at most until every cell is removed, and the first score
     cost=lambda p, size: mp2_iterations(p) + 1,
     # 4-pixel cells: the box is 2x2 cells; MP2 stops at chance (0.5) after two iterations

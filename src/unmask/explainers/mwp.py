@@ -156,7 +156,12 @@ def _finish(
 
 
 @METHODS.register(
-    "mwp", aliases=("excitation_backprop",), family="backprop", cost=lambda p, size: 1, test={}
+    "mwp",
+    aliases=("excitation_backprop",),
+    family="backprop",
+    passes="autograd",
+    cost=lambda p, size: 1,
+    test={},
 )
 class MWP:
     """Excitation backprop (Zhang et al. 2016): the marginal winning probability at a layer.
@@ -210,6 +215,7 @@ class MWP:
     "c-mwp",
     aliases=("contrastive_mwp",),
     family="backprop",
+    passes="autograd",
     cost=lambda p, size: 2,  # the target's and the contrast's top-down passes
     test={},
 )

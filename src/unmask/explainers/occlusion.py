@@ -79,6 +79,7 @@ def level_order(n_r: int, n_c: int, coarsest: int) -> list[Tensor]:
     "occlusion",
     aliases=("sp",),
     family="perturbation",
+    passes="scoring",
     cost=lambda p, size: patch_positions(size, p["patch_size"], p["stride"]) + 1,
     # 32x32 patches at stride 16 are 13 x 13 = 169 forward passes at 224 x 224 (the paper's
     # 29 / 3 setting: 4,356): the first CLI run takes seconds on a CPU

@@ -127,6 +127,7 @@ def sample_rise_masks(
 @METHODS.register(
     "rise",
     family="perturbation",
+    passes="scoring",
     cost=lambda p, size: p["masks"],
     test={"masks": 500, "s": 7, "batch_size": 100},
 )

@@ -76,6 +76,7 @@ def _keep_maps(a: Tensor, size: tuple[int, int]) -> Tensor:
     "scorecam",
     aliases=("score-cam",),
     family="CAM",
+    passes="scoring",
     # the forward pass, the image with everything removed, one masked image per channel
     cost=lambda p, size, model: layer_channels(model, p.get("layer")) + 2,
     test={"batch_size": 64},
@@ -164,6 +165,7 @@ class ScoreCAM:
     "ablationcam",
     aliases=("ablation-cam",),
     family="CAM",
+    passes="forward",
     # the forward pass, then the layers above once per ablated channel
     cost=lambda p, size, model: layer_channels(model, p.get("layer")) + 1,
     test={"batch_size": 64},

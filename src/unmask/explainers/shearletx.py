@@ -159,6 +159,7 @@ def _cost(p: dict[str, Any], size: int) -> int:
 @METHODS.register(
     "shearletx",
     family="representation",
+    passes="autograd",
     cost=_cost,
     # 2 shearlet scales at 32x32
     test={"steps": 40, "noise_bs": 2, "representation": "shearlets:scales=2,directions=[4,4]"},
@@ -173,6 +174,7 @@ class ShearletX(MaskExplainer):
 @METHODS.register(
     "waveletx",
     family="representation",
+    passes="autograd",
     cost=_cost,
     test={"steps": 40, "noise_bs": 2, "representation": "wavelets:levels=3"},
 )
@@ -185,6 +187,7 @@ class WaveletX(MaskExplainer):
 @METHODS.register(
     "cartoonx",
     family="representation",
+    passes="autograd",
     cost=_cost,
     test={"steps": 40, "noise_bs": 2, "representation": "wavelets:levels=3", "lr": 0.1},
 )
@@ -203,7 +206,11 @@ class CartoonX(MaskExplainer):
 
 
 @METHODS.register(
-    "pixelmask", family="representation", cost=_cost, test={"steps": 40, "noise_bs": 2}
+    "pixelmask",
+    family="representation",
+    passes="autograd",
+    cost=_cost,
+    test={"steps": 40, "noise_bs": 2},
 )
 class PixelMask(MaskExplainer):
     """PixelMask: the same objective on a pixel mask, no smoothness prior."""

@@ -564,7 +564,11 @@ class RelativeOutputStability(_Robustness):
     _function = staticmethod(relative_output_stability)
 
 
-@METRICS.register("relative_representation_stability", cost=lambda p, size: p["samples"] + 1)
+@METRICS.register(
+    "relative_representation_stability",
+    cost=lambda p, size: p["samples"] + 1,
+    passes="forward",  # a hook records the layer: PyTorch forward passes
+)
 class RelativeRepresentationStability(_Robustness):
     """Relative representation stability (Agarwal et al. 2022): the largest relative map change
     per relative change of a layer's output (default the model's ``feature_layer``) over
