@@ -227,7 +227,6 @@ def run(args: argparse.Namespace) -> int:
     per_image = 1 + sum(e.scoring_cost(kw, size, model) for _, (e, kw) in costs)
     if hyper is not None:
         per_image += METHODS.get(args.method).scoring_cost(hyper, size, model)
-    choose_engine(model, n_images * per_image)
     inputs = load_inputs(args, size)
     parts = [(n, evaluations(e, kw, size, model)) for n, (e, kw) in costs]
     if args.method is not None:
@@ -240,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
         from ..metrics._prepare import check_grid
 
         check_grid(tuple(saliency.shape[-2:]), (size, size), "--maps")
+    choose_engine(model, n_images * per_image)  # after every input check, before any work
     announce("evaluate", parts, n_images, model, size)
     labels = inputs.names
     x = torch.cat(inputs.tensors)
