@@ -81,9 +81,16 @@ class Zoo:
 
 
 NO_TOKEN_LAYERS = "token layers (B, N, C) need the reshape= of layer methods"
+#: The attention explainers read global self-attention: not a CNN's, not Swin's windows.
+NO_ATTENTION = {
+    m: "no global self-attention (a CNN, or Swin's windowed attention)"
+    for m in ("rollout", "chefer")
+}
 ZOO: dict[str, Zoo] = {
-    "tv:resnet50": Zoo(_tv("resnet50"), layer="layer4", channel_layer="layer1.0.conv1"),
-    "tv:swin_t": Zoo(_tv("swin_t"), layer=None),
+    "tv:resnet50": Zoo(
+        _tv("resnet50"), layer="layer4", channel_layer="layer1.0.conv1", skip=NO_ATTENTION
+    ),
+    "tv:swin_t": Zoo(_tv("swin_t"), layer=None, skip=NO_ATTENTION),
     "timm:vit_tiny_patch16_224": Zoo(_timm("vit_tiny_patch16_224")),
     "timm:deit_tiny_distilled_patch16_224": Zoo(_timm("deit_tiny_distilled_patch16_224")),
     "hf:vit": Zoo(_hf_vit),
@@ -113,6 +120,8 @@ SETTINGS: dict[str, dict] = {
     "input_x_gradient": {},
     "integrated_gradients": {"steps": 4},
     "smoothgrad": {"samples": 2},
+    "rollout": {},
+    "chefer": {},
 }
 #: One forward pass per channel of their layer: run at ``Zoo.channel_layer``.
 CHANNEL_METHODS = {"scorecam", "ablationcam"}
