@@ -524,6 +524,8 @@ def pick_logits(
             f"{name}: the network returned shape {tuple(logits.shape)}, expected "
             f"(B, {num_classes}) logits to match class_names"
         )
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+        return logits  # a traced graph has no data-dependent branch (the engines check values)
     finite = torch.isfinite(logits.detach()).all(dim=1)
     if not bool(finite.all()):
         where += "" if model_name is None else f" of {model_name!r}"
