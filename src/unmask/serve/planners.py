@@ -28,7 +28,6 @@ from ..explanation import image_digest, result_key, target_json
 from ..metrics import evaluate
 from ..metrics.deletion import Curve
 from ..models import Classifier
-from ..onnx_engine import prepare_for
 from ..registry import METHODS, METRICS, spec_of, to_json
 from ..removal import bind, make_removal
 from . import validate
@@ -124,13 +123,6 @@ def _evaluations(method: str, params: dict[str, Any], x: torch.Tensor, model: Cl
     return validate.evaluations(method, params, size=x.shape[-1], model=model) or 1
 
 
-def _prepare(model: Classifier, evaluations: int) -> None:
-    """The engine policy (:func:`unmask.onnx_engine.prepare_for`) for a job of ``evaluations``
-    on the scoring path: a long enough job exports the model once (the disk cache keeps it for
-    every later job and run); a short one uses a cached graph or channels_last."""
-    prepare_for(model, evaluations)
-
-
 def _check_time(
     state: Served, name: str, method: str | None, evaluations: int, field: str, what: str = ""
 ) -> float:
@@ -158,11 +150,9 @@ def _plan_explain(
     spec = spec_of(make_explainer(model, method, seed=body.seed, **params))
     _check_time(state, name, method, _evaluations(method, params, x, model), "params")
     key = result_key(spec, name, digest, target)
-    scoring = 1 + METHODS.get(method).scoring_cost(params, x.shape[-1], model)
 
     def run(progress: Progress) -> dict[str, Any]:
         progress(0, 1)
-        _prepare(model, scoring)
         with state.use(name, progress) as tick:
             explainer = make_explainer(
                 model, method, seed=body.seed, **_with_progress(method, params, tick)
@@ -259,14 +249,9 @@ def _plan_cwox(
         method, class_params, x, model
     )
     _check_time(state, name, method, cost, "clusters", f"{len(clusters)} clusters")
-    # the scoring methods explain every target of a stage in one pass over their perturbations
-    entry, side = METHODS.get(method), x.shape[-1]
-    scoring = 1 + entry.scoring_cost(cluster_params, side, model)
-    scoring += entry.scoring_cost(class_params, side, model) if stages == 2 else 0
 
     def run(progress: Progress) -> dict[str, Any]:
         progress(0, stages * _CUT)
-        _prepare(model, scoring)
         with state.use(name, progress) as tick:
             cluster_exp = make_explainer(
                 model,
@@ -410,7 +395,7 @@ def _plan_metrics(
     removal = validate.removal_spec(body.removal) if body.removal is not None else None
     built: dict[str, Any] = {}
     specs = []
-    cost = scoring = 0
+    cost = 0
     for label, params in _metric_items(body.metrics):
         spec = dict(validate.metric_spec(label, params, size=x.shape[-1]))
         entry = METRICS.get(spec.pop("metric", label))
@@ -426,7 +411,6 @@ def _plan_metrics(
         built[entry.name] = entry.build(**spec)
         specs.append({"metric": entry.name, **to_json(spec)})
         cost += validate.evaluations(entry.name, spec, size=x.shape[-1], metric=True) or 1
-        scoring += entry.scoring_cost(spec, x.shape[-1], model)
     _check_time(state, name, None, cost, "metrics")
     key = result_key(
         {"method": "metrics", "metrics": specs, "source": source.key, "map": map_name},
@@ -439,7 +423,6 @@ def _plan_metrics(
     def run(progress: Progress) -> dict[str, Any]:
         shared: dict[str, Any] = {}
         progress(0, len(built))
-        _prepare(model, scoring)
         with state.use(name, progress) as tick:
             out = evaluate(
                 model,
