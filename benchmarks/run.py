@@ -69,6 +69,7 @@ import torch
 from common import ROOT, best_forward, environment, map_pearson, spread
 
 import unmask
+import unmask.models
 from unmask.removal import Constant
 
 if not hasattr(np, "trapz"):  # saliency_maps_metrics 0.0.26 calls it (NumPy 2)

@@ -33,6 +33,7 @@ import time
 import torch
 
 import unmask
+import unmask.models
 
 
 def _explain_seconds(model, method, x, target, steps, noise_bs) -> float:
