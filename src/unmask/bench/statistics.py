@@ -1,6 +1,7 @@
 """The statistics of a benchmark store: per metric and method run, the mean, spread, bootstrap
 interval and rank (the direction read from the metric registry: a metric that declares none is
-reported but never ranked); the robustness of a method's runs; the contrastive pair tables.
+reported but never ranked); the robustness of a method's runs; the contrastive pair tables; the
+paired comparison of two method runs on the same images (wins, sign test, bootstrap interval).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,9 +18,13 @@ from .store import Store, decode_map
 
 __all__ = [
     "bootstrap_ci",
+    "sign_test",
+    "Paired",
+    "paired_comparison",
     "summarise",
     "robustness_scores",
     "contrastive_summary",
+    "contrastive_pairs",
     "direction",
     "FEW_IMAGES",
 ]
@@ -50,6 +56,88 @@ def bootstrap_ci(
     return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: the probability, under no difference (each non-tied pair a
+    fair coin), of a split at least as uneven as ``wins`` : ``losses`` (ties left out before).
+
+    Example:
+        >>> sign_test(6, 0)   # 2 * 0.5 ** 6
+        0.03125
+        >>> sign_test(3, 3)
+        1.0
+    """
+    for name, v in (("wins", wins), ("losses", losses)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{name}: expected a non-negative integer, got {v!r}")
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Two method runs compared on the same images (:func:`paired_comparison`).
+
+    ``diff`` is oriented so that a positive value means ``a`` is better (lower for a metric
+    where lower is better); ``ci95`` is the percentile-bootstrap interval of its mean.
+    """
+
+    n: int
+    mean_a: float
+    mean_b: float
+    median_a: float
+    median_b: float
+    wins: int
+    losses: int
+    ties: int
+    p_sign: float
+    mean_diff: float
+    ci95: tuple[float, float]
+
+
+def paired_comparison(
+    a: Sequence[float],
+    b: Sequence[float],
+    higher_is_better: bool,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> Paired:
+    """Compare paired values ``a[i]``, ``b[i]`` (one image each): wins / losses / ties of ``a``,
+    the sign test (:func:`sign_test`) and a bootstrap interval (:func:`bootstrap_ci`) of the
+    mean oriented difference (``a - b`` when higher is better, ``b - a`` otherwise).
+
+    Example:
+        >>> r = paired_comparison([0.1, 0.2, 0.3], [0.2, 0.2, 0.5], higher_is_better=False)
+        >>> r.wins, r.losses, r.ties, round(r.mean_diff, 4)
+        (2, 0, 1, 0.1)
+    """
+    va, vb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if va.ndim != 1 or va.shape != vb.shape:
+        raise ValueError(
+            f"a, b: expected two 1-d sequences of one length, got shapes {va.shape} and {vb.shape}"
+        )
+    if not (np.isfinite(va).all() and np.isfinite(vb).all()):
+        raise ValueError("a, b: expected finite values (leave out the images without a value)")
+    d = va - vb if higher_is_better else vb - va
+    wins, losses = int((d > 0).sum()), int((d < 0).sum())
+    empty = va.size == 0
+    return Paired(
+        n=int(va.size),
+        mean_a=math.nan if empty else float(va.mean()),
+        mean_b=math.nan if empty else float(vb.mean()),
+        median_a=math.nan if empty else float(np.median(va)),
+        median_b=math.nan if empty else float(np.median(vb)),
+        wins=wins,
+        losses=losses,
+        ties=int(va.size) - wins - losses,
+        p_sign=sign_test(wins, losses),
+        mean_diff=math.nan if empty else float(d.mean()),
+        ci95=bootstrap_ci(d, resamples, seed),
+    )
+
+
 def direction(metric: str) -> bool | None:
     """The registry's direction of ``metric``; None when it declares none (or is unknown):
     such a metric is reported but never ranked."""
@@ -62,12 +150,23 @@ def direction(metric: str) -> bool | None:
     return higher if isinstance(higher, bool) else None
 
 
-def summarise(store: Store, resamples: int = 1000) -> dict[str, Any]:
-    """Per metric and method run: n, mean, std, bootstrap 95 % interval, map read, rank."""
+def summarise(
+    store: Store, resamples: int = 1000, files: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Per metric and method run: n, mean, std, bootstrap 95 % interval, map read, rank
+    (over the images ``files`` only, when given: e.g. those every run has done)."""
     config = store.config
     runs = [m["label"] for m in config["methods"]]
-    metrics = [m for m in config["metrics"] if m["label"] in {r["metric"] for r in store.results()}]
-    rows = [r for r in store.results() if r["status"] == "done" and r["value"] is not None]
+    results = store.results()
+    metrics = [m for m in config["metrics"] if m["label"] in {r["metric"] for r in results}]
+    keep = None if files is None else set(files)
+    rows = [
+        r
+        for r in results
+        if r["status"] == "done"
+        and r["value"] is not None
+        and (keep is None or r["file"] in keep)
+    ]
     out: dict[str, Any] = {}
     for m in metrics:
         higher = direction(m["metric"])
@@ -158,23 +257,12 @@ def contrastive_summary(store: Store) -> dict[str, Any]:
     config = store.config
     methods = {m["label"]: m["method"] for m in config["methods"]}
     labels = [m["label"] for m in config["metrics"] if _kind(m["metric"]) == "contrastive"]
-    rows = [
-        r
-        for r in store.results()
-        if r["status"] == "done" and r["metric"] in labels and r["data"] and "pairs" in r["data"]
-    ]
+    rows = store.results()
     out: dict[str, Any] = {}
     for label in labels:
         metric = next(m["metric"] for m in config["metrics"] if m["label"] == label)
         higher = direction(metric)
-        # (run) -> {(file, level, target, competitors): (value, n_delta, zero)}
-        per_run: dict[str, dict[tuple, tuple]] = {}
-        for r in rows:
-            if r["metric"] != label:
-                continue
-            for p in r["data"]["pairs"]:
-                k = (r["file"], p["level"], tuple(p["target"]), tuple(p["competitors"]))
-                per_run.setdefault(r["run"], {})[k] = (p["value"], p["n_delta"], p["zero_map"])
+        per_run = contrastive_pairs(store, label, rows)
         table = []
         for run, pairs in per_run.items():
             for level in ("cluster", "class"):
@@ -232,6 +320,22 @@ def contrastive_summary(store: Store) -> dict[str, Any]:
             "paired": paired,
         }
     return out
+
+
+def contrastive_pairs(
+    store: Store, metric: str, rows: list[dict[str, Any]] | None = None
+) -> dict[str, dict[tuple, tuple]]:
+    """Every pair scored by the contrastive metric labelled ``metric``: method run ->
+    {(file, level, target classes, competitor classes): (value, n_delta, zero map)}.
+    ``rows``: ``store.results()`` when already read."""
+    per_run: dict[str, dict[tuple, tuple]] = {}
+    for r in store.results() if rows is None else rows:
+        if r["status"] != "done" or r["metric"] != metric or not isinstance(r["data"], dict):
+            continue
+        for p in r["data"].get("pairs", ()):
+            k = (r["file"], p["level"], tuple(p["target"]), tuple(p["competitors"]))
+            per_run.setdefault(r["run"], {})[k] = (p["value"], p["n_delta"], p["zero_map"])
+    return per_run
 
 
 def _group_name(labels: list[str]) -> str:
