@@ -20,15 +20,15 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import ROOT
-
 import numpy as np
+from common import ROOT
 
 from unmask.bench.statistics import (
     Paired,
@@ -138,60 +138,23 @@ _SM_ALPHAS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 def _seed001() -> list[Claim]:
-    t3 = {
-        "sp": 0.1996,
-        "sp-g": 0.1769,
-        "lime": 0.1355,
-        "lime-g": 0.1171,
-        "mp": 0.1654,
-        "mp2": 0.1530,
-        "mp2-g": 0.1311,
-        "fido-ca": 0.1638,
-    }
-    t4 = {
-        "sp": 0.3774,
-        "sp-g": 0.3122,
-        "lime": 0.1191,
-        "lime-g": 0.1159,
-        "mp": 0.1182,
-        "mp2": 0.0890,
-        "mp2-g": 0.0540,
-        "fido-ca": 0.1071,
-    }
+    # the paper's ImageNet rows (ResNet-50, DeepFill-v1)
+    t3 = {"sp": 0.1996, "sp-g": 0.1769, "lime": 0.1355, "lime-g": 0.1171}
+    t3 |= {"mp2": 0.1530, "mp2-g": 0.1311, "fido-ca": 0.1638}
+    t4 = {"sp": 0.3774, "sp-g": 0.3122, "lime": 0.1191, "lime-g": 0.1159}
+    t4 |= {"mp2": 0.0890, "mp2-g": 0.0540, "fido-ca": 0.1071}
     pairs = [
         ("sp-g", "sp", "better"),
         ("lime-g", "lime", "better"),
         ("mp2-g", "mp2", "better"),
         ("mp2-g", "fido-ca", "better"),
-        ("mp2-g", "mp", "better"),
     ]
-    out = []
-    for a, b, rel in pairs:
-        out.append(
-            Claim(
-                "001",
-                "Table 3",
-                "seed001",
-                "deletion_rise",
-                a,
-                b,
-                f"{t3[a]:.4f} vs {t3[b]:.4f}",
-                rel,
-            )
-        )
-    out.append(
+    out = [
         Claim(
-            "001",
-            "(not in the paper)",
-            "seed001",
-            "deletion_rise",
-            "fido-ca",
-            "fido",
-            "FIDO with blur not reported",
-            note="the paper's thesis (inpainting helps) applied to FIDO; the paper itself argues "
-            "that an inpainter suits deletion, not FIDO's preservation objective",
+            "001", "Table 3", "seed001", "deletion_rise", a, b, f"{t3[a]:.4f} vs {t3[b]:.4f}", rel
         )
-    )
+        for a, b, rel in pairs
+    ]
     t4_pairs = [*pairs[:1], ("lime-g", "lime", "on par"), *pairs[2:]]
     for kind, metric in (("value", "saliency_metric"), ("alpha_star", "saliency_metric@alpha*")):
         for a, b, rel in t4_pairs:
@@ -238,14 +201,43 @@ def _seed003() -> list[Claim]:
 
 
 def _seed000() -> list[Claim]:
-    out = [
-        Claim("000", "Figure 4", "seed000", "hallucination_score", "shearletx", b, "scatter")
-        for b in ("pixelmask", "waveletx")
-    ]
+    out = []
     rivals = ["waveletx", "pixelmask", *(f"smoothmask[areas=[{a}]]" for a in (0.05, 0.1, 0.2))]
-    for metric in ("cp_l1", "cp_entropy"):
-        out += [Claim("000", "Figure 4", "seed000", metric, "shearletx", b, "scatter") for b in rivals]
+    for store, source in (("seed000", "Figure 4"), ("seed000-earlier", "Figure 4, earlier run")):
+        out += [
+            Claim("000", source, store, "hallucination_score", "shearletx", b, "scatter")
+            for b in ("pixelmask", "waveletx")
+        ]
+        for metric in ("cp_l1", "cp_entropy"):
+            out += [Claim("000", source, store, metric, "shearletx", b, "scatter") for b in rivals]
     return out
+
+
+#: The earlier Figure 4 run of docs/shearletx.md (8 images, the settings of
+#: seed000-figure4.toml; SmoothMask rows of 6 images from before the issue-19 fix of extremal).
+EARLIER_FIGURE4 = "docs/shearletx/figure4_lite0.csv"
+
+
+class CsvValues:
+    """The rows of a ``unmask figure4`` CSV read as a store's :meth:`~Store.files` and
+    :meth:`~Store.values` (method ``smoothmask-0.1`` as the bench's ``smoothmask[areas=[0.1]]``,
+    ``hs`` as ``hallucination_score``)."""
+
+    def __init__(self, path: Path) -> None:
+        with path.open(encoding="utf-8") as fh:
+            self.rows = list(csv.DictReader(fh))
+
+    def files(self) -> list[str]:
+        return list(dict.fromkeys(r["image"] for r in self.rows))
+
+    def values(self, metric: str) -> dict[tuple[str, str], float]:
+        column = "hs" if metric == "hallucination_score" else metric
+        out = {}
+        for r in self.rows:
+            run = re.sub(r"^smoothmask-(.*)$", r"smoothmask[areas=[\1]]", r["method"])
+            if r.get(column) not in (None, ""):
+                out[(r["image"], run)] = float(r[column])
+        return out
 
 
 CLAIMS: list[Claim] = [*_seed001(), *_seed003(), *_seed000()]
@@ -256,7 +248,9 @@ def _finite(v: Any) -> bool:
     return v is not None and math.isfinite(v)
 
 
-def _value_pairs(store: Store, claim: Claim) -> tuple[list[float], list[float], dict[str, Any]]:
+def _value_pairs(
+    store: Store | CsvValues, claim: Claim
+) -> tuple[list[float], list[float], dict[str, Any]]:
     values = store.values(claim.metric)
     a, b = [], []
     for f in store.files():
@@ -324,10 +318,12 @@ def _contrastive_pairs(
 
 
 def claim_values(
-    store: Store, claim: Claim, higher: bool
+    store: Store | CsvValues, claim: Claim, higher: bool
 ) -> tuple[list[float], list[float], dict[str, Any]]:
     """The paired values (a, b) of ``claim`` in ``store``, one per image, in the data set's
     order, and extra columns (pair counts, alpha*)."""
+    if claim.kind != "value" and not isinstance(store, Store):
+        raise TypeError(f"claim {claim.text!r}: a {claim.kind} claim needs a bench store")
     if claim.kind == "contrastive":
         return _contrastive_pairs(store, claim, higher)
     if claim.kind == "alpha_star":
@@ -377,12 +373,12 @@ def _metric_name(claim: Claim) -> str:
 
 def evaluate(
     claims: Iterable[Claim],
-    open_store: Callable[[str], Store | None],
+    open_store: Callable[[str], Store | CsvValues | None],
     resamples: int = 1000,
 ) -> list[dict[str, Any]]:
     """One row per claim: the paper's number, ours, the paired comparison and the verdict."""
     rows = []
-    cache: dict[str, Store | None] = {}
+    cache: dict[str, Store | CsvValues | None] = {}
     for c in claims:
         if c.store not in cache:
             cache[c.store] = open_store(c.store)
@@ -458,9 +454,7 @@ def metric_ranking(store: Store, metrics: Sequence[str]) -> dict[str, Any]:
         sign = 1.0 if summary[m]["higher_is_better"] else -1.0
         scores[m] = np.array([sign * per_run[r]["mean"] for r in runs])
     names = list(scores)
-    corr = {
-        (x, y): float(_spearman(scores[x], scores[y])) for x in names for y in names
-    }
+    corr = {(x, y): float(_spearman(scores[x], scores[y])) for x in names for y in names}
     return {"files": files, "runs": runs, "table": table, "spearman": corr}
 
 
@@ -573,9 +567,7 @@ def _ranking_md(rank: dict[str, Any]) -> str:
     corr = "| | " + " | ".join(metrics) + " |\n|---|" + "---|" * len(metrics) + "\n"
     for x in metrics:
         corr += (
-            f"| {x} | "
-            + " | ".join(_fmt(rank["spearman"][(x, y)], 2) for y in metrics)
-            + " |\n"
+            f"| {x} | " + " | ".join(_fmt(rank["spearman"][(x, y)], 2) for y in metrics) + " |\n"
         )
     return head + "\n".join(body) + "\n\n" + corr
 
@@ -596,12 +588,12 @@ def write_page(
 ) -> None:
     """docs/reproductions.md from the rows (the text around the tables lives here)."""
     by = lambda pred: [r for r in rows if pred(r)]  # noqa: E731
-    t3 = by(lambda r: r["source"] in ("Table 3", "(not in the paper)"))
+    t3 = by(lambda r: r["source"] == "Table 3")
     t4 = by(lambda r: r["source"] == "Table 4" and r["metric"] == "saliency_metric")
     t4s = by(lambda r: r["source"] == "Table 4" and r["metric"] != "saliency_metric")
     s3 = by(lambda r: r["seed"] == "003")
     s0 = by(lambda r: r["seed"] == "000")
-    run_md = "| store | method run | images done | failed | of | s per image |\n"
+    run_md = "| store | method run | images done | failed | of | s per unit |\n"
     run_md += "|---|---|---|---|---|---|\n" + "\n".join(
         f"| {r['store']} | {r['run']} | {r['done']} | {r['failed']} | {r['images']} "
         f"| {_fmt(r.get('mean_seconds', math.nan), 3)} |"
@@ -677,16 +669,21 @@ table): ShearletX has a low HS and the highest CP scores, PixelMask and WaveletX
 edges, smooth masks have low CP scores.
 
 {_claims_table(s0)}
+The "earlier run" rows are the Figure 4 run of [shearletx.md](shearletx.md#the-run) read from
+its CSV (`{EARLIER_FIGURE4}`: the first 8 images, the same settings as `seed000-figure4.toml`,
+an earlier commit; the SmoothMask rows of 6 of its 8 images predate the issue-19 fix of
+`extremal`). They are not in the store and overlap its first images.
+
 ## Seed 004: how the metrics rank the same maps
 
 The saliency_maps_metrics suite (DAUC = `deletion`, IAUC = `insertion`, DC, IC, AD, IIC, ADD;
 the package's settings, as the preset `saliency-maps-metrics`) and seed 001's two metrics on
-the maps of seed 001's nine method runs, over the {len(rank["files"])} images where every run
-has every metric: the mean and, in brackets, the rank (1 = best by the metric's own direction).
-Seed 004 makes no directional claim; the point is whether the metrics agree.
+the maps of seed 001's {len(rank["runs"])} method runs, over the {len(rank["files"])} images where
+every run has every metric: the mean and, in brackets, the rank (1 = best by the metric's own
+direction). Seed 004 makes no directional claim; the point is whether the metrics agree.
 
 {_ranking_md(rank)}
-The second table is the Spearman correlation between two metrics' orderings of the nine
+The second table is the Spearman correlation between two metrics' orderings of the
 methods (oriented so that +1 means the same best-to-worst order).
 
 ## Settings, stores and the commands that extend them
@@ -705,10 +702,12 @@ CSV: `claims.csv` (every column of the tables above), `seed004-ranking.csv`, `st
     path.write_text(text, encoding="utf-8")
 
 
-def _open(directory: Path) -> Callable[[str], Store | None]:
+def _open(directory: Path) -> Callable[[str], Store | CsvValues | None]:
     files = {s.name: directory / s.file for s in STORES}
 
-    def open_store(name: str) -> Store | None:
+    def open_store(name: str) -> Store | CsvValues | None:
+        if name == "seed000-earlier":
+            return CsvValues(ROOT / EARLIER_FIGURE4)
         p = files[name]
         return Store.open(p) if p.exists() else None
 
@@ -725,8 +724,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import time
 
     open_store = _open(args.stores)
-    stores = {s.name: open_store(s.name) for s in STORES}
-    rows = evaluate(CLAIMS, lambda name: stores[name], args.resamples)
+    stores: dict[str, Store | None] = {}
+    for spec in STORES:
+        st = open_store(spec.name)
+        stores[spec.name] = st if isinstance(st, Store) else None
+    rows = evaluate(
+        CLAIMS, lambda name: stores[name] if name in stores else open_store(name), args.resamples
+    )
     seed001 = stores["seed001"]
     rank = (
         metric_ranking(seed001, [*SEED004, *SEED001_METRICS])

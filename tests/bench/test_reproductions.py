@@ -115,12 +115,30 @@ def _store(tmp_path: Path) -> Store:
             st.write_unit(UnitRecord(f, run, "done", results=res))
         for run, val in (("cwox", 0.01), ("gradcam", 0.02)):
             pairs = [
-                {"level": "cluster", "target": [1], "competitors": [2], "value": val, "n_delta": 9,
-                 "zero_map": False},
-                {"level": "cluster", "target": [2], "competitors": [1], "value": 3 * val,
-                 "n_delta": 9, "zero_map": run == "cwox" and i == 0},
-                {"level": "class", "target": [1], "competitors": [3], "value": val, "n_delta": 9,
-                 "zero_map": False},
+                {
+                    "level": "cluster",
+                    "target": [1],
+                    "competitors": [2],
+                    "value": val,
+                    "n_delta": 9,
+                    "zero_map": False,
+                },
+                {
+                    "level": "cluster",
+                    "target": [2],
+                    "competitors": [1],
+                    "value": 3 * val,
+                    "n_delta": 9,
+                    "zero_map": run == "cwox" and i == 0,
+                },
+                {
+                    "level": "class",
+                    "target": [1],
+                    "competitors": [3],
+                    "value": val,
+                    "n_delta": 9,
+                    "zero_map": False,
+                },
             ]
             res = [ResultRecord("cauc[pixels_per_step=16]", None, "done", val, {"pairs": pairs})]
             if i < 6:  # two images without pairs
@@ -132,14 +150,42 @@ def test_claims_on_a_hand_made_store(tmp_path):
     st = _store(tmp_path)
     claims = [
         rp.Claim("001", "Table 3", "s", "deletion_rise", "sp-g", "sp", "x"),
-        rp.Claim("001", "Table 4", "s", "saliency_metric@alpha*", "sp-g", "sp", "x",
-                 kind="alpha_star"),
-        rp.Claim("003", "c", "s", "cauc[pixels_per_step=16]", "cwox", "gradcam", "x",
-                 kind="contrastive", level="cluster"),
-        rp.Claim("003", "c", "s", "cauc[pixels_per_step=16]", "cwox", "gradcam", "x",
-                 kind="contrastive", level="class"),
-        rp.Claim("003", "c", "missing", "cauc[pixels_per_step=16]", "cwox", "gradcam", "x",
-                 kind="contrastive", level="class"),
+        rp.Claim(
+            "001", "Table 4", "s", "saliency_metric@alpha*", "sp-g", "sp", "x", kind="alpha_star"
+        ),
+        rp.Claim(
+            "003",
+            "c",
+            "s",
+            "cauc[pixels_per_step=16]",
+            "cwox",
+            "gradcam",
+            "x",
+            kind="contrastive",
+            level="cluster",
+        ),
+        rp.Claim(
+            "003",
+            "c",
+            "s",
+            "cauc[pixels_per_step=16]",
+            "cwox",
+            "gradcam",
+            "x",
+            kind="contrastive",
+            level="class",
+        ),
+        rp.Claim(
+            "003",
+            "c",
+            "missing",
+            "cauc[pixels_per_step=16]",
+            "cwox",
+            "gradcam",
+            "x",
+            kind="contrastive",
+            level="class",
+        ),
     ]
     rows = rp.evaluate(claims, lambda name: st if name == "s" else None)
     dele, alpha, cluster, klass, missing = rows
@@ -193,8 +239,10 @@ def test_ranking_orders_the_methods(tmp_path):
     vals = {"x": (0.1, 0.9), "y": (0.2, 0.3), "z": (0.3, 0.5)}
     for f in FILES[:3]:
         for run, (d, ins) in vals.items():
-            res = [ResultRecord("deletion", None, "done", d), ResultRecord("insertion", None,
-                   "done", ins)]
+            res = [
+                ResultRecord("deletion", None, "done", d),
+                ResultRecord("insertion", None, "done", ins),
+            ]
             st.write_unit(UnitRecord(f, run, "done", results=res))
     rank = rp.metric_ranking(st, ["deletion", "insertion"])
     assert rank["files"] == FILES[:3]

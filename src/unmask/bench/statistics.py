@@ -163,9 +163,7 @@ def summarise(
     rows = [
         r
         for r in results
-        if r["status"] == "done"
-        and r["value"] is not None
-        and (keep is None or r["file"] in keep)
+        if r["status"] == "done" and r["value"] is not None and (keep is None or r["file"] in keep)
     ]
     out: dict[str, Any] = {}
     for m in metrics:
