@@ -68,11 +68,13 @@ ON_PAR_MARGIN = 0.035
 
 @dataclass(frozen=True)
 class StoreSpec:
-    """A store of the study: its config and file name (in ``--stores``)."""
+    """A store of the study: its config and file name (in ``--stores``), and the config with
+    the paper's settings it reduces (``paper``; the same config when nothing is reduced)."""
 
     name: str
     config: str  # a path relative to the repository, or preset:NAME
     file: str
+    paper: str = ""
 
     @property
     def command(self) -> str:
@@ -83,25 +85,69 @@ class StoreSpec:
 
     @property
     def config_path(self) -> Path:
-        if self.config.startswith("preset:"):
-            return ROOT / "src/unmask/bench/presets" / f"{self.config[7:]}.toml"
-        return ROOT / self.config
+        return _config_path(self.config)
+
+
+def _config_path(config: str) -> Path:
+    if config.startswith("preset:"):
+        return ROOT / "src/unmask/bench/presets" / f"{config[7:]}.toml"
+    return ROOT / config
+
+
+def plan_cost(config: str) -> tuple[int, list[str]]:
+    """Model evaluations per image of a config (its methods' and metrics' registry cost
+    declarations, :func:`unmask.cli._cost.evaluations`: upper bounds where a method stops
+    early; a forward + backward counts once), and the runs whose cost is not declared
+    (CWOX-2s: it depends on the image's clusters)."""
+    from unmask.bench import load_plan
+    from unmask.cli._cost import evaluations
+    from unmask.registry import METHODS, METRICS
+
+    plan = load_plan(_config_path(config), data=DATA)
+    size = int(plan.model.get("size") or 224)
+    total, unknown = 0, []
+    for run in plan.methods:
+        n = None if run.method == "cwox" else evaluations(METHODS.get(run.method), run.params, size)
+        if n is None:
+            unknown.append(run.label)
+        total += n or 0
+        for m in plan.metrics:
+            if plan.applies(run, m):
+                total += evaluations(METRICS.get(m.metric), m.params, size) or 0
+    return total, unknown
 
 
 STORES = [
-    StoreSpec("seed001", "benchmarks/reproductions/seed001-generative.toml", "seed001.sqlite"),
+    StoreSpec(
+        "seed001",
+        "benchmarks/reproductions/seed001-generative.toml",
+        "seed001.sqlite",
+        "preset:generative",
+    ),
     StoreSpec(
         "seed003-gradcam-16px",
         "benchmarks/reproductions/seed003-gradcam-16px.toml",
         "seed003-gradcam-16px.sqlite",
+        "benchmarks/reproductions/seed003-gradcam-16px.toml",
     ),
     StoreSpec(
         "seed003-rise-16px",
         "benchmarks/reproductions/seed003-rise-16px.toml",
         "seed003-rise-16px.sqlite",
+        "benchmarks/reproductions/seed003-rise-16px.toml",
     ),
-    StoreSpec("seed003-gradcam-256px", "preset:cwox", "seed003-gradcam-256px.sqlite"),
-    StoreSpec("seed000", "benchmarks/reproductions/seed000-figure4.toml", "seed000-figure4.sqlite"),
+    StoreSpec(
+        "seed003-gradcam-256px",
+        "preset:cwox",
+        "seed003-gradcam-256px.sqlite",
+        "benchmarks/reproductions/seed003-gradcam-16px.toml",
+    ),
+    StoreSpec(
+        "seed000",
+        "benchmarks/reproductions/seed000-figure4.toml",
+        "seed000-figure4.sqlite",
+        "preset:figure4",
+    ),
 ]
 
 
@@ -599,6 +645,18 @@ def write_page(
         f"| {_fmt(r.get('mean_seconds', math.nan), 3)} |"
         for r in runs
     )
+    cost_md = (
+        "| store | evaluations per image | paper's settings | config with the paper's settings |\n"
+    )
+    cost_md += "|---|---|---|---|\n"
+    for spec in STORES:
+        ours, unknown = plan_cost(spec.config)
+        paper, unknown_p = plan_cost(spec.paper)
+        plus = lambda u: f" + {', '.join(u)}" if u else ""  # noqa: E731
+        cost_md += (
+            f"| {spec.name} | {ours:,}{plus(unknown)} | {paper:,}{plus(unknown_p)} "
+            f"| `{spec.paper}` |\n"
+        )
     configs = "\n\n".join(
         f"**{s.name}** (`{s.config}`, store `/work/repro/{s.file}`):\n\n"
         f"    {s.command}\n\n{_header(s.config_path)}"
@@ -688,6 +746,13 @@ methods (oriented so that +1 means the same best-to-worst order).
 
 ## Settings, stores and the commands that extend them
 
+What a store costs per image in model evaluations (the registry's cost declarations; upper
+bounds where a method stops early, a forward + backward counted once though it costs about
+three forwards; CWOX-2s's cost depends on the image's clusters and is not declared), against
+the same study at the paper's settings (for seed 001 the whole preset `generative`, which also
+runs MP, FIDO with blur, a second SP patch size and second LIME seeds):
+
+{cost_md}
 Each config's header says what differs from the paper and why:
 
 {configs}
