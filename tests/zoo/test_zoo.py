@@ -11,8 +11,8 @@ a check, add a test over ``ZOO`` (the ViT-specific checks of the ``reshape=`` wo
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +39,11 @@ def _tv(arch: str) -> Save:
     def save(tmp: Path) -> tuple[str, Path | None]:
         torch.manual_seed(0)
         path = tmp / f"{arch}.pt"
-        torch.save(getattr(tv, arch)(weights=None).state_dict(), path)
+        net = getattr(tv, arch)(weights=None)
+        for p in net.parameters():  # torchvision's ViT starts with a zero head: every logit 0,
+            if p.ndim == 2 and not p.any():  # every gradient 0, every gradient map 0
+                nn.init.normal_(p, std=0.02)
+        torch.save(net.state_dict(), path)
         return f"tv:{arch}", path
 
     return save
@@ -327,6 +331,13 @@ class _Logits(nn.Module):
         return out.logits if hasattr(out, "logits") else out
 
 
+def _minmax(maps: Tensor) -> Tensor:
+    """Each map (B, H, W) rescaled to [0, 1] (none of these is constant: checked)."""
+    lo, hi = maps.amin((1, 2), keepdim=True), maps.amax((1, 2), keepdim=True)
+    assert bool((hi > lo).all()), "a constant Grad-CAM map: nothing to compare"
+    return (maps - lo) / (hi - lo)
+
+
 @pytest.mark.parametrize("model", list(ZOO))
 def test_gradcam_equals_pytorch_grad_cam(model, tmp_path_factory):
     """Grad-CAM equals pytorch-grad-cam's ``GradCAM`` up to its per-image min-max scaling (an
@@ -355,12 +366,9 @@ def test_gradcam_equals_pytorch_grad_cam(model, tmp_path_factory):
     a = ours[:, 0].detach().double()
     b = torch.from_numpy(theirs).double()
     assert a.shape == b.shape
-    a = (a - a.amin((1, 2), keepdim=True)) / (a.amax((1, 2), keepdim=True) - a.amin((1, 2), keepdim=True))
-    b = (b - b.amin((1, 2), keepdim=True)) / (b.amax((1, 2), keepdim=True) - b.amin((1, 2), keepdim=True))
+    a, b = _minmax(a), _minmax(b)
     print(f"{model}: Grad-CAM max |unmask - pytorch-grad-cam| = {float((a - b).abs().max()):.2e}")
-    torch.testing.assert_close(a, b, atol=2e-2, rtol=0)
-    for i in range(2):
-        assert torch.corrcoef(torch.stack([a[i].flatten(), b[i].flatten()]))[0, 1] > 0.999
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=0)  # measured: at most 2.2e-6 (resnet50)
 
 
 def test_timm_loader_fits_the_classifier_and_reads_tagged_names(tmp_path):
