@@ -89,7 +89,7 @@ def main() -> None:
                 )
     viz.bare_axes(axes)
     fig.subplots_adjust(left=0.08, right=0.99, top=0.97, bottom=0.01, wspace=0.05, hspace=0.08)
-    print(f"wrote {viz.save_figure(fig, args.out, dpi=110)}")
+    print(f"wrote {viz.save_figure(fig, args.out, dpi=100)}")
 
 
 if __name__ == "__main__":
