@@ -42,7 +42,9 @@ def _net_model(seed: int = 0) -> Classifier:
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
-    return Classifier.wrap(net, input_size=24, class_names=["a", "b", "c"], name="small")
+    return Classifier.wrap(
+        net, input_size=24, class_names=["a", "b", "c"], name="small", execution="eager"
+    )
 
 
 def _images(n: int = 3, size: int = 32) -> torch.Tensor:
