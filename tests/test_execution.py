@@ -319,15 +319,15 @@ def test_auto_batch_size_is_measured_once_and_cached(tmp_path, monkeypatch):
     """``batch_size="auto"``: the smallest candidate within 5 % of the fastest per-image time,
     measured once per model (memory) and, with UNMASK_CACHE_DIR, read back by another model
     object (another process) without measuring."""
-    from unmask import tuning
+    from unmask import timing, tuning
 
     measured = []
 
-    def fake_time(model, batch, shape, repeats):  # per-image time flat from 8 on (4 % apart)
+    def fake_time(model, shape, batch, **_):  # per-image time flat from 8 on (4 % apart)
         measured.append(batch)
         return {1: 1.0, 2: 0.6, 4: 0.3, 8: 0.104, 16: 0.1, 32: 0.1, 64: 0.1}[batch]
 
-    monkeypatch.setattr(tuning, "_time", fake_time)
+    monkeypatch.setattr(timing, "scoring_seconds", fake_time)
     monkeypatch.setenv("UNMASK_CACHE_DIR", str(tmp_path))
     model, x = _net_model(), _images(10)
     scorer = Scorer(model, batch_size="auto")
