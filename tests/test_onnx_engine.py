@@ -135,22 +135,28 @@ params = {{ max_steps = 8, batch_size = 8 }}
 """
 
 
-def test_bench_run_equals_eager(tmp_path, monkeypatch, exported):
-    """A bench run (occlusion, RISE, deletion) with the model in "onnx" stores the maps and
-    values of a run with the model eager, within the tolerances."""
+def _bench_data(folder: Path) -> Path:
+    """Two 32 x 32 images with labels: a bench data set."""
     import numpy as np
     from PIL import Image
 
-    from unmask.bench import Store, load_plan, run
-
-    _fresh_state(monkeypatch, exported[0])
-    monkeypatch.setattr(onnx_engine, "_export", lambda *a: pytest.fail("exported again"))
-    data = tmp_path / "data"
+    data = folder / "data"
     data.mkdir()
     for i, img in enumerate(_images(2, 32)):
         arr = (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         Image.fromarray(arr).save(data / f"img{i}.png")
     (data / "labels.csv").write_text("file,class_index,name\nimg0.png,1,b\nimg1.png,2,c\n")
+    return data
+
+
+def test_bench_run_equals_eager(tmp_path, monkeypatch, exported):
+    """A bench run (occlusion, RISE, deletion) with the model in "onnx" stores the maps and
+    values of a run with the model eager, within the tolerances."""
+    from unmask.bench import Store, load_plan, run
+
+    _fresh_state(monkeypatch, exported[0])
+    monkeypatch.setattr(onnx_engine, "_export", lambda *a: pytest.fail("exported again"))
+    data = _bench_data(tmp_path)
     stores = {}
     for execution in ("eager", "onnx"):
         config = tmp_path / f"{execution}.toml"
@@ -176,6 +182,25 @@ def small_eager():
 def small_onnx():
     """The bench's model factory (``test_onnx_engine:small_onnx``)."""
     return _net_model().fast("onnx")
+
+
+def small_auto():
+    """The bench's model factory (``test_onnx_engine:small_auto``)."""
+    return _net_model().fast("auto")
+
+
+def test_bench_cost_line_times_the_engine_the_units_run(engine, tmp_path, monkeypatch, capsys):
+    """``bench run``'s cost line comes after the engine policy: a job that repays the export
+    exports once (the run's workers then read the graph) and the line times ONNX Runtime at
+    the methods' batch size, not the channels-last copy the model started with."""
+    config = tmp_path / "auto.toml"
+    config.write_text(BENCH_TOML.format(execution="auto", data=_bench_data(tmp_path)))
+    monkeypatch.setattr(onnx_engine, "EXPORT_AFTER", 10)
+    argv = ["bench", "run", str(config), "--store", str(tmp_path / "s.sqlite"), "--allow-code"]
+    assert main([*argv, "--no-progress", "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "in batches of 8 through onnx, measured here" in err, err
+    assert len(engine) == 1  # one export, before the cost line; the run reused it
 
 
 def test_threads_follow_torch(engine):
