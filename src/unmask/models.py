@@ -307,6 +307,8 @@ class Classifier(nn.Module):
         parameters never get a gradient), equal to eager up to round-off (input gradients of
         EfficientNet-Lite0 within 1.7e-4 relative, ENVIRONMENT.md); it falls back to the network
         in training mode and while forward hooks are registered on the network (layer methods).
+        ``fast`` sets both modes: ``model.fast(model.execution, autograd="channels_last")``
+        changes only the autograd one.
 
         The copies are cached per classifier and rebuilt when a parameter or buffer is moved
         or changed in place (e.g. ``load_state_dict``, ``.to()``, a deepcopy). :meth:`infer`
