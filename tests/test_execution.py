@@ -252,8 +252,13 @@ def test_memory_grows_with_batch_size_not_perturbations(monkeypatch):
     """An occlusion with 10,000 positions never holds more than batch_size perturbed images."""
     net = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
     rec = _Recorder(net)
-    model = Classifier.wrap(
-        rec, mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None, class_names=["a", "b"]
+    model = Classifier.wrap(  # eager: the recorder itself runs (not a channels-last copy)
+        rec,
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        input_size=None,
+        class_names=["a", "b"],
+        execution="eager",
     )
     stacks = []
     real_stack = Scorer.perturbed

@@ -356,8 +356,12 @@ def test_tuple_dict_and_model_outputs_export_their_logits(kind, output, monkeypa
     _fresh_state(monkeypatch, tmp_path)
     plain = _net_model()
     model = Classifier.wrap(
-        _Structured(plain.net, kind), input_size=24, class_names=["a", "b", "c"],
-        name="small", output=output, execution="onnx",
+        _Structured(plain.net, kind),
+        input_size=24,
+        class_names=["a", "b", "c"],
+        name="small",
+        output=output,
+        execution="onnx",
     )
     x = _images(2)
     with warnings.catch_warnings():
@@ -367,7 +371,9 @@ def test_tuple_dict_and_model_outputs_export_their_logits(kind, output, monkeypa
     assert _close(got, plain(x).detach())
     assert onnx_engine.cached(model.logits_net(), (3, 24, 24), torch.float32)
     other = Classifier.wrap(
-        _Structured(plain.net, kind), input_size=24, class_names=["a", "b", "c"],
+        _Structured(plain.net, kind),
+        input_size=24,
+        class_names=["a", "b", "c"],
         output=lambda out: out[1] if kind == "tuple" else out["logits"],
     )
     assert not onnx_engine.cached(other.logits_net(), (3, 24, 24), torch.float32)
@@ -400,7 +406,10 @@ def test_wrap_defaults_to_auto_and_never_exports(engine):
         got = _logits(model, _images(2))
     assert engine == [] and model._onnx(model.preprocess(_images(2))) is None
     assert _close(got, _logits(_net_model(), _images(2)))
-    assert Classifier.wrap(_net_model().net, class_names=list("abc"), execution="eager").execution == "eager"
+    assert (
+        Classifier.wrap(_net_model().net, class_names=list("abc"), execution="eager").execution
+        == "eager"
+    )
     with pytest.raises(ValueError, match="execution"):
         Classifier.wrap(_net_model().net, class_names=list("abc"), execution="fastest")
 
@@ -424,8 +433,9 @@ def test_a_network_the_channels_last_copy_cannot_run_runs_as_it_is(engine, monke
     """Where channels-last is the policy's fallback ("auto" with nothing cached, "onnx" whose
     export failed), a network whose ``.view`` refuses channels-last strides runs as it is
     (one warning, remembered); an explicit "channels_last" keeps its error."""
-    monkeypatch.setattr(onnx_engine, "_export", lambda *a: (_ for _ in ()).throw(
-        RuntimeError("no export here")))
+    monkeypatch.setattr(
+        onnx_engine, "_export", lambda *a: (_ for _ in ()).throw(RuntimeError("no export here"))
+    )
     x = _images(2)
     eager = Classifier.wrap(_Viewer(), input_size=24, class_names=list("abc"), execution="eager")
     want = _logits(eager, x)
@@ -563,13 +573,17 @@ def test_nan_logits_are_the_same_error_under_every_engine(engine, monkeypatch):
     x = _images(2)
     eager = _net_model()
     linear = eager.net[-1]
-    monkeypatch.setattr(linear, "forward", lambda h: _nan_in_row(torch.nn.functional.linear(
-        h, linear.weight, linear.bias)))
+    monkeypatch.setattr(
+        linear,
+        "forward",
+        lambda h: _nan_in_row(torch.nn.functional.linear(h, linear.weight, linear.bias)),
+    )
     fast = _net_model().fast("onnx")
     _logits(fast, x)  # exported and checked
     call = onnx_engine.OnnxRunner.__call__
-    monkeypatch.setattr(onnx_engine.OnnxRunner, "__call__", lambda self, z: _nan_in_row(call(
-        self, z)))
+    monkeypatch.setattr(
+        onnx_engine.OnnxRunner, "__call__", lambda self, z: _nan_in_row(call(self, z))
+    )
     errors = {}
     for name, model in (("eager", eager), ("onnx", fast)):
         with pytest.raises(NonFiniteLogits) as infer_error:

@@ -153,12 +153,12 @@ def _announce(
             done = db.done_units(include_failed=not retry_failed)
         finally:
             db.close()
-    pending = [(i.file, m.label) for i in items for m in plan.methods if (i.file, m.label) not in done]
+    pending = [
+        (i.file, m.label) for i in items for m in plan.methods if (i.file, m.label) not in done
+    ]
     if pending:
         choose_engine(model, scoring_evaluations(plan, pending, model))
-    batch = next(
-        (b for m in plan.methods if isinstance(b := m.params.get("batch_size"), int)), 16
-    )
+    batch = next((b for m in plan.methods if isinstance(b := m.params.get("batch_size"), int)), 16)
     # CWOX-2s' cost depends on each image's clusters: unknown before the run
     parts = [
         (
