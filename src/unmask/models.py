@@ -524,7 +524,7 @@ def _output_tag(output: OutputSpec) -> str:
     name = getattr(output, "__qualname__", type(output).__qualname__)
     tag = f"{getattr(output, '__module__', '')}.{name}"
     try:
-        source = inspect.getsource(output)  # type: ignore[arg-type]
+        source = inspect.getsource(output)
     except (OSError, TypeError):
         return tag
     return f"{tag}:{hashlib.sha256(source.encode()).hexdigest()[:16]}"

@@ -178,7 +178,7 @@ def _shape(model: Classifier, shape: Sequence[int] | None) -> tuple[int, int, in
     out = tuple(int(v) for v in shape)
     if len(out) != 3:
         raise ValueError(f"shape: expected (C, H, W), got {out}")
-    return out  # type: ignore[return-value]
+    return out
 
 
 def scoring_seconds(
