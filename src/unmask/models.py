@@ -386,10 +386,10 @@ class Classifier(nn.Module):
 
         Example:
             >>> import torch
-            >>> class Two(torch.nn.Module):  # returns (features, logits)
-            ...     def forward(self, x):
-            ...         return x.mean((2, 3)), x.mean((2, 3))[:, :2]
-            >>> model = Classifier.wrap(Two(), input_size=8, class_names=["a", "b"], output=1)
+            >>> class Scores(torch.nn.Module):  # returns a dict
+            ...     def forward(self, z):
+            ...         return {"features": z.flatten(1), "logits": z.amax((2, 3))[:, :2]}
+            >>> model = Classifier.wrap(Scores(), input_size=8, class_names=["a", "b"])
             >>> model.logits_net()(torch.rand(4, 3, 8, 8)).shape
             torch.Size([4, 2])
         """

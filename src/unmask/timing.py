@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from torch import Tensor
 
 from . import onnx_engine
 from ._checks import check_positive
@@ -156,9 +157,22 @@ def write_cache(path: Path | None, key: str, value: object) -> None:
         pass
 
 
-def _remembered(
-    model: Classifier, key: str, cache_dir: str | Path | None, measure_now: Callable[[], float]
+def _seconds(
+    model: Classifier,
+    shape: Sequence[int] | None,
+    batch: int,
+    repeats: int,
+    cache_dir: str | Path | None,
+    engine: str,
+    step: Callable[[Tensor], None],
+    warm_up: bool,
 ) -> float:
+    """Seconds per image of ``step`` on gray images (batch, *shape): remembered (memory, then
+    the cache file), else measured now: a warm-up call when asked, the best of ``repeats``."""
+    check_positive(batch, "batch", integer=True)
+    check_positive(repeats, "repeats", integer=True)
+    shape = _shape(model, shape)
+    key = f"{model_key(model, shape, engine)}|{batch}"
     memo = _MEMO.setdefault(model, {})
     if key in memo:
         return memo[key]
@@ -167,7 +181,15 @@ def _remembered(
     if isinstance(stored, float) and stored > 0:
         memo[key] = stored
         return stored
-    memo[key] = seconds = measure_now()
+    x = torch.full((batch, *shape), 0.5, device=model.device)
+    if warm_up:
+        step(x)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step(x)
+        best = min(best, time.perf_counter() - start)
+    memo[key] = seconds = best / batch
     write_cache(path, key, seconds)
     return seconds
 
@@ -206,23 +228,14 @@ def scoring_seconds(
         >>> scoring_seconds(region_model(), (3, 32, 32), batch=4) > 0
         True
     """
-    check_positive(batch, "batch", integer=True)
-    check_positive(repeats, "repeats", integer=True)
-    shape = _shape(model, shape)
-    key = f"{model_key(model, shape, scoring_engine(model))}|scoring|{batch}"
 
-    def now() -> float:
-        x = torch.full((batch, *shape), 0.5, device=model.device)
-        best = math.inf
+    def score(x: Tensor) -> None:
         with torch.inference_mode():
-            model.infer(x)  # warm-up: the copy, a trace, a graph's session, allocator growth
-            for _ in range(repeats):
-                start = time.perf_counter()
-                model.infer(x)
-                best = min(best, time.perf_counter() - start)
-        return best / batch
+            model.infer(x)
 
-    return _remembered(model, key, cache_dir, now)
+    # a warm-up call first: it builds the copy, a trace, a graph's session, allocator growth
+    engine = scoring_engine(model)
+    return _seconds(model, shape, batch, repeats, cache_dir, engine, score, warm_up=True)
 
 
 def autograd_seconds(
@@ -242,24 +255,14 @@ def autograd_seconds(
         >>> autograd_seconds(region_model(), (3, 32, 32), batch=2) > 0
         True
     """
-    check_positive(batch, "batch", integer=True)
-    check_positive(repeats, "repeats", integer=True)
-    shape = _shape(model, shape)
-    engine = f"autograd-{getattr(model, 'autograd', 'eager')}"
-    key = f"{model_key(model, shape, engine)}|autograd|{batch}"
 
-    def now() -> float:
-        x = torch.full((batch, *shape), 0.5, device=model.device)
-        best = math.inf
+    def differentiate(x: Tensor) -> None:
         with torch.inference_mode(False), torch.enable_grad():
-            for _ in range(repeats):
-                xg = x.clone().requires_grad_(True)
-                start = time.perf_counter()
-                torch.autograd.grad(model(xg).sum(), xg)
-                best = min(best, time.perf_counter() - start)
-        return best / batch
+            xg = x.clone().requires_grad_(True)
+            torch.autograd.grad(model(xg).sum(), xg)
 
-    return _remembered(model, key, cache_dir, now)
+    engine = f"autograd-{getattr(model, 'autograd', 'eager')}"
+    return _seconds(model, shape, batch, repeats, cache_dir, engine, differentiate, warm_up=False)
 
 
 def measure(
