@@ -553,7 +553,7 @@ def store_rows(stores: dict[str, Store | None]) -> list[dict[str, Any]]:
                     "done": s["done"],
                     "failed": s["failed"],
                     "images": len(st.files()),
-                    "mean_seconds": float(np.mean(t)) if t else math.nan,
+                    "median_seconds": float(np.median(t)) if t else math.nan,
                 }
             )
     return out
@@ -639,10 +639,10 @@ def write_page(
     t4s = by(lambda r: r["source"] == "Table 4" and r["metric"] != "saliency_metric")
     s3 = by(lambda r: r["seed"] == "003")
     s0 = by(lambda r: r["seed"] == "000")
-    run_md = "| store | method run | images done | failed | of | s per unit |\n"
+    run_md = "| store | method run | images done | failed | of | median s per unit |\n"
     run_md += "|---|---|---|---|---|---|\n" + "\n".join(
         f"| {r['store']} | {r['run']} | {r['done']} | {r['failed']} | {r['images']} "
-        f"| {_fmt(r.get('mean_seconds', math.nan), 3)} |"
+        f"| {_fmt(r.get('median_seconds', math.nan), 3)} |"
         for r in runs
     )
     cost_md = (
@@ -671,7 +671,9 @@ study. This page and the CSVs in
 [benchmarks/results/reproductions/](../benchmarks/results/reproductions/) are written by
 `python benchmarks/reproductions.py` from the stores (generated {when}); **n** is the number of
 images each comparison rests on, which is what the stores held then, not 100 for most claims: the
-machine budget (2 shared cores, one evening) did not fit the papers' settings on 100 images.
+machine budget (2 cores shared with other jobs, about an hour of computing in one evening, one
+torch thread per store, a fifth of a core each at load 7-11) did not fit the papers' settings
+on 100 images, nor most reduced ones.
 The commands below extend every store to all 100 images (a rerun resumes where it stopped).
 
 Verdicts so far: {_verdict_counts(rows)}.
@@ -757,8 +759,8 @@ Each config's header says what differs from the paper and why:
 
 {configs}
 
-Progress when this page was written (mean seconds of a unit, one torch thread, on the shared
-2-core machine with other jobs running):
+Progress when this page was written (the median seconds of a unit, one torch thread, on the
+shared 2-core machine with other jobs running; a unit's time includes any pause of the run):
 
 {run_md}
 
