@@ -282,6 +282,16 @@ def _plan_cwox(
         method, class_params, x, model
     )
     _check_time(state, name, method, cost, "clusters", f"{len(clusters)} clusters")
+    # a base without explain_each (the CAMs, MWP) explains (image, class) pairs in batches of
+    # copies of the image: as many as one job's memory holds
+    pairs = largest_batch(
+        16,
+        3,
+        x.shape[-2],
+        x.shape[-1],
+        model.input_size,
+        grad=METHODS.get(method).passes == "autograd",
+    )
 
     def run(progress: Progress) -> dict[str, Any]:
         progress(0, stages * _CUT)
@@ -312,6 +322,7 @@ def _plan_cwox(
                 negative=negative,
                 rescale=rescale,
                 seed=body.seed,
+                batch_size=pairs,
             ).explain(x, clusters)
         data, maps, targets = _cwox_json(e, key, name, body.image_id, model)
         data["image_digest"] = digest
