@@ -683,13 +683,28 @@ def _deletion_tasks(c: _Context) -> list[Task]:
     )
     targets = c.t.expand(s["images"]).contiguous()
 
-    def metric_runner(module) -> Callable[[], tuple[Any, int]]:
+    def metric_runner(module, engine: bool = False) -> Callable[[], tuple[Any, int]]:
+        """The peer gets the eager network returning probabilities; unmask's drop-in
+        (``engine=True``) gets the Classifier itself (its softmax is used), so that it scores
+        through its engine; a pre-hook counts its images (``infer`` calls it too)."""
         deletion, insertion = module.Deletion(batch_size=c.bs), module.Insertion(batch_size=c.bs)
 
         def run():
-            f = c.fwd_probs().eval()
-            out = {**deletion(f, images, maps, targets), **insertion(f, images, maps, targets)}
-            return torch.tensor([float(out[k]) for k in ("dauc", "dc", "iauc", "ic")]), f.images
+            if engine:
+                seen = [0]
+                hook = c.model.register_forward_pre_hook(
+                    lambda _m, args: seen.__setitem__(0, seen[0] + args[0].shape[0])
+                )
+                f: Any = c.model
+            else:
+                f = c.fwd_probs().eval()
+            try:
+                out = {**deletion(f, images, maps, targets), **insertion(f, images, maps, targets)}
+            finally:
+                if engine:
+                    hook.remove()
+            values = torch.tensor([float(out[k]) for k in ("dauc", "dc", "iauc", "ic")])
+            return values, seen[0] if engine else f.images
 
         return run
 
@@ -707,7 +722,7 @@ def _deletion_tasks(c: _Context) -> list[Task]:
             "forward",
             c.bs,
             s,
-            metric_runner(compat),
+            metric_runner(compat, engine=True),
             peers,
             skipped,
             lambda a, b: float((a - b).abs().max()),

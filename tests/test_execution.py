@@ -42,7 +42,9 @@ def _net_model(seed: int = 0) -> Classifier:
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
-    return Classifier.wrap(net, input_size=24, class_names=["a", "b", "c"], name="small")
+    return Classifier.wrap(
+        net, input_size=24, class_names=["a", "b", "c"], name="small", execution="eager"
+    )
 
 
 def _images(n: int = 3, size: int = 32) -> torch.Tensor:
@@ -250,8 +252,13 @@ def test_memory_grows_with_batch_size_not_perturbations(monkeypatch):
     """An occlusion with 10,000 positions never holds more than batch_size perturbed images."""
     net = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
     rec = _Recorder(net)
-    model = Classifier.wrap(
-        rec, mean=(0.0,) * 3, std=(1.0,) * 3, input_size=None, class_names=["a", "b"]
+    model = Classifier.wrap(  # eager: the recorder itself runs (not a channels-last copy)
+        rec,
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        input_size=None,
+        class_names=["a", "b"],
+        execution="eager",
     )
     stacks = []
     real_stack = Scorer.perturbed
@@ -317,15 +324,15 @@ def test_auto_batch_size_is_measured_once_and_cached(tmp_path, monkeypatch):
     """``batch_size="auto"``: the smallest candidate within 5 % of the fastest per-image time,
     measured once per model (memory) and, with UNMASK_CACHE_DIR, read back by another model
     object (another process) without measuring."""
-    from unmask import tuning
+    from unmask import timing, tuning
 
     measured = []
 
-    def fake_time(model, batch, shape, repeats):  # per-image time flat from 8 on (4 % apart)
+    def fake_time(model, shape, batch, **_):  # per-image time flat from 8 on (4 % apart)
         measured.append(batch)
         return {1: 1.0, 2: 0.6, 4: 0.3, 8: 0.104, 16: 0.1, 32: 0.1, 64: 0.1}[batch]
 
-    monkeypatch.setattr(tuning, "_time", fake_time)
+    monkeypatch.setattr(timing, "scoring_seconds", fake_time)
     monkeypatch.setenv("UNMASK_CACHE_DIR", str(tmp_path))
     model, x = _net_model(), _images(10)
     scorer = Scorer(model, batch_size="auto")

@@ -22,7 +22,7 @@ import pytest
 import torch
 from test_execution import RTOL, _close, _images, _net_model
 
-from unmask import onnx_engine
+from unmask import Classifier, onnx_engine
 from unmask.cli import main
 from unmask.explainers.lime import Lime
 from unmask.explainers.occlusion import Occlusion
@@ -30,6 +30,7 @@ from unmask.explainers.rise import Rise
 from unmask.explainers.scorecam import ScoreCAM
 from unmask.metrics import CAUC
 from unmask.metrics.deletion import Deletion, Insertion
+from unmask.models import NonFiniteLogits
 from unmask.scoring import Scorer
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -53,7 +54,7 @@ def exported(tmp_path_factory):
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)  # no fallback, no cache warning
             model.infer(_images(2))
-        key = onnx_engine.graph_key(model.net, (3, 24, 24), torch.float32)
+        key = onnx_engine.graph_key(model.logits_net(), (3, 24, 24), torch.float32)
         data = onnx_engine._path(key).read_bytes()
     return cache, key, data
 
@@ -134,22 +135,28 @@ params = {{ max_steps = 8, batch_size = 8 }}
 """
 
 
-def test_bench_run_equals_eager(tmp_path, monkeypatch, exported):
-    """A bench run (occlusion, RISE, deletion) with the model in "onnx" stores the maps and
-    values of a run with the model eager, within the tolerances."""
+def _bench_data(folder: Path) -> Path:
+    """Two 32 x 32 images with labels: a bench data set."""
     import numpy as np
     from PIL import Image
 
-    from unmask.bench import Store, load_plan, run
-
-    _fresh_state(monkeypatch, exported[0])
-    monkeypatch.setattr(onnx_engine, "_export", lambda *a: pytest.fail("exported again"))
-    data = tmp_path / "data"
+    data = folder / "data"
     data.mkdir()
     for i, img in enumerate(_images(2, 32)):
         arr = (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         Image.fromarray(arr).save(data / f"img{i}.png")
     (data / "labels.csv").write_text("file,class_index,name\nimg0.png,1,b\nimg1.png,2,c\n")
+    return data
+
+
+def test_bench_run_equals_eager(tmp_path, monkeypatch, exported):
+    """A bench run (occlusion, RISE, deletion) with the model in "onnx" stores the maps and
+    values of a run with the model eager, within the tolerances."""
+    from unmask.bench import Store, load_plan, run
+
+    _fresh_state(monkeypatch, exported[0])
+    monkeypatch.setattr(onnx_engine, "_export", lambda *a: pytest.fail("exported again"))
+    data = _bench_data(tmp_path)
     stores = {}
     for execution in ("eager", "onnx"):
         config = tmp_path / f"{execution}.toml"
@@ -175,6 +182,25 @@ def small_eager():
 def small_onnx():
     """The bench's model factory (``test_onnx_engine:small_onnx``)."""
     return _net_model().fast("onnx")
+
+
+def small_auto():
+    """The bench's model factory (``test_onnx_engine:small_auto``)."""
+    return _net_model().fast("auto")
+
+
+def test_bench_cost_line_times_the_engine_the_units_run(engine, tmp_path, monkeypatch, capsys):
+    """``bench run``'s cost line comes after the engine policy: a job that repays the export
+    exports once (the run's workers then read the graph) and the line times ONNX Runtime at
+    the methods' batch size, not the channels-last copy the model started with."""
+    config = tmp_path / "auto.toml"
+    config.write_text(BENCH_TOML.format(execution="auto", data=_bench_data(tmp_path)))
+    monkeypatch.setattr(onnx_engine, "EXPORT_AFTER", 10)
+    argv = ["bench", "run", str(config), "--store", str(tmp_path / "s.sqlite"), "--allow-code"]
+    assert main([*argv, "--no-progress", "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "in batches of 8 through onnx, measured here" in err, err
+    assert len(engine) == 1  # one export, before the cost line; the run reused it
 
 
 def test_threads_follow_torch(engine):
@@ -212,23 +238,24 @@ def test_weight_changes_are_never_stale(monkeypatch, tmp_path):
     _fresh_state(monkeypatch, tmp_path)
     model, x = _net_model().fast("onnx"), _images(2)
     before = _logits(model, x)
-    key = onnx_engine.graph_key(model.net, (3, 24, 24), torch.float32)
+    key = onnx_engine.graph_key(model.logits_net(), (3, 24, 24), torch.float32)
     with torch.no_grad():
         model.net[-1].bias.add_(1.0)
     after = _logits(model, x)
     assert _close(after, before + 1.0)
     assert len(list((tmp_path / "onnx").iterdir())) == 2
-    changed = onnx_engine.graph_key(model.net, (3, 24, 24), torch.float32)
+    net = model.logits_net()
+    changed = onnx_engine.graph_key(net, (3, 24, 24), torch.float32)
     assert changed != key
     other = _net_model(seed=5)
     model.net.load_state_dict(other.net.state_dict())
-    assert onnx_engine.graph_key(model.net, (3, 24, 24), torch.float32) not in (key, changed)
-    assert not onnx_engine.cached(model.net, (3, 24, 24), torch.float32)
-    assert not onnx_engine.cached(model.net, (3, 24, 24), torch.float64)
+    assert onnx_engine.graph_key(net, (3, 24, 24), torch.float32) not in (key, changed)
+    assert not onnx_engine.cached(net, (3, 24, 24), torch.float32)
+    assert not onnx_engine.cached(net, (3, 24, 24), torch.float64)
     randomised = copy.deepcopy(_net_model())
     with torch.no_grad():
         randomised.net[0].weight.normal_()
-    assert not onnx_engine.cached(randomised.net, (3, 24, 24), torch.float32)
+    assert not onnx_engine.cached(randomised.logits_net(), (3, 24, 24), torch.float32)
 
 
 # --- the policy -------------------------------------------------------------------------------
@@ -295,6 +322,144 @@ def test_cli_models_prepare(tmp_path, monkeypatch, capsys):
     assert _close(_logits(model, x), model(x).detach())
     code = main(["models", "--prepare", "no_such_model"])
     assert code == 2 and "unknown model" in capsys.readouterr().err
+
+
+# --- what runs: the picked logits; wrap's default -------------------------------------------
+
+
+class _Structured(torch.nn.Module):
+    """``inner``'s logits returned inside a tuple (features, logits), a dict or a Hugging Face
+    ``ImageClassifierOutput``, beside another (B, 8) tensor."""
+
+    def __init__(self, inner: torch.nn.Module, kind: str) -> None:
+        super().__init__()
+        self.inner, self.kind = inner, kind
+
+    def forward(self, z: torch.Tensor) -> object:
+        logits = self.inner(z)
+        features = z.flatten(1)[:, :8]
+        if self.kind == "tuple":
+            return features, logits
+        if self.kind == "dict":
+            return {"features": features, "logits": logits}
+        from transformers.modeling_outputs import ImageClassifierOutput
+
+        return ImageClassifierOutput(logits=logits, hidden_states=(features,))
+
+
+@pytest.mark.parametrize(("kind", "output"), [("tuple", 1), ("dict", None), ("hf", None)])
+def test_tuple_dict_and_model_outputs_export_their_logits(kind, output, monkeypatch, tmp_path):
+    """A network returning a tuple, a dict or a ModelOutput runs in ONNX Runtime (its picked
+    logits exported for real, no fallback), equal to eager; the pick is part of the key."""
+    if kind == "hf":
+        pytest.importorskip("transformers")
+    _fresh_state(monkeypatch, tmp_path)
+    plain = _net_model()
+    model = Classifier.wrap(
+        _Structured(plain.net, kind),
+        input_size=24,
+        class_names=["a", "b", "c"],
+        name="small",
+        output=output,
+        execution="onnx",
+    )
+    x = _images(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback
+        got = _logits(model, x)
+    assert isinstance(model._onnx(model.preprocess(x)), onnx_engine.OnnxRunner)
+    assert _close(got, plain(x).detach())
+    assert onnx_engine.cached(model.logits_net(), (3, 24, 24), torch.float32)
+    other = Classifier.wrap(
+        _Structured(plain.net, kind),
+        input_size=24,
+        class_names=["a", "b", "c"],
+        output=lambda out: out[1] if kind == "tuple" else out["logits"],
+    )
+    assert not onnx_engine.cached(other.logits_net(), (3, 24, 24), torch.float32)
+
+
+def test_a_network_that_cannot_pick_its_logits_falls_back_with_one_line(engine):
+    """An ambiguous output (two (B, 3) tensors, no output=) cannot be exported: one warning
+    saying why, then the eager error of pick_logits on the fallback path."""
+    plain = _net_model()
+
+    class Two(torch.nn.Module):
+        def forward(self, z):
+            logits = plain.net(z)
+            return logits, logits * 2
+
+    model = Classifier.wrap(Two(), input_size=24, class_names=["a", "b", "c"], execution="onnx")
+    with pytest.warns(RuntimeWarning) as caught, pytest.raises(ValueError, match="cannot tell"):
+        _logits(model, _images(2))
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "cannot run in ONNX Runtime" in message and "cannot tell which output" in message
+    assert "\n" not in message
+
+
+def test_wrap_defaults_to_auto_and_never_exports(engine):
+    model = Classifier.wrap(_net_model().net, input_size=24, class_names=["a", "b", "c"])
+    assert model.execution == "auto"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        got = _logits(model, _images(2))
+    assert engine == [] and model._onnx(model.preprocess(_images(2))) is None
+    assert _close(got, _logits(_net_model(), _images(2)))
+    assert (
+        Classifier.wrap(_net_model().net, class_names=list("abc"), execution="eager").execution
+        == "eager"
+    )
+    with pytest.raises(ValueError, match="execution"):
+        Classifier.wrap(_net_model().net, class_names=list("abc"), execution="fastest")
+
+
+class _Viewer(torch.nn.Module):
+    """A convolution, then ``.view`` of its output: fails on a channels-last tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3, stride=4)
+        self.fc = torch.nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.conv(z)
+        return self.fc(h.view(h.shape[0], -1))
+
+
+@pytest.mark.parametrize("execution", ["auto", "onnx"])
+def test_a_network_the_channels_last_copy_cannot_run_runs_as_it_is(engine, monkeypatch, execution):
+    """Where channels-last is the policy's fallback ("auto" with nothing cached, "onnx" whose
+    export failed), a network whose ``.view`` refuses channels-last strides runs as it is
+    (one warning, remembered); an explicit "channels_last" keeps its error."""
+    monkeypatch.setattr(
+        onnx_engine, "_export", lambda *a: (_ for _ in ()).throw(RuntimeError("no export here"))
+    )
+    x = _images(2)
+    eager = Classifier.wrap(_Viewer(), input_size=24, class_names=list("abc"), execution="eager")
+    want = _logits(eager, x)
+    model = Classifier.wrap(_Viewer(), input_size=24, class_names=list("abc"), execution=execution)
+    with pytest.warns(RuntimeWarning) as caught:
+        first = _logits(model, x)
+        again = _logits(model, x)
+    copies = [str(w.message) for w in caught if "channels-last copy" in str(w.message)]
+    assert len(copies) == 1 and "running the network as it is" in copies[0]
+    assert "view" in copies[0] and "\n" not in copies[0]
+    assert torch.equal(first, want) and torch.equal(again, want)
+    model.fast("channels_last")
+    with pytest.raises(RuntimeError, match="view"):
+        _logits(model, x)
+
+
+def test_a_network_that_fails_by_itself_raises_its_own_error(engine):
+    class Broken(torch.nn.Module):
+        def forward(self, z):
+            raise KeyError("the network's own bug")
+
+    model = Classifier.wrap(Broken(), input_size=24, class_names=list("abc"))
+    with pytest.raises(KeyError, match="own bug"):
+        _logits(model, _images(2))
 
 
 # --- faults: one warning or a clear error -----------------------------------------------------
@@ -373,8 +538,8 @@ def test_export_failure_falls_back_with_one_warning(engine, monkeypatch):
 
 
 def test_disagreeing_logits_fall_back_with_one_warning(engine, monkeypatch):
-    raw = onnx_engine.OnnxRunner.raw
-    monkeypatch.setattr(onnx_engine.OnnxRunner, "raw", lambda self, z: raw(self, z) * 1.01)
+    raw = onnx_engine.OnnxRunner.__call__
+    monkeypatch.setattr(onnx_engine.OnnxRunner, "__call__", lambda self, z: raw(self, z) * 1.01)
     x = _images(2)
     want = _logits(_net_model().fast("channels_last"), x)
     with pytest.warns(RuntimeWarning, match="differ from eager's") as caught:
@@ -387,7 +552,7 @@ def test_a_stale_cached_graph_is_caught_by_the_check(engine, exported, monkeypat
     """A file under the key of other weights (e.g. written by a buggy tool): the check at load
     refuses it, one warning, exported again."""
     model = _net_model(seed=3).fast("onnx")
-    key = onnx_engine.graph_key(model.net, (3, 24, 24), torch.float32)
+    key = onnx_engine.graph_key(model.logits_net(), (3, 24, 24), torch.float32)
     onnx_engine._path(key).parent.mkdir(parents=True)
     onnx_engine._path(key).write_bytes(exported[2])  # the seed-0 network's graph
     with pytest.warns(RuntimeWarning) as caught:
@@ -396,14 +561,44 @@ def test_a_stale_cached_graph_is_caught_by_the_check(engine, exported, monkeypat
     assert any("unusable" in m and "differ" in m for m in messages)
 
 
-def test_nan_logits_from_onnx_runtime_are_an_error(engine, monkeypatch):
-    model, x = _net_model().fast("onnx"), _images(2)
-    _logits(model, x)  # exported and checked
+def _nan_in_row(logits: torch.Tensor, row: int = 1) -> torch.Tensor:
+    out = logits.clone()
+    out[row, 0] = float("nan")
+    return out
+
+
+def test_nan_logits_are_the_same_error_under_every_engine(engine, monkeypatch):
+    """ONNX Runtime's NaN logits raise eager's NonFiniteLogits with eager's message (the
+    model's output and the images named), from the classifier and from the scoring engine."""
+    x = _images(2)
+    eager = _net_model()
+    linear = eager.net[-1]
     monkeypatch.setattr(
-        onnx_engine.OnnxRunner, "raw", lambda self, z: torch.full((z.shape[0], 3), float("nan"))
+        linear,
+        "forward",
+        lambda h: _nan_in_row(torch.nn.functional.linear(h, linear.weight, linear.bias)),
     )
-    with pytest.raises(ValueError, match=r"non-finite logits for 2 of 2 images"):
-        Scorer(model).logits(x)
+    fast = _net_model().fast("onnx")
+    _logits(fast, x)  # exported and checked
+    call = onnx_engine.OnnxRunner.__call__
+    monkeypatch.setattr(
+        onnx_engine.OnnxRunner, "__call__", lambda self, z: _nan_in_row(call(self, z))
+    )
+    errors = {}
+    for name, model in (("eager", eager), ("onnx", fast)):
+        with pytest.raises(NonFiniteLogits) as infer_error:
+            _logits(model, x)
+        with pytest.raises(NonFiniteLogits) as scorer_error:
+            Scorer(model).logits(x.flip(0))
+        errors[name] = (infer_error.value, scorer_error.value)
+    assert isinstance(fast._onnx(fast.preprocess(x)), onnx_engine.OnnxRunner)  # ORT ran
+    for got, want in zip(errors["onnx"], errors["eager"], strict=True):
+        assert type(got) is type(want) and str(got) == str(want)
+        assert got.rows == want.rows and got.where == want.where
+    assert str(errors["onnx"][0]) == (
+        "model: the network's output of 'small' holds NaN or infinite logits for image 1 of a "
+        "batch of 2"
+    )
 
 
 def test_nan_logits_from_onnx_runtime_at_the_cli_exit_2(engine, monkeypatch, capsys, tmp_path):
@@ -411,17 +606,17 @@ def test_nan_logits_from_onnx_runtime_at_the_cli_exit_2(engine, monkeypatch, cap
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(unmask.models, "load_model", lambda *a, **k: _net_model().fast("onnx"))
-    raw = onnx_engine.OnnxRunner.raw
+    call = onnx_engine.OnnxRunner.__call__
 
     def nan_after_check(self, z):  # the load check passes, the run returns NaN
-        out = raw(self, z)
+        out = call(self, z)
         return out if z.shape[0] == onnx_engine._PROBE else torch.full_like(out, float("nan"))
 
-    monkeypatch.setattr(onnx_engine.OnnxRunner, "raw", nan_after_check)
+    monkeypatch.setattr(onnx_engine.OnnxRunner, "__call__", nan_after_check)
     argv = ["explain", "--example", "coffee", "--size", "32", "--no-progress"]
     assert main([*argv, "--param", "patch_size=16", "--param", "stride=16"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "ONNX Runtime returned non-finite logits" in err[0]
+    assert len(err) == 1 and "the network's output of 'small' holds NaN or infinite" in err[0]
 
 
 def test_cuda_model_without_the_cuda_provider_falls_back(engine):
@@ -471,4 +666,4 @@ def test_two_processes_exporting_at_once(tmp_path):
     assert [f.suffix for f in files] == [".onnx"]
     model = _net_model()
     run = onnx_engine.OnnxRunner(files[0].read_bytes(), torch.device("cpu"), 1)
-    onnx_engine._check(model.net, run, (3, 24, 24), torch.float32)  # whole and agreeing
+    onnx_engine._check(model.logits_net(), run, (3, 24, 24), torch.float32)  # whole, agreeing

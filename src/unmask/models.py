@@ -53,6 +53,8 @@ AUTOGRADS = ("eager", "channels_last")
 
 # Per classifier: {key: (stamp, module)}; outside the module so deepcopy / pickle never see it.
 _FAST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Per classifier: its network followed by the pick of its logits (Classifier.logits_net).
+_LOGITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -177,13 +179,19 @@ class Classifier(nn.Module):
         name: str = "custom",
         feature_layer: str | None = None,
         output: OutputSpec = None,
+        execution: str = "auto",
     ) -> Classifier:
         """Wrap any network that takes normalised images and returns logits.
 
         ``class_names`` defaults to the ImageNet-1k names when the network has 1000 outputs;
         otherwise it must be given. ``feature_layer`` names the default layer of layer methods.
         ``output`` picks the logits from a network returning a tuple, a dict or a Hugging Face
-        ``ModelOutput`` (see :func:`pick_logits`).
+        ``ModelOutput`` (see :func:`pick_logits`). ``execution`` is how the scoring path runs
+        the network (:meth:`fast`): ``"auto"`` by default, as :func:`load_model`: ONNX Runtime
+        when the graph of these weights is cached (after :func:`unmask.onnx_engine.prepare`,
+        or a command line or bench job long enough to repay the export), else the
+        channels-last copy (the network itself when the copy cannot run it); it never exports
+        by itself. ``"eager"`` runs the network as it is.
 
         Example:
             >>> import torch
@@ -196,18 +204,25 @@ class Classifier(nn.Module):
         """
         if isinstance(module, Classifier):
             return module
+        from ._checks import check_choice
+
+        check_choice(execution, "execution", EXECUTIONS)
         if class_names is None:
             class_names = imagenet_class_names()
-        return cls(
-            module,
-            mean,
-            std,
-            input_size,
-            class_names,
-            name=name,
-            feature_layer=feature_layer,
-            output=output,
-        ).eval()
+        return (
+            cls(
+                module,
+                mean,
+                std,
+                input_size,
+                class_names,
+                name=name,
+                feature_layer=feature_layer,
+                output=output,
+            )
+            .eval()
+            .fast(execution)
+        )
 
     @property
     def num_classes(self) -> int:
@@ -255,8 +270,8 @@ class Classifier(nn.Module):
         The scoring engine (:class:`unmask.scoring.Scorer`, used by every black-box method and
         metric) calls :meth:`infer`; gradient methods call the model itself and stay eager.
 
-        - ``"eager"``: the network as it is (the default of a new or wrapped classifier;
-          :func:`load_model` defaults to ``"channels_last"``).
+        - ``"eager"``: the network as it is (the default of a classifier built with the
+          constructor; :meth:`wrap` and :func:`load_model` default to ``"auto"``).
         - ``"channels_last"``: a channels-last copy of the network (NHWC: oneDNN's fast
           convolutions on CPU); float32, equal to eager up to round-off.
         - ``"frozen"``: that copy traced (``torch.jit.trace``) and frozen (``torch.jit.freeze``:
@@ -276,9 +291,15 @@ class Classifier(nn.Module):
           (:mod:`unmask.onnx_engine`: exported once per weights, input size and dtype and cached
           on disk; checked against eager at every load, logits within 1e-4 relative; a network
           that does not export or disagrees falls back to ``"channels_last"`` with one warning).
-        - ``"auto"`` (:func:`load_model`'s default): ``"onnx"`` when the graph of the current
-          weights is already cached, else ``"channels_last"``: it never pays an export; see
-          :func:`unmask.onnx_engine.engine_for` and :func:`unmask.onnx_engine.prepare`.
+          What runs is :meth:`logits_net`: a network returning a tuple, a dict or a Hugging
+          Face ``ModelOutput`` is exported with its logits picked (``output=``).
+        - ``"auto"`` (the default of :meth:`wrap` and :func:`load_model`): ``"onnx"`` when the
+          graph of the current weights is already cached, else ``"channels_last"``: it never
+          pays an export; see :func:`unmask.onnx_engine.engine_for` and
+          :func:`unmask.onnx_engine.prepare`. Under ``"onnx"`` and ``"auto"`` (where
+          channels-last is a fallback, not a choice) a network the channels-last copy cannot
+          run (e.g. a ``.view`` of a channels-last tensor, a module that cannot be copied) runs
+          as it is, with one warning.
 
         ``autograd`` chooses how ``model(x)`` runs with gradients enabled (gradient methods, the
         mask optimisations): ``"eager"`` (the default: the network itself) or
@@ -286,6 +307,8 @@ class Classifier(nn.Module):
         parameters never get a gradient), equal to eager up to round-off (input gradients of
         EfficientNet-Lite0 within 1.7e-4 relative, ENVIRONMENT.md); it falls back to the network
         in training mode and while forward hooks are registered on the network (layer methods).
+        ``fast`` sets both modes: ``model.fast(model.execution, autograd="channels_last")``
+        changes only the autograd one.
 
         The copies are cached per classifier and rebuilt when a parameter or buffer is moved
         or changed in place (e.g. ``load_state_dict``, ``.to()``, a deepcopy). :meth:`infer`
@@ -341,22 +364,86 @@ class Classifier(nn.Module):
             if out is not None:
                 x = out[0] if isinstance(out, tuple) else out
         z = self.preprocess(x)
-        run = self._onnx(z) if self.execution in ("onnx", "auto") else None
-        if run is None:
+        if self.execution not in ("onnx", "auto"):
             z = z.contiguous(memory_format=torch.channels_last)
-            run = self._fast_net(z)
-        return pick_logits(run(z), self.output, self.num_classes, self.name)
+            return pick_logits(self._fast_net(z)(z), self.output, self.num_classes, self.name)
+        run = self._onnx(z)
+        if run is None:
+            return pick_logits(self._fallback(z), self.output, self.num_classes, self.name)
+        logits = run(z)  # the picked logits (logits_net)
+        if bool(torch.isfinite(logits).all()):
+            return logits
+        # NaN or inf: the eager rule and message, naming the output that held them (the
+        # network's output structure, read from one eager forward)
+        where = _locate(self.net(z[:1]), self.output, self.num_classes)[1]
+        return _check_finite(logits, where, self.name)
+
+    def logits_net(self) -> nn.Module:
+        """The network followed by the pick of its logits (``output=``, :func:`pick_logits`):
+        normalised inputs (B, 3, h, w) -> logits (B, num_classes), sharing the network's
+        weights. What the ONNX engine exports and runs (:mod:`unmask.onnx_engine`), so that a
+        network returning a tuple, a dict or a Hugging Face ``ModelOutput`` runs there too.
+
+        Example:
+            >>> import torch
+            >>> class Scores(torch.nn.Module):  # returns a dict
+            ...     def forward(self, z):
+            ...         return {"features": z.flatten(1), "logits": z.amax((2, 3))[:, :2]}
+            >>> model = Classifier.wrap(Scores(), input_size=8, class_names=["a", "b"])
+            >>> model.logits_net()(torch.rand(4, 3, 8, 8)).shape
+            torch.Size([4, 2])
+        """
+        held = _LOGITS.get(self)
+        if (
+            held is None
+            or held.net is not self.net
+            or held.output != self.output
+            or held.num_classes != self.num_classes
+        ):
+            held = _LOGITS[self] = _Logits(self.net, self.output, self.num_classes)
+        return held
 
     def _onnx(self, z: Tensor) -> Callable[[Tensor], Tensor] | None:
-        """The ONNX Runtime runner for ``z``'s shape, or None (fall back to channels_last)."""
+        """The ONNX Runtime runner of :meth:`logits_net` for ``z``'s shape, or None (fall back
+        to channels_last)."""
         cache = _FAST.setdefault(self, {})
         stamp = weights_stamp(self.net)
+        net = self.logits_net()
         key = (self.execution, z.device, z.dtype, tuple(z.shape[1:]), torch.get_num_threads())
         hit = cache.get(key)
-        if hit is None or hit[0] != stamp or hit[2] != onnx_engine.generation():
-            run = onnx_engine.runner(self.net, z, required=self.execution == "onnx")
-            hit = cache[key] = (stamp, run, onnx_engine.generation())
+        if (
+            hit is None
+            or hit[0] != stamp
+            or hit[2] != onnx_engine.generation()
+            or hit[3] is not net
+        ):
+            run = onnx_engine.runner(net, z, required=self.execution == "onnx")
+            hit = cache[key] = (stamp, run, onnx_engine.generation(), net)
         return hit[1]
+
+    def _fallback(self, z: Tensor) -> object:
+        """The network's output on ``z`` where ``"onnx"`` / ``"auto"`` do not run ONNX Runtime:
+        the channels-last copy's, or the network's own when the copy cannot run it (one
+        warning; remembered until the weights change). A network that fails by itself raises
+        its own error."""
+        cache = _FAST.setdefault(self, {})
+        if cache.get("as_is") != weights_stamp(self.net):
+            zc = z.contiguous(memory_format=torch.channels_last)
+            try:
+                return self._fast_net(zc)(zc)
+            except Exception as exc:  # NHWC strides, a module deepcopy refuses...
+                out = self.net(z)  # the network's own error, when it fails by itself too
+                lines = str(exc).strip().splitlines()
+                why = f"{type(exc).__name__}: {lines[0][:160]}" if lines else type(exc).__name__
+                warnings.warn(
+                    f"execution {self.execution!r}: the channels-last copy of {self.name!r} "
+                    f"cannot run ({why}); running the network as it is",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                _FAST.setdefault(self, {})["as_is"] = weights_stamp(self.net)
+                return out
+        return self.net(z)
 
     def _copy(self, z: Tensor) -> nn.Module:
         """The cached channels-last copy of the network for ``z``'s device and dtype."""
@@ -408,6 +495,39 @@ class Classifier(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, input_size={self.input_size}, num_classes={self.num_classes}"
+
+
+class _Logits(nn.Module):
+    """A network followed by the pick of its logits: (B, 3, h, w) -> (B, num_classes)."""
+
+    def __init__(self, net: nn.Module, output: OutputSpec, num_classes: int) -> None:
+        super().__init__()
+        self.net = net
+        self.output = output
+        self.num_classes = num_classes
+
+    def forward(self, z: Tensor) -> Tensor:
+        return _locate(self.net(z), self.output, self.num_classes)[0]
+
+    def extra_repr(self) -> str:  # part of the exported graph's cache key
+        return f"output={_output_tag(self.output)}, num_classes={self.num_classes}"
+
+
+def _output_tag(output: OutputSpec) -> str:
+    """``output`` in a form stable across processes: a callable by its qualified name and a
+    hash of its source (when Python keeps it)."""
+    if output is None or isinstance(output, int | str):
+        return repr(output)
+    import hashlib
+    import inspect
+
+    name = getattr(output, "__qualname__", type(output).__qualname__)
+    tag = f"{getattr(output, '__module__', '')}.{name}"
+    try:
+        source = inspect.getsource(output)
+    except (OSError, TypeError):
+        return tag
+    return f"{tag}:{hashlib.sha256(source.encode()).hexdigest()[:16]}"
 
 
 class NonFiniteLogits(ValueError):
@@ -468,6 +588,15 @@ def pick_logits(
         ...
         ValueError: model: cannot tell which output holds the logits; the network returned ...
     """
+    logits, where = _locate(out, output, num_classes)
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+        return logits  # a traced graph has no data-dependent branch (the engines check values)
+    return _check_finite(logits, where, model_name)
+
+
+def _locate(out: object, output: OutputSpec, num_classes: int) -> tuple[Tensor, str]:
+    """The logits (B, num_classes) in ``out`` and which output held them (for messages);
+    :func:`pick_logits` without the finite check."""
     name = "model"
     where = "the network's output"
     if output is None:
@@ -524,15 +653,19 @@ def pick_logits(
             f"{name}: the network returned shape {tuple(logits.shape)}, expected "
             f"(B, {num_classes}) logits to match class_names"
         )
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
-        return logits  # a traced graph has no data-dependent branch (the engines check values)
+    return logits, where
+
+
+def _check_finite(logits: Tensor, where: str, model_name: str | None) -> Tensor:
+    """``logits``, or :class:`NonFiniteLogits` naming ``where`` and the rows that hold NaN or
+    inf: the one rule of every engine (eager, the PyTorch copies, ONNX Runtime)."""
     finite = torch.isfinite(logits.detach()).all(dim=1)
     if not bool(finite.all()):
         where += "" if model_name is None else f" of {model_name!r}"
         rows = [int(i) for i in (~finite).nonzero().flatten()]
         shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
         raise NonFiniteLogits(
-            f"{name}: {where} holds NaN or infinite logits for image"
+            f"model: {where} holds NaN or infinite logits for image"
             f"{'s' if len(rows) > 1 else ''} {shown} of a batch of {logits.shape[0]}",
             rows,
             where,

@@ -20,7 +20,12 @@ This module is the whole engine; :meth:`Classifier.infer` is the only caller.
   :data:`RTOL` relative to the largest |logit|. A cached file that fails to load or to agree is
   exported again, with one warning; an export that fails or disagrees makes the classifier fall
   back to ``"channels_last"`` with one warning that says why (once per architecture and
-  process). Non-finite logits from ONNX Runtime at run time raise a ValueError.
+  process). Non-finite logits from ONNX Runtime at run time raise the error eager raises
+  (:class:`unmask.models.NonFiniteLogits`, naming the model's output and the images): the
+  classifier checks every engine's logits with one rule.
+- **What runs** is the classifier's :meth:`~unmask.Classifier.logits_net`: the network followed
+  by the pick of its logits, so a network returning a tuple, a dict or a Hugging Face
+  ``ModelOutput`` exports its logits (the pick ``output=`` is part of the cache key).
 - **Run** with the CPU provider and ``intra_op_num_threads = torch.get_num_threads()`` (what
   ``--threads`` sets); a classifier on a CUDA device uses the CUDA provider when
   ``onnxruntime-gpu`` is installed (inputs and outputs go through host memory), and falls back
@@ -97,6 +102,8 @@ class _Model(Protocol):
 
     @property
     def device(self) -> torch.device: ...
+
+    def logits_net(self) -> nn.Module: ...
 
 
 def generation() -> int:
@@ -256,23 +263,12 @@ class OnnxRunner:
         self.input = self.session.get_inputs()[0].name
         self.device = device
 
-    def raw(self, z: Tensor) -> Tensor:
-        """Logits of network inputs ``z`` (B, *shape), unchecked."""
+    def __call__(self, z: Tensor) -> Tensor:
+        """Logits of network inputs ``z`` (B, *shape), unchecked (the classifier checks them
+        as it checks eager's: :func:`unmask.models.pick_logits`)."""
         array = z.detach().cpu().contiguous().numpy()
         out = self.session.run(None, {self.input: array})[0]
         return torch.from_numpy(out).to(self.device)
-
-    def __call__(self, z: Tensor) -> Tensor:
-        """Logits of network inputs ``z``; a ValueError when ONNX Runtime returns NaN or inf."""
-        logits = self.raw(z)
-        if logits.is_floating_point() and not bool(torch.isfinite(logits).all()):
-            bad = int((~torch.isfinite(logits)).reshape(logits.shape[0], -1).any(1).sum())
-            raise ValueError(
-                f"model: ONNX Runtime returned non-finite logits for {bad} of {logits.shape[0]} "
-                "images; compare with model.fast('channels_last') (if the network itself "
-                "gives them, the images are at fault)"
-            )
-        return logits
 
 
 def _check(net: nn.Module, run: OnnxRunner, shape: tuple[int, ...], dtype: torch.dtype) -> None:
@@ -280,7 +276,7 @@ def _check(net: nn.Module, run: OnnxRunner, shape: tuple[int, ...], dtype: torch
     probe = torch.randn((_PROBE, *shape), generator=torch.Generator().manual_seed(1)).to(dtype)
     with torch.inference_mode(False), torch.no_grad():
         eager = net(probe.to(run.device)).float().cpu()
-    got = run.raw(probe).float().cpu()
+    got = run(probe).float().cpu()
     if got.shape != eager.shape:
         raise RuntimeError(
             f"ONNX Runtime returned shape {tuple(got.shape)}, eager {tuple(eager.shape)}"
@@ -408,18 +404,19 @@ def _dtype(model: _Model) -> torch.dtype:
 
 
 def prepare(model: _Model) -> Path | None:
-    """Export ``model``'s network now (for its input size; 224 x 224 when it takes any size),
-    check it and cache it, so that later runs (and ``"auto"``) use ONNX Runtime at once.
+    """Export ``model``'s network (its :meth:`~unmask.Classifier.logits_net`) now, for its
+    input size (224 x 224 when it takes any size), check it and cache it, so that later runs
+    (and ``"auto"``) use ONNX Runtime at once.
 
     Returns:
         The cached file, or None when the graph is only in memory (the cache directory cannot
         be written) or the network cannot run in ONNX Runtime (one warning says why).
     """
-    shape, dtype = _shape(model), _dtype(model)
+    shape, dtype, net = _shape(model), _dtype(model), model.logits_net()
     z = torch.empty((1, *shape), dtype=dtype, device=model.device)
-    if runner(model.net, z, required=True) is None:
+    if runner(net, z, required=True) is None:
         return None
-    path = _path(graph_key(model.net, shape, dtype))
+    path = _path(graph_key(net, shape, dtype))
     return path if path.is_file() else None
 
 
@@ -444,7 +441,7 @@ def engine_for(model: _Model, evaluations: int, *, export_after: int | None = No
         return model.execution
     if export_after is None:
         export_after = EXPORT_AFTER
-    if evaluations >= export_after or cached(model.net, _shape(model), _dtype(model)):
+    if evaluations >= export_after or cached(model.logits_net(), _shape(model), _dtype(model)):
         return "onnx"
     return "channels_last"
 

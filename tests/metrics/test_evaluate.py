@@ -165,7 +165,7 @@ def test_cli_evaluate_computes_a_shared_curve_once(tmp_path, monkeypatch, capsys
         model, seen = counting_model()
         monkeypatch.setattr(unmask.models, "load_model", lambda *a, _m=model, **k: _m)
         # the cost line times a few forwards of its own: not the metrics' passes
-        monkeypatch.setattr("unmask.cli._cost.forward_seconds", lambda *a, **k: 0.001)
+        monkeypatch.setattr("unmask.timing.scoring_seconds", lambda *a, **k: 0.001)
         assert (
             main(
                 [

@@ -2,10 +2,13 @@
 
 ``explain``, ``evaluate``, ``cwox`` and ``bench run`` print one line to stderr (stdout stays
 clean for ``--json``): the model evaluations per image of each method and metric, their total,
-and an estimate of the time on this machine from the model's own speed, measured on the spot
-(a warm-up forward, then the best of two forwards of a small batch). The estimate counts
-forward passes; methods that also differentiate (mask optimisations, gradients) take about
-three times as long per evaluation, and the line says so.
+and an estimate of the time on this machine from the model's own speed: its scoring path in
+the engine the job runs (timed after the engine policy chose it, so an ONNX graph exported for
+the job is what is timed), at the job's batch size, by :func:`unmask.timing.scoring_seconds`
+(measured once per model, engine, size, batch and thread count, and kept: in this process, and
+in ``UNMASK_CACHE_DIR`` when it is set, so that a later run's start-up pays no forward pass).
+The estimate counts forward passes; methods that also differentiate (mask optimisations,
+gradients) take about three times as long per evaluation, and the line says so.
 
 :func:`evaluations` is the one place the command line reads a method's or metric's evaluation
 count from: the registry's per-entry cost declaration (:meth:`unmask.registry.Entry.cost`), the
@@ -15,10 +18,9 @@ same the explorer bounds requests with.
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 
-__all__ = ["evaluations", "forward_seconds", "announce"]
+__all__ = ["evaluations", "announce"]
 
 
 def evaluations(entry: Any, params: dict[str, Any], size: int, model: Any = None) -> int | None:
@@ -30,23 +32,6 @@ def evaluations(entry: Any, params: dict[str, Any], size: int, model: Any = None
     if entry.cost_needs_model and model is None:
         return None
     return int(entry.cost({k: v for k, v in params.items() if k != "progress"}, size, model))
-
-
-def forward_seconds(model: Any, size: int, batch: int = 4) -> float:
-    """Seconds per image of one forward pass of ``model`` at ``size``×``size``, measured now."""
-    import torch
-
-    from ..scoring import Scorer
-
-    scorer = Scorer(model, batch_size=batch)
-    x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
-    scorer.probabilities(x)  # warm-up (the first call of a shape costs more)
-    best = float("inf")
-    for _ in range(2):
-        start = time.perf_counter()
-        scorer.probabilities(x)
-        best = min(best, time.perf_counter() - start)
-    return best / batch
 
 
 def _duration(seconds: float) -> str:
@@ -63,12 +48,14 @@ def announce(
     images: int,
     model: Any,
     size: int,
-    batch: int = 4,
+    batch: int = 16,
 ) -> None:
-    """Print ``command``'s cost to stderr: ``parts`` are (what, evaluations per image or None).
+    """Print ``command``'s cost to stderr: ``parts`` are (what, evaluations per image or None);
+    ``batch`` is the job's batch size (the time per image depends on it).
 
     Example line: ``explain: occlusion 169 model evaluations per image x 2 images = 338;
-    about 9 s here (27 ms per forward, measured now; more where gradients are needed)``.
+    about 3 s here (9 ms per forward at 224x224 in batches of 16 through onnx, measured here;
+    methods that differentiate take ~3x longer)``.
     """
     known = [(what, n) for what, n in parts if n is not None]
     unknown = [what for what, n in parts if n is None]
@@ -80,10 +67,13 @@ def announce(
     if known:
         total = per_image * images
         line += f" x {images} image{'s' if images != 1 else ''} = {total:,}"
-        per = forward_seconds(model, size, batch)
+        from .. import timing
+
+        per = timing.scoring_seconds(model, (3, size, size), batch)
         line += (
             f"; about {_duration(total * per)} here ({1000 * per:.0f} ms per forward at "
-            f"{size}x{size}, measured now; methods that differentiate take ~3x longer)"
+            f"{size}x{size} in batches of {batch} through {timing.scoring_engine(model)}, "
+            "measured here; methods that differentiate take ~3x longer)"
         )
     if unknown:
         line += f" (cost not known for: {', '.join(unknown)})"

@@ -118,22 +118,47 @@ def _plan(config: str, data: str | None, allow_code: bool = False):
     return load_plan(Path(config), data=data, allow_code=allow_code)
 
 
-def _announce(plan: Any, limit: int | None) -> None:
-    """Print the plan's cost (every unit, stored or not) before the run starts."""
+def _announce(
+    plan: Any, limit: int | None, store: Path, retry_failed: bool, threads: int | None
+) -> None:
+    """Print the plan's cost (every unit, stored or not) before the run starts, timed on the
+    engine the units will run: the engine policy (an export the pending units repay) first,
+    as every other command, at the run's threads and the methods' batch size."""
     from ..bench.data import open_dataset
+    from ..bench.runner import scoring_evaluations
+    from ..bench.store import Store
     from ..bench.worker import load_bench_model
     from ..metrics import METRICS
     from ..registry import METHODS
     from ._cost import announce, evaluations
+    from ._engine import choose_engine
 
     try:
         dataset = open_dataset(plan.data["path"], plan.data.get("kind", "auto"))
     except (ValueError, FileNotFoundError, OSError):
         return  # the run reports it, with its own message
     limit = limit or plan.data.get("limit")
-    images = len(dataset.items[:limit] if limit else dataset.items)
+    items = dataset.items[:limit] if limit else dataset.items
+    images = len(items)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)  # what the run's worker in this process sets
     model = load_bench_model(plan.model)
     size = int(plan.model.get("size") or (model.input_size or (224, 224))[0])
+    done: set[tuple[str, str]] = set()
+    if store.is_file():  # resumed: the units still to compute (run() forgets failed ones)
+        db = Store.open(store)
+        try:
+            done = db.done_units(include_failed=not retry_failed)
+        finally:
+            db.close()
+    pending = [
+        (i.file, m.label) for i in items for m in plan.methods if (i.file, m.label) not in done
+    ]
+    if pending:
+        choose_engine(model, scoring_evaluations(plan, pending, model))
+    batch = next((b for m in plan.methods if isinstance(b := m.params.get("batch_size"), int)), 16)
     # CWOX-2s' cost depends on each image's clusters: unknown before the run
     parts = [
         (
@@ -148,7 +173,7 @@ def _announce(plan: Any, limit: int | None) -> None:
     for m in plan.metrics:
         n = evaluations(METRICS.get(m.metric), m.params, size, model)
         parts.append((f"{m.label} x {runs} runs", None if n is None else n * runs))
-    announce("bench", parts, images, model, size)
+    announce("bench", parts, images, model, size, batch)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -165,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..bench.store import Store
 
     Store.check_path(store, plan.config, plan.config_hash)  # a foreign store: before the cost
-    _announce(plan, args.limit)
+    _announce(plan, args.limit, store, args.retry_failed, args.threads)
     summary = run(
         plan,
         store,

@@ -222,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
         x.shape[0],
         model,
         size,
+        args.batch_size,
     )
     try:
         e = explainer.explain(

@@ -240,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
 
         check_grid(tuple(saliency.shape[-2:]), (size, size), "--maps")
     choose_engine(model, n_images * per_image)  # after every input check, before any work
-    announce("evaluate", parts, n_images, model, size)
+    announce("evaluate", parts, n_images, model, size, args.batch_size)
     labels = inputs.names
     x = torch.cat(inputs.tensors)
     if target is None:

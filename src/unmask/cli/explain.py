@@ -82,9 +82,15 @@ def run(args: argparse.Namespace) -> int:
     scorer = Scorer(model, batch_size=args.batch_size)
     # the probabilities of each image, then the method's evaluations on the scoring path
     choose_engine(model, len(inputs) * (1 + entry.scoring_cost(hyper, size, model)))
-    # the cost, timed on the engine chosen
+    # the cost, timed on the engine chosen at the method's batch size
+    batch = hyper.get("batch_size")
     announce(
-        "explain", [(method, evaluations(entry, hyper, size, model))], len(inputs), model, size
+        "explain",
+        [(method, evaluations(entry, hyper, size, model))],
+        len(inputs),
+        model,
+        size,
+        batch if isinstance(batch, int) else args.batch_size,
     )
 
     # One batch per image size (all equal after --size, but arrays may differ in dtype only).

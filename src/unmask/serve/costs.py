@@ -3,66 +3,21 @@
 The explorer refuses a job whose estimate is above the time one job may take (HTTP 422, the
 estimate in the message), and stops a running job at that time whatever its estimate said
 (:class:`~unmask.serve.jobs.TimeLimit`), so that one client cannot hold a model for longer.
-A model's time per image is measured once, on its first job (:func:`measure`): a forward pass
-without gradients, and a forward and backward pass to the input, each on a small batch at the
-side the model sees.
+A model's time per image is measured once, on its first job, by unmask's one timer
+(:func:`unmask.timing.measure`): the scoring path in the engine the jobs run (ONNX Runtime or
+the channels-last copy) at the scorer's batch size, and a forward and backward pass to the
+input, each at the side the model sees.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import dataclass
-
-import torch
-
-from ..models import Classifier
+from ..timing import ModelTime, measure
 
 __all__ = ["ModelTime", "TooCostly", "measure", "estimate_seconds", "check_seconds"]
-
-#: Images per timed batch, and timed repeats (the fastest is kept).
-_BATCH = 4
-_REPEATS = 2
-
-
-@dataclass(frozen=True)
-class ModelTime:
-    """Measured seconds per image of one model at one input side.
-
-    Attributes:
-        forward: a forward pass without gradients.
-        backward: a forward and a backward pass to the input (gradient methods, optimisers).
-    """
-
-    forward: float
-    backward: float
 
 
 class TooCostly(ValueError):
     """A job whose estimated time is above the limit (HTTP 422)."""
-
-
-def measure(model: Classifier, side: int, batch: int = _BATCH) -> ModelTime:
-    """Time ``model`` on a batch of random images (B, 3, side, side); seconds per image.
-
-    Example:
-        >>> from unmask.testing import conv_region_model
-        >>> t = measure(conv_region_model(), 32)
-        >>> 0 < t.forward and 0 < t.backward
-        True
-    """
-    x = torch.rand(batch, 3, side, side, generator=torch.Generator().manual_seed(0))
-    forward = backward = math.inf
-    for _ in range(_REPEATS):
-        start = time.perf_counter()
-        with torch.no_grad():
-            model(x)
-        forward = min(forward, time.perf_counter() - start)
-        xg = x.clone().requires_grad_(True)
-        start = time.perf_counter()
-        torch.autograd.grad(model(xg).sum(), xg)
-        backward = min(backward, time.perf_counter() - start)
-    return ModelTime(forward / batch, max(backward, forward) / batch)
 
 
 def estimate_seconds(evaluations: int, model_time: ModelTime, gradients: bool = False) -> float:
