@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0, help="run each job this long")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--smoke", action="store_true", help="synthetic_cnn, 1 s per kind")
+    parser.add_argument("--verbose", action="store_true", help="print every gap")
+    parser.add_argument("--kinds", nargs="*", choices=list(KINDS), help="default: every kind")
     args = parser.parse_args()
     if args.smoke:
         args.model, args.seconds = "synthetic_cnn", 1.0
@@ -88,6 +90,8 @@ def main() -> None:
     bodies = {"explain": ExplainJob, "cwox": CwoxJob, "metrics": MetricsJob}
     print(f"{args.model}, {args.threads} threads, each job stopped after {args.seconds:g} s")
     for name, (kind, fields) in KINDS.items():
+        if args.kinds and name not in args.kinds:
+            continue
         extra = {"target": 1} if kind == "explain" else {}
         extra = {"result": source_key} if kind == "metrics" else extra
         if kind == "cwox":  # the model's classes only (the synthetic CNN has 6)
@@ -117,6 +121,8 @@ def main() -> None:
             f"first {gaps[0]:5.2f} s, median {float(np.median(gaps)):5.2f} s",
             flush=True,
         )
+        if args.verbose:
+            print("   gaps:", " ".join(f"{g:.2f}" for g in gaps))
     state.close()
 
 
