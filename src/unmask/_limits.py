@@ -181,23 +181,17 @@ def batch_bytes(
     return int(n) * (own + model)
 
 
-def largest_batch(
-    n: int,
-    channels: int,
-    height: int,
-    width: int,
-    model_size: tuple[int, int] | None = None,
-    grad: bool = False,
-) -> int:
-    """The largest batch of at most ``n`` images whose :func:`batch_bytes` fits the memory
-    budget in force (at least 1: one image is the least a model call takes).
+def largest_batch(n: int, per_image: int) -> int:
+    """The largest batch of at most ``n`` images of ``per_image`` bytes each (its
+    :func:`batch_bytes` for one image) that fits the memory budget in force; at least 1 (one
+    image is the least a model call takes).
 
     Example:
-        >>> largest_batch(16, 3, 224, 224, grad=True) # 16 x ~100 MB: within the default 8 GiB
+        >>> one = batch_bytes(1, 3, 224, 224, grad=True)  # ~100 MB with gradients
+        >>> largest_batch(16, one)  # within the default 8 GiB
         16
         >>> with memory_limit(512 * 1024**2, "a test's limit"):
-        ...     largest_batch(16, 3, 224, 224, grad=True)
+        ...     largest_batch(16, one)
         5
     """
-    per = batch_bytes(1, channels, height, width, model_size, grad=grad)
-    return max(1, min(int(n), memory_budget() // max(per, 1)))
+    return max(1, min(int(n), memory_budget() // max(int(per_image), 1)))

@@ -42,6 +42,12 @@ def _png(seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
+def _upload(c: TestClient) -> str:
+    r = c.post("/api/images", files={"file": ("a.png", _png(), "image/png")})
+    assert r.status_code == 200, r.text
+    return r.json()["image_id"]
+
+
 @pytest.fixture(scope="module")
 def app():
     return create_app({"toy": conv_region_model(3)}, image_size=SIZE, host="10.1.2.3")
@@ -211,17 +217,17 @@ class _SlowNet(nn.Module):
         return self.head(self.pool(self.features(x)).flatten(1))
 
 
+def _served(net: _SlowNet) -> Classifier:
+    """``net`` as a classifier of CLASSES classes, its feature layer the convolutions."""
+    names = [f"c{i}" for i in range(CLASSES)]
+    return Classifier(
+        net, (0.0,) * 3, (1.0,) * 3, None, names, name="slow", feature_layer="features"
+    )
+
+
 @pytest.fixture()
 def slow():
-    model = Classifier(
-        _SlowNet(),
-        mean=(0.0,) * 3,
-        std=(1.0,) * 3,
-        input_size=None,
-        class_names=[f"c{i}" for i in range(CLASSES)],
-        name="slow",
-        feature_layer="features",
-    )
+    model = _served(_SlowNet())
     app = create_app({"slow": model}, image_size=SIZE, workers=1, max_job_seconds=2.5)
     model.net.delay = DELAY  # the served model only: its time per image is measured on a copy
     with TestClient(app, base_url=LOOPBACK) as c:
@@ -342,20 +348,10 @@ LONG_JOBS = {
 
 @pytest.fixture(scope="module")
 def gated():
-    model = Classifier(
-        _GateNet(),
-        mean=(0.0,) * 3,
-        std=(1.0,) * 3,
-        input_size=None,
-        class_names=[f"c{i}" for i in range(CLASSES)],
-        name="gated",
-        feature_layer="features",
-    )
+    model = _served(_GateNet())
     app = create_app({"gated": model}, image_size=SIZE, workers=1, max_pending=4)
     with TestClient(app, base_url=LOOPBACK) as c:
-        image_id = c.post("/api/images", files={"file": ("a.png", _png(), "image/png")}).json()[
-            "image_id"
-        ]
+        image_id = _upload(c)
         r = c.post(
             "/api/jobs",
             json={"kind": "explain", "image_id": image_id, "method": "gradcam", "target": 3},
@@ -440,10 +436,8 @@ def _lite0_sized(classes: int = 10) -> Classifier:
     )
 
 
-def test_a_gradient_job_s_default_batch_is_fitted_to_one_job_s_memory():
-    # Lite0's activations with gradients: 16 x 100 MB would be 1.5 GB; 512 MB holds 5
-    model = _lite0_sized()
-    app = create_app({"m": model}, image_size=224, max_job_memory=512 * 1024**2)
+def _gradient_batches(model: Classifier) -> list[int]:
+    """The size of every batch ``model`` runs with gradients, recorded from now on."""
     seen: list[int] = []
     real = model.forward
 
@@ -453,10 +447,16 @@ def test_a_gradient_job_s_default_batch_is_fitted_to_one_job_s_memory():
         return real(x)
 
     model.forward = record  # type: ignore[method-assign]
+    return seen
+
+
+def test_a_gradient_job_s_default_batch_is_fitted_to_one_job_s_memory():
+    # Lite0's activations with gradients: 16 x 100 MB would be 1.5 GB; 512 MB holds 5
+    model = _lite0_sized()
+    app = create_app({"m": model}, image_size=224, max_job_memory=512 * 1024**2)
+    seen = _gradient_batches(model)
     with TestClient(app, base_url=LOOPBACK) as c:
-        image_id = c.post("/api/images", files={"file": ("a.png", _png(), "image/png")}).json()[
-            "image_id"
-        ]
+        image_id = _upload(c)
         job = {"kind": "explain", "image_id": image_id, "target": 1}
         r = c.post("/api/jobs", json={**job, "method": "integrated_gradients"})
         done = _wait(c, r.json()["id"], ("done", "failed"))
@@ -484,19 +484,9 @@ def test_cwox_pairs_are_batched_within_one_job_s_memory():
     model = _lite0_sized(classes=40)
     model.feature_layer = "0"
     app = create_app({"m": model}, image_size=224, max_job_memory=300 * 1024**2)
-    seen: list[int] = []
-    real = model.forward
-
-    def record(x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled():
-            seen.append(x.shape[0])
-        return real(x)
-
-    model.forward = record  # type: ignore[method-assign]
+    seen = _gradient_batches(model)
     with TestClient(app, base_url=LOOPBACK) as c:
-        image_id = c.post("/api/images", files={"file": ("a.png", _png(), "image/png")}).json()[
-            "image_id"
-        ]
+        image_id = _upload(c)
         clusters = [[k] for k in range(20)]
         r = c.post(
             "/api/jobs",

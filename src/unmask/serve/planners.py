@@ -133,7 +133,7 @@ def _fit_batch(method: str, params: dict[str, Any], size: int, model: Classifier
             f"a batch of {n} images of {size}x{size}{' with gradients' if grad else ''}",
         )
         return params
-    fit = largest_batch(n, 3, size, size, model.input_size, grad=grad)
+    fit = largest_batch(n, batch_bytes(1, 3, size, size, model.input_size, grad=grad))
     return params if fit == n else {**params, "batch_size": fit}
 
 
@@ -284,14 +284,9 @@ def _plan_cwox(
     _check_time(state, name, method, cost, "clusters", f"{len(clusters)} clusters")
     # a base without explain_each (the CAMs, MWP) explains (image, class) pairs in batches of
     # copies of the image: as many as one job's memory holds
-    pairs = largest_batch(
-        16,
-        3,
-        x.shape[-2],
-        x.shape[-1],
-        model.input_size,
-        grad=METHODS.get(method).passes == "autograd",
-    )
+    grad = METHODS.get(method).passes == "autograd"
+    side = (int(x.shape[-2]), int(x.shape[-1]))
+    pairs = largest_batch(16, batch_bytes(1, 3, *side, model_size=model.input_size, grad=grad))
 
     def run(progress: Progress) -> dict[str, Any]:
         progress(0, stages * _CUT)
