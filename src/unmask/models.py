@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from . import onnx_engine
 from ._checks import check_images, check_unit_range
 from ._files import check_file, read_torch
+from .attention import transformer_feature_layer
 from .onnx_engine import weights_stamp
 
 __all__ = [
@@ -825,7 +826,9 @@ def _timm(arch: str, weights: str | Path | None) -> Classifier:
 
     The number of classes is read from the state dict's classifier; input size, mean and std
     from the architecture's ``pretrained_cfg``; the feature layer is the last stage of
-    ``feature_info``.
+    ``feature_info`` for a CNN, the last block's pre-attention norm for a transformer
+    (:func:`unmask.attention.transformer_feature_layer`; timm's ``feature_info`` names the
+    blocks' outputs, where a ViT's patch tokens no longer reach the head: Grad-CAM there is 0).
     """
     timm = _zoo_import("timm", f"timm:{arch}", "timm")
     if weights is None:
@@ -852,7 +855,7 @@ def _timm(arch: str, weights: str | Path | None) -> Classifier:
         )
     _fit_state_dict(net, state, weights, f"timm:{arch}")
     info = getattr(net, "feature_info", None) or []
-    layer = info[-1].get("module") if info else None
+    layer = transformer_feature_layer(net) or (info[-1].get("module") if info else None)
     known = {n for n, _ in net.named_modules() if n}
     return Classifier.wrap(
         net,
