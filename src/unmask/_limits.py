@@ -109,10 +109,11 @@ def memory_limit(nbytes: int, how: str) -> Iterator[None]:
     gradients, masks, noise samples) refuses what would pass it.
 
     Example:
+        >>> before = memory_budget()
         >>> with memory_limit(1024**2, "a test's limit"):
         ...     memory_budget()
         1048576
-        >>> memory_budget() == 8 * 1024**3  # restored (without UNMASK_MAX_MEMORY)
+        >>> memory_budget() == before  # restored on leaving
         True
     """
     if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 1:
