@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _jpeg import cut_scan, jpeg
 from PIL import Image
 
 import unmask
@@ -626,6 +627,7 @@ def _files(tmp_path: Path) -> dict[str, str]:
     torch.save({"nope": torch.zeros(1)}, tmp_path / "bad.pt")
     (tmp_path / "pickle.pkl").write_bytes(pickle.dumps({"a": 1}))
     torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")  # a whole pickled module
+    (tmp_path / "cut.jpg").write_bytes(cut_scan(jpeg(), 0.5))  # EOI appended inside the scan
     (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
     (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere.png")
     (tmp_path / "loop.npy").symlink_to(tmp_path / "loop.npy")
@@ -640,6 +642,7 @@ def _files(tmp_path: Path) -> dict[str, str]:
             ("bad", "bad.pt"),
             ("pkl", "pickle.pkl"),
             ("module", "module.pt"),
+            ("cut", "cut.jpg"),
             ("loop", "loop.png"),
             ("dangling", "dangling.png"),
             ("maps_loop", "loop.npy"),
@@ -727,6 +730,7 @@ CLI_CASES = [
         ["weights:", "not a torch weights"],
     ),
     (["explain", *EX, "--model", "synthetic_cnn", "--weights", "{loop}"], ["weights:", "loop"]),
+    (["explain", "{cut}", "--no-progress"], ["image:", "cut.jpg", "image file is truncated"]),
     (["explain", "{loop}", "--no-progress"], ["image:", "symbolic link loop"]),
     (["explain", "{dangling}", "--no-progress"], ["image:", "broken symbolic link"]),
     (

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 
 import numpy as np
 import pytest
 import torch
+from _jpeg import cut_scan, decodes_silently_wrong, jpeg
 from PIL import Image
 
 import unmask
@@ -175,6 +177,44 @@ def test_png_with_rows_missing_is_refused(tmp_path):
     full = b"".join(b"\x00" + b"\xff" * (3 * 200) for _ in range(200))
     (tmp_path / "full.png").write_bytes(_png(200, 200, full))
     assert float(load_image(tmp_path / "full.png", size=None).min()) == 1.0
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("keep", [0.2, 0.6, 0.95])
+def test_jpeg_cut_inside_a_scan_with_an_end_marker_is_refused(tmp_path, progressive, keep):
+    # cut inside the (first) scan, EOI appended: PIL decodes it without an error, grey below
+    whole = jpeg(progressive=progressive)
+    cut = cut_scan(whole, keep)
+    assert decodes_silently_wrong(cut, whole)
+    (tmp_path / "cut.jpg").write_bytes(cut)
+    for size in (None, 224, 8):  # full size, and decoded at a reduced scale (draft)
+        with pytest.raises(
+            ValueError, match=r"image: cannot read image .*cut.jpg: image file is truncated"
+        ):
+            load_image(tmp_path / "cut.jpg", size=size)
+
+
+def test_complete_jpegs_load(tmp_path):
+    """Controls for the cut-scan check: nothing it reads as a cut in complete files."""
+    exif = Image.Exif()
+    exif[0x010E] = "thumbnail-like bytes \xff\xd9 inside a segment"  # an EOI inside APP1
+    files = {
+        "baseline": jpeg(),
+        "progressive": jpeg(progressive=True),
+        "trailing": jpeg(subsampling=0) + b"trailing bytes after the end marker",
+        "exif": jpeg(exif=exif.tobytes()),
+        "odd": jpeg(height=37, width=29),
+        "small": jpeg(height=8, width=8),
+    }
+    flat = io.BytesIO()
+    Image.new("RGB", (64, 48), (128, 128, 128)).save(flat, "JPEG")  # a mid-grey picture
+    files["flat"] = flat.getvalue()
+    for name, data in files.items():
+        (tmp_path / f"{name}.jpg").write_bytes(data)
+        x = load_image(tmp_path / f"{name}.jpg", size=None)
+        with Image.open(io.BytesIO(data)) as img:
+            want = np.asarray(img.convert("RGB"), dtype=np.float32) / 255
+        np.testing.assert_array_equal(x[0].permute(1, 2, 0).numpy(), want, err_msg=name)
 
 
 def test_interlaced_png_sizes(tmp_path):

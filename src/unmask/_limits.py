@@ -10,7 +10,8 @@ by an environment variable (read at each check, so a test or a shell can change 
   Default 4096.
 - :data:`MEMORY_BUDGET` (``UNMASK_MAX_MEMORY``, bytes or a number with K, M, G or T): the
   largest estimated working memory of one batch of perturbed images (images, masks and the
-  model's activations) or of a method's own tensors. Default 8 GiB.
+  model's activations) or of a method's own tensors. Default 8 GiB. A caller may lower it for
+  the code it runs (:func:`memory_limit`: the explorer's memory for one job).
 
 A refusal is a ValueError naming the argument, the estimate and the bound, and how to raise it.
 """
@@ -19,6 +20,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 __all__ = [
     "MAX_PIXELS",
@@ -27,9 +31,11 @@ __all__ = [
     "max_pixels",
     "max_size",
     "memory_budget",
+    "memory_limit",
     "check_memory",
     "check_at_most",
     "batch_bytes",
+    "largest_batch",
     "format_bytes",
 ]
 
@@ -78,9 +84,45 @@ def max_size() -> int:
     return _env_int("UNMASK_MAX_SIZE", MAX_SIZE)
 
 
+#: A lower budget for the code running in this context (:func:`memory_limit`), with how to
+#: raise it.
+_LIMIT: ContextVar[tuple[int, str] | None] = ContextVar("unmask_memory_limit", default=None)
+_RAISE = (
+    "raise the budget with the environment variable UNMASK_MAX_MEMORY (e.g. UNMASK_MAX_MEMORY=16G)"
+)
+
+
 def memory_budget() -> int:
-    """The working-memory budget in force, bytes (``UNMASK_MAX_MEMORY``, else the default)."""
-    return _env_int("UNMASK_MAX_MEMORY", MEMORY_BUDGET, units=True)
+    """The working-memory budget in force, bytes: ``UNMASK_MAX_MEMORY`` (else the default), or
+    the lower one :func:`memory_limit` sets for the code it runs."""
+    budget = _env_int("UNMASK_MAX_MEMORY", MEMORY_BUDGET, units=True)
+    limit = _LIMIT.get()
+    return budget if limit is None else min(budget, limit[0])
+
+
+@contextmanager
+def memory_limit(nbytes: int, how: str) -> Iterator[None]:
+    """Lower the memory budget to ``nbytes`` for the code run inside (this thread or task only).
+
+    ``how`` says, in a refusal, how to raise this limit. The explorer runs each job under its
+    memory for one job, so that every check of the library (batch sizes with and without
+    gradients, masks, noise samples) refuses what would pass it.
+
+    Example:
+        >>> before = memory_budget()
+        >>> with memory_limit(1024**2, "a test's limit"):
+        ...     memory_budget()
+        1048576
+        >>> memory_budget() == before  # restored on leaving
+        True
+    """
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 1:
+        raise ValueError(f"nbytes: expected a positive int, got {nbytes!r}")
+    token = _LIMIT.set((nbytes, how))
+    try:
+        yield
+    finally:
+        _LIMIT.reset(token)
 
 
 def format_bytes(n: float) -> str:
@@ -105,10 +147,11 @@ def check_memory(nbytes: float, name: str, what: str) -> None:
     """
     budget = memory_budget()
     if nbytes > budget:
+        limit = _LIMIT.get()
+        how = limit[1] if limit is not None and limit[0] == budget else _RAISE
         raise ValueError(
             f"{name}: {what} needs about {format_bytes(nbytes)}, above the memory budget of "
-            f"{format_bytes(budget)}; use a smaller {name}, or raise the budget with the "
-            "environment variable UNMASK_MAX_MEMORY (e.g. UNMASK_MAX_MEMORY=16G)"
+            f"{format_bytes(budget)}; use a smaller {name}, or {how}"
         )
 
 
@@ -137,3 +180,19 @@ def batch_bytes(
     mh, mw = model_size if model_size is not None else (height, width)
     model = 3 * mh * mw * 4 * (_ACTIVATIONS_GRAD if grad else _ACTIVATIONS)
     return int(n) * (own + model)
+
+
+def largest_batch(n: int, per_image: int) -> int:
+    """The largest batch of at most ``n`` images of ``per_image`` bytes each (its
+    :func:`batch_bytes` for one image) that fits the memory budget in force; at least 1 (one
+    image is the least a model call takes).
+
+    Example:
+        >>> one = batch_bytes(1, 3, 224, 224, grad=True)  # ~100 MB with gradients
+        >>> largest_batch(16, one)  # within the default 8 GiB
+        16
+        >>> with memory_limit(512 * 1024**2, "a test's limit"):
+        ...     largest_batch(16, one)
+        5
+    """
+    return max(1, min(int(n), memory_budget() // max(int(per_image), 1)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import struct
@@ -205,6 +206,90 @@ def _png_missing(fp: BinaryIO) -> str | None:
     return f"its image data holds {got:,} of the {need:,} bytes its header declares"
 
 
+#: JPEG markers without a length (TEM, RST0-7, SOI).
+_STANDALONE = {0x01, *range(0xD0, 0xD8), 0xD8}
+#: Entropy-coded filler for :func:`_jpeg_missing`: varied bits, no 0xFF (a marker's prefix).
+_FILLER = bytes((37 * i + 11) % 255 for i in range(256))
+
+
+def _jpeg_eoi(data: bytes) -> int | None:
+    """The offset of the end-of-image marker that closes a JPEG's last scan, or None (not a
+    JPEG, no scan, or no EOI: the decoder refuses a stream that simply stops by itself).
+
+    Walks the markers: segments by their length (an EXIF thumbnail's own EOI is inside one),
+    each scan's entropy-coded data up to the next marker that is neither a stuffed 0xFF00 nor
+    a restart marker.
+
+    Example:
+        >>> _jpeg_eoi(b"\\xff\\xd8\\xff\\xda\\x00\\x02\\x12\\xff\\x00\\x34\\xff\\xd9")
+        10
+    """
+    if data[:2] != b"\xff\xd8":
+        return None
+    i, scans, n = 2, 0, len(data)
+    while i + 1 < n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill bytes before a marker
+            i += 1
+            continue
+        if marker == 0xD9:
+            return i if scans else None
+        if marker in _STANDALONE:
+            i += 2
+            continue
+        if i + 4 > n:
+            return None
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker != 0xDA:
+            continue
+        scans += 1
+        while True:  # the scan's entropy-coded data
+            i = data.find(b"\xff", i)
+            if i < 0 or i + 1 >= n:
+                return None
+            following = data[i + 1]
+            if following != 0x00 and not 0xD0 <= following <= 0xD7 and following != 0xFF:
+                break
+            i += 1 if following == 0xFF else 2
+    return None
+
+
+def _jpeg_missing(fp: BinaryIO) -> str | None:
+    """Why a JPEG holds less image data than its frame declares, or None.
+
+    A JPEG cut in the middle of a scan with an end-of-image marker appended decodes without an
+    error in PIL (libjpeg's warning "premature end of data segment" is not reported; PIL's
+    ``ImageFile.LOAD_TRUNCATED_IMAGES`` appends that marker itself): the blocks after the cut
+    are left empty, a grey band. This inserts filler bytes before the final marker and decodes
+    both files at 1/8 scale (the blocks' DC terms): a complete last scan ignores bytes after
+    its last block (the pictures are equal), a cut one reads them as the missing blocks (they
+    differ). A progressive file cut inside a scan that refines only AC terms is not seen (its
+    tail is the complete picture at a lower quality); damage of other kinds is left to the
+    decoder.
+    """
+    fp.seek(0)
+    data = fp.read()
+    end = _jpeg_eoi(data)
+    if end is None:
+        return None
+    pictures = []
+    for stream in (data, data[:end] + _FILLER + data[end:]):
+        try:
+            with warnings.catch_warnings():  # the caller checked the size against its limit
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(io.BytesIO(stream), formats=("JPEG",))
+            with img:
+                img.draft(img.mode, (max(1, img.width // 8), max(1, img.height // 8)))
+                pictures.append(np.asarray(img))
+        except Exception:  # noqa: BLE001 -- damage of another kind: the decoder reports it
+            return None
+    if np.array_equal(pictures[0], pictures[1]):
+        return None
+    return "its last scan ends before the image's last block (premature end of data segment)"
+
+
 #: An image is reduced before its resize only while its shorter side stays at least this many
 #: times the output side.
 REDUCE_MARGIN = 4
@@ -288,8 +373,7 @@ def _open(
         raise ValueError(f"{name}: cannot read image {label}: {exc}") from None
     with img:
         _check_pixels(img.width, img.height, name, f" in {label}", limit)
-        if img.format == "PNG":
-            _check_complete(source, name, label)
+        _check_complete(source, name, label, img.format)
         if min_side is not None and img.format in ("JPEG", "MPO"):
             short = min(img.size)
             img.draft(
@@ -312,15 +396,20 @@ def _open(
             raise ValueError(f"{name}: cannot read image {label}: {exc}") from None
 
 
-def _check_complete(source: Path | BinaryIO, name: str, label: str) -> None:
-    """Refuse a PNG with fewer rows of data than its header declares (see :func:`_png_missing`)."""
+def _check_complete(source: Path | BinaryIO, name: str, label: str, fmt: str | None) -> None:
+    """Refuse a file that decodes without an error but holds less image data than its header
+    declares: a PNG with rows missing (:func:`_png_missing`), a JPEG whose last scan was cut
+    before an end-of-image marker (:func:`_jpeg_missing`). Other formats: nothing to check."""
+    check = {"PNG": _png_missing, "JPEG": _jpeg_missing, "MPO": _jpeg_missing}.get(fmt or "")
+    if check is None:
+        return
     if isinstance(source, Path):
         with source.open("rb") as fp:
-            missing = _png_missing(fp)
+            missing = check(fp)
     else:
         where = source.tell()
         try:
-            missing = _png_missing(source)
+            missing = check(source)
         finally:
             source.seek(where)
     if missing is not None:

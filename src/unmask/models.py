@@ -256,6 +256,7 @@ class Classifier(nn.Module):
             and torch.is_grad_enabled()
             and not self.training
             and not _hooked(self.net)
+            and not _capturing()
         ):  # gradients to the input through the channels-last copy (no parameter gradients)
             z = z.contiguous(memory_format=torch.channels_last)
             out = self._copy(z)(z)
@@ -590,9 +591,15 @@ def pick_logits(
         ValueError: model: cannot tell which output holds the logits; the network returned ...
     """
     logits, where = _locate(out, output, num_classes)
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+    if _capturing():
         return logits  # a traced graph has no data-dependent branch (the engines check values)
     return _check_finite(logits, where, model_name)
+
+
+def _capturing() -> bool:
+    """Whether a graph is being compiled, exported or traced (no cached copies, no checks of
+    values: the graph must be the network's own)."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
 
 
 def _locate(out: object, output: OutputSpec, num_classes: int) -> tuple[Tensor, str]:
@@ -1013,6 +1020,7 @@ def load_model(
     device: str | torch.device = "cpu",
     weights: str | Path | None = None,
     execution: str = "auto",
+    autograd: str = "channels_last",
 ) -> Classifier:
     """Load a pretrained classifier by name, offline, in eval mode.
 
@@ -1034,8 +1042,13 @@ def load_model(
             Runtime when the graph of these weights is cached, e.g. after ``unmask models
             --prepare``, else ``"channels_last"``: about 1.5x faster than eager on CPU; both
             equal to eager float32 up to round-off; see ``tests/test_execution.py`` and
-            ``tests/test_onnx_engine.py``); ``"eager"`` for the network as it is. Gradients
-            are always eager.
+            ``tests/test_onnx_engine.py``); ``"eager"`` for the network as it is.
+        autograd: how ``model(x)`` runs with gradients (gradient methods, mask
+            optimisations), one of :data:`AUTOGRADS`: ``"channels_last"`` by default (the
+            channels-last copy, gradients to the input only: ShearletX at the paper's 300 x 16
+            about 1.6x faster than eager, same maps up to round-off, see
+            ``benchmarks/autograd_agreement.py``; layer methods, which hook the network, run
+            it as it is); ``"eager"`` for the network itself.
 
     Returns:
         A :class:`Classifier`; weights are loaded with ``weights_only=True``.
@@ -1059,7 +1072,8 @@ def load_model(
             f"model: unknown model {name!r}; expected one of {', '.join(_MODELS)}, 'tv:<arch>', "
             "'timm:<arch>' or 'hf:<directory>'"
         )
-    return model.to(dev).eval().fast(execution)
+    check_choice(autograd, "autograd", AUTOGRADS)
+    return model.to(dev).eval().fast(execution, autograd=autograd)
 
 
 def as_classifier(model: object, name: str = "model") -> Classifier:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _jpeg import cut_scan, decodes_silently_wrong, jpeg
 from PIL import Image
 
 pytest.importorskip("fastapi")  # the serve extra (the app itself, not serve-core's modules)
@@ -142,6 +143,19 @@ def test_truncated_upload(client: TestClient, fmt: str) -> None:
     r = _upload(client, data[: len(data) // 2], f"cut.{fmt.lower()}")
     assert r.status_code == 400
     assert "truncated" in _detail(r) or "damaged" in _detail(r)
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_jpeg_cut_inside_a_scan_with_an_end_marker(client: TestClient, progressive: bool) -> None:
+    # PIL decodes it without an error, the blocks after the cut grey: refused as truncated
+    whole = jpeg(progressive=progressive)
+    cut = cut_scan(whole, 0.5)
+    assert decodes_silently_wrong(cut, whole)
+    r = _upload(client, cut, "cut.jpg")
+    assert r.status_code == 400, r.text
+    assert "truncated" in _detail(r) and "premature end" in _detail(r)
+    r = _upload(client, whole, "whole.jpg")
+    assert r.status_code == 200, r.text
 
 
 def test_header_says_20000_square(client: TestClient) -> None:

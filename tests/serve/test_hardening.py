@@ -5,6 +5,7 @@ every job kind, and bounded caches."""
 from __future__ import annotations
 
 import io
+import threading
 import time
 import warnings
 
@@ -39,6 +40,12 @@ def _png(seed: int = 0) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, "PNG")
     return buf.getvalue()
+
+
+def _upload(c: TestClient) -> str:
+    r = c.post("/api/images", files={"file": ("a.png", _png(), "image/png")})
+    assert r.status_code == 200, r.text
+    return r.json()["image_id"]
 
 
 @pytest.fixture(scope="module")
@@ -210,17 +217,17 @@ class _SlowNet(nn.Module):
         return self.head(self.pool(self.features(x)).flatten(1))
 
 
+def _served(net: _SlowNet) -> Classifier:
+    """``net`` as a classifier of CLASSES classes, its feature layer the convolutions."""
+    names = [f"c{i}" for i in range(CLASSES)]
+    return Classifier(
+        net, (0.0,) * 3, (1.0,) * 3, None, names, name="slow", feature_layer="features"
+    )
+
+
 @pytest.fixture()
 def slow():
-    model = Classifier(
-        _SlowNet(),
-        mean=(0.0,) * 3,
-        std=(1.0,) * 3,
-        input_size=None,
-        class_names=[f"c{i}" for i in range(CLASSES)],
-        name="slow",
-        feature_layer="features",
-    )
+    model = _served(_SlowNet())
     app = create_app({"slow": model}, image_size=SIZE, workers=1, max_job_seconds=2.5)
     model.net.delay = DELAY  # the served model only: its time per image is measured on a copy
     with TestClient(app, base_url=LOOPBACK) as c:
@@ -292,6 +299,209 @@ def test_a_job_that_outlives_the_limit_is_stopped(slow):
     assert done["status"] == "failed"
     assert done["error"] == "job: stopped at the limit of 2.5 s for one job"
     assert net.calls < 2.5 / DELAY + 4  # not the 100 passes
+
+
+class _Gate:
+    """Holds the forward pass number ``at`` of a :class:`_GateNet` (``reached`` is set) until
+    ``go`` is set. A copy (the explorer's prediction copy) gets its own gate, never armed."""
+
+    def __init__(self) -> None:
+        self.at: int | None = None
+        self.reached, self.go = threading.Event(), threading.Event()
+
+    def __deepcopy__(self, memo: dict) -> _Gate:
+        return _Gate()
+
+
+class _GateNet(_SlowNet):
+    """:class:`_SlowNet` without a delay, whose pass number ``gate.at`` waits for the test."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = _Gate()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        if self.calls == self.gate.at:
+            self.gate.reached.set()
+            self.gate.go.wait(60)
+        return out
+
+
+#: A long job of every kind (tens of model passes or more on the small model), each of which
+#: has a cancellation point at every model pass (and progress tick).
+LONG_JOBS = {
+    "occlusion": {
+        "kind": "explain",
+        "method": "occlusion",
+        "params": {"patch_size": 4, "stride": 2},
+    },
+    "rise": {"kind": "explain", "method": "rise", "params": {"masks": 1000}},
+    "lime": {"kind": "explain", "method": "lime", "params": {"samples": 500}},
+    "gradient": {"kind": "explain", "method": "integrated_gradients", "params": {"steps": 200}},
+    "extremal": {"kind": "explain", "method": "extremal", "params": {"steps": 100}},
+    "cwox": {"kind": "cwox", "method": "gradcam", "clusters": [[k] for k in range(80)]},
+    "cwox-rise": {"kind": "cwox", "method": "rise", "clusters": [[0, 1], [2, 3], [4]]},
+    "metrics": {"kind": "metrics", "metrics": [{"name": "deletion", "params": {"max_steps": 400}}]},
+}
+
+
+@pytest.fixture(scope="module")
+def gated():
+    model = _served(_GateNet())
+    app = create_app({"gated": model}, image_size=SIZE, workers=1, max_pending=4)
+    with TestClient(app, base_url=LOOPBACK) as c:
+        image_id = _upload(c)
+        r = c.post(
+            "/api/jobs",
+            json={"kind": "explain", "image_id": image_id, "method": "gradcam", "target": 3},
+        )
+        source = _wait(c, r.json()["id"], ("done", "failed"))
+        assert source["status"] == "done", source
+        yield c, image_id, source["id"], model.net
+
+
+@pytest.mark.parametrize("kind", LONG_JOBS)
+def test_a_cancel_lands_at_the_next_model_pass_for_every_job_kind(gated, kind):
+    """Cancel a job while its second model pass runs: the computation stops before its next
+    pass (the worker is then free: a job queued behind it finishes), long before its end (the
+    same job run whole takes many passes). No clock: the passes are counted."""
+    c, image_id, source, net = gated
+    body = {**LONG_JOBS[kind], "image_id": image_id}
+    if kind == "metrics":
+        body["result"] = source
+    elif body["kind"] == "explain":
+        body["target"] = 3
+    gate = net.gate
+    gate.reached.clear()
+    gate.go.clear()
+    start = net.calls
+    gate.at = start + 2
+    try:
+        r = c.post("/api/jobs", json=body)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        assert gate.reached.wait(60), "the job never reached its second model pass"
+        assert c.delete(f"/api/jobs/{job_id}").json()["status"] == "cancelled"
+    finally:
+        gate.at = None
+        gate.go.set()
+    behind = {"kind": "removal", "image_id": image_id, "removal": f"blur:{1 + len(kind) / 10}"}
+    r = c.post("/api/jobs", json=behind)
+    assert r.status_code == 202, r.text
+    assert _wait(c, r.json()["id"], ("done", "failed"))["status"] == "done"
+    assert net.calls == start + 2, f"{net.calls - start - 2} model passes after the cancel"
+    # the same job, whole (a cancelled computation is not cached): many more passes
+    before = net.calls
+    r = c.post("/api/jobs", json=body)
+    assert _wait(c, r.json()["id"], ("done", "failed", "cancelled"))["status"] == "done"
+    assert net.calls - before > 4, (kind, net.calls - before)
+
+
+def test_planning_a_job_never_runs_the_model_a_job_holds(gated):
+    """A request is planned while a job holds the model (its hooks on it): planning a CWOX job
+    reads the stage layers found when the app started, it never runs the model (a pass there
+    would run the job's hooks in the request thread: a 500 once the job was cancelled)."""
+    c, image_id, _, net = gated
+    gate = net.gate
+    gate.reached.clear()
+    gate.go.clear()
+    gate.at = net.calls + 1
+    try:
+        body = {**LONG_JOBS["rise"], "image_id": image_id, "target": 3, "seed": 7}  # not cached
+        r = c.post("/api/jobs", json=body)
+        assert gate.reached.wait(60)
+        held = net.calls
+        assert c.delete(f"/api/jobs/{r.json()['id']}").json()["status"] == "cancelled"
+        clusters = [[1, 2], [3]]
+        r = c.post(
+            "/api/jobs",
+            json={"kind": "cwox", "image_id": image_id, "method": "gradcam", "clusters": clusters},
+        )
+        assert r.status_code == 202, r.text
+        assert net.calls == held
+    finally:
+        gate.at = None
+        gate.go.set()
+    assert _wait(c, r.json()["id"], ("done", "failed"))["status"] == "done"
+
+
+# ---------------------------------------------------------------------- job memory
+def _lite0_sized(classes: int = 10) -> Classifier:
+    """A small network that takes 224 x 224 inputs: its batches are estimated as
+    EfficientNet-Lite0's (about 100 MB per image with gradients, 22 MB without)."""
+    net = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(12, classes))
+    return Classifier(
+        net, (0.0,) * 3, (1.0,) * 3, 224, [f"c{i}" for i in range(classes)], name="sized"
+    )
+
+
+def _gradient_batches(model: Classifier) -> list[int]:
+    """The size of every batch ``model`` runs with gradients, recorded from now on."""
+    seen: list[int] = []
+    real = model.forward
+
+    def record(x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            seen.append(x.shape[0])
+        return real(x)
+
+    model.forward = record  # type: ignore[method-assign]
+    return seen
+
+
+def test_a_gradient_job_s_default_batch_is_fitted_to_one_job_s_memory():
+    # Lite0's activations with gradients: 16 x 100 MB would be 1.5 GB; 512 MB holds 5
+    model = _lite0_sized()
+    app = create_app({"m": model}, image_size=224, max_job_memory=512 * 1024**2)
+    seen = _gradient_batches(model)
+    with TestClient(app, base_url=LOOPBACK) as c:
+        image_id = _upload(c)
+        job = {"kind": "explain", "image_id": image_id, "target": 1}
+        r = c.post("/api/jobs", json={**job, "method": "integrated_gradients"})
+        done = _wait(c, r.json()["id"], ("done", "failed"))
+        assert done["status"] == "done", done
+        assert done["result"]["spec"]["batch_size"] == 5 and max(seen) == 5, seen
+        # a black-box method's batches without gradients fit (16 x 22 MB): its default stays
+        r = c.post("/api/jobs", json={**job, "method": "rise", "params": {"masks": 64}})
+        done = _wait(c, r.json()["id"], ("done", "failed"))
+        assert done["result"]["spec"]["batch_size"] == 16
+        # an explicit batch above the budget: refused before anything runs, naming the field
+        r = c.post(
+            "/api/jobs",
+            json={**job, "method": "integrated_gradients", "params": {"batch_size": 16}},
+        )
+        assert r.status_code == 400, r.text
+        detail = r.json()["detail"]
+        assert detail.startswith("params.batch_size: a batch of 16 images of 224x224 with")
+        assert "512 MB" in detail and "explorer's memory for one job" in detail
+        # the library's own checks under the same budget: ShearletX's 16 noise images
+        r = c.post("/api/jobs", json={**job, "method": "shearletx"})
+        assert r.status_code == 400 and "noise_bs" in r.json()["detail"], r.text
+
+
+def test_cwox_pairs_are_batched_within_one_job_s_memory():
+    model = _lite0_sized(classes=40)
+    model.feature_layer = "0"
+    app = create_app({"m": model}, image_size=224, max_job_memory=300 * 1024**2)
+    seen = _gradient_batches(model)
+    with TestClient(app, base_url=LOOPBACK) as c:
+        image_id = _upload(c)
+        clusters = [[k] for k in range(20)]
+        r = c.post(
+            "/api/jobs",
+            json={"kind": "cwox", "image_id": image_id, "method": "gradcam", "clusters": clusters},
+        )
+        done = _wait(c, r.json()["id"], ("done", "failed"))
+        assert done["status"] == "done", done
+        assert seen and max(seen) == 3, seen  # 300 MB / 100 MB per image with gradients
+
+
+def test_max_job_memory_is_checked(capsys):
+    with pytest.raises(ValueError, match="max_job_memory"):
+        create_app({"toy": conv_region_model(3)}, max_job_memory=0)
+    assert main(["serve", "--max-job-memory-mb", "-1"]) == 2
+    assert "--max-job-memory-mb" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- bounded caches

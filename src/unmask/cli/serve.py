@@ -52,6 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "and a running one is stopped at this time (default 180)",
     )
     parser.add_argument(
+        "--max-job-memory-mb",
+        type=float,
+        default=512.0,
+        metavar="MB",
+        help="the most working memory of one job's batch in MiB (images and the model's "
+        "activations): default batch sizes are lowered to fit, larger ones refused (default 512)",
+    )
+    parser.add_argument(
         "--max-upload-mb",
         type=float,
         default=20.0,
@@ -84,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{flag}: expected an int in [1, {high:,}], got {value:,}")
     check_positive(args.max_upload_mb, "--max-upload-mb")
     check_positive(args.max_job_seconds, "--max-job-seconds")
+    check_positive(args.max_job_memory_mb, "--max-job-memory-mb")
     names = args.model or ["efficientnet_lite0"]
     known = list_models()
     for name in names:
@@ -111,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         max_pending=args.max_pending,
         host=args.host,
         max_job_seconds=args.max_job_seconds,
+        max_job_memory=max(1, int(args.max_job_memory_mb * 1024 * 1024)),
     )
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(

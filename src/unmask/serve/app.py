@@ -20,7 +20,7 @@ from .._limits import max_pixels as _max_pixels
 from ..contrastive import LabelTree, load_tree
 from ..models import Classifier
 from .guards import SECURITY_HEADERS, BodyLimit, trusted_hosts
-from .state import DEFAULT_MAX_SECONDS, Served, load_models
+from .state import DEFAULT_JOB_MEMORY, DEFAULT_MAX_SECONDS, Served, load_models
 from .uploads import MAX_BYTES
 
 __all__ = ["create_app"]
@@ -44,6 +44,7 @@ def create_app(
     max_job_seconds: float = DEFAULT_MAX_SECONDS,
     cache_bytes: int = 256 * 1024**2,
     image_bytes: int = 1024**3,
+    max_job_memory: int = DEFAULT_JOB_MEMORY,
 ) -> Any:
     """The explorer as a FastAPI application (run it with uvicorn, or ``unmask serve``).
 
@@ -72,6 +73,10 @@ def create_app(
         cache_bytes: the most bytes of finished results kept (their maps; least recently used
             dropped).
         image_bytes: the most bytes of uploaded image files kept (on disk).
+        max_job_memory: the most working memory of one job's batch, bytes (images and the
+            model's activations, :func:`unmask._limits.batch_bytes`): a method's default batch
+            size is lowered to fit it, a larger ``batch_size`` (or noise batch, areas...) gets
+            422. The server's peak is about its idle level plus this per running job.
 
     Returns:
         A ``fastapi.FastAPI``; ``app.state.served`` holds the state (closed at shutdown).
@@ -109,6 +114,7 @@ def create_app(
         (max_images, "max_images"),
         (cache_bytes, "cache_bytes"),
         (image_bytes, "image_bytes"),
+        (max_job_memory, "max_job_memory"),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label}: expected a positive int, got {value!r}")
@@ -139,6 +145,7 @@ def create_app(
         max_seconds=float(max_job_seconds),
         cache_bytes=cache_bytes,
         image_bytes=image_bytes,
+        job_memory=max_job_memory,
     )
 
     @asynccontextmanager

@@ -21,13 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._limits import batch_bytes, check_memory, largest_batch
 from ..api import make_explainer
-from ..contrastive import CWOX, CWOX_BASES, stage_layers
+from ..contrastive import CWOX, CWOX_BASES
 from ..contrastive.cwox import DEFAULT_DELTA
 from ..explanation import image_digest, result_key, target_json
 from ..metrics import evaluate
 from ..metrics.deletion import Curve
 from ..models import Classifier
+from ..params import params_of
 from ..registry import METHODS, METRICS, spec_of, to_json
 from ..removal import bind, make_removal
 from . import validate
@@ -63,13 +65,14 @@ def plan(state: Served, body: ExplainJob | CwoxJob | MetricsJob | RemovalJob) ->
     name, model = state.model(body.model)
     x = state.input(body.image_id, model)
     digest = image_digest(x[0])
-    if isinstance(body, ExplainJob):
-        return _plan_explain(state, body, name, model, x, digest)
-    if isinstance(body, CwoxJob):
-        return _plan_cwox(state, body, name, model, x, digest)
-    if isinstance(body, MetricsJob):
-        return _plan_metrics(state, body, name, model, x, digest)
-    return _plan_removal(state, body, name, model, x, digest)
+    with state.memory():  # every check of a batch's memory against one job's
+        if isinstance(body, ExplainJob):
+            return _plan_explain(state, body, name, model, x, digest)
+        if isinstance(body, CwoxJob):
+            return _plan_cwox(state, body, name, model, x, digest)
+        if isinstance(body, MetricsJob):
+            return _plan_metrics(state, body, name, model, x, digest)
+        return _plan_removal(state, body, name, model, x, digest)
 
 
 # ---------------------------------------------------------------------- shared checks
@@ -107,7 +110,31 @@ def _method_params(
 ) -> tuple[str, dict[str, Any]]:
     spec = dict(validate.method_spec(name, params, size=size, model=model))
     method = METHODS.get(spec.pop("method", name)).name
-    return method, spec
+    return method, _fit_batch(method, spec, size, model)
+
+
+def _fit_batch(method: str, params: dict[str, Any], size: int, model: Classifier) -> dict[str, Any]:
+    """``params`` with a ``batch_size`` that one job's memory holds (run under
+    :meth:`Served.memory`): a method's default lowered to the largest batch that fits when the
+    client leaves it (a forward and backward pass of EfficientNet-Lite0 keeps about 90 MB of
+    activations per image: its default 16 would take 1.5 GB), a larger one the client gives
+    refused. ``batch_size`` changes how a result is computed, never what it is (it is not part
+    of the result key)."""
+    entry = METHODS.get(method)
+    declared = params_of(entry).get("batch_size")
+    n = params.get("batch_size", declared.default if declared is not None else None)
+    if isinstance(n, bool) or not isinstance(n, int):  # no batch size, or "auto" (fits itself)
+        return params
+    grad = entry.passes == "autograd"
+    if "batch_size" in params:
+        check_memory(
+            batch_bytes(n, 3, size, size, model.input_size, grad=grad),
+            "params.batch_size",
+            f"a batch of {n} images of {size}x{size}{' with gradients' if grad else ''}",
+        )
+        return params
+    fit = largest_batch(n, batch_bytes(1, 3, size, size, model.input_size, grad=grad))
+    return params if fit == n else {**params, "batch_size": fit}
 
 
 def _with_progress(
@@ -182,14 +209,17 @@ def _plan_explain(
 
 # ---------------------------------------------------------------------- cwox
 def _cwox_stage_params(
-    model: Classifier, method: str, user: dict[str, Any]
+    layer_table: dict[str, list[str | None]], method: str, user: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The (cluster, class) stage hyperparameters: CWOX's preset, then the user's."""
+    """The (cluster, class) stage hyperparameters: CWOX's preset, then the user's.
+
+    ``layer_table``: the model's stage layers by base (:attr:`Served.cwox_layers`, found once
+    when the app starts: a request never runs a served model, which a job may hold)."""
     base = CWOX_BASES.get(method)
     if base is None:
         return dict(user), dict(user)
     stages = []
-    layers = stage_layers(model, base.layers) if base.layers is not None else (None, None)
+    layers = layer_table[base.layers] if base.layers is not None else (None, None)
     for params, layer in ((base.cluster, layers[0]), (base.classes, layers[1])):
         p = dict(params)
         if layer is not None:
@@ -224,7 +254,10 @@ def _plan_cwox(
         raise ValueError(f"delta: expected a percentile in [0, 100], got {body.delta!r}")
     negative = body.negative or (base.negative if base else "clamp")
     rescale = base.rescale if base else "none"
-    cluster_params, class_params = _cwox_stage_params(model, method, params)
+    cluster_params, class_params = (
+        _fit_batch(method, p, x.shape[-1], model)
+        for p in _cwox_stage_params(state.cwox_layers[name], method, params)
+    )
     for p in (cluster_params, class_params):
         validate.method_spec(method, p, size=x.shape[-1], model=model)
     specs = [
@@ -249,6 +282,11 @@ def _plan_cwox(
         method, class_params, x, model
     )
     _check_time(state, name, method, cost, "clusters", f"{len(clusters)} clusters")
+    # a base without explain_each (the CAMs, MWP) explains (image, class) pairs in batches of
+    # copies of the image: as many as one job's memory holds
+    grad = METHODS.get(method).passes == "autograd"
+    side = (int(x.shape[-2]), int(x.shape[-1]))
+    pairs = largest_batch(16, batch_bytes(1, 3, *side, model_size=model.input_size, grad=grad))
 
     def run(progress: Progress) -> dict[str, Any]:
         progress(0, stages * _CUT)
@@ -279,6 +317,7 @@ def _plan_cwox(
                 negative=negative,
                 rescale=rescale,
                 seed=body.seed,
+                batch_size=pairs,
             ).explain(x, clusters)
         data, maps, targets = _cwox_json(e, key, name, body.image_id, model)
         data["image_digest"] = digest

@@ -12,11 +12,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import numpy as np
 import torch
 
+from .._limits import memory_limit
 from ..contrastive import LabelTree, data_free_tree, load_tree, stage_layers
 from ..images import load_image
 from ..model_specs import make_model
@@ -26,11 +27,15 @@ from .jobs import JobQueue, Progress, TimeLimit
 from .results import ResultStore, StoredResult
 from .uploads import ImageStore
 
-__all__ = ["Served", "load_models", "short", "DEFAULT_MAX_SECONDS"]
+__all__ = ["Served", "load_models", "short", "DEFAULT_MAX_SECONDS", "DEFAULT_JOB_MEMORY"]
 
 #: The longest one job may take, seconds, by default (estimated before it is queued, enforced
 #: while it runs).
 DEFAULT_MAX_SECONDS = 180.0
+#: The most working memory one job's batch may take, bytes, by default: images and the model's
+#: activations as :func:`unmask._limits.batch_bytes` estimates them (a forward and backward
+#: pass of EfficientNet-Lite0 keeps about 90 MB per image, so gradient batches of 5).
+DEFAULT_JOB_MEMORY = 512 * 1024**2
 
 #: Predictions (class probabilities per image and model) kept.
 _PROBABILITIES = 256
@@ -65,6 +70,7 @@ class Served:
         max_seconds: the longest one job may take (estimated, then enforced), seconds.
         cache_bytes: the most bytes of stored results (their maps).
         image_bytes: the most bytes of stored image files (on disk).
+        job_memory: the most working memory of one job's batch, bytes (see :meth:`memory`).
     """
 
     def __init__(
@@ -82,9 +88,11 @@ class Served:
         max_seconds: float = DEFAULT_MAX_SECONDS,
         cache_bytes: int = 256 * 1024**2,
         image_bytes: int = 1024**3,
+        job_memory: int = DEFAULT_JOB_MEMORY,
     ) -> None:
         self.models = models
         self.max_seconds = max_seconds
+        self.job_memory = job_memory
         #: per model, its measured time per image (see :meth:`model_time`)
         self.times: dict[str, ModelTime] = {}
         self.max_bytes, self.max_pixels, self.max_pending = max_bytes, max_pixels, max_pending
@@ -125,15 +133,27 @@ class Served:
         """The lock a job holds while it uses model ``name``."""
         return self._locks[name]
 
+    def memory(self) -> AbstractContextManager[None]:
+        """One job's memory budget (:attr:`job_memory`) for the code run inside: planning a
+        job (a batch size that does not fit is refused, a default one lowered) and running it
+        (every check of the library: batches, masks, noise samples)."""
+        return memory_limit(
+            self.job_memory,
+            f"raise the explorer's memory for one job ({self.job_memory // 1024**2} MB; "
+            "unmask serve --max-job-memory-mb, create_app(max_job_memory=...))",
+        )
+
     @contextmanager
     def use(self, name: str, progress: Progress) -> Iterator[Callable[[int, int], None]]:
-        """Hold model ``name`` for a job: its lock, and a check of the job before every forward
-        pass of the model (cancelled: :class:`~unmask.serve.jobs.Cancelled`; running longer
-        than :attr:`max_seconds` since it got the model: :class:`~unmask.serve.jobs.TimeLimit`).
+        """Hold model ``name`` for a job: its lock, one job's memory budget (:meth:`memory`),
+        and a check of the job before every forward pass of the model in the job's thread
+        (cancelled: :class:`~unmask.serve.jobs.Cancelled`; running longer than
+        :attr:`max_seconds` since it got the model: :class:`~unmask.serve.jobs.TimeLimit`).
         Yields the job's progress callback with the same checks, for the explainers'
         ``progress=``."""
         model = self.models[name]
-        with self._locks[name]:
+        owner = threading.get_ident()
+        with self._locks[name], self.memory():
             deadline = time.monotonic() + self.max_seconds
 
             def check() -> None:
@@ -147,7 +167,11 @@ class Served:
                 progress(done, total)
                 check()
 
-            handle = model.register_forward_pre_hook(lambda _module, _args: check())
+            def before(_module: object, _args: object) -> None:
+                if threading.get_ident() == owner:  # never another thread's call
+                    check()
+
+            handle = model.register_forward_pre_hook(before)
             try:
                 yield tick
             finally:
