@@ -153,38 +153,19 @@ def test_claims_on_a_hand_made_store(tmp_path):
         rp.Claim(
             "001", "Table 4", "s", "saliency_metric@alpha*", "sp-g", "sp", "x", kind="alpha_star"
         ),
-        rp.Claim(
-            "003",
-            "c",
-            "s",
-            "cauc[pixels_per_step=16]",
-            "cwox",
-            "gradcam",
-            "x",
-            kind="contrastive",
-            level="cluster",
-        ),
-        rp.Claim(
-            "003",
-            "c",
-            "s",
-            "cauc[pixels_per_step=16]",
-            "cwox",
-            "gradcam",
-            "x",
-            kind="contrastive",
-            level="class",
-        ),
-        rp.Claim(
-            "003",
-            "c",
-            "missing",
-            "cauc[pixels_per_step=16]",
-            "cwox",
-            "gradcam",
-            "x",
-            kind="contrastive",
-            level="class",
+        *(
+            rp.Claim(
+                "003",
+                "c",
+                store,
+                "cauc[pixels_per_step=16]",
+                "cwox",
+                "gradcam",
+                "x",
+                kind="contrastive",
+                level=level,
+            )
+            for store, level in (("s", "cluster"), ("s", "class"), ("missing", "class"))
         ),
     ]
     rows = rp.evaluate(claims, lambda name: st if name == "s" else None)

@@ -134,7 +134,7 @@ def paired_comparison(
         ties=int(va.size) - wins - losses,
         p_sign=sign_test(wins, losses),
         mean_diff=math.nan if empty else float(d.mean()),
-        ci95=bootstrap_ci(d, resamples, seed),
+        ci95=bootstrap_ci(d.tolist(), resamples, seed),
     )
 
 
