@@ -21,7 +21,7 @@ import os
 import time
 
 import torch
-from common import ROOT, environment, map_pearson
+from common import ROOT, environment, map_pearson, top_iou
 
 import unmask
 import unmask.models
@@ -32,16 +32,6 @@ PAPER = {
     "waveletx": {"steps": 300, "noise_bs": 16},
     "extremal": {"steps": 800, "areas": 0.1},
 }
-
-
-def top_iou(a: torch.Tensor, b: torch.Tensor, share: float = 0.1) -> float:
-    """IoU of the top ``share`` of the pixels of two maps (H, W)."""
-    k = max(1, int(share * a.numel()))
-    ta = torch.zeros(a.numel(), dtype=torch.bool)
-    tb = torch.zeros(b.numel(), dtype=torch.bool)
-    ta[a.flatten().topk(k).indices] = True
-    tb[b.flatten().topk(k).indices] = True
-    return float((ta & tb).sum() / (ta | tb).sum())
 
 
 def run(model, method: str, params: dict, x, target: int, autograd: str, seed: int):

@@ -34,6 +34,16 @@ def map_pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(pearson(torch.as_tensor(a).reshape(1, -1), torch.as_tensor(b).reshape(1, -1))[0])
 
 
+def top_iou(a: torch.Tensor, b: torch.Tensor, share: float = 0.1) -> float:
+    """Intersection over union of the top-``share`` pixels of two maps."""
+    a, b = torch.as_tensor(a).flatten().double(), torch.as_tensor(b).flatten().double()
+    k = max(1, int(share * a.numel()))
+    ta = torch.zeros_like(a, dtype=torch.bool)
+    tb = torch.zeros_like(b, dtype=torch.bool)
+    ta[a.topk(k).indices], tb[b.topk(k).indices] = True, True
+    return float((ta & tb).sum() / (ta | tb).sum())
+
+
 def best_forward(
     model, x: torch.Tensor, batch: int, backward: bool, tries: int = 3, engine: bool = False
 ) -> float:

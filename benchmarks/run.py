@@ -66,7 +66,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import ROOT, best_forward, environment, map_pearson, spread
+from common import ROOT, best_forward, environment, map_pearson, spread, top_iou
 
 import unmask
 import unmask.models
@@ -139,16 +139,6 @@ class Task:
 def _outcome(result: tuple) -> tuple[Any, int, dict[str, Any]]:
     """(output, images, extra) of a run: a side peer adds {"wall_s", "peak_mb"} of its own."""
     return (result[0], result[1], result[2] if len(result) > 2 else {})
-
-
-def _top_iou(a: torch.Tensor, b: torch.Tensor, share: float = 0.1) -> float:
-    """Intersection over union of the top-``share`` pixels of two maps."""
-    a, b = torch.as_tensor(a).flatten().double(), torch.as_tensor(b).flatten().double()
-    k = max(1, int(share * a.numel()))
-    ta = torch.zeros_like(a, dtype=torch.bool)
-    tb = torch.zeros_like(b, dtype=torch.bool)
-    ta[a.topk(k).indices], tb[b.topk(k).indices] = True, True
-    return float((ta & tb).sum() / (ta | tb).sum())
 
 
 class SidePeer:
@@ -659,7 +649,7 @@ def _extremal_tasks(c: _Context) -> list[Task]:
             run_extremal,
             peers,
             skipped,
-            lambda a, b: ("top-10% IoU", _top_iou(a, b)),
+            lambda a, b: ("top-10% IoU", top_iou(a, b)),
             "preserve game, blur pyramid, TorchRay's defaults but the steps; "
             "optimisation paths differ (jitter, schedules): the top-10 % IoU of the "
             "masks, not a difference (tests/explainers/test_extremal.py)",
